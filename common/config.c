@@ -1,0 +1,129 @@
+#include "config.h"
+#include "layout.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+int dynobs__parse_size(const char *s, uint64_t *out)
+{
+    if (!s || !*s)
+        return -EINVAL;
+    uint64_t v = 0;
+    const char *p = s;
+    for (; *p >= '0' && *p <= '9'; p++) {
+        if (v > (UINT64_MAX - 9) / 10)
+            return -EINVAL;
+        v = v * 10 + (uint64_t)(*p - '0');
+    }
+    if (p == s)
+        return -EINVAL;
+    unsigned shift = 0;
+    switch (*p) {
+    case '\0':
+        break;
+    case 'k': case 'K': shift = 10; p++; break;
+    case 'm': case 'M': shift = 20; p++; break;
+    case 'g': case 'G': shift = 30; p++; break;
+    default:
+        return -EINVAL;
+    }
+    if (shift && (*p == 'i' || *p == 'I'))
+        p++; /* accept "Ki", "Mi", "Gi" */
+    if (shift && (*p == 'b' || *p == 'B'))
+        p++;
+    if (*p)
+        return -EINVAL;
+    if (shift && v > (UINT64_MAX >> shift))
+        return -EINVAL;
+    *out = v << shift;
+    return 0;
+}
+
+static uint64_t floor_pow2(uint64_t v)
+{
+    uint64_t p = 1;
+    while (p <= v / 2)
+        p <<= 1;
+    return p;
+}
+
+static void bad(struct dynobs_config *c, const char *name)
+{
+    if (!c->bad_setting) {
+        c->bad_setting = 1;
+        c->bad_name = name;
+    }
+}
+
+static uint32_t limit(struct dynobs_config *c, dynobs_getenv_fn get, const char *name,
+                      uint32_t def, uint32_t cap)
+{
+    const char *v = get(name);
+    uint64_t n;
+    if (!v || !*v)
+        return def;
+    if (dynobs__parse_size(v, &n) < 0) {
+        bad(c, name);
+        return def;
+    }
+    return n > cap ? cap : (uint32_t)n;
+}
+
+void dynobs__config_load(struct dynobs_config *c, dynobs_getenv_fn get)
+{
+    memset(c, 0, sizeof *c);
+    const char *v = get("OTEL_SDK_DISABLED");
+    c->disabled = v && strcasecmp(v, "true") == 0;
+
+    v = get("DYNOBS_SHM_DIR");
+    if (!v || !*v)
+        v = DYNOBS_SHM_DIR_DEFAULT;
+    if (strlen(v) >= sizeof c->shm_dir - 64) { /* leave room for the file name */
+        bad(c, "DYNOBS_SHM_DIR");
+        v = DYNOBS_SHM_DIR_DEFAULT;
+    }
+    strcpy(c->shm_dir, v);
+
+    uint64_t n;
+    c->ring_bytes = DYNOBS_RING_BYTES_DEFAULT;
+    v = get("DYNOBS_RING_BYTES");
+    if (v && *v) {
+        if (dynobs__parse_size(v, &n) < 0 || n < DYNOBS_RING_BYTES_MIN ||
+            n > DYNOBS_RING_BYTES_MAX)
+            bad(c, "DYNOBS_RING_BYTES");
+        else
+            c->ring_bytes = floor_pow2(n);
+    }
+    c->metric_slots = DYNOBS_METRIC_SLOTS_DEFAULT;
+    v = get("DYNOBS_METRIC_SLOTS");
+    if (v && *v) {
+        if (dynobs__parse_size(v, &n) < 0 || n < DYNOBS_METRIC_SLOTS_MIN ||
+            n > DYNOBS_METRIC_SLOTS_MAX)
+            bad(c, "DYNOBS_METRIC_SLOTS");
+        else
+            c->metric_slots = (uint32_t)floor_pow2(n);
+    }
+
+    /* Attribute limits: the OpenTelemetry defaults, with the value length
+     * capped by what one record can hold. */
+    /* The span-specific variables win over the general ones. */
+    c->attr_count_limit = limit(c, get, "OTEL_ATTRIBUTE_COUNT_LIMIT", 128, 1024);
+    c->attr_count_limit =
+        limit(c, get, "OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT", c->attr_count_limit, 1024);
+    c->attr_value_limit = limit(c, get, "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT",
+                                DYNOBS_ATTR_VALUE_MAX, DYNOBS_ATTR_VALUE_MAX);
+    c->attr_value_limit = limit(c, get, "OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT",
+                                c->attr_value_limit, DYNOBS_ATTR_VALUE_MAX);
+    c->event_count_limit = limit(c, get, "OTEL_SPAN_EVENT_COUNT_LIMIT", 128, 1024);
+    c->event_attr_limit = limit(c, get, "OTEL_EVENT_ATTRIBUTE_COUNT_LIMIT", 128, 1024);
+
+    if (dynobs__sampler_init(&c->sampler, get("OTEL_TRACES_SAMPLER"),
+                             get("OTEL_TRACES_SAMPLER_ARG")) < 0) {
+        bad(c, "OTEL_TRACES_SAMPLER");
+        if (c->sampler.kind != DYNOBS_SAMPLER_RATIO &&
+            c->sampler.kind != DYNOBS_SAMPLER_PARENT_RATIO)
+            dynobs__sampler_init(&c->sampler, NULL, NULL);
+    }
+}

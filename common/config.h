@@ -1,0 +1,41 @@
+/*
+ * Configuration from the environment, read once at start-up. Every value
+ * has a default and a clamp; a malformed value falls back to the default
+ * (and is reported once on stderr by the shim, never fatal).
+ */
+#ifndef DYNOBS_COMMON_CONFIG_H
+#define DYNOBS_COMMON_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sampler.h"
+
+#define DYNOBS_SHM_DIR_DEFAULT "/dev/shm/dynobs"
+#define DYNOBS_PATH_MAX 512u
+#define DYNOBS_ATTR_VALUE_MAX 4096u /* hard cap when no limit is configured */
+
+struct dynobs_config {
+    int disabled;                  /* OTEL_SDK_DISABLED=true */
+    char shm_dir[DYNOBS_PATH_MAX]; /* DYNOBS_SHM_DIR */
+    uint64_t ring_bytes;           /* DYNOBS_RING_BYTES, rounded down to 2^k */
+    uint32_t metric_slots;         /* DYNOBS_METRIC_SLOTS, rounded down to 2^k */
+    uint32_t attr_count_limit;     /* OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT (128) */
+    uint32_t attr_value_limit;     /* OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT */
+    uint32_t event_count_limit;    /* OTEL_SPAN_EVENT_COUNT_LIMIT (128) */
+    uint32_t event_attr_limit;     /* OTEL_EVENT_ATTRIBUTE_COUNT_LIMIT (128) */
+    struct dynobs_sampler sampler; /* OTEL_TRACES_SAMPLER(_ARG) */
+    int bad_setting;               /* a value was malformed; see bad_name */
+    const char *bad_name;
+};
+
+/* getenv-like lookup, so tests can feed an environment of their own. */
+typedef const char *(*dynobs_getenv_fn)(const char *name);
+
+void dynobs__config_load(struct dynobs_config *c, dynobs_getenv_fn get);
+
+/* Parses a non-negative decimal with an optional K/M/G suffix (powers of
+ * 1024). Returns 0 or -EINVAL. */
+int dynobs__parse_size(const char *s, uint64_t *out) __attribute__((warn_unused_result));
+
+#endif

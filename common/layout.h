@@ -1,0 +1,195 @@
+/*
+ * The shared-memory segment layout, included by every producer (the shim)
+ * and every consumer (the reader, the exporter). Only fixed-width types;
+ * tests/unit/test_layout.c pins every offset and size below, and any change
+ * to them must bump DYNOBS_LAYOUT_VERSION.
+ *
+ *   offset 0                 struct dynobs_seg_header   (one page, producer)
+ *   consumer_offset          struct dynobs_seg_consumer (one page, consumer)
+ *   ring_offset              ring data, ring_bytes (a power of two)
+ *   metric_offset            metric_slots x struct dynobs_metric_slot
+ *
+ * The consumer maps the whole file read-only and only its own page
+ * read-write: that page holds the ring's read position, the one value a
+ * consumer ever writes.
+ */
+#ifndef DYNOBS_COMMON_LAYOUT_H
+#define DYNOBS_COMMON_LAYOUT_H
+
+#include <stdint.h>
+
+#define DYNOBS_SEG_MAGIC 0x31474553534f4e59ULL /* "YNOSSEG1" read as LE */
+#define DYNOBS_LAYOUT_VERSION 1u
+#define DYNOBS_PAGE 4096u
+#define DYNOBS_CACHELINE 64u
+
+/* Bounds that size the fixed arrays below. */
+#define DYNOBS_SERVICE_NAME_MAX 256u
+#define DYNOBS_RESOURCE_BYTES 2048u
+/* Largest record a producer writes or a consumer accepts (header included). */
+#define DYNOBS_MAX_RECORD_BYTES 8192u
+#define DYNOBS_REC_ALIGN 16u
+
+/* Default and accepted sizes (see README.md for the arithmetic). */
+#define DYNOBS_RING_BYTES_DEFAULT (512u * 1024u)
+#define DYNOBS_RING_BYTES_MIN (64u * 1024u)
+#define DYNOBS_RING_BYTES_MAX (256u * 1024u * 1024u)
+#define DYNOBS_METRIC_SLOTS_DEFAULT 512u
+#define DYNOBS_METRIC_SLOTS_MIN 16u
+#define DYNOBS_METRIC_SLOTS_MAX 65536u
+
+/* Header flags. */
+#define DYNOBS_SEG_EXITED 0x1u /* the process ran its exit path */
+
+/* Counters in the header, all updated with relaxed atomic adds. */
+enum dynobs_counter {
+    DYNOBS_CTR_RECORDS_WRITTEN = 0, /* records committed to the ring */
+    DYNOBS_CTR_RECORDS_DROPPED,     /* records refused: ring full */
+    DYNOBS_CTR_RECORDS_TRUNCATED,   /* records that lost attributes/events/bytes */
+    DYNOBS_CTR_SPANS_REFUSED,       /* span starts refused: too many open spans */
+    DYNOBS_CTR_METRIC_SERIES_REFUSED, /* new series refused: table full */
+    DYNOBS_CTR_METRIC_UPDATES_REFUSED, /* updates lost with a refused series */
+    DYNOBS_CTR_MAX = 8
+};
+
+struct dynobs_seg_header {
+    uint64_t magic;             /*   0: written last, when the rest is valid */
+    uint32_t layout_version;    /*   8 */
+    uint32_t header_bytes;      /*  12: sizeof(struct dynobs_seg_header) */
+    uint64_t total_bytes;       /*  16: the file's size */
+    uint64_t consumer_offset;   /*  24 */
+    uint64_t ring_offset;       /*  32 */
+    uint64_t ring_bytes;        /*  40: power of two */
+    uint64_t metric_offset;     /*  48 */
+    uint32_t metric_slots;      /*  56: power of two */
+    uint32_t metric_slot_bytes; /*  60 */
+    int32_t pid;                /*  64 */
+    int32_t ppid;               /*  68 */
+    uint64_t start_ticks;       /*  72: /proc/PID/stat starttime, with pid names the process */
+    uint64_t start_time_ns;     /*  80: wall clock at segment creation */
+    uint32_t flags;             /*  88: DYNOBS_SEG_*, atomic */
+    uint32_t max_record_bytes;  /*  92 */
+    uint64_t config_generation; /*  96: bumped when a new rule set is published */
+    uint32_t resource_len;      /* 104: bytes used in resource[] */
+    uint16_t resource_count;    /* 108: attributes in resource[] */
+    uint16_t service_name_len;  /* 110 */
+    uint8_t reserved0[16];      /* 112 */
+    char service_name[DYNOBS_SERVICE_NAME_MAX]; /* 128: not NUL-terminated */
+    uint8_t resource[DYNOBS_RESOURCE_BYTES];    /* 384: attribute items */
+    uint8_t reserved1[1152];                    /* 2432 */
+    /* 3584: the words every producer writes, on lines of their own so that
+     * the read-mostly fields above stay clean in every core's cache. */
+    uint64_t ring_head;                         /* 3584: next reserve position */
+    uint8_t pad0[DYNOBS_CACHELINE - 8];         /* 3592 */
+    uint64_t counters[DYNOBS_CTR_MAX];          /* 3648: enum dynobs_counter */
+    uint8_t reserved2[384];                     /* 3712 */
+};                                              /* 4096 */
+
+struct dynobs_seg_consumer {
+    uint64_t ring_tail;        /* 0: next read position, written by the consumer */
+    uint8_t pad0[DYNOBS_CACHELINE - 8];
+    int32_t consumer_pid;      /* 64: who drains this segment (informational) */
+    uint32_t reserved0;
+    uint64_t last_drain_ns;    /* 72 */
+};
+
+/* Ring records. Positions are free-running byte counts; a record at
+ * position p lives at ring data offset p & (ring_bytes - 1), is 16-byte
+ * aligned and never wraps: a producer that would cross the end first
+ * writes a PAD record to it. The stamp names the position, so data left
+ * over from an earlier lap can never pass for a current record. */
+#define DYNOBS_STAMP_RESERVED 0x1u  /* len/type valid, payload being written */
+#define DYNOBS_STAMP_COMMITTED 0x2u /* record complete */
+#define DYNOBS_STAMP_STATE_MASK 0xfu
+
+enum dynobs_rec_type {
+    DYNOBS_REC_PAD = 1,
+    DYNOBS_REC_SPAN = 2,
+    DYNOBS_REC_LOG = 3, /* reserved for log records */
+};
+
+struct dynobs_rec_hdr {
+    uint64_t stamp; /* 0: position | DYNOBS_STAMP_* */
+    uint32_t len;   /* 8: whole record, header included, multiple of 16 */
+    uint16_t type;  /* 12: enum dynobs_rec_type */
+    uint16_t flags; /* 14: DYNOBS_RECF_* */
+};
+
+#define DYNOBS_RECF_TRUNCATED 0x1u /* something did not fit and was cut */
+
+/* Span record: header, this fixed part, then `body_len` bytes: the name,
+ * the status message, the tracestate, then attribute and event items. */
+struct dynobs_span_rec {
+    uint8_t trace_id[16];      /*  0 */
+    uint8_t span_id[8];        /* 16 */
+    uint8_t parent_span_id[8]; /* 24: all zero for a root span */
+    uint64_t start_ns;         /* 32: wall clock, ns since the epoch */
+    uint64_t end_ns;           /* 40 */
+    uint32_t tid;              /* 48 */
+    uint8_t kind;              /* 52: DYNOBS_SPAN_KIND_* */
+    uint8_t status;            /* 53: DYNOBS_STATUS_* */
+    uint8_t trace_flags;       /* 54: W3C flags as propagated */
+    uint8_t span_flags;        /* 55: DYNOBS_SPANF_* */
+    uint16_t name_len;         /* 56 */
+    uint16_t status_msg_len;   /* 58 */
+    uint16_t tracestate_len;   /* 60 */
+    uint16_t attr_count;       /* 62: span attributes in the items */
+    uint16_t event_count;      /* 64 */
+    uint16_t dropped_attrs;    /* 66 */
+    uint16_t dropped_events;   /* 68 */
+    uint16_t reserved0;        /* 70 */
+    uint32_t body_len;         /* 72 */
+    uint32_t reserved1;        /* 76 */
+};
+
+#define DYNOBS_SPANF_PARENT_REMOTE 0x1u /* parent came from another process */
+#define DYNOBS_SPANF_HAS_PARENT 0x2u
+
+/* Items in a span body. Every item starts with a 4-byte header:
+ *   u8 tag, u8 value type (DYNOBS_ATTR_*), u8 key length, u8 flags,
+ * followed for attributes by the key, then the value: a u16 length and the
+ * bytes for strings, or 8 bytes for int/double/bool. An event item is
+ *   u8 tag, u8 0, u8 name length (<= 255), u8 0, u64 time, u16 dropped
+ *   attribute count, then the name;
+ * its attributes are the EVENT_ATTR items that follow it. */
+enum dynobs_item_tag {
+    DYNOBS_ITEM_SPAN_ATTR = 1,
+    DYNOBS_ITEM_EVENT = 2,
+    DYNOBS_ITEM_EVENT_ATTR = 3,
+    DYNOBS_ITEM_RESOURCE_ATTR = 4,
+};
+#define DYNOBS_ITEMF_TRUNCATED 0x1u /* the string value was cut */
+#define DYNOBS_ITEM_HDR 4u
+#define DYNOBS_EVENT_FIXED 10u /* u64 time + u16 dropped attributes */
+
+/* Metric table: open addressing on a hash of name and labels. A slot goes
+ * EMPTY -> CLAIMED (one producer won it and writes the key) -> READY. */
+#define DYNOBS_SLOT_EMPTY 0u
+#define DYNOBS_SLOT_CLAIMED 1u
+#define DYNOBS_SLOT_READY 2u
+#define DYNOBS_METRIC_KEY_BYTES 160u /* name NUL labels NUL */
+#define DYNOBS_METRIC_UNIT_BYTES 16u
+#define DYNOBS_METRIC_MAX_BUCKETS 16u /* DYNOBS_HISTOGRAM_MAX_BOUNDS + 1 */
+
+struct dynobs_metric_slot {
+    uint32_t state;      /*   0: DYNOBS_SLOT_*, atomic */
+    uint8_t kind;        /*   4: DYNOBS_METRIC_* */
+    uint8_t nbounds;     /*   5 */
+    uint8_t name_len;    /*   6 */
+    uint8_t labels_len;  /*   7 */
+    uint64_t hash;       /*   8 */
+    char unit[DYNOBS_METRIC_UNIT_BYTES]; /* 16: NUL-padded */
+    char key[DYNOBS_METRIC_KEY_BYTES];   /* 32: name NUL labels NUL */
+    /* 192: values. Doubles are stored as their bit patterns and updated by
+     * compare-and-swap; bucket counts by fetch-and-add. A histogram's
+     * count is the sum of its buckets. */
+    uint64_t value;      /* 192: counter/updown/gauge value, histogram sum */
+    uint64_t min;        /* 200: histogram min (bits of a double) */
+    uint64_t max;        /* 208: histogram max */
+    uint64_t start_ns;   /* 216: wall clock when the series was registered */
+    uint64_t buckets[DYNOBS_METRIC_MAX_BUCKETS]; /* 224 */
+    double bounds[DYNOBS_METRIC_MAX_BUCKETS - 1]; /* 352 */
+    uint8_t reserved[40];                         /* 472 */
+};                                                /* 512 */
+
+#endif /* DYNOBS_COMMON_LAYOUT_H */

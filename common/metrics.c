@@ -1,0 +1,266 @@
+#include "metrics.h"
+#include "util.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stddef.h>
+#include <string.h>
+
+#include "dynobs/dynobs.h"
+
+/* The OpenTelemetry SDK's default explicit bucket boundaries. */
+const double dynobs__default_bounds[15] = {0,   5,   10,   25,   50,   75,   100, 250,
+                                           500, 750, 1000, 2500, 5000, 7500, 10000};
+
+#define HASH_SEED 0x64796e6f62730001ull
+
+/* Instrument names per the OpenTelemetry API: a letter, then letters,
+ * digits, '_', '.', '-' or '/', at most 255 characters. */
+int dynobs__metric_name_ok(const char *s, size_t n)
+{
+    if (n == 0 || n > 255)
+        return 0;
+    unsigned char c = (unsigned char)s[0];
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')))
+        return 0;
+    for (size_t i = 1; i < n; i++) {
+        c = (unsigned char)s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '_' || c == '.' || c == '-' || c == '/'))
+            return 0;
+    }
+    return 1;
+}
+
+/* "k=v,k=v": keys are non-empty [A-Za-z0-9_.-]; values are printable
+ * ASCII or UTF-8 bytes other than ','; no control characters. */
+int dynobs__metric_labels_ok(const char *s, size_t n)
+{
+    size_t i = 0;
+    if (n == 0)
+        return 1;
+    while (i < n) {
+        size_t k = i;
+        while (i < n && s[i] != '=') {
+            unsigned char c = (unsigned char)s[i];
+            if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                  c == '_' || c == '.' || c == '-'))
+                return 0;
+            i++;
+        }
+        if (i == k || i == n)
+            return 0;
+        i++; /* '=' */
+        while (i < n && s[i] != ',') {
+            unsigned char c = (unsigned char)s[i];
+            if (c < 0x20 || c == 0x7f || c == '=')
+                return 0;
+            i++;
+        }
+        if (i < n && ++i == n)
+            return 0; /* trailing ',' */
+    }
+    return 1;
+}
+
+static int bounds_ok(const double *b, size_t n)
+{
+    if (n > DYNOBS_HISTOGRAM_MAX_BOUNDS)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!isfinite(b[i]) || (i && !(b[i] > b[i - 1])))
+            return 0;
+    }
+    return 1;
+}
+
+static void atomic_add_double(uint64_t *p, double v)
+{
+    uint64_t old = __atomic_load_n(p, __ATOMIC_RELAXED);
+    while (!__atomic_compare_exchange_n(p, &old, dynobs__d2u(dynobs__u2d(old) + v), 1,
+                                        __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+        ;
+}
+
+static void atomic_min_double(uint64_t *p, double v)
+{
+    uint64_t old = __atomic_load_n(p, __ATOMIC_RELAXED);
+    while (v < dynobs__u2d(old) &&
+           !__atomic_compare_exchange_n(p, &old, dynobs__d2u(v), 1, __ATOMIC_RELAXED,
+                                        __ATOMIC_RELAXED))
+        ;
+}
+
+static void atomic_max_double(uint64_t *p, double v)
+{
+    uint64_t old = __atomic_load_n(p, __ATOMIC_RELAXED);
+    while (v > dynobs__u2d(old) &&
+           !__atomic_compare_exchange_n(p, &old, dynobs__d2u(v), 1, __ATOMIC_RELAXED,
+                                        __ATOMIC_RELAXED))
+        ;
+}
+
+static void apply(struct dynobs_metric_slot *s, double v)
+{
+    switch (s->kind) {
+    case DYNOBS_METRIC_COUNTER:
+    case DYNOBS_METRIC_UPDOWN:
+        atomic_add_double(&s->value, v);
+        break;
+    case DYNOBS_METRIC_GAUGE:
+        __atomic_store_n(&s->value, dynobs__d2u(v), __ATOMIC_RELAXED);
+        break;
+    case DYNOBS_METRIC_HISTOGRAM: {
+        /* Bucket i holds (bounds[i-1], bounds[i]]; the last is (b[n-1], +inf). */
+        unsigned i = 0;
+        while (i < s->nbounds && v > s->bounds[i])
+            i++;
+        __atomic_fetch_add(&s->buckets[i], 1, __ATOMIC_RELAXED);
+        atomic_add_double(&s->value, v);
+        atomic_min_double(&s->min, v);
+        atomic_max_double(&s->max, v);
+        break;
+    }
+    }
+}
+
+/* Fills a slot this thread has just claimed, then publishes it. */
+static void fill(struct dynobs_metric_slot *s, const struct dynobs_metric_def *d, uint64_t h,
+                 const char *labels, size_t nl, size_t ll)
+{
+    s->kind = (uint8_t)d->kind;
+    s->hash = h;
+    s->name_len = (uint8_t)nl;
+    s->labels_len = (uint8_t)ll;
+    memset(s->unit, 0, sizeof s->unit);
+    if (d->unit)
+        strncpy(s->unit, d->unit, sizeof s->unit - 1);
+    memcpy(s->key, d->name, nl);
+    s->key[nl] = '\0';
+    memcpy(s->key + nl + 1, labels, ll);
+    s->key[nl + 1 + ll] = '\0';
+    s->value = 0;
+    s->min = dynobs__d2u(INFINITY);
+    s->max = dynobs__d2u(-INFINITY);
+    s->start_ns = dynobs__now_ns();
+    s->nbounds = 0;
+    if (d->kind == DYNOBS_METRIC_HISTOGRAM) {
+        const double *b = d->bounds ? d->bounds : dynobs__default_bounds;
+        size_t n = d->bounds ? d->nbounds : 15;
+        memcpy(s->bounds, b, n * sizeof *b);
+        s->nbounds = (uint8_t)n;
+    }
+    for (unsigned i = 0; i < DYNOBS_METRIC_MAX_BUCKETS; i++)
+        s->buckets[i] = 0;
+    __atomic_store_n(&s->state, DYNOBS_SLOT_READY, __ATOMIC_RELEASE);
+}
+
+static int key_matches(const struct dynobs_metric_slot *s, uint64_t h, const char *name,
+                       size_t nl, const char *labels, size_t ll)
+{
+    return s->hash == h && s->name_len == nl && s->labels_len == ll &&
+           memcmp(s->key, name, nl) == 0 && memcmp(s->key + nl + 1, labels, ll) == 0;
+}
+
+int dynobs__metric_update(struct dynobs_metric_table *t, const struct dynobs_metric_def *d,
+                          double value, const char *labels)
+{
+    if (!t || !d || !d->name || !isfinite(value))
+        return -EINVAL;
+    if (d->kind == DYNOBS_METRIC_COUNTER && value < 0)
+        return -EINVAL;
+    if (!labels)
+        labels = "";
+    size_t nl = strlen(d->name), ll = strlen(labels);
+    if (nl + ll + 2 > DYNOBS_METRIC_KEY_BYTES)
+        return -EINVAL;
+    uint64_t h = dynobs__hash(labels, ll, dynobs__hash(d->name, nl, HASH_SEED));
+    const uint32_t mask = t->nslots - 1;
+    int checked = 0;
+    for (uint32_t probe = 0; probe < DYNOBS_METRIC_PROBES; probe++) {
+        struct dynobs_metric_slot *s = &t->slots[(h + probe) & mask];
+        uint32_t st = __atomic_load_n(&s->state, __ATOMIC_ACQUIRE);
+        if (st == DYNOBS_SLOT_EMPTY) {
+            /* Validate only on the slow path, when a series is new. */
+            if (!checked) {
+                if (d->kind < DYNOBS_METRIC_COUNTER || d->kind > DYNOBS_METRIC_HISTOGRAM ||
+                    !dynobs__metric_name_ok(d->name, nl) ||
+                    !dynobs__metric_labels_ok(labels, ll) ||
+                    (d->kind == DYNOBS_METRIC_HISTOGRAM && d->bounds &&
+                     !bounds_ok(d->bounds, d->nbounds)))
+                    return -EINVAL;
+                checked = 1;
+            }
+            if (__atomic_compare_exchange_n(&s->state, &st, DYNOBS_SLOT_CLAIMED, 0,
+                                            __ATOMIC_ACQUIRE, __ATOMIC_ACQUIRE)) {
+                fill(s, d, h, labels, nl, ll);
+                apply(s, value);
+                return 0;
+            }
+            /* Lost the race: st now holds the winner's state. */
+        }
+        if (st == DYNOBS_SLOT_CLAIMED) {
+            /* Another thread is writing this slot's key: give it a short,
+             * bounded while, then move on (a duplicate series is merged
+             * by the consumer, a lost update would not be). */
+            for (int i = 0; i < 256 && st == DYNOBS_SLOT_CLAIMED; i++) {
+                dynobs__cpu_relax();
+                st = __atomic_load_n(&s->state, __ATOMIC_ACQUIRE);
+            }
+        }
+        if (st == DYNOBS_SLOT_READY && key_matches(s, h, d->name, nl, labels, ll)) {
+            if (s->kind != d->kind)
+                return -EINVAL;
+            apply(s, value);
+            return 0;
+        }
+    }
+    __atomic_fetch_add(&t->counters[DYNOBS_CTR_METRIC_SERIES_REFUSED], 1, __ATOMIC_RELAXED);
+    return -ENOSPC;
+}
+
+int dynobs__metric_read(const struct dynobs_metric_slot *shm, struct dynobs_metric_view *v)
+{
+    if (__atomic_load_n(&shm->state, __ATOMIC_ACQUIRE) != DYNOBS_SLOT_READY)
+        return -ENOENT;
+    /* The key part is immutable once READY; the values are read with
+     * atomic loads because producers keep updating them. */
+    struct dynobs_metric_slot s;
+    memcpy(&s, shm, offsetof(struct dynobs_metric_slot, value));
+    memcpy(s.bounds, shm->bounds, sizeof s.bounds);
+    s.value = __atomic_load_n(&shm->value, __ATOMIC_RELAXED);
+    s.min = __atomic_load_n(&shm->min, __ATOMIC_RELAXED);
+    s.max = __atomic_load_n(&shm->max, __ATOMIC_RELAXED);
+    s.start_ns = shm->start_ns;
+    for (unsigned i = 0; i < DYNOBS_METRIC_MAX_BUCKETS; i++)
+        s.buckets[i] = __atomic_load_n(&shm->buckets[i], __ATOMIC_RELAXED);
+    if (s.kind < DYNOBS_METRIC_COUNTER || s.kind > DYNOBS_METRIC_HISTOGRAM)
+        return -EBADMSG;
+    size_t nl = s.name_len, ll = s.labels_len;
+    if (nl + ll + 2 > DYNOBS_METRIC_KEY_BYTES || s.key[nl] != '\0' || s.key[nl + 1 + ll] != '\0')
+        return -EBADMSG;
+    if (!dynobs__metric_name_ok(s.key, nl) || !dynobs__metric_labels_ok(s.key + nl + 1, ll))
+        return -EBADMSG;
+    if (memchr(s.unit, '\0', sizeof s.unit) == NULL)
+        return -EBADMSG;
+    memset(v, 0, sizeof *v);
+    v->kind = s.kind;
+    memcpy(v->name, s.key, nl + 1);
+    memcpy(v->labels, s.key + nl + 1, ll + 1);
+    memcpy(v->unit, s.unit, sizeof s.unit);
+    v->start_ns = s.start_ns;
+    v->value = dynobs__u2d(s.value);
+    if (s.kind == DYNOBS_METRIC_HISTOGRAM) {
+        if (!bounds_ok(s.bounds, s.nbounds))
+            return -EBADMSG;
+        v->nbounds = s.nbounds;
+        memcpy(v->bounds, s.bounds, s.nbounds * sizeof s.bounds[0]);
+        for (unsigned i = 0; i <= s.nbounds; i++) {
+            v->buckets[i] = s.buckets[i];
+            v->count += s.buckets[i];
+        }
+        v->min = dynobs__u2d(s.min);
+        v->max = dynobs__u2d(s.max);
+    }
+    return 0;
+}

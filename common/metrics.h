@@ -1,0 +1,63 @@
+/*
+ * The metric table in the segment: series found by name and labels with
+ * open addressing, registered by any thread without locks, updated with
+ * atomics so that every update lands.
+ */
+#ifndef DYNOBS_COMMON_METRICS_H
+#define DYNOBS_COMMON_METRICS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "layout.h"
+
+/* How many slots a lookup probes before the table counts as full. */
+#define DYNOBS_METRIC_PROBES 32u
+
+struct dynobs_metric_table {
+    struct dynobs_metric_slot *slots;
+    uint32_t nslots; /* power of two */
+    uint64_t *counters;
+};
+
+struct dynobs_metric_def {
+    const char *name;
+    const char *unit;     /* may be NULL */
+    int kind;             /* DYNOBS_METRIC_* */
+    const double *bounds; /* histograms; NULL for the default bounds */
+    size_t nbounds;
+};
+
+extern const double dynobs__default_bounds[15];
+
+/* Applies one update. Returns 0, -EINVAL (bad name, labels, value or a
+ * kind that disagrees with the registered series) or -ENOSPC (the table
+ * is full; counted in the header). */
+int dynobs__metric_update(struct dynobs_metric_table *t, const struct dynobs_metric_def *d,
+                          double value, const char *labels)
+    __attribute__((warn_unused_result));
+
+/* Consumer side: a validated copy of one slot. */
+struct dynobs_metric_view {
+    int kind;
+    char name[DYNOBS_METRIC_KEY_BYTES];
+    char labels[DYNOBS_METRIC_KEY_BYTES];
+    char unit[DYNOBS_METRIC_UNIT_BYTES + 1];
+    double value; /* sum for counters, updown and histograms; gauge value */
+    double min, max;
+    uint64_t count;
+    uint64_t start_ns;
+    unsigned nbounds;
+    double bounds[DYNOBS_METRIC_MAX_BUCKETS - 1];
+    uint64_t buckets[DYNOBS_METRIC_MAX_BUCKETS];
+};
+
+/* Returns 0 for a ready, valid slot; -ENOENT for an empty or unfinished
+ * one; -EBADMSG when the slot's contents break the layout's rules. */
+int dynobs__metric_read(const struct dynobs_metric_slot *s, struct dynobs_metric_view *v);
+
+/* Name and label syntax checks, shared with the reader. */
+int dynobs__metric_name_ok(const char *s, size_t n);
+int dynobs__metric_labels_ok(const char *s, size_t n);
+
+#endif

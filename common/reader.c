@@ -1,0 +1,208 @@
+#define _GNU_SOURCE
+#include "reader.h"
+#include "segment.h"
+#include "util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static int pow2(uint64_t v)
+{
+    return v && !(v & (v - 1));
+}
+
+/* Checks the copied header against the layout's rules and the file size. */
+static int check_header(const struct dynobs_seg_header *h, uint64_t file_size)
+{
+    if (h->magic != DYNOBS_SEG_MAGIC)
+        return -EAGAIN;
+    if (h->layout_version != DYNOBS_LAYOUT_VERSION)
+        return -EPROTO;
+    if (h->header_bytes != sizeof *h || h->total_bytes != file_size ||
+        h->metric_slot_bytes != sizeof(struct dynobs_metric_slot))
+        return -EBADMSG;
+    if (!pow2(h->ring_bytes) || h->ring_bytes < DYNOBS_RING_BYTES_MIN ||
+        h->ring_bytes > DYNOBS_RING_BYTES_MAX || !pow2(h->metric_slots) ||
+        h->metric_slots < DYNOBS_METRIC_SLOTS_MIN || h->metric_slots > DYNOBS_METRIC_SLOTS_MAX)
+        return -EBADMSG;
+    struct dynobs_geometry g;
+    dynobs__geometry(h->ring_bytes, h->metric_slots, &g);
+    if (h->consumer_offset != g.consumer_offset || h->ring_offset != g.ring_offset ||
+        h->metric_offset != g.metric_offset || h->total_bytes != g.total_bytes)
+        return -EBADMSG;
+    if (h->service_name_len > DYNOBS_SERVICE_NAME_MAX || h->resource_len > DYNOBS_RESOURCE_BYTES ||
+        h->max_record_bytes > DYNOBS_MAX_RECORD_BYTES || h->max_record_bytes < 64)
+        return -EBADMSG;
+    size_t off = 0;
+    unsigned n = 0;
+    struct dynobs_item it;
+    int rc;
+    while ((rc = dynobs__item_next(h->resource, h->resource_len, &off, &it)) == 1) {
+        if (it.tag != DYNOBS_ITEM_RESOURCE_ATTR)
+            return -EBADMSG;
+        n++;
+    }
+    if (rc < 0 || n != h->resource_count)
+        return -EBADMSG;
+    return 0;
+}
+
+int dynobs__reader_open(struct dynobs_reader *r, const char *path, int flags)
+{
+    memset(r, 0, sizeof *r);
+    r->fd = -1;
+    if (!path)
+        return -EINVAL;
+    int consume = flags & DYNOBS_READER_CONSUME;
+    int fd = open(path, (consume ? O_RDWR : O_RDONLY) | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0)
+        return -errno;
+    struct stat st;
+    int rc;
+    if (fstat(fd, &st) < 0) {
+        rc = -errno;
+        goto fail;
+    }
+    if (!S_ISREG(st.st_mode) || (uint64_t)st.st_size < 2 * DYNOBS_PAGE ||
+        (uint64_t)st.st_size > 2 * DYNOBS_PAGE + DYNOBS_RING_BYTES_MAX +
+                                   (uint64_t)DYNOBS_METRIC_SLOTS_MAX * 512) {
+        rc = -EBADMSG;
+        goto fail;
+    }
+    r->size = (size_t)st.st_size;
+    r->map = mmap(NULL, r->size, PROT_READ, MAP_SHARED, fd, 0);
+    if (r->map == MAP_FAILED) {
+        r->map = NULL;
+        rc = -errno;
+        goto fail;
+    }
+    r->live = (const struct dynobs_seg_header *)r->map;
+    memcpy(&r->hdr, r->map, sizeof r->hdr);
+    r->hdr.magic = __atomic_load_n(&r->live->magic, __ATOMIC_ACQUIRE);
+    if (r->hdr.magic == DYNOBS_SEG_MAGIC) /* fields were published before the magic */
+        memcpy((uint8_t *)&r->hdr + 8, r->map + 8, sizeof r->hdr - 8);
+    if ((rc = check_header(&r->hdr, r->size)) < 0)
+        goto fail;
+    if (consume) {
+        void *c = mmap(NULL, DYNOBS_PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, fd,
+                       (off_t)r->hdr.consumer_offset);
+        if (c == MAP_FAILED) {
+            rc = -errno;
+            goto fail;
+        }
+        r->consumer = c;
+        r->consumer->consumer_pid = getpid();
+    }
+    r->fd = fd;
+    r->flags = flags;
+    r->ring.head = &r->live->ring_head;
+    r->ring.data = r->map + r->hdr.ring_offset;
+    r->ring.cap = r->hdr.ring_bytes;
+    r->ring.max_record = r->hdr.max_record_bytes;
+    r->slots = (const struct dynobs_metric_slot *)(r->map + r->hdr.metric_offset);
+    r->stall_timeout_ns = DYNOBS_STALL_TIMEOUT_NS;
+    const struct dynobs_seg_consumer *cp =
+        (const struct dynobs_seg_consumer *)(r->map + r->hdr.consumer_offset);
+    r->tail = __atomic_load_n(&cp->ring_tail, __ATOMIC_ACQUIRE);
+    memcpy(r->service_name, r->hdr.service_name, r->hdr.service_name_len);
+    r->service_name[r->hdr.service_name_len] = '\0';
+    return 0;
+
+fail:
+    if (r->map)
+        munmap(r->map, r->size);
+    r->map = NULL;
+    close(fd);
+    return rc;
+}
+
+void dynobs__reader_close(struct dynobs_reader *r)
+{
+    if (r->consumer)
+        munmap(r->consumer, DYNOBS_PAGE);
+    if (r->map)
+        munmap(r->map, r->size);
+    if (r->fd >= 0)
+        close(r->fd);
+    memset(r, 0, sizeof *r);
+    r->fd = -1;
+}
+
+int dynobs__reader_producer_alive(const struct dynobs_reader *r)
+{
+    int pid = r->hdr.pid;
+    if (pid <= 0)
+        return 0;
+    if (kill(pid, 0) < 0 && errno == ESRCH)
+        return 0;
+    /* The pid may have been reused: the start time tells. */
+    uint64_t t = dynobs__proc_start_ticks(pid);
+    return t != 0 && t == r->hdr.start_ticks;
+}
+
+static void publish_tail(struct dynobs_reader *r)
+{
+    if (r->consumer)
+        __atomic_store_n(&r->consumer->ring_tail, r->tail, __ATOMIC_RELEASE);
+}
+
+int dynobs__reader_next(struct dynobs_reader *r, const struct dynobs_rec_hdr **rec)
+{
+    for (int guard = 0; guard < 64; guard++) {
+        enum dynobs_peek p = dynobs__ring_peek(&r->ring, &r->tail, r->buf, sizeof r->buf);
+        if (p == DYNOBS_PEEK_RECORD) {
+            r->stall_since = 0;
+            publish_tail(r);
+            *rec = (const struct dynobs_rec_hdr *)r->buf;
+            return 1;
+        }
+        if (p == DYNOBS_PEEK_EMPTY) {
+            publish_tail(r);
+            return 0;
+        }
+        if (p == DYNOBS_PEEK_CORRUPT) {
+            r->corrupt++;
+        } else { /* STALLED */
+            uint64_t now = dynobs__mono_ns();
+            if (!r->stall_since || r->stall_pos != r->tail) {
+                r->stall_since = now;
+                r->stall_pos = r->tail;
+            }
+            if (dynobs__reader_producer_alive(r) && now - r->stall_since < r->stall_timeout_ns) {
+                publish_tail(r);
+                return 0;
+            }
+            r->abandoned++;
+            r->stall_since = 0;
+        }
+        r->tail = dynobs__ring_resync(&r->ring, r->tail);
+        publish_tail(r);
+    }
+    return 0;
+}
+
+int dynobs__reader_metric(const struct dynobs_reader *r, uint32_t i,
+                          struct dynobs_metric_view *v)
+{
+    if (i >= r->hdr.metric_slots)
+        return -EINVAL;
+    return dynobs__metric_read(&r->slots[i], v);
+}
+
+int dynobs__reader_resource_next(const struct dynobs_reader *r, size_t *off,
+                                 struct dynobs_item *it)
+{
+    return dynobs__item_next(r->hdr.resource, r->hdr.resource_len, off, it);
+}
+
+uint64_t dynobs__reader_counter(const struct dynobs_reader *r, unsigned c)
+{
+    if (c >= DYNOBS_CTR_MAX)
+        return 0;
+    return __atomic_load_n(&r->live->counters[c], __ATOMIC_RELAXED);
+}

@@ -1,0 +1,60 @@
+/*
+ * Record bodies: the attribute/event item encoding that producers append
+ * and consumers decode. Decoding treats its input as hostile: every length
+ * is checked before it is used.
+ */
+#ifndef DYNOBS_COMMON_RECORD_H
+#define DYNOBS_COMMON_RECORD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "layout.h"
+
+/* Encodes one attribute item at buf; returns its size, or 0 when it does
+ * not fit in cap (nothing is written then). String values are given as
+ * (val, vlen); other types as an 8-byte value in *val. */
+size_t dynobs__item_put_attr(uint8_t *buf, size_t cap, uint8_t tag, const char *key,
+                             size_t klen, int type, const void *val, size_t vlen, uint8_t flags);
+size_t dynobs__item_put_event(uint8_t *buf, size_t cap, const char *name, size_t nlen,
+                              uint64_t time_ns);
+
+/* Size of an attribute item with these lengths (for overwrite checks). */
+size_t dynobs__item_attr_size(size_t klen, int type, size_t vlen);
+
+struct dynobs_item {
+    uint8_t tag;   /* enum dynobs_item_tag */
+    uint8_t type;  /* DYNOBS_ATTR_* for attributes */
+    uint8_t flags; /* DYNOBS_ITEMF_* */
+    const char *key; /* not NUL-terminated: key_len bytes */
+    size_t key_len;
+    const char *str; /* strings, and event names */
+    size_t str_len;
+    int64_t i;
+    double d;
+    int b;
+    uint64_t time_ns;         /* events */
+    uint16_t dropped_attrs;   /* events */
+    size_t off, size;         /* where the item sits in its buffer */
+};
+
+/* Decodes the item at *off and advances *off. Returns 1 for an item, 0 at
+ * the end, -EBADMSG when the bytes are not a valid item. */
+int dynobs__item_next(const uint8_t *buf, size_t len, size_t *off, struct dynobs_item *it);
+
+/* A validated view of a span record held in a caller buffer. */
+struct dynobs_span_view {
+    struct dynobs_span_rec f; /* the fixed part, copied */
+    uint16_t rec_flags;       /* DYNOBS_RECF_* */
+    const char *name;         /* f.name_len bytes */
+    const char *status_msg;
+    const char *tracestate;
+    const uint8_t *items; /* items_len bytes of attribute and event items */
+    size_t items_len;
+};
+
+/* Validates a whole span record (header included) of len bytes. */
+int dynobs__span_decode(const void *rec, size_t len, struct dynobs_span_view *v)
+    __attribute__((warn_unused_result));
+
+#endif

@@ -1,0 +1,72 @@
+/*
+ * The record ring: many producers, one consumer, variable-length records.
+ *
+ * Producers reserve space by compare-and-swap on a free-running head
+ * counter, write their record, then publish it by storing its stamp
+ * (position | COMMITTED) with release order. A producer never waits: when
+ * the consumer is too far behind, or the head is too contended, the record
+ * is dropped and counted. The consumer reads in order from its own tail;
+ * a record that stays uncommitted (its producer died mid-write) is skipped
+ * by dynobs__ring_resync, which finds the next record from its stamp.
+ */
+#ifndef DYNOBS_COMMON_RING_H
+#define DYNOBS_COMMON_RING_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "layout.h"
+
+struct dynobs_ring {
+    uint64_t *head;           /* in the segment header */
+    const uint64_t *tail;     /* in the consumer page */
+    uint8_t *data;
+    uint64_t cap;             /* power of two */
+    uint64_t *counters;       /* header counters, enum dynobs_counter */
+};
+
+/* Producer side. Reserves a record of type with payload_len bytes after
+ * the header; returns the header (payload follows it) or NULL when the
+ * record was dropped (counted). The caller fills the payload and calls
+ * dynobs__ring_commit with the same header. */
+struct dynobs_rec_hdr *dynobs__ring_reserve(struct dynobs_ring *r, size_t payload_len,
+                                            uint16_t type, uint16_t flags);
+void dynobs__ring_commit(struct dynobs_ring *r, struct dynobs_rec_hdr *h);
+
+/* Reserve, copy two pieces, commit. Returns 0 or -ENOSPC (dropped). */
+int dynobs__ring_write(struct dynobs_ring *r, uint16_t type, uint16_t flags, const void *a,
+                       size_t alen, const void *b, size_t blen);
+
+/* Consumer side, on a read-only mapping. */
+struct dynobs_ring_view {
+    const uint64_t *head;
+    const uint8_t *data;
+    uint64_t cap;
+    uint32_t max_record;
+};
+
+enum dynobs_peek {
+    DYNOBS_PEEK_RECORD = 1, /* a record was copied out */
+    DYNOBS_PEEK_EMPTY = 0,
+    DYNOBS_PEEK_STALLED = -1, /* the record at tail is not committed (yet) */
+    DYNOBS_PEEK_CORRUPT = -2, /* the bytes at tail are not a valid record */
+};
+
+/* Copies the record at *tail into buf (bufcap >= max_record) and advances
+ * *tail past it and past any padding before it. Only committed records
+ * are returned; every length is checked against the ring's bounds. */
+enum dynobs_peek dynobs__ring_peek(const struct dynobs_ring_view *v, uint64_t *tail,
+                                   void *buf, size_t bufcap);
+
+/* Returns the position to continue from after an uncommitted or corrupt
+ * record at tail: past a reserved record of valid length, else the next
+ * position whose stamp names itself, else the head. Bounded by the head. */
+uint64_t dynobs__ring_resync(const struct dynobs_ring_view *v, uint64_t tail);
+
+static inline uint32_t dynobs__rec_size(size_t payload_len)
+{
+    size_t n = sizeof(struct dynobs_rec_hdr) + payload_len;
+    return (uint32_t)((n + DYNOBS_REC_ALIGN - 1) & ~(size_t)(DYNOBS_REC_ALIGN - 1));
+}
+
+#endif

@@ -1,0 +1,39 @@
+/*
+ * The OpenTelemetry built-in samplers. A decision depends only on the
+ * trace id and the parent's context, so it costs a few instructions.
+ */
+#ifndef DYNOBS_COMMON_SAMPLER_H
+#define DYNOBS_COMMON_SAMPLER_H
+
+#include <stdint.h>
+
+enum dynobs_sampler_kind {
+    DYNOBS_SAMPLER_ALWAYS_ON = 1,
+    DYNOBS_SAMPLER_ALWAYS_OFF,
+    DYNOBS_SAMPLER_RATIO,
+    DYNOBS_SAMPLER_PARENT_ALWAYS_ON,
+    DYNOBS_SAMPLER_PARENT_ALWAYS_OFF,
+    DYNOBS_SAMPLER_PARENT_RATIO,
+};
+
+struct dynobs_sampler {
+    enum dynobs_sampler_kind kind;
+    double ratio;
+    /* Sample when the trace id's 56 random bits are >= threshold: the
+     * rejection threshold of OpenTelemetry's consistent probability
+     * sampling, so a trace sampled at ratio r is sampled at every r' > r. */
+    uint64_t threshold;
+};
+
+/* Sets up a sampler from OTEL_TRACES_SAMPLER / _ARG values (either may be
+ * NULL). Returns 0, or -EINVAL when a value was malformed (the sampler is
+ * then the default, parentbased_always_on, or the ratio defaults to 1.0). */
+int dynobs__sampler_init(struct dynobs_sampler *s, const char *name, const char *arg);
+
+/* has_parent: there is a valid parent context; parent_sampled: its flag. */
+int dynobs__sampler_decide(const struct dynobs_sampler *s, const uint8_t trace_id[16],
+                           int has_parent, int parent_sampled);
+
+const char *dynobs__sampler_name(enum dynobs_sampler_kind k);
+
+#endif

@@ -1,0 +1,64 @@
+/*
+ * Creating a process's segment (producer side) and the geometry both
+ * sides agree on.
+ *
+ * A segment is a file "<pid>-<start ticks>.seg" in the segment directory
+ * (default /dev/shm/dynobs, sticky and world-writable like /tmp), mode
+ * 0600. It is built under a hidden temporary name and renamed into place
+ * once complete, so a consumer never sees a half-made segment. Its pages
+ * are allocated up front with fallocate: on a full tmpfs, creation fails
+ * cleanly instead of a later write faulting inside the service.
+ */
+#ifndef DYNOBS_COMMON_SEGMENT_H
+#define DYNOBS_COMMON_SEGMENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "layout.h"
+#include "metrics.h"
+#include "resource.h"
+#include "ring.h"
+
+struct dynobs_geometry {
+    uint64_t consumer_offset, ring_offset, ring_bytes, metric_offset, total_bytes;
+    uint32_t metric_slots;
+};
+
+void dynobs__geometry(uint64_t ring_bytes, uint32_t metric_slots, struct dynobs_geometry *g);
+
+struct dynobs_segment {
+    uint8_t *base;
+    size_t size;
+    struct dynobs_seg_header *hdr;
+    struct dynobs_ring ring;
+    struct dynobs_metric_table metrics;
+    char path[512];
+};
+
+struct dynobs_segment_params {
+    const char *dir;
+    uint64_t ring_bytes;   /* power of two */
+    uint32_t metric_slots; /* power of two */
+    int pid, ppid;
+    uint64_t start_ticks;
+    const struct dynobs_resource *resource;
+};
+
+/* Returns 0 or a negative errno; on failure nothing is left behind. Uses
+ * only system calls, so it may run in any context, signal handlers too. */
+int dynobs__segment_create(struct dynobs_segment *s, const struct dynobs_segment_params *p)
+    __attribute__((warn_unused_result));
+
+/* Unmaps without touching the file (a forked child letting go of its
+ * parent's segment). */
+void dynobs__segment_detach(struct dynobs_segment *s);
+
+/* Field 22 of /proc/PID/stat (0 for self), or 0 when unreadable. Together
+ * with the pid it names one process for the life of the system. */
+uint64_t dynobs__proc_start_ticks(int pid);
+
+/* Formats "<pid>-<ticks>.seg" into buf; returns the length or -ERANGE. */
+int dynobs__segment_name(char *buf, size_t len, int pid, uint64_t ticks);
+
+#endif

@@ -1,0 +1,239 @@
+#include "tracecontext.h"
+
+#include <errno.h>
+#include <string.h>
+
+static const char hexdigits[] = "0123456789abcdef";
+
+/* Lowercase hex only: the spec forbids uppercase in traceparent. */
+static inline int hexval(unsigned char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    return -1;
+}
+
+static int hex_decode(const char *s, size_t nbytes, uint8_t *out)
+{
+    for (size_t i = 0; i < nbytes; i++) {
+        int hi = hexval((unsigned char)s[2 * i]);
+        int lo = hexval((unsigned char)s[2 * i + 1]);
+        if ((hi | lo) < 0)
+            return -EINVAL;
+        out[i] = (uint8_t)(hi << 4 | lo);
+    }
+    return 0;
+}
+
+void dynobs__hex_encode(const uint8_t *in, size_t n, char *out)
+{
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = hexdigits[in[i] >> 4];
+        out[2 * i + 1] = hexdigits[in[i] & 15];
+    }
+}
+
+int dynobs__id_is_zero(const uint8_t *id, size_t n)
+{
+    uint8_t acc = 0;
+    for (size_t i = 0; i < n; i++)
+        acc |= id[i];
+    return acc == 0;
+}
+
+static int is_ows(char c)
+{
+    return c == ' ' || c == '\t';
+}
+
+static void trim_ows(const char **s, size_t *n)
+{
+    while (*n && is_ows(**s)) {
+        (*s)++;
+        (*n)--;
+    }
+    while (*n && is_ows((*s)[*n - 1]))
+        (*n)--;
+}
+
+int dynobs__traceparent_parse(const char *s, size_t n, struct dynobs_traceparent *out)
+{
+    if (!s || !out)
+        return -EINVAL;
+    trim_ows(&s, &n);
+    /* version "-" trace-id "-" parent-id "-" flags: 2+1+32+1+16+1+2 = 55 */
+    if (n < 55)
+        return -EINVAL;
+    uint8_t version;
+    if (hex_decode(s, 1, &version) < 0 || version == 0xff)
+        return -EINVAL;
+    if (version == 0 && n != 55)
+        return -EINVAL;
+    /* A future version may append fields, always after another '-'. */
+    if (version != 0 && n > 55 && s[55] != '-')
+        return -EINVAL;
+    if (s[2] != '-' || s[35] != '-' || s[52] != '-')
+        return -EINVAL;
+    struct dynobs_traceparent tp;
+    if (hex_decode(s + 3, 16, tp.trace_id) < 0 || hex_decode(s + 36, 8, tp.parent_id) < 0 ||
+        hex_decode(s + 53, 1, &tp.flags) < 0)
+        return -EINVAL;
+    if (dynobs__id_is_zero(tp.trace_id, 16) || dynobs__id_is_zero(tp.parent_id, 8))
+        return -EINVAL;
+    tp.flags &= DYNOBS_FLAGS_KNOWN;
+    *out = tp;
+    return 0;
+}
+
+int dynobs__traceparent_format(const uint8_t trace_id[16], const uint8_t span_id[8],
+                               uint8_t flags, char *buf, size_t len)
+{
+    if (!buf || len < 56)
+        return -ERANGE;
+    buf[0] = '0';
+    buf[1] = '0';
+    buf[2] = '-';
+    dynobs__hex_encode(trace_id, 16, buf + 3);
+    buf[35] = '-';
+    dynobs__hex_encode(span_id, 8, buf + 36);
+    buf[52] = '-';
+    buf[53] = hexdigits[(flags >> 4) & 15];
+    buf[54] = hexdigits[flags & 15];
+    buf[55] = '\0';
+    return 55;
+}
+
+/* tracestate grammar (Level 2):
+ *   key         = simple-key / multi-tenant-key
+ *   simple-key  = lcalpha 0*255( lcalpha / DIGIT / "_" / "-"/ "*" / "/" )
+ *   multi-tenant-key = tenant-id "@" system-id
+ *   tenant-id   = ( lcalpha / DIGIT ) 0*240( lcalpha / DIGIT / "_" / "-"/ "*" / "/" )
+ *   system-id   = lcalpha 0*13( lcalpha / DIGIT / "_" / "-"/ "*" / "/" )
+ *   value       = 0*255(chr) nblk-chr
+ *   chr         = %x20 / nblk-chr
+ *   nblk-chr    = %x21-2B / %x2D-3C / %x3E-7E
+ */
+static int key_char(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-' ||
+           c == '*' || c == '/';
+}
+
+static int valid_key(const char *k, size_t n)
+{
+    if (n == 0)
+        return 0;
+    const char *at = memchr(k, '@', n);
+    if (!at) {
+        if (n > 256 || !(k[0] >= 'a' && k[0] <= 'z'))
+            return 0;
+        for (size_t i = 1; i < n; i++)
+            if (!key_char((unsigned char)k[i]))
+                return 0;
+        return 1;
+    }
+    size_t tn = (size_t)(at - k), sn = n - tn - 1;
+    if (tn == 0 || tn > 241 || sn == 0 || sn > 14)
+        return 0;
+    if (!((k[0] >= 'a' && k[0] <= 'z') || (k[0] >= '0' && k[0] <= '9')))
+        return 0;
+    for (size_t i = 1; i < tn; i++)
+        if (!key_char((unsigned char)k[i]))
+            return 0;
+    const char *sys = at + 1;
+    if (!(sys[0] >= 'a' && sys[0] <= 'z'))
+        return 0;
+    for (size_t i = 1; i < sn; i++)
+        if (!key_char((unsigned char)sys[i]))
+            return 0;
+    return 1;
+}
+
+static int nblk_chr(unsigned char c)
+{
+    return c >= 0x21 && c <= 0x7e && c != ',' && c != '=';
+}
+
+static int valid_value(const char *v, size_t n)
+{
+    if (n == 0 || n > 256 || !nblk_chr((unsigned char)v[n - 1]))
+        return 0;
+    for (size_t i = 0; i + 1 < n; i++)
+        if (v[i] != ' ' && !nblk_chr((unsigned char)v[i]))
+            return 0;
+    return 1;
+}
+
+struct member {
+    const char *p; /* "key=value", OWS trimmed */
+    size_t n;
+    size_t keylen;
+};
+
+int dynobs__tracestate_parse(const char *s, size_t n, char *out, size_t outcap)
+{
+    if (!s || !out || outcap == 0)
+        return -EINVAL;
+    struct member m[DYNOBS_TRACESTATE_MEMBERS];
+    size_t count = 0;
+    size_t i = 0;
+    while (i <= n) {
+        size_t j = i;
+        while (j < n && s[j] != ',')
+            j++;
+        const char *p = s + i;
+        size_t len = j - i;
+        trim_ows(&p, &len);
+        if (len > 0) { /* empty and whitespace-only members are allowed */
+            const char *eq = memchr(p, '=', len);
+            if (!eq)
+                return -EINVAL;
+            size_t kl = (size_t)(eq - p);
+            if (!valid_key(p, kl) || !valid_value(eq + 1, len - kl - 1))
+                return -EINVAL;
+            if (count == DYNOBS_TRACESTATE_MEMBERS)
+                return -EINVAL;
+            for (size_t k = 0; k < count; k++)
+                if (m[k].keylen == kl && memcmp(m[k].p, p, kl) == 0)
+                    return -EINVAL; /* a key may appear only once */
+            m[count].p = p;
+            m[count].n = len;
+            m[count].keylen = kl;
+            count++;
+        }
+        i = j + 1;
+    }
+    /* Fit into outcap-1 bytes: drop members over 128 bytes first, then
+     * members from the end, as the spec suggests for truncation. */
+    int keep[DYNOBS_TRACESTATE_MEMBERS];
+    size_t total = 0;
+    for (size_t k = 0; k < count; k++) {
+        keep[k] = 1;
+        total += m[k].n + (k ? 1 : 0);
+    }
+    for (size_t k = 0; k < count && total > outcap - 1; k++) {
+        if (m[k].n > 128) {
+            keep[k] = 0;
+            total -= m[k].n + 1;
+        }
+    }
+    for (size_t k = count; k-- > 0 && total > outcap - 1;) {
+        if (keep[k]) {
+            keep[k] = 0;
+            total -= m[k].n + 1;
+        }
+    }
+    size_t o = 0;
+    for (size_t k = 0; k < count; k++) {
+        if (!keep[k])
+            continue;
+        if (o)
+            out[o++] = ',';
+        memcpy(out + o, m[k].p, m[k].n);
+        o += m[k].n;
+    }
+    out[o] = '\0';
+    return (int)o;
+}

@@ -1,0 +1,81 @@
+/*
+ * Small inline helpers shared by every part: clocks, hashing, atomics.
+ */
+#ifndef DYNOBS_COMMON_UTIL_H
+#define DYNOBS_COMMON_UTIL_H
+
+#include <stdint.h>
+#include <string.h>
+#include <time.h>
+
+#define DYNOBS_LIKELY(x) __builtin_expect(!!(x), 1)
+#define DYNOBS_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define DYNOBS_INTERNAL __attribute__((visibility("hidden")))
+
+/* Wall clock in ns since the epoch (the vDSO makes this a few ns). */
+static inline uint64_t dynobs__now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static inline uint64_t dynobs__mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static inline uint64_t dynobs__mix64(uint64_t x)
+{
+    x ^= x >> 32;
+    x *= 0xd6e8feb86659fd93ull;
+    x ^= x >> 32;
+    x *= 0xd6e8feb86659fd93ull;
+    x ^= x >> 32;
+    return x;
+}
+
+/* A fast non-cryptographic hash of a byte string, 8 bytes per step. */
+static inline uint64_t dynobs__hash(const void *p, size_t n, uint64_t seed)
+{
+    const unsigned char *s = (const unsigned char *)p;
+    uint64_t h = seed ^ (n * 0x9e3779b97f4a7c15ull);
+    while (n >= 8) {
+        uint64_t w;
+        memcpy(&w, s, 8);
+        h = (h ^ dynobs__mix64(w)) * 0x9e3779b97f4a7c15ull;
+        s += 8;
+        n -= 8;
+    }
+    uint64_t w = 0;
+    memcpy(&w, s, n);
+    h = (h ^ dynobs__mix64(w ^ n)) * 0x9e3779b97f4a7c15ull;
+    return dynobs__mix64(h);
+}
+
+static inline void dynobs__cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
+static inline uint64_t dynobs__d2u(double d)
+{
+    uint64_t u;
+    memcpy(&u, &d, 8);
+    return u;
+}
+
+static inline double dynobs__u2d(uint64_t u)
+{
+    double d;
+    memcpy(&d, &u, 8);
+    return d;
+}
+
+#endif

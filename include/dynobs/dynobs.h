@@ -1,0 +1,159 @@
+/*
+ * dynobs public C API.
+ *
+ * This is the only installed header. Every function here is safe to call
+ * from any thread, never blocks, never allocates with malloc on its hot
+ * path, and never crashes on NULL or malformed arguments: it returns one
+ * of the negative DYNOBS_E* codes below instead.
+ *
+ * Two libraries export this API:
+ *   libdynobs.so       the real implementation (also the LD_PRELOAD shim);
+ *   libdynobs-noop.so  the same symbols, each a cheap no-op that returns
+ *                      DYNOBS_EDISABLED (or NULL for dynobs_span_start).
+ *
+ * A program that links libdynobs-noop.so runs without dynobs, and gets the
+ * real implementation whenever it is started with LD_PRELOAD=libdynobs.so,
+ * because the dynamic linker resolves symbols in preloaded objects first.
+ * A program that links libdynobs.so directly always has it.
+ */
+#ifndef DYNOBS_DYNOBS_H
+#define DYNOBS_DYNOBS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define DYNOBS_API __attribute__((visibility("default")))
+#else
+#define DYNOBS_API
+#endif
+
+#define DYNOBS_VERSION_STRING "0.1.0"
+
+/* Error codes: every fallible call returns 0 (or a length) on success and
+ * one of these on failure. They are negative errno values. */
+#define DYNOBS_EINVAL (-22)    /* NULL or malformed argument */
+#define DYNOBS_ENOSPC (-28)    /* a bounded table, buffer or ring is full */
+#define DYNOBS_ENOENT (-2)     /* no current context / nothing to return */
+#define DYNOBS_ERANGE (-34)    /* caller's buffer is too small */
+#define DYNOBS_ENOMEM (-12)    /* the shared-memory segment could not be made */
+#define DYNOBS_EDISABLED (-1000) /* dynobs is off (OTEL_SDK_DISABLED or noop) */
+#define DYNOBS_ETRUNC (-1001)  /* recorded, but truncated to fit the limits */
+
+/* Span kinds: the same numbers as OTLP's Span.SpanKind. */
+#define DYNOBS_SPAN_KIND_INTERNAL 1
+#define DYNOBS_SPAN_KIND_SERVER 2
+#define DYNOBS_SPAN_KIND_CLIENT 3
+#define DYNOBS_SPAN_KIND_PRODUCER 4
+#define DYNOBS_SPAN_KIND_CONSUMER 5
+
+/* Span status codes: the same numbers as OTLP's Status.StatusCode. */
+#define DYNOBS_STATUS_UNSET 0
+#define DYNOBS_STATUS_OK 1
+#define DYNOBS_STATUS_ERROR 2
+
+/* Attribute value types, for dynobs_attr. */
+#define DYNOBS_ATTR_STRING 1
+#define DYNOBS_ATTR_BOOL 2
+#define DYNOBS_ATTR_INT 3
+#define DYNOBS_ATTR_DOUBLE 4
+
+/* Metric kinds, for dynobs_metric_desc. */
+#define DYNOBS_METRIC_COUNTER 1   /* monotonic sum; negative adds refused */
+#define DYNOBS_METRIC_UPDOWN 2    /* non-monotonic sum */
+#define DYNOBS_METRIC_GAUGE 3     /* last value */
+#define DYNOBS_METRIC_HISTOGRAM 4 /* explicit buckets, sum, count, min, max */
+
+/* Most explicit bucket bounds one histogram can have. */
+#define DYNOBS_HISTOGRAM_MAX_BOUNDS 15
+
+/* Length of a formatted traceparent, without the terminating NUL. */
+#define DYNOBS_TRACEPARENT_LEN 55
+
+typedef struct dynobs_span dynobs_span;
+
+typedef struct dynobs_attr {
+    const char *key;
+    int type; /* DYNOBS_ATTR_* */
+    union {
+        const char *s;
+        int64_t i;
+        double d;
+        int b;
+    } v;
+} dynobs_attr;
+
+typedef struct dynobs_metric_desc {
+    const char *name;      /* required, e.g. "http.client.request.duration" */
+    const char *unit;      /* UCUM unit such as "s" or "By"; NULL for none */
+    int kind;              /* DYNOBS_METRIC_* */
+    const double *bounds;  /* histograms: ascending bounds; NULL for defaults */
+    size_t nbounds;        /* at most DYNOBS_HISTOGRAM_MAX_BOUNDS */
+} dynobs_metric_desc;
+
+/* 1 when spans and metrics are being recorded in this process, else 0. */
+DYNOBS_API int dynobs_enabled(void);
+/* A static English description of a DYNOBS_E* code. */
+DYNOBS_API const char *dynobs_strerror(int err);
+DYNOBS_API const char *dynobs_version(void);
+
+/* Spans. A started span becomes the calling thread's current span; when it
+ * ends, the context that was current before it becomes current again.
+ * Returns NULL when dynobs is disabled, the name is NULL, or this thread
+ * already has the maximum number of open spans (the refusal is counted);
+ * every other span function accepts NULL and then does nothing.
+ * A handle must not be used after dynobs_span_end. */
+DYNOBS_API dynobs_span *dynobs_span_start(const char *name, int kind);
+/* Attributes: setting an existing key replaces its value. Strings longer
+ * than OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT are cut (DYNOBS_ETRUNC); beyond
+ * OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT attributes, new keys are dropped and
+ * counted (DYNOBS_ENOSPC). */
+DYNOBS_API int dynobs_span_set_str(dynobs_span *span, const char *key, const char *value);
+DYNOBS_API int dynobs_span_set_int(dynobs_span *span, const char *key, int64_t value);
+DYNOBS_API int dynobs_span_set_double(dynobs_span *span, const char *key, double value);
+DYNOBS_API int dynobs_span_set_bool(dynobs_span *span, const char *key, int value);
+DYNOBS_API int dynobs_span_add_event(dynobs_span *span, const char *name);
+DYNOBS_API int dynobs_span_add_event_attrs(dynobs_span *span, const char *name,
+                                           const dynobs_attr *attrs, size_t nattrs);
+/* code is DYNOBS_STATUS_*; message is kept only with DYNOBS_STATUS_ERROR.
+ * As the OpenTelemetry API says, OK is final: later calls cannot change it. */
+DYNOBS_API int dynobs_span_set_status(dynobs_span *span, int code, const char *message);
+/* Finishes the span and hands it to the exporter (when sampled). */
+DYNOBS_API int dynobs_span_end(dynobs_span *span);
+/* The span's own traceparent, for propagating it by hand. buf needs
+ * DYNOBS_TRACEPARENT_LEN + 1 bytes; returns the length written. */
+DYNOBS_API int dynobs_span_traceparent(const dynobs_span *span, char *buf, size_t len);
+
+/* Context propagation across boundaries dynobs cannot see. */
+/* Writes the current context as a traceparent; DYNOBS_ENOENT when none. */
+DYNOBS_API int dynobs_current_traceparent(char *buf, size_t len);
+/* Writes the current tracestate (possibly empty); returns its length. */
+DYNOBS_API int dynobs_current_tracestate(char *buf, size_t len);
+/* Makes a remote context current (the parent of spans started next).
+ * An invalid traceparent is refused with DYNOBS_EINVAL; an invalid
+ * tracestate is dropped as the W3C specification says. Pair every
+ * successful attach with one dynobs_context_detach on the same thread. */
+DYNOBS_API int dynobs_context_attach(const char *traceparent, const char *tracestate);
+DYNOBS_API void dynobs_context_detach(void);
+
+/* Metrics. labels is "key=value,key=value" (NULL or "" for none); a value
+ * cannot contain ',' . Series are told apart by name and label string. */
+DYNOBS_API int dynobs_counter_add(const char *name, double value, const char *labels);
+DYNOBS_API int dynobs_updown_add(const char *name, double value, const char *labels);
+DYNOBS_API int dynobs_gauge_set(const char *name, double value, const char *labels);
+/* Uses the OpenTelemetry SDK's default bucket bounds. */
+DYNOBS_API int dynobs_histogram_record(const char *name, double value, const char *labels);
+/* The general form: unit and bucket bounds are fixed by the first update
+ * of each series. */
+DYNOBS_API int dynobs_metric_record(const dynobs_metric_desc *desc, double value,
+                                    const char *labels);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* DYNOBS_DYNOBS_H */

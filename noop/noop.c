@@ -1,0 +1,102 @@
+/*
+ * libdynobs-noop.so: the public API with nothing behind it. Programs link
+ * this to call the API unconditionally; started with
+ * LD_PRELOAD=libdynobs.so they get the real implementation instead,
+ * because preloaded objects come first in symbol resolution.
+ */
+#include "dynobs/dynobs.h"
+
+DYNOBS_API int dynobs_enabled(void) { return 0; }
+DYNOBS_API const char *dynobs_version(void) { return DYNOBS_VERSION_STRING; }
+DYNOBS_API dynobs_span *dynobs_span_start(const char *name, int kind)
+{
+    (void)name, (void)kind;
+    return 0;
+}
+DYNOBS_API int dynobs_span_set_str(dynobs_span *s, const char *k, const char *v)
+{
+    (void)s, (void)k, (void)v;
+    return DYNOBS_EDISABLED;
+}
+DYNOBS_API int dynobs_span_set_int(dynobs_span *s, const char *k, int64_t v)
+{
+    (void)s, (void)k, (void)v;
+    return DYNOBS_EDISABLED;
+}
+DYNOBS_API int dynobs_span_set_double(dynobs_span *s, const char *k, double v)
+{
+    (void)s, (void)k, (void)v;
+    return DYNOBS_EDISABLED;
+}
+DYNOBS_API int dynobs_span_set_bool(dynobs_span *s, const char *k, int v)
+{
+    (void)s, (void)k, (void)v;
+    return DYNOBS_EDISABLED;
+}
+DYNOBS_API int dynobs_span_add_event(dynobs_span *s, const char *n)
+{
+    (void)s, (void)n;
+    return DYNOBS_EDISABLED;
+}
+DYNOBS_API int dynobs_span_add_event_attrs(dynobs_span *s, const char *n, const dynobs_attr *a,
+                                           size_t na)
+{
+    (void)s, (void)n, (void)a, (void)na;
+    return DYNOBS_EDISABLED;
+}
+DYNOBS_API int dynobs_span_set_status(dynobs_span *s, int c, const char *m)
+{
+    (void)s, (void)c, (void)m;
+    return DYNOBS_EDISABLED;
+}
+DYNOBS_API int dynobs_span_end(dynobs_span *s)
+{
+    (void)s;
+    return DYNOBS_EDISABLED;
+}
+DYNOBS_API int dynobs_span_traceparent(const dynobs_span *s, char *b, size_t l)
+{
+    (void)s, (void)b, (void)l;
+    return DYNOBS_EDISABLED;
+}
+DYNOBS_API int dynobs_current_traceparent(char *b, size_t l)
+{
+    (void)b, (void)l;
+    return DYNOBS_EDISABLED;
+}
+DYNOBS_API int dynobs_current_tracestate(char *b, size_t l)
+{
+    (void)b, (void)l;
+    return DYNOBS_EDISABLED;
+}
+DYNOBS_API int dynobs_context_attach(const char *tp, const char *ts)
+{
+    (void)tp, (void)ts;
+    return DYNOBS_EDISABLED;
+}
+DYNOBS_API void dynobs_context_detach(void) {}
+DYNOBS_API int dynobs_counter_add(const char *n, double v, const char *l)
+{
+    (void)n, (void)v, (void)l;
+    return DYNOBS_EDISABLED;
+}
+DYNOBS_API int dynobs_updown_add(const char *n, double v, const char *l)
+{
+    (void)n, (void)v, (void)l;
+    return DYNOBS_EDISABLED;
+}
+DYNOBS_API int dynobs_gauge_set(const char *n, double v, const char *l)
+{
+    (void)n, (void)v, (void)l;
+    return DYNOBS_EDISABLED;
+}
+DYNOBS_API int dynobs_histogram_record(const char *n, double v, const char *l)
+{
+    (void)n, (void)v, (void)l;
+    return DYNOBS_EDISABLED;
+}
+DYNOBS_API int dynobs_metric_record(const dynobs_metric_desc *d, double v, const char *l)
+{
+    (void)d, (void)v, (void)l;
+    return DYNOBS_EDISABLED;
+}

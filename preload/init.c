@@ -1,0 +1,160 @@
+/*
+ * Start-up and teardown of libdynobs.so: configuration, the process's
+ * segment (created lazily, at first use), fork and exit.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "internal.h"
+#include "real.h"
+
+#include "../common/resource.h"
+
+int dynobs__state = DYNOBS_UNINIT;
+struct dynobs_config dynobs__config;
+uint64_t dynobs__lost;
+__thread int dynobs__guard DYNOBS_TLS;
+
+/* Segment states: a CAS from NONE to CREATING elects the one thread that
+ * creates it; everybody else keeps going without a segment meanwhile. */
+enum { SEG_NONE, SEG_CREATING, SEG_READY, SEG_FAILED };
+static int seg_state = SEG_NONE;
+static struct dynobs_segment seg;
+static struct dynobs_resource resource;
+static int atfork_done;
+
+static const char *env(const char *name)
+{
+    return getenv(name);
+}
+
+static void exe_name(char *out, size_t cap)
+{
+    char path[512];
+    ssize_t n = readlink("/proc/self/exe", path, sizeof path - 1);
+    out[0] = '\0';
+    if (n <= 0)
+        return;
+    path[n] = '\0';
+    const char *base = strrchr(path, '/');
+    base = base ? base + 1 : path;
+    size_t l = strlen(base);
+    if (l >= cap)
+        l = cap - 1;
+    memcpy(out, base, l);
+    out[l] = '\0';
+}
+
+static void after_fork_child(void)
+{
+    /* The child is a new process: it gets a segment of its own at first
+     * use, ids from a fresh seed, and keeps the forking thread's context. */
+    if (__atomic_load_n(&seg_state, __ATOMIC_ACQUIRE) == SEG_READY)
+        dynobs__segment_detach(&seg);
+    __atomic_store_n(&seg_state, SEG_NONE, __ATOMIC_RELEASE);
+    dynobs__thread_after_fork();
+}
+
+static void report_bad_setting(void)
+{
+    /* One line on stderr, written with write(2): no stdio inside a host
+     * process we know nothing about. */
+    static const char pre[] = "dynobs: ignoring malformed ";
+    static const char post[] = " (using the default)\n";
+    const char *name = dynobs__config.bad_name ? dynobs__config.bad_name : "setting";
+    ssize_t r = write(2, pre, sizeof pre - 1);
+    r = write(2, name, strlen(name));
+    r = write(2, post, sizeof post - 1);
+    (void)r;
+}
+
+int dynobs__init(void)
+{
+    int expect = DYNOBS_UNINIT;
+    if (!__atomic_compare_exchange_n(&dynobs__state, &expect, DYNOBS_INITING, 0,
+                                     __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+        return expect;
+    dynobs__guard++;
+    dynobs__real_bind();
+    dynobs__config_load(&dynobs__config, env);
+    int next = DYNOBS_OFF;
+    if (!dynobs__config.disabled) {
+        if (dynobs__config.bad_setting)
+            report_bad_setting();
+        char exe[256];
+        exe_name(exe, sizeof exe);
+        dynobs__resource_build(&resource, getenv("OTEL_SERVICE_NAME"),
+                               getenv("OTEL_RESOURCE_ATTRIBUTES"), exe);
+        dynobs__thread_init_key();
+        if (!atfork_done) {
+            atfork_done = 1;
+            pthread_atfork(NULL, NULL, after_fork_child);
+        }
+        next = DYNOBS_ON;
+    }
+    dynobs__guard--;
+    __atomic_store_n(&dynobs__state, next, __ATOMIC_RELEASE);
+    return next;
+}
+
+struct dynobs_segment *dynobs__segment(void)
+{
+    int s = __atomic_load_n(&seg_state, __ATOMIC_ACQUIRE);
+    if (DYNOBS_LIKELY(s == SEG_READY))
+        return &seg;
+    if (s != SEG_NONE)
+        return NULL;
+    if (!__atomic_compare_exchange_n(&seg_state, &s, SEG_CREATING, 0, __ATOMIC_ACQ_REL,
+                                     __ATOMIC_ACQUIRE))
+        return s == SEG_READY ? &seg : NULL;
+    dynobs__guard++;
+    struct dynobs_segment_params p = {
+        .dir = dynobs__config.shm_dir,
+        .ring_bytes = dynobs__config.ring_bytes,
+        .metric_slots = dynobs__config.metric_slots,
+        .pid = getpid(),
+        .ppid = getppid(),
+        .start_ticks = dynobs__proc_start_ticks(0),
+        .resource = &resource,
+    };
+    int rc = dynobs__segment_create(&seg, &p);
+    dynobs__guard--;
+    if (rc < 0) {
+        /* Fail open: the service runs on without telemetry. */
+        __atomic_store_n(&seg_state, SEG_FAILED, __ATOMIC_RELEASE);
+        return NULL;
+    }
+    /* What was lost before the segment existed is counted in it now. */
+    uint64_t lost = __atomic_exchange_n(&dynobs__lost, 0, __ATOMIC_RELAXED);
+    seg.hdr->counters[DYNOBS_CTR_RECORDS_DROPPED] += lost;
+    __atomic_store_n(&seg_state, SEG_READY, __ATOMIC_RELEASE);
+    return &seg;
+}
+
+__attribute__((constructor)) static void dynobs_constructor(void)
+{
+    if (__atomic_load_n(&dynobs__state, __ATOMIC_ACQUIRE) == DYNOBS_UNINIT)
+        dynobs__init();
+}
+
+/* A process that exits normally leaves its segment for the consumer to
+ * drain, marked so that it can be reaped once drained. */
+__attribute__((destructor)) static void dynobs_destructor(void)
+{
+    if (__atomic_load_n(&seg_state, __ATOMIC_ACQUIRE) == SEG_READY)
+        __atomic_fetch_or(&seg.hdr->flags, DYNOBS_SEG_EXITED, __ATOMIC_RELEASE);
+}
+
+DYNOBS_API int dynobs_enabled(void)
+{
+    return dynobs__on();
+}
+
+DYNOBS_API const char *dynobs_version(void)
+{
+    return DYNOBS_VERSION_STRING;
+}

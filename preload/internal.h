@@ -1,0 +1,133 @@
+/*
+ * Internals shared by the files of libdynobs.so.
+ */
+#ifndef DYNOBS_PRELOAD_INTERNAL_H
+#define DYNOBS_PRELOAD_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dynobs/dynobs.h"
+
+#include "../common/config.h"
+#include "../common/ids.h"
+#include "../common/layout.h"
+#include "../common/segment.h"
+#include "../common/tracecontext.h"
+#include "../common/util.h"
+
+/* Library state. Interposers test `dynobs__state == DYNOBS_ON` and nothing
+ * else before doing any work: that is the one branch "off" costs. */
+enum {
+    DYNOBS_UNINIT = 0, /* constructor not run yet */
+    DYNOBS_INITING,    /* one thread is initialising; others pass through */
+    DYNOBS_OFF,        /* OTEL_SDK_DISABLED=true: pass-through only */
+    DYNOBS_ON,
+};
+extern int dynobs__state DYNOBS_INTERNAL;
+extern struct dynobs_config dynobs__config DYNOBS_INTERNAL;
+
+/* Runs initialisation if nobody has; returns the state afterwards. Never
+ * blocks: a thread that finds another one initialising gets DYNOBS_INITING
+ * and must behave as if dynobs were off for that call. */
+int dynobs__init(void) DYNOBS_INTERNAL;
+
+static inline int dynobs__on(void)
+{
+    int s = __atomic_load_n(&dynobs__state, __ATOMIC_ACQUIRE);
+    if (DYNOBS_LIKELY(s == DYNOBS_ON))
+        return 1;
+    if (s == DYNOBS_UNINIT)
+        return dynobs__init() == DYNOBS_ON;
+    return 0;
+}
+
+/* The process's segment, created at first use; NULL when it cannot be
+ * (then records are dropped and counted in dynobs__lost). */
+struct dynobs_segment *dynobs__segment(void) DYNOBS_INTERNAL;
+extern uint64_t dynobs__lost DYNOBS_INTERNAL;
+
+/* Thread-local state. The static TLS footprint is two words, so that the
+ * library can also be dlopen'ed (from Python) without exhausting the
+ * static TLS surplus glibc keeps for that; everything else lives in a
+ * per-thread block from mmap. initial-exec makes each access one load. */
+#define DYNOBS_TLS __attribute__((tls_model("initial-exec")))
+extern __thread int dynobs__guard DYNOBS_TLS DYNOBS_INTERNAL;
+
+#define DYNOBS_STACK_DEPTH 64
+#define DYNOBS_SPAN_POOL 32
+#define DYNOBS_NAME_MAX 512u
+#define DYNOBS_STATUS_MSG_MAX 512u
+
+/* One entry of a thread's context stack: a span of this thread, or a
+ * remote context made current by dynobs_context_attach. */
+struct dynobs_ctx {
+    uint8_t trace_id[16];
+    uint8_t span_id[8];
+    uint8_t flags;  /* W3C trace flags */
+    uint8_t remote; /* 1: attached remote context */
+    uint8_t ended;  /* its span ended (maybe on another thread) */
+    uint8_t valid;  /* fully written: readers skip an entry being written */
+    uint16_t ts_len;
+    const struct dynobs_span *span; /* owner span, NULL for remote */
+    uint32_t span_gen;
+    char tracestate[DYNOBS_TRACESTATE_MAX];
+};
+
+struct dynobs_thread;
+
+struct dynobs_span {
+    uint32_t live;   /* SPAN_LIVE while started and not ended */
+    uint32_t gen;    /* bumped per use of this pool slot */
+    uint8_t recording;
+    uint8_t status_final;
+    uint8_t truncated;
+    uint8_t pool_idx;
+    int16_t stack_idx; /* -1 when not on the context stack */
+    uint16_t attrs;    /* span attributes present */
+    uint16_t events;
+    uint16_t status_len;
+    uint32_t used;      /* bytes used in body: name, tracestate, items */
+    uint32_t items_off; /* where the items start in body */
+    uint32_t last_event_off;
+    struct dynobs_thread *owner;
+    struct dynobs_span_rec rec;
+    char status_msg[DYNOBS_STATUS_MSG_MAX];
+    uint8_t body[DYNOBS_MAX_RECORD_BYTES - sizeof(struct dynobs_rec_hdr) -
+                 sizeof(struct dynobs_span_rec)];
+};
+
+struct dynobs_thread {
+    struct dynobs_thread *next; /* all blocks, push-only list */
+    int owned;                  /* a live thread uses this block */
+    uint32_t tid;
+    struct dynobs_rng rng;
+    int depth; /* entries in stack[] */
+    uint64_t pool_used; /* bit i: spans[i] in use; atomic */
+    struct dynobs_ctx stack[DYNOBS_STACK_DEPTH];
+    struct dynobs_span spans[DYNOBS_SPAN_POOL];
+};
+
+/* The calling thread's block, created on first use; NULL when dynobs is
+ * off or no memory could be had. */
+struct dynobs_thread *dynobs__thread(void) DYNOBS_INTERNAL;
+/* After fork, in the child: keep the caller's block, free the others. */
+void dynobs__thread_after_fork(void) DYNOBS_INTERNAL;
+void dynobs__thread_init_key(void) DYNOBS_INTERNAL;
+
+/* Context stack. */
+const struct dynobs_ctx *dynobs__ctx_current(struct dynobs_thread *t) DYNOBS_INTERNAL;
+struct dynobs_ctx *dynobs__ctx_push(struct dynobs_thread *t) DYNOBS_INTERNAL;
+void dynobs__ctx_publish(struct dynobs_ctx *c) DYNOBS_INTERNAL;
+void dynobs__ctx_pop_ended(struct dynobs_thread *t) DYNOBS_INTERNAL;
+
+static inline void dynobs__count(unsigned c)
+{
+    struct dynobs_segment *s = dynobs__segment();
+    if (s)
+        __atomic_fetch_add(&s->hdr->counters[c], 1, __ATOMIC_RELAXED);
+    else
+        __atomic_fetch_add(&dynobs__lost, 1, __ATOMIC_RELAXED);
+}
+
+#endif

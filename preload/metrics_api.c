@@ -1,0 +1,68 @@
+/*
+ * Metrics API: updates go straight to the segment's metric table.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "internal.h"
+
+#include "../common/metrics.h"
+
+static int record(const struct dynobs_metric_def *d, double value, const char *labels)
+{
+    if (!d->name)
+        return DYNOBS_EINVAL;
+    if (!dynobs__on())
+        return DYNOBS_EDISABLED;
+    struct dynobs_segment *s = dynobs__segment();
+    if (!s) {
+        __atomic_fetch_add(&dynobs__lost, 1, __ATOMIC_RELAXED);
+        return DYNOBS_ENOMEM;
+    }
+    int rc = dynobs__metric_update(&s->metrics, d, value, labels);
+    if (rc == -ENOSPC)
+        __atomic_fetch_add(&s->hdr->counters[DYNOBS_CTR_METRIC_UPDATES_REFUSED], 1,
+                           __ATOMIC_RELAXED);
+    return rc;
+}
+
+DYNOBS_API int dynobs_counter_add(const char *name, double value, const char *labels)
+{
+    struct dynobs_metric_def d = {.name = name, .kind = DYNOBS_METRIC_COUNTER};
+    return record(&d, value, labels);
+}
+
+DYNOBS_API int dynobs_updown_add(const char *name, double value, const char *labels)
+{
+    struct dynobs_metric_def d = {.name = name, .kind = DYNOBS_METRIC_UPDOWN};
+    return record(&d, value, labels);
+}
+
+DYNOBS_API int dynobs_gauge_set(const char *name, double value, const char *labels)
+{
+    struct dynobs_metric_def d = {.name = name, .kind = DYNOBS_METRIC_GAUGE};
+    return record(&d, value, labels);
+}
+
+DYNOBS_API int dynobs_histogram_record(const char *name, double value, const char *labels)
+{
+    struct dynobs_metric_def d = {.name = name, .kind = DYNOBS_METRIC_HISTOGRAM};
+    return record(&d, value, labels);
+}
+
+DYNOBS_API int dynobs_metric_record(const dynobs_metric_desc *desc, double value,
+                                    const char *labels)
+{
+    if (!desc)
+        return DYNOBS_EINVAL;
+    struct dynobs_metric_def d = {
+        .name = desc->name,
+        .unit = desc->unit,
+        .kind = desc->kind,
+        .bounds = desc->bounds,
+        .nbounds = desc->nbounds,
+    };
+    if (d.kind == DYNOBS_METRIC_HISTOGRAM && d.bounds && d.nbounds == 0)
+        d.bounds = NULL;
+    return record(&d, value, labels);
+}

@@ -1,0 +1,425 @@
+/*
+ * Spans: the public span API. A span is built in a slot of its thread's
+ * pool, in the record format, so that ending it is one reservation in the
+ * ring and a few copies.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <string.h>
+
+#include "internal.h"
+
+#include "../common/record.h"
+#include "../common/ring.h"
+#include "../common/sampler.h"
+
+#define SPAN_LIVE 0x5350414eu /* "SPAN" */
+
+static int live(const dynobs_span *s)
+{
+    return s && __atomic_load_n(&s->live, __ATOMIC_ACQUIRE) == SPAN_LIVE;
+}
+
+/* Longest prefix of s[0..n) that is at most max bytes and does not end in
+ * the middle of a UTF-8 sequence. */
+static size_t utf8_cut(const char *s, size_t n, size_t max)
+{
+    if (n <= max)
+        return n;
+    size_t i = max;
+    while (i > 0 && ((unsigned char)s[i] & 0xc0) == 0x80)
+        i--;
+    return i;
+}
+
+static struct dynobs_span *pool_get(struct dynobs_thread *t)
+{
+    uint64_t used = __atomic_load_n(&t->pool_used, __ATOMIC_RELAXED);
+    for (;;) {
+        uint64_t free_ = ~used & ((1ull << DYNOBS_SPAN_POOL) - 1);
+        if (!free_)
+            return NULL;
+        unsigned i = (unsigned)__builtin_ctzll(free_);
+        if (__atomic_compare_exchange_n(&t->pool_used, &used, used | (1ull << i), 1,
+                                        __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) {
+            struct dynobs_span *s = &t->spans[i];
+            s->pool_idx = (uint8_t)i;
+            return s;
+        }
+    }
+}
+
+static void pool_put(struct dynobs_span *s)
+{
+    __atomic_fetch_and(&s->owner->pool_used, ~(1ull << s->pool_idx), __ATOMIC_RELEASE);
+}
+
+DYNOBS_API dynobs_span *dynobs_span_start(const char *name, int kind)
+{
+    if (!name)
+        return NULL;
+    struct dynobs_thread *t = dynobs__thread();
+    if (!t)
+        return NULL;
+    struct dynobs_span *s = pool_get(t);
+    if (!s) {
+        dynobs__count(DYNOBS_CTR_SPANS_REFUSED);
+        return NULL;
+    }
+    const struct dynobs_ctx *parent = dynobs__ctx_current(t);
+    struct dynobs_span_rec *r = &s->rec;
+    uint8_t flags;
+    size_t ts_len = 0;
+    r->span_flags = 0;
+    if (parent) {
+        memcpy(r->trace_id, parent->trace_id, 16);
+        memcpy(r->parent_span_id, parent->span_id, 8);
+        r->span_flags = DYNOBS_SPANF_HAS_PARENT | (parent->remote ? DYNOBS_SPANF_PARENT_REMOTE : 0);
+        flags = parent->flags & DYNOBS_FLAG_RANDOM;
+        ts_len = parent->ts_len;
+    } else {
+        dynobs__rng_id(&t->rng, r->trace_id, 16);
+        memset(r->parent_span_id, 0, 8);
+        flags = DYNOBS_FLAG_RANDOM; /* we made every bit of it random */
+    }
+    dynobs__rng_id(&t->rng, r->span_id, 8);
+    int sampled = dynobs__sampler_decide(&dynobs__config.sampler, r->trace_id, parent != NULL,
+                                         parent ? (parent->flags & DYNOBS_FLAG_SAMPLED) : 0);
+    if (sampled)
+        flags |= DYNOBS_FLAG_SAMPLED;
+    r->trace_flags = flags;
+    r->kind = (uint8_t)(kind >= DYNOBS_SPAN_KIND_INTERNAL && kind <= DYNOBS_SPAN_KIND_CONSUMER
+                            ? kind
+                            : DYNOBS_SPAN_KIND_INTERNAL);
+    r->status = DYNOBS_STATUS_UNSET;
+    r->tid = t->tid;
+    r->attr_count = r->event_count = r->dropped_attrs = r->dropped_events = 0;
+    r->status_msg_len = 0;
+    s->owner = t;
+    s->gen++;
+    s->recording = (uint8_t)sampled;
+    s->status_final = 0;
+    s->truncated = 0;
+    s->attrs = s->events = 0;
+    s->status_len = 0;
+    s->last_event_off = UINT32_MAX;
+
+    size_t nl = strnlen(name, DYNOBS_NAME_MAX + 1);
+    if (nl > DYNOBS_NAME_MAX) {
+        nl = utf8_cut(name, nl, DYNOBS_NAME_MAX);
+        s->truncated = 1;
+    }
+    /* The body starts with the name and the tracestate; items follow. */
+    memcpy(s->body, name, nl);
+    r->name_len = (uint16_t)nl;
+    if (ts_len)
+        memcpy(s->body + nl, parent->tracestate, ts_len);
+    r->tracestate_len = (uint16_t)ts_len;
+    s->items_off = s->used = (uint32_t)(nl + ts_len);
+
+    struct dynobs_ctx *c = dynobs__ctx_push(t);
+    if (c) {
+        memcpy(c->trace_id, r->trace_id, 16);
+        memcpy(c->span_id, r->span_id, 8);
+        c->flags = flags;
+        c->remote = 0;
+        c->span = s;
+        c->span_gen = s->gen;
+        c->ts_len = (uint16_t)ts_len;
+        if (ts_len)
+            memcpy(c->tracestate, parent->tracestate, ts_len);
+        dynobs__ctx_publish(c);
+        s->stack_idx = (int16_t)(c - t->stack);
+    } else {
+        s->stack_idx = -1;
+    }
+    r->start_ns = dynobs__now_ns();
+    __atomic_store_n(&s->live, SPAN_LIVE, __ATOMIC_RELEASE);
+    return s;
+}
+
+/* Finds the span attribute item with this key; returns its offset in the
+ * body or UINT32_MAX. The items were written by us, so a light walk that
+ * trusts their lengths is enough here. */
+static uint32_t find_attr(const struct dynobs_span *s, const char *key, size_t klen)
+{
+    uint32_t o = s->items_off;
+    while (o < s->used) {
+        const uint8_t *p = s->body + o;
+        size_t kl = p[2], size;
+        if (p[0] == DYNOBS_ITEM_EVENT) {
+            size = DYNOBS_ITEM_HDR + DYNOBS_EVENT_FIXED + kl;
+        } else {
+            size = DYNOBS_ITEM_HDR + kl;
+            if (p[1] == DYNOBS_ATTR_STRING) {
+                uint16_t vl;
+                memcpy(&vl, p + size, 2);
+                size += 2 + vl;
+            } else {
+                size += 8;
+            }
+            if (p[0] == DYNOBS_ITEM_SPAN_ATTR && kl == klen &&
+                memcmp(p + DYNOBS_ITEM_HDR, key, klen) == 0)
+                return o;
+        }
+        o += (uint32_t)size;
+    }
+    return UINT32_MAX;
+}
+
+static void remove_item(struct dynobs_span *s, uint32_t off)
+{
+    const uint8_t *p = s->body + off;
+    size_t size = DYNOBS_ITEM_HDR + p[2];
+    if (p[1] == DYNOBS_ATTR_STRING) {
+        uint16_t vl;
+        memcpy(&vl, p + size, 2);
+        size += 2 + vl;
+    } else {
+        size += 8;
+    }
+    memmove(s->body + off, s->body + off + size, s->used - off - size);
+    s->used -= (uint32_t)size;
+    if (s->last_event_off != UINT32_MAX && s->last_event_off > off)
+        s->last_event_off -= (uint32_t)size;
+}
+
+static int set_attr(dynobs_span *s, const char *key, int type, const void *val, size_t vlen)
+{
+    if (!live(s) || !key)
+        return DYNOBS_EINVAL;
+    if (!s->recording)
+        return 0;
+    size_t klen = strnlen(key, 256);
+    if (klen == 0 || klen > 255)
+        return DYNOBS_EINVAL;
+    uint8_t flags = 0;
+    if (type == DYNOBS_ATTR_STRING && vlen > dynobs__config.attr_value_limit) {
+        vlen = utf8_cut(val, vlen, dynobs__config.attr_value_limit);
+        flags = DYNOBS_ITEMF_TRUNCATED;
+        s->truncated = 1;
+    }
+    uint32_t old = find_attr(s, key, klen);
+    if (old != UINT32_MAX) {
+        remove_item(s, old);
+        s->attrs--;
+    } else if (s->attrs >= dynobs__config.attr_count_limit) {
+        s->rec.dropped_attrs++;
+        s->truncated = 1;
+        return DYNOBS_ENOSPC;
+    }
+    size_t n = dynobs__item_put_attr(s->body + s->used, sizeof s->body - s->used,
+                                     DYNOBS_ITEM_SPAN_ATTR, key, klen, type, val, vlen, flags);
+    if (!n) {
+        s->rec.dropped_attrs++;
+        s->truncated = 1;
+        return DYNOBS_ENOSPC;
+    }
+    s->used += (uint32_t)n;
+    s->attrs++;
+    return flags ? DYNOBS_ETRUNC : 0;
+}
+
+DYNOBS_API int dynobs_span_set_str(dynobs_span *s, const char *key, const char *value)
+{
+    if (!value)
+        return DYNOBS_EINVAL;
+    /* strnlen bounds the scan of a value that may be huge or unterminated
+     * beyond what we could keep anyway. */
+    size_t n = strnlen(value, (size_t)dynobs__config.attr_value_limit + 1);
+    return set_attr(s, key, DYNOBS_ATTR_STRING, value, n);
+}
+
+DYNOBS_API int dynobs_span_set_int(dynobs_span *s, const char *key, int64_t value)
+{
+    return set_attr(s, key, DYNOBS_ATTR_INT, &value, 8);
+}
+
+DYNOBS_API int dynobs_span_set_double(dynobs_span *s, const char *key, double value)
+{
+    return set_attr(s, key, DYNOBS_ATTR_DOUBLE, &value, 8);
+}
+
+DYNOBS_API int dynobs_span_set_bool(dynobs_span *s, const char *key, int value)
+{
+    int64_t b = value != 0;
+    return set_attr(s, key, DYNOBS_ATTR_BOOL, &b, 8);
+}
+
+DYNOBS_API int dynobs_span_add_event_attrs(dynobs_span *s, const char *name,
+                                           const dynobs_attr *attrs, size_t nattrs)
+{
+    if (!live(s) || !name || (nattrs && !attrs))
+        return DYNOBS_EINVAL;
+    if (!s->recording)
+        return 0;
+    if (s->events >= dynobs__config.event_count_limit) {
+        s->rec.dropped_events++;
+        s->truncated = 1;
+        return DYNOBS_ENOSPC;
+    }
+    size_t nl = strnlen(name, 256);
+    if (nl > 255)
+        s->truncated = 1;
+    uint32_t ev = s->used;
+    size_t n = dynobs__item_put_event(s->body + s->used, sizeof s->body - s->used, name, nl,
+                                      dynobs__now_ns());
+    if (!n) {
+        s->rec.dropped_events++;
+        s->truncated = 1;
+        return DYNOBS_ENOSPC;
+    }
+    s->used += (uint32_t)n;
+    s->events++;
+    s->last_event_off = ev;
+    int rc = 0;
+    uint16_t dropped = 0, kept = 0;
+    for (size_t i = 0; i < nattrs; i++) {
+        const dynobs_attr *a = &attrs[i];
+        size_t kl = a->key ? strnlen(a->key, 256) : 0;
+        const void *val = &a->v;
+        size_t vl = 8;
+        int64_t b;
+        uint8_t fl = 0;
+        if (kl == 0 || kl > 255) {
+            rc = DYNOBS_EINVAL;
+            continue;
+        }
+        switch (a->type) {
+        case DYNOBS_ATTR_STRING:
+            if (!a->v.s) {
+                rc = DYNOBS_EINVAL;
+                continue;
+            }
+            val = a->v.s;
+            vl = strnlen(a->v.s, (size_t)dynobs__config.attr_value_limit + 1);
+            if (vl > dynobs__config.attr_value_limit) {
+                vl = utf8_cut(a->v.s, vl, dynobs__config.attr_value_limit);
+                fl = DYNOBS_ITEMF_TRUNCATED;
+                s->truncated = 1;
+            }
+            break;
+        case DYNOBS_ATTR_BOOL:
+            b = a->v.b != 0;
+            val = &b;
+            break;
+        case DYNOBS_ATTR_INT:
+        case DYNOBS_ATTR_DOUBLE:
+            break;
+        default:
+            rc = DYNOBS_EINVAL;
+            continue;
+        }
+        size_t m = 0;
+        if (kept < dynobs__config.event_attr_limit)
+            m = dynobs__item_put_attr(s->body + s->used, sizeof s->body - s->used,
+                                      DYNOBS_ITEM_EVENT_ATTR, a->key, kl, a->type, val, vl, fl);
+        if (!m) {
+            dropped++;
+            s->truncated = 1;
+            continue;
+        }
+        s->used += (uint32_t)m;
+        kept++;
+    }
+    memcpy(s->body + ev + 12, &dropped, 2);
+    if (rc == 0 && dropped)
+        rc = DYNOBS_ENOSPC;
+    return rc;
+}
+
+DYNOBS_API int dynobs_span_add_event(dynobs_span *s, const char *name)
+{
+    return dynobs_span_add_event_attrs(s, name, NULL, 0);
+}
+
+DYNOBS_API int dynobs_span_set_status(dynobs_span *s, int code, const char *message)
+{
+    if (!live(s) || code < DYNOBS_STATUS_UNSET || code > DYNOBS_STATUS_ERROR)
+        return DYNOBS_EINVAL;
+    /* OpenTelemetry: OK is final; UNSET never overrides a status set. */
+    if (s->status_final || code == DYNOBS_STATUS_UNSET)
+        return 0;
+    s->rec.status = (uint8_t)code;
+    s->status_len = 0;
+    if (code == DYNOBS_STATUS_OK) {
+        s->status_final = 1;
+    } else if (message) {
+        size_t n = strnlen(message, DYNOBS_STATUS_MSG_MAX + 1);
+        if (n > DYNOBS_STATUS_MSG_MAX) {
+            n = utf8_cut(message, n, DYNOBS_STATUS_MSG_MAX);
+            s->truncated = 1;
+        }
+        memcpy(s->status_msg, message, n);
+        s->status_len = (uint16_t)n;
+    }
+    return 0;
+}
+
+static int emit(struct dynobs_span *s)
+{
+    struct dynobs_segment *seg = dynobs__segment();
+    if (!seg) {
+        __atomic_fetch_add(&dynobs__lost, 1, __ATOMIC_RELAXED);
+        return DYNOBS_ENOMEM;
+    }
+    struct dynobs_span_rec *r = &s->rec;
+    const uint32_t nl = r->name_len;
+    r->status_msg_len = s->status_len;
+    r->attr_count = s->attrs;
+    r->event_count = s->events;
+    r->body_len = s->used + s->status_len;
+    size_t payload = sizeof *r + r->body_len;
+    uint16_t rf = s->truncated ? DYNOBS_RECF_TRUNCATED : 0;
+    struct dynobs_rec_hdr *h = dynobs__ring_reserve(&seg->ring, payload, DYNOBS_REC_SPAN, rf);
+    if (!h)
+        return DYNOBS_ENOSPC;
+    /* Body order: name, status message, tracestate and items. */
+    uint8_t *p = (uint8_t *)(h + 1);
+    memcpy(p, r, sizeof *r);
+    p += sizeof *r;
+    memcpy(p, s->body, nl);
+    p += nl;
+    memcpy(p, s->status_msg, s->status_len);
+    p += s->status_len;
+    memcpy(p, s->body + nl, s->used - nl);
+    dynobs__ring_commit(&seg->ring, h);
+    if (s->truncated)
+        __atomic_fetch_add(&seg->hdr->counters[DYNOBS_CTR_RECORDS_TRUNCATED], 1,
+                           __ATOMIC_RELAXED);
+    return 0;
+}
+
+DYNOBS_API int dynobs_span_end(dynobs_span *s)
+{
+    /* Claim the end once, so that a double end from two threads emits one
+     * record and frees the slot once. */
+    uint32_t expect = SPAN_LIVE;
+    if (!s || !__atomic_compare_exchange_n(&s->live, &expect, 0, 0, __ATOMIC_ACQ_REL,
+                                           __ATOMIC_RELAXED))
+        return DYNOBS_EINVAL;
+    s->rec.end_ns = dynobs__now_ns();
+    if (s->rec.end_ns < s->rec.start_ns) /* the wall clock stepped back */
+        s->rec.end_ns = s->rec.start_ns;
+    int rc = s->recording ? emit(s) : 0;
+    struct dynobs_thread *t = s->owner;
+    if (s->stack_idx >= 0) {
+        struct dynobs_ctx *c = &t->stack[s->stack_idx];
+        if (c->span == s && c->span_gen == s->gen)
+            __atomic_store_n(&c->ended, 1, __ATOMIC_RELEASE);
+    }
+    if (t == dynobs__thread())
+        dynobs__ctx_pop_ended(t);
+    pool_put(s);
+    return rc;
+}
+
+DYNOBS_API int dynobs_span_traceparent(const dynobs_span *s, char *buf, size_t len)
+{
+    if (!live(s) || !buf)
+        return DYNOBS_EINVAL;
+    if (len < DYNOBS_TRACEPARENT_LEN + 1)
+        return DYNOBS_ERANGE;
+    return dynobs__traceparent_format(s->rec.trace_id, s->rec.span_id, s->rec.trace_flags, buf,
+                                      len);
+}

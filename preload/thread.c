@@ -1,0 +1,138 @@
+/*
+ * Per-thread blocks: the context stack, the span pool and the id
+ * generator of one thread. Blocks come from mmap (never malloc, which the
+ * host may have replaced or be inside of), are reused after their thread
+ * exits, and are never unmapped: a span started by a thread that has
+ * exited can still be ended from another one.
+ */
+#define _GNU_SOURCE
+#include <pthread.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+static __thread struct dynobs_thread *self DYNOBS_TLS;
+static struct dynobs_thread *all; /* push-only list of every block */
+static pthread_key_t exit_key;
+static int have_key;
+
+static void release(void *p)
+{
+    struct dynobs_thread *t = p;
+    if (!t)
+        return;
+    t->depth = 0;
+    __atomic_store_n(&t->owned, 0, __ATOMIC_RELEASE);
+}
+
+void dynobs__thread_init_key(void)
+{
+    if (!have_key && pthread_key_create(&exit_key, release) == 0)
+        have_key = 1;
+}
+
+static void adopt(struct dynobs_thread *t)
+{
+    t->tid = (uint32_t)syscall(SYS_gettid);
+    t->depth = 0;
+    dynobs__rng_seed(&t->rng);
+    self = t;
+    if (have_key)
+        pthread_setspecific(exit_key, t);
+}
+
+struct dynobs_thread *dynobs__thread(void)
+{
+    struct dynobs_thread *t = self;
+    if (DYNOBS_LIKELY(t != NULL))
+        return t;
+    if (!dynobs__on())
+        return NULL;
+    /* Reuse the block of a thread that has exited. */
+    for (t = __atomic_load_n(&all, __ATOMIC_ACQUIRE); t; t = t->next) {
+        int free_ = 0;
+        if (__atomic_load_n(&t->owned, __ATOMIC_RELAXED) == 0 &&
+            __atomic_compare_exchange_n(&t->owned, &free_, 1, 0, __ATOMIC_ACQUIRE,
+                                        __ATOMIC_RELAXED)) {
+            adopt(t);
+            return t;
+        }
+    }
+    void *m = mmap(NULL, sizeof *t, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED)
+        return NULL;
+    t = m; /* zero-filled */
+    t->owned = 1;
+    struct dynobs_thread *head = __atomic_load_n(&all, __ATOMIC_RELAXED);
+    do
+        t->next = head;
+    while (!__atomic_compare_exchange_n(&all, &head, t, 1, __ATOMIC_RELEASE, __ATOMIC_RELAXED));
+    adopt(t);
+    return t;
+}
+
+void dynobs__thread_after_fork(void)
+{
+    /* Only the forking thread exists in the child: the other blocks are
+     * free for its future threads. Their open spans died with them. */
+    for (struct dynobs_thread *t = all; t; t = t->next) {
+        if (t != self) {
+            t->owned = 0;
+            t->depth = 0;
+            t->pool_used = 0;
+        }
+    }
+    if (self) {
+        self->tid = (uint32_t)syscall(SYS_gettid);
+        dynobs__rng_seed(&self->rng);
+    }
+}
+
+/* The context stack is only pushed and popped by its own thread, but a
+ * signal handler may interrupt it anywhere: depth is raised before an
+ * entry is written, and an entry is marked valid only once complete, so a
+ * handler's spans find the nearest complete entry as their parent. */
+void dynobs__ctx_pop_ended(struct dynobs_thread *t)
+{
+    int d = t->depth;
+    while (d > 0 && __atomic_load_n(&t->stack[d - 1].ended, __ATOMIC_ACQUIRE))
+        d--;
+    t->depth = d;
+}
+
+const struct dynobs_ctx *dynobs__ctx_current(struct dynobs_thread *t)
+{
+    dynobs__ctx_pop_ended(t);
+    for (int d = t->depth; d > 0; d--) {
+        const struct dynobs_ctx *c = &t->stack[d - 1];
+        if (c->valid && !__atomic_load_n(&c->ended, __ATOMIC_ACQUIRE))
+            return c;
+    }
+    return NULL;
+}
+
+struct dynobs_ctx *dynobs__ctx_push(struct dynobs_thread *t)
+{
+    int d = t->depth;
+    if (d >= DYNOBS_STACK_DEPTH)
+        return NULL;
+    struct dynobs_ctx *c = &t->stack[d];
+    c->valid = 0;
+    c->ended = 0;
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);
+    t->depth = d + 1;
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);
+    /* Again: a handler that ran before depth was raised may have used
+     * this entry and left it ended. */
+    c->ended = 0;
+    return c;
+}
+
+void dynobs__ctx_publish(struct dynobs_ctx *c)
+{
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);
+    c->valid = 1;
+}
