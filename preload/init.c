@@ -5,6 +5,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -101,16 +102,36 @@ int dynobs__init(void)
     return next;
 }
 
+/* Another thread is creating the segment (once per process, well under a
+ * millisecond): wait for it a bounded while rather than drop the first
+ * records of a process. A thread interrupted while creating it (a signal
+ * handler on the creating thread) must not wait for itself. */
+static struct dynobs_segment *wait_for_creation(void)
+{
+    if (dynobs__guard)
+        return NULL;
+    uint64_t deadline = dynobs__mono_ns() + 20 * 1000 * 1000;
+    do {
+        sched_yield();
+        if (__atomic_load_n(&seg_state, __ATOMIC_ACQUIRE) == SEG_READY)
+            return &seg;
+    } while (__atomic_load_n(&seg_state, __ATOMIC_ACQUIRE) == SEG_CREATING &&
+             dynobs__mono_ns() < deadline);
+    return NULL;
+}
+
 struct dynobs_segment *dynobs__segment(void)
 {
     int s = __atomic_load_n(&seg_state, __ATOMIC_ACQUIRE);
     if (DYNOBS_LIKELY(s == SEG_READY))
         return &seg;
+    if (s == SEG_CREATING)
+        return wait_for_creation();
     if (s != SEG_NONE)
         return NULL;
     if (!__atomic_compare_exchange_n(&seg_state, &s, SEG_CREATING, 0, __ATOMIC_ACQ_REL,
                                      __ATOMIC_ACQUIRE))
-        return s == SEG_READY ? &seg : NULL;
+        return s == SEG_READY ? &seg : s == SEG_CREATING ? wait_for_creation() : NULL;
     dynobs__guard++;
     struct dynobs_segment_params p = {
         .dir = dynobs__config.shm_dir,

@@ -1,0 +1,239 @@
+/*
+ * A program that uses the public API in named scenarios. It links
+ * libdynobs-noop.so, so it records nothing unless started with
+ * LD_PRELOAD=libdynobs.so: the tests run it both ways. It prints what the
+ * API told it (return codes, traceparents) on stdout for the tests to
+ * compare with what they read from the segment.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "dynobs/dynobs.h"
+
+static void print_tp(const char *label, dynobs_span *s)
+{
+    char tp[64];
+    int rc = dynobs_span_traceparent(s, tp, sizeof tp);
+    printf("%s %s\n", label, rc > 0 ? tp : "none");
+}
+
+static void *nested_thread(void *arg)
+{
+    const char *tag = arg;
+    char name[64];
+    snprintf(name, sizeof name, "root-%s", tag);
+    dynobs_span *a = dynobs_span_start(name, DYNOBS_SPAN_KIND_SERVER);
+    dynobs_span_set_str(a, "thread.tag", tag);
+    dynobs_span_set_int(a, "answer", 42);
+    dynobs_span_set_double(a, "ratio", 0.25);
+    dynobs_span_set_bool(a, "flag", 1);
+    snprintf(name, sizeof name, "child-%s", tag);
+    dynobs_span *b = dynobs_span_start(name, DYNOBS_SPAN_KIND_CLIENT);
+    snprintf(name, sizeof name, "grandchild-%s", tag);
+    dynobs_span *c = dynobs_span_start(name, DYNOBS_SPAN_KIND_INTERNAL);
+    dynobs_attr ev[] = {{.key = "step", .type = DYNOBS_ATTR_INT, .v.i = 3},
+                        {.key = "what", .type = DYNOBS_ATTR_STRING, .v.s = "retry"}};
+    dynobs_span_add_event_attrs(c, "retrying", ev, 2);
+    dynobs_span_set_status(c, DYNOBS_STATUS_ERROR, "boom");
+    char cur[64];
+    dynobs_current_traceparent(cur, sizeof cur);
+    flockfile(stdout);
+    print_tp(tag, a);
+    print_tp(tag, b);
+    print_tp(tag, c);
+    printf("%s-current %s\n", tag, cur);
+    funlockfile(stdout);
+    dynobs_span_end(c);
+    dynobs_span_end(b);
+    /* After b ends, a is current again. */
+    dynobs_current_traceparent(cur, sizeof cur);
+    printf("%s-after %s\n", tag, cur);
+    dynobs_span_set_status(a, DYNOBS_STATUS_OK, "ignored for OK");
+    dynobs_span_end(a);
+    return NULL;
+}
+
+static int nested(void)
+{
+    pthread_t t1, t2;
+    pthread_create(&t1, NULL, nested_thread, "t1");
+    pthread_create(&t2, NULL, nested_thread, "t2");
+    pthread_join(t1, NULL);
+    pthread_join(t2, NULL);
+    return 0;
+}
+
+static int disabled(void)
+{
+    dynobs_span *s = dynobs_span_start("x", DYNOBS_SPAN_KIND_INTERNAL);
+    printf("span %s\n", s ? "yes" : "null");
+    printf("enabled %d\n", dynobs_enabled());
+    printf("set %d\n", dynobs_span_set_int(s, "k", 1));
+    printf("end %d\n", dynobs_span_end(s));
+    printf("counter %d\n", dynobs_counter_add("c", 1, NULL));
+    char tp[64];
+    printf("current %d\n", dynobs_current_traceparent(tp, sizeof tp));
+    return 0;
+}
+
+static int limits(void)
+{
+    dynobs_span *s = dynobs_span_start("limited", DYNOBS_SPAN_KIND_INTERNAL);
+    char key[32];
+    for (int i = 0; i < 10; i++) {
+        snprintf(key, sizeof key, "k%d", i);
+        printf("set %s %d\n", key, dynobs_span_set_int(s, key, i));
+    }
+    /* Overwriting an existing key is not a new attribute. */
+    printf("overwrite %d\n", dynobs_span_set_str(s, "k1", "replaced"));
+    char big[100];
+    memset(big, 'x', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    dynobs_span *t = dynobs_span_start("long", DYNOBS_SPAN_KIND_INTERNAL);
+    printf("long %d\n", dynobs_span_set_str(t, "v", big));
+    /* A multi-byte character straddling the limit is not cut in half. */
+    printf("utf8 %d\n", dynobs_span_set_str(t, "u", "abcdefgh\xc3\xa9zz"));
+    for (int i = 0; i < 6; i++)
+        dynobs_span_add_event(t, "ev");
+    dynobs_span_end(t);
+    dynobs_span_end(s);
+    return 0;
+}
+
+static int forking(void)
+{
+    dynobs_span *p = dynobs_span_start("before-fork", DYNOBS_SPAN_KIND_INTERNAL);
+    print_tp("parent-span", p);
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) {
+        dynobs_span *c = dynobs_span_start("in-child", DYNOBS_SPAN_KIND_INTERNAL);
+        print_tp("child-span", c);
+        dynobs_span_end(c);
+        /* A new root in the child must not repeat the parent's ids. */
+        dynobs_span_end(p); /* the child's copy of p: a span of the child now */
+        dynobs_span *r = dynobs_span_start("child-root", DYNOBS_SPAN_KIND_INTERNAL);
+        print_tp("child-root", r);
+        dynobs_span_end(r);
+        fflush(stdout);
+        _exit(0);
+    }
+    int st;
+    waitpid(pid, &st, 0);
+    dynobs_span_end(p);
+    dynobs_span *r = dynobs_span_start("parent-root", DYNOBS_SPAN_KIND_INTERNAL);
+    print_tp("parent-root", r);
+    dynobs_span_end(r);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 1;
+}
+
+static int attach(void)
+{
+    const char *tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    printf("attach %d\n", dynobs_context_attach(tp, "congo=t61rcWkgMzE, rojo=00f067aa0ba902b7"));
+    dynobs_span *s = dynobs_span_start("remote-child", DYNOBS_SPAN_KIND_SERVER);
+    char ts[600];
+    dynobs_current_tracestate(ts, sizeof ts);
+    printf("tracestate %s\n", ts);
+    dynobs_span_end(s);
+    dynobs_context_detach();
+    char cur[64];
+    printf("after-detach %d\n", dynobs_current_traceparent(cur, sizeof cur));
+    printf("bad-attach %d\n", dynobs_context_attach("00-0AF7651916CD43DD8448EB211C80319C-b7ad6b7169203331-01", NULL));
+    /* Unsampled remote parent: the default sampler follows it. */
+    printf("attach2 %d\n", dynobs_context_attach("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00", "bad key=1"));
+    dynobs_span *u = dynobs_span_start("unsampled-child", DYNOBS_SPAN_KIND_SERVER);
+    print_tp("unsampled", u);
+    dynobs_span *u2 = dynobs_span_start("unsampled-grandchild", DYNOBS_SPAN_KIND_CLIENT);
+    print_tp("unsampled2", u2);
+    dynobs_current_tracestate(ts, sizeof ts);
+    printf("tracestate2 [%s]\n", ts);
+    dynobs_span_end(u2);
+    dynobs_span_end(u);
+    dynobs_context_detach();
+    return 0;
+}
+
+static int metrics(void)
+{
+    for (int i = 0; i < 10; i++)
+        dynobs_counter_add("requests", 1, "method=GET");
+    dynobs_counter_add("requests", 2.5, "method=POST");
+    printf("negative %d\n", dynobs_counter_add("requests", -1, "method=GET"));
+    printf("badlabels %d\n", dynobs_counter_add("requests", 1, "method"));
+    printf("badname %d\n", dynobs_counter_add("9lives", 1, NULL));
+    dynobs_gauge_set("temperature", 21.5, NULL);
+    dynobs_gauge_set("temperature", 19.0, NULL);
+    dynobs_updown_add("inflight", 3, NULL);
+    dynobs_updown_add("inflight", -1, NULL);
+    double b[] = {0.1, 1, 10};
+    dynobs_metric_desc d = {.name = "latency", .unit = "s", .kind = DYNOBS_METRIC_HISTOGRAM,
+                            .bounds = b, .nbounds = 3};
+    double vals[] = {0.05, 0.1, 0.5, 2, 20, 30};
+    for (int i = 0; i < 6; i++)
+        dynobs_metric_record(&d, vals[i], "route=/x");
+    printf("kindclash %d\n", dynobs_gauge_set("requests", 1, "method=GET"));
+    return 0;
+}
+
+static int closing(void)
+{
+    errno = 0;
+    int rc = close(-1);
+    printf("close-bad %d %d\n", rc, errno);
+    int fds[2];
+    if (pipe(fds) < 0)
+        return 1;
+    printf("close-ok %d %d\n", close(fds[0]), close(fds[1]));
+    errno = 0;
+    rc = close(fds[0]);
+    printf("close-again %d %d\n", rc, errno);
+    return 0;
+}
+
+static int sampled_ratio(void)
+{
+    /* Root spans under OTEL_TRACES_SAMPLER; prints how many were sampled. */
+    int n = atoi(getenv("SCENARIO_N") ? getenv("SCENARIO_N") : "1000");
+    int sampled = 0;
+    for (int i = 0; i < n; i++) {
+        dynobs_span *s = dynobs_span_start("r", DYNOBS_SPAN_KIND_INTERNAL);
+        char tp[64];
+        if (dynobs_span_traceparent(s, tp, sizeof tp) > 0 && tp[54] & 1)
+            sampled++;
+        dynobs_span_end(s);
+    }
+    printf("sampled %d of %d\n", sampled, n);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2)
+        return 2;
+    const char *s = argv[1];
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    if (!strcmp(s, "nested"))
+        return nested();
+    if (!strcmp(s, "disabled"))
+        return disabled();
+    if (!strcmp(s, "limits"))
+        return limits();
+    if (!strcmp(s, "fork"))
+        return forking();
+    if (!strcmp(s, "attach"))
+        return attach();
+    if (!strcmp(s, "metrics"))
+        return metrics();
+    if (!strcmp(s, "close"))
+        return closing();
+    if (!strcmp(s, "ratio"))
+        return sampled_ratio();
+    return 2;
+}

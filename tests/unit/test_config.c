@@ -1,0 +1,98 @@
+/* Configuration from the environment. */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <string.h>
+
+#include "config.h"
+#include "layout.h"
+
+static const char *const *fake;
+
+static const char *get(const char *name)
+{
+    size_t n = strlen(name);
+    for (const char *const *p = fake; p && *p; p++)
+        if (strncmp(*p, name, n) == 0 && (*p)[n] == '=')
+            return *p + n + 1;
+    return NULL;
+}
+
+static void load(struct dynobs_config *c, const char *const *env)
+{
+    fake = env;
+    dynobs__config_load(c, get);
+}
+
+Test(config, defaults)
+{
+    struct dynobs_config c;
+    load(&c, NULL);
+    cr_assert_eq(c.disabled, 0);
+    cr_assert_str_eq(c.shm_dir, "/dev/shm/dynobs");
+    cr_assert_eq(c.ring_bytes, DYNOBS_RING_BYTES_DEFAULT);
+    cr_assert_eq(c.metric_slots, DYNOBS_METRIC_SLOTS_DEFAULT);
+    cr_assert_eq(c.attr_count_limit, 128);
+    cr_assert_eq(c.event_count_limit, 128);
+    cr_assert_eq(c.sampler.kind, DYNOBS_SAMPLER_PARENT_ALWAYS_ON);
+    cr_assert_eq(c.bad_setting, 0);
+}
+
+Test(config, values)
+{
+    struct dynobs_config c;
+    const char *env[] = {"OTEL_SDK_DISABLED=TRUE",
+                         "DYNOBS_SHM_DIR=/tmp/x",
+                         "DYNOBS_RING_BYTES=3M",
+                         "DYNOBS_METRIC_SLOTS=1000",
+                         "OTEL_ATTRIBUTE_COUNT_LIMIT=7",
+                         "OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT=5",
+                         "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT=64",
+                         "OTEL_TRACES_SAMPLER=traceidratio",
+                         "OTEL_TRACES_SAMPLER_ARG=0.25",
+                         NULL};
+    load(&c, env);
+    cr_assert_eq(c.disabled, 1);
+    cr_assert_str_eq(c.shm_dir, "/tmp/x");
+    cr_assert_eq(c.ring_bytes, 2u << 20);   /* rounded down to a power of two */
+    cr_assert_eq(c.metric_slots, 512);
+    cr_assert_eq(c.attr_count_limit, 5);    /* the span-specific one wins */
+    cr_assert_eq(c.attr_value_limit, 64);
+    cr_assert_eq(c.sampler.kind, DYNOBS_SAMPLER_RATIO);
+    cr_assert_float_eq(c.sampler.ratio, 0.25, 1e-12);
+    cr_assert_eq(c.bad_setting, 0);
+}
+
+Test(config, malformed_values_fall_back)
+{
+    struct dynobs_config c;
+    const char *env[] = {"OTEL_SDK_DISABLED=yes", "DYNOBS_RING_BYTES=lots",
+                         "OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT=-3", "OTEL_TRACES_SAMPLER=random",
+                         NULL};
+    load(&c, env);
+    cr_assert_eq(c.disabled, 0); /* only "true" disables */
+    cr_assert_eq(c.ring_bytes, DYNOBS_RING_BYTES_DEFAULT);
+    cr_assert_eq(c.attr_count_limit, 128);
+    cr_assert_eq(c.sampler.kind, DYNOBS_SAMPLER_PARENT_ALWAYS_ON);
+    cr_assert_eq(c.bad_setting, 1);
+    cr_assert_str_eq(c.bad_name, "DYNOBS_RING_BYTES");
+    const char *env2[] = {"DYNOBS_RING_BYTES=1K", NULL}; /* below the minimum */
+    load(&c, env2);
+    cr_assert_eq(c.ring_bytes, DYNOBS_RING_BYTES_DEFAULT);
+    cr_assert_eq(c.bad_setting, 1);
+}
+
+Test(config, parse_size)
+{
+    uint64_t v;
+    cr_assert_eq(dynobs__parse_size("4096", &v), 0);
+    cr_assert_eq(v, 4096);
+    cr_assert_eq(dynobs__parse_size("64K", &v), 0);
+    cr_assert_eq(v, 65536);
+    cr_assert_eq(dynobs__parse_size("2MiB", &v), 0);
+    cr_assert_eq(v, 2u << 20);
+    cr_assert_eq(dynobs__parse_size("", &v), -EINVAL);
+    cr_assert_eq(dynobs__parse_size("12X", &v), -EINVAL);
+    cr_assert_eq(dynobs__parse_size("5i", &v), -EINVAL);
+    cr_assert_eq(dynobs__parse_size("99999999999999999999", &v), -EINVAL);
+    cr_assert_eq(dynobs__parse_size("17179869184G", &v), -EINVAL);
+}

@@ -1,0 +1,112 @@
+/* Pins the shared-memory layout: producers and consumers built at
+ * different times must agree on every offset below. A change here needs
+ * a new DYNOBS_LAYOUT_VERSION. */
+#include <criterion/criterion.h>
+#include <stddef.h>
+
+#include "layout.h"
+
+#define PIN(type, field, off) cr_expect_eq(offsetof(type, field), off, #type "." #field)
+
+Test(layout, version)
+{
+    cr_assert_eq(DYNOBS_LAYOUT_VERSION, 1);
+    cr_assert_eq(DYNOBS_SEG_MAGIC, 0x31474553534f4e59ULL);
+}
+
+Test(layout, segment_header)
+{
+    typedef struct dynobs_seg_header H;
+    cr_assert_eq(sizeof(H), 4096);
+    PIN(H, magic, 0);
+    PIN(H, layout_version, 8);
+    PIN(H, header_bytes, 12);
+    PIN(H, total_bytes, 16);
+    PIN(H, consumer_offset, 24);
+    PIN(H, ring_offset, 32);
+    PIN(H, ring_bytes, 40);
+    PIN(H, metric_offset, 48);
+    PIN(H, metric_slots, 56);
+    PIN(H, metric_slot_bytes, 60);
+    PIN(H, pid, 64);
+    PIN(H, ppid, 68);
+    PIN(H, start_ticks, 72);
+    PIN(H, start_time_ns, 80);
+    PIN(H, flags, 88);
+    PIN(H, max_record_bytes, 92);
+    PIN(H, config_generation, 96);
+    PIN(H, resource_len, 104);
+    PIN(H, resource_count, 108);
+    PIN(H, service_name_len, 110);
+    PIN(H, service_name, 128);
+    PIN(H, resource, 384);
+    PIN(H, ring_head, 3584);
+    PIN(H, counters, 3648);
+    cr_assert_eq(offsetof(H, ring_head) % 64, 0);
+    cr_assert_eq(offsetof(H, counters) % 64, 0);
+}
+
+Test(layout, consumer_page)
+{
+    typedef struct dynobs_seg_consumer C;
+    cr_assert_leq(sizeof(C), 4096);
+    PIN(C, ring_tail, 0);
+    PIN(C, consumer_pid, 64);
+    PIN(C, last_drain_ns, 72);
+}
+
+Test(layout, records)
+{
+    typedef struct dynobs_rec_hdr R;
+    cr_assert_eq(sizeof(R), 16);
+    PIN(R, stamp, 0);
+    PIN(R, len, 8);
+    PIN(R, type, 12);
+    PIN(R, flags, 14);
+    typedef struct dynobs_span_rec S;
+    cr_assert_eq(sizeof(S), 80);
+    PIN(S, trace_id, 0);
+    PIN(S, span_id, 16);
+    PIN(S, parent_span_id, 24);
+    PIN(S, start_ns, 32);
+    PIN(S, end_ns, 40);
+    PIN(S, tid, 48);
+    PIN(S, kind, 52);
+    PIN(S, status, 53);
+    PIN(S, trace_flags, 54);
+    PIN(S, span_flags, 55);
+    PIN(S, name_len, 56);
+    PIN(S, status_msg_len, 58);
+    PIN(S, tracestate_len, 60);
+    PIN(S, attr_count, 62);
+    PIN(S, event_count, 64);
+    PIN(S, dropped_attrs, 66);
+    PIN(S, dropped_events, 68);
+    PIN(S, body_len, 72);
+    cr_assert_eq(DYNOBS_REC_PAD, 1);
+    cr_assert_eq(DYNOBS_REC_SPAN, 2);
+    cr_assert_eq(DYNOBS_REC_LOG, 3);
+    cr_assert_eq(DYNOBS_ITEM_HDR, 4);
+    cr_assert_eq(DYNOBS_EVENT_FIXED, 10);
+    cr_assert_eq(DYNOBS_MAX_RECORD_BYTES, 8192);
+}
+
+Test(layout, metric_slot)
+{
+    typedef struct dynobs_metric_slot M;
+    cr_assert_eq(sizeof(M), 512);
+    PIN(M, state, 0);
+    PIN(M, kind, 4);
+    PIN(M, nbounds, 5);
+    PIN(M, name_len, 6);
+    PIN(M, labels_len, 7);
+    PIN(M, hash, 8);
+    PIN(M, unit, 16);
+    PIN(M, key, 32);
+    PIN(M, value, 192);
+    PIN(M, min, 200);
+    PIN(M, max, 208);
+    PIN(M, start_ns, 216);
+    PIN(M, buckets, 224);
+    PIN(M, bounds, 352);
+}

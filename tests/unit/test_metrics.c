@@ -1,0 +1,246 @@
+/* The metric table: registration, exact concurrent updates, limits. */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dynobs/dynobs.h"
+#include "metrics.h"
+
+static struct dynobs_metric_table *table(uint32_t n)
+{
+    struct dynobs_metric_table *t = calloc(1, sizeof *t);
+    t->slots = calloc(n, sizeof *t->slots);
+    t->nslots = n;
+    t->counters = calloc(DYNOBS_CTR_MAX, sizeof(uint64_t));
+    return t;
+}
+
+/* Sums a field over every slot whose name and labels match (a series
+ * may legitimately sit in two slots after a registration race). */
+static int find(struct dynobs_metric_table *t, const char *name, const char *labels,
+                struct dynobs_metric_view *out)
+{
+    int found = 0;
+    for (uint32_t i = 0; i < t->nslots; i++) {
+        struct dynobs_metric_view v;
+        if (dynobs__metric_read(&t->slots[i], &v) == 0 && !strcmp(v.name, name) &&
+            !strcmp(v.labels, labels)) {
+            if (!found)
+                *out = v;
+            else {
+                out->value += v.value;
+                out->count += v.count;
+            }
+            found++;
+        }
+    }
+    return found;
+}
+
+static struct dynobs_metric_def def(const char *name, int kind)
+{
+    return (struct dynobs_metric_def){.name = name, .kind = kind};
+}
+
+Test(metrics, counter_updown_gauge)
+{
+    struct dynobs_metric_table *t = table(64);
+    struct dynobs_metric_def c = def("requests", DYNOBS_METRIC_COUNTER);
+    for (int i = 0; i < 10; i++)
+        cr_assert_eq(dynobs__metric_update(t, &c, 1.5, "method=GET"), 0);
+    cr_assert_eq(dynobs__metric_update(t, &c, 1, "method=POST"), 0);
+    cr_assert_eq(dynobs__metric_update(t, &c, 1, NULL), 0);
+    struct dynobs_metric_view v;
+    cr_assert_eq(find(t, "requests", "method=GET", &v), 1);
+    cr_assert_float_eq(v.value, 15.0, 1e-12);
+    cr_assert_eq(v.kind, DYNOBS_METRIC_COUNTER);
+    cr_assert_gt(v.start_ns, 0);
+    cr_assert_eq(find(t, "requests", "", &v), 1);
+    struct dynobs_metric_def u = def("inflight", DYNOBS_METRIC_UPDOWN);
+    cr_assert_eq(dynobs__metric_update(t, &u, 5, NULL), 0);
+    cr_assert_eq(dynobs__metric_update(t, &u, -7, NULL), 0);
+    cr_assert_eq(find(t, "inflight", "", &v), 1);
+    cr_assert_float_eq(v.value, -2.0, 1e-12);
+    struct dynobs_metric_def g = def("temp", DYNOBS_METRIC_GAUGE);
+    cr_assert_eq(dynobs__metric_update(t, &g, 5, NULL), 0);
+    cr_assert_eq(dynobs__metric_update(t, &g, 3.25, NULL), 0);
+    cr_assert_eq(find(t, "temp", "", &v), 1);
+    cr_assert_float_eq(v.value, 3.25, 1e-12);
+}
+
+Test(metrics, histogram_buckets_sum_min_max)
+{
+    struct dynobs_metric_table *t = table(64);
+    double b[] = {1, 10, 100};
+    struct dynobs_metric_def h = {.name = "lat", .unit = "ms", .kind = DYNOBS_METRIC_HISTOGRAM,
+                                  .bounds = b, .nbounds = 3};
+    double vals[] = {0.5, 1, 1.5, 10, 50, 100, 1000, -3};
+    for (size_t i = 0; i < 8; i++)
+        cr_assert_eq(dynobs__metric_update(t, &h, vals[i], "a=b"), 0);
+    struct dynobs_metric_view v;
+    cr_assert_eq(find(t, "lat", "a=b", &v), 1);
+    cr_assert_str_eq(v.unit, "ms");
+    cr_assert_eq(v.nbounds, 3);
+    /* Buckets are (-inf,1], (1,10], (10,100], (100,+inf). */
+    cr_assert_eq(v.buckets[0], 3);
+    cr_assert_eq(v.buckets[1], 2);
+    cr_assert_eq(v.buckets[2], 2);
+    cr_assert_eq(v.buckets[3], 1);
+    cr_assert_eq(v.count, 8);
+    cr_assert_float_eq(v.value, 1160.0, 1e-9);
+    cr_assert_float_eq(v.min, -3.0, 0);
+    cr_assert_float_eq(v.max, 1000.0, 0);
+    /* No bounds given: the OpenTelemetry defaults. */
+    struct dynobs_metric_def d = def("dflt", DYNOBS_METRIC_HISTOGRAM);
+    cr_assert_eq(dynobs__metric_update(t, &d, 7, NULL), 0);
+    cr_assert_eq(find(t, "dflt", "", &v), 1);
+    cr_assert_eq(v.nbounds, 15);
+    cr_assert_float_eq(v.bounds[14], 10000.0, 0);
+    cr_assert_eq(v.buckets[2], 1); /* (5, 10] */
+}
+
+Test(metrics, bad_input_is_refused)
+{
+    struct dynobs_metric_table *t = table(64);
+    struct dynobs_metric_def c = def("ok", DYNOBS_METRIC_COUNTER);
+    cr_assert_eq(dynobs__metric_update(t, &c, -1, NULL), -EINVAL);
+    cr_assert_eq(dynobs__metric_update(t, &c, NAN, NULL), -EINVAL);
+    cr_assert_eq(dynobs__metric_update(t, &c, INFINITY, NULL), -EINVAL);
+    const char *bad_labels[] = {"k", "=v", "k=v,", "k=v,,a=b", "k y=v", "k=a=b", "k=\n"};
+    for (size_t i = 0; i < sizeof bad_labels / sizeof *bad_labels; i++)
+        cr_expect_eq(dynobs__metric_update(t, &c, 1, bad_labels[i]), -EINVAL, "%s",
+                     bad_labels[i]);
+    const char *bad_names[] = {"", "9x", "_x", "a b", "a\xc3\xa9"};
+    for (size_t i = 0; i < sizeof bad_names / sizeof *bad_names; i++) {
+        struct dynobs_metric_def b = def(bad_names[i], DYNOBS_METRIC_COUNTER);
+        cr_expect_eq(dynobs__metric_update(t, &b, 1, NULL), -EINVAL, "%s", bad_names[i]);
+    }
+    char longname[200];
+    memset(longname, 'a', 199);
+    longname[199] = 0;
+    struct dynobs_metric_def l = def(longname, DYNOBS_METRIC_COUNTER);
+    cr_assert_eq(dynobs__metric_update(t, &l, 1, NULL), -EINVAL);
+    double unsorted[] = {1, 1, 2};
+    struct dynobs_metric_def h = {.name = "h", .kind = DYNOBS_METRIC_HISTOGRAM,
+                                  .bounds = unsorted, .nbounds = 3};
+    cr_assert_eq(dynobs__metric_update(t, &h, 1, NULL), -EINVAL);
+    double many[16] = {0};
+    for (int i = 0; i < 16; i++)
+        many[i] = i;
+    h.bounds = many;
+    h.nbounds = 16;
+    cr_assert_eq(dynobs__metric_update(t, &h, 1, NULL), -EINVAL);
+    struct dynobs_metric_def k = def("ok", 99);
+    cr_assert_eq(dynobs__metric_update(t, &k, 1, NULL), -EINVAL);
+    /* A name registered as a counter cannot be updated as a gauge. */
+    cr_assert_eq(dynobs__metric_update(t, &c, 1, "x=1"), 0);
+    struct dynobs_metric_def g = def("ok", DYNOBS_METRIC_GAUGE);
+    cr_assert_eq(dynobs__metric_update(t, &g, 1, "x=1"), -EINVAL);
+    /* Nothing bad was registered. */
+    int used = 0;
+    for (uint32_t i = 0; i < t->nslots; i++)
+        used += t->slots[i].state != DYNOBS_SLOT_EMPTY;
+    cr_assert_eq(used, 1);
+}
+
+Test(metrics, full_table_counts_refusals)
+{
+    struct dynobs_metric_table *t = table(16);
+    struct dynobs_metric_def c = def("c", DYNOBS_METRIC_COUNTER);
+    int ok = 0, refused = 0;
+    char labels[32];
+    for (int i = 0; i < 40; i++) {
+        snprintf(labels, sizeof labels, "i=%d", i);
+        int rc = dynobs__metric_update(t, &c, 1, labels);
+        cr_assert(rc == 0 || rc == -ENOSPC);
+        rc == 0 ? ok++ : refused++;
+    }
+    cr_assert_eq(ok, 16);
+    cr_assert_eq(refused, 24);
+    cr_assert_eq(t->counters[DYNOBS_CTR_METRIC_SERIES_REFUSED], 24);
+    /* Existing series keep working on a full table. */
+    cr_assert_eq(dynobs__metric_update(t, &c, 1, "i=0"), 0);
+}
+
+#define THREADS 4
+#define ADDS 200000
+
+static struct dynobs_metric_table *shared_t;
+
+static void *adder(void *arg)
+{
+    long id = (long)arg;
+    struct dynobs_metric_def c = def("hits", DYNOBS_METRIC_COUNTER);
+    struct dynobs_metric_def h = def("sizes", DYNOBS_METRIC_HISTOGRAM);
+    char labels[32];
+    for (int i = 0; i < ADDS; i++) {
+        /* Everyone hammers one series and registers eight new ones. */
+        if (dynobs__metric_update(shared_t, &c, 1, "shared=1") != 0)
+            abort();
+        snprintf(labels, sizeof labels, "k=%d", i % 8);
+        if (dynobs__metric_update(shared_t, &h, (double)(i % 100), labels) != 0)
+            abort();
+    }
+    (void)id;
+    return NULL;
+}
+
+Test(metrics, concurrent_updates_are_exact, .timeout = 120)
+{
+    shared_t = table(256);
+    pthread_t th[THREADS];
+    for (long i = 0; i < THREADS; i++)
+        pthread_create(&th[i], NULL, adder, (void *)i);
+    for (int i = 0; i < THREADS; i++)
+        pthread_join(th[i], NULL);
+    struct dynobs_metric_view v;
+    cr_assert_geq(find(shared_t, "hits", "shared=1", &v), 1);
+    cr_assert_float_eq(v.value, (double)THREADS * ADDS, 0);
+    uint64_t total = 0;
+    double sum = 0;
+    char labels[32];
+    for (int k = 0; k < 8; k++) {
+        snprintf(labels, sizeof labels, "k=%d", k);
+        cr_assert_geq(find(shared_t, "sizes", labels, &v), 1);
+        total += v.count;
+        sum += v.value;
+    }
+    cr_assert_eq(total, (uint64_t)THREADS * ADDS);
+    /* Every thread adds 0..99 2000 times over: 4 * 2000 * 4950. */
+    cr_assert_float_eq(sum, (double)THREADS * (ADDS / 100) * 4950.0, 0);
+}
+
+Test(metrics, corrupt_slots_are_rejected)
+{
+    struct dynobs_metric_table *t = table(16);
+    struct dynobs_metric_def c = def("ok", DYNOBS_METRIC_COUNTER);
+    cr_assert_eq(dynobs__metric_update(t, &c, 1, "a=b"), 0);
+    uint32_t i;
+    for (i = 0; t->slots[i].state != DYNOBS_SLOT_READY; i++)
+        ;
+    struct dynobs_metric_slot good = t->slots[i], *s = &t->slots[i];
+    struct dynobs_metric_view v;
+    cr_assert_eq(dynobs__metric_read(s, &v), 0);
+    s->kind = 9;
+    cr_assert_eq(dynobs__metric_read(s, &v), -EBADMSG);
+    *s = good;
+    s->name_len = 200;
+    cr_assert_eq(dynobs__metric_read(s, &v), -EBADMSG);
+    *s = good;
+    s->key[2] = 'X'; /* the NUL after the name is gone */
+    cr_assert_eq(dynobs__metric_read(s, &v), -EBADMSG);
+    *s = good;
+    memset(s->unit, 'u', sizeof s->unit);
+    cr_assert_eq(dynobs__metric_read(s, &v), -EBADMSG);
+    *s = good;
+    s->kind = DYNOBS_METRIC_HISTOGRAM;
+    s->nbounds = 200;
+    cr_assert_eq(dynobs__metric_read(s, &v), -EBADMSG);
+    *s = good;
+    s->state = DYNOBS_SLOT_CLAIMED;
+    cr_assert_eq(dynobs__metric_read(s, &v), -ENOENT);
+}

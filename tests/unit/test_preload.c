@@ -1,0 +1,418 @@
+/* libdynobs.so in real processes: the scenario program (linked to the
+ * no-op library) is started with and without LD_PRELOAD, and what it
+ * recorded is read back from its segment. */
+#define _GNU_SOURCE
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "dynobs/dynobs.h"
+#include "testutil.h"
+
+#ifndef SCENARIO_BIN
+#error SCENARIO_BIN must be defined
+#endif
+#ifndef DYNOBS_LIB
+#error DYNOBS_LIB must be defined
+#endif
+
+static char *dir;
+static char out[600];
+static char preload[1024];
+static char shm_env[600];
+
+static void setup(void)
+{
+    dir = tu_tmpdir();
+    snprintf(out, sizeof out, "%s/stdout.txt", dir);
+    snprintf(shm_env, sizeof shm_env, "DYNOBS_SHM_DIR=%s/shm", dir);
+    /* Under AddressSanitizer its runtime must come first in the list. */
+    const char *asan = getenv("DYNOBS_TEST_PRELOAD_FIRST");
+    snprintf(preload, sizeof preload, "LD_PRELOAD=%s%s%s", asan ? asan : "", asan ? ":" : "",
+             DYNOBS_LIB);
+}
+
+static void teardown(void)
+{
+    tu_rmtree(dir);
+    free(dir);
+}
+
+TestSuite(preload, .init = setup, .fini = teardown, .timeout = 60);
+
+/* Runs the scenario with LD_PRELOAD and extra env; returns exit status. */
+static int run(const char *scenario, const char *const *env_extra, int with_preload)
+{
+    const char *env[16];
+    int n = 0;
+    if (with_preload)
+        env[n++] = preload;
+    env[n++] = shm_env;
+    for (int i = 0; env_extra && env_extra[i]; i++)
+        env[n++] = env_extra[i];
+    env[n] = NULL;
+    char *argv[] = {SCENARIO_BIN, (char *)scenario, NULL};
+    return tu_run(argv, env, out);
+}
+
+static char seg_dir[600];
+
+static int segments(char paths[][1024], int max)
+{
+    snprintf(seg_dir, sizeof seg_dir, "%s/shm", dir);
+    return tu_segments(seg_dir, paths, max);
+}
+
+/* Looks up "label value" lines in the scenario's stdout. */
+static const char *line(const char *text, const char *label, char *val, size_t cap)
+{
+    size_t l = strlen(label);
+    for (const char *p = text; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL) {
+        if (!strncmp(p, label, l) && p[l] == ' ') {
+            size_t n = strcspn(p + l + 1, "\n");
+            if (n >= cap)
+                n = cap - 1;
+            memcpy(val, p + l + 1, n);
+            val[n] = 0;
+            return val;
+        }
+    }
+    return NULL;
+}
+
+Test(preload, nested_spans_from_two_threads)
+{
+    cr_assert_eq(run("nested", NULL, 1), 0);
+    char paths[4][1024];
+    cr_assert_eq(segments(paths, 4), 1);
+    static struct tu_span sp[16];
+    int n = tu_read_spans(paths[0], sp, 16);
+    cr_assert_eq(n, 6, "read %d spans", n);
+    char *text = tu_slurp(out);
+    for (int t = 1; t <= 2; t++) {
+        char name[32], tag[8], tps[3][64], cur[64], after[64];
+        snprintf(tag, sizeof tag, "t%d", t);
+        /* The three traceparents the thread printed, in start order. */
+        const char *p = text;
+        for (int k = 0; k < 3; k++) {
+            p = strstr(p, tag);
+            while (p && (p != text && p[-1] != '\n'))
+                p = strstr(p + 1, tag);
+            cr_assert_not_null(p);
+            cr_assert_eq(sscanf(p + strlen(tag), " %63s", tps[k]), 1);
+            p += 1;
+        }
+        snprintf(name, sizeof name, "%s-current", tag);
+        cr_assert_not_null(line(text, name, cur, sizeof cur));
+        snprintf(name, sizeof name, "%s-after", tag);
+        cr_assert_not_null(line(text, name, after, sizeof after));
+        snprintf(name, sizeof name, "root-%s", tag);
+        const struct tu_span *a = tu_find(sp, n, name);
+        snprintf(name, sizeof name, "child-%s", tag);
+        const struct tu_span *b = tu_find(sp, n, name);
+        snprintf(name, sizeof name, "grandchild-%s", tag);
+        const struct tu_span *c = tu_find(sp, n, name);
+        cr_assert(a && b && c);
+        /* ids match what the program saw; parents link up; one trace. */
+        char want[64];
+        snprintf(want, sizeof want, "00-%s-%s-03", a->trace_hex, a->span_hex);
+        cr_assert_str_eq(tps[0], want);
+        snprintf(want, sizeof want, "00-%s-%s-03", b->trace_hex, b->span_hex);
+        cr_assert_str_eq(tps[1], want);
+        snprintf(want, sizeof want, "00-%s-%s-03", c->trace_hex, c->span_hex);
+        cr_assert_str_eq(tps[2], want);
+        cr_assert_str_eq(cur, tps[2]);   /* the innermost span is current */
+        cr_assert_str_eq(after, tps[0]); /* its grandparent after two ends */
+        cr_assert_str_eq(a->parent_hex, "0000000000000000");
+        cr_assert_str_eq(b->parent_hex, a->span_hex);
+        cr_assert_str_eq(c->parent_hex, b->span_hex);
+        cr_assert_str_eq(b->trace_hex, a->trace_hex);
+        cr_assert_str_eq(c->trace_hex, a->trace_hex);
+        cr_assert_eq(a->kind, DYNOBS_SPAN_KIND_SERVER);
+        cr_assert_eq(b->kind, DYNOBS_SPAN_KIND_CLIENT);
+        cr_assert_eq(c->kind, DYNOBS_SPAN_KIND_INTERNAL);
+        cr_assert_eq(a->tid, b->tid);
+        /* Attributes of every type. */
+        const struct tu_attr *at = tu_attr(a, "thread.tag");
+        cr_assert(at && at->type == DYNOBS_ATTR_STRING && !strcmp(at->s, tag));
+        at = tu_attr(a, "answer");
+        cr_assert(at && at->type == DYNOBS_ATTR_INT && at->i == 42);
+        at = tu_attr(a, "ratio");
+        cr_assert(at && at->type == DYNOBS_ATTR_DOUBLE && at->d == 0.25);
+        at = tu_attr(a, "flag");
+        cr_assert(at && at->type == DYNOBS_ATTR_BOOL && at->b == 1);
+        cr_assert_eq(a->nattrs, 4);
+        /* Status: OK drops its message; ERROR keeps it. */
+        cr_assert_eq(a->status, DYNOBS_STATUS_OK);
+        cr_assert_str_eq(a->status_msg, "");
+        cr_assert_eq(b->status, DYNOBS_STATUS_UNSET);
+        cr_assert_eq(c->status, DYNOBS_STATUS_ERROR);
+        cr_assert_str_eq(c->status_msg, "boom");
+        /* The event and its attributes. */
+        cr_assert_eq(c->nevents, 1);
+        cr_assert_str_eq(c->events[0].name, "retrying");
+        cr_assert_eq(c->events[0].nattrs, 2);
+        cr_assert_str_eq(c->events[0].attrs[0].key, "step");
+        cr_assert_eq(c->events[0].attrs[0].i, 3);
+        cr_assert_str_eq(c->events[0].attrs[1].s, "retry");
+        /* Times nest. */
+        cr_assert(a->start_ns <= b->start_ns && b->start_ns <= c->start_ns);
+        cr_assert(c->end_ns <= b->end_ns && b->end_ns <= a->end_ns);
+        cr_assert_gt(a->start_ns, 1600000000ull * 1000000000ull);
+    }
+    /* Two threads, two different traces. */
+    cr_assert_str_neq(tu_find(sp, n, "root-t1")->trace_hex, tu_find(sp, n, "root-t2")->trace_hex);
+    free(text);
+}
+
+Test(preload, without_preload_nothing_is_recorded)
+{
+    cr_assert_eq(run("disabled", NULL, 0), 0);
+    char *text = tu_slurp(out);
+    cr_assert_not_null(strstr(text, "span null\n"));
+    cr_assert_not_null(strstr(text, "enabled 0\n"));
+    char paths[2][1024];
+    cr_assert_eq(segments(paths, 2), 0);
+    free(text);
+}
+
+Test(preload, sdk_disabled_means_off)
+{
+    const char *env[] = {"OTEL_SDK_DISABLED=true", NULL};
+    cr_assert_eq(run("disabled", env, 1), 0);
+    char *text = tu_slurp(out);
+    cr_assert_not_null(strstr(text, "span null\n"), "%s", text);
+    cr_assert_not_null(strstr(text, "enabled 0\n"));
+    char want[64];
+    snprintf(want, sizeof want, "counter %d\n", DYNOBS_EDISABLED);
+    cr_assert_not_null(strstr(text, want), "%s", text);
+    snprintf(want, sizeof want, "current %d\n", DYNOBS_EDISABLED);
+    cr_assert_not_null(strstr(text, want), "%s", text);
+    char paths[2][1024];
+    cr_assert_eq(segments(paths, 2), 0); /* no segment, no file at all */
+    struct stat st;
+    cr_assert_neq(stat(seg_dir, &st), 0);
+    free(text);
+    /* The same program with the shim on does record. */
+    cr_assert_eq(run("disabled", NULL, 1), 0);
+    text = tu_slurp(out);
+    cr_assert_not_null(strstr(text, "span yes\n"));
+    cr_assert_not_null(strstr(text, "enabled 1\n"));
+    cr_assert_eq(segments(paths, 2), 1);
+    free(text);
+}
+
+Test(preload, close_passes_through_exactly)
+{
+    for (int pre = 0; pre <= 1; pre++) {
+        for (int off = 0; off <= 1; off++) {
+            const char *env[] = {off ? "OTEL_SDK_DISABLED=true" : "X_UNUSED=1", NULL};
+            cr_assert_eq(run("close", env, pre), 0);
+            char *text = tu_slurp(out);
+            char want[128];
+            snprintf(want, sizeof want, "close-bad -1 %d\nclose-ok 0 0\nclose-again -1 %d\n", EBADF,
+                     EBADF);
+            cr_assert_str_eq(text, want, "preload=%d off=%d", pre, off);
+            free(text);
+        }
+    }
+}
+
+Test(preload, attribute_and_event_limits)
+{
+    const char *env[] = {"OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT=3", "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT=10",
+                         "OTEL_SPAN_EVENT_COUNT_LIMIT=4", NULL};
+    cr_assert_eq(run("limits", env, 1), 0);
+    char *text = tu_slurp(out);
+    char want[64];
+    for (int i = 0; i < 10; i++) {
+        snprintf(want, sizeof want, "set k%d %d\n", i, i < 3 ? 0 : DYNOBS_ENOSPC);
+        cr_assert_not_null(strstr(text, want), "missing '%s' in %s", want, text);
+    }
+    cr_assert_not_null(strstr(text, "overwrite 0\n"));
+    snprintf(want, sizeof want, "long %d\n", DYNOBS_ETRUNC);
+    cr_assert_not_null(strstr(text, want));
+    char paths[2][1024];
+    cr_assert_eq(segments(paths, 2), 1);
+    static struct tu_span sp[4];
+    cr_assert_eq(tu_read_spans(paths[0], sp, 4), 2);
+    const struct tu_span *l = tu_find(sp, 2, "limited");
+    cr_assert_not_null(l);
+    cr_assert_eq(l->nattrs, 3);
+    cr_assert_eq(l->dropped_attrs, 7);
+    cr_assert_str_eq(tu_attr(l, "k1")->s, "replaced");
+    cr_assert_eq(tu_attr(l, "k2")->i, 2);
+    cr_assert(l->rec_flags & DYNOBS_RECF_TRUNCATED);
+    const struct tu_span *g = tu_find(sp, 2, "long");
+    cr_assert_not_null(g);
+    cr_assert_eq(tu_attr(g, "v")->slen, 10);
+    cr_assert(tu_attr(g, "v")->truncated);
+    /* "abcdefgh" + 2-byte 'é' = 10 bytes: kept whole; the rest cut. */
+    cr_assert_str_eq(tu_attr(g, "u")->s, "abcdefgh\xc3\xa9");
+    cr_assert_eq(g->nevents, 4);
+    cr_assert_eq(g->dropped_events, 2);
+    free(text);
+}
+
+Test(preload, fork_child_gets_own_segment_and_keeps_context)
+{
+    cr_assert_eq(run("fork", NULL, 1), 0);
+    char *text = tu_slurp(out);
+    char ptp[64], ctp[64], croot[64], proot[64];
+    cr_assert_not_null(line(text, "parent-span", ptp, sizeof ptp));
+    cr_assert_not_null(line(text, "child-span", ctp, sizeof ctp));
+    cr_assert_not_null(line(text, "child-root", croot, sizeof croot));
+    cr_assert_not_null(line(text, "parent-root", proot, sizeof proot));
+    /* Same trace across the fork, and the child's span is a child of the
+     * parent's span. */
+    cr_assert_eq(strncmp(ptp, ctp, 35), 0, "%s vs %s", ptp, ctp);
+    /* New roots after fork: different ids in parent and child. */
+    cr_assert_neq(strncmp(croot + 3, proot + 3, 32), 0);
+    char paths[4][1024];
+    cr_assert_eq(segments(paths, 4), 2);
+    static struct tu_span a[8], b[8];
+    int na = tu_read_spans(paths[0], a, 8), nb = tu_read_spans(paths[1], b, 8);
+    cr_assert_eq(na + nb, 5);
+    const struct tu_span *child = tu_find(a, na, "in-child") ? tu_find(a, na, "in-child")
+                                                            : tu_find(b, nb, "in-child");
+    const struct tu_span *parent = tu_find(a, na, "before-fork");
+    if (!parent || !tu_find(a, na, "parent-root"))
+        parent = tu_find(b, nb, "parent-root") ? tu_find(b, nb, "before-fork") : parent;
+    cr_assert_not_null(child);
+    cr_assert_not_null(parent);
+    cr_assert_str_eq(child->parent_hex, parent->span_hex);
+    cr_assert_str_eq(child->trace_hex, parent->trace_hex);
+    free(text);
+}
+
+Test(preload, attach_remote_context)
+{
+    cr_assert_eq(run("attach", NULL, 1), 0);
+    char *text = tu_slurp(out);
+    cr_assert_not_null(strstr(text, "attach 0\n"), "%s", text);
+    cr_assert_not_null(strstr(text, "tracestate congo=t61rcWkgMzE,rojo=00f067aa0ba902b7\n"), "%s",
+                       text);
+    char want[64];
+    snprintf(want, sizeof want, "after-detach %d\n", DYNOBS_ENOENT);
+    cr_assert_not_null(strstr(text, want), "%s", text);
+    snprintf(want, sizeof want, "bad-attach %d\n", DYNOBS_EINVAL);
+    cr_assert_not_null(strstr(text, want), "%s", text);
+    /* Unsampled remote parent: children keep the trace, flag 00, and are
+     * not recorded; a bad tracestate was dropped whole. */
+    cr_assert_not_null(strstr(text, "unsampled 00-0af7651916cd43dd8448eb211c80319c-"), "%s", text);
+    char v[64];
+    cr_assert_not_null(line(text, "unsampled2", v, sizeof v));
+    cr_assert_str_eq(v + 53, "00");
+    cr_assert_not_null(strstr(text, "tracestate2 []\n"), "%s", text);
+    char paths[2][1024];
+    cr_assert_eq(segments(paths, 2), 1);
+    static struct tu_span sp[8];
+    cr_assert_eq(tu_read_spans(paths[0], sp, 8), 1);
+    cr_assert_str_eq(sp[0].name, "remote-child");
+    cr_assert_str_eq(sp[0].trace_hex, "0af7651916cd43dd8448eb211c80319c");
+    cr_assert_str_eq(sp[0].parent_hex, "b7ad6b7169203331");
+    cr_assert_eq(sp[0].trace_flags, 0x01); /* the remote had no random flag */
+    cr_assert(sp[0].span_flags & 0x1);     /* parent is remote */
+    cr_assert_str_eq(sp[0].tracestate, "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7");
+    free(text);
+}
+
+Test(preload, metrics_land_in_the_segment)
+{
+    cr_assert_eq(run("metrics", NULL, 1), 0);
+    char *text = tu_slurp(out);
+    char want[64];
+    snprintf(want, sizeof want, "negative %d\nbadlabels %d\nbadname %d\n", DYNOBS_EINVAL,
+             DYNOBS_EINVAL, DYNOBS_EINVAL);
+    cr_assert_not_null(strstr(text, want), "%s", text);
+    snprintf(want, sizeof want, "kindclash %d\n", DYNOBS_EINVAL);
+    cr_assert_not_null(strstr(text, want), "%s", text);
+    char paths[2][1024];
+    cr_assert_eq(segments(paths, 2), 1);
+    struct dynobs_reader *r = malloc(sizeof *r);
+    cr_assert_eq(dynobs__reader_open(r, paths[0], 0), 0);
+    int seen = 0;
+    for (uint32_t i = 0; i < r->hdr.metric_slots; i++) {
+        struct dynobs_metric_view v;
+        if (dynobs__reader_metric(r, i, &v) != 0)
+            continue;
+        seen++;
+        if (!strcmp(v.name, "requests") && !strcmp(v.labels, "method=GET"))
+            cr_assert_float_eq(v.value, 10.0, 0);
+        else if (!strcmp(v.name, "requests") && !strcmp(v.labels, "method=POST"))
+            cr_assert_float_eq(v.value, 2.5, 0);
+        else if (!strcmp(v.name, "temperature"))
+            cr_assert_float_eq(v.value, 19.0, 0);
+        else if (!strcmp(v.name, "inflight"))
+            cr_assert_float_eq(v.value, 2.0, 0);
+        else if (!strcmp(v.name, "latency")) {
+            cr_assert_str_eq(v.unit, "s");
+            cr_assert_str_eq(v.labels, "route=/x");
+            cr_assert_eq(v.count, 6);
+            cr_assert_eq(v.buckets[0], 2);
+            cr_assert_eq(v.buckets[1], 1);
+            cr_assert_eq(v.buckets[2], 1);
+            cr_assert_eq(v.buckets[3], 2);
+            cr_assert_float_eq(v.min, 0.05, 0);
+            cr_assert_float_eq(v.max, 30, 0);
+        } else
+            cr_assert_fail("unexpected series %s{%s}", v.name, v.labels);
+    }
+    cr_assert_eq(seen, 5);
+    /* The resource: service.name defaults to the executable's name. */
+    cr_assert_str_eq(r->service_name, "dynobs-scenario");
+    dynobs__reader_close(r);
+    free(r);
+    free(text);
+}
+
+Test(preload, service_name_and_resource_from_env)
+{
+    const char *env[] = {"OTEL_SERVICE_NAME=checkout",
+                         "OTEL_RESOURCE_ATTRIBUTES=service.name=ignored,deployment.environment=prod,bad",
+                         NULL};
+    cr_assert_eq(run("metrics", env, 1), 0);
+    char paths[2][1024];
+    cr_assert_eq(segments(paths, 2), 1);
+    struct dynobs_reader *r = malloc(sizeof *r);
+    cr_assert_eq(dynobs__reader_open(r, paths[0], 0), 0);
+    cr_assert_str_eq(r->service_name, "checkout");
+    size_t off = 0;
+    struct dynobs_item it;
+    int env_seen = 0, exe_seen = 0;
+    while (dynobs__reader_resource_next(r, &off, &it) == 1) {
+        if (it.key_len == 22 && !memcmp(it.key, "deployment.environment", 22))
+            env_seen = it.str_len == 4 && !memcmp(it.str, "prod", 4);
+        if (it.key_len == 23 && !memcmp(it.key, "process.executable.name", 23))
+            exe_seen = 1;
+        cr_assert(!(it.key_len == 12 && !memcmp(it.key, "service.name", 12)));
+    }
+    cr_assert(env_seen && exe_seen);
+    dynobs__reader_close(r);
+    free(r);
+}
+
+Test(preload, sampler_from_env)
+{
+    const char *env[] = {"OTEL_TRACES_SAMPLER=traceidratio", "OTEL_TRACES_SAMPLER_ARG=0.25",
+                         "SCENARIO_N=4000", NULL};
+    cr_assert_eq(run("ratio", env, 1), 0);
+    char *text = tu_slurp(out);
+    int k = -1, n = -1;
+    cr_assert_eq(sscanf(text, "sampled %d of %d", &k, &n), 2, "%s", text);
+    /* 4000 draws at p=0.25: mean 1000, sd 27.4; 5 sd is 137. */
+    cr_assert(k > 1000 - 137 && k < 1000 + 137, "sampled %d", k);
+    char paths[2][1024];
+    cr_assert_eq(segments(paths, 2), 1);
+    static struct tu_span sp[1];
+    /* Only sampled spans are written. */
+    cr_assert_eq(tu_read_spans(paths[0], sp, 1), k);
+    free(text);
+    const char *off[] = {"OTEL_TRACES_SAMPLER=always_off", "SCENARIO_N=100", NULL};
+    cr_assert_eq(run("ratio", off, 1), 0);
+    text = tu_slurp(out);
+    cr_assert_str_eq(text, "sampled 0 of 100\n");
+    free(text);
+}

@@ -1,0 +1,377 @@
+/* The record ring: exact accounting under concurrency, wrap-around, and
+ * producers that die mid-write. */
+#define _GNU_SOURCE
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "reader.h"
+#include "ring.h"
+#include "segment.h"
+#include "testutil.h"
+
+/* A ring on shared anonymous memory, so forked children can produce. */
+struct tring {
+    uint64_t head;
+    uint8_t pad0[56];
+    uint64_t tail;
+    uint8_t pad1[56];
+    uint64_t counters[DYNOBS_CTR_MAX];
+    uint8_t data[];
+};
+
+static struct tring *tr_new(uint64_t cap, struct dynobs_ring *r, struct dynobs_ring_view *v)
+{
+    struct tring *t = mmap(NULL, sizeof *t + cap, PROT_READ | PROT_WRITE,
+                           MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    cr_assert_neq(t, MAP_FAILED);
+    r->head = &t->head;
+    r->tail = &t->tail;
+    r->data = t->data;
+    r->cap = cap;
+    r->counters = t->counters;
+    v->head = &t->head;
+    v->data = t->data;
+    v->cap = cap;
+    v->max_record = DYNOBS_MAX_RECORD_BYTES;
+    return t;
+}
+
+/* Record payload: u32 producer, u32 seq, u32 len, then bytes derived
+ * from all three, so any corruption or mix-up is caught. */
+static size_t fill_payload(uint8_t *p, uint32_t prod, uint32_t seq, uint32_t len)
+{
+    memcpy(p, &prod, 4);
+    memcpy(p + 4, &seq, 4);
+    memcpy(p + 8, &len, 4);
+    for (uint32_t i = 12; i < len; i++)
+        p[i] = (uint8_t)(prod * 31 + seq * 7 + i);
+    return len;
+}
+
+static int check_payload(const uint8_t *rec, uint32_t *prod, uint32_t *seq)
+{
+    const struct dynobs_rec_hdr *h = (const void *)rec;
+    const uint8_t *p = rec + sizeof *h;
+    uint32_t len;
+    memcpy(prod, p, 4);
+    memcpy(seq, p + 4, 4);
+    memcpy(&len, p + 8, 4);
+    if (dynobs__rec_size(len) != h->len)
+        return 0;
+    for (uint32_t i = 12; i < len; i++)
+        if (p[i] != (uint8_t)(*prod * 31 + *seq * 7 + i))
+            return 0;
+    return 1;
+}
+
+Test(ring, single_thread_round_trip_and_wrap)
+{
+    struct dynobs_ring r;
+    struct dynobs_ring_view v;
+    struct tring *t = tr_new(64 * 1024, &r, &v);
+    uint8_t payload[3000], buf[DYNOBS_MAX_RECORD_BYTES];
+    uint64_t tail = 0;
+    uint32_t next_read = 0;
+    /* Many laps with sizes that force padding at the end of the data. */
+    for (uint32_t seq = 0; seq < 20000; seq++) {
+        uint32_t len = 12 + (seq * 97) % 2900;
+        fill_payload(payload, 1, seq, len);
+        cr_assert_eq(dynobs__ring_write(&r, DYNOBS_REC_SPAN, 0, payload, len, NULL, 0), 0);
+        if (seq % 7 == 6) {
+            enum dynobs_peek p;
+            while ((p = dynobs__ring_peek(&v, &tail, buf, sizeof buf)) == DYNOBS_PEEK_RECORD) {
+                uint32_t prod, s;
+                cr_assert(check_payload(buf, &prod, &s));
+                cr_assert_eq(s, next_read++);
+                t->tail = tail;
+            }
+            cr_assert_eq(p, DYNOBS_PEEK_EMPTY);
+        }
+    }
+    while (dynobs__ring_peek(&v, &tail, buf, sizeof buf) == DYNOBS_PEEK_RECORD)
+        next_read++;
+    cr_assert_eq(next_read, 20000);
+    cr_assert_eq(t->counters[DYNOBS_CTR_RECORDS_WRITTEN], 20000);
+    cr_assert_eq(t->counters[DYNOBS_CTR_RECORDS_DROPPED], 0);
+    cr_assert_gt(t->head, 10 * 64 * 1024, "did not wrap enough: %lu", (unsigned long)t->head);
+}
+
+Test(ring, full_ring_drops_and_counts)
+{
+    struct dynobs_ring r;
+    struct dynobs_ring_view v;
+    struct tring *t = tr_new(64 * 1024, &r, &v);
+    uint8_t payload[200];
+    int ok = 0, dropped = 0;
+    for (uint32_t seq = 0; seq < 1000; seq++) {
+        fill_payload(payload, 2, seq, 200);
+        if (dynobs__ring_write(&r, DYNOBS_REC_SPAN, 0, payload, 200, NULL, 0) == 0)
+            ok++;
+        else
+            dropped++;
+    }
+    /* 216-byte records, 16-aligned to 224: 292 fit in 64 KiB. */
+    cr_assert_eq(ok, 65536 / 224);
+    cr_assert_eq(ok + dropped, 1000);
+    cr_assert_eq(t->counters[DYNOBS_CTR_RECORDS_WRITTEN], (uint64_t)ok);
+    cr_assert_eq(t->counters[DYNOBS_CTR_RECORDS_DROPPED], (uint64_t)dropped);
+    /* Too large for any ring: dropped and counted, never written. */
+    static uint8_t huge[DYNOBS_MAX_RECORD_BYTES + 1];
+    cr_assert_eq(dynobs__ring_write(&r, DYNOBS_REC_SPAN, 0, huge, sizeof huge, NULL, 0), -ENOSPC);
+    cr_assert_eq(t->counters[DYNOBS_CTR_RECORDS_DROPPED], (uint64_t)dropped + 1);
+    /* A consumer position that makes no sense means "full", not a crash. */
+    t->tail = t->head + 4096;
+    cr_assert_eq(dynobs__ring_write(&r, DYNOBS_REC_SPAN, 0, payload, 16, NULL, 0), -ENOSPC);
+}
+
+#define PRODUCERS 4
+#define PER_PRODUCER 100000
+
+struct mt {
+    struct dynobs_ring r;
+    struct dynobs_ring_view v;
+    struct tring *t;
+    int stop;
+    uint64_t attempted[PRODUCERS];
+    uint64_t refused[PRODUCERS];
+};
+
+struct targ {
+    struct mt *m;
+    uint32_t id;
+};
+
+static void *producer(void *arg)
+{
+    struct mt *m = ((struct targ *)arg)->m;
+    uint32_t id = ((struct targ *)arg)->id;
+    uint8_t payload[600];
+    for (uint32_t seq = 0; seq < PER_PRODUCER; seq++) {
+        uint32_t len = 12 + (seq * 13 + id * 101) % 580;
+        fill_payload(payload, id, seq, len);
+        __atomic_fetch_add(&m->attempted[id], 1, __ATOMIC_RELAXED);
+        if (dynobs__ring_write(&m->r, DYNOBS_REC_SPAN, 0, payload, len, NULL, 0) != 0)
+            m->refused[id]++;
+    }
+    return NULL;
+}
+
+Test(ring, many_producers_exact_accounting, .timeout = 120)
+{
+    static struct mt m;
+    m.t = tr_new(256 * 1024, &m.r, &m.v);
+    pthread_t th[PRODUCERS];
+    struct targ args[PRODUCERS];
+    for (int i = 0; i < PRODUCERS; i++) {
+        args[i] = (struct targ){&m, (uint32_t)i};
+        pthread_create(&th[i], NULL, producer, &args[i]);
+    }
+    /* The consumer runs concurrently; per producer, sequence numbers must
+     * arrive increasing (records of one thread keep their order). */
+    static uint8_t buf[DYNOBS_MAX_RECORD_BYTES];
+    int64_t last[PRODUCERS];
+    for (int i = 0; i < PRODUCERS; i++)
+        last[i] = -1;
+    uint64_t tail = 0, consumed = 0, bad = 0;
+    int done = 0;
+    for (;;) {
+        enum dynobs_peek p = dynobs__ring_peek(&m.v, &tail, buf, sizeof buf);
+        if (p == DYNOBS_PEEK_RECORD) {
+            uint32_t prod, seq;
+            if (!check_payload(buf, &prod, &seq) || prod >= PRODUCERS || (int64_t)seq <= last[prod])
+                bad++;
+            else
+                last[prod] = seq;
+            consumed++;
+            __atomic_store_n(&m.t->tail, tail, __ATOMIC_RELEASE);
+            continue;
+        }
+        cr_assert_neq(p, DYNOBS_PEEK_CORRUPT);
+        if (done)
+            break;
+        if (p == DYNOBS_PEEK_EMPTY) {
+            int all = 1;
+            for (int i = 0; i < PRODUCERS; i++)
+                all &= __atomic_load_n(&m.attempted[i], __ATOMIC_RELAXED) == PER_PRODUCER;
+            if (all) {
+                for (int i = 0; i < PRODUCERS; i++)
+                    pthread_join(th[i], NULL);
+                done = 1;
+            }
+        }
+    }
+    uint64_t attempted = 0, refused = 0;
+    for (int i = 0; i < PRODUCERS; i++) {
+        attempted += m.attempted[i];
+        refused += m.refused[i];
+    }
+    uint64_t written = m.t->counters[DYNOBS_CTR_RECORDS_WRITTEN];
+    uint64_t dropped = m.t->counters[DYNOBS_CTR_RECORDS_DROPPED];
+    cr_assert_eq(bad, 0, "%lu corrupt or out-of-order records", (unsigned long)bad);
+    cr_assert_eq(attempted, (uint64_t)PRODUCERS * PER_PRODUCER);
+    cr_assert_eq(written + dropped, attempted);
+    cr_assert_eq(dropped, refused);
+    cr_assert_eq(consumed, written);
+    cr_assert_gt(written, 0);
+}
+
+Test(ring, producer_dead_between_reserve_and_header)
+{
+    /* A producer won the CAS and died before writing a byte: the head
+     * moved, the bytes are an old lap's. Later records must be found. */
+    struct dynobs_ring r;
+    struct dynobs_ring_view v;
+    struct tring *t = tr_new(64 * 1024, &r, &v);
+    uint8_t payload[100], buf[DYNOBS_MAX_RECORD_BYTES];
+    fill_payload(payload, 0, 0, 100);
+    cr_assert_eq(dynobs__ring_write(&r, DYNOBS_REC_SPAN, 0, payload, 100, NULL, 0), 0);
+    memset(t->data + t->head, 0xa5, 160); /* garbage where the dead record is */
+    t->head += 160;
+    for (uint32_t s = 1; s <= 3; s++) {
+        fill_payload(payload, 0, s, 100);
+        cr_assert_eq(dynobs__ring_write(&r, DYNOBS_REC_SPAN, 0, payload, 100, NULL, 0), 0);
+    }
+    uint64_t tail = 0;
+    uint32_t prod, seq;
+    cr_assert_eq(dynobs__ring_peek(&v, &tail, buf, sizeof buf), DYNOBS_PEEK_RECORD);
+    cr_assert_eq(dynobs__ring_peek(&v, &tail, buf, sizeof buf), DYNOBS_PEEK_STALLED);
+    tail = dynobs__ring_resync(&v, tail);
+    for (uint32_t s = 1; s <= 3; s++) {
+        cr_assert_eq(dynobs__ring_peek(&v, &tail, buf, sizeof buf), DYNOBS_PEEK_RECORD);
+        cr_assert(check_payload(buf, &prod, &seq));
+        cr_assert_eq(seq, s);
+    }
+    cr_assert_eq(dynobs__ring_peek(&v, &tail, buf, sizeof buf), DYNOBS_PEEK_EMPTY);
+}
+
+Test(ring, producer_process_killed_mid_write)
+{
+    struct dynobs_ring r;
+    struct dynobs_ring_view v;
+    struct tring *t = tr_new(64 * 1024, &r, &v);
+    uint8_t payload[300], buf[DYNOBS_MAX_RECORD_BYTES];
+    pid_t pid = fork();
+    if (pid == 0) {
+        fill_payload(payload, 9, 0, 300);
+        dynobs__ring_write(&r, DYNOBS_REC_SPAN, 0, payload, 300, NULL, 0);
+        struct dynobs_rec_hdr *h = dynobs__ring_reserve(&r, 300, DYNOBS_REC_SPAN, 0);
+        memset(h + 1, 0x11, 100); /* half a payload, then death */
+        raise(SIGKILL);
+    }
+    int st;
+    waitpid(pid, &st, 0);
+    cr_assert(WIFSIGNALED(st));
+    /* Other producers go on writing past the abandoned record... */
+    for (uint32_t s = 1; s <= 50; s++) {
+        fill_payload(payload, 9, s, 300);
+        cr_assert_eq(dynobs__ring_write(&r, DYNOBS_REC_SPAN, 0, payload, 300, NULL, 0), 0);
+    }
+    /* ...and the consumer skips it and reads all of theirs. */
+    uint64_t tail = 0;
+    uint32_t prod, seq, got = 0;
+    cr_assert_eq(dynobs__ring_peek(&v, &tail, buf, sizeof buf), DYNOBS_PEEK_RECORD);
+    cr_assert_eq(dynobs__ring_peek(&v, &tail, buf, sizeof buf), DYNOBS_PEEK_STALLED);
+    tail = dynobs__ring_resync(&v, tail);
+    while (dynobs__ring_peek(&v, &tail, buf, sizeof buf) == DYNOBS_PEEK_RECORD) {
+        cr_assert(check_payload(buf, &prod, &seq));
+        cr_assert_eq(seq, ++got);
+        t->tail = tail;
+    }
+    cr_assert_eq(got, 50);
+    /* The ring is not wedged: it fills and drains again for many laps. */
+    for (uint32_t s = 0; s < 2000; s++) {
+        fill_payload(payload, 9, s, 300);
+        cr_assert_eq(dynobs__ring_write(&r, DYNOBS_REC_SPAN, 0, payload, 300, NULL, 0), 0);
+        cr_assert_eq(dynobs__ring_peek(&v, &tail, buf, sizeof buf), DYNOBS_PEEK_RECORD);
+        t->tail = tail;
+    }
+}
+
+/* The reader's policy on a real segment: a record left uncommitted by a
+ * process that is gone is skipped at once; by a live one, after the stall
+ * timeout. */
+static void make_record(struct dynobs_ring *r, uint32_t seq)
+{
+    uint8_t payload[64];
+    fill_payload(payload, 7, seq, 64);
+    cr_assert_eq(dynobs__ring_write(r, DYNOBS_REC_SPAN, 0, payload, 64, NULL, 0), 0);
+}
+
+Test(ring, reader_skips_record_of_dead_process)
+{
+    char *dir = tu_tmpdir();
+    pid_t pid = fork();
+    if (pid == 0) {
+        struct dynobs_segment s;
+        struct dynobs_segment_params p = {.dir = dir, .ring_bytes = 65536, .metric_slots = 16,
+                                          .pid = getpid(), .start_ticks = dynobs__proc_start_ticks(0)};
+        if (dynobs__segment_create(&s, &p) < 0)
+            _exit(3);
+        for (uint32_t i = 0; i < 3; i++)
+            make_record(&s.ring, i);
+        dynobs__ring_reserve(&s.ring, 64, DYNOBS_REC_SPAN, 0); /* never committed */
+        for (uint32_t i = 3; i < 8; i++)
+            make_record(&s.ring, i);
+        raise(SIGKILL);
+    }
+    int st;
+    waitpid(pid, &st, 0);
+    cr_assert(WIFSIGNALED(st));
+    char segs[4][1024];
+    cr_assert_eq(tu_segments(dir, segs, 4), 1);
+    struct dynobs_reader *rd = malloc(sizeof *rd);
+    cr_assert_eq(dynobs__reader_open(rd, segs[0], DYNOBS_READER_CONSUME), 0);
+    cr_assert_not(dynobs__reader_producer_alive(rd));
+    const struct dynobs_rec_hdr *h;
+    uint32_t n = 0, prod, seq;
+    while (dynobs__reader_next(rd, &h) == 1) {
+        cr_assert(check_payload((const uint8_t *)h, &prod, &seq));
+        cr_assert_eq(seq, n++);
+    }
+    cr_assert_eq(n, 8);
+    cr_assert_eq(rd->abandoned, 1);
+    dynobs__reader_close(rd);
+    free(rd);
+    tu_rmtree(dir);
+    free(dir);
+}
+
+Test(ring, reader_waits_for_live_producer_then_gives_up)
+{
+    char *dir = tu_tmpdir();
+    struct dynobs_segment s;
+    struct dynobs_segment_params p = {.dir = dir, .ring_bytes = 65536, .metric_slots = 16,
+                                      .pid = getpid(), .start_ticks = dynobs__proc_start_ticks(0)};
+    cr_assert_eq(dynobs__segment_create(&s, &p), 0);
+    make_record(&s.ring, 0);
+    struct dynobs_rec_hdr *stuck = dynobs__ring_reserve(&s.ring, 64, DYNOBS_REC_SPAN, 0);
+    cr_assert_not_null(stuck);
+    make_record(&s.ring, 1);
+    struct dynobs_reader *rd = malloc(sizeof *rd);
+    cr_assert_eq(dynobs__reader_open(rd, s.path, DYNOBS_READER_CONSUME), 0);
+    cr_assert(dynobs__reader_producer_alive(rd));
+    rd->stall_timeout_ns = 50 * 1000 * 1000;
+    const struct dynobs_rec_hdr *h;
+    uint32_t prod, seq;
+    cr_assert_eq(dynobs__reader_next(rd, &h), 1);
+    cr_assert_eq(dynobs__reader_next(rd, &h), 0); /* waits: the writer may finish */
+    cr_assert_eq(rd->abandoned, 0);
+    struct timespec ts = {0, 80 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+    cr_assert_eq(dynobs__reader_next(rd, &h), 1);
+    cr_assert(check_payload((const uint8_t *)h, &prod, &seq));
+    cr_assert_eq(seq, 1);
+    cr_assert_eq(rd->abandoned, 1);
+    dynobs__reader_close(rd);
+    free(rd);
+    tu_rmtree(dir);
+    free(dir);
+}

@@ -1,0 +1,228 @@
+/* W3C Trace Context Level 2: traceparent and tracestate conformance. */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <errno.h>
+#include <string.h>
+
+#include "tracecontext.h"
+
+#define TID "4bf92f3577b34da6a3ce929d0e0e4736"
+#define PID "00f067aa0ba902b7"
+
+static int tp(const char *s, struct dynobs_traceparent *out)
+{
+    return dynobs__traceparent_parse(s, strlen(s), out);
+}
+
+Test(traceparent, valid_version_00)
+{
+    struct dynobs_traceparent p;
+    cr_assert_eq(tp("00-" TID "-" PID "-01", &p), 0);
+    char hex[33];
+    dynobs__hex_encode(p.trace_id, 16, hex);
+    hex[32] = 0;
+    cr_assert_str_eq(hex, TID);
+    dynobs__hex_encode(p.parent_id, 8, hex);
+    hex[16] = 0;
+    cr_assert_str_eq(hex, PID);
+    cr_assert_eq(p.flags, DYNOBS_FLAG_SAMPLED);
+    cr_assert_eq(tp("00-" TID "-" PID "-00", &p), 0);
+    cr_assert_eq(p.flags, 0);
+}
+
+Test(traceparent, random_flag_and_unknown_flags)
+{
+    struct dynobs_traceparent p;
+    cr_assert_eq(tp("00-" TID "-" PID "-03", &p), 0);
+    cr_assert_eq(p.flags, DYNOBS_FLAG_SAMPLED | DYNOBS_FLAG_RANDOM);
+    /* Unknown flag bits are ignored when parsing, never propagated. */
+    cr_assert_eq(tp("00-" TID "-" PID "-ff", &p), 0);
+    cr_assert_eq(p.flags, DYNOBS_FLAG_SAMPLED | DYNOBS_FLAG_RANDOM);
+    cr_assert_eq(tp("00-" TID "-" PID "-08", &p), 0);
+    cr_assert_eq(p.flags, 0);
+}
+
+Test(traceparent, optional_whitespace_around_value)
+{
+    struct dynobs_traceparent p;
+    cr_assert_eq(tp(" \t00-" TID "-" PID "-01\t ", &p), 0);
+    cr_assert_eq(p.flags, 1);
+}
+
+Test(traceparent, higher_versions)
+{
+    struct dynobs_traceparent p;
+    /* A higher version is parsed as 00 by its first four fields. */
+    cr_assert_eq(tp("01-" TID "-" PID "-01", &p), 0);
+    cr_assert_eq(tp("cc-" TID "-" PID "-01-what-the-future-will-be-like", &p), 0);
+    cr_assert_eq(p.flags, 1);
+    /* ...but what follows must start with '-'. */
+    cr_assert_eq(tp("cc-" TID "-" PID "-01.what-the-future-will-be-like", &p), -EINVAL);
+    cr_assert_eq(tp("cc-" TID "-" PID "-0", &p), -EINVAL);
+    /* Version ff is invalid. */
+    cr_assert_eq(tp("ff-" TID "-" PID "-01", &p), -EINVAL);
+}
+
+Test(traceparent, invalid_inputs)
+{
+    struct dynobs_traceparent p;
+    memset(&p, 0x55, sizeof p);
+    const char *bad[] = {
+        "",
+        "00",
+        "00-" TID "-" PID "-01-",          /* version 00 with trailing data */
+        "00-" TID "-" PID "-01-extra",
+        "00-" TID "-" PID "-1",            /* short flags */
+        "00-" TID "-" PID,                 /* missing flags */
+        "00-" TID "-" PID "-0x",           /* non-hex flags */
+        "00-" TID "-" PID "-0G",
+        "0-" TID "-" PID "-01",            /* short version */
+        "0A-" TID "-" PID "-01",           /* uppercase version */
+        "0g-" TID "-" PID "-01",
+        "00-4BF92F3577B34DA6A3CE929D0E0E4736-" PID "-01", /* uppercase trace id */
+        "00-" TID "-00F067AA0BA902B7-01",  /* uppercase parent id */
+        "00-00000000000000000000000000000000-" PID "-01", /* all-zero trace id */
+        "00-" TID "-0000000000000000-01",  /* all-zero parent id */
+        "00-4bf92f3577b34da6a3ce929d0e0e473-" PID "-01",  /* short trace id */
+        "00-" TID "-00f067aa0ba902b-01",   /* short parent id */
+        "00_" TID "-" PID "-01",           /* wrong separators */
+        "00-" TID "_" PID "-01",
+        "00-" TID "-" PID "_01",
+        "00-4bf92f3577b34da6a3ce929d0e0e473g-" PID "-01", /* non-hex */
+        "00-" TID "-00f067aa0ba9 2b7-01",  /* space inside */
+        "00 -" TID "-" PID "-01",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        cr_expect_eq(tp(bad[i], &p), -EINVAL, "accepted: '%s'", bad[i]);
+    /* A refused parse leaves the output untouched. */
+    cr_assert_eq(p.flags, 0x55);
+    cr_assert_eq(dynobs__traceparent_parse(NULL, 0, &p), -EINVAL);
+}
+
+Test(traceparent, format_round_trip)
+{
+    uint8_t t[16], s[8];
+    for (int i = 0; i < 16; i++)
+        t[i] = (uint8_t)(i * 17 + 1);
+    for (int i = 0; i < 8; i++)
+        s[i] = (uint8_t)(0xf0 + i);
+    char buf[56];
+    cr_assert_eq(dynobs__traceparent_format(t, s, 0x03, buf, sizeof buf), 55);
+    cr_assert_str_eq(buf, "00-0112233445566778899aabbccddeef00-f0f1f2f3f4f5f6f7-03");
+    struct dynobs_traceparent p;
+    cr_assert_eq(tp(buf, &p), 0);
+    cr_assert_eq(memcmp(p.trace_id, t, 16), 0);
+    cr_assert_eq(memcmp(p.parent_id, s, 8), 0);
+    cr_assert_eq(p.flags, 3);
+    cr_assert_eq(dynobs__traceparent_format(t, s, 1, buf, 55), -ERANGE);
+}
+
+static int ts(const char *in, char *out, size_t cap)
+{
+    return dynobs__tracestate_parse(in, strlen(in), out, cap);
+}
+
+Test(tracestate, valid_and_normalised)
+{
+    char out[513];
+    cr_assert_eq(ts("", out, sizeof out), 0);
+    cr_assert_str_eq(out, "");
+    cr_assert_eq(ts("foo=1", out, sizeof out), 5);
+    cr_assert_eq(ts("rojo=00f067aa0ba902b7,congo=t61rcWkgMzE", out, sizeof out), 39);
+    cr_assert_str_eq(out, "rojo=00f067aa0ba902b7,congo=t61rcWkgMzE");
+    /* Optional whitespace around members is removed; empty members too. */
+    cr_assert_gt(ts(" foo=1 ,\tbar=2\t, ,, baz=a b ", out, sizeof out), 0);
+    cr_assert_str_eq(out, "foo=1,bar=2,baz=a b");
+    /* Multi-tenant keys, and every allowed key character. */
+    cr_assert_gt(ts("1tenant@sys=x,a_-*/9=y,t0@s_-*/1=z", out, sizeof out), 0);
+    cr_assert_str_eq(out, "1tenant@sys=x,a_-*/9=y,t0@s_-*/1=z");
+    /* Value characters: printable ASCII except ',' and '='. */
+    cr_assert_gt(ts("k=!\"#$%&'()*+-./:;<>?@[\\]^_`{|}~", out, sizeof out), 0);
+}
+
+Test(tracestate, invalid_headers_are_dropped_whole)
+{
+    char out[513];
+    const char *bad[] = {
+        "foo",            /* no '=' */
+        "=1",             /* empty key */
+        "foo=",           /* empty value */
+        "Foo=1",          /* uppercase key */
+        "1foo=1",         /* simple key must start with a letter */
+        "foo=1,foo=2",    /* duplicate key */
+        "foo=1,bar",      /* one bad member spoils the header */
+        "foo=a=b",        /* '=' in value */
+        "foo=a\x01",      /* control character */
+        "foo=caf\xc3\xa9",/* non-ASCII */
+        "t@1sys=1",       /* system id must start with a letter */
+        "@sys=1",         /* empty tenant */
+        "t@=1",           /* empty system id */
+        "t@sys@x=1",      /* two '@' */
+        "t@abcdefghijklmno=1", /* system id of 15 */
+        "fo o=1",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        cr_expect_eq(ts(bad[i], out, sizeof out), -EINVAL, "accepted: '%s'", bad[i]);
+}
+
+Test(tracestate, length_limits_of_keys_and_values)
+{
+    char in[600], out[600];
+    /* simple key: 256 ok, 257 not */
+    memset(in, 'a', 256);
+    strcpy(in + 256, "=1");
+    cr_assert_gt(ts(in, out, sizeof out), 0);
+    memset(in, 'a', 257);
+    strcpy(in + 257, "=1");
+    cr_assert_eq(ts(in, out, sizeof out), -EINVAL);
+    /* tenant id: 241 ok, 242 not; system id 14 ok */
+    memset(in, 't', 241);
+    strcpy(in + 241, "@abcdefghijklmn=1");
+    cr_assert_gt(ts(in, out, sizeof out), 0);
+    memset(in, 't', 242);
+    strcpy(in + 242, "@sys=1");
+    cr_assert_eq(ts(in, out, sizeof out), -EINVAL);
+    /* value: 256 ok, 257 not */
+    strcpy(in, "k=");
+    memset(in + 2, 'v', 256);
+    in[258] = 0;
+    cr_assert_gt(ts(in, out, sizeof out), 0);
+    memset(in + 2, 'v', 257);
+    in[259] = 0;
+    cr_assert_eq(ts(in, out, sizeof out), -EINVAL);
+}
+
+Test(tracestate, at_most_32_members)
+{
+    char in[1024], out[1024];
+    size_t o = 0;
+    for (int i = 0; i < 32; i++)
+        o += (size_t)sprintf(in + o, "%sk%d=v", i ? "," : "", i);
+    cr_assert_gt(ts(in, out, sizeof out), 0);
+    sprintf(in + o, ",k32=v");
+    cr_assert_eq(ts(in, out, sizeof out), -EINVAL);
+}
+
+Test(tracestate, truncation_drops_long_members_first)
+{
+    /* Over 512 bytes: members longer than 128 go first, the rest stay. */
+    char in[1200], out[513];
+    size_t o = (size_t)sprintf(in, "a=1,");
+    o += (size_t)sprintf(in + o, "big=");
+    memset(in + o, 'x', 200);
+    o += 200;
+    for (int i = 0; i < 20; i++)
+        o += (size_t)sprintf(in + o, ",k%02d=%s", i, "0123456789abcdef");
+    in[o] = 0;
+    int n = ts(in, out, sizeof out);
+    cr_assert_gt(n, 0);
+    cr_assert_leq((size_t)n, 512);
+    cr_assert_null(strstr(out, "big="));
+    cr_assert(strncmp(out, "a=1,k00=", 8) == 0, "got %s", out);
+    cr_assert_not_null(strstr(out, "k19="));
+    /* With a small buffer, members go from the end. */
+    char small[16];
+    n = ts("a=1,b=2,c=3,d=4,e=5", small, sizeof small);
+    cr_assert_str_eq(small, "a=1,b=2,c=3,d=4");
+    cr_assert_eq(n, 15);
+}
