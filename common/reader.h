@@ -40,7 +40,7 @@ struct dynobs_reader {
     uint64_t corrupt;   /* records skipped as malformed */
     uint64_t abandoned; /* uncommitted records skipped */
     char service_name[DYNOBS_SERVICE_NAME_MAX + 1];
-    uint8_t buf[DYNOBS_MAX_RECORD_BYTES];
+    _Alignas(16) uint8_t buf[DYNOBS_MAX_RECORD_BYTES];
 };
 
 /* Returns 0, -EAGAIN when the file is not a complete segment yet (no
