@@ -6,7 +6,8 @@
  *
  *   offset 0                 struct dynobs_seg_header   (one page, producer)
  *   consumer_offset          struct dynobs_seg_consumer (one page, consumer)
- *   ring_offset              ring data, ring_bytes (a power of two)
+ *   ring_offset              ring data, ring_bytes (a power of two), split
+ *                            into ring_shards shards of shard_bytes each
  *   metric_offset            metric_slots x struct dynobs_metric_slot
  *
  * The consumer maps the whole file read-only and only its own page
@@ -38,10 +39,16 @@
 #define DYNOBS_METRIC_SLOTS_MIN 16u
 #define DYNOBS_METRIC_SLOTS_MAX 65536u
 
+/* The ring is split into shards, each with its own head, so that threads
+ * on different shards never contend; a thread keeps one shard for life. */
+#define DYNOBS_MAX_SHARDS 8u
+#define DYNOBS_SHARD_BYTES_MIN (64u * 1024u)
+
 /* Header flags. */
 #define DYNOBS_SEG_EXITED 0x1u /* the process ran its exit path */
 
-/* Counters in the header, all updated with relaxed atomic adds. */
+/* Counters, one set per ring shard (a consumer sums them), updated with
+ * relaxed atomic adds by the threads of that shard. */
 enum dynobs_counter {
     DYNOBS_CTR_RECORDS_WRITTEN = 0, /* records committed to the ring */
     DYNOBS_CTR_RECORDS_DROPPED,     /* records refused: ring full */
@@ -49,8 +56,10 @@ enum dynobs_counter {
     DYNOBS_CTR_SPANS_REFUSED,       /* span starts refused: too many open spans */
     DYNOBS_CTR_METRIC_SERIES_REFUSED, /* new series refused: table full */
     DYNOBS_CTR_METRIC_UPDATES_REFUSED, /* updates lost with a refused series */
-    DYNOBS_CTR_MAX = 8
+    DYNOBS_CTR_COUNT
 };
+/* Counter words per shard: the head and these share one cache line. */
+#define DYNOBS_SHARD_COUNTERS 7u
 
 struct dynobs_seg_header {
     uint64_t magic;             /*   0: written last, when the rest is valid */
@@ -73,24 +82,28 @@ struct dynobs_seg_header {
     uint32_t resource_len;      /* 104: bytes used in resource[] */
     uint16_t resource_count;    /* 108: attributes in resource[] */
     uint16_t service_name_len;  /* 110 */
-    uint8_t reserved0[16];      /* 112 */
+    uint32_t ring_shards;       /* 112: power of two, <= DYNOBS_MAX_SHARDS */
+    uint32_t shard_bytes;       /* 116: ring_bytes / ring_shards */
+    uint8_t reserved0[8];       /* 120 */
     char service_name[DYNOBS_SERVICE_NAME_MAX]; /* 128: not NUL-terminated */
     uint8_t resource[DYNOBS_RESOURCE_BYTES];    /* 384: attribute items */
     uint8_t reserved1[1152];                    /* 2432 */
-    /* 3584: the words every producer writes, on lines of their own so that
-     * the read-mostly fields above stay clean in every core's cache. */
-    uint64_t ring_head;                         /* 3584: next reserve position */
-    uint8_t pad0[DYNOBS_CACHELINE - 8];         /* 3592 */
-    uint64_t counters[DYNOBS_CTR_MAX];          /* 3648: enum dynobs_counter */
-    uint8_t reserved2[384];                     /* 3712 */
+    /* 3584: one cache line per ring shard, written by the producers of
+     * that shard only, so threads on different shards never share a line. */
+    struct dynobs_seg_shard {
+        uint64_t head;                          /* next reserve position */
+        uint64_t counters[DYNOBS_SHARD_COUNTERS]; /* enum dynobs_counter */
+    } shards[DYNOBS_MAX_SHARDS];                /* 3584 */
 };                                              /* 4096 */
 
 struct dynobs_seg_consumer {
-    uint64_t ring_tail;        /* 0: next read position, written by the consumer */
-    uint8_t pad0[DYNOBS_CACHELINE - 8];
-    int32_t consumer_pid;      /* 64: who drains this segment (informational) */
+    struct {
+        uint64_t tail;         /* next read position of shard i */
+        uint8_t pad[DYNOBS_CACHELINE - 8];
+    } shards[DYNOBS_MAX_SHARDS]; /* 0 */
+    int32_t consumer_pid;      /* 512: who drains this segment (informational) */
     uint32_t reserved0;
-    uint64_t last_drain_ns;    /* 72 */
+    uint64_t last_drain_ns;    /* 520 */
 };
 
 /* Ring records. Positions are free-running byte counts; a record at

@@ -30,8 +30,12 @@ static int check_header(const struct dynobs_seg_header *h, uint64_t file_size)
         h->ring_bytes > DYNOBS_RING_BYTES_MAX || !pow2(h->metric_slots) ||
         h->metric_slots < DYNOBS_METRIC_SLOTS_MIN || h->metric_slots > DYNOBS_METRIC_SLOTS_MAX)
         return -EBADMSG;
+    if (!pow2(h->ring_shards) || h->ring_shards > DYNOBS_MAX_SHARDS ||
+        (uint64_t)h->shard_bytes * h->ring_shards != h->ring_bytes ||
+        h->shard_bytes < DYNOBS_SHARD_BYTES_MIN)
+        return -EBADMSG;
     struct dynobs_geometry g;
-    dynobs__geometry(h->ring_bytes, h->metric_slots, &g);
+    dynobs__geometry(h->ring_bytes, h->ring_shards, h->metric_slots, &g);
     if (h->consumer_offset != g.consumer_offset || h->ring_offset != g.ring_offset ||
         h->metric_offset != g.metric_offset || h->total_bytes != g.total_bytes)
         return -EBADMSG;
@@ -100,15 +104,19 @@ int dynobs__reader_open(struct dynobs_reader *r, const char *path, int flags)
     }
     r->fd = fd;
     r->flags = flags;
-    r->ring.head = &r->live->ring_head;
-    r->ring.data = r->map + r->hdr.ring_offset;
-    r->ring.cap = r->hdr.ring_bytes;
-    r->ring.max_record = r->hdr.max_record_bytes;
-    r->slots = (const struct dynobs_metric_slot *)(r->map + r->hdr.metric_offset);
-    r->stall_timeout_ns = DYNOBS_STALL_TIMEOUT_NS;
     const struct dynobs_seg_consumer *cp =
         (const struct dynobs_seg_consumer *)(r->map + r->hdr.consumer_offset);
-    r->tail = __atomic_load_n(&cp->ring_tail, __ATOMIC_ACQUIRE);
+    r->nshards = r->hdr.ring_shards;
+    for (uint32_t i = 0; i < r->nshards; i++) {
+        struct dynobs_reader_shard *sh = &r->shards[i];
+        sh->ring.head = &r->live->shards[i].head;
+        sh->ring.data = r->map + r->hdr.ring_offset + (uint64_t)i * r->hdr.shard_bytes;
+        sh->ring.cap = r->hdr.shard_bytes;
+        sh->ring.max_record = r->hdr.max_record_bytes;
+        sh->tail = __atomic_load_n(&cp->shards[i].tail, __ATOMIC_ACQUIRE);
+    }
+    r->slots = (const struct dynobs_metric_slot *)(r->map + r->hdr.metric_offset);
+    r->stall_timeout_ns = DYNOBS_STALL_TIMEOUT_NS;
     memcpy(r->service_name, r->hdr.service_name, r->hdr.service_name_len);
     r->service_name[r->hdr.service_name_len] = '\0';
     return 0;
@@ -145,43 +153,59 @@ int dynobs__reader_producer_alive(const struct dynobs_reader *r)
     return t != 0 && t == r->hdr.start_ticks;
 }
 
-static void publish_tail(struct dynobs_reader *r)
+static void publish_tail(struct dynobs_reader *r, uint32_t i)
 {
     if (r->consumer)
-        __atomic_store_n(&r->consumer->ring_tail, r->tail, __ATOMIC_RELEASE);
+        __atomic_store_n(&r->consumer->shards[i].tail, r->shards[i].tail, __ATOMIC_RELEASE);
 }
 
-int dynobs__reader_next(struct dynobs_reader *r, const struct dynobs_rec_hdr **rec)
+/* One shard: 1 with a record in r->buf, 0 when it has none ready. */
+static int shard_next(struct dynobs_reader *r, uint32_t i)
 {
+    struct dynobs_reader_shard *sh = &r->shards[i];
     for (int guard = 0; guard < 64; guard++) {
-        enum dynobs_peek p = dynobs__ring_peek(&r->ring, &r->tail, r->buf, sizeof r->buf);
+        enum dynobs_peek p = dynobs__ring_peek(&sh->ring, &sh->tail, r->buf, sizeof r->buf);
         if (p == DYNOBS_PEEK_RECORD) {
-            r->stall_since = 0;
-            publish_tail(r);
-            *rec = (const struct dynobs_rec_hdr *)r->buf;
+            sh->stall_since = 0;
+            publish_tail(r, i);
             return 1;
         }
         if (p == DYNOBS_PEEK_EMPTY) {
-            publish_tail(r);
+            publish_tail(r, i);
             return 0;
         }
         if (p == DYNOBS_PEEK_CORRUPT) {
             r->corrupt++;
         } else { /* STALLED */
             uint64_t now = dynobs__mono_ns();
-            if (!r->stall_since || r->stall_pos != r->tail) {
-                r->stall_since = now;
-                r->stall_pos = r->tail;
+            if (!sh->stall_since || sh->stall_pos != sh->tail) {
+                sh->stall_since = now;
+                sh->stall_pos = sh->tail;
             }
-            if (dynobs__reader_producer_alive(r) && now - r->stall_since < r->stall_timeout_ns) {
-                publish_tail(r);
+            if (dynobs__reader_producer_alive(r) && now - sh->stall_since < r->stall_timeout_ns) {
+                publish_tail(r, i);
                 return 0;
             }
             r->abandoned++;
-            r->stall_since = 0;
+            sh->stall_since = 0;
         }
-        r->tail = dynobs__ring_resync(&r->ring, r->tail);
-        publish_tail(r);
+        sh->tail = dynobs__ring_resync(&sh->ring, sh->tail);
+        publish_tail(r, i);
+    }
+    return 0;
+}
+
+int dynobs__reader_next(struct dynobs_reader *r, const struct dynobs_rec_hdr **rec)
+{
+    /* Round robin over the shards, so no thread's records wait behind a
+     * busier thread's. */
+    for (uint32_t k = 0; k < r->nshards; k++) {
+        uint32_t i = (r->cursor + k) & (r->nshards - 1);
+        if (shard_next(r, i)) {
+            r->cursor = (i + 1) & (r->nshards - 1);
+            *rec = (const struct dynobs_rec_hdr *)r->buf;
+            return 1;
+        }
     }
     return 0;
 }
@@ -202,7 +226,10 @@ int dynobs__reader_resource_next(const struct dynobs_reader *r, size_t *off,
 
 uint64_t dynobs__reader_counter(const struct dynobs_reader *r, unsigned c)
 {
-    if (c >= DYNOBS_CTR_MAX)
+    if (c >= DYNOBS_CTR_COUNT)
         return 0;
-    return __atomic_load_n(&r->live->counters[c], __ATOMIC_RELAXED);
+    uint64_t sum = 0;
+    for (uint32_t i = 0; i < r->nshards; i++)
+        sum += __atomic_load_n(&r->live->shards[i].counters[c], __ATOMIC_RELAXED);
+    return sum;
 }

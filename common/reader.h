@@ -31,11 +31,15 @@ struct dynobs_reader {
     struct dynobs_seg_consumer *consumer; /* RW page when consuming */
     const struct dynobs_seg_header *live; /* for counters and the head */
     struct dynobs_seg_header hdr;         /* validated copy of the header */
-    struct dynobs_ring_view ring;
+    uint32_t nshards;
+    uint32_t cursor; /* shard to read next */
+    struct dynobs_reader_shard {
+        struct dynobs_ring_view ring;
+        uint64_t tail;        /* our read position */
+        uint64_t stall_pos;   /* position of a record found uncommitted */
+        uint64_t stall_since; /* monotonic ns when first found so */
+    } shards[DYNOBS_MAX_SHARDS];
     const struct dynobs_metric_slot *slots;
-    uint64_t tail;        /* our read position */
-    uint64_t stall_pos;   /* position of a record found uncommitted */
-    uint64_t stall_since; /* monotonic ns when first found so */
     uint64_t stall_timeout_ns;
     uint64_t corrupt;   /* records skipped as malformed */
     uint64_t abandoned; /* uncommitted records skipped */
@@ -66,7 +70,7 @@ int dynobs__reader_metric(const struct dynobs_reader *r, uint32_t i,
 int dynobs__reader_resource_next(const struct dynobs_reader *r, size_t *off,
                                  struct dynobs_item *it);
 
-/* A header counter (enum dynobs_counter), read live. */
+/* A header counter (enum dynobs_counter) summed over the shards, live. */
 uint64_t dynobs__reader_counter(const struct dynobs_reader *r, unsigned c);
 
 /* 1 when the process that wrote the segment is still running (same pid

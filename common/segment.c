@@ -10,14 +10,28 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-void dynobs__geometry(uint64_t ring_bytes, uint32_t metric_slots, struct dynobs_geometry *g)
+void dynobs__geometry(uint64_t ring_bytes, uint32_t shards, uint32_t metric_slots,
+                      struct dynobs_geometry *g)
 {
     g->consumer_offset = DYNOBS_PAGE;
     g->ring_offset = 2 * DYNOBS_PAGE;
     g->ring_bytes = ring_bytes;
+    g->ring_shards = shards;
+    g->shard_bytes = shards ? (uint32_t)(ring_bytes / shards) : 0;
     g->metric_offset = g->ring_offset + ring_bytes;
     g->metric_slots = metric_slots;
     g->total_bytes = g->metric_offset + (uint64_t)metric_slots * sizeof(struct dynobs_metric_slot);
+}
+
+uint32_t dynobs__default_shards(uint64_t ring_bytes)
+{
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    uint32_t n = 1;
+    while (n < (uint32_t)(cpus > 0 ? cpus : 1) && n < DYNOBS_MAX_SHARDS)
+        n <<= 1;
+    while (n > 1 && ring_bytes / n < DYNOBS_SHARD_BYTES_MIN)
+        n >>= 1;
+    return n;
 }
 
 /* Small async-signal-safe formatting: no stdio in the producer. */
@@ -96,7 +110,11 @@ static int open_dir(const char *dir)
 int dynobs__segment_create(struct dynobs_segment *s, const struct dynobs_segment_params *p)
 {
     struct dynobs_geometry g;
-    dynobs__geometry(p->ring_bytes, p->metric_slots, &g);
+    uint32_t shards = p->ring_shards ? p->ring_shards : dynobs__default_shards(p->ring_bytes);
+    if (shards > DYNOBS_MAX_SHARDS || (shards & (shards - 1)) ||
+        p->ring_bytes / shards < DYNOBS_SHARD_BYTES_MIN)
+        return -EINVAL;
+    dynobs__geometry(p->ring_bytes, shards, p->metric_slots, &g);
     memset(s, 0, sizeof *s);
 
     char name[64], tmp[72];
@@ -143,6 +161,8 @@ int dynobs__segment_create(struct dynobs_segment *s, const struct dynobs_segment
     h->consumer_offset = g.consumer_offset;
     h->ring_offset = g.ring_offset;
     h->ring_bytes = g.ring_bytes;
+    h->ring_shards = g.ring_shards;
+    h->shard_bytes = g.shard_bytes;
     h->metric_offset = g.metric_offset;
     h->metric_slots = g.metric_slots;
     h->metric_slot_bytes = sizeof(struct dynobs_metric_slot);
@@ -171,14 +191,18 @@ int dynobs__segment_create(struct dynobs_segment *s, const struct dynobs_segment
     s->base = base;
     s->size = g.total_bytes;
     s->hdr = h;
-    s->ring.head = &h->ring_head;
-    s->ring.tail = (const uint64_t *)((uint8_t *)base + g.consumer_offset);
-    s->ring.data = (uint8_t *)base + g.ring_offset;
-    s->ring.cap = g.ring_bytes;
-    s->ring.counters = h->counters;
+    struct dynobs_seg_consumer *cons = (void *)((uint8_t *)base + g.consumer_offset);
+    s->nshards = g.ring_shards;
+    for (uint32_t i = 0; i < g.ring_shards; i++) {
+        s->rings[i].head = &h->shards[i].head;
+        s->rings[i].tail = &cons->shards[i].tail;
+        s->rings[i].data = (uint8_t *)base + g.ring_offset + (uint64_t)i * g.shard_bytes;
+        s->rings[i].cap = g.shard_bytes;
+        s->rings[i].counters = h->shards[i].counters;
+    }
     s->metrics.slots = (struct dynobs_metric_slot *)((uint8_t *)base + g.metric_offset);
     s->metrics.nslots = g.metric_slots;
-    s->metrics.counters = h->counters;
+    s->metrics.counters = h->shards[0].counters;
     memcpy(s->path, p->dir, dl);
     s->path[dl] = '/';
     memcpy(s->path + dl + 1, name, strlen(name) + 1);

@@ -22,16 +22,22 @@
 
 struct dynobs_geometry {
     uint64_t consumer_offset, ring_offset, ring_bytes, metric_offset, total_bytes;
-    uint32_t metric_slots;
+    uint32_t metric_slots, ring_shards, shard_bytes;
 };
 
-void dynobs__geometry(uint64_t ring_bytes, uint32_t metric_slots, struct dynobs_geometry *g);
+void dynobs__geometry(uint64_t ring_bytes, uint32_t shards, uint32_t metric_slots,
+                      struct dynobs_geometry *g);
+
+/* Shards for a ring: one per online CPU (rounded up to a power of two),
+ * at most DYNOBS_MAX_SHARDS, each at least DYNOBS_SHARD_BYTES_MIN. */
+uint32_t dynobs__default_shards(uint64_t ring_bytes);
 
 struct dynobs_segment {
     uint8_t *base;
     size_t size;
     struct dynobs_seg_header *hdr;
-    struct dynobs_ring ring;
+    uint32_t nshards;
+    struct dynobs_ring rings[DYNOBS_MAX_SHARDS];
     struct dynobs_metric_table metrics;
     char path[512];
 };
@@ -39,6 +45,7 @@ struct dynobs_segment {
 struct dynobs_segment_params {
     const char *dir;
     uint64_t ring_bytes;   /* power of two */
+    uint32_t ring_shards;  /* power of two; 0 picks dynobs__default_shards */
     uint32_t metric_slots; /* power of two */
     int pid, ppid;
     uint64_t start_ticks;

@@ -91,6 +91,8 @@ int dynobs__init(void)
         dynobs__resource_build(&resource, getenv("OTEL_SERVICE_NAME"),
                                getenv("OTEL_RESOURCE_ATTRIBUTES"), exe);
         dynobs__thread_init_key();
+        const char *clk = getenv("DYNOBS_CLOCK");
+        dynobs__clock_init(!(clk && strcmp(clk, "system") == 0));
         if (!atfork_done) {
             atfork_done = 1;
             pthread_atfork(NULL, NULL, after_fork_child);
@@ -151,7 +153,7 @@ struct dynobs_segment *dynobs__segment(void)
     }
     /* What was lost before the segment existed is counted in it now. */
     uint64_t lost = __atomic_exchange_n(&dynobs__lost, 0, __ATOMIC_RELAXED);
-    seg.hdr->counters[DYNOBS_CTR_RECORDS_DROPPED] += lost;
+    seg.hdr->shards[0].counters[DYNOBS_CTR_RECORDS_DROPPED] += lost;
     __atomic_store_n(&seg_state, SEG_READY, __ATOMIC_RELEASE);
     return &seg;
 }

@@ -9,6 +9,7 @@
 
 #include "dynobs/dynobs.h"
 
+#include "../common/clock.h"
 #include "../common/config.h"
 #include "../common/ids.h"
 #include "../common/layout.h"
@@ -101,7 +102,9 @@ struct dynobs_thread {
     struct dynobs_thread *next; /* all blocks, push-only list */
     int owned;                  /* a live thread uses this block */
     uint32_t tid;
+    uint32_t ordinal;           /* picks the ring shard: ordinal % shards */
     struct dynobs_rng rng;
+    struct dynobs_clock_anchor clk;
     int depth; /* entries in stack[] */
     uint64_t pool_used; /* bit i: spans[i] in use; atomic */
     struct dynobs_ctx stack[DYNOBS_STACK_DEPTH];
@@ -121,11 +124,20 @@ struct dynobs_ctx *dynobs__ctx_push(struct dynobs_thread *t) DYNOBS_INTERNAL;
 void dynobs__ctx_publish(struct dynobs_ctx *c) DYNOBS_INTERNAL;
 void dynobs__ctx_pop_ended(struct dynobs_thread *t) DYNOBS_INTERNAL;
 
+/* The ring shard of the calling thread's block. */
+static inline struct dynobs_ring *dynobs__ring_of(struct dynobs_segment *s,
+                                                  const struct dynobs_thread *t)
+{
+    return &s->rings[(t ? t->ordinal : 0) & (s->nshards - 1)];
+}
+
+/* Counts an event in the calling thread's shard counters. */
 static inline void dynobs__count(unsigned c)
 {
     struct dynobs_segment *s = dynobs__segment();
     if (s)
-        __atomic_fetch_add(&s->hdr->counters[c], 1, __ATOMIC_RELAXED);
+        __atomic_fetch_add(&dynobs__ring_of(s, dynobs__thread())->counters[c], 1,
+                           __ATOMIC_RELAXED);
     else
         __atomic_fetch_add(&dynobs__lost, 1, __ATOMIC_RELAXED);
 }

@@ -21,8 +21,9 @@ static int record(const struct dynobs_metric_def *d, double value, const char *l
     }
     int rc = dynobs__metric_update(&s->metrics, d, value, labels);
     if (rc == -ENOSPC)
-        __atomic_fetch_add(&s->hdr->counters[DYNOBS_CTR_METRIC_UPDATES_REFUSED], 1,
-                           __ATOMIC_RELAXED);
+        __atomic_fetch_add(&dynobs__ring_of(s, dynobs__thread())
+                                ->counters[DYNOBS_CTR_METRIC_UPDATES_REFUSED],
+                           1, __ATOMIC_RELAXED);
     return rc;
 }
 

@@ -133,7 +133,8 @@ DYNOBS_API dynobs_span *dynobs_span_start(const char *name, int kind)
     } else {
         s->stack_idx = -1;
     }
-    r->start_ns = dynobs__now_ns();
+    /* An unsampled span is never written: it needs no timestamps. */
+    r->start_ns = sampled ? dynobs__clock_now(&t->clk) : 0;
     __atomic_store_n(&s->live, SPAN_LIVE, __ATOMIC_RELEASE);
     return s;
 }
@@ -262,8 +263,9 @@ DYNOBS_API int dynobs_span_add_event_attrs(dynobs_span *s, const char *name,
     if (nl > 255)
         s->truncated = 1;
     uint32_t ev = s->used;
+    struct dynobs_thread *self = dynobs__thread();
     size_t n = dynobs__item_put_event(s->body + s->used, sizeof s->body - s->used, name, nl,
-                                      dynobs__now_ns());
+                                      self ? dynobs__clock_now(&self->clk) : dynobs__now_ns());
     if (!n) {
         s->rec.dropped_events++;
         s->truncated = 1;
@@ -356,7 +358,7 @@ DYNOBS_API int dynobs_span_set_status(dynobs_span *s, int code, const char *mess
     return 0;
 }
 
-static int emit(struct dynobs_span *s)
+static int emit(struct dynobs_span *s, struct dynobs_thread *self)
 {
     struct dynobs_segment *seg = dynobs__segment();
     if (!seg) {
@@ -371,7 +373,8 @@ static int emit(struct dynobs_span *s)
     r->body_len = s->used + s->status_len;
     size_t payload = sizeof *r + r->body_len;
     uint16_t rf = s->truncated ? DYNOBS_RECF_TRUNCATED : 0;
-    struct dynobs_rec_hdr *h = dynobs__ring_reserve(&seg->ring, payload, DYNOBS_REC_SPAN, rf);
+    struct dynobs_ring *ring = dynobs__ring_of(seg, self);
+    struct dynobs_rec_hdr *h = dynobs__ring_reserve(ring, payload, DYNOBS_REC_SPAN, rf);
     if (!h)
         return DYNOBS_ENOSPC;
     /* Body order: name, status message, tracestate and items. */
@@ -383,32 +386,37 @@ static int emit(struct dynobs_span *s)
     memcpy(p, s->status_msg, s->status_len);
     p += s->status_len;
     memcpy(p, s->body + nl, s->used - nl);
-    dynobs__ring_commit(&seg->ring, h);
+    dynobs__ring_commit(ring, h);
     if (s->truncated)
-        __atomic_fetch_add(&seg->hdr->counters[DYNOBS_CTR_RECORDS_TRUNCATED], 1,
-                           __ATOMIC_RELAXED);
+        __atomic_fetch_add(&ring->counters[DYNOBS_CTR_RECORDS_TRUNCATED], 1, __ATOMIC_RELAXED);
     return 0;
 }
 
 DYNOBS_API int dynobs_span_end(dynobs_span *s)
 {
-    /* Claim the end once, so that a double end from two threads emits one
-     * record and frees the slot once. */
-    uint32_t expect = SPAN_LIVE;
-    if (!s || !__atomic_compare_exchange_n(&s->live, &expect, 0, 0, __ATOMIC_ACQ_REL,
-                                           __ATOMIC_RELAXED))
+    /* A plain test and store, not a compare-and-swap: ending one span from
+     * two threads at once is a caller bug, and what it costs then is a
+     * duplicate record, never memory safety (every write stays inside the
+     * slot and the ring's reservation). A second end from the same thread
+     * is refused. */
+    if (!live(s))
         return DYNOBS_EINVAL;
-    s->rec.end_ns = dynobs__now_ns();
-    if (s->rec.end_ns < s->rec.start_ns) /* the wall clock stepped back */
-        s->rec.end_ns = s->rec.start_ns;
-    int rc = s->recording ? emit(s) : 0;
+    __atomic_store_n(&s->live, 0, __ATOMIC_RELAXED);
+    struct dynobs_thread *self = dynobs__thread();
+    int rc = 0;
+    if (s->recording) {
+        s->rec.end_ns = self ? dynobs__clock_now(&self->clk) : dynobs__now_ns();
+        if (s->rec.end_ns < s->rec.start_ns) /* the wall clock stepped back */
+            s->rec.end_ns = s->rec.start_ns;
+        rc = emit(s, self);
+    }
     struct dynobs_thread *t = s->owner;
     if (s->stack_idx >= 0) {
         struct dynobs_ctx *c = &t->stack[s->stack_idx];
         if (c->span == s && c->span_gen == s->gen)
             __atomic_store_n(&c->ended, 1, __ATOMIC_RELEASE);
     }
-    if (t == dynobs__thread())
+    if (t == self)
         dynobs__ctx_pop_ended(t);
     pool_put(s);
     return rc;

@@ -18,6 +18,7 @@ static __thread struct dynobs_thread *self DYNOBS_TLS;
 static struct dynobs_thread *all; /* push-only list of every block */
 static pthread_key_t exit_key;
 static int have_key;
+static uint32_t next_ordinal;
 
 static void release(void *p)
 {
@@ -37,7 +38,9 @@ void dynobs__thread_init_key(void)
 static void adopt(struct dynobs_thread *t)
 {
     t->tid = (uint32_t)syscall(SYS_gettid);
+    t->ordinal = __atomic_fetch_add(&next_ordinal, 1, __ATOMIC_RELAXED);
     t->depth = 0;
+    t->clk.tsc = t->clk.ns = 0;
     dynobs__rng_seed(&t->rng);
     self = t;
     if (have_key)

@@ -38,21 +38,36 @@ Test(layout, segment_header)
     PIN(H, resource_len, 104);
     PIN(H, resource_count, 108);
     PIN(H, service_name_len, 110);
+    PIN(H, ring_shards, 112);
+    PIN(H, shard_bytes, 116);
     PIN(H, service_name, 128);
     PIN(H, resource, 384);
-    PIN(H, ring_head, 3584);
-    PIN(H, counters, 3648);
-    cr_assert_eq(offsetof(H, ring_head) % 64, 0);
-    cr_assert_eq(offsetof(H, counters) % 64, 0);
+    PIN(H, shards, 3584);
+    PIN(H, shards[0].head, 3584);
+    PIN(H, shards[0].counters, 3592);
+    PIN(H, shards[1].head, 3648);
+    PIN(H, shards[7].head, 4032);
+    cr_assert_eq(sizeof(((H *)0)->shards[0]), 64);
+    cr_assert_eq(DYNOBS_MAX_SHARDS, 8);
+    cr_assert_eq(DYNOBS_SHARD_COUNTERS, 7);
+    cr_assert_eq(DYNOBS_CTR_COUNT, 6);
+    cr_assert_eq(DYNOBS_CTR_RECORDS_WRITTEN, 0);
+    cr_assert_eq(DYNOBS_CTR_RECORDS_DROPPED, 1);
+    cr_assert_eq(DYNOBS_CTR_RECORDS_TRUNCATED, 2);
+    cr_assert_eq(DYNOBS_CTR_SPANS_REFUSED, 3);
+    cr_assert_eq(DYNOBS_CTR_METRIC_SERIES_REFUSED, 4);
+    cr_assert_eq(DYNOBS_CTR_METRIC_UPDATES_REFUSED, 5);
 }
 
 Test(layout, consumer_page)
 {
     typedef struct dynobs_seg_consumer C;
     cr_assert_leq(sizeof(C), 4096);
-    PIN(C, ring_tail, 0);
-    PIN(C, consumer_pid, 64);
-    PIN(C, last_drain_ns, 72);
+    PIN(C, shards[0].tail, 0);
+    PIN(C, shards[1].tail, 64);
+    PIN(C, shards[7].tail, 448);
+    PIN(C, consumer_pid, 512);
+    PIN(C, last_drain_ns, 520);
 }
 
 Test(layout, records)

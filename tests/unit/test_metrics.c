@@ -15,7 +15,7 @@ static struct dynobs_metric_table *table(uint32_t n)
     struct dynobs_metric_table *t = calloc(1, sizeof *t);
     t->slots = calloc(n, sizeof *t->slots);
     t->nslots = n;
-    t->counters = calloc(DYNOBS_CTR_MAX, sizeof(uint64_t));
+    t->counters = calloc(DYNOBS_SHARD_COUNTERS, sizeof(uint64_t));
     return t;
 }
 

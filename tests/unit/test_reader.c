@@ -64,12 +64,14 @@ static void make_segment(struct dynobs_segment *s, int spans)
 {
     struct dynobs_resource res;
     dynobs__resource_build(&res, "svc", "deployment.environment=test,team=a%2Cb", "prog");
-    struct dynobs_segment_params p = {.dir = dir, .ring_bytes = 65536, .metric_slots = 16,
-                                      .pid = getpid(), .start_ticks = dynobs__proc_start_ticks(0),
-                                      .resource = &res};
+    struct dynobs_segment_params p = {.dir = dir, .ring_bytes = 131072, .ring_shards = 2,
+                                      .metric_slots = 16, .pid = getpid(),
+                                      .start_ticks = dynobs__proc_start_ticks(0), .resource = &res};
     cr_assert_eq(dynobs__segment_create(s, &p), 0);
+    cr_assert_eq(s->nshards, 2);
+    /* Records go to both shards, as two threads' records would. */
     for (int i = 0; i < spans; i++)
-        put_span(&s->ring, "GET /users", i % 5);
+        put_span(&s->rings[i % 2], "GET /users", i % 5);
     struct dynobs_metric_def c = {.name = "requests", .kind = DYNOBS_METRIC_COUNTER};
     cr_assert_eq(dynobs__metric_update(&s->metrics, &c, 3, "code=200"), 0);
 }
@@ -132,20 +134,25 @@ Test(reader, reads_back_what_was_written)
     }
     cr_assert_eq(seen, 1);
     const struct dynobs_rec_hdr *h;
-    int n = 0;
+    int n = 0, attrs_seen[5] = {0};
     while (dynobs__reader_next(r, &h) == 1) {
         struct dynobs_span_view v;
         cr_assert_eq(dynobs__span_decode(h, h->len, &v), 0);
         cr_assert_eq(v.f.name_len, 10);
         cr_assert_eq(memcmp(v.name, "GET /users", 10), 0);
-        cr_assert_eq(v.f.attr_count, (uint16_t)(n % 5));
+        cr_assert_lt(v.f.attr_count, 5);
+        attrs_seen[v.f.attr_count]++;
         n++;
     }
     cr_assert_eq(n, 10);
+    for (int i = 0; i < 5; i++)
+        cr_assert_eq(attrs_seen[i], 2);
     /* The consumer's position is shared: a second reader starts after. */
-    cr_assert_eq(__atomic_load_n(&((struct dynobs_seg_consumer *)(s.base + DYNOBS_PAGE))->ring_tail,
-                                 __ATOMIC_RELAXED),
-                 s.hdr->ring_head);
+    for (uint32_t i = 0; i < s.nshards; i++)
+        cr_assert_eq(__atomic_load_n(&((struct dynobs_seg_consumer *)(s.base + DYNOBS_PAGE))
+                                          ->shards[i].tail,
+                                     __ATOMIC_RELAXED),
+                     s.hdr->shards[i].head);
     int rc;
     cr_assert_eq(drain(s.path, &rc), 0);
     cr_assert_eq(rc, 0);
@@ -219,6 +226,10 @@ Test(reader, header_checks)
         {40, 65536 + 16, 8, -EBADMSG},          /* ring size not a power of two */
         {40, 1u << 30, 8, -EBADMSG},            /* ring larger than the file */
         {56, 17, 4, -EBADMSG},                  /* slots not a power of two */
+        {112, 3, 4, -EBADMSG},                  /* shards not a power of two */
+        {112, 16, 4, -EBADMSG},                 /* too many shards */
+        {112, 4, 4, -EBADMSG},                  /* shards x shard size != ring */
+        {116, 4096, 4, -EBADMSG},               /* shard smaller than allowed */
         {60, 256, 4, -EBADMSG},                 /* slot size */
         {92, 1u << 20, 4, -EBADMSG},            /* max record */
         {104, 5000, 4, -EBADMSG},               /* resource length */
@@ -309,7 +320,7 @@ Test(reader, random_corruption_of_a_valid_segment, .timeout = 300)
             else if (where == 3)
                 off = s.hdr->metric_offset + (size_t)rand() % (size - s.hdr->metric_offset);
             else /* the ring, where the records are */
-                off = s.hdr->ring_offset + (size_t)rand() % 50000;
+                off = s.hdr->ring_offset + (size_t)rand() % s.hdr->ring_bytes;
             uint8_t b = (uint8_t)rand();
             cr_assert_eq(pwrite(fd, &b, 1, (off_t)off), 1);
         }

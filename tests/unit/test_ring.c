@@ -23,7 +23,7 @@ struct tring {
     uint8_t pad0[56];
     uint64_t tail;
     uint8_t pad1[56];
-    uint64_t counters[DYNOBS_CTR_MAX];
+    uint64_t counters[DYNOBS_SHARD_COUNTERS];
     uint8_t data[];
 };
 
@@ -316,10 +316,10 @@ Test(ring, reader_skips_record_of_dead_process)
         if (dynobs__segment_create(&s, &p) < 0)
             _exit(3);
         for (uint32_t i = 0; i < 3; i++)
-            make_record(&s.ring, i);
-        dynobs__ring_reserve(&s.ring, 64, DYNOBS_REC_SPAN, 0); /* never committed */
+            make_record(&s.rings[0], i);
+        dynobs__ring_reserve(&s.rings[0], 64, DYNOBS_REC_SPAN, 0); /* never committed */
         for (uint32_t i = 3; i < 8; i++)
-            make_record(&s.ring, i);
+            make_record(&s.rings[0], i);
         raise(SIGKILL);
     }
     int st;
@@ -351,10 +351,10 @@ Test(ring, reader_waits_for_live_producer_then_gives_up)
     struct dynobs_segment_params p = {.dir = dir, .ring_bytes = 65536, .metric_slots = 16,
                                       .pid = getpid(), .start_ticks = dynobs__proc_start_ticks(0)};
     cr_assert_eq(dynobs__segment_create(&s, &p), 0);
-    make_record(&s.ring, 0);
-    struct dynobs_rec_hdr *stuck = dynobs__ring_reserve(&s.ring, 64, DYNOBS_REC_SPAN, 0);
+    make_record(&s.rings[0], 0);
+    struct dynobs_rec_hdr *stuck = dynobs__ring_reserve(&s.rings[0], 64, DYNOBS_REC_SPAN, 0);
     cr_assert_not_null(stuck);
-    make_record(&s.ring, 1);
+    make_record(&s.rings[0], 1);
     struct dynobs_reader *rd = malloc(sizeof *rd);
     cr_assert_eq(dynobs__reader_open(rd, s.path, DYNOBS_READER_CONSUME), 0);
     cr_assert(dynobs__reader_producer_alive(rd));
