@@ -3,36 +3,43 @@
 #include <errno.h>
 #include <string.h>
 
-static const char hexdigits[] = "0123456789abcdef";
+/* Lowercase hex digit values plus one, 0 for every other byte (the spec
+ * forbids uppercase in traceparent). One table load per character. */
+static const int8_t hexval1[256] = {
+    ['0'] = 1,  ['1'] = 2,  ['2'] = 3,  ['3'] = 4,  ['4'] = 5,  ['5'] = 6,  ['6'] = 7,
+    ['7'] = 8,  ['8'] = 9,  ['9'] = 10, ['a'] = 11, ['b'] = 12, ['c'] = 13, ['d'] = 14,
+    ['e'] = 15, ['f'] = 16,
+};
 
-/* Lowercase hex only: the spec forbids uppercase in traceparent. */
-static inline int hexval(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    return -1;
-}
-
+/* Decodes 2*nbytes hex characters; -EINVAL if any is not lowercase hex.
+ * Invalid digits are folded into one sign test at the end. */
 static int hex_decode(const char *s, size_t nbytes, uint8_t *out)
 {
+    int bad = 0;
     for (size_t i = 0; i < nbytes; i++) {
-        int hi = hexval((unsigned char)s[2 * i]);
-        int lo = hexval((unsigned char)s[2 * i + 1]);
-        if ((hi | lo) < 0)
-            return -EINVAL;
-        out[i] = (uint8_t)(hi << 4 | lo);
+        int hi = hexval1[(unsigned char)s[2 * i]] - 1;
+        int lo = hexval1[(unsigned char)s[2 * i + 1]] - 1;
+        bad |= hi | lo;
+        out[i] = (uint8_t)(hi << 4 | (lo & 15));
     }
-    return 0;
+    return bad < 0 ? -EINVAL : 0;
 }
+
+/* Two hex characters per byte value. */
+static const char hexpairs[513] =
+    "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
+    "202122232425262728292a2b2c2d2e2f303132333435363738393a3b3c3d3e3f"
+    "404142434445464748494a4b4c4d4e4f505152535455565758595a5b5c5d5e5f"
+    "606162636465666768696a6b6c6d6e6f707172737475767778797a7b7c7d7e7f"
+    "808182838485868788898a8b8c8d8e8f909192939495969798999a9b9c9d9e9f"
+    "a0a1a2a3a4a5a6a7a8a9aaabacadaeafb0b1b2b3b4b5b6b7b8b9babbbcbdbebf"
+    "c0c1c2c3c4c5c6c7c8c9cacbcccdcecfd0d1d2d3d4d5d6d7d8d9dadbdcdddedf"
+    "e0e1e2e3e4e5e6e7e8e9eaebecedeeeff0f1f2f3f4f5f6f7f8f9fafbfcfdfeff";
 
 void dynobs__hex_encode(const uint8_t *in, size_t n, char *out)
 {
-    for (size_t i = 0; i < n; i++) {
-        out[2 * i] = hexdigits[in[i] >> 4];
-        out[2 * i + 1] = hexdigits[in[i] & 15];
-    }
+    for (size_t i = 0; i < n; i++)
+        memcpy(out + 2 * i, hexpairs + 2 * in[i], 2);
 }
 
 int dynobs__id_is_zero(const uint8_t *id, size_t n)
@@ -99,8 +106,7 @@ int dynobs__traceparent_format(const uint8_t trace_id[16], const uint8_t span_id
     buf[35] = '-';
     dynobs__hex_encode(span_id, 8, buf + 36);
     buf[52] = '-';
-    buf[53] = hexdigits[(flags >> 4) & 15];
-    buf[54] = hexdigits[flags & 15];
+    memcpy(buf + 53, hexpairs + 2 * flags, 2);
     buf[55] = '\0';
     return 55;
 }

@@ -37,20 +37,30 @@ static inline uint64_t dynobs__mix64(uint64_t x)
     return x;
 }
 
-/* A fast non-cryptographic hash of a byte string, 8 bytes per step. */
+/* A fast non-cryptographic hash of a byte string, 8 bytes per step. The
+ * tail is read with fixed-size (possibly overlapping) loads, as wyhash
+ * does, so that no variable-length copy sits on the metric hot path. */
 static inline uint64_t dynobs__hash(const void *p, size_t n, uint64_t seed)
 {
     const unsigned char *s = (const unsigned char *)p;
     uint64_t h = seed ^ (n * 0x9e3779b97f4a7c15ull);
-    while (n >= 8) {
-        uint64_t w;
-        memcpy(&w, s, 8);
-        h = (h ^ dynobs__mix64(w)) * 0x9e3779b97f4a7c15ull;
-        s += 8;
-        n -= 8;
-    }
     uint64_t w = 0;
-    memcpy(&w, s, n);
+    if (n >= 8) {
+        const unsigned char *end = s + n;
+        while (end - s > 8) {
+            memcpy(&w, s, 8);
+            h = (h ^ dynobs__mix64(w)) * 0x9e3779b97f4a7c15ull;
+            s += 8;
+        }
+        memcpy(&w, end - 8, 8);
+    } else if (n >= 4) {
+        uint32_t a, b;
+        memcpy(&a, s, 4);
+        memcpy(&b, s + n - 4, 4);
+        w = (uint64_t)a << 32 | b;
+    } else if (n > 0) {
+        w = (uint64_t)s[0] << 16 | (uint64_t)s[n / 2] << 8 | s[n - 1];
+    }
     h = (h ^ dynobs__mix64(w ^ n)) * 0x9e3779b97f4a7c15ull;
     return dynobs__mix64(h);
 }

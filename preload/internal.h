@@ -106,7 +106,8 @@ struct dynobs_thread {
     struct dynobs_rng rng;
     struct dynobs_clock_anchor clk;
     int depth; /* entries in stack[] */
-    uint64_t pool_used; /* bit i: spans[i] in use; atomic */
+    uint64_t pool_used;  /* bit i: spans[i] in use; changed by this thread only */
+    uint64_t pool_freed; /* bits set by other threads that ended our spans */
     struct dynobs_ctx stack[DYNOBS_STACK_DEPTH];
     struct dynobs_span spans[DYNOBS_SPAN_POOL];
 };

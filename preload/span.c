@@ -32,26 +32,66 @@ static size_t utf8_cut(const char *s, size_t n, size_t max)
     return i;
 }
 
+/* The span pool of a thread. Its owner allocates and frees with single
+ * non-locked read-modify-write instructions: atomic against a signal
+ * handler on the same thread (signals arrive between instructions), and
+ * free of the bus lock that costs as much as the rest of a span on some
+ * machines. Other threads never touch pool_used: a span ended elsewhere
+ * is handed back through pool_freed with a locked OR, and the owner takes
+ * those back when its pool looks full. */
+#if defined(__x86_64__)
+static inline int bit_test_set(uint64_t *w, unsigned i)
+{
+    unsigned char old;
+    __asm__ __volatile__("btsq %2, %0\n\tsetc %1" : "+m"(*w), "=q"(old) : "r"((uint64_t)i) : "cc");
+    return old;
+}
+static inline void bits_clear(uint64_t *w, uint64_t mask)
+{
+    __asm__ __volatile__("andq %1, %0" : "+m"(*w) : "r"(~mask) : "cc");
+}
+#else
+static inline int bit_test_set(uint64_t *w, unsigned i)
+{
+    return (int)((__atomic_fetch_or(w, 1ull << i, __ATOMIC_RELAXED) >> i) & 1);
+}
+static inline void bits_clear(uint64_t *w, uint64_t mask)
+{
+    __atomic_fetch_and(w, ~mask, __ATOMIC_RELAXED);
+}
+#endif
+
+#define POOL_ALL ((DYNOBS_SPAN_POOL >= 64) ? ~0ull : ((1ull << DYNOBS_SPAN_POOL) - 1))
+
 static struct dynobs_span *pool_get(struct dynobs_thread *t)
 {
-    uint64_t used = __atomic_load_n(&t->pool_used, __ATOMIC_RELAXED);
-    for (;;) {
-        uint64_t free_ = ~used & ((1ull << DYNOBS_SPAN_POOL) - 1);
-        if (!free_)
-            return NULL;
+    for (int tries = 0; tries < 2 * DYNOBS_SPAN_POOL + 2; tries++) {
+        uint64_t free_ = ~__atomic_load_n(&t->pool_used, __ATOMIC_RELAXED) & POOL_ALL;
+        if (!free_) {
+            uint64_t back = __atomic_exchange_n(&t->pool_freed, 0, __ATOMIC_ACQUIRE);
+            if (!back)
+                return NULL;
+            bits_clear(&t->pool_used, back);
+            continue;
+        }
         unsigned i = (unsigned)__builtin_ctzll(free_);
-        if (__atomic_compare_exchange_n(&t->pool_used, &used, used | (1ull << i), 1,
-                                        __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) {
+        if (!bit_test_set(&t->pool_used, i)) {
             struct dynobs_span *s = &t->spans[i];
             s->pool_idx = (uint8_t)i;
             return s;
         }
+        /* A signal handler took slot i between our load and our set. */
     }
+    return NULL;
 }
 
-static void pool_put(struct dynobs_span *s)
+static void pool_put(struct dynobs_span *s, const struct dynobs_thread *self)
 {
-    __atomic_fetch_and(&s->owner->pool_used, ~(1ull << s->pool_idx), __ATOMIC_RELEASE);
+    uint64_t bit = 1ull << s->pool_idx;
+    if (s->owner == self)
+        bits_clear(&s->owner->pool_used, bit);
+    else
+        __atomic_fetch_or(&s->owner->pool_freed, bit, __ATOMIC_RELEASE);
 }
 
 DYNOBS_API dynobs_span *dynobs_span_start(const char *name, int kind)
@@ -418,7 +458,7 @@ DYNOBS_API int dynobs_span_end(dynobs_span *s)
     }
     if (t == self)
         dynobs__ctx_pop_ended(t);
-    pool_put(s);
+    pool_put(s, self);
     return rc;
 }
 

@@ -86,6 +86,7 @@ void dynobs__thread_after_fork(void)
             t->owned = 0;
             t->depth = 0;
             t->pool_used = 0;
+            t->pool_freed = 0;
         }
     }
     if (self) {

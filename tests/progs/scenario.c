@@ -197,6 +197,39 @@ static int closing(void)
     return 0;
 }
 
+/* Spans started on one thread and ended on another; the pool of the
+ * starting thread must get its slots back. */
+static dynobs_span *handed[64];
+static int nhanded;
+
+static void *ender(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < nhanded; i++)
+        dynobs_span_end(handed[i]);
+    return NULL;
+}
+
+static int crossthread(void)
+{
+    for (int round = 0; round < 3; round++) {
+        nhanded = 0;
+        int refused = 0;
+        for (int i = 0; i < 40; i++) {
+            dynobs_span *s = dynobs_span_start("handed-over", DYNOBS_SPAN_KIND_INTERNAL);
+            if (s)
+                handed[nhanded++] = s;
+            else
+                refused++;
+        }
+        printf("round %d started %d refused %d\n", round, nhanded, refused);
+        pthread_t t;
+        pthread_create(&t, NULL, ender, NULL);
+        pthread_join(t, NULL);
+    }
+    return 0;
+}
+
 static int sampled_ratio(void)
 {
     /* Root spans under OTEL_TRACES_SAMPLER; prints how many were sampled. */
@@ -233,6 +266,8 @@ int main(int argc, char **argv)
         return metrics();
     if (!strcmp(s, "close"))
         return closing();
+    if (!strcmp(s, "crossthread"))
+        return crossthread();
     if (!strcmp(s, "ratio"))
         return sampled_ratio();
     return 2;

@@ -416,3 +416,25 @@ Test(preload, sampler_from_env)
     cr_assert_str_eq(text, "sampled 0 of 100\n");
     free(text);
 }
+
+Test(preload, spans_ended_on_another_thread_free_their_slots)
+{
+    cr_assert_eq(run("crossthread", NULL, 1), 0);
+    char *text = tu_slurp(out);
+    /* 32 open spans per thread at most; the rest are refused and counted.
+     * Every round gets all 32 back after another thread ended them. */
+    cr_assert_str_eq(text, "round 0 started 32 refused 8\nround 1 started 32 refused 8\n"
+                           "round 2 started 32 refused 8\n");
+    char paths[2][1024];
+    cr_assert_eq(segments(paths, 2), 1);
+    static struct tu_span sp[100];
+    cr_assert_eq(tu_read_spans(paths[0], sp, 100), 96);
+    struct dynobs_reader *r = malloc(sizeof *r);
+    cr_assert_eq(dynobs__reader_open(r, paths[0], 0), 0);
+    cr_assert_eq(dynobs__reader_counter(r, DYNOBS_CTR_SPANS_REFUSED), 24);
+    cr_assert_eq(dynobs__reader_counter(r, DYNOBS_CTR_RECORDS_WRITTEN), 96);
+    cr_assert_eq(dynobs__reader_counter(r, DYNOBS_CTR_RECORDS_DROPPED), 0);
+    dynobs__reader_close(r);
+    free(r);
+    free(text);
+}
