@@ -13,34 +13,20 @@ cd "$here"
 jobs=$(nproc 2>/dev/null || echo 2)
 
 # Build and test dependencies, by Debian package name.
-packages=(build-essential cmake pkg-config libcriterion-dev)
-
-missing=()
-for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if ((${#missing[@]})); then
-  if [[ $(id -u) -ne 0 ]]; then
-    echo "test.sh: missing packages: ${missing[*]} (run as root to install them)" >&2
-    exit 1
-  fi
-  echo "test.sh: installing ${missing[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -q
-  apt-get install -y -q --no-install-recommends "${missing[@]}"
-fi
+. scripts/deps.sh
+dynobs_install_deps build-essential cmake pkg-config libcriterion-dev
 
 run_suite() { # name, build dir, extra cmake args...
   local name=$1 dir=$2
   shift 2
   echo "=== $name: configure and build ($dir)"
-  cmake -S . -B "$dir" -DDYNOBS_WERROR=ON "$@" >/dev/null
+  cmake -S . -B "$dir" -DDYNOBS_WERROR=ON -DDYNOBS_BUILD_TESTS=ON "$@" >/dev/null
   cmake --build "$dir" -j "$jobs"
   echo "=== $name: tests"
   (cd "$dir" && ctest --output-on-failure -j "$jobs")
 }
 
-run_suite "default build" build
+run_suite "default build" build -DDYNOBS_BUILD_BENCH=ON
 if [[ ${1:-} != --quick ]]; then
   run_suite "ASan+UBSan build" build-asan -DCMAKE_BUILD_TYPE=Debug \
     -DDYNOBS_SANITIZE=address,undefined -DDYNOBS_BUILD_BENCH=OFF

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# cmake --install puts the library, the header and the pkg-config files in
+# place, and a program built with them gets the real API when preloaded.
+set -euo pipefail
+build=$1 src=$2
+tmp=$(mktemp -d /tmp/dynobs-install-XXXXXX)
+trap 'rm -rf "$tmp"' EXIT
+cmake --install "$build" --prefix "$tmp/prefix" >/dev/null
+pc=$(find "$tmp/prefix" -name dynobs.pc -printf '%h')
+test -f "$tmp/prefix/include/dynobs/dynobs.h"
+test -f "$pc/dynobs-noop.pc"
+export PKG_CONFIG_PATH=$pc
+cc -o "$tmp/hello" "$src/examples/hello.c" $(pkg-config --cflags --libs dynobs-noop) -pthread
+libdir=$(pkg-config --variable=libdir dynobs)
+out=$(LD_LIBRARY_PATH=$libdir "$tmp/hello")
+grep -q "recording: no" <<<"$out" || { echo "without preload: $out"; exit 1; }
+out=$(DYNOBS_SHM_DIR=$tmp/shm LD_LIBRARY_PATH=$libdir LD_PRELOAD=$libdir/libdynobs.so "$tmp/hello")
+grep -q "recording: yes" <<<"$out" || { echo "with preload: $out"; exit 1; }
+ls "$tmp"/shm/*.seg >/dev/null
+# Linking the real library directly works too.
+cc -o "$tmp/hello2" "$src/examples/hello.c" $(pkg-config --cflags --libs dynobs) -pthread
+out=$(DYNOBS_SHM_DIR=$tmp/shm2 LD_LIBRARY_PATH=$libdir "$tmp/hello2")
+grep -q "recording: yes" <<<"$out" || { echo "linked: $out"; exit 1; }
+# Only the API and the interposed calls are exported.
+extra=$(nm -D --defined-only "$libdir/libdynobs.so" | awk '{print $3}' | grep -v -E '^(dynobs_[a-z_]+|close)(@@DYNOBS_0\.1)?$|^DYNOBS_0\.1$' || true)
+[[ -z $extra ]] || { echo "unexpected exported symbols: $extra"; exit 1; }
+echo "install test passed"
