@@ -20,7 +20,7 @@ static int hex_decode(const char *s, size_t nbytes, uint8_t *out)
         int hi = hexval1[(unsigned char)s[2 * i]] - 1;
         int lo = hexval1[(unsigned char)s[2 * i + 1]] - 1;
         bad |= hi | lo;
-        out[i] = (uint8_t)(hi << 4 | (lo & 15));
+        out[i] = (uint8_t)((hi & 15) << 4 | (lo & 15));
     }
     return bad < 0 ? -EINVAL : 0;
 }
