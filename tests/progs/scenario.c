@@ -11,6 +11,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -230,6 +232,50 @@ static int crossthread(void)
     return 0;
 }
 
+/* Spans from a signal handler interrupting the thread's own span calls
+ * at arbitrary points: both sets must come out whole and well linked. */
+static volatile sig_atomic_t handler_spans, handler_refused;
+
+static void on_alarm(int sig)
+{
+    (void)sig;
+    int saved = errno;
+    dynobs_span *s = dynobs_span_start("in-handler", DYNOBS_SPAN_KIND_INTERNAL);
+    if (s) {
+        dynobs_span_set_int(s, "signal", 14);
+        dynobs_span_end(s);
+        handler_spans++;
+    } else {
+        handler_refused++;
+    }
+    errno = saved;
+}
+
+static int signals(void)
+{
+    struct sigaction sa = {.sa_handler = on_alarm};
+    sigaction(SIGALRM, &sa, NULL);
+    struct itimerval it = {{0, 200}, {0, 200}};
+    setitimer(ITIMER_REAL, &it, NULL);
+    int main_spans = 0;
+    for (int i = 0; i < 20000 || handler_spans < 50; i++) {
+        dynobs_span *outer = dynobs_span_start("main-outer", DYNOBS_SPAN_KIND_SERVER);
+        dynobs_span *inner = dynobs_span_start("main-inner", DYNOBS_SPAN_KIND_CLIENT);
+        dynobs_span_set_str(inner, "k", "v");
+        dynobs_span_end(inner);
+        dynobs_span_end(outer);
+        main_spans += 2;
+        if (i > 2000000)
+            break;
+    }
+    struct itimerval off = {{0, 0}, {0, 0}};
+    setitimer(ITIMER_REAL, &off, NULL);
+    char cur[64];
+    printf("main %d handler %d refused %d current %d\n", main_spans, (int)handler_spans,
+           (int)handler_refused, dynobs_current_traceparent(cur, sizeof cur));
+    return 0;
+}
+
 static int sampled_ratio(void)
 {
     /* Root spans under OTEL_TRACES_SAMPLER; prints how many were sampled. */
@@ -266,6 +312,8 @@ int main(int argc, char **argv)
         return metrics();
     if (!strcmp(s, "close"))
         return closing();
+    if (!strcmp(s, "signals"))
+        return signals();
     if (!strcmp(s, "crossthread"))
         return crossthread();
     if (!strcmp(s, "ratio"))

@@ -438,3 +438,61 @@ Test(preload, spans_ended_on_another_thread_free_their_slots)
     free(r);
     free(text);
 }
+
+Test(preload, spans_from_signal_handlers_interleave_safely)
+{
+    /* A big ring: this test is about interleaving, not about drops. */
+    const char *env[] = {"DYNOBS_RING_BYTES=64M", NULL};
+    cr_assert_eq(run("signals", env, 1), 0);
+    char *text = tu_slurp(out);
+    int main_spans, handler, refused, current;
+    cr_assert_eq(sscanf(text, "main %d handler %d refused %d current %d", &main_spans, &handler,
+                        &refused, &current), 4, "%s", text);
+    cr_assert_geq(handler, 50);
+    cr_assert_eq(refused, 0);
+    cr_assert_eq(current, DYNOBS_ENOENT); /* every span ended: nothing current */
+    char paths[2][1024];
+    cr_assert_eq(segments(paths, 2), 1);
+    struct dynobs_reader *r = malloc(sizeof *r);
+    cr_assert_eq(dynobs__reader_open(r, paths[0], DYNOBS_READER_CONSUME), 0);
+    const struct dynobs_rec_hdr *h;
+    int n_outer = 0, n_inner = 0, n_handler = 0;
+    /* Outer span ids, to check that handler spans parent to a real span. */
+    static uint8_t outer_ids[400000][8];
+    while (dynobs__reader_next(r, &h) == 1) {
+        struct dynobs_span_view v;
+        cr_assert_eq(dynobs__span_decode(h, h->len, &v), 0);
+        struct tu_span s;
+        tu_span_from_view(&s, &v);
+        if (!strcmp(s.name, "main-outer")) {
+            cr_assert_str_eq(s.parent_hex, "0000000000000000");
+            if (n_outer < 400000)
+                memcpy(outer_ids[n_outer], s.span_id, 8);
+            n_outer++;
+        } else if (!strcmp(s.name, "main-inner")) {
+            cr_assert_eq(s.nattrs, 1);
+            cr_assert_str_eq(tu_attr(&s, "k")->s, "v");
+            n_inner++;
+        } else if (!strcmp(s.name, "in-handler")) {
+            cr_assert_eq(s.nattrs, 1);
+            cr_assert_eq(tu_attr(&s, "signal")->i, 14);
+            n_handler++;
+        } else {
+            cr_assert_fail("unexpected span '%s'", s.name);
+        }
+    }
+    cr_assert_eq(n_outer + n_inner, main_spans);
+    cr_assert_eq(n_outer, n_inner);
+    /* A handler that interrupts its own thread while that thread creates
+     * the segment cannot wait for it: its span is dropped and counted.
+     * Nothing else may be lost. */
+    uint64_t dropped = dynobs__reader_counter(r, DYNOBS_CTR_RECORDS_DROPPED);
+    cr_assert_eq((uint64_t)n_handler + dropped, (uint64_t)handler, "%d read, %lu dropped, %d made",
+                 n_handler, (unsigned long)dropped, handler);
+    cr_assert_eq(dynobs__reader_counter(r, DYNOBS_CTR_RECORDS_WRITTEN),
+                 (uint64_t)(main_spans + n_handler));
+    cr_assert_eq(r->corrupt, 0);
+    dynobs__reader_close(r);
+    free(r);
+    free(text);
+}
