@@ -287,8 +287,10 @@ DYNOBS_API int dynobs_span_set_bool(dynobs_span *s, const char *key, int value)
     return set_attr(s, key, DYNOBS_ATTR_BOOL, &b, 8);
 }
 
-DYNOBS_API int dynobs_span_add_event_attrs(dynobs_span *s, const char *name,
-                                           const dynobs_attr *attrs, size_t nattrs)
+/* Public functions call each other only through statics like this one:
+ * a call to an exported name could bind to libdynobs-noop.so's copy when
+ * this library is dlopen'ed into a process that links the no-op one. */
+static int add_event(dynobs_span *s, const char *name, const dynobs_attr *attrs, size_t nattrs)
 {
     if (!live(s) || !name || (nattrs && !attrs))
         return DYNOBS_EINVAL;
@@ -370,9 +372,15 @@ DYNOBS_API int dynobs_span_add_event_attrs(dynobs_span *s, const char *name,
     return rc;
 }
 
+DYNOBS_API int dynobs_span_add_event_attrs(dynobs_span *s, const char *name,
+                                           const dynobs_attr *attrs, size_t nattrs)
+{
+    return add_event(s, name, attrs, nattrs);
+}
+
 DYNOBS_API int dynobs_span_add_event(dynobs_span *s, const char *name)
 {
-    return dynobs_span_add_event_attrs(s, name, NULL, 0);
+    return add_event(s, name, NULL, 0);
 }
 
 DYNOBS_API int dynobs_span_set_status(dynobs_span *s, int code, const char *message)

@@ -20,11 +20,17 @@ static pthread_key_t exit_key;
 static int have_key;
 static uint32_t next_ordinal;
 
+/* Thread exit (the key's destructor runs on the exiting thread). The
+ * block goes back for reuse; `self` is cleared first, so that a span made
+ * by a later TLS destructor of this thread takes a block of its own
+ * instead of sharing this one with the next thread that adopts it. */
 static void release(void *p)
 {
     struct dynobs_thread *t = p;
     if (!t)
         return;
+    if (self == t)
+        self = NULL;
     t->depth = 0;
     __atomic_store_n(&t->owned, 0, __ATOMIC_RELEASE);
 }

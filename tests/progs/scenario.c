@@ -6,6 +6,7 @@
  * compare with what they read from the segment.
  */
 #define _GNU_SOURCE
+#include <dlfcn.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -276,6 +277,24 @@ static int signals(void)
     return 0;
 }
 
+/* The library loaded at run time, as Python's ctypes would load it. */
+static int dlopened(const char *lib)
+{
+    void *h = dlopen(lib, RTLD_NOW | RTLD_LOCAL);
+    if (!h) {
+        printf("dlopen failed: %s\n", dlerror());
+        return 1;
+    }
+    dynobs_span *(*start)(const char *, int) = (dynobs_span * (*)(const char *, int)) dlsym(h, "dynobs_span_start");
+    int (*end)(dynobs_span *) = (int (*)(dynobs_span *))dlsym(h, "dynobs_span_end");
+    int (*enabled)(void) = (int (*)(void))dlsym(h, "dynobs_enabled");
+    if (!start || !end || !enabled)
+        return 1;
+    dynobs_span *s = start("from-dlopen", DYNOBS_SPAN_KIND_INTERNAL);
+    printf("enabled %d span %s end %d\n", enabled(), s ? "yes" : "null", end(s));
+    return dlclose(h) == 0 ? 0 : 1;
+}
+
 static int sampled_ratio(void)
 {
     /* Root spans under OTEL_TRACES_SAMPLER; prints how many were sampled. */
@@ -312,6 +331,8 @@ int main(int argc, char **argv)
         return metrics();
     if (!strcmp(s, "close"))
         return closing();
+    if (!strcmp(s, "dlopen") && argc > 2)
+        return dlopened(argv[2]);
     if (!strcmp(s, "signals"))
         return signals();
     if (!strcmp(s, "crossthread"))

@@ -496,3 +496,22 @@ Test(preload, spans_from_signal_handlers_interleave_safely)
     free(r);
     free(text);
 }
+
+Test(preload, library_can_be_dlopened)
+{
+    /* Loaded at run time (no LD_PRELOAD), as ctypes does: its small
+     * initial-exec TLS must fit, and it must record. */
+    char *argv[] = {SCENARIO_BIN, "dlopen", DYNOBS_LIB, NULL};
+    const char *env[] = {shm_env, NULL};
+    if (getenv("DYNOBS_TEST_PRELOAD_FIRST"))
+        cr_skip_test("an instrumented library cannot be dlopened into an ASan process this way");
+    cr_assert_eq(tu_run(argv, env, out), 0);
+    char *text = tu_slurp(out);
+    cr_assert_str_eq(text, "enabled 1 span yes end 0\n");
+    char paths[2][1024];
+    cr_assert_eq(segments(paths, 2), 1);
+    static struct tu_span sp[2];
+    cr_assert_eq(tu_read_spans(paths[0], sp, 2), 1);
+    cr_assert_str_eq(sp[0].name, "from-dlopen");
+    free(text);
+}
