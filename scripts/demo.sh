@@ -5,7 +5,8 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$here"
 . scripts/deps.sh
-dynobs_install_deps build-essential cmake pkg-config
+dynobs_install_deps build-essential cmake pkg-config \
+  libmicrohttpd-dev libcurl4-openssl-dev libprotobuf-c-dev protobuf-c-compiler zlib1g-dev curl
 
 echo "=== building"
 cmake -S . -B build -DDYNOBS_BUILD_TESTS=OFF -DDYNOBS_BUILD_BENCH=OFF >/dev/null

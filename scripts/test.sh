@@ -14,7 +14,9 @@ jobs=$(nproc 2>/dev/null || echo 2)
 
 # Build and test dependencies, by Debian package name.
 . scripts/deps.sh
-dynobs_install_deps build-essential cmake pkg-config libcriterion-dev
+dynobs_install_deps build-essential cmake pkg-config libcriterion-dev \
+  libmicrohttpd-dev libcurl4-openssl-dev libprotobuf-c-dev protobuf-c-compiler zlib1g-dev \
+  protobuf-compiler prometheus python3 curl
 
 run_suite() { # name, build dir, extra cmake args...
   local name=$1 dir=$2

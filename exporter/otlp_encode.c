@@ -1,0 +1,613 @@
+/*
+ * Records and series into OTLP messages. Everything one request needs is
+ * allocated from an arena and freed at once after packing: a batch of
+ * spans costs a handful of allocations, not several per attribute.
+ */
+#define _GNU_SOURCE
+#include "otlp_encode.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "dynobs/dynobs.h"
+#include "opentelemetry/proto/collector/logs/v1/logs_service.pb-c.h"
+#include "opentelemetry/proto/collector/metrics/v1/metrics_service.pb-c.h"
+#include "opentelemetry/proto/collector/trace/v1/trace_service.pb-c.h"
+#include "record.h"
+#include "store.h"
+
+typedef Opentelemetry__Proto__Common__V1__KeyValue KeyValue;
+typedef Opentelemetry__Proto__Common__V1__AnyValue AnyValue;
+typedef Opentelemetry__Proto__Common__V1__InstrumentationScope Scope;
+typedef Opentelemetry__Proto__Resource__V1__Resource Resource;
+typedef Opentelemetry__Proto__Trace__V1__Span Span;
+typedef Opentelemetry__Proto__Trace__V1__Span__Event Event;
+typedef Opentelemetry__Proto__Trace__V1__Status Status;
+typedef Opentelemetry__Proto__Trace__V1__ResourceSpans ResourceSpans;
+typedef Opentelemetry__Proto__Trace__V1__ScopeSpans ScopeSpans;
+typedef Opentelemetry__Proto__Logs__V1__ResourceLogs ResourceLogs;
+typedef Opentelemetry__Proto__Logs__V1__ScopeLogs ScopeLogs;
+typedef Opentelemetry__Proto__Logs__V1__LogRecord LogRecord;
+typedef Opentelemetry__Proto__Metrics__V1__ResourceMetrics ResourceMetrics;
+typedef Opentelemetry__Proto__Metrics__V1__ScopeMetrics ScopeMetrics;
+typedef Opentelemetry__Proto__Metrics__V1__Metric Metric;
+typedef Opentelemetry__Proto__Metrics__V1__Sum Sum;
+typedef Opentelemetry__Proto__Metrics__V1__Gauge Gauge;
+typedef Opentelemetry__Proto__Metrics__V1__Histogram Histogram;
+typedef Opentelemetry__Proto__Metrics__V1__NumberDataPoint NumberDataPoint;
+typedef Opentelemetry__Proto__Metrics__V1__HistogramDataPoint HistogramDataPoint;
+
+/* A bump allocator in 64 KiB chunks (or larger for large requests). */
+struct chunk {
+    struct chunk *next;
+    size_t used, cap;
+    _Alignas(16) unsigned char data[];
+};
+struct arena {
+    struct chunk *head;
+    int failed;
+};
+
+static void *arena_alloc(struct arena *a, size_t n)
+{
+    n = (n + 15) & ~(size_t)15;
+    struct chunk *c = a->head;
+    if (!c || c->cap - c->used < n) {
+        size_t cap = n > 65536 ? n : 65536;
+        c = malloc(sizeof *c + cap);
+        if (!c) {
+            a->failed = 1;
+            return NULL;
+        }
+        c->used = 0;
+        c->cap = cap;
+        c->next = a->head;
+        a->head = c;
+    }
+    void *p = c->data + c->used;
+    c->used += n;
+    return p;
+}
+
+static void *arena_zalloc(struct arena *a, size_t n)
+{
+    void *p = arena_alloc(a, n);
+    if (p)
+        memset(p, 0, n);
+    return p;
+}
+
+static char *arena_str(struct arena *a, const char *s, size_t n)
+{
+    char *p = arena_alloc(a, n + 1);
+    if (p) {
+        memcpy(p, s, n);
+        p[n] = '\0';
+    }
+    return p;
+}
+
+static void arena_free(struct arena *a)
+{
+    while (a->head) {
+        struct chunk *c = a->head;
+        a->head = c->next;
+        free(c);
+    }
+}
+
+static KeyValue *kv_string(struct arena *a, const char *k, size_t kl, const char *v, size_t vl)
+{
+    KeyValue *kv = arena_alloc(a, sizeof *kv);
+    AnyValue *av = arena_alloc(a, sizeof *av);
+    if (!kv || !av)
+        return NULL;
+    opentelemetry__proto__common__v1__key_value__init(kv);
+    opentelemetry__proto__common__v1__any_value__init(av);
+    kv->key = arena_str(a, k, kl);
+    av->value_case = OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_STRING_VALUE;
+    av->string_value = arena_str(a, v, vl);
+    kv->value = av;
+    return kv->key && av->string_value ? kv : NULL;
+}
+
+static KeyValue *kv_int(struct arena *a, const char *k, int64_t v)
+{
+    KeyValue *kv = arena_alloc(a, sizeof *kv);
+    AnyValue *av = arena_alloc(a, sizeof *av);
+    if (!kv || !av)
+        return NULL;
+    opentelemetry__proto__common__v1__key_value__init(kv);
+    opentelemetry__proto__common__v1__any_value__init(av);
+    kv->key = arena_str(a, k, strlen(k));
+    av->value_case = OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_INT_VALUE;
+    av->int_value = v;
+    kv->value = av;
+    return kv->key ? kv : NULL;
+}
+
+static KeyValue *kv_item(struct arena *a, const struct dynobs_item *it)
+{
+    if (it->type == DYNOBS_ATTR_STRING)
+        return kv_string(a, it->key, it->key_len, it->str, it->str_len);
+    KeyValue *kv = arena_alloc(a, sizeof *kv);
+    AnyValue *av = arena_alloc(a, sizeof *av);
+    if (!kv || !av)
+        return NULL;
+    opentelemetry__proto__common__v1__key_value__init(kv);
+    opentelemetry__proto__common__v1__any_value__init(av);
+    kv->key = arena_str(a, it->key, it->key_len);
+    switch (it->type) {
+    case DYNOBS_ATTR_INT:
+        av->value_case = OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_INT_VALUE;
+        av->int_value = it->i;
+        break;
+    case DYNOBS_ATTR_DOUBLE:
+        av->value_case = OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_DOUBLE_VALUE;
+        av->double_value = it->d;
+        break;
+    default:
+        av->value_case = OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_BOOL_VALUE;
+        av->bool_value = it->b;
+        break;
+    }
+    kv->value = av;
+    return kv->key ? kv : NULL;
+}
+
+/* A process's resource; process.pid as an int, the rest strings. */
+static Resource *resource(struct arena *a, const struct dx_resource *r, int with_pid)
+{
+    Resource *res = arena_alloc(a, sizeof *res);
+    KeyValue **kvs = arena_alloc(a, sizeof *kvs * (size_t)(r->nattrs + 1));
+    if (!res || !kvs)
+        return NULL;
+    opentelemetry__proto__resource__v1__resource__init(res);
+    size_t n = 0;
+    for (int i = 0; i < r->nattrs; i++) {
+        if (!with_pid && !strncmp(r->attrs[i].key, "process.", 8))
+            continue;
+        KeyValue *kv = kv_string(a, r->attrs[i].key, strlen(r->attrs[i].key), r->attrs[i].val,
+                                 strlen(r->attrs[i].val));
+        if (kv)
+            kvs[n++] = kv;
+    }
+    if (with_pid) {
+        KeyValue *kv = kv_int(a, "process.pid", r->pid);
+        if (kv)
+            kvs[n++] = kv;
+    }
+    res->n_attributes = n;
+    res->attributes = kvs;
+    return res;
+}
+
+static Scope *scope(struct arena *a)
+{
+    Scope *s = arena_alloc(a, sizeof *s);
+    if (!s)
+        return NULL;
+    opentelemetry__proto__common__v1__instrumentation_scope__init(s);
+    s->name = "dynobs";
+    s->version = DYNOBS_VERSION_STRING;
+    return s;
+}
+
+static Span *span(struct arena *a, const struct dynobs_span_view *v)
+{
+    Span *sp = arena_alloc(a, sizeof *sp);
+    if (!sp)
+        return NULL;
+    opentelemetry__proto__trace__v1__span__init(sp);
+    const struct dynobs_span_rec *f = &v->f;
+    sp->has_trace_id = sp->has_span_id = 1;
+    sp->trace_id.len = 16;
+    sp->trace_id.data = (uint8_t *)f->trace_id;
+    sp->span_id.len = 8;
+    sp->span_id.data = (uint8_t *)f->span_id;
+    if (f->span_flags & DYNOBS_SPANF_HAS_PARENT) {
+        sp->has_parent_span_id = 1;
+        sp->parent_span_id.len = 8;
+        sp->parent_span_id.data = (uint8_t *)f->parent_span_id;
+    }
+    if (f->tracestate_len)
+        sp->trace_state = arena_str(a, v->tracestate, f->tracestate_len);
+    /* Span.flags: trace flags, plus whether the parent is known to be
+     * remote (bit 8 says "known", bit 9 says "remote"). */
+    sp->has_flags = 1;
+    sp->flags = f->trace_flags | 0x100u |
+                ((f->span_flags & DYNOBS_SPANF_PARENT_REMOTE) ? 0x200u : 0);
+    sp->name = arena_str(a, v->name, f->name_len);
+    sp->has_kind = 1;
+    sp->kind = (Opentelemetry__Proto__Trace__V1__Span__SpanKind)f->kind;
+    sp->has_start_time_unix_nano = sp->has_end_time_unix_nano = 1;
+    sp->start_time_unix_nano = f->start_ns;
+    sp->end_time_unix_nano = f->end_ns;
+    if (f->dropped_attrs) {
+        sp->has_dropped_attributes_count = 1;
+        sp->dropped_attributes_count = f->dropped_attrs;
+    }
+    if (f->dropped_events) {
+        sp->has_dropped_events_count = 1;
+        sp->dropped_events_count = f->dropped_events;
+    }
+    sp->attributes = arena_alloc(a, sizeof(KeyValue *) * (f->attr_count + 1u));
+    sp->events = arena_alloc(a, sizeof(Event *) * (f->event_count + 1u));
+    if (!sp->attributes || !sp->events || !sp->name)
+        return NULL;
+    /* Event attributes: counted per event as we go. */
+    size_t off = 0;
+    struct dynobs_item it;
+    Event *ev = NULL;
+    KeyValue **ev_attrs = NULL;
+    size_t ev_cap = 0;
+    while (dynobs__item_next(v->items, v->items_len, &off, &it) == 1) {
+        if (it.tag == DYNOBS_ITEM_SPAN_ATTR) {
+            KeyValue *kv = kv_item(a, &it);
+            if (kv)
+                sp->attributes[sp->n_attributes++] = kv;
+        } else if (it.tag == DYNOBS_ITEM_EVENT) {
+            ev = arena_alloc(a, sizeof *ev);
+            if (!ev)
+                return NULL;
+            opentelemetry__proto__trace__v1__span__event__init(ev);
+            ev->has_time_unix_nano = 1;
+            ev->time_unix_nano = it.time_ns;
+            ev->name = arena_str(a, it.str, it.str_len);
+            if (it.dropped_attrs) {
+                ev->has_dropped_attributes_count = 1;
+                ev->dropped_attributes_count = it.dropped_attrs;
+            }
+            /* Count this event's attributes to size its array. */
+            size_t o2 = off, n = 0;
+            struct dynobs_item it2;
+            while (dynobs__item_next(v->items, v->items_len, &o2, &it2) == 1 &&
+                   it2.tag == DYNOBS_ITEM_EVENT_ATTR)
+                n++;
+            ev_attrs = n ? arena_alloc(a, sizeof *ev_attrs * n) : NULL;
+            ev_cap = n;
+            ev->attributes = ev_attrs;
+            sp->events[sp->n_events++] = ev;
+        } else if (it.tag == DYNOBS_ITEM_EVENT_ATTR && ev && ev_attrs && ev->n_attributes < ev_cap) {
+            KeyValue *kv = kv_item(a, &it);
+            if (kv)
+                ev_attrs[ev->n_attributes++] = kv;
+        }
+    }
+    if (f->status != DYNOBS_STATUS_UNSET) {
+        Status *st = arena_alloc(a, sizeof *st);
+        if (!st)
+            return NULL;
+        opentelemetry__proto__trace__v1__status__init(st);
+        st->has_code = 1;
+        st->code = (Opentelemetry__Proto__Trace__V1__Status__StatusCode)f->status;
+        if (f->status_msg_len)
+            st->message = arena_str(a, v->status_msg, f->status_msg_len);
+        sp->status = st;
+    }
+    return sp;
+}
+
+/* Distinct resources of a batch, in order of appearance. */
+struct group {
+    const struct dx_resource *res;
+    size_t n, cap;
+    void **items;
+};
+
+static struct group *group_of(struct arena *a, struct group *g, size_t *ng, size_t max,
+                              const struct dx_resource *res)
+{
+    for (size_t i = 0; i < *ng; i++)
+        if (g[i].res == res)
+            return &g[i];
+    if (*ng == max)
+        return NULL;
+    struct group *n = &g[(*ng)++];
+    n->res = res;
+    n->n = 0;
+    n->cap = 0;
+    n->items = NULL;
+    (void)a;
+    return n;
+}
+
+long dx_encode_batch(const struct dx_batch *b, uint8_t **out, size_t *len)
+{
+    struct arena a = {0};
+    size_t max_groups = b->count ? b->count : 1;
+    struct group *groups = arena_zalloc(&a, sizeof *groups * max_groups);
+    void **all = arena_alloc(&a, sizeof *all * (b->count + 1u));
+    const struct dx_resource **owner = arena_alloc(&a, sizeof *owner * (b->count + 1u));
+    if (!groups || !all || !owner) {
+        arena_free(&a);
+        return -1;
+    }
+    size_t ngroups = 0, nitems = 0;
+    /* First pass: build each item and note its resource. */
+    for (size_t off = 0; off < b->used;) {
+        struct dx_entry e;
+        memcpy(&e, b->data + off, sizeof e);
+        const uint8_t *rec = b->data + off + sizeof e;
+        off += sizeof e + ((e.len + 7u) & ~7u);
+        void *item = NULL;
+        if (b->kind == DX_TRACES) {
+            struct dynobs_span_view v;
+            if (dynobs__span_decode(rec, e.len, &v) == 0)
+                item = span(&a, &v);
+        }
+        if (!item)
+            continue;
+        struct group *g = group_of(&a, groups, &ngroups, max_groups, e.res);
+        if (!g)
+            continue;
+        g->n++;
+        all[nitems] = item;
+        owner[nitems] = e.res;
+        nitems++;
+    }
+    for (size_t i = 0; i < ngroups; i++) {
+        groups[i].items = arena_alloc(&a, sizeof(void *) * (groups[i].n + 1));
+        groups[i].cap = groups[i].n;
+        groups[i].n = 0;
+    }
+    for (size_t i = 0; i < nitems; i++) {
+        struct group *g = group_of(&a, groups, &ngroups, max_groups, owner[i]);
+        if (g && g->items)
+            g->items[g->n++] = all[i];
+    }
+    Opentelemetry__Proto__Collector__Trace__V1__ExportTraceServiceRequest req;
+    opentelemetry__proto__collector__trace__v1__export_trace_service_request__init(&req);
+    req.resource_spans = arena_alloc(&a, sizeof(ResourceSpans *) * (ngroups + 1));
+    if (!req.resource_spans || a.failed) {
+        arena_free(&a);
+        return -1;
+    }
+    for (size_t i = 0; i < ngroups; i++) {
+        ResourceSpans *rs = arena_alloc(&a, sizeof *rs);
+        ScopeSpans *ss = arena_alloc(&a, sizeof *ss);
+        ScopeSpans **ssv = arena_alloc(&a, sizeof *ssv);
+        if (!rs || !ss || !ssv)
+            break;
+        opentelemetry__proto__trace__v1__resource_spans__init(rs);
+        opentelemetry__proto__trace__v1__scope_spans__init(ss);
+        rs->resource = resource(&a, groups[i].res, 1);
+        ss->scope = scope(&a);
+        ss->n_spans = groups[i].n;
+        ss->spans = (Span **)groups[i].items;
+        ssv[0] = ss;
+        rs->n_scope_spans = 1;
+        rs->scope_spans = ssv;
+        req.resource_spans[req.n_resource_spans++] = rs;
+    }
+    if (a.failed) {
+        arena_free(&a);
+        return -1;
+    }
+    *len = opentelemetry__proto__collector__trace__v1__export_trace_service_request__get_packed_size(&req);
+    *out = malloc(*len ? *len : 1);
+    if (!*out) {
+        arena_free(&a);
+        return -1;
+    }
+    opentelemetry__proto__collector__trace__v1__export_trace_service_request__pack(&req, *out);
+    arena_free(&a);
+    return (long)nitems;
+}
+
+static KeyValue **label_kvs(struct arena *a, const char *labels, size_t *n)
+{
+    size_t count = *labels ? 1 : 0;
+    for (const char *p = labels; *p; p++)
+        count += *p == ',';
+    KeyValue **kvs = arena_alloc(a, sizeof *kvs * (count + 1));
+    *n = 0;
+    if (!kvs)
+        return NULL;
+    for (const char *p = labels; *p;) {
+        const char *comma = strchr(p, ',');
+        size_t l = comma ? (size_t)(comma - p) : strlen(p);
+        const char *eq = memchr(p, '=', l);
+        if (eq) {
+            KeyValue *kv = kv_string(a, p, (size_t)(eq - p), eq + 1, l - (size_t)(eq - p) - 1);
+            if (kv)
+                kvs[(*n)++] = kv;
+        }
+        p += l + (comma ? 1 : 0);
+    }
+    return kvs;
+}
+
+static void *data_point(struct arena *a, const struct dx_series *s, uint64_t now)
+{
+    size_t nl;
+    KeyValue **kvs = label_kvs(a, s->labels, &nl);
+    if (s->kind == DYNOBS_METRIC_HISTOGRAM) {
+        HistogramDataPoint *p = arena_alloc(a, sizeof *p);
+        uint64_t *bc = arena_alloc(a, sizeof *bc * (s->nbounds + 1));
+        double *eb = arena_alloc(a, sizeof *eb * (s->nbounds + 1));
+        if (!p || !bc || !eb)
+            return NULL;
+        opentelemetry__proto__metrics__v1__histogram_data_point__init(p);
+        p->attributes = kvs;
+        p->n_attributes = nl;
+        p->has_start_time_unix_nano = p->has_time_unix_nano = 1;
+        p->start_time_unix_nano = s->now.start_ns;
+        p->time_unix_nano = now;
+        p->has_count = 1;
+        p->count = s->now.count;
+        p->has_sum = 1;
+        p->sum = s->now.value;
+        if (s->now.count) {
+            p->has_min = p->has_max = 1;
+            p->min = s->now.min;
+            p->max = s->now.max;
+        }
+        memcpy(bc, s->now.buckets, sizeof *bc * (s->nbounds + 1));
+        memcpy(eb, s->bounds, sizeof *eb * s->nbounds);
+        p->n_bucket_counts = s->nbounds + 1;
+        p->bucket_counts = bc;
+        p->n_explicit_bounds = s->nbounds;
+        p->explicit_bounds = eb;
+        return p;
+    }
+    NumberDataPoint *p = arena_alloc(a, sizeof *p);
+    if (!p)
+        return NULL;
+    opentelemetry__proto__metrics__v1__number_data_point__init(p);
+    p->attributes = kvs;
+    p->n_attributes = nl;
+    p->has_start_time_unix_nano = p->has_time_unix_nano = 1;
+    p->start_time_unix_nano = s->now.start_ns;
+    p->time_unix_nano = now;
+    p->value_case = OPENTELEMETRY__PROTO__METRICS__V1__NUMBER_DATA_POINT__VALUE_AS_DOUBLE;
+    p->as_double = s->now.value;
+    return p;
+}
+
+/* Builds the Metric of one (service, name) from its series. */
+static Metric *metric(struct arena *a, const struct dx_series *first, size_t npoints,
+                      const struct dx_series **series, uint64_t now)
+{
+    Metric *m = arena_alloc(a, sizeof *m);
+    void **points = arena_alloc(a, sizeof *points * (npoints + 1));
+    if (!m || !points)
+        return NULL;
+    opentelemetry__proto__metrics__v1__metric__init(m);
+    m->name = first->name;
+    m->unit = (char *)first->unit;
+    size_t n = 0;
+    for (size_t i = 0; i < npoints; i++) {
+        void *p = data_point(a, series[i], now);
+        if (p)
+            points[n++] = p;
+    }
+    switch (first->kind) {
+    case DYNOBS_METRIC_COUNTER:
+    case DYNOBS_METRIC_UPDOWN: {
+        Sum *sum = arena_alloc(a, sizeof *sum);
+        if (!sum)
+            return NULL;
+        opentelemetry__proto__metrics__v1__sum__init(sum);
+        sum->has_aggregation_temporality = sum->has_is_monotonic = 1;
+        sum->aggregation_temporality =
+            OPENTELEMETRY__PROTO__METRICS__V1__AGGREGATION_TEMPORALITY__AGGREGATION_TEMPORALITY_CUMULATIVE;
+        sum->is_monotonic = first->kind == DYNOBS_METRIC_COUNTER;
+        sum->n_data_points = n;
+        sum->data_points = (NumberDataPoint **)points;
+        m->data_case = OPENTELEMETRY__PROTO__METRICS__V1__METRIC__DATA_SUM;
+        m->sum = sum;
+        break;
+    }
+    case DYNOBS_METRIC_GAUGE: {
+        Gauge *g = arena_alloc(a, sizeof *g);
+        if (!g)
+            return NULL;
+        opentelemetry__proto__metrics__v1__gauge__init(g);
+        g->n_data_points = n;
+        g->data_points = (NumberDataPoint **)points;
+        m->data_case = OPENTELEMETRY__PROTO__METRICS__V1__METRIC__DATA_GAUGE;
+        m->gauge = g;
+        break;
+    }
+    default: {
+        Histogram *h = arena_alloc(a, sizeof *h);
+        if (!h)
+            return NULL;
+        opentelemetry__proto__metrics__v1__histogram__init(h);
+        h->has_aggregation_temporality = 1;
+        h->aggregation_temporality =
+            OPENTELEMETRY__PROTO__METRICS__V1__AGGREGATION_TEMPORALITY__AGGREGATION_TEMPORALITY_CUMULATIVE;
+        h->n_data_points = n;
+        h->data_points = (HistogramDataPoint **)points;
+        m->data_case = OPENTELEMETRY__PROTO__METRICS__V1__METRIC__DATA_HISTOGRAM;
+        m->histogram = h;
+        break;
+    }
+    }
+    return m;
+}
+
+long dx_encode_metrics(uint64_t now, uint8_t **out, size_t *len)
+{
+    struct arena a = {0};
+    /* Every live series, grouped by service, then by metric name. */
+    size_t total = 0;
+    for (struct dx_family *f = dx_families; f; f = f->next)
+        for (struct dx_series *s = f->series; s; s = s->next_in_family)
+            total += s->gen == dx_store_gen && s->kind == f->kind;
+    const struct dx_series **list = arena_alloc(&a, sizeof *list * (total + 1));
+    if (!list) {
+        arena_free(&a);
+        return -1;
+    }
+    size_t n = 0;
+    for (struct dx_family *f = dx_families; f; f = f->next)
+        for (struct dx_series *s = f->series; s; s = s->next_in_family)
+            if (s->gen == dx_store_gen && s->kind == f->kind)
+                list[n++] = s;
+    Opentelemetry__Proto__Collector__Metrics__V1__ExportMetricsServiceRequest req;
+    opentelemetry__proto__collector__metrics__v1__export_metrics_service_request__init(&req);
+    req.resource_metrics = arena_alloc(&a, sizeof(ResourceMetrics *) * (n + 1));
+    char *done = arena_zalloc(&a, n + 1);
+    const struct dx_series **same = arena_alloc(&a, sizeof *same * (n + 1));
+    Metric **metrics = arena_alloc(&a, sizeof *metrics * (n + 1));
+    if (!req.resource_metrics || !done || !same || !metrics) {
+        arena_free(&a);
+        return -1;
+    }
+    long points = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (done[i])
+            continue;
+        /* A new service: collect its metrics. */
+        const char *service = list[i]->service;
+        size_t nm = 0;
+        for (size_t j = i; j < n; j++) {
+            if (done[j] || strcmp(list[j]->service, service))
+                continue;
+            size_t ns = 0;
+            for (size_t k = j; k < n; k++)
+                if (!done[k] && !strcmp(list[k]->service, service) &&
+                    !strcmp(list[k]->name, list[j]->name)) {
+                    same[ns++] = list[k];
+                    done[k] = 1;
+                }
+            Metric *m = metric(&a, list[j], ns, same, now);
+            if (m) {
+                metrics[nm++] = m;
+                points += (long)ns;
+            }
+        }
+        ResourceMetrics *rm = arena_alloc(&a, sizeof *rm);
+        ScopeMetrics *sm = arena_alloc(&a, sizeof *sm);
+        ScopeMetrics **smv = arena_alloc(&a, sizeof *smv);
+        Metric **mv = arena_alloc(&a, sizeof *mv * (nm + 1));
+        if (!rm || !sm || !smv || !mv)
+            break;
+        memcpy(mv, metrics, sizeof *mv * nm);
+        opentelemetry__proto__metrics__v1__resource_metrics__init(rm);
+        opentelemetry__proto__metrics__v1__scope_metrics__init(sm);
+        rm->resource = resource(&a, list[i]->res, 0);
+        sm->scope = scope(&a);
+        sm->n_metrics = nm;
+        sm->metrics = mv;
+        smv[0] = sm;
+        rm->n_scope_metrics = 1;
+        rm->scope_metrics = smv;
+        req.resource_metrics[req.n_resource_metrics++] = rm;
+    }
+    if (a.failed) {
+        arena_free(&a);
+        return -1;
+    }
+    *len = opentelemetry__proto__collector__metrics__v1__export_metrics_service_request__get_packed_size(&req);
+    *out = malloc(*len ? *len : 1);
+    if (!*out) {
+        arena_free(&a);
+        return -1;
+    }
+    opentelemetry__proto__collector__metrics__v1__export_metrics_service_request__pack(&req, *out);
+    arena_free(&a);
+    return points;
+}

@@ -1,0 +1,313 @@
+/*
+ * Segments: finding them (inotify, with a periodic rescan as fallback),
+ * attaching them after checks, draining their rings into batches, and
+ * reaping those of processes that are gone: drain to the end, fold their
+ * counters into the running totals, unlink.
+ */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/inotify.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "exporter.h"
+#include "log.h"
+#include "segment.h"
+#include "store.h"
+
+static int ino_fd = -1;
+
+/* Names we refused, so that a bad file is reported once, not every scan.
+ * Keyed by name and inode: a new file under an old name is looked at. */
+struct rejected {
+    struct rejected *next;
+    char name[256];
+    ino_t ino;
+};
+static struct rejected *rejected;
+
+static int is_rejected(const char *name, ino_t ino)
+{
+    for (struct rejected *r = rejected; r; r = r->next)
+        if (r->ino == ino && !strcmp(r->name, name))
+            return 1;
+    return 0;
+}
+
+static void reject(const char *name, ino_t ino, const char *why)
+{
+    struct rejected *r = calloc(1, sizeof *r);
+    if (r) {
+        snprintf(r->name, sizeof r->name, "%s", name);
+        r->ino = ino;
+        r->next = rejected;
+        rejected = r;
+    }
+    pthread_mutex_lock(&dx.lock);
+    dx.stats.segments_rejected++;
+    pthread_mutex_unlock(&dx.lock);
+    dx_log(DX_WARN, "segment %s/%s refused: %s", dx.cfg.shm_dir, name, why);
+}
+
+int dx_segments_init(void)
+{
+    /* The directory may not exist yet: create it as the shim would, so
+     * that inotify can watch it from the start. */
+    if (mkdir(dx.cfg.shm_dir, 01777) == 0)
+        chmod(dx.cfg.shm_dir, 01777);
+    ino_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    if (ino_fd >= 0 &&
+        inotify_add_watch(ino_fd, dx.cfg.shm_dir, IN_MOVED_TO | IN_CLOSE_WRITE | IN_CREATE) < 0) {
+        dx_log(DX_WARN, "inotify on %s: %s; relying on rescans", dx.cfg.shm_dir, strerror(errno));
+        close(ino_fd);
+        ino_fd = -1;
+    }
+    return 0;
+}
+
+int dx_segments_inotify_fd(void)
+{
+    return ino_fd;
+}
+
+static int attached(const char *path)
+{
+    for (struct dx_segment *s = dx.segments; s; s = s->next)
+        if (!strcmp(s->path, path))
+            return 1;
+    return 0;
+}
+
+/* "<pid>-<ticks>.seg", and nothing else. */
+static int parse_name(const char *name, int *pid, uint64_t *ticks)
+{
+    char *end;
+    errno = 0;
+    long p = strtol(name, &end, 10);
+    if (errno || end == name || *end != '-' || p <= 0 || p > INT_MAX)
+        return -1;
+    const char *t = end + 1;
+    unsigned long long tk = strtoull(t, &end, 10);
+    if (errno || end == t || strcmp(end, ".seg"))
+        return -1;
+    *pid = (int)p;
+    *ticks = tk;
+    return 0;
+}
+
+/* The owner of /proc/PID, or -1 when the process is gone. */
+static long proc_owner(int pid)
+{
+    char p[64];
+    struct stat st;
+    snprintf(p, sizeof p, "/proc/%d", pid);
+    return stat(p, &st) == 0 ? (long)st.st_uid : -1;
+}
+
+static void attach(const char *name)
+{
+    char path[1024];
+    int pid;
+    uint64_t ticks;
+    if (parse_name(name, &pid, &ticks) < 0)
+        return; /* not a segment (temporary files start with '.') */
+    if ((size_t)snprintf(path, sizeof path, "%s/%s", dx.cfg.shm_dir, name) >= sizeof path ||
+        attached(path))
+        return;
+    struct stat st;
+    if (lstat(path, &st) < 0)
+        return;
+    if (is_rejected(name, st.st_ino))
+        return;
+    if (S_ISLNK(st.st_mode)) {
+        reject(name, st.st_ino, "a symbolic link");
+        return;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        reject(name, st.st_ino, "not a regular file");
+        return;
+    }
+    /* A segment must belong to the user who runs the process it names;
+     * only root may drain other users' segments. */
+    long owner = proc_owner(pid);
+    if (geteuid() != 0 && owner >= 0 && (uid_t)owner != st.st_uid) {
+        reject(name, st.st_ino, "owned by a user other than the process's");
+        return;
+    }
+    struct dynobs_reader *rd = malloc(sizeof *rd);
+    if (!rd)
+        return;
+    int rc = dynobs__reader_open(rd, path, DYNOBS_READER_CONSUME);
+    if (rc == -EAGAIN) { /* not finished yet: the next scan tries again */
+        free(rd);
+        return;
+    }
+    if (rc < 0) {
+        free(rd);
+        reject(name, st.st_ino, rc == -EPROTO ? "unknown layout version" : strerror(-rc));
+        return;
+    }
+    if (rd->hdr.pid != pid || rd->hdr.start_ticks != ticks) {
+        dynobs__reader_close(rd);
+        free(rd);
+        reject(name, st.st_ino, "its header names another process");
+        return;
+    }
+    struct dx_segment *s = calloc(1, sizeof *s);
+    struct dx_resource *res = dx_resource_new(rd, dx.host);
+    struct dx_series **cache = calloc(rd->hdr.metric_slots, sizeof *cache);
+    if (!s || !res || !cache) {
+        free(s);
+        free(cache);
+        dx_resource_unref(res);
+        dynobs__reader_close(rd);
+        free(rd);
+        return;
+    }
+    snprintf(s->path, sizeof s->path, "%s", path);
+    s->rd = rd;
+    s->res = res;
+    s->slot_series = cache;
+    pthread_mutex_lock(&dx.lock);
+    s->next = dx.segments;
+    dx.segments = s;
+    dx.nsegments++;
+    pthread_mutex_unlock(&dx.lock);
+    dx_log(DX_DEBUG, "attached %s (service %s, pid %d)", path, res->service, pid);
+}
+
+void dx_segments_scan(void)
+{
+    DIR *d = opendir(dx.cfg.shm_dir);
+    if (!d)
+        return;
+    struct dirent *e;
+    while ((e = readdir(d)))
+        if (e->d_name[0] != '.')
+            attach(e->d_name);
+    closedir(d);
+}
+
+void dx_segments_inotify_drain(void)
+{
+    if (ino_fd < 0)
+        return;
+    char buf[16384] __attribute__((aligned(__alignof__(struct inotify_event))));
+    ssize_t n;
+    while ((n = read(ino_fd, buf, sizeof buf)) > 0) {
+        for (char *p = buf; p < buf + n;) {
+            struct inotify_event *ev = (struct inotify_event *)p;
+            if (ev->len && ev->name[0] != '.')
+                attach(ev->name);
+            if (ev->mask & IN_Q_OVERFLOW)
+                dx_segments_scan();
+            p += sizeof *ev + ev->len;
+        }
+    }
+}
+
+/* Drains one segment while the queue has room; returns records moved. */
+static size_t drain_one(struct dx_segment *s)
+{
+    size_t moved = 0;
+    uint64_t drained[DX_KINDS] = {0};
+    const struct dynobs_rec_hdr *h;
+    struct dynobs_reader *rd = s->rd;
+    uint64_t corrupt0 = rd->corrupt, abandoned0 = rd->abandoned;
+    while (dx_queue_room(DX_TRACES) > 0 && dx_queue_room(DX_LOGS) > 0 &&
+           dynobs__reader_next(rd, &h) == 1) {
+        if (h->type == DYNOBS_REC_SPAN) {
+            struct dynobs_span_view v;
+            if (dynobs__span_decode(h, h->len, &v) < 0) {
+                rd->corrupt++;
+                continue;
+            }
+            if (dx_queue_put(DX_TRACES, s->res, h, h->len) == 0) {
+                drained[DX_TRACES]++;
+                moved++;
+            }
+        } else if (h->type == DYNOBS_REC_LOG) {
+            if (dx_queue_put(DX_LOGS, s->res, h, h->len) == 0) {
+                drained[DX_LOGS]++;
+                moved++;
+            }
+        } else {
+            rd->corrupt++;
+        }
+    }
+    pthread_mutex_lock(&dx.lock);
+    dx.stats.records_corrupt += rd->corrupt - corrupt0;
+    dx.stats.records_abandoned += rd->abandoned - abandoned0;
+    for (int k = 0; k < DX_KINDS; k++)
+        dx.stats.records_drained[k] += drained[k];
+    pthread_mutex_unlock(&dx.lock);
+    if (rd->consumer)
+        __atomic_store_n(&rd->consumer->last_drain_ns, dx_wall_ns(), __ATOMIC_RELAXED);
+    return moved;
+}
+
+size_t dx_segments_drain(void)
+{
+    size_t moved = 0;
+    for (struct dx_segment *s = dx.segments; s; s = s->next)
+        moved += drain_one(s);
+    return moved;
+}
+
+void dx_segments_reap(void)
+{
+    struct dx_segment **pp = &dx.segments;
+    while (*pp) {
+        struct dx_segment *s = *pp;
+        if (dynobs__reader_producer_alive(s->rd)) {
+            pp = &s->next;
+            continue;
+        }
+        /* Gone: what is left in its ring is all there will ever be. */
+        drain_one(s);
+        struct dynobs_reader *rd = s->rd;
+        if (dx_queue_room(DX_TRACES) == 0 || dx_queue_room(DX_LOGS) == 0) {
+            /* No room now: come back once the sender has caught up. */
+            pp = &s->next;
+            continue;
+        }
+        pthread_mutex_lock(&dx.lock);
+        dx_store_fold(s);
+        dx.stats.folded_ring_dropped += dynobs__reader_counter(rd, DYNOBS_CTR_RECORDS_DROPPED);
+        dx.stats.folded_ring_written += dynobs__reader_counter(rd, DYNOBS_CTR_RECORDS_WRITTEN);
+        *pp = s->next;
+        dx.nsegments--;
+        dx.stats.segments_reaped++;
+        pthread_mutex_unlock(&dx.lock);
+        if (unlink(s->path) < 0 && errno != ENOENT)
+            dx_log(DX_WARN, "cannot remove %s: %s", s->path, strerror(errno));
+        dx_log(DX_DEBUG, "reaped %s (service %s, pid %d)", s->path, s->res->service, s->res->pid);
+        dynobs__reader_close(rd);
+        free(rd);
+        free(s->slot_series);
+        dx_resource_unref(s->res);
+        free(s);
+    }
+}
+
+void dx_segments_close_all(void)
+{
+    pthread_mutex_lock(&dx.lock);
+    while (dx.segments) {
+        struct dx_segment *s = dx.segments;
+        dx.segments = s->next;
+        dynobs__reader_close(s->rd);
+        free(s->rd);
+        free(s->slot_series);
+        dx_resource_unref(s->res);
+        free(s);
+    }
+    dx.nsegments = 0;
+    pthread_mutex_unlock(&dx.lock);
+}

@@ -1,0 +1,289 @@
+#define _GNU_SOURCE
+#include "store.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dynobs/dynobs.h"
+#include "log.h"
+#include "util.h"
+
+struct dx_family *dx_families;
+uint64_t dx_store_gen;
+uint64_t dx_store_conflicts;
+
+#define HBITS 14
+static struct dx_series *table[1u << HBITS];
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Sorts the "k=v" pairs of a label string by key, so that the same label
+ * set written in two orders is one series. */
+static char *normalise_labels(const char *labels)
+{
+    char *copy = strdup(labels), *parts[128];
+    if (!copy)
+        return NULL;
+    int n = 0;
+    for (char *save, *p = strtok_r(copy, ",", &save); p && n < 128; p = strtok_r(NULL, ",", &save))
+        parts[n++] = p;
+    qsort(parts, (size_t)n, sizeof parts[0], cmp_str);
+    char *out = malloc(strlen(labels) + 1);
+    if (out) {
+        size_t o = 0;
+        for (int i = 0; i < n; i++) {
+            size_t l = strlen(parts[i]);
+            if (i)
+                out[o++] = ',';
+            memcpy(out + o, parts[i], l);
+            o += l;
+        }
+        out[o] = '\0';
+    }
+    free(copy);
+    return out;
+}
+
+/* OpenTelemetry to Prometheus units, per the compatibility spec. */
+static const struct {
+    const char *ucum, *prom;
+} units[] = {
+    {"d", "days"}, {"h", "hours"}, {"min", "minutes"}, {"s", "seconds"},
+    {"ms", "milliseconds"}, {"us", "microseconds"}, {"ns", "nanoseconds"},
+    {"By", "bytes"}, {"KiBy", "kibibytes"}, {"MiBy", "mebibytes"}, {"GiBy", "gibibytes"},
+    {"KBy", "kilobytes"}, {"MBy", "megabytes"}, {"GBy", "gigabytes"},
+    {"m", "meters"}, {"V", "volts"}, {"A", "amperes"}, {"J", "joules"}, {"W", "watts"},
+    {"g", "grams"}, {"Cel", "celsius"}, {"Hz", "hertz"}, {"%", "percent"},
+};
+
+static void sanitize(const char *in, char *out, size_t cap)
+{
+    size_t o = 0;
+    for (const char *p = in; *p && o + 1 < cap; p++) {
+        char c = *p;
+        int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                 c == '_' || c == ':';
+        char w = ok ? c : '_';
+        if (w == '_' && o && out[o - 1] == '_')
+            continue; /* collapse runs of underscores */
+        out[o++] = w;
+    }
+    out[o] = '\0';
+}
+
+static int ends_with(const char *s, const char *suffix)
+{
+    size_t a = strlen(s), b = strlen(suffix);
+    return a >= b && !strcmp(s + a - b, suffix);
+}
+
+void dx_prom_name(const char *name, const char *unit, int kind, char *out, size_t cap)
+{
+    char base[512];
+    sanitize(name, base, sizeof base);
+    char suffix[128] = "";
+    if (unit && *unit && unit[0] != '{') {
+        const char *per = strchr(unit, '/');
+        char main_u[32] = "", per_u[32] = "";
+        snprintf(main_u, sizeof main_u, "%.*s", per ? (int)(per - unit) : (int)strlen(unit), unit);
+        if (per)
+            snprintf(per_u, sizeof per_u, "%s", per + 1);
+        const char *m = main_u, *q = per_u;
+        for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
+            if (!strcmp(main_u, units[i].ucum))
+                m = units[i].prom;
+            if (!strcmp(per_u, units[i].ucum))
+                q = units[i].prom;
+        }
+        if (!strcmp(main_u, "1"))
+            m = kind == DYNOBS_METRIC_GAUGE ? "ratio" : "";
+        if (per && *q)
+            snprintf(suffix, sizeof suffix, "%s%s_per_%s", m, *m ? "" : "", q);
+        else
+            snprintf(suffix, sizeof suffix, "%s", m);
+        char clean[128];
+        sanitize(suffix, clean, sizeof clean);
+        snprintf(suffix, sizeof suffix, "%s", clean);
+    }
+    if (*suffix) {
+        char with[160];
+        snprintf(with, sizeof with, "_%s", suffix);
+        if (!ends_with(base, with))
+            strncat(base, with, sizeof base - strlen(base) - 1);
+    }
+    /* A counter's _total is added when printing; one already in the name
+     * is taken off here so it is not doubled. */
+    if ((kind == DYNOBS_METRIC_COUNTER) && ends_with(base, "_total"))
+        base[strlen(base) - 6] = '\0';
+    if (base[0] >= '0' && base[0] <= '9')
+        snprintf(out, cap, "_%s", base);
+    else
+        snprintf(out, cap, "%s", base);
+}
+
+static struct dx_family *family_for(const char *prom, int kind)
+{
+    struct dx_family *f, **tail = &dx_families;
+    for (f = dx_families; f; f = f->next) {
+        if (!strcmp(f->prom_name, prom))
+            return f;
+        tail = &f->next;
+    }
+    f = calloc(1, sizeof *f);
+    if (!f || !(f->prom_name = strdup(prom))) {
+        free(f);
+        return NULL;
+    }
+    f->kind = kind;
+    *tail = f;
+    return f;
+}
+
+static uint64_t key_hash(const char *service, const char *name, const char *labels)
+{
+    uint64_t h = dynobs__hash(service, strlen(service), 1);
+    h = dynobs__hash(name, strlen(name), h);
+    return dynobs__hash(labels, strlen(labels), h);
+}
+
+/* Finds or creates the series of this service for a metric view. */
+static struct dx_series *series_for(const struct dx_resource *res,
+                                    const struct dynobs_metric_view *v)
+{
+    char *labels = normalise_labels(v->labels);
+    if (!labels)
+        return NULL;
+    uint64_t h = key_hash(res->service, v->name, labels) & ((1u << HBITS) - 1);
+    for (struct dx_series *s = table[h]; s; s = s->hnext)
+        if (!strcmp(s->service, res->service) && !strcmp(s->name, v->name) &&
+            !strcmp(s->labels, labels)) {
+            free(labels);
+            return s;
+        }
+    char prom[512];
+    dx_prom_name(v->name, v->unit, v->kind, prom, sizeof prom);
+    struct dx_family *f = family_for(prom, v->kind);
+    struct dx_series *s = calloc(1, sizeof *s);
+    if (!f || !s || !(s->service = strdup(res->service)) || !(s->name = strdup(v->name))) {
+        if (s)
+            free(s->service);
+        free(s);
+        free(labels);
+        return NULL;
+    }
+    s->labels = labels;
+    s->family = f;
+    s->kind = v->kind;
+    memcpy(s->unit, v->unit, sizeof s->unit);
+    s->nbounds = v->nbounds;
+    memcpy(s->bounds, v->bounds, sizeof s->bounds);
+    s->res = (struct dx_resource *)res;
+    dx_resource_ref(s->res);
+    s->hnext = table[h];
+    table[h] = s;
+    /* Append, so that series print in the order they appeared. */
+    struct dx_series **pp = &f->series;
+    while (*pp)
+        pp = &(*pp)->next_in_family;
+    *pp = s;
+    return s;
+}
+
+static int compatible(const struct dx_series *s, const struct dynobs_metric_view *v)
+{
+    if (s->kind != v->kind || s->family->kind != v->kind)
+        return 0;
+    if (v->kind != DYNOBS_METRIC_HISTOGRAM)
+        return 1;
+    return s->nbounds == v->nbounds &&
+           !memcmp(s->bounds, v->bounds, sizeof(double) * v->nbounds);
+}
+
+static void add_values(struct dx_values *to, const struct dynobs_metric_view *v, int kind)
+{
+    if (!to->start_ns || (v->start_ns && v->start_ns < to->start_ns))
+        to->start_ns = v->start_ns;
+    to->value += v->value;
+    if (kind == DYNOBS_METRIC_HISTOGRAM) {
+        if (to->count == 0 || v->min < to->min)
+            to->min = v->min;
+        if (to->count == 0 || v->max > to->max)
+            to->max = v->max;
+        to->count += v->count;
+        for (unsigned i = 0; i <= v->nbounds; i++)
+            to->buckets[i] += v->buckets[i];
+    }
+}
+
+/* The series of one slot of one segment, cached per slot: a slot's name
+ * and labels never change once it is ready. */
+static struct dx_series *slot_series(struct dx_segment *seg, uint32_t i,
+                                     const struct dynobs_metric_view *v)
+{
+    struct dx_series *s = seg->slot_series[i];
+    if (!s) {
+        s = series_for(seg->res, v);
+        seg->slot_series[i] = s;
+    }
+    return s;
+}
+
+static void start_gen(struct dx_series *s)
+{
+    if (s->gen == dx_store_gen)
+        return;
+    s->gen = dx_store_gen;
+    if (s->has_folded)
+        s->now = s->folded;
+    else
+        memset(&s->now, 0, sizeof s->now);
+}
+
+void dx_store_snapshot(void)
+{
+    dx_store_gen++;
+    for (struct dx_segment *seg = dx.segments; seg; seg = seg->next) {
+        struct dynobs_reader *rd = seg->rd;
+        for (uint32_t i = 0; i < rd->hdr.metric_slots; i++) {
+            struct dynobs_metric_view v;
+            if (dynobs__reader_metric(rd, i, &v) != 0)
+                continue;
+            struct dx_series *s = slot_series(seg, i, &v);
+            if (!s)
+                continue;
+            if (!compatible(s, &v)) {
+                dx_store_conflicts++;
+                continue;
+            }
+            start_gen(s);
+            add_values(&s->now, &v, s->kind);
+        }
+    }
+    /* Series whose processes all exited still show their totals. */
+    for (struct dx_family *f = dx_families; f; f = f->next)
+        for (struct dx_series *s = f->series; s; s = s->next_in_family)
+            if (s->has_folded)
+                start_gen(s);
+}
+
+void dx_store_fold(struct dx_segment *seg)
+{
+    struct dynobs_reader *rd = seg->rd;
+    for (uint32_t i = 0; i < rd->hdr.metric_slots; i++) {
+        struct dynobs_metric_view v;
+        if (dynobs__reader_metric(rd, i, &v) != 0)
+            continue;
+        if (v.kind != DYNOBS_METRIC_COUNTER && v.kind != DYNOBS_METRIC_HISTOGRAM)
+            continue;
+        struct dx_series *s = slot_series(seg, i, &v);
+        if (!s || !compatible(s, &v))
+            continue;
+        add_values(&s->folded, &v, s->kind);
+        s->has_folded = 1;
+    }
+}
