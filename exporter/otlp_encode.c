@@ -200,15 +200,22 @@ static Span *span(struct arena *a, const struct dynobs_span_view *v)
         return NULL;
     opentelemetry__proto__trace__v1__span__init(sp);
     const struct dynobs_span_rec *f = &v->f;
+    /* The view is a stack copy: ids go into the arena with the rest. */
+    uint8_t *ids = arena_alloc(a, 32);
+    if (!ids)
+        return NULL;
+    memcpy(ids, f->trace_id, 16);
+    memcpy(ids + 16, f->span_id, 8);
+    memcpy(ids + 24, f->parent_span_id, 8);
     sp->has_trace_id = sp->has_span_id = 1;
     sp->trace_id.len = 16;
-    sp->trace_id.data = (uint8_t *)f->trace_id;
+    sp->trace_id.data = ids;
     sp->span_id.len = 8;
-    sp->span_id.data = (uint8_t *)f->span_id;
+    sp->span_id.data = ids + 16;
     if (f->span_flags & DYNOBS_SPANF_HAS_PARENT) {
         sp->has_parent_span_id = 1;
         sp->parent_span_id.len = 8;
-        sp->parent_span_id.data = (uint8_t *)f->parent_span_id;
+        sp->parent_span_id.data = ids + 24;
     }
     if (f->tracestate_len)
         sp->trace_state = arena_str(a, v->tracestate, f->tracestate_len);

@@ -63,7 +63,10 @@ int dx_segments_init(void)
         chmod(dx.cfg.shm_dir, 01777);
     ino_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
     if (ino_fd >= 0 &&
-        inotify_add_watch(ino_fd, dx.cfg.shm_dir, IN_MOVED_TO | IN_CLOSE_WRITE | IN_CREATE) < 0) {
+        /* Segments appear by rename once complete (IN_MOVED_TO); IN_CREATE
+         * covers other writers. Not IN_CLOSE_WRITE: our own read-write
+         * open of a segment would trigger it. */
+        inotify_add_watch(ino_fd, dx.cfg.shm_dir, IN_MOVED_TO | IN_CREATE) < 0) {
         dx_log(DX_WARN, "inotify on %s: %s; relying on rescans", dx.cfg.shm_dir, strerror(errno));
         close(ino_fd);
         ino_fd = -1;
@@ -144,13 +147,14 @@ static void attach(const char *name)
     if (!rd)
         return;
     int rc = dynobs__reader_open(rd, path, DYNOBS_READER_CONSUME);
-    if (rc == -EAGAIN) { /* not finished yet: the next scan tries again */
-        free(rd);
-        return;
-    }
     if (rc < 0) {
+        /* No magic (-EAGAIN) is corrupt too: the shim renames a segment
+         * into place only once its header is complete. */
         free(rd);
-        reject(name, st.st_ino, rc == -EPROTO ? "unknown layout version" : strerror(-rc));
+        reject(name, st.st_ino,
+               rc == -EPROTO    ? "unknown layout version"
+               : rc == -EAGAIN ? "no segment header"
+                                : strerror(-rc));
         return;
     }
     if (rd->hdr.pid != pid || rd->hdr.start_ticks != ticks) {
@@ -200,7 +204,8 @@ void dx_segments_inotify_drain(void)
         return;
     char buf[16384] __attribute__((aligned(__alignof__(struct inotify_event))));
     ssize_t n;
-    while ((n = read(ino_fd, buf, sizeof buf)) > 0) {
+    /* Bounded: the rescan catches anything left for the next round. */
+    for (int rounds = 0; rounds < 8 && (n = read(ino_fd, buf, sizeof buf)) > 0; rounds++) {
         for (char *p = buf; p < buf + n;) {
             struct inotify_event *ev = (struct inotify_event *)p;
             if (ev->len && ev->name[0] != '.')

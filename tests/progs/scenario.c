@@ -311,6 +311,51 @@ static int sampled_ratio(void)
     return 0;
 }
 
+static int env_int(const char *name, int def)
+{
+    const char *v = getenv(name);
+    return v && *v ? atoi(v) : def;
+}
+
+/* SCENARIO_N spans, each with two attributes, as fast as possible. */
+static int burst(void)
+{
+    int n = env_int("SCENARIO_N", 1000);
+    for (int i = 0; i < n; i++) {
+        dynobs_span *s = dynobs_span_start("burst", DYNOBS_SPAN_KIND_INTERNAL);
+        dynobs_span_set_int(s, "i", i);
+        dynobs_span_set_str(s, "what", "burst");
+        dynobs_span_end(s);
+    }
+    printf("done %d\n", n);
+    return 0;
+}
+
+/* Spans and counter increments until killed; prints progress. */
+static int loop(void)
+{
+    for (long i = 1;; i++) {
+        dynobs_span *s = dynobs_span_start("loop", DYNOBS_SPAN_KIND_INTERNAL);
+        dynobs_span_set_int(s, "i", i);
+        dynobs_span_end(s);
+        dynobs_counter_add("loop.iterations", 1, NULL);
+        if (i % 100 == 0) {
+            printf("ended %ld\n", i);
+            usleep(1000);
+        }
+    }
+    return 0;
+}
+
+/* Adds SCENARIO_N to a counter, then stays alive SCENARIO_SLEEP ms. */
+static int counter(void)
+{
+    dynobs_counter_add("jobs.done", env_int("SCENARIO_N", 1), "queue=main");
+    printf("added\n");
+    usleep((useconds_t)env_int("SCENARIO_SLEEP", 0) * 1000);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2)
@@ -331,6 +376,12 @@ int main(int argc, char **argv)
         return metrics();
     if (!strcmp(s, "close"))
         return closing();
+    if (!strcmp(s, "burst"))
+        return burst();
+    if (!strcmp(s, "loop"))
+        return loop();
+    if (!strcmp(s, "counter"))
+        return counter();
     if (!strcmp(s, "dlopen") && argc > 2)
         return dlopened(argv[2]);
     if (!strcmp(s, "signals"))
