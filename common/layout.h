@@ -155,6 +155,23 @@ struct dynobs_span_rec {
     uint32_t reserved1;        /* 76 */
 };
 
+/* Log record: header, this fixed part, then the severity text, the body
+ * and `items_len` bytes of LOG_ATTR items. */
+struct dynobs_log_rec {
+    uint8_t trace_id[16];       /*  0: all zero outside a span */
+    uint8_t span_id[8];         /* 16 */
+    uint64_t time_ns;           /* 24 */
+    uint32_t tid;               /* 32 */
+    uint8_t severity;           /* 36: OpenTelemetry SeverityNumber, 0-24 */
+    uint8_t trace_flags;        /* 37 */
+    uint16_t severity_text_len; /* 38 */
+    uint32_t body_len;          /* 40 */
+    uint16_t attr_count;        /* 44 */
+    uint16_t dropped_attrs;     /* 46 */
+    uint32_t items_len;         /* 48 */
+    uint32_t reserved;          /* 52 */
+};                              /* 56 */
+
 #define DYNOBS_SPANF_PARENT_REMOTE 0x1u /* parent came from another process */
 #define DYNOBS_SPANF_HAS_PARENT 0x2u
 
@@ -170,6 +187,7 @@ enum dynobs_item_tag {
     DYNOBS_ITEM_EVENT = 2,
     DYNOBS_ITEM_EVENT_ATTR = 3,
     DYNOBS_ITEM_RESOURCE_ATTR = 4,
+    DYNOBS_ITEM_LOG_ATTR = 5,
 };
 #define DYNOBS_ITEMF_TRUNCATED 0x1u /* the string value was cut */
 #define DYNOBS_ITEM_HDR 4u

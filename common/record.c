@@ -77,7 +77,7 @@ int dynobs__item_next(const uint8_t *buf, size_t len, size_t *off, struct dynobs
         it->str_len = klen;
         o += DYNOBS_EVENT_FIXED + klen;
     } else if (it->tag == DYNOBS_ITEM_SPAN_ATTR || it->tag == DYNOBS_ITEM_EVENT_ATTR ||
-               it->tag == DYNOBS_ITEM_RESOURCE_ATTR) {
+               it->tag == DYNOBS_ITEM_RESOURCE_ATTR || it->tag == DYNOBS_ITEM_LOG_ATTR) {
         if (klen == 0 || len - o < klen)
             return -EBADMSG;
         it->key = (const char *)buf + o;
@@ -172,4 +172,35 @@ int dynobs__span_decode(const void *rec, size_t len, struct dynobs_span_view *v)
     if (rc < 0 || attrs != f->attr_count || events != f->event_count)
         return -EBADMSG;
     return 0;
+}
+
+int dynobs__log_decode(const void *rec, size_t len, struct dynobs_log_view *v)
+{
+    const uint8_t *p = rec;
+    struct dynobs_rec_hdr h;
+    if (!rec || !v || len < sizeof h + sizeof v->f)
+        return -EBADMSG;
+    memcpy(&h, p, sizeof h);
+    if (h.type != DYNOBS_REC_LOG || h.len != len)
+        return -EBADMSG;
+    memcpy(&v->f, p + sizeof h, sizeof v->f);
+    const struct dynobs_log_rec *f = &v->f;
+    if (f->severity > 24)
+        return -EBADMSG;
+    size_t off = sizeof h + sizeof v->f;
+    uint64_t need = (uint64_t)f->severity_text_len + f->body_len + f->items_len;
+    if (need > len - off)
+        return -EBADMSG;
+    v->severity_text = (const char *)p + off;
+    v->body = v->severity_text + f->severity_text_len;
+    v->items = (const uint8_t *)v->body + f->body_len;
+    size_t o = 0, n = 0;
+    struct dynobs_item it;
+    int rc;
+    while ((rc = dynobs__item_next(v->items, f->items_len, &o, &it)) == 1) {
+        if (it.tag != DYNOBS_ITEM_LOG_ATTR)
+            return -EBADMSG;
+        n++;
+    }
+    return rc < 0 || n != f->attr_count ? -EBADMSG : 0;
 }

@@ -57,4 +57,15 @@ struct dynobs_span_view {
 int dynobs__span_decode(const void *rec, size_t len, struct dynobs_span_view *v)
     __attribute__((warn_unused_result));
 
+/* A validated view of a log record held in a caller buffer. */
+struct dynobs_log_view {
+    struct dynobs_log_rec f;
+    const char *severity_text; /* f.severity_text_len bytes */
+    const char *body;          /* f.body_len bytes */
+    const uint8_t *items;      /* f.items_len bytes of LOG_ATTR items */
+};
+
+int dynobs__log_decode(const void *rec, size_t len, struct dynobs_log_view *v)
+    __attribute__((warn_unused_result));
+
 #endif

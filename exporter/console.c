@@ -42,8 +42,24 @@ long dx_console_batch(const struct dx_batch *b)
         memcpy(&e, b->data + off, sizeof e);
         const uint8_t *rec = b->data + off + sizeof e;
         off += sizeof e + ((e.len + 7u) & ~7u);
+        if (b->kind == DX_LOGS) {
+            struct dynobs_log_view lv;
+            if (dynobs__log_decode(rec, e.len, &lv) < 0)
+                continue;
+            char t[33] = "-", s[17] = "-";
+            if (!dynobs__id_is_zero(lv.f.trace_id, 16)) {
+                dynobs__hex_encode(lv.f.trace_id, 16, t);
+                dynobs__hex_encode(lv.f.span_id, 8, s);
+                t[32] = s[16] = 0;
+            }
+            printf("log service=%s severity=%.*s trace_id=%s span_id=%s body=\"%.*s\"\n",
+                   e.res->service, (int)lv.f.severity_text_len, lv.severity_text, t, s,
+                   (int)lv.f.body_len, lv.body);
+            n++;
+            continue;
+        }
         struct dynobs_span_view v;
-        if (b->kind != DX_TRACES || dynobs__span_decode(rec, e.len, &v) < 0)
+        if (dynobs__span_decode(rec, e.len, &v) < 0)
             continue;
         char t[33], s[17], p[17];
         dynobs__hex_encode(v.f.trace_id, 16, t);

@@ -89,7 +89,7 @@ static void export_batch(struct dx_batch *b)
     } else if (sc->sink == DX_SINK_OTLP) {
         uint8_t *body = NULL;
         size_t len = 0;
-        items = b->kind == DX_TRACES ? dx_encode_batch(b, &body, &len) : 0;
+        items = dx_encode_batch(b, &body, &len);
         if (items < 0) {
             dx_log(DX_ERROR, "cannot encode a batch of %u records (out of memory)", b->count);
             ok = 0;

@@ -15,6 +15,7 @@
 #include "opentelemetry/proto/collector/trace/v1/trace_service.pb-c.h"
 #include "record.h"
 #include "store.h"
+#include "tracecontext.h"
 
 typedef Opentelemetry__Proto__Common__V1__KeyValue KeyValue;
 typedef Opentelemetry__Proto__Common__V1__AnyValue AnyValue;
@@ -295,6 +296,49 @@ static Span *span(struct arena *a, const struct dynobs_span_view *v)
     return sp;
 }
 
+static LogRecord *log_record(struct arena *a, const struct dynobs_log_view *v)
+{
+    LogRecord *lr = arena_alloc(a, sizeof *lr);
+    AnyValue *body = arena_alloc(a, sizeof *body);
+    if (!lr || !body)
+        return NULL;
+    opentelemetry__proto__logs__v1__log_record__init(lr);
+    opentelemetry__proto__common__v1__any_value__init(body);
+    const struct dynobs_log_rec *f = &v->f;
+    lr->has_time_unix_nano = lr->has_observed_time_unix_nano = 1;
+    lr->time_unix_nano = lr->observed_time_unix_nano = f->time_ns;
+    lr->has_severity_number = 1;
+    lr->severity_number = f->severity;
+    lr->severity_text = arena_str(a, v->severity_text, f->severity_text_len);
+    body->value_case = OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_STRING_VALUE;
+    body->string_value = arena_str(a, v->body, f->body_len);
+    lr->body = body;
+    if (!dynobs__id_is_zero(f->trace_id, 16)) {
+        uint8_t *ids = arena_alloc(a, 24);
+        if (!ids)
+            return NULL;
+        memcpy(ids, f->trace_id, 16);
+        memcpy(ids + 16, f->span_id, 8);
+        lr->has_trace_id = lr->has_span_id = lr->has_flags = 1;
+        lr->trace_id.len = 16;
+        lr->trace_id.data = ids;
+        lr->span_id.len = 8;
+        lr->span_id.data = ids + 16;
+        lr->flags = f->trace_flags;
+    }
+    lr->attributes = arena_alloc(a, sizeof(KeyValue *) * (f->attr_count + 1u));
+    if (!lr->attributes)
+        return NULL;
+    size_t off = 0;
+    struct dynobs_item it;
+    while (dynobs__item_next(v->items, f->items_len, &off, &it) == 1) {
+        KeyValue *kv = kv_item(a, &it);
+        if (kv && lr->n_attributes < f->attr_count)
+            lr->attributes[lr->n_attributes++] = kv;
+    }
+    return lr->severity_text && body->string_value ? lr : NULL;
+}
+
 /* Distinct resources of a batch, in order of appearance. */
 struct group {
     const struct dx_resource *res;
@@ -317,6 +361,41 @@ static struct group *group_of(struct arena *a, struct group *g, size_t *ng, size
     n->items = NULL;
     (void)a;
     return n;
+}
+
+static long pack_logs(struct arena *a, struct group *groups, size_t ngroups, uint8_t **out,
+                      size_t *len)
+{
+    Opentelemetry__Proto__Collector__Logs__V1__ExportLogsServiceRequest req;
+    opentelemetry__proto__collector__logs__v1__export_logs_service_request__init(&req);
+    req.resource_logs = arena_alloc(a, sizeof(ResourceLogs *) * (ngroups + 1));
+    if (!req.resource_logs)
+        return -1;
+    for (size_t i = 0; i < ngroups; i++) {
+        ResourceLogs *rl = arena_alloc(a, sizeof *rl);
+        ScopeLogs *sl = arena_alloc(a, sizeof *sl);
+        ScopeLogs **slv = arena_alloc(a, sizeof *slv);
+        if (!rl || !sl || !slv)
+            return -1;
+        opentelemetry__proto__logs__v1__resource_logs__init(rl);
+        opentelemetry__proto__logs__v1__scope_logs__init(sl);
+        rl->resource = resource(a, groups[i].res, 1);
+        sl->scope = scope(a);
+        sl->n_log_records = groups[i].n;
+        sl->log_records = (LogRecord **)groups[i].items;
+        slv[0] = sl;
+        rl->n_scope_logs = 1;
+        rl->scope_logs = slv;
+        req.resource_logs[req.n_resource_logs++] = rl;
+    }
+    if (a->failed)
+        return -1;
+    *len = opentelemetry__proto__collector__logs__v1__export_logs_service_request__get_packed_size(&req);
+    *out = malloc(*len ? *len : 1);
+    if (!*out)
+        return -1;
+    opentelemetry__proto__collector__logs__v1__export_logs_service_request__pack(&req, *out);
+    return 0;
 }
 
 long dx_encode_batch(const struct dx_batch *b, uint8_t **out, size_t *len)
@@ -342,6 +421,10 @@ long dx_encode_batch(const struct dx_batch *b, uint8_t **out, size_t *len)
             struct dynobs_span_view v;
             if (dynobs__span_decode(rec, e.len, &v) == 0)
                 item = span(&a, &v);
+        } else {
+            struct dynobs_log_view v;
+            if (dynobs__log_decode(rec, e.len, &v) == 0)
+                item = log_record(&a, &v);
         }
         if (!item)
             continue;
@@ -362,6 +445,11 @@ long dx_encode_batch(const struct dx_batch *b, uint8_t **out, size_t *len)
         struct group *g = group_of(&a, groups, &ngroups, max_groups, owner[i]);
         if (g && g->items)
             g->items[g->n++] = all[i];
+    }
+    if (b->kind == DX_LOGS) {
+        long n = pack_logs(&a, groups, ngroups, out, len);
+        arena_free(&a);
+        return n < 0 ? -1 : (long)nitems;
     }
     Opentelemetry__Proto__Collector__Trace__V1__ExportTraceServiceRequest req;
     opentelemetry__proto__collector__trace__v1__export_trace_service_request__init(&req);

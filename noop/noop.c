@@ -100,3 +100,8 @@ DYNOBS_API int dynobs_metric_record(const dynobs_metric_desc *d, double v, const
     (void)d, (void)v, (void)l;
     return DYNOBS_EDISABLED;
 }
+DYNOBS_API int dynobs_log(int severity, const char *fmt, ...)
+{
+    (void)severity, (void)fmt;
+    return DYNOBS_EDISABLED;
+}

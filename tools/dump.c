@@ -107,8 +107,12 @@ static int dump(const char *path, int drain)
     r->stall_timeout_ns = 0;
     while (dynobs__reader_next(r, &h) == 1) {
         struct dynobs_span_view v;
+        struct dynobs_log_view lv;
         if (h->type == DYNOBS_REC_SPAN && dynobs__span_decode(h, h->len, &v) == 0)
             print_span(&v);
+        else if (h->type == DYNOBS_REC_LOG && dynobs__log_decode(h, h->len, &lv) == 0)
+            printf("log %.*s \"%.*s\"\n", (int)lv.f.severity_text_len, lv.severity_text,
+                   (int)lv.f.body_len, lv.body);
         else
             printf("(record of type %u, %u bytes, not understood)\n", h->type, h->len);
     }

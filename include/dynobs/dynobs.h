@@ -152,6 +152,20 @@ DYNOBS_API int dynobs_histogram_record(const char *name, double value, const cha
 DYNOBS_API int dynobs_metric_record(const dynobs_metric_desc *desc, double value,
                                     const char *labels);
 
+/* Logs. severity is an OpenTelemetry SeverityNumber (1-24); the constants
+ * below are the first of each range. The record carries the trace and
+ * span ids of the calling thread's current span, if any. The message is
+ * cut at 4 KiB (DYNOBS_ETRUNC). */
+#define DYNOBS_SEVERITY_TRACE 1
+#define DYNOBS_SEVERITY_DEBUG 5
+#define DYNOBS_SEVERITY_INFO 9
+#define DYNOBS_SEVERITY_WARN 13
+#define DYNOBS_SEVERITY_ERROR 17
+#define DYNOBS_SEVERITY_FATAL 21
+
+DYNOBS_API int dynobs_log(int severity, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
 #ifdef __cplusplus
 }
 #endif

@@ -577,6 +577,43 @@ def test_gzip_headers_and_signal_endpoint(env):
         rx.stop()
 
 
+LOG_REQ = ("opentelemetry.proto.collector.logs.v1.ExportLogsServiceRequest",
+           "opentelemetry/proto/collector/logs/v1/logs_service.proto")
+
+
+@with_env
+def test_logs_carry_their_span(env):
+    rx = Receiver()
+    try:
+        env.start_exporter(rx.url(), {"OTEL_METRICS_EXPORTER": "none"})
+        out = env.run_app("logs", {"OTEL_SERVICE_NAME": "logger"})
+        check("log1 0\n" in out and "log2 0\n" in out and "log3 -22\n" in out, out)
+        tp = [l.split()[1] for l in out.splitlines() if l.startswith("span ")][0]
+
+        def records():
+            recs = []
+            for body in rx.accepted("/v1/logs"):
+                roots = [OWN_PROTO] + ([OFFICIAL_PROTO] if os.path.isdir(OFFICIAL_PROTO) else [])
+                decoded = [decode(body, LOG_REQ, r) for r in roots]
+                for rl in decoded[0].get("resource_logs", []):
+                    res = attrs(one(rl, "resource", {}))
+                    for sl in rl.get("scope_logs", []):
+                        recs += [(res, r) for r in sl.get("log_records", [])]
+            return recs if len(recs) >= 2 else None
+        recs = wait_for(records, 10, "two log records")
+        by_body = {one(one(r, "body"), "string_value"): (res, r) for res, r in recs}
+        res, warn = by_body[b"disk 91% full"]
+        check(res["service.name"] == "logger", "resource")
+        check(one(warn, "severity_number") in ("13", "SEVERITY_NUMBER_WARN"), "severity number")
+        check(one(warn, "severity_text") == b"WARN", "severity text")
+        check(hexid(warn, "trace_id") == tp[3:35] and hexid(warn, "span_id") == tp[36:52],
+              "log correlated with its span")
+        _, info = by_body[b"outside any span"]
+        check(hexid(info, "trace_id") is None, "no trace outside a span")
+    finally:
+        rx.stop()
+
+
 @with_env
 def test_console_exporter_prints_lines(env):
     env.start_exporter(None, {"OTEL_TRACES_EXPORTER": "console", "OTEL_METRICS_EXPORTER": "console"})

@@ -356,6 +356,18 @@ static int counter(void)
     return 0;
 }
 
+/* Log records inside and outside a span. */
+static int logs(void)
+{
+    dynobs_span *s = dynobs_span_start("with-logs", DYNOBS_SPAN_KIND_INTERNAL);
+    print_tp("span", s);
+    printf("log1 %d\n", dynobs_log(DYNOBS_SEVERITY_WARN, "disk %d%% full", 91));
+    dynobs_span_end(s);
+    printf("log2 %d\n", dynobs_log(DYNOBS_SEVERITY_INFO, "outside any span"));
+    printf("log3 %d\n", dynobs_log(99, "bad severity"));
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2)
@@ -376,6 +388,8 @@ int main(int argc, char **argv)
         return metrics();
     if (!strcmp(s, "close"))
         return closing();
+    if (!strcmp(s, "logs"))
+        return logs();
     if (!strcmp(s, "burst"))
         return burst();
     if (!strcmp(s, "loop"))

@@ -106,6 +106,24 @@ Test(layout, records)
     cr_assert_eq(DYNOBS_MAX_RECORD_BYTES, 8192);
 }
 
+Test(layout, log_record)
+{
+    typedef struct dynobs_log_rec L;
+    cr_assert_eq(sizeof(L), 56);
+    PIN(L, trace_id, 0);
+    PIN(L, span_id, 16);
+    PIN(L, time_ns, 24);
+    PIN(L, tid, 32);
+    PIN(L, severity, 36);
+    PIN(L, trace_flags, 37);
+    PIN(L, severity_text_len, 38);
+    PIN(L, body_len, 40);
+    PIN(L, attr_count, 44);
+    PIN(L, dropped_attrs, 46);
+    PIN(L, items_len, 48);
+    cr_assert_eq(DYNOBS_ITEM_LOG_ATTR, 5);
+}
+
 Test(layout, metric_slot)
 {
     typedef struct dynobs_metric_slot M;
