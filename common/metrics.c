@@ -264,3 +264,25 @@ int dynobs__metric_read(const struct dynobs_metric_slot *shm, struct dynobs_metr
     }
     return 0;
 }
+
+int dynobs__metric_read_values(const struct dynobs_metric_slot *s, int kind, unsigned nbounds,
+                               struct dynobs_metric_view *v)
+{
+    if (__atomic_load_n(&s->state, __ATOMIC_ACQUIRE) != DYNOBS_SLOT_READY ||
+        nbounds >= DYNOBS_METRIC_MAX_BUCKETS)
+        return -ENOENT;
+    v->kind = kind;
+    v->nbounds = nbounds;
+    v->start_ns = s->start_ns;
+    v->value = dynobs__u2d(__atomic_load_n(&s->value, __ATOMIC_RELAXED));
+    v->count = 0;
+    if (kind == DYNOBS_METRIC_HISTOGRAM) {
+        v->min = dynobs__u2d(__atomic_load_n(&s->min, __ATOMIC_RELAXED));
+        v->max = dynobs__u2d(__atomic_load_n(&s->max, __ATOMIC_RELAXED));
+        for (unsigned i = 0; i <= nbounds; i++) {
+            v->buckets[i] = __atomic_load_n(&s->buckets[i], __ATOMIC_RELAXED);
+            v->count += v->buckets[i];
+        }
+    }
+    return 0;
+}

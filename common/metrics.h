@@ -56,6 +56,13 @@ struct dynobs_metric_view {
  * one; -EBADMSG when the slot's contents break the layout's rules. */
 int dynobs__metric_read(const struct dynobs_metric_slot *s, struct dynobs_metric_view *v);
 
+/* The values of a slot already read once with dynobs__metric_read: its
+ * key is immutable, so only the values are read again (atomically), for
+ * the kind and bucket count the caller validated then. Returns 0, or
+ * -ENOENT if the slot is no longer ready. */
+int dynobs__metric_read_values(const struct dynobs_metric_slot *s, int kind, unsigned nbounds,
+                               struct dynobs_metric_view *v);
+
 /* Name and label syntax checks, shared with the reader. */
 int dynobs__metric_name_ok(const char *s, size_t n);
 int dynobs__metric_labels_ok(const char *s, size_t n);

@@ -45,7 +45,10 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
                      MHD_RESPMEM_PERSISTENT);
     struct dx_buf b;
     dx_buf_init(&b, EXPOSITION_MAX);
+    uint64_t t0 = dx_mono_ns();
     dx_prometheus_render(&b);
+    dx_log(DX_DEBUG, "/metrics rendered %zu bytes in %.3f ms", b.len,
+           (double)(dx_mono_ns() - t0) / 1e6);
     if (b.overflow || !b.p) {
         dx_buf_free(&b);
         dx_log(DX_ERROR, "/metrics: exposition larger than %u bytes, refused", EXPOSITION_MAX);

@@ -226,15 +226,20 @@ int main(int argc, char **argv)
 
     uint64_t last_scan = dx_mono_ns(), last_reap = 0, last_metrics = dx_mono_ns();
     struct pollfd pfd = {.fd = dx_segments_inotify_fd(), .events = POLLIN};
+    size_t moved = 0;
     while (!stop_requested) {
-        poll(&pfd, pfd.fd >= 0 ? 1 : 0, (int)dx.cfg.drain_ms);
+        /* Under load, come back at once: a busy application fills its
+         * ring shard in a few milliseconds, and waiting the full interval
+         * would make it drop. Idle, sleep the configured interval. */
+        int wait_ms = moved >= 256 ? 1 : (int)dx.cfg.drain_ms;
+        poll(&pfd, pfd.fd >= 0 ? 1 : 0, wait_ms);
         dx_segments_inotify_drain();
         uint64_t now = dx_mono_ns();
         if (now - last_scan >= dx.cfg.rescan_ms * 1000000ull) {
             dx_segments_scan();
             last_scan = now;
         }
-        dx_segments_drain();
+        moved = dx_segments_drain();
         if (now - last_reap >= 200 * 1000000ull) {
             dx_segments_reap();
             last_reap = now;

@@ -14,11 +14,16 @@ static void label_name(struct dx_buf *b, const char *k, size_t n)
     /* Label names: [a-zA-Z_][a-zA-Z0-9_]*; anything else becomes '_'. */
     if (n && k[0] >= '0' && k[0] <= '9')
         dx_buf_put(b, "key_", 4);
-    for (size_t i = 0; i < n; i++) {
-        char c = k[i];
-        int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                 c == '_';
-        dx_buf_put(b, ok ? &c : "_", 1);
+    char tmp[256];
+    for (size_t i = 0; i < n; i += sizeof tmp) {
+        size_t m = n - i < sizeof tmp ? n - i : sizeof tmp;
+        for (size_t j = 0; j < m; j++) {
+            char c = k[i + j];
+            int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                     (c >= '0' && c <= '9') || c == '_';
+            tmp[j] = ok ? c : '_';
+        }
+        dx_buf_put(b, tmp, m);
     }
 }
 
@@ -46,19 +51,30 @@ static void label(struct dx_buf *b, const char *k, size_t kl, const char *v, siz
     dx_buf_put(b, "\"", 1);
 }
 
-/* {service_name="...",k="v",...[,le="..."]} */
-static void labels(struct dx_buf *b, const struct dx_series *s, const char *le)
+char *dx_prom_labels(const char *service, const char *labels_)
 {
-    dx_buf_put(b, "{", 1);
-    label(b, "service_name", 12, s->service, strlen(s->service), 1);
-    for (const char *p = s->labels; *p;) {
+    struct dx_buf b;
+    dx_buf_init(&b, 1 << 20);
+    label(&b, "service_name", 12, service, strlen(service), 1);
+    for (const char *p = labels_; *p;) {
         const char *comma = strchr(p, ',');
         size_t n = comma ? (size_t)(comma - p) : strlen(p);
         const char *eq = memchr(p, '=', n);
         if (eq && !(eq - p == 12 && !memcmp(p, "service_name", 12)))
-            label(b, p, (size_t)(eq - p), eq + 1, n - (size_t)(eq - p) - 1, 0);
+            label(&b, p, (size_t)(eq - p), eq + 1, n - (size_t)(eq - p) - 1, 0);
         p += n + (comma ? 1 : 0);
     }
+    if (!b.p)
+        dx_buf_put(&b, "", 0);
+    return b.p;
+}
+
+/* {service_name="...",k="v",...[,le="..."]}, from the series' cached text. */
+static void labels(struct dx_buf *b, const struct dx_series *s, const char *le)
+{
+    dx_buf_put(b, "{", 1);
+    if (s->prom_labels)
+        dx_buf_put(b, s->prom_labels, s->prom_labels_len);
     if (le) {
         dx_buf_put(b, ",le=\"", 5);
         dx_buf_str(b, le);
@@ -87,7 +103,7 @@ static void family(struct dx_buf *b, const struct dx_family *f)
         if (s->gen != dx_store_gen || s->kind != f->kind)
             continue;
         if (f->kind != DYNOBS_METRIC_HISTOGRAM) {
-            dx_buf_str(b, f->prom_name);
+            dx_buf_put(b, f->prom_name, f->prom_name_len);
             dx_buf_str(b, total);
             labels(b, s, NULL);
             dx_buf_put(b, " ", 1);
@@ -137,7 +153,7 @@ static void target_info(struct dx_buf *b)
                 continue;
             int dup = 0;
             for (int i = 0; i < nseen && !dup; i++)
-                dup = !strcmp(seen[i], s->service);
+                dup = seen[i] == s->service; /* interned */
             if (dup || nseen == 1024)
                 continue;
             seen[nseen++] = s->service;

@@ -15,4 +15,8 @@ void dx_prometheus_render(struct dx_buf *b);
 int dx_httpd_start(const char *host, int port);
 void dx_httpd_stop(void);
 
+/* The label block of a series: service_name="svc",k="v" (escaped and
+ * sanitised), malloc'ed; built once per series. */
+char *dx_prom_labels(const char *service, const char *labels);
+
 #endif

@@ -8,6 +8,7 @@
 
 #include "dynobs/dynobs.h"
 #include "log.h"
+#include "prometheus.h"
 #include "util.h"
 
 struct dx_family *dx_families;
@@ -140,8 +141,30 @@ static struct dx_family *family_for(const char *prom, int kind)
         return NULL;
     }
     f->kind = kind;
+    f->prom_name_len = strlen(prom);
     *tail = f;
     return f;
+}
+
+/* Service names, interned so that series of one service share a pointer. */
+struct interned {
+    struct interned *next;
+    char name[];
+};
+static struct interned *services;
+
+static const char *intern(const char *name)
+{
+    for (struct interned *i = services; i; i = i->next)
+        if (!strcmp(i->name, name))
+            return i->name;
+    struct interned *i = malloc(sizeof *i + strlen(name) + 1);
+    if (!i)
+        return NULL;
+    strcpy(i->name, name);
+    i->next = services;
+    services = i;
+    return i->name;
 }
 
 static uint64_t key_hash(const char *service, const char *name, const char *labels)
@@ -169,14 +192,14 @@ static struct dx_series *series_for(const struct dx_resource *res,
     dx_prom_name(v->name, v->unit, v->kind, prom, sizeof prom);
     struct dx_family *f = family_for(prom, v->kind);
     struct dx_series *s = calloc(1, sizeof *s);
-    if (!f || !s || !(s->service = strdup(res->service)) || !(s->name = strdup(v->name))) {
-        if (s)
-            free(s->service);
+    if (!f || !s || !(s->service = intern(res->service)) || !(s->name = strdup(v->name))) {
         free(s);
         free(labels);
         return NULL;
     }
     s->labels = labels;
+    s->prom_labels = dx_prom_labels(res->service, labels);
+    s->prom_labels_len = s->prom_labels ? strlen(s->prom_labels) : 0;
     s->family = f;
     s->kind = v->kind;
     memcpy(s->unit, v->unit, sizeof s->unit);
@@ -187,10 +210,11 @@ static struct dx_series *series_for(const struct dx_resource *res,
     s->hnext = table[h];
     table[h] = s;
     /* Append, so that series print in the order they appeared. */
-    struct dx_series **pp = &f->series;
-    while (*pp)
-        pp = &(*pp)->next_in_family;
-    *pp = s;
+    if (f->last)
+        f->last->next_in_family = s;
+    else
+        f->series = s;
+    f->last = s;
     return s;
 }
 
@@ -220,17 +244,19 @@ static void add_values(struct dx_values *to, const struct dynobs_metric_view *v,
     }
 }
 
-/* The series of one slot of one segment, cached per slot: a slot's name
- * and labels never change once it is ready. */
-static struct dx_series *slot_series(struct dx_segment *seg, uint32_t i,
-                                     const struct dynobs_metric_view *v)
+/* First sight of a slot: find its series, and remember it only when the
+ * slot agrees with the series on kind and buckets. */
+static int compatible_or_new(struct dx_segment *seg, uint32_t i, const struct dynobs_metric_view *v)
 {
-    struct dx_series *s = seg->slot_series[i];
-    if (!s) {
-        s = series_for(seg->res, v);
-        seg->slot_series[i] = s;
+    struct dx_series *s = series_for(seg->res, v);
+    if (!s)
+        return 0;
+    if (!compatible(s, v)) {
+        dx_store_conflicts++;
+        return 0;
     }
-    return s;
+    seg->slot_series[i] = s;
+    return 1;
 }
 
 static void start_gen(struct dx_series *s)
@@ -251,14 +277,17 @@ void dx_store_snapshot(void)
         struct dynobs_reader *rd = seg->rd;
         for (uint32_t i = 0; i < rd->hdr.metric_slots; i++) {
             struct dynobs_metric_view v;
-            if (dynobs__reader_metric(rd, i, &v) != 0)
-                continue;
-            struct dx_series *s = slot_series(seg, i, &v);
-            if (!s)
-                continue;
-            if (!compatible(s, &v)) {
-                dx_store_conflicts++;
-                continue;
+            struct dx_series *s = seg->slot_series[i];
+            if (s) {
+                /* Known slot: its key was checked and cannot change. */
+                if (dynobs__metric_read_values(&rd->slots[i], s->kind, s->nbounds, &v) != 0)
+                    continue;
+            } else {
+                if (dynobs__reader_metric(rd, i, &v) != 0)
+                    continue;
+                if (!compatible_or_new(seg, i, &v))
+                    continue;
+                s = seg->slot_series[i];
             }
             start_gen(s);
             add_values(&s->now, &v, s->kind);
@@ -276,12 +305,16 @@ void dx_store_fold(struct dx_segment *seg)
     struct dynobs_reader *rd = seg->rd;
     for (uint32_t i = 0; i < rd->hdr.metric_slots; i++) {
         struct dynobs_metric_view v;
-        if (dynobs__reader_metric(rd, i, &v) != 0)
-            continue;
-        if (v.kind != DYNOBS_METRIC_COUNTER && v.kind != DYNOBS_METRIC_HISTOGRAM)
-            continue;
-        struct dx_series *s = slot_series(seg, i, &v);
-        if (!s || !compatible(s, &v))
+        struct dx_series *s = seg->slot_series[i];
+        if (s) {
+            if (dynobs__metric_read_values(&rd->slots[i], s->kind, s->nbounds, &v) != 0)
+                continue;
+        } else {
+            if (dynobs__reader_metric(rd, i, &v) != 0 || !compatible_or_new(seg, i, &v))
+                continue;
+            s = seg->slot_series[i];
+        }
+        if (s->kind != DYNOBS_METRIC_COUNTER && s->kind != DYNOBS_METRIC_HISTOGRAM)
             continue;
         add_values(&s->folded, &v, s->kind);
         s->has_folded = 1;

@@ -29,9 +29,11 @@ struct dx_series {
     struct dx_series *next_in_family;
     struct dx_series *hnext; /* hash chain */
     struct dx_family *family;
-    char *service;
+    const char *service; /* interned: one pointer per service name */
     char *name;   /* OpenTelemetry name */
     char *labels; /* "k=v,k=v" sorted by key */
+    char *prom_labels; /* service_name="..",k="v" ready for the exposition */
+    size_t prom_labels_len;
     struct dx_resource *res; /* a resource of the service, for OTLP */
     int kind;
     char unit[DYNOBS_METRIC_UNIT_BYTES + 1];
@@ -48,8 +50,9 @@ struct dx_series {
 struct dx_family {
     struct dx_family *next;
     char *prom_name; /* base name, unit suffix included, without _total */
+    size_t prom_name_len;
     int kind;
-    struct dx_series *series;
+    struct dx_series *series, *last;
 };
 
 extern struct dx_family *dx_families;

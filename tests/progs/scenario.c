@@ -14,6 +14,7 @@
 #include <string.h>
 #include <signal.h>
 #include <sys/time.h>
+#include <time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -356,6 +357,45 @@ static int counter(void)
     return 0;
 }
 
+/* SCENARIO_N counter series, then alive for SCENARIO_SLEEP ms. */
+static int series(void)
+{
+    int n = env_int("SCENARIO_N", 10000), refused = 0;
+    char labels[64];
+    for (int i = 0; i < n; i++) {
+        snprintf(labels, sizeof labels, "route=/api/v1/item/%d,method=GET", i);
+        refused += dynobs_counter_add("http.server.requests", 1 + i % 7, labels) != 0;
+    }
+    printf("series %d refused %d\n", n, refused);
+    usleep((useconds_t)env_int("SCENARIO_SLEEP", 0) * 1000);
+    return 0;
+}
+
+/* SCENARIO_RATE spans per second for SCENARIO_SECONDS seconds. */
+static int rate(void)
+{
+    int per_s = env_int("SCENARIO_RATE", 200000), secs = env_int("SCENARIO_SECONDS", 5);
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    long total = (long)per_s * secs, done = 0;
+    while (done < total) {
+        for (int i = 0; i < 1000 && done < total; i++, done++) {
+            dynobs_span *s = dynobs_span_start("rated", DYNOBS_SPAN_KIND_SERVER);
+            dynobs_span_set_str(s, "http.request.method", "GET");
+            dynobs_span_set_int(s, "http.response.status_code", 200);
+            dynobs_span_end(s);
+        }
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        double elapsed = (double)(now.tv_sec - t0.tv_sec) + (double)(now.tv_nsec - t0.tv_nsec) / 1e9;
+        double ahead = (double)done / per_s - elapsed;
+        if (ahead > 0)
+            usleep((useconds_t)(ahead * 1e6));
+    }
+    printf("done %ld\n", done);
+    return 0;
+}
+
 /* Log records inside and outside a span. */
 static int logs(void)
 {
@@ -388,6 +428,10 @@ int main(int argc, char **argv)
         return metrics();
     if (!strcmp(s, "close"))
         return closing();
+    if (!strcmp(s, "series"))
+        return series();
+    if (!strcmp(s, "rate"))
+        return rate();
     if (!strcmp(s, "logs"))
         return logs();
     if (!strcmp(s, "burst"))
