@@ -42,6 +42,7 @@ struct dx_segment {
     struct dx_resource *res;
     struct dx_series **slot_series; /* metric slot -> store entry cache */
     int dead;
+    int broken; /* its mapping faulted (file truncated): drop and refuse it */
 };
 
 /* Batches of records (spans or logs) on their way to the sender. Records
@@ -108,7 +109,8 @@ void dx_segments_scan(void);           /* attach what is new in the directory */
 int dx_segments_inotify_fd(void);
 void dx_segments_inotify_drain(void);  /* handle inotify events: attach new */
 size_t dx_segments_drain(void);        /* drain rings into batches */
-void dx_segments_reap(void);           /* drain, fold and unlink dead ones */
+void dx_segments_reap(void);           /* drain, fold and unlink dead ones; drop broken */
+int dx_segments_any_broken(void);
 void dx_segments_close_all(void);
 
 /* queue.c */

@@ -16,6 +16,7 @@
 
 #include "console.h"
 #include "exporter.h"
+#include "guard.h"
 #include "log.h"
 #include "otlp_encode.h"
 #include "otlp_http.h"
@@ -202,6 +203,7 @@ int main(int argc, char **argv)
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
+    dx_guard_install();
     if (dx_http_init() < 0) {
         dx_log(DX_ERROR, "libcurl initialisation failed");
         return 1;
@@ -240,7 +242,7 @@ int main(int argc, char **argv)
             last_scan = now;
         }
         moved = dx_segments_drain();
-        if (now - last_reap >= 200 * 1000000ull) {
+        if (now - last_reap >= 200 * 1000000ull || dx_segments_any_broken()) {
             dx_segments_reap();
             last_reap = now;
         }

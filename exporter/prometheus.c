@@ -7,6 +7,7 @@
 
 #include "dynobs/dynobs.h"
 #include "exporter.h"
+#include "guard.h"
 #include "store.h"
 
 static void label_name(struct dx_buf *b, const char *k, size_t n)
@@ -202,8 +203,14 @@ static void self_metrics(struct dx_buf *b)
     }
     uint64_t ring_dropped = st->folded_ring_dropped, ring_written = st->folded_ring_written;
     for (struct dx_segment *s = dx.segments; s; s = s->next) {
-        ring_dropped += dynobs__reader_counter(s->rd, DYNOBS_CTR_RECORDS_DROPPED);
-        ring_written += dynobs__reader_counter(s->rd, DYNOBS_CTR_RECORDS_WRITTEN);
+        sigjmp_buf jb;
+        if (!s->broken && DX_GUARD_BEGIN(jb)) {
+            ring_dropped += dynobs__reader_counter(s->rd, DYNOBS_CTR_RECORDS_DROPPED);
+            ring_written += dynobs__reader_counter(s->rd, DYNOBS_CTR_RECORDS_WRITTEN);
+        } else {
+            s->broken = 1;
+        }
+        DX_GUARD_END();
     }
     self_counter(b, "dynobs_exporter_ring_records_written_total",
                  "Records applications wrote to their rings", ring_written);

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "exporter.h"
+#include "guard.h"
 #include "log.h"
 #include "segment.h"
 #include "store.h"
@@ -220,11 +221,17 @@ void dx_segments_inotify_drain(void)
 /* Drains one segment while the queue has room; returns records moved. */
 static size_t drain_one(struct dx_segment *s)
 {
-    size_t moved = 0;
+    volatile size_t moved = 0; /* read after a SIGBUS jump */
     uint64_t drained[DX_KINDS] = {0};
     const struct dynobs_rec_hdr *h;
     struct dynobs_reader *rd = s->rd;
     uint64_t corrupt0 = rd->corrupt, abandoned0 = rd->abandoned;
+    sigjmp_buf jb;
+    if (s->broken || !DX_GUARD_BEGIN(jb)) {
+        DX_GUARD_END();
+        s->broken = 1;
+        return moved;
+    }
     while (dx_queue_room(DX_TRACES) > 0 && dx_queue_room(DX_LOGS) > 0 &&
            dynobs__reader_next(rd, &h) == 1) {
         if (h->type == DYNOBS_REC_SPAN) {
@@ -250,7 +257,19 @@ static size_t drain_one(struct dx_segment *s)
     pthread_mutex_unlock(&dx.lock);
     if (rd->consumer)
         __atomic_store_n(&rd->consumer->last_drain_ns, dx_wall_ns(), __ATOMIC_RELAXED);
+    DX_GUARD_END();
     return moved;
+}
+
+/* Detaches a segment whose mapping faulted, and refuses it from now on. */
+static void drop_broken(struct dx_segment *s)
+{
+    struct stat st;
+    const char *name = strrchr(s->path, '/');
+    name = name ? name + 1 : s->path;
+    dx_log(DX_WARN, "segment %s shrank while mapped; dropped", s->path);
+    if (lstat(s->path, &st) == 0)
+        reject(name, st.st_ino, "it shrank while mapped");
 }
 
 size_t dx_segments_drain(void)
@@ -261,34 +280,53 @@ size_t dx_segments_drain(void)
     return moved;
 }
 
+/* Folds an exited process's counters into the totals (under dx.lock). */
+static void fold(struct dx_segment *s)
+{
+    sigjmp_buf jb;
+    if (DX_GUARD_BEGIN(jb)) {
+        dx_store_fold(s);
+        dx.stats.folded_ring_dropped += dynobs__reader_counter(s->rd, DYNOBS_CTR_RECORDS_DROPPED);
+        dx.stats.folded_ring_written += dynobs__reader_counter(s->rd, DYNOBS_CTR_RECORDS_WRITTEN);
+    } else {
+        s->broken = 1;
+    }
+    DX_GUARD_END();
+}
+
 void dx_segments_reap(void)
 {
     struct dx_segment **pp = &dx.segments;
     while (*pp) {
         struct dx_segment *s = *pp;
-        if (dynobs__reader_producer_alive(s->rd)) {
+        if (!s->broken && dynobs__reader_producer_alive(s->rd)) {
             pp = &s->next;
             continue;
         }
         /* Gone: what is left in its ring is all there will ever be. */
         drain_one(s);
         struct dynobs_reader *rd = s->rd;
-        if (dx_queue_room(DX_TRACES) == 0 || dx_queue_room(DX_LOGS) == 0) {
+        if (!s->broken && (dx_queue_room(DX_TRACES) == 0 || dx_queue_room(DX_LOGS) == 0)) {
             /* No room now: come back once the sender has caught up. */
             pp = &s->next;
             continue;
         }
         pthread_mutex_lock(&dx.lock);
-        dx_store_fold(s);
-        dx.stats.folded_ring_dropped += dynobs__reader_counter(rd, DYNOBS_CTR_RECORDS_DROPPED);
-        dx.stats.folded_ring_written += dynobs__reader_counter(rd, DYNOBS_CTR_RECORDS_WRITTEN);
+        if (!s->broken)
+            fold(s);
         *pp = s->next;
         dx.nsegments--;
-        dx.stats.segments_reaped++;
+        if (!s->broken)
+            dx.stats.segments_reaped++;
         pthread_mutex_unlock(&dx.lock);
-        if (unlink(s->path) < 0 && errno != ENOENT)
-            dx_log(DX_WARN, "cannot remove %s: %s", s->path, strerror(errno));
-        dx_log(DX_DEBUG, "reaped %s (service %s, pid %d)", s->path, s->res->service, s->res->pid);
+        if (s->broken) {
+            drop_broken(s);
+        } else {
+            if (unlink(s->path) < 0 && errno != ENOENT)
+                dx_log(DX_WARN, "cannot remove %s: %s", s->path, strerror(errno));
+            dx_log(DX_DEBUG, "reaped %s (service %s, pid %d)", s->path, s->res->service,
+                   s->res->pid);
+        }
         dynobs__reader_close(rd);
         free(rd);
         free(s->slot_series);
@@ -311,4 +349,12 @@ void dx_segments_close_all(void)
     }
     dx.nsegments = 0;
     pthread_mutex_unlock(&dx.lock);
+}
+
+int dx_segments_any_broken(void)
+{
+    for (struct dx_segment *s = dx.segments; s; s = s->next)
+        if (__atomic_load_n(&s->broken, __ATOMIC_RELAXED))
+            return 1;
+    return 0;
 }

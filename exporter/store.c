@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "dynobs/dynobs.h"
+#include "guard.h"
 #include "log.h"
 #include "prometheus.h"
 #include "util.h"
@@ -270,11 +271,31 @@ static void start_gen(struct dx_series *s)
         memset(&s->now, 0, sizeof s->now);
 }
 
+static void snapshot_segment(struct dx_segment *seg);
+
 void dx_store_snapshot(void)
 {
     dx_store_gen++;
-    for (struct dx_segment *seg = dx.segments; seg; seg = seg->next) {
-        struct dynobs_reader *rd = seg->rd;
+    for (struct dx_segment *seg = dx.segments; seg; seg = seg->next)
+        if (!seg->broken)
+            snapshot_segment(seg);
+    /* Series whose processes all exited still show their totals. */
+    for (struct dx_family *f = dx_families; f; f = f->next)
+        for (struct dx_series *s = f->series; s; s = s->next_in_family)
+            if (s->has_folded)
+                start_gen(s);
+}
+
+static void snapshot_segment(struct dx_segment *seg)
+{
+    struct dynobs_reader *rd = seg->rd;
+    sigjmp_buf jb;
+    if (!DX_GUARD_BEGIN(jb)) {
+        DX_GUARD_END();
+        seg->broken = 1; /* the main thread drops it */
+        return;
+    }
+    {
         for (uint32_t i = 0; i < rd->hdr.metric_slots; i++) {
             struct dynobs_metric_view v;
             struct dx_series *s = seg->slot_series[i];
@@ -293,11 +314,7 @@ void dx_store_snapshot(void)
             add_values(&s->now, &v, s->kind);
         }
     }
-    /* Series whose processes all exited still show their totals. */
-    for (struct dx_family *f = dx_families; f; f = f->next)
-        for (struct dx_series *s = f->series; s; s = s->next_in_family)
-            if (s->has_folded)
-                start_gen(s);
+    DX_GUARD_END();
 }
 
 void dx_store_fold(struct dx_segment *seg)

@@ -452,6 +452,27 @@ def test_garbage_segment_is_skipped_and_counted(env):
 
 
 @with_env
+def test_segment_truncated_while_mapped_is_dropped_not_fatal(env):
+    rx = Receiver()
+    try:
+        env.start_exporter(rx.url(), {"OTEL_METRICS_EXPORTER": "none"})
+        victim = env.start_app("counter", {"SCENARIO_SLEEP": "60000"})
+        check(victim.stdout.readline() == "added\n", "app started")
+        wait_for(lambda: env.metric("dynobs_exporter_segments_attached") == 1, 10, "attached")
+        seg = os.path.join(env.shm, env.segments()[0])
+        os.truncate(seg, 4096)  # a hostile (or broken) owner shrinks its file
+        for _ in range(3):
+            env.metrics()  # the scrape touches the lost pages
+        wait_for(lambda: env.metric("dynobs_exporter_segments_attached") == 0, 10, "dropped")
+        check(env.exporter.poll() is None, "the exporter survived")
+        check(env.metric("dynobs_exporter_segments_rejected_total") == 1, "refusal counted")
+        env.run_app("burst", {"SCENARIO_N": "7"})
+        wait_for(lambda: len(spans_of(rx.accepted("/v1/traces"))) == 7, 10, "later spans")
+    finally:
+        rx.stop()
+
+
+@with_env
 def test_sigkilled_process_spans_arrive_and_segment_is_reaped(env):
     rx = Receiver()
     try:
