@@ -97,6 +97,17 @@ static void arena_free(struct arena *a)
     }
 }
 
+/* Packs any message into a malloc'ed buffer: 0, or -1 on no memory. */
+static int pack(const ProtobufCMessage *m, uint8_t **out, size_t *len)
+{
+    *len = protobuf_c_message_get_packed_size(m);
+    *out = malloc(*len ? *len : 1);
+    if (!*out)
+        return -1;
+    protobuf_c_message_pack(m, *out);
+    return 0;
+}
+
 static KeyValue *kv_string(struct arena *a, const char *k, size_t kl, const char *v, size_t vl)
 {
     KeyValue *kv = arena_alloc(a, sizeof *kv);
@@ -390,12 +401,7 @@ static long pack_logs(struct arena *a, struct group *groups, size_t ngroups, uin
     }
     if (a->failed)
         return -1;
-    *len = opentelemetry__proto__collector__logs__v1__export_logs_service_request__get_packed_size(&req);
-    *out = malloc(*len ? *len : 1);
-    if (!*out)
-        return -1;
-    opentelemetry__proto__collector__logs__v1__export_logs_service_request__pack(&req, *out);
-    return 0;
+    return pack(&req.base, out, len);
 }
 
 long dx_encode_batch(const struct dx_batch *b, uint8_t **out, size_t *len)
@@ -475,19 +481,9 @@ long dx_encode_batch(const struct dx_batch *b, uint8_t **out, size_t *len)
         rs->scope_spans = ssv;
         req.resource_spans[req.n_resource_spans++] = rs;
     }
-    if (a.failed) {
-        arena_free(&a);
-        return -1;
-    }
-    *len = opentelemetry__proto__collector__trace__v1__export_trace_service_request__get_packed_size(&req);
-    *out = malloc(*len ? *len : 1);
-    if (!*out) {
-        arena_free(&a);
-        return -1;
-    }
-    opentelemetry__proto__collector__trace__v1__export_trace_service_request__pack(&req, *out);
+    int rc = a.failed ? -1 : pack(&req.base, out, len);
     arena_free(&a);
-    return (long)nitems;
+    return rc < 0 ? -1 : (long)nitems;
 }
 
 static KeyValue **label_kvs(struct arena *a, const char *labels, size_t *n)
@@ -692,17 +688,7 @@ long dx_encode_metrics(uint64_t now, uint8_t **out, size_t *len)
         rm->scope_metrics = smv;
         req.resource_metrics[req.n_resource_metrics++] = rm;
     }
-    if (a.failed) {
-        arena_free(&a);
-        return -1;
-    }
-    *len = opentelemetry__proto__collector__metrics__v1__export_metrics_service_request__get_packed_size(&req);
-    *out = malloc(*len ? *len : 1);
-    if (!*out) {
-        arena_free(&a);
-        return -1;
-    }
-    opentelemetry__proto__collector__metrics__v1__export_metrics_service_request__pack(&req, *out);
+    int rc = a.failed ? -1 : pack(&req.base, out, len);
     arena_free(&a);
-    return points;
+    return rc < 0 ? -1 : points;
 }

@@ -260,6 +260,20 @@ static int compatible_or_new(struct dx_segment *seg, uint32_t i, const struct dy
     return 1;
 }
 
+/* The current values of slot i of a segment and the series they belong
+ * to, or NULL for an empty, unfinished, corrupt or conflicting slot. */
+static struct dx_series *slot_values(struct dx_segment *seg, uint32_t i,
+                                     struct dynobs_metric_view *v)
+{
+    struct dynobs_reader *rd = seg->rd;
+    struct dx_series *s = seg->slot_series[i];
+    if (s) /* known slot: its key was checked and cannot change */
+        return dynobs__metric_read_values(&rd->slots[i], s->kind, s->nbounds, v) == 0 ? s : NULL;
+    if (dynobs__reader_metric(rd, i, v) != 0 || !compatible_or_new(seg, i, v))
+        return NULL;
+    return seg->slot_series[i];
+}
+
 static void start_gen(struct dx_series *s)
 {
     if (s->gen == dx_store_gen)
@@ -298,18 +312,9 @@ static void snapshot_segment(struct dx_segment *seg)
     {
         for (uint32_t i = 0; i < rd->hdr.metric_slots; i++) {
             struct dynobs_metric_view v;
-            struct dx_series *s = seg->slot_series[i];
-            if (s) {
-                /* Known slot: its key was checked and cannot change. */
-                if (dynobs__metric_read_values(&rd->slots[i], s->kind, s->nbounds, &v) != 0)
-                    continue;
-            } else {
-                if (dynobs__reader_metric(rd, i, &v) != 0)
-                    continue;
-                if (!compatible_or_new(seg, i, &v))
-                    continue;
-                s = seg->slot_series[i];
-            }
+            struct dx_series *s = slot_values(seg, i, &v);
+            if (!s)
+                continue;
             start_gen(s);
             add_values(&s->now, &v, s->kind);
         }
@@ -322,15 +327,9 @@ void dx_store_fold(struct dx_segment *seg)
     struct dynobs_reader *rd = seg->rd;
     for (uint32_t i = 0; i < rd->hdr.metric_slots; i++) {
         struct dynobs_metric_view v;
-        struct dx_series *s = seg->slot_series[i];
-        if (s) {
-            if (dynobs__metric_read_values(&rd->slots[i], s->kind, s->nbounds, &v) != 0)
-                continue;
-        } else {
-            if (dynobs__reader_metric(rd, i, &v) != 0 || !compatible_or_new(seg, i, &v))
-                continue;
-            s = seg->slot_series[i];
-        }
+        struct dx_series *s = slot_values(seg, i, &v);
+        if (!s)
+            continue;
         if (s->kind != DYNOBS_METRIC_COUNTER && s->kind != DYNOBS_METRIC_HISTOGRAM)
             continue;
         add_values(&s->folded, &v, s->kind);
