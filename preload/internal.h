@@ -133,6 +133,16 @@ static inline struct dynobs_ring *dynobs__ring_of(struct dynobs_segment *s,
 }
 
 /* Counts an event in the calling thread's shard counters. */
+/* Detached spans: the caller owns the storage (a connection's state), the
+ * span is not on any thread's context stack, and its parent and start
+ * time are given. parent NULL starts a new trace. */
+int dynobs__span_begin(struct dynobs_span *s, const char *name, int kind,
+                       const struct dynobs_ctx *parent, uint64_t start_ns) DYNOBS_INTERNAL;
+int dynobs__span_set(struct dynobs_span *s, const char *key, int type, const void *val,
+                     size_t vlen) DYNOBS_INTERNAL;
+int dynobs__span_status(struct dynobs_span *s, int code, const char *message) DYNOBS_INTERNAL;
+int dynobs__span_finish(struct dynobs_span *s) DYNOBS_INTERNAL;
+
 static inline void dynobs__count(unsigned c)
 {
     struct dynobs_segment *s = dynobs__segment();

@@ -94,19 +94,11 @@ static void pool_put(struct dynobs_span *s, const struct dynobs_thread *self)
         __atomic_fetch_or(&s->owner->pool_freed, bit, __ATOMIC_RELEASE);
 }
 
-DYNOBS_API dynobs_span *dynobs_span_start(const char *name, int kind)
+/* Fills a span's record from its parent (a context, or NULL for a new
+ * trace) and decides sampling. Used for API spans and detached ones. */
+static void span_fill(struct dynobs_span *s, struct dynobs_thread *t, const char *name, int kind,
+                      const struct dynobs_ctx *parent)
 {
-    if (!name)
-        return NULL;
-    struct dynobs_thread *t = dynobs__thread();
-    if (!t)
-        return NULL;
-    struct dynobs_span *s = pool_get(t);
-    if (!s) {
-        dynobs__count(DYNOBS_CTR_SPANS_REFUSED);
-        return NULL;
-    }
-    const struct dynobs_ctx *parent = dynobs__ctx_current(t);
     struct dynobs_span_rec *r = &s->rec;
     uint8_t flags;
     size_t ts_len = 0;
@@ -135,8 +127,6 @@ DYNOBS_API dynobs_span *dynobs_span_start(const char *name, int kind)
     r->tid = t->tid;
     r->attr_count = r->event_count = r->dropped_attrs = r->dropped_events = 0;
     r->status_msg_len = 0;
-    s->owner = t;
-    s->gen++;
     s->recording = (uint8_t)sampled;
     s->status_final = 0;
     s->truncated = 0;
@@ -156,27 +146,60 @@ DYNOBS_API dynobs_span *dynobs_span_start(const char *name, int kind)
         memcpy(s->body + nl, parent->tracestate, ts_len);
     r->tracestate_len = (uint16_t)ts_len;
     s->items_off = s->used = (uint32_t)(nl + ts_len);
+}
 
+DYNOBS_API dynobs_span *dynobs_span_start(const char *name, int kind)
+{
+    if (!name)
+        return NULL;
+    struct dynobs_thread *t = dynobs__thread();
+    if (!t)
+        return NULL;
+    struct dynobs_span *s = pool_get(t);
+    if (!s) {
+        dynobs__count(DYNOBS_CTR_SPANS_REFUSED);
+        return NULL;
+    }
+    const struct dynobs_ctx *parent = dynobs__ctx_current(t);
+    s->owner = t;
+    s->gen++;
+    span_fill(s, t, name, kind, parent);
+    struct dynobs_span_rec *r = &s->rec;
     struct dynobs_ctx *c = dynobs__ctx_push(t);
     if (c) {
         memcpy(c->trace_id, r->trace_id, 16);
         memcpy(c->span_id, r->span_id, 8);
-        c->flags = flags;
+        c->flags = r->trace_flags;
         c->remote = 0;
         c->span = s;
         c->span_gen = s->gen;
-        c->ts_len = (uint16_t)ts_len;
-        if (ts_len)
-            memcpy(c->tracestate, parent->tracestate, ts_len);
+        c->ts_len = r->tracestate_len;
+        if (r->tracestate_len)
+            memcpy(c->tracestate, parent->tracestate, r->tracestate_len);
         dynobs__ctx_publish(c);
         s->stack_idx = (int16_t)(c - t->stack);
     } else {
         s->stack_idx = -1;
     }
     /* An unsampled span is never written: it needs no timestamps. */
-    r->start_ns = sampled ? dynobs__clock_now(&t->clk) : 0;
+    r->start_ns = s->recording ? dynobs__clock_now(&t->clk) : 0;
     __atomic_store_n(&s->live, SPAN_LIVE, __ATOMIC_RELEASE);
     return s;
+}
+
+int dynobs__span_begin(struct dynobs_span *s, const char *name, int kind,
+                       const struct dynobs_ctx *parent, uint64_t start_ns)
+{
+    struct dynobs_thread *t = dynobs__thread();
+    if (!t || !name)
+        return DYNOBS_ENOMEM;
+    s->owner = NULL;
+    s->stack_idx = -1;
+    s->gen++;
+    span_fill(s, t, name, kind, parent);
+    s->rec.start_ns = start_ns;
+    __atomic_store_n(&s->live, SPAN_LIVE, __ATOMIC_RELEASE);
+    return 0;
 }
 
 /* Finds the span attribute item with this key; returns its offset in the
@@ -383,7 +406,7 @@ DYNOBS_API int dynobs_span_add_event(dynobs_span *s, const char *name)
     return add_event(s, name, NULL, 0);
 }
 
-DYNOBS_API int dynobs_span_set_status(dynobs_span *s, int code, const char *message)
+static int set_status(dynobs_span *s, int code, const char *message)
 {
     if (!live(s) || code < DYNOBS_STATUS_UNSET || code > DYNOBS_STATUS_ERROR)
         return DYNOBS_EINVAL;
@@ -440,7 +463,7 @@ static int emit(struct dynobs_span *s, struct dynobs_thread *self)
     return 0;
 }
 
-DYNOBS_API int dynobs_span_end(dynobs_span *s)
+static int span_end(dynobs_span *s)
 {
     /* A plain test and store, not a compare-and-swap: ending one span from
      * two threads at once is a caller bug, and what it costs then is a
@@ -459,6 +482,8 @@ DYNOBS_API int dynobs_span_end(dynobs_span *s)
         rc = emit(s, self);
     }
     struct dynobs_thread *t = s->owner;
+    if (!t) /* detached: its storage belongs to the caller */
+        return rc;
     if (s->stack_idx >= 0) {
         struct dynobs_ctx *c = &t->stack[s->stack_idx];
         if (c->span == s && c->span_gen == s->gen)
@@ -470,6 +495,16 @@ DYNOBS_API int dynobs_span_end(dynobs_span *s)
     return rc;
 }
 
+DYNOBS_API int dynobs_span_set_status(dynobs_span *s, int code, const char *message)
+{
+    return set_status(s, code, message);
+}
+
+DYNOBS_API int dynobs_span_end(dynobs_span *s)
+{
+    return span_end(s);
+}
+
 DYNOBS_API int dynobs_span_traceparent(const dynobs_span *s, char *buf, size_t len)
 {
     if (!live(s) || !buf)
@@ -478,4 +513,20 @@ DYNOBS_API int dynobs_span_traceparent(const dynobs_span *s, char *buf, size_t l
         return DYNOBS_ERANGE;
     return dynobs__traceparent_format(s->rec.trace_id, s->rec.span_id, s->rec.trace_flags, buf,
                                       len);
+}
+
+int dynobs__span_set(struct dynobs_span *s, const char *key, int type, const void *val,
+                     size_t vlen)
+{
+    return set_attr(s, key, type, val, vlen);
+}
+
+int dynobs__span_status(struct dynobs_span *s, int code, const char *message)
+{
+    return set_status(s, code, message);
+}
+
+int dynobs__span_finish(struct dynobs_span *s)
+{
+    return span_end(s);
 }

@@ -1,0 +1,264 @@
+#include "http1.h"
+
+#include <stddef.h>
+#include <string.h>
+
+enum { HDR_TRACEPARENT = 1, HDR_TRACESTATE = 2, HDR_HOST = 4 };
+
+static const struct {
+    const char *name;
+    uint8_t len, bit;
+} watched[] = {
+    {"traceparent", 11, HDR_TRACEPARENT},
+    {"tracestate", 10, HDR_TRACESTATE},
+    {"host", 4, HDR_HOST},
+};
+
+static const char *const methods[] = {"GET ", "POST", "PUT ", "HEAD", "DELE", "OPTI",
+                                      "PATC", "CONN", "TRAC"};
+
+int dynobs__h1_maybe_request(const uint8_t *p, size_t n)
+{
+    if (n < 4)
+        return n > 0 && p[0] >= 'A' && p[0] <= 'Z';
+    for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++)
+        if (!memcmp(p, methods[i], 4))
+            return 1;
+    return 0;
+}
+
+static int lower(int c)
+{
+    return c >= 'A' && c <= 'Z' ? c + 32 : c;
+}
+
+/* "METHOD SP target SP HTTP/1.x": method of 1-16 upper-case letters. */
+static int reqline_ok(const struct dynobs_h1_out *o, const char *tail9)
+{
+    size_t n = o->reqline_len;
+    const char *l = o->reqline;
+    size_t m = 0;
+    while (m < n && m < 17 && l[m] >= 'A' && l[m] <= 'Z')
+        m++;
+    if (m == 0 || m > 16 || m >= n || l[m] != ' ')
+        return 0;
+    return !memcmp(tail9, " HTTP/1.0", 9) || !memcmp(tail9, " HTTP/1.1", 9);
+}
+
+void dynobs__h1_out_reset(struct dynobs_h1_out *o)
+{
+    uint8_t off = o->phase == DYNOBS_H1_OFF;
+    memset(o, 0, offsetof(struct dynobs_h1_out, reqline));
+    o->phase = off ? DYNOBS_H1_OFF : DYNOBS_H1_IDLE;
+}
+
+void dynobs__h1_out_done(struct dynobs_h1_out *o)
+{
+    o->phase = DYNOBS_H1_PASS;
+}
+
+/* The last 9 bytes of the request line (without CR), for the version. */
+static void tail_of(const struct dynobs_h1_out *o, char out[9])
+{
+    size_t n = o->reqline_len;
+    if (n && o->reqline[n - 1] == '\r')
+        n--;
+    memset(out, 0, 9);
+    if (n >= 9)
+        memcpy(out, o->reqline + n - 9, 9);
+}
+
+long dynobs__h1_out_feed(struct dynobs_h1_out *o, const uint8_t *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        uint8_t c = p[i];
+        switch (o->phase) {
+        case DYNOBS_H1_IDLE:
+            if (c == '\r' || c == '\n')
+                break; /* stray line ends between requests are allowed */
+            if (c < 'A' || c > 'Z') {
+                o->phase = DYNOBS_H1_OFF;
+                return -1;
+            }
+            o->phase = DYNOBS_H1_REQLINE;
+            o->reqline_len = 0;
+            o->reqline_trunc = 0;
+            /* fall through */
+        case DYNOBS_H1_REQLINE:
+            if (c == '\n') {
+                char tail[9];
+                if (o->reqline_trunc) {
+                    /* A very long target: the version is in the rolling
+                     * last bytes kept at the end of the buffer. */
+                    const char *w = o->reqline + DYNOBS_H1_REQLINE_MAX - 10;
+                    memcpy(tail, w[9] == '\r' ? w : w + 1, 9);
+                } else {
+                    tail_of(o, tail);
+                }
+                if (!reqline_ok(o, tail)) {
+                    o->phase = DYNOBS_H1_OFF;
+                    return -1;
+                }
+                o->phase = DYNOBS_H1_HEADERS;
+                o->line_start = 1;
+                break;
+            }
+            if (o->reqline_len < DYNOBS_H1_REQLINE_MAX - 10) {
+                o->reqline[o->reqline_len++] = (char)c;
+            } else {
+                /* Keep the head for the attributes and roll the last 10
+                 * bytes through the end of the buffer for the version. */
+                if (!o->reqline_trunc) {
+                    o->reqline_trunc = 1;
+                    memset(o->reqline + o->reqline_len, 0, DYNOBS_H1_REQLINE_MAX - o->reqline_len);
+                }
+                memmove(o->reqline + DYNOBS_H1_REQLINE_MAX - 10,
+                        o->reqline + DYNOBS_H1_REQLINE_MAX - 9, 9);
+                o->reqline[DYNOBS_H1_REQLINE_MAX - 1] = (char)c;
+            }
+            /* The method must come first, in capitals, within 17 bytes. */
+            if (o->reqline_len <= 17 && !o->reqline_trunc && c != ' ' &&
+                (c < 'A' || c > 'Z') && !memchr(o->reqline, ' ', o->reqline_len - 1)) {
+                o->phase = DYNOBS_H1_OFF;
+                return -1;
+            }
+            break;
+        case DYNOBS_H1_HEADERS:
+            if (o->line_start) {
+                if (c == '\r' || c == '\n')
+                    return (long)i; /* the empty line: headers end here */
+                o->line_start = 0;
+                o->line_len = 0;
+                o->match = HDR_TRACEPARENT | HDR_TRACESTATE | HDR_HOST;
+                o->in_value = 0;
+            }
+            if (c == '\n') {
+                o->line_start = 1;
+                o->in_value = 0;
+                break;
+            }
+            if (o->in_value) {
+                if (o->skip_ws && (c == ' ' || c == '\t'))
+                    break;
+                o->skip_ws = 0;
+                if (c == '\r')
+                    break;
+                if (o->in_value == HDR_HOST && o->host_len < DYNOBS_H1_HOST_MAX - 1)
+                    o->host[o->host_len++] = (char)c;
+                else if (o->in_value == HDR_TRACEPARENT && o->tp_len < DYNOBS_H1_TP_MAX - 1)
+                    o->traceparent[o->tp_len++] = (char)c;
+                break;
+            }
+            if (o->match) {
+                if (c == ':') {
+                    for (size_t w = 0; w < sizeof watched / sizeof watched[0]; w++) {
+                        if ((o->match & watched[w].bit) && o->line_len == watched[w].len) {
+                            if (watched[w].bit == HDR_TRACEPARENT) {
+                                o->has_traceparent = 1;
+                                o->tp_len = 0;
+                            } else if (watched[w].bit == HDR_TRACESTATE) {
+                                o->has_tracestate = 1;
+                            } else {
+                                o->host_len = 0;
+                            }
+                            o->in_value = watched[w].bit;
+                            o->skip_ws = 1;
+                        }
+                    }
+                    o->match = 0;
+                } else {
+                    for (size_t w = 0; w < sizeof watched / sizeof watched[0]; w++)
+                        if ((o->match & watched[w].bit) &&
+                            (o->line_len >= watched[w].len ||
+                             watched[w].name[o->line_len] != lower(c)))
+                            o->match &= (uint8_t)~watched[w].bit;
+                }
+            }
+            o->line_len++;
+            break;
+        default:
+            return -1;
+        }
+    }
+    return -1;
+}
+
+int dynobs__h1_request_parse(const struct dynobs_h1_out *o, struct dynobs_h1_request *r)
+{
+    const char *l = o->reqline;
+    size_t n = o->reqline_len;
+    const char *sp1 = memchr(l, ' ', n);
+    if (!sp1)
+        return -1;
+    r->method = l;
+    r->method_len = (size_t)(sp1 - l);
+    r->target = sp1 + 1;
+    const char *end = l + n;
+    if (end > l && end[-1] == '\r')
+        end--;
+    /* The target runs to the last space (before HTTP/1.x), or to what was
+     * kept of a truncated line. */
+    const char *sp2 = end;
+    while (sp2 > r->target && sp2[-1] != ' ')
+        sp2--;
+    r->target_len = o->reqline_trunc ? (size_t)(end - r->target)
+                                     : (sp2 > r->target ? (size_t)(sp2 - 1 - r->target) : 0);
+    r->minor = 1;
+    if (!o->reqline_trunc && end - l >= 3 && end[-1] == '0')
+        r->minor = 0;
+    return 0;
+}
+
+int dynobs__h1_in_feed(struct dynobs_h1_in *in, const uint8_t *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        uint8_t c = p[i];
+        switch (in->phase) {
+        case DYNOBS_H1_IN_STATUS:
+            if (in->status_len == 0 && (c == '\r' || c == '\n'))
+                break;
+            if (c == '\n') {
+                /* "HTTP/1.x NNN" */
+                if (in->status_len < 12 || memcmp(in->status, "HTTP/1.", 7) ||
+                    in->status[8] != ' ' || in->status[9] < '1' || in->status[9] > '5' ||
+                    in->status[10] < '0' || in->status[10] > '9' || in->status[11] < '0' ||
+                    in->status[11] > '9') {
+                    in->bad = 1;
+                    in->phase = DYNOBS_H1_IN_NONE;
+                    return -1;
+                }
+                in->code = (in->status[9] - '0') * 100 + (in->status[10] - '0') * 10 +
+                           (in->status[11] - '0');
+                in->phase = DYNOBS_H1_IN_HEADERS;
+                in->line_start = 1;
+                break;
+            }
+            if (in->status_len < sizeof in->status)
+                in->status[in->status_len++] = (char)c;
+            if (in->status_len <= 7 && c != (uint8_t) "HTTP/1."[in->status_len - 1]) {
+                in->bad = 1;
+                in->phase = DYNOBS_H1_IN_NONE;
+                return -1;
+            }
+            break;
+        case DYNOBS_H1_IN_HEADERS:
+            if (in->line_start && c == '\r')
+                break; /* the empty line's CR: wait for its LF */
+            if (in->line_start && c == '\n') {
+                if (in->code / 100 == 1 && in->code != 101) {
+                    /* 100 Continue and friends: the real status follows. */
+                    in->phase = DYNOBS_H1_IN_STATUS;
+                    in->status_len = 0;
+                    break;
+                }
+                in->phase = DYNOBS_H1_IN_NONE;
+                return in->code;
+            }
+            in->line_start = c == '\n';
+            break;
+        default:
+            return 0;
+        }
+    }
+    return 0;
+}

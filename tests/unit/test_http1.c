@@ -1,0 +1,141 @@
+/* HTTP/1 client stream recognition, fed in every possible split. */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "http1.h"
+
+static const char REQ[] = "GET /items?id=7 HTTP/1.1\r\nHost: example.com:8080\r\n"
+                          "User-Agent: t\r\nAccept: */*\r\n\r\nBODY";
+
+/* Feeds s in pieces of `step` bytes; returns the absolute offset of the
+ * end-of-headers point, or -1. */
+static long feed_steps(struct dynobs_h1_out *o, const char *s, size_t n, size_t step)
+{
+    for (size_t off = 0; off < n; off += step) {
+        size_t len = n - off < step ? n - off : step;
+        long k = dynobs__h1_out_feed(o, (const uint8_t *)s + off, len);
+        if (k >= 0)
+            return (long)off + k;
+    }
+    return -1;
+}
+
+Test(http1, finds_the_end_of_headers_in_any_split)
+{
+    size_t n = strlen(REQ);
+    long want = (long)(strstr(REQ, "\r\n\r\n") - REQ) + 2;
+    for (size_t step = 1; step <= n; step++) {
+        struct dynobs_h1_out o = {0};
+        cr_assert_eq(feed_steps(&o, REQ, n, step), want, "step %zu", step);
+        cr_assert_eq(o.phase, DYNOBS_H1_HEADERS);
+        cr_assert_eq(o.host_len, 16);
+        cr_assert_eq(memcmp(o.host, "example.com:8080", 16), 0);
+        cr_assert_not(o.has_traceparent);
+        struct dynobs_h1_request r;
+        cr_assert_eq(dynobs__h1_request_parse(&o, &r), 0);
+        cr_assert_eq(r.method_len, 3);
+        cr_assert_eq(memcmp(r.method, "GET", 3), 0);
+        cr_assert_eq(r.target_len, 11);
+        cr_assert_eq(memcmp(r.target, "/items?id=7", 11), 0);
+        cr_assert_eq(r.minor, 1);
+    }
+}
+
+Test(http1, notices_a_traceparent_set_by_the_application)
+{
+    const char *req = "POST / HTTP/1.0\r\nTRACEPARENT:   00-0af7651916cd43dd8448eb211c80319c-"
+                      "b7ad6b7169203331-01\r\ntracestate: a=b\r\n\r\n";
+    struct dynobs_h1_out o = {0};
+    cr_assert_geq(feed_steps(&o, req, strlen(req), 1), 0);
+    cr_assert(o.has_traceparent);
+    cr_assert(o.has_tracestate);
+    cr_assert_eq(o.tp_len, 55);
+    cr_assert_eq(memcmp(o.traceparent, "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+                        55), 0);
+    struct dynobs_h1_request r;
+    cr_assert_eq(dynobs__h1_request_parse(&o, &r), 0);
+    cr_assert_eq(r.minor, 0);
+}
+
+Test(http1, lf_only_line_ends_and_header_lookalikes)
+{
+    const char *req = "GET / HTTP/1.1\nHost: h\nX-Traceparent: no\nhostname: no\n\n";
+    struct dynobs_h1_out o = {0};
+    long k = feed_steps(&o, req, strlen(req), 1);
+    cr_assert_eq(k, (long)strlen(req) - 1);
+    cr_assert_not(o.has_traceparent);
+    cr_assert_eq(o.host_len, 1);
+}
+
+Test(http1, non_http_is_ruled_out_early)
+{
+    const char *bad[] = {"\x16\x03\x01\x02\x00", "HTTP/1.1 200 OK\r\n", "get / HTTP/1.1\r\n",
+                         "GET / SMTP/1.0\r\n", "SSH-2.0-OpenSSH\r\n", "{\"json\":1}"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        struct dynobs_h1_out o = {0};
+        feed_steps(&o, bad[i], strlen(bad[i]), 1);
+        cr_expect_eq(o.phase, DYNOBS_H1_OFF, "%s", bad[i]);
+    }
+    cr_assert(dynobs__h1_maybe_request((const uint8_t *)"GET /", 5));
+    cr_assert(dynobs__h1_maybe_request((const uint8_t *)"DELETE", 6));
+    cr_assert_not(dynobs__h1_maybe_request((const uint8_t *)"HTTP", 4));
+    cr_assert_not(dynobs__h1_maybe_request((const uint8_t *)"\x16\x03\x01\x00", 4));
+}
+
+Test(http1, very_long_request_line_and_headers)
+{
+    static char req[20000];
+    int n = sprintf(req, "GET /");
+    memset(req + n, 'a', 3000);
+    n += 3000;
+    n += sprintf(req + n, " HTTP/1.1\r\nHost: h\r\nX-Big: ");
+    memset(req + n, 'b', 10000);
+    n += 10000;
+    n += sprintf(req + n, "\r\n\r\n");
+    struct dynobs_h1_out o = {0};
+    long k = feed_steps(&o, req, (size_t)n, 7);
+    cr_assert_eq(k, n - 2);
+    cr_assert(o.reqline_trunc);
+}
+
+Test(http1, keep_alive_reset)
+{
+    struct dynobs_h1_out o = {0};
+    cr_assert_geq(feed_steps(&o, REQ, strlen(REQ), 5), 0);
+    dynobs__h1_out_done(&o);
+    cr_assert_eq(dynobs__h1_out_feed(&o, (const uint8_t *)"BODY", 4), -1);
+    cr_assert_eq(o.phase, DYNOBS_H1_PASS);
+    dynobs__h1_out_reset(&o);
+    cr_assert_eq(o.phase, DYNOBS_H1_IDLE);
+    cr_assert_eq(o.host_len, 0);
+    cr_assert_geq(feed_steps(&o, REQ, strlen(REQ), 3), 0);
+}
+
+static int in_steps(const char *s, size_t step)
+{
+    struct dynobs_h1_in in = {.phase = DYNOBS_H1_IN_STATUS};
+    size_t n = strlen(s);
+    for (size_t off = 0; off < n; off += step) {
+        size_t len = n - off < step ? n - off : step;
+        int rc = dynobs__h1_in_feed(&in, (const uint8_t *)s + off, len);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
+Test(http1, response_status)
+{
+    const char *ok = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
+    const char *cont = "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 404 Not Found\r\nA: b\r\n\r\n";
+    for (size_t step = 1; step < 60; step++) {
+        cr_assert_eq(in_steps(ok, step), 200);
+        cr_assert_eq(in_steps(cont, step), 404);
+        cr_assert_eq(in_steps("HTTP/1.0 503 Busy\n\n", step), 503);
+        cr_assert_eq(in_steps("HTTP/1.1 101 Switching\r\n\r\n", step), 101);
+        cr_assert_eq(in_steps("SSH-2.0\r\n", step), -1);
+        cr_assert_eq(in_steps("HTTP/1.1 2x0 what\r\n\r\n", step), -1);
+        cr_assert_eq(in_steps("HTTP/1.1 200 OK\r\nA: b\r\n", step), 0); /* not finished */
+    }
+}
