@@ -1,34 +1,65 @@
 /*
- * File-descriptor lifetime: close() resets what dynobs knows about an fd.
- * Nothing is tracked per fd yet; the interposer exists so that the
- * pass-through, the re-entry guard and "off means off" are in place and
- * tested before the socket interposers build on them.
+ * File-descriptor lifetime: close, dup, dup2 and dup3 keep the fd table
+ * right, so that a reused fd number never inherits a stale connection and
+ * a dup'ed socket shares its connection state.
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "conn.h"
 #include "real.h"
 
-static int real_close(int fd)
+static inline int active(void)
 {
-    int (*fn)(int) = __atomic_load_n(&dynobs__real.close, __ATOMIC_ACQUIRE);
-    if (DYNOBS_UNLIKELY(!fn)) {
-        dynobs__real_bind();
-        fn = __atomic_load_n(&dynobs__real.close, __ATOMIC_ACQUIRE);
-        if (!fn) /* called from inside dlsym: nothing bound yet */
-            return (int)syscall(SYS_close, fd);
-    }
-    return fn(fd);
+    return __atomic_load_n(&dynobs__state, __ATOMIC_RELAXED) == DYNOBS_ON && !dynobs__guard;
 }
 
 DYNOBS_API int close(int fd)
 {
-    if (DYNOBS_LIKELY(__atomic_load_n(&dynobs__state, __ATOMIC_RELAXED) == DYNOBS_ON) &&
-        !dynobs__guard) {
-        /* Per-fd state is reset here once the socket interposers keep any. */
+    int (*fn)(int) = DYNOBS_REAL(close);
+    if (active() && dynobs__fd_get(fd)) {
+        int saved = errno;
+        dynobs__fd_set(fd, NULL);
+        errno = saved;
     }
-    return real_close(fd);
+    return fn ? fn(fd) : (int)syscall(SYS_close, fd);
+}
+
+static void carry(int from, int to)
+{
+    int saved = errno;
+    struct dynobs_conn *c = dynobs__fd_get(from);
+    if (c || dynobs__fd_get(to))
+        dynobs__fd_set(to, c);
+    errno = saved;
+}
+
+DYNOBS_API int dup(int fd)
+{
+    int (*fn)(int) = DYNOBS_REAL(dup);
+    int r = fn ? fn(fd) : (int)syscall(SYS_dup, fd);
+    if (r >= 0 && active())
+        carry(fd, r);
+    return r;
+}
+
+DYNOBS_API int dup2(int fd, int fd2)
+{
+    int (*fn)(int, int) = DYNOBS_REAL(dup2);
+    int r = fn ? fn(fd, fd2) : (int)syscall(SYS_dup3, fd, fd2, 0);
+    if (r >= 0 && fd != fd2 && active())
+        carry(fd, fd2);
+    return r;
+}
+
+DYNOBS_API int dup3(int fd, int fd2, int flags)
+{
+    int (*fn)(int, int, int) = DYNOBS_REAL(dup3);
+    int r = fn ? fn(fd, fd2, flags) : (int)syscall(SYS_dup3, fd, fd2, flags);
+    if (r >= 0 && active())
+        carry(fd, fd2);
+    return r;
 }

@@ -10,16 +10,39 @@ struct dynobs_real_fns dynobs__real;
 /* dlsym may allocate, take the loader lock or call functions we interpose
  * (libfaketime learned this the hard way). Binding is idempotent and
  * lock-free: whoever gets there stores the same pointers. An interposer
- * that finds its entry still NULL while this thread is binding must use
- * the raw system call instead (see fd.c). */
+ * that finds its entry still NULL while this thread is binding uses the
+ * raw system call instead. */
 static __thread int binding DYNOBS_TLS;
+
+#define BIND(field, sym)                                                                   \
+    do {                                                                                   \
+        void *p_ = dlsym(RTLD_NEXT, sym);                                                  \
+        if (p_)                                                                            \
+            __atomic_store_n((void **)&dynobs__real.field, p_, __ATOMIC_RELEASE);          \
+    } while (0)
 
 void dynobs__real_bind(void)
 {
     if (binding)
         return;
     binding = 1;
-    void *p = dlsym(RTLD_NEXT, "close");
-    __atomic_store_n((void **)&dynobs__real.close, p, __ATOMIC_RELEASE);
+    BIND(close, "close");
+    BIND(dup, "dup");
+    BIND(dup2, "dup2");
+    BIND(dup3, "dup3");
+    BIND(connect, "connect");
+    BIND(write, "write");
+    BIND(writev, "writev");
+    BIND(send, "send");
+    BIND(sendto, "sendto");
+    BIND(sendmsg, "sendmsg");
+    BIND(read, "read");
+    BIND(readv, "readv");
+    BIND(recv, "recv");
+    BIND(recvfrom, "recvfrom");
+    BIND(recvmsg, "recvmsg");
+    BIND(read_chk, "__read_chk");
+    BIND(recv_chk, "__recv_chk");
+    BIND(recvfrom_chk, "__recvfrom_chk");
     binding = 0;
 }

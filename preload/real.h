@@ -5,10 +5,34 @@
 #ifndef DYNOBS_PRELOAD_REAL_H
 #define DYNOBS_PRELOAD_REAL_H
 
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
 #include "../common/util.h"
 
 struct dynobs_real_fns {
     int (*close)(int fd);
+    int (*dup)(int fd);
+    int (*dup2)(int fd, int fd2);
+    int (*dup3)(int fd, int fd2, int flags);
+    int (*connect)(int fd, const struct sockaddr *addr, socklen_t len);
+    ssize_t (*write)(int fd, const void *buf, size_t n);
+    ssize_t (*writev)(int fd, const struct iovec *iov, int iovcnt);
+    ssize_t (*send)(int fd, const void *buf, size_t n, int flags);
+    ssize_t (*sendto)(int fd, const void *buf, size_t n, int flags, const struct sockaddr *to,
+                      socklen_t tolen);
+    ssize_t (*sendmsg)(int fd, const struct msghdr *msg, int flags);
+    ssize_t (*read)(int fd, void *buf, size_t n);
+    ssize_t (*readv)(int fd, const struct iovec *iov, int iovcnt);
+    ssize_t (*recv)(int fd, void *buf, size_t n, int flags);
+    ssize_t (*recvfrom)(int fd, void *buf, size_t n, int flags, struct sockaddr *from,
+                        socklen_t *fromlen);
+    ssize_t (*recvmsg)(int fd, struct msghdr *msg, int flags);
+    ssize_t (*read_chk)(int fd, void *buf, size_t n, size_t buflen);
+    ssize_t (*recv_chk)(int fd, void *buf, size_t n, size_t buflen, int flags);
+    ssize_t (*recvfrom_chk)(int fd, void *buf, size_t n, size_t buflen, int flags,
+                            struct sockaddr *from, socklen_t *fromlen);
 };
 
 extern struct dynobs_real_fns dynobs__real DYNOBS_INTERNAL;
@@ -16,5 +40,13 @@ extern struct dynobs_real_fns dynobs__real DYNOBS_INTERNAL;
 /* Binds every entry. Safe to call more than once and from an interposer
  * that runs before the constructor; see real.c for recursion. */
 void dynobs__real_bind(void) DYNOBS_INTERNAL;
+
+/* The bound pointer of an entry, binding first if needed; NULL only while
+ * dlsym itself is running on this thread (callers then use the raw
+ * system call). */
+#define DYNOBS_REAL(name)                                                                  \
+    (__builtin_expect(__atomic_load_n(&dynobs__real.name, __ATOMIC_ACQUIRE) != NULL, 1)   \
+         ? dynobs__real.name                                                               \
+         : (dynobs__real_bind(), __atomic_load_n(&dynobs__real.name, __ATOMIC_ACQUIRE)))
 
 #endif

@@ -1,0 +1,52 @@
+/*
+ * Connections: what dynobs knows about one HTTP/1 client stream (a TCP
+ * socket, later a TLS session), and the table that maps file descriptors
+ * to them.
+ *
+ * A table entry is NULL (not looked at yet), DYNOBS_NOT_HTTP (ruled out:
+ * one compare per call from then on) or a connection, shared by the fds
+ * that dup() made of one socket.
+ */
+#ifndef DYNOBS_PRELOAD_CONN_H
+#define DYNOBS_PRELOAD_CONN_H
+
+#include <stdint.h>
+
+#include "internal.h"
+
+#include "../common/http1.h"
+
+#define DYNOBS_NOT_HTTP ((struct dynobs_conn *)1)
+#define DYNOBS_INJECT_MAX 700u
+
+struct dynobs_conn {
+    struct dynobs_conn *next_free;
+    int refs;            /* fds (or sessions) that use it; atomic */
+    uint8_t tls;         /* 1: https (bytes seen inside TLS) */
+    uint8_t span_open;   /* a request is waiting for its response */
+    uint8_t sent;        /* the header block (with our lines) is out */
+    int64_t inj_at;      /* app bytes until our lines go out; -1: none */
+    uint16_t inj_len, inj_sent;
+    uint64_t req_start_ns;
+    struct dynobs_h1_out out;
+    struct dynobs_h1_in in;
+    char inj[DYNOBS_INJECT_MAX];
+    /* The request, for the span's end and the metric. */
+    char method[24];
+    char server_address[DYNOBS_H1_HOST_MAX];
+    int server_port;
+    struct dynobs_span span; /* detached span of the request in flight */
+};
+
+struct dynobs_conn *dynobs__conn_new(void) DYNOBS_INTERNAL;
+void dynobs__conn_ref(struct dynobs_conn *c) DYNOBS_INTERNAL;
+/* Drops a reference; the last one ends an unfinished request as failed. */
+void dynobs__conn_unref(struct dynobs_conn *c) DYNOBS_INTERNAL;
+
+/* The entry of fd: NULL, DYNOBS_NOT_HTTP or a connection. */
+struct dynobs_conn *dynobs__fd_get(int fd) DYNOBS_INTERNAL;
+/* Replaces the entry of fd (taking a reference on c when it is a
+ * connection, dropping the old one's). */
+void dynobs__fd_set(int fd, struct dynobs_conn *c) DYNOBS_INTERNAL;
+
+#endif
