@@ -1,0 +1,252 @@
+"""HTTP client tracing against a real nginx: clients run under LD_PRELOAD,
+nginx logs the traceparent it received, the exporter ships the client
+spans to a test OTLP receiver, and everything must agree.
+
+usage: test_http_client.py BUILD_DIR SOURCE_DIR [TEST_NAME ...]
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import test_exporter as tx  # noqa: E402  (shared helpers; argv parsed there)
+from otlp_receiver import Receiver  # noqa: E402
+
+BUILD, SOURCE = tx.BUILD, tx.SOURCE
+ONEBYTE = os.path.join(BUILD, "tests", "dynobs-onebyte")
+check, wait_for, one, attrs, hexid, spans_of = (tx.check, tx.wait_for, tx.one, tx.attrs, tx.hexid,
+                                                 tx.spans_of)
+
+NGINX_CONF = """daemon off;
+worker_processes 1;
+pid {d}/nginx.pid;
+error_log {d}/error.log;
+events {{ worker_connections 64; }}
+http {{
+  log_format tp '$request_uri|$http_traceparent|$http_tracestate|$status';
+  access_log {d}/access.log tp;
+  client_body_temp_path {d}/body;
+  proxy_temp_path {d}/proxy;
+  fastcgi_temp_path {d}/fcgi;
+  uwsgi_temp_path {d}/uwsgi;
+  scgi_temp_path {d}/scgi;
+  server {{
+    listen 127.0.0.1:{port};
+    root {d}/html;
+    location /missing {{ return 404; }}
+  }}
+}}
+"""
+
+
+class Nginx:
+    def __init__(self, env):
+        self.dir = os.path.join(env.dir, "nginx")
+        os.makedirs(os.path.join(self.dir, "html"))
+        # nginx's workers drop root: they must be able to read the files.
+        for d in (env.dir, self.dir, os.path.join(self.dir, "html")):
+            os.chmod(d, 0o755)
+        with open(os.path.join(self.dir, "html", "index.html"), "wb") as f:
+            f.write(b"hello from nginx\n" * 50)
+        with open(os.path.join(self.dir, "html", "big.bin"), "wb") as f:
+            f.write(os.urandom(300000))
+        self.port = tx.free_port()
+        conf = os.path.join(self.dir, "nginx.conf")
+        with open(conf, "w") as f:
+            f.write(NGINX_CONF.format(d=self.dir, port=self.port))
+        self.proc = subprocess.Popen(["nginx", "-c", conf, "-p", self.dir],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        env.procs.append(self.proc)
+        wait_for(self.up, 10, "nginx")
+        wait_for(lambda: len(self.log()) == 1, 10, "nginx's log of the first request")
+
+    def up(self):
+        try:
+            return tx.http_get("http://127.0.0.1:%d/index.html" % self.port, 1)
+        except OSError:
+            return None
+
+    def log(self):
+        try:
+            with open(os.path.join(self.dir, "access.log")) as f:
+                return [l.rstrip("\n").split("|") for l in f if l.strip()]
+        except OSError:
+            return []
+
+
+def third_party_skipped(what):
+    """Under the sanitizer build the ASan runtime must be preloaded into
+    every client, and uninstrumented curl, wget and python hang in
+    setlocale with it (even without dynobs): those cases run only in the
+    normal build."""
+    if os.environ.get("DYNOBS_TEST_PRELOAD_FIRST"):
+        print("  (skipped %s under AddressSanitizer: its runtime cannot be preloaded into an "
+              "uninstrumented %s)" % (what, what))
+        return True
+    return False
+
+
+def run(env, argv, preload, extra=None):
+    e = env.app_env(extra) if preload else dict(os.environ)
+    if not preload:
+        e.pop("LD_PRELOAD", None)
+    r = subprocess.run(argv, env=e, capture_output=True, timeout=60)
+    check(r.returncode == 0, "%s exited %d: %s" % (argv[0], r.returncode, r.stderr[-500:]))
+    return r.stdout
+
+
+def client_case(env, name, argv_of, expect_requests):
+    """Runs a client without and with the shim; returns (spans, log lines)."""
+    rx = Receiver()
+    try:
+        env.start_exporter(rx.url(), {"OTEL_METRICS_EXPORTER": "none"})
+        ng = Nginx(env)
+        argv = argv_of(ng.port)
+        before = len(ng.log())
+        plain = run(env, argv, False)
+        # nginx writes its log line once the response is out: wait for it.
+        wait_for(lambda: len(ng.log()) == before + expect_requests, 10,
+                 "%s: the requests without the shim in nginx's log" % name)
+        check(all(l[1] == "-" for l in ng.log()[before:]), "a traceparent without the shim")
+        base = len(ng.log())
+        traced = run(env, argv, True, {"OTEL_SERVICE_NAME": name})
+        check(traced == plain, "%s: the response bodies differ with the shim" % name)
+        lines = wait_for(lambda: len(ng.log()) == base + expect_requests and ng.log()[base:], 10,
+                         "nginx's log")
+        wait_for(lambda: len(spans_of(rx.accepted("/v1/traces"))) >= expect_requests, 10,
+                 "%d client spans" % expect_requests)
+        spans = [s for r, s in spans_of(rx.accepted("/v1/traces")) if r["service.name"] == name]
+        check(len(spans) == expect_requests, "%s: %d spans" % (name, len(spans)))
+        by_id = {hexid(s, "span_id"): s for s in spans}
+        for uri, tp, ts, status in lines:
+            check(tp != "-" and "," not in tp, "%s: traceparent %r at nginx" % (name, tp))
+            parts = tp.split("-")
+            check(len(parts) == 4 and parts[0] == "00", "traceparent form %r" % tp)
+            s = by_id.get(parts[2])
+            check(s is not None, "%s: no client span with id %s" % (name, parts[2]))
+            check(hexid(s, "trace_id") == parts[1], "trace ids differ")
+            a = attrs(s)
+            check(one(s, "kind") == "SPAN_KIND_CLIENT", "kind")
+            check(a["http.response.status_code"] == int(status), "status %r" % a)
+            check(a["http.request.method"] == "GET" and a["server.port"] == ng.port, "attrs %r" % a)
+            check(a["url.full"].startswith("http://127.0.0.1:%d/" % ng.port), "url %r" % a)
+            if int(status) >= 400:
+                check(a["error.type"] == status and
+                      one(one(s, "status"), "code") == "STATUS_CODE_ERROR", "error status")
+        return spans, lines
+    finally:
+        rx.stop()
+
+
+@tx.with_env
+def test_curl_cli(env):
+    if third_party_skipped("curl"):
+        return
+    client_case(env, "curl", lambda p: ["curl", "-s", "http://127.0.0.1:%d/index.html" % p,
+                                        "http://127.0.0.1:%d/missing?k=secret" % p,
+                                        "http://127.0.0.1:%d/big.bin" % p], 3)
+
+
+@tx.with_env
+def test_python_urllib(env):
+    if not os.path.exists("/usr/bin/python3"):
+        print("  (skipped: no /usr/bin/python3)")
+        return
+    if third_party_skipped("python3"):
+        return
+    code = ("import sys, urllib.request\n"
+            "for u in sys.argv[1:]:\n"
+            "    try:\n"
+            "        sys.stdout.buffer.write(urllib.request.urlopen(u).read())\n"
+            "    except urllib.error.HTTPError as e:\n"
+            "        sys.stdout.buffer.write(b'%d' % e.code)\n")
+    spans, _ = client_case(env, "pyclient", lambda p: [
+        "/usr/bin/python3", "-c", code, "http://127.0.0.1:%d/index.html?a=1&b=2" % p,
+        "http://127.0.0.1:%d/missing" % p], 2)
+    urls = sorted(attrs(s)["url.full"] for s in spans)
+    check(any(u.endswith("/index.html?a=REDACTED&b=REDACTED") for u in urls),
+          "query redacted: %r" % urls)
+
+
+@tx.with_env
+def test_onebyte_nonblocking_keepalive(env):
+    client_case(env, "onebyte", lambda p: [ONEBYTE, str(p), "/index.html", "4"], 4)
+
+
+@tx.with_env
+def test_wget(env):
+    if not shutil.which("wget"):
+        print("  (skipped: no wget)")
+        return
+    if third_party_skipped("wget"):
+        return
+    client_case(env, "wget", lambda p: ["wget", "-q", "-O", "-",
+                                        "http://127.0.0.1:%d/index.html" % p], 1)
+
+
+@tx.with_env
+def test_app_traceparent_is_left_alone(env):
+    if third_party_skipped("curl"):
+        return
+    rx = Receiver()
+    try:
+        env.start_exporter(rx.url(), {"OTEL_METRICS_EXPORTER": "none"})
+        ng = Nginx(env)
+        mine = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+        run(env, ["curl", "-s", "-H", "traceparent: " + mine,
+                  "http://127.0.0.1:%d/index.html" % ng.port], True)
+        wait_for(lambda: len(spans_of(rx.accepted("/v1/traces"))) == 1, 10, "the span")
+        check(ng.log()[-1][1] == mine, "nginx saw %r" % ng.log()[-1][1])
+        _, s = spans_of(rx.accepted("/v1/traces"))[0]
+        check(hexid(s, "trace_id") == "0af7651916cd43dd8448eb211c80319c" and
+              hexid(s, "parent_span_id") == "b7ad6b7169203331", "the app's context is the parent")
+    finally:
+        rx.stop()
+
+
+@tx.with_env
+def test_client_metric_exact_when_unsampled(env):
+    env.start_exporter(None, {"OTEL_TRACES_EXPORTER": "none", "OTEL_METRICS_EXPORTER": "none"})
+    ng = Nginx(env)
+    run(env, [ONEBYTE, str(ng.port), "/index.html", "5"], True,
+        {"OTEL_TRACES_SAMPLER": "always_off", "OTEL_SERVICE_NAME": "quiet"})
+    series = ('http_client_request_duration_seconds_count{service_name="quiet",'
+              'http_request_method="GET",http_response_status_code="200",'
+              'server_address="127.0.0.1",server_port="%d"}' % ng.port)
+    wait_for(lambda: env.metric(series) == 5, 10, "5 requests counted")
+    # Unsampled: the context still propagates, with the sampled flag clear
+    # (the random-trace-id flag stays set).
+    wait_for(lambda: len(ng.log()) >= 6, 10, "nginx's log")
+    flags = [int(l[1][-2:], 16) for l in ng.log()[-5:]]
+    check(all(f & 1 == 0 and f & 2 for f in flags), "flags at nginx %r" % flags)
+
+
+def main():
+    tests = [v for k, v in sorted(globals().items()) if k.startswith("test_") and callable(v)]
+    if not shutil.which("nginx") and not os.path.exists("/usr/sbin/nginx"):
+        print("nginx is missing (Debian: nginx-light)")
+        return 1
+    os.environ["PATH"] += ":/usr/sbin"
+    wanted = sys.argv[3:]
+    if wanted:
+        tests = [t for t in tests if t.__name__ in wanted]
+    passed = failed = 0
+    for t in tests:
+        t0 = time.time()
+        try:
+            t()
+            passed += 1
+            print("PASS %s (%.1fs)" % (t.__name__, time.time() - t0))
+        except Exception as e:
+            failed += 1
+            print("FAIL %s (%.1fs): %s" % (t.__name__, time.time() - t0, e))
+        sys.stdout.flush()
+    print("%d passed, %d failed" % (passed, failed))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
