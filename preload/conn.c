@@ -15,7 +15,7 @@
 #define FD_CHUNK_BITS 12
 #define FD_CHUNKS 256 /* fds up to 2^20 */
 
-static struct dynobs_conn **chunks[FD_CHUNKS];
+static struct dynobs_conn **chunks[2][FD_CHUNKS];
 static struct dynobs_conn *free_list;
 static int free_lock;
 
@@ -46,8 +46,11 @@ struct dynobs_conn *dynobs__conn_new(void)
             return NULL;
         c = m;
     }
-    /* Everything up to the span is reset; the span keeps its generation. */
+    /* Everything up to the span is reset (the span keeps its generation,
+     * the TLS scratch buffer its mapping). */
+    char *scratch = c->scratch;
     memset(c, 0, offsetof(struct dynobs_conn, span));
+    c->scratch = scratch;
     c->refs = 0; /* the fd table (or a session) takes the references */
     c->inj_at = -1;
     return c;
@@ -73,12 +76,12 @@ void dynobs__conn_unref(struct dynobs_conn *c)
      * contention on closing sockets. */
 }
 
-static struct dynobs_conn **slot(int fd, int create)
+static struct dynobs_conn **slot(enum dynobs_table t, int fd, int create)
 {
     if (fd < 0 || fd >= (FD_CHUNKS << FD_CHUNK_BITS))
         return NULL;
     unsigned ci = (unsigned)fd >> FD_CHUNK_BITS;
-    struct dynobs_conn **ch = __atomic_load_n(&chunks[ci], __ATOMIC_ACQUIRE);
+    struct dynobs_conn **ch = __atomic_load_n(&chunks[t][ci], __ATOMIC_ACQUIRE);
     if (!ch) {
         if (!create)
             return NULL;
@@ -87,7 +90,7 @@ static struct dynobs_conn **slot(int fd, int create)
         if (m == MAP_FAILED)
             return NULL;
         struct dynobs_conn **expect = NULL;
-        if (!__atomic_compare_exchange_n(&chunks[ci], &expect, (struct dynobs_conn **)m, 0,
+        if (!__atomic_compare_exchange_n(&chunks[t][ci], &expect, (struct dynobs_conn **)m, 0,
                                          __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
             munmap(m, sizeof(void *) << FD_CHUNK_BITS);
             ch = expect;
@@ -98,15 +101,15 @@ static struct dynobs_conn **slot(int fd, int create)
     return &ch[(unsigned)fd & ((1u << FD_CHUNK_BITS) - 1)];
 }
 
-struct dynobs_conn *dynobs__fd_get(int fd)
+struct dynobs_conn *dynobs__tab_get(enum dynobs_table t, int fd)
 {
-    struct dynobs_conn **s = slot(fd, 0);
+    struct dynobs_conn **s = slot(t, fd, 0);
     return s ? __atomic_load_n(s, __ATOMIC_ACQUIRE) : NULL;
 }
 
-void dynobs__fd_set(int fd, struct dynobs_conn *c)
+void dynobs__tab_set(enum dynobs_table t, int fd, struct dynobs_conn *c)
 {
-    struct dynobs_conn **s = slot(fd, c != NULL);
+    struct dynobs_conn **s = slot(t, fd, c != NULL);
     if (!s)
         return;
     if (c && c != DYNOBS_NOT_HTTP)

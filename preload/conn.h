@@ -19,8 +19,12 @@
 #define DYNOBS_NOT_HTTP ((struct dynobs_conn *)1)
 #define DYNOBS_INJECT_MAX 700u
 
+#define DYNOBS_TLS_SCRATCH (64u * 1024u)
+
 struct dynobs_conn {
     struct dynobs_conn *next_free;
+    char *scratch; /* TLS: the app's bytes with ours spliced in (stable
+                    * across retries, as OpenSSL wants the same buffer) */
     int refs;            /* fds (or sessions) that use it; atomic */
     uint8_t tls;         /* 1: https (bytes seen inside TLS) */
     uint8_t span_open;   /* a request is waiting for its response */
@@ -43,10 +47,24 @@ void dynobs__conn_ref(struct dynobs_conn *c) DYNOBS_INTERNAL;
 /* Drops a reference; the last one ends an unfinished request as failed. */
 void dynobs__conn_unref(struct dynobs_conn *c) DYNOBS_INTERNAL;
 
+/* Two tables: the plain bytes of sockets, and the plain bytes of TLS
+ * sessions, keyed by the session's fd. */
+enum dynobs_table { DYNOBS_TAB_SOCKET = 0, DYNOBS_TAB_TLS = 1 };
+
 /* The entry of fd: NULL, DYNOBS_NOT_HTTP or a connection. */
-struct dynobs_conn *dynobs__fd_get(int fd) DYNOBS_INTERNAL;
+struct dynobs_conn *dynobs__tab_get(enum dynobs_table t, int fd) DYNOBS_INTERNAL;
 /* Replaces the entry of fd (taking a reference on c when it is a
  * connection, dropping the old one's). */
-void dynobs__fd_set(int fd, struct dynobs_conn *c) DYNOBS_INTERNAL;
+void dynobs__tab_set(enum dynobs_table t, int fd, struct dynobs_conn *c) DYNOBS_INTERNAL;
+
+static inline struct dynobs_conn *dynobs__fd_get(int fd)
+{
+    return dynobs__tab_get(DYNOBS_TAB_SOCKET, fd);
+}
+
+static inline void dynobs__fd_set(int fd, struct dynobs_conn *c)
+{
+    dynobs__tab_set(DYNOBS_TAB_SOCKET, fd, c);
+}
 
 #endif

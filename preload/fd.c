@@ -20,9 +20,10 @@ static inline int active(void)
 DYNOBS_API int close(int fd)
 {
     int (*fn)(int) = DYNOBS_REAL(close);
-    if (active() && dynobs__fd_get(fd)) {
+    if (active()) {
         int saved = errno;
-        dynobs__fd_set(fd, NULL);
+        if (dynobs__fd_get(fd))
+            dynobs__fd_set(fd, NULL);
         errno = saved;
     }
     return fn ? fn(fd) : (int)syscall(SYS_close, fd);

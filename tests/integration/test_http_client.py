@@ -35,6 +35,9 @@ http {{
   scgi_temp_path {d}/scgi;
   server {{
     listen 127.0.0.1:{port};
+    listen 127.0.0.1:{tls_port} ssl;
+    ssl_certificate {d}/cert.pem;
+    ssl_certificate_key {d}/key.pem;
     root {d}/html;
     location /missing {{ return 404; }}
   }}
@@ -54,9 +57,17 @@ class Nginx:
         with open(os.path.join(self.dir, "html", "big.bin"), "wb") as f:
             f.write(os.urandom(300000))
         self.port = tx.free_port()
+        self.tls_port = tx.free_port()
+        self.cert = os.path.join(self.dir, "cert.pem")
+        r = subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days",
+                            "1", "-subj", "/CN=127.0.0.1", "-addext",
+                            "subjectAltName=IP:127.0.0.1", "-keyout",
+                            os.path.join(self.dir, "key.pem"), "-out", self.cert],
+                           capture_output=True, timeout=60)
+        check(r.returncode == 0, "openssl req: %s" % r.stderr)
         conf = os.path.join(self.dir, "nginx.conf")
         with open(conf, "w") as f:
-            f.write(NGINX_CONF.format(d=self.dir, port=self.port))
+            f.write(NGINX_CONF.format(d=self.dir, port=self.port, tls_port=self.tls_port))
         self.proc = subprocess.Popen(["nginx", "-c", conf, "-p", self.dir],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         env.procs.append(self.proc)
@@ -98,13 +109,13 @@ def run(env, argv, preload, extra=None):
     return r.stdout
 
 
-def client_case(env, name, argv_of, expect_requests):
+def client_case(env, name, argv_of, expect_requests, tls=False):
     """Runs a client without and with the shim; returns (spans, log lines)."""
     rx = Receiver()
     try:
         env.start_exporter(rx.url(), {"OTEL_METRICS_EXPORTER": "none"})
         ng = Nginx(env)
-        argv = argv_of(ng.port)
+        argv = argv_of(ng)
         before = len(ng.log())
         plain = run(env, argv, False)
         # nginx writes its log line once the response is out: wait for it.
@@ -131,8 +142,11 @@ def client_case(env, name, argv_of, expect_requests):
             a = attrs(s)
             check(one(s, "kind") == "SPAN_KIND_CLIENT", "kind")
             check(a["http.response.status_code"] == int(status), "status %r" % a)
-            check(a["http.request.method"] == "GET" and a["server.port"] == ng.port, "attrs %r" % a)
-            check(a["url.full"].startswith("http://127.0.0.1:%d/" % ng.port), "url %r" % a)
+            port = ng.tls_port if tls else ng.port
+            check(a["http.request.method"] == "GET" and a["server.port"] == port, "attrs %r" % a)
+            check(a["url.full"].startswith("%s://127.0.0.1:%d/" % ("https" if tls else "http", port)),
+                  "url %r" % a)
+            check(a["network.protocol.version"] == "1.1", "version")
             if int(status) >= 400:
                 check(a["error.type"] == status and
                       one(one(s, "status"), "code") == "STATUS_CODE_ERROR", "error status")
@@ -145,9 +159,19 @@ def client_case(env, name, argv_of, expect_requests):
 def test_curl_cli(env):
     if third_party_skipped("curl"):
         return
-    client_case(env, "curl", lambda p: ["curl", "-s", "http://127.0.0.1:%d/index.html" % p,
-                                        "http://127.0.0.1:%d/missing?k=secret" % p,
-                                        "http://127.0.0.1:%d/big.bin" % p], 3)
+    client_case(env, "curl", lambda n: ["curl", "-s", "http://127.0.0.1:%d/index.html" % n.port,
+                                        "http://127.0.0.1:%d/missing?k=secret" % n.port,
+                                        "http://127.0.0.1:%d/big.bin" % n.port], 3)
+
+
+@tx.with_env
+def test_curl_cli_https(env):
+    if third_party_skipped("curl"):
+        return
+    client_case(env, "curls", lambda n: [
+        "curl", "-s", "--http1.1", "--cacert", n.cert,
+        "https://127.0.0.1:%d/index.html" % n.tls_port,
+        "https://127.0.0.1:%d/big.bin" % n.tls_port], 2, tls=True)
 
 
 @tx.with_env
@@ -163,17 +187,31 @@ def test_python_urllib(env):
             "        sys.stdout.buffer.write(urllib.request.urlopen(u).read())\n"
             "    except urllib.error.HTTPError as e:\n"
             "        sys.stdout.buffer.write(b'%d' % e.code)\n")
-    spans, _ = client_case(env, "pyclient", lambda p: [
-        "/usr/bin/python3", "-c", code, "http://127.0.0.1:%d/index.html?a=1&b=2" % p,
-        "http://127.0.0.1:%d/missing" % p], 2)
+    spans, _ = client_case(env, "pyclient", lambda n: [
+        "/usr/bin/python3", "-c", code, "http://127.0.0.1:%d/index.html?a=1&b=2" % n.port,
+        "http://127.0.0.1:%d/missing" % n.port], 2)
     urls = sorted(attrs(s)["url.full"] for s in spans)
     check(any(u.endswith("/index.html?a=REDACTED&b=REDACTED") for u in urls),
           "query redacted: %r" % urls)
 
 
 @tx.with_env
+def test_python_https_through_openssl(env):
+    if not os.path.exists("/usr/bin/python3") or third_party_skipped("python3"):
+        return
+    code = ("import ssl, sys, urllib.request\n"
+            "ctx = ssl.create_default_context(cafile=sys.argv[1])\n"
+            "for u in sys.argv[2:]:\n"
+            "    sys.stdout.buffer.write(urllib.request.urlopen(u, context=ctx).read())\n")
+    client_case(env, "pytls", lambda n: [
+        "/usr/bin/python3", "-c", code, n.cert,
+        "https://127.0.0.1:%d/index.html" % n.tls_port,
+        "https://127.0.0.1:%d/big.bin" % n.tls_port], 2, tls=True)
+
+
+@tx.with_env
 def test_onebyte_nonblocking_keepalive(env):
-    client_case(env, "onebyte", lambda p: [ONEBYTE, str(p), "/index.html", "4"], 4)
+    client_case(env, "onebyte", lambda n: [ONEBYTE, str(n.port), "/index.html", "4"], 4)
 
 
 @tx.with_env
@@ -183,8 +221,8 @@ def test_wget(env):
         return
     if third_party_skipped("wget"):
         return
-    client_case(env, "wget", lambda p: ["wget", "-q", "-O", "-",
-                                        "http://127.0.0.1:%d/index.html" % p], 1)
+    client_case(env, "wget", lambda n: ["wget", "-q", "-O", "-",
+                                        "http://127.0.0.1:%d/index.html" % n.port], 1)
 
 
 @tx.with_env
