@@ -85,6 +85,18 @@ long dynobs__h1_out_feed(struct dynobs_h1_out *o, const uint8_t *p, size_t n)
             o->reqline_trunc = 0;
             /* fall through */
         case DYNOBS_H1_REQLINE:
+            /* Past the method, copy up to the end of the line at once. */
+            if (o->reqline_len > 17 && !o->reqline_trunc && c != '\n') {
+                const uint8_t *nl = memchr(p + i, '\n', n - i);
+                size_t run = (nl ? (size_t)(nl - (p + i)) : n - i);
+                size_t room = DYNOBS_H1_REQLINE_MAX - 10 - o->reqline_len;
+                if (run <= room) {
+                    memcpy(o->reqline + o->reqline_len, p + i, run);
+                    o->reqline_len = (uint16_t)(o->reqline_len + run);
+                    i += run - 1;
+                    break;
+                }
+            }
             if (c == '\n') {
                 char tail[9];
                 if (o->reqline_trunc) {
@@ -124,6 +136,14 @@ long dynobs__h1_out_feed(struct dynobs_h1_out *o, const uint8_t *p, size_t n)
             }
             break;
         case DYNOBS_H1_HEADERS:
+            /* Inside a header we do not care about: skip to its end. */
+            if (!o->line_start && !o->in_value && !o->match && c != '\n') {
+                const uint8_t *nl = memchr(p + i, '\n', n - i);
+                size_t run = nl ? (size_t)(nl - (p + i)) : n - i;
+                o->line_len += (uint32_t)run;
+                i += run - 1;
+                break;
+            }
             if (o->line_start) {
                 if (c == '\r' || c == '\n')
                     return (long)i; /* the empty line: headers end here */

@@ -33,6 +33,7 @@ struct dynobs_conn {
     uint16_t inj_len, inj_sent;
     uint64_t req_start_ns;
     struct dynobs_h1_out out;
+    struct dynobs_h1_out planned; /* out, as of our lines' position */
     struct dynobs_h1_in in;
     char inj[DYNOBS_INJECT_MAX];
     /* The request, for the span's end and the metric. */
