@@ -12,10 +12,11 @@
 #include "conn.h"
 #include "httpclient.h"
 
-#define FD_CHUNK_BITS 12
-#define FD_CHUNKS 256 /* fds up to 2^20 */
+#define FD_CHUNK_BITS DYNOBS_FD_CHUNK_BITS
+#define FD_CHUNKS DYNOBS_FD_CHUNKS
 
-static struct dynobs_conn **chunks[2][FD_CHUNKS];
+struct dynobs_conn **dynobs__fd_chunks[2][DYNOBS_FD_CHUNKS];
+#define chunks dynobs__fd_chunks
 static struct dynobs_conn *free_list;
 static int free_lock;
 
@@ -99,12 +100,6 @@ static struct dynobs_conn **slot(enum dynobs_table t, int fd, int create)
         }
     }
     return &ch[(unsigned)fd & ((1u << FD_CHUNK_BITS) - 1)];
-}
-
-struct dynobs_conn *dynobs__tab_get(enum dynobs_table t, int fd)
-{
-    struct dynobs_conn **s = slot(t, fd, 0);
-    return s ? __atomic_load_n(s, __ATOMIC_ACQUIRE) : NULL;
 }
 
 void dynobs__tab_set(enum dynobs_table t, int fd, struct dynobs_conn *c)

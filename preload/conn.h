@@ -52,8 +52,22 @@ void dynobs__conn_unref(struct dynobs_conn *c) DYNOBS_INTERNAL;
  * sessions, keyed by the session's fd. */
 enum dynobs_table { DYNOBS_TAB_SOCKET = 0, DYNOBS_TAB_TLS = 1 };
 
-/* The entry of fd: NULL, DYNOBS_NOT_HTTP or a connection. */
-struct dynobs_conn *dynobs__tab_get(enum dynobs_table t, int fd) DYNOBS_INTERNAL;
+#define DYNOBS_FD_CHUNK_BITS 12
+#define DYNOBS_FD_CHUNKS 256 /* fds up to 2^20 */
+extern struct dynobs_conn **dynobs__fd_chunks[2][DYNOBS_FD_CHUNKS] DYNOBS_INTERNAL;
+
+/* The entry of fd: NULL, DYNOBS_NOT_HTTP or a connection. Inline: every
+ * read and write of the process asks this. */
+static inline struct dynobs_conn *dynobs__tab_get(enum dynobs_table t, int fd)
+{
+    unsigned u = (unsigned)fd;
+    if (DYNOBS_UNLIKELY(u >= (DYNOBS_FD_CHUNKS << DYNOBS_FD_CHUNK_BITS)))
+        return NULL;
+    struct dynobs_conn **ch =
+        __atomic_load_n(&dynobs__fd_chunks[t][u >> DYNOBS_FD_CHUNK_BITS], __ATOMIC_ACQUIRE);
+    return ch ? __atomic_load_n(&ch[u & ((1u << DYNOBS_FD_CHUNK_BITS) - 1)], __ATOMIC_ACQUIRE)
+              : NULL;
+}
 /* Replaces the entry of fd (taking a reference on c when it is a
  * connection, dropping the old one's). */
 void dynobs__tab_set(enum dynobs_table t, int fd, struct dynobs_conn *c) DYNOBS_INTERNAL;

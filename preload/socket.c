@@ -259,14 +259,26 @@ static ssize_t out(const struct out_call *o, struct dynobs_conn *c)
     }
 }
 
-DYNOBS_API ssize_t write(int fd, const void *buf, size_t n)
+/* The interposers test "on, and not inside dynobs" first and go straight
+ * to the real function otherwise; the work lives out of line. */
+__attribute__((noinline)) static ssize_t write_slow(int fd, const void *buf, size_t n)
 {
     struct iovec v = {(void *)buf, n};
     struct dynobs_conn *c = out_conn(fd, &v, 1);
-    if (DYNOBS_LIKELY(!c))
+    if (!c)
         return r_write(fd, buf, n);
     struct out_call o = {.kind = O_WRITE, .fd = fd, .iov = &v, .iovcnt = 1};
     return out(&o, c);
+}
+
+DYNOBS_API ssize_t write(int fd, const void *buf, size_t n)
+{
+    if (DYNOBS_LIKELY(!active()))
+        return r_write(fd, buf, n);
+    struct dynobs_conn *c = dynobs__fd_get(fd);
+    if (DYNOBS_LIKELY(c == DYNOBS_NOT_HTTP))
+        return r_write(fd, buf, n);
+    return write_slow(fd, buf, n);
 }
 
 DYNOBS_API ssize_t writev(int fd, const struct iovec *iov, int iovcnt)
@@ -329,15 +341,23 @@ static void after_read(struct dynobs_conn *c, const struct iovec *iov, int iovcn
     errno = saved;
 }
 
+__attribute__((noinline)) static ssize_t read_slow(struct dynobs_conn *c, int fd, void *buf,
+                                                   size_t n)
+{
+    ssize_t r = r_read(fd, buf, n);
+    struct iovec v = {buf, n};
+    after_read(c, &v, 1, r, n, 0);
+    return r;
+}
+
 DYNOBS_API ssize_t read(int fd, void *buf, size_t n)
 {
+    if (DYNOBS_LIKELY(!active()))
+        return r_read(fd, buf, n);
     struct dynobs_conn *c = in_conn(fd);
-    ssize_t r = r_read(fd, buf, n);
-    if (DYNOBS_UNLIKELY(c != NULL)) {
-        struct iovec v = {buf, n};
-        after_read(c, &v, 1, r, n, 0);
-    }
-    return r;
+    if (DYNOBS_LIKELY(!c))
+        return r_read(fd, buf, n);
+    return read_slow(c, fd, buf, n);
 }
 
 DYNOBS_API ssize_t __read_chk(int fd, void *buf, size_t n, size_t buflen)
