@@ -54,6 +54,9 @@ extern uint64_t dynobs__lost DYNOBS_INTERNAL;
  * per-thread block from mmap. initial-exec makes each access one load. */
 #define DYNOBS_TLS __attribute__((tls_model("initial-exec")))
 extern __thread int dynobs__guard DYNOBS_TLS DYNOBS_INTERNAL;
+/* Non-zero while libcurl does its I/O on this thread (curl.c): the socket
+ * and TLS layers leave those bytes to the libcurl layer. */
+extern __thread int dynobs__curl_depth DYNOBS_TLS DYNOBS_INTERNAL;
 
 #define DYNOBS_STACK_DEPTH 64
 #define DYNOBS_SPAN_POOL 32

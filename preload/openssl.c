@@ -64,7 +64,8 @@ static void *lookup(void **slot_, const char *name)
 
 static inline int active(void)
 {
-    return __atomic_load_n(&dynobs__state, __ATOMIC_RELAXED) == DYNOBS_ON && !dynobs__guard;
+    return __atomic_load_n(&dynobs__state, __ATOMIC_RELAXED) == DYNOBS_ON && !dynobs__guard &&
+           !dynobs__curl_depth;
 }
 
 /* Sessions: SSL pointer -> connection, open addressing, lock-free. A key

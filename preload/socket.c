@@ -25,7 +25,8 @@
 
 static inline int active(void)
 {
-    return __atomic_load_n(&dynobs__state, __ATOMIC_RELAXED) == DYNOBS_ON && !dynobs__guard;
+    return __atomic_load_n(&dynobs__state, __ATOMIC_RELAXED) == DYNOBS_ON && !dynobs__guard &&
+           !dynobs__curl_depth;
 }
 
 /* ---- the real calls, with raw system calls while dlsym runs ---- */

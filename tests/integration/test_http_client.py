@@ -17,6 +17,7 @@ from otlp_receiver import Receiver  # noqa: E402
 
 BUILD, SOURCE = tx.BUILD, tx.SOURCE
 ONEBYTE = os.path.join(BUILD, "tests", "dynobs-onebyte")
+CURLCLIENT = os.path.join(BUILD, "tests", "dynobs-curlclient")
 check, wait_for, one, attrs, hexid, spans_of = (tx.check, tx.wait_for, tx.one, tx.attrs, tx.hexid,
                                                  tx.spans_of)
 
@@ -26,7 +27,7 @@ pid {d}/nginx.pid;
 error_log {d}/error.log;
 events {{ worker_connections 64; }}
 http {{
-  log_format tp '$request_uri|$http_traceparent|$http_tracestate|$status';
+  log_format tp '$request_uri|$http_traceparent|$http_tracestate|$status|$server_protocol|$http_x_app';
   access_log {d}/access.log tp;
   client_body_temp_path {d}/body;
   proxy_temp_path {d}/proxy;
@@ -35,7 +36,7 @@ http {{
   scgi_temp_path {d}/scgi;
   server {{
     listen 127.0.0.1:{port};
-    listen 127.0.0.1:{tls_port} ssl;
+    listen 127.0.0.1:{tls_port} ssl http2;
     ssl_certificate {d}/cert.pem;
     ssl_certificate_key {d}/key.pem;
     root {d}/html;
@@ -132,7 +133,7 @@ def client_case(env, name, argv_of, expect_requests, tls=False):
         spans = [s for r, s in spans_of(rx.accepted("/v1/traces")) if r["service.name"] == name]
         check(len(spans) == expect_requests, "%s: %d spans" % (name, len(spans)))
         by_id = {hexid(s, "span_id"): s for s in spans}
-        for uri, tp, ts, status in lines:
+        for uri, tp, ts, status, proto, xapp in lines:
             check(tp != "-" and "," not in tp, "%s: traceparent %r at nginx" % (name, tp))
             parts = tp.split("-")
             check(len(parts) == 4 and parts[0] == "00", "traceparent form %r" % tp)
@@ -142,11 +143,13 @@ def client_case(env, name, argv_of, expect_requests, tls=False):
             a = attrs(s)
             check(one(s, "kind") == "SPAN_KIND_CLIENT", "kind")
             check(a["http.response.status_code"] == int(status), "status %r" % a)
-            port = ng.tls_port if tls else ng.port
+            is_tls = a["url.full"].startswith("https://") if tls is None else tls
+            port = ng.tls_port if is_tls else ng.port
             check(a["http.request.method"] == "GET" and a["server.port"] == port, "attrs %r" % a)
-            check(a["url.full"].startswith("%s://127.0.0.1:%d/" % ("https" if tls else "http", port)),
-                  "url %r" % a)
-            check(a["network.protocol.version"] == "1.1", "version")
+            check(a["url.full"].startswith("%s://127.0.0.1:%d/" % ("https" if is_tls else "http",
+                                                                   port)), "url %r" % a)
+            want = {"HTTP/1.1": "1.1", "HTTP/2.0": "2"}[proto]
+            check(a["network.protocol.version"] == want, "version %r for %s" % (a, proto))
             if int(status) >= 400:
                 check(a["error.type"] == status and
                       one(one(s, "status"), "code") == "STATUS_CODE_ERROR", "error status")
@@ -193,6 +196,52 @@ def test_python_urllib(env):
     urls = sorted(attrs(s)["url.full"] for s in spans)
     check(any(u.endswith("/index.html?a=REDACTED&b=REDACTED") for u in urls),
           "query redacted: %r" % urls)
+
+
+@tx.with_env
+def test_curl_cli_http2(env):
+    if third_party_skipped("curl"):
+        return
+    _, lines = client_case(env, "curl2", lambda n: [
+        "curl", "-s", "--http2", "--cacert", n.cert,
+        "https://127.0.0.1:%d/index.html" % n.tls_port,
+        "https://127.0.0.1:%d/missing" % n.tls_port], 2, tls=True)
+    check(all(l[4] == "HTTP/2.0" for l in lines), "HTTP/2 was used: %r" % lines)
+
+
+@tx.with_env
+def test_libcurl_easy_keeps_the_app_header_list(env):
+    _, lines = client_case(env, "cureasy", lambda n: [
+        CURLCLIENT, "easy", n.cert, "https://127.0.0.1:%d/index.html" % n.tls_port,
+        "http://127.0.0.1:%d/big.bin" % n.port], 2, tls=None)
+    check(all(l[5] == "yes" for l in lines), "the app's own header reached nginx: %r" % lines)
+
+
+@tx.with_env
+def test_libcurl_multi(env):
+    _, lines = client_case(env, "curmulti", lambda n: [
+        CURLCLIENT, "multi", n.cert] + ["https://127.0.0.1:%d/index.html?i=%d" % (n.tls_port, i)
+                                        for i in range(4)], 4, tls=True)
+    check(all(l[5] == "yes" for l in lines), "the app's own header reached nginx")
+
+
+@tx.with_env
+def test_libcurl_transport_error(env):
+    rx = Receiver()
+    try:
+        env.start_exporter(rx.url(), {"OTEL_METRICS_EXPORTER": "none"})
+        port = tx.free_port()
+        e = env.app_env({"OTEL_SERVICE_NAME": "refused"})
+        r = subprocess.run([CURLCLIENT, "easy", "/dev/null", "http://127.0.0.1:%d/" % port],
+                           env=e, capture_output=True, timeout=60)
+        check(r.returncode == 4, "the transfer should fail: %d" % r.returncode)
+        wait_for(lambda: len(spans_of(rx.accepted("/v1/traces"))) == 1, 10, "the span")
+        _, s = spans_of(rx.accepted("/v1/traces"))[0]
+        a = attrs(s)
+        check(a["error.type"] == "CURLE_COULDNT_CONNECT", "error.type %r" % a)
+        check(one(one(s, "status"), "code") == "STATUS_CODE_ERROR", "error status")
+    finally:
+        rx.stop()
 
 
 @tx.with_env

@@ -1,0 +1,591 @@
+/*
+ * libcurl: a CLIENT span per transfer and a traceparent header added to
+ * it, through libcurl's own API, so HTTP/2 and HTTPS transfers are
+ * covered as well as HTTP/1.1.
+ *
+ * The application's header list (CURLOPT_HTTPHEADER) is remembered when it
+ * sets it; for the transfer, libcurl gets a copy with our line added, and
+ * the application's list is put back when the transfer ends, so the
+ * application neither loses nor sees a change to its list. A list that
+ * already carries traceparent is left alone (its context is the parent).
+ * While libcurl does its I/O (curl_easy_perform, curl_multi_perform,
+ * curl_multi_socket_action), the socket and TLS layers stand aside, so a
+ * request is traced once.
+ *
+ * libcurl is never linked nor its headers needed: the few ABI constants
+ * below are libcurl's stable public values, and its functions are found
+ * at run time in processes that use it.
+ */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "conn.h"
+
+typedef void CURL;
+typedef void CURLM;
+typedef int CURLcode;
+typedef int CURLMcode;
+typedef long long curl_off_t;
+
+struct curl_slist {
+    char *data;
+    struct curl_slist *next;
+};
+
+typedef struct {
+    int msg; /* CURLMSG_DONE = 1 */
+    CURL *easy_handle;
+    union {
+        void *whatever;
+        CURLcode result;
+    } data;
+} CURLMsg;
+
+#define CURLOPTTYPE_OBJECTPOINT 10000
+#define CURLOPTTYPE_FUNCTIONPOINT 20000
+#define CURLOPTTYPE_OFF_T 30000
+#define CURLOPTTYPE_BLOB 40000
+#define CURLOPT_HTTPHEADER 10023
+#define CURLINFO_STRING 0x100000
+#define CURLINFO_LONG 0x200000
+#define CURLINFO_EFFECTIVE_URL (CURLINFO_STRING + 1)
+#define CURLINFO_RESPONSE_CODE (CURLINFO_LONG + 2)
+#define CURLINFO_HTTP_VERSION (CURLINFO_LONG + 46)
+#define CURLINFO_EFFECTIVE_METHOD (CURLINFO_STRING + 58)
+#define CURLMSG_DONE 1
+
+/* Set while libcurl runs its I/O on this thread: the socket and TLS
+ * layers leave its bytes alone. Read by dynobs__in_curl(). */
+__thread int dynobs__curl_depth DYNOBS_TLS;
+
+static struct {
+    CURLcode (*easy_perform)(CURL *);
+    CURLcode (*easy_setopt)(CURL *, int, ...);
+    CURLcode (*easy_getinfo)(CURL *, int, ...);
+    void (*easy_cleanup)(CURL *);
+    CURLMcode (*multi_add_handle)(CURLM *, CURL *);
+    CURLMcode (*multi_remove_handle)(CURLM *, CURL *);
+    CURLMcode (*multi_perform)(CURLM *, int *);
+    CURLMcode (*multi_socket_action)(CURLM *, int, int, int *);
+    CURLMsg *(*multi_info_read)(CURLM *, int *);
+    struct curl_slist *(*slist_append)(struct curl_slist *, const char *);
+    void (*slist_free_all)(struct curl_slist *);
+} cu;
+
+static void *lookup(void **slot_, const char *name)
+{
+    void *p = __atomic_load_n(slot_, __ATOMIC_ACQUIRE);
+    if (p)
+        return p;
+    p = dlsym(RTLD_NEXT, name);
+    if (!p) { /* loaded privately (pycurl): find the loaded copy */
+        void *h = dlopen("libcurl.so.4", RTLD_LAZY | RTLD_NOLOAD);
+        if (h) {
+            p = dlsym(h, name);
+            dlclose(h);
+        }
+    }
+    if (p)
+        __atomic_store_n(slot_, p, __ATOMIC_RELEASE);
+    return p;
+}
+
+#define CU(field, name) ((__typeof__(cu.field))lookup((void **)&cu.field, name))
+
+static inline int active(void)
+{
+    return __atomic_load_n(&dynobs__state, __ATOMIC_RELAXED) == DYNOBS_ON && !dynobs__guard;
+}
+
+/* Per easy handle: the application's header list, and the transfer in
+ * flight. Same lock-free open addressing as the TLS sessions. */
+#define HANDLES 4096u
+#define PROBES 32u
+#define TOMBSTONE ((CURL *)1)
+
+struct transfer {
+    struct curl_slist *app_headers; /* as the application set them */
+    struct curl_slist *ours;        /* the copy with our line, during a transfer */
+    int active;
+    uint64_t start_ns;
+    struct dynobs_span span;
+};
+
+static struct handle {
+    CURL *key;
+    struct transfer *t;
+} handles[HANDLES];
+
+static unsigned home(const CURL *h)
+{
+    return (unsigned)(dynobs__mix64((uint64_t)(uintptr_t)h) & (HANDLES - 1));
+}
+
+static struct handle *find(const CURL *h, int create)
+{
+    unsigned base = home(h);
+    for (unsigned i = 0; i < PROBES; i++) {
+        struct handle *e = &handles[(base + i) & (HANDLES - 1)];
+        CURL *k = __atomic_load_n(&e->key, __ATOMIC_ACQUIRE);
+        if (k == h)
+            return e;
+        if (!k)
+            break;
+    }
+    if (!create)
+        return NULL;
+    for (unsigned i = 0; i < PROBES; i++) {
+        struct handle *e = &handles[(base + i) & (HANDLES - 1)];
+        CURL *k = __atomic_load_n(&e->key, __ATOMIC_ACQUIRE);
+        if ((!k || k == TOMBSTONE) &&
+            __atomic_compare_exchange_n(&e->key, &k, (CURL *)h, 0, __ATOMIC_ACQ_REL,
+                                        __ATOMIC_ACQUIRE)) {
+            if (!e->t) {
+                void *m = mmap(NULL, sizeof(struct transfer), PROT_READ | PROT_WRITE,
+                               MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+                if (m == MAP_FAILED) {
+                    __atomic_store_n(&e->key, TOMBSTONE, __ATOMIC_RELEASE);
+                    return NULL;
+                }
+                e->t = m;
+            }
+            e->t->app_headers = NULL;
+            e->t->ours = NULL;
+            e->t->active = 0;
+            return e;
+        }
+    }
+    return NULL;
+}
+
+/* curl_easy_setopt is variadic: its one argument is forwarded by the type
+ * the option number encodes. */
+DYNOBS_API CURLcode curl_easy_setopt(CURL *h, int opt, ...)
+{
+    CURLcode (*fn)(CURL *, int, ...) = CU(easy_setopt, "curl_easy_setopt");
+    va_list ap;
+    va_start(ap, opt);
+    CURLcode rc;
+    if (!fn) {
+        va_end(ap);
+        return 2; /* CURLE_FAILED_INIT */
+    }
+    if (opt < CURLOPTTYPE_OBJECTPOINT) {
+        long v = va_arg(ap, long);
+        rc = fn(h, opt, v);
+    } else if (opt < CURLOPTTYPE_FUNCTIONPOINT || (opt >= CURLOPTTYPE_BLOB)) {
+        void *v = va_arg(ap, void *);
+        rc = fn(h, opt, v);
+        if (rc == 0 && opt == CURLOPT_HTTPHEADER && active()) {
+            int saved = errno;
+            struct handle *e = find(h, 1);
+            if (e)
+                e->t->app_headers = v;
+            errno = saved;
+        }
+    } else if (opt < CURLOPTTYPE_OFF_T) {
+        void (*v)(void) = va_arg(ap, void (*)(void));
+        rc = fn(h, opt, v);
+    } else {
+        curl_off_t v = va_arg(ap, curl_off_t);
+        rc = fn(h, opt, v);
+    }
+    va_end(ap);
+    return rc;
+}
+
+static int has_traceparent(const struct curl_slist *l, struct dynobs_traceparent *tp)
+{
+    for (; l; l = l->next) {
+        const char *d = l->data;
+        if (d && !strncasecmp(d, "traceparent:", 12)) {
+            const char *v = d + 12;
+            while (*v == ' ' || *v == '\t')
+                v++;
+            if (dynobs__traceparent_parse(v, strlen(v), tp) < 0)
+                memset(tp, 0, sizeof *tp);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* A transfer starts: its span, and our header line in a copy of the list. */
+static void begin(CURL *h)
+{
+    struct dynobs_thread *t = dynobs__thread();
+    if (!t)
+        return;
+    struct handle *e = find(h, 1);
+    if (!e || e->t->active)
+        return;
+    struct transfer *x = e->t;
+    struct dynobs_traceparent tp;
+    struct dynobs_ctx remote;
+    const struct dynobs_ctx *parent;
+    int app_tp = has_traceparent(x->app_headers, &tp);
+    if (app_tp && !dynobs__id_is_zero(tp.trace_id, 16)) {
+        memset(&remote, 0, offsetof(struct dynobs_ctx, tracestate));
+        memcpy(remote.trace_id, tp.trace_id, 16);
+        memcpy(remote.span_id, tp.parent_id, 8);
+        remote.flags = tp.flags;
+        remote.remote = 1;
+        parent = &remote;
+    } else {
+        parent = app_tp ? NULL : dynobs__ctx_current(t);
+    }
+    x->start_ns = dynobs__clock_now(&t->clk);
+    if (dynobs__span_begin(&x->span, "HTTP", DYNOBS_SPAN_KIND_CLIENT, parent, x->start_ns) < 0)
+        return;
+    x->active = 1;
+    x->ours = NULL;
+    if (app_tp)
+        return;
+    struct curl_slist *(*append)(struct curl_slist *, const char *) =
+        CU(slist_append, "curl_slist_append");
+    CURLcode (*setopt)(CURL *, int, ...) = CU(easy_setopt, "curl_easy_setopt");
+    if (!append || !setopt)
+        return;
+    struct curl_slist *l = NULL;
+    for (const struct curl_slist *a = x->app_headers; a; a = a->next)
+        if (a->data)
+            l = append(l, a->data);
+    char line[13 + DYNOBS_TRACEPARENT_LEN + 1];
+    memcpy(line, "traceparent: ", 13);
+    dynobs__traceparent_format(x->span.rec.trace_id, x->span.rec.span_id,
+                               x->span.rec.trace_flags, line + 13, sizeof line - 13);
+    l = append(l, line);
+    if (x->span.rec.tracestate_len) {
+        char ts[12 + DYNOBS_TRACESTATE_MAX + 1];
+        memcpy(ts, "tracestate: ", 12);
+        memcpy(ts + 12, (const char *)x->span.body + x->span.rec.name_len,
+               x->span.rec.tracestate_len);
+        ts[12 + x->span.rec.tracestate_len] = '\0';
+        l = append(l, ts);
+    }
+    if (l && setopt(h, CURLOPT_HTTPHEADER, l) == 0)
+        x->ours = l;
+}
+
+/* libcurl's error names for the codes a transfer ends with most. */
+static const char *curlcode_name(CURLcode c)
+{
+    switch (c) {
+    case 1: return "CURLE_UNSUPPORTED_PROTOCOL";
+    case 3: return "CURLE_URL_MALFORMAT";
+    case 5: return "CURLE_COULDNT_RESOLVE_PROXY";
+    case 6: return "CURLE_COULDNT_RESOLVE_HOST";
+    case 7: return "CURLE_COULDNT_CONNECT";
+    case 8: return "CURLE_WEIRD_SERVER_REPLY";
+    case 16: return "CURLE_HTTP2";
+    case 18: return "CURLE_PARTIAL_FILE";
+    case 22: return "CURLE_HTTP_RETURNED_ERROR";
+    case 23: return "CURLE_WRITE_ERROR";
+    case 26: return "CURLE_READ_ERROR";
+    case 27: return "CURLE_OUT_OF_MEMORY";
+    case 28: return "CURLE_OPERATION_TIMEDOUT";
+    case 35: return "CURLE_SSL_CONNECT_ERROR";
+    case 42: return "CURLE_ABORTED_BY_CALLBACK";
+    case 47: return "CURLE_TOO_MANY_REDIRECTS";
+    case 52: return "CURLE_GOT_NOTHING";
+    case 55: return "CURLE_SEND_ERROR";
+    case 56: return "CURLE_RECV_ERROR";
+    case 60: return "CURLE_PEER_FAILED_VERIFICATION";
+    case 92: return "CURLE_HTTP2_STREAM";
+    default: return "_OTHER";
+    }
+}
+
+static void set_str(struct dynobs_span *s, const char *k, const char *v)
+{
+    if (v)
+        dynobs__span_set(s, k, DYNOBS_ATTR_STRING, v, strlen(v));
+}
+
+/* url.full: user info dropped, query values replaced by REDACTED. */
+static void set_url(struct dynobs_span *s, const char *url, char *host, size_t hcap, long *port)
+{
+    char out[1024];
+    size_t o = 0;
+    const char *p = strstr(url, "://");
+    if (!p)
+        return;
+    size_t scheme = (size_t)(p - url) + 3;
+    if (scheme >= sizeof out)
+        return;
+    memcpy(out, url, scheme);
+    o = scheme;
+    const char *auth = p + 3, *path = auth + strcspn(auth, "/?#");
+    const char *at = memchr(auth, '@', (size_t)(path - auth));
+    if (at)
+        auth = at + 1;
+    size_t al = (size_t)(path - auth);
+    if (o + al < sizeof out) {
+        memcpy(out + o, auth, al);
+        o += al;
+    }
+    /* host and port for server.address / server.port */
+    const char *colon = NULL;
+    if (auth[0] == '[') {
+        const char *close_ = memchr(auth, ']', al);
+        if (close_ && close_ + 1 < path && close_[1] == ':')
+            colon = close_ + 1;
+        size_t hl = close_ ? (size_t)(close_ - auth - 1) : 0;
+        if (hl < hcap) {
+            memcpy(host, auth + 1, hl);
+            host[hl] = '\0';
+        }
+    } else {
+        colon = memchr(auth, ':', al);
+        size_t hl = colon ? (size_t)(colon - auth) : al;
+        if (hl < hcap) {
+            memcpy(host, auth, hl);
+            host[hl] = '\0';
+        }
+    }
+    *port = colon ? strtol(colon + 1, NULL, 10) : (!strncmp(url, "https", 5) ? 443 : 80);
+    int in_query = 0, in_value = 0;
+    for (const char *c = path; *c && *c != '#' && o + 10 < sizeof out; c++) {
+        if (*c == '?' && !in_query)
+            in_query = 1;
+        else if (in_query && *c == '=' && !in_value) {
+            memcpy(out + o, "=REDACTED", 9);
+            o += 9;
+            in_value = 1;
+            continue;
+        } else if (in_query && *c == '&')
+            in_value = 0;
+        if (!in_value)
+            out[o++] = *c;
+    }
+    dynobs__span_set(s, "url.full", DYNOBS_ATTR_STRING, out, o);
+}
+
+static const double duration_bounds[] = {0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25,
+                                         0.5,   0.75, 1,     2.5,   5,     7.5, 10};
+
+/* A transfer ended with rc: attributes, metric, span; the application's
+ * header list goes back. */
+static void end(CURL *h, CURLcode rc)
+{
+    struct handle *e = find(h, 0);
+    if (!e || !e->t->active)
+        return;
+    struct transfer *x = e->t;
+    x->active = 0;
+    CURLcode (*setopt)(CURL *, int, ...) = CU(easy_setopt, "curl_easy_setopt");
+    CURLcode (*getinfo)(CURL *, int, ...) = CU(easy_getinfo, "curl_easy_getinfo");
+    void (*free_all)(struct curl_slist *) = CU(slist_free_all, "curl_slist_free_all");
+    if (x->ours && setopt) {
+        setopt(h, CURLOPT_HTTPHEADER, x->app_headers);
+        if (free_all)
+            free_all(x->ours);
+        x->ours = NULL;
+    }
+    struct dynobs_span *s = &x->span;
+    long code = 0, version = 0, port = 0;
+    char *url = NULL, *method = NULL, host[256] = "";
+    if (getinfo) {
+        getinfo(h, CURLINFO_RESPONSE_CODE, &code);
+        getinfo(h, CURLINFO_HTTP_VERSION, &version);
+        getinfo(h, CURLINFO_EFFECTIVE_URL, &url);
+        getinfo(h, CURLINFO_EFFECTIVE_METHOD, &method);
+    }
+    if (method && *method) {
+        /* The span name is the method, as for every HTTP client span. */
+        size_t ml = strlen(method);
+        if (ml <= DYNOBS_NAME_MAX && x->span.rec.name_len == 4) {
+            memmove(s->body + ml, s->body + 4, s->used - 4);
+            memcpy(s->body, method, ml);
+            s->used = (uint32_t)(s->used - 4 + ml);
+            s->items_off = (uint32_t)(s->items_off - 4 + ml);
+            s->rec.name_len = (uint16_t)ml;
+        }
+        set_str(s, "http.request.method", method);
+    }
+    if (url)
+        set_url(s, url, host, sizeof host, &port);
+    if (*host)
+        set_str(s, "server.address", host);
+    if (port)
+        dynobs__span_set(s, "server.port", DYNOBS_ATTR_INT, &(int64_t){port}, 8);
+    const char *ver = version == 1 ? "1.0" : version == 2 ? "1.1" : version == 3 ? "2"
+                      : version == 30 ? "3" : NULL;
+    set_str(s, "network.protocol.version", ver);
+    const char *err = NULL;
+    char codestr[16];
+    if (rc != 0) {
+        err = curlcode_name(rc);
+    } else if (code >= 400) {
+        codestr[0] = (char)('0' + code / 100);
+        codestr[1] = (char)('0' + code / 10 % 10);
+        codestr[2] = (char)('0' + code % 10);
+        codestr[3] = '\0';
+        err = codestr;
+    }
+    if (code > 0)
+        dynobs__span_set(s, "http.response.status_code", DYNOBS_ATTR_INT, &(int64_t){code}, 8);
+    if (err) {
+        set_str(s, "error.type", err);
+        dynobs__span_status(s, DYNOBS_STATUS_ERROR, rc ? err : NULL);
+    }
+    /* The metric, exact whatever the sampling. */
+    struct dynobs_segment *seg = dynobs__segment();
+    struct dynobs_thread *t = dynobs__thread();
+    if (seg && t) {
+        uint64_t now = dynobs__clock_now(&t->clk);
+        char labels[DYNOBS_METRIC_KEY_BYTES];
+        size_t n = 0;
+        labels[0] = '\0';
+#define ADD(str)                                                                           \
+    do {                                                                                   \
+        size_t l_ = strlen(str);                                                           \
+        if (n + l_ < sizeof labels) {                                                      \
+            memcpy(labels + n, str, l_);                                                   \
+            n += l_;                                                                       \
+            labels[n] = '\0';                                                              \
+        }                                                                                  \
+    } while (0)
+        ADD("http.request.method=");
+        ADD(method && *method ? method : "_OTHER");
+        ADD(",server.address=");
+        ADD(*host ? host : "unknown");
+        if (port) {
+            char ps[24];
+            size_t pl = 0;
+            for (long v = port; v && pl < sizeof ps; v /= 10)
+                ps[pl++] = (char)('0' + v % 10);
+            ADD(",server.port=");
+            for (size_t i = 0; i < pl / 2; i++) {
+                char c = ps[i];
+                ps[i] = ps[pl - 1 - i];
+                ps[pl - 1 - i] = c;
+            }
+            ps[pl] = '\0';
+            ADD(ps);
+        }
+        if (code > 0) {
+            char cs[8] = {(char)('0' + code / 100), (char)('0' + code / 10 % 10),
+                          (char)('0' + code % 10), 0};
+            ADD(",http.response.status_code=");
+            ADD(cs);
+        }
+        if (err) {
+            ADD(",error.type=");
+            ADD(err);
+        }
+#undef ADD
+        struct dynobs_metric_def d = {.name = "http.client.request.duration", .unit = "s",
+                                      .kind = DYNOBS_METRIC_HISTOGRAM, .bounds = duration_bounds,
+                                      .nbounds = sizeof duration_bounds / sizeof duration_bounds[0]};
+        double secs = now > x->start_ns ? (double)(now - x->start_ns) / 1e9 : 0;
+        if (dynobs__metric_update(&seg->metrics, &d, secs, labels) == -ENOSPC)
+            dynobs__count(DYNOBS_CTR_METRIC_UPDATES_REFUSED);
+    }
+    dynobs__span_finish(s);
+}
+
+DYNOBS_API CURLcode curl_easy_perform(CURL *h)
+{
+    CURLcode (*fn)(CURL *) = CU(easy_perform, "curl_easy_perform");
+    if (!fn)
+        return 2;
+    if (!active() || !h)
+        return fn(h);
+    int saved = errno;
+    begin(h);
+    errno = saved;
+    dynobs__curl_depth++;
+    CURLcode rc = fn(h);
+    dynobs__curl_depth--;
+    saved = errno;
+    end(h, rc);
+    errno = saved;
+    return rc;
+}
+
+DYNOBS_API void curl_easy_cleanup(CURL *h)
+{
+    void (*fn)(CURL *) = CU(easy_cleanup, "curl_easy_cleanup");
+    struct handle *e = h && active() ? find(h, 0) : NULL;
+    if (e) {
+        end(h, 42); /* a transfer still open: aborted */
+        __atomic_store_n(&e->key, TOMBSTONE, __ATOMIC_RELEASE);
+    }
+    if (fn)
+        fn(h);
+}
+
+DYNOBS_API CURLMcode curl_multi_add_handle(CURLM *m, CURL *h)
+{
+    CURLMcode (*fn)(CURLM *, CURL *) = CU(multi_add_handle, "curl_multi_add_handle");
+    if (!fn)
+        return 1;
+    if (active() && h) {
+        int saved = errno;
+        begin(h);
+        errno = saved;
+    }
+    CURLMcode rc = fn(m, h);
+    if (rc != 0 && active() && h) {
+        struct handle *e = find(h, 0);
+        if (e && e->t->active) { /* not added after all: no transfer */
+            e->t->active = 0;
+            CURLcode (*setopt)(CURL *, int, ...) = CU(easy_setopt, "curl_easy_setopt");
+            void (*free_all)(struct curl_slist *) = CU(slist_free_all, "curl_slist_free_all");
+            if (e->t->ours && setopt && free_all) {
+                setopt(h, CURLOPT_HTTPHEADER, e->t->app_headers);
+                free_all(e->t->ours);
+                e->t->ours = NULL;
+            }
+        }
+    }
+    return rc;
+}
+
+DYNOBS_API CURLMcode curl_multi_remove_handle(CURLM *m, CURL *h)
+{
+    CURLMcode (*fn)(CURLM *, CURL *) = CU(multi_remove_handle, "curl_multi_remove_handle");
+    if (active() && h) {
+        int saved = errno;
+        end(h, 42); /* removed before its DONE message: aborted */
+        errno = saved;
+    }
+    return fn ? fn(m, h) : 1;
+}
+
+DYNOBS_API CURLMcode curl_multi_perform(CURLM *m, int *running)
+{
+    CURLMcode (*fn)(CURLM *, int *) = CU(multi_perform, "curl_multi_perform");
+    dynobs__curl_depth++;
+    CURLMcode rc = fn ? fn(m, running) : 1;
+    dynobs__curl_depth--;
+    return rc;
+}
+
+DYNOBS_API CURLMcode curl_multi_socket_action(CURLM *m, int s, int ev, int *running)
+{
+    CURLMcode (*fn)(CURLM *, int, int, int *) =
+        CU(multi_socket_action, "curl_multi_socket_action");
+    dynobs__curl_depth++;
+    CURLMcode rc = fn ? fn(m, s, ev, running) : 1;
+    dynobs__curl_depth--;
+    return rc;
+}
+
+DYNOBS_API CURLMsg *curl_multi_info_read(CURLM *m, int *left)
+{
+    CURLMsg *(*fn)(CURLM *, int *) = CU(multi_info_read, "curl_multi_info_read");
+    CURLMsg *msg = fn ? fn(m, left) : NULL;
+    if (msg && msg->msg == CURLMSG_DONE && active()) {
+        int saved = errno;
+        end(msg->easy_handle, msg->data.result);
+        errno = saved;
+    }
+    return msg;
+}
