@@ -311,6 +311,62 @@ def test_client_metric_exact_when_unsampled(env):
     check(all(f & 1 == 0 and f & 2 for f in flags), "flags at nginx %r" % flags)
 
 
+class RawServer:
+    """Answers every HTTP/1.1 request with a small body and records how
+    many traceparent lines each request head carried (nginx's log would
+    show only the first of two)."""
+
+    def __init__(self):
+        import socket
+        import threading
+        self.counts = []
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self.serve, daemon=True).start()
+
+    def serve(self):
+        import threading
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self.conn, args=(c,), daemon=True).start()
+
+    def conn(self, c):
+        buf = b""
+        with c:
+            while True:
+                while b"\r\n\r\n" not in buf:
+                    d = c.recv(65536)
+                    if not d:
+                        return
+                    buf += d
+                head, buf = buf.split(b"\r\n\r\n", 1)
+                lines = head.split(b"\r\n")[1:]
+                self.counts.append(sum(1 for l in lines if l.lower().startswith(b"traceparent:")))
+                c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n")
+
+
+@tx.with_env
+def test_exactly_one_traceparent_per_request(env):
+    srv = RawServer()
+    url = "http://127.0.0.1:%d/x" % srv.port
+    cases = [([ONEBYTE, str(srv.port), "/x", "3"], 3), ([CURLCLIENT, "easy", "/dev/null", url, url], 2)]
+    if not third_party_skipped("curl/python"):
+        cases += [(["curl", "-s", url, url], 2),
+                  (["/usr/bin/python3", "-c", "import urllib.request as u, sys\n"
+                    "for _ in range(2): u.urlopen(sys.argv[1]).read()", url], 2)]
+    for argv, n in cases:
+        before = len(srv.counts)
+        run(env, argv, True)
+        got = srv.counts[before:]
+        check(got == [1] * n, "%s: traceparent lines per request %r" % (argv[0], got))
+    srv.sock.close()
+
+
 def main():
     tests = [v for k, v in sorted(globals().items()) if k.startswith("test_") and callable(v)]
     if not shutil.which("nginx") and not os.path.exists("/usr/sbin/nginx"):
