@@ -2,6 +2,7 @@
  * Context propagation API: reading the current context as W3C headers and
  * making a remote context current.
  */
+#include <stddef.h>
 #include <string.h>
 
 #include "internal.h"
@@ -88,4 +89,13 @@ DYNOBS_API void dynobs_context_detach(void)
         }
     }
     dynobs__ctx_pop_ended(t);
+}
+
+void dynobs__ctx_remote(struct dynobs_ctx *c, const struct dynobs_traceparent *tp)
+{
+    memset(c, 0, offsetof(struct dynobs_ctx, tracestate));
+    memcpy(c->trace_id, tp->trace_id, 16);
+    memcpy(c->span_id, tp->parent_id, 8);
+    c->flags = tp->flags;
+    c->remote = 1;
 }

@@ -17,7 +17,6 @@
  * at run time in processes that use it.
  */
 #define _GNU_SOURCE
-#include <dlfcn.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -77,25 +76,9 @@ static struct {
     void (*slist_free_all)(struct curl_slist *);
 } cu;
 
-static void *lookup(void **slot_, const char *name)
-{
-    void *p = __atomic_load_n(slot_, __ATOMIC_ACQUIRE);
-    if (p)
-        return p;
-    p = dlsym(RTLD_NEXT, name);
-    if (!p) { /* loaded privately (pycurl): find the loaded copy */
-        void *h = dlopen("libcurl.so.4", RTLD_LAZY | RTLD_NOLOAD);
-        if (h) {
-            p = dlsym(h, name);
-            dlclose(h);
-        }
-    }
-    if (p)
-        __atomic_store_n(slot_, p, __ATOMIC_RELEASE);
-    return p;
-}
+static const char *const libcurl[] = {"libcurl.so.4", "libcurl-gnutls.so.4", NULL};
 
-#define CU(field, name) ((__typeof__(cu.field))lookup((void **)&cu.field, name))
+#define CU(field, name) ((__typeof__(cu.field))dynobs__lookup((void **)&cu.field, name, libcurl))
 
 static inline int active(void)
 {
@@ -230,11 +213,7 @@ static void begin(CURL *h)
     const struct dynobs_ctx *parent;
     int app_tp = has_traceparent(x->app_headers, &tp);
     if (app_tp && !dynobs__id_is_zero(tp.trace_id, 16)) {
-        memset(&remote, 0, offsetof(struct dynobs_ctx, tracestate));
-        memcpy(remote.trace_id, tp.trace_id, 16);
-        memcpy(remote.span_id, tp.parent_id, 8);
-        remote.flags = tp.flags;
-        remote.remote = 1;
+        dynobs__ctx_remote(&remote, &tp);
         parent = &remote;
     } else {
         parent = app_tp ? NULL : dynobs__ctx_current(t);
@@ -366,9 +345,6 @@ static void set_url(struct dynobs_span *s, const char *url, char *host, size_t h
     dynobs__span_set(s, "url.full", DYNOBS_ATTR_STRING, out, o);
 }
 
-static const double duration_bounds[] = {0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25,
-                                         0.5,   0.75, 1,     2.5,   5,     7.5, 10};
-
 /* A transfer ended with rc: attributes, metric, span; the application's
  * header list goes back. */
 static void end(CURL *h, CURLcode rc)
@@ -434,58 +410,12 @@ static void end(CURL *h, CURLcode rc)
         set_str(s, "error.type", err);
         dynobs__span_status(s, DYNOBS_STATUS_ERROR, rc ? err : NULL);
     }
-    /* The metric, exact whatever the sampling. */
-    struct dynobs_segment *seg = dynobs__segment();
     struct dynobs_thread *t = dynobs__thread();
-    if (seg && t) {
+    if (t) {
         uint64_t now = dynobs__clock_now(&t->clk);
-        char labels[DYNOBS_METRIC_KEY_BYTES];
-        size_t n = 0;
-        labels[0] = '\0';
-#define ADD(str)                                                                           \
-    do {                                                                                   \
-        size_t l_ = strlen(str);                                                           \
-        if (n + l_ < sizeof labels) {                                                      \
-            memcpy(labels + n, str, l_);                                                   \
-            n += l_;                                                                       \
-            labels[n] = '\0';                                                              \
-        }                                                                                  \
-    } while (0)
-        ADD("http.request.method=");
-        ADD(method && *method ? method : "_OTHER");
-        ADD(",server.address=");
-        ADD(*host ? host : "unknown");
-        if (port) {
-            char ps[24];
-            size_t pl = 0;
-            for (long v = port; v && pl < sizeof ps; v /= 10)
-                ps[pl++] = (char)('0' + v % 10);
-            ADD(",server.port=");
-            for (size_t i = 0; i < pl / 2; i++) {
-                char c = ps[i];
-                ps[i] = ps[pl - 1 - i];
-                ps[pl - 1 - i] = c;
-            }
-            ps[pl] = '\0';
-            ADD(ps);
-        }
-        if (code > 0) {
-            char cs[8] = {(char)('0' + code / 100), (char)('0' + code / 10 % 10),
-                          (char)('0' + code % 10), 0};
-            ADD(",http.response.status_code=");
-            ADD(cs);
-        }
-        if (err) {
-            ADD(",error.type=");
-            ADD(err);
-        }
-#undef ADD
-        struct dynobs_metric_def d = {.name = "http.client.request.duration", .unit = "s",
-                                      .kind = DYNOBS_METRIC_HISTOGRAM, .bounds = duration_bounds,
-                                      .nbounds = sizeof duration_bounds / sizeof duration_bounds[0]};
-        double secs = now > x->start_ns ? (double)(now - x->start_ns) / 1e9 : 0;
-        if (dynobs__metric_update(&seg->metrics, &d, secs, labels) == -ENOSPC)
-            dynobs__count(DYNOBS_CTR_METRIC_UPDATES_REFUSED);
+        dynobs__http_client_metric(method && *method ? method : "_OTHER", *host ? host : NULL,
+                                   port, code, err,
+                                   now > x->start_ns ? (double)(now - x->start_ns) / 1e9 : 0);
     }
     dynobs__span_finish(s);
 }

@@ -188,11 +188,7 @@ static void start_request(struct dynobs_conn *c, const struct dynobs_h1_out *o, 
     struct dynobs_traceparent tp;
     int app_tp = o->has_traceparent;
     if (app_tp && dynobs__traceparent_parse(o->traceparent, o->tp_len, &tp) == 0) {
-        memset(&remote, 0, offsetof(struct dynobs_ctx, tracestate));
-        memcpy(remote.trace_id, tp.trace_id, 16);
-        memcpy(remote.span_id, tp.parent_id, 8);
-        remote.flags = tp.flags;
-        remote.remote = 1;
+        dynobs__ctx_remote(&remote, &tp);
         parent = &remote;
     } else if (!app_tp) {
         parent = dynobs__ctx_current(t);
@@ -281,22 +277,25 @@ void dynobs__http_out_sent(struct dynobs_conn *c)
     dynobs__h1_out_done(&c->out);
 }
 
-static void record_metric(struct dynobs_conn *c, int code, const char *error_type)
+void dynobs__http_client_metric(const char *method, const char *server, long port, long code,
+                                const char *error_type, double seconds)
 {
     struct dynobs_segment *seg = dynobs__segment();
-    struct dynobs_thread *t = dynobs__thread();
-    if (!seg || !t || !c->req_start_ns)
+    if (!seg)
         return;
-    uint64_t now = dynobs__clock_now(&t->clk);
-    double secs = now > c->req_start_ns ? (double)(now - c->req_start_ns) / 1e9 : 0;
     char labels[DYNOBS_METRIC_KEY_BYTES];
     struct sb b = {labels, 0, sizeof labels};
+    labels[0] = '\0';
     sb_str(&b, "http.request.method=");
-    sb_str(&b, c->method);
-    sb_str(&b, ",server.address=");
-    sb_str(&b, c->server_address);
-    sb_str(&b, ",server.port=");
-    sb_int(&b, c->server_port);
+    sb_str(&b, method);
+    if (server && *server) {
+        sb_str(&b, ",server.address=");
+        sb_str(&b, server);
+    }
+    if (port > 0) {
+        sb_str(&b, ",server.port=");
+        sb_int(&b, port);
+    }
     if (code > 0) {
         sb_str(&b, ",http.response.status_code=");
         sb_int(&b, code);
@@ -308,8 +307,19 @@ static void record_metric(struct dynobs_conn *c, int code, const char *error_typ
     struct dynobs_metric_def d = {.name = "http.client.request.duration", .unit = "s",
                                   .kind = DYNOBS_METRIC_HISTOGRAM, .bounds = duration_bounds,
                                   .nbounds = sizeof duration_bounds / sizeof duration_bounds[0]};
-    if (dynobs__metric_update(&seg->metrics, &d, secs, labels) == -ENOSPC)
+    if (dynobs__metric_update(&seg->metrics, &d, seconds, labels) == -ENOSPC)
         dynobs__count(DYNOBS_CTR_METRIC_UPDATES_REFUSED);
+}
+
+static void record_metric(struct dynobs_conn *c, int code, const char *error_type)
+{
+    struct dynobs_thread *t = dynobs__thread();
+    if (!t || !c->req_start_ns)
+        return;
+    uint64_t now = dynobs__clock_now(&t->clk);
+    double secs = now > c->req_start_ns ? (double)(now - c->req_start_ns) / 1e9 : 0;
+    dynobs__http_client_metric(c->method, c->server_address, c->server_port, code, error_type,
+                               secs);
 }
 
 static void finish(struct dynobs_conn *c, int code, const char *error_type)

@@ -136,6 +136,19 @@ static inline struct dynobs_ring *dynobs__ring_of(struct dynobs_segment *s,
 }
 
 /* Counts an event in the calling thread's shard counters. */
+/* A remote context (no tracestate) from a parsed traceparent. */
+void dynobs__ctx_remote(struct dynobs_ctx *c, const struct dynobs_traceparent *tp) DYNOBS_INTERNAL;
+
+/* Finds a function of a library the application uses: first after us in
+ * the global scope (RTLD_NEXT), else in a copy already loaded privately
+ * (dlopen'ed with RTLD_LOCAL, as Python does), by one of the given
+ * sonames. Never loads anything. Cached in *slot. */
+void *dynobs__lookup(void **slot, const char *name, const char *const *sonames) DYNOBS_INTERNAL;
+
+/* Records http.client.request.duration (exact, whatever the sampling). */
+void dynobs__http_client_metric(const char *method, const char *server, long port, long code,
+                                const char *error_type, double seconds) DYNOBS_INTERNAL;
+
 /* Detached spans: the caller owns the storage (a connection's state), the
  * span is not on any thread's context stack, and its parent and start
  * time are given. parent NULL starts a new trace. */

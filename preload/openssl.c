@@ -13,7 +13,6 @@
  * forgotten at SSL_free.
  */
 #define _GNU_SOURCE
-#include <dlfcn.h>
 #include <errno.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -37,30 +36,9 @@ static struct {
     int (*get_error)(const SSL *, int);
 } ssl;
 
-/* RTLD_NEXT finds libssl when it is in the global scope (linked by the
- * program or a library it links). Python loads it privately, as a
- * dependency of the _ssl module opened with RTLD_LOCAL: then the loaded
- * copy is found by name, without loading anything new. */
-static void *lookup(void **slot_, const char *name)
-{
-    void *p = __atomic_load_n(slot_, __ATOMIC_ACQUIRE);
-    if (p)
-        return p;
-    p = dlsym(RTLD_NEXT, name);
-    static const char *const libs[] = {"libssl.so.3", "libssl.so.1.1", "libssl.so"};
-    for (size_t i = 0; !p && i < sizeof libs / sizeof libs[0]; i++) {
-        void *h = dlopen(libs[i], RTLD_LAZY | RTLD_NOLOAD);
-        if (h) {
-            p = dlsym(h, name);
-            dlclose(h); /* NOLOAD took a reference; the library stays */
-        }
-    }
-    if (p)
-        __atomic_store_n(slot_, p, __ATOMIC_RELEASE);
-    return p;
-}
+static const char *const libssl[] = {"libssl.so.3", "libssl.so.1.1", "libssl.so", NULL};
 
-#define SSLFN(field, name) ((__typeof__(ssl.field))lookup((void **)&ssl.field, name))
+#define SSLFN(field, name) ((__typeof__(ssl.field))dynobs__lookup((void **)&ssl.field, name, libssl))
 
 static inline int active(void)
 {

@@ -46,3 +46,21 @@ void dynobs__real_bind(void)
     BIND(recvfrom_chk, "__recvfrom_chk");
     binding = 0;
 }
+
+void *dynobs__lookup(void **slot, const char *name, const char *const *sonames)
+{
+    void *p = __atomic_load_n(slot, __ATOMIC_ACQUIRE);
+    if (p)
+        return p;
+    p = dlsym(RTLD_NEXT, name);
+    for (size_t i = 0; !p && sonames && sonames[i]; i++) {
+        void *h = dlopen(sonames[i], RTLD_LAZY | RTLD_NOLOAD);
+        if (h) {
+            p = dlsym(h, name);
+            dlclose(h); /* NOLOAD took a reference; the library stays */
+        }
+    }
+    if (p)
+        __atomic_store_n(slot, p, __ATOMIC_RELEASE);
+    return p;
+}
