@@ -1,0 +1,735 @@
+/*
+ * libpq: a database CLIENT span for every PostgreSQL call (sync and async
+ * queries, prepares, connection establishment), the
+ * db.client.operation.duration metric, and, with DYNOBS_SQLCOMMENTER=1, a
+ * sqlcommenter comment carrying the span's traceparent into the server.
+ *
+ * libpq is never linked: its functions are found at run time, also when
+ * psycopg2 loads it privately. The few ABI constants used are libpq's
+ * stable public values. Pipeline mode is passed through untraced.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "conn.h"
+
+#include "../common/sql.h"
+
+typedef struct pg_conn PGconn;
+typedef struct pg_result PGresult;
+typedef unsigned int Oid;
+
+#define CONNECTION_BAD 1
+#define PGRES_TUPLES_OK 2
+#define PGRES_FATAL_ERROR 7
+#define PGRES_POLLING_FAILED 0
+#define PGRES_POLLING_OK 3
+#define PG_DIAG_SQLSTATE 'C'
+
+static const char *const libpq[] = {"libpq.so.5", NULL};
+
+static struct {
+    PGconn *(*connectdb)(const char *);
+    PGconn *(*connectdb_params)(const char *const *, const char *const *, int);
+    PGconn *(*setdb_login)(const char *, const char *, const char *, const char *, const char *,
+                           const char *, const char *);
+    PGconn *(*connect_start)(const char *);
+    PGconn *(*connect_start_params)(const char *const *, const char *const *, int);
+    int (*connect_poll)(PGconn *);
+    void (*finish)(PGconn *);
+    PGresult *(*exec)(PGconn *, const char *);
+    PGresult *(*exec_params)(PGconn *, const char *, int, const Oid *, const char *const *,
+                             const int *, const int *, int);
+    PGresult *(*prepare)(PGconn *, const char *, const char *, int, const Oid *);
+    PGresult *(*exec_prepared)(PGconn *, const char *, int, const char *const *, const int *,
+                               const int *, int);
+    PGresult *(*describe_prepared)(PGconn *, const char *);
+    int (*send_query)(PGconn *, const char *);
+    int (*send_query_params)(PGconn *, const char *, int, const Oid *, const char *const *,
+                             const int *, const int *, int);
+    int (*send_prepare)(PGconn *, const char *, const char *, int, const Oid *);
+    int (*send_query_prepared)(PGconn *, const char *, int, const char *const *, const int *,
+                               const int *, int);
+    PGresult *(*get_result)(PGconn *);
+    int (*status)(const PGconn *);
+    int (*result_status)(const PGresult *);
+    char *(*error_field)(const PGresult *, int);
+    int (*ntuples)(const PGresult *);
+    char *(*host)(const PGconn *);
+    char *(*port)(const PGconn *);
+    char *(*db)(const PGconn *);
+    int (*pipeline_status)(const PGconn *);
+} pq;
+
+#define PQ(field, name) ((__typeof__(pq.field))dynobs__lookup((void **)&pq.field, name, libpq))
+
+/* libpq calls some of its own exported functions (PQconnectdb calls
+ * PQconnectStart and PQconnectPoll, PQexecParams calls PQsendQueryParams
+ * and PQgetResult): while one of our wrappers runs the real call, the
+ * inner calls pass through, so one operation is one span. */
+static __thread int depth DYNOBS_TLS;
+
+static inline int active(void)
+{
+    return __atomic_load_n(&dynobs__state, __ATOMIC_RELAXED) == DYNOBS_ON && !dynobs__guard &&
+           !depth;
+}
+
+#define INNER(call) (depth++, __extension__({ __typeof__(call) r__ = (call); depth--; r__; }))
+
+/* DYNOBS_SQLCOMMENTER=1 and DYNOBS_DB_QUERY_RAW=1, read once. */
+static int setting(int *cache, const char *name)
+{
+    int v = __atomic_load_n(cache, __ATOMIC_RELAXED);
+    if (v < 0) {
+        const char *e = getenv(name);
+        v = e && (!strcmp(e, "1") || !strcasecmp(e, "true"));
+        __atomic_store_n(cache, v, __ATOMIC_RELAXED);
+    }
+    return v;
+}
+
+static int commenter = -1, raw_text = -1;
+
+/* ---- per connection state: keyed by PGconn*, like curl handles ---- */
+
+#define CONNS 4096u
+#define PROBES 32u
+#define TOMBSTONE ((PGconn *)1)
+#define STATEMENTS 32u
+
+struct pgstate {
+    int have_target;
+    char host[256], port[16], db[128];
+    int pending;      /* an async query waits for PQgetResult(NULL) */
+    int err_seen;
+    char sqlstate[8];
+    long rows;
+    char op[32];
+    uint64_t start_ns;
+    struct {
+        char name[64];
+        char query[512]; /* for the spans of PQexecPrepared */
+    } stmts[STATEMENTS];
+    unsigned next_stmt;
+    struct dynobs_span span;
+};
+
+static struct pgslot {
+    PGconn *key;
+    struct pgstate *st;
+} conns[CONNS];
+
+static struct pgstate *state_of(PGconn *c, int create)
+{
+    unsigned base = (unsigned)(dynobs__mix64((uint64_t)(uintptr_t)c) & (CONNS - 1));
+    for (unsigned i = 0; i < PROBES; i++) {
+        struct pgslot *e = &conns[(base + i) & (CONNS - 1)];
+        PGconn *k = __atomic_load_n(&e->key, __ATOMIC_ACQUIRE);
+        if (k == c)
+            return e->st;
+        if (!k)
+            break;
+    }
+    if (!create)
+        return NULL;
+    for (unsigned i = 0; i < PROBES; i++) {
+        struct pgslot *e = &conns[(base + i) & (CONNS - 1)];
+        PGconn *k = __atomic_load_n(&e->key, __ATOMIC_ACQUIRE);
+        if ((!k || k == TOMBSTONE) &&
+            __atomic_compare_exchange_n(&e->key, &k, c, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+            if (!e->st) {
+                void *m = mmap(NULL, sizeof(struct pgstate), PROT_READ | PROT_WRITE,
+                               MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+                if (m == MAP_FAILED) {
+                    __atomic_store_n(&e->key, TOMBSTONE, __ATOMIC_RELEASE);
+                    return NULL;
+                }
+                e->st = m;
+            }
+            memset(e->st, 0, offsetof(struct pgstate, span));
+            return e->st;
+        }
+    }
+    return NULL;
+}
+
+static void forget(PGconn *c)
+{
+    unsigned base = (unsigned)(dynobs__mix64((uint64_t)(uintptr_t)c) & (CONNS - 1));
+    for (unsigned i = 0; i < PROBES; i++) {
+        struct pgslot *e = &conns[(base + i) & (CONNS - 1)];
+        PGconn *k = __atomic_load_n(&e->key, __ATOMIC_ACQUIRE);
+        if (k == c) {
+            __atomic_store_n(&e->key, TOMBSTONE, __ATOMIC_RELEASE);
+            return;
+        }
+        if (!k)
+            return;
+    }
+}
+
+static void copy(char *dst, size_t cap, const char *src)
+{
+    size_t n = src ? strnlen(src, cap - 1) : 0;
+    memcpy(dst, src ? src : "", n);
+    dst[n] = '\0';
+}
+
+static void target_of(PGconn *c, struct pgstate *s)
+{
+    if (s->have_target)
+        return;
+    char *(*host)(const PGconn *) = PQ(host, "PQhost");
+    char *(*port)(const PGconn *) = PQ(port, "PQport");
+    char *(*db)(const PGconn *) = PQ(db, "PQdb");
+    copy(s->host, sizeof s->host, host ? host(c) : NULL);
+    copy(s->port, sizeof s->port, port ? port(c) : NULL);
+    copy(s->db, sizeof s->db, db ? db(c) : NULL);
+    s->have_target = 1;
+}
+
+static void set_str(struct dynobs_span *sp, const char *k, const char *v)
+{
+    if (v && *v)
+        dynobs__span_set(sp, k, DYNOBS_ATTR_STRING, v, strlen(v));
+}
+
+/* Starts the span of one operation. query may be NULL (connect). */
+static int begin(PGconn *c, struct pgstate *s, const char *query, const char *op_override)
+{
+    struct dynobs_thread *t = dynobs__thread();
+    if (!t)
+        return -1;
+    target_of(c, s);
+    char op[32] = "", coll[128] = "", name[200];
+    if (op_override)
+        copy(op, sizeof op, op_override);
+    else if (query)
+        dynobs__sql_operation(query, op, sizeof op);
+    if (query && !op_override)
+        dynobs__sql_collection(query, coll, sizeof coll);
+    if (!*op)
+        copy(op, sizeof op, "QUERY");
+    size_t nl = strlen(op);
+    memcpy(name, op, nl + 1);
+    if (*coll && nl + 1 + strlen(coll) < sizeof name) {
+        name[nl] = ' ';
+        strcpy(name + nl + 1, coll);
+    }
+    s->start_ns = dynobs__clock_now(&t->clk);
+    if (dynobs__span_begin(&s->span, name, DYNOBS_SPAN_KIND_CLIENT, dynobs__ctx_current(t),
+                           s->start_ns) < 0)
+        return -1;
+    copy(s->op, sizeof s->op, op);
+    s->err_seen = 0;
+    s->sqlstate[0] = '\0';
+    s->rows = -1;
+    struct dynobs_span *sp = &s->span;
+    if (sp->recording) {
+        set_str(sp, "db.system.name", "postgresql");
+        set_str(sp, "db.namespace", s->db);
+        set_str(sp, "server.address", s->host);
+        long port = strtol(s->port, NULL, 10);
+        if (port > 0)
+            dynobs__span_set(sp, "server.port", DYNOBS_ATTR_INT, &(int64_t){port}, 8);
+        if (!op_override || query)
+            set_str(sp, "db.operation.name", op);
+        set_str(sp, "db.collection.name", coll);
+        if (query) {
+            if (setting(&raw_text, "DYNOBS_DB_QUERY_RAW")) {
+                set_str(sp, "db.query.text", query);
+            } else {
+                char text[2048];
+                dynobs__sql_scrub(query, text, sizeof text);
+                set_str(sp, "db.query.text", text);
+            }
+        }
+    }
+    return 0;
+}
+
+/* Folds one result into the operation's outcome. */
+static void note_result(struct pgstate *s, const PGresult *r)
+{
+    if (!r)
+        return;
+    int (*rstatus)(const PGresult *) = PQ(result_status, "PQresultStatus");
+    int st = rstatus ? rstatus(r) : -1;
+    if (st == PGRES_FATAL_ERROR && !s->err_seen) {
+        char *(*field)(const PGresult *, int) = PQ(error_field, "PQresultErrorField");
+        copy(s->sqlstate, sizeof s->sqlstate, field ? field(r, PG_DIAG_SQLSTATE) : NULL);
+        s->err_seen = 1;
+    } else if (st == PGRES_TUPLES_OK) {
+        int (*ntuples)(const PGresult *) = PQ(ntuples, "PQntuples");
+        if (ntuples)
+            s->rows = ntuples(r);
+    }
+}
+
+static const double op_bounds[] = {0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10};
+
+static void finish(struct pgstate *s, const char *error_type)
+{
+    struct dynobs_span *sp = &s->span;
+    struct dynobs_thread *t = dynobs__thread();
+    if (s->err_seen && !error_type)
+        error_type = *s->sqlstate ? s->sqlstate : "_OTHER";
+    if (*s->sqlstate)
+        set_str(sp, "db.response.status_code", s->sqlstate);
+    if (s->rows >= 0)
+        dynobs__span_set(sp, "db.response.returned_rows", DYNOBS_ATTR_INT, &(int64_t){s->rows}, 8);
+    if (error_type) {
+        set_str(sp, "error.type", error_type);
+        dynobs__span_status(sp, DYNOBS_STATUS_ERROR, NULL);
+    }
+    struct dynobs_segment *seg = dynobs__segment();
+    if (seg && t) {
+        uint64_t now = dynobs__clock_now(&t->clk);
+        char labels[DYNOBS_METRIC_KEY_BYTES];
+        size_t n = 0;
+        const char *parts[][2] = {{"db.system.name", "postgresql"},
+                                  {"db.operation.name", s->op},
+                                  {"db.namespace", s->db},
+                                  {"server.address", s->host},
+                                  {"db.response.status_code", s->sqlstate},
+                                  {"error.type", error_type}};
+        labels[0] = '\0';
+        for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
+            const char *k = parts[i][0], *v = parts[i][1];
+            size_t kl = strlen(k), vl = v ? strlen(v) : 0;
+            /* Label values cannot hold ',' or '=': such a value is left out. */
+            if (!vl || strpbrk(v, ",=") || n + kl + vl + 3 >= sizeof labels)
+                continue;
+            if (n)
+                labels[n++] = ',';
+            memcpy(labels + n, k, kl);
+            n += kl;
+            labels[n++] = '=';
+            memcpy(labels + n, v, vl);
+            n += vl;
+            labels[n] = '\0';
+        }
+        struct dynobs_metric_def d = {.name = "db.client.operation.duration", .unit = "s",
+                                      .kind = DYNOBS_METRIC_HISTOGRAM, .bounds = op_bounds,
+                                      .nbounds = sizeof op_bounds / sizeof op_bounds[0]};
+        double secs = now > s->start_ns ? (double)(now - s->start_ns) / 1e9 : 0;
+        if (dynobs__metric_update(&seg->metrics, &d, secs, labels) == -ENOSPC)
+            dynobs__count(DYNOBS_CTR_METRIC_UPDATES_REFUSED);
+    }
+    dynobs__span_finish(sp);
+}
+
+/* The statement with a sqlcommenter comment carrying the span's context,
+ * or NULL to send it as it is. The caller frees the result. */
+static char *commented(const struct pgstate *s, const char *q)
+{
+    if (!q || !setting(&commenter, "DYNOBS_SQLCOMMENTER") || dynobs__sql_has_comment(q))
+        return NULL;
+    const struct dynobs_span_rec *r = &s->span.rec;
+    char tp[DYNOBS_TRACEPARENT_LEN + 1];
+    dynobs__traceparent_format(r->trace_id, r->span_id, r->trace_flags, tp, sizeof tp);
+    /* tracestate, URL-encoded as sqlcommenter wants its values. */
+    char ts[3 * DYNOBS_TRACESTATE_MAX + 1];
+    size_t tl = 0;
+    const char *raw = (const char *)s->span.body + r->name_len;
+    for (size_t i = 0; i < r->tracestate_len && tl + 4 < sizeof ts; i++) {
+        unsigned char c = (unsigned char)raw[i];
+        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+            c == '-' || c == '_' || c == '.' || c == '~') {
+            ts[tl++] = (char)c;
+        } else {
+            static const char hex[] = "0123456789ABCDEF";
+            ts[tl++] = '%';
+            ts[tl++] = hex[c >> 4];
+            ts[tl++] = hex[c & 15];
+        }
+    }
+    ts[tl] = '\0';
+    size_t len = strlen(q), at = dynobs__sql_comment_at(q, len);
+    char *out = malloc(len + tl + 96);
+    if (!out)
+        return NULL;
+    size_t o = 0;
+    memcpy(out, q, at);
+    o = at;
+    o += (size_t)sprintf(out + o, " /*traceparent='%s'", tp);
+    if (tl)
+        o += (size_t)sprintf(out + o, ",tracestate='%s'", ts);
+    memcpy(out + o, "*/", 2);
+    o += 2;
+    memcpy(out + o, q + at, len - at + 1);
+    return out;
+}
+
+static int pipelined(PGconn *c)
+{
+    int (*ps)(const PGconn *) = PQ(pipeline_status, "PQpipelineStatus");
+    return ps && ps(c) != 0;
+}
+
+/* ---- connections ---- */
+
+static void connected(PGconn *c, uint64_t start_ns, int done)
+{
+    struct pgstate *s = c ? state_of(c, 1) : NULL;
+    if (!s)
+        return;
+    struct dynobs_thread *t = dynobs__thread();
+    if (!t || begin(c, s, NULL, "CONNECT") < 0)
+        return;
+    s->span.rec.start_ns = start_ns;
+    s->start_ns = start_ns;
+    if (!done) {
+        s->pending = 2; /* ends in PQconnectPoll */
+        return;
+    }
+    int (*status)(const PGconn *) = PQ(status, "PQstatus");
+    s->have_target = 0;
+    target_of(c, s);
+    finish(s, status && status(c) == CONNECTION_BAD ? "connection_failed" : NULL);
+}
+
+DYNOBS_API PGconn *PQconnectdb(const char *conninfo)
+{
+    PGconn *(*fn)(const char *) = PQ(connectdb, "PQconnectdb");
+    if (!fn)
+        return NULL;
+    struct dynobs_thread *t = active() ? dynobs__thread() : NULL;
+    uint64_t t0 = t ? dynobs__clock_now(&t->clk) : 0;
+    PGconn *c = INNER(fn(conninfo));
+    if (t) {
+        int saved = errno;
+        connected(c, t0, 1);
+        errno = saved;
+    }
+    return c;
+}
+
+DYNOBS_API PGconn *PQconnectdbParams(const char *const *keys, const char *const *values,
+                                     int expand)
+{
+    PGconn *(*fn)(const char *const *, const char *const *, int) =
+        PQ(connectdb_params, "PQconnectdbParams");
+    if (!fn)
+        return NULL;
+    struct dynobs_thread *t = active() ? dynobs__thread() : NULL;
+    uint64_t t0 = t ? dynobs__clock_now(&t->clk) : 0;
+    PGconn *c = INNER(fn(keys, values, expand));
+    if (t) {
+        int saved = errno;
+        connected(c, t0, 1);
+        errno = saved;
+    }
+    return c;
+}
+
+DYNOBS_API PGconn *PQsetdbLogin(const char *host, const char *port, const char *opt,
+                                const char *tty, const char *db, const char *login,
+                                const char *pwd)
+{
+    PGconn *(*fn)(const char *, const char *, const char *, const char *, const char *,
+                  const char *, const char *) = PQ(setdb_login, "PQsetdbLogin");
+    if (!fn)
+        return NULL;
+    struct dynobs_thread *t = active() ? dynobs__thread() : NULL;
+    uint64_t t0 = t ? dynobs__clock_now(&t->clk) : 0;
+    PGconn *c = INNER(fn(host, port, opt, tty, db, login, pwd));
+    if (t) {
+        int saved = errno;
+        connected(c, t0, 1);
+        errno = saved;
+    }
+    return c;
+}
+
+DYNOBS_API PGconn *PQconnectStart(const char *conninfo)
+{
+    PGconn *(*fn)(const char *) = PQ(connect_start, "PQconnectStart");
+    if (!fn)
+        return NULL;
+    struct dynobs_thread *t = active() ? dynobs__thread() : NULL;
+    uint64_t t0 = t ? dynobs__clock_now(&t->clk) : 0;
+    PGconn *c = INNER(fn(conninfo));
+    if (t)
+        connected(c, t0, 0);
+    return c;
+}
+
+DYNOBS_API PGconn *PQconnectStartParams(const char *const *keys, const char *const *values,
+                                        int expand)
+{
+    PGconn *(*fn)(const char *const *, const char *const *, int) =
+        PQ(connect_start_params, "PQconnectStartParams");
+    if (!fn)
+        return NULL;
+    struct dynobs_thread *t = active() ? dynobs__thread() : NULL;
+    uint64_t t0 = t ? dynobs__clock_now(&t->clk) : 0;
+    PGconn *c = INNER(fn(keys, values, expand));
+    if (t)
+        connected(c, t0, 0);
+    return c;
+}
+
+DYNOBS_API int PQconnectPoll(PGconn *c)
+{
+    int (*fn)(PGconn *) = PQ(connect_poll, "PQconnectPoll");
+    int traced = active();
+    int rc = fn ? INNER(fn(c)) : PGRES_POLLING_FAILED;
+    struct pgstate *s = traced && c ? state_of(c, 0) : NULL;
+    if (s && s->pending == 2 && (rc == PGRES_POLLING_OK || rc == PGRES_POLLING_FAILED)) {
+        int saved = errno;
+        s->pending = 0;
+        s->have_target = 0;
+        target_of(c, s);
+        finish(s, rc == PGRES_POLLING_FAILED ? "connection_failed" : NULL);
+        errno = saved;
+    }
+    return rc;
+}
+
+DYNOBS_API void PQfinish(PGconn *c)
+{
+    void (*fn)(PGconn *) = PQ(finish, "PQfinish");
+    if (c && active()) {
+        struct pgstate *s = state_of(c, 0);
+        if (s && s->pending) {
+            s->pending = 0;
+            finish(s, "connection_closed");
+        }
+        forget(c);
+    }
+    if (fn)
+        fn(c);
+}
+
+/* ---- synchronous calls ---- */
+
+/* Runs one synchronous operation: span around it, result noted. */
+#define SYNC_OP(conn, query, opname, call)                                                 \
+    do {                                                                                   \
+        struct pgstate *s_ = active() && (conn) && !pipelined(conn) ? state_of(conn, 1) : NULL; \
+        if (!s_ || s_->pending || begin(conn, s_, query, opname) < 0)                      \
+            return (call);                                                                 \
+        PGresult *r_ = INNER(call);                                                             \
+        int saved_ = errno;                                                                \
+        if (!r_)                                                                           \
+            s_->err_seen = 1;                                                              \
+        note_result(s_, r_);                                                               \
+        finish(s_, r_ ? NULL : "no_result");                                               \
+        errno = saved_;                                                                    \
+        return r_;                                                                         \
+    } while (0)
+
+DYNOBS_API PGresult *PQexec(PGconn *c, const char *query)
+{
+    PGresult *(*fn)(PGconn *, const char *) = PQ(exec, "PQexec");
+    if (!fn)
+        return NULL;
+    struct pgstate *s = active() && c && query && !pipelined(c) ? state_of(c, 1) : NULL;
+    if (!s || s->pending || begin(c, s, query, NULL) < 0)
+        return fn(c, query);
+    char *q2 = commented(s, query);
+    PGresult *r = INNER(fn(c, q2 ? q2 : query));
+    int saved = errno;
+    free(q2);
+    if (!r)
+        s->err_seen = 1;
+    note_result(s, r);
+    finish(s, r ? NULL : "no_result");
+    errno = saved;
+    return r;
+}
+
+DYNOBS_API PGresult *PQexecParams(PGconn *c, const char *cmd, int n, const Oid *types,
+                                  const char *const *values, const int *lengths,
+                                  const int *formats, int result_format)
+{
+    PGresult *(*fn)(PGconn *, const char *, int, const Oid *, const char *const *, const int *,
+                    const int *, int) = PQ(exec_params, "PQexecParams");
+    if (!fn)
+        return NULL;
+    struct pgstate *s = active() && c && cmd && !pipelined(c) ? state_of(c, 1) : NULL;
+    if (!s || s->pending || begin(c, s, cmd, NULL) < 0)
+        return fn(c, cmd, n, types, values, lengths, formats, result_format);
+    char *q2 = commented(s, cmd);
+    PGresult *r = INNER(fn(c, q2 ? q2 : cmd, n, types, values, lengths, formats, result_format));
+    int saved = errno;
+    free(q2);
+    if (!r)
+        s->err_seen = 1;
+    note_result(s, r);
+    finish(s, r ? NULL : "no_result");
+    errno = saved;
+    return r;
+}
+
+/* Remembers a prepared statement's text for its later executions. */
+static void remember(PGconn *c, const char *name, const char *query)
+{
+    struct pgstate *s = state_of(c, 1);
+    if (!s || !query)
+        return;
+    unsigned i;
+    for (i = 0; i < STATEMENTS; i++)
+        if (!strcmp(s->stmts[i].name, name ? name : ""))
+            break;
+    if (i == STATEMENTS)
+        i = s->next_stmt++ % STATEMENTS;
+    copy(s->stmts[i].name, sizeof s->stmts[i].name, name);
+    copy(s->stmts[i].query, sizeof s->stmts[i].query, query);
+}
+
+static const char *statement(PGconn *c, const char *name)
+{
+    struct pgstate *s = state_of(c, 0);
+    for (unsigned i = 0; s && i < STATEMENTS; i++)
+        if (s->stmts[i].query[0] && !strcmp(s->stmts[i].name, name ? name : ""))
+            return s->stmts[i].query;
+    return NULL;
+}
+
+DYNOBS_API PGresult *PQprepare(PGconn *c, const char *name, const char *query, int n,
+                               const Oid *types)
+{
+    PGresult *(*fn)(PGconn *, const char *, const char *, int, const Oid *) =
+        PQ(prepare, "PQprepare");
+    if (!fn)
+        return NULL;
+    if (active() && c) {
+        int saved = errno;
+        remember(c, name, query);
+        errno = saved;
+    }
+    SYNC_OP(c, query, "PREPARE", fn(c, name, query, n, types));
+}
+
+DYNOBS_API PGresult *PQexecPrepared(PGconn *c, const char *name, int n,
+                                    const char *const *values, const int *lengths,
+                                    const int *formats, int result_format)
+{
+    PGresult *(*fn)(PGconn *, const char *, int, const char *const *, const int *, const int *,
+                    int) = PQ(exec_prepared, "PQexecPrepared");
+    if (!fn)
+        return NULL;
+    const char *q = active() && c ? statement(c, name) : NULL;
+    SYNC_OP(c, q, q ? NULL : "EXECUTE", fn(c, name, n, values, lengths, formats, result_format));
+}
+
+DYNOBS_API PGresult *PQdescribePrepared(PGconn *c, const char *name)
+{
+    PGresult *(*fn)(PGconn *, const char *) = PQ(describe_prepared, "PQdescribePrepared");
+    if (!fn)
+        return NULL;
+    SYNC_OP(c, (const char *)NULL, "DESCRIBE", fn(c, name));
+}
+
+/* ---- asynchronous calls: the span ends at PQgetResult() == NULL ---- */
+
+static int async_begin(PGconn *c, const char *query, const char *op, struct pgstate **out)
+{
+    struct pgstate *s = active() && c && !pipelined(c) ? state_of(c, 1) : NULL;
+    *out = NULL;
+    if (!s || s->pending || begin(c, s, query, op) < 0)
+        return -1;
+    *out = s;
+    return 0;
+}
+
+static int async_sent(struct pgstate *s, int ok)
+{
+    if (!s)
+        return ok;
+    int saved = errno;
+    if (ok) {
+        s->pending = 1;
+    } else {
+        s->err_seen = 1;
+        finish(s, "send_failed");
+    }
+    errno = saved;
+    return ok;
+}
+
+DYNOBS_API int PQsendQuery(PGconn *c, const char *query)
+{
+    int (*fn)(PGconn *, const char *) = PQ(send_query, "PQsendQuery");
+    if (!fn)
+        return 0;
+    struct pgstate *s;
+    if (!query || async_begin(c, query, NULL, &s) < 0)
+        return fn(c, query);
+    char *q2 = commented(s, query);
+    int ok = INNER(fn(c, q2 ? q2 : query));
+    free(q2);
+    return async_sent(s, ok);
+}
+
+DYNOBS_API int PQsendQueryParams(PGconn *c, const char *cmd, int n, const Oid *types,
+                                 const char *const *values, const int *lengths,
+                                 const int *formats, int result_format)
+{
+    int (*fn)(PGconn *, const char *, int, const Oid *, const char *const *, const int *,
+              const int *, int) = PQ(send_query_params, "PQsendQueryParams");
+    if (!fn)
+        return 0;
+    struct pgstate *s;
+    if (!cmd || async_begin(c, cmd, NULL, &s) < 0)
+        return fn(c, cmd, n, types, values, lengths, formats, result_format);
+    char *q2 = commented(s, cmd);
+    int ok = INNER(fn(c, q2 ? q2 : cmd, n, types, values, lengths, formats, result_format));
+    free(q2);
+    return async_sent(s, ok);
+}
+
+DYNOBS_API int PQsendPrepare(PGconn *c, const char *name, const char *query, int n,
+                             const Oid *types)
+{
+    int (*fn)(PGconn *, const char *, const char *, int, const Oid *) =
+        PQ(send_prepare, "PQsendPrepare");
+    if (!fn)
+        return 0;
+    struct pgstate *s;
+    if (active() && c)
+        remember(c, name, query);
+    if (async_begin(c, query, "PREPARE", &s) < 0)
+        return fn(c, name, query, n, types);
+    return async_sent(s, INNER(fn(c, name, query, n, types)));
+}
+
+DYNOBS_API int PQsendQueryPrepared(PGconn *c, const char *name, int n, const char *const *values,
+                                   const int *lengths, const int *formats, int result_format)
+{
+    int (*fn)(PGconn *, const char *, int, const char *const *, const int *, const int *, int) =
+        PQ(send_query_prepared, "PQsendQueryPrepared");
+    if (!fn)
+        return 0;
+    struct pgstate *s;
+    const char *q = active() && c ? statement(c, name) : NULL;
+    if (async_begin(c, q, q ? NULL : "EXECUTE", &s) < 0)
+        return fn(c, name, n, values, lengths, formats, result_format);
+    return async_sent(s, INNER(fn(c, name, n, values, lengths, formats, result_format)));
+}
+
+DYNOBS_API PGresult *PQgetResult(PGconn *c)
+{
+    PGresult *(*fn)(PGconn *) = PQ(get_result, "PQgetResult");
+    int traced = active();
+    PGresult *r = fn ? INNER(fn(c)) : NULL;
+    struct pgstate *s = traced && c ? state_of(c, 0) : NULL;
+    if (s && s->pending == 1) {
+        int saved = errno;
+        if (r) {
+            note_result(s, r);
+        } else {
+            s->pending = 0;
+            finish(s, NULL);
+        }
+        errno = saved;
+    }
+    return r;
+}

@@ -1,0 +1,58 @@
+/* SQL text helpers for database spans. */
+#include <criterion/criterion.h>
+#include <string.h>
+
+#include "sql.h"
+
+static const char *scrub(const char *q)
+{
+    static char out[512];
+    dynobs__sql_scrub(q, out, sizeof out);
+    return out;
+}
+
+Test(sql, literals_become_question_marks)
+{
+    cr_assert_str_eq(scrub("SELECT * FROM t WHERE a = 'x''y' AND b = 42 AND c = 1.5e3"),
+                     "SELECT * FROM t WHERE a = ? AND b = ? AND c = ?");
+    cr_assert_str_eq(scrub("INSERT INTO t2 VALUES (E'a\\'b', $1, $$dollar$$, $q$x$q$)"),
+                     "INSERT INTO t2 VALUES (?, $1, ?, ?)");
+    cr_assert_str_eq(scrub("SELECT col1 FROM t9 -- trailing\n"), "SELECT col1 FROM t9 \n");
+    cr_assert_str_eq(scrub("SELECT /* c */ 1"), "SELECT  ?");
+    cr_assert_str_eq(scrub("SELECT 'unterminated"), "SELECT ?");
+}
+
+Test(sql, operation_and_collection)
+{
+    char op[32], coll[64];
+    dynobs__sql_operation("  select * from Users where id = 1", op, sizeof op);
+    cr_assert_str_eq(op, "SELECT");
+    dynobs__sql_collection("  select * from Users where id = 1", coll, sizeof coll);
+    cr_assert_str_eq(coll, "Users");
+    dynobs__sql_collection("INSERT INTO public.orders (a) VALUES (1)", coll, sizeof coll);
+    cr_assert_str_eq(coll, "public.orders");
+    dynobs__sql_collection("UPDATE accounts SET x = 'from y'", coll, sizeof coll);
+    cr_assert_str_eq(coll, "accounts");
+    dynobs__sql_collection("DELETE FROM ONLY logs", coll, sizeof coll);
+    cr_assert_str_eq(coll, "logs");
+    dynobs__sql_collection("SELECT 'from x'", coll, sizeof coll);
+    cr_assert_str_eq(coll, "");
+    dynobs__sql_collection("SELECT * FROM (SELECT 1) s", coll, sizeof coll);
+    cr_assert_str_eq(coll, "");
+    dynobs__sql_operation("/* hi */ -- x\n(with q as (select 1) select * from q)", op, sizeof op);
+    cr_assert_str_eq(op, "WITH");
+    dynobs__sql_operation("", op, sizeof op);
+    cr_assert_str_eq(op, "");
+}
+
+Test(sql, comments_and_placement)
+{
+    cr_assert(dynobs__sql_has_comment("SELECT 1 -- x"));
+    cr_assert(dynobs__sql_has_comment("SELECT /*x*/ 1"));
+    cr_assert_not(dynobs__sql_has_comment("SELECT '--not a comment', '/*'"));
+    cr_assert_not(dynobs__sql_has_comment("SELECT 1"));
+    const char *q = "SELECT 1; SELECT 2 ;  \n";
+    cr_assert_eq(dynobs__sql_comment_at(q, strlen(q)), strlen("SELECT 1; SELECT 2"));
+    q = "SELECT 1";
+    cr_assert_eq(dynobs__sql_comment_at(q, strlen(q)), 8);
+}
