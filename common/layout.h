@@ -20,7 +20,7 @@
 #include <stdint.h>
 
 #define DYNOBS_SEG_MAGIC 0x31474553534f4e59ULL /* "YNOSSEG1" read as LE */
-#define DYNOBS_LAYOUT_VERSION 1u
+#define DYNOBS_LAYOUT_VERSION 2u
 #define DYNOBS_PAGE 4096u
 #define DYNOBS_CACHELINE 64u
 
@@ -198,7 +198,7 @@ enum dynobs_item_tag {
 #define DYNOBS_SLOT_EMPTY 0u
 #define DYNOBS_SLOT_CLAIMED 1u
 #define DYNOBS_SLOT_READY 2u
-#define DYNOBS_METRIC_KEY_BYTES 160u /* name NUL labels NUL */
+#define DYNOBS_METRIC_KEY_BYTES 288u /* name NUL labels NUL */
 #define DYNOBS_METRIC_UNIT_BYTES 16u
 #define DYNOBS_METRIC_MAX_BUCKETS 16u /* DYNOBS_HISTOGRAM_MAX_BOUNDS + 1 */
 
@@ -211,16 +211,16 @@ struct dynobs_metric_slot {
     uint64_t hash;       /*   8 */
     char unit[DYNOBS_METRIC_UNIT_BYTES]; /* 16: NUL-padded */
     char key[DYNOBS_METRIC_KEY_BYTES];   /* 32: name NUL labels NUL */
-    /* 192: values. Doubles are stored as their bit patterns and updated by
+    /* 320: values. Doubles are stored as their bit patterns and updated by
      * compare-and-swap; bucket counts by fetch-and-add. A histogram's
      * count is the sum of its buckets. */
-    uint64_t value;      /* 192: counter/updown/gauge value, histogram sum */
-    uint64_t min;        /* 200: histogram min (bits of a double) */
-    uint64_t max;        /* 208: histogram max */
-    uint64_t start_ns;   /* 216: wall clock when the series was registered */
-    uint64_t buckets[DYNOBS_METRIC_MAX_BUCKETS]; /* 224 */
-    double bounds[DYNOBS_METRIC_MAX_BUCKETS - 1]; /* 352 */
-    uint8_t reserved[40];                         /* 472 */
-};                                                /* 512 */
+    uint64_t value;      /* 320: counter/updown/gauge value, histogram sum */
+    uint64_t min;        /* 328: histogram min (bits of a double) */
+    uint64_t max;        /* 336: histogram max */
+    uint64_t start_ns;   /* 344: wall clock when the series was registered */
+    uint64_t buckets[DYNOBS_METRIC_MAX_BUCKETS]; /* 352 */
+    double bounds[DYNOBS_METRIC_MAX_BUCKETS - 1]; /* 480 */
+    uint8_t reserved[40];                         /* 600 */
+};                                                /* 640 */
 
 #endif /* DYNOBS_COMMON_LAYOUT_H */

@@ -74,7 +74,7 @@ int dynobs__reader_open(struct dynobs_reader *r, const char *path, int flags)
     }
     if (!S_ISREG(st.st_mode) || (uint64_t)st.st_size < 2 * DYNOBS_PAGE ||
         (uint64_t)st.st_size > 2 * DYNOBS_PAGE + DYNOBS_RING_BYTES_MAX +
-                                   (uint64_t)DYNOBS_METRIC_SLOTS_MAX * 512) {
+                                   (uint64_t)DYNOBS_METRIC_SLOTS_MAX * sizeof(struct dynobs_metric_slot)) {
         rc = -EBADMSG;
         goto fail;
     }

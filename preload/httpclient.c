@@ -307,7 +307,8 @@ void dynobs__http_client_metric(const char *method, const char *server, long por
     struct dynobs_metric_def d = {.name = "http.client.request.duration", .unit = "s",
                                   .kind = DYNOBS_METRIC_HISTOGRAM, .bounds = duration_bounds,
                                   .nbounds = sizeof duration_bounds / sizeof duration_bounds[0]};
-    if (dynobs__metric_update(&seg->metrics, &d, seconds, labels) == -ENOSPC)
+    /* Refused for any reason (table full, labels too long): counted. */
+    if (dynobs__metric_update(&seg->metrics, &d, seconds, labels) < 0)
         dynobs__count(DYNOBS_CTR_METRIC_UPDATES_REFUSED);
 }
 

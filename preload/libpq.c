@@ -318,7 +318,8 @@ static void finish(struct pgstate *s, const char *error_type)
                                       .kind = DYNOBS_METRIC_HISTOGRAM, .bounds = op_bounds,
                                       .nbounds = sizeof op_bounds / sizeof op_bounds[0]};
         double secs = now > s->start_ns ? (double)(now - s->start_ns) / 1e9 : 0;
-        if (dynobs__metric_update(&seg->metrics, &d, secs, labels) == -ENOSPC)
+        /* Refused for any reason (table full, labels too long): counted. */
+        if (dynobs__metric_update(&seg->metrics, &d, secs, labels) < 0)
             dynobs__count(DYNOBS_CTR_METRIC_UPDATES_REFUSED);
     }
     dynobs__span_finish(sp);

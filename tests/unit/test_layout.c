@@ -10,7 +10,7 @@
 
 Test(layout, version)
 {
-    cr_assert_eq(DYNOBS_LAYOUT_VERSION, 1);
+    cr_assert_eq(DYNOBS_LAYOUT_VERSION, 2);
     cr_assert_eq(DYNOBS_SEG_MAGIC, 0x31474553534f4e59ULL);
 }
 
@@ -127,7 +127,8 @@ Test(layout, log_record)
 Test(layout, metric_slot)
 {
     typedef struct dynobs_metric_slot M;
-    cr_assert_eq(sizeof(M), 512);
+    cr_assert_eq(sizeof(M), 640);
+    cr_assert_eq(DYNOBS_METRIC_KEY_BYTES, 288);
     PIN(M, state, 0);
     PIN(M, kind, 4);
     PIN(M, nbounds, 5);
@@ -136,10 +137,10 @@ Test(layout, metric_slot)
     PIN(M, hash, 8);
     PIN(M, unit, 16);
     PIN(M, key, 32);
-    PIN(M, value, 192);
-    PIN(M, min, 200);
-    PIN(M, max, 208);
-    PIN(M, start_ns, 216);
-    PIN(M, buckets, 224);
-    PIN(M, bounds, 352);
+    PIN(M, value, 320);
+    PIN(M, min, 328);
+    PIN(M, max, 336);
+    PIN(M, start_ns, 344);
+    PIN(M, buckets, 352);
+    PIN(M, bounds, 480);
 }

@@ -119,9 +119,9 @@ Test(metrics, bad_input_is_refused)
         struct dynobs_metric_def b = def(bad_names[i], DYNOBS_METRIC_COUNTER);
         cr_expect_eq(dynobs__metric_update(t, &b, 1, NULL), -EINVAL, "%s", bad_names[i]);
     }
-    char longname[200];
-    memset(longname, 'a', 199);
-    longname[199] = 0;
+    char longname[300]; /* name and labels over DYNOBS_METRIC_KEY_BYTES */
+    memset(longname, 'a', 299);
+    longname[299] = 0;
     struct dynobs_metric_def l = def(longname, DYNOBS_METRIC_COUNTER);
     cr_assert_eq(dynobs__metric_update(t, &l, 1, NULL), -EINVAL);
     double unsorted[] = {1, 1, 2};

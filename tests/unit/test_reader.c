@@ -219,7 +219,7 @@ Test(reader, header_checks)
         int expect;
     } cases[] = {
         {0, 0, 8, -EAGAIN},                     /* magic not yet written */
-        {8, 2, 4, -EPROTO},                     /* unknown layout version */
+        {8, 99, 4, -EPROTO},                    /* unknown layout version */
         {12, 4095, 4, -EBADMSG},                /* header size */
         {16, 1, 8, -EBADMSG},                   /* total size */
         {32, 4096, 8, -EBADMSG},                /* ring offset */
