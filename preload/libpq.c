@@ -116,6 +116,11 @@ struct pgstate {
         char query[512]; /* for the spans of PQexecPrepared */
     } stmts[STATEMENTS];
     unsigned next_stmt;
+    /* The analysis of the last statement text: services repeat theirs, and
+     * scrubbing and naming cost more than the rest of a span. */
+    uint64_t last_hash;
+    size_t last_len;
+    char last_op[32], last_coll[128], last_text[2048];
     struct dynobs_span span;
 };
 
@@ -207,12 +212,25 @@ static int begin(PGconn *c, struct pgstate *s, const char *query, const char *op
         return -1;
     target_of(c, s);
     char op[32] = "", coll[128] = "", name[200];
+    int raw = query && setting(&raw_text, "DYNOBS_DB_QUERY_RAW");
+    if (query) {
+        size_t ql = strlen(query);
+        uint64_t h = dynobs__hash(query, ql, 0x7067);
+        if (h != s->last_hash || ql != s->last_len) {
+            dynobs__sql_operation(query, s->last_op, sizeof s->last_op);
+            dynobs__sql_collection(query, s->last_coll, sizeof s->last_coll);
+            if (!raw)
+                dynobs__sql_scrub(query, s->last_text, sizeof s->last_text);
+            s->last_hash = h;
+            s->last_len = ql;
+        }
+    }
     if (op_override)
         copy(op, sizeof op, op_override);
     else if (query)
-        dynobs__sql_operation(query, op, sizeof op);
+        memcpy(op, s->last_op, sizeof op);
     if (query && !op_override)
-        dynobs__sql_collection(query, coll, sizeof coll);
+        memcpy(coll, s->last_coll, sizeof coll);
     if (!*op)
         copy(op, sizeof op, "QUERY");
     size_t nl = strlen(op);
@@ -240,15 +258,8 @@ static int begin(PGconn *c, struct pgstate *s, const char *query, const char *op
         if (!op_override || query)
             set_str(sp, "db.operation.name", op);
         set_str(sp, "db.collection.name", coll);
-        if (query) {
-            if (setting(&raw_text, "DYNOBS_DB_QUERY_RAW")) {
-                set_str(sp, "db.query.text", query);
-            } else {
-                char text[2048];
-                dynobs__sql_scrub(query, text, sizeof text);
-                set_str(sp, "db.query.text", text);
-            }
-        }
+        if (query)
+            set_str(sp, "db.query.text", raw ? query : s->last_text);
     }
     return 0;
 }

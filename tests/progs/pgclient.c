@@ -50,6 +50,31 @@ int main(int argc, char **argv)
     while ((r = PQgetResult(c)))
         print(r);
     print(PQexec(c, "SELEC 1"));
+
+    /* COPY FROM STDIN: must keep working unchanged under the shim. */
+    print(PQexec(c, "COPY items FROM STDIN"));
+    const char rows[] = "4\tfour\n5\tfive\n";
+    if (PQputCopyData(c, rows, (int)sizeof rows - 1) != 1 || PQputCopyEnd(c, NULL) != 1)
+        return 5;
+    while ((r = PQgetResult(c)))
+        print(r);
+    print(PQexec(c, "SELECT count(*) FROM items"));
+
+    /* Pipeline mode: passed through untraced, results unchanged. */
+    if (!PQenterPipelineMode(c))
+        return 6;
+    const char *v1[1] = {"4"}, *v2[1] = {"5"};
+    PQsendQueryParams(c, "SELECT name FROM items WHERE id = $1", 1, NULL, v1, NULL, NULL, 0);
+    PQsendQueryParams(c, "SELECT name FROM items WHERE id = $1", 1, NULL, v2, NULL, NULL, 0);
+    PQpipelineSync(c);
+    for (int i = 0; i < 2; i++) {
+        while ((r = PQgetResult(c)))
+            print(r);
+    }
+    r = PQgetResult(c); /* the sync */
+    printf("sync %s\n", PQresStatus(PQresultStatus(r)));
+    PQclear(r);
+    PQexitPipelineMode(c);
     PQfinish(c);
     dynobs_span_end(job);
     return 0;
