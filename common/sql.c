@@ -134,16 +134,23 @@ void dynobs__sql_operation(const char *q, char *out, size_t cap)
     out[n] = '\0';
 }
 
+/* At a quote: the position of its closing quote ('' escapes it), or NULL
+ * for an unterminated literal. */
+static const char *skip_literal(const char *p)
+{
+    p++;
+    while (*p && !(*p == '\'' && p[1] != '\''))
+        p += *p == '\'' ? 2 : 1;
+    return *p ? p : NULL;
+}
+
 /* Finds keyword kw (case-insensitive, whole word) outside literals. */
 static const char *find_kw(const char *q, const char *kw)
 {
     size_t kl = strlen(kw);
     for (const char *p = q; *p; p++) {
         if (*p == '\'') {
-            p++;
-            while (*p && !(*p == '\'' && p[1] != '\''))
-                p += *p == '\'' ? 2 : 1;
-            if (!*p)
+            if (!(p = skip_literal(p)))
                 return NULL;
             continue;
         }
@@ -182,10 +189,7 @@ int dynobs__sql_has_comment(const char *q)
 {
     for (const char *p = q; *p; p++) {
         if (*p == '\'') {
-            p++;
-            while (*p && !(*p == '\'' && p[1] != '\''))
-                p += *p == '\'' ? 2 : 1;
-            if (!*p)
+            if (!(p = skip_literal(p)))
                 return 0;
             continue;
         }

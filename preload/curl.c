@@ -24,6 +24,7 @@
 #include <sys/mman.h>
 
 #include "conn.h"
+#include "ptrtab.h"
 
 typedef void CURL;
 typedef void CURLM;
@@ -86,11 +87,7 @@ static inline int active(void)
 }
 
 /* Per easy handle: the application's header list, and the transfer in
- * flight. Same lock-free open addressing as the TLS sessions. */
-#define HANDLES 4096u
-#define PROBES 32u
-#define TOMBSTONE ((CURL *)1)
-
+ * flight. The slot's value is the transfer state, kept for reuse. */
 struct transfer {
     struct curl_slist *app_headers; /* as the application set them */
     struct curl_slist *ours;        /* the copy with our line, during a transfer */
@@ -99,51 +96,29 @@ struct transfer {
     struct dynobs_span span;
 };
 
-static struct handle {
-    CURL *key;
-    struct transfer *t;
-} handles[HANDLES];
+static struct dynobs_ptrslot handles[DYNOBS_PTRTAB_SIZE];
 
-static unsigned home(const CURL *h)
+static struct transfer *transfer_of(const CURL *h, int create)
 {
-    return (unsigned)(dynobs__mix64((uint64_t)(uintptr_t)h) & (HANDLES - 1));
-}
-
-static struct handle *find(const CURL *h, int create)
-{
-    unsigned base = home(h);
-    for (unsigned i = 0; i < PROBES; i++) {
-        struct handle *e = &handles[(base + i) & (HANDLES - 1)];
-        CURL *k = __atomic_load_n(&e->key, __ATOMIC_ACQUIRE);
-        if (k == h)
-            return e;
-        if (!k)
-            break;
-    }
-    if (!create)
+    struct dynobs_ptrslot *e = dynobs__ptrtab_find(handles, h);
+    if (e || !create)
+        return e ? e->val : NULL;
+    e = dynobs__ptrtab_claim(handles, h);
+    if (!e)
         return NULL;
-    for (unsigned i = 0; i < PROBES; i++) {
-        struct handle *e = &handles[(base + i) & (HANDLES - 1)];
-        CURL *k = __atomic_load_n(&e->key, __ATOMIC_ACQUIRE);
-        if ((!k || k == TOMBSTONE) &&
-            __atomic_compare_exchange_n(&e->key, &k, (CURL *)h, 0, __ATOMIC_ACQ_REL,
-                                        __ATOMIC_ACQUIRE)) {
-            if (!e->t) {
-                void *m = mmap(NULL, sizeof(struct transfer), PROT_READ | PROT_WRITE,
-                               MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-                if (m == MAP_FAILED) {
-                    __atomic_store_n(&e->key, TOMBSTONE, __ATOMIC_RELEASE);
-                    return NULL;
-                }
-                e->t = m;
-            }
-            e->t->app_headers = NULL;
-            e->t->ours = NULL;
-            e->t->active = 0;
-            return e;
+    struct transfer *t = e->val;
+    if (!t) {
+        void *m = mmap(NULL, sizeof *t, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (m == MAP_FAILED) {
+            dynobs__ptrtab_release(e);
+            return NULL;
         }
+        t = e->val = m;
     }
-    return NULL;
+    t->app_headers = NULL;
+    t->ours = NULL;
+    t->active = 0;
+    return t;
 }
 
 /* curl_easy_setopt is variadic: its one argument is forwarded by the type
@@ -166,9 +141,9 @@ DYNOBS_API CURLcode curl_easy_setopt(CURL *h, int opt, ...)
         rc = fn(h, opt, v);
         if (rc == 0 && opt == CURLOPT_HTTPHEADER && active()) {
             int saved = errno;
-            struct handle *e = find(h, 1);
-            if (e)
-                e->t->app_headers = v;
+            struct transfer *t = transfer_of(h, 1);
+            if (t)
+                t->app_headers = v;
             errno = saved;
         }
     } else if (opt < CURLOPTTYPE_OFF_T) {
@@ -204,10 +179,9 @@ static void begin(CURL *h)
     struct dynobs_thread *t = dynobs__thread();
     if (!t)
         return;
-    struct handle *e = find(h, 1);
-    if (!e || e->t->active)
+    struct transfer *x = transfer_of(h, 1);
+    if (!x || x->active)
         return;
-    struct transfer *x = e->t;
     struct dynobs_traceparent tp;
     struct dynobs_ctx remote;
     const struct dynobs_ctx *parent;
@@ -349,10 +323,9 @@ static void set_url(struct dynobs_span *s, const char *url, char *host, size_t h
  * header list goes back. */
 static void end(CURL *h, CURLcode rc)
 {
-    struct handle *e = find(h, 0);
-    if (!e || !e->t->active)
+    struct transfer *x = transfer_of(h, 0);
+    if (!x || !x->active)
         return;
-    struct transfer *x = e->t;
     x->active = 0;
     CURLcode (*setopt)(CURL *, int, ...) = CU(easy_setopt, "curl_easy_setopt");
     CURLcode (*getinfo)(CURL *, int, ...) = CU(easy_getinfo, "curl_easy_getinfo");
@@ -442,10 +415,10 @@ DYNOBS_API CURLcode curl_easy_perform(CURL *h)
 DYNOBS_API void curl_easy_cleanup(CURL *h)
 {
     void (*fn)(CURL *) = CU(easy_cleanup, "curl_easy_cleanup");
-    struct handle *e = h && active() ? find(h, 0) : NULL;
+    struct dynobs_ptrslot *e = h && active() ? dynobs__ptrtab_find(handles, h) : NULL;
     if (e) {
         end(h, 42); /* a transfer still open: aborted */
-        __atomic_store_n(&e->key, TOMBSTONE, __ATOMIC_RELEASE);
+        dynobs__ptrtab_release(e);
     }
     if (fn)
         fn(h);
@@ -463,15 +436,15 @@ DYNOBS_API CURLMcode curl_multi_add_handle(CURLM *m, CURL *h)
     }
     CURLMcode rc = fn(m, h);
     if (rc != 0 && active() && h) {
-        struct handle *e = find(h, 0);
-        if (e && e->t->active) { /* not added after all: no transfer */
-            e->t->active = 0;
+        struct transfer *x = transfer_of(h, 0);
+        if (x && x->active) { /* not added after all: no transfer */
+            x->active = 0;
             CURLcode (*setopt)(CURL *, int, ...) = CU(easy_setopt, "curl_easy_setopt");
             void (*free_all)(struct curl_slist *) = CU(slist_free_all, "curl_slist_free_all");
-            if (e->t->ours && setopt && free_all) {
-                setopt(h, CURLOPT_HTTPHEADER, e->t->app_headers);
-                free_all(e->t->ours);
-                e->t->ours = NULL;
+            if (x->ours && setopt && free_all) {
+                setopt(h, CURLOPT_HTTPHEADER, x->app_headers);
+                free_all(x->ours);
+                x->ours = NULL;
             }
         }
     }

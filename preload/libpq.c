@@ -16,6 +16,7 @@
 #include <sys/mman.h>
 
 #include "conn.h"
+#include "ptrtab.h"
 
 #include "../common/sql.h"
 
@@ -97,9 +98,6 @@ static int commenter = -1, raw_text = -1;
 
 /* ---- per connection state: keyed by PGconn*, like curl handles ---- */
 
-#define CONNS 4096u
-#define PROBES 32u
-#define TOMBSTONE ((PGconn *)1)
 #define STATEMENTS 32u
 
 struct pgstate {
@@ -124,58 +122,35 @@ struct pgstate {
     struct dynobs_span span;
 };
 
-static struct pgslot {
-    PGconn *key;
-    struct pgstate *st;
-} conns[CONNS];
+static struct dynobs_ptrslot conns[DYNOBS_PTRTAB_SIZE];
 
+/* The state of a connection; the slot's value is kept for reuse. */
 static struct pgstate *state_of(PGconn *c, int create)
 {
-    unsigned base = (unsigned)(dynobs__mix64((uint64_t)(uintptr_t)c) & (CONNS - 1));
-    for (unsigned i = 0; i < PROBES; i++) {
-        struct pgslot *e = &conns[(base + i) & (CONNS - 1)];
-        PGconn *k = __atomic_load_n(&e->key, __ATOMIC_ACQUIRE);
-        if (k == c)
-            return e->st;
-        if (!k)
-            break;
-    }
-    if (!create)
+    struct dynobs_ptrslot *e = dynobs__ptrtab_find(conns, c);
+    if (e || !create)
+        return e ? e->val : NULL;
+    e = dynobs__ptrtab_claim(conns, c);
+    if (!e)
         return NULL;
-    for (unsigned i = 0; i < PROBES; i++) {
-        struct pgslot *e = &conns[(base + i) & (CONNS - 1)];
-        PGconn *k = __atomic_load_n(&e->key, __ATOMIC_ACQUIRE);
-        if ((!k || k == TOMBSTONE) &&
-            __atomic_compare_exchange_n(&e->key, &k, c, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
-            if (!e->st) {
-                void *m = mmap(NULL, sizeof(struct pgstate), PROT_READ | PROT_WRITE,
-                               MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-                if (m == MAP_FAILED) {
-                    __atomic_store_n(&e->key, TOMBSTONE, __ATOMIC_RELEASE);
-                    return NULL;
-                }
-                e->st = m;
-            }
-            memset(e->st, 0, offsetof(struct pgstate, span));
-            return e->st;
+    struct pgstate *s = e->val;
+    if (!s) {
+        void *m = mmap(NULL, sizeof *s, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (m == MAP_FAILED) {
+            dynobs__ptrtab_release(e);
+            return NULL;
         }
+        s = e->val = m;
     }
-    return NULL;
+    memset(s, 0, offsetof(struct pgstate, span));
+    return s;
 }
 
 static void forget(PGconn *c)
 {
-    unsigned base = (unsigned)(dynobs__mix64((uint64_t)(uintptr_t)c) & (CONNS - 1));
-    for (unsigned i = 0; i < PROBES; i++) {
-        struct pgslot *e = &conns[(base + i) & (CONNS - 1)];
-        PGconn *k = __atomic_load_n(&e->key, __ATOMIC_ACQUIRE);
-        if (k == c) {
-            __atomic_store_n(&e->key, TOMBSTONE, __ATOMIC_RELEASE);
-            return;
-        }
-        if (!k)
-            return;
-    }
+    struct dynobs_ptrslot *e = dynobs__ptrtab_find(conns, c);
+    if (e)
+        dynobs__ptrtab_release(e);
 }
 
 static void copy(char *dst, size_t cap, const char *src)
@@ -386,6 +361,20 @@ static int pipelined(PGconn *c)
 
 /* ---- connections ---- */
 
+/* Times a connecting call and gives its result a CONNECT span. */
+#define CONNECT_CALL(call, done)                                                           \
+    __extension__({                                                                        \
+        struct dynobs_thread *t_ = active() ? dynobs__thread() : NULL;                     \
+        uint64_t t0_ = t_ ? dynobs__clock_now(&t_->clk) : 0;                               \
+        PGconn *c_ = INNER(call);                                                          \
+        if (t_) {                                                                          \
+            int saved_ = errno;                                                            \
+            connected(c_, t0_, done);                                                      \
+            errno = saved_;                                                                \
+        }                                                                                  \
+        c_;                                                                                \
+    })
+
 static void connected(PGconn *c, uint64_t start_ns, int done)
 {
     struct pgstate *s = c ? state_of(c, 1) : NULL;
@@ -411,15 +400,7 @@ DYNOBS_API PGconn *PQconnectdb(const char *conninfo)
     PGconn *(*fn)(const char *) = PQ(connectdb, "PQconnectdb");
     if (!fn)
         return NULL;
-    struct dynobs_thread *t = active() ? dynobs__thread() : NULL;
-    uint64_t t0 = t ? dynobs__clock_now(&t->clk) : 0;
-    PGconn *c = INNER(fn(conninfo));
-    if (t) {
-        int saved = errno;
-        connected(c, t0, 1);
-        errno = saved;
-    }
-    return c;
+    return CONNECT_CALL(fn(conninfo), 1);
 }
 
 DYNOBS_API PGconn *PQconnectdbParams(const char *const *keys, const char *const *values,
@@ -429,15 +410,7 @@ DYNOBS_API PGconn *PQconnectdbParams(const char *const *keys, const char *const 
         PQ(connectdb_params, "PQconnectdbParams");
     if (!fn)
         return NULL;
-    struct dynobs_thread *t = active() ? dynobs__thread() : NULL;
-    uint64_t t0 = t ? dynobs__clock_now(&t->clk) : 0;
-    PGconn *c = INNER(fn(keys, values, expand));
-    if (t) {
-        int saved = errno;
-        connected(c, t0, 1);
-        errno = saved;
-    }
-    return c;
+    return CONNECT_CALL(fn(keys, values, expand), 1);
 }
 
 DYNOBS_API PGconn *PQsetdbLogin(const char *host, const char *port, const char *opt,
@@ -448,15 +421,7 @@ DYNOBS_API PGconn *PQsetdbLogin(const char *host, const char *port, const char *
                   const char *, const char *) = PQ(setdb_login, "PQsetdbLogin");
     if (!fn)
         return NULL;
-    struct dynobs_thread *t = active() ? dynobs__thread() : NULL;
-    uint64_t t0 = t ? dynobs__clock_now(&t->clk) : 0;
-    PGconn *c = INNER(fn(host, port, opt, tty, db, login, pwd));
-    if (t) {
-        int saved = errno;
-        connected(c, t0, 1);
-        errno = saved;
-    }
-    return c;
+    return CONNECT_CALL(fn(host, port, opt, tty, db, login, pwd), 1);
 }
 
 DYNOBS_API PGconn *PQconnectStart(const char *conninfo)
@@ -464,12 +429,7 @@ DYNOBS_API PGconn *PQconnectStart(const char *conninfo)
     PGconn *(*fn)(const char *) = PQ(connect_start, "PQconnectStart");
     if (!fn)
         return NULL;
-    struct dynobs_thread *t = active() ? dynobs__thread() : NULL;
-    uint64_t t0 = t ? dynobs__clock_now(&t->clk) : 0;
-    PGconn *c = INNER(fn(conninfo));
-    if (t)
-        connected(c, t0, 0);
-    return c;
+    return CONNECT_CALL(fn(conninfo), 0);
 }
 
 DYNOBS_API PGconn *PQconnectStartParams(const char *const *keys, const char *const *values,
@@ -479,12 +439,7 @@ DYNOBS_API PGconn *PQconnectStartParams(const char *const *keys, const char *con
         PQ(connect_start_params, "PQconnectStartParams");
     if (!fn)
         return NULL;
-    struct dynobs_thread *t = active() ? dynobs__thread() : NULL;
-    uint64_t t0 = t ? dynobs__clock_now(&t->clk) : 0;
-    PGconn *c = INNER(fn(keys, values, expand));
-    if (t)
-        connected(c, t0, 0);
-    return c;
+    return CONNECT_CALL(fn(keys, values, expand), 0);
 }
 
 DYNOBS_API int PQconnectPoll(PGconn *c)

@@ -19,6 +19,7 @@
 
 #include "conn.h"
 #include "httpclient.h"
+#include "ptrtab.h"
 
 typedef struct ssl_st SSL;
 
@@ -46,45 +47,20 @@ static inline int active(void)
            !dynobs__curl_depth;
 }
 
-/* Sessions: SSL pointer -> connection, open addressing, lock-free. A key
- * is claimed by compare-and-swap; SSL_free leaves a tombstone. */
-#define SESSIONS 4096u
-#define PROBES 32u
-#define TOMBSTONE ((SSL *)1)
+/* Sessions: SSL pointer -> connection. */
+static struct dynobs_ptrslot sessions[DYNOBS_PTRTAB_SIZE];
 
-static struct session {
-    SSL *key;
-    struct dynobs_conn *conn;
-} sessions[SESSIONS];
-
-static unsigned home(const SSL *s)
+static struct dynobs_ptrslot *find(const SSL *s)
 {
-    return (unsigned)(dynobs__mix64((uint64_t)(uintptr_t)s) & (SESSIONS - 1));
+    return dynobs__ptrtab_find(sessions, s);
 }
 
-static struct session *find(const SSL *s)
+static struct dynobs_ptrslot *claim(SSL *s)
 {
-    for (unsigned i = 0, h = home(s); i < PROBES; i++) {
-        struct session *e = &sessions[(h + i) & (SESSIONS - 1)];
-        SSL *k = __atomic_load_n(&e->key, __ATOMIC_ACQUIRE);
-        if (k == s)
-            return e;
-        if (!k)
-            return NULL;
-    }
-    return NULL;
-}
-
-static struct session *claim(SSL *s)
-{
-    for (unsigned i = 0, h = home(s); i < PROBES; i++) {
-        struct session *e = &sessions[(h + i) & (SESSIONS - 1)];
-        SSL *k = __atomic_load_n(&e->key, __ATOMIC_ACQUIRE);
-        if ((!k || k == TOMBSTONE) &&
-            __atomic_compare_exchange_n(&e->key, &k, s, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
-            return e;
-    }
-    return NULL; /* full around here: the session goes untraced */
+    struct dynobs_ptrslot *e = dynobs__ptrtab_claim(sessions, s);
+    if (e)
+        __atomic_store_n(&e->val, NULL, __ATOMIC_RELEASE);
+    return e;
 }
 
 /* The connection of a session for writing `buf`, or NULL to pass through. */
@@ -92,8 +68,8 @@ static struct dynobs_conn *out_conn(SSL *s, const void *buf, size_t n, int *fdp)
 {
     if (!active() || n == 0 || !s)
         return NULL;
-    struct session *e = find(s);
-    struct dynobs_conn *c = e ? __atomic_load_n(&e->conn, __ATOMIC_ACQUIRE) : NULL;
+    struct dynobs_ptrslot *e = find(s);
+    struct dynobs_conn *c = e ? __atomic_load_n((struct dynobs_conn **)&e->val, __ATOMIC_ACQUIRE) : NULL;
     if (c == DYNOBS_NOT_HTTP)
         return NULL;
     if (!c) {
@@ -109,7 +85,7 @@ static struct dynobs_conn *out_conn(SSL *s, const void *buf, size_t n, int *fdp)
             c->tls = 1;
             dynobs__conn_ref(c);
         }
-        __atomic_store_n(&e->conn, c ? c : DYNOBS_NOT_HTTP, __ATOMIC_RELEASE);
+        __atomic_store_n(&e->val, c ? (void *)c : (void *)DYNOBS_NOT_HTTP, __ATOMIC_RELEASE);
         errno = saved;
         if (!c)
             return NULL;
@@ -123,19 +99,20 @@ static struct dynobs_conn *in_conn(SSL *s)
 {
     if (!active() || !s)
         return NULL;
-    struct session *e = find(s);
-    struct dynobs_conn *c = e ? __atomic_load_n(&e->conn, __ATOMIC_ACQUIRE) : NULL;
+    struct dynobs_ptrslot *e = find(s);
+    struct dynobs_conn *c = e ? __atomic_load_n((struct dynobs_conn **)&e->val, __ATOMIC_ACQUIRE) : NULL;
     return c && c != DYNOBS_NOT_HTTP && dynobs__http_watching_in(c) ? c : NULL;
 }
 
 DYNOBS_API void SSL_free(SSL *s)
 {
     void (*fn)(SSL *) = SSLFN(free, "SSL_free");
-    struct session *e = s ? find(s) : NULL;
+    struct dynobs_ptrslot *e = s ? find(s) : NULL;
     if (e) {
         int saved = errno;
-        struct dynobs_conn *c = __atomic_exchange_n(&e->conn, NULL, __ATOMIC_ACQ_REL);
-        __atomic_store_n(&e->key, TOMBSTONE, __ATOMIC_RELEASE);
+        struct dynobs_conn *c = __atomic_exchange_n((struct dynobs_conn **)&e->val, NULL,
+                                                    __ATOMIC_ACQ_REL);
+        dynobs__ptrtab_release(e);
         dynobs__conn_unref(c);
         errno = saved;
     }

@@ -487,8 +487,13 @@ def test_sigkilled_process_spans_arrive_and_segment_is_reaped(env):
                  "%s spans" % written)
         spans = spans_of(rx.accepted("/v1/traces"))
         seq = sorted(attrs(s)["i"] for _, s in spans)
-        check(len(seq) == written and seq == list(range(1, len(seq) + 1)),
-              "got %d spans for %d written" % (len(seq), written))
+        dropped = env.metric("dynobs_exporter_ring_records_dropped_total")
+        # Every committed span arrives once; spans dropped in a full ring
+        # (counted) are the only gaps.
+        check(len(seq) == written and len(set(seq)) == len(seq),
+              "got %d spans (%d distinct) for %d written" % (len(seq), len(set(seq)), written))
+        check(seq[0] >= 1 and seq[-1] <= written + dropped,
+              "sequence 1..%d with %d written + %d dropped" % (seq[-1], written, dropped))
         check(env.metric("dynobs_exporter_segments_reaped_total") == 1, "reaped counted")
     finally:
         rx.stop()

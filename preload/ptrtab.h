@@ -1,0 +1,28 @@
+/*
+ * Tables keyed by a pointer the application owns (an SSL session, a curl
+ * handle, a PGconn): open addressing, lock-free. A key is claimed with a
+ * compare-and-swap and released as a tombstone; the value of a released
+ * slot is kept, so that the memory it points to can serve the next key.
+ */
+#ifndef DYNOBS_PRELOAD_PTRTAB_H
+#define DYNOBS_PRELOAD_PTRTAB_H
+
+#include "internal.h"
+
+#define DYNOBS_PTRTAB_SIZE 4096u /* slots per table, a power of two */
+
+struct dynobs_ptrslot {
+    void *key;
+    void *val;
+};
+
+/* The slot of key, or NULL. */
+struct dynobs_ptrslot *dynobs__ptrtab_find(struct dynobs_ptrslot *tab, const void *key)
+    DYNOBS_INTERNAL;
+/* A slot for a key that is not in the table; NULL when the neighbourhood
+ * is full (the caller then goes untraced for that key). */
+struct dynobs_ptrslot *dynobs__ptrtab_claim(struct dynobs_ptrslot *tab, const void *key)
+    DYNOBS_INTERNAL;
+void dynobs__ptrtab_release(struct dynobs_ptrslot *e) DYNOBS_INTERNAL;
+
+#endif
