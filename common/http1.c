@@ -3,7 +3,7 @@
 #include <stddef.h>
 #include <string.h>
 
-enum { HDR_TRACEPARENT = 1, HDR_TRACESTATE = 2, HDR_HOST = 4 };
+enum { HDR_TRACEPARENT = 1, HDR_TRACESTATE = 2, HDR_HOST = 4, HDR_UA = 8 };
 
 static const struct {
     const char *name;
@@ -12,6 +12,7 @@ static const struct {
     {"traceparent", 11, HDR_TRACEPARENT},
     {"tracestate", 10, HDR_TRACESTATE},
     {"host", 4, HDR_HOST},
+    {"user-agent", 10, HDR_UA},
 };
 
 static const char *const methods[] = {"GET ", "POST", "PUT ", "HEAD", "DELE", "OPTI",
@@ -47,9 +48,10 @@ static int reqline_ok(const struct dynobs_h1_out *o, const char *tail9)
 
 void dynobs__h1_out_reset(struct dynobs_h1_out *o)
 {
-    uint8_t off = o->phase == DYNOBS_H1_OFF;
+    uint8_t off = o->phase == DYNOBS_H1_OFF, capture = o->capture;
     memset(o, 0, offsetof(struct dynobs_h1_out, reqline));
     o->phase = off ? DYNOBS_H1_OFF : DYNOBS_H1_IDLE;
+    o->capture = capture;
 }
 
 void dynobs__h1_out_done(struct dynobs_h1_out *o)
@@ -149,7 +151,7 @@ long dynobs__h1_out_feed(struct dynobs_h1_out *o, const uint8_t *p, size_t n)
                     return (long)i; /* the empty line: headers end here */
                 o->line_start = 0;
                 o->line_len = 0;
-                o->match = HDR_TRACEPARENT | HDR_TRACESTATE | HDR_HOST;
+                o->match = HDR_TRACEPARENT | HDR_TRACESTATE | HDR_HOST | (o->capture ? HDR_UA : 0);
                 o->in_value = 0;
             }
             if (c == '\n') {
@@ -167,6 +169,11 @@ long dynobs__h1_out_feed(struct dynobs_h1_out *o, const uint8_t *p, size_t n)
                     o->host[o->host_len++] = (char)c;
                 else if (o->in_value == HDR_TRACEPARENT && o->tp_len < DYNOBS_H1_TP_MAX - 1)
                     o->traceparent[o->tp_len++] = (char)c;
+                else if (o->in_value == HDR_TRACESTATE && o->capture &&
+                         o->ts_len < DYNOBS_H1_TS_MAX - 1)
+                    o->tracestate[o->ts_len++] = (char)c;
+                else if (o->in_value == HDR_UA && o->ua_len < DYNOBS_H1_UA_MAX - 1)
+                    o->user_agent[o->ua_len++] = (char)c;
                 break;
             }
             if (o->match) {
@@ -175,11 +182,19 @@ long dynobs__h1_out_feed(struct dynobs_h1_out *o, const uint8_t *p, size_t n)
                         if ((o->match & watched[w].bit) && o->line_len == watched[w].len) {
                             if (watched[w].bit == HDR_TRACEPARENT) {
                                 o->has_traceparent = 1;
+                                if (o->tp_count < 255)
+                                    o->tp_count++;
                                 o->tp_len = 0;
                             } else if (watched[w].bit == HDR_TRACESTATE) {
+                                /* Several tracestate headers are one list. */
+                                if (o->has_tracestate && o->capture &&
+                                    o->ts_len < DYNOBS_H1_TS_MAX - 1)
+                                    o->tracestate[o->ts_len++] = ',';
                                 o->has_tracestate = 1;
-                            } else {
+                            } else if (watched[w].bit == HDR_HOST) {
                                 o->host_len = 0;
+                            } else {
+                                o->ua_len = 0;
                             }
                             o->in_value = watched[w].bit;
                             o->skip_ws = 1;
@@ -279,6 +294,188 @@ int dynobs__h1_in_feed(struct dynobs_h1_in *in, const uint8_t *p, size_t n)
         default:
             return 0;
         }
+    }
+    return 0;
+}
+
+void dynobs__h1_resp_start(struct dynobs_h1_resp *r, int head_request)
+{
+    memset(r, 0, sizeof *r);
+    r->head_request = (uint8_t)head_request;
+}
+
+enum { RH_LENGTH = 1, RH_TE = 2 };
+
+/* End of a response header block: what the body will be. */
+static int headers_done(struct dynobs_h1_resp *r)
+{
+    if (r->code / 100 == 1 && r->code != 101) { /* interim: the real status follows */
+        int head = r->head_request;
+        dynobs__h1_resp_start(r, head);
+        return 0;
+    }
+    if (r->head_request || r->code == 204 || r->code == 304 || r->code == 101) {
+        r->phase = DYNOBS_H1_R_DONE;
+        return 1;
+    }
+    if (r->chunked) {
+        r->phase = DYNOBS_H1_R_CHUNK_SIZE;
+        r->chunk = 0;
+        return 0;
+    }
+    if (r->has_length) {
+        r->remaining = r->length;
+        r->phase = r->remaining ? DYNOBS_H1_R_BODY : DYNOBS_H1_R_DONE;
+        return r->phase == DYNOBS_H1_R_DONE;
+    }
+    r->phase = DYNOBS_H1_R_UNTIL_CLOSE;
+    return 0;
+}
+
+static int hexdigit(uint8_t c)
+{
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                                       : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
+int dynobs__h1_resp_feed(struct dynobs_h1_resp *r, const uint8_t *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        uint8_t c = p[i];
+        switch (r->phase) {
+        case DYNOBS_H1_R_STATUS:
+            if (c == '\n') {
+                if (r->status_len < 12 || memcmp(r->status, "HTTP/1.", 7) ||
+                    r->status[9] < '1' || r->status[9] > '5') {
+                    r->bad = 1;
+                    return -1;
+                }
+                r->code = (r->status[9] - '0') * 100 + (r->status[10] - '0') * 10 +
+                          (r->status[11] - '0');
+                r->phase = DYNOBS_H1_R_HEADERS;
+                r->line_start = 1;
+                break;
+            }
+            if (r->status_len < sizeof r->status)
+                r->status[r->status_len++] = (char)c;
+            if (r->status_len <= 7 && c != (uint8_t) "HTTP/1."[r->status_len - 1]) {
+                r->bad = 1;
+                return -1;
+            }
+            break;
+        case DYNOBS_H1_R_HEADERS:
+            if (r->line_start) {
+                if (c == '\r')
+                    break;
+                if (c == '\n') {
+                    if (headers_done(r))
+                        return 1;
+                    break;
+                }
+                r->line_start = 0;
+                r->line_len = 0;
+                r->match = RH_LENGTH | RH_TE;
+                r->in_value = 0;
+            }
+            if (c == '\n') {
+                r->line_start = 1;
+                r->in_value = 0;
+                break;
+            }
+            if (r->in_value == RH_LENGTH) {
+                if (c >= '0' && c <= '9' && r->length < (UINT64_MAX - 9) / 10) {
+                    r->length = r->length * 10 + (uint64_t)(c - '0');
+                    r->has_length = 1;
+                }
+            } else if (r->in_value == RH_TE) {
+                if (c != ' ' && c != '\t' && c != '\r' && r->te_len < sizeof r->te)
+                    r->te[r->te_len++] = (char)lower(c);
+                if (r->te_len >= 7 && !memcmp(r->te + r->te_len - 7, "chunked", 7))
+                    r->chunked = 1;
+            } else if (r->match) {
+                static const char *const names[] = {"content-length", "transfer-encoding"};
+                if (c == ':') {
+                    if ((r->match & RH_LENGTH) && r->line_len == 14) {
+                        r->in_value = RH_LENGTH;
+                        r->length = 0;
+                    } else if ((r->match & RH_TE) && r->line_len == 17) {
+                        r->in_value = RH_TE;
+                    }
+                    r->match = 0;
+                } else {
+                    for (int w = 0; w < 2; w++)
+                        if ((r->match & (1 << w)) &&
+                            (r->line_len >= (w ? 17u : 14u) || names[w][r->line_len] != lower(c)))
+                            r->match &= (uint8_t)~(1 << w);
+                }
+            }
+            r->line_len++;
+            break;
+        case DYNOBS_H1_R_BODY: {
+            uint64_t take = n - i < r->remaining ? n - i : r->remaining;
+            r->remaining -= take;
+            i += take - 1;
+            if (!r->remaining) {
+                r->phase = DYNOBS_H1_R_DONE;
+                return 1;
+            }
+            break;
+        }
+        case DYNOBS_H1_R_CHUNK_SIZE: {
+            int h = hexdigit(c);
+            if (h >= 0 && r->chunk < (UINT64_MAX >> 4))
+                r->chunk = r->chunk << 4 | (uint64_t)h;
+            else if (c == '\n')
+                r->phase = r->chunk ? DYNOBS_H1_R_CHUNK_DATA : DYNOBS_H1_R_TRAILER,
+                r->line_start = 1;
+            else
+                r->phase = DYNOBS_H1_R_CHUNK_EXT;
+            break;
+        }
+        case DYNOBS_H1_R_CHUNK_EXT:
+            if (c == '\n') {
+                r->phase = r->chunk ? DYNOBS_H1_R_CHUNK_DATA : DYNOBS_H1_R_TRAILER;
+                r->line_start = 1;
+            }
+            break;
+        case DYNOBS_H1_R_CHUNK_DATA: {
+            uint64_t take = n - i < r->chunk ? n - i : r->chunk;
+            r->chunk -= take;
+            i += take - 1;
+            if (!r->chunk)
+                r->phase = DYNOBS_H1_R_CHUNK_CRLF;
+            break;
+        }
+        case DYNOBS_H1_R_CHUNK_CRLF:
+            if (c == '\n') {
+                r->phase = DYNOBS_H1_R_CHUNK_SIZE;
+                r->chunk = 0;
+            }
+            break;
+        case DYNOBS_H1_R_TRAILER:
+            if (r->line_start && c == '\n') {
+                r->phase = DYNOBS_H1_R_DONE;
+                return 1;
+            }
+            if (c == '\r')
+                break;
+            r->line_start = c == '\n';
+            break;
+        default:
+            return r->phase == DYNOBS_H1_R_DONE;
+        }
+    }
+    return 0;
+}
+
+int dynobs__h1_resp_body(struct dynobs_h1_resp *r, uint64_t n)
+{
+    if (r->phase != DYNOBS_H1_R_BODY)
+        return 0;
+    r->remaining = n < r->remaining ? r->remaining - n : 0;
+    if (!r->remaining) {
+        r->phase = DYNOBS_H1_R_DONE;
+        return 1;
     }
     return 0;
 }

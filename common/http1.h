@@ -24,9 +24,13 @@ enum dynobs_h1_out_phase {
 #define DYNOBS_H1_REQLINE_MAX 512u
 #define DYNOBS_H1_HOST_MAX 256u
 #define DYNOBS_H1_TP_MAX 128u
+#define DYNOBS_H1_TS_MAX 512u
+#define DYNOBS_H1_UA_MAX 256u
 
 struct dynobs_h1_out {
     uint8_t phase;
+    uint8_t tp_count;    /* traceparent headers seen (W3C: two make it invalid) */
+    uint8_t capture;     /* server side: also keep tracestate and user agent */
     uint8_t line_start;  /* the next byte starts a header line */
     uint8_t match;       /* which header name the current line may be */
     uint8_t match_len;   /* bytes of the name matched so far */
@@ -35,11 +39,13 @@ struct dynobs_h1_out {
     uint8_t has_traceparent, has_tracestate;
     uint8_t reqline_trunc;
     uint16_t reqline_len;
-    uint16_t host_len, tp_len;
+    uint16_t host_len, tp_len, ts_len, ua_len;
     uint32_t line_len;
     char reqline[DYNOBS_H1_REQLINE_MAX];
     char host[DYNOBS_H1_HOST_MAX];
     char traceparent[DYNOBS_H1_TP_MAX];
+    char tracestate[DYNOBS_H1_TS_MAX]; /* when capture: several headers joined by ',' */
+    char user_agent[DYNOBS_H1_UA_MAX];  /* when capture */
 };
 
 /* Feeds n bytes written by the application. Returns the offset (0..n-1)
@@ -90,5 +96,43 @@ struct dynobs_h1_in {
  * not an HTTP/1 response, 0 when more is needed. Interim 1xx responses
  * are skipped. */
 int dynobs__h1_in_feed(struct dynobs_h1_in *in, const uint8_t *p, size_t n);
+
+/* The response a server writes: done when its status line, headers and
+ * body (Content-Length bytes, or the chunked encoding's end; none for
+ * HEAD, 1xx, 204 and 304) have gone out. */
+enum dynobs_h1_resp_phase {
+    DYNOBS_H1_R_STATUS = 0,
+    DYNOBS_H1_R_HEADERS,
+    DYNOBS_H1_R_BODY,      /* Content-Length bytes to go */
+    DYNOBS_H1_R_CHUNK_SIZE,
+    DYNOBS_H1_R_CHUNK_EXT, /* after the size, to the end of the line */
+    DYNOBS_H1_R_CHUNK_DATA,
+    DYNOBS_H1_R_CHUNK_CRLF,
+    DYNOBS_H1_R_TRAILER,
+    DYNOBS_H1_R_UNTIL_CLOSE, /* no length: the body ends with the connection */
+    DYNOBS_H1_R_DONE,
+};
+
+struct dynobs_h1_resp {
+    uint8_t phase;
+    uint8_t line_start;
+    uint8_t match;      /* header name candidates on this line */
+    uint8_t in_value;   /* 1 content-length, 2 transfer-encoding */
+    uint8_t chunked, has_length, head_request, bad;
+    uint8_t status_len, te_len;
+    int code;
+    uint32_t line_len;
+    uint64_t length, remaining, chunk;
+    char status[16];
+    char te[16];
+};
+
+/* Starts tracking the response to a request (HEAD: no body). */
+void dynobs__h1_resp_start(struct dynobs_h1_resp *r, int head_request);
+/* Feeds bytes written. Returns 1 when the response completed within them,
+ * -1 when they are not an HTTP/1 response, else 0. */
+int dynobs__h1_resp_feed(struct dynobs_h1_resp *r, const uint8_t *p, size_t n);
+/* Body bytes sent without being seen (sendfile). Returns 1 when done. */
+int dynobs__h1_resp_body(struct dynobs_h1_resp *r, uint64_t n);
 
 #endif

@@ -64,9 +64,11 @@ void dynobs__conn_ref(struct dynobs_conn *c)
 
 void dynobs__conn_unref(struct dynobs_conn *c)
 {
-    if (!c || c == DYNOBS_NOT_HTTP || __atomic_sub_fetch(&c->refs, 1, __ATOMIC_ACQ_REL) != 0)
+    if (!c || DYNOBS_IS_MARKER(c) || __atomic_sub_fetch(&c->refs, 1, __ATOMIC_ACQ_REL) != 0)
         return;
-    if (c->span_open)
+    if (c->server)
+        dynobs__srv_close(c);
+    else if (c->span_open)
         dynobs__http_fail(c, "connection_closed");
     if (try_lock()) {
         c->next_free = free_list;
@@ -107,7 +109,7 @@ void dynobs__tab_set(enum dynobs_table t, int fd, struct dynobs_conn *c)
     struct dynobs_conn **s = slot(t, fd, c != NULL);
     if (!s)
         return;
-    if (c && c != DYNOBS_NOT_HTTP)
+    if (c && !DYNOBS_IS_MARKER(c))
         dynobs__conn_ref(c);
     struct dynobs_conn *old = __atomic_exchange_n(s, c, __ATOMIC_ACQ_REL);
     dynobs__conn_unref(old);

@@ -17,6 +17,9 @@
 #include "../common/http1.h"
 
 #define DYNOBS_NOT_HTTP ((struct dynobs_conn *)1)
+/* An accepted socket whose first bytes have not been read yet. */
+#define DYNOBS_SERVER_CANDIDATE ((struct dynobs_conn *)2)
+#define DYNOBS_IS_MARKER(c) ((uintptr_t)(c) <= 2)
 #define DYNOBS_INJECT_MAX 700u
 
 #define DYNOBS_TLS_SCRATCH (64u * 1024u)
@@ -27,6 +30,9 @@ struct dynobs_conn {
                     * across retries, as OpenSSL wants the same buffer) */
     int refs;            /* fds (or sessions) that use it; atomic */
     uint8_t tls;         /* 1: https (bytes seen inside TLS) */
+    uint8_t server;      /* 1: the server end of an accepted connection */
+    uint8_t srv_open;    /* server: a request is being answered */
+    uint8_t blocking_known, blocking, pushed;
     uint8_t span_open;   /* a request is waiting for its response */
     uint8_t sent;        /* the header block (with our lines) is out */
     int64_t inj_at;      /* app bytes until our lines go out; -1: none */
@@ -40,6 +46,11 @@ struct dynobs_conn {
     char method[24];
     char server_address[DYNOBS_H1_HOST_MAX];
     int server_port;
+    /* Server side: the response being written, and the context pushed on
+     * the handling thread while the request is served. */
+    struct dynobs_h1_resp resp;
+    struct dynobs_thread *ctx_owner;
+    int ctx_idx;
     struct dynobs_span span; /* detached span of the request in flight */
 };
 

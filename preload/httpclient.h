@@ -33,6 +33,15 @@ void dynobs__http_in(struct dynobs_conn *c, const struct iovec *iov, int iovcnt,
 /* The stream failed or closed before the response headers. */
 void dynobs__http_fail(struct dynobs_conn *c, const char *error_type) DYNOBS_INTERNAL;
 
+/* Server side (httpserver.c): bytes read from / written to an accepted
+ * connection, body bytes sent by sendfile, and the connection's end. */
+void dynobs__srv_in(struct dynobs_conn *c, int fd, const struct iovec *iov, int iovcnt,
+                    size_t n) DYNOBS_INTERNAL;
+void dynobs__srv_out(struct dynobs_conn *c, const struct iovec *iov, int iovcnt,
+                     size_t n) DYNOBS_INTERNAL;
+void dynobs__srv_sent(struct dynobs_conn *c, size_t n) DYNOBS_INTERNAL;
+void dynobs__srv_close(struct dynobs_conn *c) DYNOBS_INTERNAL;
+
 /* 1 when this stream wants to see the bytes written or read. */
 static inline int dynobs__http_watching_out(const struct dynobs_conn *c)
 {

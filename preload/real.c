@@ -31,6 +31,10 @@ void dynobs__real_bind(void)
     BIND(dup2, "dup2");
     BIND(dup3, "dup3");
     BIND(connect, "connect");
+    BIND(accept, "accept");
+    BIND(accept4, "accept4");
+    BIND(sendfile, "sendfile");
+    BIND(sendfile64, "sendfile64");
     BIND(write, "write");
     BIND(writev, "writev");
     BIND(send, "send");

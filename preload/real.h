@@ -17,6 +17,10 @@ struct dynobs_real_fns {
     int (*dup2)(int fd, int fd2);
     int (*dup3)(int fd, int fd2, int flags);
     int (*connect)(int fd, const struct sockaddr *addr, socklen_t len);
+    int (*accept)(int fd, struct sockaddr *addr, socklen_t *len);
+    int (*accept4)(int fd, struct sockaddr *addr, socklen_t *len, int flags);
+    ssize_t (*sendfile)(int out_fd, int in_fd, off_t *offset, size_t count);
+    ssize_t (*sendfile64)(int out_fd, int in_fd, off_t *offset, size_t count);
     ssize_t (*write)(int fd, const void *buf, size_t n);
     ssize_t (*writev)(int fd, const struct iovec *iov, int iovcnt);
     ssize_t (*send)(int fd, const void *buf, size_t n, int flags);

@@ -90,17 +90,34 @@ static inline struct dynobs_conn *out_conn(int fd, const struct iovec *iov, int 
     struct dynobs_conn *c = dynobs__fd_get(fd);
     if (DYNOBS_LIKELY(c == DYNOBS_NOT_HTTP))
         return NULL;
+    if (c == DYNOBS_SERVER_CANDIDATE) { /* it speaks first: not an HTTP server */
+        int saved = errno;
+        dynobs__fd_set(fd, DYNOBS_NOT_HTTP);
+        errno = saved;
+        return NULL;
+    }
     if (!c)
         c = classify(fd, iov, iovcnt);
+    if (c && c->server)
+        return c->srv_open ? c : NULL;
     return c && dynobs__http_watching_out(c) ? c : NULL;
 }
 
+/* The connection to act on for a read: a client waiting for its
+ * response, a server reading a request head, or an accepted socket not
+ * read yet; NULL to pass through. */
 static inline struct dynobs_conn *in_conn(int fd)
 {
     if (!active())
         return NULL;
     struct dynobs_conn *c = dynobs__fd_get(fd);
-    return c && c != DYNOBS_NOT_HTTP && dynobs__http_watching_in(c) ? c : NULL;
+    if (!c || c == DYNOBS_NOT_HTTP)
+        return NULL;
+    if (c == DYNOBS_SERVER_CANDIDATE)
+        return c;
+    if (c->server)
+        return c->out.phase < DYNOBS_H1_PASS || c->srv_open ? c : NULL;
+    return dynobs__http_watching_in(c) ? c : NULL;
 }
 
 /* ---- writes ---- */
@@ -205,6 +222,15 @@ static int nonblocking(const struct out_call *o)
 
 static ssize_t out(const struct out_call *o, struct dynobs_conn *c)
 {
+    if (c->server) { /* a response: watched, never changed */
+        ssize_t r = original(o);
+        if (r > 0) {
+            int saved = errno;
+            dynobs__srv_out(c, o->iov, o->iovcnt, (size_t)r);
+            errno = saved;
+        }
+        return r;
+    }
     size_t total = 0;
     for (int i = 0; i < o->iovcnt; i++)
         total += o->iov[i].iov_len;
@@ -329,10 +355,42 @@ DYNOBS_API ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
 
 /* ---- reads ---- */
 
-static void after_read(struct dynobs_conn *c, const struct iovec *iov, int iovcnt, ssize_t r,
-                       size_t asked, int flags)
+/* An accepted socket's first bytes: an HTTP request makes it a server
+ * connection, anything else is left alone for good. */
+static struct dynobs_conn *server_classify(int fd, const struct iovec *iov, int iovcnt, size_t n)
+{
+    uint8_t head[4];
+    size_t h = 0;
+    for (int i = 0; i < iovcnt && h < 4 && h < n; i++)
+        for (size_t j = 0; j < iov[i].iov_len && h < 4 && h < n; j++)
+            head[h++] = ((const uint8_t *)iov[i].iov_base)[j];
+    struct dynobs_conn *c = dynobs__h1_maybe_request(head, h) ? dynobs__conn_new() : NULL;
+    if (c) {
+        c->server = 1;
+        c->out.capture = 1;
+    }
+    dynobs__fd_set(fd, c ? c : DYNOBS_NOT_HTTP);
+    return c;
+}
+
+static void after_read(struct dynobs_conn *c, int fd, const struct iovec *iov, int iovcnt,
+                       ssize_t r, size_t asked, int flags)
 {
     int saved = errno;
+    if (c == DYNOBS_SERVER_CANDIDATE) {
+        if (r <= 0 || (flags & MSG_PEEK) || !(c = server_classify(fd, iov, iovcnt, (size_t)r))) {
+            errno = saved;
+            return;
+        }
+    }
+    if (c->server) {
+        if (r > 0 && !(flags & MSG_PEEK))
+            dynobs__srv_in(c, fd, iov, iovcnt, (size_t)r);
+        else if (r == 0 && asked > 0)
+            dynobs__srv_close(c);
+        errno = saved;
+        return;
+    }
     if (r > 0 && !(flags & MSG_PEEK))
         dynobs__http_in(c, iov, iovcnt, (size_t)r);
     else if (r == 0 && asked > 0)
@@ -347,7 +405,7 @@ __attribute__((noinline)) static ssize_t read_slow(struct dynobs_conn *c, int fd
 {
     ssize_t r = r_read(fd, buf, n);
     struct iovec v = {buf, n};
-    after_read(c, &v, 1, r, n, 0);
+    after_read(c, fd, &v, 1, r, n, 0);
     return r;
 }
 
@@ -368,7 +426,7 @@ DYNOBS_API ssize_t __read_chk(int fd, void *buf, size_t n, size_t buflen)
     ssize_t r = fn ? fn(fd, buf, n, buflen) : r_read(fd, buf, n);
     if (DYNOBS_UNLIKELY(c != NULL)) {
         struct iovec v = {buf, n};
-        after_read(c, &v, 1, r, n, 0);
+        after_read(c, fd, &v, 1, r, n, 0);
     }
     return r;
 }
@@ -382,7 +440,7 @@ DYNOBS_API ssize_t readv(int fd, const struct iovec *iov, int iovcnt)
         size_t asked = 0;
         for (int i = 0; i < iovcnt; i++)
             asked += iov[i].iov_len;
-        after_read(c, iov, iovcnt, r, asked, 0);
+        after_read(c, fd, iov, iovcnt, r, asked, 0);
     }
     return r;
 }
@@ -394,7 +452,7 @@ DYNOBS_API ssize_t recv(int fd, void *buf, size_t n, int flags)
     ssize_t r = fn ? fn(fd, buf, n, flags) : syscall(SYS_recvfrom, fd, buf, n, flags, NULL, NULL);
     if (DYNOBS_UNLIKELY(c != NULL)) {
         struct iovec v = {buf, n};
-        after_read(c, &v, 1, r, n, flags);
+        after_read(c, fd, &v, 1, r, n, flags);
     }
     return r;
 }
@@ -407,7 +465,7 @@ DYNOBS_API ssize_t __recv_chk(int fd, void *buf, size_t n, size_t buflen, int fl
                    : syscall(SYS_recvfrom, fd, buf, n, flags, NULL, NULL);
     if (DYNOBS_UNLIKELY(c != NULL)) {
         struct iovec v = {buf, n};
-        after_read(c, &v, 1, r, n, flags);
+        after_read(c, fd, &v, 1, r, n, flags);
     }
     return r;
 }
@@ -421,7 +479,7 @@ DYNOBS_API ssize_t recvfrom(int fd, void *buf, size_t n, int flags, struct socka
                    : syscall(SYS_recvfrom, fd, buf, n, flags, from, fromlen);
     if (DYNOBS_UNLIKELY(c != NULL)) {
         struct iovec v = {buf, n};
-        after_read(c, &v, 1, r, n, flags);
+        after_read(c, fd, &v, 1, r, n, flags);
     }
     return r;
 }
@@ -436,7 +494,7 @@ DYNOBS_API ssize_t __recvfrom_chk(int fd, void *buf, size_t n, size_t buflen, in
                    : syscall(SYS_recvfrom, fd, buf, n, flags, from, fromlen);
     if (DYNOBS_UNLIKELY(c != NULL)) {
         struct iovec v = {buf, n};
-        after_read(c, &v, 1, r, n, flags);
+        after_read(c, fd, &v, 1, r, n, flags);
     }
     return r;
 }
@@ -451,7 +509,7 @@ DYNOBS_API ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
         size_t asked = 0;
         for (size_t i = 0; i < msg->msg_iovlen; i++)
             asked += msg->msg_iov[i].iov_len;
-        after_read(c, msg->msg_iov, (int)msg->msg_iovlen, r, asked, flags);
+        after_read(c, fd, msg->msg_iov, (int)msg->msg_iovlen, r, asked, flags);
     }
     return r;
 }
@@ -464,4 +522,62 @@ DYNOBS_API int connect(int fd, const struct sockaddr *addr, socklen_t len)
     if (active() && dynobs__fd_get(fd))
         dynobs__fd_set(fd, NULL);
     return fn ? fn(fd, addr, len) : (int)syscall(SYS_connect, fd, addr, len);
+}
+
+/* ---- servers ---- */
+
+static void accepted(int fd)
+{
+    if (fd >= 0 && active()) {
+        int saved = errno;
+        dynobs__fd_set(fd, DYNOBS_SERVER_CANDIDATE);
+        errno = saved;
+    }
+}
+
+DYNOBS_API int accept(int fd, struct sockaddr *addr, socklen_t *len)
+{
+    int (*fn)(int, struct sockaddr *, socklen_t *) = DYNOBS_REAL(accept);
+    int r = fn ? fn(fd, addr, len) : (int)syscall(SYS_accept, fd, addr, len);
+    accepted(r);
+    return r;
+}
+
+DYNOBS_API int accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags)
+{
+    int (*fn)(int, struct sockaddr *, socklen_t *, int) = DYNOBS_REAL(accept4);
+    int r = fn ? fn(fd, addr, len, flags) : (int)syscall(SYS_accept4, fd, addr, len, flags);
+    accepted(r);
+    return r;
+}
+
+/* Response bodies sent from a file (nginx) count towards their length. */
+static void sent_file(int out_fd, ssize_t r)
+{
+    if (r <= 0 || !active())
+        return;
+    struct dynobs_conn *c = dynobs__fd_get(out_fd);
+    if (c && !DYNOBS_IS_MARKER(c) && c->server && c->srv_open) {
+        int saved = errno;
+        dynobs__srv_sent(c, (size_t)r);
+        errno = saved;
+    }
+}
+
+DYNOBS_API ssize_t sendfile(int out_fd, int in_fd, off_t *offset, size_t count)
+{
+    ssize_t (*fn)(int, int, off_t *, size_t) = DYNOBS_REAL(sendfile);
+    ssize_t r = fn ? fn(out_fd, in_fd, offset, count)
+                   : syscall(SYS_sendfile, out_fd, in_fd, offset, count);
+    sent_file(out_fd, r);
+    return r;
+}
+
+DYNOBS_API ssize_t sendfile64(int out_fd, int in_fd, off_t *offset, size_t count)
+{
+    ssize_t (*fn)(int, int, off_t *, size_t) = DYNOBS_REAL(sendfile64);
+    ssize_t r = fn ? fn(out_fd, in_fd, offset, count)
+                   : syscall(SYS_sendfile, out_fd, in_fd, offset, count);
+    sent_file(out_fd, r);
+    return r;
 }

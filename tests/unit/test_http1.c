@@ -139,3 +139,40 @@ Test(http1, response_status)
         cr_assert_eq(in_steps("HTTP/1.1 200 OK\r\nA: b\r\n", step), 0); /* not finished */
     }
 }
+
+static int resp_steps(const char *s, size_t n, size_t step, int head)
+{
+    struct dynobs_h1_resp r;
+    dynobs__h1_resp_start(&r, head);
+    for (size_t off = 0; off < n; off += step) {
+        size_t len = n - off < step ? n - off : step;
+        int rc = dynobs__h1_resp_feed(&r, (const uint8_t *)s + off, len);
+        if (rc != 0)
+            return rc == 1 && off + len == n ? r.code : -(int)(off + len);
+    }
+    return 0;
+}
+
+Test(http1, response_completion)
+{
+    const char *cl = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
+    const char *ch = "HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n\r\n"
+                     "5;ext=1\r\nhello\r\n3\r\nabc\r\n0\r\nX-Trailer: t\r\n\r\n";
+    const char *cont = "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 404 No\r\nContent-Length: 2\r\n\r\nno";
+    const char *nob = "HTTP/1.1 204 No Content\r\n\r\n";
+    const char *head = "HTTP/1.1 200 OK\r\nContent-Length: 999\r\n\r\n";
+    for (size_t step = 1; step < 90; step++) {
+        cr_assert_eq(resp_steps(cl, strlen(cl), step, 0), 200, "step %zu", step);
+        cr_assert_eq(resp_steps(ch, strlen(ch), step, 0), 201, "step %zu", step);
+        cr_assert_eq(resp_steps(cont, strlen(cont), step, 0), 404, "step %zu", step);
+        cr_assert_eq(resp_steps(nob, strlen(nob), step, 0), 204);
+        cr_assert_eq(resp_steps(head, strlen(head), step, 1), 200);
+        cr_assert_eq(resp_steps(cl, strlen(cl) - 1, step, 0), 0); /* body not finished */
+    }
+    struct dynobs_h1_resp r;
+    dynobs__h1_resp_start(&r, 0);
+    const char *h = "HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n";
+    cr_assert_eq(dynobs__h1_resp_feed(&r, (const uint8_t *)h, strlen(h)), 0);
+    cr_assert_eq(dynobs__h1_resp_body(&r, 60000), 0); /* sendfile */
+    cr_assert_eq(dynobs__h1_resp_body(&r, 40000), 1);
+}

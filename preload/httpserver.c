@@ -1,0 +1,265 @@
+/*
+ * HTTP/1 servers: each request read on an accepted connection gets a
+ * SERVER span that continues the caller's trace (W3C traceparent and
+ * tracestate), ending when the response has been written in full
+ * (status line, headers, then Content-Length bytes or the chunked end),
+ * or when the connection closes.
+ *
+ * On a blocking socket, the thread that read the request is the one that
+ * serves it (thread-per-connection, fork-per-connection and single-
+ * threaded blocking servers), so the request's span becomes that thread's
+ * current context until the response is out: outbound calls made while
+ * serving it are its children. On a non-blocking socket (event loops such
+ * as nginx) the reading thread moves on to other connections, so no
+ * context is pushed there: the spans and metrics are still exact per
+ * request, but propagation needs the application's own help.
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "httpclient.h"
+
+#include "../common/metrics.h"
+
+static const double duration_bounds[] = {0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25,
+                                         0.5,   0.75, 1,     2.5,   5,     7.5, 10};
+
+static void set_str(struct dynobs_span *s, const char *k, const char *v, size_t n)
+{
+    if (n)
+        dynobs__span_set(s, k, DYNOBS_ATTR_STRING, v, n);
+}
+
+static void addr_of(int fd, int peer, char *out, size_t cap, int *port)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    out[0] = '\0';
+    *port = 0;
+    if ((peer ? getpeername(fd, (struct sockaddr *)&ss, &sl)
+              : getsockname(fd, (struct sockaddr *)&ss, &sl)) != 0)
+        return;
+    if (ss.ss_family == AF_INET) {
+        inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, out, (socklen_t)cap);
+        *port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    } else if (ss.ss_family == AF_INET6) {
+        inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, out, (socklen_t)cap);
+        *port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    }
+}
+
+static void start(struct dynobs_conn *c, int fd)
+{
+    struct dynobs_thread *t = dynobs__thread();
+    struct dynobs_h1_request r;
+    if (!t || dynobs__h1_request_parse(&c->out, &r) < 0)
+        return;
+    size_t ml = r.method_len < sizeof c->method - 1 ? r.method_len : sizeof c->method - 1;
+    memcpy(c->method, r.method, ml);
+    c->method[ml] = '\0';
+
+    /* W3C: a valid, single traceparent continues the trace; anything else
+     * starts a new one. tracestate travels only with a valid traceparent,
+     * and an invalid tracestate is dropped whole. */
+    struct dynobs_ctx remote;
+    const struct dynobs_ctx *parent = NULL;
+    struct dynobs_traceparent tp;
+    if (c->out.has_traceparent && c->out.tp_count == 1 &&
+        dynobs__traceparent_parse(c->out.traceparent, c->out.tp_len, &tp) == 0) {
+        dynobs__ctx_remote(&remote, &tp);
+        if (c->out.has_tracestate) {
+            int n = dynobs__tracestate_parse(c->out.tracestate, c->out.ts_len, remote.tracestate,
+                                             sizeof remote.tracestate);
+            remote.ts_len = (uint16_t)(n > 0 ? n : 0);
+        }
+        parent = &remote;
+    }
+    if (dynobs__span_begin(&c->span, c->method, DYNOBS_SPAN_KIND_SERVER, parent,
+                           c->req_start_ns) < 0)
+        return;
+    c->srv_open = 1;
+    dynobs__h1_resp_start(&c->resp, ml == 4 && !memcmp(c->method, "HEAD", 4));
+    struct dynobs_span *s = &c->span;
+    if (s->recording) {
+        char addr[64];
+        int port;
+        size_t pl = 0;
+        while (pl < r.target_len && r.target[pl] != '?' && r.target[pl] != '#')
+            pl++;
+        set_str(s, "http.request.method", c->method, ml);
+        set_str(s, "url.path", r.target, pl);
+        set_str(s, "url.scheme", "http", 4);
+        const char *h = c->out.host;
+        size_t hl = c->out.host_len, hn = hl;
+        const char *colon = memchr(h, ':', hl);
+        if (colon && h[0] != '[')
+            hn = (size_t)(colon - h);
+        addr_of(fd, 0, addr, sizeof addr, &port);
+        if (hn)
+            set_str(s, "server.address", h, hn);
+        else
+            set_str(s, "server.address", addr, strlen(addr));
+        if (port)
+            dynobs__span_set(s, "server.port", DYNOBS_ATTR_INT, &(int64_t){port}, 8);
+        addr_of(fd, 1, addr, sizeof addr, &port);
+        set_str(s, "client.address", addr, strlen(addr));
+        set_str(s, "user_agent.original", c->out.user_agent, c->out.ua_len);
+        set_str(s, "network.protocol.version", r.minor ? "1.1" : "1.0", 3);
+    }
+    /* The request's span is this thread's context while it serves it, if
+     * the socket is blocking (see the top of the file). */
+    if (!c->blocking_known) {
+        int fl = fcntl(fd, F_GETFL);
+        c->blocking = fl >= 0 && !(fl & O_NONBLOCK);
+        c->blocking_known = 1;
+    }
+    c->pushed = 0;
+    if (c->blocking) {
+        struct dynobs_ctx *x = dynobs__ctx_push(t);
+        if (x) {
+            memcpy(x->trace_id, s->rec.trace_id, 16);
+            memcpy(x->span_id, s->rec.span_id, 8);
+            x->flags = s->rec.trace_flags;
+            x->remote = 0;
+            x->span = NULL;
+            x->span_gen = 0;
+            x->ts_len = s->rec.tracestate_len;
+            if (x->ts_len)
+                memcpy(x->tracestate, (const char *)s->body + s->rec.name_len, x->ts_len);
+            dynobs__ctx_publish(x);
+            c->ctx_owner = t;
+            c->ctx_idx = (int)(x - t->stack);
+            c->pushed = 1;
+        }
+    }
+}
+
+static void finish(struct dynobs_conn *c, int code, const char *error_type)
+{
+    struct dynobs_span *s = &c->span;
+    struct dynobs_thread *t = dynobs__thread();
+    char codestr[8];
+    if (code >= 500 && !error_type) {
+        codestr[0] = (char)('0' + code / 100);
+        codestr[1] = (char)('0' + code / 10 % 10);
+        codestr[2] = (char)('0' + code % 10);
+        codestr[3] = '\0';
+        error_type = codestr;
+    }
+    if (code > 0)
+        dynobs__span_set(s, "http.response.status_code", DYNOBS_ATTR_INT, &(int64_t){code}, 8);
+    if (error_type) {
+        set_str(s, "error.type", error_type, strlen(error_type));
+        dynobs__span_status(s, DYNOBS_STATUS_ERROR, NULL);
+    }
+    struct dynobs_segment *seg = dynobs__segment();
+    if (seg && t) {
+        uint64_t now = dynobs__clock_now(&t->clk);
+        char labels[DYNOBS_METRIC_KEY_BYTES];
+        size_t n = 0;
+        const char *parts[][2] = {{"http.request.method", c->method},
+                                  {"http.response.status_code", code > 0 ? NULL : NULL},
+                                  {"url.scheme", "http"},
+                                  {"error.type", error_type}};
+        char cs[8] = "";
+        if (code > 0) {
+            cs[0] = (char)('0' + code / 100);
+            cs[1] = (char)('0' + code / 10 % 10);
+            cs[2] = (char)('0' + code % 10);
+            parts[1][1] = cs;
+        }
+        labels[0] = '\0';
+        for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
+            const char *k = parts[i][0], *v = parts[i][1];
+            size_t kl = strlen(k), vl = v ? strlen(v) : 0;
+            if (!vl || strpbrk(v, ",=") || n + kl + vl + 3 >= sizeof labels)
+                continue;
+            if (n)
+                labels[n++] = ',';
+            memcpy(labels + n, k, kl);
+            n += kl;
+            labels[n++] = '=';
+            memcpy(labels + n, v, vl);
+            n += vl;
+            labels[n] = '\0';
+        }
+        struct dynobs_metric_def d = {.name = "http.server.request.duration", .unit = "s",
+                                      .kind = DYNOBS_METRIC_HISTOGRAM, .bounds = duration_bounds,
+                                      .nbounds = sizeof duration_bounds / sizeof duration_bounds[0]};
+        double secs = now > c->req_start_ns ? (double)(now - c->req_start_ns) / 1e9 : 0;
+        if (dynobs__metric_update(&seg->metrics, &d, secs, labels) < 0)
+            dynobs__count(DYNOBS_CTR_METRIC_UPDATES_REFUSED);
+    }
+    if (c->pushed) {
+        /* Give the thread its previous context back (lazily, if another
+         * thread wrote the response). */
+        struct dynobs_ctx *x = &c->ctx_owner->stack[c->ctx_idx];
+        if (!memcmp(x->span_id, s->rec.span_id, 8))
+            __atomic_store_n(&x->ended, 1, __ATOMIC_RELEASE);
+        if (c->ctx_owner == t)
+            dynobs__ctx_pop_ended(t);
+        c->pushed = 0;
+    }
+    dynobs__span_finish(s);
+    c->srv_open = 0;
+    c->req_start_ns = 0;
+    dynobs__h1_out_reset(&c->out);
+}
+
+void dynobs__srv_in(struct dynobs_conn *c, int fd, const struct iovec *iov, int iovcnt, size_t n)
+{
+    size_t done = 0;
+    for (int i = 0; i < iovcnt && done < n && c->out.phase < DYNOBS_H1_PASS; i++) {
+        size_t len = iov[i].iov_len < n - done ? iov[i].iov_len : n - done;
+        if (c->out.phase == DYNOBS_H1_IDLE && !c->req_start_ns && len) {
+            struct dynobs_thread *t = dynobs__thread();
+            c->req_start_ns = t ? dynobs__clock_now(&t->clk) : 0;
+        }
+        long k = dynobs__h1_out_feed(&c->out, iov[i].iov_base, len);
+        if (k >= 0) {
+            dynobs__h1_out_done(&c->out);
+            if (!c->srv_open)
+                start(c, fd);
+        }
+        done += len;
+    }
+}
+
+void dynobs__srv_out(struct dynobs_conn *c, const struct iovec *iov, int iovcnt, size_t n)
+{
+    size_t done = 0;
+    for (int i = 0; i < iovcnt && done < n && c->srv_open; i++) {
+        size_t len = iov[i].iov_len < n - done ? iov[i].iov_len : n - done;
+        int rc = dynobs__h1_resp_feed(&c->resp, iov[i].iov_base, len);
+        if (rc == 1)
+            finish(c, c->resp.code, NULL);
+        else if (rc < 0) {
+            finish(c, 0, "malformed_response");
+            c->out.phase = DYNOBS_H1_OFF; /* not an HTTP/1 server after all */
+        }
+        done += len;
+    }
+}
+
+void dynobs__srv_sent(struct dynobs_conn *c, size_t n)
+{
+    if (c->srv_open && dynobs__h1_resp_body(&c->resp, n) == 1)
+        finish(c, c->resp.code, NULL);
+}
+
+void dynobs__srv_close(struct dynobs_conn *c)
+{
+    if (!c->srv_open)
+        return;
+    /* A body without a length ends with the connection: a complete
+     * response. Anything else was cut short. */
+    if (c->resp.phase == DYNOBS_H1_R_UNTIL_CLOSE)
+        finish(c, c->resp.code, NULL);
+    else
+        finish(c, c->resp.code, "connection_closed");
+}
