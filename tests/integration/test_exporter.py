@@ -154,7 +154,10 @@ class Env:
     def close(self):
         for p in self.procs:
             if p.poll() is None:
-                p.send_signal(signal.SIGTERM if p is self.exporter else signal.SIGKILL)
+                # A process that must shut down its own children (nginx's
+                # master and its workers) is marked with stop_signal.
+                p.send_signal(signal.SIGTERM if p is self.exporter else
+                              getattr(p, "stop_signal", signal.SIGKILL))
                 try:
                     p.wait(10)
                 except subprocess.TimeoutExpired:

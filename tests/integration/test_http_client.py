@@ -7,6 +7,7 @@ usage: test_http_client.py BUILD_DIR SOURCE_DIR [TEST_NAME ...]
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -47,7 +48,8 @@ http {{
 
 
 class Nginx:
-    def __init__(self, env):
+    def __init__(self, env, preload=False, workers=1, locations=""):
+        """preload: nginx itself runs under the shim (service name nginx)."""
         self.dir = os.path.join(env.dir, "nginx")
         os.makedirs(os.path.join(self.dir, "html"))
         # nginx's workers drop root: they must be able to read the files.
@@ -68,9 +70,13 @@ class Nginx:
         check(r.returncode == 0, "openssl req: %s" % r.stderr)
         conf = os.path.join(self.dir, "nginx.conf")
         with open(conf, "w") as f:
-            f.write(NGINX_CONF.format(d=self.dir, port=self.port, tls_port=self.tls_port))
-        self.proc = subprocess.Popen(["nginx", "-c", conf, "-p", self.dir],
+            f.write(NGINX_CONF.format(d=self.dir, port=self.port, tls_port=self.tls_port)
+                    .replace("worker_processes 1;", "worker_processes %d;" % workers)
+                    .replace("    location /missing", locations + "    location /missing"))
+        e = env.app_env({"OTEL_SERVICE_NAME": "nginx"}) if preload else None
+        self.proc = subprocess.Popen(["nginx", "-c", conf, "-p", self.dir], env=e,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.proc.stop_signal = signal.SIGTERM  # the master stops its workers
         env.procs.append(self.proc)
         wait_for(self.up, 10, "nginx")
         wait_for(lambda: len(self.log()) == 1, 10, "nginx's log of the first request")
@@ -368,7 +374,13 @@ def test_exactly_one_traceparent_per_request(env):
 
 
 def main():
-    tests = [v for k, v in sorted(globals().items()) if k.startswith("test_") and callable(v)]
+    return main_with(globals())
+
+
+def main_with(scope):
+    """Runs the test_* functions of a module (those named on the command
+    line, or all), printing PASS or FAIL for each."""
+    tests = [v for k, v in sorted(scope.items()) if k.startswith("test_") and callable(v)]
     if not shutil.which("nginx") and not os.path.exists("/usr/sbin/nginx"):
         print("nginx is missing (Debian: nginx-light)")
         return 1

@@ -1,0 +1,454 @@
+"""HTTP server spans and end-to-end propagation. Servers run under
+LD_PRELOAD: the small C server of bench/ (thread, fork and single-threaded
+modes), Python's http.server, and nginx itself under wrk. Spans go through
+the exporter to a test OTLP receiver, checked against the official schema.
+
+usage: test_http_server.py BUILD_DIR SOURCE_DIR [TEST_NAME ...]
+"""
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import test_exporter as tx  # noqa: E402
+import test_http_client as hc  # noqa: E402
+import test_libpq as tp  # noqa: E402
+from otlp_receiver import Receiver  # noqa: E402
+
+BUILD = tx.BUILD
+HTTPD = os.path.join(BUILD, "bench", "dynobs-httpd")
+check, wait_for, one, attrs, hexid, spans_of = (tx.check, tx.wait_for, tx.one, tx.attrs, tx.hexid,
+                                                 tx.spans_of)
+TRACE = "0af7651916cd43dd8448eb211c80319c"
+PARENT = "b7ad6b7169203331"
+
+SERVICE_A = r'''
+import http.server, sys, urllib.request
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self):
+        with urllib.request.urlopen(sys.argv[2] + self.path) as r:
+            body = b"A got: " + r.read()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
+'''
+
+
+def start(env, argv, name, extra=None):
+    e = env.app_env(dict({"OTEL_SERVICE_NAME": name}, **(extra or {})))
+    p = subprocess.Popen(argv, env=e, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    env.procs.append(p)
+    return p
+
+
+def wait_listening(port, proc, what):
+    def up():
+        if proc.poll() is not None:
+            raise tx.Failure("%s exited: %s" % (what, proc.stderr.read()[-500:]))
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.5).close()
+            return True
+        except OSError:
+            return False
+    wait_for(up, 15, what + " listening")
+
+
+def get(url, headers=None):
+    req = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+def received(rx, service, n, what):
+    """The spans of one service once n of them have arrived."""
+    def have():
+        got = [s for r, s in spans_of(rx.accepted("/v1/traces")) if r["service.name"] == service]
+        return got if len(got) >= n else None
+    spans = wait_for(have, 15, "%d %s from %s" % (n, what, service))
+    check(len(spans) == n, "%s: %d spans, expected %d" % (service, len(spans), n))
+    return spans
+
+
+def kind(s):
+    return one(s, "kind")
+
+
+def is_error(s):
+    return one(one(s, "status", {}), "code") == "STATUS_CODE_ERROR"
+
+
+def start_httpd(env, mode, name, upstream=None, conninfo=None):
+    port = tx.free_port()
+    argv = [HTTPD, str(port), mode] + ([upstream] if upstream else []) + ([conninfo] if conninfo
+                                                                          else [])
+    p = start(env, argv, name)
+    wait_listening(port, p, "dynobs-httpd " + mode)
+    return port
+
+
+def check_server_span(s, method, path, port, status):
+    a = attrs(s)
+    check(kind(s) == "SPAN_KIND_SERVER", "kind %s" % kind(s))
+    check(one(s, "name").decode() == method, "name %r" % one(s, "name"))
+    want = {"http.request.method": method, "url.path": path, "url.scheme": "http",
+            "server.address": "127.0.0.1", "server.port": port, "client.address": "127.0.0.1",
+            "network.protocol.version": "1.1", "http.response.status_code": status}
+    for k, v in want.items():
+        check(a.get(k) == v, "%s = %r, expected %r (%r)" % (k, a.get(k), v, a))
+    check("url.query" not in a and "?" not in a["url.path"], "the query string leaked: %r" % a)
+    check(is_error(s) == (status >= 500), "error status for %d" % status)
+
+
+# ---- the tests ----
+
+@tx.with_env
+def test_c_server_modes_make_outbound_calls_children(env):
+    """Thread-per-connection, fork-per-connection and single-threaded: the
+    SERVER span continues the caller's trace, the libcurl call and the API
+    span made while serving are its children, and the next request on the
+    same connection (no traceparent) starts its own trace."""
+    rx = Receiver()
+    try:
+        env.start_exporter(rx.url(), {"OTEL_METRICS_EXPORTER": "none"})
+        ng = hc.Nginx(env)
+        upstream = "http://127.0.0.1:%d/index.html" % ng.port
+        for mode in ("thread", "fork", "single"):
+            name = "httpd-" + mode
+            port = start_httpd(env, mode, name, upstream)
+            before = len(ng.log())
+            # Two requests on one keep-alive connection.
+            c = socket.create_connection(("127.0.0.1", port), 10)
+            c.sendall(("GET /first?user=secret HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
+                       "traceparent: 00-%s-%s-01\r\ntracestate: vendor=1\r\n"
+                       "User-Agent: tester/1\r\n\r\n" % (port, TRACE, PARENT)).encode())
+            f = c.makefile("rb")
+            for i in range(2):
+                line = f.readline()
+                check(line.startswith(b"HTTP/1.1 200"), "%s: response %r" % (mode, line))
+                length = 0
+                while True:
+                    h = f.readline()
+                    if h == b"\r\n":
+                        break
+                    if h.lower().startswith(b"content-length:"):
+                        length = int(h.split(b":")[1])
+                f.read(length)
+                if i == 0:
+                    c.sendall(("GET /second HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n"
+                               % port).encode())
+            c.close()
+            spans = received(rx, name, 6, "spans")
+            servers = [s for s in spans if kind(s) == "SPAN_KIND_SERVER"]
+            check(len(servers) == 2, "%s: %d server spans" % (mode, len(servers)))
+            first, second = sorted(servers, key=lambda s: int(one(s, "start_time_unix_nano")))
+            check_server_span(first, "GET", "/first", port, 200)
+            check_server_span(second, "GET", "/second", port, 200)
+            check(attrs(first)["user_agent.original"] == "tester/1", "user agent")
+            check(hexid(first, "trace_id") == TRACE and hexid(first, "parent_span_id") == PARENT,
+                  "%s: the caller's trace is not continued" % mode)
+            check(one(first, "trace_state", b"").decode() == "vendor=1", "tracestate carried on")
+            check(hexid(second, "trace_id") != TRACE and not one(second, "parent_span_id"),
+                  "%s: the second request inherits the first one's trace" % mode)
+            lines = wait_for(lambda: len(ng.log()) == before + 2 and ng.log()[before:], 10,
+                             "nginx's log")
+            for srv, line in zip((first, second), lines):
+                kids = [s for s in spans if hexid(s, "parent_span_id") == hexid(srv, "span_id")]
+                names = sorted((kind(s), one(s, "name").decode()) for s in kids)
+                check(names == [("SPAN_KIND_CLIENT", "GET"), ("SPAN_KIND_INTERNAL", "render")],
+                      "%s: children %r" % (mode, names))
+                check(all(hexid(k, "trace_id") == hexid(srv, "trace_id") for k in kids),
+                      "children in another trace")
+                client = [k for k in kids if kind(k) == "SPAN_KIND_CLIENT"][0]
+                check(line[1].split("-")[1:3] == [hexid(srv, "trace_id"), hexid(client, "span_id")],
+                      "%s: nginx got %r" % (mode, line[1]))
+                check(int(one(srv, "start_time_unix_nano")) <= int(one(client, "start_time_unix_nano"))
+                      and int(one(client, "end_time_unix_nano")) <= int(one(srv, "end_time_unix_nano")),
+                      "the client call is not inside the server span")
+    finally:
+        rx.stop()
+
+
+@tx.with_env
+def test_w3c_extraction_and_status(env):
+    rx = Receiver()
+    try:
+        env.start_exporter(rx.url())
+        port = start_httpd(env, "thread", "w3c")
+        url = "http://127.0.0.1:%d" % port
+        cases = [
+            # (path, headers, continues?, tracestate kept)
+            ("/valid", {"traceparent": "00-%s-%s-01" % (TRACE, PARENT), "tracestate": "a=1,b=2"},
+             True, "a=1,b=2"),
+            ("/future-version", {"traceparent": "cc-%s-%s-01-extra" % (TRACE, PARENT)}, True, ""),
+            ("/zero-trace", {"traceparent": "00-%s-%s-01" % ("0" * 32, PARENT),
+                             "tracestate": "a=1"}, False, ""),
+            ("/bad-version", {"traceparent": "ff-%s-%s-01" % (TRACE, PARENT)}, False, ""),
+            ("/upper-hex", {"traceparent": "00-%s-%s-01" % (TRACE.upper(), PARENT)}, False, ""),
+            ("/bad-tracestate", {"traceparent": "00-%s-%s-01" % (TRACE, PARENT),
+                                 "tracestate": "a=1,=broken"}, True, ""),
+            ("/fail", {}, False, ""),
+        ]
+        for path, headers, _, _ in cases:
+            status, body = get(url + path, headers)
+            check(status == (500 if path == "/fail" else 200), "%s: status %d" % (path, status))
+        # Two traceparent lines: the header is ambiguous, a new trace starts.
+        c = socket.create_connection(("127.0.0.1", port), 10)
+        c.sendall(("GET /two HTTP/1.1\r\nHost: x\r\ntraceparent: 00-%s-%s-01\r\n"
+                   "traceparent: 00-%s-%s-01\r\nConnection: close\r\n\r\n"
+                   % (TRACE, PARENT, "1" * 32, PARENT)).encode())
+        check(c.makefile("rb").read().startswith(b"HTTP/1.1 200"), "two traceparents: answer")
+        c.close()
+        cases.append(("/two", {}, False, ""))
+        spans = received(rx, "w3c", len(cases), "server spans")
+        by_path = {attrs(s)["url.path"]: s for s in spans}
+        for path, headers, continues, ts in cases:
+            s = by_path[path]
+            got = (hexid(s, "trace_id") == TRACE, hexid(s, "parent_span_id") == PARENT)
+            check(got == (continues, continues), "%s: continued %r, expected %r" % (path, got,
+                                                                                   continues))
+            check(one(s, "trace_state", b"").decode() == ts, "%s: tracestate %r" % (
+                path, one(s, "trace_state")))
+        check_server_span(by_path["/fail"], "GET", "/fail", port, 500)
+        check(attrs(by_path["/fail"]).get("error.type") == "500", "error.type for 500")
+        series = ('http_server_request_duration_seconds_count{service_name="w3c",%s'
+                  'http_request_method="GET",http_response_status_code="%d",url_scheme="http"}')
+        wait_for(lambda: env.metric(series % ("", 200)) == len(cases) - 1, 10,
+                 "%d requests counted" % (len(cases) - 1))
+        wait_for(lambda: env.metric(series % ('error_type="500",', 500)) == 1, 10,
+                 "the 500 counted")
+        check(all("url_path" not in l for l in env.metrics().splitlines()
+                  if l.startswith("http_server_request_duration")), "raw path as a metric label")
+    finally:
+        rx.stop()
+
+
+@tx.with_env
+def test_pipelining_split_reads_and_non_http(env):
+    """Pipelined requests in one packet, a request dribbled a byte at a
+    time with a large header, a POST body split across reads: every
+    answer unchanged, one span per request read on its own. A non-HTTP client on the same
+    server gets the same bytes back as without the shim and no span."""
+    rx = Receiver()
+    try:
+        env.start_exporter(rx.url(), {"OTEL_METRICS_EXPORTER": "none"})
+        port = start_httpd(env, "thread", "pipe")
+
+        def exchange(chunks, delay=0.0):
+            c = socket.create_connection(("127.0.0.1", port), 10)
+            for ch in chunks:
+                c.sendall(ch)
+                if delay:
+                    time.sleep(delay)
+            c.shutdown(socket.SHUT_WR)
+            out = b""
+            while True:
+                d = c.recv(65536)
+                if not d:
+                    break
+                out += d
+            c.close()
+            return out
+
+        pipelined = b"".join(b"GET /p%d HTTP/1.1\r\nHost: x\r\n\r\n" % i for i in range(3))
+        out = exchange([pipelined + b"GET /p3 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"])
+        check(out.count(b"HTTP/1.1 200") == 4, "pipelined answers %r" % out[:300])
+        check(all(b"GET /p%d -" % i in out for i in range(4)), "pipelined bodies %r" % out)
+        big = b"GET /dribble HTTP/1.1\r\nHost: x\r\nX-Big: " + b"v" * 6000 + \
+              b"\r\nConnection: close\r\n\r\n"
+        out = exchange([big[i:i + 1] for i in range(60)] + [big[60:]], 0.002)
+        check(out.startswith(b"HTTP/1.1 200") and b"GET /dribble -" in out, "dribbled %r" % out)
+        post = b"POST /post HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\nConnection: close\r\n\r\n"
+        out = exchange([post + b"01234", b"56789"], 0.05)
+        check(out.startswith(b"HTTP/1.1 200") and b"POST /post -" in out, "post %r" % out)
+        junk = bytes(range(256)) * 4
+        check(exchange([junk]) == b"", "a non-HTTP client got an answer")
+        # Requests pipelined behind the first one in the same read get no
+        # span of their own (a documented limit): only /p0 of the four.
+        spans = received(rx, "pipe", 3, "server spans")
+        paths = sorted(attrs(s)["url.path"] for s in spans)
+        check(paths == ["/dribble", "/p0", "/post"], "paths %r" % paths)
+        for s in spans:
+            check(attrs(s)["http.response.status_code"] == 200, "status %r" % attrs(s))
+        time.sleep(0.5)
+        late = [s for r, s in spans_of(rx.accepted("/v1/traces")) if r["service.name"] == "pipe"]
+        check(len(late) == 3, "spans after the non-HTTP client: %d" % len(late))
+    finally:
+        rx.stop()
+
+
+@tx.with_env
+def test_end_to_end_one_trace(env):
+    """curl -> A (Python http.server, urllib) -> B (C server: libcurl to
+    nginx, one PostgreSQL query, an API span) -> nginx. All of them run
+    under the shim; one trace, correctly linked, and nginx logs it."""
+    if hc.third_party_skipped("curl/python/nginx"):
+        return
+    rx = Receiver()
+    pg = None
+    try:
+        env.start_exporter(rx.url(), {"OTEL_METRICS_EXPORTER": "none"})
+        pg = tp.Postgres(env)
+        ng = hc.Nginx(env, preload=True)
+        b_port = start_httpd(env, "thread", "service-b", "http://127.0.0.1:%d/index.html" % ng.port,
+                             pg.conninfo())
+        a_port = tx.free_port()
+        script = os.path.join(env.dir, "service_a.py")
+        with open(script, "w") as f:
+            f.write(SERVICE_A)
+        a = start(env, ["/usr/bin/python3", script, str(a_port), "http://127.0.0.1:%d" % b_port],
+                  "service-a")
+        wait_listening(a_port, a, "service A")
+        before = len(ng.log())
+        r = subprocess.run(["curl", "-sS", "http://127.0.0.1:%d/order/42" % a_port],
+                           env=env.app_env({"OTEL_SERVICE_NAME": "curl"}), capture_output=True,
+                           timeout=60)
+        check(r.returncode == 0 and r.stdout == b"A got: GET /order/42 db ok\n",
+              "curl: %r %r" % (r.stdout, r.stderr))
+
+        # curl: CLIENT; A: SERVER, CLIENT; B: SERVER, CLIENT (http), CLIENT
+        # (db; plus its connect), render; nginx: SERVER.
+        # The trace starts at curl's CLIENT span.
+        curl = received(rx, "curl", 1, "client span")[0]
+        trace = hexid(curl, "trace_id")
+
+        def whole():
+            spans = [(r["service.name"], s) for r, s in spans_of(rx.accepted("/v1/traces"))
+                     if hexid(s, "trace_id") == trace]
+            return spans if len(spans) >= 9 else None
+        spans = wait_for(whole, 20, "the whole trace")
+        by = {}
+        for svc, s in spans:
+            by.setdefault((svc, kind(s), one(s, "name").decode()), []).append(s)
+        keys = sorted(by)
+        check([len(v) for v in by.values()] == [1] * len(by), "duplicates in %r" % keys)
+        want = [("curl", "SPAN_KIND_CLIENT", "GET"),
+                ("nginx", "SPAN_KIND_SERVER", "GET"),
+                ("service-a", "SPAN_KIND_CLIENT", "GET"),
+                ("service-a", "SPAN_KIND_SERVER", "GET"),
+                ("service-b", "SPAN_KIND_CLIENT", "CONNECT"),
+                ("service-b", "SPAN_KIND_CLIENT", "GET"),
+                ("service-b", "SPAN_KIND_CLIENT", "SELECT pg_class"),
+                ("service-b", "SPAN_KIND_INTERNAL", "render"),
+                ("service-b", "SPAN_KIND_SERVER", "GET")]
+        check(keys == want, "spans %r" % keys)
+
+        def sid(k):
+            return hexid(by[k][0], "span_id")
+
+        def parent(k):
+            return hexid(by[k][0], "parent_span_id")
+        links = [(("curl", "SPAN_KIND_CLIENT", "GET"), None),
+                 (("service-a", "SPAN_KIND_SERVER", "GET"), ("curl", "SPAN_KIND_CLIENT", "GET")),
+                 (("service-a", "SPAN_KIND_CLIENT", "GET"), ("service-a", "SPAN_KIND_SERVER", "GET")),
+                 (("service-b", "SPAN_KIND_SERVER", "GET"), ("service-a", "SPAN_KIND_CLIENT", "GET"))]
+        for k in want[4:8]:
+            links.append((k, ("service-b", "SPAN_KIND_SERVER", "GET")))
+        links.append((("nginx", "SPAN_KIND_SERVER", "GET"), ("service-b", "SPAN_KIND_CLIENT", "GET")))
+        for child, par in links:
+            expect = None if par is None else sid(par)
+            check(parent(child) == expect, "%r: parent %s, expected %s" % (child, parent(child),
+                                                                           expect))
+        check(len({sid(k) for k in want}) == len(want), "span ids repeat")
+        a_srv = attrs(by[("service-a", "SPAN_KIND_SERVER", "GET")][0])
+        check(a_srv["url.path"] == "/order/42" and a_srv["server.port"] == a_port, "A %r" % a_srv)
+        line = wait_for(lambda: len(ng.log()) > before and ng.log()[-1], 10, "nginx's log")
+        check(line[1].split("-")[1:3] == [trace, sid(("service-b", "SPAN_KIND_CLIENT", "GET"))],
+              "nginx logged %r" % line[1])
+        check("/* " in pg.server_log() or "SELECT count(*) FROM pg_class" in pg.server_log(),
+              "the query reached PostgreSQL")
+    finally:
+        rx.stop()
+        if pg:
+            pg.stop()
+
+
+@tx.with_env
+def test_nginx_under_the_shim_under_load(env):
+    """nginx itself preloaded (a root master, workers that drop to nobody,
+    epoll, sendfile): exact server spans and http.server.request.duration
+    per request under concurrent load from wrk."""
+    if hc.third_party_skipped("nginx"):
+        return
+    if not shutil.which("wrk"):
+        raise tx.Failure("wrk is missing (Debian: wrk)")
+    rx = Receiver()
+    try:
+        env.start_exporter(rx.url())
+        ng = hc.Nginx(env, preload=True, workers=2,
+                      locations="    location /boom { return 503; }\n")
+        base = "http://127.0.0.1:%d" % ng.port
+        for path, want in (("/big.bin", 200), ("/missing", 404), ("/boom", 503)):
+            status, body = get(base + path, {"traceparent": "00-%s-%s-01" % (TRACE, PARENT)})
+            check(status == want, "%s: %d" % (path, status))
+            if path == "/big.bin":
+                check(len(body) == 300000, "sendfile body %d bytes" % len(body))
+        r = subprocess.run(["wrk", "-t2", "-c8", "-d1s", base + "/index.html"],
+                           capture_output=True, text=True, timeout=60)
+        check(r.returncode == 0, "wrk: %s" % r.stderr)
+        time.sleep(0.3)
+        total = len(ng.log())  # every request nginx answered, the probe ones included
+        check(total > 1000, "wrk made only %d requests" % total)
+
+        def counted():
+            n = 0
+            for line in env.metrics().splitlines():
+                if line.startswith('http_server_request_duration_seconds_count{service_name="nginx"'):
+                    n += int(float(line.rsplit(" ", 1)[1]))
+            return n
+        wait_for(lambda: counted() == total, 15, "%d requests in http.server.request.duration"
+                 % total)
+
+        def spans_and_drops():
+            spans = [s for r, s in spans_of(rx.accepted("/v1/traces"))
+                     if r["service.name"] == "nginx"]
+            dropped = env.metric("dynobs_exporter_ring_records_dropped_total") or 0
+            return (spans, dropped) if len(spans) + dropped == total else None
+        spans, dropped = wait_for(spans_and_drops, 30, "every request a span or a counted drop")
+        print("  nginx: %d requests, %d spans, %d counted drops" % (total, len(spans), dropped))
+        check(len(spans) > total // 2, "most spans dropped: %d of %d" % (len(spans), total))
+        by_path = {}
+        for s in spans:
+            check(kind(s) == "SPAN_KIND_SERVER", "kind")
+            a = attrs(s)
+            by_path.setdefault(a["url.path"], []).append(s)
+            check(a["server.port"] == ng.port and a["http.request.method"] == "GET", "attrs %r" % a)
+        for path, want in (("/big.bin", 200), ("/missing", 404), ("/boom", 503)):
+            s = by_path.get(path, [None])[0]
+            if s is None:
+                continue  # its span was among the counted drops
+            check(attrs(s)["http.response.status_code"] == want, "%s: %r" % (path, attrs(s)))
+            check(hexid(s, "trace_id") == TRACE and hexid(s, "parent_span_id") == PARENT,
+                  "%s does not continue the trace" % path)
+            check(is_error(s) == (want >= 500), "%s: error status" % path)
+        for s in by_path.get("/index.html", []):
+            check(attrs(s)["http.response.status_code"] == 200, "wrk request %r" % attrs(s))
+    finally:
+        rx.stop()
+
+
+def main():
+    if not os.path.exists(HTTPD):
+        print("%s is missing (built with the benchmarks)" % HTTPD)
+        return 1
+    return hc.main_with(globals())
+
+
+if __name__ == "__main__":
+    sys.exit(main())
