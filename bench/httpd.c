@@ -143,7 +143,7 @@ static void serve(int fd)
         memmove(buf, buf + skip, have - skip);
         have -= skip;
 
-        char note[64], resp[512], text[1200];
+        char note[64], resp[2048], text[1200];
         long status = strcmp(path, "/fail") == 0 ? 500 : call_out(&w, note, sizeof note);
         if (status == 500)
             snprintf(note, sizeof note, "failed");
@@ -153,8 +153,13 @@ static void serve(int fd)
                           "%s\r\n",
                           status, status == 200 ? "OK" : "Error", tl,
                           keep ? "" : "Connection: close\r\n");
-        if (write_all(fd, resp, (size_t)rl) < 0 ||
-            (strcmp(method, "HEAD") != 0 && write_all(fd, text, (size_t)tl) < 0) || !keep)
+        /* Head and body in one write: two small writes would meet Nagle's
+         * algorithm and the client's delayed ACK. */
+        if (strcmp(method, "HEAD") != 0) {
+            memcpy(resp + rl, text, (size_t)tl);
+            rl += tl;
+        }
+        if (write_all(fd, resp, (size_t)rl) < 0 || !keep)
             break;
     }
 out:

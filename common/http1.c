@@ -364,6 +364,14 @@ int dynobs__h1_resp_feed(struct dynobs_h1_resp *r, const uint8_t *p, size_t n)
             }
             break;
         case DYNOBS_H1_R_HEADERS:
+            /* Inside a header we do not care about: skip to its end. */
+            if (!r->line_start && !r->in_value && !r->match && c != '\n') {
+                const uint8_t *nl = memchr(p + i, '\n', n - i);
+                size_t run = nl ? (size_t)(nl - (p + i)) : n - i;
+                r->line_len += (uint32_t)run;
+                i += run - 1;
+                break;
+            }
             if (r->line_start) {
                 if (c == '\r')
                     break;

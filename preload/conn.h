@@ -49,6 +49,8 @@ struct dynobs_conn {
     /* Server side: the response being written, and the context pushed on
      * the handling thread while the request is served. */
     struct dynobs_h1_resp resp;
+    char peer_address[48]; /* server: the client, with server_address and
+                            * server_port the local end (looked up once) */
     struct dynobs_thread *ctx_owner;
     int ctx_idx;
     struct dynobs_span span; /* detached span of the request in flight */

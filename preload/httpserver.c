@@ -53,6 +53,20 @@ static void addr_of(int fd, int peer, char *out, size_t cap, int *port)
     }
 }
 
+/* What a connection's socket is (addresses, blocking or not), looked up
+ * at its first request only: keep-alive requests cost no system call. */
+static void sock_info(struct dynobs_conn *c, int fd)
+{
+    if (c->blocking_known)
+        return;
+    int port;
+    addr_of(fd, 0, c->server_address, sizeof c->server_address, &c->server_port);
+    addr_of(fd, 1, c->peer_address, sizeof c->peer_address, &port);
+    int fl = fcntl(fd, F_GETFL);
+    c->blocking = fl >= 0 && !(fl & O_NONBLOCK);
+    c->blocking_known = 1;
+}
+
 static void start(struct dynobs_conn *c, int fd)
 {
     struct dynobs_thread *t = dynobs__thread();
@@ -86,8 +100,6 @@ static void start(struct dynobs_conn *c, int fd)
     dynobs__h1_resp_start(&c->resp, ml == 4 && !memcmp(c->method, "HEAD", 4));
     struct dynobs_span *s = &c->span;
     if (s->recording) {
-        char addr[64];
-        int port;
         size_t pl = 0;
         while (pl < r.target_len && r.target[pl] != '?' && r.target[pl] != '#')
             pl++;
@@ -99,25 +111,20 @@ static void start(struct dynobs_conn *c, int fd)
         const char *colon = memchr(h, ':', hl);
         if (colon && h[0] != '[')
             hn = (size_t)(colon - h);
-        addr_of(fd, 0, addr, sizeof addr, &port);
+        sock_info(c, fd);
         if (hn)
             set_str(s, "server.address", h, hn);
         else
-            set_str(s, "server.address", addr, strlen(addr));
-        if (port)
-            dynobs__span_set(s, "server.port", DYNOBS_ATTR_INT, &(int64_t){port}, 8);
-        addr_of(fd, 1, addr, sizeof addr, &port);
-        set_str(s, "client.address", addr, strlen(addr));
+            set_str(s, "server.address", c->server_address, strlen(c->server_address));
+        if (c->server_port)
+            dynobs__span_set(s, "server.port", DYNOBS_ATTR_INT, &(int64_t){c->server_port}, 8);
+        set_str(s, "client.address", c->peer_address, strlen(c->peer_address));
         set_str(s, "user_agent.original", c->out.user_agent, c->out.ua_len);
         set_str(s, "network.protocol.version", r.minor ? "1.1" : "1.0", 3);
     }
     /* The request's span is this thread's context while it serves it, if
      * the socket is blocking (see the top of the file). */
-    if (!c->blocking_known) {
-        int fl = fcntl(fd, F_GETFL);
-        c->blocking = fl >= 0 && !(fl & O_NONBLOCK);
-        c->blocking_known = 1;
-    }
+    sock_info(c, fd);
     c->pushed = 0;
     if (c->blocking) {
         struct dynobs_ctx *x = dynobs__ctx_push(t);
