@@ -371,10 +371,7 @@ static void end(CURL *h, CURLcode rc)
     if (rc != 0) {
         err = curlcode_name(rc);
     } else if (code >= 400) {
-        codestr[0] = (char)('0' + code / 100);
-        codestr[1] = (char)('0' + code / 10 % 10);
-        codestr[2] = (char)('0' + code % 10);
-        codestr[3] = '\0';
+        dynobs__status_text((int)code, codestr);
         err = codestr;
     }
     if (code > 0)

@@ -152,10 +152,7 @@ static void finish(struct dynobs_conn *c, int code, const char *error_type)
     struct dynobs_thread *t = dynobs__thread();
     char codestr[8];
     if (code >= 500 && !error_type) {
-        codestr[0] = (char)('0' + code / 100);
-        codestr[1] = (char)('0' + code / 10 % 10);
-        codestr[2] = (char)('0' + code % 10);
-        codestr[3] = '\0';
+        dynobs__status_text(code, codestr);
         error_type = codestr;
     }
     if (code > 0)
@@ -168,33 +165,16 @@ static void finish(struct dynobs_conn *c, int code, const char *error_type)
     if (seg && t) {
         uint64_t now = dynobs__clock_now(&t->clk);
         char labels[DYNOBS_METRIC_KEY_BYTES];
-        size_t n = 0;
         const char *parts[][2] = {{"http.request.method", c->method},
                                   {"http.response.status_code", code > 0 ? NULL : NULL},
                                   {"url.scheme", "http"},
                                   {"error.type", error_type}};
         char cs[8] = "";
         if (code > 0) {
-            cs[0] = (char)('0' + code / 100);
-            cs[1] = (char)('0' + code / 10 % 10);
-            cs[2] = (char)('0' + code % 10);
+            dynobs__status_text(code, cs);
             parts[1][1] = cs;
         }
-        labels[0] = '\0';
-        for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
-            const char *k = parts[i][0], *v = parts[i][1];
-            size_t kl = strlen(k), vl = v ? strlen(v) : 0;
-            if (!vl || strpbrk(v, ",=") || n + kl + vl + 3 >= sizeof labels)
-                continue;
-            if (n)
-                labels[n++] = ',';
-            memcpy(labels + n, k, kl);
-            n += kl;
-            labels[n++] = '=';
-            memcpy(labels + n, v, vl);
-            n += vl;
-            labels[n] = '\0';
-        }
+        dynobs__labels_join(labels, sizeof labels, parts, sizeof parts / sizeof parts[0]);
         struct dynobs_metric_def d = {.name = "http.server.request.duration", .unit = "s",
                                       .kind = DYNOBS_METRIC_HISTOGRAM, .bounds = duration_bounds,
                                       .nbounds = sizeof duration_bounds / sizeof duration_bounds[0]};

@@ -169,4 +169,13 @@ static inline void dynobs__count(unsigned c)
         __atomic_fetch_add(&dynobs__lost, 1, __ATOMIC_RELAXED);
 }
 
+/* A three-digit status code as text ("404"); out holds at least 4. */
+void dynobs__status_text(int code, char *out) DYNOBS_INTERNAL;
+
+/* Joins key=value pairs into a metric label string ("k1=v1,k2=v2"),
+ * leaving out empty values and values that hold ',' or '=' (which the
+ * format cannot carry), and what would not fit in cap. */
+void dynobs__labels_join(char *out, size_t cap, const char *(*parts)[2], size_t n)
+    DYNOBS_INTERNAL;
+
 #endif

@@ -277,29 +277,14 @@ static void finish(struct pgstate *s, const char *error_type)
     if (seg && t) {
         uint64_t now = dynobs__clock_now(&t->clk);
         char labels[DYNOBS_METRIC_KEY_BYTES];
-        size_t n = 0;
         const char *parts[][2] = {{"db.system.name", "postgresql"},
                                   {"db.operation.name", s->op},
                                   {"db.namespace", s->db},
                                   {"server.address", s->host},
                                   {"db.response.status_code", s->sqlstate},
                                   {"error.type", error_type}};
-        labels[0] = '\0';
-        for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
-            const char *k = parts[i][0], *v = parts[i][1];
-            size_t kl = strlen(k), vl = v ? strlen(v) : 0;
-            /* Label values cannot hold ',' or '=': such a value is left out. */
-            if (!vl || strpbrk(v, ",=") || n + kl + vl + 3 >= sizeof labels)
-                continue;
-            if (n)
-                labels[n++] = ',';
-            memcpy(labels + n, k, kl);
-            n += kl;
-            labels[n++] = '=';
-            memcpy(labels + n, v, vl);
-            n += vl;
-            labels[n] = '\0';
-        }
+        /* Label values cannot hold ',' or '=': such a value is left out. */
+        dynobs__labels_join(labels, sizeof labels, parts, sizeof parts / sizeof parts[0]);
         struct dynobs_metric_def d = {.name = "db.client.operation.duration", .unit = "s",
                                       .kind = DYNOBS_METRIC_HISTOGRAM, .bounds = op_bounds,
                                       .nbounds = sizeof op_bounds / sizeof op_bounds[0]};

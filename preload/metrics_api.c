@@ -67,3 +67,31 @@ DYNOBS_API int dynobs_metric_record(const dynobs_metric_desc *desc, double value
         d.bounds = NULL;
     return record(&d, value, labels);
 }
+
+void dynobs__status_text(int code, char *out)
+{
+    out[0] = (char)('0' + code / 100 % 10);
+    out[1] = (char)('0' + code / 10 % 10);
+    out[2] = (char)('0' + code % 10);
+    out[3] = '\0';
+}
+
+void dynobs__labels_join(char *out, size_t cap, const char *(*parts)[2], size_t count)
+{
+    size_t n = 0;
+    out[0] = '\0';
+    for (size_t i = 0; i < count; i++) {
+        const char *k = parts[i][0], *v = parts[i][1];
+        size_t kl = strlen(k), vl = v ? strlen(v) : 0;
+        if (!vl || strpbrk(v, ",=") || n + kl + vl + 3 >= cap)
+            continue;
+        if (n)
+            out[n++] = ',';
+        memcpy(out + n, k, kl);
+        n += kl;
+        out[n++] = '=';
+        memcpy(out + n, v, vl);
+        n += vl;
+        out[n] = '\0';
+    }
+}

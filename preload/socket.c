@@ -222,25 +222,20 @@ static int nonblocking(const struct out_call *o)
 
 static ssize_t out(const struct out_call *o, struct dynobs_conn *c)
 {
-    if (c->server) { /* a response: watched, never changed */
-        ssize_t r = original(o);
-        if (r > 0) {
-            int saved = errno;
-            dynobs__srv_out(c, o->iov, o->iovcnt, (size_t)r);
-            errno = saved;
-        }
-        return r;
-    }
     size_t total = 0;
-    for (int i = 0; i < o->iovcnt; i++)
+    for (int i = 0; !c->server && i < o->iovcnt; i++)
         total += o->iov[i].iov_len;
     for (;;) {
-        long k = dynobs__http_out_plan(c, o->iov, o->iovcnt, total, o->fd);
+        /* A server's response is watched, never changed. */
+        long k = c->server ? -1 : dynobs__http_out_plan(c, o->iov, o->iovcnt, total, o->fd);
         if (k < 0) {
             ssize_t r = original(o);
             if (r > 0) {
                 int saved = errno;
-                dynobs__http_out_commit(c, o->iov, o->iovcnt, (size_t)r);
+                if (c->server)
+                    dynobs__srv_out(c, o->iov, o->iovcnt, (size_t)r);
+                else
+                    dynobs__http_out_commit(c, o->iov, o->iovcnt, (size_t)r);
                 errno = saved;
             }
             return r;

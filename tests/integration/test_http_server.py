@@ -21,7 +21,7 @@ import test_libpq as tp  # noqa: E402
 from otlp_receiver import Receiver  # noqa: E402
 
 BUILD = tx.BUILD
-HTTPD = os.path.join(BUILD, "bench", "dynobs-httpd")
+HTTPD = os.path.join(BUILD, "tests", "dynobs-httpd")
 check, wait_for, one, attrs, hexid, spans_of = (tx.check, tx.wait_for, tx.one, tx.attrs, tx.hexid,
                                                  tx.spans_of)
 TRACE = "0af7651916cd43dd8448eb211c80319c"
@@ -445,7 +445,7 @@ def test_nginx_under_the_shim_under_load(env):
 
 def main():
     if not os.path.exists(HTTPD):
-        print("%s is missing (built with the benchmarks)" % HTTPD)
+        print("%s is missing (built with the tests where libpq-dev is)" % HTTPD)
         return 1
     return hc.main_with(globals())
 
