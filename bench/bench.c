@@ -18,22 +18,11 @@
 #include "segment.h"
 #include "tracecontext.h"
 
+#include "benchutil.h"
+
 static int quick;
 static volatile int stop_consumer;
 static uint64_t consumed;
-
-static uint64_t now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-static int cmp(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
 
 struct result {
     double median, p90;
@@ -45,11 +34,11 @@ static struct result measure(void (*fn)(int), int batch, int batches)
     double *v = malloc(sizeof(double) * (size_t)batches);
     fn(batch); /* warm-up */
     for (int i = 0; i < batches; i++) {
-        uint64_t t0 = now();
+        uint64_t t0 = bench_now_ns();
         fn(batch);
-        v[i] = (double)(now() - t0) / batch;
+        v[i] = (double)(bench_now_ns() - t0) / batch;
     }
-    qsort(v, (size_t)batches, sizeof *v, cmp);
+    qsort(v, (size_t)batches, sizeof *v, bench_cmp_double);
     struct result r = {v[batches / 2], v[batches * 9 / 10]};
     free(v);
     return r;
@@ -233,12 +222,12 @@ int main(int argc, char **argv)
      * as it can for a fixed time, while the consumer drains every 2 ms. */
     uint64_t w0 = counter(dir, DYNOBS_CTR_RECORDS_WRITTEN);
     uint64_t d0 = counter(dir, DYNOBS_CTR_RECORDS_DROPPED);
-    uint64_t c0 = consumed, t0 = now(), spans = 0;
-    while (now() - t0 < (quick ? 200000000ull : 1000000000ull)) {
+    uint64_t c0 = consumed, t0 = bench_now_ns(), spans = 0;
+    while (bench_now_ns() - t0 < (quick ? 200000000ull : 1000000000ull)) {
         op_span(1000);
         spans += 1000;
     }
-    double secs = (double)(now() - t0) / 1e9;
+    double secs = (double)(bench_now_ns() - t0) / 1e9;
     usleep(100000);
     uint64_t w = counter(dir, DYNOBS_CTR_RECORDS_WRITTEN) - w0;
     uint64_t d = counter(dir, DYNOBS_CTR_RECORDS_DROPPED) - d0;

@@ -21,16 +21,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "benchutil.h"
+
 static ssize_t (*libc_read)(int, void *, size_t);
 static ssize_t (*libc_write)(int, const void *, size_t);
-static const char RESPONSE[] = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
-
-static uint64_t now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 static void *server(void *arg)
 {
@@ -39,21 +33,7 @@ static void *server(void *arg)
         int fd = accept(l, NULL, NULL);
         if (fd < 0)
             return NULL;
-        char buf[4096];
-        size_t have = 0;
-        for (;;) {
-            ssize_t r = libc_read(fd, buf + have, sizeof buf - have);
-            if (r <= 0)
-                break;
-            have += (size_t)r;
-            char *end;
-            while ((end = memmem(buf, have, "\r\n\r\n", 4))) {
-                size_t used = (size_t)(end + 4 - buf);
-                libc_write(fd, RESPONSE, sizeof RESPONSE - 1);
-                memmove(buf, buf + used, have - used);
-                have -= used;
-            }
-        }
+        bench_answer(fd, libc_read, libc_write);
         close(fd);
     }
 }
@@ -62,12 +42,6 @@ static size_t sink(char *p, size_t s, size_t n, void *a)
 {
     (void)p, (void)a;
     return s * n;
-}
-
-static int cmp(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
 }
 
 /* One measurement: median per-request ns over batches. */
@@ -91,13 +65,12 @@ static double measure(int batches)
         curl_easy_perform(h);
     double *v = malloc(sizeof(double) * (size_t)batches);
     for (int b = 0; b < batches; b++) {
-        uint64_t t0 = now();
+        uint64_t t0 = bench_now_ns();
         for (int i = 0; i < 20; i++)
             curl_easy_perform(h);
-        v[b] = (double)(now() - t0) / 20;
+        v[b] = (double)(bench_now_ns() - t0) / 20;
     }
-    qsort(v, (size_t)batches, sizeof *v, cmp);
-    double m = v[batches / 2];
+    double m = bench_median(v, batches);
     curl_easy_cleanup(h);
     return m;
 }
@@ -133,8 +106,8 @@ int main(int argc, char **argv)
             (mode ? off : on)[r] = v;
         }
     }
-    qsort(on, 3, sizeof on[0], cmp);
-    qsort(off, 3, sizeof off[0], cmp);
+    bench_median(on, 3);
+    bench_median(off, 3); /* sorted: [1] is the median */
     printf("%-58s %10s %10s %10s\n", "operation (median ns)", "disabled", "dynobs", "added");
     printf("%-58s %10.1f %10.1f %10.1f\n", "libcurl request, keep-alive loopback (curl path)",
            off[1], on[1], on[1] - off[1]);

@@ -24,31 +24,14 @@
 #include <time.h>
 #include <unistd.h>
 
-typedef ssize_t (*rw_fn)(int, void *, size_t);
-typedef ssize_t (*wr_fn)(int, const void *, size_t);
+#include "benchutil.h"
+
+typedef bench_read_fn rw_fn;
+typedef bench_write_fn wr_fn;
 
 static rw_fn libc_read;
 static wr_fn libc_write;
 static int quick;
-
-static uint64_t now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-static int cmp(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp);
-    return v[n / 2];
-}
 
 /* A keep-alive server answering every request with a fixed response; it
  * uses libc's functions directly, so only the client pays for dynobs. */
@@ -56,22 +39,8 @@ static const char RESPONSE[] = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
 
 static void *server(void *arg)
 {
-    int fd = *(int *)arg;
-    char buf[4096];
-    size_t have = 0;
-    for (;;) {
-        ssize_t r = libc_read(fd, buf + have, sizeof buf - have);
-        if (r <= 0)
-            return NULL;
-        have += (size_t)r;
-        char *end;
-        while ((end = memmem(buf, have, "\r\n\r\n", 4))) {
-            size_t used = (size_t)(end + 4 - buf);
-            libc_write(fd, RESPONSE, sizeof RESPONSE - 1);
-            memmove(buf, buf + used, have - used);
-            have -= used;
-        }
-    }
+    bench_answer(*(int *)arg, libc_read, libc_write);
+    return NULL;
 }
 
 static int tcp_pair(int *client, int *srv)
@@ -130,17 +99,17 @@ static void compare(const char *label, void (*op)(int, wr_fn, rw_fn), int fd, in
     for (int i = 0; i < 2 * batch; i++) /* warm-up: classification, calibration */
         op(fd, our_write, our_read);
     for (int b = 0; b < batches; b++) {
-        uint64_t t0 = now();
+        uint64_t t0 = bench_now_ns();
         for (int i = 0; i < batch; i++)
             op(fd, libc_write, libc_read);
-        uint64_t t1 = now();
+        uint64_t t1 = bench_now_ns();
         for (int i = 0; i < batch; i++)
             op(fd, our_write, our_read);
-        uint64_t t2 = now();
+        uint64_t t2 = bench_now_ns();
         without[b] = (double)(t1 - t0) / batch;
         with[b] = (double)(t2 - t1) / batch;
     }
-    double a = median(without, batches), w = median(with, batches);
+    double a = bench_median(without, batches), w = bench_median(with, batches);
     printf("%-58s %10.1f %10.1f %10.1f\n", label, a, w, w - a);
     free(with);
     free(without);

@@ -6,23 +6,13 @@
  *
  *   dynobs-pq-bench CONNINFO [BATCHES]
  */
+#define _GNU_SOURCE
 #include <libpq-fe.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
-}
-
-static int cmp(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
+#include "benchutil.h"
 
 int main(int argc, char **argv)
 {
@@ -36,13 +26,12 @@ int main(int argc, char **argv)
         PQclear(PQexec(c, "SELECT 1"));
     double *v = malloc(sizeof(double) * (size_t)batches);
     for (int b = 0; b < batches; b++) {
-        double t0 = now();
+        uint64_t t0 = bench_now_ns();
         for (int i = 0; i < 20; i++)
             PQclear(PQexec(c, "SELECT 1"));
-        v[b] = (now() - t0) / 20;
+        v[b] = (double)(bench_now_ns() - t0) / 20;
     }
-    qsort(v, (size_t)batches, sizeof *v, cmp);
-    printf("%.1f\n", v[batches / 2]);
+    printf("%.1f\n", bench_median(v, batches));
     PQfinish(c);
     return 0;
 }

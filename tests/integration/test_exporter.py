@@ -653,14 +653,13 @@ def test_console_exporter_prints_lines(env):
     check('name="grandchild-t1"' in text and 'status_message="boom"' in text, "console content")
 
 
-def main():
-    tests = [v for k, v in sorted(globals().items()) if k.startswith("test_") and callable(v)]
+def run_tests(scope):
+    """Runs the test_* functions of a test module (those named on the
+    command line, or all), printing PASS or FAIL for each; the exit status."""
+    tests = [v for k, v in sorted(scope.items()) if k.startswith("test_") and callable(v)]
     wanted = sys.argv[3:]
     if wanted:
         tests = [t for t in tests if t.__name__ in wanted]
-    if not shutil.which("protoc"):
-        print("protoc is missing (Debian: protobuf-compiler)")
-        return 1
     passed = failed = 0
     for t in tests:
         t0 = time.time()
@@ -676,6 +675,13 @@ def main():
         sys.stdout.flush()
     print("%d passed, %d failed" % (passed, failed))
     return 1 if failed else 0
+
+
+def main():
+    if not shutil.which("protoc"):
+        print("protoc is missing (Debian: protobuf-compiler)")
+        return 1
+    return run_tests(globals())
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import test_exporter as tx  # noqa: E402  (shared helpers; argv parsed there)
@@ -373,34 +372,17 @@ def test_exactly_one_traceparent_per_request(env):
     srv.sock.close()
 
 
-def main():
-    return main_with(globals())
-
-
-def main_with(scope):
-    """Runs the test_* functions of a module (those named on the command
-    line, or all), printing PASS or FAIL for each."""
-    tests = [v for k, v in sorted(scope.items()) if k.startswith("test_") and callable(v)]
-    if not shutil.which("nginx") and not os.path.exists("/usr/sbin/nginx"):
-        print("nginx is missing (Debian: nginx-light)")
-        return 1
+def nginx_found():
+    """nginx is on PATH (with /usr/sbin added), or a message says why not."""
     os.environ["PATH"] += ":/usr/sbin"
-    wanted = sys.argv[3:]
-    if wanted:
-        tests = [t for t in tests if t.__name__ in wanted]
-    passed = failed = 0
-    for t in tests:
-        t0 = time.time()
-        try:
-            t()
-            passed += 1
-            print("PASS %s (%.1fs)" % (t.__name__, time.time() - t0))
-        except Exception as e:
-            failed += 1
-            print("FAIL %s (%.1fs): %s" % (t.__name__, time.time() - t0, e))
-        sys.stdout.flush()
-    print("%d passed, %d failed" % (passed, failed))
-    return 1 if failed else 0
+    if shutil.which("nginx"):
+        return True
+    print("nginx is missing (Debian: nginx-light)")
+    return False
+
+
+def main():
+    return tx.run_tests(globals()) if nginx_found() else 1
 
 
 if __name__ == "__main__":

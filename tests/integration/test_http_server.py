@@ -447,7 +447,7 @@ def main():
     if not os.path.exists(HTTPD):
         print("%s is missing (built with the tests where libpq-dev is)" % HTTPD)
         return 1
-    return hc.main_with(globals())
+    return tx.run_tests(globals()) if hc.nginx_found() else 1
 
 
 if __name__ == "__main__":

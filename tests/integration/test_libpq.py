@@ -261,26 +261,10 @@ def test_operation_metric(env):
 
 
 def main():
-    tests = [v for k, v in sorted(globals().items()) if k.startswith("test_") and callable(v)]
     if not os.path.exists(PGBIN + "/postgres") or not os.path.exists(PGCLIENT):
         print("PostgreSQL 15 or the libpq client is missing (Debian: postgresql-15 libpq-dev)")
         return 1
-    wanted = sys.argv[3:]
-    if wanted:
-        tests = [t for t in tests if t.__name__ in wanted]
-    passed = failed = 0
-    for t in tests:
-        t0 = time.time()
-        try:
-            t()
-            passed += 1
-            print("PASS %s (%.1fs)" % (t.__name__, time.time() - t0))
-        except Exception as e:
-            failed += 1
-            print("FAIL %s (%.1fs): %s" % (t.__name__, time.time() - t0, e))
-        sys.stdout.flush()
-    print("%d passed, %d failed" % (passed, failed))
-    return 1 if failed else 0
+    return tx.run_tests(globals())
 
 
 if __name__ == "__main__":
