@@ -6,13 +6,16 @@
  *   1. added latency per HTTP/1.1 request on a keep-alive loopback
  *      connection (span, traceparent, response parse, metric);
  *   2. a non-HTTP write+read pair on a socketpair, enabled;
- *   3. the same with OTEL_SDK_DISABLED=true (the program re-runs itself).
+ *   3. the same with OTEL_SDK_DISABLED=true (the program re-runs itself);
+ *   4. added CPU per request served on an accepted socket (server span,
+ *      W3C extraction, response tracking, metric), blocking and not.
  *
  *   build/bench/dynobs-http-bench [--quick]
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <dlfcn.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
@@ -73,6 +76,33 @@ static void request(int fd, wr_fn w, rw_fn r)
     size_t have = 0;
     while (have < sizeof RESPONSE - 1) {
         ssize_t n = r(fd, buf + have, sizeof buf - have);
+        if (n <= 0)
+            exit(1);
+        have += (size_t)n;
+    }
+}
+
+/* The server's side of one request, in this thread: the request is put
+ * on the connection with libc, read and answered through r/w on the
+ * accepted socket, and the answer taken off with libc. */
+static int srv_client_fd;
+
+static void serve_one(int fd, wr_fn w, rw_fn r)
+{
+    static const char REQ[] = "GET /index.html HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n"
+                              "User-Agent: bench\r\nAccept: */*\r\n\r\n";
+    char buf[512];
+    libc_write(srv_client_fd, REQ, sizeof REQ - 1);
+    size_t have = 0;
+    while (have < sizeof REQ - 1) {
+        ssize_t n = r(fd, buf + have, sizeof buf - have);
+        if (n <= 0)
+            exit(1);
+        have += (size_t)n;
+    }
+    w(fd, RESPONSE, sizeof RESPONSE - 1);
+    for (have = 0; have < sizeof RESPONSE - 1;) {
+        ssize_t n = libc_read(srv_client_fd, buf + have, sizeof buf - have);
         if (n <= 0)
             exit(1);
         have += (size_t)n;
@@ -161,6 +191,19 @@ int main(int argc, char **argv)
         compare("HTTP/1.1 request on keep-alive loopback (socket path)", request, c, 20, batches);
         shutdown(c, SHUT_RDWR);
         pthread_join(th, NULL);
+        /* Server side: a blocking socket (the span becomes the thread's
+         * context) and a non-blocking one, as event loops have. */
+        for (int nb = 0; nb < 2; nb++) {
+            if (tcp_pair(&srv_client_fd, &s) < 0)
+                return 1;
+            if (nb)
+                fcntl(s, F_SETFL, fcntl(s, F_GETFL) | O_NONBLOCK);
+            compare(nb ? "HTTP/1.1 request served, non-blocking socket (server span)"
+                       : "HTTP/1.1 request served, blocking socket (server span)",
+                    serve_one, s, 20, batches);
+            close(srv_client_fd);
+            close(s);
+        }
     }
     int sp[2];
     socketpair(AF_UNIX, SOCK_STREAM, 0, sp);

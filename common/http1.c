@@ -70,6 +70,84 @@ static void tail_of(const struct dynobs_h1_out *o, char out[9])
         memcpy(out, o->reqline + n - 9, 9);
 }
 
+/* A watched header begins (its colon was just read): what it holds so far
+ * is reset, except tracestate, whose several headers form one list. */
+static void begin_value(struct dynobs_h1_out *o, int bit)
+{
+    if (bit == HDR_TRACEPARENT) {
+        o->has_traceparent = 1;
+        if (o->tp_count < 255)
+            o->tp_count++;
+        o->tp_len = 0;
+    } else if (bit == HDR_TRACESTATE) {
+        if (o->has_tracestate && o->capture && o->ts_len < DYNOBS_H1_TS_MAX - 1)
+            o->tracestate[o->ts_len++] = ',';
+        o->has_tracestate = 1;
+    } else if (bit == HDR_HOST) {
+        o->host_len = 0;
+    } else {
+        o->ua_len = 0;
+    }
+    o->in_value = (uint8_t)bit;
+    o->skip_ws = 1;
+}
+
+/* Which watched header a whole name is (case-insensitive), or 0. */
+static int watched_name(const struct dynobs_h1_out *o, const uint8_t *name, size_t len)
+{
+    for (size_t w = 0; w < sizeof watched / sizeof watched[0]; w++) {
+        if (len != watched[w].len || (watched[w].bit == HDR_UA && !o->capture))
+            continue;
+        size_t k = 0;
+        while (k < len && lower(name[k]) == watched[w].name[k])
+            k++;
+        if (k == len)
+            return watched[w].bit;
+    }
+    return 0;
+}
+
+/* The rest of a watched header's value when its line end is in this
+ * buffer and it holds no stray CR: copied at once (as much as fits), *i
+ * moved to the line end's CR or LF. 0 when the bytes must go one by one. */
+static int value_run(struct dynobs_h1_out *o, const uint8_t *p, size_t n, size_t *i)
+{
+    const uint8_t *nl = memchr(p, '\n', n);
+    if (!nl)
+        return 0;
+    size_t run = (size_t)(nl - p);
+    if (run && p[run - 1] == '\r')
+        run--;
+    if (!run || memchr(p, '\r', run))
+        return 0;
+    char *dst;
+    uint16_t *len;
+    size_t cap;
+    switch (o->in_value) {
+    case HDR_HOST:
+        dst = o->host, len = &o->host_len, cap = DYNOBS_H1_HOST_MAX - 1;
+        break;
+    case HDR_TRACEPARENT:
+        dst = o->traceparent, len = &o->tp_len, cap = DYNOBS_H1_TP_MAX - 1;
+        break;
+    case HDR_TRACESTATE:
+        if (!o->capture)
+            goto skip;
+        dst = o->tracestate, len = &o->ts_len, cap = DYNOBS_H1_TS_MAX - 1;
+        break;
+    default:
+        dst = o->user_agent, len = &o->ua_len, cap = DYNOBS_H1_UA_MAX - 1;
+        break;
+    }
+    size_t room = cap > *len ? cap - *len : 0, k = run < room ? run : room;
+    memcpy(dst + *len, p, k);
+    *len = (uint16_t)(*len + k);
+skip:
+    o->line_len += (uint32_t)run;
+    *i += run - 1;
+    return 1;
+}
+
 long dynobs__h1_out_feed(struct dynobs_h1_out *o, const uint8_t *p, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
@@ -85,6 +163,18 @@ long dynobs__h1_out_feed(struct dynobs_h1_out *o, const uint8_t *p, size_t n)
             o->phase = DYNOBS_H1_REQLINE;
             o->reqline_len = 0;
             o->reqline_trunc = 0;
+            /* The whole line in this buffer (the usual case): copy it at
+             * once and check it at its line end, next round. */
+            {
+                const uint8_t *nl = memchr(p + i, '\n', n - i);
+                size_t run = nl ? (size_t)(nl - (p + i)) : 0;
+                if (nl && run <= DYNOBS_H1_REQLINE_MAX - 10) {
+                    memcpy(o->reqline, p + i, run);
+                    o->reqline_len = (uint16_t)run;
+                    i += run - 1;
+                    break;
+                }
+            }
             /* fall through */
         case DYNOBS_H1_REQLINE:
             /* Past the method, copy up to the end of the line at once. */
@@ -149,6 +239,24 @@ long dynobs__h1_out_feed(struct dynobs_h1_out *o, const uint8_t *p, size_t n)
             if (o->line_start) {
                 if (c == '\r' || c == '\n')
                     return (long)i; /* the empty line: headers end here */
+                /* A whole header line in this buffer: its name is looked at
+                 * once; a header we do not watch is skipped in one go, the
+                 * value of one we do is read from after its colon. */
+                const uint8_t *nl = memchr(p + i, '\n', n - i);
+                if (nl) {
+                    const uint8_t *colon = memchr(p + i, ':', (size_t)(nl - (p + i)));
+                    int bit = colon ? watched_name(o, p + i, (size_t)(colon - (p + i))) : 0;
+                    if (!bit) {
+                        i = (size_t)(nl - p);
+                        break;
+                    }
+                    o->line_start = 0;
+                    o->match = 0;
+                    o->line_len = (uint32_t)(colon - (p + i)) + 1;
+                    begin_value(o, bit);
+                    i = (size_t)(colon - p);
+                    break;
+                }
                 o->line_start = 0;
                 o->line_len = 0;
                 o->match = HDR_TRACEPARENT | HDR_TRACESTATE | HDR_HOST | (o->capture ? HDR_UA : 0);
@@ -165,6 +273,8 @@ long dynobs__h1_out_feed(struct dynobs_h1_out *o, const uint8_t *p, size_t n)
                 o->skip_ws = 0;
                 if (c == '\r')
                     break;
+                if (value_run(o, p + i, n - i, &i))
+                    break;
                 if (o->in_value == HDR_HOST && o->host_len < DYNOBS_H1_HOST_MAX - 1)
                     o->host[o->host_len++] = (char)c;
                 else if (o->in_value == HDR_TRACEPARENT && o->tp_len < DYNOBS_H1_TP_MAX - 1)
@@ -178,28 +288,9 @@ long dynobs__h1_out_feed(struct dynobs_h1_out *o, const uint8_t *p, size_t n)
             }
             if (o->match) {
                 if (c == ':') {
-                    for (size_t w = 0; w < sizeof watched / sizeof watched[0]; w++) {
-                        if ((o->match & watched[w].bit) && o->line_len == watched[w].len) {
-                            if (watched[w].bit == HDR_TRACEPARENT) {
-                                o->has_traceparent = 1;
-                                if (o->tp_count < 255)
-                                    o->tp_count++;
-                                o->tp_len = 0;
-                            } else if (watched[w].bit == HDR_TRACESTATE) {
-                                /* Several tracestate headers are one list. */
-                                if (o->has_tracestate && o->capture &&
-                                    o->ts_len < DYNOBS_H1_TS_MAX - 1)
-                                    o->tracestate[o->ts_len++] = ',';
-                                o->has_tracestate = 1;
-                            } else if (watched[w].bit == HDR_HOST) {
-                                o->host_len = 0;
-                            } else {
-                                o->ua_len = 0;
-                            }
-                            o->in_value = watched[w].bit;
-                            o->skip_ws = 1;
-                        }
-                    }
+                    for (size_t w = 0; w < sizeof watched / sizeof watched[0]; w++)
+                        if ((o->match & watched[w].bit) && o->line_len == watched[w].len)
+                            begin_value(o, watched[w].bit);
                     o->match = 0;
                 } else {
                     for (size_t w = 0; w < sizeof watched / sizeof watched[0]; w++)
@@ -332,6 +423,33 @@ static int headers_done(struct dynobs_h1_resp *r)
     return 0;
 }
 
+static int name_is(const uint8_t *l, size_t n, const char *name, size_t len)
+{
+    if (n <= len || l[len] != ':')
+        return 0;
+    for (size_t i = 0; i < len; i++)
+        if (lower(l[i]) != name[i])
+            return 0;
+    return 1;
+}
+
+/* One byte of the value of Content-Length or Transfer-Encoding, the two
+ * headers that shape a response's body. */
+static void value_byte(struct dynobs_h1_resp *r, uint8_t c)
+{
+    if (r->in_value == RH_LENGTH) {
+        if (c >= '0' && c <= '9' && r->length < (UINT64_MAX - 9) / 10) {
+            r->length = r->length * 10 + (uint64_t)(c - '0');
+            r->has_length = 1;
+        }
+        return;
+    }
+    if (c != ' ' && c != '\t' && c != '\r' && r->te_len < sizeof r->te)
+        r->te[r->te_len++] = (char)lower(c);
+    if (r->te_len >= 7 && !memcmp(r->te + r->te_len - 7, "chunked", 7))
+        r->chunked = 1;
+}
+
 static int hexdigit(uint8_t c)
 {
     return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
@@ -344,6 +462,18 @@ int dynobs__h1_resp_feed(struct dynobs_h1_resp *r, const uint8_t *p, size_t n)
         uint8_t c = p[i];
         switch (r->phase) {
         case DYNOBS_H1_R_STATUS:
+            if (!r->status_len && c != '\n') {
+                /* The whole status line in this buffer: copied at once,
+                 * checked at its line end next round. */
+                const uint8_t *nl = memchr(p + i, '\n', n - i);
+                if (nl) {
+                    size_t run = (size_t)(nl - (p + i));
+                    r->status_len = (uint8_t)(run < sizeof r->status ? run : sizeof r->status);
+                    memcpy(r->status, p + i, r->status_len);
+                    i += run - 1;
+                    break;
+                }
+            }
             if (c == '\n') {
                 if (r->status_len < 12 || memcmp(r->status, "HTTP/1.", 7) ||
                     r->status[9] < '1' || r->status[9] > '5') {
@@ -380,6 +510,26 @@ int dynobs__h1_resp_feed(struct dynobs_h1_resp *r, const uint8_t *p, size_t n)
                         return 1;
                     break;
                 }
+                /* A whole line in this buffer that is neither header we
+                 * need: skipped in one go. */
+                const uint8_t *nl = memchr(p + i, '\n', n - i);
+                if (nl) {
+                    const uint8_t *l = p + i;
+                    size_t len = (size_t)(nl - l), from = 0;
+                    if (name_is(l, len, "content-length", 14)) {
+                        r->in_value = RH_LENGTH;
+                        r->length = 0;
+                        from = 15;
+                    } else if (name_is(l, len, "transfer-encoding", 17)) {
+                        r->in_value = RH_TE;
+                        from = 18;
+                    }
+                    for (size_t k = from; r->in_value && k < len; k++)
+                        value_byte(r, l[k]);
+                    r->in_value = 0;
+                    i = (size_t)(nl - p);
+                    break;
+                }
                 r->line_start = 0;
                 r->line_len = 0;
                 r->match = RH_LENGTH | RH_TE;
@@ -390,16 +540,8 @@ int dynobs__h1_resp_feed(struct dynobs_h1_resp *r, const uint8_t *p, size_t n)
                 r->in_value = 0;
                 break;
             }
-            if (r->in_value == RH_LENGTH) {
-                if (c >= '0' && c <= '9' && r->length < (UINT64_MAX - 9) / 10) {
-                    r->length = r->length * 10 + (uint64_t)(c - '0');
-                    r->has_length = 1;
-                }
-            } else if (r->in_value == RH_TE) {
-                if (c != ' ' && c != '\t' && c != '\r' && r->te_len < sizeof r->te)
-                    r->te[r->te_len++] = (char)lower(c);
-                if (r->te_len >= 7 && !memcmp(r->te + r->te_len - 7, "chunked", 7))
-                    r->chunked = 1;
+            if (r->in_value) {
+                value_byte(r, c);
             } else if (r->match) {
                 static const char *const names[] = {"content-length", "transfer-encoding"};
                 if (c == ':') {

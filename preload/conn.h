@@ -53,6 +53,11 @@ struct dynobs_conn {
                             * server_port the local end (looked up once) */
     struct dynobs_thread *ctx_owner;
     int ctx_idx;
+    /* Server: the duration metric's labels of the last request that did
+     * not fail, kept while method and status repeat (keep-alive). */
+    int labels_code;
+    char labels_method[24];
+    char labels[DYNOBS_METRIC_KEY_BYTES];
     struct dynobs_span span; /* detached span of the request in flight */
 };
 

@@ -29,11 +29,9 @@
 static const double duration_bounds[] = {0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25,
                                          0.5,   0.75, 1,     2.5,   5,     7.5, 10};
 
-static void set_str(struct dynobs_span *s, const char *k, const char *v, size_t n)
-{
-    if (n)
-        dynobs__span_set(s, k, DYNOBS_ATTR_STRING, v, n);
-}
+/* The server sets each attribute of its span once: no replacement scan. */
+#define ADD(s, key, type, v, n) dynobs__span_add(s, key, sizeof key - 1, type, v, n)
+#define set_str(s, key, v, n) ((n) ? ADD(s, key, DYNOBS_ATTR_STRING, v, n) : 0)
 
 static void addr_of(int fd, int peer, char *out, size_t cap, int *port)
 {
@@ -117,7 +115,7 @@ static void start(struct dynobs_conn *c, int fd)
         else
             set_str(s, "server.address", c->server_address, strlen(c->server_address));
         if (c->server_port)
-            dynobs__span_set(s, "server.port", DYNOBS_ATTR_INT, &(int64_t){c->server_port}, 8);
+            ADD(s, "server.port", DYNOBS_ATTR_INT, &(int64_t){c->server_port}, 8);
         set_str(s, "client.address", c->peer_address, strlen(c->peer_address));
         set_str(s, "user_agent.original", c->out.user_agent, c->out.ua_len);
         set_str(s, "network.protocol.version", r.minor ? "1.1" : "1.0", 3);
@@ -156,7 +154,7 @@ static void finish(struct dynobs_conn *c, int code, const char *error_type)
         error_type = codestr;
     }
     if (code > 0)
-        dynobs__span_set(s, "http.response.status_code", DYNOBS_ATTR_INT, &(int64_t){code}, 8);
+        ADD(s, "http.response.status_code", DYNOBS_ATTR_INT, &(int64_t){code}, 8);
     if (error_type) {
         set_str(s, "error.type", error_type, strlen(error_type));
         dynobs__span_status(s, DYNOBS_STATUS_ERROR, NULL);
@@ -164,17 +162,26 @@ static void finish(struct dynobs_conn *c, int code, const char *error_type)
     struct dynobs_segment *seg = dynobs__segment();
     if (seg && t) {
         uint64_t now = dynobs__clock_now(&t->clk);
-        char labels[DYNOBS_METRIC_KEY_BYTES];
-        const char *parts[][2] = {{"http.request.method", c->method},
-                                  {"http.response.status_code", code > 0 ? NULL : NULL},
-                                  {"url.scheme", "http"},
-                                  {"error.type", error_type}};
-        char cs[8] = "";
-        if (code > 0) {
-            dynobs__status_text(code, cs);
-            parts[1][1] = cs;
+        char failed[DYNOBS_METRIC_KEY_BYTES];
+        const char *labels = c->labels;
+        if (error_type || code != c->labels_code || strcmp(c->method, c->labels_method)) {
+            const char *parts[][2] = {{"http.request.method", c->method},
+                                      {"http.response.status_code", NULL},
+                                      {"url.scheme", "http"},
+                                      {"error.type", error_type}};
+            char cs[8] = "";
+            if (code > 0) {
+                dynobs__status_text(code, cs);
+                parts[1][1] = cs;
+            }
+            char *out = error_type ? failed : c->labels;
+            dynobs__labels_join(out, sizeof failed, parts, sizeof parts / sizeof parts[0]);
+            if (!error_type) {
+                c->labels_code = code;
+                memcpy(c->labels_method, c->method, sizeof c->method);
+            }
+            labels = out;
         }
-        dynobs__labels_join(labels, sizeof labels, parts, sizeof parts / sizeof parts[0]);
         struct dynobs_metric_def d = {.name = "http.server.request.duration", .unit = "s",
                                       .kind = DYNOBS_METRIC_HISTOGRAM, .bounds = duration_bounds,
                                       .nbounds = sizeof duration_bounds / sizeof duration_bounds[0]};

@@ -156,6 +156,10 @@ int dynobs__span_begin(struct dynobs_span *s, const char *name, int kind,
                        const struct dynobs_ctx *parent, uint64_t start_ns) DYNOBS_INTERNAL;
 int dynobs__span_set(struct dynobs_span *s, const char *key, int type, const void *val,
                      size_t vlen) DYNOBS_INTERNAL;
+/* Adds an attribute the span does not have yet (no scan for one to
+ * replace); key of klen bytes, 1-255. */
+int dynobs__span_add(struct dynobs_span *s, const char *key, size_t klen, int type,
+                     const void *val, size_t vlen) DYNOBS_INTERNAL;
 int dynobs__span_status(struct dynobs_span *s, int code, const char *message) DYNOBS_INTERNAL;
 int dynobs__span_finish(struct dynobs_span *s) DYNOBS_INTERNAL;
 

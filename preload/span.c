@@ -248,22 +248,18 @@ static void remove_item(struct dynobs_span *s, uint32_t off)
         s->last_event_off -= (uint32_t)size;
 }
 
-static int set_attr(dynobs_span *s, const char *key, int type, const void *val, size_t vlen)
+/* fresh: the caller knows the span has no attribute of this key yet, so
+ * the scan for one to replace is skipped. */
+static int put_attr(dynobs_span *s, const char *key, size_t klen, int type, const void *val,
+                    size_t vlen, int fresh)
 {
-    if (!live(s) || !key)
-        return DYNOBS_EINVAL;
-    if (!s->recording)
-        return 0;
-    size_t klen = strnlen(key, 256);
-    if (klen == 0 || klen > 255)
-        return DYNOBS_EINVAL;
     uint8_t flags = 0;
     if (type == DYNOBS_ATTR_STRING && vlen > dynobs__config.attr_value_limit) {
         vlen = utf8_cut(val, vlen, dynobs__config.attr_value_limit);
         flags = DYNOBS_ITEMF_TRUNCATED;
         s->truncated = 1;
     }
-    uint32_t old = find_attr(s, key, klen);
+    uint32_t old = fresh ? UINT32_MAX : find_attr(s, key, klen);
     if (old != UINT32_MAX) {
         remove_item(s, old);
         s->attrs--;
@@ -282,6 +278,18 @@ static int set_attr(dynobs_span *s, const char *key, int type, const void *val, 
     s->used += (uint32_t)n;
     s->attrs++;
     return flags ? DYNOBS_ETRUNC : 0;
+}
+
+static int set_attr(dynobs_span *s, const char *key, int type, const void *val, size_t vlen)
+{
+    if (!live(s) || !key)
+        return DYNOBS_EINVAL;
+    if (!s->recording)
+        return 0;
+    size_t klen = strnlen(key, 256);
+    if (klen == 0 || klen > 255)
+        return DYNOBS_EINVAL;
+    return put_attr(s, key, klen, type, val, vlen, 0);
 }
 
 DYNOBS_API int dynobs_span_set_str(dynobs_span *s, const char *key, const char *value)
@@ -519,6 +527,16 @@ int dynobs__span_set(struct dynobs_span *s, const char *key, int type, const voi
                      size_t vlen)
 {
     return set_attr(s, key, type, val, vlen);
+}
+
+int dynobs__span_add(struct dynobs_span *s, const char *key, size_t klen, int type,
+                     const void *val, size_t vlen)
+{
+    if (!live(s))
+        return DYNOBS_EINVAL;
+    if (!s->recording)
+        return 0;
+    return put_attr(s, key, klen, type, val, vlen, 1);
 }
 
 int dynobs__span_status(struct dynobs_span *s, int code, const char *message)

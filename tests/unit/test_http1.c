@@ -176,3 +176,38 @@ Test(http1, response_completion)
     cr_assert_eq(dynobs__h1_resp_body(&r, 60000), 0); /* sendfile */
     cr_assert_eq(dynobs__h1_resp_body(&r, 40000), 1);
 }
+
+/* What a server captures (host, traceparent, joined tracestate, user
+ * agent) is the same whether a header arrives whole or byte by byte. */
+Test(http1, server_capture_in_any_split)
+{
+    const char *req = "PUT /x HTTP/1.1\r\nhost:  h.example:81 \r\nAccept: */*\r\n"
+                      "Traceparent: 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01\r\n"
+                      "tracestate: a=1\r\nUser-Agent: ua/1.0 (x)\r\nTRACESTATE: b=2\r\n"
+                      "Content-Type: text/plain\r\n\r\n";
+    size_t n = strlen(req);
+    for (size_t step = 1; step <= n; step++) {
+        struct dynobs_h1_out o = {.capture = 1};
+        cr_assert_eq(feed_steps(&o, req, n, step), (long)n - 2, "step %zu", step);
+        cr_assert_eq(o.host_len, 13, "step %zu", step);
+        cr_assert_eq(memcmp(o.host, "h.example:81 ", 13), 0);
+        cr_assert_eq(o.tp_len, 55, "step %zu", step);
+        cr_assert_eq(o.tp_count, 1);
+        cr_assert_eq(o.ts_len, 7, "step %zu", step);
+        cr_assert_eq(memcmp(o.tracestate, "a=1,b=2", 7), 0);
+        cr_assert_eq(o.ua_len, 10, "step %zu", step);
+        cr_assert_eq(memcmp(o.user_agent, "ua/1.0 (x)", 10), 0);
+    }
+}
+
+Test(http1, response_headers_in_any_split)
+{
+    const char *r = "HTTP/1.1 200 OK\r\nServer: nginx\r\nContent-Type: text/html\r\n"
+                    "content-length: 4\r\nConnection: keep-alive\r\nX: Content-Length: 9\r\n"
+                    "Transfer-Encodings: chunked\r\n\r\nabcd";
+    for (size_t step = 1; step <= strlen(r); step++)
+        cr_assert_eq(resp_steps(r, strlen(r), step, 0), 200, "step %zu", step);
+    const char *bad = "HTTP/2 200 OK\r\n\r\n";
+    for (size_t step = 1; step <= strlen(bad); step++)
+        cr_assert_lt(resp_steps(bad, strlen(bad), step, 0), 0, "step %zu", step);
+}
