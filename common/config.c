@@ -76,6 +76,8 @@ void dynobs__config_load(struct dynobs_config *c, dynobs_getenv_fn get)
     memset(c, 0, sizeof *c);
     const char *v = get("OTEL_SDK_DISABLED");
     c->disabled = v && strcasecmp(v, "true") == 0;
+    v = get("DYNOBS_CAPTURE_LOGS");
+    c->capture_logs = v && (!strcmp(v, "1") || !strcasecmp(v, "true"));
 
     v = get("DYNOBS_SHM_DIR");
     if (!v || !*v)
@@ -118,6 +120,7 @@ void dynobs__config_load(struct dynobs_config *c, dynobs_getenv_fn get)
                                 c->attr_value_limit, DYNOBS_ATTR_VALUE_MAX);
     c->event_count_limit = limit(c, get, "OTEL_SPAN_EVENT_COUNT_LIMIT", 128, 1024);
     c->event_attr_limit = limit(c, get, "OTEL_EVENT_ATTRIBUTE_COUNT_LIMIT", 128, 1024);
+    c->log_attr_limit = limit(c, get, "OTEL_LOGRECORD_ATTRIBUTE_COUNT_LIMIT", 128, 1024);
 
     if (dynobs__sampler_init(&c->sampler, get("OTEL_TRACES_SAMPLER"),
                              get("OTEL_TRACES_SAMPLER_ARG")) < 0) {

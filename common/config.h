@@ -23,8 +23,10 @@ struct dynobs_config {
     uint32_t attr_count_limit;     /* OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT (128) */
     uint32_t attr_value_limit;     /* OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT */
     uint32_t event_count_limit;    /* OTEL_SPAN_EVENT_COUNT_LIMIT (128) */
-    uint32_t event_attr_limit;     /* OTEL_EVENT_ATTRIBUTE_COUNT_LIMIT (128) */
+    uint32_t event_attr_limit;
+    uint32_t log_attr_limit;       /* OTEL_LOGRECORD_ATTRIBUTE_COUNT_LIMIT (128) */     /* OTEL_EVENT_ATTRIBUTE_COUNT_LIMIT (128) */
     struct dynobs_sampler sampler; /* OTEL_TRACES_SAMPLER(_ARG) */
+    int capture_logs;              /* DYNOBS_CAPTURE_LOGS=1: stderr, syslog */
     int bad_setting;               /* a value was malformed; see bad_name */
     const char *bad_name;
 };

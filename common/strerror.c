@@ -18,6 +18,8 @@ DYNOBS_API const char *dynobs_strerror(int err)
         return "the shared-memory segment could not be created";
     case DYNOBS_EDISABLED:
         return "dynobs is disabled";
+    case DYNOBS_EBUSY:
+        return "too late: the process's segment already exists";
     case DYNOBS_ETRUNC:
         return "recorded, but truncated to the configured limits";
     default:

@@ -6,6 +6,8 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -168,6 +170,36 @@ static void *sender(void *arg)
     return NULL;
 }
 
+/* One exporter per segment directory: it holds an exclusive lock on
+ * DIR/.exporter.lock (with its pid inside) for as long as it runs, which
+ * dynobs-run tests to decide whether to start one. Returns the fd, or -1
+ * after saying who holds it. */
+static int take_dir_lock(void)
+{
+    char path[600];
+    snprintf(path, sizeof path, "%s/.exporter.lock", dx.cfg.shm_dir);
+    int fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        fprintf(stderr, "dynobs-exporter: cannot open %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+        char pid[32] = "";
+        ssize_t n = pread(fd, pid, sizeof pid - 1, 0);
+        pid[n > 0 ? n : 0] = '\0';
+        pid[strcspn(pid, "\n")] = '\0';
+        fprintf(stderr, "dynobs-exporter: another exporter (pid %s) already drains %s\n",
+                pid[0] ? pid : "?", dx.cfg.shm_dir);
+        close(fd);
+        return -1;
+    }
+    char pid[32];
+    int n = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
+    if (ftruncate(fd, 0) < 0 || pwrite(fd, pid, (size_t)n, 0) != n)
+        dx_log(DX_WARN, "cannot write the pid into %s", path);
+    return fd;
+}
+
 static void usage(void)
 {
     printf("usage: dynobs-exporter\n\n"
@@ -178,7 +210,11 @@ static void usage(void)
            "  OTEL_{TRACES,METRICS,LOGS}_EXPORTER (otlp|console|none), OTEL_BSP_SCHEDULE_DELAY,\n"
            "  OTEL_BSP_MAX_EXPORT_BATCH_SIZE, OTEL_BSP_MAX_QUEUE_SIZE, OTEL_METRIC_EXPORT_INTERVAL,\n"
            "  OTEL_EXPORTER_PROMETHEUS_HOST, OTEL_EXPORTER_PROMETHEUS_PORT (0 disables),\n"
-           "  OTEL_LOG_LEVEL, DYNOBS_DRAIN_INTERVAL, DYNOBS_RESCAN_INTERVAL (ms).\n");
+           "  OTEL_LOG_LEVEL, DYNOBS_DRAIN_INTERVAL, DYNOBS_RESCAN_INTERVAL (ms),\n"
+           "  DYNOBS_EXPORTER_IDLE_EXIT (s: exit once no segment has been attached for that long;\n"
+           "  0, the default, never).\n"
+           "One exporter runs per directory: it locks DIR/.exporter.lock, and a second one\n"
+           "exits with status 3.\n");
 }
 
 int main(int argc, char **argv)
@@ -209,6 +245,8 @@ int main(int argc, char **argv)
         return 1;
     }
     dx_segments_init();
+    if (take_dir_lock() < 0)
+        return 3;
     dx_segments_scan();
     if (dx_httpd_start(dx.cfg.prom_host, dx.cfg.prom_port) < 0)
         return 1;
@@ -227,6 +265,7 @@ int main(int argc, char **argv)
            (unsigned long long)dx.cfg.metric_interval_ms);
 
     uint64_t last_scan = dx_mono_ns(), last_reap = 0, last_metrics = dx_mono_ns();
+    uint64_t last_busy = dx_mono_ns();
     struct pollfd pfd = {.fd = dx_segments_inotify_fd(), .events = POLLIN};
     size_t moved = 0;
     while (!stop_requested) {
@@ -247,6 +286,13 @@ int main(int argc, char **argv)
             last_reap = now;
         }
         dx_queue_flush_due(0);
+        if (dx.nsegments > 0)
+            last_busy = now;
+        else if (dx.cfg.idle_exit_s && now - last_busy >= dx.cfg.idle_exit_s * 1000000000ull) {
+            dx_log(DX_INFO, "no segment for %llu s: exiting",
+                   (unsigned long long)dx.cfg.idle_exit_s);
+            break;
+        }
         if (now - last_metrics >= dx.cfg.metric_interval_ms * 1000000ull) {
             pthread_mutex_lock(&dx.qlock);
             dx.metrics_due = 1;

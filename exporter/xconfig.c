@@ -116,7 +116,8 @@ int dx_config_load(struct dx_config *c)
         number(c, "OTEL_BSP_SCHEDULE_DELAY", 5000, 3600000, &c->bsp_delay_ms) ||
         number(c, "OTEL_METRIC_EXPORT_INTERVAL", 60000, 86400000, &c->metric_interval_ms) ||
         number(c, "DYNOBS_DRAIN_INTERVAL", 50, 10000, &c->drain_ms) ||
-        number(c, "DYNOBS_RESCAN_INTERVAL", 1000, 600000, &c->rescan_ms))
+        number(c, "DYNOBS_RESCAN_INTERVAL", 1000, 600000, &c->rescan_ms) ||
+        number(c, "DYNOBS_EXPORTER_IDLE_EXIT", 0, 31536000, &c->idle_exit_s))
         return -1;
     if (number(c, "OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 512, 1000000, &n))
         return -1;

@@ -29,6 +29,7 @@ struct dx_config {
     int prom_port;           /* OTEL_EXPORTER_PROMETHEUS_PORT (9464); 0 = off */
     uint64_t drain_ms;       /* DYNOBS_DRAIN_INTERVAL (50) */
     uint64_t rescan_ms;      /* DYNOBS_RESCAN_INTERVAL (1000) */
+    uint64_t idle_exit_s;    /* DYNOBS_EXPORTER_IDLE_EXIT (0: never) */
     char log_level[16];
     char error[512];         /* set when a value is invalid */
 };

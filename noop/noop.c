@@ -105,3 +105,20 @@ DYNOBS_API int dynobs_log(int severity, const char *fmt, ...)
     (void)severity, (void)fmt;
     return DYNOBS_EDISABLED;
 }
+DYNOBS_API dynobs_span *dynobs_span_start_ex(const char *name, int kind, const char *tp,
+                                             const char *ts, int flags)
+{
+    (void)name, (void)kind, (void)tp, (void)ts, (void)flags;
+    return 0;
+}
+DYNOBS_API int dynobs_log_record(int severity, const char *st, const char *body,
+                                 const dynobs_attr *attrs, size_t nattrs, const char *tp)
+{
+    (void)severity, (void)st, (void)body, (void)attrs, (void)nattrs, (void)tp;
+    return DYNOBS_EDISABLED;
+}
+DYNOBS_API int dynobs_set_service_name(const char *name)
+{
+    (void)name;
+    return DYNOBS_EDISABLED;
+}

@@ -181,3 +181,22 @@ DYNOBS_API const char *dynobs_version(void)
 {
     return DYNOBS_VERSION_STRING;
 }
+
+DYNOBS_API int dynobs_set_service_name(const char *name)
+{
+    if (!name || !*name || strlen(name) > 255)
+        return DYNOBS_EINVAL;
+    if (!dynobs__on())
+        return DYNOBS_EDISABLED;
+    /* Holding the creation slot keeps the segment from being made from
+     * the resource while it is rebuilt. */
+    int s = SEG_NONE;
+    if (!__atomic_compare_exchange_n(&seg_state, &s, SEG_CREATING, 0, __ATOMIC_ACQ_REL,
+                                     __ATOMIC_ACQUIRE))
+        return DYNOBS_EBUSY;
+    char exe[256];
+    exe_name(exe, sizeof exe);
+    dynobs__resource_build(&resource, name, getenv("OTEL_RESOURCE_ATTRIBUTES"), exe);
+    __atomic_store_n(&seg_state, SEG_NONE, __ATOMIC_RELEASE);
+    return 0;
+}

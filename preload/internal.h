@@ -6,6 +6,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 #include "dynobs/dynobs.h"
 
@@ -111,6 +112,8 @@ struct dynobs_thread {
     int depth; /* entries in stack[] */
     uint64_t pool_used;  /* bit i: spans[i] in use; changed by this thread only */
     uint64_t pool_freed; /* bits set by other threads that ended our spans */
+    uint16_t errlen; /* DYNOBS_CAPTURE_LOGS: bytes of a stderr line waiting */
+    char errline[1024];
     struct dynobs_ctx stack[DYNOBS_STACK_DEPTH];
     struct dynobs_span spans[DYNOBS_SPAN_POOL];
 };
@@ -121,6 +124,9 @@ struct dynobs_thread *dynobs__thread(void) DYNOBS_INTERNAL;
 /* After fork, in the child: keep the caller's block, free the others. */
 void dynobs__thread_after_fork(void) DYNOBS_INTERNAL;
 void dynobs__thread_init_key(void) DYNOBS_INTERNAL;
+
+/* DYNOBS_CAPTURE_LOGS: n bytes of iov were written to fd 2. */
+void dynobs__stderr_written(const struct iovec *iov, int iovcnt, size_t n) DYNOBS_INTERNAL;
 
 /* Context stack. */
 const struct dynobs_ctx *dynobs__ctx_current(struct dynobs_thread *t) DYNOBS_INTERNAL;
@@ -156,6 +162,18 @@ int dynobs__span_begin(struct dynobs_span *s, const char *name, int kind,
                        const struct dynobs_ctx *parent, uint64_t start_ns) DYNOBS_INTERNAL;
 int dynobs__span_set(struct dynobs_span *s, const char *key, int type, const void *val,
                      size_t vlen) DYNOBS_INTERNAL;
+/* Encodes a caller's attribute list as items of `tag` from buf + out->used
+ * (cap bytes in all), keeping at most `limit` (counted in out->kept);
+ * the ones that are refused or do not fit are counted in out->dropped.
+ * Returns 0 or DYNOBS_EINVAL when an attribute was malformed (skipped). */
+struct dynobs_attrs_out {
+    size_t used;
+    uint16_t kept, dropped;
+    int truncated;
+};
+int dynobs__attrs_put(uint8_t *buf, size_t cap, uint8_t tag, const dynobs_attr *attrs,
+                      size_t nattrs, uint32_t limit, struct dynobs_attrs_out *out) DYNOBS_INTERNAL;
+
 /* Adds an attribute the span does not have yet (no scan for one to
  * replace); key of klen bytes, 1-255. */
 int dynobs__span_add(struct dynobs_span *s, const char *key, size_t klen, int type,

@@ -48,6 +48,8 @@ void dynobs__real_bind(void)
     BIND(read_chk, "__read_chk");
     BIND(recv_chk, "__recv_chk");
     BIND(recvfrom_chk, "__recvfrom_chk");
+    BIND(vsyslog, "vsyslog");
+    BIND(vsyslog_chk, "__vsyslog_chk");
     binding = 0;
 }
 

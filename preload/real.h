@@ -5,6 +5,7 @@
 #ifndef DYNOBS_PRELOAD_REAL_H
 #define DYNOBS_PRELOAD_REAL_H
 
+#include <stdarg.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 #include <sys/uio.h>
@@ -37,6 +38,8 @@ struct dynobs_real_fns {
     ssize_t (*recv_chk)(int fd, void *buf, size_t n, size_t buflen, int flags);
     ssize_t (*recvfrom_chk)(int fd, void *buf, size_t n, size_t buflen, int flags,
                             struct sockaddr *from, socklen_t *fromlen);
+    void (*vsyslog)(int pri, const char *fmt, va_list ap);
+    void (*vsyslog_chk)(int pri, int flag, const char *fmt, va_list ap);
 };
 
 extern struct dynobs_real_fns dynobs__real DYNOBS_INTERNAL;

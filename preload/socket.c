@@ -293,10 +293,26 @@ __attribute__((noinline)) static ssize_t write_slow(int fd, const void *buf, siz
     return out(&o, c);
 }
 
+/* DYNOBS_CAPTURE_LOGS: what the service writes to its stderr. */
+__attribute__((noinline)) static ssize_t stderr_write(const struct iovec *iov, int iovcnt,
+                                                      int vectored)
+{
+    ssize_t r = vectored ? DYNOBS_REAL(writev)(2, iov, iovcnt)
+                         : r_write(2, iov[0].iov_base, iov[0].iov_len);
+    if (r > 0) {
+        int saved = errno;
+        dynobs__stderr_written(iov, iovcnt, (size_t)r);
+        errno = saved;
+    }
+    return r;
+}
+
 DYNOBS_API ssize_t write(int fd, const void *buf, size_t n)
 {
     if (DYNOBS_LIKELY(!active()))
         return r_write(fd, buf, n);
+    if (DYNOBS_UNLIKELY(fd == 2) && dynobs__config.capture_logs)
+        return stderr_write(&(struct iovec){(void *)buf, n}, 1, 0);
     struct dynobs_conn *c = dynobs__fd_get(fd);
     if (DYNOBS_LIKELY(c == DYNOBS_NOT_HTTP))
         return r_write(fd, buf, n);
@@ -305,6 +321,8 @@ DYNOBS_API ssize_t write(int fd, const void *buf, size_t n)
 
 DYNOBS_API ssize_t writev(int fd, const struct iovec *iov, int iovcnt)
 {
+    if (DYNOBS_UNLIKELY(fd == 2) && dynobs__config.capture_logs && active())
+        return stderr_write(iov, iovcnt, 1);
     struct dynobs_conn *c = iovcnt > 0 && iovcnt <= IOV_MAX ? out_conn(fd, iov, iovcnt) : NULL;
     struct out_call o = {.kind = O_WRITEV, .fd = fd, .iov = iov, .iovcnt = iovcnt};
     if (DYNOBS_LIKELY(!c))

@@ -150,8 +150,31 @@ static void span_fill(struct dynobs_span *s, struct dynobs_thread *t, const char
 
 DYNOBS_API dynobs_span *dynobs_span_start(const char *name, int kind)
 {
+    return dynobs_span_start_ex(name, kind, NULL, NULL, 0);
+}
+
+DYNOBS_API dynobs_span *dynobs_span_start_ex(const char *name, int kind,
+                                             const char *parent_traceparent,
+                                             const char *parent_tracestate, int flags)
+{
     if (!name)
         return NULL;
+    struct dynobs_ctx given;
+    const struct dynobs_ctx *parent = NULL;
+    if (parent_traceparent && !(flags & DYNOBS_SPAN_ROOT)) {
+        struct dynobs_traceparent tp;
+        if (dynobs__traceparent_parse(parent_traceparent, strlen(parent_traceparent), &tp) < 0)
+            return NULL;
+        dynobs__ctx_remote(&given, &tp);
+        if (flags & DYNOBS_SPAN_LOCAL_PARENT)
+            given.remote = 0;
+        if (parent_tracestate) {
+            int n = dynobs__tracestate_parse(parent_tracestate, strlen(parent_tracestate),
+                                             given.tracestate, sizeof given.tracestate);
+            given.ts_len = (uint16_t)(n > 0 ? n : 0);
+        }
+        parent = &given;
+    }
     struct dynobs_thread *t = dynobs__thread();
     if (!t)
         return NULL;
@@ -160,12 +183,13 @@ DYNOBS_API dynobs_span *dynobs_span_start(const char *name, int kind)
         dynobs__count(DYNOBS_CTR_SPANS_REFUSED);
         return NULL;
     }
-    const struct dynobs_ctx *parent = dynobs__ctx_current(t);
+    if (!parent_traceparent && !(flags & DYNOBS_SPAN_ROOT))
+        parent = dynobs__ctx_current(t);
     s->owner = t;
     s->gen++;
     span_fill(s, t, name, kind, parent);
     struct dynobs_span_rec *r = &s->rec;
-    struct dynobs_ctx *c = dynobs__ctx_push(t);
+    struct dynobs_ctx *c = flags & DYNOBS_SPAN_NO_CONTEXT ? NULL : dynobs__ctx_push(t);
     if (c) {
         memcpy(c->trace_id, r->trace_id, 16);
         memcpy(c->span_id, r->span_id, 8);
@@ -321,6 +345,61 @@ DYNOBS_API int dynobs_span_set_bool(dynobs_span *s, const char *key, int value)
 /* Public functions call each other only through statics like this one:
  * a call to an exported name could bind to libdynobs-noop.so's copy when
  * this library is dlopen'ed into a process that links the no-op one. */
+int dynobs__attrs_put(uint8_t *buf, size_t cap, uint8_t tag, const dynobs_attr *attrs,
+                      size_t nattrs, uint32_t limit, struct dynobs_attrs_out *out)
+{
+    int rc = 0;
+    for (size_t i = 0; i < nattrs; i++) {
+        const dynobs_attr *a = &attrs[i];
+        size_t kl = a->key ? strnlen(a->key, 256) : 0;
+        const void *val = &a->v;
+        size_t vl = 8;
+        int64_t b;
+        uint8_t fl = 0;
+        if (kl == 0 || kl > 255) {
+            rc = DYNOBS_EINVAL;
+            continue;
+        }
+        switch (a->type) {
+        case DYNOBS_ATTR_STRING:
+            if (!a->v.s) {
+                rc = DYNOBS_EINVAL;
+                continue;
+            }
+            val = a->v.s;
+            vl = strnlen(a->v.s, (size_t)dynobs__config.attr_value_limit + 1);
+            if (vl > dynobs__config.attr_value_limit) {
+                vl = utf8_cut(a->v.s, vl, dynobs__config.attr_value_limit);
+                fl = DYNOBS_ITEMF_TRUNCATED;
+                out->truncated = 1;
+            }
+            break;
+        case DYNOBS_ATTR_BOOL:
+            b = a->v.b != 0;
+            val = &b;
+            break;
+        case DYNOBS_ATTR_INT:
+        case DYNOBS_ATTR_DOUBLE:
+            break;
+        default:
+            rc = DYNOBS_EINVAL;
+            continue;
+        }
+        size_t m = 0;
+        if (out->kept < limit)
+            m = dynobs__item_put_attr(buf + out->used, cap - out->used, tag, a->key, kl, a->type,
+                                      val, vl, fl);
+        if (!m) {
+            out->dropped++;
+            out->truncated = 1;
+            continue;
+        }
+        out->used += m;
+        out->kept++;
+    }
+    return rc;
+}
+
 static int add_event(dynobs_span *s, const char *name, const dynobs_attr *attrs, size_t nattrs)
 {
     if (!live(s) || !name || (nattrs && !attrs))
@@ -347,56 +426,13 @@ static int add_event(dynobs_span *s, const char *name, const dynobs_attr *attrs,
     s->used += (uint32_t)n;
     s->events++;
     s->last_event_off = ev;
-    int rc = 0;
-    uint16_t dropped = 0, kept = 0;
-    for (size_t i = 0; i < nattrs; i++) {
-        const dynobs_attr *a = &attrs[i];
-        size_t kl = a->key ? strnlen(a->key, 256) : 0;
-        const void *val = &a->v;
-        size_t vl = 8;
-        int64_t b;
-        uint8_t fl = 0;
-        if (kl == 0 || kl > 255) {
-            rc = DYNOBS_EINVAL;
-            continue;
-        }
-        switch (a->type) {
-        case DYNOBS_ATTR_STRING:
-            if (!a->v.s) {
-                rc = DYNOBS_EINVAL;
-                continue;
-            }
-            val = a->v.s;
-            vl = strnlen(a->v.s, (size_t)dynobs__config.attr_value_limit + 1);
-            if (vl > dynobs__config.attr_value_limit) {
-                vl = utf8_cut(a->v.s, vl, dynobs__config.attr_value_limit);
-                fl = DYNOBS_ITEMF_TRUNCATED;
-                s->truncated = 1;
-            }
-            break;
-        case DYNOBS_ATTR_BOOL:
-            b = a->v.b != 0;
-            val = &b;
-            break;
-        case DYNOBS_ATTR_INT:
-        case DYNOBS_ATTR_DOUBLE:
-            break;
-        default:
-            rc = DYNOBS_EINVAL;
-            continue;
-        }
-        size_t m = 0;
-        if (kept < dynobs__config.event_attr_limit)
-            m = dynobs__item_put_attr(s->body + s->used, sizeof s->body - s->used,
-                                      DYNOBS_ITEM_EVENT_ATTR, a->key, kl, a->type, val, vl, fl);
-        if (!m) {
-            dropped++;
-            s->truncated = 1;
-            continue;
-        }
-        s->used += (uint32_t)m;
-        kept++;
-    }
+    struct dynobs_attrs_out o = {.used = s->used};
+    int rc = dynobs__attrs_put(s->body, sizeof s->body, DYNOBS_ITEM_EVENT_ATTR, attrs, nattrs,
+                               dynobs__config.event_attr_limit, &o);
+    s->used = (uint32_t)o.used;
+    if (o.truncated)
+        s->truncated = 1;
+    uint16_t dropped = o.dropped;
     memcpy(s->body + ev + 12, &dropped, 2);
     if (rc == 0 && dropped)
         rc = DYNOBS_ENOSPC;

@@ -108,6 +108,20 @@ DYNOBS_API const char *dynobs_version(void);
  * every other span function accepts NULL and then does nothing.
  * A handle must not be used after dynobs_span_end. */
 DYNOBS_API dynobs_span *dynobs_span_start(const char *name, int kind);
+/* The general form. parent_traceparent NULL: the thread's current context
+ * is the parent (as dynobs_span_start); otherwise that W3C traceparent is
+ * (with parent_tracestate, which may be NULL), and an invalid one is
+ * refused (NULL). Flags: DYNOBS_SPAN_ROOT starts a new trace whatever is
+ * current; DYNOBS_SPAN_NO_CONTEXT leaves the thread's current context
+ * alone (for callers that track context themselves, such as coroutines);
+ * DYNOBS_SPAN_LOCAL_PARENT says parent_traceparent is a span of this
+ * process (else it is taken as remote). */
+#define DYNOBS_SPAN_ROOT 0x1
+#define DYNOBS_SPAN_NO_CONTEXT 0x2
+#define DYNOBS_SPAN_LOCAL_PARENT 0x4
+DYNOBS_API dynobs_span *dynobs_span_start_ex(const char *name, int kind,
+                                             const char *parent_traceparent,
+                                             const char *parent_tracestate, int flags);
 /* Attributes: setting an existing key replaces its value. Strings longer
  * than OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT are cut (DYNOBS_ETRUNC); beyond
  * OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT attributes, new keys are dropped and
@@ -165,6 +179,21 @@ DYNOBS_API int dynobs_metric_record(const dynobs_metric_desc *desc, double value
 
 DYNOBS_API int dynobs_log(int severity, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+/* The general form: severity 0-24 (0: unspecified), severity_text NULL for
+ * the name of the severity's range, the body as given (cut at 4 KiB),
+ * attributes (beyond OTEL_LOGRECORD_ATTRIBUTE_COUNT_LIMIT, 128 by
+ * default, they are dropped and counted in the record), and the span the
+ * record belongs to: traceparent NULL for the thread's current context,
+ * else that span's traceparent (an invalid one: DYNOBS_EINVAL). */
+DYNOBS_API int dynobs_log_record(int severity, const char *severity_text, const char *body,
+                                 const dynobs_attr *attrs, size_t nattrs,
+                                 const char *traceparent);
+
+/* Sets service.name for this process. Only possible before its first
+ * span, metric or log (the name is part of the segment made then):
+ * DYNOBS_EBUSY afterwards. */
+#define DYNOBS_EBUSY (-16)
+DYNOBS_API int dynobs_set_service_name(const char *name);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,761 @@
+"""dynobs for Python: custom spans, metrics and logs in the same traces as
+what the preloaded shim records.
+
+In a process started under the shim (LD_PRELOAD=libdynobs.so, or
+dynobs-run), this module talks to the library already loaded. In a plain
+interpreter it loads libdynobs.so itself on first use (no automatic
+instrumentation happens then: only what is called here is recorded).
+
+    import dynobs
+    with dynobs.span("checkout", attributes={"cart.items": 3}) as s:
+        s.add_event("priced")
+    dynobs.counter("orders").add(1, {"region": "eu"})
+
+Standard library only (ctypes); CPython 3.9 or later.
+"""
+
+import asyncio
+import contextvars
+import ctypes
+import ctypes.util
+import fcntl
+import functools
+import inspect
+import logging
+import os
+import subprocess
+import threading
+import traceback
+import warnings
+
+__version__ = "0.1.0"
+__all__ = [
+    "INTERNAL", "SERVER", "CLIENT", "PRODUCER", "CONSUMER", "UNSET", "OK", "ERROR",
+    "Span", "span", "start_span", "traced", "current_span", "current_traceparent", "attach",
+    "counter", "updown_counter", "gauge", "histogram", "log", "LoggingHandler", "enable",
+    "enabled", "library_path", "stats",
+]
+
+# Span kinds and status codes: OTLP's numbers.
+INTERNAL, SERVER, CLIENT, PRODUCER, CONSUMER = 1, 2, 3, 4, 5
+UNSET, OK, ERROR = 0, 1, 2
+
+_EINVAL, _ENOSPC, _ENOENT, _EBUSY, _EDISABLED, _ETRUNC = -22, -28, -2, -16, -1000, -1001
+_SPAN_ROOT, _SPAN_NO_CONTEXT, _SPAN_LOCAL_PARENT = 0x1, 0x2, 0x4
+_ATTR_STRING, _ATTR_BOOL, _ATTR_INT, _ATTR_DOUBLE = 1, 2, 3, 4
+_METRIC_COUNTER, _METRIC_UPDOWN, _METRIC_GAUGE, _METRIC_HISTOGRAM = 1, 2, 3, 4
+_TRACEPARENT_LEN = 55
+
+# What was refused or failed without raising (full tables, a log handler
+# that could not record): counted here, never silent.
+stats = {"spans_refused": 0, "metric_updates_refused": 0, "logs_refused": 0,
+         "log_handler_errors": 0}
+
+_lock = threading.RLock()
+_lib = None
+_lib_path = None
+_signals = {"traces": True, "metrics": True, "logs": True}
+_current = contextvars.ContextVar("dynobs_current_span", default=None)
+
+
+class _AttrValue(ctypes.Union):
+    _fields_ = [("s", ctypes.c_char_p), ("i", ctypes.c_int64), ("d", ctypes.c_double),
+                ("b", ctypes.c_int)]
+
+
+class _Attr(ctypes.Structure):
+    _fields_ = [("key", ctypes.c_char_p), ("type", ctypes.c_int), ("v", _AttrValue)]
+
+
+class _MetricDesc(ctypes.Structure):
+    _fields_ = [("name", ctypes.c_char_p), ("unit", ctypes.c_char_p), ("kind", ctypes.c_int),
+                ("bounds", ctypes.POINTER(ctypes.c_double)), ("nbounds", ctypes.c_size_t)]
+
+
+# ---- finding and loading the library ----
+
+def _loaded_path():
+    """The libdynobs.so this process already has mapped (preloaded), if any."""
+    try:
+        with open("/proc/self/maps") as f:
+            for line in f:
+                path = line.rstrip("\n").split(None, 5)[-1]
+                base = os.path.basename(path)
+                if base.startswith("libdynobs.so") and os.path.isfile(path):
+                    return path
+    except OSError:
+        pass
+    return None
+
+
+def _candidates():
+    env = os.environ.get("DYNOBS_LIBRARY")
+    if env:
+        yield env
+        return
+    here = os.path.dirname(os.path.abspath(__file__))
+    # A source tree: python/dynobs/ beside build/.
+    yield os.path.join(here, "..", "..", "build", "libdynobs.so")
+    found = ctypes.util.find_library("dynobs")
+    if found:
+        yield found
+    for d in ("/usr/local/lib", "/usr/lib", "/usr/local/lib64", "/usr/lib/x86_64-linux-gnu"):
+        yield os.path.join(d, "libdynobs.so")
+
+
+def _bind(lib):
+    c = ctypes
+    sigs = {
+        "dynobs_enabled": (c.c_int, []),
+        "dynobs_strerror": (c.c_char_p, [c.c_int]),
+        "dynobs_span_start_ex": (c.c_void_p, [c.c_char_p, c.c_int, c.c_char_p, c.c_char_p,
+                                              c.c_int]),
+        "dynobs_span_set_str": (c.c_int, [c.c_void_p, c.c_char_p, c.c_char_p]),
+        "dynobs_span_set_int": (c.c_int, [c.c_void_p, c.c_char_p, c.c_int64]),
+        "dynobs_span_set_double": (c.c_int, [c.c_void_p, c.c_char_p, c.c_double]),
+        "dynobs_span_set_bool": (c.c_int, [c.c_void_p, c.c_char_p, c.c_int]),
+        "dynobs_span_add_event_attrs": (c.c_int, [c.c_void_p, c.c_char_p,
+                                                  c.POINTER(_Attr), c.c_size_t]),
+        "dynobs_span_set_status": (c.c_int, [c.c_void_p, c.c_int, c.c_char_p]),
+        "dynobs_span_end": (c.c_int, [c.c_void_p]),
+        "dynobs_span_traceparent": (c.c_int, [c.c_void_p, c.c_char_p, c.c_size_t]),
+        "dynobs_current_traceparent": (c.c_int, [c.c_char_p, c.c_size_t]),
+        "dynobs_current_tracestate": (c.c_int, [c.c_char_p, c.c_size_t]),
+        "dynobs_context_attach": (c.c_int, [c.c_char_p, c.c_char_p]),
+        "dynobs_context_detach": (None, []),
+        "dynobs_metric_record": (c.c_int, [c.POINTER(_MetricDesc), c.c_double, c.c_char_p]),
+        "dynobs_log_record": (c.c_int, [c.c_int, c.c_char_p, c.c_char_p, c.POINTER(_Attr),
+                                        c.c_size_t, c.c_char_p]),
+        "dynobs_set_service_name": (c.c_int, [c.c_char_p]),
+    }
+    for name, (res, args) in sigs.items():
+        fn = getattr(lib, name)
+        fn.restype = res
+        fn.argtypes = args
+
+
+def _load():
+    """The library, loaded on first use; None when it cannot be found
+    (every call is then a no-op, and enabled() says False)."""
+    global _lib, _lib_path
+    if _lib is not None:
+        return _lib or None
+    with _lock:
+        if _lib is not None:
+            return _lib or None
+        path = _loaded_path()
+        tried = []
+        if path is None:
+            for cand in _candidates():
+                tried.append(cand)
+                if os.path.isfile(cand) or (cand and "/" not in cand):
+                    path = cand
+                    break
+        if path is None:
+            warnings.warn("dynobs: libdynobs.so not found (tried %s); set DYNOBS_LIBRARY. "
+                          "Spans, metrics and logs are not recorded." % ", ".join(tried),
+                          RuntimeWarning, stacklevel=3)
+            _lib = False
+            return None
+        try:
+            lib = ctypes.CDLL(path)
+            _bind(lib)
+        except (OSError, AttributeError) as e:
+            warnings.warn("dynobs: cannot use %s: %s" % (path, e), RuntimeWarning, stacklevel=3)
+            _lib = False
+            return None
+        _lib, _lib_path = lib, os.path.realpath(path)
+        return lib
+
+
+def library_path():
+    """The path of the libdynobs.so in use, or None."""
+    _load()
+    return _lib_path
+
+
+def enabled():
+    """True when spans, metrics and logs are being recorded in this process."""
+    lib = _load()
+    return bool(lib and lib.dynobs_enabled())
+
+
+def _strerror(rc):
+    lib = _load()
+    return lib.dynobs_strerror(rc).decode() if lib else "dynobs is not loaded"
+
+
+def _enc(s, what):
+    if isinstance(s, bytes):
+        return s
+    if not isinstance(s, str):
+        raise TypeError("%s must be a str, not %s" % (what, type(s).__name__))
+    return s.encode("utf-8", "replace")
+
+
+def _in_event_loop():
+    try:
+        return asyncio.get_running_loop() is not None
+    except RuntimeError:
+        return False
+
+
+# ---- spans ----
+
+class Span:
+    """A span started by start_span() or span(). Ends once (end() or the
+    with-block's end); every method is a no-op on a span that is not
+    recorded (dynobs disabled, or a full pool, counted in stats)."""
+
+    __slots__ = ("name", "_h", "_tp", "_ts", "_token", "_pushed", "_ended", "__weakref__")
+
+    def __init__(self, handle, name, tracestate=None, pushed=False):
+        self.name = name
+        self._h = handle
+        self._tp = None
+        self._ts = tracestate
+        self._token = None
+        self._pushed = pushed
+        self._ended = not handle
+
+    @property
+    def recording(self):
+        return not self._ended
+
+    @property
+    def traceparent(self):
+        """The W3C traceparent of this span ("00-<trace>-<span>-<flags>"), or None."""
+        if self._tp is None and self._h:
+            buf = ctypes.create_string_buffer(_TRACEPARENT_LEN + 1)
+            if _lib.dynobs_span_traceparent(self._h, buf, len(buf)) > 0:
+                self._tp = buf.value.decode()
+        return self._tp
+
+    @property
+    def trace_id(self):
+        tp = self.traceparent
+        return tp[3:35] if tp else None
+
+    @property
+    def span_id(self):
+        tp = self.traceparent
+        return tp[36:52] if tp else None
+
+    def set_attribute(self, key, value):
+        if self._ended:
+            return self
+        k = _enc(key, "attribute key")
+        if isinstance(value, bool):
+            rc = _lib.dynobs_span_set_bool(self._h, k, int(value))
+        elif isinstance(value, int):
+            if not -(1 << 63) <= value < (1 << 63):
+                value = str(value)
+                rc = _lib.dynobs_span_set_str(self._h, k, value.encode())
+            else:
+                rc = _lib.dynobs_span_set_int(self._h, k, value)
+        elif isinstance(value, float):
+            rc = _lib.dynobs_span_set_double(self._h, k, value)
+        elif value is None:
+            return self
+        else:
+            rc = _lib.dynobs_span_set_str(self._h, k, _enc(value if isinstance(value, (str, bytes))
+                                                           else str(value), "value"))
+        if rc == _EINVAL:
+            raise ValueError("attribute %r: %s" % (key, _strerror(rc)))
+        return self
+
+    def set_attributes(self, attributes):
+        for k, v in (attributes or {}).items():
+            self.set_attribute(k, v)
+        return self
+
+    def add_event(self, name, attributes=None):
+        if self._ended:
+            return self
+        arr, n, _keep = _attr_array(attributes)
+        rc = _lib.dynobs_span_add_event_attrs(self._h, _enc(name, "event name"), arr, n)
+        if rc == _EINVAL:
+            raise ValueError("event %r: %s" % (name, _strerror(rc)))
+        return self
+
+    def set_status(self, code, description=None):
+        if code not in (UNSET, OK, ERROR):
+            raise ValueError("status code must be dynobs.UNSET, OK or ERROR")
+        if not self._ended:
+            _lib.dynobs_span_set_status(self._h, code,
+                                        _enc(description, "description") if description else None)
+        return self
+
+    def record_exception(self, exc):
+        """Adds an "exception" event (type, message, stack trace) as the
+        OpenTelemetry semantic conventions name them."""
+        if self._ended or exc is None:
+            return self
+        tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        self.add_event("exception", {
+            "exception.type": _qualname(type(exc)),
+            "exception.message": str(exc),
+            "exception.stacktrace": tb,
+        })
+        return self
+
+    def end(self):
+        if self._ended:
+            return
+        self._ended = True
+        _lib.dynobs_span_end(self._h)
+        self._h = None
+
+    # with-block: the span is the current one inside it
+    def __enter__(self):
+        self._token = _current.set(self)
+        return self
+
+    def __exit__(self, etype, exc, tb):
+        if exc is not None and isinstance(exc, Exception):
+            self.set_status(ERROR, "%s: %s" % (_qualname(etype), exc))
+            self.record_exception(exc)
+        if self._token is not None:
+            try:
+                _current.reset(self._token)
+            except ValueError:  # exited in another context (a moved generator)
+                pass
+            self._token = None
+        self.end()
+        return False
+
+    def __repr__(self):
+        return "<dynobs.Span %r %s>" % (self.name, self.traceparent or "not recording")
+
+
+class _Remote:
+    """A remote parent made current by attach()."""
+
+    __slots__ = ("traceparent", "_ts")
+
+    def __init__(self, tp, ts):
+        self.traceparent = tp
+        self._ts = ts
+
+
+def _qualname(t):
+    m = getattr(t, "__module__", "")
+    return t.__qualname__ if m in ("builtins", "", None) else "%s.%s" % (m, t.__qualname__)
+
+
+def _attr_array(attributes):
+    """A ctypes array of dynobs_attr for a dict, its length, and the
+    encoded strings it points into (kept alive by the caller)."""
+    if not attributes:
+        return None, 0, None
+    arr = (_Attr * len(attributes))()
+    keep = []
+    for i, (k, v) in enumerate(attributes.items()):
+        kb = _enc(k, "attribute key")
+        keep.append(kb)
+        a = arr[i]
+        a.key = kb
+        if isinstance(v, bool):
+            a.type, a.v.b = _ATTR_BOOL, int(v)
+        elif isinstance(v, int) and -(1 << 63) <= v < (1 << 63):
+            a.type, a.v.i = _ATTR_INT, v
+        elif isinstance(v, float):
+            a.type, a.v.d = _ATTR_DOUBLE, v
+        else:
+            vb = _enc(v if isinstance(v, (str, bytes)) else str(v), "attribute value")
+            keep.append(vb)
+            a.type, a.v.s = _ATTR_STRING, vb
+    return arr, len(attributes), keep
+
+
+def start_span(name, kind=INTERNAL, attributes=None, parent=None, root=False):
+    """Starts a span and returns it; the caller ends it (span.end()). Its
+    parent is `parent` (a Span, or a traceparent string), else the current
+    span of this context, else what the shim has current on this thread
+    (the request a server is handling), else it starts a trace."""
+    if kind not in (INTERNAL, SERVER, CLIENT, PRODUCER, CONSUMER):
+        raise ValueError("kind must be one of dynobs.INTERNAL, SERVER, CLIENT, PRODUCER, CONSUMER")
+    nb = _enc(name, "span name")
+    lib = _load()
+    if not lib or not _signals["traces"]:
+        return Span(None, name)
+    if parent is None and not root:
+        parent = _current.get()
+    tp = ts = None
+    if isinstance(parent, str):
+        tp = parent
+    flags = _SPAN_ROOT if root else 0
+    if parent is not None and not root and not isinstance(parent, str):
+        tp, ts = parent.traceparent, parent._ts
+        if isinstance(parent, Span):
+            flags |= _SPAN_LOCAL_PARENT
+    # In a coroutine, the thread's context belongs to whichever task runs:
+    # leave it alone (the contextvar carries the parent between our spans).
+    pushed = not _in_event_loop()
+    if not pushed:
+        flags |= _SPAN_NO_CONTEXT
+    h = lib.dynobs_span_start_ex(nb, kind, tp.encode() if tp else None,
+                                 ts.encode() if ts else None, flags)
+    if not h:
+        if tp and isinstance(parent, str):
+            raise ValueError("invalid traceparent %r" % tp)
+        if lib.dynobs_enabled():
+            stats["spans_refused"] += 1
+        return Span(None, name)
+    s = Span(h, name, ts, pushed)
+    if attributes:
+        s.set_attributes(attributes)
+    return s
+
+
+def span(name, kind=INTERNAL, attributes=None, parent=None, root=False):
+    """A span for a with-block, current inside it:
+
+        with dynobs.span("charge", attributes={"amount": 12.5}) as s:
+            ...
+
+    An exception leaving the block sets error status and adds an
+    "exception" event, then goes on up."""
+    return start_span(name, kind, attributes, parent, root)
+
+
+def traced(name=None, kind=INTERNAL, attributes=None):
+    """Decorator: each call of the function (or coroutine function) runs in
+    a span named after it (or `name`)."""
+
+    def wrap(fn):
+        sname = name or fn.__qualname__
+        if inspect.iscoroutinefunction(fn):
+            @functools.wraps(fn)
+            async def awrapper(*a, **kw):
+                with start_span(sname, kind, attributes):
+                    return await fn(*a, **kw)
+            return awrapper
+
+        @functools.wraps(fn)
+        def wrapper(*a, **kw):
+            with start_span(sname, kind, attributes):
+                return fn(*a, **kw)
+        return wrapper
+
+    if callable(name):  # used as @traced without parentheses
+        fn, name = name, None
+        return wrap(fn)
+    return wrap
+
+
+def current_span():
+    """The Span current in this context (None outside any span of ours)."""
+    s = _current.get()
+    return s if isinstance(s, Span) else None
+
+
+def current_traceparent():
+    """The traceparent of the current span: ours, else the shim's on this
+    thread (a request being served); None outside any."""
+    s = _current.get()
+    if s is not None:
+        return s.traceparent
+    lib = _load()
+    if not lib:
+        return None
+    buf = ctypes.create_string_buffer(_TRACEPARENT_LEN + 1)
+    return buf.value.decode() if lib.dynobs_current_traceparent(buf, len(buf)) > 0 else None
+
+
+class attach:
+    """Makes a remote parent current for a with-block (a traceparent taken
+    from a message, a job, an environment variable):
+
+        with dynobs.attach(headers["traceparent"], headers.get("tracestate")):
+            ...
+
+    An invalid traceparent raises ValueError; an invalid tracestate is
+    dropped, as the W3C specification says."""
+
+    def __init__(self, traceparent, tracestate=None):
+        self.traceparent = traceparent
+        self.tracestate = tracestate
+        self._token = None
+        self._attached = False
+
+    def __enter__(self):
+        tp = self.traceparent
+        if not isinstance(tp, str) or not _valid_traceparent(tp):
+            raise ValueError("invalid traceparent %r" % (tp,))
+        lib = _load()
+        if lib and not _in_event_loop():
+            rc = lib.dynobs_context_attach(tp.encode(),
+                                           self.tracestate.encode() if self.tracestate else None)
+            self._attached = rc == 0
+        self._token = _current.set(_Remote(tp.lower(), self.tracestate))
+        return self
+
+    def __exit__(self, *exc):
+        _current.reset(self._token)
+        if self._attached:
+            _lib.dynobs_context_detach()
+            self._attached = False
+        return False
+
+
+def _valid_traceparent(tp):
+    """W3C Trace Context level 2 syntax, version 00 (or a later version
+    with the same leading fields)."""
+    hexd = set("0123456789abcdef")
+    p = tp.strip().split("-")
+    if len(p) < 4 or len(p[0]) != 2 or len(p[1]) != 32 or len(p[2]) != 16 or len(p[3]) != 2:
+        return False
+    if not all(set(x) <= hexd for x in p[:4]) or p[0] == "ff":
+        return False
+    if p[0] == "00" and len(p) != 4:
+        return False
+    return p[1] != "0" * 32 and p[2] != "0" * 16
+
+
+# ---- metrics ----
+
+def _labels(labels):
+    if not labels:
+        return None
+    parts = []
+    for k, v in labels.items():
+        k, v = str(k), str(v)
+        if not k or "," in k or "=" in k or "," in v:
+            raise ValueError("label %r=%r: keys cannot be empty or hold ',' or '=', values "
+                             "cannot hold ','" % (k, v))
+        parts.append("%s=%s" % (k, v))
+    return ",".join(parts).encode()
+
+
+class _Instrument:
+    _kind = 0
+
+    def __init__(self, name, unit=None, bounds=None):
+        self.name = name
+        self._desc = _MetricDesc(_enc(name, "metric name"), _enc(unit, "unit") if unit else None,
+                                 self._kind, None, 0)
+        if bounds is not None:
+            b = [float(x) for x in bounds]
+            if any(y <= x for x, y in zip(b, b[1:])):
+                raise ValueError("histogram bounds must be strictly increasing")
+            self._bounds = (ctypes.c_double * len(b))(*b)
+            self._desc.bounds = self._bounds
+            self._desc.nbounds = len(b)
+
+    def _record(self, value, labels):
+        lib = _load()
+        if not lib or not _signals["metrics"]:
+            return
+        rc = lib.dynobs_metric_record(ctypes.byref(self._desc), float(value), _labels(labels))
+        if rc == _EINVAL:
+            raise ValueError("metric %r: %s" % (self.name, _strerror(rc)))
+        if rc == _ENOSPC:
+            stats["metric_updates_refused"] += 1
+
+
+class Counter(_Instrument):
+    _kind = _METRIC_COUNTER
+
+    def add(self, value=1, labels=None):
+        if value < 0:
+            raise ValueError("a counter only goes up: %r" % (value,))
+        self._record(value, labels)
+
+
+class UpDownCounter(_Instrument):
+    _kind = _METRIC_UPDOWN
+
+    def add(self, value, labels=None):
+        self._record(value, labels)
+
+
+class Gauge(_Instrument):
+    _kind = _METRIC_GAUGE
+
+    def set(self, value, labels=None):
+        self._record(value, labels)
+
+
+class Histogram(_Instrument):
+    _kind = _METRIC_HISTOGRAM
+
+    def record(self, value, labels=None):
+        self._record(value, labels)
+
+
+def counter(name, unit=None):
+    return Counter(name, unit)
+
+
+def updown_counter(name, unit=None):
+    return UpDownCounter(name, unit)
+
+
+def gauge(name, unit=None):
+    return Gauge(name, unit)
+
+
+def histogram(name, unit=None, bounds=None):
+    """bounds: at most 15 explicit bucket bounds; the OpenTelemetry SDK's
+    defaults when None. Fixed by the first record of each series."""
+    return Histogram(name, unit, bounds)
+
+
+# ---- logs ----
+
+def log(severity, message, attributes=None, severity_text=None):
+    """Records a log record (severity: an OpenTelemetry SeverityNumber,
+    1-24, e.g. 9 INFO, 13 WARN, 17 ERROR) in the current span."""
+    lib = _load()
+    if not lib or not _signals["logs"]:
+        return
+    arr, n, _keep = _attr_array(attributes)
+    s = _current.get()
+    tp = s.traceparent if s is not None else None
+    rc = lib.dynobs_log_record(int(severity), _enc(severity_text, "severity text")
+                               if severity_text else None, _enc(message, "message"), arr, n,
+                               tp.encode() if tp else None)
+    if rc == _EINVAL:
+        raise ValueError("log record: %s" % _strerror(rc))
+    if rc in (_ENOSPC, -12):
+        stats["logs_refused"] += 1
+
+
+def _severity(levelno):
+    # Python's levels onto OpenTelemetry's ranges: DEBUG 5, INFO 9,
+    # WARNING 13, ERROR 17, CRITICAL 21; in-between levels in between.
+    if levelno <= 0:
+        return 0
+    if levelno < 10:
+        return 1
+    return min(24, 5 + (levelno - 10) * 4 // 10)
+
+
+class LoggingHandler(logging.Handler):
+    """A logging handler that records each record as an OpenTelemetry log
+    record in the current span: level, message, logger name, module,
+    function, file and line, thread, and the exception if any. It never
+    raises into the application (failures are counted in
+    dynobs.stats["log_handler_errors"])."""
+
+    def emit(self, record):
+        try:
+            attrs = {
+                "logger.name": record.name,
+                "code.namespace": record.module,
+                "code.function": record.funcName,
+                "code.filepath": record.pathname,
+                "code.lineno": record.lineno,
+                "thread.id": record.thread or 0,
+                "thread.name": record.threadName or "",
+            }
+            if record.exc_info and record.exc_info[1] is not None:
+                et, ev, tb = record.exc_info
+                attrs["exception.type"] = _qualname(et)
+                attrs["exception.message"] = str(ev)
+                attrs["exception.stacktrace"] = "".join(traceback.format_exception(et, ev, tb))
+            log(_severity(record.levelno), record.getMessage(), attrs, record.levelname)
+        except Exception:
+            stats["log_handler_errors"] += 1
+
+
+_handler = None
+
+
+# ---- enable ----
+
+def enable(service_name=None, endpoint=None, sampler=None, traces=True, metrics=True,
+           logs=True):
+    """Sets dynobs up for this process. Explicit arguments win over the
+    OTEL_* variables, which win over the defaults.
+
+    service_name: service.name (OTEL_SERVICE_NAME).
+    endpoint: the OTLP/HTTP endpoint of the dynobs-exporter that enable()
+        starts when none is running for this segment directory
+        (OTEL_EXPORTER_OTLP_ENDPOINT); an exporter already running keeps
+        its own.
+    sampler: "always_on", "always_off", "traceidratio:0.25",
+        "parentbased_traceidratio:0.25", ... (OTEL_TRACES_SAMPLER[_ARG]).
+    traces, metrics, logs: turn this module's spans, metrics or logs off;
+        logs=True also installs LoggingHandler on the root logger.
+    Returns True when recording."""
+    global _handler
+    with _lock:
+        loaded = _lib is not None and _lib is not False
+        if sampler is not None:
+            sname, _, sarg = str(sampler).partition(":")
+            if loaded:
+                if os.environ.get("OTEL_TRACES_SAMPLER") != sname:
+                    warnings.warn("dynobs: the sampler is chosen when the library starts; set "
+                                  "OTEL_TRACES_SAMPLER before starting the process",
+                                  RuntimeWarning, stacklevel=2)
+            else:
+                os.environ["OTEL_TRACES_SAMPLER"] = sname
+                if sarg:
+                    os.environ["OTEL_TRACES_SAMPLER_ARG"] = sarg
+        if service_name is not None and not loaded and not _loaded_path():
+            os.environ["OTEL_SERVICE_NAME"] = service_name
+        lib = _load()
+        if lib and service_name is not None:
+            rc = lib.dynobs_set_service_name(_enc(service_name, "service name"))
+            if rc == _EBUSY:
+                warnings.warn("dynobs: service.name is already fixed for this process (its "
+                              "segment exists); set OTEL_SERVICE_NAME before it starts",
+                              RuntimeWarning, stacklevel=2)
+            elif rc == _EINVAL:
+                raise ValueError("service name %r: %s" % (service_name, _strerror(rc)))
+        _signals.update(traces=bool(traces), metrics=bool(metrics), logs=bool(logs))
+        if logs and _handler is None:
+            _handler = LoggingHandler()
+            logging.getLogger().addHandler(_handler)
+        elif not logs and _handler is not None:
+            logging.getLogger().removeHandler(_handler)
+            _handler = None
+        if endpoint is not None:
+            _ensure_exporter(endpoint)
+        return enabled()
+
+
+def _ensure_exporter(endpoint):
+    if not (endpoint.startswith("http://") or endpoint.startswith("https://")):
+        raise ValueError("endpoint %r: expected an http:// or https:// URL" % endpoint)
+    d = os.environ.get("DYNOBS_SHM_DIR") or "/dev/shm/dynobs"
+    os.makedirs(d, exist_ok=True)
+    lock = os.path.join(d, ".exporter.lock")
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return False  # one is running
+        fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+    exe = _find_exporter()
+    if not exe:
+        warnings.warn("dynobs: dynobs-exporter not found (set DYNOBS_EXPORTER); nothing will be "
+                      "sent to %s" % endpoint, RuntimeWarning, stacklevel=3)
+        return False
+    env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
+    env.update(OTEL_EXPORTER_OTLP_ENDPOINT=endpoint, DYNOBS_SHM_DIR=d,
+               DYNOBS_EXPORTER_IDLE_EXIT=env.get("DYNOBS_EXPORTER_IDLE_EXIT", "30"))
+    # Through a shell that exits at once: the exporter is not our child.
+    subprocess.run(["sh", "-c", 'setsid "$0" </dev/null >>"$1" 2>&1 &', exe,
+                    os.path.join(d, ".exporter.log")], env=env, check=False)
+    return True
+
+
+def _find_exporter():
+    cands = [os.environ.get("DYNOBS_EXPORTER")]
+    if _lib_path:
+        libdir = os.path.dirname(_lib_path)
+        cands += [os.path.join(libdir, "exporter", "dynobs-exporter"),
+                  os.path.join(libdir, "..", "bin", "dynobs-exporter")]
+    here = os.path.dirname(os.path.abspath(__file__))
+    cands.append(os.path.join(here, "..", "..", "build", "exporter", "dynobs-exporter"))
+    for c in cands:
+        if c and os.path.isfile(c) and os.access(c, os.X_OK):
+            return os.path.realpath(c)
+    import shutil
+    return shutil.which("dynobs-exporter")
