@@ -148,14 +148,11 @@ static void span_fill(struct dynobs_span *s, struct dynobs_thread *t, const char
     s->items_off = s->used = (uint32_t)(nl + ts_len);
 }
 
-DYNOBS_API dynobs_span *dynobs_span_start(const char *name, int kind)
-{
-    return dynobs_span_start_ex(name, kind, NULL, NULL, 0);
-}
-
-DYNOBS_API dynobs_span *dynobs_span_start_ex(const char *name, int kind,
-                                             const char *parent_traceparent,
-                                             const char *parent_tracestate, int flags)
+/* Both public entry points come here directly: a call from one to the
+ * other would go through the global scope, where a program's no-op
+ * library may answer first. */
+static dynobs_span *start_span(const char *name, int kind, const char *parent_traceparent,
+                               const char *parent_tracestate, int flags)
 {
     if (!name)
         return NULL;
@@ -209,6 +206,18 @@ DYNOBS_API dynobs_span *dynobs_span_start_ex(const char *name, int kind,
     r->start_ns = s->recording ? dynobs__clock_now(&t->clk) : 0;
     __atomic_store_n(&s->live, SPAN_LIVE, __ATOMIC_RELEASE);
     return s;
+}
+
+DYNOBS_API dynobs_span *dynobs_span_start(const char *name, int kind)
+{
+    return start_span(name, kind, NULL, NULL, 0);
+}
+
+DYNOBS_API dynobs_span *dynobs_span_start_ex(const char *name, int kind,
+                                             const char *parent_traceparent,
+                                             const char *parent_tracestate, int flags)
+{
+    return start_span(name, kind, parent_traceparent, parent_tracestate, flags);
 }
 
 int dynobs__span_begin(struct dynobs_span *s, const char *name, int kind,
