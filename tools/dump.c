@@ -77,6 +77,30 @@ static void print_span(const struct dynobs_span_view *v)
                v->f.dropped_events);
 }
 
+static void print_log(const struct dynobs_log_view *v)
+{
+    printf("log %.*s \"%.*s\" severity=%u", (int)v->f.severity_text_len, v->severity_text,
+           (int)v->f.body_len, v->body, v->f.severity);
+    static const uint8_t zero[16];
+    if (memcmp(v->f.trace_id, zero, 16)) {
+        char tid[33], sid[17];
+        dynobs__hex_encode(v->f.trace_id, 16, tid);
+        dynobs__hex_encode(v->f.span_id, 8, sid);
+        tid[32] = sid[16] = 0;
+        printf(" trace=%s span=%s", tid, sid);
+    }
+    printf("\n");
+    size_t off = 0;
+    struct dynobs_item it;
+    while (dynobs__item_next(v->items, v->f.items_len, &off, &it) == 1) {
+        printf("    %.*s = ", (int)it.key_len, it.key);
+        print_value(&it);
+        printf("\n");
+    }
+    if (v->f.dropped_attrs)
+        printf("    (dropped: %u attributes)\n", v->f.dropped_attrs);
+}
+
 static int dump(const char *path, int drain)
 {
     struct dynobs_reader *r = malloc(sizeof *r);
@@ -111,8 +135,7 @@ static int dump(const char *path, int drain)
         if (h->type == DYNOBS_REC_SPAN && dynobs__span_decode(h, h->len, &v) == 0)
             print_span(&v);
         else if (h->type == DYNOBS_REC_LOG && dynobs__log_decode(h, h->len, &lv) == 0)
-            printf("log %.*s \"%.*s\"\n", (int)lv.f.severity_text_len, lv.severity_text,
-                   (int)lv.f.body_len, lv.body);
+            print_log(&lv);
         else
             printf("(record of type %u, %u bytes, not understood)\n", h->type, h->len);
     }

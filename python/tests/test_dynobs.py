@@ -1,0 +1,385 @@
+"""Tests of the Python API (pytest, e.g. Debian's python3-pytest).
+
+Each test runs a small program in a fresh interpreter (every CPython >= 3.9
+found on the machine: /usr/bin/python3 and the python3 on PATH) with its
+own segment directory, then reads what was recorded with dynobs-dump.
+
+    DYNOBS_BUILD_DIR=build /usr/bin/python3 -m pytest python/tests
+"""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import textwrap
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+PKG = os.path.dirname(HERE)
+BUILD = os.path.abspath(os.environ.get("DYNOBS_BUILD_DIR",
+                                       os.path.join(PKG, "..", "build")))
+LIB = os.path.join(BUILD, "libdynobs.so")
+DUMP = os.path.join(BUILD, "dynobs-dump")
+
+
+def interpreters():
+    seen, out = set(), []
+    for p in ("/usr/bin/python3", shutil.which("python3"), sys.executable):
+        if not p or not os.path.exists(p):
+            continue
+        real = os.path.realpath(p)
+        r = subprocess.run([p, "-c", "import sys; print(sys.version_info >= (3, 9))"],
+                           capture_output=True, text=True)
+        if real not in seen and r.stdout.strip() == "True":
+            seen.add(real)
+            out.append(p)
+    return out
+
+
+PYTHONS = interpreters()
+
+
+class Recorded:
+    """What dynobs-dump printed, parsed: spans, logs, metrics."""
+
+    def __init__(self, text):
+        self.text = text
+        self.spans, self.logs, self.metrics = [], [], {}
+        cur = None
+        for line in text.splitlines():
+            m = re.match(r"span (.*?)  kind=(\w+)  trace=(\w+) span=(\w+) parent=(\S+?)(\(remote\))?"
+                         r"  [\d.]+ ms  status=(\w+)(?: \"(.*)\")?$", line)
+            if m:
+                cur = {"name": m[1], "kind": m[2], "trace": m[3], "span": m[4],
+                       "parent": None if m[5] == "-" else m[5], "remote": bool(m[6]),
+                       "status": m[7], "message": m[8], "attrs": {}, "events": []}
+                self.spans.append(cur)
+                continue
+            m = re.match(r'log (\S*) "(.*)" severity=(\d+)(?: trace=(\w+) span=(\w+))?$', line)
+            if m:
+                cur = {"text": m[1], "body": m[2], "severity": int(m[3]), "trace": m[4],
+                       "span": m[5], "attrs": {}}
+                self.logs.append(cur)
+                continue
+            m = re.match(r"metric (\S+?)\{(.*)\} (\w+)(?: unit=\S+)? (?:value=(\S+)|count=(\d+) "
+                         r"sum=(\S+))", line)
+            if m:
+                self.metrics[(m[1], m[2])] = (float(m[4]) if m[4] is not None
+                                              else (int(m[5]), float(m[6])))
+                cur = None
+                continue
+            m = re.match(r"    event (.*)$", line)
+            if m and cur is not None and "events" in cur:
+                cur["events"].append({"name": m[1], "attrs": {}})
+                continue
+            m = re.match(r"(    |      )([\w.]+) = (.*)$", line)
+            if m and cur is not None:
+                target = cur["events"][-1]["attrs"] if len(m[1]) == 6 else cur["attrs"]
+                v = m[3]
+                if v.startswith('"'):
+                    v = v[1:-1] if v.endswith('"') else v[1:]
+                elif v in ("true", "false"):
+                    v = v == "true"
+                elif re.match(r"^-?\d+$", v):
+                    v = int(v)
+                else:
+                    try:
+                        v = float(v)
+                    except ValueError:
+                        pass
+                target[m[2]] = v
+
+    def span(self, name):
+        found = [s for s in self.spans if s["name"] == name]
+        assert len(found) == 1, "span %r: %d found in\n%s" % (name, len(found), self.text)
+        return found[0]
+
+    def service_names(self):
+        return re.findall(r"^service\.name=(\S+)", self.text, re.M)
+
+
+def run(code, python=None, env=None, preload=False, expect_rc=0):
+    """Runs code in a new interpreter; returns (stdout, Recorded)."""
+    shm = tempfile.mkdtemp(prefix="dynobs-py-")
+    try:
+        e = {k: v for k, v in os.environ.items()
+             if not k.startswith("OTEL_") and k not in ("LD_PRELOAD", "DYNOBS_CAPTURE_LOGS")}
+        e.update(PYTHONPATH=PKG, DYNOBS_SHM_DIR=shm, DYNOBS_LIBRARY=LIB)
+        if preload:
+            e["LD_PRELOAD"] = LIB
+        e.update(env or {})
+        r = subprocess.run([python or PYTHONS[0], "-c", textwrap.dedent(code)], env=e,
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == expect_rc, "exit %d\n%s\n%s" % (r.returncode, r.stdout, r.stderr)
+        d = subprocess.run([DUMP, shm], capture_output=True, text=True, timeout=30)
+        return r.stdout, Recorded(d.stdout)
+    finally:
+        shutil.rmtree(shm, ignore_errors=True)
+
+
+@pytest.fixture(params=PYTHONS)
+def python(request):
+    return request.param
+
+
+def test_built():
+    assert os.path.exists(LIB) and os.path.exists(DUMP), "build first: " + BUILD
+
+
+def test_spans_nest_with_attributes_events_and_status(python):
+    out, rec = run("""
+        import dynobs
+        print(dynobs.enabled())
+        with dynobs.span("outer", kind=dynobs.SERVER, attributes={"a": 1, "b": "x"}) as s:
+            s.set_attribute("c", True).set_attribute("d", 2.5).set_attribute("big", 1 << 70)
+            s.add_event("priced", {"n": 3})
+            with dynobs.span("inner") as t:
+                t.set_status(dynobs.OK)
+            print(dynobs.current_traceparent() == s.traceparent)
+        print(dynobs.current_span())
+    """, python)
+    assert out.split() == ["True", "True", "None"]
+    outer, inner = rec.span("outer"), rec.span("inner")
+    assert outer["kind"] == "SERVER" and outer["parent"] is None
+    assert outer["attrs"] == {"a": 1, "b": "x", "c": True, "d": 2.5,
+                              "big": "1180591620717411303424"}
+    assert outer["events"] == [{"name": "priced", "attrs": {"n": 3}}]
+    assert inner["trace"] == outer["trace"] and inner["parent"] == outer["span"]
+    assert not inner["remote"] and inner["status"] == "OK"
+
+
+def test_exception_sets_error_adds_event_and_is_reraised(python):
+    out, rec = run("""
+        import dynobs
+        class Boom(Exception):
+            pass
+        try:
+            with dynobs.span("work"):
+                raise Boom("disk on fire")
+        except Boom:
+            print("reraised")
+        @dynobs.traced()
+        def f():
+            raise ValueError("bad")
+        try:
+            f()
+        except ValueError:
+            print("again")
+    """, python)
+    assert out.split() == ["reraised", "again"]
+    work = rec.span("work")
+    assert work["status"] == "ERROR" and work["message"] == "__main__.Boom: disk on fire"
+    ev = work["events"][0]
+    assert ev["name"] == "exception"
+    assert ev["attrs"]["exception.type"] == "__main__.Boom"
+    assert ev["attrs"]["exception.message"] == "disk on fire"
+    assert "Traceback (most recent call last)" in rec.text
+    assert 'File "<string>", line 7, in <module>' in rec.text  # the raise
+    assert "__main__.Boom: disk on fire" in rec.text
+    assert rec.span("f")["status"] == "ERROR"
+
+
+def test_traced_decorator_and_asyncio_tasks_keep_their_own_span(python):
+    out, rec = run("""
+        import asyncio, dynobs
+
+        @dynobs.traced("step")
+        async def step(n):
+            await asyncio.sleep(0.01)
+            return dynobs.current_span().name
+
+        async def task(n):
+            with dynobs.span("task%d" % n):
+                await asyncio.sleep(0.005 * n)
+                with dynobs.span("child%d" % n):
+                    await asyncio.sleep(0.01)
+                print(await step(n))
+
+        async def main():
+            await asyncio.gather(task(1), task(2), task(3))
+        asyncio.run(main())
+
+        @dynobs.traced
+        def plain():
+            return 7
+        print(plain())
+    """, python)
+    assert out.split() == ["step"] * 3 + ["7"]
+    for n in (1, 2, 3):
+        t, c = rec.span("task%d" % n), rec.span("child%d" % n)
+        assert c["parent"] == t["span"] and c["trace"] == t["trace"]
+    traces = {rec.span("task%d" % n)["trace"] for n in (1, 2, 3)}
+    assert len(traces) == 3
+    steps = [s for s in rec.spans if s["name"] == "step"]
+    assert sorted(s["trace"] for s in steps) == sorted(traces)
+    assert rec.span("plain")["parent"] is None
+
+
+def test_attach_continues_a_remote_trace(python):
+    out, rec = run("""
+        import dynobs
+        tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+        with dynobs.attach(tp, "vendor=abc"):
+            print(dynobs.current_traceparent())
+            with dynobs.span("job") as s:
+                pass
+        print(dynobs.current_traceparent())
+        for bad in ("00-xyz", "00-00000000000000000000000000000000-b7ad6b7169203331-01", None):
+            try:
+                with dynobs.attach(bad):
+                    pass
+            except ValueError as e:
+                print("refused")
+    """, python)
+    lines = out.split()
+    assert lines[0] == "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    assert lines[1] == "None" and lines[2:] == ["refused"] * 3
+    job = rec.span("job")
+    assert job["trace"] == "0af7651916cd43dd8448eb211c80319c"
+    assert job["parent"] == "b7ad6b7169203331" and job["remote"]
+    assert "tracestate: vendor=abc" in rec.text
+
+
+def test_metrics(python):
+    out, rec = run("""
+        import dynobs
+        c = dynobs.counter("orders", "{order}")
+        c.add(2, {"region": "eu"}); c.add(3, {"region": "eu"}); c.add(1)
+        dynobs.updown_counter("queue.depth").add(5); dynobs.updown_counter("queue.depth").add(-2)
+        dynobs.gauge("temperature", "Cel").set(21.5, {"room": "a"})
+        h = dynobs.histogram("latency", "s", bounds=[0.1, 1])
+        for v in (0.05, 0.5, 5):
+            h.record(v)
+        for bad in (lambda: c.add(-1), lambda: c.add(1, {"k": "a,b"}),
+                    lambda: dynobs.histogram("h2", bounds=[2, 1])):
+            try:
+                bad()
+            except ValueError:
+                print("refused")
+    """, python)
+    assert out.split() == ["refused"] * 3
+    assert rec.metrics[("orders", "region=eu")] == 5
+    assert rec.metrics[("orders", "")] == 1
+    assert rec.metrics[("queue.depth", "")] == 3
+    assert rec.metrics[("temperature", "room=a")] == 21.5
+    assert rec.metrics[("latency", "")] == (3, 5.55)
+    assert "buckets=1,1,1" in rec.text
+
+
+def test_logging_handler_forwards_records_in_their_span(python):
+    out, rec = run("""
+        import logging, threading, dynobs
+        dynobs.enable(logs=True)
+        log = logging.getLogger("shop.cart")
+        log.setLevel(logging.DEBUG)
+        with dynobs.span("checkout") as s:
+            log.warning("low stock: %d left", 3)
+            try:
+                1 / 0
+            except ZeroDivisionError:
+                log.exception("pricing failed")
+        log.info("outside")
+        log.error("bad format %d", "x")   # logging reports it; we must not raise
+        print(dynobs.stats["log_handler_errors"])
+    """, python)
+    by = {l["body"]: l for l in rec.logs}
+    w = by["low stock: 3 left"]
+    checkout = rec.span("checkout")
+    assert w["text"] == "WARNING" and w["severity"] == 13
+    assert w["trace"] == checkout["trace"] and w["span"] == checkout["span"]
+    assert w["attrs"]["logger.name"] == "shop.cart"
+    assert w["attrs"]["code.function"] == "<module>" and w["attrs"]["code.lineno"] == 7
+    assert w["attrs"]["thread.name"] == "MainThread" and w["attrs"]["thread.id"] > 0
+    e = by["pricing failed"]
+    assert e["severity"] == 17 and e["attrs"]["exception.type"] == "ZeroDivisionError"
+    assert e["attrs"]["exception.message"] == "division by zero"
+    assert by["outside"]["trace"] is None and by["outside"]["severity"] == 9
+    assert out.split() == ["1"]
+
+
+def test_enable_explicit_arguments_win_over_the_environment(python):
+    _, rec = run("""
+        import dynobs
+        dynobs.enable(service_name="explicit")
+        with dynobs.span("x"):
+            pass
+    """, python, env={"OTEL_SERVICE_NAME": "from-env"})
+    assert rec.service_names() == ["explicit"]
+    _, rec = run("""
+        import dynobs
+        with dynobs.span("x"):
+            pass
+    """, python, env={"OTEL_SERVICE_NAME": "from-env"})
+    assert rec.service_names() == ["from-env"]
+    out, rec = run("""
+        import dynobs
+        dynobs.enable(sampler="always_off")
+        with dynobs.span("x") as s:
+            print(int(s.traceparent[-2:], 16) & 1)  # the sampled flag
+        dynobs.enable(traces=False)
+        with dynobs.span("y") as s:
+            print(s.recording)
+    """, python, env={"OTEL_TRACES_SAMPLER": "always_on"})
+    assert out.split() == ["0", "False"]
+    assert rec.spans == []
+
+
+def test_preloaded_service_name_set_in_time_or_refused(python):
+    out, rec = run("""
+        import warnings, dynobs
+        dynobs.enable(service_name="early")
+        dynobs.counter("c").add(1)
+        with warnings.catch_warnings(record=True) as w:
+            warnings.simplefilter("always")
+            dynobs.enable(service_name="late")
+            print(len(w), "already fixed" in str(w[0].message))
+    """, python, preload=True)
+    assert out.split() == ["1", "True"]
+    assert rec.service_names() == ["early"]
+
+
+def test_http_call_inside_a_python_span_is_its_child(python):
+    out, rec = run("""
+        import http.server, threading, urllib.request, dynobs
+
+        class H(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                self.send_response(200)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+            def log_message(self, *a):
+                pass
+
+        srv = http.server.HTTPServer(("127.0.0.1", 0), H)
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
+        with dynobs.span("fetch") as s:
+            body = urllib.request.urlopen("http://127.0.0.1:%d/x" % srv.server_port).read()
+        print(body.decode())
+        srv.shutdown()
+    """, python, preload=True)
+    assert out.split() == ["ok"]
+    fetch = rec.span("fetch")
+    client = [s for s in rec.spans if s["kind"] == "CLIENT"]
+    server = [s for s in rec.spans if s["kind"] == "SERVER"]
+    assert len(client) == 1 and client[0]["parent"] == fetch["span"]
+    assert client[0]["trace"] == fetch["trace"]
+    # The server end (same process, another thread) continued the trace
+    # from the traceparent the shim injected.
+    assert len(server) == 1 and server[0]["parent"] == client[0]["span"] and server[0]["remote"]
+
+
+def test_plain_interpreter_without_the_library_is_a_no_op(python):
+    out, _ = run("""
+        import warnings, dynobs
+        with warnings.catch_warnings(record=True) as w:
+            warnings.simplefilter("always")
+            with dynobs.span("x") as s:
+                s.set_attribute("k", 1)
+            dynobs.counter("c").add(1)
+            print(dynobs.enabled(), s.recording, len(w))
+    """, python, env={"DYNOBS_LIBRARY": "/nonexistent/libdynobs.so"})
+    assert out.split() == ["False", "False", "1"]
