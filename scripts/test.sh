@@ -30,6 +30,8 @@ run_suite() { # name, build dir, extra cmake args...
 }
 
 run_suite "default build" build -DDYNOBS_BUILD_BENCH=ON
+echo "=== the README's demo (scripts/demo.sh), output checked"
+bash tests/demo_check.sh
 if [[ ${1:-} != --quick ]]; then
   run_suite "ASan+UBSan build" build-asan -DCMAKE_BUILD_TYPE=Debug \
     -DDYNOBS_SANITIZE=address,undefined -DDYNOBS_BUILD_BENCH=OFF
