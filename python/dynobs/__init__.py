@@ -38,6 +38,7 @@ __all__ = [
 
 # Span kinds and status codes: OTLP's numbers.
 INTERNAL, SERVER, CLIENT, PRODUCER, CONSUMER = 1, 2, 3, 4, 5
+_KINDS = frozenset((INTERNAL, SERVER, CLIENT, PRODUCER, CONSUMER))
 UNSET, OK, ERROR = 0, 1, 2
 
 _EINVAL, _ENOSPC, _ENOENT, _EBUSY, _EDISABLED, _ETRUNC = -22, -28, -2, -16, -1000, -1001
@@ -55,6 +56,8 @@ _lock = threading.RLock()
 _lib = None
 _lib_path = None
 _signals = {"traces": True, "metrics": True, "logs": True}
+_traces_on = [True]  # _signals["traces"], read on every span
+_start = _start_plain = None  # dynobs_span_start_ex and dynobs_span_start, once loaded
 _current = contextvars.ContextVar("dynobs_current_span", default=None)
 
 
@@ -110,6 +113,7 @@ def _bind(lib):
         "dynobs_strerror": (c.c_char_p, [c.c_int]),
         "dynobs_span_start_ex": (c.c_void_p, [c.c_char_p, c.c_int, c.c_char_p, c.c_char_p,
                                               c.c_int]),
+        "dynobs_span_start": (c.c_void_p, [c.c_char_p, c.c_int]),
         "dynobs_span_set_str": (c.c_int, [c.c_void_p, c.c_char_p, c.c_char_p]),
         "dynobs_span_set_int": (c.c_int, [c.c_void_p, c.c_char_p, c.c_int64]),
         "dynobs_span_set_double": (c.c_int, [c.c_void_p, c.c_char_p, c.c_double]),
@@ -137,7 +141,7 @@ def _bind(lib):
 def _load():
     """The library, loaded on first use; None when it cannot be found
     (every call is then a no-op, and enabled() says False)."""
-    global _lib, _lib_path
+    global _lib, _lib_path, _start, _start_plain
     if _lib is not None:
         return _lib or None
     with _lock:
@@ -164,6 +168,7 @@ def _load():
             warnings.warn("dynobs: cannot use %s: %s" % (path, e), RuntimeWarning, stacklevel=3)
             _lib = False
             return None
+        _start, _start_plain = lib.dynobs_span_start_ex, lib.dynobs_span_start
         _lib, _lib_path = lib, os.path.realpath(path)
         return lib
 
@@ -193,11 +198,18 @@ def _enc(s, what):
     return s.encode("utf-8", "replace")
 
 
+try:
+    _running_loop = asyncio.events._get_running_loop  # no exception when there is none
+except AttributeError:  # pragma: no cover
+    def _running_loop():
+        try:
+            return asyncio.get_running_loop()
+        except RuntimeError:
+            return None
+
+
 def _in_event_loop():
-    try:
-        return asyncio.get_running_loop() is not None
-    except RuntimeError:
-        return False
+    return _running_loop() is not None
 
 
 # ---- spans ----
@@ -207,16 +219,16 @@ class Span:
     with-block's end); every method is a no-op on a span that is not
     recorded (dynobs disabled, or a full pool, counted in stats)."""
 
-    __slots__ = ("name", "_h", "_tp", "_ts", "_token", "_pushed", "_ended", "__weakref__")
+    _tp = None      # the traceparent, once asked for
+    _token = None   # the contextvar token while current
+    _ts = None      # tracestate inherited from a remote parent
 
-    def __init__(self, handle, name, tracestate=None, pushed=False):
+    def __init__(self, handle, name, tracestate=None):
         self.name = name
         self._h = handle
-        self._tp = None
-        self._ts = tracestate
-        self._token = None
-        self._pushed = pushed
         self._ended = not handle
+        if tracestate:
+            self._ts = tracestate
 
     @property
     def recording(self):
@@ -315,13 +327,17 @@ class Span:
         if exc is not None and isinstance(exc, Exception):
             self.set_status(ERROR, "%s: %s" % (_qualname(etype), exc))
             self.record_exception(exc)
-        if self._token is not None:
+        token = self._token
+        if token is not None:
+            self._token = None
             try:
-                _current.reset(self._token)
+                _current.reset(token)
             except ValueError:  # exited in another context (a moved generator)
                 pass
-            self._token = None
-        self.end()
+        if not self._ended:
+            self._ended = True
+            _lib.dynobs_span_end(self._h)
+            self._h = None
         return False
 
     def __repr__(self):
@@ -368,41 +384,62 @@ def _attr_array(attributes):
     return arr, len(attributes), keep
 
 
+_names = {}  # span name -> its UTF-8 bytes, for the names used most
+
+
 def start_span(name, kind=INTERNAL, attributes=None, parent=None, root=False):
     """Starts a span and returns it; the caller ends it (span.end()). Its
     parent is `parent` (a Span, or a traceparent string), else the current
     span of this context, else what the shim has current on this thread
     (the request a server is handling), else it starts a trace."""
-    if kind not in (INTERNAL, SERVER, CLIENT, PRODUCER, CONSUMER):
+    if kind not in _KINDS:
         raise ValueError("kind must be one of dynobs.INTERNAL, SERVER, CLIENT, PRODUCER, CONSUMER")
-    nb = _enc(name, "span name")
-    lib = _load()
-    if not lib or not _signals["traces"]:
+    nb = _names.get(name)
+    if nb is None:
+        nb = _enc(name, "span name")
+        if len(_names) < 4096 and isinstance(name, str):
+            _names[name] = nb
+    lib = _lib or _load()
+    if not lib or not _traces_on[0]:
         return Span(None, name)
-    if parent is None and not root:
+    if parent is None and not root and not attributes:
         parent = _current.get()
+        if parent is None and _running_loop() is None:
+            # The common case: no span of ours is current, so the shim's
+            # context of this thread (if any) is the parent, and the span
+            # becomes it (two arguments: the cheapest call ctypes has).
+            h = _start_plain(nb, kind)
+            if h:
+                return Span(h, name)
+            if lib.dynobs_enabled():
+                stats["spans_refused"] += 1
+            return Span(None, name)
+    flags = 0
     tp = ts = None
-    if isinstance(parent, str):
-        tp = parent
-    flags = _SPAN_ROOT if root else 0
-    if parent is not None and not root and not isinstance(parent, str):
-        tp, ts = parent.traceparent, parent._ts
-        if isinstance(parent, Span):
-            flags |= _SPAN_LOCAL_PARENT
+    if root:
+        flags = _SPAN_ROOT
+    else:
+        if parent is None:
+            parent = _current.get()
+        if parent is not None:
+            if isinstance(parent, str):
+                tp = parent
+            else:
+                tp, ts = parent.traceparent, parent._ts
+                if isinstance(parent, Span):
+                    flags = _SPAN_LOCAL_PARENT
     # In a coroutine, the thread's context belongs to whichever task runs:
     # leave it alone (the contextvar carries the parent between our spans).
-    pushed = not _in_event_loop()
-    if not pushed:
+    if _running_loop() is not None:
         flags |= _SPAN_NO_CONTEXT
-    h = lib.dynobs_span_start_ex(nb, kind, tp.encode() if tp else None,
-                                 ts.encode() if ts else None, flags)
+    h = _start(nb, kind, tp.encode() if tp else None, ts.encode() if ts else None, flags)
     if not h:
         if tp and isinstance(parent, str):
             raise ValueError("invalid traceparent %r" % tp)
         if lib.dynobs_enabled():
             stats["spans_refused"] += 1
         return Span(None, name)
-    s = Span(h, name, ts, pushed)
+    s = Span(h, name, ts)
     if attributes:
         s.set_attributes(attributes)
     return s
@@ -706,6 +743,7 @@ def enable(service_name=None, endpoint=None, sampler=None, traces=True, metrics=
             elif rc == _EINVAL:
                 raise ValueError("service name %r: %s" % (service_name, _strerror(rc)))
         _signals.update(traces=bool(traces), metrics=bool(metrics), logs=bool(logs))
+        _traces_on[0] = bool(traces)
         if logs and _handler is None:
             _handler = LoggingHandler()
             logging.getLogger().addHandler(_handler)
