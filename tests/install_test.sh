@@ -24,4 +24,17 @@ grep -q "recording: yes" <<<"$out" || { echo "linked: $out"; exit 1; }
 # Only the API and the interposed calls are exported.
 extra=$(nm -D --defined-only "$libdir/libdynobs.so" | awk '{print $3}' | grep -v -E '^(dynobs_[a-z_]+|close|dup|dup2|dup3|connect|accept|accept4|sendfile|sendfile64|write|writev|send|sendto|sendmsg|read|readv|recv|recvfrom|recvmsg|__read_chk|__recv_chk|__recvfrom_chk|setuid|setgid|seteuid|setegid|setreuid|setregid|setresuid|setresgid|chroot|syslog|vsyslog|__syslog_chk|__vsyslog_chk|SSL_write|SSL_write_ex|SSL_read|SSL_read_ex|SSL_free|curl_easy_setopt|curl_easy_perform|curl_easy_cleanup|curl_multi_add_handle|curl_multi_remove_handle|curl_multi_perform|curl_multi_socket_action|curl_multi_info_read|PQ[A-Za-z]+)$' || true)
 [[ -z $extra ]] || { echo "unexpected exported symbols: $extra"; exit 1; }
+# The launcher, installed beside the exporter, finds the installed library.
+test -x "$tmp/prefix/bin/dynobs-run" && test -x "$tmp/prefix/bin/dynobs-exporter"
+out=$(DYNOBS_SHM_DIR=$tmp/shm3 LD_LIBRARY_PATH=$libdir "$tmp/prefix/bin/dynobs-run" --no-exporter -- "$tmp/hello")
+grep -q "recording: yes" <<<"$out" || { echo "dynobs-run from the prefix: $out"; exit 1; }
+# The Python package installs with no network (when this python3 has pip).
+if python3 -m pip --version >/dev/null 2>&1; then
+  python3 -m pip install -q --no-index --target "$tmp/py" "$src/python" 2>/dev/null
+  out=$(cd "$tmp" && PYTHONPATH=$tmp/py DYNOBS_LIBRARY=$libdir/libdynobs.so DYNOBS_SHM_DIR=$tmp/shm4 \
+    python3 -c 'import dynobs; print(dynobs.enabled(), dynobs.__file__)')
+  [[ $out == "True $tmp/py/dynobs/__init__.py" ]] || { echo "pip-installed package: $out"; exit 1; }
+else
+  echo "python3 has no pip here: the pip install check is skipped"
+fi
 echo "install test passed"
