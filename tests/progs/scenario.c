@@ -14,6 +14,8 @@
 #include <string.h>
 #include <signal.h>
 #include <sys/time.h>
+#include <sys/uio.h>
+#include <syslog.h>
 #include <time.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -408,6 +410,53 @@ static int logs(void)
     return 0;
 }
 
+/* Explicit parents, log records with attributes, and (with
+ * DYNOBS_CAPTURE_LOGS=1) stderr lines and syslog calls. */
+static int capture(void)
+{
+    printf("name %d\n", dynobs_set_service_name("renamed"));
+    dynobs_span *outer = dynobs_span_start("outer", DYNOBS_SPAN_KIND_SERVER);
+    print_tp("outer", outer);
+    char tp[64];
+    dynobs_span_traceparent(outer, tp, sizeof tp);
+    /* A detached child: the thread's context stays on "outer". */
+    dynobs_span *side = dynobs_span_start_ex("side", DYNOBS_SPAN_KIND_INTERNAL, tp, NULL,
+                                             DYNOBS_SPAN_NO_CONTEXT | DYNOBS_SPAN_LOCAL_PARENT);
+    dynobs_span *next = dynobs_span_start("next", DYNOBS_SPAN_KIND_INTERNAL);
+    dynobs_span_end(next); /* the first record: the segment exists now */
+    printf("late %d\n", dynobs_set_service_name("too-late"));
+    dynobs_span *root = dynobs_span_start_ex("root", DYNOBS_SPAN_KIND_INTERNAL, NULL, NULL,
+                                             DYNOBS_SPAN_ROOT | DYNOBS_SPAN_NO_CONTEXT);
+    dynobs_span *remote = dynobs_span_start_ex(
+        "remote", DYNOBS_SPAN_KIND_CONSUMER,
+        "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", "k=v", DYNOBS_SPAN_NO_CONTEXT);
+    printf("bad %s\n", dynobs_span_start_ex("bad", 1, "00-zz", NULL, 0) ? "span" : "null");
+    dynobs_span_end(remote);
+    dynobs_span_end(root);
+    dynobs_span_end(side);
+    fprintf(stderr, "first line\n");
+    fflush(stderr);
+    ssize_t w = write(2, "second ", 7);
+    w += write(2, "line\r\nthird\n", 13);
+    char big[1500];
+    memset(big, 'x', sizeof big);
+    big[sizeof big - 1] = '\n';
+    w += write(2, big, sizeof big);
+    struct iovec iov[2] = {{"vec", 3}, {"tored\n", 6}};
+    w += writev(2, iov, 2);
+    printf("wrote %zd\n", w);
+    errno = ENOENT;
+    syslog(LOG_ERR, "open failed: %m (%d)", 7);
+    dynobs_attr a[] = {{.key = "k", .type = DYNOBS_ATTR_INT, .v.i = 42},
+                       {.key = "s", .type = DYNOBS_ATTR_STRING, .v.s = "str"}};
+    printf("rec %d\n", dynobs_log_record(DYNOBS_SEVERITY_ERROR, NULL, "with attrs", a, 2, NULL));
+    printf("rec2 %d\n", dynobs_log_record(0, "custom", "explicit span", NULL, 0,
+                                          "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"));
+    printf("rec3 %d\n", dynobs_log_record(0, NULL, "x", NULL, 0, "nope"));
+    dynobs_span_end(outer);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2)
@@ -448,5 +497,7 @@ int main(int argc, char **argv)
         return crossthread();
     if (!strcmp(s, "ratio"))
         return sampled_ratio();
+    if (!strcmp(s, "capture"))
+        return capture();
     return 2;
 }
