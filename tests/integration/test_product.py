@@ -286,5 +286,35 @@ def test_python_spans_shim_spans_and_logs_share_a_trace(env):
         rx.stop()
 
 
+@tx.with_env
+def test_python_enable_starts_an_exporter_for_its_endpoint(env):
+    """A plain interpreter (no preload): enable() loads the library and,
+    as no exporter drains the directory, starts one sending to endpoint."""
+    rx = Receiver()
+    try:
+        e = launcher_env(env, {"DYNOBS_LIBRARY": tx.LIB,
+                               "DYNOBS_EXPORTER": tx.EXPORTER})
+        code = ("import dynobs\n"
+                "print(dynobs.enable(service_name='py-plain', endpoint=%r))\n"
+                "with dynobs.span('plain-job', attributes={'n': 1}) as s:\n"
+                "    print(s.traceparent)\n" % rx.url())
+        r = subprocess.run(["/usr/bin/python3", "-c", code], env=e, capture_output=True,
+                           text=True, timeout=60)
+        check(r.returncode == 0, r.stderr)
+        ok, tp = r.stdout.split()
+        check(ok == "True", "enabled")
+
+        def spans():
+            got = tx.spans_of(rx.accepted("/v1/traces"))
+            return got or None
+        res, sp = wait_for(spans, 15, "the span at the receiver")[0]
+        check(res["service.name"] == "py-plain" and one(sp, "name") == b"plain-job", "span")
+        check(hexid(sp, "trace_id") == tp[3:35], "trace id")
+        check(len(exporters_of(env.shm)) == 1, "one exporter started")
+    finally:
+        stop_exporters(env.shm)
+        rx.stop()
+
+
 if __name__ == "__main__":
     sys.exit(tx.run_tests(globals()))
