@@ -66,20 +66,25 @@ static int tcp_pair(int *client, int *srv)
     return 0;
 }
 
-/* One request-response on the connection, through w/r. */
-static void request(int fd, wr_fn w, rw_fn r)
+/* Reads want bytes from fd through r (the benchmark stops on EOF). */
+static void read_exactly(int fd, rw_fn r, size_t want)
 {
-    static const char REQ[] = "GET /api/items?id=1 HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                              "User-Agent: bench\r\nAccept: */*\r\n\r\n";
     char buf[512];
-    w(fd, REQ, sizeof REQ - 1);
-    size_t have = 0;
-    while (have < sizeof RESPONSE - 1) {
+    for (size_t have = 0; have < want;) {
         ssize_t n = r(fd, buf + have, sizeof buf - have);
         if (n <= 0)
             exit(1);
         have += (size_t)n;
     }
+}
+
+/* One request-response on the connection, through w/r. */
+static void request(int fd, wr_fn w, rw_fn r)
+{
+    static const char REQ[] = "GET /api/items?id=1 HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                              "User-Agent: bench\r\nAccept: */*\r\n\r\n";
+    w(fd, REQ, sizeof REQ - 1);
+    read_exactly(fd, r, sizeof RESPONSE - 1);
 }
 
 /* The server's side of one request, in this thread: the request is put
@@ -91,22 +96,10 @@ static void serve_one(int fd, wr_fn w, rw_fn r)
 {
     static const char REQ[] = "GET /index.html HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n"
                               "User-Agent: bench\r\nAccept: */*\r\n\r\n";
-    char buf[512];
     libc_write(srv_client_fd, REQ, sizeof REQ - 1);
-    size_t have = 0;
-    while (have < sizeof REQ - 1) {
-        ssize_t n = r(fd, buf + have, sizeof buf - have);
-        if (n <= 0)
-            exit(1);
-        have += (size_t)n;
-    }
+    read_exactly(fd, r, sizeof REQ - 1);
     w(fd, RESPONSE, sizeof RESPONSE - 1);
-    for (have = 0; have < sizeof RESPONSE - 1;) {
-        ssize_t n = libc_read(srv_client_fd, buf + have, sizeof buf - have);
-        if (n <= 0)
-            exit(1);
-        have += (size_t)n;
-    }
+    read_exactly(srv_client_fd, libc_read, sizeof RESPONSE - 1);
 }
 
 static ssize_t our_write(int fd, const void *b, size_t n)

@@ -50,15 +50,18 @@ static void captured_fmt(const char *fmt, va_list ap)
 
 #define REAL(var, type, name) ((type)dynobs__lookup(&var, name, NULL))
 
-DYNOBS_API int vfprintf(FILE *f, const char *fmt, va_list ap)
+/* vfprintf and __vfprintf_chk (flag < 0 for the former). */
+static int print(FILE *f, int flag, const char *fmt, va_list ap)
 {
-    vfprintf_fn fn = REAL(real_vfprintf, vfprintf_fn, "vfprintf");
+    vfprintf_chk_fn chk =
+        flag >= 0 ? REAL(real_vfprintf_chk, vfprintf_chk_fn, "__vfprintf_chk") : NULL;
+    vfprintf_fn plain = REAL(real_vfprintf, vfprintf_fn, "vfprintf");
     if (!capturing(f))
-        return fn(f, fmt, ap);
+        return chk ? chk(f, flag, fmt, ap) : plain(f, fmt, ap);
     va_list copy;
     va_copy(copy, ap);
     int saved = errno; /* for %m in the copy */
-    int r = fn(f, fmt, ap);
+    int r = chk ? chk(f, flag, fmt, ap) : plain(f, fmt, ap);
     if (r > 0) {
         int after = errno;
         errno = saved;
@@ -67,43 +70,32 @@ DYNOBS_API int vfprintf(FILE *f, const char *fmt, va_list ap)
     }
     va_end(copy);
     return r;
+}
+
+DYNOBS_API int vfprintf(FILE *f, const char *fmt, va_list ap)
+{
+    return print(f, -1, fmt, ap);
 }
 
 DYNOBS_API int fprintf(FILE *f, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    int r = vfprintf(f, fmt, ap);
+    int r = print(f, -1, fmt, ap);
     va_end(ap);
     return r;
 }
 
 DYNOBS_API int __vfprintf_chk(FILE *f, int flag, const char *fmt, va_list ap)
 {
-    vfprintf_chk_fn fn = REAL(real_vfprintf_chk, vfprintf_chk_fn, "__vfprintf_chk");
-    if (!fn)
-        return vfprintf(f, fmt, ap);
-    if (!capturing(f))
-        return fn(f, flag, fmt, ap);
-    va_list copy;
-    va_copy(copy, ap);
-    int saved = errno;
-    int r = fn(f, flag, fmt, ap);
-    if (r > 0) {
-        int after = errno;
-        errno = saved;
-        captured_fmt(fmt, copy);
-        errno = after;
-    }
-    va_end(copy);
-    return r;
+    return print(f, flag < 0 ? 0 : flag, fmt, ap);
 }
 
 DYNOBS_API int __fprintf_chk(FILE *f, int flag, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    int r = __vfprintf_chk(f, flag, fmt, ap);
+    int r = print(f, flag < 0 ? 0 : flag, fmt, ap);
     va_end(ap);
     return r;
 }
@@ -124,9 +116,9 @@ DYNOBS_API size_t fwrite(const void *p, size_t size, size_t n, FILE *f)
     return r;
 }
 
-DYNOBS_API int fputc(int c, FILE *f)
+static int one_char(fputc_fn real, int c, FILE *f)
 {
-    int r = REAL(real_fputc, fputc_fn, "fputc")(c, f);
+    int r = real(c, f);
     if (r != EOF && capturing(f)) {
         char ch = (char)r;
         captured(&ch, 1);
@@ -134,14 +126,14 @@ DYNOBS_API int fputc(int c, FILE *f)
     return r;
 }
 
+DYNOBS_API int fputc(int c, FILE *f)
+{
+    return one_char(REAL(real_fputc, fputc_fn, "fputc"), c, f);
+}
+
 DYNOBS_API int putc(int c, FILE *f)
 {
-    int r = REAL(real_putc, fputc_fn, "putc")(c, f);
-    if (r != EOF && capturing(f)) {
-        char ch = (char)r;
-        captured(&ch, 1);
-    }
-    return r;
+    return one_char(REAL(real_putc, fputc_fn, "putc"), c, f);
 }
 
 DYNOBS_API void perror(const char *s)
