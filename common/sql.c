@@ -30,8 +30,9 @@ size_t dynobs__sql_scrub(const char *q, char *out, size_t cap)
     size_t o = 0;
 #define PUT(c)                                                                             \
     do {                                                                                   \
+        char put_ = (c);                                                                   \
         if (o + 1 < cap)                                                                   \
-            out[o++] = (c);                                                                \
+            out[o++] = put_;                                                               \
     } while (0)
     for (size_t i = 0; q[i];) {
         char c = q[i];
@@ -74,8 +75,8 @@ size_t dynobs__sql_scrub(const char *q, char *out, size_t cap)
                 i++;
             PUT('?');
         } else if (ident_char(c)) {
-            while (q[i] && ident_char(q[i]))
-                PUT(q[i++]);
+            for (; q[i] && ident_char(q[i]); i++)
+                PUT(q[i]);
         } else {
             PUT(c);
             i++;

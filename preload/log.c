@@ -175,7 +175,8 @@ static const struct {
 } syslog_levels[8] = {{21, "emerg"}, {19, "alert"}, {18, "crit"}, {17, "err"},
                       {13, "warning"}, {10, "notice"}, {9, "info"}, {5, "debug"}};
 
-static void syslog_record(int pri, const char *fmt, va_list ap)
+__attribute__((format(printf, 2, 0))) static void syslog_record(int pri, const char *fmt,
+                                                                 va_list ap)
 {
     if (!fmt || dynobs__guard || !dynobs__config.capture_logs || !dynobs__on())
         return;
@@ -229,7 +230,8 @@ DYNOBS_API void syslog(int pri, const char *fmt, ...)
     va_end(ap);
 }
 
-DYNOBS_API void __vsyslog_chk(int pri, int flag, const char *fmt, va_list ap)
+__attribute__((format(printf, 3, 0))) DYNOBS_API void __vsyslog_chk(int pri, int flag,
+                                                                     const char *fmt, va_list ap)
 {
     va_list copy;
     va_copy(copy, ap);

@@ -40,7 +40,7 @@ static void captured(const void *p, size_t n)
 
 /* The text a printf call produced, formatted again into a bounded buffer
  * (only for stderr with capture on). */
-static void captured_fmt(const char *fmt, va_list ap)
+__attribute__((format(printf, 1, 0))) static void captured_fmt(const char *fmt, va_list ap)
 {
     char buf[4096];
     int n = vsnprintf(buf, sizeof buf, fmt, ap);
@@ -51,7 +51,8 @@ static void captured_fmt(const char *fmt, va_list ap)
 #define REAL(var, type, name) ((type)dynobs__lookup(&var, name, NULL))
 
 /* vfprintf and __vfprintf_chk (flag < 0 for the former). */
-static int print(FILE *f, int flag, const char *fmt, va_list ap)
+__attribute__((format(printf, 3, 0))) static int print(FILE *f, int flag, const char *fmt,
+                                                       va_list ap)
 {
     vfprintf_chk_fn chk =
         flag >= 0 ? REAL(real_vfprintf_chk, vfprintf_chk_fn, "__vfprintf_chk") : NULL;

@@ -56,3 +56,16 @@ Test(sql, comments_and_placement)
     q = "SELECT 1";
     cr_assert_eq(dynobs__sql_comment_at(q, strlen(q)), 8);
 }
+
+/* Found by fuzzing: an identifier running past a full output buffer used
+ * to stop the scan from advancing (a hang inside the traced process). */
+Test(sql, long_identifier_past_a_full_buffer_terminates)
+{
+    char q[3000], out[16];
+    memcpy(q, "SELECT ", 7);
+    memset(q + 7, 'a', 2000);
+    strcpy(q + 2007, " FROM t WHERE x = 'secret'");
+    size_t n = dynobs__sql_scrub(q, out, sizeof out);
+    cr_assert_eq(n, 15);
+    cr_assert_str_eq(out, "SELECT aaaaaaaa");
+}
