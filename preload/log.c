@@ -242,7 +242,8 @@ __attribute__((format(printf, 3, 0))) DYNOBS_API void __vsyslog_chk(int pri, int
     va_end(copy);
 }
 
-DYNOBS_API void __syslog_chk(int pri, int flag, const char *fmt, ...)
+__attribute__((format(printf, 3, 4))) DYNOBS_API void __syslog_chk(int pri, int flag,
+                                                                   const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);

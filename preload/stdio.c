@@ -87,12 +87,14 @@ DYNOBS_API int fprintf(FILE *f, const char *fmt, ...)
     return r;
 }
 
-DYNOBS_API int __vfprintf_chk(FILE *f, int flag, const char *fmt, va_list ap)
+__attribute__((format(printf, 3, 0))) DYNOBS_API int __vfprintf_chk(FILE *f, int flag,
+                                                                    const char *fmt, va_list ap)
 {
     return print(f, flag < 0 ? 0 : flag, fmt, ap);
 }
 
-DYNOBS_API int __fprintf_chk(FILE *f, int flag, const char *fmt, ...)
+__attribute__((format(printf, 3, 4))) DYNOBS_API int __fprintf_chk(FILE *f, int flag,
+                                                                   const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
