@@ -93,6 +93,7 @@ int dynobs__init(void)
         dynobs__thread_init_key();
         const char *clk = getenv("DYNOBS_CLOCK");
         dynobs__clock_init(!(clk && strcmp(clk, "system") == 0));
+        dynobs__crash_install();
         if (!atfork_done) {
             atfork_done = 1;
             pthread_atfork(NULL, NULL, after_fork_child);

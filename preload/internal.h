@@ -125,6 +125,17 @@ struct dynobs_thread *dynobs__thread(void) DYNOBS_INTERNAL;
 void dynobs__thread_after_fork(void) DYNOBS_INTERNAL;
 void dynobs__thread_init_key(void) DYNOBS_INTERNAL;
 
+/* Crash reports: ends every open API span of thread t with error status
+ * and an "exception" event; returns how many. */
+int dynobs__span_end_crashed(struct dynobs_thread *t, const char *message,
+                             const dynobs_attr *attrs, size_t nattrs) DYNOBS_INTERNAL;
+/* Installs the crash handlers (init, when enabled). */
+void dynobs__crash_install(void) DYNOBS_INTERNAL;
+/* Writes a log record (severity 0-24) with attributes; the crash report's
+ * way into the ring. */
+int dynobs__log_write(int severity, const char *severity_text, const char *body, size_t blen,
+                      const dynobs_attr *attrs, size_t nattrs) DYNOBS_INTERNAL;
+
 /* DYNOBS_CAPTURE_LOGS: n bytes of iov were written to fd 2. */
 void dynobs__stderr_written(const struct iovec *iov, int iovcnt, size_t n) DYNOBS_INTERNAL;
 

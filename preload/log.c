@@ -81,6 +81,12 @@ static int emit(int severity, const char *stext, const char *body, size_t blen,
     return rc ? rc : truncated ? DYNOBS_ETRUNC : 0;
 }
 
+int dynobs__log_write(int severity, const char *severity_text, const char *body, size_t blen,
+                      const dynobs_attr *attrs, size_t nattrs)
+{
+    return emit(severity, severity_text, body, blen, attrs, nattrs, NULL);
+}
+
 DYNOBS_API int dynobs_log(int severity, const char *fmt, ...)
 {
     if (!fmt || severity < 1 || severity > 24)

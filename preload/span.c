@@ -593,3 +593,20 @@ int dynobs__span_finish(struct dynobs_span *s)
 {
     return span_end(s);
 }
+
+int dynobs__span_end_crashed(struct dynobs_thread *t, const char *message,
+                             const dynobs_attr *attrs, size_t nattrs)
+{
+    int n = 0;
+    /* Innermost first, so that the report reads from the fault outwards. */
+    for (int i = DYNOBS_SPAN_POOL - 1; i >= 0; i--) {
+        struct dynobs_span *s = &t->spans[i];
+        if (!(__atomic_load_n(&t->pool_used, __ATOMIC_RELAXED) & (1ull << i)) || !live(s))
+            continue;
+        set_status(s, DYNOBS_STATUS_ERROR, message);
+        add_event(s, "exception", attrs, nattrs);
+        span_end(s);
+        n++;
+    }
+    return n;
+}

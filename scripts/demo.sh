@@ -12,7 +12,7 @@ cd "$here"
 . scripts/deps.sh
 dynobs_install_deps build-essential cmake pkg-config \
   libmicrohttpd-dev libcurl4-openssl-dev libprotobuf-c-dev protobuf-c-compiler zlib1g-dev \
-  curl python3 python3-psycopg2 postgresql-15 util-linux
+  curl python3 python3-psycopg2 postgresql-15 util-linux libunwind-dev
 
 echo "=== building dynobs (build/)"
 if [[ -f build/CMakeCache.txt ]]; then

@@ -17,7 +17,7 @@ jobs=$(nproc 2>/dev/null || echo 2)
 dynobs_install_deps build-essential cmake pkg-config libcriterion-dev \
   libmicrohttpd-dev libcurl4-openssl-dev libprotobuf-c-dev protobuf-c-compiler zlib1g-dev \
   protobuf-compiler prometheus python3 curl nginx-light wget wrk openssl \
-  postgresql-15 libpq-dev python3-psycopg2 python3-pytest util-linux
+  postgresql-15 libpq-dev python3-psycopg2 python3-pytest util-linux libunwind-dev
 
 run_suite() { # name, build dir, extra cmake args...
   local name=$1 dir=$2

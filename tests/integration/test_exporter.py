@@ -644,6 +644,50 @@ def test_logs_carry_their_span(env):
 
 
 @with_env
+def test_crash_report_reaches_the_receiver(env):
+    """A preloaded process that dies of SIGSEGV: its report (a FATAL log
+    record with the backtrace) and its open spans (ended with error
+    status) reach the OTLP receiver after it is gone."""
+    if os.environ.get("DYNOBS_TEST_PRELOAD_FIRST"):
+        print("  (skipped under AddressSanitizer: its own SIGSEGV handler reports instead)")
+        return
+    rx = Receiver()
+    try:
+        env.start_exporter(rx.url(), {"OTEL_METRICS_EXPORTER": "none"})
+        r = subprocess.run([SCENARIO, "crash", "segv"], env=env.app_env(
+            {"OTEL_SERVICE_NAME": "crasher"}), capture_output=True, text=True, timeout=60,
+            preexec_fn=lambda: __import__("resource").setrlimit(
+                __import__("resource").RLIMIT_CORE, (0, 0)))
+        check(r.returncode == -signal.SIGSEGV, "died of SIGSEGV: %s" % r.returncode)
+        tp = r.stdout.split()[1]
+
+        def report():
+            for body in rx.accepted("/v1/logs"):
+                for rl in decode(body, LOG_REQ, OWN_PROTO).get("resource_logs", []):
+                    for sl in rl.get("scope_logs", []):
+                        for rec in sl.get("log_records", []):
+                            a = attrs(rec)
+                            if "exception.stacktrace" in a:
+                                return rec, a
+            return None
+        rec, a = wait_for(report, 15, "the crash report")
+        check(one(rec, "severity_number") in ("21", "SEVERITY_NUMBER_FATAL"), "FATAL")
+        check(a["exception.type"] == "SIGSEGV" and "crash_here" in a["exception.stacktrace"],
+              "backtrace: %s" % a)
+        check(hexid(rec, "trace_id") == tp[3:35], "in the crashing span's trace")
+        spans = wait_for(lambda: [sp for _, sp in spans_of(rx.accepted("/v1/traces"))
+                                  if one(sp, "name") in (b"doomed", b"doomed-outer")]
+                         if len(spans_of(rx.accepted("/v1/traces"))) >= 2 else None, 15,
+                         "the two open spans")
+        for sp in spans:
+            st = one(sp, "status", {})
+            check(one(st, "code") in ("STATUS_CODE_ERROR", "2"), "error status")
+            check(one(st, "message") == b"crashed: SIGSEGV", "status message")
+    finally:
+        rx.stop()
+
+
+@with_env
 def test_console_exporter_prints_lines(env):
     env.start_exporter(None, {"OTEL_TRACES_EXPORTER": "console", "OTEL_METRICS_EXPORTER": "console"})
     env.run_app("nested")

@@ -410,6 +410,69 @@ static int logs(void)
     return 0;
 }
 
+/* Crashes, for the crash reports: argv[2] is segv, abort, fpe, handler
+ * (the application's own SIGSEGV handler, installed after dynobs, exits
+ * 42) or reraise (its handler resets to SIG_DFL and raises again). */
+__attribute__((noinline)) static int crash_here(volatile int *p)
+{
+    return *p;
+}
+
+static void app_handler(int sig)
+{
+    static const char msg[] = "app handler ran\n";
+    if (write(1, msg, sizeof msg - 1) < 0)
+        _exit(1);
+    _exit(40 + sig / 5); /* SIGSEGV (11): 42 */
+}
+
+static void app_reraise(int sig)
+{
+    static const char msg[] = "app handler re-raises\n";
+    if (write(1, msg, sizeof msg - 1) < 0)
+        _exit(1);
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+static int crash(const char *how)
+{
+    dynobs_span *outer = dynobs_span_start("doomed-outer", DYNOBS_SPAN_KIND_SERVER);
+    dynobs_span *inner = dynobs_span_start("doomed", DYNOBS_SPAN_KIND_INTERNAL);
+    print_tp("inner", inner);
+    if (!strcmp(how, "handler") || !strcmp(how, "reraise")) {
+        struct sigaction sa = {.sa_handler = !strcmp(how, "handler") ? app_handler : app_reraise};
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIGSEGV, &sa, NULL);
+    }
+    if (!strcmp(how, "abort"))
+        abort();
+    if (!strcmp(how, "fpe"))
+        raise(SIGFPE);
+    volatile int *null = NULL;
+    int r = crash_here(null);
+    dynobs_span_end(inner);
+    dynobs_span_end(outer);
+    return r;
+}
+
+/* The application's handler installed before dynobs is loaded (at run
+ * time, as ctypes does): dynobs chains to it. */
+static int crash_before(const char *lib)
+{
+    struct sigaction sa = {.sa_handler = app_handler};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGSEGV, &sa, NULL);
+    void *h = dlopen(lib, RTLD_NOW | RTLD_LOCAL);
+    if (!h)
+        return 3;
+    struct sigaction now;
+    sigaction(SIGSEGV, NULL, &now);
+    printf("dynobs handler installed: %s\n", now.sa_handler != app_handler ? "yes" : "no");
+    volatile int *null = NULL;
+    return crash_here(null);
+}
+
 /* Explicit parents, log records with attributes, and (with
  * DYNOBS_CAPTURE_LOGS=1) stderr lines and syslog calls. */
 static int capture(void)
@@ -499,5 +562,9 @@ int main(int argc, char **argv)
         return sampled_ratio();
     if (!strcmp(s, "capture"))
         return capture();
+    if (!strcmp(s, "crash") && argc > 2)
+        return crash(argv[2]);
+    if (!strcmp(s, "crash-before") && argc > 2)
+        return crash_before(argv[2]);
     return 2;
 }

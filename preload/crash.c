@@ -1,0 +1,245 @@
+/*
+ * Crash reports. For SIGSEGV, SIGBUS, SIGABRT, SIGFPE and SIGILL our
+ * handler stays installed for the life of the process; what the
+ * application asks of sigaction()/signal() for them is kept in app_act
+ * and honoured by the handler:
+ *
+ *   - the application has a handler: it is called, as the kernel would
+ *     (its own crash handler keeps working, installed before or after
+ *     us; a handler that resets to SIG_DFL and re-raises ends in the
+ *     fatal case below, so the crash is still reported);
+ *   - SIG_IGN: a signal sent by kill() is ignored; a fault is fatal
+ *     (the kernel does not let a fault be ignored);
+ *   - SIG_DFL, the fatal case: once per process, a FATAL log record with
+ *     the signal, the faulting address and a backtrace (libunwind) is
+ *     written to the segment, the crashing thread's open spans end with
+ *     error status and an "exception" event; then the default action is
+ *     put back and the signal delivered again, so the process dies
+ *     exactly as it would have (core dump and exit status unchanged).
+ *     The segment outlives the process: the exporter ships the report.
+ *
+ * The backtrace comes from libunwind, loaded with RTLD_LOCAL when the
+ * handlers are installed (never linked: libunwind.so also defines the
+ * _Unwind_* functions, which must not replace the application's
+ * unwinder for C++ exceptions), so the handler itself loads nothing.
+ * Without libunwind the report has no backtrace.
+ *
+ * DYNOBS_CRASH_REPORTS=0 leaves the signals alone.
+ */
+#define _GNU_SOURCE
+#define UNW_LOCAL_ONLY
+#include <dlfcn.h>
+#include <errno.h>
+#include <libunwind.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+static const int crash_sigs[] = {SIGSEGV, SIGBUS, SIGABRT, SIGFPE, SIGILL};
+#define NCRASH (sizeof crash_sigs / sizeof crash_sigs[0])
+
+typedef int (*sigaction_fn)(int, const struct sigaction *, struct sigaction *);
+static sigaction_fn real_sigaction;
+static struct sigaction app_act[NCRASH]; /* what the application wants */
+static int installed;
+static int reported;
+
+/* libunwind's local-only entry points, found in a private copy. */
+static struct {
+    int (*init_local2)(unw_cursor_t *, unw_context_t *, int);
+    int (*step)(unw_cursor_t *);
+    int (*get_reg)(unw_cursor_t *, unw_regnum_t, unw_word_t *);
+    int (*get_proc_name)(unw_cursor_t *, char *, size_t, unw_word_t *);
+} unw;
+
+static void load_libunwind(void)
+{
+    void *h = dlopen("libunwind.so.8", RTLD_NOW | RTLD_LOCAL);
+    if (!h)
+        return;
+    unw.init_local2 = (int (*)(unw_cursor_t *, unw_context_t *, int))dlsym(
+        h, "_ULx86_64_init_local2");
+    unw.step = (int (*)(unw_cursor_t *))dlsym(h, "_ULx86_64_step");
+    unw.get_reg = (int (*)(unw_cursor_t *, unw_regnum_t, unw_word_t *))dlsym(
+        h, "_ULx86_64_get_reg");
+    unw.get_proc_name = (int (*)(unw_cursor_t *, char *, size_t, unw_word_t *))dlsym(
+        h, "_ULx86_64_get_proc_name");
+    if (!unw.init_local2 || !unw.step || !unw.get_reg || !unw.get_proc_name)
+        memset(&unw, 0, sizeof unw);
+}
+
+static int slot_of(int sig)
+{
+    for (unsigned i = 0; i < NCRASH; i++)
+        if (crash_sigs[i] == sig)
+            return (int)i;
+    return -1;
+}
+
+static const char *sig_name(int sig)
+{
+    switch (sig) {
+    case SIGSEGV:
+        return "SIGSEGV";
+    case SIGBUS:
+        return "SIGBUS";
+    case SIGABRT:
+        return "SIGABRT";
+    case SIGFPE:
+        return "SIGFPE";
+    default:
+        return "SIGILL";
+    }
+}
+
+/* "#N 0xPC function+0xOFF (object)" per frame, from the interrupted
+ * context outwards. Returns the length written. */
+static size_t backtrace_text(ucontext_t *uc, char *out, size_t cap)
+{
+    unw_cursor_t cur;
+    size_t n = 0;
+    out[0] = '\0';
+    if (!unw.init_local2 || unw.init_local2(&cur, (unw_context_t *)uc, UNW_INIT_SIGNAL_FRAME) < 0)
+        return 0;
+    for (int depth = 0; depth < 64 && n + 1 < cap; depth++) {
+        unw_word_t pc = 0, off = 0;
+        char fn[160];
+        unw.get_reg(&cur, UNW_REG_IP, &pc);
+        if (unw.get_proc_name(&cur, fn, sizeof fn, &off) < 0)
+            strcpy(fn, "??");
+        Dl_info dl;
+        const char *obj = dladdr((void *)pc, &dl) && dl.dli_fname ? dl.dli_fname : "?";
+        int k = snprintf(out + n, cap - n, "#%d 0x%016lx %s+0x%lx (%s)\n", depth,
+                         (unsigned long)pc, fn, (unsigned long)off, obj);
+        if (k < 0)
+            break;
+        n += (size_t)k < cap - n ? (size_t)k : cap - n - 1;
+        if (unw.step(&cur) <= 0)
+            break;
+    }
+    return n;
+}
+
+static void report(int sig, siginfo_t *si, void *ctx)
+{
+    if (__atomic_exchange_n(&reported, 1, __ATOMIC_ACQ_REL) || !dynobs__on())
+        return;
+    dynobs__guard++;
+    static char trace[6144];
+    backtrace_text(ctx, trace, sizeof trace);
+    char message[160];
+    const char *what = strsignal(sig);
+    if (sig == SIGSEGV || sig == SIGBUS || sig == SIGFPE || sig == SIGILL)
+        snprintf(message, sizeof message, "%s at address %p", what, si ? si->si_addr : NULL);
+    else
+        snprintf(message, sizeof message, "%s", what);
+    char addr[32];
+    snprintf(addr, sizeof addr, "%p", si ? si->si_addr : NULL);
+    dynobs_attr attrs[] = {
+        {.key = "exception.type", .type = DYNOBS_ATTR_STRING, .v.s = sig_name(sig)},
+        {.key = "exception.message", .type = DYNOBS_ATTR_STRING, .v.s = message},
+        {.key = "exception.stacktrace", .type = DYNOBS_ATTR_STRING, .v.s = trace},
+        {.key = "signal.number", .type = DYNOBS_ATTR_INT, .v.i = sig},
+        {.key = "signal.code", .type = DYNOBS_ATTR_INT, .v.i = si ? si->si_code : 0},
+        {.key = "signal.fault_address", .type = DYNOBS_ATTR_STRING, .v.s = addr},
+        {.key = "thread.id", .type = DYNOBS_ATTR_INT, .v.i = (int64_t)syscall(SYS_gettid)},
+    };
+    size_t nattrs = sizeof attrs / sizeof attrs[0];
+    char body[256];
+    int bl = snprintf(body, sizeof body, "process crashed: %s (%s)", sig_name(sig), message);
+    struct dynobs_thread *t = dynobs__thread();
+    char status[200];
+    snprintf(status, sizeof status, "crashed: %s", sig_name(sig));
+    /* The spans first, then the log record, which carries the innermost
+     * one's ids while it is still current. */
+    dynobs__log_write(DYNOBS_SEVERITY_FATAL, "FATAL", body, bl > 0 ? (size_t)bl : 0, attrs,
+                      nattrs);
+    if (t)
+        dynobs__span_end_crashed(t, status, attrs, 3);
+    dynobs__guard--;
+}
+
+static void on_crash(int sig, siginfo_t *si, void *ctx)
+{
+    int saved = errno;
+    int i = slot_of(sig);
+    struct sigaction a = app_act[i];
+    int user_sent = si && si->si_code <= 0; /* kill, raise, abort, sigqueue */
+    if (a.sa_handler != SIG_DFL && a.sa_handler != SIG_IGN) {
+        if (a.sa_flags & SA_RESETHAND)
+            app_act[i].sa_handler = SIG_DFL, app_act[i].sa_flags &= ~SA_SIGINFO;
+        if (a.sa_flags & SA_SIGINFO)
+            a.sa_sigaction(sig, si, ctx);
+        else
+            a.sa_handler(sig);
+        errno = saved;
+        return;
+    }
+    if (a.sa_handler == SIG_IGN && user_sent && sig != SIGABRT) {
+        errno = saved;
+        return;
+    }
+    report(sig, si, ctx);
+    /* Back to the default action, then let it happen: a fault re-runs the
+     * faulting instruction when we return; a sent signal is sent again
+     * (blocked until we return). */
+    struct sigaction dfl = {.sa_handler = SIG_DFL};
+    sigemptyset(&dfl.sa_mask);
+    real_sigaction(sig, &dfl, NULL);
+    if (user_sent || sig == SIGABRT)
+        syscall(SYS_tgkill, getpid(), syscall(SYS_gettid), sig);
+    errno = saved;
+}
+
+void dynobs__crash_install(void)
+{
+    const char *v = getenv("DYNOBS_CRASH_REPORTS");
+    if (v && !strcmp(v, "0"))
+        return;
+    real_sigaction = (sigaction_fn)dlsym(RTLD_NEXT, "sigaction");
+    if (!real_sigaction)
+        return;
+    load_libunwind();
+    for (unsigned i = 0; i < NCRASH; i++) {
+        struct sigaction sa = {.sa_sigaction = on_crash,
+                               .sa_flags = SA_SIGINFO | SA_ONSTACK | SA_RESTART};
+        sigemptyset(&sa.sa_mask);
+        real_sigaction(crash_sigs[i], &sa, &app_act[i]);
+    }
+    __atomic_store_n(&installed, 1, __ATOMIC_RELEASE);
+}
+
+/* The application's view of the crash signals is app_act; ours stays. */
+DYNOBS_API int sigaction(int sig, const struct sigaction *act, struct sigaction *old)
+{
+    int i = slot_of(sig);
+    if (i < 0 || !__atomic_load_n(&installed, __ATOMIC_ACQUIRE)) {
+        sigaction_fn f = real_sigaction ? real_sigaction
+                                        : (sigaction_fn)dlsym(RTLD_NEXT, "sigaction");
+        return f ? f(sig, act, old) : (errno = ENOSYS, -1);
+    }
+    struct sigaction prev = app_act[i];
+    if (act)
+        app_act[i] = *act;
+    if (old)
+        *old = prev;
+    return 0;
+}
+
+DYNOBS_API sighandler_t signal(int sig, sighandler_t handler)
+{
+    if (slot_of(sig) < 0 || !__atomic_load_n(&installed, __ATOMIC_ACQUIRE)) {
+        sighandler_t (*f)(int, sighandler_t) =
+            (sighandler_t(*)(int, sighandler_t))dlsym(RTLD_NEXT, "signal");
+        return f ? f(sig, handler) : SIG_ERR;
+    }
+    struct sigaction act = {.sa_handler = handler, .sa_flags = SA_RESTART}, old;
+    sigemptyset(&act.sa_mask);
+    if (sigaction(sig, &act, &old) < 0)
+        return SIG_ERR;
+    return old.sa_handler;
+}
