@@ -30,7 +30,9 @@
 #define UNW_LOCAL_ONLY
 #include <dlfcn.h>
 #include <errno.h>
+#ifndef DYNOBS_NO_LIBUNWIND
 #include <libunwind.h>
+#endif
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -47,30 +49,6 @@ static sigaction_fn real_sigaction;
 static struct sigaction app_act[NCRASH]; /* what the application wants */
 static int installed;
 static int reported;
-
-/* libunwind's local-only entry points, found in a private copy. */
-static struct {
-    int (*init_local2)(unw_cursor_t *, unw_context_t *, int);
-    int (*step)(unw_cursor_t *);
-    int (*get_reg)(unw_cursor_t *, unw_regnum_t, unw_word_t *);
-    int (*get_proc_name)(unw_cursor_t *, char *, size_t, unw_word_t *);
-} unw;
-
-static void load_libunwind(void)
-{
-    void *h = dlopen("libunwind.so.8", RTLD_NOW | RTLD_LOCAL);
-    if (!h)
-        return;
-    unw.init_local2 = (int (*)(unw_cursor_t *, unw_context_t *, int))dlsym(
-        h, "_ULx86_64_init_local2");
-    unw.step = (int (*)(unw_cursor_t *))dlsym(h, "_ULx86_64_step");
-    unw.get_reg = (int (*)(unw_cursor_t *, unw_regnum_t, unw_word_t *))dlsym(
-        h, "_ULx86_64_get_reg");
-    unw.get_proc_name = (int (*)(unw_cursor_t *, char *, size_t, unw_word_t *))dlsym(
-        h, "_ULx86_64_get_proc_name");
-    if (!unw.init_local2 || !unw.step || !unw.get_reg || !unw.get_proc_name)
-        memset(&unw, 0, sizeof unw);
-}
 
 static int slot_of(int sig)
 {
@@ -94,6 +72,31 @@ static const char *sig_name(int sig)
     default:
         return "SIGILL";
     }
+}
+
+#ifndef DYNOBS_NO_LIBUNWIND
+/* libunwind's local-only entry points, found in a private copy. */
+static struct {
+    int (*init_local2)(unw_cursor_t *, unw_context_t *, int);
+    int (*step)(unw_cursor_t *);
+    int (*get_reg)(unw_cursor_t *, unw_regnum_t, unw_word_t *);
+    int (*get_proc_name)(unw_cursor_t *, char *, size_t, unw_word_t *);
+} unw;
+
+static void load_libunwind(void)
+{
+    void *h = dlopen("libunwind.so.8", RTLD_NOW | RTLD_LOCAL);
+    if (!h)
+        return;
+    unw.init_local2 = (int (*)(unw_cursor_t *, unw_context_t *, int))dlsym(
+        h, "_ULx86_64_init_local2");
+    unw.step = (int (*)(unw_cursor_t *))dlsym(h, "_ULx86_64_step");
+    unw.get_reg = (int (*)(unw_cursor_t *, unw_regnum_t, unw_word_t *))dlsym(
+        h, "_ULx86_64_get_reg");
+    unw.get_proc_name = (int (*)(unw_cursor_t *, char *, size_t, unw_word_t *))dlsym(
+        h, "_ULx86_64_get_proc_name");
+    if (!unw.init_local2 || !unw.step || !unw.get_reg || !unw.get_proc_name)
+        memset(&unw, 0, sizeof unw);
 }
 
 /* "#N 0xPC function+0xOFF (object)" per frame, from the interrupted
@@ -123,6 +126,18 @@ static size_t backtrace_text(ucontext_t *uc, char *out, size_t cap)
     }
     return n;
 }
+#else
+static void load_libunwind(void)
+{
+}
+
+static size_t backtrace_text(ucontext_t *uc, char *out, size_t cap)
+{
+    (void)uc, (void)cap;
+    out[0] = '\0';
+    return 0;
+}
+#endif
 
 static void report(int sig, siginfo_t *si, void *ctx)
 {
