@@ -92,7 +92,7 @@ int main(int argc, char **argv)
     setenv("DYNOBS_SHM_DIR", dir, 1);
     setenv("DYNOBS_RING_BYTES", "8M", 1);
     setenv("DYNOBS_CURL_BENCH_CHILD", "1", 1);
-    double on[3], off[3];
+    double on[3] = {0}, off[3] = {0};
     for (int r = 0; r < 3; r++) {
         for (int mode = 0; mode < 2; mode++) {
             char cmd[512];

@@ -213,8 +213,8 @@ static void begin(CURL *h)
     dynobs__traceparent_format(x->span.rec.trace_id, x->span.rec.span_id,
                                x->span.rec.trace_flags, line + 13, sizeof line - 13);
     l = append(l, line);
+    char ts[12 + DYNOBS_TRACESTATE_MAX + 1]; /* (curl_slist_append copies it) */
     if (x->span.rec.tracestate_len) {
-        char ts[12 + DYNOBS_TRACESTATE_MAX + 1];
         memcpy(ts, "tracestate: ", 12);
         memcpy(ts + 12, (const char *)x->span.body + x->span.rec.name_len,
                x->span.rec.tracestate_len);
@@ -362,7 +362,7 @@ static void end(CURL *h, CURLcode rc)
     if (*host)
         set_str(s, "server.address", host);
     if (port)
-        dynobs__span_set(s, "server.port", DYNOBS_ATTR_INT, &(int64_t){port}, 8);
+        dynobs__span_set_int(s, "server.port", port);
     const char *ver = version == 1 ? "1.0" : version == 2 ? "1.1" : version == 3 ? "2"
                       : version == 30 ? "3" : NULL;
     set_str(s, "network.protocol.version", ver);
@@ -375,7 +375,7 @@ static void end(CURL *h, CURLcode rc)
         err = codestr;
     }
     if (code > 0)
-        dynobs__span_set(s, "http.response.status_code", DYNOBS_ATTR_INT, &(int64_t){code}, 8);
+        dynobs__span_set_int(s, "http.response.status_code", code);
     if (err) {
         set_str(s, "error.type", err);
         dynobs__span_status(s, DYNOBS_STATUS_ERROR, rc ? err : NULL);

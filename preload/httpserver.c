@@ -114,8 +114,9 @@ static void start(struct dynobs_conn *c, int fd)
             set_str(s, "server.address", h, hn);
         else
             set_str(s, "server.address", c->server_address, strlen(c->server_address));
-        if (c->server_port)
-            ADD(s, "server.port", DYNOBS_ATTR_INT, &(int64_t){c->server_port}, 8);
+        int64_t port = c->server_port;
+        if (port)
+            ADD(s, "server.port", DYNOBS_ATTR_INT, &port, 8);
         set_str(s, "client.address", c->peer_address, strlen(c->peer_address));
         set_str(s, "user_agent.original", c->out.user_agent, c->out.ua_len);
         set_str(s, "network.protocol.version", r.minor ? "1.1" : "1.0", 3);
@@ -153,8 +154,9 @@ static void finish(struct dynobs_conn *c, int code, const char *error_type)
         dynobs__status_text(code, codestr);
         error_type = codestr;
     }
+    int64_t status = code;
     if (code > 0)
-        ADD(s, "http.response.status_code", DYNOBS_ATTR_INT, &(int64_t){code}, 8);
+        ADD(s, "http.response.status_code", DYNOBS_ATTR_INT, &status, 8);
     if (error_type) {
         set_str(s, "error.type", error_type, strlen(error_type));
         dynobs__span_status(s, DYNOBS_STATUS_ERROR, NULL);

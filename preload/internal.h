@@ -189,6 +189,7 @@ int dynobs__attrs_put(uint8_t *buf, size_t cap, uint8_t tag, const dynobs_attr *
  * replace); key of klen bytes, 1-255. */
 int dynobs__span_add(struct dynobs_span *s, const char *key, size_t klen, int type,
                      const void *val, size_t vlen) DYNOBS_INTERNAL;
+int dynobs__span_set_int(struct dynobs_span *s, const char *key, int64_t value) DYNOBS_INTERNAL;
 int dynobs__span_status(struct dynobs_span *s, int code, const char *message) DYNOBS_INTERNAL;
 int dynobs__span_finish(struct dynobs_span *s) DYNOBS_INTERNAL;
 

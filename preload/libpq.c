@@ -229,7 +229,7 @@ static int begin(PGconn *c, struct pgstate *s, const char *query, const char *op
         set_str(sp, "server.address", s->host);
         long port = strtol(s->port, NULL, 10);
         if (port > 0)
-            dynobs__span_set(sp, "server.port", DYNOBS_ATTR_INT, &(int64_t){port}, 8);
+            dynobs__span_set_int(sp, "server.port", port);
         if (!op_override || query)
             set_str(sp, "db.operation.name", op);
         set_str(sp, "db.collection.name", coll);
@@ -268,7 +268,7 @@ static void finish(struct pgstate *s, const char *error_type)
     if (*s->sqlstate)
         set_str(sp, "db.response.status_code", s->sqlstate);
     if (s->rows >= 0)
-        dynobs__span_set(sp, "db.response.returned_rows", DYNOBS_ATTR_INT, &(int64_t){s->rows}, 8);
+        dynobs__span_set_int(sp, "db.response.returned_rows", s->rows);
     if (error_type) {
         set_str(sp, "error.type", error_type);
         dynobs__span_status(sp, DYNOBS_STATUS_ERROR, NULL);

@@ -574,6 +574,11 @@ int dynobs__span_set(struct dynobs_span *s, const char *key, int type, const voi
     return set_attr(s, key, type, val, vlen);
 }
 
+int dynobs__span_set_int(struct dynobs_span *s, const char *key, int64_t value)
+{
+    return set_attr(s, key, DYNOBS_ATTR_INT, &value, 8);
+}
+
 int dynobs__span_add(struct dynobs_span *s, const char *key, size_t klen, int type,
                      const void *val, size_t vlen)
 {

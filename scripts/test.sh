@@ -29,6 +29,8 @@ run_suite() { # name, build dir, extra cmake args...
   (cd "$dir" && ctest --output-on-failure -j "$jobs")
 }
 
+echo "=== static analysis (scripts/static-analysis.sh)"
+bash scripts/static-analysis.sh
 run_suite "default build" build -DDYNOBS_BUILD_BENCH=ON
 echo "=== the README's demo (scripts/demo.sh), output checked"
 bash tests/demo_check.sh

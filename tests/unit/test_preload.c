@@ -549,7 +549,7 @@ Test(preload, explicit_parents_log_records_and_captured_logs)
     static struct tu_span sp[8];
     int nsp = 0;
     char bodies[16][64];
-    int sev[16], attrs_of[16], correlated[16], nlog = 0;
+    int sev[16] = {0}, attrs_of[16] = {0}, correlated[16] = {0}, nlog = 0;
     size_t biglen = 0;
     const struct dynobs_rec_hdr *h;
     while (dynobs__reader_next(r, &h) == 1) {
