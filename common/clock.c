@@ -66,14 +66,16 @@ void dynobs__clock_init(int allow)
 static void calibrate(uint64_t tsc, uint64_t rt)
 {
     uint64_t due = __atomic_load_n(&next_cal_rt, __ATOMIC_RELAXED);
-    if (rt < due || cal_step > 50ull * 1000 * 1000 * 1000 ||
+    if (rt < due || __atomic_load_n(&cal_step, __ATOMIC_RELAXED) > 50ull * 1000 * 1000 * 1000 ||
         !__atomic_compare_exchange_n(&next_cal_rt, &due, UINT64_MAX, 0, __ATOMIC_ACQUIRE,
                                      __ATOMIC_RELAXED))
         return;
     uint64_t span = clock_ns(CLOCK_MONOTONIC_RAW) - cal_raw0;
     uint64_t ticks = tsc - cal_tsc0;
-    cal_step *= 10;
-    __atomic_store_n(&next_cal_rt, rt + cal_step, __ATOMIC_RELEASE);
+    /* Only the winner writes; others may read it meanwhile (relaxed). */
+    uint64_t step = __atomic_load_n(&cal_step, __ATOMIC_RELAXED) * 10;
+    __atomic_store_n(&cal_step, step, __ATOMIC_RELAXED);
+    __atomic_store_n(&next_cal_rt, rt + step, __ATOMIC_RELEASE);
     uint64_t mult = ticks ? (uint64_t)(((__uint128_t)span << 32) / ticks) : 0;
     if (mult == 0)
         return;

@@ -44,9 +44,13 @@ static inline uint64_t dynobs__clock_now(struct dynobs_clock_anchor *a)
 {
 #if defined(__x86_64__)
     if (DYNOBS_LIKELY(__atomic_load_n(&dynobs__clock.ready, __ATOMIC_ACQUIRE))) {
+        /* Relaxed loads: plain moves on x86, and race-free for the
+         * thread that recalibrates meanwhile. */
         uint64_t d = __rdtsc() - a->tsc;
-        if (DYNOBS_LIKELY(d < dynobs__clock.limit))
-            return a->ns + (uint64_t)(((__uint128_t)d * dynobs__clock.mult) >> 32);
+        if (DYNOBS_LIKELY(d < __atomic_load_n(&dynobs__clock.limit, __ATOMIC_RELAXED)))
+            return a->ns + (uint64_t)(((__uint128_t)d *
+                                       __atomic_load_n(&dynobs__clock.mult, __ATOMIC_RELAXED)) >>
+                                      32);
     }
 #endif
     return dynobs__clock_slow(a);

@@ -110,6 +110,16 @@ int dx_segments_inotify_fd(void);
 void dx_segments_inotify_drain(void);  /* handle inotify events: attach new */
 size_t dx_segments_drain(void);        /* drain rings into batches */
 void dx_segments_reap(void);           /* drain, fold and unlink dead ones; drop broken */
+/* A segment's broken flag is set by whichever thread's access faulted
+ * (the drain loop, or /metrics rendering) and read by the others. */
+static inline int dx_seg_broken(const struct dx_segment *s)
+{
+    return __atomic_load_n(&s->broken, __ATOMIC_RELAXED);
+}
+static inline void dx_seg_set_broken(struct dx_segment *s)
+{
+    __atomic_store_n(&s->broken, 1, __ATOMIC_RELAXED);
+}
 int dx_segments_any_broken(void);
 void dx_segments_close_all(void);
 

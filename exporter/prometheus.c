@@ -204,11 +204,11 @@ static void self_metrics(struct dx_buf *b)
     uint64_t ring_dropped = st->folded_ring_dropped, ring_written = st->folded_ring_written;
     for (struct dx_segment *s = dx.segments; s; s = s->next) {
         sigjmp_buf jb;
-        if (!s->broken && DX_GUARD_BEGIN(jb)) {
+        if (!dx_seg_broken(s) && DX_GUARD_BEGIN(jb)) {
             ring_dropped += dynobs__reader_counter(s->rd, DYNOBS_CTR_RECORDS_DROPPED);
             ring_written += dynobs__reader_counter(s->rd, DYNOBS_CTR_RECORDS_WRITTEN);
         } else {
-            s->broken = 1;
+            dx_seg_set_broken(s);
         }
         DX_GUARD_END();
     }

@@ -227,9 +227,9 @@ static size_t drain_one(struct dx_segment *s)
     struct dynobs_reader *rd = s->rd;
     uint64_t corrupt0 = rd->corrupt, abandoned0 = rd->abandoned;
     sigjmp_buf jb;
-    if (s->broken || !DX_GUARD_BEGIN(jb)) {
+    if (dx_seg_broken(s) || !DX_GUARD_BEGIN(jb)) {
         DX_GUARD_END();
-        s->broken = 1;
+        dx_seg_set_broken(s);
         return moved;
     }
     while (dx_queue_room(DX_TRACES) > 0 && dx_queue_room(DX_LOGS) > 0 &&
@@ -289,7 +289,7 @@ static void fold(struct dx_segment *s)
         dx.stats.folded_ring_dropped += dynobs__reader_counter(s->rd, DYNOBS_CTR_RECORDS_DROPPED);
         dx.stats.folded_ring_written += dynobs__reader_counter(s->rd, DYNOBS_CTR_RECORDS_WRITTEN);
     } else {
-        s->broken = 1;
+        dx_seg_set_broken(s);
     }
     DX_GUARD_END();
 }
@@ -299,27 +299,27 @@ void dx_segments_reap(void)
     struct dx_segment **pp = &dx.segments;
     while (*pp) {
         struct dx_segment *s = *pp;
-        if (!s->broken && dynobs__reader_producer_alive(s->rd)) {
+        if (!dx_seg_broken(s) && dynobs__reader_producer_alive(s->rd)) {
             pp = &s->next;
             continue;
         }
         /* Gone: what is left in its ring is all there will ever be. */
         drain_one(s);
         struct dynobs_reader *rd = s->rd;
-        if (!s->broken && (dx_queue_room(DX_TRACES) == 0 || dx_queue_room(DX_LOGS) == 0)) {
+        if (!dx_seg_broken(s) && (dx_queue_room(DX_TRACES) == 0 || dx_queue_room(DX_LOGS) == 0)) {
             /* No room now: come back once the sender has caught up. */
             pp = &s->next;
             continue;
         }
         pthread_mutex_lock(&dx.lock);
-        if (!s->broken)
+        if (!dx_seg_broken(s))
             fold(s);
         *pp = s->next;
         dx.nsegments--;
-        if (!s->broken)
+        if (!dx_seg_broken(s))
             dx.stats.segments_reaped++;
         pthread_mutex_unlock(&dx.lock);
-        if (s->broken) {
+        if (dx_seg_broken(s)) {
             drop_broken(s);
         } else {
             if (unlink(s->path) < 0 && errno != ENOENT)
@@ -354,7 +354,7 @@ void dx_segments_close_all(void)
 int dx_segments_any_broken(void)
 {
     for (struct dx_segment *s = dx.segments; s; s = s->next)
-        if (__atomic_load_n(&s->broken, __ATOMIC_RELAXED))
+        if (dx_seg_broken(s))
             return 1;
     return 0;
 }

@@ -291,7 +291,7 @@ void dx_store_snapshot(void)
 {
     dx_store_gen++;
     for (struct dx_segment *seg = dx.segments; seg; seg = seg->next)
-        if (!seg->broken)
+        if (!dx_seg_broken(seg))
             snapshot_segment(seg);
     /* Series whose processes all exited still show their totals. */
     for (struct dx_family *f = dx_families; f; f = f->next)
@@ -306,7 +306,7 @@ static void snapshot_segment(struct dx_segment *seg)
     sigjmp_buf jb;
     if (!DX_GUARD_BEGIN(jb)) {
         DX_GUARD_END();
-        seg->broken = 1; /* the main thread drops it */
+        dx_seg_set_broken(seg); /* the main thread drops it */
         return;
     }
     {

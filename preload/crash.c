@@ -50,7 +50,16 @@ static struct sigaction app_act[NCRASH]; /* what the application wants */
 static int installed;
 static int reported;
 
-static int slot_of(int sig)
+/* A sanitizer's runtime calls sigaction (ours: it looks for the next
+ * definition after itself) while it initialises, before instrumented code
+ * may run: the paths it takes here are left uninstrumented. */
+#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
+#define EARLY __attribute__((no_sanitize("thread", "address", "undefined")))
+#else
+#define EARLY
+#endif
+
+EARLY static int slot_of(int sig)
 {
     for (unsigned i = 0; i < NCRASH; i++)
         if (crash_sigs[i] == sig)
@@ -229,7 +238,7 @@ void dynobs__crash_install(void)
 }
 
 /* The application's view of the crash signals is app_act; ours stays. */
-DYNOBS_API int sigaction(int sig, const struct sigaction *act, struct sigaction *old)
+EARLY DYNOBS_API int sigaction(int sig, const struct sigaction *act, struct sigaction *old)
 {
     int i = slot_of(sig);
     if (i < 0 || !__atomic_load_n(&installed, __ATOMIC_ACQUIRE)) {
@@ -245,7 +254,7 @@ DYNOBS_API int sigaction(int sig, const struct sigaction *act, struct sigaction 
     return 0;
 }
 
-DYNOBS_API sighandler_t signal(int sig, sighandler_t handler)
+EARLY DYNOBS_API sighandler_t signal(int sig, sighandler_t handler)
 {
     if (slot_of(sig) < 0 || !__atomic_load_n(&installed, __ATOMIC_ACQUIRE)) {
         sighandler_t (*f)(int, sighandler_t) =

@@ -37,6 +37,8 @@ bash tests/demo_check.sh
 if [[ ${1:-} != --quick ]]; then
   run_suite "ASan+UBSan build" build-asan -DCMAKE_BUILD_TYPE=Debug \
     -DDYNOBS_SANITIZE=address,undefined -DDYNOBS_BUILD_BENCH=OFF
+  echo "=== ThreadSanitizer (scripts/tsan.sh)"
+  bash scripts/tsan.sh
   echo "=== bounded fuzzing (scripts/fuzz.sh)"
   bash scripts/fuzz.sh 20
 fi
