@@ -37,6 +37,10 @@ bash tests/demo_check.sh
 if [[ ${1:-} != --quick ]]; then
   run_suite "ASan+UBSan build" build-asan -DCMAKE_BUILD_TYPE=Debug \
     -DDYNOBS_SANITIZE=address,undefined -DDYNOBS_BUILD_BENCH=OFF
+  echo "=== valgrind memcheck on the exporter (scripts/valgrind.sh)"
+  bash scripts/valgrind.sh
+  echo "=== exporter memory soak, shortened to 60 s (scripts/soak.py)"
+  python3 scripts/soak.py build 60
   echo "=== ThreadSanitizer (scripts/tsan.sh)"
   bash scripts/tsan.sh
   echo "=== bounded fuzzing (scripts/fuzz.sh)"

@@ -116,11 +116,13 @@ class Env:
         })
         env.update(extra or {})
         self.exporter_log = open(os.path.join(self.dir, "exporter.log"), "w")
-        self.exporter = subprocess.Popen([EXPORTER], env=env, stdout=self.exporter_log,
+        # DYNOBS_EXPORTER_WRAPPER runs it under a tool (scripts/valgrind.sh).
+        wrapper = os.environ.get("DYNOBS_EXPORTER_WRAPPER", "").split()
+        self.exporter = subprocess.Popen(wrapper + [EXPORTER], env=env, stdout=self.exporter_log,
                                          stderr=subprocess.STDOUT)
         self.procs.append(self.exporter)
         if self.prom_port:
-            wait_for(self._healthy, 10, "the exporter's /healthz")
+            wait_for(self._healthy, 30 if wrapper else 10, "the exporter's /healthz")
         return self.exporter
 
     def _healthy(self):
