@@ -23,7 +23,7 @@ cmake --build build-fuzz -j "$(nproc 2>/dev/null || echo 2)" >/dev/null
 work=$(mktemp -d /tmp/dynobs-fuzz-XXXXXX)
 trap 'rm -rf "$work"' EXIT
 fail=0
-for t in tracecontext http1 records sql; do
+for t in tracecontext http1 records sql segment; do
   mkdir -p "$work/$t"
   if build-fuzz/tests/fuzz/fuzz_$t -max_total_time="$secs" -timeout=5 -rss_limit_mb=2048 \
       -artifact_prefix="$work/$t-" "$work/$t" "tests/fuzz/corpus/$t" >"$work/$t.log" 2>&1; then
