@@ -145,6 +145,37 @@ def settle(rx, path="/v1/traces", quiet=1.0, limit=30.0):
     return last_n
 
 
+@tx.with_env
+def test_crash_dies_the_same_with_and_without_the_shim(env):
+    """A SIGSEGV and an abort(): same signal and same core dump flag with
+    the shim as without it (core size unlimited, in a scratch directory),
+    and the shim's report is in the segment."""
+    if os.environ.get("DYNOBS_TEST_PRELOAD_FIRST"):
+        print("  (skipped under AddressSanitizer: its own handler reports instead)")
+        return
+    import resource
+
+    def unlimited():
+        resource.setrlimit(resource.RLIMIT_CORE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+    scratch = os.path.join(env.dir, "cores")
+    os.makedirs(scratch)
+    for how in ("segv", "abort"):
+        outcome = []
+        for preload in (False, True):
+            e = env.app_env() if preload else {k: v for k, v in os.environ.items()
+                                               if k != "LD_PRELOAD"}
+            p = subprocess.Popen([tx.SCENARIO, "crash", how], env=e, cwd=scratch,
+                                 preexec_fn=unlimited, stdout=subprocess.DEVNULL)
+            _, st = os.waitpid(p.pid, 0)
+            p.returncode = 0
+            outcome.append((os.WIFSIGNALED(st) and os.WTERMSIG(st), os.WCOREDUMP(st)))
+        check(outcome[0] == outcome[1], "%s: without %s, with %s" % (how, outcome[0], outcome[1]))
+        check(outcome[1][0] == (signal.SIGSEGV if how == "segv" else signal.SIGABRT), how)
+    text = subprocess.run([DUMP, env.shm], capture_output=True, text=True).stdout
+    check(text.count("process crashed: SIGSEGV") == 1 and text.count("process crashed: SIGABRT")
+          == 1, "both reports in the segments")
+
+
 def received_seq(rx):
     seqs = [attrs(s).get("i") for _, s in tx.spans_of(rx.accepted("/v1/traces"))]
     return [s for s in seqs if s is not None]
