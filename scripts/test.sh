@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # The one test command: installs what is missing (Debian 12, as root),
-# builds, runs the whole suite, then builds and runs it again under
-# AddressSanitizer + UndefinedBehaviorSanitizer. Exits non-zero on any
-# failure.
+# then static analysis, the whole suite, the README's demo, the suite
+# again under AddressSanitizer + UndefinedBehaviorSanitizer, valgrind on
+# the exporter, a memory soak, ThreadSanitizer and bounded fuzzing.
+# Exits non-zero on any failure.
 #
-#   scripts/test.sh            both builds
-#   scripts/test.sh --quick    the normal build only
+#   scripts/test.sh            everything
+#   scripts/test.sh --quick    static analysis, the suite and the demo
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
