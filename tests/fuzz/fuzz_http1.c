@@ -10,15 +10,8 @@
 #include <string.h>
 
 #include "http1.h"
+#include "fuzz.h"
 
-/* Checked in every build type (NDEBUG does not turn it off). */
-#define CHECK(c)                                                                       \
-    do {                                                                               \
-        if (!(c)) {                                                                    \
-            fprintf(stderr, "%s:%d: property violated: %s\n", __FILE__, __LINE__, #c); \
-            abort();                                                                   \
-        }                                                                              \
-    } while (0)
 
 /* Piece lengths from a seed: 1..16 bytes, deterministic per input. */
 static size_t piece(uint32_t *seed)

@@ -23,14 +23,8 @@
 #include "resource.h"
 #include "ring.h"
 #include "segment.h"
+#include "fuzz.h"
 
-#define CHECK(c)                                                                       \
-    do {                                                                               \
-        if (!(c)) {                                                                    \
-            fprintf(stderr, "%s:%d: property violated: %s\n", __FILE__, __LINE__, #c); \
-            abort();                                                                   \
-        }                                                                              \
-    } while (0)
 
 static uint8_t *tmpl, *copy;
 static size_t tmpl_len;

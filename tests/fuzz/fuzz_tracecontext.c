@@ -8,15 +8,8 @@
 #include <string.h>
 
 #include "tracecontext.h"
+#include "fuzz.h"
 
-/* Checked in every build type (NDEBUG does not turn it off). */
-#define CHECK(c)                                                                       \
-    do {                                                                               \
-        if (!(c)) {                                                                    \
-            fprintf(stderr, "%s:%d: property violated: %s\n", __FILE__, __LINE__, #c); \
-            abort();                                                                   \
-        }                                                                              \
-    } while (0)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
