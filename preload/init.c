@@ -169,6 +169,7 @@ __attribute__((constructor)) static void dynobs_constructor(void)
  * drain, marked so that it can be reaped once drained. */
 __attribute__((destructor)) static void dynobs_destructor(void)
 {
+    dynobs__stderr_flush();
     if (__atomic_load_n(&seg_state, __ATOMIC_ACQUIRE) == SEG_READY)
         __atomic_fetch_or(&seg.hdr->flags, DYNOBS_SEG_EXITED, __ATOMIC_RELEASE);
 }

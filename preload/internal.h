@@ -138,6 +138,8 @@ int dynobs__log_write(int severity, const char *severity_text, const char *body,
 
 /* DYNOBS_CAPTURE_LOGS: n bytes of iov were written to fd 2. */
 void dynobs__stderr_written(const struct iovec *iov, int iovcnt, size_t n) DYNOBS_INTERNAL;
+/* At exit: the exiting thread's last stderr line, if it had no newline. */
+void dynobs__stderr_flush(void) DYNOBS_INTERNAL;
 
 /* Context stack. */
 const struct dynobs_ctx *dynobs__ctx_current(struct dynobs_thread *t) DYNOBS_INTERNAL;

@@ -157,6 +157,19 @@ static void stderr_bytes(struct dynobs_thread *t, const char *p, size_t n)
     }
 }
 
+void dynobs__stderr_flush(void)
+{
+    if (!dynobs__config.capture_logs || !dynobs__on())
+        return;
+    struct dynobs_thread *t = dynobs__thread();
+    if (!t || !t->errlen)
+        return;
+    dynobs__guard++;
+    emit(0, "", t->errline, t->errlen, stderr_attrs, 1, NULL);
+    t->errlen = 0;
+    dynobs__guard--;
+}
+
 void dynobs__stderr_written(const struct iovec *iov, int iovcnt, size_t n)
 {
     struct dynobs_thread *t = dynobs__thread();

@@ -163,6 +163,7 @@ with dynobs.span("job") as s:
     syslog.syslog(syslog.LOG_WARNING, "disk 91% full")
     syslog.syslog(syslog.LOG_ERR, "cannot write")
 os.write(2, b"outside\n")
+os.write(2, b"no newline at exit")
 '''
 
 
@@ -176,7 +177,7 @@ def test_stderr_and_syslog_become_log_records(env):
                            timeout=60)
         check(r.returncode == 0, r.stderr)
         # What the service wrote still reaches its stderr, unchanged.
-        check(r.stderr == b"first line\nsecond line\r\nthird line\noutside\n",
+        check(r.stderr == b"first line\nsecond line\r\nthird line\noutside\nno newline at exit",
               "stderr untouched: %r" % r.stderr)
         tp = r.stdout.decode().strip()
         d = subprocess.run([DUMP, "--drain", env.shm], capture_output=True, text=True).stdout
@@ -188,9 +189,10 @@ def test_stderr_and_syslog_become_log_records(env):
                 'log  "third line" severity=0', 'log warning "disk 91% full" severity=13',
                 'log err "cannot write" severity=17']
         ids = " trace=%s span=%s" % (tp[3:35], tp[36:52])
-        check(logs == [w + ids for w in want] + ['log  "outside" severity=0'],
+        check(logs == [w + ids for w in want] + ['log  "outside" severity=0',
+                                                 'log  "no newline at exit" severity=0'],
               "records:\n%s" % "\n".join(logs))
-        check(d.count("log.iostream = \"stderr\"") == 4, "stderr records are marked")
+        check(d.count("log.iostream = \"stderr\"") == 5, "stderr records are marked")
         for f in os.listdir(env.shm):
             os.unlink(os.path.join(env.shm, f))
 
