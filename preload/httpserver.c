@@ -103,7 +103,7 @@ static void start(struct dynobs_conn *c, int fd)
             pl++;
         set_str(s, "http.request.method", c->method, ml);
         set_str(s, "url.path", r.target, pl);
-        set_str(s, "url.scheme", "http", 4);
+        ADD(s, "url.scheme", DYNOBS_ATTR_STRING, c->tls ? "https" : "http", c->tls ? 5u : 4u);
         const char *h = c->out.host;
         size_t hl = c->out.host_len, hn = hl;
         const char *colon = memchr(h, ':', hl);
@@ -169,7 +169,7 @@ static void finish(struct dynobs_conn *c, int code, const char *error_type)
         if (error_type || code != c->labels_code || strcmp(c->method, c->labels_method)) {
             const char *parts[][2] = {{"http.request.method", c->method},
                                       {"http.response.status_code", NULL},
-                                      {"url.scheme", "http"},
+                                      {"url.scheme", c->tls ? "https" : "http"},
                                       {"error.type", error_type}};
             char cs[8] = "";
             if (code > 0) {

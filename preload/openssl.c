@@ -11,6 +11,11 @@
  * Sessions are keyed by their SSL pointer in a small open-addressing
  * table (curl's sessions have no fd: it uses a BIO of its own), and
  * forgotten at SSL_free.
+ *
+ * Server sessions (SSL_is_server) are classified by the first bytes the
+ * server reads, as plain accepted sockets are: an HTTP/1 request makes
+ * the session an HTTPS server connection, whose requests get SERVER spans
+ * (url.scheme https) from the decrypted bytes read and written.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -35,6 +40,7 @@ static struct {
     int (*read_ex)(SSL *, void *, size_t, size_t *);
     int (*get_fd)(const SSL *);
     int (*get_error)(const SSL *, int);
+    int (*is_server)(const SSL *);
 } ssl;
 
 static const char *const libssl[] = {"libssl.so.3", "libssl.so.1.1", "libssl.so", NULL};
@@ -46,6 +52,9 @@ static inline int active(void)
     return __atomic_load_n(&dynobs__state, __ATOMIC_RELAXED) == DYNOBS_ON && !dynobs__guard &&
            !dynobs__curl_depth;
 }
+
+/* Marks a server session whose first bytes have not been read yet. */
+#define SRV_UNKNOWN ((struct dynobs_conn *)DYNOBS_SERVER_CANDIDATE)
 
 /* Sessions: SSL pointer -> connection. */
 static struct dynobs_ptrslot sessions[DYNOBS_PTRTAB_SIZE];
@@ -70,7 +79,7 @@ static struct dynobs_conn *out_conn(SSL *s, const void *buf, size_t n, int *fdp)
         return NULL;
     struct dynobs_ptrslot *e = find(s);
     struct dynobs_conn *c = e ? __atomic_load_n((struct dynobs_conn **)&e->val, __ATOMIC_ACQUIRE) : NULL;
-    if (c == DYNOBS_NOT_HTTP)
+    if (c == DYNOBS_NOT_HTTP || c == SRV_UNKNOWN || (c && c->server))
         return NULL;
     if (!c) {
         int saved = errno;
@@ -101,7 +110,50 @@ static struct dynobs_conn *in_conn(SSL *s)
         return NULL;
     struct dynobs_ptrslot *e = find(s);
     struct dynobs_conn *c = e ? __atomic_load_n((struct dynobs_conn **)&e->val, __ATOMIC_ACQUIRE) : NULL;
+    if (!e) {
+        /* The first read of a session we have not seen: a server's. */
+        int (*is_server)(const SSL *) = SSLFN(is_server, "SSL_is_server");
+        if (!is_server || is_server(s) != 1)
+            return NULL;
+        int saved = errno;
+        e = claim(s);
+        errno = saved;
+        if (!e)
+            return NULL;
+        __atomic_store_n(&e->val, (void *)SRV_UNKNOWN, __ATOMIC_RELEASE);
+        return SRV_UNKNOWN;
+    }
+    if (c == SRV_UNKNOWN || (c && c != DYNOBS_NOT_HTTP && c->server))
+        return c;
     return c && c != DYNOBS_NOT_HTTP && dynobs__http_watching_in(c) ? c : NULL;
+}
+
+/* A server session's first bytes decide what it is. */
+static struct dynobs_conn *srv_classify(SSL *s, const void *buf, size_t n)
+{
+    struct dynobs_ptrslot *e = find(s);
+    if (!e)
+        return NULL;
+    struct dynobs_conn *c =
+        dynobs__h1_maybe_request(buf, n < 4 ? n : 4) ? dynobs__conn_new() : NULL;
+    if (c) {
+        c->server = 1;
+        c->tls = 1;
+        c->out.capture = 1;
+        dynobs__conn_ref(c);
+    }
+    __atomic_store_n(&e->val, c ? (void *)c : (void *)DYNOBS_NOT_HTTP, __ATOMIC_RELEASE);
+    return c;
+}
+
+/* The server connection of a session being written to, or NULL. */
+static struct dynobs_conn *srv_out_conn(SSL *s)
+{
+    if (!active() || !s)
+        return NULL;
+    struct dynobs_ptrslot *e = find(s);
+    struct dynobs_conn *c = e ? __atomic_load_n((struct dynobs_conn **)&e->val, __ATOMIC_ACQUIRE) : NULL;
+    return c && c != SRV_UNKNOWN && c != DYNOBS_NOT_HTTP && c->server ? c : NULL;
 }
 
 DYNOBS_API void SSL_free(SSL *s)
@@ -197,9 +249,25 @@ static int write_via_ex(SSL *s, const void *b, size_t n, size_t *written)
     return fn(s, b, n, written);
 }
 
+/* What a server wrote: its response, watched. */
+static void srv_wrote(struct dynobs_conn *c, const void *buf, size_t n)
+{
+    int saved = errno;
+    struct iovec v = {(void *)buf, n};
+    dynobs__srv_out(c, &v, 1, n);
+    errno = saved;
+}
+
 DYNOBS_API int SSL_write(SSL *s, const void *buf, int num)
 {
     int (*fn)(SSL *, const void *, int) = SSLFN(write, "SSL_write");
+    struct dynobs_conn *sc = srv_out_conn(s);
+    if (DYNOBS_UNLIKELY(sc != NULL) && fn) {
+        int rc = fn(s, buf, num);
+        if (rc > 0)
+            srv_wrote(sc, buf, (size_t)rc);
+        return rc;
+    }
     int fd = -1;
     struct dynobs_conn *c = num > 0 ? out_conn(s, buf, (size_t)num, &fd) : NULL;
     if (!c || !fn)
@@ -212,6 +280,16 @@ DYNOBS_API int SSL_write(SSL *s, const void *buf, int num)
 DYNOBS_API int SSL_write_ex(SSL *s, const void *buf, size_t num, size_t *written)
 {
     int (*fn)(SSL *, const void *, size_t, size_t *) = SSLFN(write_ex, "SSL_write_ex");
+    struct dynobs_conn *sc = srv_out_conn(s);
+    if (DYNOBS_UNLIKELY(sc != NULL) && fn) {
+        size_t w = 0;
+        int rc = fn(s, buf, num, &w);
+        if (rc > 0 && w)
+            srv_wrote(sc, buf, w);
+        if (written)
+            *written = w;
+        return rc;
+    }
     int fd = -1;
     struct dynobs_conn *c = out_conn(s, buf, num, &fd);
     if (!c || !fn)
@@ -226,6 +304,27 @@ DYNOBS_API int SSL_write_ex(SSL *s, const void *buf, size_t num, size_t *written
 static void after_read(SSL *s, struct dynobs_conn *c, void *buf, int rc, size_t n)
 {
     int saved = errno;
+    if (c == SRV_UNKNOWN) {
+        c = rc > 0 && n ? srv_classify(s, buf, n) : NULL;
+        if (!c) {
+            errno = saved;
+            return;
+        }
+    }
+    if (c->server) {
+        if (rc > 0 && n) {
+            int (*get_fd)(const SSL *) = SSLFN(get_fd, "SSL_get_fd");
+            struct iovec v = {buf, n};
+            dynobs__srv_in(c, get_fd ? get_fd(s) : -1, &v, 1, n);
+        } else {
+            int (*get_error)(const SSL *, int) = SSLFN(get_error, "SSL_get_error");
+            int e = get_error ? get_error(s, rc) : 0;
+            if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE)
+                dynobs__srv_close(c);
+        }
+        errno = saved;
+        return;
+    }
     if (rc > 0) {
         struct iovec v = {buf, n};
         dynobs__http_in(c, &v, 1, n);

@@ -443,6 +443,75 @@ def test_nginx_under_the_shim_under_load(env):
         rx.stop()
 
 
+HTTPS_SERVICE = r'''
+import http.server, ssl, sys, urllib.request
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self):
+        with urllib.request.urlopen(sys.argv[2]) as r:
+            body = b"tls: " + r.read()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+srv = http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), Handler)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(sys.argv[3], sys.argv[4])
+srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+srv.serve_forever()
+'''
+
+
+@tx.with_env
+def test_https_server_spans_from_inside_tls(env):
+    """An HTTPS server (Python's http.server with ssl, OpenSSL underneath)
+    gets its SERVER spans from the decrypted bytes: curl's traceparent,
+    sent inside TLS, is continued; url.scheme is https; the handler's
+    outbound call is a child; the TLS bytes on the socket are not traced
+    a second time."""
+    if tp.third_party_skipped("python3 and curl"):
+        return
+    rx = Receiver()
+    try:
+        env.start_exporter(rx.url(), {"OTEL_METRICS_EXPORTER": "none"})
+        key, cert = os.path.join(env.dir, "key.pem"), os.path.join(env.dir, "cert.pem")
+        r = subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout",
+                            key, "-out", cert, "-days", "1", "-subj", "/CN=localhost"],
+                           capture_output=True)
+        check(r.returncode == 0, "openssl: %r" % r.stderr[-300:])
+        bport, sport = tx.free_port(), tx.free_port()
+        b = start(env, ["/usr/bin/python3", "-c", SERVICE_A.replace(
+            "urllib.request.urlopen(sys.argv[2] + self.path)", "__import__('io').BytesIO(b'x')"),
+            str(bport), "-"], "plain")
+        wait_listening(bport, b, "the plain service")
+        p = start(env, ["/usr/bin/python3", "-c", HTTPS_SERVICE, str(sport),
+                        "http://127.0.0.1:%d/inner" % bport, cert, key], "secure")
+        wait_listening(sport, p, "the HTTPS service")
+        r = subprocess.run(["curl", "-sk", "https://127.0.0.1:%d/pay?card=1" % sport],
+                           env=env.app_env({"OTEL_SERVICE_NAME": "payer"}), capture_output=True,
+                           timeout=30)
+        check(r.returncode == 0 and r.stdout == b"tls: A got: x", "response %r" % r.stdout)
+        client = received(rx, "payer", 1, "curl span")[0]
+        spans = received(rx, "secure", 2, "server and client spans")
+        server = [s for s in spans if kind(s) == "SPAN_KIND_SERVER"][0]
+        out = [s for s in spans if kind(s) == "SPAN_KIND_CLIENT"][0]
+        a = attrs(server)
+        check(a["url.scheme"] == "https" and a["url.path"] == "/pay" and
+              a["http.response.status_code"] == 200, "server span %r" % a)
+        check(hexid(server, "trace_id") == hexid(client, "trace_id") and
+              hexid(server, "parent_span_id") == hexid(client, "span_id"),
+              "continues curl's trace from inside TLS")
+        check(hexid(out, "parent_span_id") == hexid(server, "span_id"), "outbound call is a child")
+    finally:
+        rx.stop()
+
+
 def main():
     if not os.path.exists(HTTPD):
         print("%s is missing (built with the tests where libpq-dev is)" % HTTPD)
