@@ -257,9 +257,11 @@ EARLY DYNOBS_API int sigaction(int sig, const struct sigaction *act, struct siga
 EARLY DYNOBS_API sighandler_t signal(int sig, sighandler_t handler)
 {
     if (slot_of(sig) < 0 || !__atomic_load_n(&installed, __ATOMIC_ACQUIRE)) {
-        sighandler_t (*f)(int, sighandler_t) =
-            (sighandler_t(*)(int, sighandler_t))dlsym(RTLD_NEXT, "signal");
-        return f ? f(sig, handler) : SIG_ERR;
+        /* (a plain cache: this path must stay free of instrumented calls) */
+        static sighandler_t (*real_signal)(int, sighandler_t);
+        if (!real_signal)
+            real_signal = (sighandler_t(*)(int, sighandler_t))dlsym(RTLD_NEXT, "signal");
+        return real_signal ? real_signal(sig, handler) : SIG_ERR;
     }
     struct sigaction act = {.sa_handler = handler, .sa_flags = SA_RESTART}, old;
     sigemptyset(&act.sa_mask);

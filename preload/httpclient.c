@@ -11,8 +11,8 @@
 
 #include "../common/metrics.h"
 
-static const double duration_bounds[] = {0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25,
-                                         0.5,   0.75, 1,     2.5,   5,     7.5, 10};
+const double dynobs__http_duration_bounds[DYNOBS_HTTP_DURATION_NBOUNDS] = {
+    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10};
 
 /* Appending without stdio: snprintf costs a few hundred ns a call, and a
  * request would otherwise make eight of them. */
@@ -304,12 +304,8 @@ void dynobs__http_client_metric(const char *method, const char *server, long por
         sb_str(&b, ",error.type=");
         sb_str(&b, error_type);
     }
-    struct dynobs_metric_def d = {.name = "http.client.request.duration", .unit = "s",
-                                  .kind = DYNOBS_METRIC_HISTOGRAM, .bounds = duration_bounds,
-                                  .nbounds = sizeof duration_bounds / sizeof duration_bounds[0]};
-    /* Refused for any reason (table full, labels too long): counted. */
-    if (dynobs__metric_update(&seg->metrics, &d, seconds, labels) < 0)
-        dynobs__count(DYNOBS_CTR_METRIC_UPDATES_REFUSED);
+    dynobs__duration_record(seg, "http.client.request.duration", dynobs__http_duration_bounds,
+                            DYNOBS_HTTP_DURATION_NBOUNDS, seconds, labels);
 }
 
 static void record_metric(struct dynobs_conn *c, int code, const char *error_type)

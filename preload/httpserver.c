@@ -26,9 +26,6 @@
 
 #include "../common/metrics.h"
 
-static const double duration_bounds[] = {0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25,
-                                         0.5,   0.75, 1,     2.5,   5,     7.5, 10};
-
 /* The server sets each attribute of its span once: no replacement scan. */
 #define ADD(s, key, type, v, n) dynobs__span_add(s, key, sizeof key - 1, type, v, n)
 #define set_str(s, key, v, n) ((n) ? ADD(s, key, DYNOBS_ATTR_STRING, v, n) : 0)
@@ -184,12 +181,9 @@ static void finish(struct dynobs_conn *c, int code, const char *error_type)
             }
             labels = out;
         }
-        struct dynobs_metric_def d = {.name = "http.server.request.duration", .unit = "s",
-                                      .kind = DYNOBS_METRIC_HISTOGRAM, .bounds = duration_bounds,
-                                      .nbounds = sizeof duration_bounds / sizeof duration_bounds[0]};
         double secs = now > c->req_start_ns ? (double)(now - c->req_start_ns) / 1e9 : 0;
-        if (dynobs__metric_update(&seg->metrics, &d, secs, labels) < 0)
-            dynobs__count(DYNOBS_CTR_METRIC_UPDATES_REFUSED);
+        dynobs__duration_record(seg, "http.server.request.duration", dynobs__http_duration_bounds,
+                                DYNOBS_HTTP_DURATION_NBOUNDS, secs, labels);
     }
     if (c->pushed) {
         /* Give the thread its previous context back (lazily, if another

@@ -164,6 +164,17 @@ void dynobs__ctx_remote(struct dynobs_ctx *c, const struct dynobs_traceparent *t
  * sonames. Never loads anything. Cached in *slot. */
 void *dynobs__lookup(void **slot, const char *name, const char *const *sonames) DYNOBS_INTERNAL;
 
+/* One duration (seconds) into a histogram of the instrumentations
+ * (unit s); a refusal is counted. */
+void dynobs__duration_record(struct dynobs_segment *seg, const char *name,
+                             const double *bounds, size_t nbounds, double seconds,
+                             const char *labels) DYNOBS_INTERNAL;
+
+/* The semantic conventions' buckets for HTTP request durations, shared by
+ * the client and server metrics. */
+#define DYNOBS_HTTP_DURATION_NBOUNDS 14
+extern const double dynobs__http_duration_bounds[DYNOBS_HTTP_DURATION_NBOUNDS] DYNOBS_INTERNAL;
+
 /* Records http.client.request.duration (exact, whatever the sampling). */
 void dynobs__http_client_metric(const char *method, const char *server, long port, long code,
                                 const char *error_type, double seconds) DYNOBS_INTERNAL;

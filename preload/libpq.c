@@ -285,13 +285,9 @@ static void finish(struct pgstate *s, const char *error_type)
                                   {"error.type", error_type}};
         /* Label values cannot hold ',' or '=': such a value is left out. */
         dynobs__labels_join(labels, sizeof labels, parts, sizeof parts / sizeof parts[0]);
-        struct dynobs_metric_def d = {.name = "db.client.operation.duration", .unit = "s",
-                                      .kind = DYNOBS_METRIC_HISTOGRAM, .bounds = op_bounds,
-                                      .nbounds = sizeof op_bounds / sizeof op_bounds[0]};
         double secs = now > s->start_ns ? (double)(now - s->start_ns) / 1e9 : 0;
-        /* Refused for any reason (table full, labels too long): counted. */
-        if (dynobs__metric_update(&seg->metrics, &d, secs, labels) < 0)
-            dynobs__count(DYNOBS_CTR_METRIC_UPDATES_REFUSED);
+        dynobs__duration_record(seg, "db.client.operation.duration", op_bounds,
+                                sizeof op_bounds / sizeof op_bounds[0], secs, labels);
     }
     dynobs__span_finish(sp);
 }

@@ -27,6 +27,17 @@ static int record(const struct dynobs_metric_def *d, double value, const char *l
     return rc;
 }
 
+void dynobs__duration_record(struct dynobs_segment *seg, const char *name,
+                             const double *bounds, size_t nbounds, double seconds,
+                             const char *labels)
+{
+    struct dynobs_metric_def d = {.name = name, .unit = "s", .kind = DYNOBS_METRIC_HISTOGRAM,
+                                  .bounds = bounds, .nbounds = nbounds};
+    /* Refused for any reason (table full, labels too long): counted. */
+    if (dynobs__metric_update(&seg->metrics, &d, seconds, labels) < 0)
+        dynobs__count(DYNOBS_CTR_METRIC_UPDATES_REFUSED);
+}
+
 DYNOBS_API int dynobs_counter_add(const char *name, double value, const char *labels)
 {
     struct dynobs_metric_def d = {.name = name, .kind = DYNOBS_METRIC_COUNTER};

@@ -56,7 +56,7 @@ __attribute__((format(printf, 3, 0))) static int print(FILE *f, int flag, const 
 {
     vfprintf_chk_fn chk =
         flag >= 0 ? REAL(real_vfprintf_chk, vfprintf_chk_fn, "__vfprintf_chk") : NULL;
-    vfprintf_fn plain = REAL(real_vfprintf, vfprintf_fn, "vfprintf");
+    vfprintf_fn plain = chk ? NULL : REAL(real_vfprintf, vfprintf_fn, "vfprintf");
     if (!capturing(f))
         return chk ? chk(f, flag, fmt, ap) : plain(f, fmt, ap);
     va_list copy;
