@@ -11,8 +11,13 @@
  *   metric_offset            metric_slots x struct dynobs_metric_slot
  *
  * The consumer maps the whole file read-only and only its own page
- * read-write: that page holds the ring's read position, the one value a
- * consumer ever writes.
+ * read-write: that page holds everything a consumer ever writes (each
+ * shard's read position, its pid and the time of its last drain); the
+ * producer never reads anything there but the read positions.
+ *
+ * The _Static_asserts at the end hold the sizes and the offsets that the
+ * comments give, so a change that moves a field fails to compile here
+ * before test_layout.c runs.
  */
 #ifndef DYNOBS_COMMON_LAYOUT_H
 #define DYNOBS_COMMON_LAYOUT_H
@@ -118,7 +123,7 @@ struct dynobs_seg_consumer {
 enum dynobs_rec_type {
     DYNOBS_REC_PAD = 1,
     DYNOBS_REC_SPAN = 2,
-    DYNOBS_REC_LOG = 3, /* reserved for log records */
+    DYNOBS_REC_LOG = 3, /* a log record: struct dynobs_log_rec */
 };
 
 struct dynobs_rec_hdr {
@@ -222,5 +227,42 @@ struct dynobs_metric_slot {
     double bounds[DYNOBS_METRIC_MAX_BUCKETS - 1]; /* 480 */
     uint8_t reserved[40];                         /* 600 */
 };                                                /* 640 */
+
+#include <stddef.h>
+#define DYNOBS_AT(type, field, off) \
+    _Static_assert(offsetof(type, field) == (off), #type "." #field " moved")
+_Static_assert(sizeof(struct dynobs_seg_header) == DYNOBS_PAGE, "header is one page");
+DYNOBS_AT(struct dynobs_seg_header, layout_version, 8);
+DYNOBS_AT(struct dynobs_seg_header, ring_offset, 32);
+DYNOBS_AT(struct dynobs_seg_header, metric_offset, 48);
+DYNOBS_AT(struct dynobs_seg_header, pid, 64);
+DYNOBS_AT(struct dynobs_seg_header, flags, 88);
+DYNOBS_AT(struct dynobs_seg_header, config_generation, 96);
+DYNOBS_AT(struct dynobs_seg_header, ring_shards, 112);
+DYNOBS_AT(struct dynobs_seg_header, service_name, 128);
+DYNOBS_AT(struct dynobs_seg_header, resource, 384);
+DYNOBS_AT(struct dynobs_seg_header, shards, 3584);
+_Static_assert(sizeof(struct dynobs_seg_shard) == DYNOBS_CACHELINE, "a shard is one line");
+_Static_assert(DYNOBS_CTR_COUNT <= DYNOBS_SHARD_COUNTERS, "counters fit the shard line");
+_Static_assert(sizeof(struct dynobs_seg_consumer) <= DYNOBS_PAGE, "consumer page");
+DYNOBS_AT(struct dynobs_seg_consumer, consumer_pid, 512);
+DYNOBS_AT(struct dynobs_seg_consumer, last_drain_ns, 520);
+_Static_assert(sizeof(struct dynobs_rec_hdr) == DYNOBS_REC_ALIGN, "record header");
+_Static_assert(sizeof(struct dynobs_span_rec) == 80, "span record");
+DYNOBS_AT(struct dynobs_span_rec, start_ns, 32);
+DYNOBS_AT(struct dynobs_span_rec, tid, 48);
+DYNOBS_AT(struct dynobs_span_rec, name_len, 56);
+DYNOBS_AT(struct dynobs_span_rec, body_len, 72);
+_Static_assert(sizeof(struct dynobs_log_rec) == 56, "log record");
+DYNOBS_AT(struct dynobs_log_rec, time_ns, 24);
+DYNOBS_AT(struct dynobs_log_rec, body_len, 40);
+DYNOBS_AT(struct dynobs_log_rec, items_len, 48);
+_Static_assert(sizeof(struct dynobs_metric_slot) == 640, "metric slot");
+DYNOBS_AT(struct dynobs_metric_slot, hash, 8);
+DYNOBS_AT(struct dynobs_metric_slot, key, 32);
+DYNOBS_AT(struct dynobs_metric_slot, value, 320);
+DYNOBS_AT(struct dynobs_metric_slot, buckets, 352);
+DYNOBS_AT(struct dynobs_metric_slot, bounds, 480);
+#undef DYNOBS_AT
 
 #endif /* DYNOBS_COMMON_LAYOUT_H */

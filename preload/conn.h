@@ -14,7 +14,7 @@
 
 #include "internal.h"
 
-#include "../common/http1.h"
+#include "../common/http/h1.h"
 
 #define DYNOBS_NOT_HTTP ((struct dynobs_conn *)1)
 /* An accepted socket whose first bytes have not been read yet. */
@@ -38,9 +38,9 @@ struct dynobs_conn {
     int64_t inj_at;      /* app bytes until our lines go out; -1: none */
     uint16_t inj_len, inj_sent;
     uint64_t req_start_ns;
-    struct dynobs_h1_out out;
-    struct dynobs_h1_out planned; /* out, as of our lines' position */
-    struct dynobs_h1_in in;
+    struct dynobs_h1_req out;
+    struct dynobs_h1_req planned; /* out, as of our lines' position */
+    struct dynobs_h1_status in;
     char inj[DYNOBS_INJECT_MAX];
     /* The request, for the span's end and the metric. */
     char method[24];

@@ -50,12 +50,12 @@ static void sb_int(struct sb *b, long v)
 }
 
 /* Feeds the committed (or, with a copy, the planned) bytes of an iov. */
-static long feed_iov(struct dynobs_h1_out *o, const struct iovec *iov, int iovcnt, size_t limit)
+static long feed_iov(struct dynobs_h1_req *o, const struct iovec *iov, int iovcnt, size_t limit)
 {
     size_t done = 0;
     for (int i = 0; i < iovcnt && done < limit; i++) {
         size_t n = iov[i].iov_len < limit - done ? iov[i].iov_len : limit - done;
-        long k = dynobs__h1_out_feed(o, iov[i].iov_base, n);
+        long k = dynobs__h1_req_feed(o, iov[i].iov_base, n);
         if (k >= 0)
             return (long)(done + (size_t)k);
         done += n;
@@ -64,7 +64,7 @@ static long feed_iov(struct dynobs_h1_out *o, const struct iovec *iov, int iovcn
 }
 
 /* Host header "name:port", "[v6]:port" or "name"; else the peer address. */
-static void server_of(struct dynobs_conn *c, const struct dynobs_h1_out *o, int fd)
+static void server_of(struct dynobs_conn *c, const struct dynobs_h1_req *o, int fd)
 {
     const char *h = o->host;
     size_t n = o->host_len;
@@ -112,7 +112,7 @@ static void server_of(struct dynobs_conn *c, const struct dynobs_h1_out *o, int 
 }
 
 /* url.full without user info, query values redacted: a=REDACTED&b=REDACTED. */
-static size_t url_full(const struct dynobs_conn *c, const struct dynobs_h1_request *r, char *out,
+static size_t url_full(const struct dynobs_conn *c, const struct dynobs_h1_reqline *r, char *out,
                        size_t cap)
 {
     struct sb b = {out, 0, cap};
@@ -167,12 +167,12 @@ static void set_int(struct dynobs_span *s, const char *k, int64_t v)
 
 /* The header block ends in the bytes about to go out (o: the stream state
  * at that point): start the span and prepare the lines to add. */
-static void start_request(struct dynobs_conn *c, const struct dynobs_h1_out *o, int fd)
+static void start_request(struct dynobs_conn *c, const struct dynobs_h1_req *o, int fd)
 {
     struct dynobs_thread *t = dynobs__thread();
-    struct dynobs_h1_request r;
+    struct dynobs_h1_reqline r;
     c->inj_len = 0;
-    if (!t || dynobs__h1_request_parse(o, &r) < 0)
+    if (!t || dynobs__h1_req_parse(o, &r) < 0)
         return;
     if (!c->req_start_ns)
         c->req_start_ns = dynobs__clock_now(&t->clk);
@@ -225,7 +225,7 @@ static void start_request(struct dynobs_conn *c, const struct dynobs_h1_out *o, 
         c->inj_len = (uint16_t)b.len;
     }
     c->inj_sent = 0;
-    c->in.phase = DYNOBS_H1_IN_STATUS;
+    c->in.phase = DYNOBS_H1_ST_LINE;
     c->in.status_len = 0;
 }
 
@@ -234,9 +234,9 @@ long dynobs__http_out_plan(struct dynobs_conn *c, const struct iovec *iov, int i
 {
     if (c->inj_at >= 0)
         return (size_t)c->inj_at <= total ? c->inj_at : -1;
-    if (c->out.phase >= DYNOBS_H1_PASS)
+    if (c->out.phase >= DYNOBS_H1_REQ_BODY)
         return -1;
-    if (c->out.phase == DYNOBS_H1_IDLE && total)
+    if (c->out.phase == DYNOBS_H1_REQ_IDLE && total)
         c->req_start_ns = 0; /* a new request starts with these bytes */
     c->planned = c->out;
     long k = feed_iov(&c->planned, iov, iovcnt, total);
@@ -250,7 +250,7 @@ long dynobs__http_out_plan(struct dynobs_conn *c, const struct iovec *iov, int i
 void dynobs__http_out_commit(struct dynobs_conn *c, const struct iovec *iov, int iovcnt,
                              size_t consumed)
 {
-    if (c->out.phase == DYNOBS_H1_IDLE && consumed && !c->req_start_ns) {
+    if (c->out.phase == DYNOBS_H1_REQ_IDLE && consumed && !c->req_start_ns) {
         struct dynobs_thread *t = dynobs__thread();
         if (t)
             c->req_start_ns = dynobs__clock_now(&t->clk);
@@ -266,7 +266,7 @@ void dynobs__http_out_commit(struct dynobs_conn *c, const struct iovec *iov, int
         c->inj_at -= (int64_t)before;
         return;
     }
-    if (c->out.phase < DYNOBS_H1_PASS)
+    if (c->out.phase < DYNOBS_H1_REQ_BODY)
         feed_iov(&c->out, iov, iovcnt, consumed);
 }
 
@@ -274,7 +274,7 @@ void dynobs__http_out_sent(struct dynobs_conn *c)
 {
     c->inj_at = -1;
     c->inj_len = c->inj_sent = 0;
-    dynobs__h1_out_done(&c->out);
+    dynobs__h1_req_done(&c->out);
 }
 
 void dynobs__http_client_metric(const char *method, const char *server, long port, long code,
@@ -337,12 +337,12 @@ static void finish(struct dynobs_conn *c, int code, const char *error_type)
     record_metric(c, code, error_type);
     dynobs__span_finish(s);
     c->span_open = 0;
-    c->in.phase = DYNOBS_H1_IN_NONE;
+    c->in.phase = DYNOBS_H1_ST_NONE;
     c->req_start_ns = 0;
     if (code == 101)
-        c->out.phase = DYNOBS_H1_OFF; /* switched protocols: not HTTP/1 any more */
+        c->out.phase = DYNOBS_H1_REQ_OFF; /* switched protocols: not HTTP/1 any more */
     else
-        dynobs__h1_out_reset(&c->out);
+        dynobs__h1_req_reset(&c->out);
 }
 
 void dynobs__http_in(struct dynobs_conn *c, const struct iovec *iov, int iovcnt, size_t n)
@@ -350,7 +350,7 @@ void dynobs__http_in(struct dynobs_conn *c, const struct iovec *iov, int iovcnt,
     size_t done = 0;
     for (int i = 0; i < iovcnt && done < n && c->span_open; i++) {
         size_t len = iov[i].iov_len < n - done ? iov[i].iov_len : n - done;
-        int rc = dynobs__h1_in_feed(&c->in, iov[i].iov_base, len);
+        int rc = dynobs__h1_status_feed(&c->in, iov[i].iov_base, len);
         if (rc > 0)
             finish(c, rc, NULL);
         else if (rc < 0)

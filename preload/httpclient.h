@@ -45,12 +45,12 @@ void dynobs__srv_close(struct dynobs_conn *c) DYNOBS_INTERNAL;
 /* 1 when this stream wants to see the bytes written or read. */
 static inline int dynobs__http_watching_out(const struct dynobs_conn *c)
 {
-    return c->out.phase < DYNOBS_H1_PASS || c->inj_at >= 0;
+    return c->out.phase < DYNOBS_H1_REQ_BODY || c->inj_at >= 0;
 }
 
 static inline int dynobs__http_watching_in(const struct dynobs_conn *c)
 {
-    return c->span_open && c->in.phase != DYNOBS_H1_IN_NONE;
+    return c->span_open && c->in.phase != DYNOBS_H1_ST_NONE;
 }
 
 #endif

@@ -65,8 +65,8 @@ static void sock_info(struct dynobs_conn *c, int fd)
 static void start(struct dynobs_conn *c, int fd)
 {
     struct dynobs_thread *t = dynobs__thread();
-    struct dynobs_h1_request r;
-    if (!t || dynobs__h1_request_parse(&c->out, &r) < 0)
+    struct dynobs_h1_reqline r;
+    if (!t || dynobs__h1_req_parse(&c->out, &r) < 0)
         return;
     size_t ml = r.method_len < sizeof c->method - 1 ? r.method_len : sizeof c->method - 1;
     memcpy(c->method, r.method, ml);
@@ -198,21 +198,21 @@ static void finish(struct dynobs_conn *c, int code, const char *error_type)
     dynobs__span_finish(s);
     c->srv_open = 0;
     c->req_start_ns = 0;
-    dynobs__h1_out_reset(&c->out);
+    dynobs__h1_req_reset(&c->out);
 }
 
 void dynobs__srv_in(struct dynobs_conn *c, int fd, const struct iovec *iov, int iovcnt, size_t n)
 {
     size_t done = 0;
-    for (int i = 0; i < iovcnt && done < n && c->out.phase < DYNOBS_H1_PASS; i++) {
+    for (int i = 0; i < iovcnt && done < n && c->out.phase < DYNOBS_H1_REQ_BODY; i++) {
         size_t len = iov[i].iov_len < n - done ? iov[i].iov_len : n - done;
-        if (c->out.phase == DYNOBS_H1_IDLE && !c->req_start_ns && len) {
+        if (c->out.phase == DYNOBS_H1_REQ_IDLE && !c->req_start_ns && len) {
             struct dynobs_thread *t = dynobs__thread();
             c->req_start_ns = t ? dynobs__clock_now(&t->clk) : 0;
         }
-        long k = dynobs__h1_out_feed(&c->out, iov[i].iov_base, len);
+        long k = dynobs__h1_req_feed(&c->out, iov[i].iov_base, len);
         if (k >= 0) {
-            dynobs__h1_out_done(&c->out);
+            dynobs__h1_req_done(&c->out);
             if (!c->srv_open)
                 start(c, fd);
         }
@@ -230,7 +230,7 @@ void dynobs__srv_out(struct dynobs_conn *c, const struct iovec *iov, int iovcnt,
             finish(c, c->resp.code, NULL);
         else if (rc < 0) {
             finish(c, 0, "malformed_response");
-            c->out.phase = DYNOBS_H1_OFF; /* not an HTTP/1 server after all */
+            c->out.phase = DYNOBS_H1_REQ_OFF; /* not an HTTP/1 server after all */
         }
         done += len;
     }

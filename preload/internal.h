@@ -10,6 +10,7 @@
 
 #include "dynobs/dynobs.h"
 
+#include "../common/attrs.h"
 #include "../common/clock.h"
 #include "../common/config.h"
 #include "../common/ids.h"
@@ -186,18 +187,6 @@ int dynobs__span_begin(struct dynobs_span *s, const char *name, int kind,
                        const struct dynobs_ctx *parent, uint64_t start_ns) DYNOBS_INTERNAL;
 int dynobs__span_set(struct dynobs_span *s, const char *key, int type, const void *val,
                      size_t vlen) DYNOBS_INTERNAL;
-/* Encodes a caller's attribute list as items of `tag` from buf + out->used
- * (cap bytes in all), keeping at most `limit` (counted in out->kept);
- * the ones that are refused or do not fit are counted in out->dropped.
- * Returns 0 or DYNOBS_EINVAL when an attribute was malformed (skipped). */
-struct dynobs_attrs_out {
-    size_t used;
-    uint16_t kept, dropped;
-    int truncated;
-};
-int dynobs__attrs_put(uint8_t *buf, size_t cap, uint8_t tag, const dynobs_attr *attrs,
-                      size_t nattrs, uint32_t limit, struct dynobs_attrs_out *out) DYNOBS_INTERNAL;
-
 /* Adds an attribute the span does not have yet (no scan for one to
  * replace); key of klen bytes, 1-255. */
 int dynobs__span_add(struct dynobs_span *s, const char *key, size_t klen, int type,

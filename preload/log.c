@@ -42,7 +42,8 @@ static int emit(int severity, const char *stext, const char *body, size_t blen,
     uint8_t items[LOG_ITEMS_MAX];
     struct dynobs_attrs_out o = {0};
     int rc = nattrs ? dynobs__attrs_put(items, sizeof items, DYNOBS_ITEM_LOG_ATTR, attrs, nattrs,
-                                        dynobs__config.log_attr_limit, &o)
+                                        dynobs__config.log_attr_limit,
+                                        dynobs__config.attr_value_limit, &o)
                     : 0;
     struct dynobs_log_rec r;
     memset(&r, 0, sizeof r);

@@ -116,7 +116,7 @@ static inline struct dynobs_conn *in_conn(int fd)
     if (c == DYNOBS_SERVER_CANDIDATE)
         return c;
     if (c->server)
-        return c->out.phase < DYNOBS_H1_PASS || c->srv_open ? c : NULL;
+        return c->out.phase < DYNOBS_H1_REQ_BODY || c->srv_open ? c : NULL;
     return dynobs__http_watching_in(c) ? c : NULL;
 }
 

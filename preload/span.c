@@ -9,6 +9,7 @@
 
 #include "internal.h"
 
+#include "../common/attrs.h"
 #include "../common/record.h"
 #include "../common/ring.h"
 #include "../common/sampler.h"
@@ -18,18 +19,6 @@
 static int live(const dynobs_span *s)
 {
     return s && __atomic_load_n(&s->live, __ATOMIC_ACQUIRE) == SPAN_LIVE;
-}
-
-/* Longest prefix of s[0..n) that is at most max bytes and does not end in
- * the middle of a UTF-8 sequence. */
-static size_t utf8_cut(const char *s, size_t n, size_t max)
-{
-    if (n <= max)
-        return n;
-    size_t i = max;
-    while (i > 0 && ((unsigned char)s[i] & 0xc0) == 0x80)
-        i--;
-    return i;
 }
 
 /* The span pool of a thread. Its owner allocates and frees with single
@@ -136,7 +125,7 @@ static void span_fill(struct dynobs_span *s, struct dynobs_thread *t, const char
 
     size_t nl = strnlen(name, DYNOBS_NAME_MAX + 1);
     if (nl > DYNOBS_NAME_MAX) {
-        nl = utf8_cut(name, nl, DYNOBS_NAME_MAX);
+        nl = dynobs__utf8_cut(name, nl, DYNOBS_NAME_MAX);
         s->truncated = 1;
     }
     /* The body starts with the name and the tracestate; items follow. */
@@ -288,7 +277,7 @@ static int put_attr(dynobs_span *s, const char *key, size_t klen, int type, cons
 {
     uint8_t flags = 0;
     if (type == DYNOBS_ATTR_STRING && vlen > dynobs__config.attr_value_limit) {
-        vlen = utf8_cut(val, vlen, dynobs__config.attr_value_limit);
+        vlen = dynobs__utf8_cut(val, vlen, dynobs__config.attr_value_limit);
         flags = DYNOBS_ITEMF_TRUNCATED;
         s->truncated = 1;
     }
@@ -351,64 +340,6 @@ DYNOBS_API int dynobs_span_set_bool(dynobs_span *s, const char *key, int value)
     return set_attr(s, key, DYNOBS_ATTR_BOOL, &b, 8);
 }
 
-/* Public functions call each other only through statics like this one:
- * a call to an exported name could bind to libdynobs-noop.so's copy when
- * this library is dlopen'ed into a process that links the no-op one. */
-int dynobs__attrs_put(uint8_t *buf, size_t cap, uint8_t tag, const dynobs_attr *attrs,
-                      size_t nattrs, uint32_t limit, struct dynobs_attrs_out *out)
-{
-    int rc = 0;
-    for (size_t i = 0; i < nattrs; i++) {
-        const dynobs_attr *a = &attrs[i];
-        size_t kl = a->key ? strnlen(a->key, 256) : 0;
-        const void *val = &a->v;
-        size_t vl = 8;
-        int64_t b;
-        uint8_t fl = 0;
-        if (kl == 0 || kl > 255) {
-            rc = DYNOBS_EINVAL;
-            continue;
-        }
-        switch (a->type) {
-        case DYNOBS_ATTR_STRING:
-            if (!a->v.s) {
-                rc = DYNOBS_EINVAL;
-                continue;
-            }
-            val = a->v.s;
-            vl = strnlen(a->v.s, (size_t)dynobs__config.attr_value_limit + 1);
-            if (vl > dynobs__config.attr_value_limit) {
-                vl = utf8_cut(a->v.s, vl, dynobs__config.attr_value_limit);
-                fl = DYNOBS_ITEMF_TRUNCATED;
-                out->truncated = 1;
-            }
-            break;
-        case DYNOBS_ATTR_BOOL:
-            b = a->v.b != 0;
-            val = &b;
-            break;
-        case DYNOBS_ATTR_INT:
-        case DYNOBS_ATTR_DOUBLE:
-            break;
-        default:
-            rc = DYNOBS_EINVAL;
-            continue;
-        }
-        size_t m = 0;
-        if (out->kept < limit)
-            m = dynobs__item_put_attr(buf + out->used, cap - out->used, tag, a->key, kl, a->type,
-                                      val, vl, fl);
-        if (!m) {
-            out->dropped++;
-            out->truncated = 1;
-            continue;
-        }
-        out->used += m;
-        out->kept++;
-    }
-    return rc;
-}
-
 static int add_event(dynobs_span *s, const char *name, const dynobs_attr *attrs, size_t nattrs)
 {
     if (!live(s) || !name || (nattrs && !attrs))
@@ -437,7 +368,8 @@ static int add_event(dynobs_span *s, const char *name, const dynobs_attr *attrs,
     s->last_event_off = ev;
     struct dynobs_attrs_out o = {.used = s->used};
     int rc = dynobs__attrs_put(s->body, sizeof s->body, DYNOBS_ITEM_EVENT_ATTR, attrs, nattrs,
-                               dynobs__config.event_attr_limit, &o);
+                               dynobs__config.event_attr_limit, dynobs__config.attr_value_limit,
+                               &o);
     s->used = (uint32_t)o.used;
     if (o.truncated)
         s->truncated = 1;
@@ -473,7 +405,7 @@ static int set_status(dynobs_span *s, int code, const char *message)
     } else if (message) {
         size_t n = strnlen(message, DYNOBS_STATUS_MSG_MAX + 1);
         if (n > DYNOBS_STATUS_MSG_MAX) {
-            n = utf8_cut(message, n, DYNOBS_STATUS_MSG_MAX);
+            n = dynobs__utf8_cut(message, n, DYNOBS_STATUS_MSG_MAX);
             s->truncated = 1;
         }
         memcpy(s->status_msg, message, n);

@@ -9,7 +9,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "http1.h"
+#include "http/h1.h"
 #include "fuzz.h"
 
 
@@ -20,17 +20,17 @@ static size_t piece(uint32_t *seed)
     return 1 + (*seed >> 16) % 16;
 }
 
-static long feed_out(struct dynobs_h1_out *o, const uint8_t *p, size_t n, uint32_t seed,
+static long feed_out(struct dynobs_h1_req *o, const uint8_t *p, size_t n, uint32_t seed,
                      int split)
 {
     for (size_t off = 0; off < n;) {
         size_t len = split ? piece(&seed) : n;
         if (len > n - off)
             len = n - off;
-        long k = dynobs__h1_out_feed(o, p + off, len);
+        long k = dynobs__h1_req_feed(o, p + off, len);
         if (k >= 0)
             return (long)off + k;
-        if (o->phase == DYNOBS_H1_OFF)
+        if (o->phase == DYNOBS_H1_REQ_OFF)
             return -2;
         off += len;
     }
@@ -39,12 +39,12 @@ static long feed_out(struct dynobs_h1_out *o, const uint8_t *p, size_t n, uint32
 
 static int feed_in(const uint8_t *p, size_t n, uint32_t seed, int split)
 {
-    struct dynobs_h1_in in = {.phase = DYNOBS_H1_IN_STATUS};
+    struct dynobs_h1_status in = {.phase = DYNOBS_H1_ST_LINE};
     for (size_t off = 0; off < n;) {
         size_t len = split ? piece(&seed) : n;
         if (len > n - off)
             len = n - off;
-        int rc = dynobs__h1_in_feed(&in, p + off, len);
+        int rc = dynobs__h1_status_feed(&in, p + off, len);
         if (rc != 0)
             return rc;
         off += len;
@@ -84,8 +84,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     const uint8_t *p = data + 2;
     size_t n = size - 2;
     for (int capture = 0; capture < 2; capture++) {
-        struct dynobs_h1_out whole = {.capture = (uint8_t)capture};
-        struct dynobs_h1_out split = {.capture = (uint8_t)capture};
+        struct dynobs_h1_req whole = {.capture = (uint8_t)capture};
+        struct dynobs_h1_req split = {.capture = (uint8_t)capture};
         long a = feed_out(&whole, p, n, seed, 0), b = feed_out(&split, p, n, seed, 1);
         CHECK(a == b);
         if (a >= 0) {
@@ -99,8 +99,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                    !memcmp(whole.user_agent, split.user_agent, whole.ua_len));
             CHECK(whole.reqline_len == split.reqline_len &&
                    !memcmp(whole.reqline, split.reqline, whole.reqline_len));
-            struct dynobs_h1_request r;
-            if (dynobs__h1_request_parse(&whole, &r) == 0)
+            struct dynobs_h1_reqline r;
+            if (dynobs__h1_req_parse(&whole, &r) == 0)
                 CHECK(r.target + r.target_len <= whole.reqline + whole.reqline_len);
         }
     }

@@ -3,18 +3,18 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "http1.h"
+#include "http/h1.h"
 
 static const char REQ[] = "GET /items?id=7 HTTP/1.1\r\nHost: example.com:8080\r\n"
                           "User-Agent: t\r\nAccept: */*\r\n\r\nBODY";
 
 /* Feeds s in pieces of `step` bytes; returns the absolute offset of the
  * end-of-headers point, or -1. */
-static long feed_steps(struct dynobs_h1_out *o, const char *s, size_t n, size_t step)
+static long feed_steps(struct dynobs_h1_req *o, const char *s, size_t n, size_t step)
 {
     for (size_t off = 0; off < n; off += step) {
         size_t len = n - off < step ? n - off : step;
-        long k = dynobs__h1_out_feed(o, (const uint8_t *)s + off, len);
+        long k = dynobs__h1_req_feed(o, (const uint8_t *)s + off, len);
         if (k >= 0)
             return (long)off + k;
     }
@@ -26,14 +26,14 @@ Test(http1, finds_the_end_of_headers_in_any_split)
     size_t n = strlen(REQ);
     long want = (long)(strstr(REQ, "\r\n\r\n") - REQ) + 2;
     for (size_t step = 1; step <= n; step++) {
-        struct dynobs_h1_out o = {0};
+        struct dynobs_h1_req o = {0};
         cr_assert_eq(feed_steps(&o, REQ, n, step), want, "step %zu", step);
-        cr_assert_eq(o.phase, DYNOBS_H1_HEADERS);
+        cr_assert_eq(o.phase, DYNOBS_H1_REQ_HEADERS);
         cr_assert_eq(o.host_len, 16);
         cr_assert_eq(memcmp(o.host, "example.com:8080", 16), 0);
         cr_assert_not(o.has_traceparent);
-        struct dynobs_h1_request r;
-        cr_assert_eq(dynobs__h1_request_parse(&o, &r), 0);
+        struct dynobs_h1_reqline r;
+        cr_assert_eq(dynobs__h1_req_parse(&o, &r), 0);
         cr_assert_eq(r.method_len, 3);
         cr_assert_eq(memcmp(r.method, "GET", 3), 0);
         cr_assert_eq(r.target_len, 11);
@@ -46,22 +46,22 @@ Test(http1, notices_a_traceparent_set_by_the_application)
 {
     const char *req = "POST / HTTP/1.0\r\nTRACEPARENT:   00-0af7651916cd43dd8448eb211c80319c-"
                       "b7ad6b7169203331-01\r\ntracestate: a=b\r\n\r\n";
-    struct dynobs_h1_out o = {0};
+    struct dynobs_h1_req o = {0};
     cr_assert_geq(feed_steps(&o, req, strlen(req), 1), 0);
     cr_assert(o.has_traceparent);
     cr_assert(o.has_tracestate);
     cr_assert_eq(o.tp_len, 55);
     cr_assert_eq(memcmp(o.traceparent, "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
                         55), 0);
-    struct dynobs_h1_request r;
-    cr_assert_eq(dynobs__h1_request_parse(&o, &r), 0);
+    struct dynobs_h1_reqline r;
+    cr_assert_eq(dynobs__h1_req_parse(&o, &r), 0);
     cr_assert_eq(r.minor, 0);
 }
 
 Test(http1, lf_only_line_ends_and_header_lookalikes)
 {
     const char *req = "GET / HTTP/1.1\nHost: h\nX-Traceparent: no\nhostname: no\n\n";
-    struct dynobs_h1_out o = {0};
+    struct dynobs_h1_req o = {0};
     long k = feed_steps(&o, req, strlen(req), 1);
     cr_assert_eq(k, (long)strlen(req) - 1);
     cr_assert_not(o.has_traceparent);
@@ -73,9 +73,9 @@ Test(http1, non_http_is_ruled_out_early)
     const char *bad[] = {"\x16\x03\x01\x02\x00", "HTTP/1.1 200 OK\r\n", "get / HTTP/1.1\r\n",
                          "GET / SMTP/1.0\r\n", "SSH-2.0-OpenSSH\r\n", "{\"json\":1}"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        struct dynobs_h1_out o = {0};
+        struct dynobs_h1_req o = {0};
         feed_steps(&o, bad[i], strlen(bad[i]), 1);
-        cr_expect_eq(o.phase, DYNOBS_H1_OFF, "%s", bad[i]);
+        cr_expect_eq(o.phase, DYNOBS_H1_REQ_OFF, "%s", bad[i]);
     }
     cr_assert(dynobs__h1_maybe_request((const uint8_t *)"GET /", 5));
     cr_assert(dynobs__h1_maybe_request((const uint8_t *)"DELETE", 6));
@@ -93,7 +93,7 @@ Test(http1, very_long_request_line_and_headers)
     memset(req + n, 'b', 10000);
     n += 10000;
     n += sprintf(req + n, "\r\n\r\n");
-    struct dynobs_h1_out o = {0};
+    struct dynobs_h1_req o = {0};
     long k = feed_steps(&o, req, (size_t)n, 7);
     cr_assert_eq(k, n - 2);
     cr_assert(o.reqline_trunc);
@@ -101,24 +101,24 @@ Test(http1, very_long_request_line_and_headers)
 
 Test(http1, keep_alive_reset)
 {
-    struct dynobs_h1_out o = {0};
+    struct dynobs_h1_req o = {0};
     cr_assert_geq(feed_steps(&o, REQ, strlen(REQ), 5), 0);
-    dynobs__h1_out_done(&o);
-    cr_assert_eq(dynobs__h1_out_feed(&o, (const uint8_t *)"BODY", 4), -1);
-    cr_assert_eq(o.phase, DYNOBS_H1_PASS);
-    dynobs__h1_out_reset(&o);
-    cr_assert_eq(o.phase, DYNOBS_H1_IDLE);
+    dynobs__h1_req_done(&o);
+    cr_assert_eq(dynobs__h1_req_feed(&o, (const uint8_t *)"BODY", 4), -1);
+    cr_assert_eq(o.phase, DYNOBS_H1_REQ_BODY);
+    dynobs__h1_req_reset(&o);
+    cr_assert_eq(o.phase, DYNOBS_H1_REQ_IDLE);
     cr_assert_eq(o.host_len, 0);
     cr_assert_geq(feed_steps(&o, REQ, strlen(REQ), 3), 0);
 }
 
 static int in_steps(const char *s, size_t step)
 {
-    struct dynobs_h1_in in = {.phase = DYNOBS_H1_IN_STATUS};
+    struct dynobs_h1_status in = {.phase = DYNOBS_H1_ST_LINE};
     size_t n = strlen(s);
     for (size_t off = 0; off < n; off += step) {
         size_t len = n - off < step ? n - off : step;
-        int rc = dynobs__h1_in_feed(&in, (const uint8_t *)s + off, len);
+        int rc = dynobs__h1_status_feed(&in, (const uint8_t *)s + off, len);
         if (rc != 0)
             return rc;
     }
@@ -187,7 +187,7 @@ Test(http1, server_capture_in_any_split)
                       "Content-Type: text/plain\r\n\r\n";
     size_t n = strlen(req);
     for (size_t step = 1; step <= n; step++) {
-        struct dynobs_h1_out o = {.capture = 1};
+        struct dynobs_h1_req o = {.capture = 1};
         cr_assert_eq(feed_steps(&o, req, n, step), (long)n - 2, "step %zu", step);
         cr_assert_eq(o.host_len, 13, "step %zu", step);
         cr_assert_eq(memcmp(o.host, "h.example:81 ", 13), 0);

@@ -1,24 +1,31 @@
 /*
- * HTTP/1.x client streams, byte by byte, with bounded state: recognising a
- * request from the bytes written, finding where a header can be added
- * (just before the empty line that ends the header block), noticing a
- * traceparent the application set itself, and reading the status of the
- * response. No allocation and no system calls: the socket and TLS
- * interposers feed it whatever the application passes, in whatever
- * pieces, down to one byte at a time.
+ * HTTP/1.x messages, byte by byte, with bounded state, named by the
+ * message they read rather than by who sends it:
+ *   - a request head (dynobs_h1_req): recognised from its first bytes,
+ *     with the point just before the empty line that ends its header
+ *     block (where a client's header lines can be added) and the headers
+ *     propagation needs (traceparent, tracestate, host, user agent). A
+ *     client feeds the requests it writes, a server the ones it reads.
+ *   - a response's status (dynobs_h1_status): the final status code of a
+ *     response head, interim 1xx responses skipped (what a client reads).
+ *   - a whole response (dynobs_h1_resp): done when its head and body have
+ *     passed (what a server writes).
+ * No allocation and no system calls: callers feed whatever pieces the
+ * application's calls carry, down to one byte at a time. Requests live in
+ * h1_request.c, responses in h1_response.c; HTTP/2 goes beside them.
  */
-#ifndef DYNOBS_COMMON_HTTP1_H
-#define DYNOBS_COMMON_HTTP1_H
+#ifndef DYNOBS_COMMON_HTTP_H1_H
+#define DYNOBS_COMMON_HTTP_H1_H
 
 #include <stddef.h>
 #include <stdint.h>
 
-enum dynobs_h1_out_phase {
-    DYNOBS_H1_IDLE = 0,  /* expecting the first byte of a request */
-    DYNOBS_H1_REQLINE,   /* inside the request line */
-    DYNOBS_H1_HEADERS,   /* inside the header block */
-    DYNOBS_H1_PASS,      /* header block done: body or waiting for the response */
-    DYNOBS_H1_OFF,       /* not HTTP/1: never looked at again */
+enum dynobs_h1_req_phase {
+    DYNOBS_H1_REQ_IDLE = 0, /* expecting the first byte of a request */
+    DYNOBS_H1_REQ_LINE,     /* inside the request line */
+    DYNOBS_H1_REQ_HEADERS,  /* inside the header block */
+    DYNOBS_H1_REQ_BODY,     /* header block done: body, or waiting for the response */
+    DYNOBS_H1_REQ_OFF,      /* not HTTP/1: never looked at again */
 };
 
 #define DYNOBS_H1_REQLINE_MAX 512u
@@ -27,10 +34,10 @@ enum dynobs_h1_out_phase {
 #define DYNOBS_H1_TS_MAX 512u
 #define DYNOBS_H1_UA_MAX 256u
 
-struct dynobs_h1_out {
+struct dynobs_h1_req {
     uint8_t phase;
     uint8_t tp_count;    /* traceparent headers seen (W3C: two make it invalid) */
-    uint8_t capture;     /* server side: also keep tracestate and user agent */
+    uint8_t capture;     /* also keep tracestate and user agent (a server's view) */
     uint8_t line_start;  /* the next byte starts a header line */
     uint8_t match;       /* which header name the current line may be */
     uint8_t match_len;   /* bytes of the name matched so far */
@@ -48,40 +55,40 @@ struct dynobs_h1_out {
     char user_agent[DYNOBS_H1_UA_MAX];  /* when capture */
 };
 
-/* Feeds n bytes written by the application. Returns the offset (0..n-1)
+/* Feeds n bytes of a request stream. Returns the offset (0..n-1)
  * of the end-of-headers point when it lies in these bytes, the state then
  * positioned just before it (the caller adds its header lines there and
- * calls dynobs__h1_out_done); returns -1 when the bytes were all consumed
+ * calls dynobs__h1_req_done); returns -1 when the bytes were all consumed
  * without reaching it. */
-long dynobs__h1_out_feed(struct dynobs_h1_out *o, const uint8_t *p, size_t n);
+long dynobs__h1_req_feed(struct dynobs_h1_req *o, const uint8_t *p, size_t n);
 
 /* The header lines were added (or deliberately not): the rest of this
  * request is body, passed through untouched. */
-void dynobs__h1_out_done(struct dynobs_h1_out *o);
+void dynobs__h1_req_done(struct dynobs_h1_req *o);
 
 /* A response completed: expect the next request. */
-void dynobs__h1_out_reset(struct dynobs_h1_out *o);
+void dynobs__h1_req_reset(struct dynobs_h1_req *o);
 
 /* Parts of the request line: method, target, minor version (0 or 1). */
-struct dynobs_h1_request {
+struct dynobs_h1_reqline {
     const char *method;
     size_t method_len;
     const char *target;
     size_t target_len;
     int minor;
 };
-int dynobs__h1_request_parse(const struct dynobs_h1_out *o, struct dynobs_h1_request *r);
+int dynobs__h1_req_parse(const struct dynobs_h1_req *o, struct dynobs_h1_reqline *r);
 
 /* 1 when 4 bytes could begin an HTTP request ("GET ", "POST", ...). */
 int dynobs__h1_maybe_request(const uint8_t *p, size_t n);
 
-enum dynobs_h1_in_phase {
-    DYNOBS_H1_IN_NONE = 0, /* no response expected */
-    DYNOBS_H1_IN_STATUS,   /* reading the status line */
-    DYNOBS_H1_IN_HEADERS,  /* reading response headers */
+enum dynobs_h1_status_phase {
+    DYNOBS_H1_ST_NONE = 0, /* no response expected */
+    DYNOBS_H1_ST_LINE,   /* reading the status line */
+    DYNOBS_H1_ST_HEADERS,  /* reading response headers */
 };
 
-struct dynobs_h1_in {
+struct dynobs_h1_status {
     uint8_t phase;
     uint8_t line_start;
     uint8_t status_len;
@@ -91,13 +98,13 @@ struct dynobs_h1_in {
     char status[16];
 };
 
-/* Feeds bytes read. Returns the final status code (>= 200, or 101) when
+/* Feeds bytes of a response. Returns the final status code (>= 200, or 101) when
  * the response header block ends in these bytes, -1 when the bytes are
  * not an HTTP/1 response, 0 when more is needed. Interim 1xx responses
  * are skipped. */
-int dynobs__h1_in_feed(struct dynobs_h1_in *in, const uint8_t *p, size_t n);
+int dynobs__h1_status_feed(struct dynobs_h1_status *in, const uint8_t *p, size_t n);
 
-/* The response a server writes: done when its status line, headers and
+/* A whole response: done when its status line, headers and
  * body (Content-Length bytes, or the chunked encoding's end; none for
  * HEAD, 1xx, 204 and 304) have gone out. */
 enum dynobs_h1_resp_phase {
@@ -129,7 +136,7 @@ struct dynobs_h1_resp {
 
 /* Starts tracking the response to a request (HEAD: no body). */
 void dynobs__h1_resp_start(struct dynobs_h1_resp *r, int head_request);
-/* Feeds bytes written. Returns 1 when the response completed within them,
+/* Feeds bytes of the response. Returns 1 when it completed within them,
  * -1 when they are not an HTTP/1 response, else 0. */
 int dynobs__h1_resp_feed(struct dynobs_h1_resp *r, const uint8_t *p, size_t n);
 /* Body bytes sent without being seen (sendfile). Returns 1 when done. */

@@ -1,0 +1,304 @@
+#include "h1.h"
+
+#include <stddef.h>
+#include <string.h>
+
+static int lower(int c)
+{
+    return c >= 'A' && c <= 'Z' ? c + 32 : c;
+}
+
+int dynobs__h1_status_feed(struct dynobs_h1_status *in, const uint8_t *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        uint8_t c = p[i];
+        switch (in->phase) {
+        case DYNOBS_H1_ST_LINE:
+            if (in->status_len == 0 && (c == '\r' || c == '\n'))
+                break;
+            if (c == '\n') {
+                /* "HTTP/1.x NNN" */
+                if (in->status_len < 12 || memcmp(in->status, "HTTP/1.", 7) ||
+                    in->status[8] != ' ' || in->status[9] < '1' || in->status[9] > '5' ||
+                    in->status[10] < '0' || in->status[10] > '9' || in->status[11] < '0' ||
+                    in->status[11] > '9') {
+                    in->bad = 1;
+                    in->phase = DYNOBS_H1_ST_NONE;
+                    return -1;
+                }
+                in->code = (in->status[9] - '0') * 100 + (in->status[10] - '0') * 10 +
+                           (in->status[11] - '0');
+                in->phase = DYNOBS_H1_ST_HEADERS;
+                in->line_start = 1;
+                break;
+            }
+            if (in->status_len < sizeof in->status)
+                in->status[in->status_len++] = (char)c;
+            if (in->status_len <= 7 && c != (uint8_t) "HTTP/1."[in->status_len - 1]) {
+                in->bad = 1;
+                in->phase = DYNOBS_H1_ST_NONE;
+                return -1;
+            }
+            break;
+        case DYNOBS_H1_ST_HEADERS:
+            if (in->line_start && c == '\r')
+                break; /* the empty line's CR: wait for its LF */
+            if (in->line_start && c == '\n') {
+                if (in->code / 100 == 1 && in->code != 101) {
+                    /* 100 Continue and friends: the real status follows. */
+                    in->phase = DYNOBS_H1_ST_LINE;
+                    in->status_len = 0;
+                    break;
+                }
+                in->phase = DYNOBS_H1_ST_NONE;
+                return in->code;
+            }
+            in->line_start = c == '\n';
+            break;
+        default:
+            return 0;
+        }
+    }
+    return 0;
+}
+
+void dynobs__h1_resp_start(struct dynobs_h1_resp *r, int head_request)
+{
+    memset(r, 0, sizeof *r);
+    r->head_request = (uint8_t)head_request;
+}
+
+enum { RH_LENGTH = 1, RH_TE = 2 };
+
+/* End of a response header block: what the body will be. */
+static int headers_done(struct dynobs_h1_resp *r)
+{
+    if (r->code / 100 == 1 && r->code != 101) { /* interim: the real status follows */
+        int head = r->head_request;
+        dynobs__h1_resp_start(r, head);
+        return 0;
+    }
+    if (r->head_request || r->code == 204 || r->code == 304 || r->code == 101) {
+        r->phase = DYNOBS_H1_R_DONE;
+        return 1;
+    }
+    if (r->chunked) {
+        r->phase = DYNOBS_H1_R_CHUNK_SIZE;
+        r->chunk = 0;
+        return 0;
+    }
+    if (r->has_length) {
+        r->remaining = r->length;
+        r->phase = r->remaining ? DYNOBS_H1_R_BODY : DYNOBS_H1_R_DONE;
+        return r->phase == DYNOBS_H1_R_DONE;
+    }
+    r->phase = DYNOBS_H1_R_UNTIL_CLOSE;
+    return 0;
+}
+
+static int name_is(const uint8_t *l, size_t n, const char *name, size_t len)
+{
+    if (n <= len || l[len] != ':')
+        return 0;
+    for (size_t i = 0; i < len; i++)
+        if (lower(l[i]) != name[i])
+            return 0;
+    return 1;
+}
+
+/* One byte of the value of Content-Length or Transfer-Encoding, the two
+ * headers that shape a response's body. */
+static void value_byte(struct dynobs_h1_resp *r, uint8_t c)
+{
+    if (r->in_value == RH_LENGTH) {
+        if (c >= '0' && c <= '9' && r->length < (UINT64_MAX - 9) / 10) {
+            r->length = r->length * 10 + (uint64_t)(c - '0');
+            r->has_length = 1;
+        }
+        return;
+    }
+    if (c != ' ' && c != '\t' && c != '\r' && r->te_len < sizeof r->te)
+        r->te[r->te_len++] = (char)lower(c);
+    if (r->te_len >= 7 && !memcmp(r->te + r->te_len - 7, "chunked", 7))
+        r->chunked = 1;
+}
+
+static int hexdigit(uint8_t c)
+{
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                                       : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
+int dynobs__h1_resp_feed(struct dynobs_h1_resp *r, const uint8_t *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        uint8_t c = p[i];
+        switch (r->phase) {
+        case DYNOBS_H1_R_STATUS:
+            if (!r->status_len && c != '\n') {
+                /* The whole status line in this buffer: copied at once,
+                 * checked at its line end next round. */
+                const uint8_t *nl = memchr(p + i, '\n', n - i);
+                if (nl) {
+                    size_t run = (size_t)(nl - (p + i));
+                    r->status_len = (uint8_t)(run < sizeof r->status ? run : sizeof r->status);
+                    memcpy(r->status, p + i, r->status_len);
+                    i += run - 1;
+                    break;
+                }
+            }
+            if (c == '\n') {
+                if (r->status_len < 12 || memcmp(r->status, "HTTP/1.", 7) ||
+                    r->status[9] < '1' || r->status[9] > '5') {
+                    r->bad = 1;
+                    return -1;
+                }
+                r->code = (r->status[9] - '0') * 100 + (r->status[10] - '0') * 10 +
+                          (r->status[11] - '0');
+                r->phase = DYNOBS_H1_R_HEADERS;
+                r->line_start = 1;
+                break;
+            }
+            if (r->status_len < sizeof r->status)
+                r->status[r->status_len++] = (char)c;
+            if (r->status_len <= 7 && c != (uint8_t) "HTTP/1."[r->status_len - 1]) {
+                r->bad = 1;
+                return -1;
+            }
+            break;
+        case DYNOBS_H1_R_HEADERS:
+            /* Inside a header we do not care about: skip to its end. */
+            if (!r->line_start && !r->in_value && !r->match && c != '\n') {
+                const uint8_t *nl = memchr(p + i, '\n', n - i);
+                size_t run = nl ? (size_t)(nl - (p + i)) : n - i;
+                r->line_len += (uint32_t)run;
+                i += run - 1;
+                break;
+            }
+            if (r->line_start) {
+                if (c == '\r')
+                    break;
+                if (c == '\n') {
+                    if (headers_done(r))
+                        return 1;
+                    break;
+                }
+                /* A whole line in this buffer that is neither header we
+                 * need: skipped in one go. */
+                const uint8_t *nl = memchr(p + i, '\n', n - i);
+                if (nl) {
+                    const uint8_t *l = p + i;
+                    size_t len = (size_t)(nl - l), from = 0;
+                    if (name_is(l, len, "content-length", 14)) {
+                        r->in_value = RH_LENGTH;
+                        r->length = 0;
+                        from = 15;
+                    } else if (name_is(l, len, "transfer-encoding", 17)) {
+                        r->in_value = RH_TE;
+                        from = 18;
+                    }
+                    for (size_t k = from; r->in_value && k < len; k++)
+                        value_byte(r, l[k]);
+                    r->in_value = 0;
+                    i = (size_t)(nl - p);
+                    break;
+                }
+                r->line_start = 0;
+                r->line_len = 0;
+                r->match = RH_LENGTH | RH_TE;
+                r->in_value = 0;
+            }
+            if (c == '\n') {
+                r->line_start = 1;
+                r->in_value = 0;
+                break;
+            }
+            if (r->in_value) {
+                value_byte(r, c);
+            } else if (r->match) {
+                static const char *const names[] = {"content-length", "transfer-encoding"};
+                if (c == ':') {
+                    if ((r->match & RH_LENGTH) && r->line_len == 14) {
+                        r->in_value = RH_LENGTH;
+                        r->length = 0;
+                    } else if ((r->match & RH_TE) && r->line_len == 17) {
+                        r->in_value = RH_TE;
+                    }
+                    r->match = 0;
+                } else {
+                    for (int w = 0; w < 2; w++)
+                        if ((r->match & (1 << w)) &&
+                            (r->line_len >= (w ? 17u : 14u) || names[w][r->line_len] != lower(c)))
+                            r->match &= (uint8_t)~(1 << w);
+                }
+            }
+            r->line_len++;
+            break;
+        case DYNOBS_H1_R_BODY: {
+            uint64_t take = n - i < r->remaining ? n - i : r->remaining;
+            r->remaining -= take;
+            i += take - 1;
+            if (!r->remaining) {
+                r->phase = DYNOBS_H1_R_DONE;
+                return 1;
+            }
+            break;
+        }
+        case DYNOBS_H1_R_CHUNK_SIZE: {
+            int h = hexdigit(c);
+            if (h >= 0 && r->chunk < (UINT64_MAX >> 4))
+                r->chunk = r->chunk << 4 | (uint64_t)h;
+            else if (c == '\n')
+                r->phase = r->chunk ? DYNOBS_H1_R_CHUNK_DATA : DYNOBS_H1_R_TRAILER,
+                r->line_start = 1;
+            else
+                r->phase = DYNOBS_H1_R_CHUNK_EXT;
+            break;
+        }
+        case DYNOBS_H1_R_CHUNK_EXT:
+            if (c == '\n') {
+                r->phase = r->chunk ? DYNOBS_H1_R_CHUNK_DATA : DYNOBS_H1_R_TRAILER;
+                r->line_start = 1;
+            }
+            break;
+        case DYNOBS_H1_R_CHUNK_DATA: {
+            uint64_t take = n - i < r->chunk ? n - i : r->chunk;
+            r->chunk -= take;
+            i += take - 1;
+            if (!r->chunk)
+                r->phase = DYNOBS_H1_R_CHUNK_CRLF;
+            break;
+        }
+        case DYNOBS_H1_R_CHUNK_CRLF:
+            if (c == '\n') {
+                r->phase = DYNOBS_H1_R_CHUNK_SIZE;
+                r->chunk = 0;
+            }
+            break;
+        case DYNOBS_H1_R_TRAILER:
+            if (r->line_start && c == '\n') {
+                r->phase = DYNOBS_H1_R_DONE;
+                return 1;
+            }
+            if (c == '\r')
+                break;
+            r->line_start = c == '\n';
+            break;
+        default:
+            return r->phase == DYNOBS_H1_R_DONE;
+        }
+    }
+    return 0;
+}
+
+int dynobs__h1_resp_body(struct dynobs_h1_resp *r, uint64_t n)
+{
+    if (r->phase != DYNOBS_H1_R_BODY)
+        return 0;
+    r->remaining = n < r->remaining ? r->remaining - n : 0;
+    if (!r->remaining) {
+        r->phase = DYNOBS_H1_R_DONE;
+        return 1;
+    }
+    return 0;
+}
