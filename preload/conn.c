@@ -1,22 +1,25 @@
 /*
- * Connection states and the fd table. States come from mmap and are never
- * unmapped: a thread that still holds one while another closes its fd
- * reads a recycled state at worst, never unmapped memory. Freed states go
- * on a free list guarded by a lock that is only ever tried, never waited
- * for: a thread that cannot take it at once allocates a new state.
+ * The connection layer (see conn.h): classification, dispatch to the
+ * protocols, the stream's facts, and the states' lifetime.
+ *
+ * States come from mmap and are never unmapped: a thread that still holds
+ * one while another closes its fd reads a recycled state at worst, never
+ * unmapped memory. Freed states go on a free list guarded by a lock that
+ * is only ever tried, never waited for: a thread that cannot take it at
+ * once allocates a new state.
  */
 #define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 
 #include "conn.h"
-#include "httpclient.h"
 
-#define FD_CHUNK_BITS DYNOBS_FD_CHUNK_BITS
-#define FD_CHUNKS DYNOBS_FD_CHUNKS
-
-struct dynobs_conn **dynobs__fd_chunks[2][DYNOBS_FD_CHUNKS];
-#define chunks dynobs__fd_chunks
+struct dynobs_conn **dynobs__fd_chunks[DYNOBS_FD_CHUNKS];
 static struct dynobs_conn *free_list;
 static int free_lock;
 
@@ -32,7 +35,7 @@ static void unlock(void)
     __atomic_store_n(&free_lock, 0, __ATOMIC_RELEASE);
 }
 
-struct dynobs_conn *dynobs__conn_new(void)
+static struct dynobs_conn *conn_new(void)
 {
     struct dynobs_conn *c = NULL;
     if (try_lock()) {
@@ -47,15 +50,140 @@ struct dynobs_conn *dynobs__conn_new(void)
             return NULL;
         c = m;
     }
-    /* Everything up to the span is reset (the span keeps its generation,
-     * the TLS scratch buffer its mapping). */
+    /* The connection's own part is reset here, the protocol's by its
+     * init; the TLS scratch buffer keeps its mapping. */
     char *scratch = c->scratch;
-    memset(c, 0, offsetof(struct dynobs_conn, span));
+    memset(c, 0, offsetof(struct dynobs_conn, p));
     c->scratch = scratch;
-    c->refs = 0; /* the fd table (or a session) takes the references */
-    c->inj_at = -1;
+    c->fd = -1;
     return c;
 }
+
+/* ---- classification and dispatch ---- */
+
+enum dynobs_proto dynobs__conn_recognise(enum dynobs_role role, const struct iovec *iov,
+                                         int iovcnt, size_t n)
+{
+    uint8_t head[4];
+    size_t h = 0;
+    for (int i = 0; i < iovcnt && h < 4 && h < n; i++)
+        for (size_t j = 0; j < iov[i].iov_len && h < 4 && h < n; j++)
+            head[h++] = ((const uint8_t *)iov[i].iov_base)[j];
+    /* HTTP/1 is the one protocol recognised so far; the HTTP/2 client
+     * preface comes next, here. */
+    if (h == 0 || !dynobs__h1_maybe_request(head, h))
+        return 0;
+    return role == DYNOBS_ROLE_SERVER ? DYNOBS_PROTO_H1_SERVER : DYNOBS_PROTO_H1_CLIENT;
+}
+
+struct dynobs_conn *dynobs__conn_open(enum dynobs_transport tr, enum dynobs_proto p, int fd)
+{
+    struct dynobs_conn *c = conn_new();
+    if (!c)
+        return NULL;
+    c->transport = (uint8_t)tr;
+    c->proto = (uint8_t)p;
+    c->fd = fd;
+    if (p == DYNOBS_PROTO_H1_SERVER)
+        dynobs__h1s_init(c);
+    else
+        dynobs__h1c_init(c);
+    return c;
+}
+
+long dynobs__conn_plan(struct dynobs_conn *c, const struct iovec *iov, int iovcnt,
+                       struct dynobs_insert *ins)
+{
+    /* Only a client adds to what it writes: a server's response is
+     * watched, never changed. */
+    if (c->proto == DYNOBS_PROTO_H1_CLIENT)
+        return dynobs__h1c_plan(c, iov, iovcnt, ins);
+    return -1;
+}
+
+void dynobs__conn_data(struct dynobs_conn *c, enum dynobs_dir dir, const struct iovec *iov,
+                       int iovcnt, size_t n, long ours)
+{
+    switch (c->proto) {
+    case DYNOBS_PROTO_H1_CLIENT:
+        if (dir == DYNOBS_DIR_OUT)
+            dynobs__h1c_out(c, iov, iovcnt, n, ours);
+        else
+            dynobs__h1c_in(c, iov, iovcnt, n);
+        break;
+    case DYNOBS_PROTO_H1_SERVER:
+        if (dir == DYNOBS_DIR_OUT)
+            dynobs__h1s_out(c, iov, iovcnt, n);
+        else
+            dynobs__h1s_in(c, iov, iovcnt, n);
+        break;
+    default:
+        break;
+    }
+}
+
+void dynobs__conn_unseen_out(struct dynobs_conn *c, size_t n)
+{
+    if (c->proto == DYNOBS_PROTO_H1_SERVER)
+        dynobs__h1s_unseen_out(c, n);
+}
+
+void dynobs__conn_end(struct dynobs_conn *c, enum dynobs_conn_end how)
+{
+    static const char *const client_error[] = {
+        [DYNOBS_END_CLOSED] = "connection_closed",
+        [DYNOBS_END_RESET] = "connection_reset",
+        [DYNOBS_END_ERROR] = "connection_error",
+        [DYNOBS_END_TLS_ERROR] = "tls_error",
+    };
+    switch (c->proto) {
+    case DYNOBS_PROTO_H1_CLIENT:
+        dynobs__h1c_end(c, client_error[how]);
+        break;
+    case DYNOBS_PROTO_H1_SERVER:
+        /* A failed read does not cut a response short: the server may
+         * still write it, and the stream's close ends it. */
+        if (how == DYNOBS_END_CLOSED || how == DYNOBS_END_TLS_ERROR)
+            dynobs__h1s_end(c);
+        break;
+    default:
+        break;
+    }
+}
+
+/* ---- facts about the stream ---- */
+
+static void addr_of(int fd, int peer, char *out, size_t cap, int *port)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    out[0] = '\0';
+    *port = 0;
+    if ((peer ? getpeername(fd, (struct sockaddr *)&ss, &sl)
+              : getsockname(fd, (struct sockaddr *)&ss, &sl)) != 0)
+        return;
+    if (ss.ss_family == AF_INET) {
+        inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, out, (socklen_t)cap);
+        *port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    } else if (ss.ss_family == AF_INET6) {
+        inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, out, (socklen_t)cap);
+        *port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    }
+}
+
+void dynobs__conn_facts(struct dynobs_conn *c)
+{
+    if (c->facts_known)
+        return;
+    int port;
+    addr_of(c->fd, 0, c->local_address, sizeof c->local_address, &c->local_port);
+    addr_of(c->fd, 1, c->peer_address, sizeof c->peer_address, &port);
+    int fl = c->fd >= 0 ? fcntl(c->fd, F_GETFL) : -1;
+    c->blocking = fl >= 0 && !(fl & O_NONBLOCK);
+    c->facts_known = 1;
+}
+
+/* ---- lifetime ---- */
 
 void dynobs__conn_ref(struct dynobs_conn *c)
 {
@@ -64,12 +192,9 @@ void dynobs__conn_ref(struct dynobs_conn *c)
 
 void dynobs__conn_unref(struct dynobs_conn *c)
 {
-    if (!c || DYNOBS_IS_MARKER(c) || __atomic_sub_fetch(&c->refs, 1, __ATOMIC_ACQ_REL) != 0)
+    if (!c || DYNOBS_CONN_IS_MARKER(c) || __atomic_sub_fetch(&c->refs, 1, __ATOMIC_ACQ_REL) != 0)
         return;
-    if (c->server)
-        dynobs__srv_close(c);
-    else if (c->span_open)
-        dynobs__http_fail(c, "connection_closed");
+    dynobs__conn_end(c, DYNOBS_END_CLOSED);
     if (try_lock()) {
         c->next_free = free_list;
         free_list = c;
@@ -79,37 +204,40 @@ void dynobs__conn_unref(struct dynobs_conn *c)
      * contention on closing sockets. */
 }
 
-static struct dynobs_conn **slot(enum dynobs_table t, int fd, int create)
+/* ---- the socket transport's table ---- */
+
+static struct dynobs_conn **slot(int fd, int create)
 {
-    if (fd < 0 || fd >= (FD_CHUNKS << FD_CHUNK_BITS))
+    if (fd < 0 || fd >= (DYNOBS_FD_CHUNKS << DYNOBS_FD_CHUNK_BITS))
         return NULL;
-    unsigned ci = (unsigned)fd >> FD_CHUNK_BITS;
-    struct dynobs_conn **ch = __atomic_load_n(&chunks[t][ci], __ATOMIC_ACQUIRE);
+    unsigned ci = (unsigned)fd >> DYNOBS_FD_CHUNK_BITS;
+    struct dynobs_conn **ch = __atomic_load_n(&dynobs__fd_chunks[ci], __ATOMIC_ACQUIRE);
     if (!ch) {
         if (!create)
             return NULL;
-        void *m = mmap(NULL, sizeof(void *) << FD_CHUNK_BITS, PROT_READ | PROT_WRITE,
+        void *m = mmap(NULL, sizeof(void *) << DYNOBS_FD_CHUNK_BITS, PROT_READ | PROT_WRITE,
                        MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         if (m == MAP_FAILED)
             return NULL;
         struct dynobs_conn **expect = NULL;
-        if (!__atomic_compare_exchange_n(&chunks[t][ci], &expect, (struct dynobs_conn **)m, 0,
-                                         __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
-            munmap(m, sizeof(void *) << FD_CHUNK_BITS);
+        if (!__atomic_compare_exchange_n(&dynobs__fd_chunks[ci], &expect,
+                                         (struct dynobs_conn **)m, 0, __ATOMIC_ACQ_REL,
+                                         __ATOMIC_ACQUIRE)) {
+            munmap(m, sizeof(void *) << DYNOBS_FD_CHUNK_BITS);
             ch = expect;
         } else {
             ch = m;
         }
     }
-    return &ch[(unsigned)fd & ((1u << FD_CHUNK_BITS) - 1)];
+    return &ch[(unsigned)fd & ((1u << DYNOBS_FD_CHUNK_BITS) - 1)];
 }
 
-void dynobs__tab_set(enum dynobs_table t, int fd, struct dynobs_conn *c)
+void dynobs__fd_set(int fd, struct dynobs_conn *c)
 {
-    struct dynobs_conn **s = slot(t, fd, c != NULL);
+    struct dynobs_conn **s = slot(fd, c != NULL);
     if (!s)
         return;
-    if (c && !DYNOBS_IS_MARKER(c))
+    if (c && !DYNOBS_CONN_IS_MARKER(c))
         dynobs__conn_ref(c);
     struct dynobs_conn *old = __atomic_exchange_n(s, c, __ATOMIC_ACQ_REL);
     dynobs__conn_unref(old);

@@ -1,103 +1,170 @@
 /*
- * Connections: what dynobs knows about one HTTP/1 client stream (a TCP
- * socket, later a TLS session), and the table that maps file descriptors
- * to them.
+ * The connection layer: one byte stream that the application reads and
+ * writes (a TCP socket, or the plain side of a TLS session), whatever
+ * transport carries it.
  *
- * A table entry is NULL (not looked at yet), DYNOBS_NOT_HTTP (ruled out:
- * one compare per call from then on) or a connection, shared by the fds
- * that dup() made of one socket.
+ *   transports    socket.c, openssl.c (later eBPF events)
+ *       |  classify once, then (connection, bytes, direction) per call
+ *   connection    conn.c: the stream's facts, its protocol, dispatch
+ *       |
+ *   protocols     h1client.c, h1server.c (HTTP/2 next, beside them)
+ *       |
+ *   spans and context   span.c, context.c
+ *
+ * A stream's state is a struct dynobs_conn: what is known of the stream
+ * itself (transport, role, addresses, blocking mode: looked up once), and
+ * apart from it the protocol's state, which holds the request in flight
+ * (HTTP/1 has one at a time; pipelined requests and HTTP/2 streams will
+ * hold more there without touching the layers around it).
+ *
+ * A transport keeps one entry per stream (fd, SSL session): NULL (not
+ * looked at yet), DYNOBS_CONN_IGNORED (ruled out: one compare per call
+ * from then on), DYNOBS_CONN_ACCEPTED (a server's stream whose first
+ * bytes have not been read yet) or a connection, shared by the entries
+ * that refer to one stream (fds made by dup()).
  */
 #ifndef DYNOBS_PRELOAD_CONN_H
 #define DYNOBS_PRELOAD_CONN_H
 
+#include <stddef.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
-#include "internal.h"
+#include "h1.h"
+#include "state.h"
 
-#include "../common/http/h1.h"
+#define DYNOBS_CONN_IGNORED ((struct dynobs_conn *)1)
+#define DYNOBS_CONN_ACCEPTED ((struct dynobs_conn *)2)
+#define DYNOBS_CONN_IS_MARKER(c) ((uintptr_t)(c) <= 2)
 
-#define DYNOBS_NOT_HTTP ((struct dynobs_conn *)1)
-/* An accepted socket whose first bytes have not been read yet. */
-#define DYNOBS_SERVER_CANDIDATE ((struct dynobs_conn *)2)
-#define DYNOBS_IS_MARKER(c) ((uintptr_t)(c) <= 2)
-#define DYNOBS_INJECT_MAX 700u
+enum dynobs_transport { DYNOBS_TRANSPORT_SOCKET = 0, DYNOBS_TRANSPORT_TLS = 1 };
+enum dynobs_role { DYNOBS_ROLE_CLIENT = 0, DYNOBS_ROLE_SERVER = 1 };
+enum dynobs_dir { DYNOBS_DIR_OUT = 0, DYNOBS_DIR_IN = 1 };
 
+/* The protocol a connection was classified as, with its role: what the
+ * layer dispatches on. */
+enum dynobs_proto {
+    DYNOBS_PROTO_H1_CLIENT = 1,
+    DYNOBS_PROTO_H1_SERVER = 2,
+};
+
+/* How a stream ended under a request in flight. */
+enum dynobs_conn_end {
+    DYNOBS_END_CLOSED,    /* orderly end of the stream (EOF, close) */
+    DYNOBS_END_RESET,     /* ECONNRESET */
+    DYNOBS_END_ERROR,     /* another error of the transport */
+    DYNOBS_END_TLS_ERROR, /* the TLS layer failed */
+};
+
+/* The buffer a TLS transport splices our header lines into (OpenSSL wants
+ * the same bytes at the same address when it retries a write). */
 #define DYNOBS_TLS_SCRATCH (64u * 1024u)
 
 struct dynobs_conn {
     struct dynobs_conn *next_free;
-    char *scratch; /* TLS: the app's bytes with ours spliced in (stable
-                    * across retries, as OpenSSL wants the same buffer) */
-    int refs;            /* fds (or sessions) that use it; atomic */
-    uint8_t tls;         /* 1: https (bytes seen inside TLS) */
-    uint8_t server;      /* 1: the server end of an accepted connection */
-    uint8_t srv_open;    /* server: a request is being answered */
-    uint8_t blocking_known, blocking, pushed;
-    uint8_t span_open;   /* a request is waiting for its response */
-    uint8_t sent;        /* the header block (with our lines) is out */
-    int64_t inj_at;      /* app bytes until our lines go out; -1: none */
-    uint16_t inj_len, inj_sent;
-    uint64_t req_start_ns;
-    struct dynobs_h1_req out;
-    struct dynobs_h1_req planned; /* out, as of our lines' position */
-    struct dynobs_h1_status in;
-    char inj[DYNOBS_INJECT_MAX];
-    /* The request, for the span's end and the metric. */
-    char method[24];
-    char server_address[DYNOBS_H1_HOST_MAX];
-    int server_port;
-    /* Server side: the response being written, and the context pushed on
-     * the handling thread while the request is served. */
-    struct dynobs_h1_resp resp;
-    char peer_address[48]; /* server: the client, with server_address and
-                            * server_port the local end (looked up once) */
-    struct dynobs_thread *ctx_owner;
-    int ctx_idx;
-    /* Server: the duration metric's labels of the last request that did
-     * not fail, kept while method and status repeat (keep-alive). */
-    int labels_code;
-    char labels_method[24];
-    char labels[DYNOBS_METRIC_KEY_BYTES];
-    struct dynobs_span span; /* detached span of the request in flight */
+    char *scratch; /* TLS: DYNOBS_TLS_SCRATCH bytes from mmap, kept on reuse */
+    int refs;      /* entries that refer to it; atomic */
+    /* What is known of the stream itself. */
+    uint8_t transport; /* enum dynobs_transport */
+    uint8_t proto;     /* enum dynobs_proto */
+    uint8_t facts_known;
+    uint8_t blocking;  /* the socket was blocking when looked at */
+    int fd;            /* the socket of the call being handled, for address and
+                        * mode look-ups (-1: none); set by the transport */
+    int local_port;
+    char local_address[48];
+    char peer_address[48];
+    /* The protocol's state: the request (later the streams) in flight. */
+    union {
+        struct dynobs_h1c h1c;
+        struct dynobs_h1s h1s;
+    } p;
 };
 
-struct dynobs_conn *dynobs__conn_new(void) DYNOBS_INTERNAL;
+/* ---- what transports call ---- */
+
+/* Classification, once per stream. The first bytes of a stream (written
+ * by a client, or read by a server, n of them in iov) say which protocol
+ * it speaks, as seen from the given role: 0 when none that we trace
+ * starts this way (the transport then marks the stream
+ * DYNOBS_CONN_IGNORED). Cheap: no system call. */
+enum dynobs_proto dynobs__conn_recognise(enum dynobs_role role, const struct iovec *iov,
+                                         int iovcnt, size_t n) DYNOBS_INTERNAL;
+/* A new connection of that protocol, or NULL when no memory could be had.
+ * It has no reference yet: the transport's entry takes the first. */
+struct dynobs_conn *dynobs__conn_open(enum dynobs_transport tr, enum dynobs_proto p,
+                                      int fd) DYNOBS_INTERNAL;
+
+/* 1 when the connection's protocol wants to see the next bytes moved in
+ * direction dir: the transport passes straight through otherwise. Inline:
+ * every read and write of a classified stream asks it. */
+static inline int dynobs__conn_wants(const struct dynobs_conn *c, enum dynobs_dir dir)
+{
+    switch (c->proto) {
+    case DYNOBS_PROTO_H1_CLIENT:
+        return dir == DYNOBS_DIR_OUT ? dynobs__h1c_wants_out(&c->p.h1c)
+                                     : dynobs__h1c_wants_in(&c->p.h1c);
+    case DYNOBS_PROTO_H1_SERVER:
+        return dir == DYNOBS_DIR_OUT ? dynobs__h1s_wants_out(&c->p.h1s)
+                                     : dynobs__h1s_wants_in(&c->p.h1s);
+    default:
+        return 0;
+    }
+}
+
+/* Writing, with header lines of ours to add: before the real call, where
+ * they go in the bytes of iov and what is left of them to send.
+ * Returns the offset, or -1 when nothing of ours goes out in this call. */
+struct dynobs_insert {
+    const char *bytes;
+    size_t len; /* 0: nothing of ours to add (the application set its own) */
+};
+long dynobs__conn_plan(struct dynobs_conn *c, const struct iovec *iov, int iovcnt,
+                       struct dynobs_insert *ins) DYNOBS_INTERNAL;
+
+/* The one entry after a call moved bytes: n of the application's bytes of
+ * iov went in direction dir; for a write, `ours` of our planned bytes went
+ * with them (DYNOBS_INSERT_GIVEN_UP: the transport could not send them
+ * and never will; the request then goes without them). */
+#define DYNOBS_INSERT_GIVEN_UP (-1L)
+void dynobs__conn_data(struct dynobs_conn *c, enum dynobs_dir dir, const struct iovec *iov,
+                       int iovcnt, size_t n, long ours) DYNOBS_INTERNAL;
+
+/* n bytes written that the transport did not see (sendfile). */
+void dynobs__conn_unseen_out(struct dynobs_conn *c, size_t n) DYNOBS_INTERNAL;
+
+/* The stream ended, or failed, under whatever is in flight. */
+void dynobs__conn_end(struct dynobs_conn *c, enum dynobs_conn_end how) DYNOBS_INTERNAL;
+
+/* The stream's addresses and blocking mode, looked up once. */
+void dynobs__conn_facts(struct dynobs_conn *c) DYNOBS_INTERNAL;
+
 void dynobs__conn_ref(struct dynobs_conn *c) DYNOBS_INTERNAL;
-/* Drops a reference; the last one ends an unfinished request as failed. */
+/* Drops a reference (markers and NULL are ignored); the last one ends
+ * what is in flight as if the stream had closed. */
 void dynobs__conn_unref(struct dynobs_conn *c) DYNOBS_INTERNAL;
 
-/* Two tables: the plain bytes of sockets, and the plain bytes of TLS
- * sessions, keyed by the session's fd. */
-enum dynobs_table { DYNOBS_TAB_SOCKET = 0, DYNOBS_TAB_TLS = 1 };
+/* ---- the socket transport's table: fd -> entry ---- */
 
 #define DYNOBS_FD_CHUNK_BITS 12
 #define DYNOBS_FD_CHUNKS 256 /* fds up to 2^20 */
-extern struct dynobs_conn **dynobs__fd_chunks[2][DYNOBS_FD_CHUNKS] DYNOBS_INTERNAL;
+extern struct dynobs_conn **dynobs__fd_chunks[DYNOBS_FD_CHUNKS] DYNOBS_INTERNAL;
 
-/* The entry of fd: NULL, DYNOBS_NOT_HTTP or a connection. Inline: every
- * read and write of the process asks this. */
-static inline struct dynobs_conn *dynobs__tab_get(enum dynobs_table t, int fd)
+/* The entry of fd: NULL, a marker or a connection. Inline: every read and
+ * write of the process asks this. */
+static inline struct dynobs_conn *dynobs__fd_get(int fd)
 {
     unsigned u = (unsigned)fd;
     if (DYNOBS_UNLIKELY(u >= (DYNOBS_FD_CHUNKS << DYNOBS_FD_CHUNK_BITS)))
         return NULL;
     struct dynobs_conn **ch =
-        __atomic_load_n(&dynobs__fd_chunks[t][u >> DYNOBS_FD_CHUNK_BITS], __ATOMIC_ACQUIRE);
+        __atomic_load_n(&dynobs__fd_chunks[u >> DYNOBS_FD_CHUNK_BITS], __ATOMIC_ACQUIRE);
     return ch ? __atomic_load_n(&ch[u & ((1u << DYNOBS_FD_CHUNK_BITS) - 1)], __ATOMIC_ACQUIRE)
               : NULL;
 }
+
 /* Replaces the entry of fd (taking a reference on c when it is a
  * connection, dropping the old one's). */
-void dynobs__tab_set(enum dynobs_table t, int fd, struct dynobs_conn *c) DYNOBS_INTERNAL;
-
-static inline struct dynobs_conn *dynobs__fd_get(int fd)
-{
-    return dynobs__tab_get(DYNOBS_TAB_SOCKET, fd);
-}
-
-static inline void dynobs__fd_set(int fd, struct dynobs_conn *c)
-{
-    dynobs__tab_set(DYNOBS_TAB_SOCKET, fd, c);
-}
+void dynobs__fd_set(int fd, struct dynobs_conn *c) DYNOBS_INTERNAL;
 
 #endif

@@ -1,11 +1,20 @@
 /*
- * Context propagation API: reading the current context as W3C headers and
- * making a remote context current.
+ * The one owner of context (see context.h): the per-thread stacks, remote
+ * contexts from W3C headers, requests bound to the thread that serves
+ * them, and the public API that reads the current context as W3C headers
+ * or makes a remote one current.
  */
 #include <stddef.h>
 #include <string.h>
 
-#include "internal.h"
+#include "state.h"
+
+/* An invalid tracestate is dropped whole; the traceparent stays. */
+static void set_tracestate(struct dynobs_ctx *c, const char *ts, size_t len)
+{
+    int n = dynobs__tracestate_parse(ts, len, c->tracestate, sizeof c->tracestate);
+    c->ts_len = (uint16_t)(n > 0 ? n : 0);
+}
 
 DYNOBS_API int dynobs_current_traceparent(char *buf, size_t len)
 {
@@ -55,19 +64,9 @@ DYNOBS_API int dynobs_context_attach(const char *traceparent, const char *traces
     struct dynobs_ctx *c = dynobs__ctx_push(t);
     if (!c)
         return DYNOBS_ENOSPC;
-    memcpy(c->trace_id, tp.trace_id, 16);
-    memcpy(c->span_id, tp.parent_id, 8);
-    c->flags = tp.flags;
-    c->remote = 1;
-    c->span = NULL;
-    c->span_gen = 0;
-    c->ts_len = 0;
-    if (tracestate) {
-        /* An invalid tracestate is dropped whole; the traceparent stays. */
-        int n = dynobs__tracestate_parse(tracestate, strlen(tracestate), c->tracestate,
-                                         sizeof c->tracestate);
-        c->ts_len = (uint16_t)(n > 0 ? n : 0);
-    }
+    dynobs__ctx_remote(c, &tp);
+    if (tracestate)
+        set_tracestate(c, tracestate, strlen(tracestate));
     dynobs__ctx_publish(c);
     return 0;
 }
@@ -98,4 +97,138 @@ void dynobs__ctx_remote(struct dynobs_ctx *c, const struct dynobs_traceparent *t
     memcpy(c->span_id, tp->parent_id, 8);
     c->flags = tp->flags;
     c->remote = 1;
+}
+
+/* ---- the stacks ----
+ *
+ * A stack is only pushed and popped by its own thread, but a signal
+ * handler may interrupt it anywhere: depth is raised before an
+ * entry is written, and an entry is marked valid only once complete, so a
+ * handler's spans find the nearest complete entry as their parent. */
+void dynobs__ctx_pop_ended(struct dynobs_thread *t)
+{
+    int d = t->depth;
+    while (d > 0 && __atomic_load_n(&t->stack[d - 1].ended, __ATOMIC_ACQUIRE))
+        d--;
+    t->depth = d;
+}
+
+const struct dynobs_ctx *dynobs__ctx_current(struct dynobs_thread *t)
+{
+    dynobs__ctx_pop_ended(t);
+    for (int d = t->depth; d > 0; d--) {
+        const struct dynobs_ctx *c = &t->stack[d - 1];
+        if (c->valid && !__atomic_load_n(&c->ended, __ATOMIC_ACQUIRE))
+            return c;
+    }
+    return NULL;
+}
+
+struct dynobs_ctx *dynobs__ctx_push(struct dynobs_thread *t)
+{
+    int d = t->depth;
+    if (d >= DYNOBS_STACK_DEPTH)
+        return NULL;
+    struct dynobs_ctx *c = &t->stack[d];
+    c->valid = 0;
+    c->ended = 0;
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);
+    t->depth = d + 1;
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);
+    /* Again: a handler that ran before depth was raised may have used
+     * this entry and left it ended. */
+    c->ended = 0;
+    return c;
+}
+
+void dynobs__ctx_publish(struct dynobs_ctx *c)
+{
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);
+    c->valid = 1;
+}
+
+struct dynobs_ctx *dynobs__ctx_from_headers(struct dynobs_ctx *c, const char *tp, size_t tp_len,
+                                            const char *ts, size_t ts_len)
+{
+    struct dynobs_traceparent parsed;
+    if (dynobs__traceparent_parse(tp, tp_len, &parsed) < 0)
+        return NULL;
+    dynobs__ctx_remote(c, &parsed);
+    if (ts_len)
+        set_tracestate(c, ts, ts_len);
+    return c;
+}
+
+/* ---- spans as the current context ---- */
+
+/* A new innermost entry of t for started span s (owner: the API span that
+ * owns the entry, NULL for a bound request), published; NULL when t's
+ * stack is full. */
+static struct dynobs_ctx *push_span(struct dynobs_thread *t, const struct dynobs_span *s,
+                                    const struct dynobs_span *owner)
+{
+    struct dynobs_ctx *x = dynobs__ctx_push(t);
+    if (!x)
+        return NULL;
+    memcpy(x->trace_id, s->rec.trace_id, 16);
+    memcpy(x->span_id, s->rec.span_id, 8);
+    x->flags = s->rec.trace_flags;
+    x->remote = 0;
+    x->span = owner;
+    x->span_gen = owner ? owner->gen : 0;
+    x->ts_len = s->rec.tracestate_len;
+    if (x->ts_len)
+        memcpy(x->tracestate, dynobs__span_tracestate(s), x->ts_len);
+    dynobs__ctx_publish(x);
+    return x;
+}
+
+void dynobs__ctx_enter_span(struct dynobs_thread *t, struct dynobs_span *s)
+{
+    struct dynobs_ctx *x = push_span(t, s, s);
+    s->stack_idx = (int16_t)(x ? x - t->stack : -1);
+}
+
+void dynobs__ctx_leave_span(const struct dynobs_span *s, struct dynobs_thread *self)
+{
+    struct dynobs_thread *t = s->owner;
+    if (s->stack_idx >= 0) {
+        struct dynobs_ctx *c = &t->stack[s->stack_idx];
+        /* The entry is still this use of the span's slot. */
+        if (c->span == s && c->span_gen == s->gen)
+            __atomic_store_n(&c->ended, 1, __ATOMIC_RELEASE);
+    }
+    if (t == self)
+        dynobs__ctx_pop_ended(t);
+}
+
+/* ---- requests bound to the thread that serves them ---- */
+
+int dynobs__ctx_bind(struct dynobs_thread *t, const struct dynobs_span *s,
+                     struct dynobs_ctx_binding *b)
+{
+    b->owner = NULL;
+    struct dynobs_ctx *x = push_span(t, s, NULL);
+    if (!x)
+        return DYNOBS_ENOSPC;
+    b->owner = t;
+    b->idx = (int)(x - t->stack);
+    memcpy(b->span_id, s->rec.span_id, 8);
+    return 0;
+}
+
+void dynobs__ctx_unbind(struct dynobs_ctx_binding *b)
+{
+    struct dynobs_thread *t = b->owner;
+    if (!t)
+        return;
+    b->owner = NULL;
+    /* The entry may have been popped and reused by its thread since (the
+     * binding then outlived a stack unwound under it): only an entry that
+     * still holds this request is ended. */
+    struct dynobs_ctx *x = &t->stack[b->idx];
+    if (!memcmp(x->span_id, b->span_id, 8))
+        __atomic_store_n(&x->ended, 1, __ATOMIC_RELEASE);
+    if (t == dynobs__thread())
+        dynobs__ctx_pop_ended(t);
 }

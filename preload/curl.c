@@ -23,8 +23,9 @@
 #include <string.h>
 #include <sys/mman.h>
 
-#include "conn.h"
+#include "httpmetrics.h"
 #include "ptrtab.h"
+#include "state.h"
 
 typedef void CURL;
 typedef void CURLM;
@@ -59,10 +60,6 @@ typedef struct {
 #define CURLINFO_EFFECTIVE_METHOD (CURLINFO_STRING + 58)
 #define CURLMSG_DONE 1
 
-/* Set while libcurl runs its I/O on this thread: the socket and TLS
- * layers leave its bytes alone. Read by dynobs__in_curl(). */
-__thread int dynobs__curl_depth DYNOBS_TLS;
-
 static struct {
     CURLcode (*easy_perform)(CURL *);
     CURLcode (*easy_setopt)(CURL *, int, ...);
@@ -83,7 +80,7 @@ static const char *const libcurl[] = {"libcurl.so.4", "libcurl-gnutls.so.4", NUL
 
 static inline int active(void)
 {
-    return __atomic_load_n(&dynobs__state, __ATOMIC_RELAXED) == DYNOBS_ON && !dynobs__guard;
+    return dynobs__layer_on(DYNOBS_LAYER_LIBCURL);
 }
 
 /* Per easy handle: the application's header list, and the transfer in
@@ -400,9 +397,9 @@ DYNOBS_API CURLcode curl_easy_perform(CURL *h)
     int saved = errno;
     begin(h);
     errno = saved;
-    dynobs__curl_depth++;
+    dynobs__enter(DYNOBS_INSIDE_LIBCURL);
     CURLcode rc = fn(h);
-    dynobs__curl_depth--;
+    dynobs__leave(DYNOBS_INSIDE_LIBCURL);
     saved = errno;
     end(h, rc);
     errno = saved;
@@ -462,9 +459,9 @@ DYNOBS_API CURLMcode curl_multi_remove_handle(CURLM *m, CURL *h)
 DYNOBS_API CURLMcode curl_multi_perform(CURLM *m, int *running)
 {
     CURLMcode (*fn)(CURLM *, int *) = CU(multi_perform, "curl_multi_perform");
-    dynobs__curl_depth++;
+    dynobs__enter(DYNOBS_INSIDE_LIBCURL);
     CURLMcode rc = fn ? fn(m, running) : 1;
-    dynobs__curl_depth--;
+    dynobs__leave(DYNOBS_INSIDE_LIBCURL);
     return rc;
 }
 
@@ -472,9 +469,9 @@ DYNOBS_API CURLMcode curl_multi_socket_action(CURLM *m, int s, int ev, int *runn
 {
     CURLMcode (*fn)(CURLM *, int, int, int *) =
         CU(multi_socket_action, "curl_multi_socket_action");
-    dynobs__curl_depth++;
+    dynobs__enter(DYNOBS_INSIDE_LIBCURL);
     CURLMcode rc = fn ? fn(m, s, ev, running) : 1;
-    dynobs__curl_depth--;
+    dynobs__leave(DYNOBS_INSIDE_LIBCURL);
     return rc;
 }
 

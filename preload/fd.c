@@ -14,7 +14,7 @@
 
 static inline int active(void)
 {
-    return __atomic_load_n(&dynobs__state, __ATOMIC_RELAXED) == DYNOBS_ON && !dynobs__guard;
+    return dynobs__layer_on(DYNOBS_LAYER_PROCESS);
 }
 
 DYNOBS_API int close(int fd)

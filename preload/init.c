@@ -10,8 +10,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "capture.h"
 #include "real.h"
+#include "state.h"
 
 #include "../common/resource.h"
 
@@ -19,6 +20,7 @@ int dynobs__state = DYNOBS_UNINIT;
 struct dynobs_config dynobs__config;
 uint64_t dynobs__lost;
 __thread int dynobs__guard DYNOBS_TLS;
+__thread uint32_t dynobs__inside DYNOBS_TLS;
 
 /* Segment states: a CAS from NONE to CREATING elects the one thread that
  * creates it; everybody else keeps going without a segment meanwhile. */

@@ -15,8 +15,8 @@
 #include <string.h>
 #include <sys/mman.h>
 
-#include "conn.h"
 #include "ptrtab.h"
+#include "state.h"
 
 #include "../common/sql.h"
 
@@ -72,15 +72,17 @@ static struct {
  * PQconnectStart and PQconnectPoll, PQexecParams calls PQsendQueryParams
  * and PQgetResult): while one of our wrappers runs the real call, the
  * inner calls pass through, so one operation is one span. */
-static __thread int depth DYNOBS_TLS;
-
 static inline int active(void)
 {
-    return __atomic_load_n(&dynobs__state, __ATOMIC_RELAXED) == DYNOBS_ON && !dynobs__guard &&
-           !depth;
+    return dynobs__layer_on(DYNOBS_LAYER_LIBPQ);
 }
 
-#define INNER(call) (depth++, __extension__({ __typeof__(call) r__ = (call); depth--; r__; }))
+#define INNER(call)                                                                        \
+    (dynobs__enter(DYNOBS_INSIDE_LIBPQ), __extension__({                                   \
+         __typeof__(call) r__ = (call);                                                    \
+         dynobs__leave(DYNOBS_INSIDE_LIBPQ);                                               \
+         r__;                                                                              \
+     }))
 
 /* DYNOBS_SQLCOMMENTER=1 and DYNOBS_DB_QUERY_RAW=1, read once. */
 static int setting(int *cache, const char *name)

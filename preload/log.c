@@ -1,7 +1,7 @@
 /*
  * Logs: records correlated with the calling thread's current span, from
- * the API (dynobs_log, dynobs_log_record) and, with DYNOBS_CAPTURE_LOGS=1,
- * from what the service writes to its stderr and passes to syslog().
+ * the API (dynobs_log, dynobs_log_record), crash reports and the capture
+ * of the service's own logs (capture.c), all through one writer.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -11,12 +11,12 @@
 #include <sys/uio.h>
 #include <syslog.h>
 
-#include "internal.h"
-#include "real.h"
+#include "state.h"
 
+#include "../common/attrs.h"
 #include "../common/ring.h"
 
-#define LOG_BODY_MAX 4096u
+#define LOG_BODY_MAX DYNOBS_LOG_BODY_MAX
 #define LOG_ITEMS_MAX 8192u
 
 static const char *severity_text(int s)
@@ -113,160 +113,9 @@ DYNOBS_API int dynobs_log_record(int severity, const char *severity_text, const 
     if (!dynobs__on())
         return DYNOBS_EDISABLED;
     struct dynobs_ctx given;
-    if (traceparent) {
-        struct dynobs_traceparent tp;
-        if (dynobs__traceparent_parse(traceparent, strlen(traceparent), &tp) < 0)
-            return DYNOBS_EINVAL;
-        dynobs__ctx_remote(&given, &tp);
-    }
+    if (traceparent &&
+        !dynobs__ctx_from_headers(&given, traceparent, strlen(traceparent), NULL, 0))
+        return DYNOBS_EINVAL;
     return emit(severity, severity_text, body, strnlen(body, LOG_BODY_MAX + 1), attrs, nattrs,
                 traceparent ? &given : NULL);
-}
-
-/* ---- DYNOBS_CAPTURE_LOGS: stderr lines ---- */
-
-static const dynobs_attr stderr_attrs[] = {
-    {.key = "log.iostream", .type = DYNOBS_ATTR_STRING, .v.s = "stderr"}};
-
-/* Each complete line written to fd 2 becomes a record (severity
- * unspecified: the text is the service's own). A line's start waits in
- * the writing thread's buffer for its end; one longer than the buffer is
- * sent in pieces. */
-static void stderr_bytes(struct dynobs_thread *t, const char *p, size_t n)
-{
-    while (n) {
-        const char *nl = memchr(p, '\n', n);
-        size_t take = nl ? (size_t)(nl - p) : n;
-        size_t room = sizeof t->errline - t->errlen;
-        if (take > room)
-            take = room;
-        memcpy(t->errline + t->errlen, p, take);
-        t->errlen += (uint16_t)take;
-        p += take;
-        n -= take;
-        int full = t->errlen == sizeof t->errline;
-        if ((nl && p == nl) || full) {
-            size_t len = t->errlen;
-            if (len && t->errline[len - 1] == '\r')
-                len--;
-            if (len)
-                emit(0, "", t->errline, len, stderr_attrs, 1, NULL);
-            t->errlen = 0;
-            if (nl && p == nl)
-                p++, n--;
-        }
-    }
-}
-
-void dynobs__stderr_flush(void)
-{
-    if (!dynobs__config.capture_logs || !dynobs__on())
-        return;
-    struct dynobs_thread *t = dynobs__thread();
-    if (!t || !t->errlen)
-        return;
-    dynobs__guard++;
-    emit(0, "", t->errline, t->errlen, stderr_attrs, 1, NULL);
-    t->errlen = 0;
-    dynobs__guard--;
-}
-
-void dynobs__stderr_written(const struct iovec *iov, int iovcnt, size_t n)
-{
-    struct dynobs_thread *t = dynobs__thread();
-    if (!t)
-        return;
-    dynobs__guard++;
-    for (int i = 0; i < iovcnt && n; i++) {
-        size_t len = iov[i].iov_len < n ? iov[i].iov_len : n;
-        stderr_bytes(t, iov[i].iov_base, len);
-        n -= len;
-    }
-    dynobs__guard--;
-}
-
-/* ---- DYNOBS_CAPTURE_LOGS: syslog ---- */
-
-/* Syslog levels to OpenTelemetry severities, as the log data model maps
- * them, with the level's own name as the severity text. */
-static const struct {
-    uint8_t severity;
-    const char *name;
-} syslog_levels[8] = {{21, "emerg"}, {19, "alert"}, {18, "crit"}, {17, "err"},
-                      {13, "warning"}, {10, "notice"}, {9, "info"}, {5, "debug"}};
-
-__attribute__((format(printf, 2, 0))) static void syslog_record(int pri, const char *fmt,
-                                                                 va_list ap)
-{
-    if (!fmt || dynobs__guard || !dynobs__config.capture_logs || !dynobs__on())
-        return;
-    char body[LOG_BODY_MAX + 1];
-    int n = vsnprintf(body, sizeof body, fmt, ap); /* glibc's printf knows %m */
-    if (n < 0)
-        return;
-    size_t len = (size_t)n < LOG_BODY_MAX ? (size_t)n : LOG_BODY_MAX;
-    while (len && body[len - 1] == '\n')
-        len--;
-    dynobs__guard++;
-    emit(syslog_levels[LOG_PRI(pri)].severity, syslog_levels[LOG_PRI(pri)].name, body,
-         (size_t)n > LOG_BODY_MAX ? (size_t)n : len, NULL, 0, NULL);
-    dynobs__guard--;
-}
-
-/* The real functions: vsyslog for syslog/vsyslog, __vsyslog_chk for the
- * fortified forms (their flag checks %n). errno is kept for %m. */
-static void real_vsyslog(int pri, const char *fmt, va_list ap)
-{
-    void (*f)(int, const char *, va_list) = DYNOBS_REAL(vsyslog);
-    if (f)
-        f(pri, fmt, ap);
-}
-
-static void real_vsyslog_chk(int pri, int flag, const char *fmt, va_list ap)
-{
-    void (*f)(int, int, const char *, va_list) = DYNOBS_REAL(vsyslog_chk);
-    if (f)
-        f(pri, flag, fmt, ap);
-    else
-        real_vsyslog(pri, fmt, ap);
-}
-
-DYNOBS_API void vsyslog(int pri, const char *fmt, va_list ap)
-{
-    va_list copy;
-    va_copy(copy, ap);
-    int saved = errno;
-    real_vsyslog(pri, fmt, ap);
-    errno = saved;
-    syslog_record(pri, fmt, copy);
-    va_end(copy);
-}
-
-DYNOBS_API void syslog(int pri, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsyslog(pri, fmt, ap);
-    va_end(ap);
-}
-
-__attribute__((format(printf, 3, 0))) DYNOBS_API void __vsyslog_chk(int pri, int flag,
-                                                                     const char *fmt, va_list ap)
-{
-    va_list copy;
-    va_copy(copy, ap);
-    int saved = errno;
-    real_vsyslog_chk(pri, flag, fmt, ap);
-    errno = saved;
-    syslog_record(pri, fmt, copy);
-    va_end(copy);
-}
-
-__attribute__((format(printf, 3, 4))) DYNOBS_API void __syslog_chk(int pri, int flag,
-                                                                   const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    __vsyslog_chk(pri, flag, fmt, ap);
-    va_end(ap);
 }

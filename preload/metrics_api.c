@@ -1,10 +1,11 @@
 /*
- * Metrics API: updates go straight to the segment's metric table.
+ * Metrics: the API's updates, and the instrumentations' histograms and
+ * label strings, go straight to the segment's metric table.
  */
 #include <errno.h>
 #include <string.h>
 
-#include "internal.h"
+#include "state.h"
 
 #include "../common/metrics.h"
 
@@ -77,14 +78,6 @@ DYNOBS_API int dynobs_metric_record(const dynobs_metric_desc *desc, double value
     if (d.kind == DYNOBS_METRIC_HISTOGRAM && d.bounds && d.nbounds == 0)
         d.bounds = NULL;
     return record(&d, value, labels);
-}
-
-void dynobs__status_text(int code, char *out)
-{
-    out[0] = (char)('0' + code / 100 % 10);
-    out[1] = (char)('0' + code / 10 % 10);
-    out[2] = (char)('0' + code % 10);
-    out[3] = '\0';
 }
 
 void dynobs__labels_join(char *out, size_t cap, const char *(*parts)[2], size_t count)

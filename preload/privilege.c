@@ -12,13 +12,12 @@
 #include <grp.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "state.h"
 #include "real.h"
 
 static void before_drop(void)
 {
-    if (__atomic_load_n(&dynobs__state, __ATOMIC_RELAXED) != DYNOBS_ON || dynobs__guard ||
-        geteuid() != 0)
+    if (!dynobs__layer_on(DYNOBS_LAYER_PROCESS) || geteuid() != 0)
         return;
     int saved = errno;
     (void)dynobs__segment();

@@ -7,7 +7,7 @@
 #ifndef DYNOBS_PRELOAD_PTRTAB_H
 #define DYNOBS_PRELOAD_PTRTAB_H
 
-#include "internal.h"
+#include "state.h"
 
 #define DYNOBS_PTRTAB_SIZE 4096u /* slots per table, a power of two */
 

@@ -3,7 +3,7 @@
 
 #include <dlfcn.h>
 
-#include "internal.h"
+#include "state.h"
 
 struct dynobs_real_fns dynobs__real;
 

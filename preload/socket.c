@@ -1,7 +1,8 @@
 /*
- * Socket interposers: HTTP/1 client requests on TCP sockets, recognised
- * from the bytes written, get a span and a traceparent header; the
- * response status ends the span.
+ * The socket transport: reads and writes on TCP sockets, handed to the
+ * connection layer (conn.h), which classifies a stream from its first
+ * bytes (written by a client, or read from an accepted socket) and
+ * traces its requests. This file knows sockets, not protocols.
  *
  * Our header lines go out in the same system call as the application's
  * bytes (sendmsg with one more iovec), at the end of the header block.
@@ -19,14 +20,13 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "capture.h"
 #include "conn.h"
-#include "httpclient.h"
 #include "real.h"
 
 static inline int active(void)
 {
-    return __atomic_load_n(&dynobs__state, __ATOMIC_RELAXED) == DYNOBS_ON && !dynobs__guard &&
-           !dynobs__curl_depth;
+    return dynobs__layer_on(DYNOBS_LAYER_SOCKET);
 }
 
 /* ---- the real calls, with raw system calls while dlsym runs ---- */
@@ -52,34 +52,31 @@ static ssize_t r_sendmsg(int fd, const struct msghdr *m, int flags)
 /* ---- classification ---- */
 
 /* First write on an fd we have not seen: a TCP socket whose first bytes
- * can start an HTTP request gets a connection state; anything else is
- * marked and never looked at again. */
+ * start a request of a protocol we trace gets a connection; anything else
+ * is marked and never looked at again. */
 static struct dynobs_conn *classify(int fd, const struct iovec *iov, int iovcnt)
 {
-    uint8_t head[4];
     size_t n = 0;
     for (int i = 0; i < iovcnt && n < 4; i++)
-        for (size_t j = 0; j < iov[i].iov_len && n < 4; j++)
-            head[n++] = ((const uint8_t *)iov[i].iov_base)[j];
+        n += iov[i].iov_len;
     if (n == 0)
         return NULL;
     int saved = errno;
-    struct dynobs_conn *c = DYNOBS_NOT_HTTP;
+    struct dynobs_conn *c = NULL;
     int type = 0;
     socklen_t tl = sizeof type;
     struct sockaddr_storage ss;
     socklen_t sl = sizeof ss;
-    if (dynobs__h1_maybe_request(head, n) &&
-        getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) == 0 && type == SOCK_STREAM &&
+    /* The bytes first: they rule out files and pipes without a system
+     * call. */
+    enum dynobs_proto p = dynobs__conn_recognise(DYNOBS_ROLE_CLIENT, iov, iovcnt, n);
+    if (p && getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) == 0 && type == SOCK_STREAM &&
         getsockname(fd, (struct sockaddr *)&ss, &sl) == 0 &&
-        (ss.ss_family == AF_INET || ss.ss_family == AF_INET6)) {
-        struct dynobs_conn *n_ = dynobs__conn_new();
-        if (n_)
-            c = n_;
-    }
-    dynobs__fd_set(fd, c);
+        (ss.ss_family == AF_INET || ss.ss_family == AF_INET6))
+        c = dynobs__conn_open(DYNOBS_TRANSPORT_SOCKET, p, fd);
+    dynobs__fd_set(fd, c ? c : DYNOBS_CONN_IGNORED);
     errno = saved;
-    return c == DYNOBS_NOT_HTTP ? NULL : c;
+    return c;
 }
 
 /* The connection to act on for a write, or NULL to pass through. */
@@ -88,36 +85,38 @@ static inline struct dynobs_conn *out_conn(int fd, const struct iovec *iov, int 
     if (!active())
         return NULL;
     struct dynobs_conn *c = dynobs__fd_get(fd);
-    if (DYNOBS_LIKELY(c == DYNOBS_NOT_HTTP))
+    if (DYNOBS_LIKELY(c == DYNOBS_CONN_IGNORED))
         return NULL;
-    if (c == DYNOBS_SERVER_CANDIDATE) { /* it speaks first: not an HTTP server */
+    if (c == DYNOBS_CONN_ACCEPTED) { /* it speaks first: not a server we trace */
         int saved = errno;
-        dynobs__fd_set(fd, DYNOBS_NOT_HTTP);
+        dynobs__fd_set(fd, DYNOBS_CONN_IGNORED);
         errno = saved;
         return NULL;
     }
     if (!c)
         c = classify(fd, iov, iovcnt);
-    if (c && c->server)
-        return c->srv_open ? c : NULL;
-    return c && dynobs__http_watching_out(c) ? c : NULL;
+    if (!c || !dynobs__conn_wants(c, DYNOBS_DIR_OUT))
+        return NULL;
+    c->fd = fd;
+    return c;
 }
 
-/* The connection to act on for a read: a client waiting for its
- * response, a server reading a request head, or an accepted socket not
- * read yet; NULL to pass through. */
+/* The connection to act on for a read (its protocol wants the bytes), or
+ * DYNOBS_CONN_ACCEPTED for an accepted socket not read yet; NULL to pass
+ * through. */
 static inline struct dynobs_conn *in_conn(int fd)
 {
     if (!active())
         return NULL;
     struct dynobs_conn *c = dynobs__fd_get(fd);
-    if (!c || c == DYNOBS_NOT_HTTP)
+    if (!c || c == DYNOBS_CONN_IGNORED)
         return NULL;
-    if (c == DYNOBS_SERVER_CANDIDATE)
+    if (c == DYNOBS_CONN_ACCEPTED)
         return c;
-    if (c->server)
-        return c->out.phase < DYNOBS_H1_REQ_BODY || c->srv_open ? c : NULL;
-    return dynobs__http_watching_in(c) ? c : NULL;
+    if (!dynobs__conn_wants(c, DYNOBS_DIR_IN))
+        return NULL;
+    c->fd = fd;
+    return c;
 }
 
 /* ---- writes ---- */
@@ -222,52 +221,29 @@ static int nonblocking(const struct out_call *o)
 
 static ssize_t out(const struct out_call *o, struct dynobs_conn *c)
 {
-    size_t total = 0;
-    for (int i = 0; !c->server && i < o->iovcnt; i++)
-        total += o->iov[i].iov_len;
     for (;;) {
-        /* A server's response is watched, never changed. */
-        long k = c->server ? -1 : dynobs__http_out_plan(c, o->iov, o->iovcnt, total, o->fd);
-        if (k < 0) {
-            ssize_t r = original(o);
-            if (r > 0) {
-                int saved = errno;
-                if (c->server)
-                    dynobs__srv_out(c, o->iov, o->iovcnt, (size_t)r);
-                else
-                    dynobs__http_out_commit(c, o->iov, o->iovcnt, (size_t)r);
-                errno = saved;
-            }
-            return r;
-        }
-        size_t rest = (size_t)c->inj_len - c->inj_sent;
+        struct dynobs_insert ins;
+        long k = dynobs__conn_plan(c, o->iov, o->iovcnt, &ins);
         int fallback = 0;
-        ssize_t r = rest ? spliced(o, (size_t)k, c->inj + c->inj_sent, rest, &fallback)
-                         : original(o);
+        ssize_t r = k >= 0 && ins.len ? spliced(o, (size_t)k, ins.bytes, ins.len, &fallback)
+                                      : original(o);
         if (r < 0)
             return r;
         int saved = errno;
-        if (fallback || !rest) {
-            /* Nothing of ours goes out in this call (the application set
-             * its own traceparent, or too many pieces): the header block
-             * counts as sent once the point is passed. */
-            dynobs__http_out_commit(c, o->iov, o->iovcnt, (size_t)r);
-            if ((size_t)r >= (size_t)k)
-                dynobs__http_out_sent(c);
+        if (k < 0 || fallback || !ins.len || (size_t)r <= (size_t)k) {
+            /* Nothing of ours went out in this call: nothing was planned,
+             * the application set its own traceparent, there were too
+             * many pieces to splice (the request then goes without our
+             * lines), or the call stopped before our point. */
+            long ours = k >= 0 && (fallback || !ins.len) ? DYNOBS_INSERT_GIVEN_UP : 0;
+            if (r > 0 || ours)
+                dynobs__conn_data(c, DYNOBS_DIR_OUT, o->iov, o->iovcnt, (size_t)r, ours);
             errno = saved;
             return r;
         }
-        if ((size_t)r <= (size_t)k) {
-            dynobs__http_out_commit(c, o->iov, o->iovcnt, (size_t)r);
-            errno = saved;
-            return r;
-        }
-        size_t ours = (size_t)r - (size_t)k < rest ? (size_t)r - (size_t)k : rest;
+        size_t ours = (size_t)r - (size_t)k < ins.len ? (size_t)r - (size_t)k : ins.len;
         size_t consumed = (size_t)r - ours;
-        dynobs__http_out_commit(c, o->iov, o->iovcnt, (size_t)k);
-        c->inj_sent = (uint16_t)(c->inj_sent + ours);
-        if (c->inj_sent == c->inj_len)
-            dynobs__http_out_sent(c);
+        dynobs__conn_data(c, DYNOBS_DIR_OUT, o->iov, o->iovcnt, consumed, (long)ours);
         errno = saved;
         if (consumed > 0)
             return (ssize_t)consumed;
@@ -293,28 +269,14 @@ __attribute__((noinline)) static ssize_t write_slow(int fd, const void *buf, siz
     return out(&o, c);
 }
 
-/* DYNOBS_CAPTURE_LOGS: what the service writes to its stderr. */
-__attribute__((noinline)) static ssize_t stderr_write(const struct iovec *iov, int iovcnt,
-                                                      int vectored)
-{
-    ssize_t r = vectored ? DYNOBS_REAL(writev)(2, iov, iovcnt)
-                         : r_write(2, iov[0].iov_base, iov[0].iov_len);
-    if (r > 0) {
-        int saved = errno;
-        dynobs__stderr_written(iov, iovcnt, (size_t)r);
-        errno = saved;
-    }
-    return r;
-}
-
 DYNOBS_API ssize_t write(int fd, const void *buf, size_t n)
 {
     if (DYNOBS_LIKELY(!active()))
         return r_write(fd, buf, n);
     if (DYNOBS_UNLIKELY(fd == 2) && dynobs__config.capture_logs)
-        return stderr_write(&(struct iovec){(void *)buf, n}, 1, 0);
+        return dynobs__stderr_write(&(struct iovec){(void *)buf, n}, 1, 0);
     struct dynobs_conn *c = dynobs__fd_get(fd);
-    if (DYNOBS_LIKELY(c == DYNOBS_NOT_HTTP))
+    if (DYNOBS_LIKELY(c == DYNOBS_CONN_IGNORED))
         return r_write(fd, buf, n);
     return write_slow(fd, buf, n);
 }
@@ -322,7 +284,7 @@ DYNOBS_API ssize_t write(int fd, const void *buf, size_t n)
 DYNOBS_API ssize_t writev(int fd, const struct iovec *iov, int iovcnt)
 {
     if (DYNOBS_UNLIKELY(fd == 2) && dynobs__config.capture_logs && active())
-        return stderr_write(iov, iovcnt, 1);
+        return dynobs__stderr_write(iov, iovcnt, 1);
     struct dynobs_conn *c = iovcnt > 0 && iovcnt <= IOV_MAX ? out_conn(fd, iov, iovcnt) : NULL;
     struct out_call o = {.kind = O_WRITEV, .fd = fd, .iov = iov, .iovcnt = iovcnt};
     if (DYNOBS_LIKELY(!c))
@@ -368,21 +330,12 @@ DYNOBS_API ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
 
 /* ---- reads ---- */
 
-/* An accepted socket's first bytes: an HTTP request makes it a server
- * connection, anything else is left alone for good. */
+/* An accepted socket's first bytes decide what it is, for good. */
 static struct dynobs_conn *server_classify(int fd, const struct iovec *iov, int iovcnt, size_t n)
 {
-    uint8_t head[4];
-    size_t h = 0;
-    for (int i = 0; i < iovcnt && h < 4 && h < n; i++)
-        for (size_t j = 0; j < iov[i].iov_len && h < 4 && h < n; j++)
-            head[h++] = ((const uint8_t *)iov[i].iov_base)[j];
-    struct dynobs_conn *c = dynobs__h1_maybe_request(head, h) ? dynobs__conn_new() : NULL;
-    if (c) {
-        c->server = 1;
-        c->out.capture = 1;
-    }
-    dynobs__fd_set(fd, c ? c : DYNOBS_NOT_HTTP);
+    enum dynobs_proto p = dynobs__conn_recognise(DYNOBS_ROLE_SERVER, iov, iovcnt, n);
+    struct dynobs_conn *c = p ? dynobs__conn_open(DYNOBS_TRANSPORT_SOCKET, p, fd) : NULL;
+    dynobs__fd_set(fd, c ? c : DYNOBS_CONN_IGNORED);
     return c;
 }
 
@@ -390,26 +343,17 @@ static void after_read(struct dynobs_conn *c, int fd, const struct iovec *iov, i
                        ssize_t r, size_t asked, int flags)
 {
     int saved = errno;
-    if (c == DYNOBS_SERVER_CANDIDATE) {
-        if (r <= 0 || (flags & MSG_PEEK) || !(c = server_classify(fd, iov, iovcnt, (size_t)r))) {
-            errno = saved;
-            return;
-        }
-    }
-    if (c->server) {
-        if (r > 0 && !(flags & MSG_PEEK))
-            dynobs__srv_in(c, fd, iov, iovcnt, (size_t)r);
-        else if (r == 0 && asked > 0)
-            dynobs__srv_close(c);
+    if (c == DYNOBS_CONN_ACCEPTED &&
+        (r <= 0 || (flags & MSG_PEEK) || !(c = server_classify(fd, iov, iovcnt, (size_t)r)))) {
         errno = saved;
         return;
     }
     if (r > 0 && !(flags & MSG_PEEK))
-        dynobs__http_in(c, iov, iovcnt, (size_t)r);
+        dynobs__conn_data(c, DYNOBS_DIR_IN, iov, iovcnt, (size_t)r, 0);
     else if (r == 0 && asked > 0)
-        dynobs__http_fail(c, "connection_closed");
+        dynobs__conn_end(c, DYNOBS_END_CLOSED);
     else if (r < 0 && saved != EAGAIN && saved != EWOULDBLOCK && saved != EINTR)
-        dynobs__http_fail(c, saved == ECONNRESET ? "connection_reset" : "connection_error");
+        dynobs__conn_end(c, saved == ECONNRESET ? DYNOBS_END_RESET : DYNOBS_END_ERROR);
     errno = saved;
 }
 
@@ -543,7 +487,7 @@ static void accepted(int fd)
 {
     if (fd >= 0 && active()) {
         int saved = errno;
-        dynobs__fd_set(fd, DYNOBS_SERVER_CANDIDATE);
+        dynobs__fd_set(fd, DYNOBS_CONN_ACCEPTED);
         errno = saved;
     }
 }
@@ -570,9 +514,9 @@ static void sent_file(int out_fd, ssize_t r)
     if (r <= 0 || !active())
         return;
     struct dynobs_conn *c = dynobs__fd_get(out_fd);
-    if (c && !DYNOBS_IS_MARKER(c) && c->server && c->srv_open) {
+    if (c && !DYNOBS_CONN_IS_MARKER(c) && dynobs__conn_wants(c, DYNOBS_DIR_OUT)) {
         int saved = errno;
-        dynobs__srv_sent(c, (size_t)r);
+        dynobs__conn_unseen_out(c, (size_t)r);
         errno = saved;
     }
 }

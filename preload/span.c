@@ -7,7 +7,7 @@
 #include <errno.h>
 #include <string.h>
 
-#include "internal.h"
+#include "state.h"
 
 #include "../common/attrs.h"
 #include "../common/record.h"
@@ -148,18 +148,13 @@ static dynobs_span *start_span(const char *name, int kind, const char *parent_tr
     struct dynobs_ctx given;
     const struct dynobs_ctx *parent = NULL;
     if (parent_traceparent && !(flags & DYNOBS_SPAN_ROOT)) {
-        struct dynobs_traceparent tp;
-        if (dynobs__traceparent_parse(parent_traceparent, strlen(parent_traceparent), &tp) < 0)
+        parent = dynobs__ctx_from_headers(&given, parent_traceparent, strlen(parent_traceparent),
+                                          parent_tracestate,
+                                          parent_tracestate ? strlen(parent_tracestate) : 0);
+        if (!parent)
             return NULL;
-        dynobs__ctx_remote(&given, &tp);
         if (flags & DYNOBS_SPAN_LOCAL_PARENT)
             given.remote = 0;
-        if (parent_tracestate) {
-            int n = dynobs__tracestate_parse(parent_tracestate, strlen(parent_tracestate),
-                                             given.tracestate, sizeof given.tracestate);
-            given.ts_len = (uint16_t)(n > 0 ? n : 0);
-        }
-        parent = &given;
     }
     struct dynobs_thread *t = dynobs__thread();
     if (!t)
@@ -175,22 +170,9 @@ static dynobs_span *start_span(const char *name, int kind, const char *parent_tr
     s->gen++;
     span_fill(s, t, name, kind, parent);
     struct dynobs_span_rec *r = &s->rec;
-    struct dynobs_ctx *c = flags & DYNOBS_SPAN_NO_CONTEXT ? NULL : dynobs__ctx_push(t);
-    if (c) {
-        memcpy(c->trace_id, r->trace_id, 16);
-        memcpy(c->span_id, r->span_id, 8);
-        c->flags = r->trace_flags;
-        c->remote = 0;
-        c->span = s;
-        c->span_gen = s->gen;
-        c->ts_len = r->tracestate_len;
-        if (r->tracestate_len)
-            memcpy(c->tracestate, parent->tracestate, r->tracestate_len);
-        dynobs__ctx_publish(c);
-        s->stack_idx = (int16_t)(c - t->stack);
-    } else {
-        s->stack_idx = -1;
-    }
+    s->stack_idx = -1;
+    if (!(flags & DYNOBS_SPAN_NO_CONTEXT))
+        dynobs__ctx_enter_span(t, s);
     /* An unsampled span is never written: it needs no timestamps. */
     r->start_ns = s->recording ? dynobs__clock_now(&t->clk) : 0;
     __atomic_store_n(&s->live, SPAN_LIVE, __ATOMIC_RELEASE);
@@ -469,13 +451,7 @@ static int span_end(dynobs_span *s)
     struct dynobs_thread *t = s->owner;
     if (!t) /* detached: its storage belongs to the caller */
         return rc;
-    if (s->stack_idx >= 0) {
-        struct dynobs_ctx *c = &t->stack[s->stack_idx];
-        if (c->span == s && c->span_gen == s->gen)
-            __atomic_store_n(&c->ended, 1, __ATOMIC_RELEASE);
-    }
-    if (t == self)
-        dynobs__ctx_pop_ended(t);
+    dynobs__ctx_leave_span(s, self);
     pool_put(s, self);
     return rc;
 }

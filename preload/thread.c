@@ -1,6 +1,6 @@
 /*
- * Per-thread blocks: the context stack, the span pool and the id
- * generator of one thread. Blocks come from mmap (never malloc, which the
+ * Per-thread blocks: the context stack (context.c), the span pool
+ * (span.c) and the id generator of one thread. Blocks come from mmap (never malloc, which the
  * host may have replaced or be inside of), are reused after their thread
  * exits, and are never unmapped: a span started by a thread that has
  * exited can still be ended from another one.
@@ -12,7 +12,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "state.h"
 
 static __thread struct dynobs_thread *self DYNOBS_TLS;
 static struct dynobs_thread *all; /* push-only list of every block */
@@ -99,50 +99,4 @@ void dynobs__thread_after_fork(void)
         self->tid = (uint32_t)syscall(SYS_gettid);
         dynobs__rng_seed(&self->rng);
     }
-}
-
-/* The context stack is only pushed and popped by its own thread, but a
- * signal handler may interrupt it anywhere: depth is raised before an
- * entry is written, and an entry is marked valid only once complete, so a
- * handler's spans find the nearest complete entry as their parent. */
-void dynobs__ctx_pop_ended(struct dynobs_thread *t)
-{
-    int d = t->depth;
-    while (d > 0 && __atomic_load_n(&t->stack[d - 1].ended, __ATOMIC_ACQUIRE))
-        d--;
-    t->depth = d;
-}
-
-const struct dynobs_ctx *dynobs__ctx_current(struct dynobs_thread *t)
-{
-    dynobs__ctx_pop_ended(t);
-    for (int d = t->depth; d > 0; d--) {
-        const struct dynobs_ctx *c = &t->stack[d - 1];
-        if (c->valid && !__atomic_load_n(&c->ended, __ATOMIC_ACQUIRE))
-            return c;
-    }
-    return NULL;
-}
-
-struct dynobs_ctx *dynobs__ctx_push(struct dynobs_thread *t)
-{
-    int d = t->depth;
-    if (d >= DYNOBS_STACK_DEPTH)
-        return NULL;
-    struct dynobs_ctx *c = &t->stack[d];
-    c->valid = 0;
-    c->ended = 0;
-    __atomic_signal_fence(__ATOMIC_SEQ_CST);
-    t->depth = d + 1;
-    __atomic_signal_fence(__ATOMIC_SEQ_CST);
-    /* Again: a handler that ran before depth was raised may have used
-     * this entry and left it ended. */
-    c->ended = 0;
-    return c;
-}
-
-void dynobs__ctx_publish(struct dynobs_ctx *c)
-{
-    __atomic_signal_fence(__ATOMIC_SEQ_CST);
-    c->valid = 1;
 }

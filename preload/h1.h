@@ -1,0 +1,113 @@
+/*
+ * HTTP/1 over a connection (conn.h): the protocol's state, and the
+ * entries the connection layer dispatches to.
+ *   h1client.c  requests this process sends: a CLIENT span each, our
+ *               traceparent added to the header block, the response's
+ *               status read back, http.client.request.duration.
+ *   h1server.c  requests this process answers: a SERVER span each that
+ *               continues the caller's trace, bound as the serving
+ *               thread's context, ended when the response is out,
+ *               http.server.request.duration.
+ * One request is in flight at a time on an HTTP/1 connection; its state
+ * (the exchange) is kept apart from the connection's.
+ */
+#ifndef DYNOBS_PRELOAD_H1_H
+#define DYNOBS_PRELOAD_H1_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include "context.h"
+#include "span.h"
+
+#include "../common/http/h1.h"
+#include "../common/layout.h"
+
+#define DYNOBS_INJECT_MAX 700u
+
+struct dynobs_conn;
+struct dynobs_insert;
+
+/* ---- client ---- */
+
+/* The request a client has in flight. */
+struct dynobs_h1c_exchange {
+    uint8_t open; /* its span started: waiting for the response */
+    uint64_t start_ns;
+    char method[24];
+    char server_address[DYNOBS_H1_HOST_MAX];
+    int server_port;
+    struct dynobs_h1_status status; /* the response, as it is read */
+    struct dynobs_span span;
+};
+
+struct dynobs_h1c {
+    struct dynobs_h1_req head;    /* the request head, as it goes out */
+    struct dynobs_h1_req planned; /* head, as of our lines' position */
+    int64_t inj_at;               /* application bytes until our lines go; -1: none */
+    uint16_t inj_len, inj_sent;
+    char inj[DYNOBS_INJECT_MAX];
+    struct dynobs_h1c_exchange x;
+};
+
+static inline int dynobs__h1c_wants_out(const struct dynobs_h1c *h)
+{
+    return h->head.phase < DYNOBS_H1_REQ_BODY || h->inj_at >= 0;
+}
+
+static inline int dynobs__h1c_wants_in(const struct dynobs_h1c *h)
+{
+    return h->x.open && h->x.status.phase != DYNOBS_H1_ST_NONE;
+}
+
+void dynobs__h1c_init(struct dynobs_conn *c) DYNOBS_INTERNAL;
+long dynobs__h1c_plan(struct dynobs_conn *c, const struct iovec *iov, int iovcnt,
+                      struct dynobs_insert *ins) DYNOBS_INTERNAL;
+void dynobs__h1c_out(struct dynobs_conn *c, const struct iovec *iov, int iovcnt, size_t n,
+                     long ours) DYNOBS_INTERNAL;
+void dynobs__h1c_in(struct dynobs_conn *c, const struct iovec *iov, int iovcnt,
+                    size_t n) DYNOBS_INTERNAL;
+void dynobs__h1c_end(struct dynobs_conn *c, const char *error_type) DYNOBS_INTERNAL;
+
+/* ---- server ---- */
+
+/* The request a server is answering. */
+struct dynobs_h1s_exchange {
+    uint8_t open; /* its span started: the response is being written */
+    uint64_t start_ns;
+    char method[24];
+    struct dynobs_h1_resp resp; /* the response, as it goes out */
+    struct dynobs_ctx_binding bound;
+    struct dynobs_span span;
+};
+
+struct dynobs_h1s {
+    struct dynobs_h1_req head; /* the request head, as it is read */
+    /* The duration metric's labels of the last request that did not fail,
+     * kept while method and status repeat (keep-alive). */
+    int labels_code;
+    char labels_method[24];
+    char labels[DYNOBS_METRIC_KEY_BYTES];
+    struct dynobs_h1s_exchange x;
+};
+
+static inline int dynobs__h1s_wants_out(const struct dynobs_h1s *h)
+{
+    return h->x.open;
+}
+
+static inline int dynobs__h1s_wants_in(const struct dynobs_h1s *h)
+{
+    return h->head.phase < DYNOBS_H1_REQ_BODY || h->x.open;
+}
+
+void dynobs__h1s_init(struct dynobs_conn *c) DYNOBS_INTERNAL;
+void dynobs__h1s_in(struct dynobs_conn *c, const struct iovec *iov, int iovcnt,
+                    size_t n) DYNOBS_INTERNAL;
+void dynobs__h1s_out(struct dynobs_conn *c, const struct iovec *iov, int iovcnt,
+                     size_t n) DYNOBS_INTERNAL;
+void dynobs__h1s_unseen_out(struct dynobs_conn *c, size_t n) DYNOBS_INTERNAL;
+void dynobs__h1s_end(struct dynobs_conn *c) DYNOBS_INTERNAL;
+
+#endif

@@ -1,0 +1,332 @@
+/*
+ * HTTP/1 requests this process sends (see h1.h): each gets a CLIENT span
+ * whose parent is the thread's current context (or the traceparent the
+ * application set itself, which then wins: we add nothing), our
+ * traceparent and tracestate lines at the end of its header block, and
+ * ends with the response's status or the stream's failure.
+ *
+ * Adding lines is planned before the transport's real call and committed
+ * after it (conn.h): the transport sends our bytes with the
+ * application's, in one call, and tells how many of each went out.
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "conn.h"
+#include "httpmetrics.h"
+#include "strbuf.h"
+
+/* Feeds the committed (or, with a copy, the planned) bytes of an iov. */
+static long feed_iov(struct dynobs_h1_req *o, const struct iovec *iov, int iovcnt, size_t limit)
+{
+    size_t done = 0;
+    for (int i = 0; i < iovcnt && done < limit; i++) {
+        size_t n = iov[i].iov_len < limit - done ? iov[i].iov_len : limit - done;
+        long k = dynobs__h1_req_feed(o, iov[i].iov_base, n);
+        if (k >= 0)
+            return (long)(done + (size_t)k);
+        done += n;
+    }
+    return -1;
+}
+
+/* Host header "name:port", "[v6]:port" or "name"; else the peer address. */
+static void server_of(struct dynobs_h1c_exchange *x, const struct dynobs_h1_req *o, int tls,
+                      int fd)
+{
+    const char *h = o->host;
+    size_t n = o->host_len;
+    while (n && (h[n - 1] == ' ' || h[n - 1] == '\t'))
+        n--;
+    int port = tls ? 443 : 80;
+    size_t name_len = n;
+    const char *name = h;
+    if (n && h[0] == '[') {
+        const char *close_ = memchr(h, ']', n);
+        if (close_) {
+            name = h + 1;
+            name_len = (size_t)(close_ - h - 1);
+            if ((size_t)(close_ - h) + 1 < n && close_[1] == ':')
+                port = atoi(close_ + 2);
+        }
+    } else {
+        const char *colon = memchr(h, ':', n);
+        if (colon) {
+            name_len = (size_t)(colon - h);
+            port = atoi(colon + 1);
+        }
+    }
+    if (name_len && name_len < sizeof x->server_address) {
+        memcpy(x->server_address, name, name_len);
+        x->server_address[name_len] = '\0';
+        x->server_port = port;
+        return;
+    }
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    x->server_address[0] = '\0';
+    x->server_port = port;
+    if (fd >= 0 && getpeername(fd, (struct sockaddr *)&ss, &sl) == 0) {
+        if (ss.ss_family == AF_INET) {
+            struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+            inet_ntop(AF_INET, &a->sin_addr, x->server_address, sizeof x->server_address);
+            x->server_port = ntohs(a->sin_port);
+        } else if (ss.ss_family == AF_INET6) {
+            struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+            inet_ntop(AF_INET6, &a->sin6_addr, x->server_address, sizeof x->server_address);
+            x->server_port = ntohs(a->sin6_port);
+        }
+    }
+}
+
+/* url.full without user info, query values redacted: a=REDACTED&b=REDACTED. */
+static size_t url_full(const struct dynobs_h1c_exchange *x, int tls,
+                       const struct dynobs_h1_reqline *r, char *out, size_t cap)
+{
+    struct dynobs_sb b = {out, 0, cap};
+    dynobs__sb_str(&b, tls ? "https://" : "http://");
+    dynobs__sb_str(&b, x->server_address);
+    if (x->server_port != (tls ? 443 : 80)) {
+        dynobs__sb_put(&b, ":", 1);
+        dynobs__sb_int(&b, x->server_port);
+    }
+    size_t o = b.len;
+    const char *t = r->target;
+    size_t tl = r->target_len;
+    /* An absolute-form target (through a proxy) is used from its path on. */
+    if (tl > 7 && (!memcmp(t, "http://", 7) || !memcmp(t, "https://", 8))) {
+        const char *slash = memchr(t + 8, '/', tl - 8);
+        size_t skip = slash ? (size_t)(slash - t) : tl;
+        t += skip;
+        tl -= skip;
+    }
+    int in_query = 0, in_value = 0;
+    for (size_t i = 0; i < tl && o + 10 < cap; i++) {
+        char ch = t[i];
+        if (ch == '#')
+            break;
+        if (ch == '?' && !in_query) {
+            in_query = 1;
+        } else if (in_query && ch == '=' && !in_value) {
+            out[o++] = '=';
+            memcpy(out + o, "REDACTED", 8);
+            o += 8;
+            in_value = 1;
+            continue;
+        } else if (in_query && ch == '&') {
+            in_value = 0;
+        }
+        if (!in_value)
+            out[o++] = ch;
+    }
+    out[o < cap ? o : cap - 1] = '\0';
+    return o;
+}
+
+static void set_str(struct dynobs_span *s, const char *k, const char *v, size_t n)
+{
+    dynobs__span_set(s, k, DYNOBS_ATTR_STRING, v, n);
+}
+
+static void set_int(struct dynobs_span *s, const char *k, int64_t v)
+{
+    dynobs__span_set(s, k, DYNOBS_ATTR_INT, &v, 8);
+}
+
+/* The header block ends in the bytes about to go out (o: the request
+ * head at that point): start the span and prepare the lines to add. */
+static void start_request(struct dynobs_conn *c, const struct dynobs_h1_req *o)
+{
+    struct dynobs_h1c *h = &c->p.h1c;
+    struct dynobs_h1c_exchange *x = &h->x;
+    struct dynobs_thread *t = dynobs__thread();
+    struct dynobs_h1_reqline r;
+    int tls = c->transport == DYNOBS_TRANSPORT_TLS;
+    h->inj_len = 0;
+    if (!t || dynobs__h1_req_parse(o, &r) < 0)
+        return;
+    if (!x->start_ns)
+        x->start_ns = dynobs__clock_now(&t->clk);
+    size_t ml = r.method_len < sizeof x->method - 1 ? r.method_len : sizeof x->method - 1;
+    memcpy(x->method, r.method, ml);
+    x->method[ml] = '\0';
+    server_of(x, o, tls, c->fd);
+
+    /* Parent: a traceparent the application set itself wins (we then add
+     * nothing); else the thread's current context. */
+    struct dynobs_ctx remote;
+    const struct dynobs_ctx *parent = NULL;
+    int app_tp = o->has_traceparent;
+    if (app_tp)
+        parent = dynobs__ctx_from_headers(&remote, o->traceparent, o->tp_len, NULL, 0);
+    else
+        parent = dynobs__ctx_current(t);
+    if (dynobs__span_begin(&x->span, x->method, DYNOBS_SPAN_KIND_CLIENT, parent, x->start_ns) < 0)
+        return;
+    x->open = 1;
+    struct dynobs_span *s = &x->span;
+    if (s->recording) {
+        char url[1024];
+        set_str(s, "http.request.method", x->method, ml);
+        size_t ul = url_full(x, tls, &r, url, sizeof url);
+        set_str(s, "url.full", url, ul < sizeof url ? ul : sizeof url - 1);
+        set_str(s, "server.address", x->server_address, strlen(x->server_address));
+        set_int(s, "server.port", x->server_port);
+        set_str(s, "network.protocol.version", r.minor ? "1.1" : "1.0", 3);
+    }
+    if (!app_tp) {
+        struct dynobs_sb b = {h->inj, 0, sizeof h->inj};
+        char ours[DYNOBS_TRACEPARENT_LEN + 1];
+        dynobs__traceparent_format(s->rec.trace_id, s->rec.span_id, s->rec.trace_flags, ours,
+                                   sizeof ours);
+        dynobs__sb_put(&b, "traceparent: ", 13);
+        dynobs__sb_put(&b, ours, DYNOBS_TRACEPARENT_LEN);
+        dynobs__sb_put(&b, "\r\n", 2);
+        if (s->rec.tracestate_len && !o->has_tracestate &&
+            b.len + 16 + s->rec.tracestate_len < sizeof h->inj) {
+            dynobs__sb_put(&b, "tracestate: ", 12);
+            dynobs__sb_put(&b, dynobs__span_tracestate(s), s->rec.tracestate_len);
+            dynobs__sb_put(&b, "\r\n", 2);
+        }
+        h->inj_len = (uint16_t)b.len;
+    }
+    h->inj_sent = 0;
+    x->status.phase = DYNOBS_H1_ST_LINE;
+    x->status.status_len = 0;
+}
+
+void dynobs__h1c_init(struct dynobs_conn *c)
+{
+    struct dynobs_h1c *h = &c->p.h1c;
+    memset(h, 0, offsetof(struct dynobs_h1c, x.span));
+    h->x.span.live = 0;
+    h->inj_at = -1;
+}
+
+long dynobs__h1c_plan(struct dynobs_conn *c, const struct iovec *iov, int iovcnt,
+                      struct dynobs_insert *ins)
+{
+    struct dynobs_h1c *h = &c->p.h1c;
+    size_t total = 0;
+    for (int i = 0; i < iovcnt; i++)
+        total += iov[i].iov_len;
+    long k = -1;
+    if (h->inj_at >= 0) {
+        k = (size_t)h->inj_at <= total ? h->inj_at : -1;
+    } else if (h->head.phase < DYNOBS_H1_REQ_BODY) {
+        if (h->head.phase == DYNOBS_H1_REQ_IDLE && total)
+            h->x.start_ns = 0; /* a new request starts with these bytes */
+        h->planned = h->head;
+        k = feed_iov(&h->planned, iov, iovcnt, total);
+        if (k >= 0) {
+            start_request(c, &h->planned);
+            h->inj_at = k;
+        }
+    }
+    ins->bytes = h->inj + h->inj_sent;
+    ins->len = k >= 0 ? (size_t)h->inj_len - h->inj_sent : 0;
+    return k;
+}
+
+/* Our lines are out (or given up): the rest of the request is body. */
+static void lines_sent(struct dynobs_h1c *h)
+{
+    h->inj_at = -1;
+    h->inj_len = h->inj_sent = 0;
+    dynobs__h1_req_done(&h->head);
+}
+
+void dynobs__h1c_out(struct dynobs_conn *c, const struct iovec *iov, int iovcnt, size_t n,
+                     long ours)
+{
+    struct dynobs_h1c *h = &c->p.h1c;
+    if (h->head.phase == DYNOBS_H1_REQ_IDLE && n && !h->x.start_ns) {
+        struct dynobs_thread *t = dynobs__thread();
+        if (t)
+            h->x.start_ns = dynobs__clock_now(&t->clk);
+    }
+    if (h->inj_at < 0) {
+        if (h->head.phase < DYNOBS_H1_REQ_BODY)
+            feed_iov(&h->head, iov, iovcnt, n);
+        return;
+    }
+    /* Only the application's bytes before our lines' point are fed; when
+     * all of them went out, the planned head is exactly the result. */
+    size_t before = n < (size_t)h->inj_at ? n : (size_t)h->inj_at;
+    if (before == (size_t)h->inj_at)
+        h->head = h->planned;
+    else
+        feed_iov(&h->head, iov, iovcnt, before);
+    h->inj_at -= (int64_t)before;
+    if (ours == DYNOBS_INSERT_GIVEN_UP)
+        h->inj_sent = h->inj_len;
+    else
+        h->inj_sent = (uint16_t)(h->inj_sent + (size_t)ours);
+    /* Past the point with all of our lines out (or none to send): done. */
+    if (h->inj_at == 0 && h->inj_sent == h->inj_len)
+        lines_sent(h);
+}
+
+static void record_metric(struct dynobs_h1c_exchange *x, int code, const char *error_type)
+{
+    struct dynobs_thread *t = dynobs__thread();
+    if (!t || !x->start_ns)
+        return;
+    uint64_t now = dynobs__clock_now(&t->clk);
+    double secs = now > x->start_ns ? (double)(now - x->start_ns) / 1e9 : 0;
+    dynobs__http_client_metric(x->method, x->server_address, x->server_port, code, error_type,
+                               secs);
+}
+
+static void finish(struct dynobs_h1c *h, int code, const char *error_type)
+{
+    struct dynobs_h1c_exchange *x = &h->x;
+    struct dynobs_span *s = &x->span;
+    char codestr[16];
+    if (code >= 400 && !error_type) {
+        struct dynobs_sb b = {codestr, 0, sizeof codestr};
+        dynobs__sb_int(&b, code);
+        error_type = codestr;
+    }
+    if (code > 0)
+        set_int(s, "http.response.status_code", code);
+    if (error_type) {
+        set_str(s, "error.type", error_type, strlen(error_type));
+        dynobs__span_status(s, DYNOBS_STATUS_ERROR, code > 0 ? NULL : error_type);
+    }
+    record_metric(x, code, error_type);
+    dynobs__span_finish(s);
+    x->open = 0;
+    x->status.phase = DYNOBS_H1_ST_NONE;
+    x->start_ns = 0;
+    if (code == 101)
+        h->head.phase = DYNOBS_H1_REQ_OFF; /* switched protocols: not HTTP/1 any more */
+    else
+        dynobs__h1_req_reset(&h->head);
+}
+
+void dynobs__h1c_in(struct dynobs_conn *c, const struct iovec *iov, int iovcnt, size_t n)
+{
+    struct dynobs_h1c *h = &c->p.h1c;
+    size_t done = 0;
+    for (int i = 0; i < iovcnt && done < n && h->x.open; i++) {
+        size_t len = iov[i].iov_len < n - done ? iov[i].iov_len : n - done;
+        int rc = dynobs__h1_status_feed(&h->x.status, iov[i].iov_base, len);
+        if (rc > 0)
+            finish(h, rc, NULL);
+        else if (rc < 0)
+            finish(h, 0, "malformed_response");
+        done += len;
+    }
+}
+
+void dynobs__h1c_end(struct dynobs_conn *c, const char *error_type)
+{
+    if (c->p.h1c.x.open)
+        finish(&c->p.h1c, 0, error_type);
+}

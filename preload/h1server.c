@@ -1,0 +1,214 @@
+/*
+ * HTTP/1 requests this process answers (see h1.h): each request read on
+ * an accepted stream gets a SERVER span that continues the caller's trace
+ * (W3C traceparent and tracestate), ending when the response has been
+ * written in full (status line, headers, then Content-Length bytes or the
+ * chunked end), or when the stream closes.
+ *
+ * On a blocking socket, the thread that read the request is the one that
+ * serves it (thread-per-connection, fork-per-connection and single-
+ * threaded blocking servers), so the request is bound as that thread's
+ * context (context.c) until the response is out: outbound calls made
+ * while serving it are its children. On a non-blocking socket (event
+ * loops such as nginx) the reading thread moves on to other connections,
+ * so nothing is bound there: the spans and metrics are still exact per
+ * request, but propagation needs the application's own help.
+ */
+#define _GNU_SOURCE
+#include <string.h>
+
+#include "conn.h"
+#include "httpmetrics.h"
+
+#include "../common/metrics.h"
+
+/* The server sets each attribute of its span once: no replacement scan. */
+#define ADD(s, key, type, v, n) dynobs__span_add(s, key, sizeof key - 1, type, v, n)
+#define set_str(s, key, v, n) ((n) ? ADD(s, key, DYNOBS_ATTR_STRING, v, n) : 0)
+
+static void start(struct dynobs_conn *c)
+{
+    struct dynobs_h1s *h = &c->p.h1s;
+    struct dynobs_h1s_exchange *x = &h->x;
+    struct dynobs_thread *t = dynobs__thread();
+    struct dynobs_h1_reqline r;
+    if (!t || dynobs__h1_req_parse(&h->head, &r) < 0)
+        return;
+    size_t ml = r.method_len < sizeof x->method - 1 ? r.method_len : sizeof x->method - 1;
+    memcpy(x->method, r.method, ml);
+    x->method[ml] = '\0';
+    int tls = c->transport == DYNOBS_TRANSPORT_TLS;
+
+    /* W3C: a valid, single traceparent continues the trace; anything else
+     * starts a new one. tracestate travels only with a valid traceparent,
+     * and an invalid tracestate is dropped whole. */
+    struct dynobs_ctx remote;
+    const struct dynobs_ctx *parent = NULL;
+    if (h->head.has_traceparent && h->head.tp_count == 1)
+        parent = dynobs__ctx_from_headers(&remote, h->head.traceparent, h->head.tp_len,
+                                          h->head.tracestate,
+                                          h->head.has_tracestate ? h->head.ts_len : 0);
+    if (dynobs__span_begin(&x->span, x->method, DYNOBS_SPAN_KIND_SERVER, parent, x->start_ns) < 0)
+        return;
+    x->open = 1;
+    dynobs__h1_resp_start(&x->resp, ml == 4 && !memcmp(x->method, "HEAD", 4));
+    /* The stream's addresses and mode, looked up at its first request
+     * only: keep-alive requests cost no system call. */
+    dynobs__conn_facts(c);
+    struct dynobs_span *s = &x->span;
+    if (s->recording) {
+        size_t pl = 0;
+        while (pl < r.target_len && r.target[pl] != '?' && r.target[pl] != '#')
+            pl++;
+        set_str(s, "http.request.method", x->method, ml);
+        set_str(s, "url.path", r.target, pl);
+        ADD(s, "url.scheme", DYNOBS_ATTR_STRING, tls ? "https" : "http", tls ? 5u : 4u);
+        const char *host = h->head.host;
+        size_t hl = h->head.host_len, hn = hl;
+        const char *colon = memchr(host, ':', hl);
+        if (colon && host[0] != '[')
+            hn = (size_t)(colon - host);
+        if (hn)
+            set_str(s, "server.address", host, hn);
+        else
+            set_str(s, "server.address", c->local_address, strlen(c->local_address));
+        int64_t port = c->local_port;
+        if (port)
+            ADD(s, "server.port", DYNOBS_ATTR_INT, &port, 8);
+        set_str(s, "client.address", c->peer_address, strlen(c->peer_address));
+        set_str(s, "user_agent.original", h->head.user_agent, h->head.ua_len);
+        set_str(s, "network.protocol.version", r.minor ? "1.1" : "1.0", 3);
+    }
+    /* The request is this thread's context while it serves it, if the
+     * socket is blocking (see the top of the file). */
+    x->bound.owner = NULL;
+    if (c->blocking)
+        (void)dynobs__ctx_bind(t, s, &x->bound);
+}
+
+/* The duration metric's labels: the connection's last ones while method
+ * and status repeat and nothing failed, else made anew. */
+static const char *labels_of(struct dynobs_conn *c, int code, const char *error_type,
+                             char *failed, size_t cap)
+{
+    struct dynobs_h1s *h = &c->p.h1s;
+    if (!error_type && code == h->labels_code && !strcmp(h->x.method, h->labels_method))
+        return h->labels;
+    int tls = c->transport == DYNOBS_TRANSPORT_TLS;
+    const char *parts[][2] = {{"http.request.method", h->x.method},
+                              {"http.response.status_code", NULL},
+                              {"url.scheme", tls ? "https" : "http"},
+                              {"error.type", error_type}};
+    char cs[8] = "";
+    if (code > 0) {
+        dynobs__status_text(code, cs);
+        parts[1][1] = cs;
+    }
+    char *out = error_type ? failed : h->labels;
+    dynobs__labels_join(out, error_type ? cap : sizeof h->labels, parts,
+                        sizeof parts / sizeof parts[0]);
+    if (!error_type) {
+        h->labels_code = code;
+        memcpy(h->labels_method, h->x.method, sizeof h->x.method);
+    }
+    return out;
+}
+
+static void finish(struct dynobs_conn *c, int code, const char *error_type)
+{
+    struct dynobs_h1s *h = &c->p.h1s;
+    struct dynobs_h1s_exchange *x = &h->x;
+    struct dynobs_span *s = &x->span;
+    struct dynobs_thread *t = dynobs__thread();
+    char codestr[8];
+    if (code >= 500 && !error_type) {
+        dynobs__status_text(code, codestr);
+        error_type = codestr;
+    }
+    int64_t status = code;
+    if (code > 0)
+        ADD(s, "http.response.status_code", DYNOBS_ATTR_INT, &status, 8);
+    if (error_type) {
+        set_str(s, "error.type", error_type, strlen(error_type));
+        dynobs__span_status(s, DYNOBS_STATUS_ERROR, NULL);
+    }
+    if (t && dynobs__segment()) {
+        uint64_t now = dynobs__clock_now(&t->clk);
+        char failed[DYNOBS_METRIC_KEY_BYTES];
+        const char *labels = labels_of(c, code, error_type, failed, sizeof failed);
+        double secs = now > x->start_ns ? (double)(now - x->start_ns) / 1e9 : 0;
+        dynobs__http_server_metric(labels, secs);
+    }
+    /* Give the serving thread its previous context back (lazily, if
+     * another thread wrote the response). */
+    dynobs__ctx_unbind(&x->bound);
+    dynobs__span_finish(s);
+    x->open = 0;
+    x->start_ns = 0;
+    dynobs__h1_req_reset(&h->head);
+}
+
+void dynobs__h1s_init(struct dynobs_conn *c)
+{
+    struct dynobs_h1s *h = &c->p.h1s;
+    memset(h, 0, offsetof(struct dynobs_h1s, x.span));
+    h->x.span.live = 0;
+    h->head.capture = 1;
+}
+
+void dynobs__h1s_in(struct dynobs_conn *c, const struct iovec *iov, int iovcnt, size_t n)
+{
+    struct dynobs_h1s *h = &c->p.h1s;
+    size_t done = 0;
+    for (int i = 0; i < iovcnt && done < n && h->head.phase < DYNOBS_H1_REQ_BODY; i++) {
+        size_t len = iov[i].iov_len < n - done ? iov[i].iov_len : n - done;
+        if (h->head.phase == DYNOBS_H1_REQ_IDLE && !h->x.start_ns && len) {
+            struct dynobs_thread *t = dynobs__thread();
+            h->x.start_ns = t ? dynobs__clock_now(&t->clk) : 0;
+        }
+        long k = dynobs__h1_req_feed(&h->head, iov[i].iov_base, len);
+        if (k >= 0) {
+            dynobs__h1_req_done(&h->head);
+            if (!h->x.open)
+                start(c);
+        }
+        done += len;
+    }
+}
+
+void dynobs__h1s_out(struct dynobs_conn *c, const struct iovec *iov, int iovcnt, size_t n)
+{
+    struct dynobs_h1s *h = &c->p.h1s;
+    size_t done = 0;
+    for (int i = 0; i < iovcnt && done < n && h->x.open; i++) {
+        size_t len = iov[i].iov_len < n - done ? iov[i].iov_len : n - done;
+        int rc = dynobs__h1_resp_feed(&h->x.resp, iov[i].iov_base, len);
+        if (rc == 1) {
+            finish(c, h->x.resp.code, NULL);
+        } else if (rc < 0) {
+            finish(c, 0, "malformed_response");
+            h->head.phase = DYNOBS_H1_REQ_OFF; /* not an HTTP/1 server after all */
+        }
+        done += len;
+    }
+}
+
+void dynobs__h1s_unseen_out(struct dynobs_conn *c, size_t n)
+{
+    struct dynobs_h1s *h = &c->p.h1s;
+    if (h->x.open && dynobs__h1_resp_body(&h->x.resp, n) == 1)
+        finish(c, h->x.resp.code, NULL);
+}
+
+void dynobs__h1s_end(struct dynobs_conn *c)
+{
+    struct dynobs_h1s *h = &c->p.h1s;
+    if (!h->x.open)
+        return;
+    /* A body without a length ends with the connection: a complete
+     * response. Anything else was cut short. */
+    if (h->x.resp.phase == DYNOBS_H1_R_UNTIL_CLOSE)
+        finish(c, h->x.resp.code, NULL);
+    else
+        finish(c, h->x.resp.code, "connection_closed");
+}

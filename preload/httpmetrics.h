@@ -1,0 +1,29 @@
+/*
+ * The HTTP metrics of the semantic conventions, shared by the HTTP/1
+ * client and server and the libcurl layer: http.client.request.duration
+ * and http.server.request.duration (exact, whatever the sampling).
+ */
+#ifndef DYNOBS_PRELOAD_HTTPMETRICS_H
+#define DYNOBS_PRELOAD_HTTPMETRICS_H
+
+#include <stddef.h>
+
+#include "../common/util.h"
+
+/* The semantic conventions' buckets for HTTP request durations. */
+#define DYNOBS_HTTP_DURATION_NBOUNDS 14
+extern const double dynobs__http_duration_bounds[DYNOBS_HTTP_DURATION_NBOUNDS] DYNOBS_INTERNAL;
+
+/* Records http.client.request.duration. server NULL or "", port <= 0 and
+ * code <= 0 leave their labels out; error_type NULL: no error. */
+void dynobs__http_client_metric(const char *method, const char *server, long port, long code,
+                                const char *error_type, double seconds) DYNOBS_INTERNAL;
+
+/* Records http.server.request.duration under a label string made by
+ * dynobs__labels_join (state.h). */
+void dynobs__http_server_metric(const char *labels, double seconds) DYNOBS_INTERNAL;
+
+/* A three-digit status code as text ("404"); out holds at least 4. */
+void dynobs__status_text(int code, char *out) DYNOBS_INTERNAL;
+
+#endif

@@ -1,0 +1,71 @@
+/*
+ * Spans being built. A span lives in a slot of its thread's pool (API
+ * spans) or in storage its caller owns (detached spans: a connection's
+ * request, a curl transfer, a libpq operation), in the record format, so
+ * that ending it is one reservation in the ring and a few copies.
+ */
+#ifndef DYNOBS_PRELOAD_SPAN_H
+#define DYNOBS_PRELOAD_SPAN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dynobs/dynobs.h"
+
+#include "../common/layout.h"
+#include "../common/util.h"
+
+#define DYNOBS_NAME_MAX 512u
+#define DYNOBS_STATUS_MSG_MAX 512u
+
+struct dynobs_ctx;
+struct dynobs_thread;
+
+struct dynobs_span {
+    uint32_t live;   /* SPAN_LIVE while started and not ended */
+    uint32_t gen;    /* bumped per use of this pool slot */
+    uint8_t recording;
+    uint8_t status_final;
+    uint8_t truncated;
+    uint8_t pool_idx;
+    int16_t stack_idx; /* -1 when not on the context stack */
+    uint16_t attrs;    /* span attributes present */
+    uint16_t events;
+    uint16_t status_len;
+    uint32_t used;      /* bytes used in body: name, tracestate, items */
+    uint32_t items_off; /* where the items start in body */
+    uint32_t last_event_off;
+    struct dynobs_thread *owner; /* NULL for a detached span */
+    struct dynobs_span_rec rec;
+    char status_msg[DYNOBS_STATUS_MSG_MAX];
+    uint8_t body[DYNOBS_MAX_RECORD_BYTES - sizeof(struct dynobs_rec_hdr) -
+                 sizeof(struct dynobs_span_rec)];
+};
+
+/* Detached spans: the caller owns the storage, the span is not on any
+ * thread's context stack, and its parent and start time are given.
+ * parent NULL starts a new trace. */
+int dynobs__span_begin(struct dynobs_span *s, const char *name, int kind,
+                       const struct dynobs_ctx *parent, uint64_t start_ns) DYNOBS_INTERNAL;
+int dynobs__span_set(struct dynobs_span *s, const char *key, int type, const void *val,
+                     size_t vlen) DYNOBS_INTERNAL;
+/* Adds an attribute the span does not have yet (no scan for one to
+ * replace); key of klen bytes, 1-255. */
+int dynobs__span_add(struct dynobs_span *s, const char *key, size_t klen, int type,
+                     const void *val, size_t vlen) DYNOBS_INTERNAL;
+int dynobs__span_set_int(struct dynobs_span *s, const char *key, int64_t value) DYNOBS_INTERNAL;
+int dynobs__span_status(struct dynobs_span *s, int code, const char *message) DYNOBS_INTERNAL;
+int dynobs__span_finish(struct dynobs_span *s) DYNOBS_INTERNAL;
+
+/* A started span's tracestate (after its name in the body). */
+static inline const char *dynobs__span_tracestate(const struct dynobs_span *s)
+{
+    return (const char *)s->body + s->rec.name_len;
+}
+
+/* Crash reports: ends every open API span of thread t with error status
+ * and an "exception" event; returns how many. */
+int dynobs__span_end_crashed(struct dynobs_thread *t, const char *message,
+                             const dynobs_attr *attrs, size_t nattrs) DYNOBS_INTERNAL;
+
+#endif

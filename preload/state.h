@@ -1,0 +1,199 @@
+/*
+ * The library's state: whether dynobs is on, its configuration, the
+ * process's segment, the per-thread blocks, and the one rule that says
+ * which interposing layer stands aside for which.
+ *
+ * The other concerns have headers of their own: context.h (the current
+ * context of a thread, and binding a request's context to it), span.h
+ * (spans being built), capture.h (the service's own logs), conn.h (the
+ * connection layer under the transports).
+ */
+#ifndef DYNOBS_PRELOAD_STATE_H
+#define DYNOBS_PRELOAD_STATE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dynobs/dynobs.h"
+
+#include "../common/clock.h"
+#include "../common/config.h"
+#include "../common/ids.h"
+#include "../common/layout.h"
+#include "../common/segment.h"
+#include "../common/util.h"
+#include "context.h"
+#include "span.h"
+
+/* Library state. Interposers test `dynobs__state == DYNOBS_ON` and nothing
+ * else before doing any work: that is the one branch "off" costs. */
+enum {
+    DYNOBS_UNINIT = 0, /* constructor not run yet */
+    DYNOBS_INITING,    /* one thread is initialising; others pass through */
+    DYNOBS_OFF,        /* OTEL_SDK_DISABLED=true: pass-through only */
+    DYNOBS_ON,
+};
+extern int dynobs__state DYNOBS_INTERNAL;
+extern struct dynobs_config dynobs__config DYNOBS_INTERNAL;
+
+/* Runs initialisation if nobody has; returns the state afterwards. Never
+ * blocks: a thread that finds another one initialising gets DYNOBS_INITING
+ * and must behave as if dynobs were off for that call. */
+int dynobs__init(void) DYNOBS_INTERNAL;
+
+static inline int dynobs__on(void)
+{
+    int s = __atomic_load_n(&dynobs__state, __ATOMIC_ACQUIRE);
+    if (DYNOBS_LIKELY(s == DYNOBS_ON))
+        return 1;
+    if (s == DYNOBS_UNINIT)
+        return dynobs__init() == DYNOBS_ON;
+    return 0;
+}
+
+/* Thread-local state. The static TLS footprint is a few words, so that
+ * the library can also be dlopen'ed (from Python) without exhausting the
+ * static TLS surplus glibc keeps for that; everything else lives in a
+ * per-thread block from mmap. initial-exec makes each access one load. */
+#define DYNOBS_TLS __attribute__((tls_model("initial-exec")))
+/* Non-zero while dynobs's own code runs on this thread: every interposer
+ * passes straight through then. */
+extern __thread int dynobs__guard DYNOBS_TLS DYNOBS_INTERNAL;
+
+/* ---- which layer stands aside for which ----
+ *
+ * A request is traced once, by the highest layer that understands it:
+ * libcurl's transfers by the libcurl layer, not again by the TLS or socket
+ * layers underneath; a libpq operation by one wrapper, not again by the
+ * libpq functions it calls itself. While a library layer runs the
+ * application's call, it raises its lane of dynobs__inside on the thread
+ * (a nesting count per library), and the layers that yield to it look at
+ * that one word. */
+enum dynobs_layer {
+    DYNOBS_LAYER_PROCESS, /* fds, privileges, signals: bookkeeping only */
+    DYNOBS_LAYER_LIBCURL,
+    DYNOBS_LAYER_LIBPQ,
+    DYNOBS_LAYER_TLS,
+    DYNOBS_LAYER_SOCKET,
+};
+extern __thread uint32_t dynobs__inside DYNOBS_TLS DYNOBS_INTERNAL;
+#define DYNOBS_INSIDE_LIBCURL 0x0001u /* lane 0: libcurl's depth */
+#define DYNOBS_INSIDE_LIBPQ 0x0100u   /* lane 1: libpq's depth */
+
+static inline uint32_t dynobs__yields_to(enum dynobs_layer l)
+{
+    switch (l) {
+    case DYNOBS_LAYER_LIBPQ:
+        return 0xff00u; /* libpq's own inner calls */
+    case DYNOBS_LAYER_TLS:
+    case DYNOBS_LAYER_SOCKET:
+        return 0x00ffu; /* libcurl's I/O */
+    default:
+        return 0;
+    }
+}
+
+/* 1 when layer l does its work for the call being made on this thread:
+ * dynobs is on, dynobs's own code is not running, and no layer that l
+ * yields to is running the call. One load per test once inlined. */
+static inline int dynobs__layer_on(enum dynobs_layer l)
+{
+    return __atomic_load_n(&dynobs__state, __ATOMIC_RELAXED) == DYNOBS_ON && !dynobs__guard &&
+           !(dynobs__inside & dynobs__yields_to(l));
+}
+
+/* A library layer runs the application's call: enter before, leave after. */
+static inline void dynobs__enter(uint32_t lane)
+{
+    dynobs__inside += lane;
+}
+
+static inline void dynobs__leave(uint32_t lane)
+{
+    dynobs__inside -= lane;
+}
+
+/* ---- the segment ---- */
+
+/* The process's segment, created at first use; NULL when it cannot be
+ * (then records are dropped and counted in dynobs__lost). */
+struct dynobs_segment *dynobs__segment(void) DYNOBS_INTERNAL;
+extern uint64_t dynobs__lost DYNOBS_INTERNAL;
+
+/* ---- per-thread blocks ---- */
+
+#define DYNOBS_STACK_DEPTH 64
+#define DYNOBS_SPAN_POOL 32
+
+struct dynobs_thread {
+    struct dynobs_thread *next; /* all blocks, push-only list */
+    int owned;                  /* a live thread uses this block */
+    uint32_t tid;
+    uint32_t ordinal;           /* picks the ring shard: ordinal % shards */
+    struct dynobs_rng rng;
+    struct dynobs_clock_anchor clk;
+    int depth; /* entries in stack[] (context.c) */
+    uint64_t pool_used;  /* bit i: spans[i] in use; changed by this thread only */
+    uint64_t pool_freed; /* bits set by other threads that ended our spans */
+    uint16_t errlen; /* DYNOBS_CAPTURE_LOGS: bytes of a stderr line waiting */
+    char errline[1024];
+    struct dynobs_ctx stack[DYNOBS_STACK_DEPTH];
+    struct dynobs_span spans[DYNOBS_SPAN_POOL];
+};
+
+/* The calling thread's block, created on first use; NULL when dynobs is
+ * off or no memory could be had. */
+struct dynobs_thread *dynobs__thread(void) DYNOBS_INTERNAL;
+/* After fork, in the child: keep the caller's block, free the others. */
+void dynobs__thread_after_fork(void) DYNOBS_INTERNAL;
+void dynobs__thread_init_key(void) DYNOBS_INTERNAL;
+
+/* The ring shard of the calling thread's block. */
+static inline struct dynobs_ring *dynobs__ring_of(struct dynobs_segment *s,
+                                                  const struct dynobs_thread *t)
+{
+    return &s->rings[(t ? t->ordinal : 0) & (s->nshards - 1)];
+}
+
+/* Counts an event in the calling thread's shard counters. */
+static inline void dynobs__count(unsigned c)
+{
+    struct dynobs_segment *s = dynobs__segment();
+    if (s)
+        __atomic_fetch_add(&dynobs__ring_of(s, dynobs__thread())->counters[c], 1,
+                           __ATOMIC_RELAXED);
+    else
+        __atomic_fetch_add(&dynobs__lost, 1, __ATOMIC_RELAXED);
+}
+
+/* ---- what the instrumentations share ---- */
+
+/* One duration (seconds) into a histogram of the instrumentations
+ * (unit s); a refusal is counted. */
+void dynobs__duration_record(struct dynobs_segment *seg, const char *name,
+                             const double *bounds, size_t nbounds, double seconds,
+                             const char *labels) DYNOBS_INTERNAL;
+
+/* Joins key=value pairs into a metric label string ("k1=v1,k2=v2"),
+ * leaving out empty values and values that hold ',' or '=' (which the
+ * format cannot carry), and what would not fit in cap. */
+void dynobs__labels_join(char *out, size_t cap, const char *(*parts)[2], size_t n)
+    DYNOBS_INTERNAL;
+
+/* Writes a log record (severity 0-24) with attributes, in the calling
+ * thread's current context (log.c). A body longer than
+ * DYNOBS_LOG_BODY_MAX is cut there and the record flagged truncated. */
+#define DYNOBS_LOG_BODY_MAX 4096u
+int dynobs__log_write(int severity, const char *severity_text, const char *body, size_t blen,
+                      const dynobs_attr *attrs, size_t nattrs) DYNOBS_INTERNAL;
+
+/* Crash reports: installs the handlers (init, when enabled). */
+void dynobs__crash_install(void) DYNOBS_INTERNAL;
+
+/* Finds a function of a library the application uses: first after us in
+ * the global scope (RTLD_NEXT), else in a copy already loaded privately
+ * (dlopen'ed with RTLD_LOCAL, as Python does), by one of the given
+ * sonames. Never loads anything. Cached in *slot. */
+void *dynobs__lookup(void **slot, const char *name, const char *const *sonames) DYNOBS_INTERNAL;
+
+#endif
