@@ -112,6 +112,18 @@ static inline int dynobs__conn_wants(const struct dynobs_conn *c, enum dynobs_di
     }
 }
 
+/* A transport's entry for a stream about to be read: the connection when
+ * its protocol wants the bytes, DYNOBS_CONN_ACCEPTED for a server's stream
+ * not read yet (its first bytes classify it), else NULL. */
+static inline struct dynobs_conn *dynobs__conn_for_read(struct dynobs_conn *c)
+{
+    if (!c || c == DYNOBS_CONN_IGNORED)
+        return NULL;
+    if (c == DYNOBS_CONN_ACCEPTED)
+        return c;
+    return dynobs__conn_wants(c, DYNOBS_DIR_IN) ? c : NULL;
+}
+
 /* Writing, with header lines of ours to add: before the real call, where
  * they go in the bytes of iov and what is left of them to send.
  * Returns the offset, or -1 when nothing of ours goes out in this call. */

@@ -21,7 +21,6 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 
 #include "httpmetrics.h"
 #include "ptrtab.h"
@@ -97,24 +96,13 @@ static struct dynobs_ptrslot handles[DYNOBS_PTRTAB_SIZE];
 
 static struct transfer *transfer_of(const CURL *h, int create)
 {
-    struct dynobs_ptrslot *e = dynobs__ptrtab_find(handles, h);
-    if (e || !create)
-        return e ? e->val : NULL;
-    e = dynobs__ptrtab_claim(handles, h);
-    if (!e)
-        return NULL;
-    struct transfer *t = e->val;
-    if (!t) {
-        void *m = mmap(NULL, sizeof *t, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        if (m == MAP_FAILED) {
-            dynobs__ptrtab_release(e);
-            return NULL;
-        }
-        t = e->val = m;
+    int fresh;
+    struct transfer *t = dynobs__ptrtab_state(handles, h, sizeof *t, create, &fresh);
+    if (t && fresh) {
+        t->app_headers = NULL;
+        t->ours = NULL;
+        t->active = 0;
     }
-    t->app_headers = NULL;
-    t->ours = NULL;
-    t->active = 0;
     return t;
 }
 

@@ -26,6 +26,31 @@
 
 #define DYNOBS_INJECT_MAX 700u
 
+/* The pieces of the first `left` bytes of an iovec array, in order:
+ *   struct dynobs_iov_walk w = {iov, iovcnt, n};
+ *   while (dynobs__iov_next(&w)) ... w.p, w.len ...
+ * w.done counts the bytes before the current piece. */
+struct dynobs_iov_walk {
+    const struct iovec *iov;
+    int iovcnt;
+    size_t left;
+    int i;
+    const uint8_t *p;
+    size_t len, done;
+};
+
+static inline int dynobs__iov_next(struct dynobs_iov_walk *w)
+{
+    if (w->i >= w->iovcnt || !w->left)
+        return 0;
+    const struct iovec *v = &w->iov[w->i++];
+    w->done += w->len;
+    w->p = v->iov_base;
+    w->len = v->iov_len < w->left ? v->iov_len : w->left;
+    w->left -= w->len;
+    return 1;
+}
+
 struct dynobs_conn;
 struct dynobs_insert;
 

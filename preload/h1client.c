@@ -24,13 +24,11 @@
 /* Feeds the committed (or, with a copy, the planned) bytes of an iov. */
 static long feed_iov(struct dynobs_h1_req *o, const struct iovec *iov, int iovcnt, size_t limit)
 {
-    size_t done = 0;
-    for (int i = 0; i < iovcnt && done < limit; i++) {
-        size_t n = iov[i].iov_len < limit - done ? iov[i].iov_len : limit - done;
-        long k = dynobs__h1_req_feed(o, iov[i].iov_base, n);
+    struct dynobs_iov_walk w = {iov, iovcnt, limit};
+    while (dynobs__iov_next(&w)) {
+        long k = dynobs__h1_req_feed(o, w.p, w.len);
         if (k >= 0)
-            return (long)(done + (size_t)k);
-        done += n;
+            return (long)(w.done + (size_t)k);
     }
     return -1;
 }
@@ -313,15 +311,11 @@ static void finish(struct dynobs_h1c *h, int code, const char *error_type)
 void dynobs__h1c_in(struct dynobs_conn *c, const struct iovec *iov, int iovcnt, size_t n)
 {
     struct dynobs_h1c *h = &c->p.h1c;
-    size_t done = 0;
-    for (int i = 0; i < iovcnt && done < n && h->x.open; i++) {
-        size_t len = iov[i].iov_len < n - done ? iov[i].iov_len : n - done;
-        int rc = dynobs__h1_status_feed(&h->x.status, iov[i].iov_base, len);
-        if (rc > 0)
-            finish(h, rc, NULL);
-        else if (rc < 0)
-            finish(h, 0, "malformed_response");
-        done += len;
+    struct dynobs_iov_walk w = {iov, iovcnt, n};
+    while (h->x.open && dynobs__iov_next(&w)) {
+        int rc = dynobs__h1_status_feed(&h->x.status, w.p, w.len);
+        if (rc != 0)
+            finish(h, rc > 0 ? rc : 0, rc > 0 ? NULL : "malformed_response");
     }
 }
 

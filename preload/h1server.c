@@ -159,37 +159,32 @@ void dynobs__h1s_init(struct dynobs_conn *c)
 void dynobs__h1s_in(struct dynobs_conn *c, const struct iovec *iov, int iovcnt, size_t n)
 {
     struct dynobs_h1s *h = &c->p.h1s;
-    size_t done = 0;
-    for (int i = 0; i < iovcnt && done < n && h->head.phase < DYNOBS_H1_REQ_BODY; i++) {
-        size_t len = iov[i].iov_len < n - done ? iov[i].iov_len : n - done;
-        if (h->head.phase == DYNOBS_H1_REQ_IDLE && !h->x.start_ns && len) {
+    struct dynobs_iov_walk w = {iov, iovcnt, n};
+    while (h->head.phase < DYNOBS_H1_REQ_BODY && dynobs__iov_next(&w)) {
+        if (h->head.phase == DYNOBS_H1_REQ_IDLE && !h->x.start_ns && w.len) {
             struct dynobs_thread *t = dynobs__thread();
             h->x.start_ns = t ? dynobs__clock_now(&t->clk) : 0;
         }
-        long k = dynobs__h1_req_feed(&h->head, iov[i].iov_base, len);
-        if (k >= 0) {
+        if (dynobs__h1_req_feed(&h->head, w.p, w.len) >= 0) {
             dynobs__h1_req_done(&h->head);
             if (!h->x.open)
                 start(c);
         }
-        done += len;
     }
 }
 
 void dynobs__h1s_out(struct dynobs_conn *c, const struct iovec *iov, int iovcnt, size_t n)
 {
     struct dynobs_h1s *h = &c->p.h1s;
-    size_t done = 0;
-    for (int i = 0; i < iovcnt && done < n && h->x.open; i++) {
-        size_t len = iov[i].iov_len < n - done ? iov[i].iov_len : n - done;
-        int rc = dynobs__h1_resp_feed(&h->x.resp, iov[i].iov_base, len);
+    struct dynobs_iov_walk w = {iov, iovcnt, n};
+    while (h->x.open && dynobs__iov_next(&w)) {
+        int rc = dynobs__h1_resp_feed(&h->x.resp, w.p, w.len);
         if (rc == 1) {
             finish(c, h->x.resp.code, NULL);
         } else if (rc < 0) {
             finish(c, 0, "malformed_response");
             h->head.phase = DYNOBS_H1_REQ_OFF; /* not an HTTP/1 server after all */
         }
-        done += len;
     }
 }
 

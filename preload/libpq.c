@@ -13,7 +13,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 
 #include "ptrtab.h"
 #include "state.h"
@@ -129,22 +128,10 @@ static struct dynobs_ptrslot conns[DYNOBS_PTRTAB_SIZE];
 /* The state of a connection; the slot's value is kept for reuse. */
 static struct pgstate *state_of(PGconn *c, int create)
 {
-    struct dynobs_ptrslot *e = dynobs__ptrtab_find(conns, c);
-    if (e || !create)
-        return e ? e->val : NULL;
-    e = dynobs__ptrtab_claim(conns, c);
-    if (!e)
-        return NULL;
-    struct pgstate *s = e->val;
-    if (!s) {
-        void *m = mmap(NULL, sizeof *s, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        if (m == MAP_FAILED) {
-            dynobs__ptrtab_release(e);
-            return NULL;
-        }
-        s = e->val = m;
-    }
-    memset(s, 0, offsetof(struct pgstate, span));
+    int fresh;
+    struct pgstate *s = dynobs__ptrtab_state(conns, c, sizeof *s, create, &fresh);
+    if (s && fresh)
+        memset(s, 0, offsetof(struct pgstate, span));
     return s;
 }
 

@@ -140,14 +140,9 @@ static struct dynobs_conn *in_conn(SSL *s)
         entry_set(e, DYNOBS_CONN_ACCEPTED);
         return DYNOBS_CONN_ACCEPTED;
     }
-    struct dynobs_conn *c = entry_of(e);
-    if (!c || c == DYNOBS_CONN_IGNORED)
-        return NULL;
-    if (c == DYNOBS_CONN_ACCEPTED)
-        return c;
-    if (!dynobs__conn_wants(c, DYNOBS_DIR_IN))
-        return NULL;
-    c->fd = fd_of(s);
+    struct dynobs_conn *c = dynobs__conn_for_read(entry_of(e));
+    if (c && c != DYNOBS_CONN_ACCEPTED)
+        c->fd = fd_of(s);
     return c;
 }
 

@@ -1,5 +1,7 @@
 #include "ptrtab.h"
 
+#include <sys/mman.h>
+
 #define PROBES 32u
 #define TOMBSTONE ((void *)1)
 
@@ -39,4 +41,26 @@ struct dynobs_ptrslot *dynobs__ptrtab_claim(struct dynobs_ptrslot *tab, const vo
 void dynobs__ptrtab_release(struct dynobs_ptrslot *e)
 {
     __atomic_store_n(&e->key, TOMBSTONE, __ATOMIC_RELEASE);
+}
+
+void *dynobs__ptrtab_state(struct dynobs_ptrslot *tab, const void *key, size_t size, int create,
+                           int *fresh)
+{
+    *fresh = 0;
+    struct dynobs_ptrslot *e = dynobs__ptrtab_find(tab, key);
+    if (e || !create)
+        return e ? e->val : NULL;
+    e = dynobs__ptrtab_claim(tab, key);
+    if (!e)
+        return NULL;
+    if (!e->val) {
+        void *m = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (m == MAP_FAILED) {
+            dynobs__ptrtab_release(e);
+            return NULL;
+        }
+        e->val = m;
+    }
+    *fresh = 1;
+    return e->val;
 }

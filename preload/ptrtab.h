@@ -25,4 +25,11 @@ struct dynobs_ptrslot *dynobs__ptrtab_claim(struct dynobs_ptrslot *tab, const vo
     DYNOBS_INTERNAL;
 void dynobs__ptrtab_release(struct dynobs_ptrslot *e) DYNOBS_INTERNAL;
 
+/* The state kept for key (a value of `size` bytes): the one found, or,
+ * with create, a slot claimed for key whose state is the one its previous
+ * key left or a new mapping; *fresh is 1 then, and the caller resets what
+ * it needs. NULL when there is none. */
+void *dynobs__ptrtab_state(struct dynobs_ptrslot *tab, const void *key, size_t size, int create,
+                           int *fresh) DYNOBS_INTERNAL;
+
 #endif

@@ -108,14 +108,9 @@ static inline struct dynobs_conn *in_conn(int fd)
 {
     if (!active())
         return NULL;
-    struct dynobs_conn *c = dynobs__fd_get(fd);
-    if (!c || c == DYNOBS_CONN_IGNORED)
-        return NULL;
-    if (c == DYNOBS_CONN_ACCEPTED)
-        return c;
-    if (!dynobs__conn_wants(c, DYNOBS_DIR_IN))
-        return NULL;
-    c->fd = fd;
+    struct dynobs_conn *c = dynobs__conn_for_read(dynobs__fd_get(fd));
+    if (c && c != DYNOBS_CONN_ACCEPTED)
+        c->fd = fd;
     return c;
 }
 
@@ -521,20 +516,22 @@ static void sent_file(int out_fd, ssize_t r)
     }
 }
 
-DYNOBS_API ssize_t sendfile(int out_fd, int in_fd, off_t *offset, size_t count)
+typedef ssize_t (*sendfile_fn)(int, int, off_t *, size_t);
+
+static ssize_t send_file(sendfile_fn fn, int out_fd, int in_fd, off_t *offset, size_t count)
 {
-    ssize_t (*fn)(int, int, off_t *, size_t) = DYNOBS_REAL(sendfile);
     ssize_t r = fn ? fn(out_fd, in_fd, offset, count)
                    : syscall(SYS_sendfile, out_fd, in_fd, offset, count);
     sent_file(out_fd, r);
     return r;
 }
 
+DYNOBS_API ssize_t sendfile(int out_fd, int in_fd, off_t *offset, size_t count)
+{
+    return send_file(DYNOBS_REAL(sendfile), out_fd, in_fd, offset, count);
+}
+
 DYNOBS_API ssize_t sendfile64(int out_fd, int in_fd, off_t *offset, size_t count)
 {
-    ssize_t (*fn)(int, int, off_t *, size_t) = DYNOBS_REAL(sendfile64);
-    ssize_t r = fn ? fn(out_fd, in_fd, offset, count)
-                   : syscall(SYS_sendfile, out_fd, in_fd, offset, count);
-    sent_file(out_fd, r);
-    return r;
+    return send_file(DYNOBS_REAL(sendfile64), out_fd, in_fd, offset, count);
 }

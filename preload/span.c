@@ -83,6 +83,18 @@ static void pool_put(struct dynobs_span *s, const struct dynobs_thread *self)
         __atomic_fetch_or(&s->owner->pool_freed, bit, __ATOMIC_RELEASE);
 }
 
+/* How much of string str a span keeps: at most max bytes, cut on a UTF-8
+ * boundary (the span is then flagged truncated). */
+static size_t kept_len(struct dynobs_span *s, const char *str, size_t max)
+{
+    size_t n = strnlen(str, max + 1);
+    if (n > max) {
+        n = dynobs__utf8_cut(str, n, max);
+        s->truncated = 1;
+    }
+    return n;
+}
+
 /* Fills a span's record from its parent (a context, or NULL for a new
  * trace) and decides sampling. Used for API spans and detached ones. */
 static void span_fill(struct dynobs_span *s, struct dynobs_thread *t, const char *name, int kind,
@@ -123,11 +135,7 @@ static void span_fill(struct dynobs_span *s, struct dynobs_thread *t, const char
     s->status_len = 0;
     s->last_event_off = UINT32_MAX;
 
-    size_t nl = strnlen(name, DYNOBS_NAME_MAX + 1);
-    if (nl > DYNOBS_NAME_MAX) {
-        nl = dynobs__utf8_cut(name, nl, DYNOBS_NAME_MAX);
-        s->truncated = 1;
-    }
+    size_t nl = kept_len(s, name, DYNOBS_NAME_MAX);
     /* The body starts with the name and the tracestate; items follow. */
     memcpy(s->body, name, nl);
     r->name_len = (uint16_t)nl;
@@ -385,11 +393,7 @@ static int set_status(dynobs_span *s, int code, const char *message)
     if (code == DYNOBS_STATUS_OK) {
         s->status_final = 1;
     } else if (message) {
-        size_t n = strnlen(message, DYNOBS_STATUS_MSG_MAX + 1);
-        if (n > DYNOBS_STATUS_MSG_MAX) {
-            n = dynobs__utf8_cut(message, n, DYNOBS_STATUS_MSG_MAX);
-            s->truncated = 1;
-        }
+        size_t n = kept_len(s, message, DYNOBS_STATUS_MSG_MAX);
         memcpy(s->status_msg, message, n);
         s->status_len = (uint16_t)n;
     }
