@@ -1,4 +1,5 @@
 #include "h1.h"
+#include "h1_scan.h"
 
 #include <stddef.h>
 #include <string.h>
@@ -179,8 +180,7 @@ long dynobs__h1_req_feed(struct dynobs_h1_req *o, const uint8_t *p, size_t n)
         case DYNOBS_H1_REQ_LINE:
             /* Past the method, copy up to the end of the line at once. */
             if (o->reqline_len > 17 && !o->reqline_trunc && c != '\n') {
-                const uint8_t *nl = memchr(p + i, '\n', n - i);
-                size_t run = (nl ? (size_t)(nl - (p + i)) : n - i);
+                size_t run = dynobs__h1_line_run(p, n, i);
                 size_t room = DYNOBS_H1_REQLINE_MAX - 10 - o->reqline_len;
                 if (run <= room) {
                     memcpy(o->reqline + o->reqline_len, p + i, run);
@@ -230,8 +230,7 @@ long dynobs__h1_req_feed(struct dynobs_h1_req *o, const uint8_t *p, size_t n)
         case DYNOBS_H1_REQ_HEADERS:
             /* Inside a header we do not care about: skip to its end. */
             if (!o->line_start && !o->in_value && !o->match && c != '\n') {
-                const uint8_t *nl = memchr(p + i, '\n', n - i);
-                size_t run = nl ? (size_t)(nl - (p + i)) : n - i;
+                size_t run = dynobs__h1_line_run(p, n, i);
                 o->line_len += (uint32_t)run;
                 i += run - 1;
                 break;

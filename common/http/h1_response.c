@@ -1,4 +1,5 @@
 #include "h1.h"
+#include "h1_scan.h"
 
 #include <stddef.h>
 #include <string.h>
@@ -18,16 +19,12 @@ int dynobs__h1_status_feed(struct dynobs_h1_status *in, const uint8_t *p, size_t
                 break;
             if (c == '\n') {
                 /* "HTTP/1.x NNN" */
-                if (in->status_len < 12 || memcmp(in->status, "HTTP/1.", 7) ||
-                    in->status[8] != ' ' || in->status[9] < '1' || in->status[9] > '5' ||
-                    in->status[10] < '0' || in->status[10] > '9' || in->status[11] < '0' ||
-                    in->status[11] > '9') {
+                in->code = dynobs__h1_status_code(in->status, in->status_len);
+                if (in->code < 0) {
                     in->bad = 1;
                     in->phase = DYNOBS_H1_ST_NONE;
                     return -1;
                 }
-                in->code = (in->status[9] - '0') * 100 + (in->status[10] - '0') * 10 +
-                           (in->status[11] - '0');
                 in->phase = DYNOBS_H1_ST_HEADERS;
                 in->line_start = 1;
                 break;
@@ -148,13 +145,11 @@ int dynobs__h1_resp_feed(struct dynobs_h1_resp *r, const uint8_t *p, size_t n)
                 }
             }
             if (c == '\n') {
-                if (r->status_len < 12 || memcmp(r->status, "HTTP/1.", 7) ||
-                    r->status[9] < '1' || r->status[9] > '5') {
+                r->code = dynobs__h1_status_code(r->status, r->status_len);
+                if (r->code < 0) {
                     r->bad = 1;
                     return -1;
                 }
-                r->code = (r->status[9] - '0') * 100 + (r->status[10] - '0') * 10 +
-                          (r->status[11] - '0');
                 r->phase = DYNOBS_H1_R_HEADERS;
                 r->line_start = 1;
                 break;
@@ -169,8 +164,7 @@ int dynobs__h1_resp_feed(struct dynobs_h1_resp *r, const uint8_t *p, size_t n)
         case DYNOBS_H1_R_HEADERS:
             /* Inside a header we do not care about: skip to its end. */
             if (!r->line_start && !r->in_value && !r->match && c != '\n') {
-                const uint8_t *nl = memchr(p + i, '\n', n - i);
-                size_t run = nl ? (size_t)(nl - (p + i)) : n - i;
+                size_t run = dynobs__h1_line_run(p, n, i);
                 r->line_len += (uint32_t)run;
                 i += run - 1;
                 break;
