@@ -242,8 +242,14 @@ EARLY DYNOBS_API int sigaction(int sig, const struct sigaction *act, struct siga
 {
     int i = slot_of(sig);
     if (i < 0 || !__atomic_load_n(&installed, __ATOMIC_ACQUIRE)) {
-        sigaction_fn f = real_sigaction ? real_sigaction
-                                        : (sigaction_fn)dlsym(RTLD_NEXT, "sigaction");
+        /* Looked up once, also where crash reports are off (dlsym costs
+         * thousands of instructions, and libcurl calls this around every
+         * transfer); a race stores the same pointer twice. */
+        sigaction_fn f = __atomic_load_n(&real_sigaction, __ATOMIC_RELAXED);
+        if (!f) {
+            f = (sigaction_fn)dlsym(RTLD_NEXT, "sigaction");
+            __atomic_store_n(&real_sigaction, f, __ATOMIC_RELAXED);
+        }
         return f ? f(sig, act, old) : (errno = ENOSYS, -1);
     }
     struct sigaction prev = app_act[i];
