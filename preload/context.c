@@ -217,7 +217,7 @@ int dynobs__ctx_bind(struct dynobs_thread *t, const struct dynobs_span *s,
     return 0;
 }
 
-void dynobs__ctx_unbind(struct dynobs_ctx_binding *b)
+void dynobs__ctx_unbind(struct dynobs_ctx_binding *b, struct dynobs_thread *self)
 {
     struct dynobs_thread *t = b->owner;
     if (!t)
@@ -229,6 +229,6 @@ void dynobs__ctx_unbind(struct dynobs_ctx_binding *b)
     struct dynobs_ctx *x = &t->stack[b->idx];
     if (!memcmp(x->span_id, b->span_id, 8))
         __atomic_store_n(&x->ended, 1, __ATOMIC_RELEASE);
-    if (t == dynobs__thread())
+    if (t == self)
         dynobs__ctx_pop_ended(t);
 }

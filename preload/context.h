@@ -77,8 +77,9 @@ struct dynobs_ctx_binding {
  * DYNOBS_ENOSPC when t's stack is full (then nothing is bound). */
 int dynobs__ctx_bind(struct dynobs_thread *t, const struct dynobs_span *s,
                      struct dynobs_ctx_binding *b) DYNOBS_INTERNAL;
-/* Undoes a binding from any thread: the entry is marked ended, and popped
- * at once when the caller is its thread (else by that thread, lazily). */
-void dynobs__ctx_unbind(struct dynobs_ctx_binding *b) DYNOBS_INTERNAL;
+/* Undoes a binding from any thread (self: the caller's block): the entry
+ * is marked ended, and popped at once when the caller is its thread (else
+ * by that thread, lazily). */
+void dynobs__ctx_unbind(struct dynobs_ctx_binding *b, struct dynobs_thread *self) DYNOBS_INTERNAL;
 
 #endif

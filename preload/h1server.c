@@ -132,16 +132,17 @@ static void finish(struct dynobs_conn *c, int code, const char *error_type)
         set_str(s, "error.type", error_type, strlen(error_type));
         dynobs__span_status(s, DYNOBS_STATUS_ERROR, NULL);
     }
-    if (t && dynobs__segment()) {
+    struct dynobs_segment *seg = t ? dynobs__segment() : NULL;
+    if (seg) {
         uint64_t now = dynobs__clock_now(&t->clk);
         char failed[DYNOBS_METRIC_KEY_BYTES];
         const char *labels = labels_of(c, code, error_type, failed, sizeof failed);
         double secs = now > x->start_ns ? (double)(now - x->start_ns) / 1e9 : 0;
-        dynobs__http_server_metric(labels, secs);
+        dynobs__http_server_metric(seg, labels, secs);
     }
     /* Give the serving thread its previous context back (lazily, if
      * another thread wrote the response). */
-    dynobs__ctx_unbind(&x->bound);
+    dynobs__ctx_unbind(&x->bound, t);
     dynobs__span_finish(s);
     x->open = 0;
     x->start_ns = 0;

@@ -39,13 +39,10 @@ void dynobs__http_client_metric(const char *method, const char *server, long por
                             DYNOBS_HTTP_DURATION_NBOUNDS, seconds, labels);
 }
 
-void dynobs__http_server_metric(const char *labels, double seconds)
+void dynobs__http_server_metric(struct dynobs_segment *seg, const char *labels, double seconds)
 {
-    struct dynobs_segment *seg = dynobs__segment();
-    if (seg)
-        dynobs__duration_record(seg, "http.server.request.duration",
-                                dynobs__http_duration_bounds, DYNOBS_HTTP_DURATION_NBOUNDS,
-                                seconds, labels);
+    dynobs__duration_record(seg, "http.server.request.duration", dynobs__http_duration_bounds,
+                            DYNOBS_HTTP_DURATION_NBOUNDS, seconds, labels);
 }
 
 void dynobs__status_text(int code, char *out)

@@ -8,6 +8,8 @@
 
 #include <stddef.h>
 
+struct dynobs_segment;
+
 #include "../common/util.h"
 
 /* The semantic conventions' buckets for HTTP request durations. */
@@ -21,7 +23,8 @@ void dynobs__http_client_metric(const char *method, const char *server, long por
 
 /* Records http.server.request.duration under a label string made by
  * dynobs__labels_join (state.h). */
-void dynobs__http_server_metric(const char *labels, double seconds) DYNOBS_INTERNAL;
+void dynobs__http_server_metric(struct dynobs_segment *seg, const char *labels,
+                                double seconds) DYNOBS_INTERNAL;
 
 /* A three-digit status code as text ("404"); out holds at least 4. */
 void dynobs__status_text(int code, char *out) DYNOBS_INTERNAL;

@@ -98,8 +98,9 @@ static inline uint32_t dynobs__yields_to(enum dynobs_layer l)
  * yields to is running the call. One load per test once inlined. */
 static inline int dynobs__layer_on(enum dynobs_layer l)
 {
-    return __atomic_load_n(&dynobs__state, __ATOMIC_RELAXED) == DYNOBS_ON && !dynobs__guard &&
-           !(dynobs__inside & dynobs__yields_to(l));
+    /* One test of both thread-local words (an OR, not two branches). */
+    return __atomic_load_n(&dynobs__state, __ATOMIC_RELAXED) == DYNOBS_ON &&
+           !((uint32_t)dynobs__guard | (dynobs__inside & dynobs__yields_to(l)));
 }
 
 /* A library layer runs the application's call: enter before, leave after. */
