@@ -35,6 +35,6 @@ if python3 -m pip --version >/dev/null 2>&1; then
     python3 -c 'import dynobs; print(dynobs.enabled(), dynobs.__file__)')
   [[ $out == "True $tmp/py/dynobs/__init__.py" ]] || { echo "pip-installed package: $out"; exit 1; }
 else
-  echo "python3 has no pip here: the pip install check is skipped"
+  echo "SKIP: pip install ./python (python3 has no pip here)"
 fi
 echo "install test passed"
