@@ -1,5 +1,5 @@
 """Server throughput and tail latency with and without the shim, in one
-run: wrk against (a) bench/httpd.c (thread per connection) and (b) nginx
+run: wrk against (a) bench/sample_server.c (thread per connection) and (b) nginx
 (one worker), each started plain and under LD_PRELOAD at 100% sampling,
 with dynobs-exporter draining the segments. Rounds interleave the four
 configurations; the medians and the ratios are printed.
@@ -59,11 +59,11 @@ def start_nginx(env, name, preload):
     return "http://127.0.0.1:%d/index.html" % port
 
 
-def start_httpd(env, name, preload):
+def start_sample_server(env, name, preload):
     port = tx.free_port()
     e = env.app_env({"OTEL_SERVICE_NAME": name}) if preload else \
         {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
-    p = subprocess.Popen([hs.HTTPD, str(port), "thread"], env=e, stdout=subprocess.DEVNULL,
+    p = subprocess.Popen([hs.SAMPLE_SERVER, str(port), "thread"], env=e, stdout=subprocess.DEVNULL,
                          stderr=subprocess.PIPE)
     env.procs.append(p)
     hs.wait_listening(port, p, name)
@@ -99,8 +99,8 @@ def main():
     try:
         env.start_exporter(None, {"OTEL_TRACES_EXPORTER": "none", "OTEL_METRICS_EXPORTER": "none",
                                   "OTEL_LOG_LEVEL": "warn"}, prometheus=False)
-        urls = {("httpd", False): start_httpd(env, "httpd-plain", False),
-                ("httpd", True): start_httpd(env, "httpd-shim", True),
+        urls = {("sample", False): start_sample_server(env, "sample-plain", False),
+                ("sample", True): start_sample_server(env, "sample-shim", True),
                 ("nginx", False): start_nginx(env, "nginx-plain", False),
                 ("nginx", True): start_nginx(env, "nginx-shim", True)}
         for url in urls.values():
@@ -111,7 +111,7 @@ def main():
                 got[k].append(wrk(url, duration))
         print("%-8s %12s %12s %10s %12s %12s %10s" % ("server", "req/s plain", "req/s shim",
                                                      "ratio", "p99 plain", "p99 shim", "ratio"))
-        for server in ("httpd", "nginx"):
+        for server in ("sample", "nginx"):
             rp = statistics.median(r for r, _ in got[(server, False)])
             rs = statistics.median(r for r, _ in got[(server, True)])
             pp = statistics.median(p for _, p in got[(server, False)])

@@ -6,8 +6,10 @@
 # (default 20), starting from the committed corpus tests/fuzz/corpus/<target>/
 # (which holds a regression input for every problem found so far; new
 # inputs go to a temporary directory). Exits non-zero when any target
-# finds a crash, a hang, a leak or a violated property; the input is then
-# copied to build-fuzz/artifacts/.
+# finds a crash, a hang, a leak or a violated property. libFuzzer writes
+# the input that did it (crash-*, leak-*, timeout-*, oom-*) into a
+# temporary directory, never the working tree; the script prints its path
+# and keeps that directory, which is removed only when it stays empty.
 #
 #   scripts/fuzz.sh [SECONDS]
 set -euo pipefail
@@ -21,20 +23,29 @@ CC=clang cmake -S . -B build-fuzz -DDYNOBS_FUZZ=ON -DDYNOBS_BUILD_TESTS=OFF \
   -DDYNOBS_BUILD_BENCH=OFF -DDYNOBS_BUILD_EXPORTER=OFF >/dev/null
 cmake --build build-fuzz -j "$(nproc 2>/dev/null || echo 2)" >/dev/null
 work=$(mktemp -d /tmp/dynobs-fuzz-XXXXXX)
-trap 'rm -rf "$work"' EXIT
+artifacts=$(mktemp -d /tmp/dynobs-fuzz-artifacts-XXXXXX)
+trap 'rm -rf "$work"; rmdir "$artifacts" 2>/dev/null || true' EXIT
 fail=0
 for t in tracecontext http1 records sql segment; do
   mkdir -p "$work/$t"
   if build-fuzz/tests/fuzz/fuzz_$t -max_total_time="$secs" -timeout=5 -rss_limit_mb=2048 \
-      -artifact_prefix="$work/$t-" "$work/$t" "tests/fuzz/corpus/$t" >"$work/$t.log" 2>&1; then
+      -artifact_prefix="$artifacts/$t-" "$work/$t" "tests/fuzz/corpus/$t" >"$work/$t.log" 2>&1; then
     echo "fuzz_$t: $(grep -o 'Done [0-9]* runs' "$work/$t.log" | tail -1) in ${secs}s, nothing found"
   else
     fail=1
     echo "fuzz_$t FOUND A PROBLEM:"
     tail -40 "$work/$t.log"
-    mkdir -p build-fuzz/artifacts
-    cp "$work/$t"-* build-fuzz/artifacts/ 2>/dev/null || true
-    echo "(input kept in build-fuzz/artifacts/; fix it, then add it to tests/fuzz/corpus/$t/)"
+    found=0
+    for f in "$artifacts/$t"-*; do
+      [[ -e $f ]] || continue
+      found=1
+      echo "fuzz_$t: artifact written to $f"
+    done
+    if ((found)); then
+      echo "(fix it, then add the input to tests/fuzz/corpus/$t/)"
+    else
+      echo "fuzz_$t: libFuzzer wrote no artifact; the log above is all there is"
+    fi
   fi
 done
 exit $fail

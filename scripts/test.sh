@@ -20,6 +20,21 @@ dynobs_install_deps build-essential cmake pkg-config libcriterion-dev \
   protobuf-compiler prometheus python3 curl nginx-light wget wrk openssl \
   postgresql-15 libpq-dev python3-psycopg2 python3-pytest util-linux libunwind-dev
 
+# CTest reports a test that exited with 77 (its SKIP_RETURN_CODE) as
+# "Skipped" but counts it among the passed in its summary, and a test that
+# passed may have skipped a part of itself: the integration tests and the
+# preload tests print "SKIP: what (why)" lines, pytest -rs "SKIPPED" lines.
+# Both are counted and listed after each run, so that nobody reads a skip
+# as a pass.
+report_skips() { # name, ctest's output, build dir
+  local log=$3/Testing/Temporary/LastTest.log whole parts
+  whole=$(grep -c '\*\*\*Skipped' "$2" || true)
+  parts=$(grep -E '^(SKIP: |SKIPPED )' "$log" | grep -vc '^SKIP: all of ' || true)
+  echo "=== $1: $whole test(s) skipped, $parts part(s) of tests skipped"
+  grep '\*\*\*Skipped' "$2" | sed 's/^/    /' || true
+  grep -E '^(SKIP: |SKIPPED )' "$log" | grep -v '^SKIP: all of ' | sed 's/^/    /' || true
+}
+
 run_suite() { # name, build dir, extra cmake args...
   local name=$1 dir=$2
   shift 2
@@ -27,7 +42,8 @@ run_suite() { # name, build dir, extra cmake args...
   cmake -S . -B "$dir" -DDYNOBS_WERROR=ON -DDYNOBS_BUILD_TESTS=ON "$@" >/dev/null
   cmake --build "$dir" -j "$jobs"
   echo "=== $name: tests"
-  (cd "$dir" && ctest --output-on-failure -j "$jobs")
+  (cd "$dir" && ctest --output-on-failure -j "$jobs") | tee "$dir/ctest-output.txt"
+  report_skips "$name" "$dir/ctest-output.txt" "$dir"
 }
 
 echo "=== static analysis (scripts/static-analysis.sh)"

@@ -8,6 +8,7 @@ trap 'rm -rf "$tmp"' EXIT
 cmake --install "$build" --prefix "$tmp/prefix" >/dev/null
 pc=$(find "$tmp/prefix" -name dynobs.pc -printf '%h')
 test -f "$tmp/prefix/include/dynobs/dynobs.h"
+test -f "$tmp/prefix/include/dynobs/version.h"
 test -f "$pc/dynobs-noop.pc"
 export PKG_CONFIG_PATH=$pc
 cc -o "$tmp/hello" "$src/examples/hello.c" $(pkg-config --cflags --libs dynobs-noop) -pthread
@@ -32,9 +33,11 @@ grep -q "recording: yes" <<<"$out" || { echo "dynobs-run from the prefix: $out";
 if python3 -m pip --version >/dev/null 2>&1; then
   python3 -m pip install -q --no-index --target "$tmp/py" "$src/python" 2>/dev/null
   out=$(cd "$tmp" && PYTHONPATH=$tmp/py DYNOBS_LIBRARY=$libdir/libdynobs.so DYNOBS_SHM_DIR=$tmp/shm4 \
-    python3 -c 'import dynobs; print(dynobs.enabled(), dynobs.__file__)')
-  [[ $out == "True $tmp/py/dynobs/__init__.py" ]] || { echo "pip-installed package: $out"; exit 1; }
+    python3 -c 'import dynobs; print(dynobs.enabled(), dynobs.__file__, dynobs.__version__)')
+  # The installed package carries the version of the installed library.
+  want="True $tmp/py/dynobs/__init__.py $(pkg-config --modversion dynobs)"
+  [[ $out == "$want" ]] || { echo "pip-installed package: $out, expected $want"; exit 1; }
 else
-  echo "python3 has no pip here: the pip install check is skipped"
+  echo "SKIP: pip install ./python (python3 has no pip here)"
 fi
 echo "install test passed"

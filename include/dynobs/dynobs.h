@@ -32,7 +32,9 @@ extern "C" {
 #define DYNOBS_API
 #endif
 
-#define DYNOBS_VERSION_STRING "0.1.0"
+/* DYNOBS_VERSION_STRING and its parts, generated from the build's
+ * project(VERSION ...); dynobs_version() returns the library's own. */
+#include <dynobs/version.h>
 
 /* Error codes: every fallible call returns 0 (or a length) on success and
  * one of these on failure. They are negative errno values. */

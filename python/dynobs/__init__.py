@@ -28,7 +28,30 @@ import threading
 import traceback
 import warnings
 
-__version__ = "0.1.0"
+
+def _version():
+    """The package's version. An installed package has it in _version.py,
+    which python/dynobs_build.py writes into the wheel; run from the source
+    tree, it is read from the repository's CMakeLists.txt, the one place
+    where the version is set."""
+    try:
+        from ._version import __version__ as v
+        return v
+    except ImportError:
+        pass
+    import re
+    cmake = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
+                         "CMakeLists.txt")
+    try:
+        with open(cmake) as f:
+            m = re.search(r"project\(\s*dynobs\s+VERSION\s+([0-9][0-9.]*)", f.read())
+    except OSError:
+        m = None
+    return m.group(1) if m else "0+unknown"
+
+
+__version__ = _version()
+
 __all__ = [
     "INTERNAL", "SERVER", "CLIENT", "PRODUCER", "CONSUMER", "UNSET", "OK", "ERROR",
     "Span", "span", "start_span", "traced", "current_span", "current_traceparent", "attach",

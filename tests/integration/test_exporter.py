@@ -241,11 +241,36 @@ def hexid(node, key):
     return v.hex() if v is not None else None
 
 
+# The exit status of a test file that cannot run here at all; CTest reports
+# it as skipped (SKIP_RETURN_CODE), so that a missing tool is never
+# mistaken for a pass.
+SKIP_EXIT = 77
+
+
+class Skipped(Exception):
+    """Raised by a test that cannot run here (the message says why):
+    run_tests reports it as SKIP, never as PASS."""
+
+
+def skip_part(what, why):
+    """Says that one part of a test cannot run here; the rest of the test
+    goes on and is reported as it ends."""
+    print("SKIP: %s (%s)" % (what, why))
+
+
+def skip_file(why):
+    """Says that a whole test file cannot run here; its exit status."""
+    print("SKIP: all of %s (%s)" % (os.path.basename(sys.argv[0]), why))
+    return SKIP_EXIT
+
+
 def with_env(fn):
     def run():
         env = Env()
         try:
             fn(env)
+        except Skipped:
+            raise
         except Exception:
             print(env.log(), file=sys.stderr)
             raise
@@ -275,7 +300,7 @@ def test_spans_and_metrics_reach_the_receiver(env):
             check(sorted(hexid(s, "span_id") for _, s in official) ==
                   sorted(hexid(s, "span_id") for _, s in spans), "schemas disagree")
         else:
-            print("  (skipped decoding with the official schema: %s is absent)" % OFFICIAL_PROTO)
+            skip_part("decoding with the official schema", "%s is absent" % OFFICIAL_PROTO)
         by_name = {one(s, "name").decode(): (r, s) for r, s in spans}
         for tag in ("t1", "t2"):
             res, a = by_name["root-" + tag]
@@ -651,8 +676,7 @@ def test_crash_report_reaches_the_receiver(env):
     record with the backtrace) and its open spans (ended with error
     status) reach the OTLP receiver after it is gone."""
     if os.environ.get("DYNOBS_TEST_PRELOAD_FIRST") or os.environ.get("DYNOBS_TEST_TSAN"):
-        print("  (skipped under a sanitizer: its own SIGSEGV handler reports instead)")
-        return
+        raise Skipped("under a sanitizer its own SIGSEGV handler reports instead")
     rx = Receiver()
     try:
         env.start_exporter(rx.url(), {"OTEL_METRICS_EXPORTER": "none"})
@@ -701,32 +725,37 @@ def test_console_exporter_prints_lines(env):
 
 def run_tests(scope):
     """Runs the test_* functions of a test module (those named on the
-    command line, or all), printing PASS or FAIL for each; the exit status."""
+    command line, or all), printing PASS, SKIP or FAIL for each; the exit
+    status: 1 when one failed, SKIP_EXIT when all of them were skipped."""
     tests = [v for k, v in sorted(scope.items()) if k.startswith("test_") and callable(v)]
     wanted = sys.argv[3:]
     if wanted:
         tests = [t for t in tests if t.__name__ in wanted]
-    passed = failed = 0
+    passed = failed = skipped = 0
     for t in tests:
         t0 = time.time()
         try:
             t()
             passed += 1
             print("PASS %s (%.1fs)" % (t.__name__, time.time() - t0))
+        except Skipped as e:
+            skipped += 1
+            print("SKIP: %s (%s)" % (t.__name__, e))
         except Exception as e:
             failed += 1
             print("FAIL %s (%.1fs): %s" % (t.__name__, time.time() - t0, e))
             if not isinstance(e, Failure):
                 traceback.print_exc()
         sys.stdout.flush()
-    print("%d passed, %d failed" % (passed, failed))
-    return 1 if failed else 0
+    print("%d passed, %d skipped, %d failed" % (passed, skipped, failed))
+    if failed:
+        return 1
+    return SKIP_EXIT if skipped and not passed else 0
 
 
 def main():
     if not shutil.which("protoc"):
-        print("protoc is missing (Debian: protobuf-compiler)")
-        return 1
+        return skip_file("protoc is missing (Debian: protobuf-compiler)")
     return run_tests(globals())
 
 

@@ -100,10 +100,17 @@ def third_party_skipped(what):
     setlocale with it (even without dynobs): those cases run only in the
     normal build."""
     if os.environ.get("DYNOBS_TEST_PRELOAD_FIRST"):
-        print("  (skipped %s under AddressSanitizer: its runtime cannot be preloaded into an "
-              "uninstrumented %s)" % (what, what))
+        tx.skip_part(what, "under AddressSanitizer its runtime cannot be preloaded into an "
+                     "uninstrumented %s" % what)
         return True
     return False
+
+
+def require_third_party(what):
+    """The same for a whole test, which is then reported as skipped."""
+    if os.environ.get("DYNOBS_TEST_PRELOAD_FIRST"):
+        raise tx.Skipped("%s under AddressSanitizer: its runtime cannot be preloaded into an "
+                         "uninstrumented %s" % (what, what))
 
 
 def run(env, argv, preload, extra=None):
@@ -165,8 +172,7 @@ def client_case(env, name, argv_of, expect_requests, tls=False):
 
 @tx.with_env
 def test_curl_cli(env):
-    if third_party_skipped("curl"):
-        return
+    require_third_party("curl")
     client_case(env, "curl", lambda n: ["curl", "-s", "http://127.0.0.1:%d/index.html" % n.port,
                                         "http://127.0.0.1:%d/missing?k=secret" % n.port,
                                         "http://127.0.0.1:%d/big.bin" % n.port], 3)
@@ -174,8 +180,7 @@ def test_curl_cli(env):
 
 @tx.with_env
 def test_curl_cli_https(env):
-    if third_party_skipped("curl"):
-        return
+    require_third_party("curl")
     client_case(env, "curls", lambda n: [
         "curl", "-s", "--http1.1", "--cacert", n.cert,
         "https://127.0.0.1:%d/index.html" % n.tls_port,
@@ -185,10 +190,8 @@ def test_curl_cli_https(env):
 @tx.with_env
 def test_python_urllib(env):
     if not os.path.exists("/usr/bin/python3"):
-        print("  (skipped: no /usr/bin/python3)")
-        return
-    if third_party_skipped("python3"):
-        return
+        raise tx.Skipped("no /usr/bin/python3")
+    require_third_party("python3")
     code = ("import sys, urllib.request\n"
             "for u in sys.argv[1:]:\n"
             "    try:\n"
@@ -205,8 +208,7 @@ def test_python_urllib(env):
 
 @tx.with_env
 def test_curl_cli_http2(env):
-    if third_party_skipped("curl"):
-        return
+    require_third_party("curl")
     _, lines = client_case(env, "curl2", lambda n: [
         "curl", "-s", "--http2", "--cacert", n.cert,
         "https://127.0.0.1:%d/index.html" % n.tls_port,
@@ -251,8 +253,9 @@ def test_libcurl_transport_error(env):
 
 @tx.with_env
 def test_python_https_through_openssl(env):
-    if not os.path.exists("/usr/bin/python3") or third_party_skipped("python3"):
-        return
+    if not os.path.exists("/usr/bin/python3"):
+        raise tx.Skipped("no /usr/bin/python3")
+    require_third_party("python3")
     code = ("import ssl, sys, urllib.request\n"
             "ctx = ssl.create_default_context(cafile=sys.argv[1])\n"
             "for u in sys.argv[2:]:\n"
@@ -271,18 +274,15 @@ def test_onebyte_nonblocking_keepalive(env):
 @tx.with_env
 def test_wget(env):
     if not shutil.which("wget"):
-        print("  (skipped: no wget)")
-        return
-    if third_party_skipped("wget"):
-        return
+        raise tx.Skipped("no wget (Debian: wget)")
+    require_third_party("wget")
     client_case(env, "wget", lambda n: ["wget", "-q", "-O", "-",
                                         "http://127.0.0.1:%d/index.html" % n.port], 1)
 
 
 @tx.with_env
 def test_app_traceparent_is_left_alone(env):
-    if third_party_skipped("curl"):
-        return
+    require_third_party("curl")
     rx = Receiver()
     try:
         env.start_exporter(rx.url(), {"OTEL_METRICS_EXPORTER": "none"})
@@ -373,16 +373,17 @@ def test_exactly_one_traceparent_per_request(env):
 
 
 def nginx_found():
-    """nginx is on PATH (with /usr/sbin added), or a message says why not."""
+    """nginx is on PATH (with /usr/sbin added)."""
     os.environ["PATH"] += ":/usr/sbin"
     if shutil.which("nginx"):
         return True
-    print("nginx is missing (Debian: nginx-light)")
     return False
 
 
 def main():
-    return tx.run_tests(globals()) if nginx_found() else 1
+    if not nginx_found():
+        return tx.skip_file("nginx is missing (Debian: nginx-light)")
+    return tx.run_tests(globals())
 
 
 if __name__ == "__main__":

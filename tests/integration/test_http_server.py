@@ -21,7 +21,7 @@ import test_libpq as tp  # noqa: E402
 from otlp_receiver import Receiver  # noqa: E402
 
 BUILD = tx.BUILD
-HTTPD = os.path.join(BUILD, "tests", "dynobs-httpd")
+SAMPLE_SERVER = os.path.join(BUILD, "tests", "dynobs-sample-server")
 check, wait_for, one, attrs, hexid, spans_of = (tx.check, tx.wait_for, tx.one, tx.attrs, tx.hexid,
                                                  tx.spans_of)
 TRACE = "0af7651916cd43dd8448eb211c80319c"
@@ -94,12 +94,12 @@ def is_error(s):
     return one(one(s, "status", {}), "code") == "STATUS_CODE_ERROR"
 
 
-def start_httpd(env, mode, name, upstream=None, conninfo=None):
+def start_sample_server(env, mode, name, upstream=None, conninfo=None):
     port = tx.free_port()
-    argv = [HTTPD, str(port), mode] + ([upstream] if upstream else []) + ([conninfo] if conninfo
+    argv = [SAMPLE_SERVER, str(port), mode] + ([upstream] if upstream else []) + ([conninfo] if conninfo
                                                                           else [])
     p = start(env, argv, name)
-    wait_listening(port, p, "dynobs-httpd " + mode)
+    wait_listening(port, p, "dynobs-sample-server " + mode)
     return port
 
 
@@ -130,8 +130,8 @@ def test_c_server_modes_make_outbound_calls_children(env):
         ng = hc.Nginx(env)
         upstream = "http://127.0.0.1:%d/index.html" % ng.port
         for mode in ("thread", "fork", "single"):
-            name = "httpd-" + mode
-            port = start_httpd(env, mode, name, upstream)
+            name = "sample-server-" + mode
+            port = start_sample_server(env, mode, name, upstream)
             before = len(ng.log())
             # Two requests on one keep-alive connection.
             c = socket.create_connection(("127.0.0.1", port), 10)
@@ -190,7 +190,7 @@ def test_w3c_extraction_and_status(env):
     rx = Receiver()
     try:
         env.start_exporter(rx.url())
-        port = start_httpd(env, "thread", "w3c")
+        port = start_sample_server(env, "thread", "w3c")
         url = "http://127.0.0.1:%d" % port
         cases = [
             # (path, headers, continues?, tracestate kept)
@@ -248,7 +248,7 @@ def test_pipelining_split_reads_and_non_http(env):
     rx = Receiver()
     try:
         env.start_exporter(rx.url(), {"OTEL_METRICS_EXPORTER": "none"})
-        port = start_httpd(env, "thread", "pipe")
+        port = start_sample_server(env, "thread", "pipe")
 
         def exchange(chunks, delay=0.0):
             c = socket.create_connection(("127.0.0.1", port), 10)
@@ -298,15 +298,14 @@ def test_end_to_end_one_trace(env):
     """curl -> A (Python http.server, urllib) -> B (C server: libcurl to
     nginx, one PostgreSQL query, an API span) -> nginx. All of them run
     under the shim; one trace, correctly linked, and nginx logs it."""
-    if hc.third_party_skipped("curl/python/nginx"):
-        return
+    hc.require_third_party("curl/python/nginx")
     rx = Receiver()
     pg = None
     try:
         env.start_exporter(rx.url(), {"OTEL_METRICS_EXPORTER": "none"})
         pg = tp.Postgres(env)
         ng = hc.Nginx(env, preload=True)
-        b_port = start_httpd(env, "thread", "service-b", "http://127.0.0.1:%d/index.html" % ng.port,
+        b_port = start_sample_server(env, "thread", "service-b", "http://127.0.0.1:%d/index.html" % ng.port,
                              pg.conninfo())
         a_port = tx.free_port()
         script = os.path.join(env.dir, "service_a.py")
@@ -384,8 +383,7 @@ def test_nginx_under_the_shim_under_load(env):
     """nginx itself preloaded (a root master, workers that drop to nobody,
     epoll, sendfile): exact server spans and http.server.request.duration
     per request under concurrent load from wrk."""
-    if hc.third_party_skipped("nginx"):
-        return
+    hc.require_third_party("nginx")
     if not shutil.which("wrk"):
         raise tx.Failure("wrk is missing (Debian: wrk)")
     rx = Receiver()
@@ -475,8 +473,7 @@ def test_https_server_spans_from_inside_tls(env):
     sent inside TLS, is continued; url.scheme is https; the handler's
     outbound call is a child; the TLS bytes on the socket are not traced
     a second time."""
-    if tp.third_party_skipped("python3 and curl"):
-        return
+    hc.require_third_party("python3 and curl")
     rx = Receiver()
     try:
         env.start_exporter(rx.url(), {"OTEL_METRICS_EXPORTER": "none"})
@@ -513,10 +510,12 @@ def test_https_server_spans_from_inside_tls(env):
 
 
 def main():
-    if not os.path.exists(HTTPD):
-        print("%s is missing (built with the tests where libpq-dev is)" % HTTPD)
+    if not os.path.exists(SAMPLE_SERVER):
+        print("%s is missing (built with the tests where libpq-dev is)" % SAMPLE_SERVER)
         return 1
-    return tx.run_tests(globals()) if hc.nginx_found() else 1
+    if not hc.nginx_found():
+        return tx.skip_file("nginx is missing (Debian: nginx-light)")
+    return tx.run_tests(globals())
 
 
 if __name__ == "__main__":

@@ -80,12 +80,12 @@ def run(env, argv, preload, extra=None):
     return r
 
 
-def third_party_skipped(what):
+def require_third_party(what):
+    """Under the sanitizer build, uninstrumented clients (psql, python3)
+    cannot run with the ASan runtime preloaded: the test is skipped."""
     if os.environ.get("DYNOBS_TEST_PRELOAD_FIRST"):
-        print("  (skipped %s under AddressSanitizer: its runtime cannot be preloaded into an "
-              "uninstrumented %s)" % (what, what))
-        return True
-    return False
+        raise tx.Skipped("%s under AddressSanitizer: its runtime cannot be preloaded into an "
+                         "uninstrumented %s" % (what, what))
 
 
 def setup(env, extra=None):
@@ -181,8 +181,7 @@ def test_sqlcommenter_reaches_the_server_log(env):
 
 @tx.with_env
 def test_psql(env):
-    if third_party_skipped("psql"):
-        return
+    require_third_party("psql")
     rx, pg = setup(env)
     try:
         argv = ["psql", "-h", "127.0.0.1", "-p", str(pg.port), "-U", "postgres", "-At", "-c",
@@ -206,12 +205,12 @@ def test_psql(env):
 
 @tx.with_env
 def test_psycopg2(env):
-    if not os.path.exists("/usr/bin/python3") or third_party_skipped("python3"):
-        return
+    if not os.path.exists("/usr/bin/python3"):
+        raise tx.Skipped("no /usr/bin/python3")
+    require_third_party("python3")
     r = subprocess.run(["/usr/bin/python3", "-c", "import psycopg2"], capture_output=True)
     if r.returncode != 0:
-        print("  (skipped: python3-psycopg2 is not installed)")
-        return
+        raise tx.Skipped("python3-psycopg2 is not installed")
     rx, pg = setup(env)
     try:
         code = ("import psycopg2, sys\n"
@@ -262,8 +261,8 @@ def test_operation_metric(env):
 
 def main():
     if not os.path.exists(PGBIN + "/postgres") or not os.path.exists(PGCLIENT):
-        print("PostgreSQL 15 or the libpq client is missing (Debian: postgresql-15 libpq-dev)")
-        return 1
+        return tx.skip_file("PostgreSQL 15 or the libpq client is missing "
+                            "(Debian: postgresql-15 libpq-dev)")
     return tx.run_tests(globals())
 
 

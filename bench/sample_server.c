@@ -2,7 +2,7 @@
  * A small blocking HTTP/1.1 server, knowing nothing of dynobs: the
  * benchmark's server and the end-to-end test's middle service.
  *
- *   dynobs-httpd PORT thread|fork|single [UPSTREAM-URL [CONNINFO]]
+ *   dynobs-sample-server PORT thread|fork|single [UPSTREAM-URL [CONNINFO]]
  *
  * thread: one thread per connection; fork: one process per connection;
  * single: one connection at a time. With UPSTREAM-URL, every request
