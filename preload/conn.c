@@ -91,37 +91,6 @@ struct dynobs_conn *dynobs__conn_open(enum dynobs_transport tr, enum dynobs_prot
     return c;
 }
 
-long dynobs__conn_plan(struct dynobs_conn *c, const struct iovec *iov, int iovcnt,
-                       struct dynobs_insert *ins)
-{
-    /* Only a client adds to what it writes: a server's response is
-     * watched, never changed. */
-    if (c->proto == DYNOBS_PROTO_H1_CLIENT)
-        return dynobs__h1c_plan(c, iov, iovcnt, ins);
-    return -1;
-}
-
-void dynobs__conn_data(struct dynobs_conn *c, enum dynobs_dir dir, const struct iovec *iov,
-                       int iovcnt, size_t n, long ours)
-{
-    switch (c->proto) {
-    case DYNOBS_PROTO_H1_CLIENT:
-        if (dir == DYNOBS_DIR_OUT)
-            dynobs__h1c_out(c, iov, iovcnt, n, ours);
-        else
-            dynobs__h1c_in(c, iov, iovcnt, n);
-        break;
-    case DYNOBS_PROTO_H1_SERVER:
-        if (dir == DYNOBS_DIR_OUT)
-            dynobs__h1s_out(c, iov, iovcnt, n);
-        else
-            dynobs__h1s_in(c, iov, iovcnt, n);
-        break;
-    default:
-        break;
-    }
-}
-
 void dynobs__conn_unseen_out(struct dynobs_conn *c, size_t n)
 {
     if (c->proto == DYNOBS_PROTO_H1_SERVER)
@@ -171,10 +140,8 @@ static void addr_of(int fd, int peer, char *out, size_t cap, int *port)
     }
 }
 
-void dynobs__conn_facts(struct dynobs_conn *c)
+void dynobs__conn_facts_lookup(struct dynobs_conn *c)
 {
-    if (c->facts_known)
-        return;
     int port;
     addr_of(c->fd, 0, c->local_address, sizeof c->local_address, &c->local_port);
     addr_of(c->fd, 1, c->peer_address, sizeof c->peer_address, &port);

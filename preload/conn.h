@@ -131,16 +131,43 @@ struct dynobs_insert {
     const char *bytes;
     size_t len; /* 0: nothing of ours to add (the application set its own) */
 };
-long dynobs__conn_plan(struct dynobs_conn *c, const struct iovec *iov, int iovcnt,
-                       struct dynobs_insert *ins) DYNOBS_INTERNAL;
+static inline long dynobs__conn_plan(struct dynobs_conn *c, const struct iovec *iov,
+                                     int iovcnt, struct dynobs_insert *ins)
+{
+    /* Only a client adds to what it writes: a server's response is
+     * watched, never changed. */
+    if (c->proto == DYNOBS_PROTO_H1_CLIENT)
+        return dynobs__h1c_plan(c, iov, iovcnt, ins);
+    return -1;
+}
 
 /* The one entry after a call moved bytes: n of the application's bytes of
  * iov went in direction dir; for a write, `ours` of our planned bytes went
  * with them (DYNOBS_INSERT_GIVEN_UP: the transport could not send them
  * and never will; the request then goes without them). */
 #define DYNOBS_INSERT_GIVEN_UP (-1L)
-void dynobs__conn_data(struct dynobs_conn *c, enum dynobs_dir dir, const struct iovec *iov,
-                       int iovcnt, size_t n, long ours) DYNOBS_INTERNAL;
+static inline void dynobs__conn_data(struct dynobs_conn *c, enum dynobs_dir dir,
+                                     const struct iovec *iov, int iovcnt, size_t n, long ours)
+{
+    /* Inline: the dispatch costs a compare, not another call, on every
+     * read and write of a traced stream. */
+    switch (c->proto) {
+    case DYNOBS_PROTO_H1_CLIENT:
+        if (dir == DYNOBS_DIR_OUT)
+            dynobs__h1c_out(c, iov, iovcnt, n, ours);
+        else
+            dynobs__h1c_in(c, iov, iovcnt, n);
+        break;
+    case DYNOBS_PROTO_H1_SERVER:
+        if (dir == DYNOBS_DIR_OUT)
+            dynobs__h1s_out(c, iov, iovcnt, n);
+        else
+            dynobs__h1s_in(c, iov, iovcnt, n);
+        break;
+    default:
+        break;
+    }
+}
 
 /* n bytes written that the transport did not see (sendfile). */
 void dynobs__conn_unseen_out(struct dynobs_conn *c, size_t n) DYNOBS_INTERNAL;
@@ -149,7 +176,12 @@ void dynobs__conn_unseen_out(struct dynobs_conn *c, size_t n) DYNOBS_INTERNAL;
 void dynobs__conn_end(struct dynobs_conn *c, enum dynobs_conn_end how) DYNOBS_INTERNAL;
 
 /* The stream's addresses and blocking mode, looked up once. */
-void dynobs__conn_facts(struct dynobs_conn *c) DYNOBS_INTERNAL;
+void dynobs__conn_facts_lookup(struct dynobs_conn *c) DYNOBS_INTERNAL;
+static inline void dynobs__conn_facts(struct dynobs_conn *c)
+{
+    if (DYNOBS_UNLIKELY(!c->facts_known))
+        dynobs__conn_facts_lookup(c);
+}
 
 void dynobs__conn_ref(struct dynobs_conn *c) DYNOBS_INTERNAL;
 /* Drops a reference (markers and NULL are ignored); the last one ends
