@@ -76,18 +76,36 @@ enum dynobs_proto dynobs__conn_recognise(enum dynobs_role role, const struct iov
     return role == DYNOBS_ROLE_SERVER ? DYNOBS_PROTO_H1_SERVER : DYNOBS_PROTO_H1_CLIENT;
 }
 
+struct dynobs_conn *dynobs__conn_adopt(struct dynobs_conn *c, enum dynobs_proto p)
+{
+    c->proto = (uint8_t)p;
+    if (p == DYNOBS_PROTO_H1_SERVER)
+        dynobs__h1s_init(c);
+    else
+        dynobs__h1c_init(c);
+    return c;
+}
+
 struct dynobs_conn *dynobs__conn_open(enum dynobs_transport tr, enum dynobs_proto p, int fd)
 {
     struct dynobs_conn *c = conn_new();
     if (!c)
         return NULL;
     c->transport = (uint8_t)tr;
-    c->proto = (uint8_t)p;
     c->fd = fd;
-    if (p == DYNOBS_PROTO_H1_SERVER)
-        dynobs__h1s_init(c);
-    else
-        dynobs__h1c_init(c);
+    return dynobs__conn_adopt(c, p);
+}
+
+struct dynobs_conn *dynobs__conn_pending(enum dynobs_transport tr, int fd,
+                                         const struct dynobs_ctx *origin)
+{
+    struct dynobs_conn *c = conn_new();
+    if (!c)
+        return NULL;
+    c->transport = (uint8_t)tr;
+    c->fd = fd;
+    c->origin = *origin;
+    c->has_origin = 1;
     return c;
 }
 

@@ -44,6 +44,7 @@ enum dynobs_dir { DYNOBS_DIR_OUT = 0, DYNOBS_DIR_IN = 1 };
 /* The protocol a connection was classified as, with its role: what the
  * layer dispatches on. */
 enum dynobs_proto {
+    DYNOBS_PROTO_PENDING = 0, /* opened by this process, no bytes written yet */
     DYNOBS_PROTO_H1_CLIENT = 1,
     DYNOBS_PROTO_H1_SERVER = 2,
 };
@@ -74,6 +75,10 @@ struct dynobs_conn {
     int local_port;
     char local_address[48];
     char peer_address[48];
+    /* The context the connection was opened in, on an event loop serving a
+     * request: the parent of its first request (context.h). */
+    uint8_t has_origin;
+    struct dynobs_ctx origin;
     /* The protocol's state: the request (later the streams) in flight. */
     union {
         struct dynobs_h1c h1c;
@@ -94,6 +99,14 @@ enum dynobs_proto dynobs__conn_recognise(enum dynobs_role role, const struct iov
  * It has no reference yet: the transport's entry takes the first. */
 struct dynobs_conn *dynobs__conn_open(enum dynobs_transport tr, enum dynobs_proto p,
                                       int fd) DYNOBS_INTERNAL;
+
+/* A connection opened by this process (connect) in context origin, whose
+ * protocol its first bytes will tell; NULL when no memory could be had. */
+struct dynobs_conn *dynobs__conn_pending(enum dynobs_transport tr, int fd,
+                                         const struct dynobs_ctx *origin) DYNOBS_INTERNAL;
+/* A pending connection's first bytes said protocol p: it becomes one
+ * (its origin is kept). Returns c. */
+struct dynobs_conn *dynobs__conn_adopt(struct dynobs_conn *c, enum dynobs_proto p) DYNOBS_INTERNAL;
 
 /* 1 when the connection's protocol wants to see the next bytes moved in
  * direction dir: the transport passes straight through otherwise. Inline:

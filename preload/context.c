@@ -9,6 +9,8 @@
 
 #include "state.h"
 
+#include "../common/metrics.h"
+
 /* An invalid tracestate is dropped whole; the traceparent stays. */
 static void set_tracestate(struct dynobs_ctx *c, const char *ts, size_t len)
 {
@@ -113,7 +115,8 @@ void dynobs__ctx_pop_ended(struct dynobs_thread *t)
     t->depth = d;
 }
 
-const struct dynobs_ctx *dynobs__ctx_current(struct dynobs_thread *t)
+/* The innermost live entry of t's stack, or NULL. */
+static const struct dynobs_ctx *stack_top(struct dynobs_thread *t)
 {
     dynobs__ctx_pop_ended(t);
     for (int d = t->depth; d > 0; d--) {
@@ -122,6 +125,31 @@ const struct dynobs_ctx *dynobs__ctx_current(struct dynobs_thread *t)
             return c;
     }
     return NULL;
+}
+
+/* t's loop context, when its thread (the caller) has one. */
+static const struct dynobs_ctx *loop_ctx(struct dynobs_thread *t)
+{
+    return dynobs__loop_fd1 ? &t->loop_ctx : NULL;
+}
+
+const struct dynobs_ctx *dynobs__ctx_current(struct dynobs_thread *t)
+{
+    const struct dynobs_ctx *c = stack_top(t);
+    return c ? c : loop_ctx(t);
+}
+
+static void count_ambiguous(void);
+
+const struct dynobs_ctx *dynobs__ctx_outbound(struct dynobs_thread *t,
+                                              const struct dynobs_ctx *origin)
+{
+    const struct dynobs_ctx *c = stack_top(t);
+    if (!c)
+        c = origin ? origin : loop_ctx(t);
+    if (!c && __atomic_load_n(&dynobs__loop_inflight, __ATOMIC_RELAXED) > 0)
+        count_ambiguous();
+    return c;
 }
 
 struct dynobs_ctx *dynobs__ctx_push(struct dynobs_thread *t)
@@ -157,6 +185,50 @@ struct dynobs_ctx *dynobs__ctx_from_headers(struct dynobs_ctx *c, const char *tp
     if (ts_len)
         set_tracestate(c, ts, ts_len);
     return c;
+}
+
+/* ---- requests served on event loops ---- */
+
+int dynobs__loop_inflight;
+
+void dynobs__loop_enter(struct dynobs_thread *t, const struct dynobs_span *s, int fd,
+                        uint64_t req)
+{
+    /* Cleared first and set last: a signal handler that runs in between
+     * sees no loop context rather than half of one. */
+    dynobs__loop_fd1 = 0;
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);
+    struct dynobs_ctx *x = &t->loop_ctx;
+    memset(x, 0, offsetof(struct dynobs_ctx, tracestate));
+    memcpy(x->trace_id, s->rec.trace_id, 16);
+    memcpy(x->span_id, s->rec.span_id, 8);
+    x->flags = s->rec.trace_flags;
+    x->ts_len = s->rec.tracestate_len;
+    if (x->ts_len)
+        memcpy(x->tracestate, dynobs__span_tracestate(s), x->ts_len);
+    x->valid = 1;
+    t->loop_req = req;
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);
+    dynobs__loop_fd1 = fd + 1;
+}
+
+void dynobs__loop_end(struct dynobs_thread *t, uint64_t req)
+{
+    if (t && dynobs__loop_fd1 && t->loop_req == req)
+        dynobs__loop_fd1 = 0;
+}
+
+/* An outbound call that no context could be found for while requests are
+ * in flight on event loops: counted, in the segment's metric table. */
+static void count_ambiguous(void)
+{
+    struct dynobs_segment *seg = dynobs__segment();
+    if (!seg)
+        return;
+    static const struct dynobs_metric_def d = {.name = "dynobs.context.ambiguous",
+                                               .kind = DYNOBS_METRIC_COUNTER};
+    if (dynobs__metric_update(&seg->metrics, &d, 1, NULL) < 0)
+        dynobs__count(DYNOBS_CTR_METRIC_UPDATES_REFUSED);
 }
 
 /* ---- spans as the current context ---- */

@@ -163,7 +163,8 @@ static void start_request(struct dynobs_conn *c, const struct dynobs_h1_req *o)
     if (app_tp)
         parent = dynobs__ctx_from_headers(&remote, o->traceparent, o->tp_len, NULL, 0);
     else
-        parent = dynobs__ctx_current(t);
+        parent = dynobs__ctx_outbound(t, c->has_origin ? &c->origin : NULL);
+    c->has_origin = 0; /* the connection's first request only */
     if (dynobs__span_begin(&x->span, x->method, DYNOBS_SPAN_KIND_CLIENT, parent, x->start_ns) < 0)
         return;
     x->open = 1;

@@ -10,9 +10,10 @@
  * threaded blocking servers), so the request is bound as that thread's
  * context (context.c) until the response is out: outbound calls made
  * while serving it are its children. On a non-blocking socket (event
- * loops such as nginx) the reading thread moves on to other connections,
- * so nothing is bound there: the spans and metrics are still exact per
- * request, but propagation needs the application's own help.
+ * loops, and threads that wait with poll) the reading thread moves on to
+ * other connections, so the request is its loop context only until the
+ * loop turns (context.h explains the rule): the handler the read
+ * triggered, and the connections it opens, make children of it.
  */
 #define _GNU_SOURCE
 #include <string.h>
@@ -25,6 +26,10 @@
 /* The server sets each attribute of its span once: no replacement scan. */
 #define ADD(s, key, type, v, n) dynobs__span_add(s, key, sizeof key - 1, type, v, n)
 #define set_str(s, key, v, n) ((n) ? ADD(s, key, DYNOBS_ATTR_STRING, v, n) : 0)
+
+/* Numbers the requests served on event loops (their loop context's
+ * identity). */
+static uint64_t next_req;
 
 static void start(struct dynobs_conn *c)
 {
@@ -80,10 +85,17 @@ static void start(struct dynobs_conn *c)
         set_str(s, "network.protocol.version", r.minor ? "1.1" : "1.0", 3);
     }
     /* The request is this thread's context while it serves it, if the
-     * socket is blocking (see the top of the file). */
+     * socket is blocking; on an event loop, until the loop turns (see the
+     * top of the file). */
     x->bound.owner = NULL;
-    if (c->blocking)
+    if (c->blocking) {
         (void)dynobs__ctx_bind(t, s, &x->bound);
+    } else {
+        x->req = __atomic_add_fetch(&next_req, 1, __ATOMIC_RELAXED);
+        x->on_loop = 1;
+        __atomic_fetch_add(&dynobs__loop_inflight, 1, __ATOMIC_RELAXED);
+        dynobs__loop_enter(t, s, c->fd, x->req);
+    }
 }
 
 /* The duration metric's labels: the connection's last ones while method
@@ -143,6 +155,11 @@ static void finish(struct dynobs_conn *c, int code, const char *error_type)
     /* Give the serving thread its previous context back (lazily, if
      * another thread wrote the response). */
     dynobs__ctx_unbind(&x->bound, t);
+    if (x->on_loop) {
+        x->on_loop = 0;
+        __atomic_fetch_sub(&dynobs__loop_inflight, 1, __ATOMIC_RELAXED);
+        dynobs__loop_end(t, x->req);
+    }
     dynobs__span_finish(s);
     x->open = 0;
     x->start_ns = 0;

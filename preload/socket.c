@@ -51,10 +51,12 @@ static ssize_t r_sendmsg(int fd, const struct msghdr *m, int flags)
 
 /* ---- classification ---- */
 
-/* First write on an fd we have not seen: a TCP socket whose first bytes
- * start a request of a protocol we trace gets a connection; anything else
- * is marked and never looked at again. */
-static struct dynobs_conn *classify(int fd, const struct iovec *iov, int iovcnt)
+/* First write on an fd we have not seen (or that was connected while a
+ * request was being served: pending, with its origin): a TCP socket whose
+ * first bytes start a request of a protocol we trace gets a connection;
+ * anything else is marked and never looked at again. */
+static struct dynobs_conn *classify(int fd, const struct iovec *iov, int iovcnt,
+                                    struct dynobs_conn *pending)
 {
     size_t n = 0;
     for (int i = 0; i < iovcnt && n < 4; i++)
@@ -73,8 +75,9 @@ static struct dynobs_conn *classify(int fd, const struct iovec *iov, int iovcnt)
     if (p && getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) == 0 && type == SOCK_STREAM &&
         getsockname(fd, (struct sockaddr *)&ss, &sl) == 0 &&
         (ss.ss_family == AF_INET || ss.ss_family == AF_INET6))
-        c = dynobs__conn_open(DYNOBS_TRANSPORT_SOCKET, p, fd);
-    dynobs__fd_set(fd, c ? c : DYNOBS_CONN_IGNORED);
+        c = pending ? dynobs__conn_adopt(pending, p) : dynobs__conn_open(DYNOBS_TRANSPORT_SOCKET, p, fd);
+    if (!c || c != pending)
+        dynobs__fd_set(fd, c ? c : DYNOBS_CONN_IGNORED);
     errno = saved;
     return c;
 }
@@ -94,7 +97,9 @@ static inline struct dynobs_conn *out_conn(int fd, const struct iovec *iov, int 
         return NULL;
     }
     if (!c)
-        c = classify(fd, iov, iovcnt);
+        c = classify(fd, iov, iovcnt, NULL);
+    else if (DYNOBS_UNLIKELY(c->proto == DYNOBS_PROTO_PENDING))
+        c = classify(fd, iov, iovcnt, c);
     if (!c || !dynobs__conn_wants(c, DYNOBS_DIR_OUT))
         return NULL;
     c->fd = fd;
@@ -108,7 +113,10 @@ static inline struct dynobs_conn *in_conn(int fd)
 {
     if (!active())
         return NULL;
-    struct dynobs_conn *c = dynobs__conn_for_read(dynobs__fd_get(fd));
+    struct dynobs_conn *e = dynobs__fd_get(fd);
+    if (e)
+        dynobs__loop_read(fd);
+    struct dynobs_conn *c = dynobs__conn_for_read(e);
     if (c && c != DYNOBS_CONN_ACCEPTED)
         c->fd = fd;
     return c;
@@ -466,6 +474,20 @@ DYNOBS_API ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
     return r;
 }
 
+/* A connection opened while this thread's event loop serves a request
+ * remembers that request: its first request is a child of it, even when
+ * it is written in a later turn of the loop (context.h). */
+static void remember_origin(int fd)
+{
+    int saved = errno;
+    struct dynobs_thread *t = dynobs__thread();
+    const struct dynobs_ctx *o = t ? dynobs__ctx_current(t) : NULL;
+    struct dynobs_conn *c = o ? dynobs__conn_pending(DYNOBS_TRANSPORT_SOCKET, fd, o) : NULL;
+    if (c)
+        dynobs__fd_set(fd, c);
+    errno = saved;
+}
+
 /* A socket that connects starts afresh: whatever the fd number carried
  * before (a file closed by other means, say) is forgotten. */
 DYNOBS_API int connect(int fd, const struct sockaddr *addr, socklen_t len)
@@ -473,7 +495,11 @@ DYNOBS_API int connect(int fd, const struct sockaddr *addr, socklen_t len)
     int (*fn)(int, const struct sockaddr *, socklen_t) = DYNOBS_REAL(connect);
     if (active() && dynobs__fd_get(fd))
         dynobs__fd_set(fd, NULL);
-    return fn ? fn(fd, addr, len) : (int)syscall(SYS_connect, fd, addr, len);
+    int r = fn ? fn(fd, addr, len) : (int)syscall(SYS_connect, fd, addr, len);
+    if (DYNOBS_UNLIKELY(dynobs__loop_fd1 != 0) && (r == 0 || errno == EINPROGRESS) && addr &&
+        (addr->sa_family == AF_INET || addr->sa_family == AF_INET6) && active())
+        remember_origin(fd);
+    return r;
 }
 
 /* ---- servers ---- */

@@ -134,6 +134,10 @@ struct dynobs_thread {
     struct dynobs_rng rng;
     struct dynobs_clock_anchor clk;
     int depth; /* entries in stack[] (context.c) */
+    /* The request this thread's event loop is serving (context.c): valid
+     * while dynobs__loop_fd1 is non-zero. */
+    uint64_t loop_req;
+    struct dynobs_ctx loop_ctx;
     uint64_t pool_used;  /* bit i: spans[i] in use; changed by this thread only */
     uint64_t pool_freed; /* bits set by other threads that ended our spans */
     uint16_t errlen; /* DYNOBS_CAPTURE_LOGS: bytes of a stderr line waiting */
