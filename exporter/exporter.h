@@ -100,9 +100,6 @@ struct dx_state {
 
 extern struct dx_state dx;
 
-uint64_t dx_mono_ns(void);
-uint64_t dx_wall_ns(void);
-
 /* segments.c (main thread) */
 int dx_segments_init(void);
 void dx_segments_scan(void);           /* attach what is new in the directory */

@@ -19,11 +19,12 @@
 #include "console.h"
 #include "exporter.h"
 #include "guard.h"
-#include "log.h"
+#include "diag.h"
 #include "otlp_encode.h"
 #include "otlp_http.h"
 #include "prometheus.h"
 #include "store.h"
+#include "util.h"
 
 struct dx_state dx = {
     .lock = PTHREAD_MUTEX_INITIALIZER,
@@ -33,20 +34,6 @@ struct dx_state dx = {
 
 static volatile sig_atomic_t stop_requested;
 static volatile int give_up; /* the sender stops retrying at shutdown */
-
-uint64_t dx_mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-uint64_t dx_wall_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 static void on_signal(int sig)
 {
@@ -122,7 +109,7 @@ static void export_metrics(void)
     if (dx.cfg.metrics.sink == DX_SINK_CONSOLE)
         points = dx_console_metrics();
     else
-        points = dx_encode_metrics(dx_wall_ns(), &body, &len);
+        points = dx_encode_metrics(dynobs__now_ns(), &body, &len);
     pthread_mutex_unlock(&dx.lock);
     if (dx.cfg.metrics.sink == DX_SINK_OTLP && points > 0) {
         int ok = dx_http_send(2, dx.cfg.metrics.endpoint, body, len, &give_up) == DX_SENT;
@@ -264,8 +251,8 @@ int main(int argc, char **argv)
                                                                                          : "nowhere",
            (unsigned long long)dx.cfg.metric_interval_ms);
 
-    uint64_t last_scan = dx_mono_ns(), last_reap = 0, last_metrics = dx_mono_ns();
-    uint64_t last_busy = dx_mono_ns();
+    uint64_t last_scan = dynobs__mono_ns(), last_reap = 0, last_metrics = dynobs__mono_ns();
+    uint64_t last_busy = dynobs__mono_ns();
     struct pollfd pfd = {.fd = dx_segments_inotify_fd(), .events = POLLIN};
     size_t moved = 0;
     while (!stop_requested) {
@@ -275,7 +262,7 @@ int main(int argc, char **argv)
         int wait_ms = moved >= 256 ? 1 : (int)dx.cfg.drain_ms;
         poll(&pfd, pfd.fd >= 0 ? 1 : 0, wait_ms);
         dx_segments_inotify_drain();
-        uint64_t now = dx_mono_ns();
+        uint64_t now = dynobs__mono_ns();
         if (now - last_scan >= dx.cfg.rescan_ms * 1000000ull) {
             dx_segments_scan();
             last_scan = now;
@@ -313,12 +300,12 @@ int main(int argc, char **argv)
     pthread_mutex_unlock(&dx.qlock);
     /* Leave the sender DYNOBS_SHUTDOWN_MS (default 5 s) to deliver. */
     const char *sd = getenv("DYNOBS_SHUTDOWN_MS");
-    uint64_t deadline = dx_mono_ns() + (sd ? strtoull(sd, NULL, 10) : 5000) * 1000000ull;
+    uint64_t deadline = dynobs__mono_ns() + (sd ? strtoull(sd, NULL, 10) : 5000) * 1000000ull;
     for (;;) {
         pthread_mutex_lock(&dx.qlock);
         int idle = !dx.qhead && !dx.sender_busy && !dx.metrics_due;
         pthread_mutex_unlock(&dx.qlock);
-        if (idle || dx_mono_ns() > deadline)
+        if (idle || dynobs__mono_ns() > deadline)
             break;
         struct timespec ts = {0, 20 * 1000000};
         nanosleep(&ts, NULL);

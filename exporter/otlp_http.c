@@ -10,7 +10,8 @@
 #include <zlib.h>
 
 #include "exporter.h"
-#include "log.h"
+#include "util.h"
+#include "diag.h"
 
 static CURL *curl;
 static struct curl_slist *headers_plain, *headers_gzip;
@@ -162,7 +163,7 @@ enum dx_send_result dx_http_send(int signal, const char *url, const uint8_t *bod
     size_t zlen = 0;
     if (dx.cfg.gzip && !(zipped = gzip(body, len, &zlen)))
         dx_log(DX_WARN, "gzip failed; sending uncompressed");
-    uint64_t start = dx_mono_ns(), backoff = retry_initial_ms;
+    uint64_t start = dynobs__mono_ns(), backoff = retry_initial_ms;
     unsigned seed = (unsigned)start;
     enum dx_send_result result = DX_GAVE_UP;
     for (int attempt = 1;; attempt++) {
@@ -200,7 +201,7 @@ enum dx_send_result dx_http_send(int signal, const char *url, const uint8_t *bod
         uint64_t wait = backoff / 2 + (backoff > 1 ? (uint64_t)rand_r(&seed) % (backoff / 2 + 1) : 0);
         if (rep.retry_after_s >= 0)
             wait = (uint64_t)rep.retry_after_s * 1000;
-        uint64_t elapsed = (dx_mono_ns() - start) / 1000000;
+        uint64_t elapsed = (dynobs__mono_ns() - start) / 1000000;
         if (*give_up || elapsed + wait > retry_total_ms) {
             dx_log(DX_WARN, "export to %s failed (%s); giving up after %d attempts", url,
                    cc != CURLE_OK ? curl_easy_strerror(cc) : "HTTP error", attempt);

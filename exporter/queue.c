@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "exporter.h"
+#include "util.h"
 
 int dx_queue_room(enum dx_kind k)
 {
@@ -45,7 +46,7 @@ int dx_queue_put(enum dx_kind k, struct dx_resource *res, const void *rec, uint3
             free(b);
             return -1;
         }
-        b->opened_ns = dx_mono_ns();
+        b->opened_ns = dynobs__mono_ns();
         dx.filling[k] = b;
     }
     if (b->used + need > b->cap) {
@@ -74,7 +75,7 @@ int dx_queue_put(enum dx_kind k, struct dx_resource *res, const void *rec, uint3
 
 void dx_queue_flush_due(int force)
 {
-    uint64_t now = dx_mono_ns();
+    uint64_t now = dynobs__mono_ns();
     for (int k = 0; k < DX_KINDS; k++) {
         struct dx_batch *b = dx.filling[k];
         if (b && b->count &&

@@ -17,8 +17,9 @@
 #include <unistd.h>
 
 #include "exporter.h"
+#include "util.h"
 #include "guard.h"
-#include "log.h"
+#include "diag.h"
 #include "segment.h"
 #include "store.h"
 
@@ -256,7 +257,7 @@ static size_t drain_one(struct dx_segment *s)
         dx.stats.records_drained[k] += drained[k];
     pthread_mutex_unlock(&dx.lock);
     if (rd->consumer)
-        __atomic_store_n(&rd->consumer->last_drain_ns, dx_wall_ns(), __ATOMIC_RELAXED);
+        __atomic_store_n(&rd->consumer->last_drain_ns, dynobs__now_ns(), __ATOMIC_RELAXED);
     DX_GUARD_END();
     return moved;
 }

@@ -8,7 +8,7 @@
 
 #include "dynobs/dynobs.h"
 #include "guard.h"
-#include "log.h"
+#include "diag.h"
 #include "prometheus.h"
 #include "util.h"
 

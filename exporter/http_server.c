@@ -11,7 +11,8 @@
 #include <sys/socket.h>
 
 #include "exporter.h"
-#include "log.h"
+#include "util.h"
+#include "diag.h"
 #include "prometheus.h"
 
 #define EXPOSITION_MAX (256u << 20) /* refuse to build a larger page */
@@ -45,10 +46,10 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
                      MHD_RESPMEM_PERSISTENT);
     struct dx_buf b;
     dx_buf_init(&b, EXPOSITION_MAX);
-    uint64_t t0 = dx_mono_ns();
+    uint64_t t0 = dynobs__mono_ns();
     dx_prometheus_render(&b);
     dx_log(DX_DEBUG, "/metrics rendered %zu bytes in %.3f ms", b.len,
-           (double)(dx_mono_ns() - t0) / 1e6);
+           (double)(dynobs__mono_ns() - t0) / 1e6);
     if (b.overflow || !b.p) {
         dx_buf_free(&b);
         dx_log(DX_ERROR, "/metrics: exposition larger than %u bytes, refused", EXPOSITION_MAX);

@@ -2,8 +2,8 @@
  * The exporter's log: one line per event on stderr, filtered by
  * OTEL_LOG_LEVEL (debug, info, warn, error; default info).
  */
-#ifndef DYNOBS_EXPORTER_LOG_H
-#define DYNOBS_EXPORTER_LOG_H
+#ifndef DYNOBS_EXPORTER_DIAG_H
+#define DYNOBS_EXPORTER_DIAG_H
 
 enum dx_level { DX_DEBUG = 0, DX_INFO, DX_WARN, DX_ERROR, DX_NONE };
 
