@@ -1,8 +1,10 @@
 /*
- * /metrics and /healthz over HTTP, served by libmicrohttpd on its own
- * thread. Nothing here parses HTTP by hand.
+ * Nothing here parses HTTP by hand: libmicrohttpd does, and hands each
+ * request to dispatch, which looks the path up in the route table.
  */
 #define _GNU_SOURCE
+#include "http_server.h"
+
 #include <microhttpd.h>
 #include <netdb.h>
 #include <stdio.h>
@@ -10,25 +12,85 @@
 #include <string.h>
 #include <sys/socket.h>
 
-#include "exporter.h"
-#include "util.h"
 #include "diag.h"
-#include "prometheus.h"
 
-#define EXPOSITION_MAX (256u << 20) /* refuse to build a larger page */
+struct route {
+    char path[128];
+    dx_httpd_handler handler;
+    void *arg;
+    size_t max_body;
+};
 
+/* Filled before the server starts and only read once it runs (its thread
+ * is created after the last registration), so no lock is needed. */
+static struct route routes[DX_HTTPD_MAX_ROUTES];
+static int nroutes;
 static struct MHD_Daemon *daemon_;
 
-static enum MHD_Result reply(struct MHD_Connection *c, unsigned status, const char *type,
-                             char *body, size_t len, enum MHD_ResponseMemoryMode mode)
+int dx_httpd_route(const char *path, dx_httpd_handler h, void *arg, size_t max_body)
 {
-    struct MHD_Response *r = MHD_create_response_from_buffer(len, body, mode);
-    if (!r)
-        return MHD_NO;
-    MHD_add_response_header(r, "Content-Type", type);
-    enum MHD_Result ret = MHD_queue_response(c, status, r);
-    MHD_destroy_response(r);
-    return ret;
+    if (daemon_ || nroutes == DX_HTTPD_MAX_ROUTES || !h || path[0] != '/' ||
+        strlen(path) >= sizeof routes[0].path)
+        return -1;
+    for (int i = 0; i < nroutes; i++)
+        if (!strcmp(routes[i].path, path))
+            return -1;
+    struct route *r = &routes[nroutes++];
+    snprintf(r->path, sizeof r->path, "%s", path);
+    r->handler = h;
+    r->arg = arg;
+    r->max_body = max_body;
+    return 0;
+}
+
+void dx_httpd_reset(void)
+{
+    memset(routes, 0, sizeof routes);
+    nroutes = 0;
+}
+
+void dx_httpd_ok(void *arg, struct dx_httpd_response *r)
+{
+    (void)arg;
+    dx_buf_str(&r->body, "ok\n");
+}
+
+/* Short fixed answers (errors) go in a small buffer of their own. */
+static void fixed(struct dx_httpd_response *r, unsigned status, const char *text)
+{
+    dx_buf_free(&r->body);
+    dx_buf_init(&r->body, 4096);
+    r->status = status;
+    r->content_type = "text/plain";
+    dx_buf_str(&r->body, text);
+}
+
+void dx_httpd_dispatch(const char *method, const char *url, struct dx_httpd_response *r)
+{
+    dx_buf_init(&r->body, 4096);
+    r->status = 200;
+    r->content_type = "text/plain";
+    if (strcmp(method, "GET") && strcmp(method, "HEAD")) {
+        fixed(r, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed\n");
+        return;
+    }
+    for (int i = 0; i < nroutes; i++) {
+        if (strcmp(routes[i].path, url))
+            continue;
+        dx_buf_free(&r->body);
+        dx_buf_init(&r->body, routes[i].max_body);
+        routes[i].handler(routes[i].arg, r);
+        if (r->body.overflow)
+            fixed(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "response too large\n");
+        return;
+    }
+    if (nroutes) {
+        fixed(r, MHD_HTTP_NOT_FOUND, "not found: try ");
+        dx_buf_str(&r->body, routes[0].path);
+        dx_buf_str(&r->body, "\n");
+    } else {
+        fixed(r, MHD_HTTP_NOT_FOUND, "not found\n");
+    }
 }
 
 static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *url,
@@ -36,28 +98,34 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
                               size_t *upload_size, void **state)
 {
     (void)cls, (void)version, (void)upload, (void)upload_size, (void)state;
-    if (strcmp(method, "GET") && strcmp(method, "HEAD"))
-        return reply(c, MHD_HTTP_METHOD_NOT_ALLOWED, "text/plain", "method not allowed\n", 19,
-                     MHD_RESPMEM_PERSISTENT);
-    if (!strcmp(url, "/healthz"))
-        return reply(c, MHD_HTTP_OK, "text/plain", "ok\n", 3, MHD_RESPMEM_PERSISTENT);
-    if (strcmp(url, "/metrics"))
-        return reply(c, MHD_HTTP_NOT_FOUND, "text/plain", "not found: try /metrics\n", 24,
-                     MHD_RESPMEM_PERSISTENT);
-    struct dx_buf b;
-    dx_buf_init(&b, EXPOSITION_MAX);
-    uint64_t t0 = dynobs__mono_ns();
-    dx_prometheus_render(&b);
-    dx_log(DX_DEBUG, "/metrics rendered %zu bytes in %.3f ms", b.len,
-           (double)(dynobs__mono_ns() - t0) / 1e6);
-    if (b.overflow || !b.p) {
-        dx_buf_free(&b);
-        dx_log(DX_ERROR, "/metrics: exposition larger than %u bytes, refused", EXPOSITION_MAX);
-        return reply(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "text/plain", "exposition too large\n",
-                     21, MHD_RESPMEM_PERSISTENT);
+    struct dx_httpd_response r;
+    dx_httpd_dispatch(method, url, &r);
+    /* An empty body is a valid answer; the buffer may then be NULL. */
+    struct MHD_Response *resp = MHD_create_response_from_buffer(
+        r.body.len, r.body.p ? r.body.p : (void *)"", r.body.p ? MHD_RESPMEM_MUST_FREE
+                                                               : MHD_RESPMEM_PERSISTENT);
+    if (!resp) {
+        dx_buf_free(&r.body);
+        return MHD_NO;
     }
-    return reply(c, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8", b.p, b.len,
-                 MHD_RESPMEM_MUST_FREE);
+    MHD_add_response_header(resp, "Content-Type", r.content_type);
+    enum MHD_Result ret = MHD_queue_response(c, r.status, resp);
+    MHD_destroy_response(resp);
+    return ret;
+}
+
+/* "/a", "/a and /b", "/a, /b and /c": for the start-up message. */
+static void route_list(char *out, size_t cap)
+{
+    size_t o = 0;
+    out[0] = '\0';
+    for (int i = 0; i < nroutes && o < cap; i++) {
+        const char *sep = i == 0 ? "" : i == nroutes - 1 ? " and " : ", ";
+        int n = snprintf(out + o, cap - o, "%s%s", sep, routes[i].path);
+        if (n < 0)
+            break;
+        o += (size_t)n;
+    }
 }
 
 int dx_httpd_start(const char *host, int port)
@@ -82,11 +150,13 @@ int dx_httpd_start(const char *host, int port)
                                (unsigned)64, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30,
                                MHD_OPTION_END);
     freeaddrinfo(ai);
+    char list[512];
+    route_list(list, sizeof list);
     if (!daemon_) {
-        dx_log(DX_ERROR, "cannot serve /metrics on %s:%d (address in use?)", host, port);
+        dx_log(DX_ERROR, "cannot serve %s on %s:%d (address in use?)", list, host, port);
         return -1;
     }
-    dx_log(DX_INFO, "serving /metrics and /healthz on %s:%d", host, port);
+    dx_log(DX_INFO, "serving %s on %s:%d", list, host, port);
     return 0;
 }
 
