@@ -49,12 +49,14 @@ int dx_otlp_header_next(const char **cursor, char line[DX_HEADER_LINE_MAX])
     line[o++] = ':';
     line[o++] = ' ';
     for (const char *v = eq + 1; v < end && o + 1 < DX_HEADER_LINE_MAX; v++) {
-        if (*v == '%' && v + 2 < end && hexval(v[1]) >= 0 && hexval(v[2]) >= 0) {
-            line[o++] = (char)(hexval(v[1]) << 4 | hexval(v[2]));
+        char c = *v;
+        if (c == '%' && v + 2 < end && hexval(v[1]) >= 0 && hexval(v[2]) >= 0) {
+            c = (char)(hexval(v[1]) << 4 | hexval(v[2]));
             v += 2;
-        } else if (*v != '\r' && *v != '\n') {
-            line[o++] = *v;
         }
+        /* Decoded or not, a line break would end the header line. */
+        if (c != '\r' && c != '\n')
+            line[o++] = c;
     }
     line[o] = '\0';
     return 1;
