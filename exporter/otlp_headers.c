@@ -39,7 +39,8 @@ int dx_otlp_header_next(const char **cursor, char line[DX_HEADER_LINE_MAX])
     while (p < end && *p == ' ')
         p++;
     const char *eq = memchr(p, '=', (size_t)(end - p));
-    if (!eq || eq == p) {
+    /* A line break in a key would split the header line: not an entry. */
+    if (!eq || eq == p || memchr(p, '\r', (size_t)(eq - p)) || memchr(p, '\n', (size_t)(eq - p))) {
         copy_cut(line, DX_HEADER_LINE_MAX, p, (size_t)(end - p));
         return -1;
     }

@@ -17,8 +17,9 @@
  * percent-decoded, CR and LF dropped so that no entry can add a header of
  * its own). *cursor walks the text; start it at the text.
  * Returns 1 with `line` holding "key: value", 0 at the end, or -1 for an
- * entry that is not key=value, with `line` holding that entry (for the
- * warning) and the cursor past it. Empty entries are skipped. */
+ * entry that is not key=value (or whose key holds a CR or LF), with
+ * `line` holding that entry (for the warning) and the cursor past it.
+ * Empty entries are skipped. */
 int dx_otlp_header_next(const char **cursor, char line[DX_HEADER_LINE_MAX]);
 
 /* One response header line (as libcurl hands it over: "Name: value\r\n",

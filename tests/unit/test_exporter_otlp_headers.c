@@ -48,6 +48,9 @@ Test(exporter_otlp_headers, bad_entries_are_reported)
     cr_assert_str_eq(all("novalue,a=1"), "-novalue|+a: 1");
     cr_assert_str_eq(all("=v,b=2"), "-=v|+b: 2");
     cr_assert_str_eq(all("   "), "-");
+    /* A line break in a key would split the header line (found by
+     * fuzz_otlp_headers). */
+    cr_assert_str_eq(all("a\nb=1,c=2"), "-a\nb=1|+c: 2");
 }
 
 Test(exporter_otlp_headers, long_entries_are_cut_at_the_line)
