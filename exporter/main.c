@@ -1,20 +1,21 @@
 /*
  * dynobs-exporter: drains every dynobs segment on the machine to
  * Prometheus (/metrics) and OTLP/HTTP. This file only wires the parts
- * together; each part keeps its own state behind its own header:
- *   xconfig       settings from the environment
- *   segments      discovery, draining and reaping (main thread)
- *   queue         batches from the main thread to the sender
- *   sender        exports batches and metrics (its own thread)
- *   http_server   routes, served by libmicrohttpd's thread; prometheus
- *                 registers /metrics there
+ * together; each part keeps its own state behind its own header. Three
+ * threads:
+ *   main      drain_loop: segments are found, drained into the queue
+ *             and reaped; metric exports are scheduled
+ *   sender    sender: batches and metrics leave through otlp_encode and
+ *             otlp_http (or console)
+ *   server    http_server (libmicrohttpd's thread): the routes, of which
+ *             prometheus registers /metrics
+ * Settings all come from xconfig; the exporter's own counters from stats.
  *
  *   dynobs-exporter [--help]        configuration: OTEL_* and DYNOBS_* variables
  */
 #define _GNU_SOURCE
 #include <signal.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -28,6 +29,7 @@
 #include "queue.h"
 #include "segments.h"
 #include "sender.h"
+#include "shed_preload.h"
 #include "xconfig.h"
 
 static volatile sig_atomic_t stop_requested;
@@ -36,33 +38,6 @@ static void on_signal(int sig)
 {
     (void)sig;
     stop_requested = 1;
-}
-
-/* The exporter must never trace itself: if the shim was preloaded into
- * it, start again without it (and with the SDK disabled, so that nothing
- * inherited can turn it back on). */
-static void shed_preload(char **argv)
-{
-    const char *pre = getenv("LD_PRELOAD");
-    if (!pre || !strstr(pre, "libdynobs"))
-        return;
-    char *kept = calloc(1, strlen(pre) + 1), *copy = strdup(pre);
-    if (!kept || !copy)
-        return;
-    for (char *save, *p = strtok_r(copy, ": ", &save); p; p = strtok_r(NULL, ": ", &save)) {
-        if (strstr(p, "libdynobs"))
-            continue;
-        if (*kept)
-            strcat(kept, ":");
-        strcat(kept, p);
-    }
-    if (*kept)
-        setenv("LD_PRELOAD", kept, 1);
-    else
-        unsetenv("LD_PRELOAD");
-    setenv("OTEL_SDK_DISABLED", "true", 1);
-    execv("/proc/self/exe", argv);
-    /* exec failed: the shim stays loaded but disabled from here on. */
 }
 
 static void usage(void)
@@ -92,7 +67,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "dynobs-exporter: unexpected argument '%s' (see --help)\n", argv[1]);
         return 2;
     }
-    shed_preload(argv);
+    dx_shed_preload(argv);
     static struct dx_config cfg; /* large: not on the stack */
     if (dx_config_load(&cfg) < 0) {
         fprintf(stderr, "dynobs-exporter: %s\n", cfg.error);
