@@ -9,10 +9,10 @@
 #include <time.h>
 #include <zlib.h>
 
-#include "util.h"
 #include "diag.h"
 #include "otlp_headers.h"
 #include "stats.h"
+#include "util.h"
 
 /* Used by the sender thread only, after dx_http_init. */
 static CURL *curl;

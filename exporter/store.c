@@ -7,8 +7,8 @@
 #include <string.h>
 
 #include "dynobs/dynobs.h"
-#include "guard.h"
 #include "diag.h"
+#include "guard.h"
 #include "prom_naming.h"
 #include "util.h"
 
