@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/file.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "diag.h"
@@ -19,7 +20,17 @@ int dx_dir_lock_take(const char *dir)
         fprintf(stderr, "dynobs-exporter: cannot open %s: %s\n", path, strerror(errno));
         return -1;
     }
-    if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+    /* dynobs-run tests the lock by taking it for an instant (flock -n ...
+     * true), so a failure may be such a probe rather than an exporter: try
+     * again for half a second before concluding that another exporter
+     * runs. Two exporters started at once still end with one. */
+    int locked = flock(fd, LOCK_EX | LOCK_NB) == 0;
+    for (int i = 0; !locked && errno == EWOULDBLOCK && i < 25; i++) {
+        struct timespec ts = {0, 20 * 1000000};
+        nanosleep(&ts, NULL);
+        locked = flock(fd, LOCK_EX | LOCK_NB) == 0;
+    }
+    if (!locked) {
         char pid[32] = "";
         ssize_t n = pread(fd, pid, sizeof pid - 1, 0);
         pid[n > 0 ? n : 0] = '\0';

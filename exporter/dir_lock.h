@@ -7,7 +7,8 @@
 #define DYNOBS_EXPORTER_DIR_LOCK_H
 
 /* Returns the lock's fd (kept open until exit), or -1 after saying on
- * stderr who holds it or why it cannot be opened. */
+ * stderr who holds it (once it has been held for half a second) or why
+ * it cannot be opened. */
 int dx_dir_lock_take(const char *dir);
 
 #endif
