@@ -1,6 +1,8 @@
 /*
- * The exporter's log: one line per event on stderr, filtered by
- * OTEL_LOG_LEVEL (debug, info, warn, error; default info).
+ * The exporter's own diagnostics (what it does and what goes wrong; not
+ * the telemetry it exports, and not the shim's preload/log.c): one line
+ * per event on stderr, filtered by OTEL_LOG_LEVEL (debug, info, warn,
+ * error; default info).
  */
 #ifndef DYNOBS_EXPORTER_DIAG_H
 #define DYNOBS_EXPORTER_DIAG_H
