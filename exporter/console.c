@@ -94,9 +94,9 @@ long dx_console_metrics(void)
 {
     long n = 0;
     static const char *mk[] = {"?", "counter", "updown", "gauge", "histogram"};
-    for (struct dx_family *f = dx_families; f; f = f->next)
+    for (struct dx_family *f = dx_store_families(); f; f = f->next)
         for (struct dx_series *s = f->series; s; s = s->next_in_family) {
-            if (s->gen != dx_store_gen)
+            if (!dx_series_current(s))
                 continue;
             printf("metric service=%s name=%s kind=%s labels={%s} unit=%s ", s->service, s->name,
                    mk[s->kind], s->labels, s->unit);

@@ -624,18 +624,18 @@ long dx_encode_metrics(uint64_t now, uint8_t **out, size_t *len)
     struct arena a = {0};
     /* Every live series, grouped by service, then by metric name. */
     size_t total = 0;
-    for (struct dx_family *f = dx_families; f; f = f->next)
+    for (struct dx_family *f = dx_store_families(); f; f = f->next)
         for (struct dx_series *s = f->series; s; s = s->next_in_family)
-            total += s->gen == dx_store_gen && s->kind == f->kind;
+            total += dx_series_current(s) && s->kind == f->kind;
     const struct dx_series **list = arena_alloc(&a, sizeof *list * (total + 1));
     if (!list) {
         arena_free(&a);
         return -1;
     }
     size_t n = 0;
-    for (struct dx_family *f = dx_families; f; f = f->next)
+    for (struct dx_family *f = dx_store_families(); f; f = f->next)
         for (struct dx_series *s = f->series; s; s = s->next_in_family)
-            if (s->gen == dx_store_gen && s->kind == f->kind)
+            if (dx_series_current(s) && s->kind == f->kind)
                 list[n++] = s;
     Opentelemetry__Proto__Collector__Metrics__V1__ExportMetricsServiceRequest req;
     opentelemetry__proto__collector__metrics__v1__export_metrics_service_request__init(&req);

@@ -1,38 +1,64 @@
-/*
- * The batch queue between the draining main thread and the sender. The
- * main thread fills one batch per kind without locks and hands full (or
- * old enough) batches over under dx.qlock. The number of queued records is
- * bounded by OTEL_BSP_MAX_QUEUE_SIZE: when it is reached the main thread
- * stops draining, records wait in the applications' rings, and if those
- * fill the applications drop and count. The exporter's memory stays
- * bounded however slow the receiver is.
- */
+#include "queue.h"
+
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
-#include "exporter.h"
+#include "util.h"
 
-int dx_queue_room(enum dx_kind k)
+/* Set once before the threads start, read-only afterwards. */
+static uint32_t batch_max = 512, queue_max = 2048;
+static uint64_t delay_ms = 5000;
+
+/* The main thread's batches being filled: touched by it alone. */
+static struct dx_batch *filling[DX_QUEUED_SIGNALS];
+
+/* Records queued or filling, per signal: atomic, so that the main thread
+ * can test for room and /metrics can read them without the lock. */
+static uint64_t queued[DX_QUEUED_SIGNALS];
+
+/* The hand-over to the sender, under qlock. */
+static pthread_mutex_t qlock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t qcond = PTHREAD_COND_INITIALIZER;
+static struct dx_batch *qhead, *qtail; /* full batches waiting for the sender */
+static int metrics_due;                /* the sender should export metrics */
+static int stopping;
+static int sender_busy;
+
+void dx_queue_configure(uint32_t batch, uint32_t queue, uint64_t delay)
 {
-    uint64_t q = __atomic_load_n(&dx.queued[k], __ATOMIC_ACQUIRE);
-    return q >= dx.cfg.bsp_queue ? 0 : (int)(dx.cfg.bsp_queue - q);
+    batch_max = batch ? batch : 1;
+    queue_max = queue ? queue : 1;
+    delay_ms = delay;
+}
+
+int dx_queue_room(enum dx_signal k)
+{
+    uint64_t q = __atomic_load_n(&queued[k], __ATOMIC_ACQUIRE);
+    return q >= queue_max ? 0 : (int)(queue_max - q);
+}
+
+uint64_t dx_queue_queued(enum dx_signal k)
+{
+    return __atomic_load_n(&queued[k], __ATOMIC_RELAXED);
 }
 
 static void push(struct dx_batch *b)
 {
-    pthread_mutex_lock(&dx.qlock);
-    if (dx.qtail)
-        dx.qtail->next = b;
+    pthread_mutex_lock(&qlock);
+    if (qtail)
+        qtail->next = b;
     else
-        dx.qhead = b;
-    dx.qtail = b;
-    pthread_cond_signal(&dx.qcond);
-    pthread_mutex_unlock(&dx.qlock);
+        qhead = b;
+    qtail = b;
+    pthread_cond_signal(&qcond);
+    pthread_mutex_unlock(&qlock);
 }
 
-int dx_queue_put(enum dx_kind k, struct dx_resource *res, const void *rec, uint32_t len)
+int dx_queue_put(enum dx_signal k, struct dx_resource *res, const void *rec, uint32_t len)
 {
-    struct dx_batch *b = dx.filling[k];
+    struct dx_batch *b = filling[k];
     size_t need = sizeof(struct dx_entry) + ((len + 7u) & ~7u);
     if (!b) {
         b = calloc(1, sizeof *b);
@@ -45,8 +71,8 @@ int dx_queue_put(enum dx_kind k, struct dx_resource *res, const void *rec, uint3
             free(b);
             return -1;
         }
-        b->opened_ns = dx_mono_ns();
-        dx.filling[k] = b;
+        b->opened_ns = dynobs__mono_ns();
+        filling[k] = b;
     }
     if (b->used + need > b->cap) {
         size_t cap = b->cap * 2;
@@ -64,9 +90,9 @@ int dx_queue_put(enum dx_kind k, struct dx_resource *res, const void *rec, uint3
     memcpy(b->data + b->used + sizeof e, rec, len);
     b->used += need;
     b->count++;
-    __atomic_fetch_add(&dx.queued[k], 1, __ATOMIC_RELEASE);
-    if (b->count >= dx.cfg.bsp_batch) {
-        dx.filling[k] = NULL;
+    __atomic_fetch_add(&queued[k], 1, __ATOMIC_RELEASE);
+    if (b->count >= batch_max) {
+        filling[k] = NULL;
         push(b);
     }
     return 0;
@@ -74,26 +100,74 @@ int dx_queue_put(enum dx_kind k, struct dx_resource *res, const void *rec, uint3
 
 void dx_queue_flush_due(int force)
 {
-    uint64_t now = dx_mono_ns();
-    for (int k = 0; k < DX_KINDS; k++) {
-        struct dx_batch *b = dx.filling[k];
-        if (b && b->count &&
-            (force || now - b->opened_ns >= dx.cfg.bsp_delay_ms * 1000000ull)) {
-            dx.filling[k] = NULL;
+    uint64_t now = dynobs__mono_ns();
+    for (int k = 0; k < DX_QUEUED_SIGNALS; k++) {
+        struct dx_batch *b = filling[k];
+        if (b && b->count && (force || now - b->opened_ns >= delay_ms * 1000000ull)) {
+            filling[k] = NULL;
             push(b);
         }
     }
 }
 
-struct dx_batch *dx_queue_take(void)
+void dx_queue_request_metrics(void)
 {
-    struct dx_batch *b = dx.qhead;
+    pthread_mutex_lock(&qlock);
+    metrics_due = 1;
+    pthread_cond_signal(&qcond);
+    pthread_mutex_unlock(&qlock);
+}
+
+void dx_queue_stop(void)
+{
+    pthread_mutex_lock(&qlock);
+    metrics_due = 1;
+    stopping = 1;
+    pthread_cond_signal(&qcond);
+    pthread_mutex_unlock(&qlock);
+}
+
+int dx_queue_idle(void)
+{
+    pthread_mutex_lock(&qlock);
+    int idle = !qhead && !sender_busy && !metrics_due;
+    pthread_mutex_unlock(&qlock);
+    return idle;
+}
+
+static struct dx_batch *take(void)
+{
+    struct dx_batch *b = qhead;
     if (b) {
-        dx.qhead = b->next;
-        if (!dx.qhead)
-            dx.qtail = NULL;
+        qhead = b->next;
+        if (!qhead)
+            qtail = NULL;
         b->next = NULL;
     }
+    return b;
+}
+
+struct dx_batch *dx_queue_wait(int *metrics, int *stop)
+{
+    pthread_mutex_lock(&qlock);
+    sender_busy = 0;
+    while (!qhead && !metrics_due && !stopping) {
+        /* Timed, as a safety net: a lost wake-up costs 100 ms, not a hang. */
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 100 * 1000000;
+        if (ts.tv_nsec >= 1000000000) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000;
+        }
+        pthread_cond_timedwait(&qcond, &qlock, &ts);
+    }
+    struct dx_batch *b = take();
+    *metrics = metrics_due;
+    metrics_due = 0;
+    *stop = stopping;
+    sender_busy = b || *metrics;
+    pthread_mutex_unlock(&qlock);
     return b;
 }
 
@@ -107,7 +181,7 @@ void dx_batch_free(struct dx_batch *b)
         dx_resource_unref(e.res);
         off += sizeof e + ((e.len + 7u) & ~7u);
     }
-    __atomic_fetch_sub(&dx.queued[b->kind], b->count, __ATOMIC_RELEASE);
+    __atomic_fetch_sub(&queued[b->kind], b->count, __ATOMIC_RELEASE);
     free(b->data);
     free(b);
 }

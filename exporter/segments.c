@@ -1,14 +1,9 @@
-/*
- * Segments: finding them (inotify, with a periodic rescan as fallback),
- * attaching them after checks, draining their rings into batches, and
- * reaping those of processes that are gone: drain to the end, fold their
- * counters into the running totals, unlink.
- */
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,13 +11,49 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "exporter.h"
+#include "segments.h"
+
+#include "diag.h"
 #include "guard.h"
-#include "log.h"
+#include "process_resource.h"
+#include "queue.h"
+#include "reader.h"
 #include "segment.h"
+#include "stats.h"
 #include "store.h"
+#include "util.h"
+
+/* One attached segment. */
+struct dx_segment {
+    struct dx_segment *next;
+    char path[1024];
+    struct dx_store_source src; /* its reader, resource and slot cache */
+    int broken; /* its mapping faulted (file truncated): drop and refuse it */
+};
+
+/* Set by dx_segments_init, read-only afterwards. */
+static char dir[512];
+static char host[256];
 
 static int ino_fd = -1;
+
+/* See segments.h for who takes the lock and what it guards. */
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static struct dx_segment *segments;
+static int nsegments;
+static uint64_t folded_ring_dropped, folded_ring_written; /* of reaped processes */
+
+/* A segment's broken flag is set by whichever thread's access faulted
+ * (the drain loop, or a metric snapshot) and read by the others. */
+static int seg_broken(const struct dx_segment *s)
+{
+    return __atomic_load_n(&s->broken, __ATOMIC_RELAXED);
+}
+
+static void seg_set_broken(struct dx_segment *s)
+{
+    __atomic_store_n(&s->broken, 1, __ATOMIC_RELAXED);
+}
 
 /* Names we refused, so that a bad file is reported once, not every scan.
  * Keyed by name and inode: a new file under an old name is looked at. */
@@ -50,25 +81,25 @@ static void reject(const char *name, ino_t ino, const char *why)
         r->next = rejected;
         rejected = r;
     }
-    pthread_mutex_lock(&dx.lock);
-    dx.stats.segments_rejected++;
-    pthread_mutex_unlock(&dx.lock);
-    dx_log(DX_WARN, "segment %s/%s refused: %s", dx.cfg.shm_dir, name, why);
+    dx_stats_add(DX_SEGMENTS_REJECTED, 1);
+    dx_log(DX_WARN, "segment %s/%s refused: %s", dir, name, why);
 }
 
-int dx_segments_init(void)
+int dx_segments_init(const char *shm_dir, const char *host_name)
 {
+    snprintf(dir, sizeof dir, "%s", shm_dir);
+    snprintf(host, sizeof host, "%s", host_name);
     /* The directory may not exist yet: create it as the shim would, so
      * that inotify can watch it from the start. */
-    if (mkdir(dx.cfg.shm_dir, 01777) == 0)
-        chmod(dx.cfg.shm_dir, 01777);
+    if (mkdir(dir, 01777) == 0)
+        chmod(dir, 01777);
     ino_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
     if (ino_fd >= 0 &&
         /* Segments appear by rename once complete (IN_MOVED_TO); IN_CREATE
          * covers other writers. Not IN_CLOSE_WRITE: our own read-write
          * open of a segment would trigger it. */
-        inotify_add_watch(ino_fd, dx.cfg.shm_dir, IN_MOVED_TO | IN_CREATE) < 0) {
-        dx_log(DX_WARN, "inotify on %s: %s; relying on rescans", dx.cfg.shm_dir, strerror(errno));
+        inotify_add_watch(ino_fd, dir, IN_MOVED_TO | IN_CREATE) < 0) {
+        dx_log(DX_WARN, "inotify on %s: %s; relying on rescans", dir, strerror(errno));
         close(ino_fd);
         ino_fd = -1;
     }
@@ -82,7 +113,7 @@ int dx_segments_inotify_fd(void)
 
 static int attached(const char *path)
 {
-    for (struct dx_segment *s = dx.segments; s; s = s->next)
+    for (struct dx_segment *s = segments; s; s = s->next)
         if (!strcmp(s->path, path))
             return 1;
     return 0;
@@ -121,7 +152,7 @@ static void attach(const char *name)
     uint64_t ticks;
     if (parse_name(name, &pid, &ticks) < 0)
         return; /* not a segment (temporary files start with '.') */
-    if ((size_t)snprintf(path, sizeof path, "%s/%s", dx.cfg.shm_dir, name) >= sizeof path ||
+    if ((size_t)snprintf(path, sizeof path, "%s/%s", dir, name) >= sizeof path ||
         attached(path))
         return;
     struct stat st;
@@ -165,7 +196,7 @@ static void attach(const char *name)
         return;
     }
     struct dx_segment *s = calloc(1, sizeof *s);
-    struct dx_resource *res = dx_resource_new(rd, dx.host);
+    struct dx_resource *res = dx_resource_new(rd, host);
     struct dx_series **cache = calloc(rd->hdr.metric_slots, sizeof *cache);
     if (!s || !res || !cache) {
         free(s);
@@ -176,20 +207,20 @@ static void attach(const char *name)
         return;
     }
     snprintf(s->path, sizeof s->path, "%s", path);
-    s->rd = rd;
-    s->res = res;
-    s->slot_series = cache;
-    pthread_mutex_lock(&dx.lock);
-    s->next = dx.segments;
-    dx.segments = s;
-    dx.nsegments++;
-    pthread_mutex_unlock(&dx.lock);
+    s->src.rd = rd;
+    s->src.res = res;
+    s->src.slot_series = cache;
+    pthread_mutex_lock(&lock);
+    s->next = segments;
+    segments = s;
+    nsegments++;
+    pthread_mutex_unlock(&lock);
     dx_log(DX_DEBUG, "attached %s (service %s, pid %d)", path, res->service, pid);
 }
 
 void dx_segments_scan(void)
 {
-    DIR *d = opendir(dx.cfg.shm_dir);
+    DIR *d = opendir(dir);
     if (!d)
         return;
     struct dirent *e;
@@ -222,26 +253,26 @@ void dx_segments_inotify_drain(void)
 static size_t drain_one(struct dx_segment *s)
 {
     volatile size_t moved = 0; /* read after a SIGBUS jump */
-    uint64_t drained[DX_KINDS] = {0};
+    uint64_t drained[DX_QUEUED_SIGNALS] = {0};
     const struct dynobs_rec_hdr *h;
-    struct dynobs_reader *rd = s->rd;
+    struct dynobs_reader *rd = s->src.rd;
     uint64_t corrupt0 = rd->corrupt, abandoned0 = rd->abandoned;
     sigjmp_buf jb;
-    if (dx_seg_broken(s) || !DX_GUARD_BEGIN(jb)) {
+    if (seg_broken(s) || !DX_GUARD_BEGIN(jb)) {
         DX_GUARD_END();
-        dx_seg_set_broken(s);
+        seg_set_broken(s);
         return moved;
     }
     while (dx_queue_room(DX_TRACES) > 0 && dx_queue_room(DX_LOGS) > 0 &&
            dynobs__reader_next(rd, &h) == 1) {
         if (h->type == DYNOBS_REC_SPAN) {
             /* Validated when encoded: one decode per record is enough. */
-            if (dx_queue_put(DX_TRACES, s->res, h, h->len) == 0) {
+            if (dx_queue_put(DX_TRACES, s->src.res, h, h->len) == 0) {
                 drained[DX_TRACES]++;
                 moved++;
             }
         } else if (h->type == DYNOBS_REC_LOG) {
-            if (dx_queue_put(DX_LOGS, s->res, h, h->len) == 0) {
+            if (dx_queue_put(DX_LOGS, s->src.res, h, h->len) == 0) {
                 drained[DX_LOGS]++;
                 moved++;
             }
@@ -249,14 +280,12 @@ static size_t drain_one(struct dx_segment *s)
             rd->corrupt++;
         }
     }
-    pthread_mutex_lock(&dx.lock);
-    dx.stats.records_corrupt += rd->corrupt - corrupt0;
-    dx.stats.records_abandoned += rd->abandoned - abandoned0;
-    for (int k = 0; k < DX_KINDS; k++)
-        dx.stats.records_drained[k] += drained[k];
-    pthread_mutex_unlock(&dx.lock);
+    dx_stats_add(DX_RECORDS_CORRUPT, rd->corrupt - corrupt0);
+    dx_stats_add(DX_RECORDS_ABANDONED, rd->abandoned - abandoned0);
+    for (int k = 0; k < DX_QUEUED_SIGNALS; k++)
+        dx_stats_add_signal(DX_RECORDS_DRAINED, (enum dx_signal)k, drained[k]);
     if (rd->consumer)
-        __atomic_store_n(&rd->consumer->last_drain_ns, dx_wall_ns(), __ATOMIC_RELAXED);
+        __atomic_store_n(&rd->consumer->last_drain_ns, dynobs__now_ns(), __ATOMIC_RELAXED);
     DX_GUARD_END();
     return moved;
 }
@@ -275,86 +304,136 @@ static void drop_broken(struct dx_segment *s)
 size_t dx_segments_drain(void)
 {
     size_t moved = 0;
-    for (struct dx_segment *s = dx.segments; s; s = s->next)
+    for (struct dx_segment *s = segments; s; s = s->next)
         moved += drain_one(s);
     return moved;
 }
 
-/* Folds an exited process's counters into the totals (under dx.lock). */
+/* Folds an exited process's counters into the totals (under the lock). */
 static void fold(struct dx_segment *s)
 {
     sigjmp_buf jb;
     if (DX_GUARD_BEGIN(jb)) {
-        dx_store_fold(s);
-        dx.stats.folded_ring_dropped += dynobs__reader_counter(s->rd, DYNOBS_CTR_RECORDS_DROPPED);
-        dx.stats.folded_ring_written += dynobs__reader_counter(s->rd, DYNOBS_CTR_RECORDS_WRITTEN);
+        dx_store_fold(&s->src);
+        folded_ring_dropped += dynobs__reader_counter(s->src.rd, DYNOBS_CTR_RECORDS_DROPPED);
+        folded_ring_written += dynobs__reader_counter(s->src.rd, DYNOBS_CTR_RECORDS_WRITTEN);
     } else {
-        dx_seg_set_broken(s);
+        seg_set_broken(s);
     }
     DX_GUARD_END();
 }
 
 void dx_segments_reap(void)
 {
-    struct dx_segment **pp = &dx.segments;
+    struct dx_segment **pp = &segments;
     while (*pp) {
         struct dx_segment *s = *pp;
-        if (!dx_seg_broken(s) && dynobs__reader_producer_alive(s->rd)) {
+        if (!seg_broken(s) && dynobs__reader_producer_alive(s->src.rd)) {
             pp = &s->next;
             continue;
         }
         /* Gone: what is left in its ring is all there will ever be. */
         drain_one(s);
-        struct dynobs_reader *rd = s->rd;
-        if (!dx_seg_broken(s) && (dx_queue_room(DX_TRACES) == 0 || dx_queue_room(DX_LOGS) == 0)) {
+        struct dynobs_reader *rd = s->src.rd;
+        if (!seg_broken(s) && (dx_queue_room(DX_TRACES) == 0 || dx_queue_room(DX_LOGS) == 0)) {
             /* No room now: come back once the sender has caught up. */
             pp = &s->next;
             continue;
         }
-        pthread_mutex_lock(&dx.lock);
-        if (!dx_seg_broken(s))
+        pthread_mutex_lock(&lock);
+        if (!seg_broken(s))
             fold(s);
         *pp = s->next;
-        dx.nsegments--;
-        if (!dx_seg_broken(s))
-            dx.stats.segments_reaped++;
-        pthread_mutex_unlock(&dx.lock);
-        if (dx_seg_broken(s)) {
+        nsegments--;
+        /* Counted under the lock, so that /metrics never sees the
+         * segment both attached and reaped. */
+        if (!seg_broken(s))
+            dx_stats_add(DX_SEGMENTS_REAPED, 1);
+        pthread_mutex_unlock(&lock);
+        if (seg_broken(s)) {
             drop_broken(s);
         } else {
             if (unlink(s->path) < 0 && errno != ENOENT)
                 dx_log(DX_WARN, "cannot remove %s: %s", s->path, strerror(errno));
-            dx_log(DX_DEBUG, "reaped %s (service %s, pid %d)", s->path, s->res->service,
-                   s->res->pid);
+            dx_log(DX_DEBUG, "reaped %s (service %s, pid %d)", s->path, s->src.res->service,
+                   s->src.res->pid);
         }
         dynobs__reader_close(rd);
         free(rd);
-        free(s->slot_series);
-        dx_resource_unref(s->res);
+        free(s->src.slot_series);
+        dx_resource_unref(s->src.res);
         free(s);
     }
 }
 
 void dx_segments_close_all(void)
 {
-    pthread_mutex_lock(&dx.lock);
-    while (dx.segments) {
-        struct dx_segment *s = dx.segments;
-        dx.segments = s->next;
-        dynobs__reader_close(s->rd);
-        free(s->rd);
-        free(s->slot_series);
-        dx_resource_unref(s->res);
+    pthread_mutex_lock(&lock);
+    while (segments) {
+        struct dx_segment *s = segments;
+        segments = s->next;
+        dynobs__reader_close(s->src.rd);
+        free(s->src.rd);
+        free(s->src.slot_series);
+        dx_resource_unref(s->src.res);
         free(s);
     }
-    dx.nsegments = 0;
-    pthread_mutex_unlock(&dx.lock);
+    nsegments = 0;
+    pthread_mutex_unlock(&lock);
 }
 
 int dx_segments_any_broken(void)
 {
-    for (struct dx_segment *s = dx.segments; s; s = s->next)
-        if (dx_seg_broken(s))
+    for (struct dx_segment *s = segments; s; s = s->next)
+        if (seg_broken(s))
             return 1;
     return 0;
+}
+
+int dx_segments_count(void)
+{
+    return nsegments;
+}
+
+void dx_segments_lock(void)
+{
+    pthread_mutex_lock(&lock);
+}
+
+void dx_segments_unlock(void)
+{
+    pthread_mutex_unlock(&lock);
+}
+
+void dx_segments_snapshot(void)
+{
+    dx_store_snapshot_begin();
+    for (struct dx_segment *s = segments; s; s = s->next)
+        if (!seg_broken(s) && dx_store_snapshot_add(&s->src) < 0)
+            seg_set_broken(s); /* the main thread drops it */
+    dx_store_snapshot_end();
+}
+
+/* Adds a live segment's ring counters; false when its mapping faulted. */
+static int add_ring_counters(struct dx_segment *s, uint64_t *written, uint64_t *dropped)
+{
+    sigjmp_buf jb;
+    volatile int ok = 0; /* read after a SIGBUS jump */
+    if (DX_GUARD_BEGIN(jb)) {
+        *dropped += dynobs__reader_counter(s->src.rd, DYNOBS_CTR_RECORDS_DROPPED);
+        *written += dynobs__reader_counter(s->src.rd, DYNOBS_CTR_RECORDS_WRITTEN);
+        ok = 1;
+    }
+    DX_GUARD_END();
+    return ok;
+}
+
+void dx_segments_ring_totals(uint64_t *written, uint64_t *dropped)
+{
+    uint64_t w = folded_ring_written, d = folded_ring_dropped;
+    for (struct dx_segment *s = segments; s; s = s->next)
+        if (seg_broken(s) || !add_ring_counters(s, &w, &d))
+            seg_set_broken(s);
+    *written = w;
+    *dropped = d;
 }

@@ -7,14 +7,14 @@
 #include <string.h>
 
 #include "dynobs/dynobs.h"
+#include "diag.h"
 #include "guard.h"
-#include "log.h"
-#include "prometheus.h"
+#include "prom_naming.h"
 #include "util.h"
 
-struct dx_family *dx_families;
-uint64_t dx_store_gen;
-uint64_t dx_store_conflicts;
+static struct dx_family *families;
+static uint64_t gen;       /* the latest snapshot */
+static uint64_t conflicts; /* series left out: kind or bounds disagree */
 
 #define HBITS 14
 static struct dx_series *table[1u << HBITS];
@@ -51,87 +51,10 @@ static char *normalise_labels(const char *labels)
     return out;
 }
 
-/* OpenTelemetry to Prometheus units, per the compatibility spec. */
-static const struct {
-    const char *ucum, *prom;
-} units[] = {
-    {"d", "days"}, {"h", "hours"}, {"min", "minutes"}, {"s", "seconds"},
-    {"ms", "milliseconds"}, {"us", "microseconds"}, {"ns", "nanoseconds"},
-    {"By", "bytes"}, {"KiBy", "kibibytes"}, {"MiBy", "mebibytes"}, {"GiBy", "gibibytes"},
-    {"KBy", "kilobytes"}, {"MBy", "megabytes"}, {"GBy", "gigabytes"},
-    {"m", "meters"}, {"V", "volts"}, {"A", "amperes"}, {"J", "joules"}, {"W", "watts"},
-    {"g", "grams"}, {"Cel", "celsius"}, {"Hz", "hertz"}, {"%", "percent"},
-};
-
-static void sanitize(const char *in, char *out, size_t cap)
-{
-    size_t o = 0;
-    for (const char *p = in; *p && o + 1 < cap; p++) {
-        char c = *p;
-        int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                 c == '_' || c == ':';
-        char w = ok ? c : '_';
-        if (w == '_' && o && out[o - 1] == '_')
-            continue; /* collapse runs of underscores */
-        out[o++] = w;
-    }
-    out[o] = '\0';
-}
-
-static int ends_with(const char *s, const char *suffix)
-{
-    size_t a = strlen(s), b = strlen(suffix);
-    return a >= b && !strcmp(s + a - b, suffix);
-}
-
-void dx_prom_name(const char *name, const char *unit, int kind, char *out, size_t cap)
-{
-    char base[512];
-    sanitize(name, base, sizeof base);
-    char suffix[128] = "";
-    if (unit && *unit && unit[0] != '{') {
-        const char *per = strchr(unit, '/');
-        char main_u[32] = "", per_u[32] = "";
-        snprintf(main_u, sizeof main_u, "%.*s", per ? (int)(per - unit) : (int)strlen(unit), unit);
-        if (per)
-            snprintf(per_u, sizeof per_u, "%s", per + 1);
-        const char *m = main_u, *q = per_u;
-        for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
-            if (!strcmp(main_u, units[i].ucum))
-                m = units[i].prom;
-            if (!strcmp(per_u, units[i].ucum))
-                q = units[i].prom;
-        }
-        if (!strcmp(main_u, "1"))
-            m = kind == DYNOBS_METRIC_GAUGE ? "ratio" : "";
-        if (per && *q)
-            snprintf(suffix, sizeof suffix, "%s%s_per_%s", m, *m ? "" : "", q);
-        else
-            snprintf(suffix, sizeof suffix, "%s", m);
-        char clean[128];
-        sanitize(suffix, clean, sizeof clean);
-        snprintf(suffix, sizeof suffix, "%s", clean);
-    }
-    if (*suffix) {
-        char with[160];
-        snprintf(with, sizeof with, "_%s", suffix);
-        if (!ends_with(base, with))
-            strncat(base, with, sizeof base - strlen(base) - 1);
-    }
-    /* A counter's _total is added when printing; one already in the name
-     * is taken off here so it is not doubled. */
-    if ((kind == DYNOBS_METRIC_COUNTER) && ends_with(base, "_total"))
-        base[strlen(base) - 6] = '\0';
-    if (base[0] >= '0' && base[0] <= '9')
-        snprintf(out, cap, "_%s", base);
-    else
-        snprintf(out, cap, "%s", base);
-}
-
 static struct dx_family *family_for(const char *prom, int kind)
 {
-    struct dx_family *f, **tail = &dx_families;
-    for (f = dx_families; f; f = f->next) {
+    struct dx_family *f, **tail = &families;
+    for (f = families; f; f = f->next) {
         if (!strcmp(f->prom_name, prom))
             return f;
         tail = &f->next;
@@ -247,13 +170,14 @@ static void add_values(struct dx_values *to, const struct dynobs_metric_view *v,
 
 /* First sight of a slot: find its series, and remember it only when the
  * slot agrees with the series on kind and buckets. */
-static int compatible_or_new(struct dx_segment *seg, uint32_t i, const struct dynobs_metric_view *v)
+static int compatible_or_new(struct dx_store_source *seg, uint32_t i,
+                             const struct dynobs_metric_view *v)
 {
     struct dx_series *s = series_for(seg->res, v);
     if (!s)
         return 0;
     if (!compatible(s, v)) {
-        dx_store_conflicts++;
+        conflicts++;
         return 0;
     }
     seg->slot_series[i] = s;
@@ -262,7 +186,7 @@ static int compatible_or_new(struct dx_segment *seg, uint32_t i, const struct dy
 
 /* The current values of slot i of a segment and the series they belong
  * to, or NULL for an empty, unfinished, corrupt or conflicting slot. */
-static struct dx_series *slot_values(struct dx_segment *seg, uint32_t i,
+static struct dx_series *slot_values(struct dx_store_source *seg, uint32_t i,
                                      struct dynobs_metric_view *v)
 {
     struct dynobs_reader *rd = seg->rd;
@@ -276,53 +200,50 @@ static struct dx_series *slot_values(struct dx_segment *seg, uint32_t i,
 
 static void start_gen(struct dx_series *s)
 {
-    if (s->gen == dx_store_gen)
+    if (s->gen == gen)
         return;
-    s->gen = dx_store_gen;
+    s->gen = gen;
     if (s->has_folded)
         s->now = s->folded;
     else
         memset(&s->now, 0, sizeof s->now);
 }
 
-static void snapshot_segment(struct dx_segment *seg);
-
-void dx_store_snapshot(void)
+void dx_store_snapshot_begin(void)
 {
-    dx_store_gen++;
-    for (struct dx_segment *seg = dx.segments; seg; seg = seg->next)
-        if (!dx_seg_broken(seg))
-            snapshot_segment(seg);
+    gen++;
+}
+
+void dx_store_snapshot_end(void)
+{
     /* Series whose processes all exited still show their totals. */
-    for (struct dx_family *f = dx_families; f; f = f->next)
+    for (struct dx_family *f = families; f; f = f->next)
         for (struct dx_series *s = f->series; s; s = s->next_in_family)
             if (s->has_folded)
                 start_gen(s);
 }
 
-static void snapshot_segment(struct dx_segment *seg)
+int dx_store_snapshot_add(struct dx_store_source *src)
 {
-    struct dynobs_reader *rd = seg->rd;
+    struct dynobs_reader *rd = src->rd;
     sigjmp_buf jb;
     if (!DX_GUARD_BEGIN(jb)) {
         DX_GUARD_END();
-        dx_seg_set_broken(seg); /* the main thread drops it */
-        return;
+        return -1;
     }
-    {
-        for (uint32_t i = 0; i < rd->hdr.metric_slots; i++) {
-            struct dynobs_metric_view v;
-            struct dx_series *s = slot_values(seg, i, &v);
-            if (!s)
-                continue;
-            start_gen(s);
-            add_values(&s->now, &v, s->kind);
-        }
+    for (uint32_t i = 0; i < rd->hdr.metric_slots; i++) {
+        struct dynobs_metric_view v;
+        struct dx_series *s = slot_values(src, i, &v);
+        if (!s)
+            continue;
+        start_gen(s);
+        add_values(&s->now, &v, s->kind);
     }
     DX_GUARD_END();
+    return 0;
 }
 
-void dx_store_fold(struct dx_segment *seg)
+void dx_store_fold(struct dx_store_source *seg)
 {
     struct dynobs_reader *rd = seg->rd;
     for (uint32_t i = 0; i < rd->hdr.metric_slots; i++) {
@@ -335,4 +256,19 @@ void dx_store_fold(struct dx_segment *seg)
         add_values(&s->folded, &v, s->kind);
         s->has_folded = 1;
     }
+}
+
+struct dx_family *dx_store_families(void)
+{
+    return families;
+}
+
+int dx_series_current(const struct dx_series *s)
+{
+    return s->gen == gen;
+}
+
+uint64_t dx_store_conflicts(void)
+{
+    return conflicts;
 }

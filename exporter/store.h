@@ -5,15 +5,18 @@
  * Gauges and up/down counters of exited processes are not kept: their
  * last value says nothing about the live service.
  *
- * All functions run under dx.lock.
+ * The store keeps no lock of its own: it mirrors the segment list, and
+ * every function runs under the segments' lock (segments.h), taken by
+ * whichever thread reads or changes the list.
  */
 #ifndef DYNOBS_EXPORTER_STORE_H
 #define DYNOBS_EXPORTER_STORE_H
 
 #include <stdint.h>
 
-#include "exporter.h"
 #include "metrics.h"
+#include "process_resource.h"
+#include "reader.h"
 
 struct dx_values {
     double value; /* sum for counter/updown/histogram; gauge value */
@@ -55,18 +58,33 @@ struct dx_family {
     struct dx_series *series, *last;
 };
 
-extern struct dx_family *dx_families;
-extern uint64_t dx_store_gen;
-extern uint64_t dx_store_conflicts; /* series left out: kind or bounds disagree */
+/* Where the store reads one process's metrics: its segment's reader and
+ * resource, and a cache from metric slot to series (metric_slots
+ * entries, zeroed) that the store fills. Owned by the segment. */
+struct dx_store_source {
+    struct dynobs_reader *rd;
+    struct dx_resource *res;
+    struct dx_series **slot_series;
+};
 
-/* Recomputes every series from the live segments and the folded totals;
- * series that have neither are skipped (gen != dx_store_gen). */
-void dx_store_snapshot(void);
+/* A snapshot recomputes every series from the live sources and the
+ * folded totals: begin, add each live source, end. Series that have
+ * neither are left out of it (dx_series_current() is false). */
+void dx_store_snapshot_begin(void);
+/* Returns 0, or -1 when the source's mapping faulted (SIGBUS): the
+ * caller marks its segment broken. */
+int dx_store_snapshot_add(struct dx_store_source *src);
+void dx_store_snapshot_end(void);
 
-/* A process is gone: adds its counters and histograms to the totals. */
-void dx_store_fold(struct dx_segment *s);
+/* A process is gone: adds its counters and histograms to the totals.
+ * The caller guards against SIGBUS. */
+void dx_store_fold(struct dx_store_source *src);
 
-/* The Prometheus form of an OpenTelemetry metric name and unit. */
-void dx_prom_name(const char *name, const char *unit, int kind, char *out, size_t cap);
+/* The families, in the order they appeared. */
+struct dx_family *dx_store_families(void);
+/* Whether a series has values in the latest snapshot. */
+int dx_series_current(const struct dx_series *s);
+/* Series left out because processes disagree on their kind or buckets. */
+uint64_t dx_store_conflicts(void);
 
 #endif

@@ -8,10 +8,19 @@
 
 #include "config.h" /* DYNOBS_SHM_DIR_DEFAULT, dynobs__parse_size */
 
+/* Where variables come from: getenv, or a test's table. Set for the
+ * duration of one load only (loads happen once, at start-up). */
+static const char *(*source)(const char *name);
+
 static const char *env(const char *n)
 {
-    const char *v = getenv(n);
+    const char *v = source(n);
     return v && *v ? v : NULL;
+}
+
+static const char *from_environ(const char *name)
+{
+    return getenv(name);
 }
 
 static int number(struct dx_config *c, const char *name, uint64_t def, uint64_t max,
@@ -86,6 +95,12 @@ bad:
 
 int dx_config_load(struct dx_config *c)
 {
+    return dx_config_load_from(c, from_environ);
+}
+
+int dx_config_load_from(struct dx_config *c, const char *(*get)(const char *name))
+{
+    source = get;
     memset(c, 0, sizeof *c);
     const char *v = env("DYNOBS_SHM_DIR");
     snprintf(c->shm_dir, sizeof c->shm_dir, "%s", v ? v : DYNOBS_SHM_DIR_DEFAULT);
@@ -117,7 +132,11 @@ int dx_config_load(struct dx_config *c)
         number(c, "OTEL_METRIC_EXPORT_INTERVAL", 60000, 86400000, &c->metric_interval_ms) ||
         number(c, "DYNOBS_DRAIN_INTERVAL", 50, 10000, &c->drain_ms) ||
         number(c, "DYNOBS_RESCAN_INTERVAL", 1000, 600000, &c->rescan_ms) ||
-        number(c, "DYNOBS_EXPORTER_IDLE_EXIT", 0, 31536000, &c->idle_exit_s))
+        number(c, "DYNOBS_EXPORTER_IDLE_EXIT", 0, 31536000, &c->idle_exit_s) ||
+        number(c, "DYNOBS_RETRY_INITIAL_MS", 1000, 3600000, &c->retry_initial_ms) ||
+        number(c, "DYNOBS_RETRY_MAX_MS", 30000, 3600000, &c->retry_max_ms) ||
+        number(c, "DYNOBS_RETRY_TOTAL_MS", 300000, 86400000, &c->retry_total_ms) ||
+        number(c, "DYNOBS_SHUTDOWN_MS", 5000, 3600000, &c->shutdown_ms))
         return -1;
     if (number(c, "OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 512, 1000000, &n))
         return -1;

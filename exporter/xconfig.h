@@ -30,11 +30,20 @@ struct dx_config {
     uint64_t drain_ms;       /* DYNOBS_DRAIN_INTERVAL (50) */
     uint64_t rescan_ms;      /* DYNOBS_RESCAN_INTERVAL (1000) */
     uint64_t idle_exit_s;    /* DYNOBS_EXPORTER_IDLE_EXIT (0: never) */
+    uint64_t retry_initial_ms; /* DYNOBS_RETRY_INITIAL_MS (1000): first backoff */
+    uint64_t retry_max_ms;   /* DYNOBS_RETRY_MAX_MS (30000): longest backoff */
+    uint64_t retry_total_ms; /* DYNOBS_RETRY_TOTAL_MS (300000): give up after */
+    uint64_t shutdown_ms;    /* DYNOBS_SHUTDOWN_MS (5000): time to deliver at exit */
     char log_level[16];
     char error[512];         /* set when a value is invalid */
 };
 
-/* Returns 0, or -1 with cfg->error explaining the bad value. */
+/* Reads the process environment. Returns 0, or -1 with cfg->error
+ * explaining the bad value. */
 int dx_config_load(struct dx_config *cfg);
+
+/* The same from any source of variables (tests pass their own): `get`
+ * returns a variable's value or NULL. An empty value counts as unset. */
+int dx_config_load_from(struct dx_config *cfg, const char *(*get)(const char *name));
 
 #endif

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Bounded fuzzing of the code that reads untrusted bytes (trace context
 # headers, HTTP/1 streams of clients and servers, records in segments, SQL
-# text): builds the libFuzzer targets of tests/fuzz/ with clang under
-# AddressSanitizer+UBSan (build-fuzz/), then runs each for SECONDS
+# text, the OTLP exporter's header parsers): builds the libFuzzer targets
+# of tests/fuzz/ with clang under AddressSanitizer+UBSan (build-fuzz/),
+# then runs each for SECONDS
 # (default 20), starting from the committed corpus tests/fuzz/corpus/<target>/
 # (which holds a regression input for every problem found so far; new
 # inputs go to a temporary directory). Exits non-zero when any target
@@ -26,7 +27,7 @@ work=$(mktemp -d /tmp/dynobs-fuzz-XXXXXX)
 artifacts=$(mktemp -d /tmp/dynobs-fuzz-artifacts-XXXXXX)
 trap 'rm -rf "$work"; rmdir "$artifacts" 2>/dev/null || true' EXIT
 fail=0
-for t in tracecontext http1 records sql segment; do
+for t in tracecontext http1 records sql segment otlp_headers retry_after; do
   mkdir -p "$work/$t"
   if build-fuzz/tests/fuzz/fuzz_$t -max_total_time="$secs" -timeout=5 -rss_limit_mb=2048 \
       -artifact_prefix="$artifacts/$t-" "$work/$t" "tests/fuzz/corpus/$t" >"$work/$t.log" 2>&1; then

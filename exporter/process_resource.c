@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "exporter.h"
+#include "process_resource.h"
 #include "dynobs/dynobs.h"
 
 static void add(struct dx_resource *r, const char *k, size_t kl, const char *v, size_t vl)

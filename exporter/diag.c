@@ -1,4 +1,4 @@
-#include "log.h"
+#include "diag.h"
 
 #include <stdarg.h>
 #include <stdio.h>

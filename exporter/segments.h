@@ -1,0 +1,41 @@
+/*
+ * Segments: finding them (inotify, with a periodic rescan as fallback),
+ * attaching them after checks, draining their rings into the batch
+ * queue, and reaping those of processes that are gone: drain to the end,
+ * fold their counters into the running totals, unlink.
+ *
+ * The main thread alone changes the list (attach, reap) and drains; it
+ * walks the list without the lock. Other threads (the sender's metric
+ * export, /metrics) read the segments' metric tables: they take the
+ * segments' lock, which also guards the metric store (store.h) and the
+ * totals folded in from reaped segments, and under which the main thread
+ * adds and removes segments.
+ */
+#ifndef DYNOBS_EXPORTER_SEGMENTS_H
+#define DYNOBS_EXPORTER_SEGMENTS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Creates the directory when missing and starts watching it; `host` is
+ * the host.name of every resource. Call once, before the threads start. */
+int dx_segments_init(const char *dir, const char *host);
+void dx_segments_scan(void);           /* attach what is new in the directory */
+int dx_segments_inotify_fd(void);      /* for poll(); -1 without inotify */
+void dx_segments_inotify_drain(void);  /* handle inotify events: attach new */
+size_t dx_segments_drain(void);        /* drain rings into batches; returns records moved */
+void dx_segments_reap(void);           /* drain, fold and unlink dead ones; drop broken */
+int dx_segments_any_broken(void);      /* a mapping faulted: reap soon */
+int dx_segments_count(void);           /* attached segments (main thread, or under the lock) */
+void dx_segments_close_all(void);
+
+/* Readers on other threads. */
+void dx_segments_lock(void);
+void dx_segments_unlock(void);
+/* Under the lock: a store snapshot of every live segment (store.h). */
+void dx_segments_snapshot(void);
+/* Under the lock: records written to and dropped by the rings of every
+ * process, the live ones and the reaped ones. */
+void dx_segments_ring_totals(uint64_t *written, uint64_t *dropped);
+
+#endif

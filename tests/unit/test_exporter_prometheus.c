@@ -1,0 +1,116 @@
+/* Naming for Prometheus: metric names from OpenTelemetry names and units,
+ * label names and escaped label values; and the exposition of the
+ * exporter's own series when no segment is attached. */
+#include <criterion/criterion.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "buf.h"
+#include "dynobs/dynobs.h"
+#include "prom_naming.h"
+#include "prometheus.h"
+
+static const char *name(const char *otel, const char *unit, int kind)
+{
+    static char out[512];
+    dx_prom_name(otel, unit, kind, out, sizeof out);
+    return out;
+}
+
+Test(exporter_prometheus, metric_names_follow_the_compatibility_spec)
+{
+    cr_assert_str_eq(name("http.server.request.duration", "s", DYNOBS_METRIC_HISTOGRAM),
+                     "http_server_request_duration_seconds");
+    cr_assert_str_eq(name("db.client.operation.duration", "ms", DYNOBS_METRIC_HISTOGRAM),
+                     "db_client_operation_duration_milliseconds");
+    cr_assert_str_eq(name("process.memory", "By", DYNOBS_METRIC_GAUGE), "process_memory_bytes");
+    cr_assert_str_eq(name("net.io", "By/s", DYNOBS_METRIC_GAUGE), "net_io_bytes_per_seconds");
+    cr_assert_str_eq(name("cpu.utilization", "1", DYNOBS_METRIC_GAUGE), "cpu_utilization_ratio");
+    cr_assert_str_eq(name("jobs.done", "1", DYNOBS_METRIC_COUNTER), "jobs_done");
+    /* Annotations in braces are no unit. */
+    cr_assert_str_eq(name("http.requests", "{request}", DYNOBS_METRIC_COUNTER), "http_requests");
+    /* An unknown unit is kept, sanitised. */
+    cr_assert_str_eq(name("queue.depth", "items", DYNOBS_METRIC_GAUGE), "queue_depth_items");
+    /* The unit is not appended twice. */
+    cr_assert_str_eq(name("latency_seconds", "s", DYNOBS_METRIC_GAUGE), "latency_seconds");
+}
+
+Test(exporter_prometheus, metric_names_are_sanitised)
+{
+    cr_assert_str_eq(name("a-b..c d", "", DYNOBS_METRIC_GAUGE), "a_b_c_d");
+    cr_assert_str_eq(name("ns:metric", "", DYNOBS_METRIC_GAUGE), "ns:metric");
+    cr_assert_str_eq(name("9lives", "", DYNOBS_METRIC_GAUGE), "_9lives");
+    cr_assert_str_eq(name("ünï", "", DYNOBS_METRIC_GAUGE), "_n_"); /* per byte, runs collapsed */
+    /* A counter's _total is added by the exposition, so it is taken off
+     * here; other kinds keep it. */
+    cr_assert_str_eq(name("requests_total", "", DYNOBS_METRIC_COUNTER), "requests");
+    cr_assert_str_eq(name("requests_total", "", DYNOBS_METRIC_GAUGE), "requests_total");
+    /* The output is cut at its buffer, NUL-terminated. */
+    char small[8];
+    dx_prom_name("a_very_long_metric_name", "", DYNOBS_METRIC_GAUGE, small, sizeof small);
+    cr_assert_str_eq(small, "a_very_");
+}
+
+static char *label(const char *k, const char *v)
+{
+    struct dx_buf b;
+    dx_buf_init(&b, 1 << 16);
+    dx_prom_label(&b, k, strlen(k), v, strlen(v), 1);
+    return b.p;
+}
+
+Test(exporter_prometheus, label_names_and_values_are_escaped)
+{
+    char *s = label("http.route", "/a\\b\"c\nd");
+    cr_assert_str_eq(s, "http_route=\"/a\\\\b\\\"c\\nd\"");
+    free(s);
+    s = label("2xx", "v");
+    cr_assert_str_eq(s, "key_2xx=\"v\"");
+    free(s);
+    s = label("k-é", "é");
+    cr_assert_str_eq(s, "k___=\"é\""); /* non-ASCII keys become '_' per byte; values stay UTF-8 */
+    free(s);
+    struct dx_buf b;
+    dx_buf_init(&b, 1024);
+    dx_prom_label(&b, "a", 1, "1", 1, 1);
+    dx_prom_label(&b, "b", 1, "2", 1, 0);
+    cr_assert_str_eq(b.p, "a=\"1\",b=\"2\"");
+    dx_buf_free(&b);
+}
+
+Test(exporter_prometheus, series_label_blocks)
+{
+    char *s = dx_prom_labels("check\"out", "http.route=/x,code=200");
+    cr_assert_str_eq(s, "service_name=\"check\\\"out\",http_route=\"/x\",code=\"200\"");
+    free(s);
+    /* A service_name label of the series' own is left out: the
+     * service's name comes first and only once. */
+    s = dx_prom_labels("svc", "service_name=other,a=b");
+    cr_assert_str_eq(s, "service_name=\"svc\",a=\"b\"");
+    free(s);
+    s = dx_prom_labels("svc", "");
+    cr_assert_str_eq(s, "service_name=\"svc\"");
+    free(s);
+}
+
+Test(exporter_prometheus, self_metrics_without_segments)
+{
+    struct dx_buf b;
+    dx_buf_init(&b, 1 << 20);
+    dx_prometheus_render(&b);
+    cr_assert_not_null(b.p);
+    cr_assert_eq(b.overflow, 0);
+    cr_assert_null(strstr(b.p, "target_info"), "no service, no target_info:\n%s", b.p);
+    cr_assert(strstr(b.p, "# TYPE dynobs_exporter_records_drained_total counter\n"
+                          "dynobs_exporter_records_drained_total{signal=\"traces\"} 0\n"
+                          "dynobs_exporter_records_drained_total{signal=\"logs\"} 0\n"),
+              "%s", b.p);
+    cr_assert(strstr(b.p, "dynobs_exporter_segments_attached 0\n"), "%s", b.p);
+    cr_assert(strstr(b.p, "dynobs_exporter_export_requests_total{signal=\"metrics\","
+                          "outcome=\"failure\"} 0\n"),
+              "%s", b.p);
+    cr_assert(strstr(b.p, "dynobs_exporter_exported_items_total{signal=\"metrics\"} 0\n"), "%s",
+              b.p);
+    cr_assert(strstr(b.p, "dynobs_exporter_series_conflicts_total 0\n"), "%s", b.p);
+    dx_buf_free(&b);
+}
