@@ -111,48 +111,37 @@ int dynobs__traceparent_format(const uint8_t trace_id[16], const uint8_t span_id
     return 55;
 }
 
-/* tracestate grammar (Level 2):
- *   key         = simple-key / multi-tenant-key
- *   simple-key  = lcalpha 0*255( lcalpha / DIGIT / "_" / "-"/ "*" / "/" )
- *   multi-tenant-key = tenant-id "@" system-id
- *   tenant-id   = ( lcalpha / DIGIT ) 0*240( lcalpha / DIGIT / "_" / "-"/ "*" / "/" )
- *   system-id   = lcalpha 0*13( lcalpha / DIGIT / "_" / "-"/ "*" / "/" )
- *   value       = 0*255(chr) nblk-chr
+/* tracestate grammar (Level 2, "tracestate Header Field Values"):
+ *   list        = list-member 0*31( OWS "," OWS list-member )
+ *   list-member = ( key "=" value ) / OWS
+ *   key         = ( lcalpha / DIGIT ) 0*255( keychar )
+ *   keychar     = lcalpha / DIGIT / "_" / "-" / "*" / "/" / "@"
+ *   value       = 0*255( chr ) nblk-chr
  *   chr         = %x20 / nblk-chr
  *   nblk-chr    = %x21-2B / %x2D-3C / %x3E-7E
- */
-static int key_char(unsigned char c)
-{
-    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-' ||
-           c == '*' || c == '/';
-}
+ * Level 1 split a key at '@' into a tenant (up to 241 characters) and a
+ * system (up to 14, starting with a letter); Level 2 dropped that split:
+ * '@' is a key character like the others, anywhere but first, and only
+ * the key's whole length (256) is limited. The conformance suite checks
+ * it ("foo@", "foo@@bar", "t@" plus 15 characters are all valid keys). */
+static const uint8_t keychar[256] = {
+    ['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1, ['e'] = 1, ['f'] = 1, ['g'] = 1, ['h'] = 1,
+    ['i'] = 1, ['j'] = 1, ['k'] = 1, ['l'] = 1, ['m'] = 1, ['n'] = 1, ['o'] = 1, ['p'] = 1,
+    ['q'] = 1, ['r'] = 1, ['s'] = 1, ['t'] = 1, ['u'] = 1, ['v'] = 1, ['w'] = 1, ['x'] = 1,
+    ['y'] = 1, ['z'] = 1, ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1,
+    ['6'] = 1, ['7'] = 1, ['8'] = 1, ['9'] = 1, ['_'] = 1, ['-'] = 1, ['*'] = 1, ['/'] = 1,
+    ['@'] = 1,
+};
 
 static int valid_key(const char *k, size_t n)
 {
-    if (n == 0)
+    if (n == 0 || n > 256)
         return 0;
-    const char *at = memchr(k, '@', n);
-    if (!at) {
-        if (n > 256 || !(k[0] >= 'a' && k[0] <= 'z'))
-            return 0;
-        for (size_t i = 1; i < n; i++)
-            if (!key_char((unsigned char)k[i]))
-                return 0;
-        return 1;
-    }
-    size_t tn = (size_t)(at - k), sn = n - tn - 1;
-    if (tn == 0 || tn > 241 || sn == 0 || sn > 14)
+    unsigned char c0 = (unsigned char)k[0];
+    if (!((c0 >= 'a' && c0 <= 'z') || (c0 >= '0' && c0 <= '9')))
         return 0;
-    if (!((k[0] >= 'a' && k[0] <= 'z') || (k[0] >= '0' && k[0] <= '9')))
-        return 0;
-    for (size_t i = 1; i < tn; i++)
-        if (!key_char((unsigned char)k[i]))
-            return 0;
-    const char *sys = at + 1;
-    if (!(sys[0] >= 'a' && sys[0] <= 'z'))
-        return 0;
-    for (size_t i = 1; i < sn; i++)
-        if (!key_char((unsigned char)sys[i]))
+    for (size_t i = 1; i < n; i++)
+        if (!keychar[(unsigned char)k[i]])
             return 0;
     return 1;
 }
@@ -176,64 +165,76 @@ struct member {
     const char *p; /* "key=value", OWS trimmed */
     size_t n;
     size_t keylen;
+    int keep;
 };
+
+/* Drops whole members until the list, joined by ',', fits in cap bytes:
+ * members longer than 128 characters first, the longest of them first
+ * (the right-most of equals), then members from the end ("tracestate
+ * Limits": whole entries, those over 128 first, then from the end). */
+static void fit(struct member *m, size_t count, size_t cap)
+{
+    /* Each member counted with one separator: the list is total - 1. */
+    size_t total = 0;
+    for (size_t k = 0; k < count; k++)
+        total += m[k].n + 1;
+    while (total > cap + 1) {
+        size_t big = count;
+        for (size_t k = 0; k < count; k++)
+            if (m[k].keep && m[k].n > 128 && (big == count || m[k].n >= m[big].n))
+                big = k;
+        if (big == count)
+            break;
+        m[big].keep = 0;
+        total -= m[big].n + 1;
+    }
+    for (size_t k = count; k-- > 0 && total > cap + 1;) {
+        if (m[k].keep) {
+            m[k].keep = 0;
+            total -= m[k].n + 1;
+        }
+    }
+}
 
 int dynobs__tracestate_parse(const char *s, size_t n, char *out, size_t outcap)
 {
     if (!s || !out || outcap == 0)
         return -EINVAL;
     struct member m[DYNOBS_TRACESTATE_MEMBERS];
-    size_t count = 0;
+    size_t count = 0, seen = 0;
     size_t i = 0;
     while (i <= n) {
-        size_t j = i;
-        while (j < n && s[j] != ',')
-            j++;
+        const char *comma = memchr(s + i, ',', n - i);
+        size_t j = comma ? (size_t)(comma - s) : n;
         const char *p = s + i;
         size_t len = j - i;
-        trim_ows(&p, &len);
-        if (len > 0) { /* empty and whitespace-only members are allowed */
-            const char *eq = memchr(p, '=', len);
-            if (!eq)
-                return -EINVAL;
-            size_t kl = (size_t)(eq - p);
-            if (!valid_key(p, kl) || !valid_value(eq + 1, len - kl - 1))
-                return -EINVAL;
-            if (count == DYNOBS_TRACESTATE_MEMBERS)
-                return -EINVAL;
-            for (size_t k = 0; k < count; k++)
-                if (m[k].keylen == kl && memcmp(m[k].p, p, kl) == 0)
-                    return -EINVAL; /* a key may appear only once */
-            m[count].p = p;
-            m[count].n = len;
-            m[count].keylen = kl;
-            count++;
-        }
         i = j + 1;
+        trim_ows(&p, &len);
+        if (len == 0)
+            continue; /* empty and whitespace-only members are allowed */
+        const char *eq = memchr(p, '=', len);
+        if (!eq)
+            return -EINVAL;
+        size_t kl = (size_t)(eq - p);
+        if (!valid_key(p, kl) || !valid_value(eq + 1, len - kl - 1))
+            return -EINVAL;
+        /* The limit is on list-members as received, repeated keys too. */
+        if (++seen > DYNOBS_TRACESTATE_MEMBERS)
+            return -EINVAL;
+        /* A repeated key is not the sender's to make, but the list stays:
+         * the spec lets a vendor drop duplicates it did not generate, and
+         * keeping the first keeps the position the sender gave it. */
+        size_t k = 0;
+        while (k < count && !(m[k].keylen == kl && memcmp(m[k].p, p, kl) == 0))
+            k++;
+        if (k < count)
+            continue;
+        m[count++] = (struct member){.p = p, .n = len, .keylen = kl, .keep = 1};
     }
-    /* Fit into outcap-1 bytes: drop members over 128 bytes first, then
-     * members from the end, as the spec suggests for truncation. */
-    int keep[DYNOBS_TRACESTATE_MEMBERS];
-    size_t total = 0;
-    for (size_t k = 0; k < count; k++) {
-        keep[k] = 1;
-        total += m[k].n + (k ? 1 : 0);
-    }
-    for (size_t k = 0; k < count && total > outcap - 1; k++) {
-        if (m[k].n > 128) {
-            keep[k] = 0;
-            total -= m[k].n + 1;
-        }
-    }
-    for (size_t k = count; k-- > 0 && total > outcap - 1;) {
-        if (keep[k]) {
-            keep[k] = 0;
-            total -= m[k].n + 1;
-        }
-    }
+    fit(m, count, outcap - 1);
     size_t o = 0;
     for (size_t k = 0; k < count; k++) {
-        if (!keep[k])
+        if (!m[k].keep)
             continue;
         if (o)
             out[o++] = ',';

@@ -15,7 +15,9 @@
  * says unknown flags are ignored when parsing and zeroed when sending). */
 #define DYNOBS_FLAGS_KNOWN (DYNOBS_FLAG_SAMPLED | DYNOBS_FLAG_RANDOM)
 
-#define DYNOBS_TRACESTATE_MAX 512u    /* bytes kept and propagated */
+/* Bytes kept per context, with a NUL: the 512 characters the spec says
+ * a vendor should propagate at least. */
+#define DYNOBS_TRACESTATE_MAX 513u
 #define DYNOBS_TRACESTATE_MEMBERS 32u /* list members allowed */
 
 struct dynobs_traceparent {
@@ -41,13 +43,14 @@ void dynobs__hex_encode(const uint8_t *in, size_t n, char *out);
 
 int dynobs__id_is_zero(const uint8_t *id, size_t n);
 
-/* Validates a tracestate value and writes its normal form to out: members
- * joined by ',' with optional whitespace and empty members removed. The
- * whole header is rejected (-EINVAL) when any member is malformed, a key
- * repeats, or there are more than 32 members. When the normal form is
- * longer than outcap-1, members are dropped as the spec allows (first
- * those longer than 128 bytes, then from the end) and -ERANGE is not
- * returned: the result is still valid. Returns the normal form's length. */
+/* Validates a tracestate value (W3C Level 2 grammar, see tracecontext.c)
+ * and writes its normal form to out: members joined by ',' with optional
+ * whitespace and empty members removed, and a key's later repeats
+ * dropped (the first stays). The whole header is rejected (-EINVAL) when
+ * any member is malformed or there are more than 32 members. When the
+ * normal form is longer than outcap-1, whole members are dropped as the
+ * spec asks (those longer than 128 characters first, longest first, then
+ * from the end) and the result is still valid. Returns its length. */
 int dynobs__tracestate_parse(const char *s, size_t n, char *out, size_t outcap)
     __attribute__((warn_unused_result));
 

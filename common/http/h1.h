@@ -31,7 +31,13 @@ enum dynobs_h1_req_phase {
 #define DYNOBS_H1_REQLINE_MAX 512u
 #define DYNOBS_H1_HOST_MAX 256u
 #define DYNOBS_H1_TP_MAX 128u
-#define DYNOBS_H1_TS_MAX 512u
+/* tracestate lines as received, joined by ',': twice the 512 characters
+ * kept per context, so that whitespace, empty members and a long member
+ * can be dropped by the parser (in the spec's order) rather than by this
+ * cap. Past the cap the list is cut after its last whole member and the
+ * rest of the request's tracestate lines is not kept (ts_cut); a list
+ * that long is truncated, as the spec allows, not rejected. */
+#define DYNOBS_H1_TS_MAX 1024u
 #define DYNOBS_H1_UA_MAX 256u
 
 struct dynobs_h1_req {
@@ -45,6 +51,7 @@ struct dynobs_h1_req {
     uint8_t skip_ws;
     uint8_t has_traceparent, has_tracestate;
     uint8_t reqline_trunc;
+    uint8_t ts_cut; /* tracestate reached its cap: nothing more is kept */
     uint16_t reqline_len;
     uint16_t host_len, tp_len, ts_len, ua_len;
     uint32_t line_len;

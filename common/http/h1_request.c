@@ -71,6 +71,23 @@ static void tail_of(const struct dynobs_h1_req *o, char out[9])
         memcpy(out, o->reqline + n - 9, 9);
 }
 
+/* The tracestate capture is full and byte c does not fit: the list is
+ * cut after its last whole member, since a member must never be cut in
+ * half (W3C "tracestate Limits"). Only a ',' proves the member before it
+ * whole: a space may still be inside a value. Runs once per request. */
+static void tracestate_full(struct dynobs_h1_req *o, uint8_t c)
+{
+    if (o->ts_cut)
+        return;
+    o->ts_cut = 1;
+    if (c == ',')
+        return;
+    uint16_t n = o->ts_len;
+    while (n && o->tracestate[n - 1] != ',')
+        n--;
+    o->ts_len = n ? (uint16_t)(n - 1) : 0;
+}
+
 /* A watched header begins (its colon was just read): what it holds so far
  * is reset, except tracestate, whose several headers form one list. */
 static void begin_value(struct dynobs_h1_req *o, int bit)
@@ -81,8 +98,14 @@ static void begin_value(struct dynobs_h1_req *o, int bit)
             o->tp_count++;
         o->tp_len = 0;
     } else if (bit == HDR_TRACESTATE) {
-        if (o->has_tracestate && o->capture && o->ts_len < DYNOBS_H1_TS_MAX - 1)
-            o->tracestate[o->ts_len++] = ',';
+        /* The previous line's member is whole: a full buffer only stops
+         * the capture here. */
+        if (o->has_tracestate && o->capture && !o->ts_cut) {
+            if (o->ts_len < DYNOBS_H1_TS_MAX - 1)
+                o->tracestate[o->ts_len++] = ',';
+            else
+                tracestate_full(o, ',');
+        }
         o->has_tracestate = 1;
     } else if (bit == HDR_HOST) {
         o->host_len = 0;
@@ -132,7 +155,7 @@ static int value_run(struct dynobs_h1_req *o, const uint8_t *p, size_t n, size_t
         dst = o->traceparent, len = &o->tp_len, cap = DYNOBS_H1_TP_MAX - 1;
         break;
     case HDR_TRACESTATE:
-        if (!o->capture)
+        if (!o->capture || o->ts_cut)
             goto skip;
         dst = o->tracestate, len = &o->ts_len, cap = DYNOBS_H1_TS_MAX - 1;
         break;
@@ -143,6 +166,8 @@ static int value_run(struct dynobs_h1_req *o, const uint8_t *p, size_t n, size_t
     size_t room = cap > *len ? cap - *len : 0, k = run < room ? run : room;
     memcpy(dst + *len, p, k);
     *len = (uint16_t)(*len + k);
+    if (k < run && o->in_value == HDR_TRACESTATE)
+        tracestate_full(o, p[k]);
 skip:
     o->line_len += (uint32_t)run;
     *i += run - 1;
@@ -274,15 +299,18 @@ long dynobs__h1_req_feed(struct dynobs_h1_req *o, const uint8_t *p, size_t n)
                     break;
                 if (value_run(o, p + i, n - i, &i))
                     break;
-                if (o->in_value == HDR_HOST && o->host_len < DYNOBS_H1_HOST_MAX - 1)
+                if (o->in_value == HDR_HOST && o->host_len < DYNOBS_H1_HOST_MAX - 1) {
                     o->host[o->host_len++] = (char)c;
-                else if (o->in_value == HDR_TRACEPARENT && o->tp_len < DYNOBS_H1_TP_MAX - 1)
+                } else if (o->in_value == HDR_TRACEPARENT && o->tp_len < DYNOBS_H1_TP_MAX - 1) {
                     o->traceparent[o->tp_len++] = (char)c;
-                else if (o->in_value == HDR_TRACESTATE && o->capture &&
-                         o->ts_len < DYNOBS_H1_TS_MAX - 1)
-                    o->tracestate[o->ts_len++] = (char)c;
-                else if (o->in_value == HDR_UA && o->ua_len < DYNOBS_H1_UA_MAX - 1)
+                } else if (o->in_value == HDR_TRACESTATE && o->capture && !o->ts_cut) {
+                    if (o->ts_len < DYNOBS_H1_TS_MAX - 1)
+                        o->tracestate[o->ts_len++] = (char)c;
+                    else
+                        tracestate_full(o, c);
+                } else if (o->in_value == HDR_UA && o->ua_len < DYNOBS_H1_UA_MAX - 1) {
                     o->user_agent[o->ua_len++] = (char)c;
+                }
                 break;
             }
             if (o->match) {

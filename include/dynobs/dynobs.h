@@ -147,7 +147,8 @@ DYNOBS_API int dynobs_span_traceparent(const dynobs_span *span, char *buf, size_
 /* Context propagation across boundaries dynobs cannot see. */
 /* Writes the current context as a traceparent; DYNOBS_ENOENT when none. */
 DYNOBS_API int dynobs_current_traceparent(char *buf, size_t len);
-/* Writes the current tracestate (possibly empty); returns its length. */
+/* Writes the current tracestate (possibly empty, at most 512 characters:
+ * a buffer of 513 bytes always fits); returns its length. */
 DYNOBS_API int dynobs_current_tracestate(char *buf, size_t len);
 /* Makes a remote context current (the parent of spans started next).
  * An invalid traceparent is refused with DYNOBS_EINVAL; an invalid

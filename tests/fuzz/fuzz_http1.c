@@ -93,7 +93,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                    !memcmp(whole.host, split.host, whole.host_len));
             CHECK(whole.tp_len == split.tp_len && whole.tp_count == split.tp_count &&
                    !memcmp(whole.traceparent, split.traceparent, whole.tp_len));
-            CHECK(whole.ts_len == split.ts_len &&
+            CHECK(whole.ts_len == split.ts_len && whole.ts_cut == split.ts_cut &&
                    !memcmp(whole.tracestate, split.tracestate, whole.ts_len));
             CHECK(whole.ua_len == split.ua_len &&
                    !memcmp(whole.user_agent, split.user_agent, whole.ua_len));

@@ -239,6 +239,62 @@ def test_w3c_extraction_and_status(env):
         rx.stop()
 
 
+# Cases of the W3C conformance suite (w3c/trace-context test/test.py) that
+# Level 1 rules failed: (path, tracestate header lines, the list propagated).
+LEVEL2_TRACESTATE = [
+    # test_tracestate_key_length_limit: a 256-character key on a second line.
+    ("/key-256", ["foo=1", "z" * 256 + "=1"], "foo=1," + "z" * 256 + "=1"),
+    # test_tracestate_duplicated_keys: the list stays, the first member too.
+    ("/repeated-key", ["foo=1,foo=2"], "foo=1"),
+    # test_tracestate_key_illegal_vendor_format: '@' is a key character.
+    ("/at-in-key", ["foo@=1,bar=2"], "foo@=1,bar=2"),
+    # The same test's other keys, on lines of their own with an empty one.
+    ("/at-keys", ["foo@@bar=1", "", " , foo@bar@baz=1 ", "t" * 242 + "@v=1"],
+     "foo@@bar=1,foo@bar@baz=1," + "t" * 242 + "@v=1"),
+]
+
+
+@tx.with_env
+def test_level2_tracestate_in_every_mode(env):
+    """The server span keeps, and the libcurl call made while serving
+    sends on, the tracestate Level 2 asks for, whatever the server's mode."""
+    rx = Receiver()
+    try:
+        env.start_exporter(rx.url(), {"OTEL_METRICS_EXPORTER": "none"})
+        ng = hc.Nginx(env)
+        upstream = "http://127.0.0.1:%d/index.html" % ng.port
+        for mode in ("thread", "fork", "single"):
+            name = "ts-" + mode
+            port = start_httpd(env, mode, name, upstream)
+            before = len(ng.log())
+            for path, lines, _ in LEVEL2_TRACESTATE:
+                c = socket.create_connection(("127.0.0.1", port), 10)
+                c.sendall(("GET %s HTTP/1.1\r\nHost: x\r\ntraceparent: 00-%s-%s-01\r\n%s"
+                           "Connection: close\r\n\r\n"
+                           % (path, TRACE, PARENT,
+                              "".join("tracestate: %s\r\n" % l for l in lines))).encode())
+                answer = c.makefile("rb").read()
+                check(answer.startswith(b"HTTP/1.1 200"), "%s %s: %r" % (mode, path, answer[:40]))
+                c.close()
+            n = len(LEVEL2_TRACESTATE)
+            spans = received(rx, name, 3 * n, "spans")
+            servers = {attrs(s)["url.path"]: s for s in spans if kind(s) == "SPAN_KIND_SERVER"}
+            outbound = wait_for(lambda: len(ng.log()) == before + n and ng.log()[before:], 10,
+                                "nginx's log")
+            for (path, _, want), line in zip(LEVEL2_TRACESTATE, outbound):
+                s = servers[path]
+                check(hexid(s, "trace_id") == TRACE and hexid(s, "parent_span_id") == PARENT,
+                      "%s %s: the trace is not continued" % (mode, path))
+                got = one(s, "trace_state", b"").decode()
+                check(got == want, "%s %s: server span tracestate %r, expected %r"
+                      % (mode, path, got, want))
+                check(line[1].split("-")[1] == TRACE, "%s %s: nginx got %r" % (mode, path, line[1]))
+                check(line[2] == want, "%s %s: sent on %r, expected %r" % (mode, path, line[2],
+                                                                           want))
+    finally:
+        rx.stop()
+
+
 @tx.with_env
 def test_pipelining_split_reads_and_non_http(env):
     """Pipelined requests in one packet, a request dribbled a byte at a

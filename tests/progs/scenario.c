@@ -163,6 +163,21 @@ static int attach(void)
     dynobs_span_end(u2);
     dynobs_span_end(u);
     dynobs_context_detach();
+    /* Level 2 lists: '@' inside keys, a repeated key keeps its first
+     * member; and 512 characters are kept whole. */
+    printf("attach3 %d\n", dynobs_context_attach(tp, "foo@=1,bar=2, foo@=3,,z@z=4"));
+    dynobs_current_tracestate(ts, sizeof ts);
+    printf("tracestate3 [%s]\n", ts);
+    dynobs_context_detach();
+    char big[513];
+    memset(big, 'v', 512);
+    memcpy(big, "a=", 2);
+    memcpy(big + 256, ",b=", 3);
+    big[512] = '\0';
+    printf("attach4 %d\n", dynobs_context_attach(tp, big));
+    dynobs_current_tracestate(ts, sizeof ts);
+    printf("tracestate4 %zu %d\n", strlen(ts), strcmp(ts, big));
+    dynobs_context_detach();
     return 0;
 }
 

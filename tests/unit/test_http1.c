@@ -211,3 +211,109 @@ Test(http1, response_headers_in_any_split)
     for (size_t step = 1; step <= strlen(bad); step++)
         cr_assert_lt(resp_steps(bad, strlen(bad), step, 0), 0, "step %zu", step);
 }
+
+/* Several tracestate lines form one list (RFC 9110 field order), a long
+ * second line included: the conformance suite's 256-character key. */
+Test(http1, tracestate_lines_joined_with_a_256_character_key)
+{
+    char req[700], want[300];
+    int n = snprintf(req, sizeof req,
+                     "GET / HTTP/1.1\r\nHost: h\r\ntracestate: foo=1\r\n"
+                     "traceparent: 00-12345678901234567890123456789012-1234567890123456-00\r\n"
+                     "TraceState:  %0256d=1 \r\n\r\n", 0);
+    memset(req + n - 263, 'z', 256); /* the digits */
+    strcpy(want, "foo=1,");
+    memset(want + 6, 'z', 256);
+    strcpy(want + 262, "=1 ");
+    for (int step = 1; step <= n; step++) {
+        struct dynobs_h1_req o = {.capture = 1};
+        cr_assert_eq(feed_steps(&o, req, (size_t)n, (size_t)step), n - 2, "step %d", step);
+        cr_assert_eq(o.ts_len, 265, "step %d: %u", step, o.ts_len);
+        cr_assert_eq(memcmp(o.tracestate, want, 265), 0, "step %d", step);
+        cr_assert_not(o.ts_cut);
+    }
+}
+
+/* Builds a request whose tracestate lines are the given values. */
+static int ts_request(char *req, size_t cap, const char *const *lines, size_t count)
+{
+    int n = snprintf(req, cap, "GET / HTTP/1.1\r\nHost: h\r\n");
+    for (size_t i = 0; i < count; i++)
+        n += snprintf(req + n, cap - (size_t)n, "tracestate: %s\r\n", lines[i]);
+    n += snprintf(req + n, cap - (size_t)n, "\r\n");
+    return n;
+}
+
+/* "a=1" and ten members of 99 characters: 1003 bytes joined. */
+static void ten_members(char *line, char *joined)
+{
+    size_t o = 0;
+    for (int i = 0; i < 10; i++) {
+        o += (size_t)sprintf(line + o, "%sm%02d=", i ? "," : "", i);
+        memset(line + o, 'x', 95);
+        o += 95;
+    }
+    line[o] = '\0';
+    sprintf(joined, "a=1,%s", line);
+}
+
+/* Past its cap (1023 bytes) the capture ends after the last whole member:
+ * a member cut in half would be propagated as another value. Later lines
+ * are not kept. */
+Test(http1, tracestate_over_the_cap_keeps_whole_members)
+{
+    static char line[1100], joined[1100], second[1200], req[2600];
+    ten_members(line, joined);
+    cr_assert_eq(strlen(joined), 1003);
+    /* An eleventh member crosses the cap at its 20th byte. */
+    snprintf(second, sizeof second, "%s,m10=%095d", line, 0);
+    const char *lines[] = {"a=1", second, "late=1"};
+    int n = ts_request(req, sizeof req, lines, 3);
+    for (int step = 1; step <= n; step++) {
+        struct dynobs_h1_req o = {.capture = 1};
+        cr_assert_eq(feed_steps(&o, req, (size_t)n, (size_t)step), n - 2, "step %d", step);
+        cr_assert(o.ts_cut, "step %d", step);
+        cr_assert_eq(o.ts_len, 1003, "step %d: %u", step, o.ts_len);
+        cr_assert_eq(memcmp(o.tracestate, joined, 1003), 0, "step %d", step);
+    }
+    /* A single member longer than the cap leaves nothing. */
+    static char huge[1100];
+    memset(huge, 'v', 1050);
+    memcpy(huge, "k=", 2);
+    huge[1050] = '\0';
+    const char *one[] = {huge, "b=2"};
+    n = ts_request(req, sizeof req, one, 2);
+    for (int step = 1; step <= n; step += 7) {
+        struct dynobs_h1_req o = {.capture = 1};
+        cr_assert_eq(feed_steps(&o, req, (size_t)n, (size_t)step), n - 2, "step %d", step);
+        cr_assert(o.ts_cut);
+        cr_assert_eq(o.ts_len, 0, "step %d: %u", step, o.ts_len);
+    }
+}
+
+/* A capture that fills up exactly at a member's end keeps that member:
+ * the ',' after it, on the same line or the next, proves it whole. */
+Test(http1, tracestate_full_at_a_member_end_keeps_it)
+{
+    static char line[1100], joined[1100], last[1200], req[2600];
+    ten_members(line, joined);
+    /* 1003 + ",n=" + 17 = 1023 bytes: exactly the cap. */
+    snprintf(last, sizeof last, "%s,n=%017d", line, 0);
+    snprintf(joined + 1003, sizeof joined - 1003, ",n=%017d", 0);
+    const char *next_line[] = {"a=1", last, "b=2"};
+    static char same_line[1300];
+    snprintf(same_line, sizeof same_line, "%s,b=2", last);
+    const char *same[] = {"a=1", same_line};
+    const char *const *cases[] = {next_line, same};
+    size_t counts[] = {3, 2};
+    for (size_t c = 0; c < 2; c++) {
+        int n = ts_request(req, sizeof req, cases[c], counts[c]);
+        for (int step = 1; step <= n; step++) {
+            struct dynobs_h1_req o = {.capture = 1};
+            cr_assert_eq(feed_steps(&o, req, (size_t)n, (size_t)step), n - 2, "step %d", step);
+            cr_assert(o.ts_cut, "case %zu step %d", c, step);
+            cr_assert_eq(o.ts_len, 1023, "case %zu step %d: %u", c, step, o.ts_len);
+            cr_assert_eq(memcmp(o.tracestate, joined, 1023), 0, "case %zu step %d", c, step);
+        }
+    }
+}

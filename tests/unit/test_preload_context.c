@@ -55,6 +55,8 @@ Test(preload_context, attach_remote_context)
     cr_assert_not_null(line(text, "unsampled2", v, sizeof v));
     cr_assert_str_eq(v + 53, "00");
     cr_assert_not_null(strstr(text, "tracestate2 []\n"), "%s", text);
+    cr_assert_not_null(strstr(text, "attach3 0\ntracestate3 [foo@=1,bar=2,z@z=4]\n"), "%s", text);
+    cr_assert_not_null(strstr(text, "attach4 0\ntracestate4 512 0\n"), "%s", text);
     char paths[2][1024];
     cr_assert_eq(segments(paths, 2), 1);
     static struct tu_span sp[8];

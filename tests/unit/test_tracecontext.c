@@ -134,7 +134,7 @@ Test(tracestate, valid_and_normalised)
     cr_assert_gt(ts(" foo=1 ,\tbar=2\t, ,, baz=a b ", out, sizeof out), 0);
     cr_assert_str_eq(out, "foo=1,bar=2,baz=a b");
     /* Multi-tenant keys, and every allowed key character. */
-    cr_assert_gt(ts("1tenant@sys=x,a_-*/9=y,t0@s_-*/1=z", out, sizeof out), 0);
+    cr_assert_eq(ts("1tenant@sys=x,a_-*/9=y,t0@s_-*/1=z", out, sizeof out), 34);
     cr_assert_str_eq(out, "1tenant@sys=x,a_-*/9=y,t0@s_-*/1=z");
     /* Value characters: printable ASCII except ',' and '='. */
     cr_assert_gt(ts("k=!\"#$%&'()*+-./:;<>?@[\\]^_`{|}~", out, sizeof out), 0);
@@ -148,18 +148,19 @@ Test(tracestate, invalid_headers_are_dropped_whole)
         "=1",             /* empty key */
         "foo=",           /* empty value */
         "Foo=1",          /* uppercase key */
-        "1foo=1",         /* simple key must start with a letter */
-        "foo=1,foo=2",    /* duplicate key */
         "foo=1,bar",      /* one bad member spoils the header */
         "foo=a=b",        /* '=' in value */
         "foo=a\x01",      /* control character */
         "foo=caf\xc3\xa9",/* non-ASCII */
-        "t@1sys=1",       /* system id must start with a letter */
-        "@sys=1",         /* empty tenant */
-        "t@=1",           /* empty system id */
-        "t@sys@x=1",      /* two '@' */
-        "t@abcdefghijklmno=1", /* system id of 15 */
+        "@sys=1",         /* a key cannot start with '@' */
+        "@foo=1,bar=2",
+        "_foo=1",         /* ... nor with anything but a letter or digit */
         "fo o=1",
+        "foo =1",         /* whitespace is only allowed around members */
+        "foo.bar=1",
+        "foo=bar=baz",
+        "foo=,bar=3",
+        "foo=a\tb",       /* a tab is not a value character */
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         cr_expect_eq(ts(bad[i], out, sizeof out), -EINVAL, "accepted: '%s'", bad[i]);
@@ -175,12 +176,18 @@ Test(tracestate, length_limits_of_keys_and_values)
     memset(in, 'a', 257);
     strcpy(in + 257, "=1");
     cr_assert_eq(ts(in, out, sizeof out), -EINVAL);
-    /* tenant id: 241 ok, 242 not; system id 14 ok */
+    /* Level 2 limits a key with '@' by its whole length only: Level 1's
+     * tenant (241) and system (14) parts are gone. */
     memset(in, 't', 241);
     strcpy(in + 241, "@abcdefghijklmn=1");
-    cr_assert_gt(ts(in, out, sizeof out), 0);
+    cr_assert_eq(ts(in, out, sizeof out), 258);
+    cr_assert_str_eq(out, in);
     memset(in, 't', 242);
     strcpy(in + 242, "@sys=1");
+    cr_assert_eq(ts(in, out, sizeof out), 248);
+    cr_assert_str_eq(out, in);
+    memset(in, 't', 252);
+    strcpy(in + 252, "@abcd=1"); /* 257 */
     cr_assert_eq(ts(in, out, sizeof out), -EINVAL);
     /* value: 256 ok, 257 not */
     strcpy(in, "k=");
@@ -225,4 +232,167 @@ Test(tracestate, truncation_drops_long_members_first)
     n = ts("a=1,b=2,c=3,d=4,e=5", small, sizeof small);
     cr_assert_str_eq(small, "a=1,b=2,c=3,d=4");
     cr_assert_eq(n, 15);
+}
+
+/* Level 2 key grammar: ( lcalpha / DIGIT ) 0*255( keychar ), '@' being a
+ * key character anywhere but first (the conformance suite's
+ * test_tracestate_key_illegal_vendor_format). */
+Test(tracestate, at_signs_in_keys)
+{
+    char out[513];
+    const char *same[] = {
+        "foo@=1,bar=2",        "foo@@bar=1,bar=2", "foo@bar@baz=1,bar=2",
+        "1foo=1",              "t@1sys=1",         "t@=1",
+        "t@sys@x=1",           "t@abcdefghijklmno=1",
+        "abcdefghijklmnopqrstuvwxyz0123456789_-*/@a-z0-9_-*/=v",
+    };
+    for (size_t i = 0; i < sizeof same / sizeof same[0]; i++) {
+        cr_expect_eq(ts(same[i], out, sizeof out), (int)strlen(same[i]), "%s", same[i]);
+        cr_expect_str_eq(out, same[i]);
+    }
+}
+
+/* The suite's test_tracestate_key_length_limit: a key of 256 characters
+ * in a second header line, joined to the first by ','. */
+Test(tracestate, key_of_256_after_another_member)
+{
+    char in[300], want[300], out[513];
+    strcpy(in, "foo=1,");
+    memset(in + 6, 'z', 256);
+    strcpy(in + 262, "=1");
+    strcpy(want, in);
+    cr_assert_eq(ts(in, out, sizeof out), 264);
+    cr_assert_str_eq(out, want);
+    /* Several lines may leave empty members and whitespace between. */
+    char spaced[320];
+    snprintf(spaced, sizeof spaced, "foo=1 , ,\t%s", in + 6);
+    cr_assert_eq(ts(spaced, out, sizeof out), 264);
+    cr_assert_str_eq(out, want);
+    /* 257 spoils the list, the other line's member too. */
+    char longer[300];
+    strcpy(longer, "foo=1,");
+    memset(longer + 6, 'z', 257);
+    strcpy(longer + 263, "=1");
+    cr_assert_eq(ts(longer, out, sizeof out), -EINVAL);
+}
+
+/* A repeated key keeps the list: its first member stays, later ones go
+ * (the spec lets a vendor discard duplicates it did not make; the suite's
+ * test_tracestate_duplicated_keys accepts the first). */
+Test(tracestate, repeated_keys_keep_the_first)
+{
+    char out[513];
+    cr_assert_eq(ts("foo=1,foo=2", out, sizeof out), 5);
+    cr_assert_str_eq(out, "foo=1");
+    cr_assert_eq(ts("foo=1,foo=1", out, sizeof out), 5);
+    cr_assert_str_eq(out, "foo=1");
+    cr_assert_eq(ts("foo=1,bar=2, foo=3 ,baz=4,bar=5", out, sizeof out), 17);
+    cr_assert_str_eq(out, "foo=1,bar=2,baz=4");
+    /* The repeat is checked like any member. */
+    cr_assert_eq(ts("foo=1,foo=", out, sizeof out), -EINVAL);
+    /* and counts towards the 32 list-members. */
+    char in[1024];
+    size_t o = 0;
+    for (int i = 0; i < 31; i++)
+        o += (size_t)sprintf(in + o, "k%d=v,", i);
+    sprintf(in + o, "k0=w");
+    cr_assert_eq(ts(in, out, sizeof out), (int)o - 1);
+    sprintf(in + o, "k0=w,k0=x");
+    cr_assert_eq(ts(in, out, sizeof out), -EINVAL);
+}
+
+/* Empty and whitespace-only list-members are allowed and dropped. */
+Test(tracestate, empty_members)
+{
+    char out[513];
+    cr_assert_eq(ts(",,foo=1, ,\t,bar=2,,", out, sizeof out), 11);
+    cr_assert_str_eq(out, "foo=1,bar=2");
+    cr_assert_eq(ts(" , \t,", out, sizeof out), 0);
+    cr_assert_str_eq(out, "");
+    cr_assert_eq(ts("foo=1 \t , \t bar=2, \t baz=3", out, sizeof out), 17);
+    cr_assert_str_eq(out, "foo=1,bar=2,baz=3");
+}
+
+/* Leading spaces belong to a value, trailing ones are whitespace. */
+Test(tracestate, value_spaces)
+{
+    char out[513];
+    cr_assert_eq(ts("foo=  a b  ,bar= 2", out, sizeof out), 16);
+    cr_assert_str_eq(out, "foo=  a b,bar= 2");
+    cr_assert_eq(ts("foo= ", out, sizeof out), -EINVAL);
+}
+
+/* The suite's test_tracestate_member_count_limit: 32 across four header
+ * lines pass, 33 drop the list. */
+Test(tracestate, thirty_two_members_over_lines)
+{
+    char in[1024], out[513];
+    size_t o = 0;
+    for (int i = 1; i <= 33; i++)
+        o += (size_t)sprintf(in + o, "%sbar%02d=%02d", i == 1 ? "" : (i % 10 == 1 ? ", " : ","),
+                             i, i);
+    cr_assert_eq(dynobs__tracestate_parse(in, o, out, sizeof out), -EINVAL);
+    size_t o32 = (size_t)(strstr(in, ",bar33") - in);
+    cr_assert_eq(dynobs__tracestate_parse(in, o32, out, sizeof out), 32 * 8 + 31);
+    cr_assert_eq(strncmp(out, "bar01=01,bar02=02,", 18), 0, "%s", out);
+    cr_assert_not_null(strstr(out, ",bar10=10,bar11=11,"));
+    cr_assert_eq(strcmp(out + strlen(out) - 8, "bar32=32"), 0);
+}
+
+/* The 512 characters the spec says to propagate at least are kept. */
+Test(tracestate, five_hundred_and_twelve_are_kept)
+{
+    char in[600], out[DYNOBS_TRACESTATE_MAX];
+    /* a=<254 v>,b=<253 w>: 256 + 1 + 255 = 512 */
+    size_t o = (size_t)sprintf(in, "a=");
+    memset(in + o, 'v', 254);
+    o += 254;
+    o += (size_t)sprintf(in + o, ",b=");
+    memset(in + o, 'w', 253);
+    o += 253;
+    in[o] = 0;
+    cr_assert_eq(o, 512);
+    cr_assert_eq(ts(in, out, sizeof out), 512);
+    cr_assert_str_eq(out, in);
+    /* One more character: one member goes whole; of two as long, the
+     * right-most. */
+    strcpy(in + o, "w");
+    cr_assert_eq(ts(in, out, sizeof out), 256);
+    cr_assert_eq(strncmp(out, "a=vvv", 5), 0);
+    cr_assert_eq(strlen(out), 256);
+}
+
+/* Over the limit, members longer than 128 go first, the longest first;
+ * only then members from the end; none is ever cut. */
+Test(tracestate, truncation_drops_the_longest_first)
+{
+    char in[1200], out[513];
+    /* a=1, m=<148>, l=<254>, then 20 members of 20: 3+1+150+1+256+20*21 = 831 */
+    size_t o = (size_t)sprintf(in, "a=1,m=");
+    memset(in + o, 'm', 148);
+    o += 148;
+    o += (size_t)sprintf(in + o, ",l=");
+    memset(in + o, 'l', 254);
+    o += 254;
+    for (int i = 0; i < 20; i++)
+        o += (size_t)sprintf(in + o, ",k%02d=%s", i, "0123456789abcdef");
+    in[o] = 0;
+    /* Without l: 831 - 257 = 574, still over 512; then m goes: 423. With
+     * room for 600, only l goes (had m gone first, 680 would not fit). */
+    char mid[601];
+    cr_assert_eq(ts(in, mid, sizeof mid), 574, "%s", mid);
+    cr_assert_eq(strncmp(mid, "a=1,m=mmm", 9), 0);
+    cr_assert_null(strstr(mid, "l=l"));
+    cr_assert_not_null(strstr(mid, ",k19=0123456789abcdef"));
+    cr_assert_eq(ts(in, out, sizeof out), 423);
+    cr_assert_null(strstr(out, "m=m"));
+    cr_assert_eq(strncmp(out, "a=1,k00=", 8), 0);
+    cr_assert_not_null(strstr(out, ",k19=0123456789abcdef"));
+    /* All short: from the end, whole members only. */
+    o = 0;
+    for (int i = 0; i < 30; i++)
+        o += (size_t)sprintf(in + o, "%sk%02d=%s", i ? "," : "", i, "0123456789abcdef-x");
+    cr_assert_eq(o, 30 * 23 - 1);
+    cr_assert_eq(ts(in, out, sizeof out), 22 * 23 - 1);
+    cr_assert_eq(strcmp(out + strlen(out) - 22, "k21=0123456789abcdef-x"), 0, "%s", out);
 }
