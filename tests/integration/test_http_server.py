@@ -265,7 +265,7 @@ def test_level2_tracestate_in_every_mode(env):
         upstream = "http://127.0.0.1:%d/index.html" % ng.port
         for mode in ("thread", "fork", "single"):
             name = "ts-" + mode
-            port = start_httpd(env, mode, name, upstream)
+            port = start_sample_server(env, mode, name, upstream)
             before = len(ng.log())
             for path, lines, _ in LEVEL2_TRACESTATE:
                 c = socket.create_connection(("127.0.0.1", port), 10)
