@@ -692,35 +692,147 @@ def _severity(levelno):
     return min(24, 5 + (levelno - 10) * 4 // 10)
 
 
+def _export(record):
+    """Records a logging.LogRecord as an OpenTelemetry log record in the
+    current span. Never raises (failures are counted)."""
+    try:
+        attrs = {
+            "logger.name": record.name,
+            "code.namespace": record.module,
+            "code.function": record.funcName,
+            "code.filepath": record.pathname,
+            "code.lineno": record.lineno,
+            "thread.id": record.thread or 0,
+            "thread.name": record.threadName or "",
+        }
+        if record.exc_info and record.exc_info[1] is not None:
+            et, ev, tb = record.exc_info
+            attrs["exception.type"] = _qualname(et)
+            attrs["exception.message"] = str(ev)
+            attrs["exception.stacktrace"] = "".join(traceback.format_exception(et, ev, tb))
+        log(_severity(record.levelno), record.getMessage(), attrs, record.levelname)
+    except Exception:
+        stats["log_handler_errors"] += 1
+
+
 class LoggingHandler(logging.Handler):
     """A logging handler that records each record as an OpenTelemetry log
     record in the current span: level, message, logger name, module,
     function, file and line, thread, and the exception if any. It never
     raises into the application (failures are counted in
-    dynobs.stats["log_handler_errors"])."""
+    dynobs.stats["log_handler_errors"]).
+
+    enable() captures records without it; an application that adds it
+    anyway decides with it (its place, level and filters) what of the
+    records passing through it is exported, each once."""
 
     def emit(self, record):
+        if _capture[0]:
+            # The capture has exported this record already (in the thread
+            # that logged it, also when this handler runs behind a
+            # QueueListener or a MemoryHandler), unless it found this handler
+            # on the record's way and left the record to it; then the first
+            # LoggingHandler that emits it takes it. A record handed to this
+            # handler directly, never logged through a logger, is taken for
+            # exported.
+            if not getattr(_tls, "deferred", False):
+                return
+            _tls.deferred = False
+        _export(record)
+
+
+# ---- capturing the application's log records (enable(logs=True)) ----
+#
+# enable() must not change what the application's logging does. A handler
+# on the root logger would: logging.basicConfig() does nothing once the root
+# logger has a handler (so after enable() the usual basicConfig(level=INFO)
+# left the console silent and the root level at WARNING), and logging's last
+# resort (WARNING and above on stderr when no handler exists) went quiet.
+# So the capture is no handler: it wraps Logger.callHandlers, the method
+# through which logging hands a record to the handlers of its logger and
+# the loggers above. Logging calls it once per record, after the logger's
+# level, logging.disable() and the logger's filters have let the record
+# through (Logger.isEnabledFor and Logger.handle check them first; a
+# disabled logger never gets there), so the levels the application set on
+# its loggers decide what is exported, and the root logger's handlers stay
+# the application's. It runs in the thread that logged, so the record is in
+# that thread's span, as with the handler. Not chosen: a record factory
+# (logging.setLogRecordFactory) sees each record before the logger's
+# filters and before a disabled logger drops it, and an application that
+# sets its own factory replaces it; wrapping Logger.handle would have to
+# repeat its disabled and filter checks (whose protocol changed in 3.12).
+# A Logger subclass that overrides callHandlers without calling it is not
+# captured.
+#
+# Where the record goes is the walk callHandlers makes (_route repeats it):
+# up the hierarchy until a logger with propagate=False. A record that
+# reaches the top is exported, as a handler on the root logger would see
+# it, whatever the handlers' own levels. A logger with propagate=False
+# keeps its records to its own handlers (uvicorn's and gunicorn's access
+# loggers do, to print them once); they are exported when the application
+# still outputs them there: a handler on the way admits the record's level
+# (its filters are not run a second time; a NullHandler outputs nothing, it
+# is how a logger is silenced), or there is none and logging's last resort
+# prints it.
+
+_capture = [False]         # enable(logs=True) in effect
+_tls = threading.local()   # .deferred: the record in dispatch is left to a LoggingHandler
+_call_handlers = None      # the Logger.callHandlers that the capture wraps
+_SKIP, _EXPORT, _DEFER = 0, 1, 2
+
+
+def _route(logger, record):
+    """What the capture does with record, logged through logger."""
+    level = record.levelno
+    c, found, admitted = logger, False, False
+    while True:
+        for h in c.handlers:
+            if isinstance(h, LoggingHandler):
+                return _DEFER
+            found = True
+            if level >= h.level and not isinstance(h, logging.NullHandler):
+                admitted = True
+        if c.parent is None:
+            return _EXPORT
+        if not c.propagate:
+            break
+        c = c.parent
+    if not found:
+        last = logging.lastResort
+        admitted = last is not None and level >= last.level
+    return _EXPORT if admitted else _SKIP
+
+
+def _install_capture():
+    global _call_handlers
+    if _call_handlers is not None:
+        return
+    real = logging.Logger.callHandlers
+
+    @functools.wraps(real)
+    def callHandlers(self, record):
+        if not _capture[0]:
+            return real(self, record)
         try:
-            attrs = {
-                "logger.name": record.name,
-                "code.namespace": record.module,
-                "code.function": record.funcName,
-                "code.filepath": record.pathname,
-                "code.lineno": record.lineno,
-                "thread.id": record.thread or 0,
-                "thread.name": record.threadName or "",
-            }
-            if record.exc_info and record.exc_info[1] is not None:
-                et, ev, tb = record.exc_info
-                attrs["exception.type"] = _qualname(et)
-                attrs["exception.message"] = str(ev)
-                attrs["exception.stacktrace"] = "".join(traceback.format_exception(et, ev, tb))
-            log(_severity(record.levelno), record.getMessage(), attrs, record.levelname)
+            route = _route(self, record)
         except Exception:
             stats["log_handler_errors"] += 1
+            route = _SKIP
+        if route == _EXPORT:
+            _export(record)
+        elif route == _DEFER:
+            # Saved and restored: a handler may log, and its record is
+            # dispatched inside this one.
+            prev = getattr(_tls, "deferred", False)
+            _tls.deferred = True
+            try:
+                return real(self, record)
+            finally:
+                _tls.deferred = prev
+        return real(self, record)
 
-
-_handler = None
+    _call_handlers = real
+    logging.Logger.callHandlers = callHandlers
 
 
 # ---- enable ----
@@ -738,9 +850,10 @@ def enable(service_name=None, endpoint=None, sampler=None, traces=True, metrics=
     sampler: "always_on", "always_off", "traceidratio:0.25",
         "parentbased_traceidratio:0.25", ... (OTEL_TRACES_SAMPLER[_ARG]).
     traces, metrics, logs: turn this module's spans, metrics or logs off;
-        logs=True also installs LoggingHandler on the root logger.
+        logs=True also exports the records of the logging module that the
+        application's logger levels let through, without adding a handler
+        (its basicConfig, dictConfig and handlers work as without dynobs).
     Returns True when recording."""
-    global _handler
     with _lock:
         loaded = _lib is not None and _lib is not False
         if sampler is not None:
@@ -767,12 +880,9 @@ def enable(service_name=None, endpoint=None, sampler=None, traces=True, metrics=
                 raise ValueError("service name %r: %s" % (service_name, _strerror(rc)))
         _signals.update(traces=bool(traces), metrics=bool(metrics), logs=bool(logs))
         _traces_on[0] = bool(traces)
-        if logs and _handler is None:
-            _handler = LoggingHandler()
-            logging.getLogger().addHandler(_handler)
-        elif not logs and _handler is not None:
-            logging.getLogger().removeHandler(_handler)
-            _handler = None
+        if logs:
+            _install_capture()
+        _capture[0] = bool(logs)
         if endpoint is not None:
             _ensure_exporter(endpoint)
         return enabled()

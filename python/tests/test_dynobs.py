@@ -103,6 +103,13 @@ class Recorded:
 
 def run(code, python=None, env=None, preload=False, expect_rc=0):
     """Runs code in a new interpreter; returns (stdout, Recorded)."""
+    out, _, rec = run3(code, python, env, preload, expect_rc)
+    return out, rec
+
+
+def run3(code, python=None, env=None, preload=False, expect_rc=0):
+    """run(), also returning what the program wrote to its stderr:
+    (stdout, stderr, Recorded)."""
     shm = tempfile.mkdtemp(prefix="dynobs-py-")
     try:
         e = {k: v for k, v in os.environ.items()
@@ -115,7 +122,7 @@ def run(code, python=None, env=None, preload=False, expect_rc=0):
                            capture_output=True, text=True, timeout=60)
         assert r.returncode == expect_rc, "exit %d\n%s\n%s" % (r.returncode, r.stdout, r.stderr)
         d = subprocess.run([DUMP, shm], capture_output=True, text=True, timeout=30)
-        return r.stdout, Recorded(d.stdout)
+        return r.stdout, r.stderr, Recorded(d.stdout)
     finally:
         shutil.rmtree(shm, ignore_errors=True)
 
@@ -298,6 +305,211 @@ def test_logging_handler_forwards_records_in_their_span(python):
     assert e["attrs"]["exception.message"] == "division by zero"
     assert by["outside"]["trace"] is None and by["outside"]["severity"] == 9
     assert out.split() == ["1"]
+
+
+# The application's logging set-up must do what it does without dynobs.
+# Each program below runs twice, with and without dynobs.enable() (called
+# through enable_here(), where the program says), and its console output
+# must be the same both ways and the expected one; the run with dynobs
+# must have exported exactly the records the application's levels let
+# through, each once.
+LOGGING_PRELUDE = """
+import logging, logging.config, os, sys, dynobs
+
+def enable_here(**kw):
+    if os.environ["T_ENABLE"] == "1":
+        dynobs.enable(**kw)
+"""
+
+
+def run_logging(code, python, console, without=()):
+    """Runs code with and without dynobs.enable(); asserts that both
+    runs wrote `console` to stderr and the same stdout, and that the run
+    without enable() exported the records `without` (body, severity).
+    Returns the Recorded of the run with enable()."""
+    code = LOGGING_PRELUDE + textwrap.dedent(code)
+    out, err, rec = run3(code, python, env={"T_ENABLE": "1"})
+    out0, err0, rec0 = run3(code, python, env={"T_ENABLE": "0"})
+    assert err0 == console, "without dynobs, Python's logging printed\n%s" % err0
+    assert err == console, "with dynobs, the console got\n%s\ninstead of\n%s" % (err, console)
+    assert out == out0
+    assert bodies(rec0) == list(without)
+    return rec
+
+
+def bodies(rec):
+    return [(l["body"], l["severity"]) for l in rec.logs]
+
+
+def test_basic_config_after_enable_prints_and_exports_info(python):
+    rec = run_logging("""
+        enable_here()
+        logging.basicConfig(level=logging.INFO)
+        log = logging.getLogger("shop")
+        with dynobs.span("checkout"):
+            log.info("priced %d items", 3)
+        log.debug("debug is below the configured level")
+        log.warning("low stock")
+    """, python, "INFO:shop:priced 3 items\nWARNING:shop:low stock\n")
+    assert bodies(rec) == [("priced 3 items", 9), ("low stock", 13)]
+    priced, checkout = rec.logs[0], rec.span("checkout")
+    assert priced["trace"] == checkout["trace"] and priced["span"] == checkout["span"]
+    assert priced["attrs"]["logger.name"] == "shop" and priced["text"] == "INFO"
+    assert rec.logs[1]["trace"] is None
+
+
+def test_basic_config_before_enable_prints_and_exports_info(python):
+    rec = run_logging("""
+        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+        enable_here()
+        log = logging.getLogger("shop")
+        log.info("priced")
+        log.debug("debug is below the configured level")
+    """, python, "INFO shop: priced\n")
+    assert bodies(rec) == [("priced", 9)]
+
+
+def test_application_levels_decide_what_is_exported(python):
+    rec = run_logging("""
+        enable_here()
+        logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+        log = logging.getLogger("shop")
+        log.info("info is below the configured level")
+        log.warning("low stock")
+        db = logging.getLogger("shop.db")
+        db.setLevel(logging.ERROR)
+        db.warning("a warning below shop.db's level")
+        db.error("connection lost")
+        trace = logging.getLogger("shop.trace")
+        trace.setLevel(logging.DEBUG)
+        trace.debug("step 1")
+        # A handler the application adds after enable() gets what it would
+        # without dynobs.
+        out = logging.StreamHandler(sys.stdout)
+        out.setLevel(logging.ERROR)
+        logging.getLogger().addHandler(out)
+        log.error("payment failed")
+    """, python, "WARNING shop: low stock\nERROR shop.db: connection lost\n"
+                 "DEBUG shop.trace: step 1\nERROR shop: payment failed\n")
+    assert bodies(rec) == [("low stock", 13), ("connection lost", 17), ("step 1", 5),
+                           ("payment failed", 17)]
+
+
+def test_no_logging_set_up_keeps_logging_s_last_resort(python):
+    # Without handlers, logging prints WARNING and above on stderr (its
+    # last resort); a logger level set by the application exports below.
+    rec = run_logging("""
+        enable_here()
+        log = logging.getLogger("shop")
+        log.info("info is below the root logger's default WARNING")
+        log.warning("low stock")
+        cart = logging.getLogger("cart")
+        cart.setLevel(logging.INFO)
+        cart.info("added")
+        enable_here(logs=False)
+        log.warning("printed, not exported")
+    """, python, "low stock\nprinted, not exported\n")
+    assert bodies(rec) == [("low stock", 13), ("added", 9)]
+
+
+def test_basic_config_force_replaces_the_set_up(python):
+    rec = run_logging("""
+        enable_here()
+        logging.basicConfig(level=logging.INFO)
+        log = logging.getLogger("shop")
+        log.info("first set-up")
+        logging.basicConfig(force=True, level=logging.ERROR, format="%(levelname)s|%(message)s")
+        log.warning("a warning below the new level")
+        log.error("second set-up")
+    """, python, "INFO:shop:first set-up\nERROR|second set-up\n")
+    assert bodies(rec) == [("first set-up", 9), ("second set-up", 17)]
+
+
+def test_dict_config_and_loggers_that_do_not_propagate(python):
+    # "access" keeps its records to its own handler (propagate=False, as
+    # uvicorn's and gunicorn's access loggers do): still exported, since
+    # the application outputs them. "silenced" sends them to a NullHandler
+    # only: the application discards them, and so does dynobs. "lonely" has
+    # no handler: logging's last resort prints its warnings, which are
+    # exported, and drops its INFO records.
+    rec = run_logging("""
+        enable_here()
+        logging.config.dictConfig({
+            "version": 1,
+            "formatters": {"f": {"format": "%(name)s %(levelname)s %(message)s"}},
+            "handlers": {
+                "console": {"class": "logging.StreamHandler", "formatter": "f",
+                            "stream": "ext://sys.stderr"},
+                "quiet": {"class": "logging.NullHandler"}},
+            "loggers": {
+                "access": {"handlers": ["console"], "level": "INFO", "propagate": False},
+                "silenced": {"handlers": ["quiet"], "level": "INFO", "propagate": False},
+                "lonely": {"level": "INFO", "propagate": False}},
+            "root": {"handlers": ["console"], "level": "INFO"},
+        })
+        logging.getLogger("app").info("started")
+        logging.getLogger("access").info("GET /")
+        logging.getLogger("silenced").warning("discarded")
+        logging.getLogger("app").debug("debug is below the configured level")
+        logging.getLogger("lonely").info("dropped by the last resort")
+        logging.getLogger("lonely").warning("disk full")
+    """, python, "app INFO started\naccess INFO GET /\ndisk full\n")
+    assert bodies(rec) == [("started", 9), ("GET /", 9), ("disk full", 13)]
+
+
+def test_explicit_logging_handler_and_enable_export_once(python):
+    rec = run_logging("""
+        logging.basicConfig(level=logging.INFO)
+        logging.getLogger().addHandler(dynobs.LoggingHandler())
+        enable_here()
+        log = logging.getLogger("shop")
+        with dynobs.span("checkout"):
+            log.info("priced")
+        log.warning("low stock")
+    """, python, "INFO:shop:priced\nWARNING:shop:low stock\n",
+                        without=[("priced", 9), ("low stock", 13)])
+    assert bodies(rec) == [("priced", 9), ("low stock", 13)]
+    assert rec.logs[0]["span"] == rec.span("checkout")["span"]
+    # The application's LoggingHandler decides what it exports, also with
+    # enable(): its level here.
+    _, rec = run("""
+        import logging, dynobs
+        h = dynobs.LoggingHandler()
+        h.setLevel(logging.ERROR)
+        logging.getLogger().addHandler(h)
+        dynobs.enable()
+        log = logging.getLogger("shop")
+        log.setLevel(logging.INFO)
+        log.warning("below the handler's level")
+        log.error("payment failed")
+    """, python)
+    assert bodies(rec) == [("payment failed", 17)]
+    # Behind a QueueListener (another thread), once, in the span of the
+    # thread that logged.
+    _, rec = run("""
+        import logging, logging.handlers, queue, dynobs
+        q = queue.Queue()
+        logging.getLogger().addHandler(logging.handlers.QueueHandler(q))
+        listener = logging.handlers.QueueListener(q, dynobs.LoggingHandler())
+        listener.start()
+        dynobs.enable()
+        log = logging.getLogger("shop")
+        log.setLevel(logging.INFO)
+        with dynobs.span("checkout"):
+            log.info("priced")
+        listener.stop()
+    """, python)
+    assert bodies(rec) == [("priced", 9)]
+    assert rec.logs[0]["span"] == rec.span("checkout")["span"]
+    # Without enable(), the handler exports what reaches it, as always.
+    _, rec = run("""
+        import logging, dynobs
+        logging.getLogger().addHandler(dynobs.LoggingHandler())
+        log = logging.getLogger("shop")
+        log.setLevel(logging.INFO)
+        log.info("priced")
+    """, python)
+    assert bodies(rec) == [("priced", 9)]
 
 
 def test_enable_explicit_arguments_win_over_the_environment(python):
