@@ -493,7 +493,10 @@ static void remember_origin(int fd)
 DYNOBS_API int connect(int fd, const struct sockaddr *addr, socklen_t len)
 {
     int (*fn)(int, const struct sockaddr *, socklen_t) = DYNOBS_REAL(connect);
-    if (active() && dynobs__fd_get(fd))
+    struct dynobs_conn *c = active() ? dynobs__fd_get(fd) : NULL;
+    /* A pending connection stays: calling connect() again on a socket is
+     * how a non-blocking connect is completed (Ruby, for one). */
+    if (c && (DYNOBS_CONN_IS_MARKER(c) || c->proto != DYNOBS_PROTO_PENDING))
         dynobs__fd_set(fd, NULL);
     int r = fn ? fn(fd, addr, len) : (int)syscall(SYS_connect, fd, addr, len);
     if (DYNOBS_UNLIKELY(dynobs__loop_fd1 != 0) && (r == 0 || errno == EINPROGRESS) && addr &&

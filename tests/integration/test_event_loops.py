@@ -1,0 +1,253 @@
+#!/usr/bin/env python3
+"""Traces that hold together in the servers people run: a small service in
+each runtime answers GET /hop?id=N by making one outbound HTTP call to a
+backend (GET /back?id=N) before it answers. Under the shim, with 3
+sequential and then 4 concurrent requests, each carrying a traceparent of
+its own trace:
+  - every server span continues its caller;
+  - the outbound call of request N reaches the backend in request N's
+    trace, as a child of the service's CLIENT span, itself a child of the
+    server span (at least 95% of them: with 7 calls, all of them);
+  - no call is ever in another request's trace.
+Each runtime is skipped, with a message, where it is not installed.
+
+Usage: test_event_loops.py BUILD_DIR SOURCE_DIR [test names]"""
+import http.server
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import test_exporter as tx  # noqa: E402
+import test_http_server as hs  # noqa: E402
+from otlp_receiver import Receiver  # noqa: E402
+
+check, wait_for, one, attrs, hexid, spans_of = (tx.check, tx.wait_for, tx.one, tx.attrs, tx.hexid,
+                                                 tx.spans_of)
+
+
+class Backend:
+    """The service's outbound target, outside the shim: records the id and
+    the traceparent of every request it gets."""
+
+    def __init__(self):
+        seen = self.seen = []
+        lock = self.lock = threading.Lock()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self):
+                q = self.path.partition("?")[2]
+                ident = dict(p.partition("=")[::2] for p in q.split("&")).get("id", "")
+                with lock:
+                    seen.append((ident, self.headers.get_all("traceparent") or []))
+                body = ("back " + ident).encode()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def url(self):
+        return "http://127.0.0.1:%d" % self.port
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def call(port, ident, trace, parent):
+    req = urllib.request.Request("http://127.0.0.1:%d/hop?id=%d" % (port, ident), headers={
+        "traceparent": "00-%s-%s-01" % (trace, parent), "Connection": "close"})
+    with urllib.request.urlopen(req, timeout=30) as r:
+        body = r.read()
+        check(r.status == 200, "request %d: status %d (%r)" % (ident, r.status, body))
+        check(("back %d" % ident).encode() in body, "request %d: body %r" % (ident, body))
+
+
+def drive(port):
+    """3 sequential, then 4 concurrent requests; their (trace, parent) ids."""
+    callers = {i: (secrets.token_hex(16), secrets.token_hex(8)) for i in range(1, 8)}
+    for i in (1, 2, 3):
+        call(port, i, *callers[i])
+    errors = []
+
+    def one_call(i):
+        try:
+            call(port, i, *callers[i])
+        except Exception as e:  # reported below, with the others
+            errors.append("request %d: %s" % (i, e))
+
+    threads = [threading.Thread(target=one_call, args=(i,)) for i in (4, 5, 6, 7)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    check(not errors, "; ".join(errors))
+    return callers
+
+
+def check_linked(name, rx, backend, callers, service):
+    """The server spans continue their callers and every outbound call is
+    in its own request's trace, through the service's CLIENT span."""
+    with backend.lock:
+        seen = list(backend.seen)
+    check(sorted(int(i) for i, _ in seen) == list(range(1, 8)),
+          "%s: the backend got %r" % (name, [i for i, _ in seen]))
+    spans = hs.received(rx, service, 14, "server and client spans")
+    servers = {hexid(s, "trace_id"): s for s in spans if hs.kind(s) == "SPAN_KIND_SERVER"}
+    clients = {hexid(s, "span_id"): s for s in spans if hs.kind(s) == "SPAN_KIND_CLIENT"}
+    check(len(servers) == 7 and len(clients) == 7,
+          "%s: %d server spans in %d traces, %d client spans" % (
+              name, sum(hs.kind(s) == "SPAN_KIND_SERVER" for s in spans), len(servers),
+              len(clients)))
+    by_trace = {trace: i for i, (trace, _) in callers.items()}
+    linked = wrong = 0
+    report = []
+    for ident, tps in seen:
+        i = int(ident)
+        trace, parent = callers[i]
+        server = servers.get(trace)
+        check(server is not None, "%s: request %d has no server span in its trace" % (name, i))
+        check(hexid(server, "parent_span_id") == parent,
+              "%s: request %d's server span does not continue its caller" % (name, i))
+        check(len(tps) == 1, "%s: request %d reached the backend with %d traceparents" % (
+            name, i, len(tps)))
+        _, t, p, _ = tps[0].split("-")
+        if t == trace:
+            client = clients.get(p)
+            check(client is not None and hexid(client, "trace_id") == trace,
+                  "%s: request %d's outbound traceparent names no client span of its trace" % (
+                      name, i))
+            check(hexid(client, "parent_span_id") == hexid(server, "span_id"),
+                  "%s: request %d's client span is not a child of its server span" % (name, i))
+            linked += 1
+            report.append("%d:linked" % i)
+        elif t in by_trace:
+            wrong += 1
+            report.append("%d:IN TRACE OF %d" % (i, by_trace[t]))
+        else:
+            report.append("%d:own trace" % i)
+    print("%s: %d of 7 outbound calls in the right trace, %d in a wrong one (%s)" % (
+        name, linked, wrong, ", ".join(report)))
+    check(wrong == 0, "%s: %d outbound calls in another request's trace" % (name, wrong))
+    check(linked >= 7 * 0.95, "%s: only %d of 7 outbound calls in the right trace" % (name, linked))
+
+
+def run_service(env, name, argv, port, extra=None, cwd=None):
+    rx = Receiver()
+    backend = Backend()
+    try:
+        env.start_exporter(rx.url())
+        e = env.app_env(dict({"OTEL_SERVICE_NAME": name, "BACKEND": backend.url()},
+                             **(extra or {})))
+        p = subprocess.Popen([a.replace("{port}", str(port)).replace("{backend}", backend.url())
+                              for a in argv], env=e, cwd=cwd, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE)
+        env.procs.append(p)
+        hs.wait_listening(port, p, name)
+        callers = drive(port)
+        check_linked(name, rx, backend, callers, name)
+    finally:
+        backend.stop()
+        rx.stop()
+
+
+def need(tool, package):
+    if not shutil.which(tool):
+        raise tx.Skipped("%s is missing (Debian: %s)" % (tool, package))
+
+
+# ---- the services ----
+
+NODE = r'''
+const http = require('http');
+const [port, back] = process.argv.slice(2);
+http.createServer((req, res) => {
+  const id = new URL(req.url, 'http://x').searchParams.get('id');
+  http.get(back + '/back?id=' + id, (r) => {
+    let body = '';
+    r.on('data', (d) => { body += d; });
+    r.on('end', () => { res.end('node got: ' + body); });
+  }).on('error', (e) => { res.statusCode = 502; res.end(String(e)); });
+}).listen(Number(port), '127.0.0.1');
+'''
+
+RUBY = r'''
+require 'socket'
+require 'net/http'
+port, back = ARGV[0].to_i, ARGV[1]
+server = TCPServer.new('127.0.0.1', port)
+loop do
+  Thread.start(server.accept) do |c|
+    begin
+      line = c.gets
+      while (h = c.gets) && h != "\r\n"; end
+      id = line[/id=(\d+)/, 1]
+      body = "ruby got: " + Net::HTTP.get(URI("#{back}/back?id=#{id}"))
+      c.write "HTTP/1.1 200 OK\r\nContent-Length: #{body.bytesize}\r\nConnection: close\r\n\r\n#{body}"
+    ensure
+      c.close
+    end
+  end
+end
+'''
+
+PHP_ROUTER = r'''<?php
+$id = intval($_GET['id'] ?? '0');
+echo "php got: " . file_get_contents(getenv('BACKEND') . "/back?id=" . $id);
+'''
+
+
+def script(env, name, text):
+    path = os.path.join(env.dir, name)
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
+@tx.with_env
+def test_node_http_server(env):
+    need("node", "nodejs")
+    port = tx.free_port()
+    run_service(env, "node-svc", ["node", script(env, "svc.js", NODE), "{port}", "{backend}"],
+                port)
+
+
+@tx.with_env
+def test_ruby_thread_per_connection(env):
+    need("ruby", "ruby")
+    port = tx.free_port()
+    run_service(env, "ruby-svc", ["ruby", script(env, "svc.rb", RUBY), "{port}", "{backend}"],
+                port)
+
+
+@tx.with_env
+def test_php_builtin_server(env):
+    need("php", "php-cli")
+    port = tx.free_port()
+    script(env, "index.php", PHP_ROUTER)
+    run_service(env, "php-svc", ["php", "-S", "127.0.0.1:{port}", "index.php"], port,
+                cwd=env.dir)
+
+
+def main():
+    if not shutil.which("protoc"):
+        return tx.skip_file("protoc is missing (Debian: protobuf-compiler)")
+    return tx.run_tests(globals())
+
+
+if __name__ == "__main__":
+    sys.exit(main())
