@@ -69,6 +69,16 @@ DYNOBS_API int dynobs_current_tracestate(char *b, size_t l)
     (void)b, (void)l;
     return DYNOBS_EDISABLED;
 }
+DYNOBS_API int dynobs_server_traceparent(int fd, char *b, size_t l)
+{
+    (void)fd, (void)b, (void)l;
+    return DYNOBS_EDISABLED;
+}
+DYNOBS_API int dynobs_client_parent(int fd, const char *tp)
+{
+    (void)fd, (void)tp;
+    return DYNOBS_EDISABLED;
+}
 DYNOBS_API int dynobs_context_attach(const char *tp, const char *ts)
 {
     (void)tp, (void)ts;

@@ -109,6 +109,13 @@ struct dynobs_conn *dynobs__conn_pending(enum dynobs_transport tr, int fd,
     return c;
 }
 
+const struct dynobs_span *dynobs__conn_serving(const struct dynobs_conn *c)
+{
+    if (c->proto == DYNOBS_PROTO_H1_SERVER && c->p.h1s.x.open)
+        return &c->p.h1s.x.span;
+    return NULL;
+}
+
 void dynobs__conn_unseen_out(struct dynobs_conn *c, size_t n)
 {
     if (c->proto == DYNOBS_PROTO_H1_SERVER)

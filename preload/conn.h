@@ -75,8 +75,8 @@ struct dynobs_conn {
     int local_port;
     char local_address[48];
     char peer_address[48];
-    /* The context the connection was opened in, on an event loop serving a
-     * request: the parent of its first request (context.h). */
+    /* The parent a runtime announced for the next request written on the
+     * connection (bridge.c): exact where the shim alone cannot tell. */
     uint8_t has_origin;
     struct dynobs_ctx origin;
     /* The protocol's state: the request (later the streams) in flight. */
@@ -100,8 +100,9 @@ enum dynobs_proto dynobs__conn_recognise(enum dynobs_role role, const struct iov
 struct dynobs_conn *dynobs__conn_open(enum dynobs_transport tr, enum dynobs_proto p,
                                       int fd) DYNOBS_INTERNAL;
 
-/* A connection opened by this process (connect) in context origin, whose
- * protocol its first bytes will tell; NULL when no memory could be had. */
+/* A connection of this process not written to yet, with the parent a
+ * runtime announced for its first request (origin); its first bytes will
+ * tell its protocol. NULL when no memory could be had. */
 struct dynobs_conn *dynobs__conn_pending(enum dynobs_transport tr, int fd,
                                          const struct dynobs_ctx *origin) DYNOBS_INTERNAL;
 /* A pending connection's first bytes said protocol p: it becomes one
@@ -124,6 +125,10 @@ static inline int dynobs__conn_wants(const struct dynobs_conn *c, enum dynobs_di
         return 0;
     }
 }
+
+/* The span of the request being served on a server connection (read,
+ * response not complete), or NULL. */
+const struct dynobs_span *dynobs__conn_serving(const struct dynobs_conn *c) DYNOBS_INTERNAL;
 
 /* A transport's entry for a stream about to be read: the connection when
  * its protocol wants the bytes, DYNOBS_CONN_ACCEPTED for a server's stream

@@ -127,27 +127,17 @@ static const struct dynobs_ctx *stack_top(struct dynobs_thread *t)
     return NULL;
 }
 
-/* t's loop context, when its thread (the caller) has one. */
-static const struct dynobs_ctx *loop_ctx(struct dynobs_thread *t)
-{
-    return dynobs__loop_fd1 ? &t->loop_ctx : NULL;
-}
-
 const struct dynobs_ctx *dynobs__ctx_current(struct dynobs_thread *t)
 {
-    const struct dynobs_ctx *c = stack_top(t);
-    return c ? c : loop_ctx(t);
+    return stack_top(t);
 }
 
 static void count_ambiguous(void);
 
-const struct dynobs_ctx *dynobs__ctx_outbound(struct dynobs_thread *t,
-                                              const struct dynobs_ctx *origin)
+const struct dynobs_ctx *dynobs__ctx_outbound(struct dynobs_thread *t)
 {
     const struct dynobs_ctx *c = stack_top(t);
-    if (!c)
-        c = origin ? origin : loop_ctx(t);
-    if (!c && __atomic_load_n(&dynobs__loop_inflight, __ATOMIC_RELAXED) > 0)
+    if (!c && dynobs__multiplexing && __atomic_load_n(&dynobs__mux_inflight, __ATOMIC_RELAXED) > 0)
         count_ambiguous();
     return c;
 }
@@ -187,39 +177,29 @@ struct dynobs_ctx *dynobs__ctx_from_headers(struct dynobs_ctx *c, const char *tp
     return c;
 }
 
-/* ---- requests served on event loops ---- */
+/* ---- threads that serve many requests at once ---- */
 
-int dynobs__loop_inflight;
+__thread uint8_t dynobs__multiplexing DYNOBS_TLS;
+int dynobs__mux_inflight;
 
-void dynobs__loop_enter(struct dynobs_thread *t, const struct dynobs_span *s, int fd,
-                        uint64_t req)
+void dynobs__ctx_multiplexing(struct dynobs_thread *t)
 {
-    /* Cleared first and set last: a signal handler that runs in between
-     * sees no loop context rather than half of one. */
-    dynobs__loop_fd1 = 0;
-    __atomic_signal_fence(__ATOMIC_SEQ_CST);
-    struct dynobs_ctx *x = &t->loop_ctx;
-    memset(x, 0, offsetof(struct dynobs_ctx, tracestate));
-    memcpy(x->trace_id, s->rec.trace_id, 16);
-    memcpy(x->span_id, s->rec.span_id, 8);
-    x->flags = s->rec.trace_flags;
-    x->ts_len = s->rec.tracestate_len;
-    if (x->ts_len)
-        memcpy(x->tracestate, dynobs__span_tracestate(s), x->ts_len);
-    x->valid = 1;
-    t->loop_req = req;
-    __atomic_signal_fence(__ATOMIC_SEQ_CST);
-    dynobs__loop_fd1 = fd + 1;
+    dynobs__multiplexing = 1;
+    if (!t)
+        return;
+    /* Requests bound while the thread seemed to serve one at a time: the
+     * entries of bound requests are the ones without an owner span that
+     * are not attached remote contexts. */
+    for (int d = t->depth; d > 0; d--) {
+        struct dynobs_ctx *c = &t->stack[d - 1];
+        if (c->valid && !c->span && !c->remote)
+            __atomic_store_n(&c->ended, 1, __ATOMIC_RELEASE);
+    }
+    dynobs__ctx_pop_ended(t);
 }
 
-void dynobs__loop_end(struct dynobs_thread *t, uint64_t req)
-{
-    if (t && dynobs__loop_fd1 && t->loop_req == req)
-        dynobs__loop_fd1 = 0;
-}
-
-/* An outbound call that no context could be found for while requests are
- * in flight on event loops: counted, in the segment's metric table. */
+/* An outbound call that no context could be found for on a thread that
+ * multiplexes requests in flight: counted, in the segment's metric table. */
 static void count_ambiguous(void)
 {
     struct dynobs_segment *seg = dynobs__segment();

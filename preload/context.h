@@ -38,19 +38,16 @@ struct dynobs_ctx {
     char tracestate[DYNOBS_TRACESTATE_MAX];
 };
 
-/* The current context of thread t: the innermost live entry of its stack,
- * else the request its event loop is serving (below), or NULL. */
+/* The current context of thread t: the innermost live entry of its
+ * stack, or NULL. */
 const struct dynobs_ctx *dynobs__ctx_current(struct dynobs_thread *t) DYNOBS_INTERNAL;
 
 /* The parent of an outbound call (HTTP request, libcurl transfer, SQL
- * statement) made now on thread t: the innermost live entry of its stack,
- * else the context its connection was opened in (origin, may be NULL),
- * else the request its event loop is serving. NULL when there is none;
- * then, if the process is serving requests on event loops, the shim
+ * statement) made now on thread t: its current context. NULL when there
+ * is none; then, if the thread multiplexes requests in flight, the shim
  * cannot tell which one (if any) caused the call: it starts its own
  * trace, and dynobs.context.ambiguous counts it. */
-const struct dynobs_ctx *dynobs__ctx_outbound(struct dynobs_thread *t,
-                                              const struct dynobs_ctx *origin) DYNOBS_INTERNAL;
+const struct dynobs_ctx *dynobs__ctx_outbound(struct dynobs_thread *t) DYNOBS_INTERNAL;
 /* A new innermost entry to fill (NULL when the stack is full), then
  * published: readers see it only once it is complete. */
 struct dynobs_ctx *dynobs__ctx_push(struct dynobs_thread *t) DYNOBS_INTERNAL;
@@ -93,47 +90,30 @@ int dynobs__ctx_bind(struct dynobs_thread *t, const struct dynobs_span *s,
  * by that thread, lazily). */
 void dynobs__ctx_unbind(struct dynobs_ctx_binding *b, struct dynobs_thread *self) DYNOBS_INTERNAL;
 
-/* ---- requests served on event loops ----
+/* ---- threads that serve many requests at once ----
  *
- * On a non-blocking stream, the thread that reads a request moves on to
- * other streams, so the request cannot be bound to it for as long as it
- * is served. What holds on every event loop is narrower: the handler that
- * a read triggers runs on that thread right after the read, before the
- * loop waits again. So a request whose head was just read is the
- * thread's loop context from then until the thread waits for events
- * (epoll_wait, poll, select and their kin), reads from another stream it
- * has written to or classified (another event's callback is running), or
- * the request ends. Outbound calls made meanwhile, or on connections
- * opened meanwhile (conn.h: a connection's origin), are its children.
- * Anything else is left unattributed, never guessed. */
+ * A request read on a non-blocking stream is bound to the thread that
+ * read it, as one read on a blocking socket is, as long as that thread
+ * serves one request at a time (a thread per connection that waits with
+ * poll, a process that runs one request after another). A thread that
+ * waits with epoll, or that reads a request while another one it read is
+ * still in flight, multiplexes: the code it runs next may belong to any
+ * of its requests (a callback, a timer, a task resumed), and nothing seen
+ * from below tells which. There, no request is bound; the runtime's own
+ * context (runtimes/node, the Python package) says which request an
+ * outbound call belongs to, and a call without one starts its own trace,
+ * counted as ambiguous. A wrong link is worse than none. */
 
-/* Request req (a process-unique number), of span s read from fd, becomes
- * thread t's loop context. */
-void dynobs__loop_enter(struct dynobs_thread *t, const struct dynobs_span *s, int fd,
-                        uint64_t req) DYNOBS_INTERNAL;
-/* Request req ended: it stops being t's loop context (t: the caller's). */
-void dynobs__loop_end(struct dynobs_thread *t, uint64_t req) DYNOBS_INTERNAL;
+/* 1 once the calling thread multiplexes (set by the epoll interposers and
+ * by the HTTP server layer). */
+extern __thread uint8_t dynobs__multiplexing __attribute__((tls_model("initial-exec")))
+DYNOBS_INTERNAL;
 
-/* fd + 1 of the stream whose request this thread's loop is serving, 0
- * when none: a word of its own, so that the loop's waits and reads end
- * the loop context with one store. */
-extern __thread int dynobs__loop_fd1 __attribute__((tls_model("initial-exec"))) DYNOBS_INTERNAL;
+/* The calling thread multiplexes from now on: the requests bound to it
+ * (t: its block, or NULL when it has none) are unbound. */
+void dynobs__ctx_multiplexing(struct dynobs_thread *t) DYNOBS_INTERNAL;
 
-/* The thread waits for events, or starts on another one: one store. */
-static inline void dynobs__loop_turn(void)
-{
-    dynobs__loop_fd1 = 0;
-}
-
-/* A read from fd, whose transport entry is known (non-NULL): another
- * stream's data ends the current loop context. */
-static inline void dynobs__loop_read(int fd)
-{
-    if (DYNOBS_UNLIKELY(dynobs__loop_fd1 != 0) && dynobs__loop_fd1 != fd + 1)
-        dynobs__loop_fd1 = 0;
-}
-
-/* Requests in flight on event loops, process-wide (atomic). */
-extern int dynobs__loop_inflight DYNOBS_INTERNAL;
+/* Requests in flight on multiplexing threads, process-wide (atomic). */
+extern int dynobs__mux_inflight DYNOBS_INTERNAL;
 
 #endif

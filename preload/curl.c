@@ -175,7 +175,7 @@ static void begin(CURL *h)
         dynobs__ctx_remote(&remote, &tp);
         parent = &remote;
     } else {
-        parent = app_tp ? NULL : dynobs__ctx_current(t);
+        parent = app_tp ? NULL : dynobs__ctx_outbound(t);
     }
     x->start_ns = dynobs__clock_now(&t->clk);
     if (dynobs__span_begin(&x->span, "HTTP", DYNOBS_SPAN_KIND_CLIENT, parent, x->start_ns) < 0)

@@ -162,9 +162,11 @@ static void start_request(struct dynobs_conn *c, const struct dynobs_h1_req *o)
     int app_tp = o->has_traceparent;
     if (app_tp)
         parent = dynobs__ctx_from_headers(&remote, o->traceparent, o->tp_len, NULL, 0);
+    else if (c->has_origin)
+        parent = &c->origin; /* announced by the runtime for this request */
     else
-        parent = dynobs__ctx_outbound(t, c->has_origin ? &c->origin : NULL);
-    c->has_origin = 0; /* the connection's first request only */
+        parent = dynobs__ctx_outbound(t);
+    c->has_origin = 0;
     if (dynobs__span_begin(&x->span, x->method, DYNOBS_SPAN_KIND_CLIENT, parent, x->start_ns) < 0)
         return;
     x->open = 1;

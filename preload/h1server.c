@@ -9,11 +9,12 @@
  * serves it (thread-per-connection, fork-per-connection and single-
  * threaded blocking servers), so the request is bound as that thread's
  * context (context.c) until the response is out: outbound calls made
- * while serving it are its children. On a non-blocking socket (event
- * loops, and threads that wait with poll) the reading thread moves on to
- * other connections, so the request is its loop context only until the
- * loop turns (context.h explains the rule): the handler the read
- * triggered, and the connections it opens, make children of it.
+ * while serving it are its children. On a non-blocking socket the same
+ * holds for a thread that serves one request at a time (a thread per
+ * connection that waits with poll, PHP's built-in server); a thread that
+ * multiplexes requests (an event loop: epoll, or two requests in flight)
+ * binds none, as no syscall tells which request its next callback serves
+ * (context.h).
  */
 #define _GNU_SOURCE
 #include <string.h>
@@ -26,10 +27,6 @@
 /* The server sets each attribute of its span once: no replacement scan. */
 #define ADD(s, key, type, v, n) dynobs__span_add(s, key, sizeof key - 1, type, v, n)
 #define set_str(s, key, v, n) ((n) ? ADD(s, key, DYNOBS_ATTR_STRING, v, n) : 0)
-
-/* Numbers the requests served on event loops (their loop context's
- * identity). */
-static uint64_t next_req;
 
 static void start(struct dynobs_conn *c)
 {
@@ -88,14 +85,20 @@ static void start(struct dynobs_conn *c)
      * socket is blocking; on an event loop, until the loop turns (see the
      * top of the file). */
     x->bound.owner = NULL;
-    if (c->blocking) {
-        (void)dynobs__ctx_bind(t, s, &x->bound);
-    } else {
-        x->req = __atomic_add_fetch(&next_req, 1, __ATOMIC_RELAXED);
-        x->on_loop = 1;
-        __atomic_fetch_add(&dynobs__loop_inflight, 1, __ATOMIC_RELAXED);
-        dynobs__loop_enter(t, s, c->fd, x->req);
+    x->reader = NULL;
+    if (!c->blocking) {
+        /* A second request in flight on the thread that read it: it
+         * multiplexes (context.h). */
+        x->reader = t;
+        if (__atomic_add_fetch(&t->serving, 1, __ATOMIC_RELAXED) > 1 && !dynobs__multiplexing)
+            dynobs__ctx_multiplexing(t);
+        if (dynobs__multiplexing) {
+            x->on_mux = 1;
+            __atomic_fetch_add(&dynobs__mux_inflight, 1, __ATOMIC_RELAXED);
+            return;
+        }
     }
+    (void)dynobs__ctx_bind(t, s, &x->bound);
 }
 
 /* The duration metric's labels: the connection's last ones while method
@@ -155,10 +158,13 @@ static void finish(struct dynobs_conn *c, int code, const char *error_type)
     /* Give the serving thread its previous context back (lazily, if
      * another thread wrote the response). */
     dynobs__ctx_unbind(&x->bound, t);
-    if (x->on_loop) {
-        x->on_loop = 0;
-        __atomic_fetch_sub(&dynobs__loop_inflight, 1, __ATOMIC_RELAXED);
-        dynobs__loop_end(t, x->req);
+    if (x->reader) {
+        __atomic_fetch_sub(&x->reader->serving, 1, __ATOMIC_RELAXED);
+        x->reader = NULL;
+    }
+    if (x->on_mux) {
+        x->on_mux = 0;
+        __atomic_fetch_sub(&dynobs__mux_inflight, 1, __ATOMIC_RELAXED);
     }
     dynobs__span_finish(s);
     x->open = 0;

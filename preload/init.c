@@ -21,7 +21,6 @@ struct dynobs_config dynobs__config;
 uint64_t dynobs__lost;
 __thread int dynobs__guard DYNOBS_TLS;
 __thread uint32_t dynobs__inside DYNOBS_TLS;
-__thread int dynobs__loop_fd1 DYNOBS_TLS;
 
 /* Segment states: a CAS from NONE to CREATING elects the one thread that
  * creates it; everybody else keeps going without a segment meanwhile. */

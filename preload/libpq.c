@@ -204,7 +204,7 @@ static int begin(PGconn *c, struct pgstate *s, const char *query, const char *op
         strcpy(name + nl + 1, coll);
     }
     s->start_ns = dynobs__clock_now(&t->clk);
-    if (dynobs__span_begin(&s->span, name, DYNOBS_SPAN_KIND_CLIENT, dynobs__ctx_current(t),
+    if (dynobs__span_begin(&s->span, name, DYNOBS_SPAN_KIND_CLIENT, dynobs__ctx_outbound(t),
                            s->start_ns) < 0)
         return -1;
     copy(s->op, sizeof s->op, op);

@@ -51,10 +51,10 @@ static ssize_t r_sendmsg(int fd, const struct msghdr *m, int flags)
 
 /* ---- classification ---- */
 
-/* First write on an fd we have not seen (or that was connected while a
- * request was being served: pending, with its origin): a TCP socket whose
- * first bytes start a request of a protocol we trace gets a connection;
- * anything else is marked and never looked at again. */
+/* First write on an fd we have not seen (or that a runtime announced a
+ * parent for: pending, with its origin): a TCP socket whose first bytes
+ * start a request of a protocol we trace gets a connection; anything else
+ * is marked and never looked at again. */
 static struct dynobs_conn *classify(int fd, const struct iovec *iov, int iovcnt,
                                     struct dynobs_conn *pending)
 {
@@ -75,8 +75,9 @@ static struct dynobs_conn *classify(int fd, const struct iovec *iov, int iovcnt,
     if (p && getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) == 0 && type == SOCK_STREAM &&
         getsockname(fd, (struct sockaddr *)&ss, &sl) == 0 &&
         (ss.ss_family == AF_INET || ss.ss_family == AF_INET6))
-        c = pending ? dynobs__conn_adopt(pending, p) : dynobs__conn_open(DYNOBS_TRANSPORT_SOCKET, p, fd);
-    if (!c || c != pending)
+        c = pending ? dynobs__conn_adopt(pending, p)
+                    : dynobs__conn_open(DYNOBS_TRANSPORT_SOCKET, p, fd);
+    if (c != pending || !c)
         dynobs__fd_set(fd, c ? c : DYNOBS_CONN_IGNORED);
     errno = saved;
     return c;
@@ -113,10 +114,7 @@ static inline struct dynobs_conn *in_conn(int fd)
 {
     if (!active())
         return NULL;
-    struct dynobs_conn *e = dynobs__fd_get(fd);
-    if (e)
-        dynobs__loop_read(fd);
-    struct dynobs_conn *c = dynobs__conn_for_read(e);
+    struct dynobs_conn *c = dynobs__conn_for_read(dynobs__fd_get(fd));
     if (c && c != DYNOBS_CONN_ACCEPTED)
         c->fd = fd;
     return c;
@@ -474,35 +472,14 @@ DYNOBS_API ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
     return r;
 }
 
-/* A connection opened while this thread's event loop serves a request
- * remembers that request: its first request is a child of it, even when
- * it is written in a later turn of the loop (context.h). */
-static void remember_origin(int fd)
-{
-    int saved = errno;
-    struct dynobs_thread *t = dynobs__thread();
-    const struct dynobs_ctx *o = t ? dynobs__ctx_current(t) : NULL;
-    struct dynobs_conn *c = o ? dynobs__conn_pending(DYNOBS_TRANSPORT_SOCKET, fd, o) : NULL;
-    if (c)
-        dynobs__fd_set(fd, c);
-    errno = saved;
-}
-
 /* A socket that connects starts afresh: whatever the fd number carried
  * before (a file closed by other means, say) is forgotten. */
 DYNOBS_API int connect(int fd, const struct sockaddr *addr, socklen_t len)
 {
     int (*fn)(int, const struct sockaddr *, socklen_t) = DYNOBS_REAL(connect);
-    struct dynobs_conn *c = active() ? dynobs__fd_get(fd) : NULL;
-    /* A pending connection stays: calling connect() again on a socket is
-     * how a non-blocking connect is completed (Ruby, for one). */
-    if (c && (DYNOBS_CONN_IS_MARKER(c) || c->proto != DYNOBS_PROTO_PENDING))
+    if (active() && dynobs__fd_get(fd))
         dynobs__fd_set(fd, NULL);
-    int r = fn ? fn(fd, addr, len) : (int)syscall(SYS_connect, fd, addr, len);
-    if (DYNOBS_UNLIKELY(dynobs__loop_fd1 != 0) && (r == 0 || errno == EINPROGRESS) && addr &&
-        (addr->sa_family == AF_INET || addr->sa_family == AF_INET6) && active())
-        remember_origin(fd);
-    return r;
+    return fn ? fn(fd, addr, len) : (int)syscall(SYS_connect, fd, addr, len);
 }
 
 /* ---- servers ---- */

@@ -134,10 +134,7 @@ struct dynobs_thread {
     struct dynobs_rng rng;
     struct dynobs_clock_anchor clk;
     int depth; /* entries in stack[] (context.c) */
-    /* The request this thread's event loop is serving (context.c): valid
-     * while dynobs__loop_fd1 is non-zero. */
-    uint64_t loop_req;
-    struct dynobs_ctx loop_ctx;
+    int serving; /* requests read on non-blocking streams in flight; atomic */
     uint64_t pool_used;  /* bit i: spans[i] in use; changed by this thread only */
     uint64_t pool_freed; /* bits set by other threads that ended our spans */
     uint16_t errlen; /* DYNOBS_CAPTURE_LOGS: bytes of a stderr line waiting */
@@ -149,6 +146,8 @@ struct dynobs_thread {
 /* The calling thread's block, created on first use; NULL when dynobs is
  * off or no memory could be had. */
 struct dynobs_thread *dynobs__thread(void) DYNOBS_INTERNAL;
+/* The calling thread's block if it has one already (never creates one). */
+struct dynobs_thread *dynobs__thread_if_any(void) DYNOBS_INTERNAL;
 /* After fork, in the child: keep the caller's block, free the others. */
 void dynobs__thread_after_fork(void) DYNOBS_INTERNAL;
 void dynobs__thread_init_key(void) DYNOBS_INTERNAL;

@@ -83,6 +83,11 @@ struct dynobs_thread *dynobs__thread(void)
     return t;
 }
 
+struct dynobs_thread *dynobs__thread_if_any(void)
+{
+    return self;
+}
+
 void dynobs__thread_after_fork(void)
 {
     /* Only the forking thread exists in the child: the other blocks are

@@ -157,6 +157,20 @@ DYNOBS_API int dynobs_current_tracestate(char *buf, size_t len);
 DYNOBS_API int dynobs_context_attach(const char *traceparent, const char *tracestate);
 DYNOBS_API void dynobs_context_detach(void);
 
+/* For runtimes that carry a request's context across their own callbacks
+ * (event loops: Node.js, asyncio), where the shim alone cannot tell which
+ * request an outbound call belongs to. */
+/* The traceparent of the HTTP request this process is serving on socket
+ * fd (read, its response not complete), written to buf (needs
+ * DYNOBS_TRACEPARENT_LEN + 1 bytes); returns its length, DYNOBS_ENOENT
+ * when no request is being served there. */
+DYNOBS_API int dynobs_server_traceparent(int fd, char *buf, size_t len);
+/* The parent of the next HTTP request written on socket fd: the CLIENT
+ * span of that request continues traceparent (and the traceparent sent
+ * with it is that span's). Returns 0, DYNOBS_EINVAL for an invalid
+ * traceparent, DYNOBS_ENOENT when fd carries something else. */
+DYNOBS_API int dynobs_client_parent(int fd, const char *traceparent);
+
 /* Metrics. labels is "key=value,key=value" (NULL or "" for none); a value
  * cannot contain ',' . Series are told apart by name and label string. */
 DYNOBS_API int dynobs_counter_add(const char *name, double value, const char *labels);

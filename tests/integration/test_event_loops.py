@@ -218,12 +218,89 @@ def script(env, name, text):
     return path
 
 
+RUN = os.path.join(tx.BUILD, "dynobs-run")
+
+
 @tx.with_env
 def test_node_http_server(env):
+    # Through dynobs-run, as users start it: it loads the Node bridge.
     need("node", "nodejs")
     port = tx.free_port()
-    run_service(env, "node-svc", ["node", script(env, "svc.js", NODE), "{port}", "{backend}"],
-                port)
+    run_service(env, "node-svc", [RUN, "--no-exporter", "--", "node",
+                                  script(env, "svc.js", NODE), "{port}", "{backend}"], port)
+
+
+NODE_DEFERRED = r'''
+const http = require('http');
+const [port, back] = process.argv.slice(2);
+http.createServer((req, res) => {
+  const id = Number(new URL(req.url, 'http://x').searchParams.get('id'));
+  const go = () => http.get(back + '/back?id=' + id, (r) => {
+    let body = '';
+    r.on('data', (d) => { body += d; });
+    r.on('end', () => { res.end('node got: ' + body); });
+  }).on('error', (e) => { res.statusCode = 502; res.end(String(e)); });
+  // The outbound call from each of Node's places to run code later.
+  [go, () => setImmediate(go), () => setTimeout(go, 0),
+   () => Promise.resolve().then(go)][id % 4]();
+}).listen(Number(port), '127.0.0.1');
+'''
+
+
+@tx.with_env
+def test_node_deferred_calls_never_in_a_wrong_trace(env):
+    # 60 concurrent requests whose handlers call out now, from
+    # setImmediate, from setTimeout and from a promise: with the bridge
+    # every call is in its own trace; the shim alone (no bridge) links
+    # none and never a wrong one.
+    need("node", "nodejs")
+    path = script(env, "deferred.js", NODE_DEFERRED)
+    for bridge in (True, False):
+        port = tx.free_port()
+        backend = Backend()
+        try:
+            argv = ([RUN, "--no-exporter", "--"] if bridge else []) + ["node", path, str(port),
+                                                                       backend.url()]
+            e = env.app_env({"OTEL_SERVICE_NAME": "node-deferred"})
+            p = subprocess.Popen(argv, env=e, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            env.procs.append(p)
+            hs.wait_listening(port, p, "node")
+            callers = {i: (secrets.token_hex(16), secrets.token_hex(8)) for i in range(60)}
+            errors = []
+
+            def one_call(i):
+                try:
+                    call(port, i, *callers[i])
+                except Exception as ex:
+                    errors.append("request %d: %s" % (i, ex))
+
+            threads = [threading.Thread(target=one_call, args=(i,)) for i in callers]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(60)
+            check(not errors, "; ".join(errors[:5]))
+            by_trace = {trace: i for i, (trace, _) in callers.items()}
+            with backend.lock:
+                seen = list(backend.seen)
+            check(len(seen) == 60, "the backend got %d calls" % len(seen))
+            linked = wrong = 0
+            for ident, tps in seen:
+                check(len(tps) <= 1, "request %s sent %d traceparents" % (ident, len(tps)))
+                trace = tps[0].split("-")[1] if tps else None
+                if trace == callers[int(ident)][0]:
+                    linked += 1
+                elif trace in by_trace:
+                    wrong += 1
+            print("node deferred, %s: %d of 60 linked, %d wrong" % (
+                "with the bridge" if bridge else "shim alone", linked, wrong))
+            check(wrong == 0, "%d calls in another request's trace" % wrong)
+            if bridge:
+                check(linked == 60, "only %d of 60 calls in their request's trace" % linked)
+            p.kill()
+            p.wait()
+        finally:
+            backend.stop()
 
 
 @tx.with_env
