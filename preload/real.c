@@ -70,3 +70,7 @@ void *dynobs__lookup(void **slot, const char *name, const char *const *sonames)
         __atomic_store_n(slot, p, __ATOMIC_RELEASE);
     return p;
 }
+
+const char *const dynobs__libcurl[] = {"libcurl.so.4", "libcurl-gnutls.so.4", NULL};
+const char *const dynobs__libssl[] = {"libssl.so.3", "libssl.so.1.1", "libssl.so", NULL};
+const char *const dynobs__libpq[] = {"libpq.so.5", NULL};

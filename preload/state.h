@@ -197,4 +197,9 @@ void dynobs__crash_install(void) DYNOBS_INTERNAL;
  * sonames. Never loads anything. Cached in *slot. */
 void *dynobs__lookup(void **slot, const char *name, const char *const *sonames) DYNOBS_INTERNAL;
 
+/* The sonames under which each library we wrap is looked for. */
+extern const char *const dynobs__libcurl[] DYNOBS_INTERNAL;
+extern const char *const dynobs__libssl[] DYNOBS_INTERNAL;
+extern const char *const dynobs__libpq[] DYNOBS_INTERNAL;
+
 #endif
