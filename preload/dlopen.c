@@ -39,6 +39,7 @@
 #include <elf.h>
 #include <errno.h>
 #include <link.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -197,17 +198,23 @@ static int interposed(const char *name)
     return strncmp(name, "dynobs_", 7) != 0 && self_sym(name) != NULL;
 }
 
-static int self_init(void)
+static void self_bind(void)
 {
-    if (__atomic_load_n(&self.lm, __ATOMIC_ACQUIRE))
-        return 0;
     Dl_info info;
     struct link_map *lm = NULL;
-    if (!dladdr1((void *)&self_init, &info, (void **)&lm, RTLD_DL_LINKMAP) || !lm)
-        return -1;
+    if (!dladdr1((void *)&self_bind, &info, (void **)&lm, RTLD_DL_LINKMAP) || !lm)
+        return;
     dyn_read(lm, &self.d);
-    __atomic_store_n(&self.lm, lm, __ATOMIC_RELEASE);
-    return self.d.gnu_hash ? 0 : -1;
+    self.lm = lm;
+}
+
+/* Read once: another thread must never see the table half filled in. */
+static int self_init(void)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    if (pthread_once(&once, self_bind) != 0)
+        return -1;
+    return self.lm && self.d.gnu_hash && self.d.symtab ? 0 : -1;
 }
 
 /* Does any object of the run need l (by a DT_NEEDED naming its file or
