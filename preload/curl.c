@@ -73,9 +73,7 @@ static struct {
     void (*slist_free_all)(struct curl_slist *);
 } cu;
 
-static const char *const libcurl[] = {"libcurl.so.4", "libcurl-gnutls.so.4", NULL};
-
-#define CU(field, name) ((__typeof__(cu.field))dynobs__lookup((void **)&cu.field, name, libcurl))
+#define CU(field, name) ((__typeof__(cu.field))dynobs__lookup((void **)&cu.field, name, dynobs__libcurl))
 
 static inline int active(void)
 {

@@ -30,8 +30,6 @@ typedef unsigned int Oid;
 #define PGRES_POLLING_OK 3
 #define PG_DIAG_SQLSTATE 'C'
 
-static const char *const libpq[] = {"libpq.so.5", NULL};
-
 static struct {
     PGconn *(*connectdb)(const char *);
     PGconn *(*connectdb_params)(const char *const *, const char *const *, int);
@@ -65,7 +63,7 @@ static struct {
     int (*pipeline_status)(const PGconn *);
 } pq;
 
-#define PQ(field, name) ((__typeof__(pq.field))dynobs__lookup((void **)&pq.field, name, libpq))
+#define PQ(field, name) ((__typeof__(pq.field))dynobs__lookup((void **)&pq.field, name, dynobs__libpq))
 
 /* libpq calls some of its own exported functions (PQconnectdb calls
  * PQconnectStart and PQconnectPoll, PQexecParams calls PQsendQueryParams

@@ -43,9 +43,7 @@ static struct {
     int (*is_server)(const SSL *);
 } ssl;
 
-static const char *const libssl[] = {"libssl.so.3", "libssl.so.1.1", "libssl.so", NULL};
-
-#define SSLFN(field, name) ((__typeof__(ssl.field))dynobs__lookup((void **)&ssl.field, name, libssl))
+#define SSLFN(field, name) ((__typeof__(ssl.field))dynobs__lookup((void **)&ssl.field, name, dynobs__libssl))
 
 static inline int active(void)
 {

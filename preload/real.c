@@ -2,6 +2,7 @@
 #include "real.h"
 
 #include <dlfcn.h>
+#include <string.h>
 
 #include "state.h"
 
@@ -69,4 +70,19 @@ void *dynobs__lookup(void **slot, const char *name, const char *const *sonames)
     if (p)
         __atomic_store_n(slot, p, __ATOMIC_RELEASE);
     return p;
+}
+
+const char *const dynobs__libcurl[] = {"libcurl.so.4", "libcurl-gnutls.so.4", NULL};
+const char *const dynobs__libssl[] = {"libssl.so.3", "libssl.so.1.1", "libssl.so", NULL};
+const char *const dynobs__libpq[] = {"libpq.so.5", NULL};
+
+const char *const *dynobs__sonames_of(const char *name)
+{
+    if (!strncmp(name, "curl_", 5))
+        return dynobs__libcurl;
+    if (!strncmp(name, "SSL_", 4))
+        return dynobs__libssl;
+    if (!strncmp(name, "PQ", 2))
+        return dynobs__libpq;
+    return NULL;
 }

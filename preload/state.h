@@ -200,4 +200,11 @@ void dynobs__crash_install(void) DYNOBS_INTERNAL;
  * sonames. Never loads anything. Cached in *slot. */
 void *dynobs__lookup(void **slot, const char *name, const char *const *sonames) DYNOBS_INTERNAL;
 
+/* The sonames under which each library we wrap is looked for, and the
+ * list for one of our interposers' names (NULL for libc's). */
+extern const char *const dynobs__libcurl[] DYNOBS_INTERNAL;
+extern const char *const dynobs__libssl[] DYNOBS_INTERNAL;
+extern const char *const dynobs__libpq[] DYNOBS_INTERNAL;
+const char *const *dynobs__sonames_of(const char *name) DYNOBS_INTERNAL;
+
 #endif
