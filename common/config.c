@@ -71,6 +71,52 @@ static uint32_t limit(struct dynobs_config *c, dynobs_getenv_fn get, const char 
     return n > cap ? cap : (uint32_t)n;
 }
 
+/* A header name as RFC 9110 allows it (a token), lower-cased into out;
+ * not one of the headers dynobs handles itself. Returns its length or -1. */
+static int header_name(const char *s, size_t n, char *out, size_t cap)
+{
+    static const char *const own[] = {"traceparent", "tracestate", "baggage", "host",
+                                      "user-agent"};
+    if (n == 0 || n >= cap)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        char ch = s[i];
+        if (ch >= 'A' && ch <= 'Z')
+            ch = (char)(ch + 32);
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || strchr("!#$%&'*+-.^_`|~", ch)))
+            return -1;
+        out[i] = ch;
+    }
+    out[n] = '\0';
+    for (size_t i = 0; i < sizeof own / sizeof own[0]; i++)
+        if (!strcmp(out, own[i]))
+            return -1;
+    return (int)n;
+}
+
+/* A comma-separated list of header names; all or nothing. */
+static int correlation_names(struct dynobs_config *c, const char *v)
+{
+    c->ncorr = 0;
+    while (*v) {
+        while (*v == ' ' || *v == '\t' || *v == ',')
+            v++;
+        const char *e = v;
+        while (*e && *e != ',' && *e != ' ' && *e != '\t')
+            e++;
+        if (e == v)
+            break;
+        if (c->ncorr == (int)DYNOBS_CORR_MAX)
+            return -1;
+        int n = header_name(v, (size_t)(e - v), c->corr_names[c->ncorr], DYNOBS_CORR_NAME_MAX);
+        if (n < 0)
+            return -1;
+        c->corr_lens[c->ncorr++] = (uint8_t)n;
+        v = e;
+    }
+    return 0;
+}
+
 void dynobs__config_load(struct dynobs_config *c, dynobs_getenv_fn get)
 {
     memset(c, 0, sizeof *c);
@@ -78,6 +124,12 @@ void dynobs__config_load(struct dynobs_config *c, dynobs_getenv_fn get)
     c->disabled = v && strcasecmp(v, "true") == 0;
     v = get("DYNOBS_CAPTURE_LOGS");
     c->capture_logs = v && (!strcmp(v, "1") || !strcasecmp(v, "true"));
+
+    v = get("DYNOBS_CORRELATION_HEADERS");
+    if (correlation_names(c, v ? v : DYNOBS_CORRELATION_DEFAULT) < 0) {
+        bad(c, "DYNOBS_CORRELATION_HEADERS");
+        (void)correlation_names(c, DYNOBS_CORRELATION_DEFAULT);
+    }
 
     v = get("DYNOBS_SHM_DIR");
     if (!v || !*v)

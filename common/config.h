@@ -14,6 +14,9 @@
 #define DYNOBS_SHM_DIR_DEFAULT "/dev/shm/dynobs"
 #define DYNOBS_PATH_MAX 512u
 #define DYNOBS_ATTR_VALUE_MAX 4096u /* hard cap when no limit is configured */
+#define DYNOBS_CORR_MAX 4u            /* correlation header names */
+#define DYNOBS_CORR_NAME_MAX 64u      /* bytes of one, NUL included */
+#define DYNOBS_CORRELATION_DEFAULT "x-correlation-id,x-request-id"
 
 struct dynobs_config {
     int disabled;                  /* OTEL_SDK_DISABLED=true */
@@ -27,6 +30,12 @@ struct dynobs_config {
     uint32_t log_attr_limit;       /* OTEL_LOGRECORD_ATTRIBUTE_COUNT_LIMIT (128) */     /* OTEL_EVENT_ATTRIBUTE_COUNT_LIMIT (128) */
     struct dynobs_sampler sampler; /* OTEL_TRACES_SAMPLER(_ARG) */
     int capture_logs;              /* DYNOBS_CAPTURE_LOGS=1: stderr, syslog */
+    /* DYNOBS_CORRELATION_HEADERS: header names (lower case) whose inbound
+     * values are recorded on server spans and sent on the outbound calls
+     * made in their context, next to traceparent; "" for none. */
+    char corr_names[DYNOBS_CORR_MAX][DYNOBS_CORR_NAME_MAX];
+    uint8_t corr_lens[DYNOBS_CORR_MAX];
+    int ncorr;
     int bad_setting;               /* a value was malformed; see bad_name */
     const char *bad_name;
 };

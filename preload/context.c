@@ -216,8 +216,11 @@ static void count_ambiguous(void)
 /* A new innermost entry of t for started span s (owner: the API span that
  * owns the entry, NULL for a bound request), published; NULL when t's
  * stack is full. */
+static void copy_corr(struct dynobs_ctx *x, const char *corr, size_t len, uint8_t mask);
+
 static struct dynobs_ctx *push_span(struct dynobs_thread *t, const struct dynobs_span *s,
-                                    const struct dynobs_span *owner)
+                                    const struct dynobs_span *owner, const char *corr,
+                                    size_t corr_len, uint8_t corr_mask)
 {
     struct dynobs_ctx *x = dynobs__ctx_push(t);
     if (!x)
@@ -228,16 +231,32 @@ static struct dynobs_ctx *push_span(struct dynobs_thread *t, const struct dynobs
     x->remote = 0;
     x->span = owner;
     x->span_gen = owner ? owner->gen : 0;
+    x->corr_mask = 0;
+    x->corr_len = 0;
     x->ts_len = s->rec.tracestate_len;
     if (x->ts_len)
         memcpy(x->tracestate, dynobs__span_tracestate(s), x->ts_len);
+    copy_corr(x, corr, corr_len, corr_mask);
     dynobs__ctx_publish(x);
     return x;
 }
 
-void dynobs__ctx_enter_span(struct dynobs_thread *t, struct dynobs_span *s)
+/* Correlation lines into x, before x is published. */
+static void copy_corr(struct dynobs_ctx *x, const char *corr, size_t len, uint8_t mask)
 {
-    struct dynobs_ctx *x = push_span(t, s, s);
+    if (!len || len > sizeof x->corr)
+        return;
+    memcpy(x->corr, corr, len);
+    x->corr_len = (uint16_t)len;
+    x->corr_mask = mask;
+}
+
+void dynobs__ctx_enter_span(struct dynobs_thread *t, struct dynobs_span *s,
+                            const struct dynobs_ctx *parent)
+{
+    struct dynobs_ctx *x = push_span(t, s, s, parent ? parent->corr : NULL,
+                                     parent ? parent->corr_len : 0,
+                                     parent ? parent->corr_mask : 0);
     s->stack_idx = (int16_t)(x ? x - t->stack : -1);
 }
 
@@ -256,11 +275,11 @@ void dynobs__ctx_leave_span(const struct dynobs_span *s, struct dynobs_thread *s
 
 /* ---- requests bound to the thread that serves them ---- */
 
-int dynobs__ctx_bind(struct dynobs_thread *t, const struct dynobs_span *s,
-                     struct dynobs_ctx_binding *b)
+int dynobs__ctx_bind(struct dynobs_thread *t, const struct dynobs_span *s, const char *corr,
+                     size_t corr_len, uint8_t corr_mask, struct dynobs_ctx_binding *b)
 {
     b->owner = NULL;
-    struct dynobs_ctx *x = push_span(t, s, NULL);
+    struct dynobs_ctx *x = push_span(t, s, NULL, corr, corr_len, corr_mask);
     if (!x)
         return DYNOBS_ENOSPC;
     b->owner = t;

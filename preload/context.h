@@ -23,6 +23,8 @@
 struct dynobs_span;
 struct dynobs_thread;
 
+#define DYNOBS_CORR_LINES_MAX 400u
+
 /* One entry of a thread's context stack: a span of this thread, a remote
  * context made current by dynobs_context_attach, or a bound request. */
 struct dynobs_ctx {
@@ -35,7 +37,13 @@ struct dynobs_ctx {
     uint16_t ts_len;
     const struct dynobs_span *span; /* owner API span, NULL otherwise */
     uint32_t span_gen;
+    /* Correlation headers of the request this context comes from, as the
+     * lines to send ("name: value\r\n"), bit i of corr_mask for
+     * configured name i (config.h). */
+    uint8_t corr_mask;
+    uint16_t corr_len;
     char tracestate[DYNOBS_TRACESTATE_MAX];
+    char corr[DYNOBS_CORR_LINES_MAX];
 };
 
 /* The current context of thread t: the innermost live entry of its
@@ -68,7 +76,8 @@ struct dynobs_ctx *dynobs__ctx_from_headers(struct dynobs_ctx *c, const char *tp
  * stack is full), left at its end on any thread (self: the caller's
  * block), which marks the entry ended and pops it at once on its own
  * thread. */
-void dynobs__ctx_enter_span(struct dynobs_thread *t, struct dynobs_span *s) DYNOBS_INTERNAL;
+void dynobs__ctx_enter_span(struct dynobs_thread *t, struct dynobs_span *s,
+                            const struct dynobs_ctx *parent) DYNOBS_INTERNAL;
 void dynobs__ctx_leave_span(const struct dynobs_span *s,
                             struct dynobs_thread *self) DYNOBS_INTERNAL;
 
@@ -81,9 +90,12 @@ struct dynobs_ctx_binding {
     uint8_t span_id[8];
 };
 
-/* Binds span s (started, detached) to the calling thread t. Returns 0, or
- * DYNOBS_ENOSPC when t's stack is full (then nothing is bound). */
-int dynobs__ctx_bind(struct dynobs_thread *t, const struct dynobs_span *s,
+/* Binds span s (started, detached) to the calling thread t, with the
+ * request's correlation header lines (corr, corr_len bytes; corr_mask as
+ * in struct dynobs_ctx). Returns 0, or DYNOBS_ENOSPC when t's stack is
+ * full (then nothing is bound). */
+int dynobs__ctx_bind(struct dynobs_thread *t, const struct dynobs_span *s, const char *corr,
+                     size_t corr_len, uint8_t corr_mask,
                      struct dynobs_ctx_binding *b) DYNOBS_INTERNAL;
 /* Undoes a binding from any thread (self: the caller's block): the entry
  * is marked ended, and popped at once when the caller is its thread (else

@@ -24,7 +24,7 @@
 #include "../common/http/h1.h"
 #include "../common/layout.h"
 
-#define DYNOBS_INJECT_MAX 700u
+#define DYNOBS_INJECT_MAX 1200u
 
 /* The pieces of the first `left` bytes of an iovec array, in order:
  *   struct dynobs_iov_walk w = {iov, iovcnt, n};

@@ -136,6 +136,25 @@ static void set_int(struct dynobs_span *s, const char *k, int64_t v)
     dynobs__span_set(s, k, DYNOBS_ATTR_INT, &v, 8);
 }
 
+/* The correlation header lines of the parent context (config.h), each
+ * unless the application sends that header itself, as long as they fit. */
+static void correlation_lines(struct dynobs_sb *b, const struct dynobs_ctx *parent,
+                              const struct dynobs_h1_req *o)
+{
+    const char *p = parent->corr, *end = parent->corr + parent->corr_len;
+    for (int i = 0; i < 8 && p < end; i++) {
+        if (!(parent->corr_mask & (1u << i)))
+            continue;
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        if (!nl)
+            return;
+        size_t len = (size_t)(nl + 1 - p);
+        if (!(o->corr_seen & (16u << i)) && b->len + len + 2 < b->cap)
+            dynobs__sb_put(b, p, len);
+        p = nl + 1;
+    }
+}
+
 /* The header block ends in the bytes about to go out (o: the request
  * head at that point): start the span and prepare the lines to add. */
 static void start_request(struct dynobs_conn *c, const struct dynobs_h1_req *o)
@@ -194,6 +213,8 @@ static void start_request(struct dynobs_conn *c, const struct dynobs_h1_req *o)
             dynobs__sb_put(&b, dynobs__span_tracestate(s), s->rec.tracestate_len);
             dynobs__sb_put(&b, "\r\n", 2);
         }
+        if (parent && parent->corr_len)
+            correlation_lines(&b, parent, o);
         h->inj_len = (uint16_t)b.len;
     }
     h->inj_sent = 0;

@@ -28,6 +28,41 @@
 #define ADD(s, key, type, v, n) dynobs__span_add(s, key, sizeof key - 1, type, v, n)
 #define set_str(s, key, v, n) ((n) ? ADD(s, key, DYNOBS_ATTR_STRING, v, n) : 0)
 
+/* The request's correlation headers (config.h): recorded on its span as
+ * http.request.header.<name>, and kept as the lines its outbound calls
+ * send (out, corr_mask). A header sent twice, or too long to keep whole,
+ * is neither. Returns the lines' length. */
+static size_t correlation(struct dynobs_h1s *h, struct dynobs_span *s, char *out, size_t cap,
+                          uint8_t *mask)
+{
+    const struct dynobs_h1_req *r = &h->head;
+    size_t n = 0;
+    *mask = 0;
+    for (int i = 0; i < dynobs__config.ncorr; i++) {
+        uint8_t bit = (uint8_t)(16u << i);
+        size_t vl = r->corr_len[i];
+        if (!(r->corr_seen & bit) || ((r->corr_dup | r->corr_cut) & bit) || !vl)
+            continue;
+        const char *name = dynobs__config.corr_names[i];
+        size_t nl = dynobs__config.corr_lens[i];
+        if (s->recording) {
+            char key[20 + DYNOBS_CORR_NAME_MAX];
+            memcpy(key, "http.request.header.", 20);
+            memcpy(key + 20, name, nl);
+            dynobs__span_add(s, key, 20 + nl, DYNOBS_ATTR_STRING, r->corr_val[i], vl);
+        }
+        if (n + nl + vl + 4 > cap)
+            continue;
+        memcpy(out + n, name, nl);
+        memcpy(out + n + nl, ": ", 2);
+        memcpy(out + n + nl + 2, r->corr_val[i], vl);
+        memcpy(out + n + nl + 2 + vl, "\r\n", 2);
+        n += nl + vl + 4;
+        *mask |= (uint8_t)(1u << i);
+    }
+    return n;
+}
+
 static void start(struct dynobs_conn *c)
 {
     struct dynobs_h1s *h = &c->p.h1s;
@@ -84,6 +119,9 @@ static void start(struct dynobs_conn *c)
     /* The request is this thread's context while it serves it, if the
      * socket is blocking; on an event loop, until the loop turns (see the
      * top of the file). */
+    char corr[DYNOBS_CORR_LINES_MAX];
+    uint8_t corr_mask = 0;
+    size_t corr_len = h->head.corr_seen ? correlation(h, s, corr, sizeof corr, &corr_mask) : 0;
     x->bound.owner = NULL;
     x->reader = NULL;
     if (!c->blocking) {
@@ -98,7 +136,7 @@ static void start(struct dynobs_conn *c)
             return;
         }
     }
-    (void)dynobs__ctx_bind(t, s, &x->bound);
+    (void)dynobs__ctx_bind(t, s, corr, corr_len, corr_mask, &x->bound);
 }
 
 /* The duration metric's labels: the connection's last ones while method

@@ -14,6 +14,7 @@
 #include "real.h"
 #include "state.h"
 
+#include "../common/http/h1.h"
 #include "../common/resource.h"
 
 int dynobs__state = DYNOBS_UNINIT;
@@ -93,6 +94,8 @@ int dynobs__init(void)
         dynobs__resource_build(&resource, getenv("OTEL_SERVICE_NAME"),
                                getenv("OTEL_RESOURCE_ATTRIBUTES"), exe);
         dynobs__thread_init_key();
+        dynobs__h1_watch_correlation(dynobs__config.corr_names, dynobs__config.corr_lens,
+                                     dynobs__config.ncorr);
         const char *clk = getenv("DYNOBS_CLOCK");
         dynobs__clock_init(!(clk && strcmp(clk, "system") == 0));
         dynobs__crash_install();

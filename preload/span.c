@@ -180,7 +180,7 @@ static dynobs_span *start_span(const char *name, int kind, const char *parent_tr
     struct dynobs_span_rec *r = &s->rec;
     s->stack_idx = -1;
     if (!(flags & DYNOBS_SPAN_NO_CONTEXT))
-        dynobs__ctx_enter_span(t, s);
+        dynobs__ctx_enter_span(t, s, parent);
     /* An unsampled span is never written: it needs no timestamps. */
     r->start_ns = s->recording ? dynobs__clock_now(&t->clk) : 0;
     __atomic_store_n(&s->live, SPAN_LIVE, __ATOMIC_RELEASE);

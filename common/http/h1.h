@@ -39,6 +39,8 @@ enum dynobs_h1_req_phase {
  * that long is truncated, as the spec allows, not rejected. */
 #define DYNOBS_H1_TS_MAX 1024u
 #define DYNOBS_H1_UA_MAX 256u
+#define DYNOBS_H1_CORR_MAX 4u        /* correlation headers watched */
+#define DYNOBS_H1_CORR_VAL_MAX 128u  /* bytes of one's value kept, NUL included */
 
 struct dynobs_h1_req {
     uint8_t phase;
@@ -52,6 +54,10 @@ struct dynobs_h1_req {
     uint8_t has_traceparent, has_tracestate;
     uint8_t reqline_trunc;
     uint8_t ts_cut; /* tracestate reached its cap: nothing more is kept */
+    /* Correlation headers (dynobs__h1_watch_correlation), bit i for name
+     * i: seen, seen more than once, value longer than kept. */
+    uint8_t corr_seen, corr_dup, corr_cut;
+    uint16_t corr_len[DYNOBS_H1_CORR_MAX];
     uint16_t reqline_len;
     uint16_t host_len, tp_len, ts_len, ua_len;
     uint32_t line_len;
@@ -60,7 +66,13 @@ struct dynobs_h1_req {
     char traceparent[DYNOBS_H1_TP_MAX];
     char tracestate[DYNOBS_H1_TS_MAX]; /* when capture: several headers joined by ',' */
     char user_agent[DYNOBS_H1_UA_MAX];  /* when capture */
+    char corr_val[DYNOBS_H1_CORR_MAX][DYNOBS_H1_CORR_VAL_MAX]; /* when capture */
 };
+
+/* The correlation headers the request reader also watches (names in lower
+ * case, kept by the caller for the life of the process; at most
+ * DYNOBS_H1_CORR_MAX). Set once, before any request is read. */
+void dynobs__h1_watch_correlation(const char (*names)[64], const uint8_t *lens, int n);
 
 /* Feeds n bytes of a request stream. Returns the offset (0..n-1)
  * of the end-of-headers point when it lies in these bytes, the state then

@@ -6,15 +6,37 @@
 
 enum { HDR_TRACEPARENT = 1, HDR_TRACESTATE = 2, HDR_HOST = 4, HDR_UA = 8 };
 
-static const struct {
+/* Correlation header i has bit HDR_CORR << i. */
+#define HDR_CORR 16
+#define CORR_INDEX(bit) (__builtin_ctz((unsigned)(bit)) - 4)
+
+/* The headers watched: four fixed, then the correlation headers
+ * configured (set once, before any request is read). */
+static struct {
     const char *name;
     uint8_t len, bit;
-} watched[] = {
+} watched[4 + DYNOBS_H1_CORR_MAX] = {
     {"traceparent", 11, HDR_TRACEPARENT},
     {"tracestate", 10, HDR_TRACESTATE},
     {"host", 4, HDR_HOST},
     {"user-agent", 10, HDR_UA},
 };
+static unsigned nwatched = 4;
+static uint8_t corr_bits;
+
+void dynobs__h1_watch_correlation(const char (*names)[64], const uint8_t *lens, int n)
+{
+    nwatched = 4;
+    corr_bits = 0;
+    for (int i = 0; i < n && i < (int)DYNOBS_H1_CORR_MAX; i++) {
+        uint8_t bit = (uint8_t)(HDR_CORR << i);
+        watched[nwatched].name = names[i];
+        watched[nwatched].len = lens[i];
+        watched[nwatched].bit = bit;
+        nwatched++;
+        corr_bits |= bit;
+    }
+}
 
 static const char *const methods[] = {"GET ", "POST", "PUT ", "HEAD", "DELE", "OPTI",
                                       "PATC", "CONN", "TRAC"};
@@ -109,8 +131,15 @@ static void begin_value(struct dynobs_h1_req *o, int bit)
         o->has_tracestate = 1;
     } else if (bit == HDR_HOST) {
         o->host_len = 0;
-    } else {
+    } else if (bit == HDR_UA) {
         o->ua_len = 0;
+    } else {
+        /* A correlation header: one value; a second line makes it
+         * ambiguous, and it is then neither recorded nor sent. */
+        if (o->corr_seen & bit)
+            o->corr_dup |= (uint8_t)bit;
+        o->corr_seen |= (uint8_t)bit;
+        o->corr_len[CORR_INDEX(bit)] = 0;
     }
     o->in_value = (uint8_t)bit;
     o->skip_ws = 1;
@@ -119,7 +148,7 @@ static void begin_value(struct dynobs_h1_req *o, int bit)
 /* Which watched header a whole name is (case-insensitive), or 0. */
 static int watched_name(const struct dynobs_h1_req *o, const uint8_t *name, size_t len)
 {
-    for (size_t w = 0; w < sizeof watched / sizeof watched[0]; w++) {
+    for (size_t w = 0; w < nwatched; w++) {
         if (len != watched[w].len || (watched[w].bit == HDR_UA && !o->capture))
             continue;
         size_t k = 0;
@@ -159,8 +188,15 @@ static int value_run(struct dynobs_h1_req *o, const uint8_t *p, size_t n, size_t
             goto skip;
         dst = o->tracestate, len = &o->ts_len, cap = DYNOBS_H1_TS_MAX - 1;
         break;
-    default:
+    case HDR_UA:
         dst = o->user_agent, len = &o->ua_len, cap = DYNOBS_H1_UA_MAX - 1;
+        break;
+    default:
+        if (!o->capture || (o->corr_dup & o->in_value))
+            goto skip;
+        dst = o->corr_val[CORR_INDEX(o->in_value)];
+        len = &o->corr_len[CORR_INDEX(o->in_value)];
+        cap = DYNOBS_H1_CORR_VAL_MAX - 1;
         break;
     }
     size_t room = cap > *len ? cap - *len : 0, k = run < room ? run : room;
@@ -168,6 +204,8 @@ static int value_run(struct dynobs_h1_req *o, const uint8_t *p, size_t n, size_t
     *len = (uint16_t)(*len + k);
     if (k < run && o->in_value == HDR_TRACESTATE)
         tracestate_full(o, p[k]);
+    else if (k < run && o->in_value >= HDR_CORR)
+        o->corr_cut |= o->in_value;
 skip:
     o->line_len += (uint32_t)run;
     *i += run - 1;
@@ -283,7 +321,8 @@ long dynobs__h1_req_feed(struct dynobs_h1_req *o, const uint8_t *p, size_t n)
                 }
                 o->line_start = 0;
                 o->line_len = 0;
-                o->match = HDR_TRACEPARENT | HDR_TRACESTATE | HDR_HOST | (o->capture ? HDR_UA : 0);
+                o->match = HDR_TRACEPARENT | HDR_TRACESTATE | HDR_HOST | (o->capture ? HDR_UA : 0) |
+                           corr_bits;
                 o->in_value = 0;
             }
             if (c == '\n') {
@@ -308,19 +347,26 @@ long dynobs__h1_req_feed(struct dynobs_h1_req *o, const uint8_t *p, size_t n)
                         o->tracestate[o->ts_len++] = (char)c;
                     else
                         tracestate_full(o, c);
-                } else if (o->in_value == HDR_UA && o->ua_len < DYNOBS_H1_UA_MAX - 1) {
-                    o->user_agent[o->ua_len++] = (char)c;
+                } else if (o->in_value == HDR_UA) {
+                    if (o->ua_len < DYNOBS_H1_UA_MAX - 1)
+                        o->user_agent[o->ua_len++] = (char)c;
+                } else if (o->in_value >= HDR_CORR && o->capture) {
+                    int ci = CORR_INDEX(o->in_value);
+                    if (o->corr_len[ci] < DYNOBS_H1_CORR_VAL_MAX - 1)
+                        o->corr_val[ci][o->corr_len[ci]++] = (char)c;
+                    else
+                        o->corr_cut |= o->in_value;
                 }
                 break;
             }
             if (o->match) {
                 if (c == ':') {
-                    for (size_t w = 0; w < sizeof watched / sizeof watched[0]; w++)
+                    for (size_t w = 0; w < nwatched; w++)
                         if ((o->match & watched[w].bit) && o->line_len == watched[w].len)
                             begin_value(o, watched[w].bit);
                     o->match = 0;
                 } else {
-                    for (size_t w = 0; w < sizeof watched / sizeof watched[0]; w++)
+                    for (size_t w = 0; w < nwatched; w++)
                         if ((o->match & watched[w].bit) &&
                             (o->line_len >= watched[w].len ||
                              watched[w].name[o->line_len] != lower(c)))

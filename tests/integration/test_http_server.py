@@ -565,6 +565,94 @@ def test_https_server_spans_from_inside_tls(env):
         rx.stop()
 
 
+class Recorder:
+    """An HTTP server outside the shim that keeps the headers of every
+    request it gets."""
+
+    def __init__(self):
+        import http.server
+        import threading
+        got = self.got = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self):
+                got.append((self.path, [(k.lower(), v) for k, v in self.headers.items()]))
+                self.send_response(200)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def url(self):
+        return "http://127.0.0.1:%d" % self.server.server_address[1]
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@tx.with_env
+def test_correlation_ids_recorded_and_passed_on(env):
+    """X-Request-ID and X-Correlation-ID (DYNOBS_CORRELATION_HEADERS'
+    default) are recorded on the server span and sent once on the
+    outbound call made in its context; a header sent twice is neither;
+    the list can be changed."""
+    rx = Receiver()
+    rec = Recorder()
+    try:
+        env.start_exporter(rx.url(), {"OTEL_METRICS_EXPORTER": "none"})
+        script = os.path.join(env.dir, "service_a.py")
+        with open(script, "w") as f:
+            f.write(SERVICE_A)
+        port = tx.free_port()
+        p = start(env, ["/usr/bin/python3", script, str(port), rec.url()], "corr-svc")
+        wait_listening(port, p, "service A")
+        get("http://127.0.0.1:%d/one" % port, {"X-Request-ID": "req-123",
+                                              "X-Correlation-Id": "corr 9"})
+        c = socket.create_connection(("127.0.0.1", port), 10)
+        c.sendall(("GET /two HTTP/1.1\r\nHost: x\r\nX-Request-ID: a\r\nx-request-id: b\r\n"
+                   "Connection: close\r\n\r\n").encode())
+        check(c.makefile("rb").readline().startswith(b"HTTP/1.1 200"), "second request")
+        c.close()
+        port2 = tx.free_port()
+        p2 = start(env, ["/usr/bin/python3", script, str(port2), rec.url()], "corr-svc2",
+                   {"DYNOBS_CORRELATION_HEADERS": "X-Trace-Me"})
+        wait_listening(port2, p2, "service A (X-Trace-Me)")
+        get("http://127.0.0.1:%d/three" % port2, {"X-Request-ID": "req-3", "X-Trace-Me": "me"})
+        wait_for(lambda: len(rec.got) == 3, 10, "three calls at the recorder")
+        got = {path: hdrs for path, hdrs in rec.got}
+
+        def values(path, name):
+            return [v for k, v in got[path] if k == name]
+
+        check(values("/one", "x-request-id") == ["req-123"], "/one: %r" % got["/one"])
+        check(values("/one", "x-correlation-id") == ["corr 9"], "/one: %r" % got["/one"])
+        check(len(values("/one", "traceparent")) == 1, "/one: one traceparent")
+        check(values("/two", "x-request-id") == [], "/two: an ambiguous id was sent on")
+        check(values("/three", "x-trace-me") == ["me"] and values("/three", "x-request-id") == [],
+              "/three: %r" % got["/three"])
+        spans = received(rx, "corr-svc", 4, "spans")
+        by_path = {attrs(s)["url.path"]: s for s in spans if kind(s) == "SPAN_KIND_SERVER"}
+        a1, a2 = attrs(by_path["/one"]), attrs(by_path["/two"])
+        check(a1.get("http.request.header.x-request-id") == "req-123" and
+              a1.get("http.request.header.x-correlation-id") == "corr 9", "/one: %r" % a1)
+        check(not any(k.startswith("http.request.header.") for k in a2), "/two: %r" % a2)
+        s3 = [s for s in received(rx, "corr-svc2", 2, "spans") if kind(s) == "SPAN_KIND_SERVER"]
+        a3 = attrs(s3[0])
+        check(a3.get("http.request.header.x-trace-me") == "me" and
+              "http.request.header.x-request-id" not in a3, "/three: %r" % a3)
+    finally:
+        rec.stop()
+        rx.stop()
+
+
 def main():
     if not os.path.exists(SAMPLE_SERVER):
         print("%s is missing (built with the tests where libpq-dev is)" % SAMPLE_SERVER)

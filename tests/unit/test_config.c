@@ -96,3 +96,31 @@ Test(config, parse_size)
     cr_assert_eq(dynobs__parse_size("99999999999999999999", &v), -EINVAL);
     cr_assert_eq(dynobs__parse_size("17179869184G", &v), -EINVAL);
 }
+
+Test(config, correlation_headers)
+{
+    struct dynobs_config c;
+    load(&c, (const char *const[]){NULL});
+    cr_assert_eq(c.ncorr, 2);
+    cr_assert_str_eq(c.corr_names[0], "x-correlation-id");
+    cr_assert_str_eq(c.corr_names[1], "x-request-id");
+    load(&c, (const char *const[]){"DYNOBS_CORRELATION_HEADERS= X-Trace-Me ,, x-b", NULL});
+    cr_assert_eq(c.ncorr, 2);
+    cr_assert_str_eq(c.corr_names[0], "x-trace-me");
+    cr_assert_eq(c.corr_lens[0], 10);
+    cr_assert_str_eq(c.corr_names[1], "x-b");
+    cr_assert_eq(c.bad_setting, 0);
+    load(&c, (const char *const[]){"DYNOBS_CORRELATION_HEADERS=", NULL});
+    cr_assert_eq(c.ncorr, 0, "an empty list turns it off");
+    /* Not a header name, one dynobs handles itself, or too many: the
+     * default, reported. */
+    const char *bad[] = {"DYNOBS_CORRELATION_HEADERS=x-a,b@d",
+                         "DYNOBS_CORRELATION_HEADERS=traceparent",
+                         "DYNOBS_CORRELATION_HEADERS=a,b,c,d,e"};
+    for (size_t i = 0; i < 3; i++) {
+        load(&c, (const char *const[]){bad[i], NULL});
+        cr_assert_eq(c.ncorr, 2, "%s", bad[i]);
+        cr_assert_eq(c.bad_setting, 1, "%s", bad[i]);
+        cr_assert_str_eq(c.bad_name, "DYNOBS_CORRELATION_HEADERS");
+    }
+}

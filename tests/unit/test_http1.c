@@ -317,3 +317,43 @@ Test(http1, tracestate_full_at_a_member_end_keeps_it)
         }
     }
 }
+
+Test(http1, correlation_headers_in_any_split)
+{
+    static const char names[2][64] = {"x-correlation-id", "x-request-id"};
+    static const uint8_t lens[2] = {16, 12};
+    dynobs__h1_watch_correlation(names, lens, 2);
+    static const char req[] = "GET / HTTP/1.1\r\nHost: h\r\nX-Request-ID:  abc-1 \r\n"
+                              "x-correlation-id: c\r\nX-Other: z\r\n\r\n";
+    for (size_t step = 1; step <= sizeof req; step++) {
+        struct dynobs_h1_req o;
+        memset(&o, 0, sizeof o);
+        o.capture = 1;
+        cr_assert_geq(feed_steps(&o, req, sizeof req - 1, step), 0);
+        cr_assert_eq(o.corr_seen, 16 | 32, "step %zu", step);
+        cr_assert_eq(o.corr_dup | o.corr_cut, 0);
+        /* Values as sent after the colon's white space (trailing kept). */
+        cr_assert_eq(o.corr_len[1], 6, "step %zu: %u", step, o.corr_len[1]);
+        cr_assert(!memcmp(o.corr_val[1], "abc-1 ", 6));
+        cr_assert_eq(o.corr_len[0], 1);
+        cr_assert_eq(o.corr_val[0][0], 'c');
+    }
+    /* Twice: ambiguous. Too long: cut, flagged. Not captured: seen only. */
+    static const char twice[] = "GET / HTTP/1.1\r\nX-Request-ID: a\r\nx-request-id: b\r\n\r\n";
+    struct dynobs_h1_req o;
+    memset(&o, 0, sizeof o);
+    o.capture = 1;
+    cr_assert_geq(feed_steps(&o, twice, sizeof twice - 1, 3), 0);
+    cr_assert_eq(o.corr_dup, 32);
+    char longreq[400];
+    int n = snprintf(longreq, sizeof longreq, "GET / HTTP/1.1\r\nx-request-id: %0200d\r\n\r\n", 7);
+    memset(&o, 0, sizeof o);
+    o.capture = 1;
+    cr_assert_geq(feed_steps(&o, longreq, (size_t)n, 7), 0);
+    cr_assert_eq(o.corr_cut, 32);
+    memset(&o, 0, sizeof o);
+    cr_assert_geq(feed_steps(&o, req, sizeof req - 1, 5), 0);
+    cr_assert_eq(o.corr_seen, 16 | 32);
+    cr_assert_eq(o.corr_len[1], 0, "a client's view keeps no value");
+    dynobs__h1_watch_correlation(names, lens, 0);
+}
