@@ -9,6 +9,9 @@ its own trace:
     trace, as a child of the service's CLIENT span, itself a child of the
     server span (at least 95% of them: with 7 calls, all of them);
   - no call is ever in another request's trace.
+nginx, as a reverse proxy in front of the Python service, is checked over
+the whole chain: every span of it in the caller's trace, each with the
+parent its test states.
 Each runtime is skipped, with a message, where it is not installed.
 
 Usage: test_event_loops.py BUILD_DIR SOURCE_DIR [test names]"""
@@ -24,6 +27,7 @@ import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import test_exporter as tx  # noqa: E402
+import test_http_client as hc  # noqa: E402
 import test_http_server as hs  # noqa: E402
 from otlp_receiver import Receiver  # noqa: E402
 
@@ -319,6 +323,207 @@ def test_php_builtin_server(env):
     run_service(env, "php-svc", ["php", "-S", "127.0.0.1:{port}", "index.php"], port,
                 cwd=env.dir)
 
+
+# com.sun.net.httpserver with a fixed pool of 4 threads, the outbound call
+# with HttpURLConnection. Its dispatcher thread accepts with epoll and
+# hands each connection, back in blocking mode, to a pool thread, which
+# reads the request, makes the call and writes the response: a blocking
+# thread per request.
+#
+# java.net.http.HttpClient is not tested here, as it does not link: the
+# handler's thread only connects (non-blocking), the request is written by
+# one of the client's "HttpClient-1-Worker" threads and the response read
+# by its "SelectorManager" thread (epoll), neither of which serves the
+# inbound request; 0 to 3 of 7 calls were in their request's trace (those
+# the handler's thread happened to write itself), none in a wrong one.
+# And when the response is read before the writing thread's interposer
+# has committed the request's bytes, the shim's request reader for that
+# pooled connection stays in the body of a request already answered: its
+# later requests go without a traceparent or a CLIENT span.
+JAVA = r"""
+import com.sun.net.httpserver.HttpServer;
+import java.io.InputStream;
+import java.io.OutputStream;
+import java.net.HttpURLConnection;
+import java.net.InetSocketAddress;
+import java.net.URL;
+import java.nio.charset.StandardCharsets;
+import java.util.concurrent.Executors;
+
+public class Svc {
+    public static void main(String[] args) throws Exception {
+        int port = Integer.parseInt(args[0]);
+        String back = args[1];
+        HttpServer server = HttpServer.create(new InetSocketAddress("127.0.0.1", port), 16);
+        server.createContext("/hop", ex -> {
+            String id = ex.getRequestURI().getQuery().replaceAll(".*id=(\\d+).*", "$1");
+            HttpURLConnection c =
+                (HttpURLConnection) new URL(back + "/back?id=" + id).openConnection();
+            String got;
+            try (InputStream in = c.getInputStream()) {
+                got = new String(in.readAllBytes(), StandardCharsets.UTF_8);
+            }
+            byte[] body = ("java got: " + got).getBytes(StandardCharsets.UTF_8);
+            ex.sendResponseHeaders(200, body.length);
+            try (OutputStream out = ex.getResponseBody()) {
+                out.write(body);
+            }
+        });
+        server.setExecutor(Executors.newFixedThreadPool(4));
+        server.start();
+    }
+}
+"""
+
+
+@tx.with_env
+def test_java_httpserver_thread_pool(env):
+    need("javac", "openjdk-17-jdk-headless")
+    # Compiled into the test's directory first: the JVM then starts in
+    # well under the 15 s wait_listening allows.
+    src = script(env, "Svc.java", JAVA)
+    r = subprocess.run(["javac", "-d", env.dir, src], capture_output=True, timeout=120)
+    check(r.returncode == 0, "javac: %s" % r.stderr[-500:])
+    port = tx.free_port()
+    run_service(env, "java-svc", ["java", "-cp", env.dir, "Svc", "{port}", "{backend}"], port)
+
+# HTTP::Daemon, a child process per connection; the outbound call with
+# HTTP::Tiny (core Perl).
+PERL = r'''
+use strict;
+use warnings;
+use HTTP::Daemon;
+use HTTP::Response;
+use HTTP::Tiny;
+my ($port, $back) = @ARGV;
+$SIG{CHLD} = 'IGNORE';
+my $d = HTTP::Daemon->new(LocalAddr => '127.0.0.1', LocalPort => $port, ReuseAddr => 1)
+    or die "listen: $!";
+while (my $c = $d->accept) {
+    if (fork) { close $c; next; }
+    my $r = $c->get_request;
+    my ($id) = $r->uri =~ /id=(\d+)/;
+    my $got = HTTP::Tiny->new->get("$back/back?id=$id");
+    my $res = HTTP::Response->new(200);
+    $res->content("perl got: $got->{content}");
+    $c->send_response($res);
+    $c->close;
+    exit 0;
+}
+'''
+
+
+@tx.with_env
+def test_perl_http_daemon_fork_per_connection(env):
+    need("perl", "perl")
+    r = subprocess.run(["perl", "-MHTTP::Daemon", "-e", "1"], capture_output=True)
+    if r.returncode != 0:
+        raise tx.Skipped("Perl's HTTP::Daemon is missing (Debian: libhttp-daemon-perl)")
+    port = tx.free_port()
+    run_service(env, "perl-svc", ["perl", script(env, "svc.pl", PERL), "{port}", "{backend}"],
+                port)
+
+
+# http.server's ThreadingHTTPServer (a blocking thread per connection);
+# the outbound call with urllib.
+PYTHON = r'''
+import http.server
+import sys
+import urllib.request
+
+port, back = int(sys.argv[1]), sys.argv[2]
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        ident = self.path.rpartition("id=")[2]
+        with urllib.request.urlopen(back + "/back?id=" + ident, timeout=30) as r:
+            body = b"python got: " + r.read()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler).serve_forever()
+'''
+
+
+@tx.with_env
+def test_python_threading_http_server(env):
+    port = tx.free_port()
+    run_service(env, "python-svc", [sys.executable, script(env, "svc.py", PYTHON), "{port}",
+                                    "{backend}"], port)
+
+
+@tx.with_env
+def test_nginx_proxy_in_front_of_python(env):
+    # caller -> nginx (epoll, under the shim) -> the Python service above
+    # (under the shim) -> the backend. nginx's proxy_pass copies the
+    # caller's traceparent into the upstream request, and the shim takes a
+    # traceparent already in a request as the application's own: it adds
+    # none, and the CLIENT span it records continues that header. So, for
+    # each request, the chain is exactly:
+    #   caller's span
+    #     ├─ nginx SERVER
+    #     ├─ nginx CLIENT (the upstream call; its id is not on the wire)
+    #     └─ python SERVER (continues the caller's header nginx passed on)
+    #          └─ python CLIENT -> the backend gets this span's id
+    # nginx's own spans are siblings in the caller's trace, not parents of
+    # the Python server span.
+    hc.require_third_party("nginx")
+    if not hc.nginx_found():
+        raise tx.Skipped("nginx is missing (Debian: nginx-light)")
+    rx = Receiver()
+    backend = Backend()
+    try:
+        env.start_exporter(rx.url())
+        py_port = tx.free_port()
+        p = subprocess.Popen([sys.executable, script(env, "svc.py", PYTHON), str(py_port),
+                              backend.url()], env=env.app_env({"OTEL_SERVICE_NAME": "python-svc"}),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        env.procs.append(p)
+        hs.wait_listening(py_port, p, "python-svc")
+        ng = hc.Nginx(env, preload=True, locations=(
+            "    location /hop { proxy_pass http://127.0.0.1:%d; }\n" % py_port))
+        callers = drive(ng.port)
+        # The Python leg: its server spans continue the callers (through
+        # the header nginx passed on), its calls are in their own traces.
+        check_linked("nginx -> python-svc", rx, backend, callers, "python-svc")
+        # nginx: 7 SERVER and 7 CLIENT spans for /hop, plus the SERVER span
+        # of the Nginx helper's probe of /index.html.
+        spans = hs.received(rx, "nginx", 15, "nginx spans")
+        py = {hexid(s, "trace_id"): s for r, s in spans_of(rx.accepted("/v1/traces"))
+              if r["service.name"] == "python-svc" and hs.kind(s) == "SPAN_KIND_SERVER"}
+        for i, (trace, parent) in callers.items():
+            mine = [s for s in spans if hexid(s, "trace_id") == trace]
+            srv = [s for s in mine if hs.kind(s) == "SPAN_KIND_SERVER"]
+            cli = [s for s in mine if hs.kind(s) == "SPAN_KIND_CLIENT"]
+            check(len(srv) == 1 and len(cli) == 1 and len(mine) == 2,
+                  "request %d: nginx has %d server and %d client spans in its trace" % (
+                      i, len(srv), len(cli)))
+            check(attrs(srv[0]).get("url.path") == "/hop" and
+                  attrs(cli[0]).get("server.port") == py_port,
+                  "request %d: nginx spans %r, %r" % (i, attrs(srv[0]), attrs(cli[0])))
+            check(hexid(srv[0], "parent_span_id") == parent,
+                  "request %d: nginx's server span does not continue its caller" % i)
+            check(hexid(cli[0], "parent_span_id") == parent,
+                  "request %d: nginx's upstream call is not a child of the caller's span "
+                  "(the header it passed on), parent %s" % (i, hexid(cli[0], "parent_span_id")))
+            check(hexid(py[trace], "parent_span_id") == parent,
+                  "request %d: the Python server span's parent is %s, not the caller's %s" % (
+                      i, hexid(py[trace], "parent_span_id"), parent))
+        logged = sorted(l[1] for l in ng.log() if l[0].startswith("/hop"))
+        check(logged == sorted("00-%s-%s-01" % c for c in callers.values()),
+              "nginx received %r" % logged)
+        print("nginx -> python-svc: 7 of 7 requests: nginx SERVER, nginx CLIENT and python "
+              "SERVER children of the caller's span, python CLIENT child of python SERVER")
+    finally:
+        backend.stop()
+        rx.stop()
 
 def main():
     if not shutil.which("protoc"):
