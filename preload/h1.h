@@ -71,6 +71,11 @@ struct dynobs_h1c {
     struct dynobs_h1_req head;    /* the request head, as it goes out */
     struct dynobs_h1_req planned; /* head, as of our lines' position */
     int64_t inj_at;               /* application bytes until our lines go; -1: none */
+    /* Exchanges finished (atomic), and that count when our lines were
+     * planned: a client that reads the response on another thread can
+     * finish the exchange before the writing thread has accounted for the
+     * write that carried our lines. */
+    uint32_t done_gen, plan_gen;
     uint16_t inj_len, inj_sent;
     char inj[DYNOBS_INJECT_MAX];
     struct dynobs_h1c_exchange x;

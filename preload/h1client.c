@@ -218,6 +218,7 @@ static void start_request(struct dynobs_conn *c, const struct dynobs_h1_req *o)
         h->inj_len = (uint16_t)b.len;
     }
     h->inj_sent = 0;
+    h->plan_gen = __atomic_load_n(&h->done_gen, __ATOMIC_ACQUIRE);
     x->status.phase = DYNOBS_H1_ST_LINE;
     x->status.status_len = 0;
 }
@@ -277,6 +278,15 @@ void dynobs__h1c_out(struct dynobs_conn *c, const struct iovec *iov, int iovcnt,
             feed_iov(&h->head, iov, iovcnt, n);
         return;
     }
+    if (__atomic_load_n(&h->done_gen, __ATOMIC_ACQUIRE) != h->plan_gen) {
+        /* The response was read and the exchange finished on another
+         * thread meanwhile: its end reset the request head, which this
+         * late account must not overwrite with the planned one (the
+         * connection's next requests would pass as body). */
+        h->inj_at = -1;
+        h->inj_len = h->inj_sent = 0;
+        return;
+    }
     /* Only the application's bytes before our lines' point are fed; when
      * all of them went out, the planned head is exactly the result. */
     size_t before = n < (size_t)h->inj_at ? n : (size_t)h->inj_at;
@@ -330,6 +340,7 @@ static void finish(struct dynobs_h1c *h, int code, const char *error_type)
         h->head.phase = DYNOBS_H1_REQ_OFF; /* switched protocols: not HTTP/1 any more */
     else
         dynobs__h1_req_reset(&h->head);
+    __atomic_add_fetch(&h->done_gen, 1, __ATOMIC_RELEASE);
 }
 
 void dynobs__h1c_in(struct dynobs_conn *c, const struct iovec *iov, int iovcnt, size_t n)
