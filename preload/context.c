@@ -218,7 +218,8 @@ static void count_ambiguous(void)
  * stack is full. */
 static void copy_corr(struct dynobs_ctx *x, const char *corr, size_t len, uint8_t mask);
 
-static struct dynobs_ctx *push_span(struct dynobs_thread *t, const struct dynobs_span *s,
+/* Inlined into its two callers: it is on every served request's path. */
+static inline __attribute__((always_inline)) struct dynobs_ctx *push_span(struct dynobs_thread *t, const struct dynobs_span *s,
                                     const struct dynobs_span *owner, const char *corr,
                                     size_t corr_len, uint8_t corr_mask)
 {
