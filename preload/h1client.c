@@ -21,6 +21,15 @@
 #include "httpmetrics.h"
 #include "strbuf.h"
 
+/* A client's request head without what only a server keeps (tracestate,
+ * user agent and correlation values: capture is off), which is most of
+ * its size: the planned head is copied on every write that may carry our
+ * lines. */
+static void copy_head(struct dynobs_h1_req *dst, const struct dynobs_h1_req *src)
+{
+    memcpy(dst, src, offsetof(struct dynobs_h1_req, tracestate));
+}
+
 /* Feeds the committed (or, with a copy, the planned) bytes of an iov. */
 static long feed_iov(struct dynobs_h1_req *o, const struct iovec *iov, int iovcnt, size_t limit)
 {
@@ -244,7 +253,7 @@ long dynobs__h1c_plan(struct dynobs_conn *c, const struct iovec *iov, int iovcnt
     } else if (h->head.phase < DYNOBS_H1_REQ_BODY) {
         if (h->head.phase == DYNOBS_H1_REQ_IDLE && total)
             h->x.start_ns = 0; /* a new request starts with these bytes */
-        h->planned = h->head;
+        copy_head(&h->planned, &h->head);
         k = feed_iov(&h->planned, iov, iovcnt, total);
         if (k >= 0) {
             start_request(c, &h->planned);
@@ -291,7 +300,7 @@ void dynobs__h1c_out(struct dynobs_conn *c, const struct iovec *iov, int iovcnt,
      * all of them went out, the planned head is exactly the result. */
     size_t before = n < (size_t)h->inj_at ? n : (size_t)h->inj_at;
     if (before == (size_t)h->inj_at)
-        h->head = h->planned;
+        copy_head(&h->head, &h->planned);
     else
         feed_iov(&h->head, iov, iovcnt, before);
     h->inj_at -= (int64_t)before;
