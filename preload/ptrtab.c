@@ -43,14 +43,10 @@ void dynobs__ptrtab_release(struct dynobs_ptrslot *e)
     __atomic_store_n(&e->key, TOMBSTONE, __ATOMIC_RELEASE);
 }
 
-void *dynobs__ptrtab_state(struct dynobs_ptrslot *tab, const void *key, size_t size, int create,
-                           int *fresh)
+void *dynobs__ptrtab_state_new(struct dynobs_ptrslot *tab, const void *key, size_t size,
+                               int *fresh)
 {
-    *fresh = 0;
-    struct dynobs_ptrslot *e = dynobs__ptrtab_find(tab, key);
-    if (e || !create)
-        return e ? e->val : NULL;
-    e = dynobs__ptrtab_claim(tab, key);
+    struct dynobs_ptrslot *e = dynobs__ptrtab_claim(tab, key);
     if (!e)
         return NULL;
     if (!e->val) {

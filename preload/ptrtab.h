@@ -29,7 +29,17 @@ void dynobs__ptrtab_release(struct dynobs_ptrslot *e) DYNOBS_INTERNAL;
  * with create, a slot claimed for key whose state is the one its previous
  * key left or a new mapping; *fresh is 1 then, and the caller resets what
  * it needs. NULL when there is none. */
-void *dynobs__ptrtab_state(struct dynobs_ptrslot *tab, const void *key, size_t size, int create,
-                           int *fresh) DYNOBS_INTERNAL;
+void *dynobs__ptrtab_state_new(struct dynobs_ptrslot *tab, const void *key, size_t size,
+                               int *fresh) DYNOBS_INTERNAL;
+/* Inline: the lookup of a known key is on every libpq and libcurl call. */
+static inline void *dynobs__ptrtab_state(struct dynobs_ptrslot *tab, const void *key,
+                                         size_t size, int create, int *fresh)
+{
+    struct dynobs_ptrslot *e = dynobs__ptrtab_find(tab, key);
+    *fresh = 0;
+    if (e || !create)
+        return e ? e->val : NULL;
+    return dynobs__ptrtab_state_new(tab, key, size, fresh);
+}
 
 #endif
