@@ -29,14 +29,15 @@
 /* The pieces of the first `left` bytes of an iovec array, in order:
  *   struct dynobs_iov_walk w = {iov, iovcnt, n};
  *   while (dynobs__iov_next(&w)) ... w.p, w.len ...
- * w.done counts the bytes before the current piece. */
+ * (Every read and write of a traced stream walks its pieces: the walk is
+ * kept to a few registers.) */
 struct dynobs_iov_walk {
     const struct iovec *iov;
     int iovcnt;
     size_t left;
     int i;
     const uint8_t *p;
-    size_t len, done;
+    size_t len;
 };
 
 static inline int dynobs__iov_next(struct dynobs_iov_walk *w)
@@ -44,7 +45,6 @@ static inline int dynobs__iov_next(struct dynobs_iov_walk *w)
     if (w->i >= w->iovcnt || !w->left)
         return 0;
     const struct iovec *v = &w->iov[w->i++];
-    w->done += w->len;
     w->p = v->iov_base;
     w->len = v->iov_len < w->left ? v->iov_len : w->left;
     w->left -= w->len;

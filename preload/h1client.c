@@ -34,10 +34,12 @@ static void copy_head(struct dynobs_h1_req *dst, const struct dynobs_h1_req *src
 static long feed_iov(struct dynobs_h1_req *o, const struct iovec *iov, int iovcnt, size_t limit)
 {
     struct dynobs_iov_walk w = {iov, iovcnt, limit};
+    size_t done = 0;
     while (dynobs__iov_next(&w)) {
         long k = dynobs__h1_req_feed(o, w.p, w.len);
         if (k >= 0)
-            return (long)(w.done + (size_t)k);
+            return (long)(done + (size_t)k);
+        done += w.len;
     }
     return -1;
 }

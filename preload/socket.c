@@ -222,6 +222,17 @@ static int nonblocking(const struct out_call *o)
 
 static ssize_t out(const struct out_call *o, struct dynobs_conn *c)
 {
+    /* A server's response is only watched: the real call, then its
+     * bytes. */
+    if (c->proto != DYNOBS_PROTO_H1_CLIENT) {
+        ssize_t r = original(o);
+        if (r > 0) {
+            int saved = errno;
+            dynobs__conn_data(c, DYNOBS_DIR_OUT, o->iov, o->iovcnt, (size_t)r, 0);
+            errno = saved;
+        }
+        return r;
+    }
     for (;;) {
         struct dynobs_insert ins;
         long k = dynobs__conn_plan(c, o->iov, o->iovcnt, &ins);
