@@ -156,6 +156,40 @@ static int has_traceparent(const struct curl_slist *l, struct dynobs_traceparent
     return 0;
 }
 
+/* 1 when the list has a header of this name (case-insensitive). */
+static int has_header(const struct curl_slist *l, const char *name, size_t n)
+{
+    for (; l; l = l->next)
+        if (l->data && !strncasecmp(l->data, name, n) && l->data[n] == ':')
+            return 1;
+    return 0;
+}
+
+/* The parent context's correlation headers (context.h), each unless the
+ * application's list has it. */
+static struct curl_slist *correlation(struct curl_slist *l, const struct curl_slist *app,
+                                      const struct dynobs_ctx *parent,
+                                      struct curl_slist *(*append)(struct curl_slist *,
+                                                                   const char *))
+{
+    const char *p = parent->corr, *end = parent->corr + parent->corr_len;
+    while (p < end) {
+        const char *colon = memchr(p, ':', (size_t)(end - p));
+        const char *crlf = colon ? memchr(colon, '\r', (size_t)(end - colon)) : NULL;
+        if (!crlf || crlf + 2 > end)
+            break;
+        char line[DYNOBS_CORR_LINES_MAX];
+        size_t len = (size_t)(crlf - p);
+        if (!has_header(app, p, (size_t)(colon - p)) && len < sizeof line) {
+            memcpy(line, p, len);
+            line[len] = '\0';
+            l = append(l, line);
+        }
+        p = crlf + 2;
+    }
+    return l;
+}
+
 /* A transfer starts: its span, and our header line in a copy of the list. */
 static void begin(CURL *h)
 {
@@ -204,6 +238,8 @@ static void begin(CURL *h)
         ts[12 + x->span.rec.tracestate_len] = '\0';
         l = append(l, ts);
     }
+    if (parent && parent->corr_len)
+        l = correlation(l, x->app_headers, parent, append);
     if (l && setopt(h, CURLOPT_HTTPHEADER, l) == 0)
         x->ours = l;
 }

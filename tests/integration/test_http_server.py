@@ -626,7 +626,10 @@ def test_correlation_ids_recorded_and_passed_on(env):
                    {"DYNOBS_CORRELATION_HEADERS": "X-Trace-Me"})
         wait_listening(port2, p2, "service A (X-Trace-Me)")
         get("http://127.0.0.1:%d/three" % port2, {"X-Request-ID": "req-3", "X-Trace-Me": "me"})
-        wait_for(lambda: len(rec.got) == 3, 10, "three calls at the recorder")
+        # Through libcurl (the C sample server's outbound call).
+        port3 = start_sample_server(env, "thread", "corr-curl", rec.url() + "/four")
+        get("http://127.0.0.1:%d/x" % port3, {"X-Request-ID": "via-curl"})
+        wait_for(lambda: len(rec.got) == 4, 10, "four calls at the recorder")
         got = {path: hdrs for path, hdrs in rec.got}
 
         def values(path, name):
@@ -638,6 +641,7 @@ def test_correlation_ids_recorded_and_passed_on(env):
         check(values("/two", "x-request-id") == [], "/two: an ambiguous id was sent on")
         check(values("/three", "x-trace-me") == ["me"] and values("/three", "x-request-id") == [],
               "/three: %r" % got["/three"])
+        check(values("/four", "x-request-id") == ["via-curl"], "/four: %r" % got["/four"])
         spans = received(rx, "corr-svc", 4, "spans")
         by_path = {attrs(s)["url.path"]: s for s in spans if kind(s) == "SPAN_KIND_SERVER"}
         a1, a2 = attrs(by_path["/one"]), attrs(by_path["/two"])
