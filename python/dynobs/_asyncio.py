@@ -23,7 +23,10 @@ read by then, and a later look-up could find the next request of a
 keep-alive connection. A server that runs all requests of a connection in
 one task woken from data_received (aiohttp's RequestHandler.start) creates
 a task per request for its handler (aiohttp's _handle_request); that
-coroutine is wrapped to enter its request's context when it starts.
+coroutine is wrapped to enter its request's context when it starts. A
+task that reads a request from an asyncio stream (asyncio.start_server's
+handlers, one task per connection) enters it as its read returns: the
+shim says which request that connection serves then.
 
 Outbound. Just before the first bytes of an HTTP/1 request (a request
 line) are written on a socket transport (write, writelines), the parent
@@ -122,6 +125,25 @@ def enter(transport):
         pass
 
 
+def _stream_enter(reader):
+    # A task that reads from a server connection with a request in flight
+    # serves that request (asyncio.start_server's handlers: one task per
+    # connection, woken from data_received, reading request after request).
+    # Reading from any other stream (a client's response) changes nothing.
+    fd = _fd_of(reader._transport)
+    if fd < 0:
+        return
+    tp = _server_traceparent(fd)
+    if tp is None:
+        return
+    cur = _request.get()
+    if cur is not None and cur.fd == fd and cur._tp == tp:
+        return
+    r = _Request(fd)
+    r._tp = tp
+    _request.set(r)
+
+
 def _announce(transport, data):
     if not _REQUEST_LINE.match(data):
         return
@@ -185,6 +207,17 @@ def _hook_writelines(real):
     return writelines
 
 
+def _hook_stream_read(real):
+    async def read(self, *args, **kwargs):
+        data = await real(self, *args, **kwargs)
+        try:
+            _stream_enter(self)
+        except Exception:
+            pass
+        return data
+    return read
+
+
 def _patch(cls, name, hook):
     real = cls.__dict__.get(name)
     if real is None or getattr(real, "__dynobs__", False):
@@ -244,7 +277,7 @@ def install():
                 not lib.dynobs_enabled():
             return False
         try:
-            from asyncio import selector_events
+            from asyncio import selector_events, streams
             cls = selector_events._SelectorSocketTransport
         except (ImportError, AttributeError):
             return False
@@ -254,6 +287,8 @@ def install():
         # 3.12 and later write a list with sendmsg; before, writelines is
         # the base class's, which calls write.
         _patch(cls, "writelines", _hook_writelines)
+        for name in ("read", "readline", "readuntil", "readexactly"):
+            _patch(streams.StreamReader, name, _hook_stream_read)
         _hook_frameworks()
         _installed[0] = True
         return True

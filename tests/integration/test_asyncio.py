@@ -20,6 +20,7 @@ and python3-uvicorn; each test is skipped, with a message, without them.
 Usage: test_asyncio.py BUILD_DIR SOURCE_DIR [test names]"""
 import os
 import secrets
+import socket
 import subprocess
 import sys
 import threading
@@ -227,6 +228,75 @@ def test_aiohttp_deferred_calls_never_in_a_wrong_trace(env):
 @tx.with_env
 def test_uvicorn_deferred_calls_never_in_a_wrong_trace(env):
     stress(env, "uvicorn-deferred", UVICORN, "uvicorn", "python3-uvicorn")
+
+
+def pipelined(port, callers, idents):
+    """Sends the requests idents in one write on one connection (HTTP/1.1
+    pipelining) and reads their responses."""
+    with socket.create_connection(("127.0.0.1", port), 30) as s:
+        s.sendall(b"".join(b"GET /hop?id=%d HTTP/1.1\r\nHost: x\r\ntraceparent: 00-%s-%s-01\r\n"
+                           b"\r\n" % (i, callers[i][0].encode(), callers[i][1].encode())
+                           for i in idents))
+        f = s.makefile("rb")
+        for i in idents:
+            status = f.readline()
+            check(status.startswith(b"HTTP/1.1 200"), "request %d: %r" % (i, status))
+            length = 0
+            while True:
+                line = f.readline().strip()
+                if not line:
+                    break
+                k, _, v = line.partition(b":")
+                if k.strip().lower() == b"content-length":
+                    length = int(v)
+            body = f.read(length)
+            check(("back %d" % i).encode() in body, "request %d: body %r" % (i, body))
+
+
+@tx.with_env
+def test_pipelined_requests_never_in_a_wrong_trace(env):
+    # Two requests in one write: uvicorn starts the second one's task from
+    # the first one's code once it has answered, so that task inherits the
+    # first request's context; aiohttp runs both from one task. Whatever
+    # the context says, the bridge announces a request only while the shim
+    # still serves it: no call ends up in the other request's trace.
+    need("aiohttp", "python3-aiohttp")
+    need("uvicorn", "python3-uvicorn")
+    for name, text in (("uvicorn-pipelined", UVICORN), ("aiohttp-pipelined", AIOHTTP)):
+        port = tx.free_port()
+        backend = ev.Backend()
+        try:
+            e = env.app_env({"OTEL_SERVICE_NAME": name})
+            p = subprocess.Popen([ev.RUN, "--no-exporter", "--", PY,
+                                  service(env, name + ".py", text), str(port), backend.url()],
+                                 env=e, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            env.procs.append(p)
+            hs.wait_listening(port, p, name)
+            callers = {i: (secrets.token_hex(16), secrets.token_hex(8)) for i in range(20)}
+            for i in range(0, 20, 2):
+                pipelined(port, callers, (i, i + 1))
+            by_trace = {trace: i for i, (trace, _) in callers.items()}
+            with backend.lock:
+                seen = list(backend.seen)
+            check(len(seen) == 20, "%s: the backend got %d calls" % (name, len(seen)))
+            linked, wrong = [], []
+            for ident, tps in seen:
+                trace = tps[0].split("-")[1] if tps else None
+                if trace == callers[int(ident)][0]:
+                    linked.append(int(ident))
+                elif trace in by_trace:
+                    wrong.append("%s in the trace of %d" % (ident, by_trace[trace]))
+            print("%s: %d of 20 linked (%d of the 10 first, %d of the 10 second), %d wrong%s" % (
+                name, len(linked), sum(i % 2 == 0 for i in linked),
+                sum(i % 2 == 1 for i in linked), len(wrong), (": " + ", ".join(wrong)) if wrong
+                else ""))
+            check(not wrong, "%s: %s" % (name, ", ".join(wrong)))
+            check(all(i in linked for i in range(0, 20, 2)),
+                  "%s: a first request's call is not linked (%r)" % (name, linked))
+            p.kill()
+            p.wait()
+        finally:
+            backend.stop()
 
 
 def main():
