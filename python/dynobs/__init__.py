@@ -467,6 +467,8 @@ def start_span(name, kind=INTERNAL, attributes=None, parent=None, root=False):
             # A coroutine serving a request (asyncio bridge): its server span.
             parent = _aio.request_traceparent()
             implicit = parent is not None
+            if implicit:
+                flags = _SPAN_LOCAL_PARENT  # the shim's span, in this process
         if parent is not None:
             if isinstance(parent, str):
                 tp = parent

@@ -205,3 +205,58 @@ def test_without_the_shim_the_bridge_stays_out(python):
               hasattr(selector_events._SelectorSocketTransport.write, "__dynobs__"))
     """, python)
     assert out.split() == ["False", "False"]
+
+
+def test_spans_and_calls_in_a_coroutine_serving_a_request(python):
+    # In a handler, dynobs.span() is a child of the request's server span
+    # (the shim's), and a call made inside it is the span's child.
+    out, rec = run(r"""
+        import asyncio, http.server, threading, urllib.request, dynobs
+        dynobs.enable(logs=False)
+
+        class Back(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                self.send_response(200)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+            def log_message(self, *a):
+                pass
+
+        back = http.server.HTTPServer(("127.0.0.1", 0), Back)
+        threading.Thread(target=back.serve_forever, daemon=True).start()
+
+        async def serve(reader, writer):
+            await reader.readuntil(b"\r\n\r\n")
+            print(dynobs.current_traceparent() is not None)
+            with dynobs.span("work"):
+                r, w = await asyncio.open_connection("127.0.0.1", back.server_port)
+                w.write(b"GET /back HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                await r.read()
+                w.close()
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+            await writer.drain()
+            writer.close()
+
+        async def main():
+            srv = await asyncio.start_server(serve, "127.0.0.1", 0)
+            port = srv.sockets[0].getsockname()[1]
+            req = urllib.request.Request("http://127.0.0.1:%d/hop" % port, headers={
+                "traceparent": "00-%s-%s-01" % ("ab" * 16, "cd" * 8)})
+            body = await asyncio.get_running_loop().run_in_executor(
+                None, lambda: urllib.request.urlopen(req, timeout=30).read())
+            print(body.decode())
+            srv.close()
+
+        asyncio.run(main())
+        back.shutdown()
+    """, python, preload=True)
+    assert out.split() == ["True", "ok"]
+    # (The backend, in the same process, has a server span in the trace too.)
+    server = [s for s in rec.spans if s["kind"] == "SERVER" and s["parent"] == "cd" * 8]
+    assert len(server) == 1 and server[0]["trace"] == "ab" * 16, rec.text
+    work = rec.span("work")
+    assert work["trace"] == "ab" * 16 and work["parent"] == server[0]["span"], rec.text
+    assert not work["remote"], rec.text
+    client = [s for s in rec.spans if s["kind"] == "CLIENT" and s["parent"] == work["span"]]
+    assert len(client) == 1 and client[0]["trace"] == "ab" * 16, rec.text
