@@ -77,7 +77,8 @@ def _dynobs_start():
     if sys.version_info < (3, 9) or getattr(sys, "implementation", None) is None or \
             sys.implementation.name != "cpython":
         return
-    if "libdynobs" not in os.environ.get("LD_PRELOAD", ""):
+    if "libdynobs" not in os.environ.get("LD_PRELOAD", "") or \
+            os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
         return
     if "asyncio" in sys.modules:
         if _dynobs_find_package():

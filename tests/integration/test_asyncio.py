@@ -13,6 +13,9 @@ from dynobs.enable() in a process preloaded by hand. A stress test sends
 asyncio.sleep(0), from a task, from loop.call_soon and from
 loop.call_later: with the bridge all 60 are linked; the shim alone (no
 bridge: the loop's thread multiplexes) links none; never a wrong one.
+Pipelined requests (two in one write) never put a call in the other
+request's trace, and dynobs-run's start-up hook keeps the system's
+sitecustomize and imports nothing until asyncio is imported.
 
 The services run with Debian's /usr/bin/python3, which has python3-aiohttp
 and python3-uvicorn; each test is skipped, with a message, without them.
@@ -228,6 +231,44 @@ def test_aiohttp_deferred_calls_never_in_a_wrong_trace(env):
 @tx.with_env
 def test_uvicorn_deferred_calls_never_in_a_wrong_trace(env):
     stress(env, "uvicorn-deferred", UVICORN, "uvicorn", "python3-uvicorn")
+
+
+HOOK_PROBE = r"""
+import sys
+print("dynobs" in sys.modules)
+try:
+    import sitecustomize
+    print(sitecustomize.__file__)
+except ImportError:
+    print(None)
+import asyncio
+d = sys.modules.get("dynobs")
+print(d is not None, d is not None and d._bridge[0])
+"""
+
+
+@tx.with_env
+def test_dynobs_run_python_start_up_hook(env):
+    # dynobs-run's sitecustomize imports nothing before asyncio is, keeps
+    # the system's sitecustomize running (Debian has one), installs the
+    # bridge when asyncio is imported, and imports nothing with the shim off.
+    r = subprocess.run([PY, "-c", "import sitecustomize; print(sitecustomize.__file__)"],
+                       capture_output=True, text=True, env=env.app_env({"LD_PRELOAD": ""}))
+    system = r.stdout.strip() if r.returncode == 0 else None
+    for extra, bridge in (({}, "True True"), ({"OTEL_SDK_DISABLED": "true"}, "False False")):
+        r = subprocess.run([ev.RUN, "--no-exporter", "--", PY, "-c", HOOK_PROBE],
+                           capture_output=True, text=True, env=env.app_env(extra), timeout=60)
+        check(r.returncode == 0 and not r.stderr, "exit %d: %s" % (r.returncode, r.stderr))
+        lines = r.stdout.split("\n")
+        check(lines[0] == "False", "dynobs imported before asyncio: %r" % r.stdout)
+        if system:
+            check(lines[1] == system, "the system's sitecustomize %s did not run: %r" % (
+                system, r.stdout))
+        else:
+            check(lines[1].endswith("runtimes/python/sitecustomize.py"), r.stdout)
+        check(lines[2] == bridge, "%r: bridge installed? %r" % (extra, r.stdout))
+    print("dynobs-run: bridge installed when asyncio is imported, not with the shim off; "
+          "system sitecustomize: %s" % system)
 
 
 def pipelined(port, callers, idents):
