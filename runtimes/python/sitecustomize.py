@@ -48,12 +48,16 @@ class _DynobsAsyncioHook(object):
             sys.meta_path.remove(self)
         except ValueError:
             pass
-        import importlib.machinery
-        spec = importlib.machinery.PathFinder.find_spec(name, path)
-        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
-            return spec
-        spec.loader = _DynobsLoader(spec.loader)
-        return spec
+        try:
+            import importlib.machinery
+            spec = importlib.machinery.PathFinder.find_spec(name, path)
+            if spec is not None and spec.loader is not None and \
+                    hasattr(spec.loader, "exec_module"):
+                spec.loader = _DynobsLoader(spec.loader)
+                return spec
+        except Exception:
+            pass
+        return None  # the finders after this one import it, without the bridge
 
 
 class _DynobsLoader(object):
@@ -69,8 +73,11 @@ class _DynobsLoader(object):
         if getattr(module, "__spec__", None) is not None:
             module.__spec__.loader = self.real
         self.real.exec_module(module)
-        if _dynobs_find_package():
-            _dynobs_bridge()
+        try:
+            if _dynobs_find_package():
+                _dynobs_bridge()
+        except Exception:
+            pass
 
 
 def _dynobs_start():
