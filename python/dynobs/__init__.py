@@ -545,7 +545,9 @@ def current_traceparent():
     if not lib:
         return None
     if _bridge[0] and _running_loop() is not None:
-        return _aio.request_traceparent()
+        tp = _aio.request_traceparent()
+        if tp is not None:
+            return tp
     buf = ctypes.create_string_buffer(_TRACEPARENT_LEN + 1)
     return buf.value.decode() if lib.dynobs_current_traceparent(buf, len(buf)) > 0 else None
 
