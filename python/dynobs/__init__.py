@@ -78,6 +78,8 @@ stats = {"spans_refused": 0, "metric_updates_refused": 0, "logs_refused": 0,
 _lock = threading.RLock()
 _lib = None
 _lib_path = None
+_preloaded = False   # the library was mapped before this module loaded it (LD_PRELOAD)
+_bridge_api = False  # it has dynobs_server_traceparent and dynobs_client_parent
 _signals = {"traces": True, "metrics": True, "logs": True}
 _traces_on = [True]  # _signals["traces"], read on every span
 _start = _start_plain = None  # dynobs_span_start_ex and dynobs_span_start, once loaded
@@ -159,12 +161,26 @@ def _bind(lib):
         fn = getattr(lib, name)
         fn.restype = res
         fn.argtypes = args
+    # The runtimes' bridge (dynobs._asyncio): a library built before it
+    # lacks these two, and the rest of this module works with it all the same.
+    bridge = {
+        "dynobs_server_traceparent": (c.c_int, [c.c_int, c.c_char_p, c.c_size_t]),
+        "dynobs_client_parent": (c.c_int, [c.c_int, c.c_char_p]),
+    }
+    found = 0
+    for name, (res, args) in bridge.items():
+        fn = getattr(lib, name, None)
+        if fn is not None:
+            fn.restype = res
+            fn.argtypes = args
+            found += 1
+    return found == len(bridge)
 
 
 def _load():
     """The library, loaded on first use; None when it cannot be found
     (every call is then a no-op, and enabled() says False)."""
-    global _lib, _lib_path, _start, _start_plain
+    global _lib, _lib_path, _start, _start_plain, _preloaded, _bridge_api
     if _lib is not None:
         return _lib or None
     with _lock:
@@ -184,14 +200,16 @@ def _load():
                           RuntimeWarning, stacklevel=3)
             _lib = False
             return None
+        preloaded = not tried  # found mapped already, by _loaded_path()
         try:
             lib = ctypes.CDLL(path)
-            _bind(lib)
+            bridge = _bind(lib)
         except (OSError, AttributeError) as e:
             warnings.warn("dynobs: cannot use %s: %s" % (path, e), RuntimeWarning, stacklevel=3)
             _lib = False
             return None
         _start, _start_plain = lib.dynobs_span_start_ex, lib.dynobs_span_start
+        _preloaded, _bridge_api = preloaded, bridge
         _lib, _lib_path = lib, os.path.realpath(path)
         return lib
 
@@ -439,11 +457,18 @@ def start_span(name, kind=INTERNAL, attributes=None, parent=None, root=False):
             return Span(None, name)
     flags = 0
     tp = ts = None
+    implicit = False
     if root:
         flags = _SPAN_ROOT
     else:
         if parent is None:
             parent = _current.get()
+        if parent is None and _bridge[0] and _running_loop() is not None:
+            # A coroutine serving a request (asyncio bridge): its server span.
+            parent = _aio.request_traceparent()
+            implicit = parent is not None
+            if implicit:
+                flags = _SPAN_LOCAL_PARENT  # the shim's span, in this process
         if parent is not None:
             if isinstance(parent, str):
                 tp = parent
@@ -457,7 +482,7 @@ def start_span(name, kind=INTERNAL, attributes=None, parent=None, root=False):
         flags |= _SPAN_NO_CONTEXT
     h = _start(nb, kind, tp.encode() if tp else None, ts.encode() if ts else None, flags)
     if not h:
-        if tp and isinstance(parent, str):
+        if tp and isinstance(parent, str) and not implicit:
             raise ValueError("invalid traceparent %r" % tp)
         if lib.dynobs_enabled():
             stats["spans_refused"] += 1
@@ -519,6 +544,10 @@ def current_traceparent():
     lib = _load()
     if not lib:
         return None
+    if _bridge[0] and _running_loop() is not None:
+        tp = _aio.request_traceparent()
+        if tp is not None:
+            return tp
     buf = ctypes.create_string_buffer(_TRACEPARENT_LEN + 1)
     return buf.value.decode() if lib.dynobs_current_traceparent(buf, len(buf)) > 0 else None
 
@@ -673,6 +702,8 @@ def log(severity, message, attributes=None, severity_text=None):
     arr, n, _keep = _attr_array(attributes)
     s = _current.get()
     tp = s.traceparent if s is not None else None
+    if s is None and _bridge[0] and _running_loop() is not None:
+        tp = _aio.request_traceparent()
     rc = lib.dynobs_log_record(int(severity), _enc(severity_text, "severity text")
                                if severity_text else None, _enc(message, "message"), arr, n,
                                tp.encode() if tp else None)
@@ -885,7 +916,25 @@ def enable(service_name=None, endpoint=None, sampler=None, traces=True, metrics=
         _capture[0] = bool(logs)
         if endpoint is not None:
             _ensure_exporter(endpoint)
+        _install_bridge()
         return enabled()
+
+
+# ---- asyncio (dynobs._asyncio) ----
+
+_bridge = [False]  # installed: coroutines serving a request take it as their parent
+
+
+def _install_bridge():
+    """Carries each inbound request's context across asyncio tasks and
+    announces it to the shim as the parent of their outbound HTTP calls,
+    when the shim is preloaded (enable(), and dynobs-run through
+    runtimes/python/sitecustomize.py). Never raises; True when installed."""
+    try:
+        _bridge[0] = _aio.install()
+    except Exception:
+        _bridge[0] = False
+    return _bridge[0]
 
 
 def _ensure_exporter(endpoint):
@@ -930,3 +979,6 @@ def _find_exporter():
             return os.path.realpath(c)
     import shutil
     return shutil.which("dynobs-exporter")
+
+
+from . import _asyncio as _aio  # noqa: E402  (it reads this module's names)

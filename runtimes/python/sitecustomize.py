@@ -1,0 +1,124 @@
+# dynobs for Python: dynobs-run puts this file's directory first on
+# PYTHONPATH, so that Python imports it at start-up (the site module
+# imports "sitecustomize"). In a process that has the shim preloaded, it
+# installs the dynobs package's asyncio bridge (python/dynobs/_asyncio.py)
+# as soon as the program imports asyncio: each inbound request's context
+# then follows the request's tasks and callbacks and becomes the parent
+# of the HTTP calls made in it. A program that never imports asyncio pays
+# for one environment look-up; one that does, for importing the package.
+#
+# Then it runs the sitecustomize this one hides (Debian has one), as
+# Python would have without it. Any Python may read this file (Python 2
+# too, through an inherited PYTHONPATH): it keeps to a syntax they all
+# parse, and does nothing before CPython 3.9.
+import os
+import sys
+
+
+def _dynobs_find_package():
+    """Makes "import dynobs" work: installed (pip), else the source tree
+    this file comes from (the build tree's copy names it)."""
+    import importlib.machinery
+    if importlib.machinery.PathFinder.find_spec("dynobs", sys.path) is not None:
+        return True
+    here = os.path.dirname(os.path.abspath(__file__))
+    for d in ("@DYNOBS_PYTHON_DIR@", os.path.join(here, "..", "..", "python")):
+        if not d.startswith("@") and os.path.isfile(os.path.join(d, "dynobs", "__init__.py")):
+            sys.path.append(os.path.abspath(d))
+            return True
+    return False
+
+
+def _dynobs_bridge():
+    try:
+        import dynobs
+        dynobs._install_bridge()
+    except Exception:
+        pass  # never into the application: its requests go unlinked
+
+
+class _DynobsAsyncioHook(object):
+    """A finder that lets asyncio import as usual, then installs the bridge
+    before anything can use it (once: it leaves sys.meta_path at once)."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "asyncio":
+            return None
+        try:
+            sys.meta_path.remove(self)
+        except ValueError:
+            pass
+        try:
+            import importlib.machinery
+            spec = importlib.machinery.PathFinder.find_spec(name, path)
+            if spec is not None and spec.loader is not None and \
+                    hasattr(spec.loader, "exec_module"):
+                spec.loader = _DynobsLoader(spec.loader)
+                return spec
+        except Exception:
+            pass
+        return None  # the finders after this one import it, without the bridge
+
+
+class _DynobsLoader(object):
+    def __init__(self, real):
+        self.real = real
+
+    def create_module(self, spec):
+        return self.real.create_module(spec)
+
+    def exec_module(self, module):
+        # The module keeps its own loader, as if imported without us.
+        module.__loader__ = self.real
+        if getattr(module, "__spec__", None) is not None:
+            module.__spec__.loader = self.real
+        self.real.exec_module(module)
+        try:
+            if _dynobs_find_package():
+                _dynobs_bridge()
+        except Exception:
+            pass
+
+
+def _dynobs_start():
+    if sys.version_info < (3, 9) or getattr(sys, "implementation", None) is None or \
+            sys.implementation.name != "cpython":
+        return
+    if "libdynobs" not in os.environ.get("LD_PRELOAD", "") or \
+            os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return
+    if "asyncio" in sys.modules:
+        if _dynobs_find_package():
+            _dynobs_bridge()
+    else:
+        sys.meta_path.insert(0, _DynobsAsyncioHook())
+
+
+def _dynobs_chain():
+    """Runs the next sitecustomize on sys.path, under that name."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    rest = [p for p in sys.path if os.path.abspath(p or os.curdir) != here]
+    if sys.version_info < (3, 4):
+        import imp
+        try:
+            found = imp.find_module("sitecustomize", rest)
+        except ImportError:
+            return
+        del sys.modules["sitecustomize"]
+        imp.load_module("sitecustomize", *found)
+        return
+    import importlib.machinery
+    import importlib.util
+    spec = importlib.machinery.PathFinder.find_spec("sitecustomize", rest)
+    if spec is None or spec.loader is None:
+        return
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["sitecustomize"] = module
+    spec.loader.exec_module(module)
+
+
+try:
+    _dynobs_start()
+except Exception:
+    pass
+_dynobs_chain()
