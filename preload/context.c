@@ -216,12 +216,12 @@ static void count_ambiguous(void)
 /* A new innermost entry of t for started span s (owner: the API span that
  * owns the entry, NULL for a bound request), published; NULL when t's
  * stack is full. */
-static void copy_corr(struct dynobs_ctx *x, const char *corr, size_t len, uint8_t mask);
+static void carry_into(struct dynobs_ctx *x, const struct dynobs_ctx_carry *c);
 
 /* Inlined into its two callers: it is on every served request's path. */
-static inline __attribute__((always_inline)) struct dynobs_ctx *push_span(struct dynobs_thread *t, const struct dynobs_span *s,
-                                    const struct dynobs_span *owner, const char *corr,
-                                    size_t corr_len, uint8_t corr_mask)
+static inline __attribute__((always_inline)) struct dynobs_ctx *
+push_span(struct dynobs_thread *t, const struct dynobs_span *s, const struct dynobs_span *owner,
+          const struct dynobs_ctx_carry *carry)
 {
     struct dynobs_ctx *x = dynobs__ctx_push(t);
     if (!x)
@@ -237,27 +237,38 @@ static inline __attribute__((always_inline)) struct dynobs_ctx *push_span(struct
     x->ts_len = s->rec.tracestate_len;
     if (x->ts_len)
         memcpy(x->tracestate, dynobs__span_tracestate(s), x->ts_len);
-    copy_corr(x, corr, corr_len, corr_mask);
+    x->bag = NULL;
+    x->bag_len = 0;
+    if (carry)
+        carry_into(x, carry);
     dynobs__ctx_publish(x);
     return x;
 }
 
-/* Correlation lines into x, before x is published. */
-static void copy_corr(struct dynobs_ctx *x, const char *corr, size_t len, uint8_t mask)
+/* What a request's context carries, into x before x is published. */
+static void carry_into(struct dynobs_ctx *x, const struct dynobs_ctx_carry *c)
 {
-    if (!len || len > sizeof x->corr)
-        return;
-    memcpy(x->corr, corr, len);
-    x->corr_len = (uint16_t)len;
-    x->corr_mask = mask;
+    if (c->corr_len && c->corr_len <= sizeof x->corr) {
+        memcpy(x->corr, c->corr, c->corr_len);
+        x->corr_len = c->corr_len;
+        x->corr_mask = c->corr_mask;
+    }
+    x->bag = c->bag;
+    x->bag_len = c->bag_len;
+    x->bag_gen = c->bag_gen;
+    x->bag_gen_p = c->bag_gen_p;
 }
 
 void dynobs__ctx_enter_span(struct dynobs_thread *t, struct dynobs_span *s,
                             const struct dynobs_ctx *parent)
 {
-    struct dynobs_ctx *x = push_span(t, s, s, parent ? parent->corr : NULL,
-                                     parent ? parent->corr_len : 0,
-                                     parent ? parent->corr_mask : 0);
+    struct dynobs_ctx_carry from;
+    if (parent) {
+        from = (struct dynobs_ctx_carry){parent->corr, parent->corr_len, parent->corr_mask,
+                                         parent->bag_len, parent->bag_gen, parent->bag,
+                                         parent->bag_gen_p};
+    }
+    struct dynobs_ctx *x = push_span(t, s, s, parent ? &from : NULL);
     s->stack_idx = (int16_t)(x ? x - t->stack : -1);
 }
 
@@ -276,11 +287,11 @@ void dynobs__ctx_leave_span(const struct dynobs_span *s, struct dynobs_thread *s
 
 /* ---- requests bound to the thread that serves them ---- */
 
-int dynobs__ctx_bind(struct dynobs_thread *t, const struct dynobs_span *s, const char *corr,
-                     size_t corr_len, uint8_t corr_mask, struct dynobs_ctx_binding *b)
+int dynobs__ctx_bind(struct dynobs_thread *t, const struct dynobs_span *s,
+                     const struct dynobs_ctx_carry *carry, struct dynobs_ctx_binding *b)
 {
     b->owner = NULL;
-    struct dynobs_ctx *x = push_span(t, s, NULL, corr, corr_len, corr_mask);
+    struct dynobs_ctx *x = push_span(t, s, NULL, carry);
     if (!x)
         return DYNOBS_ENOSPC;
     b->owner = t;

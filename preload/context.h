@@ -42,6 +42,13 @@ struct dynobs_ctx {
      * configured name i (config.h). */
     uint8_t corr_mask;
     uint16_t corr_len;
+    /* W3C baggage of the request this context comes from: bag_len bytes at
+     * bag (in that request's state), valid while *bag_gen_p == bag_gen
+     * (the request has not ended since). */
+    uint16_t bag_len;
+    uint32_t bag_gen;
+    const char *bag;
+    const uint32_t *bag_gen_p;
     char tracestate[DYNOBS_TRACESTATE_MAX];
     char corr[DYNOBS_CORR_LINES_MAX];
 };
@@ -90,12 +97,34 @@ struct dynobs_ctx_binding {
     uint8_t span_id[8];
 };
 
-/* Binds span s (started, detached) to the calling thread t, with the
- * request's correlation header lines (corr, corr_len bytes; corr_mask as
- * in struct dynobs_ctx). Returns 0, or DYNOBS_ENOSPC when t's stack is
- * full (then nothing is bound). */
-int dynobs__ctx_bind(struct dynobs_thread *t, const struct dynobs_span *s, const char *corr,
-                     size_t corr_len, uint8_t corr_mask,
+/* What a context carries besides the trace: set in a request's context
+ * and inherited by the contexts started in it (fields as in struct
+ * dynobs_ctx). */
+struct dynobs_ctx_carry {
+    const char *corr;
+    uint16_t corr_len;
+    uint8_t corr_mask;
+    uint16_t bag_len;
+    uint32_t bag_gen;
+    const char *bag;
+    const uint32_t *bag_gen_p;
+};
+
+/* The baggage a context carries, when still valid; NULL else. */
+static inline const char *dynobs__ctx_baggage(const struct dynobs_ctx *c, size_t *len)
+{
+    if (!c->bag || !c->bag_len ||
+        __atomic_load_n(c->bag_gen_p, __ATOMIC_ACQUIRE) != c->bag_gen)
+        return NULL;
+    *len = c->bag_len;
+    return c->bag;
+}
+
+/* Binds span s (started, detached) to the calling thread t, with what
+ * its context carries (carry may be NULL). Returns 0, or DYNOBS_ENOSPC
+ * when t's stack is full (then nothing is bound). */
+int dynobs__ctx_bind(struct dynobs_thread *t, const struct dynobs_span *s,
+                     const struct dynobs_ctx_carry *carry,
                      struct dynobs_ctx_binding *b) DYNOBS_INTERNAL;
 /* Undoes a binding from any thread (self: the caller's block): the entry
  * is marked ended, and popped at once when the caller is its thread (else

@@ -26,6 +26,8 @@
 #include "ptrtab.h"
 #include "state.h"
 
+#include "../common/baggage.h"
+
 typedef void CURL;
 typedef void CURLM;
 typedef int CURLcode;
@@ -240,6 +242,17 @@ static void begin(CURL *h)
     }
     if (parent && parent->corr_len)
         l = correlation(l, x->app_headers, parent, append);
+    size_t bl;
+    const char *bag = parent && !has_header(x->app_headers, "baggage", 7)
+                          ? dynobs__ctx_baggage(parent, &bl)
+                          : NULL;
+    char bagline[9 + DYNOBS_BAGGAGE_MAX + 1];
+    if (bag && bl <= DYNOBS_BAGGAGE_MAX) {
+        memcpy(bagline, "baggage: ", 9);
+        memcpy(bagline + 9, bag, bl);
+        bagline[9 + bl] = '\0';
+        l = append(l, bagline);
+    }
     if (l && setopt(h, CURLOPT_HTTPHEADER, l) == 0)
         x->ours = l;
 }

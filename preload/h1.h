@@ -21,10 +21,11 @@
 #include "context.h"
 #include "span.h"
 
+#include "../common/baggage.h"
 #include "../common/http/h1.h"
 #include "../common/layout.h"
 
-#define DYNOBS_INJECT_MAX 1200u
+#define DYNOBS_INJECT_MAX (1200u + DYNOBS_BAGGAGE_MAX + 11u)
 
 /* The pieces of the first `left` bytes of an iovec array, in order:
  *   struct dynobs_iov_walk w = {iov, iovcnt, n};
@@ -111,7 +112,11 @@ struct dynobs_h1s_exchange {
     char method[24];
     struct dynobs_h1_resp resp; /* the response, as it goes out */
     struct dynobs_ctx_binding bound;
+    uint16_t bag_len;  /* bytes of bag: the request's baggage, normalised */
+    uint32_t bag_gen;  /* bumped when a request ends (atomic): contexts that
+                        * point at bag check it */
     struct dynobs_span span;
+    char bag[DYNOBS_BAGGAGE_MAX]; /* last: not cleared with the rest */
 };
 
 struct dynobs_h1s {

@@ -226,6 +226,13 @@ static void start_request(struct dynobs_conn *c, const struct dynobs_h1_req *o)
         }
         if (parent && parent->corr_len)
             correlation_lines(&b, parent, o);
+        size_t bl;
+        const char *bag = parent && !o->has_baggage ? dynobs__ctx_baggage(parent, &bl) : NULL;
+        if (bag && b.len + 9 + bl + 2 < b.cap) {
+            dynobs__sb_put(&b, "baggage: ", 9);
+            dynobs__sb_put(&b, bag, bl);
+            dynobs__sb_put(&b, "\r\n", 2);
+        }
         h->inj_len = (uint16_t)b.len;
     }
     h->inj_sent = 0;
@@ -237,9 +244,15 @@ static void start_request(struct dynobs_conn *c, const struct dynobs_h1_req *o)
 void dynobs__h1c_init(struct dynobs_conn *c)
 {
     struct dynobs_h1c *h = &c->p.h1c;
-    memset(h, 0, offsetof(struct dynobs_h1c, x.span));
-    h->x.span.live = 0;
+    /* The state only, not the buffers it fills (most of its size: the
+     * planned head is copied from the head before use, inj is written
+     * before it is sent). */
+    memset(&h->head, 0, offsetof(struct dynobs_h1_req, reqline));
     h->inj_at = -1;
+    h->inj_len = h->inj_sent = 0;
+    h->done_gen = h->plan_gen = 0;
+    memset(&h->x, 0, offsetof(struct dynobs_h1c_exchange, span));
+    h->x.span.live = 0;
 }
 
 long dynobs__h1c_plan(struct dynobs_conn *c, const struct iovec *iov, int iovcnt,

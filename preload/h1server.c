@@ -119,6 +119,14 @@ static void start(struct dynobs_conn *c)
     /* The request is this thread's context while it serves it, if the
      * socket is blocking; on an event loop, until the loop turns (see the
      * top of the file). */
+    /* W3C baggage: carried on, normalised; never recorded. A malformed
+     * list is dropped whole. */
+    x->bag_len = 0;
+    if (h->head.has_baggage && h->head.bag_len) {
+        int n = dynobs__baggage_normalize(h->head.baggage, h->head.bag_len, x->bag,
+                                          sizeof x->bag);
+        x->bag_len = (uint16_t)(n > 0 ? n : 0);
+    }
     char corr[DYNOBS_CORR_LINES_MAX];
     uint8_t corr_mask = 0;
     size_t corr_len = h->head.corr_seen ? correlation(h, s, corr, sizeof corr, &corr_mask) : 0;
@@ -136,7 +144,10 @@ static void start(struct dynobs_conn *c)
             return;
         }
     }
-    (void)dynobs__ctx_bind(t, s, corr, corr_len, corr_mask, &x->bound);
+    struct dynobs_ctx_carry carry = {corr, (uint16_t)corr_len, corr_mask, x->bag_len,
+                                     __atomic_load_n(&x->bag_gen, __ATOMIC_RELAXED), x->bag,
+                                     &x->bag_gen};
+    (void)dynobs__ctx_bind(t, s, &carry, &x->bound);
 }
 
 /* The duration metric's labels: the connection's last ones while method
@@ -196,6 +207,9 @@ static void finish(struct dynobs_conn *c, int code, const char *error_type)
     /* Give the serving thread its previous context back (lazily, if
      * another thread wrote the response). */
     dynobs__ctx_unbind(&x->bound, t);
+    /* Contexts that still point at this request's baggage (API spans that
+     * outlive it) see it gone. */
+    __atomic_add_fetch(&x->bag_gen, 1, __ATOMIC_RELEASE);
     if (x->reader) {
         __atomic_fetch_sub(&x->reader->serving, 1, __ATOMIC_RELAXED);
         x->reader = NULL;
@@ -213,9 +227,14 @@ static void finish(struct dynobs_conn *c, int code, const char *error_type)
 void dynobs__h1s_init(struct dynobs_conn *c)
 {
     struct dynobs_h1s *h = &c->p.h1s;
-    memset(h, 0, offsetof(struct dynobs_h1s, x.span));
-    h->x.span.live = 0;
+    /* The state only, not the buffers it fills (most of its size, whose
+     * pages stay untouched until used). */
+    memset(&h->head, 0, offsetof(struct dynobs_h1_req, reqline));
     h->head.capture = 1;
+    h->labels_code = 0;
+    h->labels_method[0] = '\0';
+    memset(&h->x, 0, offsetof(struct dynobs_h1s_exchange, span));
+    h->x.span.live = 0;
 }
 
 void dynobs__h1s_in(struct dynobs_conn *c, const struct iovec *iov, int iovcnt, size_t n)

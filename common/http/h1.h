@@ -41,15 +41,16 @@ enum dynobs_h1_req_phase {
 #define DYNOBS_H1_UA_MAX 256u
 #define DYNOBS_H1_CORR_MAX 4u        /* correlation headers watched */
 #define DYNOBS_H1_CORR_VAL_MAX 128u  /* bytes of one's value kept, NUL included */
+#define DYNOBS_H1_BAGGAGE_MAX 8192u  /* W3C Baggage: what must be propagated */
 
 struct dynobs_h1_req {
     uint8_t phase;
     uint8_t tp_count;    /* traceparent headers seen (W3C: two make it invalid) */
     uint8_t capture;     /* also keep tracestate and user agent (a server's view) */
     uint8_t line_start;  /* the next byte starts a header line */
-    uint8_t match;       /* which header name the current line may be */
+    uint16_t match;      /* which header names the current line may be */
     uint8_t match_len;   /* bytes of the name matched so far */
-    uint8_t in_value;    /* 1: inside the value of a captured header */
+    uint16_t in_value;   /* inside the value of this watched header (its bit) */
     uint8_t skip_ws;
     uint8_t has_traceparent, has_tracestate;
     uint8_t reqline_trunc;
@@ -57,6 +58,9 @@ struct dynobs_h1_req {
     /* Correlation headers (dynobs__h1_watch_correlation), bit i for name
      * i: seen, seen more than once, value longer than kept. */
     uint8_t corr_seen, corr_dup, corr_cut;
+    uint8_t has_baggage; /* a baggage header was seen */
+    uint8_t bag_cut;     /* baggage reached its cap: whole members kept */
+    uint16_t bag_len;
     uint16_t corr_len[DYNOBS_H1_CORR_MAX];
     uint16_t reqline_len;
     uint16_t host_len, tp_len, ts_len, ua_len;
@@ -67,6 +71,7 @@ struct dynobs_h1_req {
     char tracestate[DYNOBS_H1_TS_MAX]; /* when capture: several headers joined by ',' */
     char user_agent[DYNOBS_H1_UA_MAX];  /* when capture */
     char corr_val[DYNOBS_H1_CORR_MAX][DYNOBS_H1_CORR_VAL_MAX]; /* when capture */
+    char baggage[DYNOBS_H1_BAGGAGE_MAX]; /* when capture: several headers joined by ',' */
 };
 
 /* The correlation headers the request reader also watches (names in lower

@@ -4,7 +4,7 @@
 #include <stddef.h>
 #include <string.h>
 
-enum { HDR_TRACEPARENT = 1, HDR_TRACESTATE = 2, HDR_HOST = 4, HDR_UA = 8 };
+enum { HDR_TRACEPARENT = 1, HDR_TRACESTATE = 2, HDR_HOST = 4, HDR_UA = 8, HDR_BAGGAGE = 256 };
 
 /* Correlation header i has bit HDR_CORR << i. */
 #define HDR_CORR 16
@@ -14,19 +14,21 @@ enum { HDR_TRACEPARENT = 1, HDR_TRACESTATE = 2, HDR_HOST = 4, HDR_UA = 8 };
  * configured (set once, before any request is read). */
 static struct {
     const char *name;
-    uint8_t len, bit;
-} watched[4 + DYNOBS_H1_CORR_MAX] = {
+    uint8_t len;
+    uint16_t bit;
+} watched[5 + DYNOBS_H1_CORR_MAX] = {
     {"traceparent", 11, HDR_TRACEPARENT},
     {"tracestate", 10, HDR_TRACESTATE},
     {"host", 4, HDR_HOST},
     {"user-agent", 10, HDR_UA},
+    {"baggage", 7, HDR_BAGGAGE},
 };
-static unsigned nwatched = 4;
+static unsigned nwatched = 5;
 static uint8_t corr_bits;
 
 void dynobs__h1_watch_correlation(const char (*names)[64], const uint8_t *lens, int n)
 {
-    nwatched = 4;
+    nwatched = 5;
     corr_bits = 0;
     for (int i = 0; i < n && i < (int)DYNOBS_H1_CORR_MAX; i++) {
         uint8_t bit = (uint8_t)(HDR_CORR << i);
@@ -93,21 +95,32 @@ static void tail_of(const struct dynobs_h1_req *o, char out[9])
         memcpy(out, o->reqline + n - 9, 9);
 }
 
-/* The tracestate capture is full and byte c does not fit: the list is
- * cut after its last whole member, since a member must never be cut in
- * half (W3C "tracestate Limits"). Only a ',' proves the member before it
- * whole: a space may still be inside a value. Runs once per request. */
-static void tracestate_full(struct dynobs_h1_req *o, uint8_t c)
+/* A list's capture (tracestate, baggage) is full and byte c does not fit:
+ * the list is cut after its last whole member, since a member must never
+ * be cut in half (W3C "tracestate Limits", Baggage "Limits"). Only a ','
+ * proves the member before it whole: a space may still be inside a value.
+ * Runs once per request and list. */
+static void list_full(const char *buf, uint16_t *len, uint8_t *cut, uint8_t c)
 {
-    if (o->ts_cut)
+    if (*cut)
         return;
-    o->ts_cut = 1;
+    *cut = 1;
     if (c == ',')
         return;
-    uint16_t n = o->ts_len;
-    while (n && o->tracestate[n - 1] != ',')
+    uint16_t n = *len;
+    while (n && buf[n - 1] != ',')
         n--;
-    o->ts_len = n ? (uint16_t)(n - 1) : 0;
+    *len = n ? (uint16_t)(n - 1) : 0;
+}
+
+static void tracestate_full(struct dynobs_h1_req *o, uint8_t c)
+{
+    list_full(o->tracestate, &o->ts_len, &o->ts_cut, c);
+}
+
+static void baggage_full(struct dynobs_h1_req *o, uint8_t c)
+{
+    list_full(o->baggage, &o->bag_len, &o->bag_cut, c);
 }
 
 /* A watched header begins (its colon was just read): what it holds so far
@@ -133,6 +146,15 @@ static void begin_value(struct dynobs_h1_req *o, int bit)
         o->host_len = 0;
     } else if (bit == HDR_UA) {
         o->ua_len = 0;
+    } else if (bit == HDR_BAGGAGE) {
+        /* Several lines form one list, as with tracestate. */
+        if (o->has_baggage && o->capture && !o->bag_cut) {
+            if (o->bag_len < DYNOBS_H1_BAGGAGE_MAX - 1)
+                o->baggage[o->bag_len++] = ',';
+            else
+                baggage_full(o, ',');
+        }
+        o->has_baggage = 1;
     } else {
         /* A correlation header: one value; a second line makes it
          * ambiguous, and it is then neither recorded nor sent. */
@@ -141,7 +163,7 @@ static void begin_value(struct dynobs_h1_req *o, int bit)
         o->corr_seen |= (uint8_t)bit;
         o->corr_len[CORR_INDEX(bit)] = 0;
     }
-    o->in_value = (uint8_t)bit;
+    o->in_value = (uint16_t)bit;
     o->skip_ws = 1;
 }
 
@@ -191,6 +213,11 @@ static int value_run(struct dynobs_h1_req *o, const uint8_t *p, size_t n, size_t
     case HDR_UA:
         dst = o->user_agent, len = &o->ua_len, cap = DYNOBS_H1_UA_MAX - 1;
         break;
+    case HDR_BAGGAGE:
+        if (!o->capture || o->bag_cut)
+            goto skip;
+        dst = o->baggage, len = &o->bag_len, cap = DYNOBS_H1_BAGGAGE_MAX - 1;
+        break;
     default:
         if (!o->capture || (o->corr_dup & o->in_value))
             goto skip;
@@ -204,8 +231,10 @@ static int value_run(struct dynobs_h1_req *o, const uint8_t *p, size_t n, size_t
     *len = (uint16_t)(*len + k);
     if (k < run && o->in_value == HDR_TRACESTATE)
         tracestate_full(o, p[k]);
-    else if (k < run && o->in_value >= HDR_CORR)
-        o->corr_cut |= o->in_value;
+    else if (k < run && o->in_value == HDR_BAGGAGE)
+        baggage_full(o, p[k]);
+    else if (k < run)
+        o->corr_cut |= (uint8_t)o->in_value;
 skip:
     o->line_len += (uint32_t)run;
     *i += run - 1;
@@ -321,8 +350,8 @@ long dynobs__h1_req_feed(struct dynobs_h1_req *o, const uint8_t *p, size_t n)
                 }
                 o->line_start = 0;
                 o->line_len = 0;
-                o->match = HDR_TRACEPARENT | HDR_TRACESTATE | HDR_HOST | (o->capture ? HDR_UA : 0) |
-                           corr_bits;
+                o->match = HDR_TRACEPARENT | HDR_TRACESTATE | HDR_HOST | HDR_BAGGAGE |
+                           (o->capture ? HDR_UA : 0) | corr_bits;
                 o->in_value = 0;
             }
             if (c == '\n') {
@@ -350,12 +379,17 @@ long dynobs__h1_req_feed(struct dynobs_h1_req *o, const uint8_t *p, size_t n)
                 } else if (o->in_value == HDR_UA) {
                     if (o->ua_len < DYNOBS_H1_UA_MAX - 1)
                         o->user_agent[o->ua_len++] = (char)c;
+                } else if (o->in_value == HDR_BAGGAGE) {
+                    if (o->capture && !o->bag_cut && o->bag_len < DYNOBS_H1_BAGGAGE_MAX - 1)
+                        o->baggage[o->bag_len++] = (char)c;
+                    else if (o->capture)
+                        baggage_full(o, c);
                 } else if (o->in_value >= HDR_CORR && o->capture) {
                     int ci = CORR_INDEX(o->in_value);
                     if (o->corr_len[ci] < DYNOBS_H1_CORR_VAL_MAX - 1)
                         o->corr_val[ci][o->corr_len[ci]++] = (char)c;
                     else
-                        o->corr_cut |= o->in_value;
+                        o->corr_cut |= (uint8_t)o->in_value;
                 }
                 break;
             }
@@ -370,7 +404,7 @@ long dynobs__h1_req_feed(struct dynobs_h1_req *o, const uint8_t *p, size_t n)
                         if ((o->match & watched[w].bit) &&
                             (o->line_len >= watched[w].len ||
                              watched[w].name[o->line_len] != lower(c)))
-                            o->match &= (uint8_t)~watched[w].bit;
+                            o->match &= (uint16_t)~watched[w].bit;
                 }
             }
             o->line_len++;

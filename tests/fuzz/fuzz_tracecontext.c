@@ -1,12 +1,14 @@
-/* W3C Trace Context parsing on arbitrary bytes. Properties: no crash; a
- * parsed traceparent formats back to a version-00 value that parses to
- * the same ids and flags; a parsed tracestate is its own normal form
- * (parsing the output again gives the same bytes) and fits its buffer. */
+/* W3C Trace Context and Baggage parsing on arbitrary bytes. Properties:
+ * no crash; a parsed traceparent formats back to a version-00 value that
+ * parses to the same ids and flags; a parsed tracestate is its own normal
+ * form (parsing the output again gives the same bytes) and fits its
+ * buffer; so is a normalised baggage list, at every room given. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <stdint.h>
 #include <string.h>
 
+#include "baggage.h"
 #include "tracecontext.h"
 #include "fuzz.h"
 
@@ -31,6 +33,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         CHECK((size_t)n < cap && out[n] == '\0');
         int m = dynobs__tracestate_parse(out, (size_t)n, out2, sizeof out2);
         CHECK(m == n && !memcmp(out, out2, (size_t)n));
+    }
+    static char bag[DYNOBS_BAGGAGE_MAX], bag2[DYNOBS_BAGGAGE_MAX];
+    for (size_t cap = 0; cap <= sizeof bag; cap = cap * 8 + 5) {
+        int n = dynobs__baggage_normalize(s, size, bag, cap);
+        if (n < 0)
+            break; /* malformed at every room */
+        CHECK((size_t)n <= cap);
+        int m = dynobs__baggage_normalize(bag, (size_t)n, bag2, sizeof bag2);
+        CHECK(m == n && !memcmp(bag, bag2, (size_t)n));
     }
     return 0;
 }

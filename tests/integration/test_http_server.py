@@ -599,11 +599,12 @@ class Recorder:
 
 
 @tx.with_env
-def test_correlation_ids_recorded_and_passed_on(env):
+def test_correlation_ids_and_baggage_passed_on(env):
     """X-Request-ID and X-Correlation-ID (DYNOBS_CORRELATION_HEADERS'
     default) are recorded on the server span and sent once on the
     outbound call made in its context; a header sent twice is neither;
-    the list can be changed."""
+    the list can be changed. W3C baggage travels on the same way, never
+    recorded."""
     rx = Receiver()
     rec = Recorder()
     try:
@@ -615,10 +616,11 @@ def test_correlation_ids_recorded_and_passed_on(env):
         p = start(env, ["/usr/bin/python3", script, str(port), rec.url()], "corr-svc")
         wait_listening(port, p, "service A")
         get("http://127.0.0.1:%d/one" % port, {"X-Request-ID": "req-123",
-                                              "X-Correlation-Id": "corr 9"})
+                                              "X-Correlation-Id": "corr 9",
+                                              "baggage": " userId = alice , tier=gold;ttl=5"})
         c = socket.create_connection(("127.0.0.1", port), 10)
         c.sendall(("GET /two HTTP/1.1\r\nHost: x\r\nX-Request-ID: a\r\nx-request-id: b\r\n"
-                   "Connection: close\r\n\r\n").encode())
+                   "baggage: a=1,b c=2\r\nConnection: close\r\n\r\n").encode())
         check(c.makefile("rb").readline().startswith(b"HTTP/1.1 200"), "second request")
         c.close()
         port2 = tx.free_port()
@@ -628,7 +630,7 @@ def test_correlation_ids_recorded_and_passed_on(env):
         get("http://127.0.0.1:%d/three" % port2, {"X-Request-ID": "req-3", "X-Trace-Me": "me"})
         # Through libcurl (the C sample server's outbound call).
         port3 = start_sample_server(env, "thread", "corr-curl", rec.url() + "/four")
-        get("http://127.0.0.1:%d/x" % port3, {"X-Request-ID": "via-curl"})
+        get("http://127.0.0.1:%d/x" % port3, {"X-Request-ID": "via-curl", "baggage": "k=v"})
         wait_for(lambda: len(rec.got) == 4, 10, "four calls at the recorder")
         got = {path: hdrs for path, hdrs in rec.got}
 
@@ -639,15 +641,24 @@ def test_correlation_ids_recorded_and_passed_on(env):
         check(values("/one", "x-correlation-id") == ["corr 9"], "/one: %r" % got["/one"])
         check(len(values("/one", "traceparent")) == 1, "/one: one traceparent")
         check(values("/two", "x-request-id") == [], "/two: an ambiguous id was sent on")
+        # W3C baggage: carried on once, in its normal form; a malformed
+        # list is dropped whole; never recorded.
+        check(values("/one", "baggage") == ["userId=alice,tier=gold;ttl=5"],
+              "/one: %r" % got["/one"])
+        check(values("/two", "baggage") == [], "/two: a malformed baggage was sent on")
+        check(values("/three", "baggage") == [], "/three: %r" % got["/three"])
         check(values("/three", "x-trace-me") == ["me"] and values("/three", "x-request-id") == [],
               "/three: %r" % got["/three"])
         check(values("/four", "x-request-id") == ["via-curl"], "/four: %r" % got["/four"])
+        check(values("/four", "baggage") == ["k=v"], "/four: %r" % got["/four"])
         spans = received(rx, "corr-svc", 4, "spans")
         by_path = {attrs(s)["url.path"]: s for s in spans if kind(s) == "SPAN_KIND_SERVER"}
         a1, a2 = attrs(by_path["/one"]), attrs(by_path["/two"])
         check(a1.get("http.request.header.x-request-id") == "req-123" and
               a1.get("http.request.header.x-correlation-id") == "corr 9", "/one: %r" % a1)
         check(not any(k.startswith("http.request.header.") for k in a2), "/two: %r" % a2)
+        check(not any("alice" in str(v) or "baggage" in k for k, v in a1.items()),
+              "/one: baggage recorded: %r" % a1)
         s3 = [s for s in received(rx, "corr-svc2", 2, "spans") if kind(s) == "SPAN_KIND_SERVER"]
         a3 = attrs(s3[0])
         check(a3.get("http.request.header.x-trace-me") == "me" and
