@@ -42,13 +42,7 @@ static void teardown(void)
 static void put_span(struct dynobs_ring *r, const char *name)
 {
     struct dynobs_span_rec f;
-    memset(&f, 0, sizeof f);
-    memset(f.trace_id, 0xab, 16);
-    memset(f.span_id, 0xcd, 8);
-    f.start_ns = 1000;
-    f.end_ns = 2000;
-    f.kind = DYNOBS_SPAN_KIND_CLIENT;
-    f.name_len = (uint16_t)strlen(name);
+    tu_span_rec(&f, name, DYNOBS_SPAN_KIND_CLIENT);
     f.body_len = f.name_len;
     cr_assert_eq(dynobs__ring_write(r, DYNOBS_REC_SPAN, 0, &f, sizeof f, name, f.name_len), 0);
 }
