@@ -363,52 +363,30 @@ static void connected(PGconn *c, uint64_t start_ns, int done)
     finish(s, status && status(c) == CONNECTION_BAD ? "connection_failed" : NULL);
 }
 
-DYNOBS_API PGconn *PQconnectdb(const char *conninfo)
-{
-    PGconn *(*fn)(const char *) = PQ(connectdb, "PQconnectdb");
-    if (!fn)
-        return NULL;
-    return CONNECT_CALL(fn(conninfo), 1);
-}
+/* PQconnectdb and its siblings: the next definition (NULL when libpq has
+ * none), called inside the connection span; done is 0 for the
+ * non-blocking starts, whose span ends in PQconnectPoll. */
+#define CONNECT(field, name, params, args, done)                                           \
+    DYNOBS_API PGconn *name params                                                         \
+    {                                                                                      \
+        PGconn *(*fn) params = PQ(field, #name);                                           \
+        if (!fn)                                                                           \
+            return NULL;                                                                   \
+        return CONNECT_CALL(fn args, done);                                                \
+    }
 
-DYNOBS_API PGconn *PQconnectdbParams(const char *const *keys, const char *const *values,
-                                     int expand)
-{
-    PGconn *(*fn)(const char *const *, const char *const *, int) =
-        PQ(connectdb_params, "PQconnectdbParams");
-    if (!fn)
-        return NULL;
-    return CONNECT_CALL(fn(keys, values, expand), 1);
-}
-
-DYNOBS_API PGconn *PQsetdbLogin(const char *host, const char *port, const char *opt,
-                                const char *tty, const char *db, const char *login,
-                                const char *pwd)
-{
-    PGconn *(*fn)(const char *, const char *, const char *, const char *, const char *,
-                  const char *, const char *) = PQ(setdb_login, "PQsetdbLogin");
-    if (!fn)
-        return NULL;
-    return CONNECT_CALL(fn(host, port, opt, tty, db, login, pwd), 1);
-}
-
-DYNOBS_API PGconn *PQconnectStart(const char *conninfo)
-{
-    PGconn *(*fn)(const char *) = PQ(connect_start, "PQconnectStart");
-    if (!fn)
-        return NULL;
-    return CONNECT_CALL(fn(conninfo), 0);
-}
-
-DYNOBS_API PGconn *PQconnectStartParams(const char *const *keys, const char *const *values,
-                                        int expand)
-{
-    PGconn *(*fn)(const char *const *, const char *const *, int) =
-        PQ(connect_start_params, "PQconnectStartParams");
-    if (!fn)
-        return NULL;
-    return CONNECT_CALL(fn(keys, values, expand), 0);
-}
+CONNECT(connectdb, PQconnectdb, (const char *conninfo), (conninfo), 1)
+CONNECT(connectdb_params, PQconnectdbParams,
+        (const char *const *keys, const char *const *values, int expand), (keys, values, expand),
+        1)
+CONNECT(setdb_login, PQsetdbLogin,
+        (const char *host, const char *port, const char *opt, const char *tty, const char *db,
+         const char *login, const char *pwd),
+        (host, port, opt, tty, db, login, pwd), 1)
+CONNECT(connect_start, PQconnectStart, (const char *conninfo), (conninfo), 0)
+CONNECT(connect_start_params, PQconnectStartParams,
+        (const char *const *keys, const char *const *values, int expand), (keys, values, expand),
+        0)
 
 DYNOBS_API int PQconnectPoll(PGconn *c)
 {
