@@ -217,6 +217,21 @@ int dynobs__span_begin(struct dynobs_span *s, const char *name, int kind,
 /* Finds the span attribute item with this key; returns its offset in the
  * body or UINT32_MAX. The items were written by us, so a light walk that
  * trusts their lengths is enough here. */
+/* The size of the attribute item at p: header, key, and the value (a
+ * string's length and bytes, or 8 bytes). */
+static size_t attr_size(const uint8_t *p)
+{
+    size_t size = DYNOBS_ITEM_HDR + p[2];
+    if (p[1] == DYNOBS_ATTR_STRING) {
+        uint16_t vl;
+        memcpy(&vl, p + size, 2);
+        size += 2 + vl;
+    } else {
+        size += 8;
+    }
+    return size;
+}
+
 static uint32_t find_attr(const struct dynobs_span *s, const char *key, size_t klen)
 {
     uint32_t o = s->items_off;
@@ -226,14 +241,7 @@ static uint32_t find_attr(const struct dynobs_span *s, const char *key, size_t k
         if (p[0] == DYNOBS_ITEM_EVENT) {
             size = DYNOBS_ITEM_HDR + DYNOBS_EVENT_FIXED + kl;
         } else {
-            size = DYNOBS_ITEM_HDR + kl;
-            if (p[1] == DYNOBS_ATTR_STRING) {
-                uint16_t vl;
-                memcpy(&vl, p + size, 2);
-                size += 2 + vl;
-            } else {
-                size += 8;
-            }
+            size = attr_size(p);
             if (p[0] == DYNOBS_ITEM_SPAN_ATTR && kl == klen &&
                 memcmp(p + DYNOBS_ITEM_HDR, key, klen) == 0)
                 return o;
@@ -246,14 +254,7 @@ static uint32_t find_attr(const struct dynobs_span *s, const char *key, size_t k
 static void remove_item(struct dynobs_span *s, uint32_t off)
 {
     const uint8_t *p = s->body + off;
-    size_t size = DYNOBS_ITEM_HDR + p[2];
-    if (p[1] == DYNOBS_ATTR_STRING) {
-        uint16_t vl;
-        memcpy(&vl, p + size, 2);
-        size += 2 + vl;
-    } else {
-        size += 8;
-    }
+    size_t size = attr_size(p);
     memmove(s->body + off, s->body + off + size, s->used - off - size);
     s->used -= (uint32_t)size;
     if (s->last_event_off != UINT32_MAX && s->last_event_off > off)
