@@ -422,20 +422,28 @@ DYNOBS_API void PQfinish(PGconn *c)
 
 /* ---- synchronous calls ---- */
 
+/* The end of a synchronous operation's span: q2 (the commented query, or
+ * NULL) freed, the result noted, errno as the call left it. */
+static PGresult *sync_done(struct pgstate *s, char *q2, PGresult *r)
+{
+    int saved = errno;
+    free(q2);
+    if (!r)
+        s->err_seen = 1;
+    note_result(s, r);
+    finish(s, r ? NULL : "no_result");
+    errno = saved;
+    return r;
+}
+
 /* Runs one synchronous operation: span around it, result noted. */
 #define SYNC_OP(conn, query, opname, call)                                                 \
     do {                                                                                   \
         struct pgstate *s_ = active() && (conn) && !pipelined(conn) ? state_of(conn, 1) : NULL; \
         if (!s_ || s_->pending || begin(conn, s_, query, opname) < 0)                      \
             return (call);                                                                 \
-        PGresult *r_ = INNER(call);                                                             \
-        int saved_ = errno;                                                                \
-        if (!r_)                                                                           \
-            s_->err_seen = 1;                                                              \
-        note_result(s_, r_);                                                               \
-        finish(s_, r_ ? NULL : "no_result");                                               \
-        errno = saved_;                                                                    \
-        return r_;                                                                         \
+        PGresult *r_ = INNER(call);                                                        \
+        return sync_done(s_, NULL, r_);                                                    \
     } while (0)
 
 DYNOBS_API PGresult *PQexec(PGconn *c, const char *query)
@@ -448,14 +456,7 @@ DYNOBS_API PGresult *PQexec(PGconn *c, const char *query)
         return fn(c, query);
     char *q2 = commented(s, query);
     PGresult *r = INNER(fn(c, q2 ? q2 : query));
-    int saved = errno;
-    free(q2);
-    if (!r)
-        s->err_seen = 1;
-    note_result(s, r);
-    finish(s, r ? NULL : "no_result");
-    errno = saved;
-    return r;
+    return sync_done(s, q2, r);
 }
 
 DYNOBS_API PGresult *PQexecParams(PGconn *c, const char *cmd, int n, const Oid *types,
@@ -471,14 +472,7 @@ DYNOBS_API PGresult *PQexecParams(PGconn *c, const char *cmd, int n, const Oid *
         return fn(c, cmd, n, types, values, lengths, formats, result_format);
     char *q2 = commented(s, cmd);
     PGresult *r = INNER(fn(c, q2 ? q2 : cmd, n, types, values, lengths, formats, result_format));
-    int saved = errno;
-    free(q2);
-    if (!r)
-        s->err_seen = 1;
-    note_result(s, r);
-    finish(s, r ? NULL : "no_result");
-    errno = saved;
-    return r;
+    return sync_done(s, q2, r);
 }
 
 /* Remembers a prepared statement's text for its later executions. */
