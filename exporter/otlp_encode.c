@@ -374,6 +374,29 @@ static struct group *group_of(struct arena *a, struct group *g, size_t *ng, size
     return n;
 }
 
+/* A request's entry for one resource: its Resource and one scope holding
+ * the n items of list; NULL when the arena ran out. The three signals'
+ * entries differ only in their protobuf-c types, init functions and field
+ * names (scopes: scope_spans..., items: spans...), hence a macro. */
+#define RESOURCE_ENTRY(a, RType, SType, rinit, sinit, scopes, items, res, with_pid, n, list)  \
+    __extension__({                                                                        \
+        RType *r_ = arena_alloc(a, sizeof *r_);                                            \
+        SType *s_ = arena_alloc(a, sizeof *s_);                                            \
+        SType **sv_ = arena_alloc(a, sizeof *sv_);                                         \
+        if (r_ && s_ && sv_) {                                                             \
+            rinit(r_);                                                                     \
+            sinit(s_);                                                                     \
+            r_->resource = resource(a, res, with_pid);                                     \
+            s_->scope = scope(a);                                                          \
+            s_->n_##items = (n);                                                           \
+            s_->items = (list);                                                            \
+            sv_[0] = s_;                                                                   \
+            r_->n_##scopes = 1;                                                            \
+            r_->scopes = sv_;                                                              \
+        }                                                                                  \
+        r_ && s_ && sv_ ? r_ : NULL;                                                       \
+    })
+
 static long pack_logs(struct arena *a, struct group *groups, size_t ngroups, uint8_t **out,
                       size_t *len)
 {
@@ -383,20 +406,13 @@ static long pack_logs(struct arena *a, struct group *groups, size_t ngroups, uin
     if (!req.resource_logs)
         return -1;
     for (size_t i = 0; i < ngroups; i++) {
-        ResourceLogs *rl = arena_alloc(a, sizeof *rl);
-        ScopeLogs *sl = arena_alloc(a, sizeof *sl);
-        ScopeLogs **slv = arena_alloc(a, sizeof *slv);
-        if (!rl || !sl || !slv)
+        ResourceLogs *rl = RESOURCE_ENTRY(a, ResourceLogs, ScopeLogs,
+                                          opentelemetry__proto__logs__v1__resource_logs__init,
+                                          opentelemetry__proto__logs__v1__scope_logs__init,
+                                          scope_logs, log_records, groups[i].res, 1, groups[i].n,
+                                          (LogRecord **)groups[i].items);
+        if (!rl)
             return -1;
-        opentelemetry__proto__logs__v1__resource_logs__init(rl);
-        opentelemetry__proto__logs__v1__scope_logs__init(sl);
-        rl->resource = resource(a, groups[i].res, 1);
-        sl->scope = scope(a);
-        sl->n_log_records = groups[i].n;
-        sl->log_records = (LogRecord **)groups[i].items;
-        slv[0] = sl;
-        rl->n_scope_logs = 1;
-        rl->scope_logs = slv;
         req.resource_logs[req.n_resource_logs++] = rl;
     }
     if (a->failed)
@@ -465,20 +481,13 @@ long dx_encode_batch(const struct dx_batch *b, uint8_t **out, size_t *len)
         return -1;
     }
     for (size_t i = 0; i < ngroups; i++) {
-        ResourceSpans *rs = arena_alloc(&a, sizeof *rs);
-        ScopeSpans *ss = arena_alloc(&a, sizeof *ss);
-        ScopeSpans **ssv = arena_alloc(&a, sizeof *ssv);
-        if (!rs || !ss || !ssv)
+        ResourceSpans *rs = RESOURCE_ENTRY(&a, ResourceSpans, ScopeSpans,
+                                           opentelemetry__proto__trace__v1__resource_spans__init,
+                                           opentelemetry__proto__trace__v1__scope_spans__init,
+                                           scope_spans, spans, groups[i].res, 1, groups[i].n,
+                                           (Span **)groups[i].items);
+        if (!rs)
             break;
-        opentelemetry__proto__trace__v1__resource_spans__init(rs);
-        opentelemetry__proto__trace__v1__scope_spans__init(ss);
-        rs->resource = resource(&a, groups[i].res, 1);
-        ss->scope = scope(&a);
-        ss->n_spans = groups[i].n;
-        ss->spans = (Span **)groups[i].items;
-        ssv[0] = ss;
-        rs->n_scope_spans = 1;
-        rs->scope_spans = ssv;
         req.resource_spans[req.n_resource_spans++] = rs;
     }
     int rc = a.failed ? -1 : pack(&req.base, out, len);
@@ -670,22 +679,17 @@ long dx_encode_metrics(uint64_t now, uint8_t **out, size_t *len)
                 points += (long)ns;
             }
         }
-        ResourceMetrics *rm = arena_alloc(&a, sizeof *rm);
-        ScopeMetrics *sm = arena_alloc(&a, sizeof *sm);
-        ScopeMetrics **smv = arena_alloc(&a, sizeof *smv);
         Metric **mv = arena_alloc(&a, sizeof *mv * (nm + 1));
-        if (!rm || !sm || !smv || !mv)
+        if (!mv)
             break;
         memcpy(mv, metrics, sizeof *mv * nm);
-        opentelemetry__proto__metrics__v1__resource_metrics__init(rm);
-        opentelemetry__proto__metrics__v1__scope_metrics__init(sm);
-        rm->resource = resource(&a, list[i]->res, 0);
-        sm->scope = scope(&a);
-        sm->n_metrics = nm;
-        sm->metrics = mv;
-        smv[0] = sm;
-        rm->n_scope_metrics = 1;
-        rm->scope_metrics = smv;
+        ResourceMetrics *rm = RESOURCE_ENTRY(
+            &a, ResourceMetrics, ScopeMetrics,
+            opentelemetry__proto__metrics__v1__resource_metrics__init,
+            opentelemetry__proto__metrics__v1__scope_metrics__init, scope_metrics, metrics,
+            list[i]->res, 0, nm, mv);
+        if (!rm)
+            break;
         req.resource_metrics[req.n_resource_metrics++] = rm;
     }
     int rc = a.failed ? -1 : pack(&req.base, out, len);
