@@ -108,7 +108,9 @@ static int pack(const ProtobufCMessage *m, uint8_t **out, size_t *len)
     return 0;
 }
 
-static KeyValue *kv_string(struct arena *a, const char *k, size_t kl, const char *v, size_t vl)
+/* A KeyValue with key k and an empty AnyValue for the caller to fill in;
+ * NULL when the arena ran out (the whole encoding then fails). */
+static KeyValue *kv_new(struct arena *a, const char *k, size_t kl)
 {
     KeyValue *kv = arena_alloc(a, sizeof *kv);
     AnyValue *av = arena_alloc(a, sizeof *av);
@@ -117,38 +119,38 @@ static KeyValue *kv_string(struct arena *a, const char *k, size_t kl, const char
     opentelemetry__proto__common__v1__key_value__init(kv);
     opentelemetry__proto__common__v1__any_value__init(av);
     kv->key = arena_str(a, k, kl);
-    av->value_case = OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_STRING_VALUE;
-    av->string_value = arena_str(a, v, vl);
     kv->value = av;
-    return kv->key && av->string_value ? kv : NULL;
+    return kv->key ? kv : NULL;
+}
+
+static KeyValue *kv_string(struct arena *a, const char *k, size_t kl, const char *v, size_t vl)
+{
+    KeyValue *kv = kv_new(a, k, kl);
+    if (!kv)
+        return NULL;
+    kv->value->value_case = OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_STRING_VALUE;
+    kv->value->string_value = arena_str(a, v, vl);
+    return kv->value->string_value ? kv : NULL;
 }
 
 static KeyValue *kv_int(struct arena *a, const char *k, int64_t v)
 {
-    KeyValue *kv = arena_alloc(a, sizeof *kv);
-    AnyValue *av = arena_alloc(a, sizeof *av);
-    if (!kv || !av)
+    KeyValue *kv = kv_new(a, k, strlen(k));
+    if (!kv)
         return NULL;
-    opentelemetry__proto__common__v1__key_value__init(kv);
-    opentelemetry__proto__common__v1__any_value__init(av);
-    kv->key = arena_str(a, k, strlen(k));
-    av->value_case = OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_INT_VALUE;
-    av->int_value = v;
-    kv->value = av;
-    return kv->key ? kv : NULL;
+    kv->value->value_case = OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_INT_VALUE;
+    kv->value->int_value = v;
+    return kv;
 }
 
 static KeyValue *kv_item(struct arena *a, const struct dynobs_item *it)
 {
     if (it->type == DYNOBS_ATTR_STRING)
         return kv_string(a, it->key, it->key_len, it->str, it->str_len);
-    KeyValue *kv = arena_alloc(a, sizeof *kv);
-    AnyValue *av = arena_alloc(a, sizeof *av);
-    if (!kv || !av)
+    KeyValue *kv = kv_new(a, it->key, it->key_len);
+    if (!kv)
         return NULL;
-    opentelemetry__proto__common__v1__key_value__init(kv);
-    opentelemetry__proto__common__v1__any_value__init(av);
-    kv->key = arena_str(a, it->key, it->key_len);
+    AnyValue *av = kv->value;
     switch (it->type) {
     case DYNOBS_ATTR_INT:
         av->value_case = OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_INT_VALUE;
@@ -163,8 +165,7 @@ static KeyValue *kv_item(struct arena *a, const struct dynobs_item *it)
         av->bool_value = it->b;
         break;
     }
-    kv->value = av;
-    return kv->key ? kv : NULL;
+    return kv;
 }
 
 /* A process's resource; process.pid as an int, the rest strings. */
@@ -518,6 +519,18 @@ static KeyValue **label_kvs(struct arena *a, const char *labels, size_t *n)
     return kvs;
 }
 
+/* What a histogram and a number data point share: init, the series'
+ * labels as attributes, its start time and the time t of this export. */
+#define POINT_INIT(p, init, kvs, nl, s, t)                                                 \
+    do {                                                                                   \
+        init(p);                                                                           \
+        (p)->attributes = (kvs);                                                           \
+        (p)->n_attributes = (nl);                                                          \
+        (p)->has_start_time_unix_nano = (p)->has_time_unix_nano = 1;                       \
+        (p)->start_time_unix_nano = (s)->now.start_ns;                                     \
+        (p)->time_unix_nano = (t);                                                         \
+    } while (0)
+
 static void *data_point(struct arena *a, const struct dx_series *s, uint64_t now)
 {
     size_t nl;
@@ -528,12 +541,8 @@ static void *data_point(struct arena *a, const struct dx_series *s, uint64_t now
         double *eb = arena_alloc(a, sizeof *eb * (s->nbounds + 1));
         if (!p || !bc || !eb)
             return NULL;
-        opentelemetry__proto__metrics__v1__histogram_data_point__init(p);
-        p->attributes = kvs;
-        p->n_attributes = nl;
-        p->has_start_time_unix_nano = p->has_time_unix_nano = 1;
-        p->start_time_unix_nano = s->now.start_ns;
-        p->time_unix_nano = now;
+        POINT_INIT(p, opentelemetry__proto__metrics__v1__histogram_data_point__init, kvs, nl, s,
+                   now);
         p->has_count = 1;
         p->count = s->now.count;
         p->has_sum = 1;
@@ -554,12 +563,7 @@ static void *data_point(struct arena *a, const struct dx_series *s, uint64_t now
     NumberDataPoint *p = arena_alloc(a, sizeof *p);
     if (!p)
         return NULL;
-    opentelemetry__proto__metrics__v1__number_data_point__init(p);
-    p->attributes = kvs;
-    p->n_attributes = nl;
-    p->has_start_time_unix_nano = p->has_time_unix_nano = 1;
-    p->start_time_unix_nano = s->now.start_ns;
-    p->time_unix_nano = now;
+    POINT_INIT(p, opentelemetry__proto__metrics__v1__number_data_point__init, kvs, nl, s, now);
     p->value_case = OPENTELEMETRY__PROTO__METRICS__V1__NUMBER_DATA_POINT__VALUE_AS_DOUBLE;
     p->as_double = s->now.value;
     return p;
