@@ -31,6 +31,34 @@ static void labels(struct dx_buf *b, const struct dx_series *s, const char *le)
     dx_buf_put(b, "}", 1);
 }
 
+/* One sample line: the family's name and suffix, the series' labels (le
+ * for a histogram bucket), then the value: an integer (bucket, count)
+ * or a number (counter, gauge, sum). */
+static void sample_name(struct dx_buf *b, const struct dx_family *f, const char *suffix,
+                        const struct dx_series *s, const char *le)
+{
+    dx_buf_put(b, f->prom_name, f->prom_name_len);
+    dx_buf_str(b, suffix);
+    labels(b, s, le);
+    dx_buf_put(b, " ", 1);
+}
+
+static void sample_u64(struct dx_buf *b, const struct dx_family *f, const char *suffix,
+                       const struct dx_series *s, const char *le, uint64_t v)
+{
+    sample_name(b, f, suffix, s, le);
+    dx_buf_u64(b, v);
+    dx_buf_put(b, "\n", 1);
+}
+
+static void sample_num(struct dx_buf *b, const struct dx_family *f, const char *suffix,
+                       const struct dx_series *s, double v)
+{
+    sample_name(b, f, suffix, s, NULL);
+    dx_buf_num(b, v);
+    dx_buf_put(b, "\n", 1);
+}
+
 static void family(struct dx_buf *b, const struct dx_family *f)
 {
     int any = 0;
@@ -51,12 +79,7 @@ static void family(struct dx_buf *b, const struct dx_family *f)
         if (!dx_series_current(s) || s->kind != f->kind)
             continue;
         if (f->kind != DYNOBS_METRIC_HISTOGRAM) {
-            dx_buf_put(b, f->prom_name, f->prom_name_len);
-            dx_buf_str(b, total);
-            labels(b, s, NULL);
-            dx_buf_put(b, " ", 1);
-            dx_buf_num(b, s->now.value);
-            dx_buf_put(b, "\n", 1);
+            sample_num(b, f, total, s, s->now.value);
             continue;
         }
         uint64_t cum = 0;
@@ -67,25 +90,10 @@ static void family(struct dx_buf *b, const struct dx_family *f)
             else
                 strcpy(le, "+Inf");
             cum += s->now.buckets[i];
-            dx_buf_str(b, f->prom_name);
-            dx_buf_str(b, "_bucket");
-            labels(b, s, le);
-            dx_buf_put(b, " ", 1);
-            dx_buf_u64(b, cum);
-            dx_buf_put(b, "\n", 1);
+            sample_u64(b, f, "_bucket", s, le, cum);
         }
-        dx_buf_str(b, f->prom_name);
-        dx_buf_str(b, "_sum");
-        labels(b, s, NULL);
-        dx_buf_put(b, " ", 1);
-        dx_buf_num(b, s->now.value);
-        dx_buf_put(b, "\n", 1);
-        dx_buf_str(b, f->prom_name);
-        dx_buf_str(b, "_count");
-        labels(b, s, NULL);
-        dx_buf_put(b, " ", 1);
-        dx_buf_u64(b, s->now.count);
-        dx_buf_put(b, "\n", 1);
+        sample_num(b, f, "_sum", s, s->now.value);
+        sample_u64(b, f, "_count", s, NULL, s->now.count);
     }
 }
 
