@@ -124,16 +124,40 @@ int dynobs__item_next(const uint8_t *buf, size_t len, size_t *off, struct dynobs
     return 1;
 }
 
+int dynobs__items_all(const uint8_t *buf, size_t len, int tag, size_t count)
+{
+    size_t off = 0, n = 0;
+    struct dynobs_item it;
+    int rc;
+    while ((rc = dynobs__item_next(buf, len, &off, &it)) == 1) {
+        if (it.tag != tag)
+            return -EBADMSG;
+        n++;
+    }
+    return rc < 0 || n != count ? -EBADMSG : 0;
+}
+
+/* The checks every record view starts with: the header is of this type
+ * and this length, the fixed part of flen bytes fits; h and f get copies
+ * of both. 0, or -EBADMSG. */
+static int fixed_part(const void *rec, size_t len, int type, struct dynobs_rec_hdr *h, void *f,
+                      size_t flen)
+{
+    if (!rec || len < sizeof *h + flen)
+        return -EBADMSG;
+    memcpy(h, rec, sizeof *h);
+    if (h->type != type || h->len != len)
+        return -EBADMSG;
+    memcpy(f, (const uint8_t *)rec + sizeof *h, flen);
+    return 0;
+}
+
 int dynobs__span_decode(const void *rec, size_t len, struct dynobs_span_view *v)
 {
     const uint8_t *p = rec;
     struct dynobs_rec_hdr h;
-    if (!rec || !v || len < sizeof h + sizeof v->f)
+    if (!v || fixed_part(rec, len, DYNOBS_REC_SPAN, &h, &v->f, sizeof v->f) < 0)
         return -EBADMSG;
-    memcpy(&h, p, sizeof h);
-    if (h.type != DYNOBS_REC_SPAN || h.len != len)
-        return -EBADMSG;
-    memcpy(&v->f, p + sizeof h, sizeof v->f);
     const struct dynobs_span_rec *f = &v->f;
     if (f->kind < DYNOBS_SPAN_KIND_INTERNAL || f->kind > DYNOBS_SPAN_KIND_CONSUMER ||
         f->status > DYNOBS_STATUS_ERROR || f->end_ns < f->start_ns)
@@ -178,12 +202,8 @@ int dynobs__log_decode(const void *rec, size_t len, struct dynobs_log_view *v)
 {
     const uint8_t *p = rec;
     struct dynobs_rec_hdr h;
-    if (!rec || !v || len < sizeof h + sizeof v->f)
+    if (!v || fixed_part(rec, len, DYNOBS_REC_LOG, &h, &v->f, sizeof v->f) < 0)
         return -EBADMSG;
-    memcpy(&h, p, sizeof h);
-    if (h.type != DYNOBS_REC_LOG || h.len != len)
-        return -EBADMSG;
-    memcpy(&v->f, p + sizeof h, sizeof v->f);
     const struct dynobs_log_rec *f = &v->f;
     if (f->severity > 24)
         return -EBADMSG;
@@ -194,13 +214,5 @@ int dynobs__log_decode(const void *rec, size_t len, struct dynobs_log_view *v)
     v->severity_text = (const char *)p + off;
     v->body = v->severity_text + f->severity_text_len;
     v->items = (const uint8_t *)v->body + f->body_len;
-    size_t o = 0, n = 0;
-    struct dynobs_item it;
-    int rc;
-    while ((rc = dynobs__item_next(v->items, f->items_len, &o, &it)) == 1) {
-        if (it.tag != DYNOBS_ITEM_LOG_ATTR)
-            return -EBADMSG;
-        n++;
-    }
-    return rc < 0 || n != f->attr_count ? -EBADMSG : 0;
+    return dynobs__items_all(v->items, f->items_len, DYNOBS_ITEM_LOG_ATTR, f->attr_count);
 }
