@@ -154,7 +154,6 @@ static int fixed_part(const void *rec, size_t len, int type, struct dynobs_rec_h
 
 int dynobs__span_decode(const void *rec, size_t len, struct dynobs_span_view *v)
 {
-    const uint8_t *p = rec;
     struct dynobs_rec_hdr h;
     if (!v || fixed_part(rec, len, DYNOBS_REC_SPAN, &h, &v->f, sizeof v->f) < 0)
         return -EBADMSG;
@@ -170,7 +169,7 @@ int dynobs__span_decode(const void *rec, size_t len, struct dynobs_span_view *v)
     size_t strings = (size_t)f->name_len + f->status_msg_len + f->tracestate_len;
     if (strings > f->body_len)
         return -EBADMSG;
-    const char *b = (const char *)p + body_off;
+    const char *b = (const char *)rec + body_off;
     v->rec_flags = h.flags;
     v->name = b;
     v->status_msg = b + f->name_len;
@@ -200,7 +199,6 @@ int dynobs__span_decode(const void *rec, size_t len, struct dynobs_span_view *v)
 
 int dynobs__log_decode(const void *rec, size_t len, struct dynobs_log_view *v)
 {
-    const uint8_t *p = rec;
     struct dynobs_rec_hdr h;
     if (!v || fixed_part(rec, len, DYNOBS_REC_LOG, &h, &v->f, sizeof v->f) < 0)
         return -EBADMSG;
@@ -211,7 +209,7 @@ int dynobs__log_decode(const void *rec, size_t len, struct dynobs_log_view *v)
     uint64_t need = (uint64_t)f->severity_text_len + f->body_len + f->items_len;
     if (need > len - off)
         return -EBADMSG;
-    v->severity_text = (const char *)p + off;
+    v->severity_text = (const char *)rec + off;
     v->body = v->severity_text + f->severity_text_len;
     v->items = (const uint8_t *)v->body + f->body_len;
     return dynobs__items_all(v->items, f->items_len, DYNOBS_ITEM_LOG_ATTR, f->attr_count);
