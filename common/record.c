@@ -200,11 +200,10 @@ int dynobs__span_decode(const void *rec, size_t len, struct dynobs_span_view *v)
 int dynobs__log_decode(const void *rec, size_t len, struct dynobs_log_view *v)
 {
     struct dynobs_rec_hdr h;
-    if (!v || fixed_part(rec, len, DYNOBS_REC_LOG, &h, &v->f, sizeof v->f) < 0)
+    if (!v || fixed_part(rec, len, DYNOBS_REC_LOG, &h, &v->f, sizeof v->f) < 0 ||
+        v->f.severity > 24)
         return -EBADMSG;
     const struct dynobs_log_rec *f = &v->f;
-    if (f->severity > 24)
-        return -EBADMSG;
     size_t off = sizeof h + sizeof v->f;
     uint64_t need = (uint64_t)f->severity_text_len + f->body_len + f->items_len;
     if (need > len - off)
