@@ -375,15 +375,18 @@ static struct group *group_of(struct arena *a, struct group *g, size_t *ng, size
     return n;
 }
 
-/* A request's entry for one resource: its Resource and one scope holding
- * the n items of list; NULL when the arena ran out. The three signals'
- * entries differ only in their protobuf-c types, init functions and field
- * names (scopes: scope_spans..., items: spans...), hence a macro. */
-#define RESOURCE_ENTRY(a, RType, SType, rinit, sinit, scopes, items, res, with_pid, n, list)  \
-    __extension__({                                                                        \
+/* A request's entry for one resource, into out: its Resource and one
+ * scope holding the n items of list; NULL when the arena ran out. The
+ * three signals' entries differ only in their protobuf-c types, init
+ * functions and field names (scopes: scope_spans..., items: spans...),
+ * hence a macro. */
+#define RESOURCE_ENTRY(out, a, RType, SType, rinit, sinit, scopes, items, res, with_pid, n, \
+                       list)                                                               \
+    do {                                                                                   \
         RType *r_ = arena_alloc(a, sizeof *r_);                                            \
         SType *s_ = arena_alloc(a, sizeof *s_);                                            \
         SType **sv_ = arena_alloc(a, sizeof *sv_);                                         \
+        (out) = NULL;                                                                      \
         if (r_ && s_ && sv_) {                                                             \
             rinit(r_);                                                                     \
             sinit(s_);                                                                     \
@@ -394,9 +397,9 @@ static struct group *group_of(struct arena *a, struct group *g, size_t *ng, size
             sv_[0] = s_;                                                                   \
             r_->n_##scopes = 1;                                                            \
             r_->scopes = sv_;                                                              \
+            (out) = r_;                                                                    \
         }                                                                                  \
-        r_ && s_ && sv_ ? r_ : NULL;                                                       \
-    })
+    } while (0)
 
 static long pack_logs(struct arena *a, struct group *groups, size_t ngroups, uint8_t **out,
                       size_t *len)
@@ -407,11 +410,11 @@ static long pack_logs(struct arena *a, struct group *groups, size_t ngroups, uin
     if (!req.resource_logs)
         return -1;
     for (size_t i = 0; i < ngroups; i++) {
-        ResourceLogs *rl = RESOURCE_ENTRY(a, ResourceLogs, ScopeLogs,
-                                          opentelemetry__proto__logs__v1__resource_logs__init,
-                                          opentelemetry__proto__logs__v1__scope_logs__init,
-                                          scope_logs, log_records, groups[i].res, 1, groups[i].n,
-                                          (LogRecord **)groups[i].items);
+        ResourceLogs *rl;
+        RESOURCE_ENTRY(rl, a, ResourceLogs, ScopeLogs,
+                       opentelemetry__proto__logs__v1__resource_logs__init,
+                       opentelemetry__proto__logs__v1__scope_logs__init, scope_logs, log_records,
+                       groups[i].res, 1, groups[i].n, (LogRecord **)groups[i].items);
         if (!rl)
             return -1;
         req.resource_logs[req.n_resource_logs++] = rl;
@@ -482,11 +485,11 @@ long dx_encode_batch(const struct dx_batch *b, uint8_t **out, size_t *len)
         return -1;
     }
     for (size_t i = 0; i < ngroups; i++) {
-        ResourceSpans *rs = RESOURCE_ENTRY(&a, ResourceSpans, ScopeSpans,
-                                           opentelemetry__proto__trace__v1__resource_spans__init,
-                                           opentelemetry__proto__trace__v1__scope_spans__init,
-                                           scope_spans, spans, groups[i].res, 1, groups[i].n,
-                                           (Span **)groups[i].items);
+        ResourceSpans *rs;
+        RESOURCE_ENTRY(rs, &a, ResourceSpans, ScopeSpans,
+                       opentelemetry__proto__trace__v1__resource_spans__init,
+                       opentelemetry__proto__trace__v1__scope_spans__init, scope_spans, spans,
+                       groups[i].res, 1, groups[i].n, (Span **)groups[i].items);
         if (!rs)
             break;
         req.resource_spans[req.n_resource_spans++] = rs;
@@ -687,11 +690,11 @@ long dx_encode_metrics(uint64_t now, uint8_t **out, size_t *len)
         if (!mv)
             break;
         memcpy(mv, metrics, sizeof *mv * nm);
-        ResourceMetrics *rm = RESOURCE_ENTRY(
-            &a, ResourceMetrics, ScopeMetrics,
-            opentelemetry__proto__metrics__v1__resource_metrics__init,
-            opentelemetry__proto__metrics__v1__scope_metrics__init, scope_metrics, metrics,
-            list[i]->res, 0, nm, mv);
+        ResourceMetrics *rm;
+        RESOURCE_ENTRY(rm, &a, ResourceMetrics, ScopeMetrics,
+                       opentelemetry__proto__metrics__v1__resource_metrics__init,
+                       opentelemetry__proto__metrics__v1__scope_metrics__init, scope_metrics,
+                       metrics, list[i]->res, 0, nm, mv);
         if (!rm)
             break;
         req.resource_metrics[req.n_resource_metrics++] = rm;
