@@ -98,6 +98,19 @@ def start_sample_server(env, mode, name, upstream=None, conninfo=None):
     return port
 
 
+def sample_server_modes(env, rx, prefix):
+    """The exporter to rx, nginx as the upstream, then the sample server in
+    each mode, started as service prefix+mode: yields (mode, its service
+    name, its port, nginx, the length of nginx's log before)."""
+    env.start_exporter(rx.url(), {"OTEL_METRICS_EXPORTER": "none"})
+    ng = hc.Nginx(env)
+    upstream = "http://127.0.0.1:%d/index.html" % ng.port
+    for mode in ("thread", "fork", "single"):
+        name = prefix + mode
+        port = start_sample_server(env, mode, name, upstream)
+        yield mode, name, port, ng, len(ng.log())
+
+
 def check_server_span(s, method, path, port, status):
     a = attrs(s)
     check(kind(s) == "SPAN_KIND_SERVER", "kind %s" % kind(s))
@@ -121,13 +134,7 @@ def test_c_server_modes_make_outbound_calls_children(env):
     same connection (no traceparent) starts its own trace."""
     rx = Receiver()
     try:
-        env.start_exporter(rx.url(), {"OTEL_METRICS_EXPORTER": "none"})
-        ng = hc.Nginx(env)
-        upstream = "http://127.0.0.1:%d/index.html" % ng.port
-        for mode in ("thread", "fork", "single"):
-            name = "sample-server-" + mode
-            port = start_sample_server(env, mode, name, upstream)
-            before = len(ng.log())
+        for mode, name, port, ng, before in sample_server_modes(env, rx, "sample-server-"):
             # Two requests on one keep-alive connection.
             c = socket.create_connection(("127.0.0.1", port), 10)
             c.sendall(("GET /first?user=secret HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
@@ -255,13 +262,7 @@ def test_level2_tracestate_in_every_mode(env):
     sends on, the tracestate Level 2 asks for, whatever the server's mode."""
     rx = Receiver()
     try:
-        env.start_exporter(rx.url(), {"OTEL_METRICS_EXPORTER": "none"})
-        ng = hc.Nginx(env)
-        upstream = "http://127.0.0.1:%d/index.html" % ng.port
-        for mode in ("thread", "fork", "single"):
-            name = "ts-" + mode
-            port = start_sample_server(env, mode, name, upstream)
-            before = len(ng.log())
+        for mode, name, port, ng, before in sample_server_modes(env, rx, "ts-"):
             for path, lines, _ in LEVEL2_TRACESTATE:
                 c = socket.create_connection(("127.0.0.1", port), 10)
                 c.sendall(("GET %s HTTP/1.1\r\nHost: x\r\ntraceparent: 00-%s-%s-01\r\n%s"
