@@ -105,11 +105,10 @@ Test(exporter_segments, attach_drain_and_render, .init = setup, .fini = teardown
     cr_assert(strstr(text, "target_info{service_name=\"svc\",deployment_environment=\"test\","
                            "host_name=\"testhost\""),
               "%s", text);
-    cr_assert(strstr(text, "dynobs_exporter_records_drained_total{signal=\"traces\"} 3\n"), "%s",
-              text);
-    cr_assert(strstr(text, "dynobs_exporter_ring_records_written_total 3\n"), "%s", text);
-    cr_assert(strstr(text, "dynobs_exporter_segments_attached 1\n"), "%s", text);
-    cr_assert(strstr(text, "dynobs_exporter_queue_records{signal=\"traces\"} 3\n"), "%s", text);
+    TU_ASSERT_CONTAINS(text, "dynobs_exporter_records_drained_total{signal=\"traces\"} 3\n",
+                       "dynobs_exporter_ring_records_written_total 3\n",
+                       "dynobs_exporter_segments_attached 1\n",
+                       "dynobs_exporter_queue_records{signal=\"traces\"} 3\n");
     free(text);
 
     /* The same series as an OTLP metrics request. */
@@ -138,15 +137,10 @@ Test(exporter_segments, attach_drain_and_render, .init = setup, .fini = teardown
     cr_assert_eq(pclose(p), 0, "protoc failed:\n%s", out);
     unlink(in);
     free(body);
-    cr_assert(strstr(out, "name: \"http.requests\""), "%s", out);
-    cr_assert(strstr(out, "is_monotonic: true"), "%s", out);
-    cr_assert(strstr(out, "aggregation_temporality: AGGREGATION_TEMPORALITY_CUMULATIVE"), "%s",
-              out);
-    cr_assert(strstr(out, "name: \"queue.depth\""), "%s", out);
-    cr_assert(strstr(out, "name: \"op.duration\""), "%s", out);
-    cr_assert(strstr(out, "unit: \"s\""), "%s", out);
-    cr_assert(strstr(out, "count: 3"), "%s", out);
-    cr_assert(strstr(out, "explicit_bounds: 0.1\n"), "%s", out);
+    TU_ASSERT_CONTAINS(out, "name: \"http.requests\"", "is_monotonic: true",
+                       "aggregation_temporality: AGGREGATION_TEMPORALITY_CUMULATIVE",
+                       "name: \"queue.depth\"", "name: \"op.duration\"", "unit: \"s\"", "count: 3",
+                       "explicit_bounds: 0.1\n");
 }
 
 Test(exporter_segments, reaped_counters_stay_in_the_totals, .init = setup, .fini = teardown)

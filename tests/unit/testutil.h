@@ -7,6 +7,7 @@
 #define DYNOBS_TESTUTIL_H
 
 #define _GNU_SOURCE
+#include <criterion/criterion.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -72,6 +73,16 @@ static inline void tu_span_rec(struct dynobs_span_rec *f, const char *name, int 
     f->kind = (uint8_t)kind;
     f->name_len = (uint16_t)strlen(name);
 }
+
+/* Asserts that text contains each of the NULL-terminated needles, showing
+ * the missing one and the text when one is not there. */
+static inline void tu_assert_contains(const char *text, const char *const needles[])
+{
+    for (size_t i = 0; needles[i]; i++)
+        cr_assert(strstr(text, needles[i]), "missing \"%s\" in:\n%s", needles[i], text);
+}
+#define TU_ASSERT_CONTAINS(text, ...)                                                      \
+    tu_assert_contains(text, (const char *const[]){__VA_ARGS__, NULL})
 
 /* Runs argv with the current environment plus `extra` (NULL-terminated
  * "K=V" strings, which win). stdout goes to out_path when given. Returns
