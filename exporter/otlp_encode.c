@@ -108,16 +108,25 @@ static int pack(const ProtobufCMessage *m, uint8_t **out, size_t *len)
     return 0;
 }
 
+/* An empty AnyValue, or NULL when the arena ran out (the whole encoding
+ * then fails). */
+static AnyValue *any_value(struct arena *a)
+{
+    AnyValue *av = arena_alloc(a, sizeof *av);
+    if (av)
+        opentelemetry__proto__common__v1__any_value__init(av);
+    return av;
+}
+
 /* A KeyValue with key k and an empty AnyValue for the caller to fill in;
- * NULL when the arena ran out (the whole encoding then fails). */
+ * NULL when the arena ran out. */
 static KeyValue *kv_new(struct arena *a, const char *k, size_t kl)
 {
     KeyValue *kv = arena_alloc(a, sizeof *kv);
-    AnyValue *av = arena_alloc(a, sizeof *av);
+    AnyValue *av = any_value(a);
     if (!kv || !av)
         return NULL;
     opentelemetry__proto__common__v1__key_value__init(kv);
-    opentelemetry__proto__common__v1__any_value__init(av);
     kv->key = arena_str(a, k, kl);
     kv->value = av;
     return kv->key ? kv : NULL;
@@ -311,11 +320,10 @@ static Span *span(struct arena *a, const struct dynobs_span_view *v)
 static LogRecord *log_record(struct arena *a, const struct dynobs_log_view *v)
 {
     LogRecord *lr = arena_alloc(a, sizeof *lr);
-    AnyValue *body = arena_alloc(a, sizeof *body);
+    AnyValue *body = any_value(a);
     if (!lr || !body)
         return NULL;
     opentelemetry__proto__logs__v1__log_record__init(lr);
-    opentelemetry__proto__common__v1__any_value__init(body);
     const struct dynobs_log_rec *f = &v->f;
     lr->has_time_unix_nano = lr->has_observed_time_unix_nano = 1;
     lr->time_unix_nano = lr->observed_time_unix_nano = f->time_ns;
