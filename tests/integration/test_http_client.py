@@ -106,11 +106,8 @@ def third_party_skipped(what):
     return False
 
 
-def require_third_party(what):
-    """The same for a whole test, which is then reported as skipped."""
-    if os.environ.get("DYNOBS_TEST_PRELOAD_FIRST"):
-        raise tx.Skipped("%s under AddressSanitizer: its runtime cannot be preloaded into an "
-                         "uninstrumented %s" % (what, what))
+# Shared with the other test files (test_exporter.py).
+require_third_party = tx.require_third_party
 
 
 def run(env, argv, preload, extra=None):
@@ -189,9 +186,7 @@ def test_curl_cli_https(env):
 
 @tx.with_env
 def test_python_urllib(env):
-    if not os.path.exists("/usr/bin/python3"):
-        raise tx.Skipped("no /usr/bin/python3")
-    require_third_party("python3")
+    tx.require_system_python3()
     code = ("import sys, urllib.request\n"
             "for u in sys.argv[1:]:\n"
             "    try:\n"
@@ -253,9 +248,7 @@ def test_libcurl_transport_error(env):
 
 @tx.with_env
 def test_python_https_through_openssl(env):
-    if not os.path.exists("/usr/bin/python3"):
-        raise tx.Skipped("no /usr/bin/python3")
-    require_third_party("python3")
+    tx.require_system_python3()
     code = ("import ssl, sys, urllib.request\n"
             "ctx = ssl.create_default_context(cafile=sys.argv[1])\n"
             "for u in sys.argv[2:]:\n"
