@@ -25,12 +25,7 @@ error_log {d}/error.log;
 events {{ worker_connections 1024; }}
 http {{
   access_log off;
-  client_body_temp_path {d}/body;
-  proxy_temp_path {d}/proxy;
-  fastcgi_temp_path {d}/fcgi;
-  uwsgi_temp_path {d}/uwsgi;
-  scgi_temp_path {d}/scgi;
-  server {{
+""" + hs.hc.NGINX_TEMP_PATHS + """  server {{
     listen 127.0.0.1:{port};
     root {d}/html;
   }}

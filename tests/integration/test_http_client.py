@@ -21,6 +21,15 @@ CURLCLIENT = os.path.join(BUILD, "tests", "dynobs-curlclient")
 check, wait_for, one, attrs, hexid, spans_of = (tx.check, tx.wait_for, tx.one, tx.attrs, tx.hexid,
                                                  tx.spans_of)
 
+# The temporary directories nginx would otherwise create under its
+# compiled-in prefix; {d} is the instance's directory (also used by
+# bench/http_server_bench.py).
+NGINX_TEMP_PATHS = """  client_body_temp_path {d}/body;
+  proxy_temp_path {d}/proxy;
+  fastcgi_temp_path {d}/fcgi;
+  uwsgi_temp_path {d}/uwsgi;
+  scgi_temp_path {d}/scgi;
+"""
 NGINX_CONF = """daemon off;
 worker_processes 1;
 pid {d}/nginx.pid;
@@ -29,12 +38,7 @@ events {{ worker_connections 64; }}
 http {{
   log_format tp '$request_uri|$http_traceparent|$http_tracestate|$status|$server_protocol|$http_x_app';
   access_log {d}/access.log tp;
-  client_body_temp_path {d}/body;
-  proxy_temp_path {d}/proxy;
-  fastcgi_temp_path {d}/fcgi;
-  uwsgi_temp_path {d}/uwsgi;
-  scgi_temp_path {d}/scgi;
-  server {{
+""" + NGINX_TEMP_PATHS + """  server {{
     listen 127.0.0.1:{port};
     listen 127.0.0.1:{tls_port} ssl http2;
     ssl_certificate {d}/cert.pem;
