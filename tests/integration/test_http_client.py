@@ -30,15 +30,19 @@ NGINX_TEMP_PATHS = """  client_body_temp_path {d}/body;
   uwsgi_temp_path {d}/uwsgi;
   scgi_temp_path {d}/scgi;
 """
-NGINX_CONF = """daemon off;
-worker_processes 1;
-pid {d}/nginx.pid;
-error_log {d}/error.log;
-events {{ worker_connections 64; }}
-http {{
-  log_format tp '$request_uri|$http_traceparent|$http_tracestate|$status|$server_protocol|$http_x_app';
+
+
+def nginx_conf(connections, logging, servers):
+    """An nginx configuration of one worker in the foreground, its files in
+    {d}; its http block holds logging, the temporary paths, then servers."""
+    return ("daemon off;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n"
+            "events {{ worker_connections %d; }}\nhttp {{\n" % connections
+            + logging + NGINX_TEMP_PATHS + servers + "}}\n")
+
+
+NGINX_CONF = nginx_conf(64, """  log_format tp '$request_uri|$http_traceparent|$http_tracestate|$status|$server_protocol|$http_x_app';
   access_log {d}/access.log tp;
-""" + NGINX_TEMP_PATHS + """  server {{
+""", """  server {{
     listen 127.0.0.1:{port};
     listen 127.0.0.1:{tls_port} ssl http2;
     ssl_certificate {d}/cert.pem;
@@ -46,8 +50,7 @@ http {{
     root {d}/html;
     location /missing {{ return 404; }}
   }}
-}}
-"""
+""")
 
 
 class Nginx:
