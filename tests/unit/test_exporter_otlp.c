@@ -38,12 +38,26 @@ static struct dx_resource *resource(const char *service, int pid)
     return r;
 }
 
+/* Seals a record whose body (body bytes) is in place after the header
+ * and the fixed part f (flen bytes): writes both, padded to 16 bytes;
+ * returns its length. */
+static size_t seal(uint8_t *buf, size_t cap, int type, const void *f, size_t flen, size_t body)
+{
+    struct dynobs_rec_hdr h = {.type = (uint16_t)type};
+    size_t len = (sizeof h + flen + body + 15) & ~(size_t)15;
+    cr_assert_leq(len, cap);
+    h.len = (uint32_t)len;
+    memcpy(buf, &h, sizeof h);
+    memcpy(buf + sizeof h, f, flen);
+    return len;
+}
+
 /* A span record as the shim writes it: header, fixed part, name, then one
  * string attribute and one event; padded to 16 bytes. */
 static size_t span_record(uint8_t *buf, size_t cap, const char *name, uint8_t id)
 {
     memset(buf, 0, cap);
-    struct dynobs_rec_hdr h = {.type = DYNOBS_REC_SPAN};
+    const size_t hl = sizeof(struct dynobs_rec_hdr);
     struct dynobs_span_rec f = {0};
     for (int i = 0; i < 16; i++)
         f.trace_id[i] = (uint8_t)(0x10 + i);
@@ -54,8 +68,8 @@ static size_t span_record(uint8_t *buf, size_t cap, const char *name, uint8_t id
     f.status = DYNOBS_STATUS_ERROR;
     f.trace_flags = 1;
     f.name_len = (uint16_t)strlen(name);
-    uint8_t *body = buf + sizeof h + sizeof f;
-    size_t room = cap - sizeof h - sizeof f, o = 0;
+    uint8_t *body = buf + hl + sizeof f;
+    size_t room = cap - hl - sizeof f, o = 0;
     memcpy(body, name, f.name_len);
     o += f.name_len;
     o += dynobs__item_put_attr(body + o, room - o, DYNOBS_ITEM_SPAN_ATTR, "http.request.method",
@@ -64,11 +78,7 @@ static size_t span_record(uint8_t *buf, size_t cap, const char *name, uint8_t id
     f.attr_count = 1;
     f.event_count = 1;
     f.body_len = (uint32_t)o;
-    size_t len = (sizeof h + sizeof f + o + 15) & ~(size_t)15;
-    cr_assert_leq(len, cap);
-    h.len = (uint32_t)len;
-    memcpy(buf, &h, sizeof h);
-    memcpy(buf + sizeof h, &f, sizeof f);
+    size_t len = seal(buf, cap, DYNOBS_REC_SPAN, &f, sizeof f, o);
     struct dynobs_span_view v;
     cr_assert_eq(dynobs__span_decode(buf, len, &v), 0, "the test's record must be valid");
     return len;
@@ -77,20 +87,15 @@ static size_t span_record(uint8_t *buf, size_t cap, const char *name, uint8_t id
 static size_t log_record(uint8_t *buf, size_t cap, const char *text)
 {
     memset(buf, 0, cap);
-    struct dynobs_rec_hdr h = {.type = DYNOBS_REC_LOG};
     struct dynobs_log_rec f = {0};
     f.time_ns = 1700000000000000000ull;
     f.severity = 17; /* ERROR */
     f.severity_text_len = 5;
     f.body_len = (uint32_t)strlen(text);
-    uint8_t *p = buf + sizeof h + sizeof f;
+    uint8_t *p = buf + sizeof(struct dynobs_rec_hdr) + sizeof f;
     memcpy(p, "ERROR", 5);
     memcpy(p + 5, text, f.body_len);
-    size_t len = (sizeof h + sizeof f + 5 + f.body_len + 15) & ~(size_t)15;
-    cr_assert_leq(len, cap);
-    h.len = (uint32_t)len;
-    memcpy(buf, &h, sizeof h);
-    memcpy(buf + sizeof h, &f, sizeof f);
+    size_t len = seal(buf, cap, DYNOBS_REC_LOG, &f, sizeof f, 5 + f.body_len);
     struct dynobs_log_view v;
     cr_assert_eq(dynobs__log_decode(buf, len, &v), 0, "the test's record must be valid");
     return len;
