@@ -18,24 +18,11 @@ sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests", "integration"))
 import test_exporter as tx  # noqa: E402
 import test_http_server as hs  # noqa: E402
 
-NGINX_CONF = """daemon off;
-worker_processes 1;
-pid {d}/nginx.pid;
-error_log {d}/error.log;
-events {{ worker_connections 1024; }}
-http {{
-  access_log off;
-  client_body_temp_path {d}/body;
-  proxy_temp_path {d}/proxy;
-  fastcgi_temp_path {d}/fcgi;
-  uwsgi_temp_path {d}/uwsgi;
-  scgi_temp_path {d}/scgi;
-  server {{
+NGINX_CONF = hs.hc.nginx_conf(1024, "  access_log off;\n", """  server {{
     listen 127.0.0.1:{port};
     root {d}/html;
   }}
-}}
-"""
+""")
 
 
 def start_nginx(env, name, preload):

@@ -45,24 +45,13 @@ while read -r v; do unset "$v"; done < <(compgen -e | grep -E '^(DYNOBS_|OTEL_)'
 unset LD_PRELOAD
 
 # ---------------------------------------------------------------- packages
-install_missing() {
-  local missing=() p
-  for p in "$@"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-  done
-  ((${#missing[@]})) || return 0
-  if [[ $(id -u) -ne 0 ]]; then
-    echo "missing packages: ${missing[*]} (run as root to install them)" >&2
-    return 1
-  fi
-  phase "installing ${missing[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -q >"$OUT/logs/apt.log" 2>&1
-  apt-get install -y -q --no-install-recommends "${missing[@]}" >>"$OUT/logs/apt.log" 2>&1
-}
-install_missing build-essential cmake pkg-config valgrind python3 util-linux \
+# scripts/deps.sh (of this checkout: SRC may be an older one) installs
+# what is missing (as root) or names it; its apt output goes to the log.
+. "$(dirname "${BASH_SOURCE[0]}")/../scripts/deps.sh"
+phase "checking packages"
+dynobs_install_deps build-essential cmake pkg-config valgrind python3 util-linux \
   libmicrohttpd-dev libcurl4-openssl-dev libprotobuf-c-dev protobuf-c-compiler \
-  protobuf-compiler zlib1g-dev libpq-dev postgresql-15 libunwind-dev ||
+  protobuf-compiler zlib1g-dev libpq-dev postgresql-15 libunwind-dev >"$OUT/logs/apt.log" 2>&1 ||
   note "some packages could not be installed; see $OUT/logs/apt.log"
 
 # ---------------------------------------------------------------- build

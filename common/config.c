@@ -57,6 +57,23 @@ static void bad(struct dynobs_config *c, const char *name)
     }
 }
 
+/* A size variable (dynobs__parse_size's suffixes) within [min, max],
+ * rounded down to a power of two; def when unset or empty, and when
+ * invalid (then reported). */
+static uint64_t pow2_size(struct dynobs_config *c, dynobs_getenv_fn get, const char *name,
+                          uint64_t def, uint64_t min, uint64_t max)
+{
+    const char *v = get(name);
+    uint64_t n;
+    if (!v || !*v)
+        return def;
+    if (dynobs__parse_size(v, &n) < 0 || n < min || n > max) {
+        bad(c, name);
+        return def;
+    }
+    return floor_pow2(n);
+}
+
 static uint32_t limit(struct dynobs_config *c, dynobs_getenv_fn get, const char *name,
                       uint32_t def, uint32_t cap)
 {
@@ -140,25 +157,11 @@ void dynobs__config_load(struct dynobs_config *c, dynobs_getenv_fn get)
     }
     strcpy(c->shm_dir, v);
 
-    uint64_t n;
-    c->ring_bytes = DYNOBS_RING_BYTES_DEFAULT;
-    v = get("DYNOBS_RING_BYTES");
-    if (v && *v) {
-        if (dynobs__parse_size(v, &n) < 0 || n < DYNOBS_RING_BYTES_MIN ||
-            n > DYNOBS_RING_BYTES_MAX)
-            bad(c, "DYNOBS_RING_BYTES");
-        else
-            c->ring_bytes = floor_pow2(n);
-    }
-    c->metric_slots = DYNOBS_METRIC_SLOTS_DEFAULT;
-    v = get("DYNOBS_METRIC_SLOTS");
-    if (v && *v) {
-        if (dynobs__parse_size(v, &n) < 0 || n < DYNOBS_METRIC_SLOTS_MIN ||
-            n > DYNOBS_METRIC_SLOTS_MAX)
-            bad(c, "DYNOBS_METRIC_SLOTS");
-        else
-            c->metric_slots = (uint32_t)floor_pow2(n);
-    }
+    c->ring_bytes = pow2_size(c, get, "DYNOBS_RING_BYTES", DYNOBS_RING_BYTES_DEFAULT,
+                              DYNOBS_RING_BYTES_MIN, DYNOBS_RING_BYTES_MAX);
+    c->metric_slots =
+        (uint32_t)pow2_size(c, get, "DYNOBS_METRIC_SLOTS", DYNOBS_METRIC_SLOTS_DEFAULT,
+                            DYNOBS_METRIC_SLOTS_MIN, DYNOBS_METRIC_SLOTS_MAX);
 
     /* Attribute limits: the OpenTelemetry defaults, with the value length
      * capped by what one record can hold. */

@@ -42,18 +42,8 @@ static int check_header(const struct dynobs_seg_header *h, uint64_t file_size)
     if (h->service_name_len > DYNOBS_SERVICE_NAME_MAX || h->resource_len > DYNOBS_RESOURCE_BYTES ||
         h->max_record_bytes > DYNOBS_MAX_RECORD_BYTES || h->max_record_bytes < 64)
         return -EBADMSG;
-    size_t off = 0;
-    unsigned n = 0;
-    struct dynobs_item it;
-    int rc;
-    while ((rc = dynobs__item_next(h->resource, h->resource_len, &off, &it)) == 1) {
-        if (it.tag != DYNOBS_ITEM_RESOURCE_ATTR)
-            return -EBADMSG;
-        n++;
-    }
-    if (rc < 0 || n != h->resource_count)
-        return -EBADMSG;
-    return 0;
+    return dynobs__items_all(h->resource, h->resource_len, DYNOBS_ITEM_RESOURCE_ATTR,
+                             h->resource_count);
 }
 
 int dynobs__reader_open(struct dynobs_reader *r, const char *path, int flags)

@@ -124,16 +124,39 @@ int dynobs__item_next(const uint8_t *buf, size_t len, size_t *off, struct dynobs
     return 1;
 }
 
+int dynobs__items_all(const uint8_t *buf, size_t len, int tag, size_t count)
+{
+    size_t off = 0, n = 0;
+    struct dynobs_item it;
+    int rc;
+    while ((rc = dynobs__item_next(buf, len, &off, &it)) == 1) {
+        if (it.tag != tag)
+            return -EBADMSG;
+        n++;
+    }
+    return rc < 0 || n != count ? -EBADMSG : 0;
+}
+
+/* The checks every record view starts with: the header is of this type
+ * and this length, the fixed part of flen bytes fits; h and f get copies
+ * of both. 0, or -EBADMSG. */
+static int fixed_part(const void *rec, size_t len, int type, struct dynobs_rec_hdr *h, void *f,
+                      size_t flen)
+{
+    if (!rec || len < sizeof *h + flen)
+        return -EBADMSG;
+    memcpy(h, rec, sizeof *h);
+    if (h->type != type || h->len != len)
+        return -EBADMSG;
+    memcpy(f, (const uint8_t *)rec + sizeof *h, flen);
+    return 0;
+}
+
 int dynobs__span_decode(const void *rec, size_t len, struct dynobs_span_view *v)
 {
-    const uint8_t *p = rec;
     struct dynobs_rec_hdr h;
-    if (!rec || !v || len < sizeof h + sizeof v->f)
+    if (!v || fixed_part(rec, len, DYNOBS_REC_SPAN, &h, &v->f, sizeof v->f) < 0)
         return -EBADMSG;
-    memcpy(&h, p, sizeof h);
-    if (h.type != DYNOBS_REC_SPAN || h.len != len)
-        return -EBADMSG;
-    memcpy(&v->f, p + sizeof h, sizeof v->f);
     const struct dynobs_span_rec *f = &v->f;
     if (f->kind < DYNOBS_SPAN_KIND_INTERNAL || f->kind > DYNOBS_SPAN_KIND_CONSUMER ||
         f->status > DYNOBS_STATUS_ERROR || f->end_ns < f->start_ns)
@@ -146,7 +169,7 @@ int dynobs__span_decode(const void *rec, size_t len, struct dynobs_span_view *v)
     size_t strings = (size_t)f->name_len + f->status_msg_len + f->tracestate_len;
     if (strings > f->body_len)
         return -EBADMSG;
-    const char *b = (const char *)p + body_off;
+    const char *b = (const char *)rec + body_off;
     v->rec_flags = h.flags;
     v->name = b;
     v->status_msg = b + f->name_len;
@@ -176,31 +199,17 @@ int dynobs__span_decode(const void *rec, size_t len, struct dynobs_span_view *v)
 
 int dynobs__log_decode(const void *rec, size_t len, struct dynobs_log_view *v)
 {
-    const uint8_t *p = rec;
     struct dynobs_rec_hdr h;
-    if (!rec || !v || len < sizeof h + sizeof v->f)
+    if (!v || fixed_part(rec, len, DYNOBS_REC_LOG, &h, &v->f, sizeof v->f) < 0 ||
+        v->f.severity > 24)
         return -EBADMSG;
-    memcpy(&h, p, sizeof h);
-    if (h.type != DYNOBS_REC_LOG || h.len != len)
-        return -EBADMSG;
-    memcpy(&v->f, p + sizeof h, sizeof v->f);
     const struct dynobs_log_rec *f = &v->f;
-    if (f->severity > 24)
-        return -EBADMSG;
     size_t off = sizeof h + sizeof v->f;
     uint64_t need = (uint64_t)f->severity_text_len + f->body_len + f->items_len;
     if (need > len - off)
         return -EBADMSG;
-    v->severity_text = (const char *)p + off;
+    v->severity_text = (const char *)rec + off;
     v->body = v->severity_text + f->severity_text_len;
     v->items = (const uint8_t *)v->body + f->body_len;
-    size_t o = 0, n = 0;
-    struct dynobs_item it;
-    int rc;
-    while ((rc = dynobs__item_next(v->items, f->items_len, &o, &it)) == 1) {
-        if (it.tag != DYNOBS_ITEM_LOG_ATTR)
-            return -EBADMSG;
-        n++;
-    }
-    return rc < 0 || n != f->attr_count ? -EBADMSG : 0;
+    return dynobs__items_all(v->items, f->items_len, DYNOBS_ITEM_LOG_ATTR, f->attr_count);
 }

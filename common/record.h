@@ -42,6 +42,11 @@ struct dynobs_item {
  * the end, -EBADMSG when the bytes are not a valid item. */
 int dynobs__item_next(const uint8_t *buf, size_t len, size_t *off, struct dynobs_item *it);
 
+/* Checks that buf holds exactly count valid items, all tagged tag:
+ * 0, or -EBADMSG. */
+int dynobs__items_all(const uint8_t *buf, size_t len, int tag, size_t count)
+    __attribute__((warn_unused_result));
+
 /* A validated view of a span record held in a caller buffer. */
 struct dynobs_span_view {
     struct dynobs_span_rec f; /* the fixed part, copied */

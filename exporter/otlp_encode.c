@@ -108,47 +108,58 @@ static int pack(const ProtobufCMessage *m, uint8_t **out, size_t *len)
     return 0;
 }
 
-static KeyValue *kv_string(struct arena *a, const char *k, size_t kl, const char *v, size_t vl)
+/* An empty AnyValue, or NULL when the arena ran out (the whole encoding
+ * then fails). */
+static AnyValue *any_value(struct arena *a)
+{
+    AnyValue *av = arena_alloc(a, sizeof *av);
+    if (av)
+        opentelemetry__proto__common__v1__any_value__init(av);
+    return av;
+}
+
+/* A KeyValue with key k and an empty AnyValue for the caller to fill in;
+ * NULL when the arena ran out. */
+static KeyValue *kv_new(struct arena *a, const char *k, size_t kl)
 {
     KeyValue *kv = arena_alloc(a, sizeof *kv);
-    AnyValue *av = arena_alloc(a, sizeof *av);
+    AnyValue *av = any_value(a);
     if (!kv || !av)
         return NULL;
     opentelemetry__proto__common__v1__key_value__init(kv);
-    opentelemetry__proto__common__v1__any_value__init(av);
     kv->key = arena_str(a, k, kl);
-    av->value_case = OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_STRING_VALUE;
-    av->string_value = arena_str(a, v, vl);
     kv->value = av;
-    return kv->key && av->string_value ? kv : NULL;
+    return kv->key ? kv : NULL;
+}
+
+static KeyValue *kv_string(struct arena *a, const char *k, size_t kl, const char *v, size_t vl)
+{
+    KeyValue *kv = kv_new(a, k, kl);
+    if (!kv)
+        return NULL;
+    kv->value->value_case = OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_STRING_VALUE;
+    kv->value->string_value = arena_str(a, v, vl);
+    return kv->value->string_value ? kv : NULL;
 }
 
 static KeyValue *kv_int(struct arena *a, const char *k, int64_t v)
 {
-    KeyValue *kv = arena_alloc(a, sizeof *kv);
-    AnyValue *av = arena_alloc(a, sizeof *av);
-    if (!kv || !av)
+    KeyValue *kv = kv_new(a, k, strlen(k));
+    if (!kv)
         return NULL;
-    opentelemetry__proto__common__v1__key_value__init(kv);
-    opentelemetry__proto__common__v1__any_value__init(av);
-    kv->key = arena_str(a, k, strlen(k));
-    av->value_case = OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_INT_VALUE;
-    av->int_value = v;
-    kv->value = av;
-    return kv->key ? kv : NULL;
+    kv->value->value_case = OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_INT_VALUE;
+    kv->value->int_value = v;
+    return kv;
 }
 
 static KeyValue *kv_item(struct arena *a, const struct dynobs_item *it)
 {
     if (it->type == DYNOBS_ATTR_STRING)
         return kv_string(a, it->key, it->key_len, it->str, it->str_len);
-    KeyValue *kv = arena_alloc(a, sizeof *kv);
-    AnyValue *av = arena_alloc(a, sizeof *av);
-    if (!kv || !av)
+    KeyValue *kv = kv_new(a, it->key, it->key_len);
+    if (!kv)
         return NULL;
-    opentelemetry__proto__common__v1__key_value__init(kv);
-    opentelemetry__proto__common__v1__any_value__init(av);
-    kv->key = arena_str(a, it->key, it->key_len);
+    AnyValue *av = kv->value;
     switch (it->type) {
     case DYNOBS_ATTR_INT:
         av->value_case = OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_INT_VALUE;
@@ -163,8 +174,7 @@ static KeyValue *kv_item(struct arena *a, const struct dynobs_item *it)
         av->bool_value = it->b;
         break;
     }
-    kv->value = av;
-    return kv->key ? kv : NULL;
+    return kv;
 }
 
 /* A process's resource; process.pid as an int, the rest strings. */
@@ -310,11 +320,10 @@ static Span *span(struct arena *a, const struct dynobs_span_view *v)
 static LogRecord *log_record(struct arena *a, const struct dynobs_log_view *v)
 {
     LogRecord *lr = arena_alloc(a, sizeof *lr);
-    AnyValue *body = arena_alloc(a, sizeof *body);
+    AnyValue *body = any_value(a);
     if (!lr || !body)
         return NULL;
     opentelemetry__proto__logs__v1__log_record__init(lr);
-    opentelemetry__proto__common__v1__any_value__init(body);
     const struct dynobs_log_rec *f = &v->f;
     lr->has_time_unix_nano = lr->has_observed_time_unix_nano = 1;
     lr->time_unix_nano = lr->observed_time_unix_nano = f->time_ns;
@@ -374,6 +383,32 @@ static struct group *group_of(struct arena *a, struct group *g, size_t *ng, size
     return n;
 }
 
+/* A request's entry for one resource, into out: its Resource and one
+ * scope holding the n items of list; NULL when the arena ran out. The
+ * three signals' entries differ only in their protobuf-c types, init
+ * functions and field names (scopes: scope_spans..., items: spans...),
+ * hence a macro. */
+#define RESOURCE_ENTRY(out, a, RType, SType, rinit, sinit, scopes, items, res, with_pid, n, \
+                       list)                                                               \
+    do {                                                                                   \
+        RType *r_ = arena_alloc(a, sizeof *r_);                                            \
+        SType *s_ = arena_alloc(a, sizeof *s_);                                            \
+        SType **sv_ = arena_alloc(a, sizeof *sv_);                                         \
+        (out) = NULL;                                                                      \
+        if (r_ && s_ && sv_) {                                                             \
+            rinit(r_);                                                                     \
+            sinit(s_);                                                                     \
+            r_->resource = resource(a, res, with_pid);                                     \
+            s_->scope = scope(a);                                                          \
+            s_->n_##items = (n);                                                           \
+            s_->items = (list);                                                            \
+            sv_[0] = s_;                                                                   \
+            r_->n_##scopes = 1;                                                            \
+            r_->scopes = sv_;                                                              \
+            (out) = r_;                                                                    \
+        }                                                                                  \
+    } while (0)
+
 static long pack_logs(struct arena *a, struct group *groups, size_t ngroups, uint8_t **out,
                       size_t *len)
 {
@@ -383,20 +418,13 @@ static long pack_logs(struct arena *a, struct group *groups, size_t ngroups, uin
     if (!req.resource_logs)
         return -1;
     for (size_t i = 0; i < ngroups; i++) {
-        ResourceLogs *rl = arena_alloc(a, sizeof *rl);
-        ScopeLogs *sl = arena_alloc(a, sizeof *sl);
-        ScopeLogs **slv = arena_alloc(a, sizeof *slv);
-        if (!rl || !sl || !slv)
+        ResourceLogs *rl;
+        RESOURCE_ENTRY(rl, a, ResourceLogs, ScopeLogs,
+                       opentelemetry__proto__logs__v1__resource_logs__init,
+                       opentelemetry__proto__logs__v1__scope_logs__init, scope_logs, log_records,
+                       groups[i].res, 1, groups[i].n, (LogRecord **)groups[i].items);
+        if (!rl)
             return -1;
-        opentelemetry__proto__logs__v1__resource_logs__init(rl);
-        opentelemetry__proto__logs__v1__scope_logs__init(sl);
-        rl->resource = resource(a, groups[i].res, 1);
-        sl->scope = scope(a);
-        sl->n_log_records = groups[i].n;
-        sl->log_records = (LogRecord **)groups[i].items;
-        slv[0] = sl;
-        rl->n_scope_logs = 1;
-        rl->scope_logs = slv;
         req.resource_logs[req.n_resource_logs++] = rl;
     }
     if (a->failed)
@@ -465,20 +493,13 @@ long dx_encode_batch(const struct dx_batch *b, uint8_t **out, size_t *len)
         return -1;
     }
     for (size_t i = 0; i < ngroups; i++) {
-        ResourceSpans *rs = arena_alloc(&a, sizeof *rs);
-        ScopeSpans *ss = arena_alloc(&a, sizeof *ss);
-        ScopeSpans **ssv = arena_alloc(&a, sizeof *ssv);
-        if (!rs || !ss || !ssv)
+        ResourceSpans *rs;
+        RESOURCE_ENTRY(rs, &a, ResourceSpans, ScopeSpans,
+                       opentelemetry__proto__trace__v1__resource_spans__init,
+                       opentelemetry__proto__trace__v1__scope_spans__init, scope_spans, spans,
+                       groups[i].res, 1, groups[i].n, (Span **)groups[i].items);
+        if (!rs)
             break;
-        opentelemetry__proto__trace__v1__resource_spans__init(rs);
-        opentelemetry__proto__trace__v1__scope_spans__init(ss);
-        rs->resource = resource(&a, groups[i].res, 1);
-        ss->scope = scope(&a);
-        ss->n_spans = groups[i].n;
-        ss->spans = (Span **)groups[i].items;
-        ssv[0] = ss;
-        rs->n_scope_spans = 1;
-        rs->scope_spans = ssv;
         req.resource_spans[req.n_resource_spans++] = rs;
     }
     int rc = a.failed ? -1 : pack(&req.base, out, len);
@@ -509,6 +530,18 @@ static KeyValue **label_kvs(struct arena *a, const char *labels, size_t *n)
     return kvs;
 }
 
+/* What a histogram and a number data point share: init, the series'
+ * labels as attributes, its start time and the time t of this export. */
+#define POINT_INIT(p, init, kvs, nl, s, t)                                                 \
+    do {                                                                                   \
+        init(p);                                                                           \
+        (p)->attributes = (kvs);                                                           \
+        (p)->n_attributes = (nl);                                                          \
+        (p)->has_start_time_unix_nano = (p)->has_time_unix_nano = 1;                       \
+        (p)->start_time_unix_nano = (s)->now.start_ns;                                     \
+        (p)->time_unix_nano = (t);                                                         \
+    } while (0)
+
 static void *data_point(struct arena *a, const struct dx_series *s, uint64_t now)
 {
     size_t nl;
@@ -519,12 +552,8 @@ static void *data_point(struct arena *a, const struct dx_series *s, uint64_t now
         double *eb = arena_alloc(a, sizeof *eb * (s->nbounds + 1));
         if (!p || !bc || !eb)
             return NULL;
-        opentelemetry__proto__metrics__v1__histogram_data_point__init(p);
-        p->attributes = kvs;
-        p->n_attributes = nl;
-        p->has_start_time_unix_nano = p->has_time_unix_nano = 1;
-        p->start_time_unix_nano = s->now.start_ns;
-        p->time_unix_nano = now;
+        POINT_INIT(p, opentelemetry__proto__metrics__v1__histogram_data_point__init, kvs, nl, s,
+                   now);
         p->has_count = 1;
         p->count = s->now.count;
         p->has_sum = 1;
@@ -545,12 +574,7 @@ static void *data_point(struct arena *a, const struct dx_series *s, uint64_t now
     NumberDataPoint *p = arena_alloc(a, sizeof *p);
     if (!p)
         return NULL;
-    opentelemetry__proto__metrics__v1__number_data_point__init(p);
-    p->attributes = kvs;
-    p->n_attributes = nl;
-    p->has_start_time_unix_nano = p->has_time_unix_nano = 1;
-    p->start_time_unix_nano = s->now.start_ns;
-    p->time_unix_nano = now;
+    POINT_INIT(p, opentelemetry__proto__metrics__v1__number_data_point__init, kvs, nl, s, now);
     p->value_case = OPENTELEMETRY__PROTO__METRICS__V1__NUMBER_DATA_POINT__VALUE_AS_DOUBLE;
     p->as_double = s->now.value;
     return p;
@@ -670,22 +694,17 @@ long dx_encode_metrics(uint64_t now, uint8_t **out, size_t *len)
                 points += (long)ns;
             }
         }
-        ResourceMetrics *rm = arena_alloc(&a, sizeof *rm);
-        ScopeMetrics *sm = arena_alloc(&a, sizeof *sm);
-        ScopeMetrics **smv = arena_alloc(&a, sizeof *smv);
         Metric **mv = arena_alloc(&a, sizeof *mv * (nm + 1));
-        if (!rm || !sm || !smv || !mv)
+        if (!mv)
             break;
         memcpy(mv, metrics, sizeof *mv * nm);
-        opentelemetry__proto__metrics__v1__resource_metrics__init(rm);
-        opentelemetry__proto__metrics__v1__scope_metrics__init(sm);
-        rm->resource = resource(&a, list[i]->res, 0);
-        sm->scope = scope(&a);
-        sm->n_metrics = nm;
-        sm->metrics = mv;
-        smv[0] = sm;
-        rm->n_scope_metrics = 1;
-        rm->scope_metrics = smv;
+        ResourceMetrics *rm;
+        RESOURCE_ENTRY(rm, &a, ResourceMetrics, ScopeMetrics,
+                       opentelemetry__proto__metrics__v1__resource_metrics__init,
+                       opentelemetry__proto__metrics__v1__scope_metrics__init, scope_metrics,
+                       metrics, list[i]->res, 0, nm, mv);
+        if (!rm)
+            break;
         req.resource_metrics[req.n_resource_metrics++] = rm;
     }
     int rc = a.failed ? -1 : pack(&req.base, out, len);

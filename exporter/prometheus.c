@@ -31,6 +31,34 @@ static void labels(struct dx_buf *b, const struct dx_series *s, const char *le)
     dx_buf_put(b, "}", 1);
 }
 
+/* One sample line: the family's name and suffix, the series' labels (le
+ * for a histogram bucket), then the value: an integer (bucket, count)
+ * or a number (counter, gauge, sum). */
+static void sample_name(struct dx_buf *b, const struct dx_family *f, const char *suffix,
+                        const struct dx_series *s, const char *le)
+{
+    dx_buf_put(b, f->prom_name, f->prom_name_len);
+    dx_buf_str(b, suffix);
+    labels(b, s, le);
+    dx_buf_put(b, " ", 1);
+}
+
+static void sample_u64(struct dx_buf *b, const struct dx_family *f, const char *suffix,
+                       const struct dx_series *s, const char *le, uint64_t v)
+{
+    sample_name(b, f, suffix, s, le);
+    dx_buf_u64(b, v);
+    dx_buf_put(b, "\n", 1);
+}
+
+static void sample_num(struct dx_buf *b, const struct dx_family *f, const char *suffix,
+                       const struct dx_series *s, double v)
+{
+    sample_name(b, f, suffix, s, NULL);
+    dx_buf_num(b, v);
+    dx_buf_put(b, "\n", 1);
+}
+
 static void family(struct dx_buf *b, const struct dx_family *f)
 {
     int any = 0;
@@ -51,12 +79,7 @@ static void family(struct dx_buf *b, const struct dx_family *f)
         if (!dx_series_current(s) || s->kind != f->kind)
             continue;
         if (f->kind != DYNOBS_METRIC_HISTOGRAM) {
-            dx_buf_put(b, f->prom_name, f->prom_name_len);
-            dx_buf_str(b, total);
-            labels(b, s, NULL);
-            dx_buf_put(b, " ", 1);
-            dx_buf_num(b, s->now.value);
-            dx_buf_put(b, "\n", 1);
+            sample_num(b, f, total, s, s->now.value);
             continue;
         }
         uint64_t cum = 0;
@@ -67,25 +90,10 @@ static void family(struct dx_buf *b, const struct dx_family *f)
             else
                 strcpy(le, "+Inf");
             cum += s->now.buckets[i];
-            dx_buf_str(b, f->prom_name);
-            dx_buf_str(b, "_bucket");
-            labels(b, s, le);
-            dx_buf_put(b, " ", 1);
-            dx_buf_u64(b, cum);
-            dx_buf_put(b, "\n", 1);
+            sample_u64(b, f, "_bucket", s, le, cum);
         }
-        dx_buf_str(b, f->prom_name);
-        dx_buf_str(b, "_sum");
-        labels(b, s, NULL);
-        dx_buf_put(b, " ", 1);
-        dx_buf_num(b, s->now.value);
-        dx_buf_put(b, "\n", 1);
-        dx_buf_str(b, f->prom_name);
-        dx_buf_str(b, "_count");
-        labels(b, s, NULL);
-        dx_buf_put(b, " ", 1);
-        dx_buf_u64(b, s->now.count);
-        dx_buf_put(b, "\n", 1);
+        sample_num(b, f, "_sum", s, s->now.value);
+        sample_u64(b, f, "_count", s, NULL, s->now.count);
     }
 }
 
@@ -123,18 +131,41 @@ static void target_info(struct dx_buf *b)
     }
 }
 
-static void self_counter(struct dx_buf *b, const char *name, const char *help, uint64_t v)
+/* The exporter's own families: # HELP and # TYPE, then one series, or
+ * one per signal (the first n signals, values v[signal]). */
+static void self_header(struct dx_buf *b, const char *name, const char *help, const char *type)
 {
-    dx_buf_printf(b, "# HELP %s %s\n# TYPE %s counter\n%s ", name, help, name, name);
+    dx_buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void self_one(struct dx_buf *b, const char *name, const char *help, const char *type,
+                     uint64_t v)
+{
+    self_header(b, name, help, type);
+    dx_buf_printf(b, "%s ", name);
     dx_buf_u64(b, v);
     dx_buf_put(b, "\n", 1);
 }
 
+static void self_counter(struct dx_buf *b, const char *name, const char *help, uint64_t v)
+{
+    self_one(b, name, help, "counter", v);
+}
+
 static void self_gauge(struct dx_buf *b, const char *name, const char *help, uint64_t v)
 {
-    dx_buf_printf(b, "# HELP %s %s\n# TYPE %s gauge\n%s ", name, help, name, name);
-    dx_buf_u64(b, v);
-    dx_buf_put(b, "\n", 1);
+    self_one(b, name, help, "gauge", v);
+}
+
+static void self_per_signal(struct dx_buf *b, const char *name, const char *help,
+                            const char *type, int n, const uint64_t *v)
+{
+    self_header(b, name, help, type);
+    for (int k = 0; k < n; k++) {
+        dx_buf_printf(b, "%s{signal=\"%s\"} ", name, dx_signal_name((enum dx_signal)k));
+        dx_buf_u64(b, v[k]);
+        dx_buf_put(b, "\n", 1);
+    }
 }
 
 /* The exporter's own series. Under the segments' lock, so that the
@@ -143,14 +174,8 @@ static void self_metrics(struct dx_buf *b)
 {
     struct dx_stats st;
     dx_stats_read(&st);
-    dx_buf_str(b, "# HELP dynobs_exporter_records_drained_total Records taken from segment rings\n"
-                  "# TYPE dynobs_exporter_records_drained_total counter\n");
-    for (int k = 0; k < DX_QUEUED_SIGNALS; k++) {
-        dx_buf_printf(b, "dynobs_exporter_records_drained_total{signal=\"%s\"} ",
-                      dx_signal_name((enum dx_signal)k));
-        dx_buf_u64(b, st.per_signal[DX_RECORDS_DRAINED][k]);
-        dx_buf_put(b, "\n", 1);
-    }
+    self_per_signal(b, "dynobs_exporter_records_drained_total", "Records taken from segment rings",
+                    "counter", DX_QUEUED_SIGNALS, st.per_signal[DX_RECORDS_DRAINED]);
     uint64_t ring_written, ring_dropped;
     dx_segments_ring_totals(&ring_written, &ring_dropped);
     self_counter(b, "dynobs_exporter_ring_records_written_total",
@@ -170,16 +195,13 @@ static void self_metrics(struct dx_buf *b)
                  st.counter[DX_SEGMENTS_REAPED]);
     self_gauge(b, "dynobs_exporter_segments_attached", "Segments being drained",
                (uint64_t)dx_segments_count());
-    dx_buf_str(b, "# HELP dynobs_exporter_queue_records Records waiting to be exported\n"
-                  "# TYPE dynobs_exporter_queue_records gauge\n");
-    for (int k = 0; k < DX_QUEUED_SIGNALS; k++) {
-        dx_buf_printf(b, "dynobs_exporter_queue_records{signal=\"%s\"} ",
-                      dx_signal_name((enum dx_signal)k));
-        dx_buf_u64(b, dx_queue_queued((enum dx_signal)k));
-        dx_buf_put(b, "\n", 1);
-    }
-    dx_buf_str(b, "# HELP dynobs_exporter_export_requests_total OTLP export requests by outcome\n"
-                  "# TYPE dynobs_exporter_export_requests_total counter\n");
+    uint64_t queued[DX_QUEUED_SIGNALS];
+    for (int k = 0; k < DX_QUEUED_SIGNALS; k++)
+        queued[k] = dx_queue_queued((enum dx_signal)k);
+    self_per_signal(b, "dynobs_exporter_queue_records", "Records waiting to be exported", "gauge",
+                    DX_QUEUED_SIGNALS, queued);
+    self_header(b, "dynobs_exporter_export_requests_total", "OTLP export requests by outcome",
+                "counter");
     for (int k = 0; k < DX_SIGNALS; k++) {
         static const enum dx_signal_counter c[] = {DX_REQUESTS_OK, DX_REQUESTS_RETRIED,
                                                    DX_REQUESTS_FAILED};
@@ -191,23 +213,12 @@ static void self_metrics(struct dx_buf *b)
             dx_buf_put(b, "\n", 1);
         }
     }
-    dx_buf_str(b, "# HELP dynobs_exporter_exported_items_total Spans, log records and metric "
-                  "points delivered\n# TYPE dynobs_exporter_exported_items_total counter\n");
-    for (int k = 0; k < DX_SIGNALS; k++) {
-        dx_buf_printf(b, "dynobs_exporter_exported_items_total{signal=\"%s\"} ",
-                      dx_signal_name((enum dx_signal)k));
-        dx_buf_u64(b, st.per_signal[DX_EXPORTED][k]);
-        dx_buf_put(b, "\n", 1);
-    }
-    dx_buf_str(b, "# HELP dynobs_exporter_dropped_items_total Items given up on (rejected by "
-                  "the receiver or out of retries)\n"
-                  "# TYPE dynobs_exporter_dropped_items_total counter\n");
-    for (int k = 0; k < DX_SIGNALS; k++) {
-        dx_buf_printf(b, "dynobs_exporter_dropped_items_total{signal=\"%s\"} ",
-                      dx_signal_name((enum dx_signal)k));
-        dx_buf_u64(b, st.per_signal[DX_EXPORT_DROPPED][k]);
-        dx_buf_put(b, "\n", 1);
-    }
+    self_per_signal(b, "dynobs_exporter_exported_items_total",
+                    "Spans, log records and metric points delivered", "counter", DX_SIGNALS,
+                    st.per_signal[DX_EXPORTED]);
+    self_per_signal(b, "dynobs_exporter_dropped_items_total",
+                    "Items given up on (rejected by the receiver or out of retries)", "counter",
+                    DX_SIGNALS, st.per_signal[DX_EXPORT_DROPPED]);
     self_counter(b, "dynobs_exporter_series_conflicts_total",
                  "Series left out because processes disagree on their kind or buckets",
                  dx_store_conflicts());

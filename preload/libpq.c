@@ -363,52 +363,30 @@ static void connected(PGconn *c, uint64_t start_ns, int done)
     finish(s, status && status(c) == CONNECTION_BAD ? "connection_failed" : NULL);
 }
 
-DYNOBS_API PGconn *PQconnectdb(const char *conninfo)
-{
-    PGconn *(*fn)(const char *) = PQ(connectdb, "PQconnectdb");
-    if (!fn)
-        return NULL;
-    return CONNECT_CALL(fn(conninfo), 1);
-}
+/* PQconnectdb and its siblings: the next definition (NULL when libpq has
+ * none), called inside the connection span; done is 0 for the
+ * non-blocking starts, whose span ends in PQconnectPoll. */
+#define CONNECT(field, name, params, args, done)                                           \
+    DYNOBS_API PGconn *name params                                                         \
+    {                                                                                      \
+        PGconn *(*fn) params = PQ(field, #name);                                           \
+        if (!fn)                                                                           \
+            return NULL;                                                                   \
+        return CONNECT_CALL(fn args, done);                                                \
+    }
 
-DYNOBS_API PGconn *PQconnectdbParams(const char *const *keys, const char *const *values,
-                                     int expand)
-{
-    PGconn *(*fn)(const char *const *, const char *const *, int) =
-        PQ(connectdb_params, "PQconnectdbParams");
-    if (!fn)
-        return NULL;
-    return CONNECT_CALL(fn(keys, values, expand), 1);
-}
-
-DYNOBS_API PGconn *PQsetdbLogin(const char *host, const char *port, const char *opt,
-                                const char *tty, const char *db, const char *login,
-                                const char *pwd)
-{
-    PGconn *(*fn)(const char *, const char *, const char *, const char *, const char *,
-                  const char *, const char *) = PQ(setdb_login, "PQsetdbLogin");
-    if (!fn)
-        return NULL;
-    return CONNECT_CALL(fn(host, port, opt, tty, db, login, pwd), 1);
-}
-
-DYNOBS_API PGconn *PQconnectStart(const char *conninfo)
-{
-    PGconn *(*fn)(const char *) = PQ(connect_start, "PQconnectStart");
-    if (!fn)
-        return NULL;
-    return CONNECT_CALL(fn(conninfo), 0);
-}
-
-DYNOBS_API PGconn *PQconnectStartParams(const char *const *keys, const char *const *values,
-                                        int expand)
-{
-    PGconn *(*fn)(const char *const *, const char *const *, int) =
-        PQ(connect_start_params, "PQconnectStartParams");
-    if (!fn)
-        return NULL;
-    return CONNECT_CALL(fn(keys, values, expand), 0);
-}
+CONNECT(connectdb, PQconnectdb, (const char *conninfo), (conninfo), 1)
+CONNECT(connectdb_params, PQconnectdbParams,
+        (const char *const *keys, const char *const *values, int expand), (keys, values, expand),
+        1)
+CONNECT(setdb_login, PQsetdbLogin,
+        (const char *host, const char *port, const char *opt, const char *tty, const char *db,
+         const char *login, const char *pwd),
+        (host, port, opt, tty, db, login, pwd), 1)
+CONNECT(connect_start, PQconnectStart, (const char *conninfo), (conninfo), 0)
+CONNECT(connect_start_params, PQconnectStartParams,
+        (const char *const *keys, const char *const *values, int expand), (keys, values, expand),
+        0)
 
 DYNOBS_API int PQconnectPoll(PGconn *c)
 {
@@ -444,20 +422,28 @@ DYNOBS_API void PQfinish(PGconn *c)
 
 /* ---- synchronous calls ---- */
 
+/* The end of a synchronous operation's span: q2 (the commented query, or
+ * NULL) freed, the result noted, errno as the call left it. */
+static PGresult *sync_done(struct pgstate *s, char *q2, PGresult *r)
+{
+    int saved = errno;
+    free(q2);
+    if (!r)
+        s->err_seen = 1;
+    note_result(s, r);
+    finish(s, r ? NULL : "no_result");
+    errno = saved;
+    return r;
+}
+
 /* Runs one synchronous operation: span around it, result noted. */
 #define SYNC_OP(conn, query, opname, call)                                                 \
     do {                                                                                   \
         struct pgstate *s_ = active() && (conn) && !pipelined(conn) ? state_of(conn, 1) : NULL; \
         if (!s_ || s_->pending || begin(conn, s_, query, opname) < 0)                      \
             return (call);                                                                 \
-        PGresult *r_ = INNER(call);                                                             \
-        int saved_ = errno;                                                                \
-        if (!r_)                                                                           \
-            s_->err_seen = 1;                                                              \
-        note_result(s_, r_);                                                               \
-        finish(s_, r_ ? NULL : "no_result");                                               \
-        errno = saved_;                                                                    \
-        return r_;                                                                         \
+        PGresult *r_ = INNER(call);                                                        \
+        return sync_done(s_, NULL, r_);                                                    \
     } while (0)
 
 DYNOBS_API PGresult *PQexec(PGconn *c, const char *query)
@@ -470,14 +456,7 @@ DYNOBS_API PGresult *PQexec(PGconn *c, const char *query)
         return fn(c, query);
     char *q2 = commented(s, query);
     PGresult *r = INNER(fn(c, q2 ? q2 : query));
-    int saved = errno;
-    free(q2);
-    if (!r)
-        s->err_seen = 1;
-    note_result(s, r);
-    finish(s, r ? NULL : "no_result");
-    errno = saved;
-    return r;
+    return sync_done(s, q2, r);
 }
 
 DYNOBS_API PGresult *PQexecParams(PGconn *c, const char *cmd, int n, const Oid *types,
@@ -493,14 +472,7 @@ DYNOBS_API PGresult *PQexecParams(PGconn *c, const char *cmd, int n, const Oid *
         return fn(c, cmd, n, types, values, lengths, formats, result_format);
     char *q2 = commented(s, cmd);
     PGresult *r = INNER(fn(c, q2 ? q2 : cmd, n, types, values, lengths, formats, result_format));
-    int saved = errno;
-    free(q2);
-    if (!r)
-        s->err_seen = 1;
-    note_result(s, r);
-    finish(s, r ? NULL : "no_result");
-    errno = saved;
-    return r;
+    return sync_done(s, q2, r);
 }
 
 /* Remembers a prepared statement's text for its later executions. */

@@ -10,6 +10,7 @@
 #include <signal.h>
 #include <sys/epoll.h>
 
+#include "real.h"
 #include "state.h"
 
 /* The first wait of a thread: it multiplexes. */
@@ -24,12 +25,7 @@ __attribute__((noinline)) static void first_wait(void)
 #define WAIT(ret, name, params, args)                                                      \
     DYNOBS_API ret name params                                                             \
     {                                                                                      \
-        static void *slot;                                                                 \
-        ret(*fn) params = (ret(*) params)dynobs__lookup(&slot, #name, NULL);               \
-        if (!fn) {                                                                         \
-            errno = ENOSYS;                                                                \
-            return -1;                                                                     \
-        }                                                                                  \
+        DYNOBS_NEXT_OR_ENOSYS(fn, ret, name, params)                                       \
         if (DYNOBS_UNLIKELY(!dynobs__multiplexing) && dynobs__layer_on(DYNOBS_LAYER_PROCESS)) \
             first_wait();                                                                  \
         return fn args;                                                                    \

@@ -39,29 +39,19 @@ void dynobs__duration_record(struct dynobs_segment *seg, const char *name,
         dynobs__count(DYNOBS_CTR_METRIC_UPDATES_REFUSED);
 }
 
-DYNOBS_API int dynobs_counter_add(const char *name, double value, const char *labels)
-{
-    struct dynobs_metric_def d = {.name = name, .kind = DYNOBS_METRIC_COUNTER};
-    return record(&d, value, labels);
-}
+/* The API's one-call updates, one per instrument kind: the name alone
+ * defines the instrument (no unit, default histogram bounds). */
+#define UPDATE(fn, instrument)                                                             \
+    DYNOBS_API int fn(const char *name, double value, const char *labels)                  \
+    {                                                                                      \
+        struct dynobs_metric_def d = {.name = name, .kind = (instrument)};                 \
+        return record(&d, value, labels);                                                  \
+    }
 
-DYNOBS_API int dynobs_updown_add(const char *name, double value, const char *labels)
-{
-    struct dynobs_metric_def d = {.name = name, .kind = DYNOBS_METRIC_UPDOWN};
-    return record(&d, value, labels);
-}
-
-DYNOBS_API int dynobs_gauge_set(const char *name, double value, const char *labels)
-{
-    struct dynobs_metric_def d = {.name = name, .kind = DYNOBS_METRIC_GAUGE};
-    return record(&d, value, labels);
-}
-
-DYNOBS_API int dynobs_histogram_record(const char *name, double value, const char *labels)
-{
-    struct dynobs_metric_def d = {.name = name, .kind = DYNOBS_METRIC_HISTOGRAM};
-    return record(&d, value, labels);
-}
+UPDATE(dynobs_counter_add, DYNOBS_METRIC_COUNTER)
+UPDATE(dynobs_updown_add, DYNOBS_METRIC_UPDOWN)
+UPDATE(dynobs_gauge_set, DYNOBS_METRIC_GAUGE)
+UPDATE(dynobs_histogram_record, DYNOBS_METRIC_HISTOGRAM)
 
 DYNOBS_API int dynobs_metric_record(const dynobs_metric_desc *desc, double value,
                                     const char *labels)

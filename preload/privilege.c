@@ -29,12 +29,7 @@ static void before_drop(void)
 #define DROP(ret, name, params, args)                                                      \
     DYNOBS_API ret name params                                                             \
     {                                                                                      \
-        static void *slot;                                                                 \
-        ret(*fn) params = (ret(*) params)dynobs__lookup(&slot, #name, NULL);               \
-        if (!fn) {                                                                         \
-            errno = ENOSYS;                                                                \
-            return -1;                                                                     \
-        }                                                                                  \
+        DYNOBS_NEXT_OR_ENOSYS(fn, ret, name, params)                                       \
         before_drop();                                                                     \
         return fn args;                                                                    \
     }

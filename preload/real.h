@@ -56,4 +56,16 @@ void dynobs__real_bind(void) DYNOBS_INTERNAL;
          ? dynobs__real.name                                                               \
          : (dynobs__real_bind(), __atomic_load_n(&dynobs__real.name, __ATOMIC_ACQUIRE)))
 
+/* The start of an interposer of an int-returning function that has no
+ * entry in the table: fn becomes the next definition of name (looked up
+ * once, cached in its own slot), or the call fails with ENOSYS, as the
+ * missing function would. Needs <errno.h> and state.h. */
+#define DYNOBS_NEXT_OR_ENOSYS(fn, ret, name, params)                                       \
+    static void *fn##_slot;                                                                \
+    ret(*fn) params = (ret(*) params)dynobs__lookup(&fn##_slot, #name, NULL);              \
+    if (!fn) {                                                                             \
+        errno = ENOSYS;                                                                    \
+        return -1;                                                                         \
+    }
+
 #endif

@@ -217,6 +217,21 @@ int dynobs__span_begin(struct dynobs_span *s, const char *name, int kind,
 /* Finds the span attribute item with this key; returns its offset in the
  * body or UINT32_MAX. The items were written by us, so a light walk that
  * trusts their lengths is enough here. */
+/* The size of the attribute item at p: header, key, and the value (a
+ * string's length and bytes, or 8 bytes). */
+static size_t attr_size(const uint8_t *p)
+{
+    size_t size = DYNOBS_ITEM_HDR + p[2];
+    if (p[1] == DYNOBS_ATTR_STRING) {
+        uint16_t vl;
+        memcpy(&vl, p + size, 2);
+        size += 2 + vl;
+    } else {
+        size += 8;
+    }
+    return size;
+}
+
 static uint32_t find_attr(const struct dynobs_span *s, const char *key, size_t klen)
 {
     uint32_t o = s->items_off;
@@ -226,14 +241,7 @@ static uint32_t find_attr(const struct dynobs_span *s, const char *key, size_t k
         if (p[0] == DYNOBS_ITEM_EVENT) {
             size = DYNOBS_ITEM_HDR + DYNOBS_EVENT_FIXED + kl;
         } else {
-            size = DYNOBS_ITEM_HDR + kl;
-            if (p[1] == DYNOBS_ATTR_STRING) {
-                uint16_t vl;
-                memcpy(&vl, p + size, 2);
-                size += 2 + vl;
-            } else {
-                size += 8;
-            }
+            size = attr_size(p);
             if (p[0] == DYNOBS_ITEM_SPAN_ATTR && kl == klen &&
                 memcmp(p + DYNOBS_ITEM_HDR, key, klen) == 0)
                 return o;
@@ -246,18 +254,31 @@ static uint32_t find_attr(const struct dynobs_span *s, const char *key, size_t k
 static void remove_item(struct dynobs_span *s, uint32_t off)
 {
     const uint8_t *p = s->body + off;
-    size_t size = DYNOBS_ITEM_HDR + p[2];
-    if (p[1] == DYNOBS_ATTR_STRING) {
-        uint16_t vl;
-        memcpy(&vl, p + size, 2);
-        size += 2 + vl;
-    } else {
-        size += 8;
-    }
+    size_t size = attr_size(p);
     memmove(s->body + off, s->body + off + size, s->used - off - size);
     s->used -= (uint32_t)size;
     if (s->last_event_off != UINT32_MAX && s->last_event_off > off)
         s->last_event_off -= (uint32_t)size;
+}
+
+/* An item the span cannot keep: counted in *dropped, the span marked
+ * truncated. */
+static int drop(dynobs_span *s, uint16_t *dropped)
+{
+    (*dropped)++;
+    s->truncated = 1;
+    return DYNOBS_ENOSPC;
+}
+
+/* The body took an item of n bytes, counted in *kept; n == 0: it did not
+ * fit, and it is dropped. */
+static int took(dynobs_span *s, size_t n, uint16_t *kept, uint16_t *dropped)
+{
+    if (!n)
+        return drop(s, dropped);
+    s->used += (uint32_t)n;
+    (*kept)++;
+    return 0;
 }
 
 /* fresh: the caller knows the span has no attribute of this key yet, so
@@ -276,19 +297,13 @@ static int put_attr(dynobs_span *s, const char *key, size_t klen, int type, cons
         remove_item(s, old);
         s->attrs--;
     } else if (s->attrs >= dynobs__config.attr_count_limit) {
-        s->rec.dropped_attrs++;
-        s->truncated = 1;
-        return DYNOBS_ENOSPC;
+        return drop(s, &s->rec.dropped_attrs);
     }
     size_t n = dynobs__item_put_attr(s->body + s->used, sizeof s->body - s->used,
                                      DYNOBS_ITEM_SPAN_ATTR, key, klen, type, val, vlen, flags);
-    if (!n) {
-        s->rec.dropped_attrs++;
-        s->truncated = 1;
-        return DYNOBS_ENOSPC;
-    }
-    s->used += (uint32_t)n;
-    s->attrs++;
+    int rc = took(s, n, &s->attrs, &s->rec.dropped_attrs);
+    if (rc < 0)
+        return rc;
     return flags ? DYNOBS_ETRUNC : 0;
 }
 
@@ -336,11 +351,8 @@ static int add_event(dynobs_span *s, const char *name, const dynobs_attr *attrs,
         return DYNOBS_EINVAL;
     if (!s->recording)
         return 0;
-    if (s->events >= dynobs__config.event_count_limit) {
-        s->rec.dropped_events++;
-        s->truncated = 1;
-        return DYNOBS_ENOSPC;
-    }
+    if (s->events >= dynobs__config.event_count_limit)
+        return drop(s, &s->rec.dropped_events);
     size_t nl = strnlen(name, 256);
     if (nl > 255)
         s->truncated = 1;
@@ -348,13 +360,8 @@ static int add_event(dynobs_span *s, const char *name, const dynobs_attr *attrs,
     struct dynobs_thread *self = dynobs__thread();
     size_t n = dynobs__item_put_event(s->body + s->used, sizeof s->body - s->used, name, nl,
                                       self ? dynobs__clock_now(&self->clk) : dynobs__now_ns());
-    if (!n) {
-        s->rec.dropped_events++;
-        s->truncated = 1;
+    if (took(s, n, &s->events, &s->rec.dropped_events) < 0)
         return DYNOBS_ENOSPC;
-    }
-    s->used += (uint32_t)n;
-    s->events++;
     s->last_event_off = ev;
     struct dynobs_attrs_out o = {.used = s->used};
     int rc = dynobs__attrs_put(s->body, sizeof s->body, DYNOBS_ITEM_EVENT_ATTR, attrs, nattrs,

@@ -322,9 +322,7 @@ long dynobs__h1_req_feed(struct dynobs_h1_req *o, const uint8_t *p, size_t n)
         case DYNOBS_H1_REQ_HEADERS:
             /* Inside a header we do not care about: skip to its end. */
             if (!o->line_start && !o->in_value && !o->match && c != '\n') {
-                size_t run = dynobs__h1_line_run(p, n, i);
-                o->line_len += (uint32_t)run;
-                i += run - 1;
+                dynobs__h1_skip_line(p, n, &i, &o->line_len);
                 break;
             }
             if (o->line_start) {

@@ -13,28 +13,21 @@ int dynobs__h1_status_feed(struct dynobs_h1_status *in, const uint8_t *p, size_t
 {
     for (size_t i = 0; i < n; i++) {
         uint8_t c = p[i];
+        int st; /* dynobs__h1_status_step */
         switch (in->phase) {
         case DYNOBS_H1_ST_LINE:
             if (in->status_len == 0 && (c == '\r' || c == '\n'))
                 break;
-            if (c == '\n') {
-                /* "HTTP/1.x NNN" */
-                in->code = dynobs__h1_status_code(in->status, in->status_len);
-                if (in->code < 0) {
-                    in->bad = 1;
-                    in->phase = DYNOBS_H1_ST_NONE;
-                    return -1;
-                }
-                in->phase = DYNOBS_H1_ST_HEADERS;
-                in->line_start = 1;
-                break;
-            }
-            if (in->status_len < sizeof in->status)
-                in->status[in->status_len++] = (char)c;
-            if (in->status_len <= 7 && c != (uint8_t) "HTTP/1."[in->status_len - 1]) {
+            st = dynobs__h1_status_step(in->status, sizeof in->status, &in->status_len, c,
+                                        &in->code);
+            if (st < 0) {
                 in->bad = 1;
                 in->phase = DYNOBS_H1_ST_NONE;
                 return -1;
+            }
+            if (st > 0) {
+                in->phase = DYNOBS_H1_ST_HEADERS;
+                in->line_start = 1;
             }
             break;
         case DYNOBS_H1_ST_HEADERS:
@@ -130,6 +123,7 @@ int dynobs__h1_resp_feed(struct dynobs_h1_resp *r, const uint8_t *p, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         uint8_t c = p[i];
+        int st; /* dynobs__h1_status_step */
         switch (r->phase) {
         case DYNOBS_H1_R_STATUS:
             if (!r->status_len && c != '\n') {
@@ -144,29 +138,20 @@ int dynobs__h1_resp_feed(struct dynobs_h1_resp *r, const uint8_t *p, size_t n)
                     break;
                 }
             }
-            if (c == '\n') {
-                r->code = dynobs__h1_status_code(r->status, r->status_len);
-                if (r->code < 0) {
-                    r->bad = 1;
-                    return -1;
-                }
-                r->phase = DYNOBS_H1_R_HEADERS;
-                r->line_start = 1;
-                break;
-            }
-            if (r->status_len < sizeof r->status)
-                r->status[r->status_len++] = (char)c;
-            if (r->status_len <= 7 && c != (uint8_t) "HTTP/1."[r->status_len - 1]) {
+            st = dynobs__h1_status_step(r->status, sizeof r->status, &r->status_len, c, &r->code);
+            if (st < 0) {
                 r->bad = 1;
                 return -1;
+            }
+            if (st > 0) {
+                r->phase = DYNOBS_H1_R_HEADERS;
+                r->line_start = 1;
             }
             break;
         case DYNOBS_H1_R_HEADERS:
             /* Inside a header we do not care about: skip to its end. */
             if (!r->line_start && !r->in_value && !r->match && c != '\n') {
-                size_t run = dynobs__h1_line_run(p, n, i);
-                r->line_len += (uint32_t)run;
-                i += run - 1;
+                dynobs__h1_skip_line(p, n, &i, &r->line_len);
                 break;
             }
             if (r->line_start) {

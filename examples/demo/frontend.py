@@ -8,7 +8,6 @@ to the same trace.
 
 usage: frontend.py PORT INVENTORY_URL
 """
-import http.server
 import json
 import logging
 import sys
@@ -16,6 +15,7 @@ import urllib.parse
 import urllib.request
 
 import dynobs
+from jsonservice import JSONHandler, serve
 
 dynobs.enable(logs=True)
 log = logging.getLogger("frontend")
@@ -23,9 +23,7 @@ log.setLevel(logging.INFO)
 orders = dynobs.counter("demo.orders", "{order}")
 
 
-class Handler(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
+class Handler(JSONHandler):
     def do_GET(self):
         url = urllib.parse.urlsplit(self.path)
         item = urllib.parse.parse_qs(url.query).get("item", ["widget"])[0]
@@ -36,15 +34,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             span.set_attribute("demo.in_stock", ok)
             orders.add(1, {"item": item, "result": "ok" if ok else "out_of_stock"})
             log.info("checkout of %s: %d in stock", item, stock["quantity"])
-        body = json.dumps({"item": item, "ordered": ok}).encode()
-        self.send_response(200 if ok else 409)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
+        self.send_json({"item": item, "ordered": ok}, 200 if ok else 409)
 
 
-http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
+serve(Handler)

@@ -8,17 +8,15 @@ to a test OTLP receiver, and both must agree.
 usage: test_deepbind.py BUILD_DIR SOURCE_DIR [TEST_NAME ...]
 """
 
-import http.server
 import os
 import shutil
-import ssl
 import subprocess
 import sys
-import threading
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import test_exporter as tx  # noqa: E402  (shared helpers; argv parsed there)
 from otlp_receiver import Receiver  # noqa: E402
+from recorder import RecordingServer, traceparents  # noqa: E402
 
 BUILD = tx.BUILD
 PROG = os.path.join(BUILD, "tests", "dynobs-deepbind")
@@ -42,38 +40,14 @@ foreach (array_slice($argv, 1) as $url) {
 """
 
 
-class Recorder:
+class Recorder(RecordingServer):
     """An HTTP server on a free loopback port (optionally over TLS) that
     records, per request, its path and the traceparent values it got."""
 
     def __init__(self, tls_dir=None):
-        self.requests = []
-        rec = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):
-                rec.requests.append((self.path, self.headers.get_all("traceparent") or []))
-                body = b"hello " + self.path.encode()
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args):
-                pass
-
-        self.port = tx.free_port()
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        if tls_dir:
-            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            ctx.load_cert_chain(os.path.join(tls_dir, "cert.pem"), os.path.join(tls_dir, "key.pem"))
-            self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
-
-    def stop(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        super().__init__(lambda h: (h.path, traceparents(h)), lambda h: b"hello " + h.path.encode(),
+                         http11=False, tls_dir=tls_dir)
+        self.requests = self.entries
 
 
 def make_cert(d):

@@ -15,7 +15,6 @@ parent its test states.
 Each runtime is skipped, with a message, where it is not installed.
 
 Usage: test_event_loops.py BUILD_DIR SOURCE_DIR [test names]"""
-import http.server
 import os
 import secrets
 import shutil
@@ -30,46 +29,26 @@ import test_exporter as tx  # noqa: E402
 import test_http_client as hc  # noqa: E402
 import test_http_server as hs  # noqa: E402
 from otlp_receiver import Receiver  # noqa: E402
+from recorder import RecordingServer, service, traceparents  # noqa: E402
 
 check, wait_for, one, attrs, hexid, spans_of = (tx.check, tx.wait_for, tx.one, tx.attrs, tx.hexid,
                                                  tx.spans_of)
 
 
-class Backend:
+def backend_id(path):
+    """The id of a backend request, from its query string."""
+    q = path.partition("?")[2]
+    return dict(p.partition("=")[::2] for p in q.split("&")).get("id", "")
+
+
+class Backend(RecordingServer):
     """The service's outbound target, outside the shim: records the id and
     the traceparent of every request it gets."""
 
     def __init__(self):
-        seen = self.seen = []
-        lock = self.lock = threading.Lock()
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_GET(self):
-                q = self.path.partition("?")[2]
-                ident = dict(p.partition("=")[::2] for p in q.split("&")).get("id", "")
-                with lock:
-                    seen.append((ident, self.headers.get_all("traceparent") or []))
-                body = ("back " + ident).encode()
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def url(self):
-        return "http://127.0.0.1:%d" % self.port
-
-    def stop(self):
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(lambda h: (backend_id(h.path), traceparents(h)),
+                         lambda h: ("back " + backend_id(h.path)).encode())
+        self.seen = self.entries
 
 
 def call(port, ident, trace, parent):
@@ -426,7 +405,7 @@ def test_perl_http_daemon_fork_per_connection(env):
 
 # http.server's ThreadingHTTPServer (a blocking thread per connection);
 # the outbound call with urllib.
-PYTHON = r'''
+PYTHON = service(r'''
 import http.server
 import sys
 import urllib.request
@@ -434,22 +413,16 @@ import urllib.request
 port, back = int(sys.argv[1]), sys.argv[2]
 
 
-class Handler(http.server.BaseHTTPRequestHandler):
+class Handler(QuietHandler):
     def do_GET(self):
         ident = self.path.rpartition("id=")[2]
         with urllib.request.urlopen(back + "/back?id=" + ident, timeout=30) as r:
             body = b"python got: " + r.read()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
+        self.reply(body)
 
 
 http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler).serve_forever()
-'''
+''')
 
 
 @tx.with_env

@@ -258,6 +258,23 @@ def skip_part(what, why):
     print("SKIP: %s (%s)" % (what, why))
 
 
+def require_third_party(what):
+    """Under the sanitizer build, uninstrumented clients (psql, python3,
+    curl...) cannot run with the ASan runtime preloaded: the whole test is
+    then skipped."""
+    if os.environ.get("DYNOBS_TEST_PRELOAD_FIRST"):
+        raise Skipped("%s under AddressSanitizer: its runtime cannot be preloaded into an "
+                      "uninstrumented %s" % (what, what))
+
+
+def require_system_python3():
+    """The system's /usr/bin/python3 as a client under the shim (skipped
+    where it is missing, or under the sanitizer build)."""
+    if not os.path.exists("/usr/bin/python3"):
+        raise Skipped("no /usr/bin/python3")
+    require_third_party("python3")
+
+
 def skip_file(why):
     """Says that a whole test file cannot run here; its exit status."""
     print("SKIP: all of %s (%s)" % (os.path.basename(sys.argv[0]), why))

@@ -21,20 +21,28 @@ CURLCLIENT = os.path.join(BUILD, "tests", "dynobs-curlclient")
 check, wait_for, one, attrs, hexid, spans_of = (tx.check, tx.wait_for, tx.one, tx.attrs, tx.hexid,
                                                  tx.spans_of)
 
-NGINX_CONF = """daemon off;
-worker_processes 1;
-pid {d}/nginx.pid;
-error_log {d}/error.log;
-events {{ worker_connections 64; }}
-http {{
-  log_format tp '$request_uri|$http_traceparent|$http_tracestate|$status|$server_protocol|$http_x_app';
-  access_log {d}/access.log tp;
-  client_body_temp_path {d}/body;
+# The temporary directories nginx would otherwise create under its
+# compiled-in prefix; {d} is the instance's directory (also used by
+# bench/http_server_bench.py).
+NGINX_TEMP_PATHS = """  client_body_temp_path {d}/body;
   proxy_temp_path {d}/proxy;
   fastcgi_temp_path {d}/fcgi;
   uwsgi_temp_path {d}/uwsgi;
   scgi_temp_path {d}/scgi;
-  server {{
+"""
+
+
+def nginx_conf(connections, logging, servers):
+    """An nginx configuration of one worker in the foreground, its files in
+    {d}; its http block holds logging, the temporary paths, then servers."""
+    return ("daemon off;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n"
+            "events {{ worker_connections %d; }}\nhttp {{\n" % connections
+            + logging + NGINX_TEMP_PATHS + servers + "}}\n")
+
+
+NGINX_CONF = nginx_conf(64, """  log_format tp '$request_uri|$http_traceparent|$http_tracestate|$status|$server_protocol|$http_x_app';
+  access_log {d}/access.log tp;
+""", """  server {{
     listen 127.0.0.1:{port};
     listen 127.0.0.1:{tls_port} ssl http2;
     ssl_certificate {d}/cert.pem;
@@ -42,8 +50,7 @@ http {{
     root {d}/html;
     location /missing {{ return 404; }}
   }}
-}}
-"""
+""")
 
 
 class Nginx:
@@ -106,11 +113,8 @@ def third_party_skipped(what):
     return False
 
 
-def require_third_party(what):
-    """The same for a whole test, which is then reported as skipped."""
-    if os.environ.get("DYNOBS_TEST_PRELOAD_FIRST"):
-        raise tx.Skipped("%s under AddressSanitizer: its runtime cannot be preloaded into an "
-                         "uninstrumented %s" % (what, what))
+# Shared with the other test files (test_exporter.py).
+require_third_party = tx.require_third_party
 
 
 def run(env, argv, preload, extra=None):
@@ -189,9 +193,7 @@ def test_curl_cli_https(env):
 
 @tx.with_env
 def test_python_urllib(env):
-    if not os.path.exists("/usr/bin/python3"):
-        raise tx.Skipped("no /usr/bin/python3")
-    require_third_party("python3")
+    tx.require_system_python3()
     code = ("import sys, urllib.request\n"
             "for u in sys.argv[1:]:\n"
             "    try:\n"
@@ -253,9 +255,7 @@ def test_libcurl_transport_error(env):
 
 @tx.with_env
 def test_python_https_through_openssl(env):
-    if not os.path.exists("/usr/bin/python3"):
-        raise tx.Skipped("no /usr/bin/python3")
-    require_third_party("python3")
+    tx.require_system_python3()
     code = ("import ssl, sys, urllib.request\n"
             "ctx = ssl.create_default_context(cafile=sys.argv[1])\n"
             "for u in sys.argv[2:]:\n"

@@ -19,6 +19,7 @@ import test_exporter as tx  # noqa: E402
 import test_http_client as hc  # noqa: E402
 import test_libpq as tp  # noqa: E402
 from otlp_receiver import Receiver  # noqa: E402
+from recorder import RecordingServer, service  # noqa: E402
 
 BUILD = tx.BUILD
 SAMPLE_SERVER = os.path.join(BUILD, "tests", "dynobs-sample-server")
@@ -27,25 +28,19 @@ check, wait_for, one, attrs, hexid, spans_of = (tx.check, tx.wait_for, tx.one, t
 TRACE = "0af7651916cd43dd8448eb211c80319c"
 PARENT = "b7ad6b7169203331"
 
-SERVICE_A = r'''
+SERVICE_A = service(r'''
 import http.server, sys, urllib.request
 
-class Handler(http.server.BaseHTTPRequestHandler):
+class Handler(QuietHandler):
     protocol_version = "HTTP/1.1"
 
     def do_GET(self):
         with urllib.request.urlopen(sys.argv[2] + self.path) as r:
             body = b"A got: " + r.read()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
+        self.reply(body)
 
 http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
-'''
+''')
 
 
 def start(env, argv, name, extra=None):
@@ -103,6 +98,19 @@ def start_sample_server(env, mode, name, upstream=None, conninfo=None):
     return port
 
 
+def sample_server_modes(env, rx, prefix):
+    """The exporter to rx, nginx as the upstream, then the sample server in
+    each mode, started as service prefix+mode: yields (mode, its service
+    name, its port, nginx, the length of nginx's log before)."""
+    env.start_exporter(rx.url(), {"OTEL_METRICS_EXPORTER": "none"})
+    ng = hc.Nginx(env)
+    upstream = "http://127.0.0.1:%d/index.html" % ng.port
+    for mode in ("thread", "fork", "single"):
+        name = prefix + mode
+        port = start_sample_server(env, mode, name, upstream)
+        yield mode, name, port, ng, len(ng.log())
+
+
 def check_server_span(s, method, path, port, status):
     a = attrs(s)
     check(kind(s) == "SPAN_KIND_SERVER", "kind %s" % kind(s))
@@ -126,13 +134,7 @@ def test_c_server_modes_make_outbound_calls_children(env):
     same connection (no traceparent) starts its own trace."""
     rx = Receiver()
     try:
-        env.start_exporter(rx.url(), {"OTEL_METRICS_EXPORTER": "none"})
-        ng = hc.Nginx(env)
-        upstream = "http://127.0.0.1:%d/index.html" % ng.port
-        for mode in ("thread", "fork", "single"):
-            name = "sample-server-" + mode
-            port = start_sample_server(env, mode, name, upstream)
-            before = len(ng.log())
+        for mode, name, port, ng, before in sample_server_modes(env, rx, "sample-server-"):
             # Two requests on one keep-alive connection.
             c = socket.create_connection(("127.0.0.1", port), 10)
             c.sendall(("GET /first?user=secret HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
@@ -260,13 +262,7 @@ def test_level2_tracestate_in_every_mode(env):
     sends on, the tracestate Level 2 asks for, whatever the server's mode."""
     rx = Receiver()
     try:
-        env.start_exporter(rx.url(), {"OTEL_METRICS_EXPORTER": "none"})
-        ng = hc.Nginx(env)
-        upstream = "http://127.0.0.1:%d/index.html" % ng.port
-        for mode in ("thread", "fork", "single"):
-            name = "ts-" + mode
-            port = start_sample_server(env, mode, name, upstream)
-            before = len(ng.log())
+        for mode, name, port, ng, before in sample_server_modes(env, rx, "ts-"):
             for path, lines, _ in LEVEL2_TRACESTATE:
                 c = socket.create_connection(("127.0.0.1", port), 10)
                 c.sendall(("GET %s HTTP/1.1\r\nHost: x\r\ntraceparent: 00-%s-%s-01\r\n%s"
@@ -497,29 +493,23 @@ def test_nginx_under_the_shim_under_load(env):
         rx.stop()
 
 
-HTTPS_SERVICE = r'''
+HTTPS_SERVICE = service(r'''
 import http.server, ssl, sys, urllib.request
 
-class Handler(http.server.BaseHTTPRequestHandler):
+class Handler(QuietHandler):
     protocol_version = "HTTP/1.1"
 
     def do_GET(self):
         with urllib.request.urlopen(sys.argv[2]) as r:
             body = b"tls: " + r.read()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
+        self.reply(body)
 
 srv = http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), Handler)
 ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
 ctx.load_cert_chain(sys.argv[3], sys.argv[4])
 srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
 srv.serve_forever()
-'''
+''')
 
 
 @tx.with_env
@@ -565,37 +555,14 @@ def test_https_server_spans_from_inside_tls(env):
         rx.stop()
 
 
-class Recorder:
+class Recorder(RecordingServer):
     """An HTTP server outside the shim that keeps the headers of every
     request it gets."""
 
     def __init__(self):
-        import http.server
-        import threading
-        got = self.got = []
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_GET(self):
-                got.append((self.path, [(k.lower(), v) for k, v in self.headers.items()]))
-                self.send_response(200)
-                self.send_header("Content-Length", "2")
-                self.end_headers()
-                self.wfile.write(b"ok")
-
-            def log_message(self, *args):
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def url(self):
-        return "http://127.0.0.1:%d" % self.server.server_address[1]
-
-    def stop(self):
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(lambda h: (h.path, [(k.lower(), v) for k, v in h.headers.items()]),
+                         lambda h: b"ok")
+        self.got = self.entries
 
 
 @tx.with_env

@@ -80,12 +80,8 @@ def run(env, argv, preload, extra=None):
     return r
 
 
-def require_third_party(what):
-    """Under the sanitizer build, uninstrumented clients (psql, python3)
-    cannot run with the ASan runtime preloaded: the test is skipped."""
-    if os.environ.get("DYNOBS_TEST_PRELOAD_FIRST"):
-        raise tx.Skipped("%s under AddressSanitizer: its runtime cannot be preloaded into an "
-                         "uninstrumented %s" % (what, what))
+# Shared with the other test files (test_exporter.py).
+require_third_party = tx.require_third_party
 
 
 def setup(env, extra=None):
@@ -205,9 +201,7 @@ def test_psql(env):
 
 @tx.with_env
 def test_psycopg2(env):
-    if not os.path.exists("/usr/bin/python3"):
-        raise tx.Skipped("no /usr/bin/python3")
-    require_third_party("python3")
+    tx.require_system_python3()
     r = subprocess.run(["/usr/bin/python3", "-c", "import psycopg2"], capture_output=True)
     if r.returncode != 0:
         raise tx.Skipped("python3-psycopg2 is not installed")

@@ -16,6 +16,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import test_exporter as tx  # noqa: E402
 import test_http_server as hs  # noqa: E402
 from otlp_receiver import Receiver  # noqa: E402
+from recorder import service  # noqa: E402
 
 BUILD, SOURCE = tx.BUILD, tx.SOURCE
 RUN = os.path.join(BUILD, "dynobs-run")
@@ -197,13 +198,13 @@ def test_stderr_and_syslog_become_log_records(env):
             os.unlink(os.path.join(env.shm, f))
 
 
-SHOP = r'''
+SHOP = service(r'''
 import http.server, logging, sys, urllib.request, dynobs
 dynobs.enable(logs=True)
 log = logging.getLogger("shop")
 log.setLevel(logging.INFO)
 
-class Handler(http.server.BaseHTTPRequestHandler):
+class Handler(QuietHandler):
     protocol_version = "HTTP/1.1"
 
     def do_GET(self):
@@ -216,16 +217,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
         else:
             log.warning("stock is low")
             body = b"stock 3"
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
+        self.reply(body)
 
 http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
-'''
+''')
 
 
 @tx.with_env

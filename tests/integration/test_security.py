@@ -19,11 +19,12 @@ import test_exporter as tx  # noqa: E402
 import test_http_server as hs  # noqa: E402
 import test_libpq as tl  # noqa: E402
 from otlp_receiver import Receiver  # noqa: E402
+from recorder import service  # noqa: E402
 
 check, wait_for = tx.check, tx.wait_for
 SECRETS = [b"S3cr3t-Bearer-Tok", b"S3cr3t-Cookie-Val", b"S3cr3t-Passw0rd", b"S3cr3t-Sql-Lit"]
 
-SERVICE = r'''
+SERVICE = service(r'''
 import http.server, logging, sys, urllib.request, psycopg2, dynobs
 dynobs.enable(logs=True)
 log = logging.getLogger("svc")
@@ -31,7 +32,7 @@ log.setLevel(logging.INFO)
 db = psycopg2.connect(sys.argv[3])
 db.autocommit = True
 
-class Handler(http.server.BaseHTTPRequestHandler):
+class Handler(QuietHandler):
     protocol_version = "HTTP/1.1"
 
     def do_GET(self):
@@ -45,16 +46,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 c.fetchone()
         log.info("handled %s", self.command)
         body = b"ok"
-        self.send_response(200)
-        self.send_header("Content-Length", "2")
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
+        self.reply(body)
 
 http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
-'''
+''')
 
 
 @tx.with_env

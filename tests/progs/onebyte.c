@@ -41,6 +41,21 @@ static int write_all_bytewise(int fd, const char *s, size_t n)
     return 0;
 }
 
+/* One read into buf after the *have bytes already there, waiting when
+ * the non-blocking socket has nothing yet: 0, or -1 at the end of the
+ * stream or on an error. */
+static int read_more(int fd, char *buf, size_t cap, size_t *have)
+{
+    ssize_t r = read(fd, buf + *have, cap - *have);
+    if (r > 0)
+        *have += (size_t)r;
+    else if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+        wait_for(fd, POLLIN);
+    else
+        return -1;
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 3)
@@ -64,27 +79,15 @@ int main(int argc, char **argv)
         /* Read the header block, then Content-Length bytes of body. */
         size_t have = 0;
         char *end = NULL;
-        while (!(end = memmem(buf, have, "\r\n\r\n", 4))) {
-            ssize_t r = read(fd, buf + have, sizeof buf - have);
-            if (r > 0)
-                have += (size_t)r;
-            else if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-                wait_for(fd, POLLIN);
-            else
+        while (!(end = memmem(buf, have, "\r\n\r\n", 4)))
+            if (read_more(fd, buf, sizeof buf, &have) < 0)
                 return 5;
-        }
         char *cl = strcasestr(buf, "content-length:");
         size_t body_len = cl ? (size_t)atol(cl + 15) : 0;
         size_t hdr = (size_t)(end + 4 - buf);
-        while (have < hdr + body_len) {
-            ssize_t r = read(fd, buf + have, sizeof buf - have);
-            if (r > 0)
-                have += (size_t)r;
-            else if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-                wait_for(fd, POLLIN);
-            else
+        while (have < hdr + body_len)
+            if (read_more(fd, buf, sizeof buf, &have) < 0)
                 return 6;
-        }
         fwrite(buf + hdr, 1, body_len, stdout);
     }
     close(fd);

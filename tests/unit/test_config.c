@@ -1,26 +1,18 @@
 /* Configuration from the environment. */
+#define _GNU_SOURCE /* testutil.h: nftw, posix_spawn */
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <string.h>
 
 #include "config.h"
 #include "layout.h"
+#include "testutil.h"
 
-static const char *const *fake;
-
-static const char *get(const char *name)
-{
-    size_t n = strlen(name);
-    for (const char *const *p = fake; p && *p; p++)
-        if (strncmp(*p, name, n) == 0 && (*p)[n] == '=')
-            return *p + n + 1;
-    return NULL;
-}
 
 static void load(struct dynobs_config *c, const char *const *env)
 {
-    fake = env;
-    dynobs__config_load(c, get);
+    tu_fake_env = env;
+    dynobs__config_load(c, tu_getenv);
 }
 
 Test(config, defaults)

@@ -1,25 +1,17 @@
 /* The exporter's configuration: defaults, which variable wins, and a
  * clear error for every invalid value. */
+#define _GNU_SOURCE /* testutil.h: nftw, posix_spawn */
 #include <criterion/criterion.h>
 #include <string.h>
 
+#include "testutil.h"
 #include "xconfig.h"
 
-static const char *const *fake;
-
-static const char *get(const char *name)
-{
-    size_t n = strlen(name);
-    for (const char *const *p = fake; p && *p; p++)
-        if (strncmp(*p, name, n) == 0 && (*p)[n] == '=')
-            return *p + n + 1;
-    return NULL;
-}
 
 static int load(struct dx_config *c, const char *const *env)
 {
-    fake = env;
-    return dx_config_load_from(c, get);
+    tu_fake_env = env;
+    return dx_config_load_from(c, tu_getenv);
 }
 
 Test(exporter_config, defaults)

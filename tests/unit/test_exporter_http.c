@@ -42,27 +42,29 @@ static struct dx_httpd_response get(const char *method, const char *url)
     return r;
 }
 
+/* Dispatching method url answers status with body, and with content_type
+ * unless that is NULL. */
+static void answers(const char *method, const char *url, int status, const char *content_type,
+                    const char *body)
+{
+    struct dx_httpd_response r = get(method, url);
+    cr_assert_eq(r.status, status);
+    if (content_type)
+        cr_assert_str_eq(r.content_type, content_type);
+    cr_assert_str_eq(r.body.p, body);
+    dx_buf_free(&r.body);
+}
+
 Test(exporter_http, routes_are_dispatched_by_exact_path)
 {
     dx_httpd_reset();
     cr_assert_eq(dx_httpd_route("/hello", hello, "world", 4096), 0);
     cr_assert_eq(dx_httpd_route("/teapot", teapot, NULL, 4096), 0);
-    struct dx_httpd_response r = get("GET", "/hello");
-    cr_assert_eq(r.status, 200);
-    cr_assert_str_eq(r.content_type, "text/x-hello");
-    cr_assert_str_eq(r.body.p, "hello world\n");
+    answers("GET", "/hello", 200, "text/x-hello", "hello world\n");
     cr_assert_eq(calls, 1);
-    dx_buf_free(&r.body);
-    r = get("HEAD", "/teapot");
-    cr_assert_eq(r.status, 418);
-    cr_assert_str_eq(r.content_type, "text/plain");
-    cr_assert_str_eq(r.body.p, "short and stout\n");
-    dx_buf_free(&r.body);
+    answers("HEAD", "/teapot", 418, "text/plain", "short and stout\n");
     /* No prefix matching, no query-string guessing. */
-    r = get("GET", "/hello/");
-    cr_assert_eq(r.status, 404);
-    cr_assert_str_eq(r.body.p, "not found: try /hello\n");
-    dx_buf_free(&r.body);
+    answers("GET", "/hello/", 404, NULL, "not found: try /hello\n");
     cr_assert_eq(calls, 1);
 }
 
@@ -70,20 +72,14 @@ Test(exporter_http, only_get_and_head)
 {
     dx_httpd_reset();
     cr_assert_eq(dx_httpd_route("/hello", hello, "x", 4096), 0);
-    struct dx_httpd_response r = get("POST", "/hello");
-    cr_assert_eq(r.status, 405);
-    cr_assert_str_eq(r.body.p, "method not allowed\n");
-    dx_buf_free(&r.body);
+    answers("POST", "/hello", 405, NULL, "method not allowed\n");
     cr_assert_eq(calls, 0);
 }
 
 Test(exporter_http, registration_rules)
 {
     dx_httpd_reset();
-    struct dx_httpd_response r = get("GET", "/anything");
-    cr_assert_eq(r.status, 404);
-    cr_assert_str_eq(r.body.p, "not found\n");
-    dx_buf_free(&r.body);
+    answers("GET", "/anything", 404, NULL, "not found\n");
     cr_assert_eq(dx_httpd_route("/a", hello, NULL, 4096), 0);
     cr_assert_eq(dx_httpd_route("/a", teapot, NULL, 4096), -1, "a path is taken once");
     cr_assert_eq(dx_httpd_route("relative", hello, NULL, 4096), -1);
@@ -100,10 +96,7 @@ Test(exporter_http, a_body_over_its_cap_is_refused)
 {
     dx_httpd_reset();
     cr_assert_eq(dx_httpd_route("/huge", huge, NULL, 512), 0);
-    struct dx_httpd_response r = get("GET", "/huge");
-    cr_assert_eq(r.status, 500);
-    cr_assert_str_eq(r.body.p, "response too large\n");
-    dx_buf_free(&r.body);
+    answers("GET", "/huge", 500, NULL, "response too large\n");
 }
 
 Test(exporter_http, served_over_a_socket)

@@ -17,6 +17,7 @@
 #include "process_resource.h"
 #include "queue.h"
 #include "record.h"
+#include "testutil.h"
 
 static struct dx_resource *resource(const char *service, int pid)
 {
@@ -37,12 +38,26 @@ static struct dx_resource *resource(const char *service, int pid)
     return r;
 }
 
+/* Seals a record whose body (body bytes) is in place after the header
+ * and the fixed part f (flen bytes): writes both, padded to 16 bytes;
+ * returns its length. */
+static size_t seal(uint8_t *buf, size_t cap, int type, const void *f, size_t flen, size_t body)
+{
+    struct dynobs_rec_hdr h = {.type = (uint16_t)type};
+    size_t len = (sizeof h + flen + body + 15) & ~(size_t)15;
+    cr_assert_leq(len, cap);
+    h.len = (uint32_t)len;
+    memcpy(buf, &h, sizeof h);
+    memcpy(buf + sizeof h, f, flen);
+    return len;
+}
+
 /* A span record as the shim writes it: header, fixed part, name, then one
  * string attribute and one event; padded to 16 bytes. */
 static size_t span_record(uint8_t *buf, size_t cap, const char *name, uint8_t id)
 {
     memset(buf, 0, cap);
-    struct dynobs_rec_hdr h = {.type = DYNOBS_REC_SPAN};
+    const size_t hl = sizeof(struct dynobs_rec_hdr);
     struct dynobs_span_rec f = {0};
     for (int i = 0; i < 16; i++)
         f.trace_id[i] = (uint8_t)(0x10 + i);
@@ -53,8 +68,8 @@ static size_t span_record(uint8_t *buf, size_t cap, const char *name, uint8_t id
     f.status = DYNOBS_STATUS_ERROR;
     f.trace_flags = 1;
     f.name_len = (uint16_t)strlen(name);
-    uint8_t *body = buf + sizeof h + sizeof f;
-    size_t room = cap - sizeof h - sizeof f, o = 0;
+    uint8_t *body = buf + hl + sizeof f;
+    size_t room = cap - hl - sizeof f, o = 0;
     memcpy(body, name, f.name_len);
     o += f.name_len;
     o += dynobs__item_put_attr(body + o, room - o, DYNOBS_ITEM_SPAN_ATTR, "http.request.method",
@@ -63,11 +78,7 @@ static size_t span_record(uint8_t *buf, size_t cap, const char *name, uint8_t id
     f.attr_count = 1;
     f.event_count = 1;
     f.body_len = (uint32_t)o;
-    size_t len = (sizeof h + sizeof f + o + 15) & ~(size_t)15;
-    cr_assert_leq(len, cap);
-    h.len = (uint32_t)len;
-    memcpy(buf, &h, sizeof h);
-    memcpy(buf + sizeof h, &f, sizeof f);
+    size_t len = seal(buf, cap, DYNOBS_REC_SPAN, &f, sizeof f, o);
     struct dynobs_span_view v;
     cr_assert_eq(dynobs__span_decode(buf, len, &v), 0, "the test's record must be valid");
     return len;
@@ -76,20 +87,15 @@ static size_t span_record(uint8_t *buf, size_t cap, const char *name, uint8_t id
 static size_t log_record(uint8_t *buf, size_t cap, const char *text)
 {
     memset(buf, 0, cap);
-    struct dynobs_rec_hdr h = {.type = DYNOBS_REC_LOG};
     struct dynobs_log_rec f = {0};
     f.time_ns = 1700000000000000000ull;
     f.severity = 17; /* ERROR */
     f.severity_text_len = 5;
     f.body_len = (uint32_t)strlen(text);
-    uint8_t *p = buf + sizeof h + sizeof f;
+    uint8_t *p = buf + sizeof(struct dynobs_rec_hdr) + sizeof f;
     memcpy(p, "ERROR", 5);
     memcpy(p + 5, text, f.body_len);
-    size_t len = (sizeof h + sizeof f + 5 + f.body_len + 15) & ~(size_t)15;
-    cr_assert_leq(len, cap);
-    h.len = (uint32_t)len;
-    memcpy(buf, &h, sizeof h);
-    memcpy(buf + sizeof h, &f, sizeof f);
+    size_t len = seal(buf, cap, DYNOBS_REC_LOG, &f, sizeof f, 5 + f.body_len);
     struct dynobs_log_view v;
     cr_assert_eq(dynobs__log_decode(buf, len, &v), 0, "the test's record must be valid");
     return len;
@@ -160,6 +166,27 @@ static void decode_both(char *texts[2], const char *type, const char *file, cons
                     DYNOBS_OFFICIAL_PROTO_DIR);
 }
 
+/* Queues the n records as one batch of sig (traces or logs), encodes it
+ * (dx_encode_batch must return want) and decodes the request with both
+ * schemas into texts; frees the batch and the body, returns its size. */
+static size_t encode_and_decode(enum dx_signal sig, struct dx_resource **owners, uint8_t **recs,
+                                const size_t *lens, int n, long want, char *texts[2])
+{
+    struct dx_batch *batch = batch_of(sig, owners, recs, lens, n);
+    uint8_t *body = NULL;
+    size_t len = 0;
+    cr_assert_eq(dx_encode_batch(batch, &body, &len), want);
+    if (sig == DX_LOGS)
+        decode_both(texts, "opentelemetry.proto.collector.logs.v1.ExportLogsServiceRequest",
+                    "opentelemetry/proto/collector/logs/v1/logs_service.proto", body, len);
+    else
+        decode_both(texts, "opentelemetry.proto.collector.trace.v1.ExportTraceServiceRequest",
+                    "opentelemetry/proto/collector/trace/v1/trace_service.proto", body, len);
+    free(body);
+    dx_batch_free(batch);
+    return len;
+}
+
 Test(exporter_otlp, traces_request_decodes_with_protoc)
 {
     struct dx_resource *a = resource("checkout", 4242), *b = resource("payments", 77);
@@ -169,14 +196,8 @@ Test(exporter_otlp, traces_request_decodes_with_protoc)
                       span_record(r3, sizeof r3, "GET /again", 0x23)};
     uint8_t *recs[3] = {r1, r2, r3};
     struct dx_resource *owners[3] = {a, b, a};
-    struct dx_batch *batch = batch_of(DX_TRACES, owners, recs, lens, 3);
-    uint8_t *body = NULL;
-    size_t len = 0;
-    cr_assert_eq(dx_encode_batch(batch, &body, &len), 3);
-    cr_assert_gt(len, 0);
     char *texts[2];
-    decode_both(texts, "opentelemetry.proto.collector.trace.v1.ExportTraceServiceRequest",
-                "opentelemetry/proto/collector/trace/v1/trace_service.proto", body, len);
+    cr_assert_gt(encode_and_decode(DX_TRACES, owners, recs, lens, 3, 3, texts), 0);
     for (int t = 0; t < 2 && texts[t]; t++) {
         const char *text = texts[t];
         /* One ResourceSpans per process, each with its own spans. */
@@ -185,27 +206,18 @@ Test(exporter_otlp, traces_request_decodes_with_protoc)
         while ((p = strstr(p, "resource_spans {")))
             resources++, p++;
         cr_assert_eq(resources, 2, "%s", text);
-        cr_assert(strstr(text, "string_value: \"checkout\""), "%s", text);
-        cr_assert(strstr(text, "string_value: \"payments\""), "%s", text);
-        cr_assert(strstr(text, "string_value: \"test \\\"quoted\\\"\""), "%s", text);
-        cr_assert(strstr(text, "key: \"process.pid\"\n      value {\n        int_value: 4242"), "%s",
-                  text);
-        cr_assert(strstr(text, "name: \"GET /checkout\""), "%s", text);
-        cr_assert(strstr(text, "name: \"POST /pay\""), "%s", text);
-        cr_assert(strstr(text, "name: \"GET /again\""), "%s", text);
-        cr_assert(strstr(text, "kind: SPAN_KIND_SERVER"), "%s", text);
-        cr_assert(strstr(text, "start_time_unix_nano: 1700000000000000000"), "%s", text);
-        cr_assert(strstr(text, "end_time_unix_nano: 1700000000002500000"), "%s", text);
-        cr_assert(strstr(text, "code: STATUS_CODE_ERROR"), "%s", text);
-        cr_assert(strstr(text, "key: \"http.request.method\""), "%s", text);
-        cr_assert(strstr(text, "string_value: \"GET\""), "%s", text);
-        cr_assert(strstr(text, "name: \"retry\""), "%s", text);
+        TU_ASSERT_CONTAINS(text, "string_value: \"checkout\"", "string_value: \"payments\"",
+                           "string_value: \"test \\\"quoted\\\"\"",
+                           "key: \"process.pid\"\n      value {\n        int_value: 4242",
+                           "name: \"GET /checkout\"", "name: \"POST /pay\"", "name: \"GET /again\"",
+                           "kind: SPAN_KIND_SERVER", "start_time_unix_nano: 1700000000000000000",
+                           "end_time_unix_nano: 1700000000002500000", "code: STATUS_CODE_ERROR",
+                           "key: \"http.request.method\"", "string_value: \"GET\"",
+                           "name: \"retry\"");
         cr_assert(strstr(text, "span_id: \"!!!!!!!!\""), "%s", text); /* 0x21 bytes */
     }
     free(texts[0]);
     free(texts[1]);
-    free(body);
-    dx_batch_free(batch);
     cr_assert_eq(dx_queue_queued(DX_TRACES), 0);
     dx_resource_unref(a);
     dx_resource_unref(b);
@@ -218,13 +230,8 @@ Test(exporter_otlp, logs_request_decodes_with_protoc)
     size_t lens[1] = {log_record(r1, sizeof r1, "disk almost full")};
     uint8_t *recs[1] = {r1};
     struct dx_resource *owners[1] = {a};
-    struct dx_batch *batch = batch_of(DX_LOGS, owners, recs, lens, 1);
-    uint8_t *body = NULL;
-    size_t len = 0;
-    cr_assert_eq(dx_encode_batch(batch, &body, &len), 1);
     char *texts[2];
-    decode_both(texts, "opentelemetry.proto.collector.logs.v1.ExportLogsServiceRequest",
-                "opentelemetry/proto/collector/logs/v1/logs_service.proto", body, len);
+    encode_and_decode(DX_LOGS, owners, recs, lens, 1, 1, texts);
     for (int t = 0; t < 2 && texts[t]; t++) {
         const char *text = texts[t];
         cr_assert(strstr(text, "resource_logs {"), "%s", text);
@@ -240,8 +247,6 @@ Test(exporter_otlp, logs_request_decodes_with_protoc)
     }
     free(texts[0]);
     free(texts[1]);
-    free(body);
-    dx_batch_free(batch);
     dx_resource_unref(a);
 }
 
@@ -258,20 +263,13 @@ Test(exporter_otlp, invalid_records_are_skipped)
     memcpy(bad + sizeof(struct dynobs_rec_hdr), &f, sizeof f);
     uint8_t *recs[2] = {good, bad};
     struct dx_resource *owners[2] = {a, a};
-    struct dx_batch *batch = batch_of(DX_TRACES, owners, recs, lens, 2);
-    uint8_t *body = NULL;
-    size_t len = 0;
-    cr_assert_eq(dx_encode_batch(batch, &body, &len), 1);
     char *texts[2];
-    decode_both(texts, "opentelemetry.proto.collector.trace.v1.ExportTraceServiceRequest",
-                "opentelemetry/proto/collector/trace/v1/trace_service.proto", body, len);
+    encode_and_decode(DX_TRACES, owners, recs, lens, 2, 1, texts);
     for (int t = 0; t < 2 && texts[t]; t++) {
             cr_assert(strstr(texts[t], "name: \"kept\""), "%s", texts[t]);
             cr_assert_null(strstr(texts[t], "broken"), "%s", texts[t]);
     }
     free(texts[0]);
     free(texts[1]);
-    free(body);
-    dx_batch_free(batch);
     dx_resource_unref(a);
 }

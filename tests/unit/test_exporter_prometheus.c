@@ -59,17 +59,28 @@ static char *label(const char *k, const char *v)
     return b.p;
 }
 
+/* The label text of k and v (as the first label) is want. */
+static void label_is(const char *k, const char *v, const char *want)
+{
+    char *s = label(k, v);
+    cr_assert_str_eq(s, want);
+    free(s);
+}
+
+/* The label block of a series of service with labels is want. */
+static void labels_are(const char *service, const char *labels, const char *want)
+{
+    char *s = dx_prom_labels(service, labels);
+    cr_assert_str_eq(s, want);
+    free(s);
+}
+
 Test(exporter_prometheus, label_names_and_values_are_escaped)
 {
-    char *s = label("http.route", "/a\\b\"c\nd");
-    cr_assert_str_eq(s, "http_route=\"/a\\\\b\\\"c\\nd\"");
-    free(s);
-    s = label("2xx", "v");
-    cr_assert_str_eq(s, "key_2xx=\"v\"");
-    free(s);
-    s = label("k-é", "é");
-    cr_assert_str_eq(s, "k___=\"é\""); /* non-ASCII keys become '_' per byte; values stay UTF-8 */
-    free(s);
+    label_is("http.route", "/a\\b\"c\nd", "http_route=\"/a\\\\b\\\"c\\nd\"");
+    label_is("2xx", "v", "key_2xx=\"v\"");
+    /* Non-ASCII keys become '_' per byte; values stay UTF-8. */
+    label_is("k-é", "é", "k___=\"é\"");
     struct dx_buf b;
     dx_buf_init(&b, 1024);
     dx_prom_label(&b, "a", 1, "1", 1, 1);
@@ -80,17 +91,12 @@ Test(exporter_prometheus, label_names_and_values_are_escaped)
 
 Test(exporter_prometheus, series_label_blocks)
 {
-    char *s = dx_prom_labels("check\"out", "http.route=/x,code=200");
-    cr_assert_str_eq(s, "service_name=\"check\\\"out\",http_route=\"/x\",code=\"200\"");
-    free(s);
+    labels_are("check\"out", "http.route=/x,code=200",
+               "service_name=\"check\\\"out\",http_route=\"/x\",code=\"200\"");
     /* A service_name label of the series' own is left out: the
      * service's name comes first and only once. */
-    s = dx_prom_labels("svc", "service_name=other,a=b");
-    cr_assert_str_eq(s, "service_name=\"svc\",a=\"b\"");
-    free(s);
-    s = dx_prom_labels("svc", "");
-    cr_assert_str_eq(s, "service_name=\"svc\"");
-    free(s);
+    labels_are("svc", "service_name=other,a=b", "service_name=\"svc\",a=\"b\"");
+    labels_are("svc", "", "service_name=\"svc\"");
 }
 
 Test(exporter_prometheus, self_metrics_without_segments)

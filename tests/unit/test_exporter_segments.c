@@ -42,13 +42,7 @@ static void teardown(void)
 static void put_span(struct dynobs_ring *r, const char *name)
 {
     struct dynobs_span_rec f;
-    memset(&f, 0, sizeof f);
-    memset(f.trace_id, 0xab, 16);
-    memset(f.span_id, 0xcd, 8);
-    f.start_ns = 1000;
-    f.end_ns = 2000;
-    f.kind = DYNOBS_SPAN_KIND_CLIENT;
-    f.name_len = (uint16_t)strlen(name);
+    tu_span_rec(&f, name, DYNOBS_SPAN_KIND_CLIENT);
     f.body_len = f.name_len;
     cr_assert_eq(dynobs__ring_write(r, DYNOBS_REC_SPAN, 0, &f, sizeof f, name, f.name_len), 0);
 }
@@ -111,11 +105,10 @@ Test(exporter_segments, attach_drain_and_render, .init = setup, .fini = teardown
     cr_assert(strstr(text, "target_info{service_name=\"svc\",deployment_environment=\"test\","
                            "host_name=\"testhost\""),
               "%s", text);
-    cr_assert(strstr(text, "dynobs_exporter_records_drained_total{signal=\"traces\"} 3\n"), "%s",
-              text);
-    cr_assert(strstr(text, "dynobs_exporter_ring_records_written_total 3\n"), "%s", text);
-    cr_assert(strstr(text, "dynobs_exporter_segments_attached 1\n"), "%s", text);
-    cr_assert(strstr(text, "dynobs_exporter_queue_records{signal=\"traces\"} 3\n"), "%s", text);
+    TU_ASSERT_CONTAINS(text, "dynobs_exporter_records_drained_total{signal=\"traces\"} 3\n",
+                       "dynobs_exporter_ring_records_written_total 3\n",
+                       "dynobs_exporter_segments_attached 1\n",
+                       "dynobs_exporter_queue_records{signal=\"traces\"} 3\n");
     free(text);
 
     /* The same series as an OTLP metrics request. */
@@ -144,15 +137,10 @@ Test(exporter_segments, attach_drain_and_render, .init = setup, .fini = teardown
     cr_assert_eq(pclose(p), 0, "protoc failed:\n%s", out);
     unlink(in);
     free(body);
-    cr_assert(strstr(out, "name: \"http.requests\""), "%s", out);
-    cr_assert(strstr(out, "is_monotonic: true"), "%s", out);
-    cr_assert(strstr(out, "aggregation_temporality: AGGREGATION_TEMPORALITY_CUMULATIVE"), "%s",
-              out);
-    cr_assert(strstr(out, "name: \"queue.depth\""), "%s", out);
-    cr_assert(strstr(out, "name: \"op.duration\""), "%s", out);
-    cr_assert(strstr(out, "unit: \"s\""), "%s", out);
-    cr_assert(strstr(out, "count: 3"), "%s", out);
-    cr_assert(strstr(out, "explicit_bounds: 0.1\n"), "%s", out);
+    TU_ASSERT_CONTAINS(out, "name: \"http.requests\"", "is_monotonic: true",
+                       "aggregation_temporality: AGGREGATION_TEMPORALITY_CUMULATIVE",
+                       "name: \"queue.depth\"", "name: \"op.duration\"", "unit: \"s\"", "count: 3",
+                       "explicit_bounds: 0.1\n");
 }
 
 Test(exporter_segments, reaped_counters_stay_in_the_totals, .init = setup, .fini = teardown)

@@ -35,13 +35,7 @@ static void put_span(struct dynobs_ring *r, const char *name, int n)
 {
     uint8_t body[2048];
     struct dynobs_span_rec f;
-    memset(&f, 0, sizeof f);
-    memset(f.trace_id, 0xab, 16);
-    memset(f.span_id, 0xcd, 8);
-    f.start_ns = 1000;
-    f.end_ns = 2000;
-    f.kind = DYNOBS_SPAN_KIND_SERVER;
-    f.name_len = (uint16_t)strlen(name);
+    tu_span_rec(&f, name, DYNOBS_SPAN_KIND_SERVER);
     memcpy(body, name, f.name_len);
     size_t used = f.name_len;
     for (int i = 0; i < n; i++) {

@@ -22,27 +22,34 @@ Test(sql, literals_become_question_marks)
     cr_assert_str_eq(scrub("SELECT 'unterminated"), "SELECT ?");
 }
 
+/* A query's operation and collection as the span names them; NULL: not
+ * checked for that query. */
+static const struct {
+    const char *sql, *op, *coll;
+} named[] = {
+    {"  select * from Users where id = 1", "SELECT", "Users"},
+    {"INSERT INTO public.orders (a) VALUES (1)", NULL, "public.orders"},
+    {"UPDATE accounts SET x = 'from y'", NULL, "accounts"},
+    {"DELETE FROM ONLY logs", NULL, "logs"},
+    {"SELECT 'from x'", NULL, ""},
+    {"SELECT * FROM (SELECT 1) s", NULL, ""},
+    {"/* hi */ -- x\n(with q as (select 1) select * from q)", "WITH", NULL},
+    {"", "", NULL},
+};
+
 Test(sql, operation_and_collection)
 {
-    char op[32], coll[64];
-    dynobs__sql_operation("  select * from Users where id = 1", op, sizeof op);
-    cr_assert_str_eq(op, "SELECT");
-    dynobs__sql_collection("  select * from Users where id = 1", coll, sizeof coll);
-    cr_assert_str_eq(coll, "Users");
-    dynobs__sql_collection("INSERT INTO public.orders (a) VALUES (1)", coll, sizeof coll);
-    cr_assert_str_eq(coll, "public.orders");
-    dynobs__sql_collection("UPDATE accounts SET x = 'from y'", coll, sizeof coll);
-    cr_assert_str_eq(coll, "accounts");
-    dynobs__sql_collection("DELETE FROM ONLY logs", coll, sizeof coll);
-    cr_assert_str_eq(coll, "logs");
-    dynobs__sql_collection("SELECT 'from x'", coll, sizeof coll);
-    cr_assert_str_eq(coll, "");
-    dynobs__sql_collection("SELECT * FROM (SELECT 1) s", coll, sizeof coll);
-    cr_assert_str_eq(coll, "");
-    dynobs__sql_operation("/* hi */ -- x\n(with q as (select 1) select * from q)", op, sizeof op);
-    cr_assert_str_eq(op, "WITH");
-    dynobs__sql_operation("", op, sizeof op);
-    cr_assert_str_eq(op, "");
+    for (size_t i = 0; i < sizeof named / sizeof named[0]; i++) {
+        char op[32], coll[64];
+        if (named[i].op) {
+            dynobs__sql_operation(named[i].sql, op, sizeof op);
+            cr_assert_str_eq(op, named[i].op, "operation of %s", named[i].sql);
+        }
+        if (named[i].coll) {
+            dynobs__sql_collection(named[i].sql, coll, sizeof coll);
+            cr_assert_str_eq(coll, named[i].coll, "collection of %s", named[i].sql);
+        }
+    }
 }
 
 Test(sql, comments_and_placement)

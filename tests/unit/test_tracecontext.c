@@ -122,20 +122,25 @@ static int ts(const char *in, char *out, size_t cap)
     return dynobs__tracestate_parse(in, strlen(in), out, cap);
 }
 
+/* ts(in) into a 513-byte buffer returns rc and keeps the list want. */
+static void ts_gives(const char *in, int rc, const char *want)
+{
+    char out[513];
+    cr_assert_eq(ts(in, out, sizeof out), rc, "%s", in);
+    cr_assert_str_eq(out, want);
+}
+
 Test(tracestate, valid_and_normalised)
 {
     char out[513];
-    cr_assert_eq(ts("", out, sizeof out), 0);
-    cr_assert_str_eq(out, "");
+    ts_gives("", 0, "");
     cr_assert_eq(ts("foo=1", out, sizeof out), 5);
-    cr_assert_eq(ts("rojo=00f067aa0ba902b7,congo=t61rcWkgMzE", out, sizeof out), 39);
-    cr_assert_str_eq(out, "rojo=00f067aa0ba902b7,congo=t61rcWkgMzE");
+    ts_gives("rojo=00f067aa0ba902b7,congo=t61rcWkgMzE", 39, "rojo=00f067aa0ba902b7,congo=t61rcWkgMzE");
     /* Optional whitespace around members is removed; empty members too. */
     cr_assert_gt(ts(" foo=1 ,\tbar=2\t, ,, baz=a b ", out, sizeof out), 0);
     cr_assert_str_eq(out, "foo=1,bar=2,baz=a b");
     /* Multi-tenant keys, and every allowed key character. */
-    cr_assert_eq(ts("1tenant@sys=x,a_-*/9=y,t0@s_-*/1=z", out, sizeof out), 34);
-    cr_assert_str_eq(out, "1tenant@sys=x,a_-*/9=y,t0@s_-*/1=z");
+    ts_gives("1tenant@sys=x,a_-*/9=y,t0@s_-*/1=z", 34, "1tenant@sys=x,a_-*/9=y,t0@s_-*/1=z");
     /* Value characters: printable ASCII except ',' and '='. */
     cr_assert_gt(ts("k=!\"#$%&'()*+-./:;<>?@[\\]^_`{|}~", out, sizeof out), 0);
 }
@@ -282,12 +287,9 @@ Test(tracestate, key_of_256_after_another_member)
 Test(tracestate, repeated_keys_keep_the_first)
 {
     char out[513];
-    cr_assert_eq(ts("foo=1,foo=2", out, sizeof out), 5);
-    cr_assert_str_eq(out, "foo=1");
-    cr_assert_eq(ts("foo=1,foo=1", out, sizeof out), 5);
-    cr_assert_str_eq(out, "foo=1");
-    cr_assert_eq(ts("foo=1,bar=2, foo=3 ,baz=4,bar=5", out, sizeof out), 17);
-    cr_assert_str_eq(out, "foo=1,bar=2,baz=4");
+    ts_gives("foo=1,foo=2", 5, "foo=1");
+    ts_gives("foo=1,foo=1", 5, "foo=1");
+    ts_gives("foo=1,bar=2, foo=3 ,baz=4,bar=5", 17, "foo=1,bar=2,baz=4");
     /* The repeat is checked like any member. */
     cr_assert_eq(ts("foo=1,foo=", out, sizeof out), -EINVAL);
     /* and counts towards the 32 list-members. */
@@ -304,21 +306,16 @@ Test(tracestate, repeated_keys_keep_the_first)
 /* Empty and whitespace-only list-members are allowed and dropped. */
 Test(tracestate, empty_members)
 {
-    char out[513];
-    cr_assert_eq(ts(",,foo=1, ,\t,bar=2,,", out, sizeof out), 11);
-    cr_assert_str_eq(out, "foo=1,bar=2");
-    cr_assert_eq(ts(" , \t,", out, sizeof out), 0);
-    cr_assert_str_eq(out, "");
-    cr_assert_eq(ts("foo=1 \t , \t bar=2, \t baz=3", out, sizeof out), 17);
-    cr_assert_str_eq(out, "foo=1,bar=2,baz=3");
+    ts_gives(",,foo=1, ,\t,bar=2,,", 11, "foo=1,bar=2");
+    ts_gives(" , \t,", 0, "");
+    ts_gives("foo=1 \t , \t bar=2, \t baz=3", 17, "foo=1,bar=2,baz=3");
 }
 
 /* Leading spaces belong to a value, trailing ones are whitespace. */
 Test(tracestate, value_spaces)
 {
     char out[513];
-    cr_assert_eq(ts("foo=  a b  ,bar= 2", out, sizeof out), 16);
-    cr_assert_str_eq(out, "foo=  a b,bar= 2");
+    ts_gives("foo=  a b  ,bar= 2", 16, "foo=  a b,bar= 2");
     cr_assert_eq(ts("foo= ", out, sizeof out), -EINVAL);
 }
 
