@@ -113,15 +113,22 @@ static void list_full(const char *buf, uint16_t *len, uint8_t *cut, uint8_t c)
     *len = n ? (uint16_t)(n - 1) : 0;
 }
 
-static void tracestate_full(struct dynobs_h1_req *o, uint8_t c)
+/* One byte more of a list's capture (cap bytes with the NUL), unless it
+ * was cut already. */
+static void list_put(char *buf, uint16_t *len, uint8_t *cut, size_t cap, uint8_t c)
 {
-    list_full(o->tracestate, &o->ts_len, &o->ts_cut, c);
+    if (*cut)
+        return;
+    if (*len < cap - 1)
+        buf[(*len)++] = (char)c;
+    else
+        list_full(buf, len, cut, c);
 }
 
-static void baggage_full(struct dynobs_h1_req *o, uint8_t c)
-{
-    list_full(o->baggage, &o->bag_len, &o->bag_cut, c);
-}
+#define TRACESTATE_PUT(o, c) \
+    list_put((o)->tracestate, &(o)->ts_len, &(o)->ts_cut, DYNOBS_H1_TS_MAX, c)
+#define BAGGAGE_PUT(o, c) \
+    list_put((o)->baggage, &(o)->bag_len, &(o)->bag_cut, DYNOBS_H1_BAGGAGE_MAX, c)
 
 /* A watched header begins (its colon was just read): what it holds so far
  * is reset, except tracestate, whose several headers form one list. */
@@ -135,12 +142,8 @@ static void begin_value(struct dynobs_h1_req *o, int bit)
     } else if (bit == HDR_TRACESTATE) {
         /* The previous line's member is whole: a full buffer only stops
          * the capture here. */
-        if (o->has_tracestate && o->capture && !o->ts_cut) {
-            if (o->ts_len < DYNOBS_H1_TS_MAX - 1)
-                o->tracestate[o->ts_len++] = ',';
-            else
-                tracestate_full(o, ',');
-        }
+        if (o->has_tracestate && o->capture)
+            TRACESTATE_PUT(o, ',');
         o->has_tracestate = 1;
     } else if (bit == HDR_HOST) {
         o->host_len = 0;
@@ -148,12 +151,8 @@ static void begin_value(struct dynobs_h1_req *o, int bit)
         o->ua_len = 0;
     } else if (bit == HDR_BAGGAGE) {
         /* Several lines form one list, as with tracestate. */
-        if (o->has_baggage && o->capture && !o->bag_cut) {
-            if (o->bag_len < DYNOBS_H1_BAGGAGE_MAX - 1)
-                o->baggage[o->bag_len++] = ',';
-            else
-                baggage_full(o, ',');
-        }
+        if (o->has_baggage && o->capture)
+            BAGGAGE_PUT(o, ',');
         o->has_baggage = 1;
     } else {
         /* A correlation header: one value; a second line makes it
@@ -230,9 +229,9 @@ static int value_run(struct dynobs_h1_req *o, const uint8_t *p, size_t n, size_t
     memcpy(dst + *len, p, k);
     *len = (uint16_t)(*len + k);
     if (k < run && o->in_value == HDR_TRACESTATE)
-        tracestate_full(o, p[k]);
+        list_full(o->tracestate, &o->ts_len, &o->ts_cut, p[k]);
     else if (k < run && o->in_value == HDR_BAGGAGE)
-        baggage_full(o, p[k]);
+        list_full(o->baggage, &o->bag_len, &o->bag_cut, p[k]);
     else if (k < run)
         o->corr_cut |= (uint8_t)o->in_value;
 skip:
@@ -369,19 +368,15 @@ long dynobs__h1_req_feed(struct dynobs_h1_req *o, const uint8_t *p, size_t n)
                     o->host[o->host_len++] = (char)c;
                 } else if (o->in_value == HDR_TRACEPARENT && o->tp_len < DYNOBS_H1_TP_MAX - 1) {
                     o->traceparent[o->tp_len++] = (char)c;
-                } else if (o->in_value == HDR_TRACESTATE && o->capture && !o->ts_cut) {
-                    if (o->ts_len < DYNOBS_H1_TS_MAX - 1)
-                        o->tracestate[o->ts_len++] = (char)c;
-                    else
-                        tracestate_full(o, c);
+                } else if (o->in_value == HDR_TRACESTATE) {
+                    if (o->capture)
+                        TRACESTATE_PUT(o, c);
                 } else if (o->in_value == HDR_UA) {
                     if (o->ua_len < DYNOBS_H1_UA_MAX - 1)
                         o->user_agent[o->ua_len++] = (char)c;
                 } else if (o->in_value == HDR_BAGGAGE) {
-                    if (o->capture && !o->bag_cut && o->bag_len < DYNOBS_H1_BAGGAGE_MAX - 1)
-                        o->baggage[o->bag_len++] = (char)c;
-                    else if (o->capture)
-                        baggage_full(o, c);
+                    if (o->capture)
+                        BAGGAGE_PUT(o, c);
                 } else if (o->in_value >= HDR_CORR && o->capture) {
                     int ci = CORR_INDEX(o->in_value);
                     if (o->corr_len[ci] < DYNOBS_H1_CORR_VAL_MAX - 1)
