@@ -214,12 +214,10 @@ int dynobs__span_begin(struct dynobs_span *s, const char *name, int kind,
     return 0;
 }
 
-/* Finds the span attribute item with this key; returns its offset in the
- * body or UINT32_MAX. The items were written by us, so a light walk that
- * trusts their lengths is enough here. */
 /* The size of the attribute item at p: header, key, and the value (a
- * string's length and bytes, or 8 bytes). */
-static size_t attr_size(const uint8_t *p)
+ * string's length and bytes, or 8 bytes). Inlined: find_attr's walk over
+ * a span's items calls it for each. */
+static inline __attribute__((always_inline)) size_t attr_size(const uint8_t *p)
 {
     size_t size = DYNOBS_ITEM_HDR + p[2];
     if (p[1] == DYNOBS_ATTR_STRING) {
@@ -232,6 +230,9 @@ static size_t attr_size(const uint8_t *p)
     return size;
 }
 
+/* Finds the span attribute item with this key; returns its offset in the
+ * body or UINT32_MAX. The items were written by us, so a light walk that
+ * trusts their lengths is enough here. */
 static uint32_t find_attr(const struct dynobs_span *s, const char *key, size_t klen)
 {
     uint32_t o = s->items_off;
@@ -263,7 +264,7 @@ static void remove_item(struct dynobs_span *s, uint32_t off)
 
 /* An item the span cannot keep: counted in *dropped, the span marked
  * truncated. */
-static int drop(dynobs_span *s, uint16_t *dropped)
+static inline int drop(dynobs_span *s, uint16_t *dropped)
 {
     (*dropped)++;
     s->truncated = 1;
@@ -272,7 +273,7 @@ static int drop(dynobs_span *s, uint16_t *dropped)
 
 /* The body took an item of n bytes, counted in *kept; n == 0: it did not
  * fit, and it is dropped. */
-static int took(dynobs_span *s, size_t n, uint16_t *kept, uint16_t *dropped)
+static inline int took(dynobs_span *s, size_t n, uint16_t *kept, uint16_t *dropped)
 {
     if (!n)
         return drop(s, dropped);
