@@ -230,6 +230,15 @@ http.createServer((req, res) => {
 '''
 
 
+def ambiguous(env, service):
+    """dynobs_context_ambiguous_total of a service on /metrics, or None."""
+    for line in env.metrics().splitlines():
+        if (line.startswith("dynobs_context_ambiguous_total{") and
+                'service_name="%s"' % service in line):
+            return float(line.rsplit(" ", 1)[1])
+    return None
+
+
 @tx.with_env
 def test_node_deferred_calls_never_in_a_wrong_trace(env):
     # 60 concurrent requests whose handlers call out now, from
@@ -238,13 +247,15 @@ def test_node_deferred_calls_never_in_a_wrong_trace(env):
     # none and never a wrong one.
     need("node", "nodejs")
     path = script(env, "deferred.js", NODE_DEFERRED)
+    env.start_exporter()
     for bridge in (True, False):
         port = tx.free_port()
         backend = Backend()
         try:
             argv = ([RUN, "--no-exporter", "--"] if bridge else []) + ["node", path, str(port),
                                                                        backend.url()]
-            e = env.app_env({"OTEL_SERVICE_NAME": "node-deferred"})
+            service = "node-deferred-" + ("bridge" if bridge else "alone")
+            e = env.app_env({"OTEL_SERVICE_NAME": service})
             p = subprocess.Popen(argv, env=e, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
             env.procs.append(p)
             hs.wait_listening(port, p, "node")
@@ -280,6 +291,14 @@ def test_node_deferred_calls_never_in_a_wrong_trace(env):
             check(wrong == 0, "%d calls in another request's trace" % wrong)
             if bridge:
                 check(linked == 60, "only %d of 60 calls in their request's trace" % linked)
+            # The calls the shim could not place are counted, on its own
+            # (and, once its count has arrived, none with the bridge).
+            if not bridge:
+                n = wait_for(lambda: ambiguous(env, service), 10,
+                             "dynobs_context_ambiguous_total")
+                check(n == 60 - linked, "%s ambiguous calls counted, %d unlinked" % (n, 60 - linked))
+                check(ambiguous(env, "node-deferred-bridge") is None,
+                      "calls counted as ambiguous with the bridge")
             p.kill()
             p.wait()
         finally:
