@@ -198,6 +198,42 @@ void dynobs__ctx_multiplexing(struct dynobs_thread *t)
     dynobs__ctx_pop_ended(t);
 }
 
+void dynobs__serving_begin(struct dynobs_thread *t, const struct dynobs_span *s, int blocking,
+                           const struct dynobs_ctx_carry *carry, struct dynobs_serving *sv)
+{
+    sv->bound.owner = NULL;
+    sv->reader = NULL;
+    sv->on_mux = 0;
+    if (!blocking) {
+        /* A second request in flight on the thread that read it: it
+         * multiplexes. */
+        sv->reader = t;
+        if (__atomic_add_fetch(&t->serving, 1, __ATOMIC_RELAXED) > 1 && !dynobs__multiplexing)
+            dynobs__ctx_multiplexing(t);
+        if (dynobs__multiplexing) {
+            sv->on_mux = 1;
+            __atomic_fetch_add(&dynobs__mux_inflight, 1, __ATOMIC_RELAXED);
+            return;
+        }
+    }
+    (void)dynobs__ctx_bind(t, s, carry, &sv->bound);
+}
+
+void dynobs__serving_end(struct dynobs_serving *sv, struct dynobs_thread *self)
+{
+    /* The serving thread gets its previous context back (lazily, if
+     * another thread wrote the response). */
+    dynobs__ctx_unbind(&sv->bound, self);
+    if (sv->reader) {
+        __atomic_fetch_sub(&sv->reader->serving, 1, __ATOMIC_RELAXED);
+        sv->reader = NULL;
+    }
+    if (sv->on_mux) {
+        sv->on_mux = 0;
+        __atomic_fetch_sub(&dynobs__mux_inflight, 1, __ATOMIC_RELAXED);
+    }
+}
+
 /* An outbound call that no context could be found for on a thread that
  * multiplexes requests in flight: counted, in the segment's metric table. */
 static void count_ambiguous(void)

@@ -157,4 +157,21 @@ void dynobs__ctx_multiplexing(struct dynobs_thread *t) DYNOBS_INTERNAL;
 /* Requests in flight on multiplexing threads, process-wide (atomic). */
 extern int dynobs__mux_inflight DYNOBS_INTERNAL;
 
+/* One request being served, as context sees it: bound to the thread that
+ * read it, or counted as in flight on a multiplexing thread. */
+struct dynobs_serving {
+    struct dynobs_ctx_binding bound;
+    struct dynobs_thread *reader; /* the thread that read it (non-blocking) */
+    uint8_t on_mux;               /* read by a multiplexing thread */
+};
+
+/* Request span s, read by the calling thread t on a blocking socket or
+ * not, starts being served: the rule above decides whether it is bound
+ * (with what carry says its context carries). */
+void dynobs__serving_begin(struct dynobs_thread *t, const struct dynobs_span *s, int blocking,
+                           const struct dynobs_ctx_carry *carry,
+                           struct dynobs_serving *sv) DYNOBS_INTERNAL;
+/* The request's response is out (self: the caller's block). */
+void dynobs__serving_end(struct dynobs_serving *sv, struct dynobs_thread *self) DYNOBS_INTERNAL;
+
 #endif

@@ -106,12 +106,11 @@ void dynobs__h1c_end(struct dynobs_conn *c, const char *error_type) DYNOBS_INTER
 /* The request a server is answering. */
 struct dynobs_h1s_exchange {
     uint8_t open; /* its span started: the response is being written */
-    uint8_t on_mux;               /* read by a multiplexing thread */
-    struct dynobs_thread *reader; /* the thread that read it (non-blocking) */
+
     uint64_t start_ns;
     char method[24];
     struct dynobs_h1_resp resp; /* the response, as it goes out */
-    struct dynobs_ctx_binding bound;
+    struct dynobs_serving serving;
     uint16_t bag_len;  /* bytes of bag: the request's baggage, normalised */
     uint32_t bag_gen;  /* bumped when a request ends (atomic): contexts that
                         * point at bag check it */

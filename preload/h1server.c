@@ -130,24 +130,10 @@ static void start(struct dynobs_conn *c)
     char corr[DYNOBS_CORR_LINES_MAX];
     uint8_t corr_mask = 0;
     size_t corr_len = h->head.corr_seen ? correlation(h, s, corr, sizeof corr, &corr_mask) : 0;
-    x->bound.owner = NULL;
-    x->reader = NULL;
-    if (!c->blocking) {
-        /* A second request in flight on the thread that read it: it
-         * multiplexes (context.h). */
-        x->reader = t;
-        if (__atomic_add_fetch(&t->serving, 1, __ATOMIC_RELAXED) > 1 && !dynobs__multiplexing)
-            dynobs__ctx_multiplexing(t);
-        if (dynobs__multiplexing) {
-            x->on_mux = 1;
-            __atomic_fetch_add(&dynobs__mux_inflight, 1, __ATOMIC_RELAXED);
-            return;
-        }
-    }
     struct dynobs_ctx_carry carry = {corr, (uint16_t)corr_len, corr_mask, x->bag_len,
                                      __atomic_load_n(&x->bag_gen, __ATOMIC_RELAXED), x->bag,
                                      &x->bag_gen};
-    (void)dynobs__ctx_bind(t, s, &carry, &x->bound);
+    dynobs__serving_begin(t, s, c->blocking, &carry, &x->serving);
 }
 
 /* The duration metric's labels: the connection's last ones while method
@@ -204,20 +190,10 @@ static void finish(struct dynobs_conn *c, int code, const char *error_type)
         double secs = now > x->start_ns ? (double)(now - x->start_ns) / 1e9 : 0;
         dynobs__http_server_metric(seg, labels, secs);
     }
-    /* Give the serving thread its previous context back (lazily, if
-     * another thread wrote the response). */
-    dynobs__ctx_unbind(&x->bound, t);
+    dynobs__serving_end(&x->serving, t);
     /* Contexts that still point at this request's baggage (API spans that
      * outlive it) see it gone. */
     __atomic_add_fetch(&x->bag_gen, 1, __ATOMIC_RELEASE);
-    if (x->reader) {
-        __atomic_fetch_sub(&x->reader->serving, 1, __ATOMIC_RELAXED);
-        x->reader = NULL;
-    }
-    if (x->on_mux) {
-        x->on_mux = 0;
-        __atomic_fetch_sub(&dynobs__mux_inflight, 1, __ATOMIC_RELAXED);
-    }
     dynobs__span_finish(s);
     x->open = 0;
     x->start_ns = 0;
