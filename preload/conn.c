@@ -64,14 +64,17 @@ static struct dynobs_conn *conn_new(void)
 enum dynobs_proto dynobs__conn_recognise(enum dynobs_role role, const struct iovec *iov,
                                          int iovcnt, size_t n)
 {
-    uint8_t head[4];
+    uint8_t head[8];
     size_t h = 0;
-    for (int i = 0; i < iovcnt && h < 4 && h < n; i++)
-        for (size_t j = 0; j < iov[i].iov_len && h < 4 && h < n; j++)
+    for (int i = 0; i < iovcnt && h < 8 && h < n; i++)
+        for (size_t j = 0; j < iov[i].iov_len && h < 8 && h < n; j++)
             head[h++] = ((const uint8_t *)iov[i].iov_base)[j];
-    /* HTTP/1 is the one protocol recognised so far; the HTTP/2 client
-     * preface comes next, here. */
-    if (h == 0 || !dynobs__h1_maybe_request(head, h))
+    /* A web server passing a request on to an application server (nginx
+     * to php-fpm) speaks FastCGI; the HTTP/2 client preface comes next,
+     * here. */
+    if (role == DYNOBS_ROLE_SERVER && dynobs__fcgi_maybe_request(head, h))
+        return DYNOBS_PROTO_FCGI_SERVER;
+    if (h == 0 || !dynobs__h1_maybe_request(head, h < 4 ? h : 4))
         return 0;
     return role == DYNOBS_ROLE_SERVER ? DYNOBS_PROTO_H1_SERVER : DYNOBS_PROTO_H1_CLIENT;
 }
@@ -81,6 +84,8 @@ struct dynobs_conn *dynobs__conn_adopt(struct dynobs_conn *c, enum dynobs_proto 
     c->proto = (uint8_t)p;
     if (p == DYNOBS_PROTO_H1_SERVER)
         dynobs__h1s_init(c);
+    else if (p == DYNOBS_PROTO_FCGI_SERVER)
+        dynobs__fcgis_init(c);
     else
         dynobs__h1c_init(c);
     return c;
@@ -113,6 +118,8 @@ const struct dynobs_span *dynobs__conn_serving(const struct dynobs_conn *c)
 {
     if (c->proto == DYNOBS_PROTO_H1_SERVER && c->p.h1s.x.open)
         return &c->p.h1s.x.span;
+    if (c->proto == DYNOBS_PROTO_FCGI_SERVER && c->p.fcgis.open)
+        return &c->p.fcgis.span;
     return NULL;
 }
 
@@ -135,10 +142,15 @@ void dynobs__conn_end(struct dynobs_conn *c, enum dynobs_conn_end how)
         dynobs__h1c_end(c, client_error[how]);
         break;
     case DYNOBS_PROTO_H1_SERVER:
+    case DYNOBS_PROTO_FCGI_SERVER:
         /* A failed read does not cut a response short: the server may
          * still write it, and the stream's close ends it. */
-        if (how == DYNOBS_END_CLOSED || how == DYNOBS_END_TLS_ERROR)
+        if (how != DYNOBS_END_CLOSED && how != DYNOBS_END_TLS_ERROR)
+            break;
+        if (c->proto == DYNOBS_PROTO_H1_SERVER)
             dynobs__h1s_end(c);
+        else
+            dynobs__fcgis_end(c);
         break;
     default:
         break;

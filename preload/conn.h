@@ -30,6 +30,7 @@
 #include <stdint.h>
 #include <sys/uio.h>
 
+#include "fcgiserver.h"
 #include "h1.h"
 #include "state.h"
 
@@ -47,6 +48,7 @@ enum dynobs_proto {
     DYNOBS_PROTO_PENDING = 0, /* opened by this process, no bytes written yet */
     DYNOBS_PROTO_H1_CLIENT = 1,
     DYNOBS_PROTO_H1_SERVER = 2,
+    DYNOBS_PROTO_FCGI_SERVER = 3,
 };
 
 /* How a stream ended under a request in flight. */
@@ -83,6 +85,7 @@ struct dynobs_conn {
     union {
         struct dynobs_h1c h1c;
         struct dynobs_h1s h1s;
+        struct dynobs_fcgis fcgis;
     } p;
 };
 
@@ -121,6 +124,9 @@ static inline int dynobs__conn_wants(const struct dynobs_conn *c, enum dynobs_di
     case DYNOBS_PROTO_H1_SERVER:
         return dir == DYNOBS_DIR_OUT ? dynobs__h1s_wants_out(&c->p.h1s)
                                      : dynobs__h1s_wants_in(&c->p.h1s);
+    case DYNOBS_PROTO_FCGI_SERVER:
+        return dir == DYNOBS_DIR_OUT ? dynobs__fcgis_wants_out(&c->p.fcgis)
+                                     : dynobs__fcgis_wants_in(&c->p.fcgis);
     default:
         return 0;
     }
@@ -181,6 +187,12 @@ static inline void dynobs__conn_data(struct dynobs_conn *c, enum dynobs_dir dir,
             dynobs__h1s_out(c, iov, iovcnt, n);
         else
             dynobs__h1s_in(c, iov, iovcnt, n);
+        break;
+    case DYNOBS_PROTO_FCGI_SERVER:
+        if (dir == DYNOBS_DIR_OUT)
+            dynobs__fcgis_out(c, iov, iovcnt, n);
+        else
+            dynobs__fcgis_in(c, iov, iovcnt, n);
         break;
     default:
         break;

@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "fcgi.h"
 #include "http/h1.h"
 #include "fuzz.h"
 
@@ -50,6 +51,28 @@ static int feed_in(const uint8_t *p, size_t n, uint32_t seed, int split)
         off += len;
     }
     return 0;
+}
+
+/* FastCGI: the request's outcome (and what it kept) and the response's
+ * outcome and status, fed whole or in pieces. */
+static int feed_fcgi(const uint8_t *p, size_t n, uint32_t seed, int split,
+                     struct dynobs_fcgi_req *r, struct dynobs_fcgi_resp *w, int *wrc)
+{
+    int rc = 0;
+    dynobs__fcgi_req_reset(r);
+    dynobs__fcgi_resp_start(w);
+    *wrc = 0;
+    for (size_t off = 0; off < n;) {
+        size_t len = split ? piece(&seed) : n;
+        if (len > n - off)
+            len = n - off;
+        if (rc == 0)
+            rc = dynobs__fcgi_req_feed(r, p + off, len);
+        if (*wrc == 0)
+            *wrc = dynobs__fcgi_resp_feed(w, p + off, len);
+        off += len;
+    }
+    return rc;
 }
 
 /* Where the response completes (offset after the last byte), -1 when it
@@ -105,6 +128,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
     }
     CHECK(feed_in(p, n, seed, 0) == feed_in(p, n, seed, 1));
+    static struct dynobs_fcgi_req fa, fb;
+    struct dynobs_fcgi_resp wa, wb;
+    int wra, wrb;
+    int ra = feed_fcgi(p, n, seed, 0, &fa, &wa, &wra), rb = feed_fcgi(p, n, seed, 1, &fb, &wb, &wrb);
+    CHECK(ra == rb && wra == wrb && wa.code == wb.code);
+    for (int i = 0; ra == 1 && i < DYNOBS_FCGI_NPARAMS; i++)
+        CHECK(fa.len[i] == fb.len[i] && fa.cut[i] == fb.cut[i] &&
+              !memcmp(fa.val[i], fb.val[i], fa.len[i]));
     for (int head = 0; head < 2; head++)
         CHECK(feed_resp(p, n, seed, 0, head) == feed_resp(p, n, seed, 1, head));
     return 0;

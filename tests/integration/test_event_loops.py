@@ -517,6 +517,66 @@ def test_nginx_proxy_in_front_of_python(env):
         backend.stop()
         rx.stop()
 
+FPM_CONF = """[global]
+pid = {d}/fpm.pid
+error_log = {d}/fpm.log
+daemonize = no
+[www]
+listen = 127.0.0.1:{port}
+pm = static
+pm.max_children = 2
+clear_env = no
+catch_workers_output = yes
+"""
+
+FPM_SCRIPT = r'''<?php
+$id = intval($_GET['id'] ?? '0');
+echo "fpm got: " . file_get_contents(getenv('BACKEND') . "/back?id=" . $id);
+'''
+
+
+@tx.with_env
+def test_php_fpm_behind_nginx(env):
+    # caller -> nginx (not traced here) -> php-fpm over FastCGI (under the
+    # shim): each php-fpm request is a SERVER span continuing the
+    # traceparent nginx passes on as HTTP_TRACEPARENT, and the PHP
+    # script's outbound call is its child.
+    hc.require_third_party("nginx")
+    fpm = shutil.which("php-fpm") or shutil.which("php-fpm8.2")
+    if not fpm:
+        raise tx.Skipped("php-fpm is missing (Debian: php-fpm)")
+    if not hc.nginx_found():
+        raise tx.Skipped("nginx is missing (Debian: nginx-light)")
+    rx = Receiver()
+    backend = Backend()
+    try:
+        env.start_exporter(rx.url())
+        fpm_port = tx.free_port()
+        conf = script(env, "fpm.conf", FPM_CONF.format(d=env.dir, port=fpm_port))
+        www = os.path.join(env.dir, "www")
+        os.makedirs(www)
+        with open(os.path.join(www, "hop.php"), "w") as f:
+            f.write(FPM_SCRIPT)
+        for d in (env.dir, www):
+            os.chmod(d, 0o755)
+        os.chmod(os.path.join(www, "hop.php"), 0o644)
+        p = subprocess.Popen([fpm, "-R", "-F", "-y", conf],
+                             env=env.app_env({"OTEL_SERVICE_NAME": "php-fpm",
+                                              "BACKEND": backend.url()}),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        env.procs.append(p)
+        hs.wait_listening(fpm_port, p, "php-fpm")
+        ng = hc.Nginx(env, locations=(
+            "    location /hop { include /etc/nginx/fastcgi_params; "
+            "fastcgi_param SCRIPT_FILENAME %s/hop.php; fastcgi_pass 127.0.0.1:%d; }\n"
+            % (www, fpm_port)))
+        callers = drive(ng.port)
+        check_linked("php-fpm", rx, backend, callers, "php-fpm")
+    finally:
+        backend.stop()
+        rx.stop()
+
+
 def main():
     if not shutil.which("protoc"):
         return tx.skip_file("protoc is missing (Debian: protobuf-compiler)")
