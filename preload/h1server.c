@@ -171,17 +171,7 @@ static void finish(struct dynobs_conn *c, int code, const char *error_type)
     struct dynobs_span *s = &x->span;
     struct dynobs_thread *t = dynobs__thread();
     char codestr[8];
-    if (code >= 500 && !error_type) {
-        dynobs__status_text(code, codestr);
-        error_type = codestr;
-    }
-    int64_t status = code;
-    if (code > 0)
-        ADD(s, "http.response.status_code", DYNOBS_ATTR_INT, &status, 8);
-    if (error_type) {
-        set_str(s, "error.type", error_type, strlen(error_type));
-        dynobs__span_status(s, DYNOBS_STATUS_ERROR, NULL);
-    }
+    error_type = dynobs__http_server_outcome(s, code, error_type, codestr);
     struct dynobs_segment *seg = t ? dynobs__segment() : NULL;
     if (seg) {
         uint64_t now = dynobs__clock_now(&t->clk);

@@ -1,5 +1,7 @@
 #include "httpmetrics.h"
 
+#include <string.h>
+
 #include "state.h"
 #include "strbuf.h"
 
@@ -43,6 +45,25 @@ void dynobs__http_server_metric(struct dynobs_segment *seg, const char *labels, 
 {
     dynobs__duration_record(seg, "http.server.request.duration", dynobs__http_duration_bounds,
                             DYNOBS_HTTP_DURATION_NBOUNDS, seconds, labels);
+}
+
+const char *dynobs__http_server_outcome(struct dynobs_span *s, int code, const char *error_type,
+                                        char *codestr)
+{
+    if (code >= 500 && !error_type) {
+        dynobs__status_text(code, codestr);
+        error_type = codestr;
+    }
+    int64_t status = code;
+    if (code > 0)
+        dynobs__span_add(s, "http.response.status_code", 25, DYNOBS_ATTR_INT, &status, 8);
+    if (error_type) {
+        size_t n = strlen(error_type);
+        if (n)
+            dynobs__span_add(s, "error.type", 10, DYNOBS_ATTR_STRING, error_type, n);
+        dynobs__span_status(s, DYNOBS_STATUS_ERROR, NULL);
+    }
+    return error_type;
 }
 
 void dynobs__status_text(int code, char *out)

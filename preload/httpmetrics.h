@@ -26,6 +26,15 @@ void dynobs__http_client_metric(const char *method, const char *server, long por
 void dynobs__http_server_metric(struct dynobs_segment *seg, const char *labels,
                                 double seconds) DYNOBS_INTERNAL;
 
+struct dynobs_span;
+
+/* A served request's outcome on its span: http.response.status_code when
+ * code > 0, and for a 5xx or a failure (error_type) error.type and the
+ * error status. Returns the error type (a 5xx's text is written to
+ * codestr, 4 bytes at least), or NULL. */
+const char *dynobs__http_server_outcome(struct dynobs_span *s, int code, const char *error_type,
+                                        char *codestr) DYNOBS_INTERNAL;
+
 /* A three-digit status code as text ("404"); out holds at least 4. */
 void dynobs__status_text(int code, char *out) DYNOBS_INTERNAL;
 
