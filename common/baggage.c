@@ -112,3 +112,21 @@ int dynobs__baggage_normalize(const char *in, size_t n, char *out, size_t cap)
     }
     return (int)b.o;
 }
+
+const char *dynobs__baggage_find(const char *bag, size_t n, const char *key, size_t kl,
+                                 size_t *vl)
+{
+    const char *p = bag, *end = bag + n;
+    while (p < end) {
+        const char *m = memchr(p, ',', (size_t)(end - p));
+        const char *me = m ? m : end;
+        const char *eq = memchr(p, '=', (size_t)(me - p));
+        if (eq && (size_t)(eq - p) == kl && !memcmp(p, key, kl)) {
+            const char *v = eq + 1, *ve = memchr(v, ';', (size_t)(me - v));
+            *vl = (size_t)((ve ? ve : me) - v);
+            return v;
+        }
+        p = me + 1;
+    }
+    return NULL;
+}

@@ -22,4 +22,9 @@
  * a list the peer cannot trust is dropped whole. */
 int dynobs__baggage_normalize(const char *in, size_t n, char *out, size_t cap);
 
+/* The value of key in a normalised list (its properties left out), of
+ * *vl bytes; NULL when the list has no member of that key. */
+const char *dynobs__baggage_find(const char *bag, size_t n, const char *key, size_t kl,
+                                 size_t *vl);
+
 #endif

@@ -88,9 +88,10 @@ static uint32_t limit(struct dynobs_config *c, dynobs_getenv_fn get, const char 
     return n > cap ? cap : (uint32_t)n;
 }
 
-/* A header name as RFC 9110 allows it (a token), lower-cased into out;
- * not one of the headers dynobs handles itself. Returns its length or -1. */
-static int header_name(const char *s, size_t n, char *out, size_t cap)
+/* A token as RFC 9110 defines it (header names, baggage keys), into out,
+ * lower-cased for a header name, which must not be one of the headers
+ * dynobs handles itself. Returns its length or -1. */
+static int token(const char *s, size_t n, char *out, size_t cap, int header)
 {
     static const char *const own[] = {"traceparent", "tracestate", "baggage", "host",
                                       "user-agent"};
@@ -98,23 +99,26 @@ static int header_name(const char *s, size_t n, char *out, size_t cap)
         return -1;
     for (size_t i = 0; i < n; i++) {
         char ch = s[i];
-        if (ch >= 'A' && ch <= 'Z')
+        if (header && ch >= 'A' && ch <= 'Z')
             ch = (char)(ch + 32);
-        if (!((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || strchr("!#$%&'*+-.^_`|~", ch)))
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+              strchr("!#$%&'*+-.^_`|~", ch)))
             return -1;
         out[i] = ch;
     }
     out[n] = '\0';
-    for (size_t i = 0; i < sizeof own / sizeof own[0]; i++)
+    for (size_t i = 0; header && i < sizeof own / sizeof own[0]; i++)
         if (!strcmp(out, own[i]))
             return -1;
     return (int)n;
 }
 
-/* A comma-separated list of header names; all or nothing. */
-static int correlation_names(struct dynobs_config *c, const char *v)
+/* A comma-separated list of tokens into names/lens (at most max, *count
+ * set); all or nothing. */
+static int token_list(const char *v, char (*names)[DYNOBS_CORR_NAME_MAX], uint8_t *lens,
+                      int max, int header, int *count)
 {
-    c->ncorr = 0;
+    *count = 0;
     while (*v) {
         while (*v == ' ' || *v == '\t' || *v == ',')
             v++;
@@ -123,15 +127,20 @@ static int correlation_names(struct dynobs_config *c, const char *v)
             e++;
         if (e == v)
             break;
-        if (c->ncorr == (int)DYNOBS_CORR_MAX)
+        if (*count == max)
             return -1;
-        int n = header_name(v, (size_t)(e - v), c->corr_names[c->ncorr], DYNOBS_CORR_NAME_MAX);
+        int n = token(v, (size_t)(e - v), names[*count], DYNOBS_CORR_NAME_MAX, header);
         if (n < 0)
             return -1;
-        c->corr_lens[c->ncorr++] = (uint8_t)n;
+        lens[(*count)++] = (uint8_t)n;
         v = e;
     }
     return 0;
+}
+
+static int correlation_names(struct dynobs_config *c, const char *v)
+{
+    return token_list(v, c->corr_names, c->corr_lens, DYNOBS_CORR_MAX, 1, &c->ncorr);
 }
 
 void dynobs__config_load(struct dynobs_config *c, dynobs_getenv_fn get)
@@ -146,6 +155,13 @@ void dynobs__config_load(struct dynobs_config *c, dynobs_getenv_fn get)
     if (correlation_names(c, v ? v : DYNOBS_CORRELATION_DEFAULT) < 0) {
         bad(c, "DYNOBS_CORRELATION_HEADERS");
         (void)correlation_names(c, DYNOBS_CORRELATION_DEFAULT);
+    }
+
+    v = get("DYNOBS_BAGGAGE_ATTRIBUTES");
+    if (v && token_list(v, c->bag_keys, c->bag_key_lens, DYNOBS_BAGGAGE_KEYS_MAX, 0,
+                        &c->nbag_keys) < 0) {
+        bad(c, "DYNOBS_BAGGAGE_ATTRIBUTES");
+        c->nbag_keys = 0;
     }
 
     v = get("DYNOBS_SHM_DIR");

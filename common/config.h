@@ -16,6 +16,7 @@
 #define DYNOBS_ATTR_VALUE_MAX 4096u /* hard cap when no limit is configured */
 #define DYNOBS_CORR_MAX 4u            /* correlation header names */
 #define DYNOBS_CORR_NAME_MAX 64u      /* bytes of one, NUL included */
+#define DYNOBS_BAGGAGE_KEYS_MAX 8u    /* baggage keys recorded */
 #define DYNOBS_CORRELATION_DEFAULT "x-correlation-id,x-request-id"
 
 struct dynobs_config {
@@ -36,6 +37,12 @@ struct dynobs_config {
     char corr_names[DYNOBS_CORR_MAX][DYNOBS_CORR_NAME_MAX];
     uint8_t corr_lens[DYNOBS_CORR_MAX];
     int ncorr;
+    /* DYNOBS_BAGGAGE_ATTRIBUTES: baggage keys (as sent: case counts)
+     * whose values are recorded on server spans, as attributes of the
+     * same name; none by default: baggage is the application's data. */
+    char bag_keys[DYNOBS_BAGGAGE_KEYS_MAX][DYNOBS_CORR_NAME_MAX];
+    uint8_t bag_key_lens[DYNOBS_BAGGAGE_KEYS_MAX];
+    int nbag_keys;
     int bad_setting;               /* a value was malformed; see bad_name */
     const char *bad_name;
 };

@@ -116,20 +116,29 @@ static void start(struct dynobs_conn *c)
         set_str(s, "user_agent.original", h->head.user_agent, h->head.ua_len);
         set_str(s, "network.protocol.version", r.minor ? "1.1" : "1.0", 3);
     }
-    /* The request is this thread's context while it serves it, if the
-     * socket is blocking; on an event loop, until the loop turns (see the
-     * top of the file). */
-    /* W3C baggage: carried on, normalised; never recorded. A malformed
-     * list is dropped whole. */
+    /* W3C baggage: carried on, normalised; a malformed list is dropped
+     * whole. */
     x->bag_len = 0;
     if (h->head.has_baggage && h->head.bag_len) {
         int n = dynobs__baggage_normalize(h->head.baggage, h->head.bag_len, x->bag,
                                           sizeof x->bag);
         x->bag_len = (uint16_t)(n > 0 ? n : 0);
     }
+    /* Only the keys the operator named are recorded (baggage is the
+     * application's data). */
+    for (int i = 0; x->bag_len && s->recording && i < dynobs__config.nbag_keys; i++) {
+        size_t vl;
+        const char *v = dynobs__baggage_find(x->bag, x->bag_len, dynobs__config.bag_keys[i],
+                                             dynobs__config.bag_key_lens[i], &vl);
+        if (v && vl)
+            dynobs__span_add(s, dynobs__config.bag_keys[i], dynobs__config.bag_key_lens[i],
+                             DYNOBS_ATTR_STRING, v, vl);
+    }
     char corr[DYNOBS_CORR_LINES_MAX];
     uint8_t corr_mask = 0;
     size_t corr_len = h->head.corr_seen ? correlation(h, s, corr, sizeof corr, &corr_mask) : 0;
+    /* The request is its thread's context while it is served, unless the
+     * thread multiplexes requests (see the top of the file). */
     struct dynobs_ctx_carry carry = {corr, (uint16_t)corr_len, corr_mask, x->bag_len,
                                      __atomic_load_n(&x->bag_gen, __ATOMIC_RELAXED), x->bag,
                                      &x->bag_gen};

@@ -56,3 +56,17 @@ Test(baggage, limits)
     /* ...but a malformed member past the cut still drops the list. */
     cr_assert_lt(dynobs__baggage_normalize("aa=1,bb=2,c c=3", 15, out, 5), 0);
 }
+
+Test(baggage, find)
+{
+    static const char bag[] = "userId=alice,tier=gold;ttl=5,empty=";
+    size_t vl;
+    const char *v = dynobs__baggage_find(bag, sizeof bag - 1, "tier", 4, &vl);
+    cr_assert(v && vl == 4 && !memcmp(v, "gold", 4));
+    v = dynobs__baggage_find(bag, sizeof bag - 1, "userId", 6, &vl);
+    cr_assert(v && vl == 5 && !memcmp(v, "alice", 5));
+    v = dynobs__baggage_find(bag, sizeof bag - 1, "empty", 5, &vl);
+    cr_assert(v && vl == 0);
+    cr_assert_null(dynobs__baggage_find(bag, sizeof bag - 1, "user", 4, &vl));
+    cr_assert_null(dynobs__baggage_find(bag, sizeof bag - 1, "ttl", 3, &vl), "a property");
+}

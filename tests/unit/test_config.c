@@ -116,3 +116,17 @@ Test(config, correlation_headers)
         cr_assert_str_eq(c.bad_name, "DYNOBS_CORRELATION_HEADERS");
     }
 }
+
+Test(config, baggage_attributes)
+{
+    struct dynobs_config c;
+    load(&c, (const char *const[]){NULL});
+    cr_assert_eq(c.nbag_keys, 0, "none by default");
+    load(&c, (const char *const[]){"DYNOBS_BAGGAGE_ATTRIBUTES=userId, tier", NULL});
+    cr_assert_eq(c.nbag_keys, 2);
+    cr_assert_str_eq(c.bag_keys[0], "userId", "case is kept");
+    cr_assert_str_eq(c.bag_keys[1], "tier");
+    load(&c, (const char *const[]){"DYNOBS_BAGGAGE_ATTRIBUTES=a=b", NULL});
+    cr_assert_eq(c.nbag_keys, 0);
+    cr_assert_str_eq(c.bad_name, "DYNOBS_BAGGAGE_ATTRIBUTES");
+}
