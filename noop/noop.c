@@ -69,6 +69,16 @@ DYNOBS_API int dynobs_current_tracestate(char *b, size_t l)
     (void)b, (void)l;
     return DYNOBS_EDISABLED;
 }
+DYNOBS_API int dynobs_baggage_get(const char *k, char *b, size_t l)
+{
+    (void)k, (void)b, (void)l;
+    return DYNOBS_EDISABLED;
+}
+DYNOBS_API int dynobs_baggage_set(const char *k, const char *v)
+{
+    (void)k, (void)v;
+    return DYNOBS_EDISABLED;
+}
 DYNOBS_API int dynobs_server_traceparent(int fd, char *b, size_t l)
 {
     (void)fd, (void)b, (void)l;

@@ -67,9 +67,129 @@ DYNOBS_API int dynobs_context_attach(const char *traceparent, const char *traces
     if (!c)
         return DYNOBS_ENOSPC;
     dynobs__ctx_remote(c, &tp);
+    c->kind = DYNOBS_CTX_ATTACHED;
     if (tracestate)
         set_tracestate(c, tracestate, strlen(tracestate));
     dynobs__ctx_publish(c);
+    return 0;
+}
+
+/* ---- baggage through the API ---- */
+
+/* A baggage entry's list goes back to its thread's free slots. */
+static void baggage_release(struct dynobs_thread *t, const struct dynobs_ctx *c)
+{
+    for (int i = 0; i < DYNOBS_BAGGAGE_SLOTS; i++) {
+        if (c->bag == t->bag_slot[i]) {
+            __atomic_add_fetch(&t->bag_slot_gen[i], 1, __ATOMIC_RELEASE);
+            t->bag_used &= (uint8_t)~(1u << i);
+        }
+    }
+}
+
+DYNOBS_API int dynobs_baggage_get(const char *key, char *buf, size_t len)
+{
+    if (!key || !buf)
+        return DYNOBS_EINVAL;
+    if (!dynobs__on())
+        return DYNOBS_EDISABLED;
+    struct dynobs_thread *t = dynobs__thread();
+    const struct dynobs_ctx *c = t ? dynobs__ctx_current(t) : NULL;
+    size_t bl, vl;
+    const char *bag = c ? dynobs__ctx_baggage(c, &bl) : NULL;
+    const char *v = bag ? dynobs__baggage_find(bag, bl, key, strlen(key), &vl) : NULL;
+    if (!v)
+        return DYNOBS_ENOENT;
+    if (len < vl + 1)
+        return DYNOBS_ERANGE;
+    memcpy(buf, v, vl);
+    buf[vl] = '\0';
+    return (int)vl;
+}
+
+/* The current list without key's member, then key=value, into out (cap
+ * bytes): its length, or -1 when it does not fit. */
+static int baggage_with(const char *bag, size_t bl, const char *key, size_t kl,
+                        const char *value, char *out, size_t cap)
+{
+    size_t o = 0;
+    for (const char *p = bag, *end = bag + bl; p < end;) {
+        const char *m = memchr(p, ',', (size_t)(end - p));
+        const char *me = m ? m : end;
+        const char *eq = memchr(p, '=', (size_t)(me - p));
+        if (!(eq && (size_t)(eq - p) == kl && !memcmp(p, key, kl))) {
+            size_t n = (size_t)(me - p);
+            if (o + (o ? 1 : 0) + n > cap)
+                return -1;
+            if (o)
+                out[o++] = ',';
+            memcpy(out + o, p, n);
+            o += n;
+        }
+        p = me + 1;
+    }
+    if (value) {
+        size_t vl = strlen(value);
+        if (o + (o ? 1 : 0) + kl + 1 + vl > cap)
+            return -1;
+        if (o)
+            out[o++] = ',';
+        memcpy(out + o, key, kl);
+        out[o + kl] = '=';
+        memcpy(out + o + kl + 1, value, vl);
+        o += kl + 1 + vl;
+    }
+    return (int)o;
+}
+
+DYNOBS_API int dynobs_baggage_set(const char *key, const char *value)
+{
+    if (!key)
+        return DYNOBS_EINVAL;
+    /* What the grammar allows, checked by the one parser: "key=value". */
+    size_t kl = strnlen(key, 256), vl = value ? strnlen(value, DYNOBS_BAGGAGE_MAX) : 0;
+    char probe[DYNOBS_BAGGAGE_MAX];
+    if (kl == 0 || kl > 255 || strpbrk(key, " \t=,;") || (value && strpbrk(value, " \t,;")) ||
+        kl + 1 + vl > sizeof probe)
+        return DYNOBS_EINVAL;
+    memcpy(probe, key, kl);
+    probe[kl] = '=';
+    memcpy(probe + kl + 1, value ? value : "", vl);
+    char check[DYNOBS_BAGGAGE_MAX];
+    if (dynobs__baggage_normalize(probe, kl + 1 + vl, check, sizeof check) != (int)(kl + 1 + vl))
+        return DYNOBS_EINVAL;
+    if (!dynobs__on())
+        return DYNOBS_EDISABLED;
+    struct dynobs_thread *t = dynobs__thread();
+    const struct dynobs_ctx *cur = t ? dynobs__ctx_current(t) : NULL;
+    if (!cur)
+        return DYNOBS_ENOENT;
+    int slot = __builtin_ffs(~t->bag_used & ((1 << DYNOBS_BAGGAGE_SLOTS) - 1)) - 1;
+    if (slot < 0)
+        return DYNOBS_ENOSPC;
+    size_t bl = 0;
+    const char *bag = dynobs__ctx_baggage(cur, &bl);
+    int n = baggage_with(bag ? bag : "", bag ? bl : 0, key, kl, value, t->bag_slot[slot],
+                         sizeof t->bag_slot[slot]);
+    if (n < 0)
+        return DYNOBS_ENOSPC;
+    struct dynobs_ctx *x = dynobs__ctx_push(t);
+    if (!x)
+        return DYNOBS_ENOSPC;
+    /* The same trace and what else it carries; a list of its own. */
+    memcpy(x, cur, sizeof *x);
+    x->valid = 0;
+    x->ended = 0;
+    x->kind = DYNOBS_CTX_BAGGAGE;
+    x->span = NULL;
+    x->span_gen = 0;
+    t->bag_used |= (uint8_t)(1u << slot);
+    t->bag_slot_len[slot] = (uint16_t)n;
+    x->bag = t->bag_slot[slot];
+    x->bag_len = (uint16_t)n;
+    x->bag_gen = __atomic_load_n(&t->bag_slot_gen[slot], __ATOMIC_ACQUIRE);
+    x->bag_gen_p = &t->bag_slot_gen[slot];
+    dynobs__ctx_publish(x);
     return 0;
 }
 
@@ -84,7 +204,10 @@ DYNOBS_API void dynobs_context_detach(void)
      * it and not ended yet stay current until they end. */
     for (int d = t->depth; d > 0; d--) {
         struct dynobs_ctx *c = &t->stack[d - 1];
-        if (c->remote && c->valid && !c->ended) {
+        if ((c->kind == DYNOBS_CTX_ATTACHED || c->kind == DYNOBS_CTX_BAGGAGE) && c->valid &&
+            !c->ended) {
+            if (c->kind == DYNOBS_CTX_BAGGAGE)
+                baggage_release(t, c);
             __atomic_store_n(&c->ended, 1, __ATOMIC_RELEASE);
             break;
         }
@@ -187,12 +310,10 @@ void dynobs__ctx_multiplexing(struct dynobs_thread *t)
     dynobs__multiplexing = 1;
     if (!t)
         return;
-    /* Requests bound while the thread seemed to serve one at a time: the
-     * entries of bound requests are the ones without an owner span that
-     * are not attached remote contexts. */
+    /* Requests bound while the thread seemed to serve one at a time. */
     for (int d = t->depth; d > 0; d--) {
         struct dynobs_ctx *c = &t->stack[d - 1];
-        if (c->valid && !c->span && !c->remote)
+        if (c->valid && c->kind == DYNOBS_CTX_BOUND)
             __atomic_store_n(&c->ended, 1, __ATOMIC_RELEASE);
     }
     dynobs__ctx_pop_ended(t);
@@ -268,6 +389,7 @@ push_span(struct dynobs_thread *t, const struct dynobs_span *s, const struct dyn
     x->remote = 0;
     x->span = owner;
     x->span_gen = owner ? owner->gen : 0;
+    x->kind = owner ? DYNOBS_CTX_SPAN : DYNOBS_CTX_BOUND;
     x->corr_mask = 0;
     x->corr_len = 0;
     x->ts_len = s->rec.tracestate_len;

@@ -23,6 +23,14 @@
 struct dynobs_span;
 struct dynobs_thread;
 
+/* What pushed a context entry (struct dynobs_ctx.kind). */
+enum {
+    DYNOBS_CTX_SPAN = 0, /* an API span (or a context given to a call, not pushed) */
+    DYNOBS_CTX_ATTACHED, /* dynobs_context_attach: dynobs_context_detach ends it */
+    DYNOBS_CTX_BOUND,    /* a served request bound to its thread */
+    DYNOBS_CTX_BAGGAGE,  /* dynobs_baggage_set: dynobs_context_detach ends it */
+};
+
 #define DYNOBS_CORR_LINES_MAX 400u
 
 /* One entry of a thread's context stack: a span of this thread, a remote
@@ -34,6 +42,7 @@ struct dynobs_ctx {
     uint8_t remote; /* 1: attached remote context */
     uint8_t ended;  /* its span ended (maybe on another thread) */
     uint8_t valid;  /* fully written: readers skip an entry being written */
+    uint8_t kind;   /* DYNOBS_CTX_*: what pushed it */
     uint16_t ts_len;
     const struct dynobs_span *span; /* owner API span, NULL otherwise */
     uint32_t span_gen;

@@ -16,6 +16,7 @@
 
 #include "dynobs/dynobs.h"
 
+#include "../common/baggage.h"
 #include "../common/clock.h"
 #include "../common/config.h"
 #include "../common/ids.h"
@@ -124,6 +125,7 @@ extern uint64_t dynobs__lost DYNOBS_INTERNAL;
 /* ---- per-thread blocks ---- */
 
 #define DYNOBS_STACK_DEPTH 64
+#define DYNOBS_BAGGAGE_SLOTS 4 /* nested dynobs_baggage_set per thread */
 #define DYNOBS_SPAN_POOL 32
 
 struct dynobs_thread {
@@ -135,6 +137,12 @@ struct dynobs_thread {
     struct dynobs_clock_anchor clk;
     int depth; /* entries in stack[] (context.c) */
     int serving; /* requests read on non-blocking streams in flight; atomic */
+    /* Baggage set through the API (context.c): one list per slot, in use
+     * while its context entry is; the generation is bumped on release. */
+    uint8_t bag_used;
+    uint16_t bag_slot_len[DYNOBS_BAGGAGE_SLOTS];
+    uint32_t bag_slot_gen[DYNOBS_BAGGAGE_SLOTS];
+    char bag_slot[DYNOBS_BAGGAGE_SLOTS][DYNOBS_BAGGAGE_MAX];
     uint64_t pool_used;  /* bit i: spans[i] in use; changed by this thread only */
     uint64_t pool_freed; /* bits set by other threads that ended our spans */
     uint16_t errlen; /* DYNOBS_CAPTURE_LOGS: bytes of a stderr line waiting */

@@ -46,6 +46,7 @@ static void adopt(struct dynobs_thread *t)
     t->tid = (uint32_t)syscall(SYS_gettid);
     t->ordinal = __atomic_fetch_add(&next_ordinal, 1, __ATOMIC_RELAXED);
     t->depth = 0;
+    t->bag_used = 0; /* a previous thread's API baggage went with its stack */
     t->clk.tsc = t->clk.ns = 0;
     dynobs__rng_seed(&t->rng);
     self = t;

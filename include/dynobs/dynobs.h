@@ -157,6 +157,21 @@ DYNOBS_API int dynobs_current_tracestate(char *buf, size_t len);
 DYNOBS_API int dynobs_context_attach(const char *traceparent, const char *tracestate);
 DYNOBS_API void dynobs_context_detach(void);
 
+/* W3C Baggage of the current context: what the request being served
+ * carried in, and what dynobs_baggage_set added; sent on with the HTTP
+ * calls made in that context. */
+/* The value of key (NUL-terminated in buf); its length, DYNOBS_ENOENT
+ * when the current context has no such entry, DYNOBS_ERANGE when buf is
+ * too small. */
+DYNOBS_API int dynobs_baggage_get(const char *key, char *buf, size_t len);
+/* Makes current a context that carries the current one's baggage with key
+ * set to value (value NULL: key removed), in the current trace. key is a
+ * token, value printable ASCII without space, '"', ',', ';' or '\'
+ * (percent-encode the rest), else DYNOBS_EINVAL; DYNOBS_ENOENT when there
+ * is no current context; DYNOBS_ENOSPC past 4 nested sets per thread or
+ * 8192 bytes. Pair every success with one dynobs_context_detach. */
+DYNOBS_API int dynobs_baggage_set(const char *key, const char *value);
+
 /* For runtimes that carry a request's context across their own callbacks
  * (event loops: Node.js, asyncio), where the shim alone cannot tell which
  * request an outbound call belongs to. */

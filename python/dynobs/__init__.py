@@ -163,6 +163,14 @@ def _bind(lib):
         fn.argtypes = args
     # The runtimes' bridge (dynobs._asyncio): a library built before it
     # lacks these two, and the rest of this module works with it all the same.
+    for name, (res, args) in {
+        "dynobs_baggage_get": (c.c_int, [c.c_char_p, c.c_char_p, c.c_size_t]),
+        "dynobs_baggage_set": (c.c_int, [c.c_char_p, c.c_char_p]),
+    }.items():
+        fn = getattr(lib, name, None)
+        if fn is not None:
+            fn.restype = res
+            fn.argtypes = args
     bridge = {
         "dynobs_server_traceparent": (c.c_int, [c.c_int, c.c_char_p, c.c_size_t]),
         "dynobs_client_parent": (c.c_int, [c.c_int, c.c_char_p]),
@@ -550,6 +558,52 @@ def current_traceparent():
             return tp
     buf = ctypes.create_string_buffer(_TRACEPARENT_LEN + 1)
     return buf.value.decode() if lib.dynobs_current_traceparent(buf, len(buf)) > 0 else None
+
+
+def get_baggage(key):
+    """The value of key in the current context's W3C baggage (what the
+    request being served carried in, and what set_baggage added), or None.
+    The shim's context of this thread (not an asyncio task's)."""
+    lib = _load()
+    fn = getattr(lib, "dynobs_baggage_get", None) if lib else None
+    if fn is None:
+        return None
+    buf = ctypes.create_string_buffer(8193)
+    n = fn(key.encode(), buf, len(buf))
+    return buf.value.decode() if n >= 0 else None
+
+
+class set_baggage:
+    """For a with-block, the current context carries W3C baggage key=value
+    (value None: key removed), sent on with the HTTP calls made in it:
+
+        with dynobs.span("checkout"), dynobs.set_baggage("tenant", "acme"):
+            ...
+
+    ValueError for a key or value the W3C grammar refuses (percent-encode
+    the value); nothing happens without a current span or request, or in a
+    running event loop (the shim's context is the thread's)."""
+
+    def __init__(self, key, value):
+        self.key, self.value = key, value
+        self._set = False
+
+    def __enter__(self):
+        lib = _load()
+        fn = getattr(lib, "dynobs_baggage_set", None) if lib else None
+        if fn is None or _in_event_loop():
+            return self
+        rc = fn(self.key.encode(), None if self.value is None else str(self.value).encode())
+        if rc == -22:
+            raise ValueError("invalid baggage entry %r=%r" % (self.key, self.value))
+        self._set = rc == 0
+        return self
+
+    def __exit__(self, *exc):
+        if self._set:
+            _lib.dynobs_context_detach()
+            self._set = False
+        return False
 
 
 class attach:

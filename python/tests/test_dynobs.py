@@ -595,3 +595,40 @@ def test_plain_interpreter_without_the_library_is_a_no_op(python):
             print(dynobs.enabled(), s.recording, len(w))
     """, python, env={"DYNOBS_LIBRARY": "/nonexistent/libdynobs.so"})
     assert out.split() == ["False", "False", "1"]
+
+
+def test_baggage_set_get_and_sent_on(python):
+    out, rec = run("""
+        import http.server, threading, urllib.request, dynobs
+
+        class H(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                body = (self.headers.get("baggage") or "-").encode()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+            def log_message(self, *a):
+                pass
+
+        srv = http.server.HTTPServer(("127.0.0.1", 0), H)
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
+        url = "http://127.0.0.1:%d/x" % srv.server_port
+        print(dynobs.get_baggage("tenant"))
+        with dynobs.span("outer"):
+            with dynobs.set_baggage("tenant", "acme"), dynobs.set_baggage("plan", "gold"):
+                print(dynobs.get_baggage("tenant"), dynobs.get_baggage("plan"))
+                print(urllib.request.urlopen(url).read().decode())
+                with dynobs.set_baggage("tenant", None):
+                    print(dynobs.get_baggage("tenant"))
+            print(dynobs.get_baggage("tenant"))
+            print(urllib.request.urlopen(url).read().decode())
+        try:
+            with dynobs.set_baggage("bad key", "x"):
+                pass
+        except ValueError:
+            print("refused")
+        srv.shutdown()
+    """, python, preload=True)
+    assert out.split("\n")[:7] == ["None", "acme gold", "tenant=acme,plan=gold", "None", "None",
+                                   "-", "refused"], out
