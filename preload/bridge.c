@@ -42,6 +42,9 @@ static int client_parent(int fd, const char *tp, size_t n)
     struct dynobs_ctx parent;
     if (!dynobs__ctx_from_headers(&parent, tp, n, NULL, 0))
         return DYNOBS_EINVAL;
+    /* The request named is served here: its tracestate, correlation ids
+     * and baggage travel on too. */
+    (void)dynobs__serving_carry(&parent);
     struct dynobs_conn *c = dynobs__fd_get(fd);
     if (!c) {
         /* Not written to yet (a socket being connected): a pending

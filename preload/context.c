@@ -319,12 +319,63 @@ void dynobs__ctx_multiplexing(struct dynobs_thread *t)
     dynobs__ctx_pop_ended(t);
 }
 
+/* Requests served on multiplexing threads, with what their context
+ * carries, for the runtime bridge (dynobs__serving_carry). An entry is
+ * claimed by compare-and-swap on its span; a full table only means that
+ * a bridge-announced parent carries its trace alone. */
+#define MUX_REG 256
+static void carry_into(struct dynobs_ctx *x, const struct dynobs_ctx_carry *c);
+static struct {
+    const struct dynobs_span *span;
+    struct dynobs_ctx_carry carry;
+    char corr[DYNOBS_CORR_LINES_MAX];
+} mux_reg[MUX_REG];
+
+static int16_t mux_register(const struct dynobs_span *s, const struct dynobs_ctx_carry *carry)
+{
+    for (int i = 0; i < MUX_REG; i++) {
+        const struct dynobs_span *none = NULL;
+        if (__atomic_load_n(&mux_reg[i].span, __ATOMIC_RELAXED) ||
+            !__atomic_compare_exchange_n(&mux_reg[i].span, &none, (const struct dynobs_span *)1,
+                                         0, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
+            continue;
+        mux_reg[i].carry = carry ? *carry : (struct dynobs_ctx_carry){0};
+        size_t n = carry && carry->corr_len <= sizeof mux_reg[i].corr ? carry->corr_len : 0;
+        if (n)
+            memcpy(mux_reg[i].corr, carry->corr, n);
+        mux_reg[i].carry.corr = mux_reg[i].corr;
+        mux_reg[i].carry.corr_len = (uint16_t)n;
+        __atomic_store_n(&mux_reg[i].span, s, __ATOMIC_RELEASE);
+        return (int16_t)i;
+    }
+    return -1;
+}
+
+int dynobs__serving_carry(struct dynobs_ctx *c)
+{
+    if (!__atomic_load_n(&dynobs__mux_inflight, __ATOMIC_RELAXED))
+        return 0;
+    for (int i = 0; i < MUX_REG; i++) {
+        const struct dynobs_span *s = __atomic_load_n(&mux_reg[i].span, __ATOMIC_ACQUIRE);
+        if ((uintptr_t)s <= 1 || memcmp(s->rec.span_id, c->span_id, 8) ||
+            memcmp(s->rec.trace_id, c->trace_id, 16))
+            continue;
+        c->ts_len = s->rec.tracestate_len;
+        if (c->ts_len)
+            memcpy(c->tracestate, dynobs__span_tracestate(s), c->ts_len);
+        carry_into(c, &mux_reg[i].carry);
+        return 1;
+    }
+    return 0;
+}
+
 void dynobs__serving_begin(struct dynobs_thread *t, const struct dynobs_span *s, int blocking,
                            const struct dynobs_ctx_carry *carry, struct dynobs_serving *sv)
 {
     sv->bound.owner = NULL;
     sv->reader = NULL;
     sv->on_mux = 0;
+    sv->reg = -1;
     if (!blocking) {
         /* A second request in flight on the thread that read it: it
          * multiplexes. */
@@ -333,6 +384,7 @@ void dynobs__serving_begin(struct dynobs_thread *t, const struct dynobs_span *s,
             dynobs__ctx_multiplexing(t);
         if (dynobs__multiplexing) {
             sv->on_mux = 1;
+            sv->reg = mux_register(s, carry);
             __atomic_fetch_add(&dynobs__mux_inflight, 1, __ATOMIC_RELAXED);
             return;
         }
@@ -351,6 +403,9 @@ void dynobs__serving_end(struct dynobs_serving *sv, struct dynobs_thread *self)
     }
     if (sv->on_mux) {
         sv->on_mux = 0;
+        if (sv->reg >= 0)
+            __atomic_store_n(&mux_reg[sv->reg].span, NULL, __ATOMIC_RELEASE);
+        sv->reg = -1;
         __atomic_fetch_sub(&dynobs__mux_inflight, 1, __ATOMIC_RELAXED);
     }
 }
@@ -373,7 +428,6 @@ static void count_ambiguous(void)
 /* A new innermost entry of t for started span s (owner: the API span that
  * owns the entry, NULL for a bound request), published; NULL when t's
  * stack is full. */
-static void carry_into(struct dynobs_ctx *x, const struct dynobs_ctx_carry *c);
 
 /* Inlined into its two callers: it is on every served request's path. */
 static inline __attribute__((always_inline)) struct dynobs_ctx *

@@ -172,6 +172,7 @@ struct dynobs_serving {
     struct dynobs_ctx_binding bound;
     struct dynobs_thread *reader; /* the thread that read it (non-blocking) */
     uint8_t on_mux;               /* read by a multiplexing thread */
+    int16_t reg;                  /* its entry in the multiplexed requests' table, -1 */
 };
 
 /* Request span s, read by the calling thread t on a blocking socket or
@@ -182,5 +183,12 @@ void dynobs__serving_begin(struct dynobs_thread *t, const struct dynobs_span *s,
                            struct dynobs_serving *sv) DYNOBS_INTERNAL;
 /* The request's response is out (self: the caller's block). */
 void dynobs__serving_end(struct dynobs_serving *sv, struct dynobs_thread *self) DYNOBS_INTERNAL;
+
+/* A runtime named the request (by its server span's id) that a call
+ * belongs to: c, a context of that trace made from its traceparent, gets
+ * what that request's context carries (tracestate, correlation ids,
+ * baggage) when it is being served on a multiplexing thread here.
+ * Returns 1 when found. */
+int dynobs__serving_carry(struct dynobs_ctx *c) DYNOBS_INTERNAL;
 
 #endif

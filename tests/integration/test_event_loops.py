@@ -306,6 +306,42 @@ def test_node_deferred_calls_never_in_a_wrong_trace(env):
 
 
 @tx.with_env
+def test_node_bridge_carries_tracestate_baggage_and_correlation_ids(env):
+    # What the request carried in travels with the calls the bridge links:
+    # its tracestate, W3C baggage (normalised) and correlation ids.
+    need("node", "nodejs")
+    rec = RecordingServer(lambda h: {k: h.headers.get_all(k) or [] for k in
+                                     ("traceparent", "tracestate", "baggage", "x-request-id")},
+                          lambda h: b"back")
+    try:
+        port = tx.free_port()
+        e = env.app_env({"OTEL_SERVICE_NAME": "node-carry"})
+        p = subprocess.Popen([RUN, "--no-exporter", "--", "node", script(env, "svc.js", NODE),
+                              str(port), rec.url()], env=e, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE)
+        env.procs.append(p)
+        hs.wait_listening(port, p, "node")
+        trace = secrets.token_hex(16)
+        for i in range(3):
+            req = urllib.request.Request("http://127.0.0.1:%d/hop?id=%d" % (port, i), headers={
+                "traceparent": "00-%s-%s-01" % (trace, secrets.token_hex(8)),
+                "tracestate": "vendor=v%d" % i, "baggage": "tenant = acme%d" % i,
+                "X-Request-ID": "req-%d" % i, "Connection": "close"})
+            with urllib.request.urlopen(req, timeout=30) as r:
+                r.read()
+        with rec.lock:
+            got = list(rec.entries)
+        check(len(got) == 3, "the backend got %d calls" % len(got))
+        for i, h in enumerate(got):
+            check(len(h["traceparent"]) == 1 and h["traceparent"][0].split("-")[1] == trace,
+                  "call %d: %r" % (i, h))
+            check(h["tracestate"] == ["vendor=v%d" % i] and h["baggage"] == ["tenant=acme%d" % i]
+                  and h["x-request-id"] == ["req-%d" % i], "call %d: %r" % (i, h))
+    finally:
+        rec.stop()
+
+
+@tx.with_env
 def test_ruby_thread_per_connection(env):
     need("ruby", "ruby")
     port = tx.free_port()
