@@ -310,10 +310,13 @@ void dynobs__ctx_multiplexing(struct dynobs_thread *t)
     dynobs__multiplexing = 1;
     if (!t)
         return;
-    /* Requests bound while the thread seemed to serve one at a time. */
+    /* Requests bound from non-blocking sockets while the thread seemed to
+     * serve one at a time. A request read from a blocking socket stays:
+     * the thread serves it until its response, whatever a library it calls
+     * waits with. */
     for (int d = t->depth; d > 0; d--) {
         struct dynobs_ctx *c = &t->stack[d - 1];
-        if (c->valid && c->kind == DYNOBS_CTX_BOUND)
+        if (c->valid && c->kind == DYNOBS_CTX_BOUND_NB)
             __atomic_store_n(&c->ended, 1, __ATOMIC_RELEASE);
     }
     dynobs__ctx_pop_ended(t);
@@ -389,7 +392,8 @@ void dynobs__serving_begin(struct dynobs_thread *t, const struct dynobs_span *s,
             return;
         }
     }
-    (void)dynobs__ctx_bind(t, s, carry, &sv->bound);
+    if (dynobs__ctx_bind(t, s, carry, &sv->bound) == 0 && !blocking)
+        t->stack[sv->bound.idx].kind = DYNOBS_CTX_BOUND_NB;
 }
 
 void dynobs__serving_end(struct dynobs_serving *sv, struct dynobs_thread *self)

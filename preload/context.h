@@ -27,7 +27,9 @@ struct dynobs_thread;
 enum {
     DYNOBS_CTX_SPAN = 0, /* an API span (or a context given to a call, not pushed) */
     DYNOBS_CTX_ATTACHED, /* dynobs_context_attach: dynobs_context_detach ends it */
-    DYNOBS_CTX_BOUND,    /* a served request bound to its thread */
+    DYNOBS_CTX_BOUND,    /* a served request bound to its thread (blocking socket) */
+    DYNOBS_CTX_BOUND_NB, /* the same read from a non-blocking socket: unbound when the
+                          * thread turns out to multiplex */
     DYNOBS_CTX_BAGGAGE,  /* dynobs_baggage_set: dynobs_context_detach ends it */
 };
 

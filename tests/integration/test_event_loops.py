@@ -488,6 +488,23 @@ def test_python_threading_http_server(env):
 
 
 @tx.with_env
+def test_blocking_handler_that_waits_with_epoll_keeps_its_request(env):
+    # A thread-per-request server whose handler uses a library that waits
+    # with epoll (here, Python's selectors on the handler's thread) still
+    # serves one request at a time: its calls stay in the request's trace.
+    port = tx.free_port()
+    src = PYTHON.replace("        ident = self.path.rpartition",
+                         "        import select\n"
+                         "        ep = select.epoll()\n"
+                         "        ep.poll(0)\n"
+                         "        ep.close()\n"
+                         "        ident = self.path.rpartition")
+    check(src != PYTHON, "the handler was not changed")
+    run_service(env, "python-epoll", [sys.executable, script(env, "svc_epoll.py", src), "{port}",
+                                      "{backend}"], port)
+
+
+@tx.with_env
 def test_nginx_proxy_in_front_of_python(env):
     # caller -> nginx (epoll, under the shim) -> the Python service above
     # (under the shim) -> the backend. nginx's proxy_pass copies the
