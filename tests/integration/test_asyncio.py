@@ -26,7 +26,6 @@ import secrets
 import socket
 import subprocess
 import sys
-import threading
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import test_event_loops as ev  # noqa: E402
@@ -180,25 +179,10 @@ def stress(env, name, text, module, package):
             p = subprocess.Popen(argv, env=e, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
             env.procs.append(p)
             hs.wait_listening(port, p, name)
-            callers = {i: (secrets.token_hex(16), secrets.token_hex(8)) for i in range(60)}
-            errors = []
-
-            def one_call(i):
-                try:
-                    ev.call(port, i, *callers[i])
-                except Exception as ex:
-                    errors.append("request %d: %s" % (i, ex))
-
-            threads = [threading.Thread(target=one_call, args=(i,)) for i in callers]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join(60)
-            check(not errors, "; ".join(errors[:5]))
+            callers = ev.callers_for(range(60))
+            ev.burst(port, callers, callers)
             by_trace = {trace: i for i, (trace, _) in callers.items()}
-            with backend.lock:
-                seen = list(backend.seen)
-            check(len(seen) == 60, "the backend got %d calls" % len(seen))
+            seen = ev.backend_calls(backend, 60)
             linked = wrong = 0
             per_mode = [0] * 5
             for ident, tps in seen:

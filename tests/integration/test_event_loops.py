@@ -20,7 +20,6 @@ import secrets
 import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 import urllib.request
 
@@ -60,11 +59,13 @@ def call(port, ident, trace, parent):
         check(("back %d" % ident).encode() in body, "request %d: body %r" % (ident, body))
 
 
-def drive(port):
-    """3 sequential, then 4 concurrent requests; their (trace, parent) ids."""
-    callers = {i: (secrets.token_hex(16), secrets.token_hex(8)) for i in range(1, 8)}
-    for i in (1, 2, 3):
-        call(port, i, *callers[i])
+def callers_for(idents):
+    """A caller's (trace, parent) ids for each request id."""
+    return {i: (secrets.token_hex(16), secrets.token_hex(8)) for i in idents}
+
+
+def burst(port, callers, idents):
+    """The requests of idents at once, each with its caller's ids."""
     errors = []
 
     def one_call(i):
@@ -73,13 +74,29 @@ def drive(port):
         except Exception as e:  # reported below, with the others
             errors.append("request %d: %s" % (i, e))
 
-    threads = [threading.Thread(target=one_call, args=(i,)) for i in (4, 5, 6, 7)]
+    threads = [threading.Thread(target=one_call, args=(i,)) for i in idents]
     for t in threads:
         t.start()
     for t in threads:
         t.join(60)
-    check(not errors, "; ".join(errors))
+    check(not errors, "; ".join(errors[:5]))
+
+
+def drive(port):
+    """3 sequential, then 4 concurrent requests; their (trace, parent) ids."""
+    callers = callers_for(range(1, 8))
+    for i in (1, 2, 3):
+        call(port, i, *callers[i])
+    burst(port, callers, (4, 5, 6, 7))
     return callers
+
+
+def backend_calls(backend, n):
+    """What the backend recorded, which must be n calls."""
+    with backend.lock:
+        seen = list(backend.seen)
+    check(len(seen) == n, "the backend got %d calls" % len(seen))
+    return seen
 
 
 def check_linked(name, rx, backend, callers, service):
@@ -146,6 +163,12 @@ def run_service(env, name, argv, port, extra=None, cwd=None):
     finally:
         backend.stop()
         rx.stop()
+
+
+def need_nginx():
+    hc.require_third_party("nginx")
+    if not hc.nginx_found():
+        raise tx.Skipped("nginx is missing (Debian: nginx-light)")
 
 
 def need(tool, package):
@@ -259,25 +282,10 @@ def test_node_deferred_calls_never_in_a_wrong_trace(env):
             p = subprocess.Popen(argv, env=e, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
             env.procs.append(p)
             hs.wait_listening(port, p, "node")
-            callers = {i: (secrets.token_hex(16), secrets.token_hex(8)) for i in range(60)}
-            errors = []
-
-            def one_call(i):
-                try:
-                    call(port, i, *callers[i])
-                except Exception as ex:
-                    errors.append("request %d: %s" % (i, ex))
-
-            threads = [threading.Thread(target=one_call, args=(i,)) for i in callers]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join(60)
-            check(not errors, "; ".join(errors[:5]))
+            callers = callers_for(range(60))
+            burst(port, callers, callers)
             by_trace = {trace: i for i, (trace, _) in callers.items()}
-            with backend.lock:
-                seen = list(backend.seen)
-            check(len(seen) == 60, "the backend got %d calls" % len(seen))
+            seen = backend_calls(backend, 60)
             linked = wrong = 0
             for ident, tps in seen:
                 check(len(tps) <= 1, "request %s sent %d traceparents" % (ident, len(tps)))
@@ -519,9 +527,7 @@ def test_nginx_proxy_in_front_of_python(env):
     #          └─ python CLIENT -> the backend gets this span's id
     # nginx's own spans are siblings in the caller's trace, not parents of
     # the Python server span.
-    hc.require_third_party("nginx")
-    if not hc.nginx_found():
-        raise tx.Skipped("nginx is missing (Debian: nginx-light)")
+    need_nginx()
     rx = Receiver()
     backend = Backend()
     try:
@@ -594,12 +600,10 @@ def test_php_fpm_behind_nginx(env):
     # shim): each php-fpm request is a SERVER span continuing the
     # traceparent nginx passes on as HTTP_TRACEPARENT, and the PHP
     # script's outbound call is its child.
-    hc.require_third_party("nginx")
+    need_nginx()
     fpm = shutil.which("php-fpm") or shutil.which("php-fpm8.2")
     if not fpm:
         raise tx.Skipped("php-fpm is missing (Debian: php-fpm)")
-    if not hc.nginx_found():
-        raise tx.Skipped("nginx is missing (Debian: nginx-light)")
     rx = Receiver()
     backend = Backend()
     try:
