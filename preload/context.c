@@ -334,9 +334,15 @@ static struct {
     char corr[DYNOBS_CORR_LINES_MAX];
 } mux_reg[MUX_REG];
 
+/* Where the next claim starts looking: past the last entry claimed, so a
+ * busy event loop (nginx) finds a free entry at once, not after a scan. */
+static unsigned mux_next;
+
 static int16_t mux_register(const struct dynobs_span *s, const struct dynobs_ctx_carry *carry)
 {
-    for (int i = 0; i < MUX_REG; i++) {
+    unsigned start = __atomic_load_n(&mux_next, __ATOMIC_RELAXED);
+    for (unsigned k = 0; k < MUX_REG; k++) {
+        unsigned i = (start + k) % MUX_REG;
         const struct dynobs_span *none = NULL;
         if (__atomic_load_n(&mux_reg[i].span, __ATOMIC_RELAXED) ||
             !__atomic_compare_exchange_n(&mux_reg[i].span, &none, (const struct dynobs_span *)1,
@@ -349,6 +355,7 @@ static int16_t mux_register(const struct dynobs_span *s, const struct dynobs_ctx
         mux_reg[i].carry.corr = mux_reg[i].corr;
         mux_reg[i].carry.corr_len = (uint16_t)n;
         __atomic_store_n(&mux_reg[i].span, s, __ATOMIC_RELEASE);
+        __atomic_store_n(&mux_next, (i + 1) % MUX_REG, __ATOMIC_RELAXED);
         return (int16_t)i;
     }
     return -1;
