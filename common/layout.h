@@ -109,6 +109,11 @@ struct dynobs_seg_consumer {
     int32_t consumer_pid;      /* 512: who drains this segment (informational) */
     uint32_t reserved0;
     uint64_t last_drain_ns;    /* 520 */
+    /* 528: the generation of the rules table in force (DIR/.rules.<gen>,
+     * rules_layout.h), written by the exporter, read by the shim with one
+     * relaxed load; 0: no table published, the built-in defaults apply.
+     * Space that was unused before, so the layout version stays. */
+    uint64_t rules_generation;
 };
 
 /* Ring records. Positions are free-running byte counts; a record at
@@ -134,6 +139,13 @@ struct dynobs_rec_hdr {
 };
 
 #define DYNOBS_RECF_TRUNCATED 0x1u /* something did not fit and was cut */
+/* Tail sampling (rules: keep errors / slow spans): a span of a trace the
+ * head sampler did not keep, written only so that the exporter can keep
+ * its whole trace if any span of it turns out to be worth keeping. */
+#define DYNOBS_RECF_UNSAMPLED 0x2u
+/* This span is a reason to keep its trace: an error, or slower than its
+ * sampling rule's keep_slower_ms. Set on sampled and unsampled spans. */
+#define DYNOBS_RECF_KEEP 0x4u
 
 /* Span record: header, this fixed part, then `body_len` bytes: the name,
  * the status message, the tracestate, then attribute and event items. */
@@ -247,6 +259,7 @@ _Static_assert(DYNOBS_CTR_COUNT <= DYNOBS_SHARD_COUNTERS, "counters fit the shar
 _Static_assert(sizeof(struct dynobs_seg_consumer) <= DYNOBS_PAGE, "consumer page");
 DYNOBS_AT(struct dynobs_seg_consumer, consumer_pid, 512);
 DYNOBS_AT(struct dynobs_seg_consumer, last_drain_ns, 520);
+DYNOBS_AT(struct dynobs_seg_consumer, rules_generation, 528);
 _Static_assert(sizeof(struct dynobs_rec_hdr) == DYNOBS_REC_ALIGN, "record header");
 _Static_assert(sizeof(struct dynobs_span_rec) == 80, "span record");
 DYNOBS_AT(struct dynobs_span_rec, start_ns, 32);

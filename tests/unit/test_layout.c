@@ -68,6 +68,7 @@ Test(layout, consumer_page)
     PIN(C, shards[7].tail, 448);
     PIN(C, consumer_pid, 512);
     PIN(C, last_drain_ns, 520);
+    PIN(C, rules_generation, 528);
 }
 
 Test(layout, records)
