@@ -53,7 +53,8 @@
 #define DYNOBS_SEG_EXITED 0x1u /* the process ran its exit path */
 
 /* Counters, one set per ring shard (a consumer sums them), updated with
- * relaxed atomic adds by the threads of that shard. */
+ * relaxed atomic adds by the threads of that shard. METRIC_OVERFLOW took
+ * the last word, unused and zero before, so the layout version stayed. */
 enum dynobs_counter {
     DYNOBS_CTR_RECORDS_WRITTEN = 0, /* records committed to the ring */
     DYNOBS_CTR_RECORDS_DROPPED,     /* records refused: ring full */
@@ -61,6 +62,7 @@ enum dynobs_counter {
     DYNOBS_CTR_SPANS_REFUSED,       /* span starts refused: too many open spans */
     DYNOBS_CTR_METRIC_SERIES_REFUSED, /* new series refused: table full */
     DYNOBS_CTR_METRIC_UPDATES_REFUSED, /* updates lost with a refused series */
+    DYNOBS_CTR_METRIC_OVERFLOW,   /* updates sent to an overflow series: cardinality cap */
     DYNOBS_CTR_COUNT
 };
 /* Counter words per shard: the head and these share one cache line. */

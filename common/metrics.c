@@ -162,21 +162,86 @@ static int key_matches(const struct dynobs_metric_slot *s, uint64_t h, const cha
            memcmp(s->key, name, nl) == 0 && memcmp(s->key + nl + 1, labels, ll) == 0;
 }
 
-int dynobs__metric_update(struct dynobs_metric_table *t, const struct dynobs_metric_def *d,
-                          double value, const char *labels)
+static uint32_t cardinality_limit; /* 0: DYNOBS_METRIC_CARDINALITY_DEFAULT */
+
+void dynobs__metric_cardinality_set(uint32_t limit)
 {
-    if (!t || !d || !d->name || !isfinite(value))
-        return -EINVAL;
-    if (d->kind == DYNOBS_METRIC_COUNTER && value < 0)
-        return -EINVAL;
-    if (!labels)
-        labels = "";
+    __atomic_store_n(&cardinality_limit, limit, __ATOMIC_RELAXED);
+}
+
+uint32_t dynobs__metric_cap(const struct dynobs_metric_table *t)
+{
+    uint32_t lim = __atomic_load_n(&cardinality_limit, __ATOMIC_RELAXED);
+    uint32_t share = t->nslots / DYNOBS_METRIC_SHARE;
+    if (!lim)
+        lim = DYNOBS_METRIC_CARDINALITY_DEFAULT;
+    if (!share)
+        share = 1;
+    return lim < share ? lim : share;
+}
+
+/* The count entry of a metric name, claimed on first use; entries are
+ * never freed, so a lookup needs no lock. NULL when every entry holds
+ * another name. */
+static struct dynobs_metric_name_count *name_entry(struct dynobs_metric_table *t, uint64_t nh)
+{
+    nh |= 1; /* 0 marks a free entry */
+    for (uint32_t i = 0; i < DYNOBS_METRIC_NAMES; i++) {
+        struct dynobs_metric_name_count *e = &t->names[(nh + i) & (DYNOBS_METRIC_NAMES - 1)];
+        uint64_t cur = __atomic_load_n(&e->hash, __ATOMIC_ACQUIRE);
+        if (cur == 0 && __atomic_compare_exchange_n(&e->hash, &cur, nh, 0, __ATOMIC_ACQ_REL,
+                                                    __ATOMIC_ACQUIRE))
+            return e;
+        if (cur == nh)
+            return e;
+    }
+    return NULL;
+}
+
+/* Takes one of the name's places under the cap: 1, or 0 when the cap is
+ * reached or the name has no count entry. Failing to count falls to the
+ * overflow series, not to "no cap": the cap is what keeps one metric
+ * from filling the table, and overflow loses no measurement. */
+static int reserve(struct dynobs_metric_table *t, struct dynobs_metric_name_count *e)
+{
+    if (!e)
+        return 0;
+    uint32_t cap = dynobs__metric_cap(t);
+    uint32_t n = __atomic_load_n(&e->series, __ATOMIC_RELAXED);
+    while (n < cap)
+        if (__atomic_compare_exchange_n(&e->series, &n, n + 1, 1, __ATOMIC_RELAXED,
+                                        __ATOMIC_RELAXED))
+            return 1;
+    return 0;
+}
+
+static int update(struct dynobs_metric_table *t, const struct dynobs_metric_def *d, double value,
+                  const char *labels, int overflow);
+
+/* A new attribute set past the cap: the update goes to the overflow
+ * series of the metric, claimed like any other series. */
+static int to_overflow(struct dynobs_metric_table *t, const struct dynobs_metric_def *d,
+                       double value)
+{
+    int rc = update(t, d, value, DYNOBS_METRIC_OVERFLOW_LABELS, 1);
+    if (rc == 0)
+        __atomic_fetch_add(&t->counters[DYNOBS_CTR_METRIC_OVERFLOW], 1, __ATOMIC_RELAXED);
+    return rc;
+}
+
+/* overflow: this is the overflow series itself, which the cap lets by. */
+static int update(struct dynobs_metric_table *t, const struct dynobs_metric_def *d, double value,
+                  const char *labels, int overflow)
+{
     size_t nl = strlen(d->name), ll = strlen(labels);
     if (nl + ll + 2 > DYNOBS_METRIC_KEY_BYTES)
         return -EINVAL;
-    uint64_t h = dynobs__hash(labels, ll, dynobs__hash(d->name, nl, HASH_SEED));
+    uint64_t nh = dynobs__hash(d->name, nl, HASH_SEED);
+    uint64_t h = dynobs__hash(labels, ll, nh);
     const uint32_t mask = t->nslots - 1;
     int checked = 0;
+    struct dynobs_metric_name_count *held = NULL; /* a place taken under the cap */
+    int rc = -ENOSPC;
     for (uint32_t probe = 0; probe < DYNOBS_METRIC_PROBES; probe++) {
         struct dynobs_metric_slot *s = &t->slots[(h + probe) & mask];
         uint32_t st = __atomic_load_n(&s->state, __ATOMIC_ACQUIRE);
@@ -190,6 +255,12 @@ int dynobs__metric_update(struct dynobs_metric_table *t, const struct dynobs_met
                      !bounds_ok(d->bounds, d->nbounds)))
                     return -EINVAL;
                 checked = 1;
+            }
+            if (!overflow && !held) {
+                struct dynobs_metric_name_count *e = name_entry(t, nh);
+                if (!reserve(t, e))
+                    return to_overflow(t, d, value);
+                held = e;
             }
             if (__atomic_compare_exchange_n(&s->state, &st, DYNOBS_SLOT_CLAIMED, 0,
                                             __ATOMIC_ACQUIRE, __ATOMIC_ACQUIRE)) {
@@ -209,14 +280,29 @@ int dynobs__metric_update(struct dynobs_metric_table *t, const struct dynobs_met
             }
         }
         if (st == DYNOBS_SLOT_READY && key_matches(s, h, d->name, nl, labels, ll)) {
-            if (s->kind != d->kind)
-                return -EINVAL;
-            apply(s, value);
-            return 0;
+            rc = s->kind == d->kind ? 0 : -EINVAL;
+            if (rc == 0)
+                apply(s, value);
+            break;
         }
     }
-    __atomic_fetch_add(&t->counters[DYNOBS_CTR_METRIC_SERIES_REFUSED], 1, __ATOMIC_RELAXED);
-    return -ENOSPC;
+    /* The series turned out to exist (another thread registered it) or
+     * no slot was free: give the place under the cap back. */
+    if (held)
+        __atomic_fetch_sub(&held->series, 1, __ATOMIC_RELAXED);
+    if (rc == -ENOSPC)
+        __atomic_fetch_add(&t->counters[DYNOBS_CTR_METRIC_SERIES_REFUSED], 1, __ATOMIC_RELAXED);
+    return rc;
+}
+
+int dynobs__metric_update(struct dynobs_metric_table *t, const struct dynobs_metric_def *d,
+                          double value, const char *labels)
+{
+    if (!t || !d || !d->name || !isfinite(value))
+        return -EINVAL;
+    if (d->kind == DYNOBS_METRIC_COUNTER && value < 0)
+        return -EINVAL;
+    return update(t, d, value, labels ? labels : "", 0);
 }
 
 int dynobs__metric_read(const struct dynobs_metric_slot *shm, struct dynobs_metric_view *v)

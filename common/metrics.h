@@ -14,10 +14,33 @@
 /* How many slots a lookup probes before the table counts as full. */
 #define DYNOBS_METRIC_PROBES 32u
 
+/* Cardinality cap, with OpenTelemetry's overflow semantics: a metric
+ * keeps at most `limit` attribute sets of its own; an update that would
+ * make one more goes to the metric's overflow series, labelled
+ * DYNOBS_METRIC_OVERFLOW_LABELS, so that every measurement lands in
+ * exactly one series. In a process the limit is also at most a quarter
+ * of the table (DYNOBS_METRIC_SHARE), so one metric never fills it and
+ * its overflow series can still be claimed. */
+#define DYNOBS_METRIC_CARDINALITY_DEFAULT 2000u
+#define DYNOBS_METRIC_SHARE 4u
+#define DYNOBS_METRIC_OVERFLOW_KEY "otel.metric.overflow"
+#define DYNOBS_METRIC_OVERFLOW_LABELS DYNOBS_METRIC_OVERFLOW_KEY "=true"
+
+/* Series per metric name, in process memory: names whose counts do not
+ * fit (more names than entries) send every new series to overflow. */
+#define DYNOBS_METRIC_NAMES 256u
+struct dynobs_metric_name_count {
+    uint64_t hash;   /* of the name, never 0; 0: a free entry */
+    uint32_t series; /* attribute sets of its own, overflow not counted */
+    uint32_t reserved;
+};
+
 struct dynobs_metric_table {
     struct dynobs_metric_slot *slots;
     uint32_t nslots; /* power of two */
     uint64_t *counters;
+    /* Zeroed with the table (segment creation zeroes the segment struct). */
+    struct dynobs_metric_name_count names[DYNOBS_METRIC_NAMES];
 };
 
 struct dynobs_metric_def {
@@ -30,7 +53,15 @@ struct dynobs_metric_def {
 
 extern const double dynobs__default_bounds[15];
 
-/* Applies one update. Returns 0, -EINVAL (bad name, labels, value or a
+/* The cardinality limit of every metric table in this process (0: the
+ * default). Takes effect for series registered from now on. */
+void dynobs__metric_cardinality_set(uint32_t limit);
+/* The cap in force for table t: min(limit, nslots / DYNOBS_METRIC_SHARE). */
+uint32_t dynobs__metric_cap(const struct dynobs_metric_table *t);
+
+/* Applies one update: to its own series, or to the metric's overflow
+ * series when a new attribute set would pass the cap (counted in
+ * DYNOBS_CTR_METRIC_OVERFLOW). Returns 0, -EINVAL (bad name, labels, value or a
  * kind that disagrees with the registered series) or -ENOSPC (the table
  * is full; counted in the header). */
 int dynobs__metric_update(struct dynobs_metric_table *t, const struct dynobs_metric_def *d,

@@ -50,13 +50,14 @@ Test(layout, segment_header)
     cr_assert_eq(sizeof(((H *)0)->shards[0]), 64);
     cr_assert_eq(DYNOBS_MAX_SHARDS, 8);
     cr_assert_eq(DYNOBS_SHARD_COUNTERS, 7);
-    cr_assert_eq(DYNOBS_CTR_COUNT, 6);
+    cr_assert_eq(DYNOBS_CTR_COUNT, 7);
     cr_assert_eq(DYNOBS_CTR_RECORDS_WRITTEN, 0);
     cr_assert_eq(DYNOBS_CTR_RECORDS_DROPPED, 1);
     cr_assert_eq(DYNOBS_CTR_RECORDS_TRUNCATED, 2);
     cr_assert_eq(DYNOBS_CTR_SPANS_REFUSED, 3);
     cr_assert_eq(DYNOBS_CTR_METRIC_SERIES_REFUSED, 4);
     cr_assert_eq(DYNOBS_CTR_METRIC_UPDATES_REFUSED, 5);
+    cr_assert_eq(DYNOBS_CTR_METRIC_OVERFLOW, 6);
 }
 
 Test(layout, consumer_page)

@@ -150,20 +150,125 @@ Test(metrics, bad_input_is_refused)
 Test(metrics, full_table_counts_refusals)
 {
     struct dynobs_metric_table *t = table(16);
-    struct dynobs_metric_def c = def("c", DYNOBS_METRIC_COUNTER);
     int ok = 0, refused = 0;
-    char labels[32];
+    char name[32];
+    /* One series per name, so that the per-metric cap never applies. */
     for (int i = 0; i < 40; i++) {
-        snprintf(labels, sizeof labels, "i=%d", i);
-        int rc = dynobs__metric_update(t, &c, 1, labels);
+        snprintf(name, sizeof name, "c%d", i);
+        struct dynobs_metric_def c = def(name, DYNOBS_METRIC_COUNTER);
+        int rc = dynobs__metric_update(t, &c, 1, "a=b");
         cr_assert(rc == 0 || rc == -ENOSPC);
         rc == 0 ? ok++ : refused++;
     }
     cr_assert_eq(ok, 16);
     cr_assert_eq(refused, 24);
     cr_assert_eq(t->counters[DYNOBS_CTR_METRIC_SERIES_REFUSED], 24);
+    cr_assert_eq(t->counters[DYNOBS_CTR_METRIC_OVERFLOW], 0);
     /* Existing series keep working on a full table. */
-    cr_assert_eq(dynobs__metric_update(t, &c, 1, "i=0"), 0);
+    struct dynobs_metric_def c0 = def("c0", DYNOBS_METRIC_COUNTER);
+    cr_assert_eq(dynobs__metric_update(t, &c0, 1, "a=b"), 0);
+}
+
+/* Series of one metric and the sum of their values and counts. */
+static int series_of(struct dynobs_metric_table *t, const char *name, double *sum,
+                     uint64_t *count, struct dynobs_metric_view *overflow)
+{
+    int n = 0;
+    *sum = 0;
+    *count = 0;
+    for (uint32_t i = 0; i < t->nslots; i++) {
+        struct dynobs_metric_view v;
+        if (dynobs__metric_read(&t->slots[i], &v) != 0 || strcmp(v.name, name))
+            continue;
+        n++;
+        *sum += v.value;
+        *count += v.count;
+        if (!strcmp(v.labels, DYNOBS_METRIC_OVERFLOW_LABELS))
+            *overflow = v;
+    }
+    return n;
+}
+
+Test(metrics, cardinality_cap_folds_into_overflow)
+{
+    struct dynobs_metric_table *t = table(64); /* cap: 64 / 4 = 16 */
+    dynobs__metric_cardinality_set(0);
+    cr_assert_eq(dynobs__metric_cap(t), 16);
+    struct dynobs_metric_def c = def("c", DYNOBS_METRIC_COUNTER);
+    struct dynobs_metric_def h = def("h", DYNOBS_METRIC_HISTOGRAM);
+    char labels[32];
+    for (int round = 0; round < 2; round++)
+        for (int i = 0; i < 100; i++) {
+            snprintf(labels, sizeof labels, "i=%d", i);
+            cr_assert_eq(dynobs__metric_update(t, &c, i, labels), 0);
+            cr_assert_eq(dynobs__metric_update(t, &h, i, labels), 0);
+        }
+    double sum;
+    uint64_t count;
+    struct dynobs_metric_view o = {0};
+    /* 16 attribute sets of their own plus the overflow series; every
+     * measurement in exactly one of them. */
+    cr_assert_eq(series_of(t, "c", &sum, &count, &o), 17);
+    cr_assert_float_eq(sum, 2 * 4950.0, 0);
+    cr_assert_float_eq(o.value, 2 * (4950.0 - 120), 0); /* i = 16..99 */
+    cr_assert_eq(series_of(t, "h", &sum, &count, &o), 17);
+    cr_assert_float_eq(sum, 2 * 4950.0, 0);
+    cr_assert_eq(count, 200);
+    cr_assert_eq(o.count, 2 * 84);
+    cr_assert_float_eq(o.min, 16, 0);
+    cr_assert_float_eq(o.max, 99, 0);
+    cr_assert_eq(t->counters[DYNOBS_CTR_METRIC_OVERFLOW], 2 * 2 * 84);
+    /* A series under the cap stays its own. */
+    cr_assert_eq(dynobs__metric_update(t, &c, 1000, "i=3"), 0);
+    struct dynobs_metric_view v;
+    cr_assert_eq(find(t, "c", "i=3", &v), 1);
+    cr_assert_float_eq(v.value, 1006, 0);
+    cr_assert_eq(t->counters[DYNOBS_CTR_METRIC_SERIES_REFUSED], 0);
+}
+
+Test(metrics, cardinality_limit_setter_and_gauges)
+{
+    struct dynobs_metric_table *t = table(1024); /* share 256 */
+    dynobs__metric_cardinality_set(3);
+    cr_assert_eq(dynobs__metric_cap(t), 3);
+    struct dynobs_metric_def g = def("g", DYNOBS_METRIC_GAUGE);
+    char labels[32];
+    for (int i = 0; i < 10; i++) {
+        snprintf(labels, sizeof labels, "i=%d", i);
+        cr_assert_eq(dynobs__metric_update(t, &g, i, labels), 0);
+    }
+    double sum;
+    uint64_t count;
+    struct dynobs_metric_view o = {0};
+    cr_assert_eq(series_of(t, "g", &sum, &count, &o), 4);
+    /* A gauge's overflow series holds the last value set to it. */
+    cr_assert_float_eq(o.value, 9, 0);
+    dynobs__metric_cardinality_set(100000);
+    cr_assert_eq(dynobs__metric_cap(t), 256);
+    dynobs__metric_cardinality_set(0);
+    cr_assert_eq(dynobs__metric_cap(t), 256);
+}
+
+/* More names than the count entries: the names without one send new
+ * series to overflow (counted), never past the cap. */
+Test(metrics, names_beyond_the_count_table_overflow)
+{
+    struct dynobs_metric_table *t = table(4096);
+    char name[32];
+    for (unsigned i = 0; i < DYNOBS_METRIC_NAMES + 10; i++) {
+        snprintf(name, sizeof name, "n%u", i);
+        struct dynobs_metric_def c = def(name, DYNOBS_METRIC_COUNTER);
+        cr_assert_eq(dynobs__metric_update(t, &c, 1, "a=b"), 0);
+    }
+    cr_assert_eq(t->counters[DYNOBS_CTR_METRIC_OVERFLOW], 10);
+    int own = 0, over = 0;
+    for (uint32_t i = 0; i < t->nslots; i++) {
+        struct dynobs_metric_view v;
+        if (dynobs__metric_read(&t->slots[i], &v) == 0)
+            !strcmp(v.labels, "a=b") ? own++ : over++;
+    }
+    cr_assert_eq(own, DYNOBS_METRIC_NAMES);
+    cr_assert_eq(over, 10);
 }
 
 #define THREADS 4
