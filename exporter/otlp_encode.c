@@ -507,6 +507,21 @@ long dx_encode_batch(const struct dx_batch *b, uint8_t **out, size_t *len)
     return rc < 0 ? -1 : (long)nitems;
 }
 
+/* otel.metric.overflow=true, a bool in OTLP as the specification has it;
+ * NULL for any other label. */
+static KeyValue *overflow_kv(struct arena *a, const char *label, size_t l)
+{
+    static const char over[] = DYNOBS_METRIC_OVERFLOW_LABELS;
+    if (l != sizeof over - 1 || memcmp(label, over, l))
+        return NULL;
+    KeyValue *kv = kv_new(a, DYNOBS_METRIC_OVERFLOW_KEY, sizeof DYNOBS_METRIC_OVERFLOW_KEY - 1);
+    if (!kv)
+        return NULL;
+    kv->value->value_case = OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_BOOL_VALUE;
+    kv->value->bool_value = 1;
+    return kv;
+}
+
 static KeyValue **label_kvs(struct arena *a, const char *labels, size_t *n)
 {
     size_t count = *labels ? 1 : 0;
@@ -521,7 +536,9 @@ static KeyValue **label_kvs(struct arena *a, const char *labels, size_t *n)
         size_t l = comma ? (size_t)(comma - p) : strlen(p);
         const char *eq = memchr(p, '=', l);
         if (eq) {
-            KeyValue *kv = kv_string(a, p, (size_t)(eq - p), eq + 1, l - (size_t)(eq - p) - 1);
+            KeyValue *kv = overflow_kv(a, p, l);
+            if (!kv)
+                kv = kv_string(a, p, (size_t)(eq - p), eq + 1, l - (size_t)(eq - p) - 1);
             if (kv)
                 kvs[(*n)++] = kv;
         }

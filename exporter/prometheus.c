@@ -168,6 +168,32 @@ static void self_per_signal(struct dx_buf *b, const char *name, const char *help
     }
 }
 
+/* Cardinality caps, one series per service: updates the shims sent to
+ * overflow series, and process series the store folded into them. */
+static void caps(struct dx_buf *b)
+{
+    static const struct {
+        const char *name, *help;
+    } fam[] = {
+        {"dynobs_metric_overflow_updates_total",
+         "Metric updates a process sent to an overflow series (cardinality cap)"},
+        {"dynobs_exporter_metric_series_folded_total",
+         "Process series the exporter folded into an overflow series (cardinality cap)"},
+    };
+    for (int k = 0; k < 2; k++) {
+        self_header(b, fam[k].name, fam[k].help, "counter");
+        struct dx_service_caps c;
+        for (const void *it = dx_store_service_next(NULL, &c); it;
+             it = dx_store_service_next(it, &c)) {
+            dx_buf_printf(b, "%s{", fam[k].name);
+            dx_prom_label(b, "service_name", 12, c.service, strlen(c.service), 1);
+            dx_buf_put(b, "} ", 2);
+            dx_buf_u64(b, k == 0 ? c.overflow_updates : c.series_folded);
+            dx_buf_put(b, "\n", 1);
+        }
+    }
+}
+
 /* The exporter's own series. Under the segments' lock, so that the
  * ring totals and the segment count agree with the reaped count. */
 static void self_metrics(struct dx_buf *b)
@@ -222,6 +248,7 @@ static void self_metrics(struct dx_buf *b)
     self_counter(b, "dynobs_exporter_series_conflicts_total",
                  "Series left out because processes disagree on their kind or buckets",
                  dx_store_conflicts());
+    caps(b);
 }
 
 void dx_prometheus_render(struct dx_buf *b)

@@ -70,25 +70,80 @@ static struct dx_family *family_for(const char *prom, int kind)
     return f;
 }
 
-/* Service names, interned so that series of one service share a pointer. */
+/* Service names, interned so that series of one service share a pointer,
+ * with the service's cardinality counts. */
 struct interned {
     struct interned *next;
+    uint64_t overflow_folded; /* shim overflow updates of exited processes */
+    uint64_t overflow_live;   /* ... of live ones, as of snapshot overflow_gen */
+    uint64_t overflow_gen;
+    uint64_t series_folded; /* process series this store mapped to overflow */
     char name[];
 };
 static struct interned *services;
 
-static const char *intern(const char *name)
+static struct interned *service(const char *name)
 {
     for (struct interned *i = services; i; i = i->next)
         if (!strcmp(i->name, name))
-            return i->name;
-    struct interned *i = malloc(sizeof *i + strlen(name) + 1);
+            return i;
+    struct interned *i = calloc(1, sizeof *i + strlen(name) + 1);
     if (!i)
         return NULL;
     strcpy(i->name, name);
     i->next = services;
     services = i;
-    return i->name;
+    return i;
+}
+
+static const char *intern(const char *name)
+{
+    struct interned *i = service(name);
+    return i ? i->name : NULL;
+}
+
+/* The cardinality cap per service and metric name (OpenTelemetry's
+ * overflow semantics): at most `limit` attribute sets of their own; a new
+ * set past it is folded into the metric's overflow series, labelled
+ * DYNOBS_METRIC_OVERFLOW_LABELS, whose values are the sums of everything
+ * folded (histograms merged bucket by bucket, min of mins, max of maxes;
+ * gauges and up/down counters summed like a service's processes are, so
+ * that the sum over a metric's series is the same with or without the
+ * cap). Series are never removed and a process slot keeps the series it
+ * was mapped to, so a set folded stays folded and a set of its own stays
+ * its own: no series flaps between the two across snapshots. */
+static uint32_t cardinality_limit = DYNOBS_METRIC_CARDINALITY_DEFAULT;
+
+void dx_store_set_cardinality_limit(uint32_t limit)
+{
+    cardinality_limit = limit ? limit : DYNOBS_METRIC_CARDINALITY_DEFAULT;
+}
+
+/* Attribute sets of their own per (service, metric name). */
+struct card {
+    struct card *next;
+    const char *service; /* interned */
+    uint32_t series;
+    char name[];
+};
+#define CBITS 12
+static struct card *cards[1u << CBITS];
+
+static struct card *card_for(const char *service, const char *name)
+{
+    uint64_t h = dynobs__hash(name, strlen(name), (uint64_t)(uintptr_t)service);
+    struct card **head = &cards[h & ((1u << CBITS) - 1)];
+    for (struct card *c = *head; c; c = c->next)
+        if (c->service == service && !strcmp(c->name, name))
+            return c;
+    struct card *c = calloc(1, sizeof *c + strlen(name) + 1);
+    if (!c)
+        return NULL;
+    c->service = service;
+    strcpy(c->name, name);
+    c->next = *head;
+    *head = c;
+    return c;
 }
 
 static uint64_t key_hash(const char *service, const char *name, const char *labels)
@@ -98,20 +153,58 @@ static uint64_t key_hash(const char *service, const char *name, const char *labe
     return dynobs__hash(labels, strlen(labels), h);
 }
 
-/* Finds or creates the series of this service for a metric view. */
+static struct dx_series *find(const char *service, const char *name, const char *labels)
+{
+    uint64_t h = key_hash(service, name, labels) & ((1u << HBITS) - 1);
+    for (struct dx_series *s = table[h]; s; s = s->hnext)
+        if (!strcmp(s->service, service) && !strcmp(s->name, name) && !strcmp(s->labels, labels))
+            return s;
+    return NULL;
+}
+
+static struct dx_series *create(const struct dx_resource *res, const struct dynobs_metric_view *v,
+                                char *labels);
+
+/* Finds or creates the series of this service for a metric view: its
+ * own, or its metric's overflow series (*folded set) past the cap. */
 static struct dx_series *series_for(const struct dx_resource *res,
-                                    const struct dynobs_metric_view *v)
+                                    const struct dynobs_metric_view *v, int *folded)
 {
     char *labels = normalise_labels(v->labels);
     if (!labels)
         return NULL;
+    struct dx_series *s = find(res->service, v->name, labels);
+    if (s) {
+        free(labels);
+        return s;
+    }
+    if (!strcmp(labels, DYNOBS_METRIC_OVERFLOW_LABELS))
+        return create(res, v, labels); /* a shim's overflow series: not capped */
+    const char *svc = intern(res->service);
+    struct card *c = svc ? card_for(svc, v->name) : NULL;
+    if (!c) {
+        free(labels);
+        return NULL;
+    }
+    if (c->series < cardinality_limit) {
+        s = create(res, v, labels);
+        c->series += s != NULL;
+        return s;
+    }
+    free(labels);
+    *folded = 1;
+    s = find(res->service, v->name, DYNOBS_METRIC_OVERFLOW_LABELS);
+    if (s)
+        return s;
+    char *over = strdup(DYNOBS_METRIC_OVERFLOW_LABELS);
+    return over ? create(res, v, over) : NULL;
+}
+
+/* A new series for a view, under the labels given (taken over). */
+static struct dx_series *create(const struct dx_resource *res, const struct dynobs_metric_view *v,
+                                char *labels)
+{
     uint64_t h = key_hash(res->service, v->name, labels) & ((1u << HBITS) - 1);
-    for (struct dx_series *s = table[h]; s; s = s->hnext)
-        if (!strcmp(s->service, res->service) && !strcmp(s->name, v->name) &&
-            !strcmp(s->labels, labels)) {
-            free(labels);
-            return s;
-        }
     char prom[512];
     dx_prom_name(v->name, v->unit, v->kind, prom, sizeof prom);
     struct dx_family *f = family_for(prom, v->kind);
@@ -173,12 +266,18 @@ static void add_values(struct dx_values *to, const struct dynobs_metric_view *v,
 static int compatible_or_new(struct dx_store_source *seg, uint32_t i,
                              const struct dynobs_metric_view *v)
 {
-    struct dx_series *s = series_for(seg->res, v);
+    int folded = 0;
+    struct dx_series *s = series_for(seg->res, v, &folded);
     if (!s)
         return 0;
     if (!compatible(s, v)) {
         conflicts++;
         return 0;
+    }
+    if (folded) {
+        struct interned *svc = service(s->service);
+        if (svc)
+            svc->series_folded++;
     }
     seg->slot_series[i] = s;
     return 1;
@@ -239,6 +338,14 @@ int dx_store_snapshot_add(struct dx_store_source *src)
         start_gen(s);
         add_values(&s->now, &v, s->kind);
     }
+    struct interned *svc = service(src->res->service);
+    if (svc) {
+        if (svc->overflow_gen != gen) {
+            svc->overflow_gen = gen;
+            svc->overflow_live = 0;
+        }
+        svc->overflow_live += dynobs__reader_counter(rd, DYNOBS_CTR_METRIC_OVERFLOW);
+    }
     DX_GUARD_END();
     return 0;
 }
@@ -256,6 +363,9 @@ void dx_store_fold(struct dx_store_source *seg)
         add_values(&s->folded, &v, s->kind);
         s->has_folded = 1;
     }
+    struct interned *svc = service(seg->res->service);
+    if (svc)
+        svc->overflow_folded += dynobs__reader_counter(rd, DYNOBS_CTR_METRIC_OVERFLOW);
 }
 
 struct dx_family *dx_store_families(void)
@@ -271,4 +381,15 @@ int dx_series_current(const struct dx_series *s)
 uint64_t dx_store_conflicts(void)
 {
     return conflicts;
+}
+
+const void *dx_store_service_next(const void *it, struct dx_service_caps *out)
+{
+    const struct interned *i = it ? ((const struct interned *)it)->next : services;
+    if (!i)
+        return NULL;
+    out->service = i->name;
+    out->overflow_updates = i->overflow_folded + (i->overflow_gen == gen ? i->overflow_live : 0);
+    out->series_folded = i->series_folded;
+    return i;
 }

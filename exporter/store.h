@@ -87,4 +87,22 @@ int dx_series_current(const struct dx_series *s);
 /* Series left out because processes disagree on their kind or buckets. */
 uint64_t dx_store_conflicts(void);
 
+/* At most `limit` attribute sets per service and metric name (0: the
+ * default, DYNOBS_METRIC_CARDINALITY_DEFAULT); new sets past it fold
+ * into the metric's overflow series (otel.metric.overflow=true). Applies
+ * to series first seen from now on. */
+void dx_store_set_cardinality_limit(uint32_t limit);
+
+/* A service's cardinality counts: updates its processes sent to overflow
+ * series (live and exited, as of the latest snapshot), and process
+ * series the store folded into overflow series. */
+struct dx_service_caps {
+    const char *service;
+    uint64_t overflow_updates;
+    uint64_t series_folded;
+};
+/* Iterates the services: start with NULL, pass back what it returned;
+ * NULL at the end. */
+const void *dx_store_service_next(const void *it, struct dx_service_caps *out);
+
 #endif

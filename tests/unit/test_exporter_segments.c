@@ -21,6 +21,7 @@
 #include "resource.h"
 #include "segment.h"
 #include "segments.h"
+#include "store.h"
 #include "testutil.h"
 
 static char *dir;
@@ -177,6 +178,143 @@ Test(exporter_segments, reaped_counters_stay_in_the_totals, .init = setup, .fini
     cr_assert(strstr(text, "dynobs_exporter_ring_records_written_total 3\n"), "%s", text);
     cr_assert(strstr(text, "dynobs_exporter_segments_attached 0\n"), "%s", text);
     free(text);
+}
+
+/* A process of service "svc" (this one, or a child that then exits)
+ * with the counter "wide" at i + 1 and the histogram "wide.h" at i for
+ * labels i = from .. to - 1. */
+static void make_wide_segment(int pid, int from, int to, int narrow)
+{
+    struct dynobs_resource res;
+    dynobs__resource_build(&res, "svc", "", "prog");
+    struct dynobs_segment s;
+    struct dynobs_segment_params p = {.dir = dir, .ring_bytes = 131072, .ring_shards = 1,
+                                      .metric_slots = 64, .pid = pid,
+                                      .start_ticks = dynobs__proc_start_ticks(0), .resource = &res};
+    cr_assert_eq(dynobs__segment_create(&s, &p), 0);
+    struct dynobs_metric_def c = {.name = "wide", .kind = DYNOBS_METRIC_COUNTER};
+    struct dynobs_metric_def h = {.name = "wide.h", .kind = DYNOBS_METRIC_HISTOGRAM};
+    char labels[32];
+    for (int i = from; i < to; i++) {
+        snprintf(labels, sizeof labels, "i=%d", i);
+        cr_assert_eq(dynobs__metric_update(&s.metrics, &c, i + 1, labels), 0);
+        cr_assert_eq(dynobs__metric_update(&s.metrics, &h, i, labels), 0);
+    }
+    if (narrow) { /* the shim's own cap: 2 sets, the third to overflow */
+        struct dynobs_metric_def n = {.name = "narrow", .kind = DYNOBS_METRIC_COUNTER};
+        dynobs__metric_cardinality_set(2);
+        for (int i = 0; i < 3; i++) {
+            snprintf(labels, sizeof labels, "i=%d", i);
+            cr_assert_eq(dynobs__metric_update(&s.metrics, &n, 1, labels), 0);
+        }
+        dynobs__metric_cardinality_set(0);
+    }
+    dynobs__segment_detach(&s);
+}
+
+/* The lines of one family's samples (name followed by '{'), in order,
+ * and the sum of their values. */
+static int samples(const char *text, const char *name, double *sum, char *lines, size_t cap)
+{
+    int n = 0;
+    size_t nl = strlen(name), used = 0;
+    *sum = 0;
+    lines[0] = '\0';
+    for (const char *p = text; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL) {
+        if (strncmp(p, name, nl) || p[nl] != '{')
+            continue;
+        const char *end = strchr(p, '\n'), *v = end;
+        while (v > p && v[-1] != ' ')
+            v--;
+        *sum += strtod(v, NULL);
+        size_t l = (size_t)(end - p + 1);
+        if (used + l < cap) {
+            memcpy(lines + used, p, l);
+            used += l;
+            lines[used] = '\0';
+        }
+        n++;
+    }
+    return n;
+}
+
+Test(exporter_segments, cardinality_cap_per_service, .init = setup, .fini = teardown)
+{
+    dx_store_set_cardinality_limit(4);
+    pid_t child = fork();
+    cr_assert(child >= 0);
+    if (child == 0) {
+        make_wide_segment(getpid(), 0, 6, 0);
+        _exit(0);
+    }
+    int status;
+    cr_assert_eq(waitpid(child, &status, 0), child);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    make_wide_segment(getpid(), 3, 10, 1);
+    dx_segments_scan();
+    cr_assert_eq(dx_segments_count(), 2);
+
+    /* 10 attribute sets between the two processes: 4 of their own, the
+     * other 6 folded into the overflow series, nothing lost: the values
+     * are 1..6 and 4..10, the histogram's 13 measurements. */
+    char *text = exposition();
+    static char before[8192], after[8192];
+    double sum;
+    cr_assert_eq(samples(text, "wide_total", &sum, before, sizeof before), 5, "%s", text);
+    cr_assert_float_eq(sum, 21 + 49, 0, "%s", text);
+    TU_ASSERT_CONTAINS(text, "wide_total{service_name=\"svc\",otel_metric_overflow=\"true\"} ",
+                       "wide_h_count{service_name=\"svc\",otel_metric_overflow=\"true\"} ",
+                       "narrow_total{service_name=\"svc\",otel_metric_overflow=\"true\"} 1\n",
+                       "dynobs_metric_overflow_updates_total{service_name=\"svc\"} 1\n");
+    double hcount;
+    static char scratch[8192];
+    cr_assert_eq(samples(text, "wide_h_count", &hcount, scratch, sizeof scratch), 5);
+    cr_assert_float_eq(hcount, 13, 0);
+    cr_assert_eq(samples(text, "wide_h_sum", &sum, scratch, sizeof scratch), 5);
+    cr_assert_float_eq(sum, 15 + 42, 0);
+    /* Each process slot folded is counted once: at least the 6 sets of
+     * their own that did not fit, per metric. */
+    cr_assert(strstr(text, "dynobs_exporter_metric_series_folded_total{service_name=\"svc\"} "),
+              "%s", text);
+    free(text);
+
+    /* The child is gone: its totals stay, in the same series. */
+    dx_segments_reap();
+    cr_assert_eq(dx_segments_count(), 1);
+    text = exposition();
+    cr_assert_eq(samples(text, "wide_total", &sum, after, sizeof after), 5, "%s", text);
+    cr_assert_str_eq(after, before, "a series kept its own place or its fold");
+    cr_assert_eq(samples(text, "wide_h_count", &hcount, scratch, sizeof scratch), 5);
+    cr_assert_float_eq(hcount, 13, 0);
+    free(text);
+
+    /* OTLP: the overflow series' attribute is a bool. */
+    uint8_t *body = NULL;
+    size_t len = 0;
+    dx_segments_lock();
+    dx_segments_snapshot();
+    cr_assert_gt(dx_encode_metrics(1700000000000000000ull, &body, &len), 0);
+    dx_segments_unlock();
+    char in[] = "/tmp/dynobs-metrics-XXXXXX";
+    int fd = mkstemp(in);
+    cr_assert(fd >= 0);
+    cr_assert_eq(write(fd, body, len), (ssize_t)len);
+    close(fd);
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd,
+             "protoc --decode=opentelemetry.proto.collector.metrics.v1.ExportMetricsServiceRequest"
+             " -I '%s' opentelemetry/proto/collector/metrics/v1/metrics_service.proto < '%s'",
+             DYNOBS_PROTO_DIR, in);
+    FILE *p = popen(cmd, "r");
+    cr_assert_not_null(p);
+    static char out[1 << 17];
+    size_t n = fread(out, 1, sizeof out - 1, p);
+    out[n] = '\0';
+    cr_assert_eq(pclose(p), 0, "protoc failed:\n%s", out);
+    unlink(in);
+    free(body);
+    TU_ASSERT_CONTAINS(out, "key: \"otel.metric.overflow\"\n", "bool_value: true\n");
+    dx_store_set_cardinality_limit(0);
 }
 
 Test(exporter_segments, foreign_files_are_refused, .init = setup, .fini = teardown)
