@@ -290,6 +290,11 @@ static int update(struct dynobs_metric_table *t, const struct dynobs_metric_def 
      * no slot was free: give the place under the cap back. */
     if (held)
         __atomic_fetch_sub(&held->series, 1, __ATOMIC_RELAXED);
+    /* No free slot within reach is a limit too: the update goes to the
+     * overflow series rather than being lost; only when that one cannot
+     * be had either is it refused (counted once, there). */
+    if (rc == -ENOSPC && !overflow)
+        return to_overflow(t, d, value);
     if (rc == -ENOSPC)
         __atomic_fetch_add(&t->counters[DYNOBS_CTR_METRIC_SERIES_REFUSED], 1, __ATOMIC_RELAXED);
     return rc;

@@ -249,6 +249,32 @@ Test(metrics, cardinality_limit_setter_and_gauges)
     cr_assert_eq(dynobs__metric_cap(t), 256);
 }
 
+/* A new series with no free slot within reach goes to its metric's
+ * overflow series when that one can be had. */
+Test(metrics, no_slot_within_reach_overflows)
+{
+    struct dynobs_metric_table *t = table(256); /* cap 64 */
+    struct dynobs_metric_def c = def("c", DYNOBS_METRIC_COUNTER);
+    cr_assert_eq(dynobs__metric_update(t, &c, 1, DYNOBS_METRIC_OVERFLOW_LABELS), 0);
+    /* Every other slot taken by other metrics. */
+    char name[32];
+    uint32_t used = 1;
+    for (int i = 0; used < t->nslots && i < 100000; i++) {
+        snprintf(name, sizeof name, "f%d", i);
+        struct dynobs_metric_def f = def(name, DYNOBS_METRIC_COUNTER);
+        used += dynobs__metric_update(t, &f, 1, NULL) == 0;
+    }
+    cr_assert_eq(used, t->nslots);
+    uint64_t over = t->counters[DYNOBS_CTR_METRIC_OVERFLOW];
+    t->counters[DYNOBS_CTR_METRIC_SERIES_REFUSED] = 0;
+    cr_assert_eq(dynobs__metric_update(t, &c, 5, "new=1"), 0);
+    struct dynobs_metric_view v;
+    cr_assert_eq(find(t, "c", DYNOBS_METRIC_OVERFLOW_LABELS, &v), 1);
+    cr_assert_float_eq(v.value, 6, 0);
+    cr_assert_eq(t->counters[DYNOBS_CTR_METRIC_OVERFLOW], over + 1);
+    cr_assert_eq(t->counters[DYNOBS_CTR_METRIC_SERIES_REFUSED], 0);
+}
+
 /* More names than the count entries: the names without one send new
  * series to overflow (counted), never past the cap. */
 Test(metrics, names_beyond_the_count_table_overflow)
