@@ -5,6 +5,7 @@
 #include "diag.h"
 #include "queue.h"
 #include "segments.h"
+#include "tail.h"
 #include "util.h"
 
 void dx_drain_loop_run(const struct dx_config *cfg, const volatile sig_atomic_t *stop)
@@ -26,6 +27,7 @@ void dx_drain_loop_run(const struct dx_config *cfg, const volatile sig_atomic_t 
             last_scan = now;
         }
         moved = dx_segments_drain();
+        dx_tail_tick(dynobs__mono_ns());
         if (now - last_reap >= 200 * 1000000ull || dx_segments_any_broken()) {
             dx_segments_reap();
             last_reap = now;
@@ -50,5 +52,6 @@ void dx_drain_loop_finish(void)
     dx_segments_scan();
     dx_segments_drain();
     dx_segments_reap();
+    dx_tail_finish();
     dx_queue_flush_due(1);
 }

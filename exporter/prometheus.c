@@ -13,6 +13,7 @@
 #include "segments.h"
 #include "stats.h"
 #include "store.h"
+#include "tail.h"
 #include "util.h"
 
 #define EXPOSITION_MAX (256u << 20) /* refuse to build a larger page */
@@ -194,6 +195,30 @@ static void caps(struct dx_buf *b)
     }
 }
 
+/* Tail sampling (tail.h): what was kept, dropped and evicted, and what
+ * is held now. */
+static void tail_sampling(struct dx_buf *b)
+{
+    struct dx_tail_stats tail;
+    dx_tail_read(&tail);
+    self_counter(b, "dynobs_exporter_tail_traces_kept_total",
+                 "Unsampled traces exported whole: a span was an error or slow", tail.kept);
+    self_counter(b, "dynobs_exporter_tail_traces_dropped_total",
+                 "Unsampled traces dropped: no reason to keep them within the decision wait",
+                 tail.dropped);
+    self_counter(b, "dynobs_exporter_tail_evictions_total",
+                 "Unsampled traces dropped undecided because the tail buffer was full",
+                 tail.evicted);
+    self_counter(b, "dynobs_exporter_tail_spans_dropped_total",
+                 "Unsampled spans not exported (traces dropped or evicted)", tail.spans_dropped);
+    self_gauge(b, "dynobs_exporter_tail_held_spans", "Unsampled spans held for a decision",
+               tail.held_spans);
+    self_gauge(b, "dynobs_exporter_tail_held_traces", "Unsampled traces held for a decision",
+               tail.held_traces);
+    self_gauge(b, "dynobs_exporter_tail_held_bytes", "Memory of the spans held for a decision",
+               tail.held_bytes);
+}
+
 /* The exporter's own series. Under the segments' lock, so that the
  * ring totals and the segment count agree with the reaped count. */
 static void self_metrics(struct dx_buf *b)
@@ -249,6 +274,7 @@ static void self_metrics(struct dx_buf *b)
                  "Series left out because processes disagree on their kind or buckets",
                  dx_store_conflicts());
     caps(b);
+    tail_sampling(b);
 }
 
 void dx_prometheus_render(struct dx_buf *b)

@@ -21,6 +21,7 @@
 #include "segment.h"
 #include "stats.h"
 #include "store.h"
+#include "tail.h"
 #include "util.h"
 
 /* One attached segment. */
@@ -257,6 +258,7 @@ static size_t drain_one(struct dx_segment *s)
     const struct dynobs_rec_hdr *h;
     struct dynobs_reader *rd = s->src.rd;
     uint64_t corrupt0 = rd->corrupt, abandoned0 = rd->abandoned;
+    const uint64_t now = dynobs__mono_ns();
     sigjmp_buf jb;
     if (seg_broken(s) || !DX_GUARD_BEGIN(jb)) {
         DX_GUARD_END();
@@ -266,8 +268,12 @@ static size_t drain_one(struct dx_segment *s)
     while (dx_queue_room(DX_TRACES) > 0 && dx_queue_room(DX_LOGS) > 0 &&
            dynobs__reader_next(rd, &h) == 1) {
         if (h->type == DYNOBS_REC_SPAN) {
-            /* Validated when encoded: one decode per record is enough. */
-            if (dx_queue_put(DX_TRACES, s->src.res, h, h->len) == 0) {
+            /* Validated when encoded: one decode per record is enough.
+             * Spans of tail sampling go through tail.c. */
+            int rc = (h->flags & (DYNOBS_RECF_UNSAMPLED | DYNOBS_RECF_KEEP))
+                         ? dx_tail_span(s->src.res, h, now)
+                         : dx_queue_put(DX_TRACES, s->src.res, h, h->len);
+            if (rc == 0) {
                 drained[DX_TRACES]++;
                 moved++;
             }

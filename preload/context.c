@@ -451,6 +451,7 @@ push_span(struct dynobs_thread *t, const struct dynobs_span *s, const struct dyn
     memcpy(x->trace_id, s->rec.trace_id, 16);
     memcpy(x->span_id, s->rec.span_id, 8);
     x->flags = s->rec.trace_flags;
+    x->keep = s->tail;
     x->remote = 0;
     x->span = owner;
     x->span_gen = owner ? owner->gen : 0;

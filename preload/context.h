@@ -45,6 +45,8 @@ struct dynobs_ctx {
     uint8_t ended;  /* its span ended (maybe on another thread) */
     uint8_t valid;  /* fully written: readers skip an entry being written */
     uint8_t kind;   /* DYNOBS_CTX_*: what pushed it */
+    uint8_t keep;   /* DYNOBS_KEEP_* of an unsampled span recorded for tail
+                     * sampling: the spans started under it are recorded too */
     uint16_t ts_len;
     const struct dynobs_span *span; /* owner API span, NULL otherwise */
     uint32_t span_gen;

@@ -85,6 +85,11 @@ int dynobs__init(void)
     dynobs__guard++;
     dynobs__real_bind();
     dynobs__config_load(&dynobs__config, env);
+    if (dynobs__span_policy_from_env(getenv("DYNOBS_TAIL_KEEP")) < 0 &&
+        !dynobs__config.bad_setting) {
+        dynobs__config.bad_setting = 1;
+        dynobs__config.bad_name = "DYNOBS_TAIL_KEEP";
+    }
     int next = DYNOBS_OFF;
     if (!dynobs__config.disabled) {
         if (dynobs__config.bad_setting)

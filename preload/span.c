@@ -95,10 +95,115 @@ static size_t kept_len(struct dynobs_span *s, const char *str, size_t max)
     return n;
 }
 
+/* The process's default policy (span.h): NULL, or a policy that stays
+ * valid forever once published. */
+static const struct dynobs_span_policy *default_policy;
+
+void dynobs__span_default_policy_set(const struct dynobs_span_policy *p)
+{
+    __atomic_store_n(&default_policy, p, __ATOMIC_RELEASE);
+}
+
+static inline const struct dynobs_span_policy *policy_or_default(const struct dynobs_span_policy *p)
+{
+    return p ? p : __atomic_load_n(&default_policy, __ATOMIC_ACQUIRE);
+}
+
+/* One word of DYNOBS_TAIL_KEEP (n bytes at w) into *p. */
+static int policy_word(const char *w, size_t n, struct dynobs_span_policy *p)
+{
+    while (n && (*w == ' ' || *w == '\t')) {
+        w++;
+        n--;
+    }
+    while (n && (w[n - 1] == ' ' || w[n - 1] == '\t'))
+        n--;
+    if ((n == 6 && !strncmp(w, "errors", 6)) || (n == 5 && !strncmp(w, "error", 5))) {
+        p->keep |= DYNOBS_KEEP_ERRORS;
+        return 0;
+    }
+    if (n == 0 || (n == 4 && !strncmp(w, "none", 4)))
+        return 0;
+    if (n < 6 || strncmp(w, "slow:", 5))
+        return -EINVAL;
+    size_t i = 5;
+    uint64_t v = 0;
+    if (w[i] < '0' || w[i] > '9')
+        return -EINVAL;
+    for (; i < n && w[i] >= '0' && w[i] <= '9'; i++) {
+        v = v * 10 + (uint64_t)(w[i] - '0');
+        if (v > UINT32_MAX)
+            return -EINVAL;
+    }
+    if (n - i == 1 && w[i] == 's')
+        v *= 1000;
+    else if (!(i == n || (n - i == 2 && !strncmp(w + i, "ms", 2))))
+        return -EINVAL;
+    if (v > UINT32_MAX)
+        return -EINVAL;
+    p->keep |= DYNOBS_KEEP_SLOW;
+    p->keep_slower_ms = (uint32_t)v;
+    return 0;
+}
+
+int dynobs__span_policy_parse(const char *value, struct dynobs_span_policy *out)
+{
+    struct dynobs_span_policy p = {0};
+    for (const char *w = value; w && *w;) {
+        size_t n = strcspn(w, ",");
+        if (policy_word(w, n, &p) < 0) {
+            *out = (struct dynobs_span_policy){0};
+            return -EINVAL;
+        }
+        w += n + (w[n] == ',');
+    }
+    *out = p;
+    return 0;
+}
+
+int dynobs__span_policy_from_env(const char *value)
+{
+    /* Published once and never changed: readers hold no lock. */
+    static struct dynobs_span_policy from_env;
+    struct dynobs_span_policy p;
+    int rc = dynobs__span_policy_parse(value, &p);
+    if (rc == 0 && p.keep) {
+        from_env = p;
+        dynobs__span_default_policy_set(&from_env);
+    }
+    return rc;
+}
+
+/* What a policy, and the keep bits inherited from a parent recorded for
+ * tail sampling, change in a span whose head decision is made. Out of
+ * line: spans without either never come here. */
+static __attribute__((noinline)) void apply_policy(struct dynobs_span *s,
+                                                   const struct dynobs_span_policy *pol,
+                                                   uint8_t inherited, int sampled)
+{
+    uint8_t keep = inherited;
+    if (pol) {
+        keep |= pol->keep;
+        if (pol->keep & DYNOBS_KEEP_SLOW)
+            s->slow_ns = (uint64_t)pol->keep_slower_ms * 1000000u;
+    }
+    if (keep & DYNOBS_KEEP_ERRORS)
+        s->keep_err = 1;
+    if (!sampled && keep) {
+        /* Recorded and written, flagged unsampled, for the exporter to
+         * hold; the spans started under it inherit the intent, so that
+         * the trace's part made here is whole. */
+        s->tail = keep;
+        s->recording = 1;
+    }
+    if (pol && pol->drop)
+        s->recording = 0;
+}
+
 /* Fills a span's record from its parent (a context, or NULL for a new
  * trace) and decides sampling. Used for API spans and detached ones. */
 static void span_fill(struct dynobs_span *s, struct dynobs_thread *t, const char *name, int kind,
-                      const struct dynobs_ctx *parent)
+                      const struct dynobs_ctx *parent, const struct dynobs_span_policy *pol)
 {
     struct dynobs_span_rec *r = &s->rec;
     uint8_t flags;
@@ -116,7 +221,10 @@ static void span_fill(struct dynobs_span *s, struct dynobs_thread *t, const char
         flags = DYNOBS_FLAG_RANDOM; /* we made every bit of it random */
     }
     dynobs__rng_id(&t->rng, r->span_id, 8);
-    int sampled = dynobs__sampler_decide(&dynobs__config.sampler, r->trace_id, parent != NULL,
+    const struct dynobs_sampler *sampler = &dynobs__config.sampler;
+    if (__builtin_expect(pol != NULL, 0) && pol->sampler)
+        sampler = pol->sampler;
+    int sampled = dynobs__sampler_decide(sampler, r->trace_id, parent != NULL,
                                          parent ? (parent->flags & DYNOBS_FLAG_SAMPLED) : 0);
     if (sampled)
         flags |= DYNOBS_FLAG_SAMPLED;
@@ -129,6 +237,14 @@ static void span_fill(struct dynobs_span *s, struct dynobs_thread *t, const char
     r->attr_count = r->event_count = r->dropped_attrs = r->dropped_events = 0;
     r->status_msg_len = 0;
     s->recording = (uint8_t)sampled;
+    /* A sampled span's error is a reason to keep its trace everywhere:
+     * unsampled spans of it held by the exporter (from a process whose
+     * rules keep errors) are then exported with it. */
+    s->keep_err = (uint8_t)sampled;
+    s->tail = 0;
+    s->slow_ns = UINT64_MAX;
+    if (__builtin_expect(pol != NULL || (parent && parent->keep), 0))
+        apply_policy(s, pol, parent ? parent->keep : 0, sampled);
     s->status_final = 0;
     s->truncated = 0;
     s->attrs = s->events = 0;
@@ -176,7 +292,7 @@ static dynobs_span *start_span(const char *name, int kind, const char *parent_tr
         parent = dynobs__ctx_current(t);
     s->owner = t;
     s->gen++;
-    span_fill(s, t, name, kind, parent);
+    span_fill(s, t, name, kind, parent, policy_or_default(NULL));
     struct dynobs_span_rec *r = &s->rec;
     s->stack_idx = -1;
     if (!(flags & DYNOBS_SPAN_NO_CONTEXT))
@@ -199,8 +315,9 @@ DYNOBS_API dynobs_span *dynobs_span_start_ex(const char *name, int kind,
     return start_span(name, kind, parent_traceparent, parent_tracestate, flags);
 }
 
-int dynobs__span_begin(struct dynobs_span *s, const char *name, int kind,
-                       const struct dynobs_ctx *parent, uint64_t start_ns)
+int dynobs__span_begin_ex(struct dynobs_span *s, const char *name, int kind,
+                          const struct dynobs_ctx *parent, uint64_t start_ns,
+                          const struct dynobs_span_policy *pol)
 {
     struct dynobs_thread *t = dynobs__thread();
     if (!t || !name)
@@ -208,10 +325,16 @@ int dynobs__span_begin(struct dynobs_span *s, const char *name, int kind,
     s->owner = NULL;
     s->stack_idx = -1;
     s->gen++;
-    span_fill(s, t, name, kind, parent);
+    span_fill(s, t, name, kind, parent, policy_or_default(pol));
     s->rec.start_ns = start_ns;
     __atomic_store_n(&s->live, SPAN_LIVE, __ATOMIC_RELEASE);
     return 0;
+}
+
+int dynobs__span_begin(struct dynobs_span *s, const char *name, int kind,
+                       const struct dynobs_ctx *parent, uint64_t start_ns)
+{
+    return dynobs__span_begin_ex(s, name, kind, parent, start_ns, NULL);
 }
 
 /* The size of the attribute item at p: header, key, and the value (a
@@ -408,7 +531,8 @@ static int set_status(dynobs_span *s, int code, const char *message)
     return 0;
 }
 
-static int emit(struct dynobs_span *s, struct dynobs_thread *self)
+/* rf: the record flags decided at the span's end (DYNOBS_RECF_KEEP). */
+static int emit(struct dynobs_span *s, struct dynobs_thread *self, uint16_t rf)
 {
     struct dynobs_segment *seg = dynobs__segment();
     if (!seg) {
@@ -422,7 +546,11 @@ static int emit(struct dynobs_span *s, struct dynobs_thread *self)
     r->event_count = s->events;
     r->body_len = s->used + s->status_len;
     size_t payload = sizeof *r + r->body_len;
-    uint16_t rf = s->truncated ? DYNOBS_RECF_TRUNCATED : 0;
+    if (s->truncated)
+        rf |= DYNOBS_RECF_TRUNCATED;
+    /* Only a span recorded for tail sampling is written unsampled. */
+    if (!(r->trace_flags & DYNOBS_FLAG_SAMPLED))
+        rf |= DYNOBS_RECF_UNSAMPLED;
     struct dynobs_ring *ring = dynobs__ring_of(seg, self);
     struct dynobs_rec_hdr *h = dynobs__ring_reserve(ring, payload, DYNOBS_REC_SPAN, rf);
     if (!h)
@@ -458,7 +586,11 @@ static int span_end(dynobs_span *s)
         s->rec.end_ns = self ? dynobs__clock_now(&self->clk) : dynobs__now_ns();
         if (s->rec.end_ns < s->rec.start_ns) /* the wall clock stepped back */
             s->rec.end_ns = s->rec.start_ns;
-        rc = emit(s, self);
+        uint16_t rf = 0;
+        if ((s->rec.status == DYNOBS_STATUS_ERROR && s->keep_err) ||
+            s->rec.end_ns - s->rec.start_ns >= s->slow_ns)
+            rf = DYNOBS_RECF_KEEP;
+        rc = emit(s, self, rf);
     }
     struct dynobs_thread *t = s->owner;
     if (!t) /* detached: its storage belongs to the caller */

@@ -13,13 +13,31 @@
 #include "dynobs/dynobs.h"
 
 #include "../common/layout.h"
+#include "../common/rules_layout.h"
 #include "../common/util.h"
 
 #define DYNOBS_NAME_MAX 512u
 #define DYNOBS_STATUS_MSG_MAX 512u
 
 struct dynobs_ctx;
+struct dynobs_sampler;
 struct dynobs_thread;
+
+/* What the rules ask of one span, given when it begins. The head decision
+ * (the W3C sampled flag, which is what goes downstream) always comes from
+ * the sampler. A span the sampler did not keep is still recorded when
+ * keep is set, or when its parent in this process was recorded that way:
+ * it is written flagged DYNOBS_RECF_UNSAMPLED, and the exporter holds it
+ * until its trace turns out to have a reason to be kept (exporter/tail.h).
+ * Unsampled spans without keep cost what they always did: nothing is
+ * recorded or written. */
+struct dynobs_span_policy {
+    const struct dynobs_sampler *sampler; /* NULL: the configured one (dynobs__config.sampler) */
+    uint8_t keep;            /* DYNOBS_KEEP_ERRORS | DYNOBS_KEEP_SLOW (rules_layout.h) */
+    uint32_t keep_slower_ms; /* with DYNOBS_KEEP_SLOW: a span this long is a reason to keep */
+    uint8_t drop;            /* 1: the span is not written at all (filters), but stays a
+                              * valid context: its ids and flags still propagate */
+};
 
 struct dynobs_span {
     uint32_t live;   /* SPAN_LIVE while started and not ended */
@@ -35,6 +53,14 @@ struct dynobs_span {
     uint32_t used;      /* bytes used in body: name, tracestate, items */
     uint32_t items_off; /* where the items start in body */
     uint32_t last_event_off;
+    /* Tail sampling (struct dynobs_span_policy). tail: the DYNOBS_KEEP_*
+     * bits an unsampled span is recorded for, 0 otherwise; its context
+     * passes them to the spans started under it. keep_err: an ERROR status
+     * makes the span a reason to keep its trace. slow_ns: so does lasting
+     * that long (UINT64_MAX: no such rule). */
+    uint8_t tail;
+    uint8_t keep_err;
+    uint64_t slow_ns;
     struct dynobs_thread *owner; /* NULL for a detached span */
     struct dynobs_span_rec rec;
     char status_msg[DYNOBS_STATUS_MSG_MAX];
@@ -44,9 +70,27 @@ struct dynobs_span {
 
 /* Detached spans: the caller owns the storage, the span is not on any
  * thread's context stack, and its parent and start time are given.
- * parent NULL starts a new trace. */
+ * parent NULL starts a new trace. pol NULL: the process's default policy
+ * (below), which dynobs__span_begin always takes. */
+int dynobs__span_begin_ex(struct dynobs_span *s, const char *name, int kind,
+                          const struct dynobs_ctx *parent, uint64_t start_ns,
+                          const struct dynobs_span_policy *pol) DYNOBS_INTERNAL;
 int dynobs__span_begin(struct dynobs_span *s, const char *name, int kind,
                        const struct dynobs_ctx *parent, uint64_t start_ns) DYNOBS_INTERNAL;
+
+/* The policy of spans begun without one (every API span, and detached
+ * spans begun with pol NULL); NULL for none. Published with one atomic
+ * store, read without a lock: the pointee must stay valid and unchanged
+ * forever once published (a rules reload publishes a new one). */
+void dynobs__span_default_policy_set(const struct dynobs_span_policy *p) DYNOBS_INTERNAL;
+/* DYNOBS_TAIL_KEEP, read at start-up: "errors", "slow:500ms" (or "slow:2s",
+ * a bare number is milliseconds), both joined by a comma, or "none" / empty.
+ * Parses into *out (sampler NULL); returns 0, or -EINVAL (then *out keeps
+ * nothing). */
+int dynobs__span_policy_parse(const char *value, struct dynobs_span_policy *out) DYNOBS_INTERNAL;
+/* Parses value (NULL: unset) and, when it keeps anything, publishes it as
+ * the default policy. Returns 0 or -EINVAL (nothing published). */
+int dynobs__span_policy_from_env(const char *value) DYNOBS_INTERNAL;
 int dynobs__span_set(struct dynobs_span *s, const char *key, int type, const void *val,
                      size_t vlen) DYNOBS_INTERNAL;
 /* Adds an attribute the span does not have yet (no scan for one to
