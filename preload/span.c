@@ -184,16 +184,21 @@ static __attribute__((noinline)) void apply_policy(struct dynobs_span *s,
     uint8_t keep = inherited;
     if (pol) {
         keep |= pol->keep;
-        if (pol->keep & DYNOBS_KEEP_SLOW)
+        /* Slowness is judged by the span's own rule: in this process, a
+         * slow child makes its ancestors at least as slow. */
+        if (pol->keep & DYNOBS_KEEP_SLOW) {
             s->slow_ns = (uint64_t)pol->keep_slower_ms * 1000000u;
+            s->end_check |= DYNOBS_SPAN_KEEP_SLOW;
+        }
     }
     if (keep & DYNOBS_KEEP_ERRORS)
-        s->keep_err = 1;
+        s->end_check |= DYNOBS_SPAN_KEEP_ERR;
     if (!sampled && keep) {
         /* Recorded and written, flagged unsampled, for the exporter to
          * hold; the spans started under it inherit the intent, so that
          * the trace's part made here is whole. */
         s->tail = keep;
+        s->end_check |= DYNOBS_SPAN_UNSAMPLED;
         s->recording = 1;
     }
     if (pol && pol->drop)
@@ -206,7 +211,7 @@ static void span_fill(struct dynobs_span *s, struct dynobs_thread *t, const char
                       const struct dynobs_ctx *parent, const struct dynobs_span_policy *pol)
 {
     struct dynobs_span_rec *r = &s->rec;
-    uint8_t flags;
+    uint8_t flags, inherited = 0;
     size_t ts_len = 0;
     r->span_flags = 0;
     if (parent) {
@@ -215,6 +220,7 @@ static void span_fill(struct dynobs_span *s, struct dynobs_thread *t, const char
         r->span_flags = DYNOBS_SPANF_HAS_PARENT | (parent->remote ? DYNOBS_SPANF_PARENT_REMOTE : 0);
         flags = parent->flags & DYNOBS_FLAG_RANDOM;
         ts_len = parent->ts_len;
+        inherited = parent->keep;
     } else {
         dynobs__rng_id(&t->rng, r->trace_id, 16);
         memset(r->parent_span_id, 0, 8);
@@ -240,11 +246,11 @@ static void span_fill(struct dynobs_span *s, struct dynobs_thread *t, const char
     /* A sampled span's error is a reason to keep its trace everywhere:
      * unsampled spans of it held by the exporter (from a process whose
      * rules keep errors) are then exported with it. */
-    s->keep_err = (uint8_t)sampled;
+    _Static_assert(DYNOBS_SPAN_KEEP_ERR == 1, "sampled is 0 or 1");
+    s->end_check = (uint8_t)sampled;
     s->tail = 0;
-    s->slow_ns = UINT64_MAX;
-    if (__builtin_expect(pol != NULL || (parent && parent->keep), 0))
-        apply_policy(s, pol, parent ? parent->keep : 0, sampled);
+    if (__builtin_expect(pol != NULL || inherited, 0))
+        apply_policy(s, pol, inherited, sampled);
     s->status_final = 0;
     s->truncated = 0;
     s->attrs = s->events = 0;
@@ -520,6 +526,9 @@ static int set_status(dynobs_span *s, int code, const char *message)
     if (s->status_final || code == DYNOBS_STATUS_UNSET)
         return 0;
     s->rec.status = (uint8_t)code;
+    s->end_check &= (uint8_t)~DYNOBS_SPAN_KEEP_NOW;
+    if (code == DYNOBS_STATUS_ERROR && (s->end_check & DYNOBS_SPAN_KEEP_ERR))
+        s->end_check |= DYNOBS_SPAN_KEEP_NOW;
     s->status_len = 0;
     if (code == DYNOBS_STATUS_OK) {
         s->status_final = 1;
@@ -531,7 +540,7 @@ static int set_status(dynobs_span *s, int code, const char *message)
     return 0;
 }
 
-/* rf: the record flags decided at the span's end (DYNOBS_RECF_KEEP). */
+/* rf: the record flags of tail sampling (end_flags). */
 static int emit(struct dynobs_span *s, struct dynobs_thread *self, uint16_t rf)
 {
     struct dynobs_segment *seg = dynobs__segment();
@@ -548,9 +557,6 @@ static int emit(struct dynobs_span *s, struct dynobs_thread *self, uint16_t rf)
     size_t payload = sizeof *r + r->body_len;
     if (s->truncated)
         rf |= DYNOBS_RECF_TRUNCATED;
-    /* Only a span recorded for tail sampling is written unsampled. */
-    if (!(r->trace_flags & DYNOBS_FLAG_SAMPLED))
-        rf |= DYNOBS_RECF_UNSAMPLED;
     struct dynobs_ring *ring = dynobs__ring_of(seg, self);
     struct dynobs_rec_hdr *h = dynobs__ring_reserve(ring, payload, DYNOBS_REC_SPAN, rf);
     if (!h)
@@ -570,6 +576,18 @@ static int emit(struct dynobs_span *s, struct dynobs_thread *self, uint16_t rf)
     return 0;
 }
 
+/* The record flags of tail sampling for a span that ends: written
+ * unsampled, and whether it is a reason to keep its trace (an error, or
+ * slower than its rule). */
+static uint16_t end_flags(const struct dynobs_span *s)
+{
+    uint16_t rf = (s->end_check & DYNOBS_SPAN_UNSAMPLED) ? DYNOBS_RECF_UNSAMPLED : 0;
+    if ((s->end_check & DYNOBS_SPAN_KEEP_NOW) ||
+        ((s->end_check & DYNOBS_SPAN_KEEP_SLOW) && s->rec.end_ns - s->rec.start_ns >= s->slow_ns))
+        rf |= DYNOBS_RECF_KEEP;
+    return rf;
+}
+
 static int span_end(dynobs_span *s)
 {
     /* A plain test and store, not a compare-and-swap: ending one span from
@@ -587,9 +605,8 @@ static int span_end(dynobs_span *s)
         if (s->rec.end_ns < s->rec.start_ns) /* the wall clock stepped back */
             s->rec.end_ns = s->rec.start_ns;
         uint16_t rf = 0;
-        if ((s->rec.status == DYNOBS_STATUS_ERROR && s->keep_err) ||
-            s->rec.end_ns - s->rec.start_ns >= s->slow_ns)
-            rf = DYNOBS_RECF_KEEP;
+        if (__builtin_expect(s->end_check & ~DYNOBS_SPAN_KEEP_ERR, 0))
+            rf = end_flags(s);
         rc = emit(s, self, rf);
     }
     struct dynobs_thread *t = s->owner;

@@ -19,6 +19,12 @@
 #define DYNOBS_NAME_MAX 512u
 #define DYNOBS_STATUS_MSG_MAX 512u
 
+/* struct dynobs_span.end_check: what its end looks at. */
+#define DYNOBS_SPAN_KEEP_ERR 0x1u   /* an ERROR status would be a reason to keep */
+#define DYNOBS_SPAN_KEEP_SLOW 0x2u  /* so would lasting slow_ns */
+#define DYNOBS_SPAN_KEEP_NOW 0x4u   /* its status is ERROR and KEEP_ERR holds */
+#define DYNOBS_SPAN_UNSAMPLED 0x8u  /* recorded for tail sampling only */
+
 struct dynobs_ctx;
 struct dynobs_sampler;
 struct dynobs_thread;
@@ -46,6 +52,8 @@ struct dynobs_span {
     uint8_t status_final;
     uint8_t truncated;
     uint8_t pool_idx;
+    uint8_t tail;      /* tail sampling: see slow_ns */
+    uint8_t end_check;
     int16_t stack_idx; /* -1 when not on the context stack */
     uint16_t attrs;    /* span attributes present */
     uint16_t events;
@@ -55,11 +63,9 @@ struct dynobs_span {
     uint32_t last_event_off;
     /* Tail sampling (struct dynobs_span_policy). tail: the DYNOBS_KEEP_*
      * bits an unsampled span is recorded for, 0 otherwise; its context
-     * passes them to the spans started under it. keep_err: an ERROR status
-     * makes the span a reason to keep its trace. slow_ns: so does lasting
-     * that long (UINT64_MAX: no such rule). */
-    uint8_t tail;
-    uint8_t keep_err;
+     * passes them to the spans started under it. end_check: the
+     * DYNOBS_SPAN_* bits above, so that a span without any costs its end
+     * one test (slow_ns is set only with DYNOBS_SPAN_KEEP_SLOW). */
     uint64_t slow_ns;
     struct dynobs_thread *owner; /* NULL for a detached span */
     struct dynobs_span_rec rec;
