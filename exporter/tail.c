@@ -277,10 +277,10 @@ static void keep_trace(const uint8_t id[16], int unsampled)
 }
 
 /* Holds an unsampled span of a trace not decided yet. */
-static int hold(struct dx_resource *res, const struct dynobs_rec_hdr *h, const uint8_t id[16],
-                uint64_t now_ns)
+static int hold(struct dx_resource *res, const struct dynobs_rec_hdr *h, uint32_t len,
+                const uint8_t id[16], uint64_t now_ns)
 {
-    size_t need = sizeof(struct held) + h->len;
+    size_t need = sizeof(struct held) + len;
     struct trace *t = find(id);
     if (!t) {
         if (!buckets && index_traces() < 0)
@@ -301,9 +301,13 @@ static int hold(struct dx_resource *res, const struct dynobs_rec_hdr *h, const u
         add(&st.spans_dropped, 1);
         return 0;
     }
-    struct held *s = malloc(sizeof *s + h->len);
+    /* The copy first: a fault on the mapping (segments.c guards it)
+     * then leaves the held traces as they were. */
+    struct held *s = malloc(sizeof *s + len);
     if (!s)
         return -1;
+    s->len = len;
+    memcpy(s->rec, h, s->len);
     if (!t) {
         t = calloc(1, sizeof *t);
         if (!t) {
@@ -329,46 +333,47 @@ static int hold(struct dx_resource *res, const struct dynobs_rec_hdr *h, const u
     }
     s->next = NULL;
     s->res = res;
-    s->len = h->len;
-    memcpy(s->rec, h, h->len);
     dx_resource_ref(res);
     *t->last = s;
     t->last = &s->next;
     t->nspans++;
-    t->bytes += sizeof *s + h->len;
+    t->bytes += sizeof *s + s->len;
     add(&st.held_spans, 1);
-    add(&st.held_bytes, sizeof *s + h->len);
+    add(&st.held_bytes, sizeof *s + s->len);
     return 0;
 }
 
 int dx_tail_span(struct dx_resource *res, const struct dynobs_rec_hdr *h, uint64_t now_ns)
 {
+    /* Read once: the record is in memory its writer shares. */
+    const uint32_t len = h->len;
+    const uint16_t flags = h->flags;
     /* A record too short for its trace id is the encoder's to count. */
-    if (h->len < sizeof *h + sizeof(struct dynobs_span_rec) ||
-        !(h->flags & (DYNOBS_RECF_UNSAMPLED | DYNOBS_RECF_KEEP)))
-        return dx_queue_put(DX_TRACES, res, h, h->len);
+    if (len < sizeof *h + sizeof(struct dynobs_span_rec) ||
+        !(flags & (DYNOBS_RECF_UNSAMPLED | DYNOBS_RECF_KEEP)))
+        return dx_queue_put(DX_TRACES, res, h, len);
     uint8_t id[16];
     memcpy(id, ((const struct dynobs_span_rec *)(h + 1))->trace_id, 16);
-    int unsampled = (h->flags & DYNOBS_RECF_UNSAMPLED) != 0;
-    if (h->flags & DYNOBS_RECF_KEEP) {
+    int unsampled = (flags & DYNOBS_RECF_UNSAMPLED) != 0;
+    if (flags & DYNOBS_RECF_KEEP) {
         keep_trace(id, unsampled);
-        return dx_queue_put(DX_TRACES, res, h, h->len);
+        return dx_queue_put(DX_TRACES, res, h, len);
     }
     if (!unsampled)
-        return dx_queue_put(DX_TRACES, res, h, h->len);
+        return dx_queue_put(DX_TRACES, res, h, len);
     struct decision *e = decided(id);
     if (e && e->keep) {
         if (!e->counted) {
             e->counted = 1;
             add(&st.kept, 1);
         }
-        return dx_queue_put(DX_TRACES, res, h, h->len);
+        return dx_queue_put(DX_TRACES, res, h, len);
     }
     if (e) { /* decided: no reason to keep it came in time */
         add(&st.spans_dropped, 1);
         return 0;
     }
-    return hold(res, h, id, now_ns);
+    return hold(res, h, len, id, now_ns);
 }
 
 void dx_tail_tick(uint64_t now_ns)

@@ -164,13 +164,12 @@ def test_slow_traces_arrive_whole(env):
         rx.stop()
 
 
-@tx.with_env
-def test_without_the_setting_unsampled_errors_are_lost(env):
+def only_head_sampled_traces_arrive(env, keep):
     rx = Receiver()
     try:
         env.start_exporter(rx.url())
         n = 400
-        traces = run_tailgen(env, [n, 20], None)
+        traces = run_tailgen(env, [n, 20], keep)
         head = {t for t, (s, _, _) in traces.items() if s}
         tx.check(len(head) < n // 20, "the head sampler kept %d of %d" % (len(head), n))
         if head:
@@ -185,6 +184,22 @@ def test_without_the_setting_unsampled_errors_are_lost(env):
         tx.check(metric(env, "dynobs_exporter_tail_traces_kept_total") == 0, "nothing kept")
     finally:
         rx.stop()
+
+
+@tx.with_env
+def test_without_the_setting_unsampled_errors_are_lost(env):
+    only_head_sampled_traces_arrive(env, None)
+
+
+@tx.with_env
+def test_a_malformed_setting_is_reported_and_keeps_nothing(env):
+    # The report, from a process of its own (its segment elsewhere).
+    r = subprocess.run([TAILGEN, "1", "1"], capture_output=True, text=True, timeout=60,
+                       env=env.app_env({"DYNOBS_TAIL_KEEP": "errors,fast",
+                                        "DYNOBS_SHM_DIR": os.path.join(env.dir, "other")}))
+    tx.check(r.returncode == 0 and "ignoring malformed DYNOBS_TAIL_KEEP" in r.stderr,
+             "exit %d, stderr %r" % (r.returncode, r.stderr))
+    only_head_sampled_traces_arrive(env, "errors,fast")
 
 
 def main():
