@@ -112,7 +112,9 @@ static void unlink_trace(struct trace *t)
     sub(&st.held_bytes, t->bytes);
 }
 
-/* Removes t and frees it; its spans go to the queue when `release`. */
+/* Removes t and frees it; its spans go to the queue when `release`.
+ * They may take the queue past its bound by one trace: that memory was
+ * already spent, and counted in the byte budget. */
 static void finish_trace(struct trace *t, int release)
 {
     unlink_trace(t);

@@ -253,3 +253,32 @@ Test(exporter_tail, decisions_are_remembered_in_a_bounded_set)
     dx_tail_finish();
     cr_assert_eq(res->refs, 1);
 }
+
+Test(exporter_tail, decisions_outlive_a_new_bound)
+{
+    char q[256];
+    dx_tail_configure(5000, 16); /* room for 64 decisions */
+    for (int i = 0; i < 100; i++)
+        put((uint8_t)i, 1, K, 0);
+    queued(q, sizeof q);
+    /* Larger: the decisions made stay. */
+    dx_tail_configure(5000, 1000);
+    put(99, 2, U, 0);
+    put(36, 2, U, 0);
+    queued(q, sizeof q);
+    cr_assert_str_eq(q, "99.2 36.2");
+    for (int i = 100; i < 140; i++)
+        put((uint8_t)i, 1, K, 0);
+    queued(q, sizeof q);
+    /* Smaller: the most recent ones stay (76 to 139), the older ones are
+     * forgotten. */
+    dx_tail_configure(5000, 16);
+    put(139, 3, U, 0);
+    put(76, 3, U, 0);
+    put(75, 3, U, 0);
+    queued(q, sizeof q);
+    cr_assert_str_eq(q, "139.3 76.3");
+    cr_assert_eq(stats().held_spans, 1, "trace 75's decision was forgotten");
+    dx_tail_finish();
+    cr_assert_eq(res->refs, 1);
+}
