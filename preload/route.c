@@ -16,7 +16,9 @@ static struct dynobs_route_trie trie = DYNOBS_ROUTE_TRIE_INIT(nodes, DYNOBS_ROUT
 static const char *path_of(const char *t, size_t n, size_t *len)
 {
     size_t i = 0;
-    if (n && t[0] != '/') {
+    if (!n)
+        return NULL;
+    if (t[0] != '/') {
         const char *sep = n >= 3 ? memchr(t, ':', n) : NULL;
         if (!sep || (size_t)(t + n - sep) < 3 || memcmp(sep, "://", 3) != 0)
             return NULL;
@@ -87,6 +89,18 @@ void dynobs__server_route(const struct dynobs_rules *r, const struct dynobs_rule
         break;
     }
     out->len = (uint16_t)len;
+}
+
+void dynobs__server_span_name(char *out, const char *method, size_t ml,
+                              const struct dynobs_route *r)
+{
+    memcpy(out, method, ml);
+    if (r->len) {
+        out[ml++] = ' ';
+        memcpy(out + ml, r->text, r->len);
+        ml += r->len;
+    }
+    out[ml] = '\0';
 }
 
 uint64_t dynobs__route_pool_full(void)

@@ -36,6 +36,11 @@ struct dynobs_route {
 void dynobs__server_route(const struct dynobs_rules *r, const struct dynobs_rule_routes *rr,
                           const char *target, size_t n, struct dynobs_route *out) DYNOBS_INTERNAL;
 
+/* A server span's name: "METHOD ROUTE", or the method alone when the
+ * request has no route. out holds ml + 1 + DYNOBS_ROUTE_MAX bytes. */
+void dynobs__server_span_name(char *out, const char *method, size_t ml,
+                              const struct dynobs_route *r) DYNOBS_INTERNAL;
+
 /* The trie's counters, for /metrics: path segments folded into {id}
  * because the node pool was full, and because a node had its N values. */
 uint64_t dynobs__route_pool_full(void) DYNOBS_INTERNAL;
