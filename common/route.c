@@ -75,6 +75,72 @@ int dynobs__route_match(const char *pattern, const char *path, size_t n)
     }
 }
 
+void dynobs__route_split(const char *path, size_t n, struct dynobs_route_split *sp)
+{
+    struct seg s;
+    size_t pos = 0;
+    sp->path = path;
+    sp->len = n;
+    sp->n = 0;
+    sp->more = 0;
+    while (next_seg(path, n, &pos, &s)) {
+        if (sp->n == DYNOBS_ROUTE_SPLIT) {
+            sp->more = 1;
+            return;
+        }
+        sp->off[sp->n] = (uint16_t)(s.p - path);
+        sp->seglen[sp->n++] = (uint16_t)s.n;
+    }
+}
+
+/* Compares a pattern's literal segment at p with n bytes of a path
+ * segment without scanning the pattern first: most patterns differ at
+ * their first byte. Returns the pattern's bytes consumed, or 0. */
+static size_t literal_at(const char *p, const char *seg, size_t n)
+{
+    for (size_t k = 0; k < n; k++)
+        if (p[k] != seg[k] || !p[k])
+            return 0;
+    return p[n] == '/' || !p[n] ? n : 0;
+}
+
+int dynobs__route_match_split(const char *pattern, const struct dynobs_route_split *sp)
+{
+    /* A path too long to split (or to index with 16 bits) takes the
+     * general walk. */
+    if (sp->more || sp->len > UINT16_MAX)
+        return dynobs__route_match(pattern, sp->path, sp->len);
+    const char *p = pattern;
+    for (unsigned i = 0;; i++) {
+        while (*p == '/')
+            p++;
+        if (!*p)
+            return i == sp->n;
+        if (p[0] == '*' && (p[1] == '/' || !p[1])) {
+            const char *rest = p + 1;
+            while (*rest == '/')
+                rest++;
+            if (!*rest)
+                return 1; /* a last "*" */
+        }
+        if (i == sp->n)
+            return 0;
+        if (p[0] == '*' || p[0] == ':' || p[0] == '{') {
+            const char *q = p;
+            struct seg ps;
+            next_pat(&q, &ps);
+            if ((ps.n == 1 && p[0] == '*') || is_param(&ps)) {
+                p = q;
+                continue;
+            }
+        }
+        size_t used = literal_at(p, sp->path + sp->off[i], sp->seglen[i]);
+        if (!used)
+            return 0;
+        p += used;
+    }
+}
+
 /* A route being written: out holds cap bytes; every segment appended
  * leaves room for a final "/" "*" and the NUL. */
 struct out {
@@ -124,10 +190,21 @@ size_t dynobs__route_pattern(const char *pattern, char *out, size_t cap)
     return end(&o, 0);
 }
 
-static int is_hex(unsigned char c)
-{
-    return (c >= '0' && c <= '9') || ((c | 0x20) >= 'a' && (c | 0x20) <= 'f');
-}
+/* What the heuristic asks of each byte, looked up once per byte: a
+ * classification table costs less than the comparisons it replaces. */
+enum { C_DIGIT = 1, C_HEX = 2, C_B64 = 4, C_UNSAFE = 8 };
+
+static const uint8_t cls[256] = {
+    /* Bytes a metric label cannot carry (dynobs__labels_join leaves out a
+     * value holding ',' or '='), or that would need escaping everywhere:
+     * control bytes, space, '"', ',', '=', '\\', DEL. */
+    [0 ... ' '] = C_UNSAFE, ['"'] = C_UNSAFE, [','] = C_UNSAFE, ['='] = C_UNSAFE,
+    ['\\'] = C_UNSAFE, [0x7f] = C_UNSAFE,
+    ['0' ... '9'] = C_DIGIT | C_HEX | C_B64,
+    ['a' ... 'f'] = C_HEX | C_B64, ['A' ... 'F'] = C_HEX | C_B64,
+    ['g' ... 'z'] = C_B64, ['G' ... 'Z'] = C_B64,
+    ['-'] = C_B64, ['_'] = C_B64, ['+'] = C_B64,
+};
 
 static int is_uuid(const char *s, size_t n)
 {
@@ -135,47 +212,41 @@ static int is_uuid(const char *s, size_t n)
         return 0;
     for (size_t i = 0; i < n; i++) {
         int dash = i == 8 || i == 13 || i == 18 || i == 23;
-        if (dash ? s[i] != '-' : !is_hex((unsigned char)s[i]))
+        if (dash ? s[i] != '-' : !(cls[(unsigned char)s[i]] & C_HEX))
             return 0;
     }
     return 1;
 }
 
-/* Bytes a metric label cannot carry (dynobs__labels_join leaves out a
- * value holding ',' or '='), or that would need escaping everywhere. */
-static int unsafe(unsigned char c)
-{
-    return c <= ' ' || c == 0x7f || c == ',' || c == '=' || c == '"' || c == '\\';
-}
-
 static int label_safe(const char *s, size_t n)
 {
     for (size_t i = 0; i < n; i++)
-        if (unsafe((unsigned char)s[i]))
+        if (cls[(unsigned char)s[i]] & C_UNSAFE)
             return 0;
     return 1;
 }
 
 int dynobs__route_is_id(const char *seg, size_t n)
 {
-    /* One pass gathers what every rule needs. */
-    int digits = 0, hex = 1, b64 = 1;
+    /* One pass gathers what every rule needs: the bits all bytes share,
+     * any byte's bits, and the count of digits. */
+    unsigned all = C_DIGIT | C_HEX | C_B64, any = 0;
+    size_t digits = 0;
     for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)seg[i];
-        if (unsafe(c))
-            return 1;
-        int d = c >= '0' && c <= '9';
-        digits += d;
-        hex &= is_hex(c);
-        b64 &= d || ((c | 0x20) >= 'a' && (c | 0x20) <= 'z') || c == '-' || c == '_' || c == '+';
+        unsigned c = cls[(unsigned char)seg[i]];
+        all &= c;
+        any |= c;
+        digits += c & C_DIGIT;
     }
     if (!n)
         return 0;
-    if ((size_t)digits == n)
+    if (any & C_UNSAFE)
         return 1;
-    if (hex && n >= 8 && digits)
+    if (all & C_DIGIT)
         return 1;
-    if (b64 && n >= 16 && digits)
+    if ((all & C_HEX) && n >= 8 && digits)
+        return 1;
+    if ((all & C_B64) && n >= 16 && digits)
         return 1;
     return is_uuid(seg, n);
 }

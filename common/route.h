@@ -36,6 +36,20 @@
  * segment. */
 int dynobs__route_match(const char *pattern, const char *path, size_t n);
 
+/* A path split into its segments once, so that many patterns are
+ * matched without walking it again; a path of more than
+ * DYNOBS_ROUTE_SPLIT segments is walked as dynobs__route_match does. */
+#define DYNOBS_ROUTE_SPLIT 32u
+struct dynobs_route_split {
+    const char *path;
+    size_t len;
+    uint8_t n, more;
+    uint16_t off[DYNOBS_ROUTE_SPLIT], seglen[DYNOBS_ROUTE_SPLIT];
+};
+void dynobs__route_split(const char *path, size_t n, struct dynobs_route_split *sp);
+/* dynobs__route_match on a split path. */
+int dynobs__route_match_split(const char *pattern, const struct dynobs_route_split *sp);
+
 /* Writes a pattern as a route: its segments joined by '/', ":name" as
  * "{name}" ("/" for none). Returns the length written (out holds cap
  * bytes, at least 4, NUL-terminated; cut at a segment boundary). */

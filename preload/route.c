@@ -34,11 +34,12 @@ static const char *path_of(const char *t, size_t n, size_t *len)
     return e > i ? t + i : "/";
 }
 
+/* The first pattern of a list that matches (its index + 1), or 0. */
 static int any_match(const struct dynobs_rules *r, uint32_t first, uint32_t count,
-                     const char *path, size_t n)
+                     const struct dynobs_route_split *sp)
 {
     for (uint32_t i = 0; i < count; i++)
-        if (dynobs__route_match(dynobs__rules_list(r, first, i), path, n))
+        if (dynobs__route_match_split(dynobs__rules_list(r, first, i), sp))
             return (int)i + 1;
     return 0;
 }
@@ -57,15 +58,18 @@ void dynobs__server_route(const struct dynobs_rules *r, const struct dynobs_rule
         pl = 1;
     unsigned unmatched = DYNOBS_ROUTE_HEURISTIC, values = DYNOBS_ROUTE_VALUES;
     size_t len;
-    if (r && rr) {
-        out->ignored = rr->ignored_count &&
-                       any_match(r, rr->ignored_first, rr->ignored_count, path, pl) > 0;
-        int m = any_match(r, rr->patterns_first, rr->patterns_count, path, pl);
+    if (r && rr && (rr->ignored_count || rr->patterns_count)) {
+        struct dynobs_route_split sp;
+        dynobs__route_split(path, pl, &sp);
+        out->ignored = any_match(r, rr->ignored_first, rr->ignored_count, &sp) > 0;
+        int m = any_match(r, rr->patterns_first, rr->patterns_count, &sp);
         if (m) {
             const char *pat = dynobs__rules_list(r, rr->patterns_first, (uint32_t)m - 1);
             out->len = (uint16_t)dynobs__route_pattern(pat, out->text, sizeof out->text);
             return;
         }
+    }
+    if (r && rr) {
         if (rr->unmatched)
             unmatched = rr->unmatched;
         if (rr->max_segment_values)

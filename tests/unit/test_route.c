@@ -8,9 +8,24 @@
 #include "route.h"
 #include "../../preload/route.h"
 
+/* Both matchers (the walk, and the split path the shim uses) agree. */
 static int match(const char *pattern, const char *path)
 {
-    return dynobs__route_match(pattern, path, strlen(path));
+    struct dynobs_route_split sp;
+    dynobs__route_split(path, strlen(path), &sp);
+    int a = dynobs__route_match(pattern, path, strlen(path));
+    cr_assert_eq(a, dynobs__route_match_split(pattern, &sp), "%s on %s", pattern, path);
+    return a;
+}
+
+Test(route, long_path_split_falls_back_to_the_walk)
+{
+    char path[200] = "";
+    for (int i = 0; i < 40; i++)
+        strcat(path, "/a");
+    cr_assert(match("/a/*", path));
+    cr_assert(!match("/a/b/*", path));
+    cr_assert(!match("/a/{x}", path));
 }
 
 Test(route, pattern_params_and_literals)
@@ -47,6 +62,14 @@ Test(route, last_star_matches_any_rest_nothing_included)
     /* Not last: one segment. */
     cr_assert(match("/a/*/c", "/a/b/c"));
     cr_assert(!match("/a/*/c", "/a/c"));
+    /* Braces and stars that are no parameter are literal. */
+    cr_assert(match("/a/*x", "/a/*x"));
+    cr_assert(!match("/a/*x", "/a/yx"));
+    cr_assert(match("/a/{b", "/a/{b"));
+    cr_assert(!match("/a/{b", "/a/c"));
+    cr_assert(!match("/a/:", "/a/c"));
+    cr_assert(!match("/ab", "/a"));
+    cr_assert(!match("/a", "/ab"));
 }
 
 Test(route, pattern_query_never_given)
