@@ -193,6 +193,15 @@ def test_flood_of_random_paths_is_capped_and_counted(env):
         check("GET /users/{id}" in names and "GET /users/{id}/orders/{id}" in names,
               "known routes missing: %r" % sorted(names)[:20])
         check(len(routes) <= 100, "%d routes" % len(routes))
+        # Each series counts exactly the requests of its route (the label
+        # cache of a keep-alive connection follows the route).
+        by_route = {}
+        for s in spans:
+            r = attrs(s)["http.route"]
+            by_route[r] = by_route.get(r, 0) + 1
+        per_series = {re.search(r'http_route="([^"]*)"', k).group(1): v for k, v in got.items()}
+        check(per_series == by_route, "series and spans disagree: %r" % sorted(
+            set(per_series.items()) ^ set(by_route.items()))[:10])
         print("  %d requests: %d routes, %d series" % (total, len(routes), len(got)))
     finally:
         rx.stop()
