@@ -3,7 +3,8 @@
 file): a Python http.server under the shim, the exporter, a test OTLP
 receiver.
   - /users/123 and /users/456 are one route, /users/{id}: one span name
-    "GET /users/{id}", one series of http.server.request.duration;
+    "GET /users/{id}", one series of http.server.request.duration; the
+    same from php-fpm behind nginx (FastCGI: the route of REQUEST_URI);
   - a flood of 3000 requests on random paths (numeric ids, UUIDs, random
     words, depths 1 to 5, random query strings) makes at most 100 series
     of http.server.request.duration, whose counts add up to exactly 3000,
@@ -15,12 +16,15 @@ import http.client
 import os
 import random
 import re
+import shutil
 import string
+import subprocess
 import sys
 import threading
 import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import test_event_loops as el  # noqa: E402
 import test_exporter as tx  # noqa: E402
 import test_http_server as hs  # noqa: E402
 from otlp_receiver import Receiver  # noqa: E402
@@ -128,6 +132,46 @@ def test_two_ids_one_route(env):
               "url.path keeps the path itself")
         wait_for(lambda: sum(series(env, "routes-ids").values()) == 3, 15, "3 requests counted")
         got = series(env, "routes-ids")
+        check(len(got) == 1 and 'http_route="/users/{id}"' in next(iter(got)),
+              "one series, labelled with the route: %r" % got)
+    finally:
+        rx.stop()
+
+
+@tx.with_env
+def test_fastcgi_two_ids_one_route(env):
+    el.need_nginx()
+    fpm = shutil.which("php-fpm") or shutil.which("php-fpm8.2")
+    if not fpm:
+        raise tx.Skipped("php-fpm is missing (Debian: php-fpm)")
+    rx = Receiver()
+    try:
+        env.start_exporter(rx.url())
+        fpm_port = tx.free_port()
+        conf = el.script(env, "fpm.conf", el.FPM_CONF.format(d=env.dir, port=fpm_port))
+        www = os.path.join(env.dir, "www")
+        os.makedirs(www)
+        with open(os.path.join(www, "ok.php"), "w") as f:
+            f.write("<?php echo 'ok';\n")
+        for d in (env.dir, www):
+            os.chmod(d, 0o755)
+        os.chmod(os.path.join(www, "ok.php"), 0o644)
+        p = subprocess.Popen([fpm, "-R", "-F", "-y", conf],
+                             env=env.app_env({"OTEL_SERVICE_NAME": "routes-fpm"}),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        env.procs.append(p)
+        hs.wait_listening(fpm_port, p, "php-fpm")
+        ng = el.hc.Nginx(env, locations=(
+            "    location /users { include /etc/nginx/fastcgi_params; "
+            "fastcgi_param SCRIPT_FILENAME %s/ok.php; fastcgi_pass 127.0.0.1:%d; }\n"
+            % (www, fpm_port)))
+        send(ng.port, ["/users/123", "/users/456?tab=posts"], threads=1)
+        for s in server_spans(rx, "routes-fpm", 2):
+            a = attrs(s)
+            check(a.get("http.route") == "/users/{id}", "http.route %r" % a.get("http.route"))
+            check(one(s, "name").decode() == "GET /users/{id}", "name %r" % one(s, "name"))
+        wait_for(lambda: sum(series(env, "routes-fpm").values()) == 2, 15, "2 requests counted")
+        got = series(env, "routes-fpm")
         check(len(got) == 1 and 'http_route="/users/{id}"' in next(iter(got)),
               "one series, labelled with the route: %r" % got)
     finally:
