@@ -358,10 +358,12 @@ size_t dynobs__route_fold(struct dynobs_route_trie *t, const char *path, size_t 
             return end(&o, 1);
         depth++;
         /* A segment the trie cannot keep, or a label cannot carry, is
-         * {id} whatever the mode. */
-        int id = s.n > DYNOBS_ROUTE_SEG_MAX || ((flags & DYNOBS_ROUTE_F_HEURISTIC)
-                                                    ? dynobs__route_is_id(s.p, s.n)
-                                                    : !label_safe(s.p, s.n));
+         * {id} whatever the mode; so is one that reads "{id}" (it must
+         * not take one of the N places). */
+        int id = s.n > DYNOBS_ROUTE_SEG_MAX ||
+                 (s.n == ID_LEN && !memcmp(s.p, ID, ID_LEN)) ||
+                 ((flags & DYNOBS_ROUTE_F_HEURISTIC) ? dynobs__route_is_id(s.p, s.n)
+                                                     : !label_safe(s.p, s.n));
         const char *text = id ? ID : s.p;
         size_t tn = id ? ID_LEN : s.n;
         int64_t c = child(t, node, text, tn, !id, max_values);

@@ -29,8 +29,8 @@ static const char *path_of(const char *t, size_t n, size_t *len)
     size_t e = i;
     while (e < n && t[e] != '?' && t[e] != '#')
         e++;
-    *len = e - i;
     /* "http://host" and "http://host?q" are the root. */
+    *len = e > i ? e - i : 1;
     return e > i ? t + i : "/";
 }
 
@@ -54,8 +54,6 @@ void dynobs__server_route(const struct dynobs_rules *r, const struct dynobs_rule
     out->text[0] = '\0';
     if (!path)
         return;
-    if (!pl)
-        pl = 1;
     unsigned unmatched = DYNOBS_ROUTE_HEURISTIC, values = DYNOBS_ROUTE_VALUES;
     size_t len;
     if (r && rr && (rr->ignored_count || rr->patterns_count)) {

@@ -198,6 +198,12 @@ Test(route, trie_n_from_rules)
     cr_assert_str_eq(fold(&u, "/1", DYNOBS_ROUTE_F_HEURISTIC, 10), "/{id}");
     /* ... but a segment a label cannot carry is not. */
     cr_assert_str_eq(fold(&u, "/a=b", 0, 10), "/{id}");
+    /* A literal "{id}" takes no place among the values. */
+    struct dynobs_route_trie w = DYNOBS_ROUTE_TRIE_INIT(pool, NODES);
+    memset(pool, 0, sizeof pool);
+    cr_assert_str_eq(fold(&w, "/{id}", 0, 1), "/{id}");
+    cr_assert_str_eq(fold(&w, "/a", 0, 1), "/a");
+    cr_assert_str_eq(fold(&w, "/b", 0, 1), "/{id}");
 }
 
 Test(route, trie_long_segment_is_id)
