@@ -76,12 +76,24 @@ static void start(struct dynobs_conn *c)
     struct dynobs_ctx remote;
     const struct dynobs_ctx *parent =
         tpl ? dynobs__ctx_from_headers(&remote, tp, tpl, ts, tsl) : NULL;
-    if (dynobs__span_begin(&f->span, f->method, DYNOBS_SPAN_KIND_SERVER, parent, f->start_ns) < 0)
+    /* The span is named "METHOD ROUTE"; the route comes from the URI the
+     * client asked for (REQUEST_URI), not the script's name. */
+    size_t ul;
+    const char *uri = var(&f->req, DYNOBS_FCGI_URI, &ul);
+    dynobs__server_route(NULL, NULL, uri, ul, &f->route);
+    char name[sizeof f->method + DYNOBS_ROUTE_MAX];
+    dynobs__server_span_name(name, f->method, ml, &f->route);
+    if (dynobs__span_begin(&f->span, name, DYNOBS_SPAN_KIND_SERVER, parent, f->start_ns) < 0)
         return;
     f->open = 1;
     dynobs__fcgi_resp_start(&f->resp);
-    if (f->span.recording)
+    /* An ignored request is served as usual but never written. */
+    if (f->route.ignored)
+        f->span.recording = 0;
+    if (f->span.recording) {
         attributes(&f->span, &f->req, ml, f->method);
+        set_str(&f->span, "http.route", f->route.text, f->route.len);
+    }
     dynobs__conn_facts(c);
     dynobs__serving_begin(t, &f->span, c->blocking, NULL, &f->serving);
 }
@@ -95,7 +107,8 @@ static void finish(struct dynobs_conn *c, int code, const char *error_type)
     error_type = dynobs__http_server_outcome(s, code, error_type, codestr);
     if (code > 0)
         dynobs__status_text(code, codestr);
-    struct dynobs_segment *seg = t ? dynobs__segment() : NULL;
+    /* An ignored request is not counted either. */
+    struct dynobs_segment *seg = t && !f->route.ignored ? dynobs__segment() : NULL;
     if (seg) {
         size_t sl;
         const char *scheme = var(&f->req, DYNOBS_FCGI_SCHEME, &sl);
@@ -107,6 +120,7 @@ static void finish(struct dynobs_conn *c, int code, const char *error_type)
         const char *parts[][2] = {{"http.request.method", f->method},
                                   {"http.response.status_code", code > 0 ? codestr : NULL},
                                   {"url.scheme", sch},
+                                  {"http.route", f->route.text},
                                   {"error.type", error_type}};
         char labels[DYNOBS_METRIC_KEY_BYTES];
         dynobs__labels_join(labels, sizeof labels, parts, sizeof parts / sizeof parts[0]);
@@ -127,6 +141,9 @@ void dynobs__fcgis_init(struct dynobs_conn *c)
     dynobs__fcgi_req_reset(&f->req);
     f->open = 0;
     f->start_ns = 0;
+    f->route.len = 0;
+    f->route.ignored = 0;
+    f->route.text[0] = '\0';
     f->span.live = 0;
 }
 

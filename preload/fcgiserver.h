@@ -13,6 +13,7 @@
 #include <sys/uio.h>
 
 #include "context.h"
+#include "route.h"
 #include "span.h"
 
 #include "../common/fcgi.h"
@@ -25,6 +26,7 @@ struct dynobs_fcgis {
     uint8_t open;                 /* its span started */
     uint64_t start_ns;
     char method[24];
+    struct dynobs_route route; /* http.route, and whether the request is ignored */
     struct dynobs_serving serving;
     struct dynobs_span span;
 };

@@ -19,6 +19,7 @@
 #include <sys/uio.h>
 
 #include "context.h"
+#include "route.h"
 #include "span.h"
 
 #include "../common/baggage.h"
@@ -109,6 +110,7 @@ struct dynobs_h1s_exchange {
 
     uint64_t start_ns;
     char method[24];
+    struct dynobs_route route;  /* http.route, and whether the request is ignored */
     struct dynobs_h1_resp resp; /* the response, as it goes out */
     struct dynobs_serving serving;
     uint16_t bag_len;  /* bytes of bag: the request's baggage, normalised */
@@ -121,9 +123,10 @@ struct dynobs_h1s_exchange {
 struct dynobs_h1s {
     struct dynobs_h1_req head; /* the request head, as it is read */
     /* The duration metric's labels of the last request that did not fail,
-     * kept while method and status repeat (keep-alive). */
+     * kept while method, route and status repeat (keep-alive). */
     int labels_code;
     char labels_method[24];
+    char labels_route[DYNOBS_ROUTE_MAX];
     char labels[DYNOBS_METRIC_KEY_BYTES];
     struct dynobs_h1s_exchange x;
 };

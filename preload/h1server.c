@@ -85,7 +85,12 @@ static void start(struct dynobs_conn *c)
         parent = dynobs__ctx_from_headers(&remote, h->head.traceparent, h->head.tp_len,
                                           h->head.tracestate,
                                           h->head.has_tracestate ? h->head.ts_len : 0);
-    if (dynobs__span_begin(&x->span, x->method, DYNOBS_SPAN_KIND_SERVER, parent, x->start_ns) < 0)
+    /* The span is named "METHOD ROUTE" (semantic conventions), or the
+     * method alone for a target that is no path. */
+    dynobs__server_route(NULL, NULL, r.target, r.target_len, &x->route);
+    char name[sizeof x->method + DYNOBS_ROUTE_MAX];
+    dynobs__server_span_name(name, x->method, ml, &x->route);
+    if (dynobs__span_begin(&x->span, name, DYNOBS_SPAN_KIND_SERVER, parent, x->start_ns) < 0)
         return;
     x->open = 1;
     dynobs__h1_resp_start(&x->resp, ml == 4 && !memcmp(x->method, "HEAD", 4));
@@ -93,12 +98,16 @@ static void start(struct dynobs_conn *c)
      * only: keep-alive requests cost no system call. */
     dynobs__conn_facts(c);
     struct dynobs_span *s = &x->span;
+    /* An ignored request is served as usual but never written. */
+    if (x->route.ignored)
+        s->recording = 0;
     if (s->recording) {
         size_t pl = 0;
         while (pl < r.target_len && r.target[pl] != '?' && r.target[pl] != '#')
             pl++;
         set_str(s, "http.request.method", x->method, ml);
         set_str(s, "url.path", r.target, pl);
+        set_str(s, "http.route", x->route.text, x->route.len);
         ADD(s, "url.scheme", DYNOBS_ATTR_STRING, tls ? "https" : "http", tls ? 5u : 4u);
         const char *host = h->head.host;
         size_t hl = h->head.host_len, hn = hl;
@@ -145,18 +154,21 @@ static void start(struct dynobs_conn *c)
     dynobs__serving_begin(t, s, c->blocking, &carry, &x->serving);
 }
 
-/* The duration metric's labels: the connection's last ones while method
- * and status repeat and nothing failed, else made anew. */
+/* The duration metric's labels: the connection's last ones while method,
+ * route and status repeat and nothing failed, else made anew. */
 static const char *labels_of(struct dynobs_conn *c, int code, const char *error_type,
                              char *failed, size_t cap)
 {
     struct dynobs_h1s *h = &c->p.h1s;
-    if (!error_type && code == h->labels_code && !strcmp(h->x.method, h->labels_method))
+    const struct dynobs_route *rt = &h->x.route;
+    if (!error_type && code == h->labels_code && !strcmp(h->x.method, h->labels_method) &&
+        !memcmp(h->labels_route, rt->text, rt->len + 1u))
         return h->labels;
     int tls = c->transport == DYNOBS_TRANSPORT_TLS;
     const char *parts[][2] = {{"http.request.method", h->x.method},
                               {"http.response.status_code", NULL},
                               {"url.scheme", tls ? "https" : "http"},
+                              {"http.route", rt->text},
                               {"error.type", error_type}};
     char cs[8] = "";
     if (code > 0) {
@@ -169,6 +181,7 @@ static const char *labels_of(struct dynobs_conn *c, int code, const char *error_
     if (!error_type) {
         h->labels_code = code;
         memcpy(h->labels_method, h->x.method, sizeof h->x.method);
+        memcpy(h->labels_route, rt->text, rt->len + 1u);
     }
     return out;
 }
@@ -181,7 +194,8 @@ static void finish(struct dynobs_conn *c, int code, const char *error_type)
     struct dynobs_thread *t = dynobs__thread();
     char codestr[8];
     error_type = dynobs__http_server_outcome(s, code, error_type, codestr);
-    struct dynobs_segment *seg = t ? dynobs__segment() : NULL;
+    /* An ignored request is not counted either. */
+    struct dynobs_segment *seg = t && !x->route.ignored ? dynobs__segment() : NULL;
     if (seg) {
         uint64_t now = dynobs__clock_now(&t->clk);
         char failed[DYNOBS_METRIC_KEY_BYTES];
@@ -208,6 +222,7 @@ void dynobs__h1s_init(struct dynobs_conn *c)
     h->head.capture = 1;
     h->labels_code = 0;
     h->labels_method[0] = '\0';
+    h->labels_route[0] = '\0';
     memset(&h->x, 0, offsetof(struct dynobs_h1s_exchange, span));
     h->x.span.live = 0;
 }

@@ -112,10 +112,11 @@ def sample_server_modes(env, rx, prefix):
 
 
 def check_server_span(s, method, path, port, status):
+    """path has no id in it: it is its own route (http.route)."""
     a = attrs(s)
     check(kind(s) == "SPAN_KIND_SERVER", "kind %s" % kind(s))
-    check(one(s, "name").decode() == method, "name %r" % one(s, "name"))
-    want = {"http.request.method": method, "url.path": path, "url.scheme": "http",
+    check(one(s, "name").decode() == method + " " + path, "name %r" % one(s, "name"))
+    want = {"http.request.method": method, "url.path": path, "http.route": path, "url.scheme": "http",
             "server.address": "127.0.0.1", "server.port": port, "client.address": "127.0.0.1",
             "network.protocol.version": "1.1", "http.response.status_code": status}
     for k, v in want.items():
@@ -229,11 +230,15 @@ def test_w3c_extraction_and_status(env):
                 path, one(s, "trace_state")))
         check_server_span(by_path["/fail"], "GET", "/fail", port, 500)
         check(attrs(by_path["/fail"]).get("error.type") == "500", "error.type for 500")
+        # One series per route: each path here is its own.
         series = ('http_server_request_duration_seconds_count{service_name="w3c",%s'
-                  'http_request_method="GET",http_response_status_code="%d",url_scheme="http"}')
-        wait_for(lambda: env.metric(series % ("", 200)) == len(cases) - 1, 10,
-                 "%d requests counted" % (len(cases) - 1))
-        wait_for(lambda: env.metric(series % ('error_type="500",', 500)) == 1, 10,
+                  'http_request_method="GET",http_response_status_code="%d",http_route="%s",'
+                  'url_scheme="http"}')
+        for path, _, _, _ in cases:
+            if path != "/fail":
+                wait_for(lambda: env.metric(series % ("", 200, path)) == 1, 10,
+                         "%s counted under its route" % path)
+        wait_for(lambda: env.metric(series % ('error_type="500",', 500, "/fail")) == 1, 10,
                  "the 500 counted")
         check(all("url_path" not in l for l in env.metrics().splitlines()
                   if l.startswith("http_server_request_duration")), "raw path as a metric label")
@@ -390,14 +395,14 @@ def test_end_to_end_one_trace(env):
         keys = sorted(by)
         check([len(v) for v in by.values()] == [1] * len(by), "duplicates in %r" % keys)
         want = [("curl", "SPAN_KIND_CLIENT", "GET"),
-                ("nginx", "SPAN_KIND_SERVER", "GET"),
+                ("nginx", "SPAN_KIND_SERVER", "GET /index.html"),
                 ("service-a", "SPAN_KIND_CLIENT", "GET"),
-                ("service-a", "SPAN_KIND_SERVER", "GET"),
+                ("service-a", "SPAN_KIND_SERVER", "GET /order/{id}"),
                 ("service-b", "SPAN_KIND_CLIENT", "CONNECT"),
                 ("service-b", "SPAN_KIND_CLIENT", "GET"),
                 ("service-b", "SPAN_KIND_CLIENT", "SELECT pg_class"),
                 ("service-b", "SPAN_KIND_INTERNAL", "render"),
-                ("service-b", "SPAN_KIND_SERVER", "GET")]
+                ("service-b", "SPAN_KIND_SERVER", "GET /order/{id}")]
         check(keys == want, "spans %r" % keys)
 
         def sid(k):
@@ -406,18 +411,18 @@ def test_end_to_end_one_trace(env):
         def parent(k):
             return hexid(by[k][0], "parent_span_id")
         links = [(("curl", "SPAN_KIND_CLIENT", "GET"), None),
-                 (("service-a", "SPAN_KIND_SERVER", "GET"), ("curl", "SPAN_KIND_CLIENT", "GET")),
-                 (("service-a", "SPAN_KIND_CLIENT", "GET"), ("service-a", "SPAN_KIND_SERVER", "GET")),
-                 (("service-b", "SPAN_KIND_SERVER", "GET"), ("service-a", "SPAN_KIND_CLIENT", "GET"))]
+                 (("service-a", "SPAN_KIND_SERVER", "GET /order/{id}"), ("curl", "SPAN_KIND_CLIENT", "GET")),
+                 (("service-a", "SPAN_KIND_CLIENT", "GET"), ("service-a", "SPAN_KIND_SERVER", "GET /order/{id}")),
+                 (("service-b", "SPAN_KIND_SERVER", "GET /order/{id}"), ("service-a", "SPAN_KIND_CLIENT", "GET"))]
         for k in want[4:8]:
-            links.append((k, ("service-b", "SPAN_KIND_SERVER", "GET")))
-        links.append((("nginx", "SPAN_KIND_SERVER", "GET"), ("service-b", "SPAN_KIND_CLIENT", "GET")))
+            links.append((k, ("service-b", "SPAN_KIND_SERVER", "GET /order/{id}")))
+        links.append((("nginx", "SPAN_KIND_SERVER", "GET /index.html"), ("service-b", "SPAN_KIND_CLIENT", "GET")))
         for child, par in links:
             expect = None if par is None else sid(par)
             check(parent(child) == expect, "%r: parent %s, expected %s" % (child, parent(child),
                                                                            expect))
         check(len({sid(k) for k in want}) == len(want), "span ids repeat")
-        a_srv = attrs(by[("service-a", "SPAN_KIND_SERVER", "GET")][0])
+        a_srv = attrs(by[("service-a", "SPAN_KIND_SERVER", "GET /order/{id}")][0])
         check(a_srv["url.path"] == "/order/42" and a_srv["server.port"] == a_port, "A %r" % a_srv)
         line = wait_for(lambda: len(ng.log()) > before and ng.log()[-1], 10, "nginx's log")
         check(line[1].split("-")[1:3] == [trace, sid(("service-b", "SPAN_KIND_CLIENT", "GET"))],

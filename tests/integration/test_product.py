@@ -250,7 +250,7 @@ def test_python_spans_shim_spans_and_logs_share_a_trace(env):
         for res, sp in got:
             by[(res["service.name"], one(sp, "name").decode())] = sp
         check(len(got) == 4, "exactly 4 spans: %s" % sorted(by))
-        price, server_b = by[("shop", "price-order")], by[("stock", "GET")]
+        price, server_b = by[("shop", "price-order")], by[("stock", "GET /stock")]
         client = [sp for res, sp in got if res["service.name"] == "shop" and
                   one(sp, "kind") in ("SPAN_KIND_CLIENT", "3")][0]
         server_a = [sp for res, sp in got if res["service.name"] == "shop" and
