@@ -11,15 +11,12 @@
 #include "rules.h"
 
 #include <errno.h>
-#include <math.h>
-#include <stdalign.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <yaml.h>
 
 #include "dynobs/dynobs.h"
+#include "rules_yaml.h"
 #include "sampler.h"
 
 /* A growable array of fixed-size elements. */
@@ -29,38 +26,32 @@ struct vec {
 };
 
 struct cx {
-    yaml_document_t doc;
-    struct dynobs_rules_error *err;
-    char path[256];
-    size_t plen;
+    struct dynobs_ry y; /* the YAML tree, the key path, the error */
     struct vec strings, lists, matches, conds, routes, samplers, filters, redacts, replaces;
     struct dynobs_rules_hdr hdr;
     /* instrumentation/development.general.sanitization.url */
     yaml_node_t *sensitive;
 };
 
-#define TRY(x)               \
-    do {                     \
-        int rc_ = (x);       \
-        if (rc_ < 0)         \
-            return rc_;      \
-    } while (0)
-
-/* ---- errors and key paths ---- */
-
-__attribute__((format(printf, 3, 4))) static int fail(struct cx *c, const yaml_node_t *n,
-                                                      const char *fmt, ...)
-{
-    struct dynobs_rules_error *e = c->err;
-    e->line = n ? (unsigned)n->start_mark.line + 1 : 0;
-    e->column = n ? (unsigned)n->start_mark.column + 1 : 0;
-    snprintf(e->path, sizeof e->path, "%s", c->path);
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(e->message, sizeof e->message, fmt, ap);
-    va_end(ap);
-    return -EINVAL;
-}
+/* The YAML reader's functions (rules_yaml.h) under short names, on this
+ * compiler's state. */
+#define fail(c, ...) dynobs__ry_fail(&(c)->y, __VA_ARGS__)
+#define push_key(c, k) dynobs__ry_push_key(&(c)->y, (k))
+#define push_index(c, i) dynobs__ry_push_index(&(c)->y, (i))
+#define pop(c, at) dynobs__ry_pop(&(c)->y, (at))
+#define node(c, i) dynobs__ry_node(&(c)->y, (i))
+#define item(c, seq, i) dynobs__ry_item(&(c)->y, (seq), (i))
+#define get(c, map, key) dynobs__ry_get(&(c)->y, (map), (key))
+#define check_map(c, n, keys) dynobs__ry_check_map(&(c)->y, (n), (keys))
+#define check_seq(c, n, max) dynobs__ry_check_seq(&(c)->y, (n), (max))
+#define get_str(c, n, s, l) dynobs__ry_get_str(&(c)->y, (n), (s), (l))
+#define get_u32(c, n, lo, hi, out) dynobs__ry_get_u32(&(c)->y, (n), (lo), (hi), (out))
+#define get_bool(c, n, out) dynobs__ry_get_bool(&(c)->y, (n), (out))
+#define get_ratio(c, n, out) dynobs__ry_get_ratio(&(c)->y, (n), (out))
+#define get_duration(c, n, lo, hi, ms) dynobs__ry_get_duration(&(c)->y, (n), (lo), (hi), (ms))
+#define is_null dynobs__ry_is_null
+#define scalar_is dynobs__ry_scalar_is
+#define seq_len dynobs__ry_seq_len
 
 static int oom(struct cx *c)
 {
@@ -68,31 +59,9 @@ static int oom(struct cx *c)
     return -ENOMEM;
 }
 
-static size_t push_key(struct cx *c, const char *key)
-{
-    size_t at = c->plen;
-    int w = snprintf(c->path + at, sizeof c->path - at, "%s%s", at ? "." : "", key);
-    c->plen = w < 0 ? at : at + (size_t)w >= sizeof c->path ? sizeof c->path - 1 : at + (size_t)w;
-    return at;
-}
-
-static size_t push_index(struct cx *c, size_t i)
-{
-    size_t at = c->plen;
-    int w = snprintf(c->path + at, sizeof c->path - at, "[%zu]", i);
-    c->plen = w < 0 ? at : at + (size_t)w >= sizeof c->path ? sizeof c->path - 1 : at + (size_t)w;
-    return at;
-}
-
-static void pop(struct cx *c, size_t at)
-{
-    c->plen = at;
-    c->path[at] = '\0';
-}
-
 /* ---- growable arrays and the string pool ---- */
 
-static void *vec_push(struct cx *c, struct vec *v, uint32_t *index)
+static void *vec_push(struct vec *v, uint32_t *index)
 {
     if (v->n == v->cap) {
         size_t cap = v->cap ? v->cap * 2 : 16;
@@ -102,7 +71,6 @@ static void *vec_push(struct cx *c, struct vec *v, uint32_t *index)
         v->p = p;
         v->cap = cap;
     }
-    (void)c;
     void *e = v->p + v->n * v->size;
     memset(e, 0, v->size);
     if (index)
@@ -123,7 +91,7 @@ static uint32_t intern(struct cx *c, const char *s, size_t n, int *rc)
     }
     uint32_t ref = (uint32_t)c->strings.n;
     for (size_t i = 0; i <= n; i++) {
-        char *p = vec_push(c, &c->strings, NULL);
+        char *p = vec_push(&c->strings, NULL);
         if (!p) {
             *rc = oom(c);
             return 0;
@@ -131,38 +99,6 @@ static uint32_t intern(struct cx *c, const char *s, size_t n, int *rc)
         *p = i < n ? s[i] : '\0';
     }
     return ref;
-}
-
-/* ---- scalars ---- */
-
-static yaml_node_t *node(struct cx *c, yaml_node_item_t i)
-{
-    return yaml_document_get_node(&c->doc, i);
-}
-
-static int is_null(const yaml_node_t *n)
-{
-    if (n->type != YAML_SCALAR_NODE || n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
-        return 0;
-    const char *v = (const char *)n->data.scalar.value;
-    return n->data.scalar.length == 0 || !strcmp(v, "~") || !strcmp(v, "null") ||
-           !strcmp(v, "Null") || !strcmp(v, "NULL");
-}
-
-/* A string: any non-null scalar without NUL bytes, at most
- * DYNOBS_RULES_MAX_STRING bytes. */
-static int get_str(struct cx *c, yaml_node_t *n, const char **s, size_t *len)
-{
-    if (n->type != YAML_SCALAR_NODE || is_null(n))
-        return fail(c, n, "expected a string");
-    size_t l = n->data.scalar.length;
-    if (l > DYNOBS_RULES_MAX_STRING)
-        return fail(c, n, "string longer than %u bytes", DYNOBS_RULES_MAX_STRING);
-    if (memchr(n->data.scalar.value, '\0', l))
-        return fail(c, n, "string holds a NUL byte");
-    *s = (const char *)n->data.scalar.value;
-    *len = l;
-    return 0;
 }
 
 static int get_ref(struct cx *c, yaml_node_t *n, uint32_t *ref)
@@ -177,169 +113,7 @@ static int get_ref(struct cx *c, yaml_node_t *n, uint32_t *ref)
     return rc;
 }
 
-/* Integers and numbers are plain scalars: "5" in quotes is a string. */
-static int get_uint(struct cx *c, yaml_node_t *n, uint64_t lo, uint64_t hi, uint64_t *out)
-{
-    if (n->type != YAML_SCALAR_NODE || n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE ||
-        is_null(n))
-        return fail(c, n, "expected an integer");
-    const char *s = (const char *)n->data.scalar.value;
-    uint64_t v = 0;
-    size_t l = n->data.scalar.length;
-    if (l == 0)
-        return fail(c, n, "expected an integer");
-    if (l > 12)
-        return fail(c, n, "integer out of range %llu..%llu", (unsigned long long)lo,
-                    (unsigned long long)hi);
-    for (size_t i = 0; i < l; i++) {
-        if (s[i] < '0' || s[i] > '9')
-            return fail(c, n, "expected an integer");
-        v = v * 10 + (uint64_t)(s[i] - '0');
-    }
-    if (v < lo || v > hi)
-        return fail(c, n, "integer out of range %llu..%llu", (unsigned long long)lo,
-                    (unsigned long long)hi);
-    *out = v;
-    return 0;
-}
-
-static int get_u32(struct cx *c, yaml_node_t *n, uint32_t lo, uint32_t hi, uint32_t *out)
-{
-    uint64_t v = 0;
-    TRY(get_uint(c, n, lo, hi, &v));
-    *out = (uint32_t)v;
-    return 0;
-}
-
-static int get_bool(struct cx *c, yaml_node_t *n, int *out)
-{
-    if (n->type == YAML_SCALAR_NODE && n->data.scalar.style == YAML_PLAIN_SCALAR_STYLE) {
-        const char *s = (const char *)n->data.scalar.value;
-        if (!strcmp(s, "true") || !strcmp(s, "True") || !strcmp(s, "TRUE")) {
-            *out = 1;
-            return 0;
-        }
-        if (!strcmp(s, "false") || !strcmp(s, "False") || !strcmp(s, "FALSE")) {
-            *out = 0;
-            return 0;
-        }
-    }
-    return fail(c, n, "expected true or false");
-}
-
-static int get_ratio(struct cx *c, yaml_node_t *n, double *out)
-{
-    if (n->type != YAML_SCALAR_NODE || n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE ||
-        is_null(n))
-        return fail(c, n, "expected a number from 0 to 1");
-    const char *s = (const char *)n->data.scalar.value;
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (end == s || *end || errno || !(v >= 0.0 && v <= 1.0))
-        return fail(c, n, "ratio must be a number from 0 to 1");
-    *out = v;
-    return 0;
-}
-
-/* "5s", "500ms", "2m", "1h", or an integer of milliseconds. */
-static int get_duration(struct cx *c, yaml_node_t *n, uint32_t lo, uint32_t hi, uint32_t *ms)
-{
-    static const char what[] = "expected a duration (\"500ms\", \"5s\", \"2m\", \"1h\" or "
-                               "an integer of milliseconds)";
-    if (n->type != YAML_SCALAR_NODE || is_null(n))
-        return fail(c, n, what);
-    const char *s = (const char *)n->data.scalar.value;
-    size_t i = 0;
-    uint64_t v = 0;
-    while (s[i] >= '0' && s[i] <= '9' && i < 12)
-        v = v * 10 + (uint64_t)(s[i++] - '0');
-    if (i == 0)
-        return fail(c, n, what);
-    const char *unit = s + i;
-    uint64_t mul;
-    if (!*unit && n->data.scalar.style == YAML_PLAIN_SCALAR_STYLE)
-        mul = 1;
-    else if (!strcmp(unit, "ms"))
-        mul = 1;
-    else if (!strcmp(unit, "s"))
-        mul = 1000;
-    else if (!strcmp(unit, "m"))
-        mul = 60000;
-    else if (!strcmp(unit, "h"))
-        mul = 3600000;
-    else
-        return fail(c, n, what);
-    v *= mul;
-    if (v < lo || v > hi)
-        return fail(c, n, "duration out of range %ums..%ums", lo, hi);
-    *ms = (uint32_t)v;
-    return 0;
-}
-
-/* ---- mappings and sequences ---- */
-
-static int scalar_is(const yaml_node_t *n, const char *s)
-{
-    return n->type == YAML_SCALAR_NODE && !strcmp((const char *)n->data.scalar.value, s);
-}
-
-/* Checks that n is a mapping whose keys are all in `keys` (NULL-ended),
- * none twice. */
-static int check_map(struct cx *c, yaml_node_t *n, const char *const *keys)
-{
-    if (n->type != YAML_MAPPING_NODE)
-        return fail(c, n, "expected a mapping");
-    for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
-        yaml_node_t *k = node(c, p->key);
-        if (k->type != YAML_SCALAR_NODE)
-            return fail(c, k, "expected a key");
-        const char *name = (const char *)k->data.scalar.value;
-        size_t at = push_key(c, name);
-        size_t i;
-        for (i = 0; keys[i]; i++)
-            if (!strcmp(keys[i], name))
-                break;
-        if (!keys[i])
-            return fail(c, k, "unknown key '%s'", name);
-        for (yaml_node_pair_t *q = n->data.mapping.pairs.start; q < p; q++)
-            if (scalar_is(node(c, q->key), name))
-                return fail(c, k, "key '%s' given twice", name);
-        pop(c, at);
-    }
-    return 0;
-}
-
-static yaml_node_t *get(struct cx *c, yaml_node_t *map, const char *key)
-{
-    for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top;
-         p++)
-        if (scalar_is(node(c, p->key), key))
-            return node(c, p->value);
-    return NULL;
-}
-
-static size_t seq_len(const yaml_node_t *n)
-{
-    return (size_t)(n->data.sequence.items.top - n->data.sequence.items.start);
-}
-
-static int check_seq(struct cx *c, yaml_node_t *n, size_t max)
-{
-    if (n->type != YAML_SEQUENCE_NODE)
-        return fail(c, n, "expected a list");
-    if (seq_len(n) > max)
-        return fail(c, n, "more than %zu items", max);
-    return 0;
-}
-
-static yaml_node_t *item(struct cx *c, yaml_node_t *seq, size_t i)
-{
-    return node(c, seq->data.sequence.items.start[i]);
-}
-
-/* Checks the keys of one of the object's children; the child path is
- * pushed around the call. */
+/* Runs a call on a child node, with its key on the path meanwhile. */
 #define AT(c, key, call)                   \
     do {                                   \
         size_t at_ = push_key((c), (key)); \
@@ -347,8 +121,9 @@ static yaml_node_t *item(struct cx *c, yaml_node_t *seq, size_t i)
         pop((c), at_);                     \
     } while (0)
 
-/* A list of strings, appended to lists: (first, count). transform: 'l'
- * lower-cases (header names). */
+/* A list of strings, appended to lists as (first, count); `lower`
+ * lower-cases them (header names); `check` refuses an item (< 0) or
+ * leaves it out (> 0). */
 typedef int (*str_check_fn)(struct cx *c, yaml_node_t *n, const char *s, size_t l);
 
 static int str_list(struct cx *c, yaml_node_t *n, str_check_fn check, int lower, uint32_t *first,
@@ -384,7 +159,7 @@ static int str_list(struct cx *c, yaml_node_t *n, str_check_fn check, int lower,
         int rc = 0;
         uint32_t ref = intern(c, s, l, &rc);
         TRY(rc);
-        uint32_t *slot = vec_push(c, &c->lists, NULL);
+        uint32_t *slot = vec_push(&c->lists, NULL);
         if (!slot)
             return oom(c);
         *slot = ref;
@@ -421,7 +196,7 @@ static int parse_kinds(struct cx *c, yaml_node_t *n, uint8_t *kinds)
         return fail(c, n, "empty list");
     for (size_t i = 0; i < count; i++) {
         yaml_node_t *v = one ? n : item(c, n, i);
-        size_t at = one ? c->plen : push_index(c, i);
+        size_t at = one ? c->y.plen : push_index(c, i);
         const char *s;
         size_t l;
         TRY(get_str(c, v, &s, &l));
@@ -464,7 +239,7 @@ static int parse_conds(struct cx *c, yaml_node_t *n, struct pmatch *m)
         TRY(rc);
         uint32_t val = intern(c, vs, vl, &rc);
         TRY(rc);
-        struct dynobs_rule_cond *cd = vec_push(c, &c->conds, NULL);
+        struct dynobs_rule_cond *cd = vec_push(&c->conds, NULL);
         if (!cd)
             return oom(c);
         cd->key = key;
@@ -497,7 +272,7 @@ static int parse_match(struct cx *c, yaml_node_t *n, struct pmatch *m)
         if (count == 0)
             return fail(c, v, "empty list");
         for (size_t i = 0; i < count; i++) {
-            size_t at2 = one ? c->plen : push_index(c, i);
+            size_t at2 = one ? c->y.plen : push_index(c, i);
             TRY(get_ref(c, one ? v : item(c, v, i), &m->refs[f][i]));
             pop(c, at2);
         }
@@ -533,7 +308,7 @@ static int expand_match(struct cx *c, yaml_node_t *at, const struct pmatch *m, u
                         DYNOBS_RULES_MAX_ENTRIES);
     }
     for (size_t k = 0; k < total; k++) {
-        struct dynobs_rule_match *x = vec_push(c, &c->matches, &idx[k]);
+        struct dynobs_rule_match *x = vec_push(&c->matches, &idx[k]);
         if (!x)
             return oom(c);
         uint32_t *fields[F_COUNT] = {&x->service,        &x->exe,      &x->method,
@@ -677,7 +452,7 @@ static int parse_sampler(struct cx *c, yaml_node_t *n, int allow_parent, struct 
 static int add_sampler(struct cx *c, uint32_t match, const struct psampler *s, uint8_t keep,
                        uint32_t slower_ms)
 {
-    struct dynobs_rule_sampler *e = vec_push(c, &c->samplers, NULL);
+    struct dynobs_rule_sampler *e = vec_push(&c->samplers, NULL);
     if (!e)
         return oom(c);
     e->match = match;
@@ -770,7 +545,7 @@ static int parse_routes(struct cx *c, yaml_node_t *n)
         TRY(expand_match(c, r, have ? &m : NULL, idx, &count));
         TRY(section_room(c, r, &c->routes, count, "routes"));
         for (size_t k = 0; k < count; k++) {
-            struct dynobs_rule_routes *x = vec_push(c, &c->routes, NULL);
+            struct dynobs_rule_routes *x = vec_push(&c->routes, NULL);
             if (!x)
                 return oom(c);
             *x = e;
@@ -880,7 +655,7 @@ static int parse_filters(struct cx *c, yaml_node_t *n)
         TRY(expand_match(c, r, &m, idx, &count));
         TRY(section_room(c, r, &c->filters, count, "filters"));
         for (size_t k = 0; k < count; k++) {
-            struct dynobs_rule_filter *x = vec_push(c, &c->filters, NULL);
+            struct dynobs_rule_filter *x = vec_push(&c->filters, NULL);
             if (!x)
                 return oom(c);
             x->match = idx[k];
@@ -947,7 +722,7 @@ static int parse_replaces(struct cx *c, yaml_node_t *n, struct dynobs_rule_redac
             x.with = intern(c, "REDACTED", 8, &rc);
             TRY(rc);
         }
-        struct dynobs_rule_replace *p = vec_push(c, &c->replaces, NULL);
+        struct dynobs_rule_replace *p = vec_push(&c->replaces, NULL);
         if (!p)
             return oom(c);
         *p = x;
@@ -1011,7 +786,7 @@ static int parse_redaction(struct cx *c, yaml_node_t *n)
         TRY(expand_match(c, r, have ? &m : NULL, idx, &count));
         TRY(section_room(c, r, &c->redacts, count, "redaction"));
         for (size_t k = 0; k < count; k++) {
-            struct dynobs_rule_redact *x = vec_push(c, &c->redacts, NULL);
+            struct dynobs_rule_redact *x = vec_push(&c->redacts, NULL);
             if (!x)
                 return oom(c);
             *x = e;
@@ -1247,11 +1022,11 @@ static int add_header_fallback(struct cx *c, yaml_node_t *headers, int kind, con
     TRY(str_list(c, headers, check_header, 1, &e.headers_first, &e.headers_count));
     pop(c, at);
     TRY(section_room(c, headers, &c->redacts, 1, "redaction"));
-    struct dynobs_rule_match *m = vec_push(c, &c->matches, &e.match);
+    struct dynobs_rule_match *m = vec_push(&c->matches, &e.match);
     if (!m)
         return oom(c);
     m->kinds = (uint8_t)(1u << kind);
-    struct dynobs_rule_redact *x = vec_push(c, &c->redacts, NULL);
+    struct dynobs_rule_redact *x = vec_push(&c->redacts, NULL);
     if (!x)
         return oom(c);
     *x = e;
@@ -1399,7 +1174,7 @@ int dynobs__rules_compile(const char *yaml, size_t len, const char *file, void *
         snprintf(err->message, sizeof err->message, "out of memory");
         return -ENOMEM;
     }
-    c->err = err;
+    c->y.err = err;
     c->strings.size = 1;
     c->lists.size = sizeof(uint32_t);
     c->matches.size = sizeof(struct dynobs_rule_match);
@@ -1419,7 +1194,7 @@ int dynobs__rules_compile(const char *yaml, size_t len, const char *file, void *
         goto out;
     }
     yaml_parser_set_input_string(&parser, (const unsigned char *)yaml, len);
-    if (!yaml_parser_load(&parser, &c->doc)) {
+    if (!yaml_parser_load(&parser, &c->y.doc)) {
         err->line = (unsigned)parser.problem_mark.line + 1;
         err->column = (unsigned)parser.problem_mark.column + 1;
         snprintf(err->message, sizeof err->message, "YAML: %s%s%s",
@@ -1429,7 +1204,7 @@ int dynobs__rules_compile(const char *yaml, size_t len, const char *file, void *
         goto out;
     }
     have_doc = 1;
-    yaml_node_t *root = yaml_document_get_root_node(&c->doc);
+    yaml_node_t *root = yaml_document_get_root_node(&c->y.doc);
     if (!root) {
         fail(c, NULL, "empty file: file_format is required");
         yaml_parser_delete(&parser);
@@ -1460,7 +1235,7 @@ int dynobs__rules_compile(const char *yaml, size_t len, const char *file, void *
     }
     yaml_parser_delete(&parser);
     /* The pool's first byte is the "none" string. */
-    if (!vec_push(c, &c->strings, NULL)) {
+    if (!vec_push(&c->strings, NULL)) {
         rc = oom(c);
         goto out;
     }
@@ -1469,7 +1244,7 @@ int dynobs__rules_compile(const char *yaml, size_t len, const char *file, void *
         rc = lay_out(c, file, yaml, len, out, out_len);
 out:
     if (have_doc)
-        yaml_document_delete(&c->doc);
+        yaml_document_delete(&c->y.doc);
     cx_free(c);
     free(c);
     return rc;
