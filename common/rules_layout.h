@@ -100,9 +100,9 @@ struct dynobs_rule_cond {
  * Instrumentation's `unmatched`). */
 enum dynobs_route_unmatched {
     DYNOBS_ROUTE_HEURISTIC = 1,       /* ids become {id}, then the segment trie folds */
-    DYNOBS_ROUTE_LOW_CARDINALITY = 2, /* heuristic, first segment kept, the rest "/" "*" */
+    DYNOBS_ROUTE_LOW_CARDINALITY = 2, /* heuristic, first segment kept, the rest one "*" segment */
     DYNOBS_ROUTE_PATH = 3,            /* the path itself (still capped by the trie) */
-    DYNOBS_ROUTE_WILDCARD = 4,        /* "/" "*" (a C comment cannot hold the pair) */
+    DYNOBS_ROUTE_WILDCARD = 4,        /* the route "/" followed by "*" */
 };
 
 struct dynobs_rule_routes {

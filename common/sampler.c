@@ -28,12 +28,17 @@ const char *dynobs__sampler_name(enum dynobs_sampler_kind k)
     return "unknown";
 }
 
+uint64_t dynobs__sampler_threshold(double r)
+{
+    /* threshold = (1 - r) * 2^56, so that P(random >= threshold) = r. */
+    double t = ceil((1.0 - r) * (double)RANDOM_SPAN);
+    return t >= (double)RANDOM_SPAN ? RANDOM_SPAN : (uint64_t)t;
+}
+
 static void set_ratio(struct dynobs_sampler *s, double r)
 {
     s->ratio = r;
-    /* threshold = (1 - r) * 2^56, so that P(random >= threshold) = r. */
-    double t = ceil((1.0 - r) * (double)RANDOM_SPAN);
-    s->threshold = t >= (double)RANDOM_SPAN ? RANDOM_SPAN : (uint64_t)t;
+    s->threshold = dynobs__sampler_threshold(r);
 }
 
 int dynobs__sampler_init(struct dynobs_sampler *s, const char *name, const char *arg)

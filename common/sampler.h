@@ -34,6 +34,10 @@ int dynobs__sampler_init(struct dynobs_sampler *s, const char *name, const char 
 int dynobs__sampler_decide(const struct dynobs_sampler *s, const uint8_t trace_id[16],
                            int has_parent, int parent_sampled);
 
+/* The rejection threshold of ratio r (0..1), as the samplers above use it;
+ * the rules compiler writes it into its table (rules_layout.h). */
+uint64_t dynobs__sampler_threshold(double r);
+
 const char *dynobs__sampler_name(enum dynobs_sampler_kind k);
 
 #endif

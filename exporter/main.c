@@ -12,10 +12,12 @@
  * Settings all come from xconfig; the exporter's own counters from stats.
  *
  *   dynobs-exporter [--help]        configuration: OTEL_* and DYNOBS_* variables
+ *   dynobs-exporter --check-rules FILE   validates a rules file, exits 0 or 1
  */
 #define _GNU_SOURCE
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -27,6 +29,7 @@
 #include "otlp_http.h"
 #include "prometheus.h"
 #include "queue.h"
+#include "rules.h"
 #include "segments.h"
 #include "sender.h"
 #include "shed_preload.h"
@@ -54,7 +57,33 @@ static void usage(void)
            "  DYNOBS_EXPORTER_IDLE_EXIT (s: exit once no segment has been attached for that long;\n"
            "  0, the default, never).\n"
            "One exporter runs per directory: it locks DIR/.exporter.lock, and a second one\n"
-           "exits with status 3.\n");
+           "exits with status 3.\n\n"
+           "usage: dynobs-exporter --check-rules FILE\n\n"
+           "Compiles a rules file (rules/README.md) without running: prints\n"
+           "\"FILE: ok (N routes, N samplers, N filters, N redactions)\" and exits 0, or\n"
+           "prints FILE:LINE:COLUMN: KEY.PATH: MESSAGE on stderr and exits 1.\n");
+}
+
+static int check_rules(const char *file)
+{
+    void *table;
+    size_t len;
+    struct dynobs_rules_error err;
+    struct dynobs_rules r;
+    if (dynobs__rules_compile_file(file, &table, &len, &err) < 0) {
+        char msg[1024];
+        dynobs__rules_error_format(&err, msg, sizeof msg);
+        fprintf(stderr, "%s\n", msg);
+        return 1;
+    }
+    int rc = dynobs__rules_open(&r, table, len);
+    if (rc == 0)
+        printf("%s: ok (%u routes, %u samplers, %u filters, %u redactions)\n", file, r.nroutes,
+               r.nsamplers, r.nfilters, r.nredacts);
+    else
+        fprintf(stderr, "%s: the compiled table does not validate (a bug)\n", file);
+    free(table);
+    return rc == 0 ? 0 : 1;
 }
 
 int main(int argc, char **argv)
@@ -62,6 +91,13 @@ int main(int argc, char **argv)
     if (argc > 1 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
         usage();
         return 0;
+    }
+    if (argc > 1 && !strcmp(argv[1], "--check-rules")) {
+        if (argc != 3) {
+            fprintf(stderr, "dynobs-exporter: --check-rules FILE (see --help)\n");
+            return 2;
+        }
+        return check_rules(argv[2]);
     }
     if (argc > 1) {
         fprintf(stderr, "dynobs-exporter: unexpected argument '%s' (see --help)\n", argv[1]);

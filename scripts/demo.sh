@@ -10,7 +10,7 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$here"
 . scripts/deps.sh
-dynobs_install_deps build-essential cmake pkg-config \
+dynobs_install_deps build-essential cmake pkg-config libyaml-dev \
   libmicrohttpd-dev libcurl4-openssl-dev libprotobuf-c-dev protobuf-c-compiler zlib1g-dev \
   curl python3 python3-psycopg2 postgresql-15 util-linux libunwind-dev
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Bounded fuzzing of the code that reads untrusted bytes (trace context
 # headers, HTTP/1 streams of clients and servers, records in segments, SQL
-# text, the OTLP exporter's header parsers): builds the libFuzzer targets
+# text, the OTLP exporter's header parsers, rules files and compiled rules
+# tables): builds the libFuzzer targets
 # of tests/fuzz/ with clang under AddressSanitizer+UBSan (build-fuzz/),
 # then runs each for SECONDS
 # (default 20), starting from the committed corpus tests/fuzz/corpus/<target>/
@@ -18,7 +19,7 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$here"
 secs=${1:-20}
 . scripts/deps.sh
-dynobs_install_deps clang libclang-rt-14-dev cmake
+dynobs_install_deps clang libclang-rt-14-dev cmake pkg-config libyaml-dev
 
 CC=clang cmake -S . -B build-fuzz -DDYNOBS_FUZZ=ON -DDYNOBS_BUILD_TESTS=OFF \
   -DDYNOBS_BUILD_BENCH=OFF -DDYNOBS_BUILD_EXPORTER=OFF >/dev/null
@@ -27,7 +28,8 @@ work=$(mktemp -d /tmp/dynobs-fuzz-XXXXXX)
 artifacts=$(mktemp -d /tmp/dynobs-fuzz-artifacts-XXXXXX)
 trap 'rm -rf "$work"; rmdir "$artifacts" 2>/dev/null || true' EXIT
 fail=0
-for t in tracecontext http1 records sql segment otlp_headers retry_after; do
+for t in tracecontext http1 records sql segment otlp_headers retry_after rules_compile \
+    rules_table; do
   mkdir -p "$work/$t"
   if build-fuzz/tests/fuzz/fuzz_$t -max_total_time="$secs" -timeout=5 -rss_limit_mb=2048 \
       -artifact_prefix="$artifacts/$t-" "$work/$t" "tests/fuzz/corpus/$t" >"$work/$t.log" 2>&1; then

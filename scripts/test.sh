@@ -15,7 +15,7 @@ jobs=$(nproc 2>/dev/null || echo 2)
 
 # Build and test dependencies, by Debian package name.
 . scripts/deps.sh
-dynobs_install_deps build-essential cmake pkg-config libcriterion-dev \
+dynobs_install_deps build-essential cmake pkg-config libyaml-dev libcriterion-dev \
   libmicrohttpd-dev libcurl4-openssl-dev libprotobuf-c-dev protobuf-c-compiler zlib1g-dev \
   protobuf-compiler prometheus python3 curl nginx-light wget wrk openssl \
   postgresql-15 libpq-dev python3-psycopg2 python3-pytest util-linux libunwind-dev \
