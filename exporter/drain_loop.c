@@ -4,6 +4,7 @@
 
 #include "diag.h"
 #include "queue.h"
+#include "rules_publish.h"
 #include "segments.h"
 #include "tail.h"
 #include "util.h"
@@ -26,6 +27,7 @@ void dx_drain_loop_run(const struct dx_config *cfg, const volatile sig_atomic_t 
             dx_segments_scan();
             last_scan = now;
         }
+        dx_rules_poll();
         moved = dx_segments_drain();
         dx_tail_tick(dynobs__mono_ns());
         if (now - last_reap >= 200 * 1000000ull || dx_segments_any_broken()) {

@@ -28,6 +28,7 @@
 #include "http_server.h"
 #include "otlp_http.h"
 #include "prometheus.h"
+#include "rules_publish.h"
 #include "queue.h"
 #include "rules.h"
 #include "segments.h"
@@ -55,7 +56,8 @@ static void usage(void)
            "  OTEL_EXPORTER_PROMETHEUS_HOST, OTEL_EXPORTER_PROMETHEUS_PORT (0 disables),\n"
            "  OTEL_LOG_LEVEL, DYNOBS_DRAIN_INTERVAL, DYNOBS_RESCAN_INTERVAL (ms),\n"
            "  DYNOBS_EXPORTER_IDLE_EXIT (s: exit once no segment has been attached for that long;\n"
-           "  0, the default, never).\n"
+           "  0, the default, never), DYNOBS_RULES (the rules file, reloaded when it changes;\n"
+           "  rules/README.md).\n"
            "One exporter runs per directory: it locks DIR/.exporter.lock, and a second one\n"
            "exits with status 3.\n\n"
            "usage: dynobs-exporter --check-rules FILE\n\n"
@@ -134,6 +136,9 @@ int main(int argc, char **argv)
     dx_segments_init(cfg.shm_dir, host);
     if (dx_dir_lock_take(cfg.shm_dir) < 0)
         return 3;
+    /* Rules before the first scan, so that every segment attached gets the
+     * generation in force at its first drain. */
+    dx_rules_init(cfg.shm_dir, cfg.rules_path);
     dx_segments_scan();
     /* /metrics first: a request for an unknown path is pointed to it. */
     if (dx_prometheus_register() < 0 || dx_httpd_route("/healthz", dx_httpd_ok, NULL, 4096) < 0 ||

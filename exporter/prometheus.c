@@ -158,6 +158,31 @@ static void self_gauge(struct dx_buf *b, const char *name, const char *help, uin
     self_one(b, name, help, "gauge", v);
 }
 
+void dx_prom_self_counter(struct dx_buf *b, const char *name, const char *help, uint64_t v)
+{
+    self_counter(b, name, help, v);
+}
+
+void dx_prom_self_gauge(struct dx_buf *b, const char *name, const char *help, uint64_t v)
+{
+    self_gauge(b, name, help, v);
+}
+
+#define MAX_SELF_SOURCES 8
+static dx_prom_self_fn self_sources[MAX_SELF_SOURCES];
+static int nself_sources;
+
+int dx_prometheus_self(dx_prom_self_fn fn)
+{
+    for (int i = 0; i < nself_sources; i++)
+        if (self_sources[i] == fn)
+            return 0;
+    if (nself_sources == MAX_SELF_SOURCES)
+        return -1;
+    self_sources[nself_sources++] = fn;
+    return 0;
+}
+
 static void self_per_signal(struct dx_buf *b, const char *name, const char *help,
                             const char *type, int n, const uint64_t *v)
 {
@@ -275,6 +300,8 @@ static void self_metrics(struct dx_buf *b)
                  dx_store_conflicts());
     caps(b);
     tail_sampling(b);
+    for (int i = 0; i < nself_sources; i++)
+        self_sources[i](b);
 }
 
 void dx_prometheus_render(struct dx_buf *b)

@@ -43,6 +43,7 @@ static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static struct dx_segment *segments;
 static int nsegments;
 static uint64_t folded_ring_dropped, folded_ring_written; /* of reaped processes */
+static uint64_t rules_generation; /* main thread only */
 
 /* A segment's broken flag is set by whichever thread's access faulted
  * (the drain loop, or a metric snapshot) and read by the others. */
@@ -219,6 +220,11 @@ static void attach(const char *name)
     dx_log(DX_DEBUG, "attached %s (service %s, pid %d)", path, res->service, pid);
 }
 
+void dx_segments_publish_rules(uint64_t generation)
+{
+    rules_generation = generation;
+}
+
 void dx_segments_scan(void)
 {
     DIR *d = opendir(dir);
@@ -290,8 +296,11 @@ static size_t drain_one(struct dx_segment *s)
     dx_stats_add(DX_RECORDS_ABANDONED, rd->abandoned - abandoned0);
     for (int k = 0; k < DX_QUEUED_SIGNALS; k++)
         dx_stats_add_signal(DX_RECORDS_DRAINED, (enum dx_signal)k, drained[k]);
-    if (rd->consumer)
+    if (rd->consumer) {
         __atomic_store_n(&rd->consumer->last_drain_ns, dynobs__now_ns(), __ATOMIC_RELAXED);
+        if (__atomic_load_n(&rd->consumer->rules_generation, __ATOMIC_RELAXED) != rules_generation)
+            __atomic_store_n(&rd->consumer->rules_generation, rules_generation, __ATOMIC_RELEASE);
+    }
     DX_GUARD_END();
     return moved;
 }

@@ -29,6 +29,11 @@ int dx_segments_any_broken(void);      /* a mapping faulted: reap soon */
 int dx_segments_count(void);           /* attached segments (main thread, or under the lock) */
 void dx_segments_close_all(void);
 
+/* The rules table every shim should use (rules_publish.h): written into
+ * each segment's consumer page at its next drain, so a shim sees it
+ * within one drain interval. 0: the shims' built-in defaults. */
+void dx_segments_publish_rules(uint64_t generation);
+
 /* Readers on other threads. */
 void dx_segments_lock(void);
 void dx_segments_unlock(void);

@@ -104,6 +104,8 @@ int dx_config_load_from(struct dx_config *c, const char *(*get)(const char *name
     memset(c, 0, sizeof *c);
     const char *v = env("DYNOBS_SHM_DIR");
     snprintf(c->shm_dir, sizeof c->shm_dir, "%s", v ? v : DYNOBS_SHM_DIR_DEFAULT);
+    v = env("DYNOBS_RULES");
+    snprintf(c->rules_path, sizeof c->rules_path, "%s", v ? v : "");
     if (sink(c, "OTEL_TRACES_EXPORTER", &c->traces) || sink(c, "OTEL_METRICS_EXPORTER", &c->metrics) ||
         sink(c, "OTEL_LOGS_EXPORTER", &c->logs))
         return -1;

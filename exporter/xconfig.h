@@ -34,6 +34,7 @@ struct dx_config {
     uint64_t retry_max_ms;   /* DYNOBS_RETRY_MAX_MS (30000): longest backoff */
     uint64_t retry_total_ms; /* DYNOBS_RETRY_TOTAL_MS (300000): give up after */
     uint64_t shutdown_ms;    /* DYNOBS_SHUTDOWN_MS (5000): time to deliver at exit */
+    char rules_path[1024];   /* DYNOBS_RULES: the rules file ("" : built-in defaults) */
     char log_level[16];
     char error[512];         /* set when a value is invalid */
 };

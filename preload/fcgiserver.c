@@ -7,6 +7,8 @@
 
 #include "conn.h"
 #include "httpmetrics.h"
+#include "policy.h"
+#include "redact.h"
 
 #include "../common/metrics.h"
 
@@ -80,16 +82,32 @@ static void start(struct dynobs_conn *c)
      * client asked for (REQUEST_URI), not the script's name. */
     size_t ul;
     const char *uri = var(&f->req, DYNOBS_FCGI_URI, &ul);
-    dynobs__server_route(NULL, NULL, uri, ul, &f->route);
+    size_t pl = 0;
+    while (pl < ul && uri[pl] != '?' && uri[pl] != '#')
+        pl++;
+    struct dynobs_rule_facts facts = {.kind = DYNOBS_SPAN_KIND_SERVER,
+                                      .method = {f->method, ml},
+                                      .url_path = {uri, pl}};
+    struct dynobs_decision d;
+    dynobs__decide_routes(&d, &facts);
+    dynobs__server_route(d.r, d.routes, uri, ul, &f->route);
     char name[sizeof f->method + DYNOBS_ROUTE_MAX];
     dynobs__server_span_name(name, f->method, ml, &f->route);
-    if (dynobs__span_begin(&f->span, name, DYNOBS_SPAN_KIND_SERVER, parent, f->start_ns) < 0)
+    facts.span_name.p = name;
+    facts.span_name.n = strlen(name);
+    const struct dynobs_span_policy *pol = dynobs__decide(&d, &facts, 1);
+    /* An ignored request is served as usual but neither written nor
+     * counted; a filter may drop either. */
+    if (f->route.ignored)
+        pol = &dynobs__policy_dropped;
+    f->uncounted = f->route.ignored || (d.drop & DYNOBS_DROP_METRICS);
+    f->rules = d.r;
+    f->redact = d.redact;
+    if (dynobs__span_begin_ex(&f->span, name, DYNOBS_SPAN_KIND_SERVER, parent, f->start_ns, pol) <
+        0)
         return;
     f->open = 1;
     dynobs__fcgi_resp_start(&f->resp);
-    /* An ignored request is served as usual but never written. */
-    if (f->route.ignored)
-        f->span.recording = 0;
     if (f->span.recording) {
         attributes(&f->span, &f->req, ml, f->method);
         set_str(&f->span, "http.route", f->route.text, f->route.len);
@@ -108,7 +126,7 @@ static void finish(struct dynobs_conn *c, int code, const char *error_type)
     if (code > 0)
         dynobs__status_text(code, codestr);
     /* An ignored request is not counted either. */
-    struct dynobs_segment *seg = t && !f->route.ignored ? dynobs__segment() : NULL;
+    struct dynobs_segment *seg = t && !f->uncounted ? dynobs__segment() : NULL;
     if (seg) {
         size_t sl;
         const char *scheme = var(&f->req, DYNOBS_FCGI_SCHEME, &sl);
@@ -129,6 +147,7 @@ static void finish(struct dynobs_conn *c, int code, const char *error_type)
                                    now > f->start_ns ? (double)(now - f->start_ns) / 1e9 : 0);
     }
     dynobs__serving_end(&f->serving, t);
+    dynobs__redact_span(s, f->rules, f->redact);
     dynobs__span_finish(s);
     f->open = 0;
     f->start_ns = 0;
@@ -144,6 +163,9 @@ void dynobs__fcgis_init(struct dynobs_conn *c)
     f->route.len = 0;
     f->route.ignored = 0;
     f->route.text[0] = '\0';
+    f->uncounted = 0;
+    f->rules = NULL;
+    f->redact = NULL;
     f->span.live = 0;
 }
 

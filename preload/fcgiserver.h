@@ -27,6 +27,9 @@ struct dynobs_fcgis {
     uint64_t start_ns;
     char method[24];
     struct dynobs_route route; /* http.route, and whether the request is ignored */
+    uint8_t uncounted;         /* ignored, or a filter drops its metrics */
+    const struct dynobs_rules *rules; /* the redaction its span takes at its end */
+    const struct dynobs_rule_redact *redact;
     struct dynobs_serving serving;
     struct dynobs_span span;
 };

@@ -66,6 +66,10 @@ struct dynobs_h1c_exchange {
     char server_address[DYNOBS_H1_HOST_MAX];
     int server_port;
     struct dynobs_h1_status status; /* the response, as it is read */
+    uint8_t uncounted;              /* a filter drops its metrics */
+    /* The redaction rule its span takes at its end (policy.h). */
+    const struct dynobs_rules *rules;
+    const struct dynobs_rule_redact *redact;
     struct dynobs_span span;
 };
 
@@ -111,6 +115,10 @@ struct dynobs_h1s_exchange {
     uint64_t start_ns;
     char method[24];
     struct dynobs_route route;  /* http.route, and whether the request is ignored */
+    uint8_t uncounted;          /* ignored, or a filter drops its metrics */
+    /* The redaction rule its span takes at its end (policy.h). */
+    const struct dynobs_rules *rules;
+    const struct dynobs_rule_redact *redact;
     struct dynobs_h1_resp resp; /* the response, as it goes out */
     struct dynobs_serving serving;
     uint16_t bag_len;  /* bytes of bag: the request's baggage, normalised */

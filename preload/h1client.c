@@ -19,6 +19,8 @@
 
 #include "conn.h"
 #include "httpmetrics.h"
+#include "policy.h"
+#include "redact.h"
 #include "strbuf.h"
 
 /* A client's request head without what only a server keeps (tracestate,
@@ -197,7 +199,21 @@ static void start_request(struct dynobs_conn *c, const struct dynobs_h1_req *o)
     else
         parent = dynobs__ctx_outbound(t);
     c->has_origin = 0;
-    if (dynobs__span_begin(&x->span, x->method, DYNOBS_SPAN_KIND_CLIENT, parent, x->start_ns) < 0)
+    size_t pl = 0;
+    while (pl < r.target_len && r.target[pl] != '?' && r.target[pl] != '#')
+        pl++;
+    struct dynobs_rule_facts f = {.kind = DYNOBS_SPAN_KIND_CLIENT,
+                                  .method = {x->method, ml},
+                                  .server_address = {x->server_address, strlen(x->server_address)},
+                                  .url_path = {r.target, pl},
+                                  .span_name = {x->method, ml}};
+    struct dynobs_decision d;
+    const struct dynobs_span_policy *pol = dynobs__decide(&d, &f, 0);
+    x->uncounted = (d.drop & DYNOBS_DROP_METRICS) != 0;
+    x->rules = d.r;
+    x->redact = d.redact;
+    if (dynobs__span_begin_ex(&x->span, x->method, DYNOBS_SPAN_KIND_CLIENT, parent, x->start_ns,
+                              pol) < 0)
         return;
     x->open = 1;
     struct dynobs_span *s = &x->span;
@@ -331,7 +347,7 @@ void dynobs__h1c_out(struct dynobs_conn *c, const struct iovec *iov, int iovcnt,
 static void record_metric(struct dynobs_h1c_exchange *x, int code, const char *error_type)
 {
     struct dynobs_thread *t = dynobs__thread();
-    if (!t || !x->start_ns)
+    if (!t || !x->start_ns || x->uncounted)
         return;
     uint64_t now = dynobs__clock_now(&t->clk);
     double secs = now > x->start_ns ? (double)(now - x->start_ns) / 1e9 : 0;
@@ -356,6 +372,7 @@ static void finish(struct dynobs_h1c *h, int code, const char *error_type)
         dynobs__span_status(s, DYNOBS_STATUS_ERROR, code > 0 ? NULL : error_type);
     }
     record_metric(x, code, error_type);
+    dynobs__redact_span(s, x->rules, x->redact);
     dynobs__span_finish(s);
     x->open = 0;
     x->status.phase = DYNOBS_H1_ST_NONE;

@@ -21,6 +21,8 @@
 
 #include "conn.h"
 #include "httpmetrics.h"
+#include "policy.h"
+#include "redact.h"
 
 #include "../common/metrics.h"
 
@@ -45,7 +47,7 @@ static size_t correlation(struct dynobs_h1s *h, struct dynobs_span *s, char *out
             continue;
         const char *name = dynobs__config.corr_names[i];
         size_t nl = dynobs__config.corr_lens[i];
-        if (s->recording) {
+        if (s->recording && dynobs__redact_header_ok(h->x.rules, h->x.redact, name, nl)) {
             char key[20 + DYNOBS_CORR_NAME_MAX];
             memcpy(key, "http.request.header.", 20);
             memcpy(key + 20, name, nl);
@@ -85,12 +87,39 @@ static void start(struct dynobs_conn *c)
         parent = dynobs__ctx_from_headers(&remote, h->head.traceparent, h->head.tp_len,
                                           h->head.tracestate,
                                           h->head.has_tracestate ? h->head.ts_len : 0);
+    /* What the rules decide (policy.h): the route first, as it names the
+     * span that the other sections may match on. */
+    size_t pl = 0;
+    while (pl < r.target_len && r.target[pl] != '?' && r.target[pl] != '#')
+        pl++;
+    const char *host = h->head.host;
+    size_t hn = h->head.host_len;
+    const char *colon = memchr(host, ':', hn);
+    if (colon && host[0] != '[')
+        hn = (size_t)(colon - host);
+    struct dynobs_rule_facts f = {.kind = DYNOBS_SPAN_KIND_SERVER,
+                                  .method = {x->method, ml},
+                                  .url_path = {r.target, pl},
+                                  .server_address = {hn ? host : NULL, hn}};
+    struct dynobs_decision d;
+    dynobs__decide_routes(&d, &f);
     /* The span is named "METHOD ROUTE" (semantic conventions), or the
      * method alone for a target that is no path. */
-    dynobs__server_route(NULL, NULL, r.target, r.target_len, &x->route);
+    dynobs__server_route(d.r, d.routes, r.target, r.target_len, &x->route);
     char name[sizeof x->method + DYNOBS_ROUTE_MAX];
     dynobs__server_span_name(name, x->method, ml, &x->route);
-    if (dynobs__span_begin(&x->span, name, DYNOBS_SPAN_KIND_SERVER, parent, x->start_ns) < 0)
+    f.span_name.p = name;
+    f.span_name.n = strlen(name);
+    const struct dynobs_span_policy *pol = dynobs__decide(&d, &f, 1);
+    /* An ignored request is served as usual but neither written nor
+     * counted; a filter may drop either. */
+    if (x->route.ignored)
+        pol = &dynobs__policy_dropped;
+    x->uncounted = x->route.ignored || (d.drop & DYNOBS_DROP_METRICS);
+    x->rules = d.r;
+    x->redact = d.redact;
+    if (dynobs__span_begin_ex(&x->span, name, DYNOBS_SPAN_KIND_SERVER, parent, x->start_ns, pol) <
+        0)
         return;
     x->open = 1;
     dynobs__h1_resp_start(&x->resp, ml == 4 && !memcmp(x->method, "HEAD", 4));
@@ -98,22 +127,20 @@ static void start(struct dynobs_conn *c)
      * only: keep-alive requests cost no system call. */
     dynobs__conn_facts(c);
     struct dynobs_span *s = &x->span;
-    /* An ignored request is served as usual but never written. */
-    if (x->route.ignored)
-        s->recording = 0;
     if (s->recording) {
-        size_t pl = 0;
-        while (pl < r.target_len && r.target[pl] != '?' && r.target[pl] != '#')
-            pl++;
         set_str(s, "http.request.method", x->method, ml);
         set_str(s, "url.path", r.target, pl);
+        if (d.redact && pl < r.target_len && r.target[pl] == '?') {
+            char q[DYNOBS_QUERY_MAX];
+            size_t ql = pl + 1;
+            while (ql < r.target_len && r.target[ql] != '#')
+                ql++;
+            size_t n = dynobs__redact_query(d.r, d.redact, r.target + pl + 1, ql - pl - 1, q,
+                                            sizeof q);
+            set_str(s, "url.query", q, n);
+        }
         set_str(s, "http.route", x->route.text, x->route.len);
         ADD(s, "url.scheme", DYNOBS_ATTR_STRING, tls ? "https" : "http", tls ? 5u : 4u);
-        const char *host = h->head.host;
-        size_t hl = h->head.host_len, hn = hl;
-        const char *colon = memchr(host, ':', hl);
-        if (colon && host[0] != '[')
-            hn = (size_t)(colon - host);
         if (hn)
             set_str(s, "server.address", host, hn);
         else
@@ -195,7 +222,7 @@ static void finish(struct dynobs_conn *c, int code, const char *error_type)
     char codestr[8];
     error_type = dynobs__http_server_outcome(s, code, error_type, codestr);
     /* An ignored request is not counted either. */
-    struct dynobs_segment *seg = t && !x->route.ignored ? dynobs__segment() : NULL;
+    struct dynobs_segment *seg = t && !x->uncounted ? dynobs__segment() : NULL;
     if (seg) {
         uint64_t now = dynobs__clock_now(&t->clk);
         char failed[DYNOBS_METRIC_KEY_BYTES];
@@ -207,6 +234,7 @@ static void finish(struct dynobs_conn *c, int code, const char *error_type)
     /* Contexts that still point at this request's baggage (API spans that
      * outlive it) see it gone. */
     __atomic_add_fetch(&x->bag_gen, 1, __ATOMIC_RELEASE);
+    dynobs__redact_span(s, x->rules, x->redact);
     dynobs__span_finish(s);
     x->open = 0;
     x->start_ns = 0;

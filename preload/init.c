@@ -12,6 +12,7 @@
 
 #include "capture.h"
 #include "real.h"
+#include "rulesmap.h"
 #include "state.h"
 
 #include "../common/http/h1.h"
@@ -165,6 +166,7 @@ struct dynobs_segment *dynobs__segment(void)
     /* What was lost before the segment existed is counted in it now. */
     uint64_t lost = __atomic_exchange_n(&dynobs__lost, 0, __ATOMIC_RELAXED);
     seg.hdr->shards[0].counters[DYNOBS_CTR_RECORDS_DROPPED] += lost;
+    dynobs__rules_attach(&seg);
     __atomic_store_n(&seg_state, SEG_READY, __ATOMIC_RELEASE);
     return &seg;
 }

@@ -14,7 +14,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "policy.h"
 #include "ptrtab.h"
+#include "redact.h"
 #include "state.h"
 
 #include "../common/sql.h"
@@ -118,6 +120,10 @@ struct pgstate {
     uint64_t last_hash;
     size_t last_len;
     char last_op[32], last_coll[128], last_text[2048];
+    /* What the rules decided for the operation in flight (policy.h). */
+    int uncounted;
+    const struct dynobs_rules *rules;
+    const struct dynobs_rule_redact *redact;
     struct dynobs_span span;
 };
 
@@ -202,8 +208,20 @@ static int begin(PGconn *c, struct pgstate *s, const char *query, const char *op
         strcpy(name + nl + 1, coll);
     }
     s->start_ns = dynobs__clock_now(&t->clk);
-    if (dynobs__span_begin(&s->span, name, DYNOBS_SPAN_KIND_CLIENT, dynobs__ctx_outbound(t),
-                           s->start_ns) < 0)
+    struct dynobs_rule_facts f = {.kind = DYNOBS_SPAN_KIND_CLIENT,
+                                  .db_operation = {op, strlen(op)},
+                                  .server_address = {s->host, strlen(s->host)},
+                                  .span_name = {name, strlen(name)}};
+    struct dynobs_decision d;
+    const struct dynobs_span_policy *pol = dynobs__decide(&d, &f, 0);
+    s->uncounted = (d.drop & DYNOBS_DROP_METRICS) != 0;
+    s->rules = d.r;
+    s->redact = d.redact;
+    /* A rule may let a service's statements be recorded as sent. */
+    if (query && !raw && d.redact && d.redact->sql == DYNOBS_SQL_RAW)
+        raw = 1;
+    if (dynobs__span_begin_ex(&s->span, name, DYNOBS_SPAN_KIND_CLIENT, dynobs__ctx_outbound(t),
+                              s->start_ns, pol) < 0)
         return -1;
     copy(s->op, sizeof s->op, op);
     s->err_seen = 0;
@@ -260,7 +278,7 @@ static void finish(struct pgstate *s, const char *error_type)
         set_str(sp, "error.type", error_type);
         dynobs__span_status(sp, DYNOBS_STATUS_ERROR, NULL);
     }
-    struct dynobs_segment *seg = dynobs__segment();
+    struct dynobs_segment *seg = s->uncounted ? NULL : dynobs__segment();
     if (seg && t) {
         uint64_t now = dynobs__clock_now(&t->clk);
         char labels[DYNOBS_METRIC_KEY_BYTES];
@@ -276,6 +294,7 @@ static void finish(struct pgstate *s, const char *error_type)
         dynobs__duration_record(seg, "db.client.operation.duration", op_bounds,
                                 sizeof op_bounds / sizeof op_bounds[0], secs, labels);
     }
+    dynobs__redact_span(sp, s->rules, s->redact);
     dynobs__span_finish(sp);
 }
 

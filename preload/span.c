@@ -104,6 +104,11 @@ void dynobs__span_default_policy_set(const struct dynobs_span_policy *p)
     __atomic_store_n(&default_policy, p, __ATOMIC_RELEASE);
 }
 
+const struct dynobs_span_policy *dynobs__span_default_policy(void)
+{
+    return __atomic_load_n(&default_policy, __ATOMIC_ACQUIRE);
+}
+
 static inline const struct dynobs_span_policy *policy_or_default(const struct dynobs_span_policy *p)
 {
     return p ? p : __atomic_load_n(&default_policy, __ATOMIC_ACQUIRE);

@@ -89,6 +89,7 @@ int dynobs__span_begin(struct dynobs_span *s, const char *name, int kind,
  * store, read without a lock: the pointee must stay valid and unchanged
  * forever once published (a rules reload publishes a new one). */
 void dynobs__span_default_policy_set(const struct dynobs_span_policy *p) DYNOBS_INTERNAL;
+const struct dynobs_span_policy *dynobs__span_default_policy(void) DYNOBS_INTERNAL;
 /* DYNOBS_TAIL_KEEP, read at start-up: "errors", "slow:500ms" (or "slow:2s",
  * a bare number is milliseconds), both joined by a comma, or "none" / empty.
  * Parses into *out (sampler NULL); returns 0, or -EINVAL (then *out keeps

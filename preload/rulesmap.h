@@ -1,0 +1,44 @@
+/*
+ * The rules in force in this process (rules/README.md): the table the
+ * exporter published (DIR/.rules.<generation>, named by the generation in
+ * the segment's consumer page), or the built-in defaults (the compiled
+ * rules/default.yaml) when none was published. Looking them up costs one
+ * load and one compare; a new generation is mapped, validated like any
+ * untrusted input and bound to this process by the first thread that
+ * sees it. A table that cannot be read or does not validate is counted
+ * and the rules in force stay.
+ */
+#ifndef DYNOBS_PRELOAD_RULESMAP_H
+#define DYNOBS_PRELOAD_RULESMAP_H
+
+#include <stdint.h>
+
+#include "../common/rules.h"
+#include "../common/util.h"
+
+struct dynobs_segment;
+
+extern const uint64_t *dynobs__rules_gen_word DYNOBS_INTERNAL;
+extern uint64_t dynobs__rules_seen DYNOBS_INTERNAL;
+extern const struct dynobs_rules_proc *dynobs__rules_cur DYNOBS_INTERNAL;
+
+const struct dynobs_rules_proc *dynobs__rules_refresh(uint64_t gen) DYNOBS_INTERNAL;
+
+/* The rules in force, bound to this process; NULL only when not even the
+ * defaults could be set up (callers then keep the behaviour built in). */
+static inline const struct dynobs_rules_proc *dynobs__rules_now(void)
+{
+    uint64_t gen = __atomic_load_n(dynobs__rules_gen_word, __ATOMIC_ACQUIRE);
+    const struct dynobs_rules_proc *p = __atomic_load_n(&dynobs__rules_cur, __ATOMIC_ACQUIRE);
+    if (DYNOBS_LIKELY(p && gen == __atomic_load_n(&dynobs__rules_seen, __ATOMIC_RELAXED)))
+        return p;
+    return dynobs__rules_refresh(gen);
+}
+
+/* The segment exists: its consumer page says which generation is in force. */
+void dynobs__rules_attach(struct dynobs_segment *seg) DYNOBS_INTERNAL;
+
+/* Tables that could not be read or did not validate (dynobs-dump, tests). */
+uint64_t dynobs__rules_failures(void) DYNOBS_INTERNAL;
+
+#endif

@@ -1,0 +1,250 @@
+#!/usr/bin/env python3
+"""Rules change what is recorded, live: one Python service under the shim
+and one exporter with DYNOBS_RULES, and the rules file rewritten while both
+run (neither is restarted: the service's pid is checked at the end).
+  1. the first file (routes by the heuristic, the default health-check
+     filter): server spans are named by route, /healthz is counted in
+     metrics but not traced, no query string is recorded;
+  2. a second file adds a route pattern, a redaction rule (query values
+     but `page` redacted, a user agent replaced) and two drop rules (one
+     for traces, one for metrics): within 5 s every one of them shows in
+     the spans the OTLP receiver gets and in /metrics;
+  3. a broken third file is refused with its line and column (in the
+     exporter's log, on /metrics, and by --check-rules), and the second
+     file's rules stay in force.
+
+Usage: test_rules.py BUILD_DIR SOURCE_DIR [test names]"""
+import os
+import re
+import subprocess
+import sys
+import time
+import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import test_exporter as tx  # noqa: E402
+import test_http_server as hs  # noqa: E402
+from otlp_receiver import Receiver  # noqa: E402
+from recorder import service  # noqa: E402
+
+check, wait_for, one, attrs, spans_of = tx.check, tx.wait_for, tx.one, tx.attrs, tx.spans_of
+
+SERVICE = service(r'''
+import http.server, sys
+class Handler(QuietHandler):
+    def do_GET(self):
+        self.reply(b"ok")
+http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
+''')
+
+FIRST = """\
+file_format: "0.3"
+dynobs:
+  version: 1
+  routes:
+    - unmatched: heuristic
+  filters:
+    - match:
+        span.kind: server
+        url.path: [/healthz, /readyz, /livez, /metrics]
+      drop: [traces]
+"""
+
+SECOND = """\
+file_format: "0.3"
+dynobs:
+  version: 1
+  routes:
+    - patterns: ["/items/{name}"]
+      unmatched: heuristic
+  redaction:
+    - match:
+        span.kind: server
+      query:
+        record: true
+        allowed: [page]
+      attributes:
+        - key: user_agent.original
+          value: "*secret*"
+          with: REDACTED
+  filters:
+    - match:
+        url.path: /private/*
+      drop: [traces]
+    - match:
+        url.path: /uncounted/*
+      drop: [metrics]
+    - match:
+        span.kind: server
+        url.path: [/healthz, /readyz, /livez, /metrics]
+      drop: [traces]
+"""
+
+# Line 5, column 14: a ratio out of range.
+BROKEN = """\
+file_format: "0.3"
+dynobs:
+  version: 1
+  sampling:
+    - sampler: {trace_id_ratio_based: {ratio: 7}}
+"""
+
+
+def get(port, path, ua):
+    req = urllib.request.Request("http://127.0.0.1:%d%s" % (port, path),
+                                 headers={"User-Agent": ua})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        r.read()
+
+
+_decoded = {}
+
+
+def server_spans(rx):
+    """(name, attributes) of every server span received, in order of
+    arrival (each body decoded once)."""
+    out = []
+    for i, body in enumerate(rx.accepted("/v1/traces")):
+        if i not in _decoded:
+            _decoded[i] = [(one(sp, "name").decode(), attrs(sp))
+                           for _, sp in spans_of([body])
+                           if one(sp, "kind") == "SPAN_KIND_SERVER"]
+        out.extend(_decoded[i])
+    return out
+
+
+def route_count(env, route):
+    """The request count of http.server.request.duration for a route."""
+    total = None
+    for line in env.metrics().splitlines():
+        if (line.startswith("http_server_request_duration_seconds_count{") and
+                'http_route="%s"' % route in line):
+            total = (total or 0) + float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def write(path, text):
+    # A new file renamed into place, as editors and config management do.
+    tmp = path + ".new"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.rename(tmp, path)
+
+
+def generation(env):
+    return env.metric("dynobs_exporter_rules_generation")
+
+
+def check_rules(path):
+    return subprocess.run([tx.EXPORTER, "--check-rules", path], capture_output=True, text=True,
+                          timeout=30)
+
+
+@tx.with_env
+def test_route_redaction_and_drop_rules_apply_live(env):
+    rules = os.path.join(env.dir, "rules.yaml")
+    write(rules, FIRST)
+    rx = Receiver()
+    try:
+        env.start_exporter(rx.url(), {"DYNOBS_RULES": rules})
+        wait_for(lambda: (generation(env) or 0) > 0, 10, "the first rules in force")
+        port = tx.free_port()
+        path = os.path.join(env.dir, "svc.py")
+        with open(path, "w") as f:
+            f.write(SERVICE)
+        p = subprocess.Popen([sys.executable, path, str(port)],
+                             env=env.app_env({"OTEL_SERVICE_NAME": "rules-svc"}),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        env.procs.append(p)
+        hs.wait_listening(port, p, "the service")
+
+        # 1. The first rules.
+        get(port, "/items/apple?page=2&token=t1", "agent-secret-1")
+        get(port, "/healthz", "probe")
+        get(port, "/private/1", "agent")
+        wait_for(lambda: any(n.startswith("GET /private") for n, _ in server_spans(rx)), 10,
+                 "the first spans")
+        spans = server_spans(rx)
+        names = sorted(n for n, _ in spans)
+        print("first rules: server spans %s" % names)
+        check("GET /items/apple" in names, "no span named by the heuristic route: %s" % names)
+        check(not any("/healthz" in n for n in names), "/healthz traced: %s" % names)
+        a = dict(spans)["GET /items/apple"]
+        check(a.get("http.route") == "/items/apple", "http.route: %r" % a.get("http.route"))
+        check("url.query" not in a, "a query string recorded by default: %r" % a.get("url.query"))
+        check(a.get("user_agent.original") == "agent-secret-1", "user agent: %r" %
+              a.get("user_agent.original"))
+        wait_for(lambda: route_count(env, "/healthz") == 1, 10, "/healthz counted in metrics")
+
+        # 2. The second rules, without restarting anything.
+        gen1 = generation(env)
+        write(rules, SECOND)
+        t0 = time.time()
+        wait_for(lambda: (generation(env) or 0) > gen1, 5, "the second rules in force")
+        # The shim takes a new generation at its next request once the
+        # exporter has written it into the segment (its next drain).
+
+        def second_in_force():
+            get(port, "/items/pear?page=3&token=t2", "agent-secret-2")
+            return any(n == "GET /items/{name}" for n, _ in server_spans(rx))
+        wait_for(second_in_force, 5, "a span named by the new route pattern")
+        took = time.time() - t0
+        print("second rules in force in the service %.2f s after the file changed" % took)
+        check(took <= 5.0, "the new rules took %.1f s" % took)
+        before = len(server_spans(rx))
+        private_before = route_count(env, "/private/{id}")
+        check(private_before == 1, "/private/1 counted %r times" % private_before)
+        get(port, "/private/2", "agent")
+        get(port, "/uncounted/1", "agent")
+        get(port, "/items/fig?page=9&token=t3", "agent-secret-3")
+        wait_for(lambda: any(n.startswith("GET /uncounted") for n, _ in server_spans(rx)[before:]),
+                 10, "the span of /uncounted/1")
+        wait_for(lambda: any(a.get("url.query") == "page=9&token=REDACTED"
+                             for n, a in server_spans(rx)), 10, "the redacted query")
+        spans = server_spans(rx)[before:]
+        names = [n for n, _ in spans]
+        print("second rules: server spans %s" % names)
+        check(not any(n.startswith("GET /private") for n in names),
+              "a span of /private/ exported after the drop rule: %s" % names)
+        fig = [a for n, a in spans if a.get("url.query", "").startswith("page=9")][0]
+        check(fig.get("http.route") == "/items/{name}", "route %r" % fig.get("http.route"))
+        check(fig.get("user_agent.original") == "REDACTED",
+              "user agent not replaced: %r" % fig.get("user_agent.original"))
+        wait_for(lambda: route_count(env, "/private/{id}") == 2, 10,
+                 "/private/2 counted although not traced")
+        check(route_count(env, "/uncounted/{id}") is None,
+              "/uncounted/1 counted despite the metrics drop rule")
+
+        # 3. A broken file: refused, and the second rules stay.
+        gen2 = generation(env)
+        write(rules, BROKEN)
+        wait_for(lambda: env.metric("dynobs_exporter_rules_last_reload_success") == 0, 5,
+                 "the broken file refused")
+        log = env.log()
+        check(re.search(re.escape(rules) + r":5:\d+: dynobs\.sampling\[0\]", log),
+              "the exporter's log does not give the place of the error: %s" % log[-1500:])
+        check(generation(env) == gen2, "the generation changed after a broken file")
+        r = check_rules(rules)
+        check(r.returncode == 1 and re.search(r":5:\d+:", r.stderr),
+              "--check-rules on the broken file: %d %r" % (r.returncode, r.stderr))
+        write(rules + ".good", SECOND)
+        r = check_rules(rules + ".good")
+        check(r.returncode == 0, "--check-rules on a good file: %d %r" % (r.returncode, r.stderr))
+        before = len(server_spans(rx))
+        get(port, "/items/kiwi?page=1", "agent")
+        wait_for(lambda: any(n == "GET /items/{name}" for n, _ in server_spans(rx)[before:]), 10,
+                 "a span still named by the second rules")
+        check(p.poll() is None, "the service exited")
+        check(env.exporter.poll() is None, "the exporter exited")
+    finally:
+        rx.stop()
+
+
+def main():
+    if not os.path.exists("/usr/bin/protoc") and not tx.shutil.which("protoc"):
+        return tx.skip_file("protoc is missing (Debian: protobuf-compiler)")
+    return tx.run_tests(globals())
+
+
+if __name__ == "__main__":
+    sys.exit(main())
