@@ -28,12 +28,14 @@
 #include "http_server.h"
 #include "otlp_http.h"
 #include "prometheus.h"
-#include "rules_publish.h"
 #include "queue.h"
 #include "rules.h"
+#include "rules_publish.h"
 #include "segments.h"
 #include "sender.h"
 #include "shed_preload.h"
+#include "store.h"
+#include "tail.h"
 #include "xconfig.h"
 
 static volatile sig_atomic_t stop_requested;
@@ -42,6 +44,16 @@ static void on_signal(int sig)
 {
     (void)sig;
     stop_requested = 1;
+}
+
+/* A rules table came into force (rules_publish.h): the settings of the
+ * whole file that exporter parts keep. On the main thread. */
+static void on_rules(const struct dynobs_rules *r)
+{
+    dx_segments_lock(); /* the store's lock */
+    dx_store_set_cardinality_limit(r->hdr->cardinality_limit);
+    dx_segments_unlock();
+    dx_tail_configure(r->hdr->tail_decision_wait_ms, r->hdr->tail_num_traces);
 }
 
 static void usage(void)
@@ -138,6 +150,7 @@ int main(int argc, char **argv)
         return 3;
     /* Rules before the first scan, so that every segment attached gets the
      * generation in force at its first drain. */
+    dx_rules_listen(on_rules);
     dx_rules_init(cfg.shm_dir, cfg.rules_path);
     dx_segments_scan();
     /* /metrics first: a request for an unknown path is pointed to it. */

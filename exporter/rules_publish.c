@@ -74,11 +74,11 @@ static void bring_into_force(const void *bytes, size_t len)
  * readable by every user (shims of other users served by a root
  * exporter), never writable but by us. Shims accept it only from root or
  * their own user. */
-static int write_table(uint64_t gen, const void *bytes, size_t len)
+static int write_file(const char *name, const void *bytes, size_t len)
 {
     char tmp[1200], final[1200];
     snprintf(tmp, sizeof tmp, "%s/.rules.tmp.%d", dir, (int)getpid());
-    snprintf(final, sizeof final, "%s/.rules.%" PRIu64, dir, gen);
+    snprintf(final, sizeof final, "%s/%s", dir, name);
     unlink(tmp);
     int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
     if (fd < 0)
@@ -110,6 +110,34 @@ static int write_table(uint64_t gen, const void *bytes, size_t len)
         return e;
     }
     return 0;
+}
+
+static int write_table(uint64_t gen, const void *bytes, size_t len)
+{
+    char name[64];
+    snprintf(name, sizeof name, ".rules.%" PRIu64, gen);
+    return write_file(name, bytes, len);
+}
+
+/* DIR/.rules.current names the latest generation, for processes that
+ * start before the exporter's first drain of their segment. */
+static void write_current(uint64_t gen)
+{
+    char text[32];
+    int n = snprintf(text, sizeof text, "%" PRIu64 "\n", gen);
+    int rc = write_file(".rules.current", text, (size_t)n);
+    if (rc < 0)
+        dx_log(DX_WARN, "rules: cannot write %s/.rules.current: %s (new processes take the "
+               "rules at their first drain)", dir, strerror(-rc));
+}
+
+static void remove_current(void)
+{
+    char current[1200];
+    struct stat st;
+    snprintf(current, sizeof current, "%s/.rules.current", dir);
+    if (lstat(current, &st) == 0 && st.st_uid == geteuid())
+        unlink(current);
 }
 
 /* Removes published tables older than `keep_from` (ours only: the
@@ -175,6 +203,7 @@ static void load(void)
     uint64_t prev = dx_rules_generation();
     bring_into_force(bytes, len); /* bytes stay allocated: see bring_into_force */
     __atomic_store_n(&generation, gen, __ATOMIC_RELEASE);
+    write_current(gen);
     dx_segments_publish_rules(gen);
     if (prev)
         remove_old(prev);
@@ -229,6 +258,7 @@ void dx_rules_init(const char *segdir, const char *file)
     /* Tables an earlier exporter left are of no use to anyone now: the
      * segments we attach get our generation. */
     remove_old(UINT64_MAX);
+    remove_current();
     bring_into_force(dynobs__rules_default, dynobs__rules_default_len);
     last_poll = dynobs__mono_ns();
     if (path[0] && changed())

@@ -11,6 +11,7 @@
 #include <sys/uio.h>
 #include <syslog.h>
 
+#include "rulesmap.h"
 #include "state.h"
 
 #include "../common/attrs.h"
@@ -35,6 +36,16 @@ static int emit(int severity, const char *stext, const char *body, size_t blen,
     if (!t || !seg) {
         __atomic_fetch_add(&dynobs__lost, 1, __ATOMIC_RELAXED);
         return DYNOBS_ENOMEM;
+    }
+    /* A filter of the rules in force may drop this process's logs (it
+     * matches on service.name and the executable: a log record has no
+     * span fields). Dropped by the operator's choice, not lost. */
+    const struct dynobs_rules_proc *rules = dynobs__rules_now();
+    if (rules && rules->n[DYNOBS_RS_FILTERS]) {
+        const struct dynobs_rule_facts none = {0};
+        const struct dynobs_rule_filter *flt = dynobs__rules_filter(rules, &none);
+        if (flt && (flt->drop & DYNOBS_DROP_LOGS))
+            return 0;
     }
     int truncated = blen > LOG_BODY_MAX;
     if (truncated)

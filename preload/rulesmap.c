@@ -38,6 +38,9 @@ uint64_t dynobs__rules_seen;
 const struct dynobs_rules_proc *dynobs__rules_cur;
 
 static int busy;
+/* A generation that could not be loaded is tried again a second later
+ * (its file may not be there yet), not on every call in between. */
+static uint64_t failed_gen, retry_at;
 static uint64_t failures;
 static struct dynobs_segment *segment;
 
@@ -46,11 +49,76 @@ uint64_t dynobs__rules_failures(void)
     return __atomic_load_n(&failures, __ATOMIC_RELAXED);
 }
 
+/* DIR "/.rules." suffix, formatted by hand (no stdio in the shim);
+ * suffix NULL: the generation's digits. */
+static void rules_path(char *path, uint64_t gen, const char *suffix)
+{
+    char digits[24];
+    size_t dl = 0, dn = strnlen(dynobs__config.shm_dir, DYNOBS_PATH_MAX);
+    if (suffix) {
+        dl = strlen(suffix);
+        memcpy(digits, suffix, dl);
+    } else {
+        char rev[24];
+        size_t n = 0;
+        do
+            rev[n++] = (char)('0' + gen % 10);
+        while ((gen /= 10) && n < sizeof rev);
+        while (dl < n) {
+            digits[dl] = rev[n - 1 - dl];
+            dl++;
+        }
+    }
+    memcpy(path, dynobs__config.shm_dir, dn);
+    memcpy(path + dn, "/.rules.", 8);
+    memcpy(path + dn + 8, digits, dl);
+    path[dn + 8 + dl] = '\0';
+}
+
+/* Opens a file of the exporter's: a regular file of root's or ours. */
+static int open_ours(const char *path, struct stat *st)
+{
+    int fd = (int)syscall(SYS_openat, AT_FDCWD, path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0)
+        return -1;
+    if (syscall(SYS_fstat, fd, st) < 0 || !S_ISREG(st->st_mode) ||
+        (st->st_uid != 0 && st->st_uid != geteuid())) {
+        syscall(SYS_close, fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* The generation DIR/.rules.current names (the exporter's latest), or 0. */
+static uint64_t current_generation(void)
+{
+    char path[DYNOBS_PATH_MAX + 32], text[32];
+    rules_path(path, 0, "current");
+    struct stat st;
+    int fd = open_ours(path, &st);
+    if (fd < 0)
+        return 0;
+    long n = syscall(SYS_read, fd, text, sizeof text - 1);
+    syscall(SYS_close, fd);
+    uint64_t g = 0;
+    for (long i = 0; i < n && text[i] >= '0' && text[i] <= '9' && g < UINT64_MAX / 10; i++)
+        g = g * 10 + (uint64_t)(text[i] - '0');
+    return g;
+}
+
 void dynobs__rules_attach(struct dynobs_segment *seg)
 {
     segment = seg;
-    const struct dynobs_seg_consumer *c =
-        (const struct dynobs_seg_consumer *)(seg->base + seg->hdr->consumer_offset);
+    struct dynobs_seg_consumer *c =
+        (struct dynobs_seg_consumer *)(seg->base + seg->hdr->consumer_offset);
+    /* A process that starts while an exporter runs takes its rules from
+     * its first span, not from the exporter's first drain: the page is
+     * the exporter's to write, so only a generation not written yet is
+     * filled in (the exporter's next drain sets it right in any case). */
+    uint64_t zero = 0, g = current_generation();
+    if (g)
+        __atomic_compare_exchange_n(&c->rules_generation, &zero, g, 0, __ATOMIC_ACQ_REL,
+                                    __ATOMIC_RELAXED);
     __atomic_store_n(&dynobs__rules_gen_word, &c->rules_generation, __ATOMIC_RELEASE);
     /* Bound again now that the service's name is known. */
     __atomic_store_n(&dynobs__rules_seen, UINT64_MAX, __ATOMIC_RELEASE);
@@ -101,27 +169,15 @@ static void bind(struct holder *h)
  * system calls: our own read and close interposers stay out of it. */
 static struct holder *load(uint64_t want)
 {
-    uint64_t gen = want;
-    /* DIR "/.rules." digits, formatted by hand: no stdio in the shim. */
-    char path[DYNOBS_PATH_MAX + 32], digits[24];
-    size_t dl = 0, dn = strnlen(dynobs__config.shm_dir, DYNOBS_PATH_MAX);
-    do
-        digits[dl++] = (char)('0' + gen % 10);
-    while ((gen /= 10) && dl < sizeof digits);
-    memcpy(path, dynobs__config.shm_dir, dn);
-    memcpy(path + dn, "/.rules.", 8);
-    for (size_t i = 0; i < dl; i++)
-        path[dn + 8 + i] = digits[dl - 1 - i];
-    path[dn + 8 + dl] = '\0';
-    int fd = (int)syscall(SYS_openat, AT_FDCWD, path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    char path[DYNOBS_PATH_MAX + 32];
+    rules_path(path, want, NULL);
+    struct stat st;
+    int fd = open_ours(path, &st);
     if (fd < 0)
         return NULL;
     struct holder *h = NULL;
-    struct stat st;
     size_t size = 0;
-    if (syscall(SYS_fstat, fd, &st) < 0 || !S_ISREG(st.st_mode) ||
-        (st.st_uid != 0 && st.st_uid != geteuid()) || st.st_size <= 0 ||
-        (uint64_t)st.st_size > DYNOBS_RULES_MAX_BYTES)
+    if (st.st_size <= 0 || (uint64_t)st.st_size > DYNOBS_RULES_MAX_BYTES)
         goto out;
     size = sizeof *h + (size_t)st.st_size;
     h = holder_new((size_t)st.st_size);
@@ -185,10 +241,18 @@ static void apply(struct holder *h)
 const struct dynobs_rules_proc *dynobs__rules_refresh(uint64_t gen)
 {
     const struct dynobs_rules_proc *cur = __atomic_load_n(&dynobs__rules_cur, __ATOMIC_ACQUIRE);
+    if (cur && gen == __atomic_load_n(&failed_gen, __ATOMIC_RELAXED) &&
+        dynobs__mono_ns() < __atomic_load_n(&retry_at, __ATOMIC_RELAXED))
+        return cur;
     /* One thread does the work; the others go on with the rules in force
      * (the defaults' first setting up included: they see NULL then). */
     if (__atomic_exchange_n(&busy, 1, __ATOMIC_ACQUIRE))
         return cur;
+    /* The segment's consumer page names the generation: a process whose
+     * segment does not exist yet makes it now rather than start on the
+     * defaults (it is about to record anyway). */
+    if (!segment && dynobs__segment())
+        gen = __atomic_load_n(dynobs__rules_gen_word, __ATOMIC_ACQUIRE);
     dynobs__guard++;
     struct holder *h = gen == 0 ? defaults() : load(gen);
     if (h) {
@@ -196,12 +260,13 @@ const struct dynobs_rules_proc *dynobs__rules_refresh(uint64_t gen)
         apply(h);
         cur = &h->p;
         __atomic_store_n(&dynobs__rules_cur, cur, __ATOMIC_RELEASE);
+        __atomic_store_n(&dynobs__rules_seen, gen, __ATOMIC_RELEASE);
     } else {
+        /* The rules in force stay; this generation is tried again later. */
         __atomic_add_fetch(&failures, 1, __ATOMIC_RELAXED);
+        __atomic_store_n(&retry_at, dynobs__mono_ns() + 1000000000ull, __ATOMIC_RELAXED);
+        __atomic_store_n(&failed_gen, gen, __ATOMIC_RELAXED);
     }
-    /* Also after a failure: the rules in force stay until the exporter
-     * publishes another generation, rather than every call trying again. */
-    __atomic_store_n(&dynobs__rules_seen, gen, __ATOMIC_RELEASE);
     dynobs__guard--;
     __atomic_store_n(&busy, 0, __ATOMIC_RELEASE);
     return cur;

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "rulesmap.h"
 #include "state.h"
 
 #include "../common/attrs.h"
@@ -303,6 +304,9 @@ static dynobs_span *start_span(const char *name, int kind, const char *parent_tr
         parent = dynobs__ctx_current(t);
     s->owner = t;
     s->gen++;
+    /* Keeps the default policy that of the rules in force (rulesmap.h):
+     * API spans take the first sampling entry that names no span field. */
+    (void)dynobs__rules_now();
     span_fill(s, t, name, kind, parent, policy_or_default(NULL));
     struct dynobs_span_rec *r = &s->rec;
     s->stack_idx = -1;

@@ -240,6 +240,49 @@ def test_route_redaction_and_drop_rules_apply_live(env):
         rx.stop()
 
 
+LOGS_DROPPED = """\
+file_format: "0.3"
+dynobs:
+  version: 1
+  filters:
+    - match:
+        service.name: quiet-*
+      drop: [logs]
+"""
+
+
+@tx.with_env
+def test_a_filter_drops_the_logs_of_a_service(env):
+    rules = os.path.join(env.dir, "rules.yaml")
+    write(rules, LOGS_DROPPED)
+    rx = Receiver()
+    try:
+        env.start_exporter(rx.url(), {"DYNOBS_RULES": rules, "OTEL_METRICS_EXPORTER": "none"})
+        env.run_app("logs", {"OTEL_SERVICE_NAME": "quiet-logger"})
+        env.run_app("logs", {"OTEL_SERVICE_NAME": "logger"})
+
+        def services():
+            out = []
+            for body in rx.accepted("/v1/logs"):
+                for rl in tx.decode(body, tx.LOG_REQ, tx.OWN_PROTO).get("resource_logs", []):
+                    svc = attrs(one(rl, "resource", {})).get("service.name")
+                    for sl in rl.get("scope_logs", []):
+                        out += [svc] * len(sl.get("log_records", []))
+            return out
+        got = wait_for(lambda: services() if services().count("logger") >= 2 else None, 10,
+                       "the logs of the service no rule drops")
+        time.sleep(0.5)
+        got = services()
+        print("log records by service: %s" % {s: got.count(s) for s in set(got)})
+        check("quiet-logger" not in got, "a dropped service's logs were exported")
+        # Its spans are not dropped: the filter names logs only.
+        wait_for(lambda: any(r.get("service.name") == "quiet-logger"
+                             for r, _ in spans_of(rx.accepted("/v1/traces"))), 10,
+                 "the spans of the service whose logs are dropped")
+    finally:
+        rx.stop()
+
+
 def main():
     if not os.path.exists("/usr/bin/protoc") and not tx.shutil.which("protoc"):
         return tx.skip_file("protoc is missing (Debian: protobuf-compiler)")

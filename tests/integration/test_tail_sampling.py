@@ -27,12 +27,30 @@ TAILGEN = os.path.join(tx.BUILD, "tests", "dynobs-tailgen")
 RATIO = 0.01
 
 
-def run_tailgen(env, args, keep):
+# The same sampling from a rules file instead of the environment: the
+# ratio and the keeping of errors as one sampling entry.
+RULES = """\
+file_format: "0.3"
+dynobs:
+  version: 1
+  sampling:
+    - sampler:
+        parent_based:
+          root:
+            trace_id_ratio_based:
+              ratio: %s
+      keep:
+        errors: true
+""" % RATIO
+
+
+def run_tailgen(env, args, keep, rules=False):
     extra = {"OTEL_SERVICE_NAME": "tailgen",
-             "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
-             "OTEL_TRACES_SAMPLER_ARG": str(RATIO),
              # Every span of 2000 traces goes to the ring: room for all.
              "DYNOBS_RING_BYTES": "8M"}
+    if not rules:
+        extra.update({"OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+                      "OTEL_TRACES_SAMPLER_ARG": str(RATIO)})
     if keep is not None:
         extra["DYNOBS_TAIL_KEEP"] = keep
     r = subprocess.run([TAILGEN] + [str(a) for a in args], env=env.app_env(extra),
@@ -85,11 +103,29 @@ def check_whole(trace_spans, tid, sampled, err):
 
 @tx.with_env
 def test_error_traces_arrive_whole_at_one_percent(env):
+    error_traces_arrive_whole(env, False)
+
+
+@tx.with_env
+def test_error_traces_arrive_whole_at_one_percent_set_by_rules(env):
+    # The process starts after the exporter has published the rules: its
+    # very first span follows them (DIR/.rules.current), so the head
+    # decisions it prints are those of the rules' ratio.
+    error_traces_arrive_whole(env, True)
+
+
+def error_traces_arrive_whole(env, rules):
     rx = Receiver()
     try:
-        env.start_exporter(rx.url())
+        extra = None
+        if rules:
+            path = os.path.join(env.dir, "rules.yaml")
+            with open(path, "w") as f:
+                f.write(RULES)
+            extra = {"DYNOBS_RULES": path}
+        env.start_exporter(rx.url(), extra)
         n = 2000
-        traces = run_tailgen(env, [n, 20], "errors")
+        traces = run_tailgen(env, [n, 20], None if rules else "errors", rules)
         errors = {t for t, (_, e, _) in traces.items() if e}
         head = {t for t, (s, _, _) in traces.items() if s}
         expected = errors | head
