@@ -2,6 +2,7 @@
 
 #include <string.h>
 
+#include "route.h"
 #include "state.h"
 #include "strbuf.h"
 
@@ -41,10 +42,29 @@ void dynobs__http_client_metric(const char *method, const char *server, long por
                             DYNOBS_HTTP_DURATION_NBOUNDS, seconds, labels);
 }
 
+/* Adds what a process-wide count grew by since it was last reported
+ * (*reported, shared by threads: one of them wins each increase). */
+static void report_growth(struct dynobs_segment *seg, const char *name, uint64_t now,
+                          uint64_t *reported)
+{
+    uint64_t was = __atomic_load_n(reported, __ATOMIC_RELAXED);
+    if (DYNOBS_LIKELY(now == was) ||
+        !__atomic_compare_exchange_n(reported, &was, now, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+        return;
+    struct dynobs_metric_def d = {.name = name, .kind = DYNOBS_METRIC_COUNTER};
+    if (dynobs__metric_update(&seg->metrics, &d, (double)(now - was), "") < 0)
+        dynobs__count(DYNOBS_CTR_METRIC_UPDATES_REFUSED);
+}
+
 void dynobs__http_server_metric(struct dynobs_segment *seg, const char *labels, double seconds)
 {
     dynobs__duration_record(seg, "http.server.request.duration", dynobs__http_duration_bounds,
                             DYNOBS_HTTP_DURATION_NBOUNDS, seconds, labels);
+    /* The route trie's folds (route.h), reported with the requests that
+     * make them: one load and compare per request otherwise. */
+    static uint64_t folded, pool_full;
+    report_growth(seg, "dynobs.http.route.folds", dynobs__route_folded(), &folded);
+    report_growth(seg, "dynobs.http.route.pool_exhausted", dynobs__route_pool_full(), &pool_full);
 }
 
 const char *dynobs__http_server_outcome(struct dynobs_span *s, int code, const char *error_type,

@@ -222,6 +222,10 @@ def test_flood_of_random_paths_is_capped_and_counted(env):
               "counted %d, sent %d" % (sum(got.values()), total))
         check(len(got) <= 100, "%d series of http.server.request.duration" % len(got))
         check(all("http_route=" in k for k in got), "a series without http.route")
+        # The trie's folds are counted on /metrics.
+        folds = env.metric('dynobs_http_route_folds_total{service_name="routes-flood"}')
+        print("route segments folded past 10 values: %s" % folds)
+        check(folds is not None and folds > 0, "the trie's folds are not on /metrics")
         routes = set()
         uuid_re = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-")
         for s in spans:
