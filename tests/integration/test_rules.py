@@ -240,6 +240,27 @@ def test_route_redaction_and_drop_rules_apply_live(env):
         rx.stop()
 
 
+@tx.with_env
+def test_the_shipped_and_documented_rules_compile(env):
+    # rules/default.yaml, and every YAML example of README.md and
+    # rules/README.md that is a whole file (starts with file_format, and
+    # is no outline with "{...}" in it).
+    files = [os.path.join(tx.SOURCE, "rules", "default.yaml")]
+    for doc in ("README.md", os.path.join("rules", "README.md")):
+        with open(os.path.join(tx.SOURCE, doc)) as f:
+            text = f.read()
+        for i, block in enumerate(re.findall(r"```yaml\n(.*?)```", text, re.S)):
+            if block.startswith("file_format:") and "..." not in block:
+                path = os.path.join(env.dir, "%s-%d.yaml" % (doc.replace("/", "-"), i))
+                write(path, block)
+                files.append(path)
+    check(len(files) >= 2, "no documented example found")
+    for path in files:
+        r = check_rules(path)
+        print(r.stdout.strip() or r.stderr.strip())
+        check(r.returncode == 0, "%s does not compile: %s" % (path, r.stderr))
+
+
 LOGS_DROPPED = """\
 file_format: "0.3"
 dynobs:
