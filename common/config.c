@@ -90,11 +90,15 @@ static uint32_t limit(struct dynobs_config *c, dynobs_getenv_fn get, const char 
 
 /* A token as RFC 9110 defines it (header names, baggage keys), into out,
  * lower-cased for a header name, which must not be one of the headers
- * dynobs handles itself. Returns its length or -1. */
+ * dynobs handles itself, nor a credential: correlation headers are sent
+ * on with every outbound call, to whatever destination, so naming one
+ * would hand the caller's credentials to third parties. Returns its
+ * length or -1. */
 static int token(const char *s, size_t n, char *out, size_t cap, int header)
 {
-    static const char *const own[] = {"traceparent", "tracestate", "baggage", "host",
-                                      "user-agent"};
+    static const char *const own[] = {"traceparent", "tracestate",    "baggage",
+                                      "host",        "user-agent",    "authorization",
+                                      "cookie",      "set-cookie",    "proxy-authorization"};
     if (n == 0 || n >= cap)
         return -1;
     for (size_t i = 0; i < n; i++) {

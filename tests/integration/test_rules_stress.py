@@ -442,7 +442,9 @@ dynobs:
 """
 
 # Every header a request may name in DYNOBS_CORRELATION_HEADERS (at most 4),
-# credentials included: redaction must still keep them out.
+# credentials included: the shim refuses such a list (they would be sent on
+# to every destination) and keeps its default, x-request-id included; the
+# credentials must stay out of everything either way.
 CORRELATION = "x-request-id,authorization,cookie,set-cookie"
 
 
@@ -457,8 +459,7 @@ def test_redaction_never_weaker_than_defaults(env):
         wait_for(lambda: (env.metric("dynobs_exporter_rules_generation") or 0) > 0, 10,
                  "the rules in force")
         svc, port = start_service(env, "redact-svc", {"DYNOBS_CORRELATION_HEADERS": CORRELATION})
-        # The shim takes the list as it is (it is not refused: with a bad
-        # value it would say so on stderr and keep the default list).
+        # The shim refuses the list (test_config.c) and keeps the default.
         spans = SpanLog(rx)
         probes = [0]
 

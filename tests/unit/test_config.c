@@ -108,8 +108,13 @@ Test(config, correlation_headers)
      * default, reported. */
     const char *bad[] = {"DYNOBS_CORRELATION_HEADERS=x-a,b@d",
                          "DYNOBS_CORRELATION_HEADERS=traceparent",
-                         "DYNOBS_CORRELATION_HEADERS=a,b,c,d,e"};
-    for (size_t i = 0; i < 3; i++) {
+                         "DYNOBS_CORRELATION_HEADERS=a,b,c,d,e",
+                         /* Credentials would go to every destination. */
+                         "DYNOBS_CORRELATION_HEADERS=x-request-id,Authorization",
+                         "DYNOBS_CORRELATION_HEADERS=cookie",
+                         "DYNOBS_CORRELATION_HEADERS=set-cookie",
+                         "DYNOBS_CORRELATION_HEADERS=proxy-authorization"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         load(&c, (const char *const[]){bad[i], NULL});
         cr_assert_eq(c.ncorr, 2, "%s", bad[i]);
         cr_assert_eq(c.bad_setting, 1, "%s", bad[i]);
