@@ -58,6 +58,7 @@ static void after_fork_child(void)
 {
     /* The child is a new process: it gets a segment of its own at first
      * use, ids from a fresh seed, and keeps the forking thread's context. */
+    dynobs__rules_detach();
     if (__atomic_load_n(&seg_state, __ATOMIC_ACQUIRE) == SEG_READY)
         dynobs__segment_detach(&seg);
     __atomic_store_n(&seg_state, SEG_NONE, __ATOMIC_RELEASE);

@@ -124,6 +124,15 @@ void dynobs__rules_attach(struct dynobs_segment *seg)
     __atomic_store_n(&dynobs__rules_seen, UINT64_MAX, __ATOMIC_RELEASE);
 }
 
+void dynobs__rules_detach(void)
+{
+    segment = NULL;
+    __atomic_store_n(&dynobs__rules_gen_word, &no_generation, __ATOMIC_RELEASE);
+    /* The bound table stays in force until the child's segment names one. */
+    __atomic_store_n(&dynobs__rules_seen, 0, __ATOMIC_RELEASE);
+    busy = 0; /* a thread of the parent may have held it: it is not in the child */
+}
+
 /* A holder with room for a table of `extra` bytes. */
 static struct holder *holder_new(size_t extra)
 {

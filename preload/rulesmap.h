@@ -38,6 +38,11 @@ static inline const struct dynobs_rules_proc *dynobs__rules_now(void)
 /* The segment exists: its consumer page says which generation is in force. */
 void dynobs__rules_attach(struct dynobs_segment *seg) DYNOBS_INTERNAL;
 
+/* In a forked child, before the parent's segment is unmapped: the rules
+ * in force stay (the child runs the same program), but the generation is
+ * read from the child's own segment once it has one. */
+void dynobs__rules_detach(void) DYNOBS_INTERNAL;
+
 /* Tables that could not be read or did not validate (dynobs-dump, tests). */
 uint64_t dynobs__rules_failures(void) DYNOBS_INTERNAL;
 
