@@ -96,7 +96,7 @@ long dx_console_metrics(void)
     static const char *mk[] = {"?", "counter", "updown", "gauge", "histogram"};
     for (struct dx_family *f = dx_store_families(); f; f = f->next)
         for (struct dx_series *s = f->series; s; s = s->next_in_family) {
-            if (!dx_series_current(s))
+            if (!dx_series_exported(s))
                 continue;
             printf("metric service=%s name=%s kind=%s labels={%s} unit=%s ", s->service, s->name,
                    mk[s->kind], s->labels, s->unit);

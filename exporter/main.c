@@ -26,6 +26,7 @@
 #include "drain_loop.h"
 #include "guard.h"
 #include "http_server.h"
+#include "metric_filter.h"
 #include "otlp_http.h"
 #include "prometheus.h"
 #include "queue.h"
@@ -148,9 +149,16 @@ int main(int argc, char **argv)
     dx_segments_init(cfg.shm_dir, host);
     if (dx_dir_lock_take(cfg.shm_dir) < 0)
         return 3;
+    /* Parts that act on rules listen before the first table comes into
+     * force: the file's settings, and the metric filters that drop whole
+     * series here. */
+    if (dx_rules_listen(on_rules) < 0 || dx_rules_listen(dx_metric_filter_rules) < 0 ||
+        dx_prometheus_self(dx_metric_filter_prom) < 0) {
+        dx_log(DX_ERROR, "too many parts listen for rules");
+        return 1;
+    }
     /* Rules before the first scan, so that every segment attached gets the
      * generation in force at its first drain. */
-    dx_rules_listen(on_rules);
     dx_rules_init(cfg.shm_dir, cfg.rules_path);
     dx_segments_scan();
     /* /metrics first: a request for an unknown path is pointed to it. */

@@ -667,7 +667,7 @@ long dx_encode_metrics(uint64_t now, uint8_t **out, size_t *len)
     size_t total = 0;
     for (struct dx_family *f = dx_store_families(); f; f = f->next)
         for (struct dx_series *s = f->series; s; s = s->next_in_family)
-            total += dx_series_current(s) && s->kind == f->kind;
+            total += dx_series_exported(s) && s->kind == f->kind;
     const struct dx_series **list = arena_alloc(&a, sizeof *list * (total + 1));
     if (!list) {
         arena_free(&a);
@@ -676,7 +676,7 @@ long dx_encode_metrics(uint64_t now, uint8_t **out, size_t *len)
     size_t n = 0;
     for (struct dx_family *f = dx_store_families(); f; f = f->next)
         for (struct dx_series *s = f->series; s; s = s->next_in_family)
-            if (dx_series_current(s) && s->kind == f->kind)
+            if (dx_series_exported(s) && s->kind == f->kind)
                 list[n++] = s;
     Opentelemetry__Proto__Collector__Metrics__V1__ExportMetricsServiceRequest req;
     opentelemetry__proto__collector__metrics__v1__export_metrics_service_request__init(&req);

@@ -64,7 +64,7 @@ static void family(struct dx_buf *b, const struct dx_family *f)
 {
     int any = 0;
     for (const struct dx_series *s = f->series; s && !any; s = s->next_in_family)
-        any = dx_series_current(s) && s->kind == f->kind;
+        any = dx_series_exported(s) && s->kind == f->kind;
     if (!any)
         return;
     const struct dx_series *first = f->series;
@@ -77,7 +77,7 @@ static void family(struct dx_buf *b, const struct dx_family *f)
         dx_buf_printf(b, " (unit %s)", first->unit);
     dx_buf_printf(b, "\n# TYPE %s%s %s\n", f->prom_name, total, type);
     for (const struct dx_series *s = f->series; s; s = s->next_in_family) {
-        if (!dx_series_current(s) || s->kind != f->kind)
+        if (!dx_series_exported(s) || s->kind != f->kind)
             continue;
         if (f->kind != DYNOBS_METRIC_HISTOGRAM) {
             sample_num(b, f, total, s, s->now.value);
@@ -106,7 +106,7 @@ static void target_info(struct dx_buf *b)
     int nseen = 0, header = 0;
     for (const struct dx_family *f = dx_store_families(); f; f = f->next) {
         for (const struct dx_series *s = f->series; s; s = s->next_in_family) {
-            if (!dx_series_current(s))
+            if (!dx_series_exported(s))
                 continue;
             int dup = 0;
             for (int i = 0; i < nseen && !dup; i++)

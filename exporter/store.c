@@ -9,12 +9,15 @@
 #include "dynobs/dynobs.h"
 #include "diag.h"
 #include "guard.h"
+#include "metric_filter.h"
 #include "prom_naming.h"
 #include "util.h"
 
 static struct dx_family *families;
 static uint64_t gen;       /* the latest snapshot */
 static uint64_t conflicts; /* series left out: kind or bounds disagree */
+static const struct dynobs_rules *rules; /* in force: its filters drop series */
+static uint64_t filtered;                /* series dropped by them */
 
 #define HBITS 14
 static struct dx_series *table[1u << HBITS];
@@ -165,6 +168,17 @@ static struct dx_series *find(const char *service, const char *name, const char 
 static struct dx_series *create(const struct dx_resource *res, const struct dynobs_metric_view *v,
                                 char *labels);
 
+/* Decides whether the rules in force drop a series, keeping the count. */
+static void decide(struct dx_series *s)
+{
+    int drop = dx_metric_filter_drops(rules, s->service, s->name);
+    if (drop && !s->dropped)
+        filtered++;
+    else if (!drop && s->dropped)
+        filtered--;
+    s->dropped = drop;
+}
+
 /* Finds or creates the series of this service for a metric view: its
  * own, or its metric's overflow series (*folded set) past the cap. */
 static struct dx_series *series_for(const struct dx_resource *res,
@@ -224,6 +238,7 @@ static struct dx_series *create(const struct dx_resource *res, const struct dyno
     memcpy(s->bounds, v->bounds, sizeof s->bounds);
     s->res = (struct dx_resource *)res;
     dx_resource_ref(s->res);
+    decide(s);
     s->hnext = table[h];
     table[h] = s;
     /* Append, so that series print in the order they appeared. */
@@ -376,6 +391,24 @@ struct dx_family *dx_store_families(void)
 int dx_series_current(const struct dx_series *s)
 {
     return s->gen == gen;
+}
+
+int dx_series_exported(const struct dx_series *s)
+{
+    return s->gen == gen && !s->dropped;
+}
+
+void dx_store_set_rules(const struct dynobs_rules *r)
+{
+    rules = r;
+    for (struct dx_family *f = families; f; f = f->next)
+        for (struct dx_series *s = f->series; s; s = s->next_in_family)
+            decide(s);
+}
+
+uint64_t dx_store_filtered(void)
+{
+    return filtered;
 }
 
 uint64_t dx_store_conflicts(void)

@@ -17,6 +17,7 @@
 #include "metrics.h"
 #include "process_resource.h"
 #include "reader.h"
+#include "rules.h"
 
 struct dx_values {
     double value; /* sum for counter/updown/histogram; gauge value */
@@ -46,6 +47,7 @@ struct dx_series {
     struct dx_values folded; /* totals of exited processes */
     uint64_t gen;            /* snapshot that last filled `now` */
     struct dx_values now;    /* folded + live, as of snapshot gen */
+    int dropped; /* a rules filter leaves it out of the exports (metric_filter.h) */
 };
 
 /* Series grouped by Prometheus name, so that each family prints one
@@ -84,8 +86,19 @@ void dx_store_fold(struct dx_store_source *src);
 struct dx_family *dx_store_families(void);
 /* Whether a series has values in the latest snapshot. */
 int dx_series_current(const struct dx_series *s);
+/* Whether a series is exported (/metrics, OTLP, console): it has values
+ * in the latest snapshot and no filter of the rules in force drops it. */
+int dx_series_exported(const struct dx_series *s);
 /* Series left out because processes disagree on their kind or buckets. */
 uint64_t dx_store_conflicts(void);
+
+/* The rules table in force (valid for the life of the exporter): its
+ * filters decide which series are dropped from the exports, for every
+ * series now and for each new one when it is created. Dropped series
+ * keep accumulating, so that they come back with their full totals. */
+void dx_store_set_rules(const struct dynobs_rules *r);
+/* Series the rules in force drop. */
+uint64_t dx_store_filtered(void);
 
 /* At most `limit` attribute sets per service and metric name (0: the
  * default, DYNOBS_METRIC_CARDINALITY_DEFAULT); new sets past it fold
