@@ -16,6 +16,7 @@
 #include "record.h"
 #include "store.h"
 #include "tracecontext.h"
+#include "tracestate_th.h"
 
 typedef Opentelemetry__Proto__Common__V1__KeyValue KeyValue;
 typedef Opentelemetry__Proto__Common__V1__AnyValue AnyValue;
@@ -239,8 +240,16 @@ static Span *span(struct arena *a, const struct dynobs_span_view *v)
         sp->parent_span_id.len = 8;
         sp->parent_span_id.data = ids + 24;
     }
-    if (f->tracestate_len)
+    if (f->tracestate_len && (v->rec_flags & DYNOBS_RECF_UNSAMPLED)) {
+        /* Kept by tail sampling, not at random: a probability threshold
+         * would make a backend count it as 1/p spans (tracestate_th.h). */
+        char *ts = arena_alloc(a, f->tracestate_len + 1u);
+        if (ts)
+            ts[dx_tracestate_drop_th(v->tracestate, f->tracestate_len, ts)] = '\0';
+        sp->trace_state = ts && *ts ? ts : NULL;
+    } else if (f->tracestate_len) {
         sp->trace_state = arena_str(a, v->tracestate, f->tracestate_len);
+    }
     /* Span.flags: trace flags, plus whether the parent is known to be
      * remote (bit 8 says "known", bit 9 says "remote"). */
     sp->has_flags = 1;

@@ -3,9 +3,10 @@
 # tests are not the vehicle here): builds everything with
 # -fsanitize=thread (build-tsan/), runs tests/tsan/stress.c (the ring,
 # the metric table, context stacks and the span pool under four producer
-# threads and a consumer, with exact accounting), then the exporter's
-# integration tests with a TSan-built exporter and applications. Any
-# report fails the run.
+# threads and a consumer, with exact accounting) and
+# tests/tsan/route_stress.c (the route trie of common/route.c under four
+# threads), then the exporter's integration tests with a TSan-built
+# exporter and applications. Any report fails the run.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$here"
@@ -18,6 +19,7 @@ trap 'rm -rf "$logs"' EXIT
 export TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 log_path=$logs/tsan"
 for i in 1 2 3; do
   build-tsan/tests/dynobs-tsan-stress
+  build-tsan/tests/dynobs-route-stress
 done
 DYNOBS_TEST_TSAN=1 python3 tests/integration/test_exporter.py build-tsan .
 if compgen -G "$logs/tsan.*" >/dev/null; then

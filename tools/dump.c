@@ -121,12 +121,21 @@ static int dump(const char *path, int drain)
         printf("\n");
     }
     printf("records written=%" PRIu64 " dropped=%" PRIu64 " truncated=%" PRIu64
-           " spans refused=%" PRIu64 " metric series refused=%" PRIu64 "\n",
+           " spans refused=%" PRIu64 " metric series refused=%" PRIu64
+           " metric updates refused=%" PRIu64 " metric overflow=%" PRIu64 "\n",
            dynobs__reader_counter(r, DYNOBS_CTR_RECORDS_WRITTEN),
            dynobs__reader_counter(r, DYNOBS_CTR_RECORDS_DROPPED),
            dynobs__reader_counter(r, DYNOBS_CTR_RECORDS_TRUNCATED),
            dynobs__reader_counter(r, DYNOBS_CTR_SPANS_REFUSED),
-           dynobs__reader_counter(r, DYNOBS_CTR_METRIC_SERIES_REFUSED));
+           dynobs__reader_counter(r, DYNOBS_CTR_METRIC_SERIES_REFUSED),
+           dynobs__reader_counter(r, DYNOBS_CTR_METRIC_UPDATES_REFUSED),
+           dynobs__reader_counter(r, DYNOBS_CTR_METRIC_OVERFLOW));
+    /* The consumer page is written by the exporter: read it as the shim
+     * does, one relaxed load (the reader checked its offset). */
+    const struct dynobs_seg_consumer *cp =
+        (const struct dynobs_seg_consumer *)(r->map + r->hdr.consumer_offset);
+    uint64_t gen = __atomic_load_n(&cp->rules_generation, __ATOMIC_RELAXED);
+    printf("rules_generation=%" PRIu64 "%s\n", gen, gen ? "" : " (no table: built-in defaults)");
     const struct dynobs_rec_hdr *h;
     r->stall_timeout_ns = 0;
     while (dynobs__reader_next(r, &h) == 1) {

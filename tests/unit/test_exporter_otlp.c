@@ -18,6 +18,7 @@
 #include "queue.h"
 #include "record.h"
 #include "testutil.h"
+#include "tracestate_th.h"
 
 static struct dx_resource *resource(const char *service, int pid)
 {
@@ -272,4 +273,120 @@ Test(exporter_otlp, invalid_records_are_skipped)
     free(texts[0]);
     free(texts[1]);
     dx_resource_unref(a);
+}
+
+/* A span record with only a name and the tracestate ts, its header
+ * carrying the record flags rec_flags. */
+static size_t span_with_tracestate(uint8_t *buf, size_t cap, const char *ts, uint16_t rec_flags)
+{
+    memset(buf, 0, cap);
+    struct dynobs_span_rec f = {0};
+    memset(f.trace_id, 0x41, sizeof f.trace_id);
+    memset(f.span_id, 0x42, sizeof f.span_id);
+    f.start_ns = f.end_ns = 1700000000000000000ull;
+    f.kind = DYNOBS_SPAN_KIND_SERVER;
+    f.name_len = 4;
+    f.tracestate_len = (uint16_t)strlen(ts);
+    f.body_len = 4u + f.tracestate_len;
+    uint8_t *body = buf + sizeof(struct dynobs_rec_hdr) + sizeof f;
+    memcpy(body, "span", 4);
+    memcpy(body + 4, ts, f.tracestate_len);
+    size_t len = seal(buf, cap, DYNOBS_REC_SPAN, &f, sizeof f, f.body_len);
+    struct dynobs_rec_hdr h;
+    memcpy(&h, buf, sizeof h);
+    h.flags = rec_flags;
+    memcpy(buf, &h, sizeof h);
+    return len;
+}
+
+/* The Span.trace_state the exporter sends for a span with tracestate ts
+ * and record flags rec_flags, as protoc reads it from the request with
+ * the project's schema; "" when the field is absent. */
+static void exported_state(const char *ts, uint16_t rec_flags, char *out, size_t cap)
+{
+    struct dx_resource *a = resource("checkout", 5);
+    uint8_t r1[1024];
+    size_t lens[1] = {span_with_tracestate(r1, sizeof r1, ts, rec_flags)};
+    uint8_t *recs[1] = {r1};
+    struct dx_resource *owners[1] = {a};
+    char *texts[2];
+    encode_and_decode(DX_TRACES, owners, recs, lens, 1, 1, texts);
+    cr_assert(strstr(texts[0], "name: \"span\""), "%s", texts[0]);
+    const char *p = strstr(texts[0], "trace_state: \"");
+    out[0] = '\0';
+    if (p) {
+        p += strlen("trace_state: \"");
+        const char *q = strchr(p, '"');
+        cr_assert_not_null(q);
+        cr_assert_lt((size_t)(q - p), cap);
+        memcpy(out, p, (size_t)(q - p));
+        out[q - p] = '\0';
+    }
+    free(texts[0]);
+    free(texts[1]);
+    dx_resource_unref(a);
+}
+
+Test(exporter_otlp, tail_kept_spans_lose_the_probability_threshold)
+{
+    static const struct {
+        const char *in, *unsampled;
+    } cases[] = {
+        {"ot=th:8;rv:ab,vendor=x", "ot=rv:ab,vendor=x"},
+        {"ot=th:8,a=b", "a=b"},
+        {"ot=th:8", ""},
+        {"vendor=x,a=b", "vendor=x,a=b"},                   /* no ot member */
+        {"ot=th8;rv:ab,vendor=x", "ot=th8;rv:ab,vendor=x"}, /* malformed */
+    };
+    char got[600];
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        exported_state(cases[i].in, DYNOBS_RECF_UNSAMPLED, got, sizeof got);
+        cr_assert_str_eq(got, cases[i].unsampled, "unsampled span with %s", cases[i].in);
+        /* Kept for a reason of its own makes no difference. */
+        exported_state(cases[i].in, DYNOBS_RECF_UNSAMPLED | DYNOBS_RECF_KEEP, got, sizeof got);
+        cr_assert_str_eq(got, cases[i].unsampled, "unsampled KEEP span with %s", cases[i].in);
+        /* A sampled span was chosen at random: its threshold stays. */
+        exported_state(cases[i].in, 0, got, sizeof got);
+        cr_assert_str_eq(got, cases[i].in, "sampled span with %s", cases[i].in);
+        exported_state(cases[i].in, DYNOBS_RECF_KEEP, got, sizeof got);
+        cr_assert_str_eq(got, cases[i].in, "sampled KEEP span with %s", cases[i].in);
+    }
+}
+
+Test(exporter_otlp, tracestate_drop_th_keeps_the_rest_byte_for_byte)
+{
+    static const char *cases[][2] = {
+        {"ot=th:8;rv:ab,vendor=x", "ot=rv:ab,vendor=x"},
+        {"ot=th:8,a=b", "a=b"},
+        {"ot=th:8", ""},
+        {"a=b,ot=th:0,c=d", "a=b,c=d"},
+        {"a=b, ot=th:8", "a=b"},
+        {"ot=th:8 ,\tc=d", "c=d"},
+        {"x=1,ot=rv:ab;th:c;k:v , y=2", "x=1,ot=rv:ab;k:v , y=2"},
+        {"ot=rv:ab;th:8", "ot=rv:ab"},
+        {"a@t=th:8,ot=x:1;th:ff", "a@t=th:8,ot=x:1"},
+        /* Unchanged: no ot member, no th in it, or an ot value that is
+         * not a list of key:value sub-keys. */
+        {"vendor=x", "vendor=x"},
+        {"bot=th:8", "bot=th:8"},
+        {"ot=rv:ab,vendor=th:8", "ot=rv:ab,vendor=th:8"},
+        {"ot=rv:ab;t:1", "ot=rv:ab;t:1"},
+        {"ot=th8;rv:ab", "ot=th8;rv:ab"},
+        {"ot=th:8;;rv:ab", "ot=th:8;;rv:ab"},
+        {"ot=:8;th:1", "ot=:8;th:1"},
+        {"ot=", "ot="},
+        {"ot=rv:ab,ot=th:8", "ot=rv:ab,ot=th:8"}, /* only the first ot member counts */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        size_t n = strlen(cases[i][0]);
+        /* Exactly n bytes of room, and input without a NUL after it. */
+        char *in = malloc(n ? n : 1), *out = malloc(n ? n : 1);
+        cr_assert(in && out);
+        memcpy(in, cases[i][0], n);
+        size_t got = dx_tracestate_drop_th(in, n, out);
+        cr_assert_eq(got, strlen(cases[i][1]), "%s: length %zu", cases[i][0], got);
+        cr_assert(!memcmp(out, cases[i][1], got), "%s -> %.*s", cases[i][0], (int)got, out);
+        free(in);
+        free(out);
+    }
 }
