@@ -350,6 +350,29 @@ static int section_room(struct cx *c, yaml_node_t *at, const struct vec *v, size
     return 0;
 }
 
+/* A section's entry, once per match its MATCH expands to (the entry's
+ * first field is its match index in every section). */
+static int add_entries(struct cx *c, yaml_node_t *at, const struct pmatch *m, struct vec *v,
+                       const char *what, const void *entry)
+{
+    _Static_assert(offsetof(struct dynobs_rule_routes, match) == 0 &&
+                       offsetof(struct dynobs_rule_filter, match) == 0 &&
+                       offsetof(struct dynobs_rule_redact, match) == 0,
+                   "entries start with their match");
+    uint32_t idx[DYNOBS_RULES_MAX_ENTRIES];
+    size_t count;
+    TRY(expand_match(c, at, m, idx, &count));
+    TRY(section_room(c, at, v, count, what));
+    for (size_t k = 0; k < count; k++) {
+        char *x = vec_push(v, NULL);
+        if (!x)
+            return oom(c);
+        memcpy(x, entry, v->size);
+        memcpy(x, &idx[k], sizeof idx[k]);
+    }
+    return 0;
+}
+
 /* ---- SAMPLER ---- */
 
 struct psampler {
@@ -540,17 +563,7 @@ static int parse_routes(struct cx *c, yaml_node_t *n)
             AT(c, "max_path_segment_cardinality", get_u32(c, v, 1, 1000, &x));
             e.max_segment_values = (uint16_t)x;
         }
-        uint32_t idx[DYNOBS_RULES_MAX_ENTRIES];
-        size_t count;
-        TRY(expand_match(c, r, have ? &m : NULL, idx, &count));
-        TRY(section_room(c, r, &c->routes, count, "routes"));
-        for (size_t k = 0; k < count; k++) {
-            struct dynobs_rule_routes *x = vec_push(&c->routes, NULL);
-            if (!x)
-                return oom(c);
-            *x = e;
-            x->match = idx[k];
-        }
+        TRY(add_entries(c, r, have ? &m : NULL, &c->routes, "routes", &e));
         pop(c, at);
     }
     return 0;
@@ -650,17 +663,8 @@ static int parse_filters(struct cx *c, yaml_node_t *n)
             return fail(c, r, "'drop' is required (drop: [] keeps)");
         uint32_t drop = 0;
         AT(c, "drop", parse_drop(c, v, &drop));
-        uint32_t idx[DYNOBS_RULES_MAX_ENTRIES];
-        size_t count;
-        TRY(expand_match(c, r, &m, idx, &count));
-        TRY(section_room(c, r, &c->filters, count, "filters"));
-        for (size_t k = 0; k < count; k++) {
-            struct dynobs_rule_filter *x = vec_push(&c->filters, NULL);
-            if (!x)
-                return oom(c);
-            x->match = idx[k];
-            x->drop = drop;
-        }
+        struct dynobs_rule_filter f = {0, drop};
+        TRY(add_entries(c, r, &m, &c->filters, "filters", &f));
         pop(c, at);
     }
     return 0;
@@ -781,17 +785,7 @@ static int parse_redaction(struct cx *c, yaml_node_t *n)
         }
         if ((v = get(c, r, "attributes")))
             AT(c, "attributes", parse_replaces(c, v, &e));
-        uint32_t idx[DYNOBS_RULES_MAX_ENTRIES];
-        size_t count;
-        TRY(expand_match(c, r, have ? &m : NULL, idx, &count));
-        TRY(section_room(c, r, &c->redacts, count, "redaction"));
-        for (size_t k = 0; k < count; k++) {
-            struct dynobs_rule_redact *x = vec_push(&c->redacts, NULL);
-            if (!x)
-                return oom(c);
-            *x = e;
-            x->match = idx[k];
-        }
+        TRY(add_entries(c, r, have ? &m : NULL, &c->redacts, "redaction", &e));
         pop(c, at);
     }
     return 0;
