@@ -46,7 +46,7 @@ static char *dump(const struct dynobs_segment *s)
     char out[1100];
     snprintf(out, sizeof out, "%s/dump.txt", dir);
     char *argv[] = {DUMP_BIN, (char *)s->path, NULL};
-    cr_assert_eq(tu_run(argv, NULL, out), 0);
+    cr_assert_eq(tu_run(argv, (const char *const[]){NULL}, out), 0);
     return tu_slurp(out);
 }
 
