@@ -110,6 +110,19 @@ static void start(struct dynobs_conn *c)
     dynobs__server_span_name(name, x->method, ml, &x->route);
     f.span_name.p = name;
     f.span_name.n = strlen(name);
+    /* Attribute conditions see what the span starts with. The stream's
+     * addresses are looked up once per connection anyway. */
+    dynobs__conn_facts(c);
+    struct dynobs_fact_attrs fa = {0};
+    dynobs__fact_attr(&fa, "http.request.method", x->method, ml);
+    dynobs__fact_attr(&fa, "url.path", r.target, pl);
+    dynobs__fact_attr(&fa, "http.route", x->route.text, x->route.len);
+    dynobs__fact_attr(&fa, "url.scheme", tls ? "https" : "http", tls ? 5u : 4u);
+    dynobs__fact_attr(&fa, "server.address", host, hn);
+    dynobs__fact_attr(&fa, "client.address", c->peer_address, strlen(c->peer_address));
+    dynobs__fact_attr(&fa, "user_agent.original", h->head.user_agent, h->head.ua_len);
+    dynobs__fact_attr(&fa, "network.protocol.version", r.minor ? "1.1" : "1.0", 3);
+    dynobs__facts_with_attrs(&f, &fa);
     const struct dynobs_span_policy *pol = dynobs__decide(&d, &f, 1);
     /* An ignored request is served as usual but neither written nor
      * counted; a filter may drop either. */
@@ -123,9 +136,6 @@ static void start(struct dynobs_conn *c)
         return;
     x->open = 1;
     dynobs__h1_resp_start(&x->resp, ml == 4 && !memcmp(x->method, "HEAD", 4));
-    /* The stream's addresses and mode, looked up at its first request
-     * only: keep-alive requests cost no system call. */
-    dynobs__conn_facts(c);
     struct dynobs_span *s = &x->span;
     if (s->recording) {
         set_str(s, "http.request.method", x->method, ml);

@@ -10,6 +10,23 @@
 static const struct dynobs_sampler always_off = {DYNOBS_SAMPLER_ALWAYS_OFF, 0.0, 0};
 const struct dynobs_span_policy dynobs__policy_dropped = {&always_off, 0, 0, 1};
 
+static int lookup(void *ctx, const char *key, size_t klen, struct dynobs_rule_str *val)
+{
+    const struct dynobs_fact_attrs *fa = ctx;
+    for (int i = 0; i < fa->n; i++)
+        if (strlen(fa->a[i].key) == klen && !memcmp(fa->a[i].key, key, klen)) {
+            *val = fa->a[i].val;
+            return 1;
+        }
+    return 0;
+}
+
+void dynobs__facts_with_attrs(struct dynobs_rule_facts *f, struct dynobs_fact_attrs *fa)
+{
+    f->attr = lookup;
+    f->attr_ctx = fa;
+}
+
 void dynobs__rule_sampler(const struct dynobs_rule_sampler *e, struct dynobs_sampler *out)
 {
     out->kind = (enum dynobs_sampler_kind)e->kind;

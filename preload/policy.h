@@ -40,6 +40,33 @@ const struct dynobs_span_policy *dynobs__decide(struct dynobs_decision *d,
                                                 const struct dynobs_rule_facts *f, int started)
     DYNOBS_INTERNAL;
 
+/* The attributes a span has when it begins, for the rules' attribute
+ * conditions (struct dynobs_rule_facts.attr): string values by key. */
+#define DYNOBS_FACT_ATTRS 12
+struct dynobs_fact_attrs {
+    int n;
+    struct {
+        const char *key;
+        struct dynobs_rule_str val;
+    } a[DYNOBS_FACT_ATTRS];
+};
+
+/* Adds one (a NULL or empty value is left out; past the cap, dropped). */
+static inline void dynobs__fact_attr(struct dynobs_fact_attrs *fa, const char *key,
+                                     const char *v, size_t n)
+{
+    if (v && n && fa->n < DYNOBS_FACT_ATTRS) {
+        fa->a[fa->n].key = key;
+        fa->a[fa->n].val.p = v;
+        fa->a[fa->n].val.n = n;
+        fa->n++;
+    }
+}
+
+/* Points f's attribute lookup at fa. */
+void dynobs__facts_with_attrs(struct dynobs_rule_facts *f, struct dynobs_fact_attrs *fa)
+    DYNOBS_INTERNAL;
+
 /* A sampler of a table's entry, as the sampler code takes it. */
 void dynobs__rule_sampler(const struct dynobs_rule_sampler *e, struct dynobs_sampler *out)
     DYNOBS_INTERNAL;

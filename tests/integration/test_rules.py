@@ -75,6 +75,10 @@ dynobs:
         url.path: /uncounted/*
       drop: [metrics]
     - match:
+        attributes:
+          user_agent.original: crawler-*
+      drop: [traces]
+    - match:
         span.kind: server
         url.path: [/healthz, /readyz, /livez, /metrics]
       drop: [traces]
@@ -195,6 +199,7 @@ def test_route_redaction_and_drop_rules_apply_live(env):
         private_before = route_count(env, "/private/{id}")
         check(private_before == 1, "/private/1 counted %r times" % private_before)
         get(port, "/private/2", "agent")
+        get(port, "/items/crawled", "crawler-7")
         get(port, "/uncounted/1", "agent")
         get(port, "/items/fig?page=9&token=t3", "agent-secret-3")
         wait_for(lambda: any(n.startswith("GET /uncounted") for n, _ in server_spans(rx)[before:]),
@@ -206,6 +211,8 @@ def test_route_redaction_and_drop_rules_apply_live(env):
         print("second rules: server spans %s" % names)
         check(not any(n.startswith("GET /private") for n in names),
               "a span of /private/ exported after the drop rule: %s" % names)
+        check(not any(a.get("user_agent.original", "").startswith("crawler") for _, a in spans),
+              "a span of a crawler exported after the attribute drop rule")
         fig = [a for n, a in spans if a.get("url.query", "").startswith("page=9")][0]
         check(fig.get("http.route") == "/items/{name}", "route %r" % fig.get("http.route"))
         check(fig.get("user_agent.original") == "REDACTED",
