@@ -23,7 +23,9 @@
 #include <string.h>
 
 #include "httpmetrics.h"
+#include "policy.h"
 #include "ptrtab.h"
+#include "redact.h"
 #include "state.h"
 
 #include "../common/baggage.h"
@@ -53,6 +55,7 @@ typedef struct {
 #define CURLOPTTYPE_OFF_T 30000
 #define CURLOPTTYPE_BLOB 40000
 #define CURLOPT_HTTPHEADER 10023
+#define CURLOPT_URL 10002
 #define CURLINFO_STRING 0x100000
 #define CURLINFO_LONG 0x200000
 #define CURLINFO_EFFECTIVE_URL (CURLINFO_STRING + 1)
@@ -89,6 +92,13 @@ struct transfer {
     struct curl_slist *ours;        /* the copy with our line, during a transfer */
     int active;
     uint64_t start_ns;
+    /* The URL's host and path as CURLOPT_URL set them, for the rules
+     * (policy.h), and what they decided for the transfer in flight. */
+    char host[128];
+    char path[256];
+    int uncounted;
+    const struct dynobs_rules *rules;
+    const struct dynobs_rule_redact *redact;
     struct dynobs_span span;
 };
 
@@ -102,8 +112,38 @@ static struct transfer *transfer_of(const CURL *h, int create)
         t->app_headers = NULL;
         t->ours = NULL;
         t->active = 0;
+        t->host[0] = t->path[0] = '\0';
     }
     return t;
+}
+
+/* scheme://[user@]host[:port]/path?query: the host and the path, cut to
+ * fit (a path cut short may match fewer rules, never more). */
+static void url_parts(const char *url, struct transfer *t)
+{
+    t->host[0] = t->path[0] = '\0';
+    const char *p = url ? strstr(url, "://") : NULL;
+    if (!p)
+        return;
+    const char *auth = p + 3, *path = auth + strcspn(auth, "/?#");
+    const char *at = memchr(auth, '@', (size_t)(path - auth));
+    if (at)
+        auth = at + 1;
+    size_t hl = strcspn(auth, ":/?#");
+    if (auth[0] == '[') {
+        const char *close_ = memchr(auth, ']', (size_t)(path - auth));
+        auth++;
+        hl = close_ ? (size_t)(close_ - auth) : 0;
+    }
+    if (hl < sizeof t->host) {
+        memcpy(t->host, auth, hl);
+        t->host[hl] = '\0';
+    }
+    size_t pl = *path == '/' ? strcspn(path, "?#") : 0;
+    if (pl >= sizeof t->path)
+        pl = sizeof t->path - 1;
+    memcpy(t->path, path, pl);
+    t->path[pl] = '\0';
 }
 
 /* curl_easy_setopt is variadic: its one argument is forwarded by the type
@@ -124,11 +164,13 @@ DYNOBS_API CURLcode curl_easy_setopt(CURL *h, int opt, ...)
     } else if (opt < CURLOPTTYPE_FUNCTIONPOINT || (opt >= CURLOPTTYPE_BLOB)) {
         void *v = va_arg(ap, void *);
         rc = fn(h, opt, v);
-        if (rc == 0 && opt == CURLOPT_HTTPHEADER && active()) {
+        if (rc == 0 && (opt == CURLOPT_HTTPHEADER || opt == CURLOPT_URL) && active()) {
             int saved = errno;
             struct transfer *t = transfer_of(h, 1);
-            if (t)
+            if (t && opt == CURLOPT_HTTPHEADER)
                 t->app_headers = v;
+            else if (t)
+                url_parts(v, t);
             errno = saved;
         }
     } else if (opt < CURLOPTTYPE_OFF_T) {
@@ -212,7 +254,20 @@ static void begin(CURL *h)
         parent = app_tp ? NULL : dynobs__ctx_outbound(t);
     }
     x->start_ns = dynobs__clock_now(&t->clk);
-    if (dynobs__span_begin(&x->span, "HTTP", DYNOBS_SPAN_KIND_CLIENT, parent, x->start_ns) < 0)
+    /* The method is not known before the transfer: rules naming one do
+     * not match a libcurl transfer. */
+    struct dynobs_rule_facts f = {.kind = DYNOBS_SPAN_KIND_CLIENT,
+                                  .server_address = {x->host[0] ? x->host : NULL,
+                                                     strlen(x->host)},
+                                  .url_path = {x->path[0] ? x->path : NULL, strlen(x->path)},
+                                  .span_name = {"HTTP", 4}};
+    struct dynobs_decision d;
+    const struct dynobs_span_policy *pol = dynobs__decide(&d, &f, 0);
+    x->uncounted = (d.drop & DYNOBS_DROP_METRICS) != 0;
+    x->rules = d.r;
+    x->redact = d.redact;
+    if (dynobs__span_begin_ex(&x->span, "HTTP", DYNOBS_SPAN_KIND_CLIENT, parent, x->start_ns,
+                              pol) < 0)
         return;
     x->active = 1;
     x->ours = NULL;
@@ -413,12 +468,13 @@ static void end(CURL *h, CURLcode rc)
         dynobs__span_status(s, DYNOBS_STATUS_ERROR, rc ? err : NULL);
     }
     struct dynobs_thread *t = dynobs__thread();
-    if (t) {
+    if (t && !x->uncounted) {
         uint64_t now = dynobs__clock_now(&t->clk);
         dynobs__http_client_metric(method && *method ? method : "_OTHER", *host ? host : NULL,
                                    port, code, err,
                                    now > x->start_ns ? (double)(now - x->start_ns) / 1e9 : 0);
     }
+    dynobs__redact_span(s, x->rules, x->redact);
     dynobs__span_finish(s);
 }
 

@@ -25,7 +25,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import test_exporter as tx  # noqa: E402
 import test_http_server as hs  # noqa: E402
 from otlp_receiver import Receiver  # noqa: E402
-from recorder import service  # noqa: E402
+from recorder import RecordingServer, service  # noqa: E402
 
 check, wait_for, one, attrs, spans_of = tx.check, tx.wait_for, tx.one, tx.attrs, tx.spans_of
 
@@ -266,6 +266,54 @@ def test_the_shipped_and_documented_rules_compile(env):
         r = check_rules(path)
         print(r.stdout.strip() or r.stderr.strip())
         check(r.returncode == 0, "%s does not compile: %s" % (path, r.stderr))
+
+
+CURL_RULES = """\
+file_format: "0.3"
+dynobs:
+  version: 1
+  filters:
+    - match:
+        span.kind: client
+        url.path: /skip/*
+      drop: [traces, metrics]
+"""
+
+
+@tx.with_env
+def test_a_filter_drops_libcurl_transfers_by_path(env):
+    tx.require_third_party("curl")
+    rules = os.path.join(env.dir, "rules.yaml")
+    write(rules, CURL_RULES)
+    rx = Receiver()
+    target = RecordingServer(lambda h: h.path, lambda h: b"ok")
+    try:
+        env.start_exporter(rx.url(), {"DYNOBS_RULES": rules})
+        for path in ("/skip/1", "/keep/1"):
+            r = subprocess.run(["curl", "-s", "-o", "/dev/null", target.url() + path],
+                               env=env.app_env({"OTEL_SERVICE_NAME": "curl-rules"}),
+                               capture_output=True, timeout=30)
+            check(r.returncode == 0, "curl failed: %r" % r.stderr)
+        check(sorted(target.entries) == ["/keep/1", "/skip/1"], "requests %r" % target.entries)
+
+        def clients():
+            return [attrs(sp).get("url.full", "") for res, sp in spans_of(rx.accepted("/v1/traces"))
+                    if res.get("service.name") == "curl-rules"]
+        got = wait_for(lambda: clients() or None, 10, "the span of /keep/1")
+        time.sleep(0.5)
+        got = clients()
+        print("libcurl spans: %s" % got)
+        check(len(got) == 1 and got[0].endswith("/keep/1"), "spans %r" % got)
+        def counted():
+            return sum(float(l.rsplit(" ", 1)[1]) for l in env.metrics().splitlines()
+                       if l.startswith("http_client_request_duration_seconds_count{") and
+                       'service_name="curl-rules"' in l)
+        wait_for(lambda: counted() >= 1, 10, "the transfer of /keep/1 counted")
+        time.sleep(0.3)
+        check(counted() == 1, "%s transfers counted, the dropped one with them" % counted())
+    finally:
+        target.stop()
+        rx.stop()
 
 
 LOGS_DROPPED = """\
