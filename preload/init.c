@@ -158,6 +158,10 @@ struct dynobs_segment *dynobs__segment(void)
         .resource = &resource,
     };
     int rc = dynobs__segment_create(&seg, &p);
+    /* Still under the guard: a signal handler on this thread that records
+     * meanwhile must not wait for the creation it interrupted. */
+    if (rc == 0)
+        dynobs__rules_attach(&seg);
     dynobs__guard--;
     if (rc < 0) {
         /* Fail open: the service runs on without telemetry. */
@@ -167,7 +171,6 @@ struct dynobs_segment *dynobs__segment(void)
     /* What was lost before the segment existed is counted in it now. */
     uint64_t lost = __atomic_exchange_n(&dynobs__lost, 0, __ATOMIC_RELAXED);
     seg.hdr->shards[0].counters[DYNOBS_CTR_RECORDS_DROPPED] += lost;
-    dynobs__rules_attach(&seg);
     __atomic_store_n(&seg_state, SEG_READY, __ATOMIC_RELEASE);
     return &seg;
 }
