@@ -110,19 +110,23 @@ static void start(struct dynobs_conn *c)
     dynobs__server_span_name(name, x->method, ml, &x->route);
     f.span_name.p = name;
     f.span_name.n = strlen(name);
-    /* Attribute conditions see what the span starts with. The stream's
-     * addresses are looked up once per connection anyway. */
+    /* Attribute conditions see what the span starts with (gathered only
+     * when the rules in force have any). The stream's addresses are
+     * looked up once per connection anyway. */
     dynobs__conn_facts(c);
-    struct dynobs_fact_attrs fa = {0};
-    dynobs__fact_attr(&fa, "http.request.method", x->method, ml);
-    dynobs__fact_attr(&fa, "url.path", r.target, pl);
-    dynobs__fact_attr(&fa, "http.route", x->route.text, x->route.len);
-    dynobs__fact_attr(&fa, "url.scheme", tls ? "https" : "http", tls ? 5u : 4u);
-    dynobs__fact_attr(&fa, "server.address", host, hn);
-    dynobs__fact_attr(&fa, "client.address", c->peer_address, strlen(c->peer_address));
-    dynobs__fact_attr(&fa, "user_agent.original", h->head.user_agent, h->head.ua_len);
-    dynobs__fact_attr(&fa, "network.protocol.version", r.minor ? "1.1" : "1.0", 3);
-    dynobs__facts_with_attrs(&f, &fa);
+    struct dynobs_fact_attrs fa;
+    if (d.r && d.r->nconds) {
+        fa.n = 0;
+        dynobs__fact_attr(&fa, "http.request.method", x->method, ml);
+        dynobs__fact_attr(&fa, "url.path", r.target, pl);
+        dynobs__fact_attr(&fa, "http.route", x->route.text, x->route.len);
+        dynobs__fact_attr(&fa, "url.scheme", tls ? "https" : "http", tls ? 5u : 4u);
+        dynobs__fact_attr(&fa, "server.address", host, hn);
+        dynobs__fact_attr(&fa, "client.address", c->peer_address, strlen(c->peer_address));
+        dynobs__fact_attr(&fa, "user_agent.original", h->head.user_agent, h->head.ua_len);
+        dynobs__fact_attr(&fa, "network.protocol.version", r.minor ? "1.1" : "1.0", 3);
+        dynobs__facts_with_attrs(&f, &fa);
+    }
     const struct dynobs_span_policy *pol = dynobs__decide(&d, &f, 1);
     /* An ignored request is served as usual but neither written nor
      * counted; a filter may drop either. */
