@@ -61,8 +61,8 @@ psql -q -h 127.0.0.1 -p "$pgport" -U postgres -c \
 
 echo "=== starting dynobs-exporter (console output, Prometheus /metrics)"
 promport=$(free_port)
-DYNOBS_SHM_DIR=$shm OTEL_TRACES_EXPORTER=console OTEL_LOGS_EXPORTER=console \
-  OTEL_METRICS_EXPORTER=none OTEL_EXPORTER_PROMETHEUS_PORT=$promport \
+DYNOBS_SHM_DIR=$shm DYNOBS_RULES=$here/examples/demo/rules.yaml \
+  OTEL_TRACES_EXPORTER=console OTEL_LOGS_EXPORTER=console OTEL_METRICS_EXPORTER=none OTEL_EXPORTER_PROMETHEUS_PORT=$promport \
   OTEL_BSP_SCHEDULE_DELAY=200 build/exporter/dynobs-exporter >"$work/console.txt" \
   2>"$work/exporter.log" &
 pids+=($!)

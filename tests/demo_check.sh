@@ -21,9 +21,10 @@ expect 2 '^    frontend: server GET .*url.path="/checkout"'
 expect 2 '^      frontend: internal checkout '
 expect 1 '^        log INFO: checkout of widget: 12 in stock$'
 expect 2 '^        frontend: client GET .*url.full="http://127.0.0.1:[0-9]+/stock/'
-expect 2 '^          inventory: server GET '
+expect 2 '^          inventory: server GET /stock/\{item\} '
 expect 2 '^            inventory: client SELECT stock .*db.query.text="SELECT quantity FROM stock WHERE item = \?"'
 expect 1 '^demo_orders_total\{service_name="frontend",item="widget",result="ok"\} 1$'
-expect 1 '^http_server_request_duration_seconds_count\{service_name="inventory",'
+# One series for every item: the demo's rules give /stock/{item} one route.
+expect 1 '^http_server_request_duration_seconds_count\{service_name="inventory",.*http_route="/stock/\{item\}"'
 ((fail == 0)) && echo "demo check passed"
 exit $fail
