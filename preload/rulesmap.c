@@ -41,13 +41,7 @@ static int busy;
 /* A generation that could not be loaded is tried again a second later
  * (its file may not be there yet), not on every call in between. */
 static uint64_t failed_gen, retry_at;
-static uint64_t failures;
 static struct dynobs_segment *segment;
-
-uint64_t dynobs__rules_failures(void)
-{
-    return __atomic_load_n(&failures, __ATOMIC_RELAXED);
-}
 
 /* DIR "/.rules." suffix, formatted by hand (no stdio in the shim);
  * suffix NULL: the generation's digits. */
@@ -271,8 +265,12 @@ const struct dynobs_rules_proc *dynobs__rules_refresh(uint64_t gen)
         __atomic_store_n(&dynobs__rules_cur, cur, __ATOMIC_RELEASE);
         __atomic_store_n(&dynobs__rules_seen, gen, __ATOMIC_RELEASE);
     } else {
-        /* The rules in force stay; this generation is tried again later. */
-        __atomic_add_fetch(&failures, 1, __ATOMIC_RELAXED);
+        /* The rules in force stay; this generation is tried again later.
+         * Counted in the segment, so that /metrics shows it per service. */
+        struct dynobs_metric_def def = {.name = "dynobs.rules.load_failures",
+                                        .kind = DYNOBS_METRIC_COUNTER};
+        if (segment && dynobs__metric_update(&segment->metrics, &def, 1, "") < 0)
+            dynobs__count(DYNOBS_CTR_METRIC_UPDATES_REFUSED);
         __atomic_store_n(&retry_at, dynobs__mono_ns() + 1000000000ull, __ATOMIC_RELAXED);
         __atomic_store_n(&failed_gen, gen, __ATOMIC_RELAXED);
     }

@@ -6,7 +6,8 @@
  * load and one compare; a new generation is mapped, validated like any
  * untrusted input and bound to this process by the first thread that
  * sees it. A table that cannot be read or does not validate is counted
- * and the rules in force stay.
+ * (dynobs.rules.load_failures, on /metrics per service) and the rules in
+ * force stay; it is tried again a second later.
  */
 #ifndef DYNOBS_PRELOAD_RULESMAP_H
 #define DYNOBS_PRELOAD_RULESMAP_H
@@ -42,8 +43,5 @@ void dynobs__rules_attach(struct dynobs_segment *seg) DYNOBS_INTERNAL;
  * in force stay (the child runs the same program), but the generation is
  * read from the child's own segment once it has one. */
 void dynobs__rules_detach(void) DYNOBS_INTERNAL;
-
-/* Tables that could not be read or did not validate (dynobs-dump, tests). */
-uint64_t dynobs__rules_failures(void) DYNOBS_INTERNAL;
 
 #endif

@@ -101,19 +101,18 @@ def get(port, path, ua):
         r.read()
 
 
-_decoded = {}
-
-
 def server_spans(rx):
     """(name, attributes) of every server span received, in order of
-    arrival (each body decoded once)."""
+    arrival (each body decoded once, kept with its receiver)."""
     out = []
+    if not hasattr(rx, "decoded"):
+        rx.decoded = {}
     for i, body in enumerate(rx.accepted("/v1/traces")):
-        if i not in _decoded:
-            _decoded[i] = [(one(sp, "name").decode(), attrs(sp))
+        if i not in rx.decoded:
+            rx.decoded[i] = [(one(sp, "name").decode(), attrs(sp))
                            for _, sp in spans_of([body])
                            if one(sp, "kind") == "SPAN_KIND_SERVER"]
-        out.extend(_decoded[i])
+        out.extend(rx.decoded[i])
     return out
 
 
@@ -266,6 +265,46 @@ def test_the_shipped_and_documented_rules_compile(env):
         r = check_rules(path)
         print(r.stdout.strip() or r.stderr.strip())
         check(r.returncode == 0, "%s does not compile: %s" % (path, r.stderr))
+
+
+@tx.with_env
+def test_a_damaged_table_is_refused_by_the_shim_and_counted(env):
+    # The exporter validated what it published; a table changed on disk
+    # afterwards (here cut short before the service read it) is refused by
+    # the shim, counted, and the rules in force stay.
+    rules = os.path.join(env.dir, "rules.yaml")
+    write(rules, FIRST)
+    rx = Receiver()
+    try:
+        env.start_exporter(rx.url(), {"DYNOBS_RULES": rules})
+        wait_for(lambda: (generation(env) or 0) > 0, 10, "the first rules in force")
+        port = tx.free_port()
+        path = os.path.join(env.dir, "svc.py")
+        with open(path, "w") as f:
+            f.write(SERVICE)
+        p = subprocess.Popen([sys.executable, path, str(port)],
+                             env=env.app_env({"OTEL_SERVICE_NAME": "damaged-svc"}),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        env.procs.append(p)
+        hs.wait_listening(port, p, "the service")
+        get(port, "/items/apple", "agent")
+        gen1 = generation(env)
+        write(rules, SECOND)
+        wait_for(lambda: (generation(env) or 0) > gen1, 5, "the second rules published")
+        table = os.path.join(env.shm, ".rules.%d" % int(generation(env)))
+        with open(table, "r+b") as f:
+            f.truncate(200)
+        time.sleep(0.3)  # the exporter's next drain names the new generation
+        get(port, "/items/pear", "agent")
+        wait_for(lambda: any(n == "GET /items/pear" for n, _ in server_spans(rx)), 10,
+                 "a span still named by the first rules")
+        check(not any(n == "GET /items/{name}" for n, _ in server_spans(rx)),
+              "the damaged table's route was used")
+        failures = env.metric('dynobs_rules_load_failures_total{service_name="damaged-svc"}')
+        check(failures is not None and failures >= 1, "the refusal is not counted: %r" % failures)
+        check(p.poll() is None, "the service exited")
+    finally:
+        rx.stop()
 
 
 CURL_RULES = """\
