@@ -102,7 +102,7 @@ static uint64_t current_generation(void)
 
 void dynobs__rules_attach(struct dynobs_segment *seg)
 {
-    segment = seg;
+    __atomic_store_n(&segment, seg, __ATOMIC_RELEASE);
     struct dynobs_seg_consumer *c =
         (struct dynobs_seg_consumer *)(seg->base + seg->hdr->consumer_offset);
     /* A process that starts while an exporter runs takes its rules from
@@ -120,11 +120,12 @@ void dynobs__rules_attach(struct dynobs_segment *seg)
 
 void dynobs__rules_detach(void)
 {
-    segment = NULL;
+    __atomic_store_n(&segment, NULL, __ATOMIC_RELEASE);
     __atomic_store_n(&dynobs__rules_gen_word, &no_generation, __ATOMIC_RELEASE);
     /* The bound table stays in force until the child's segment names one. */
     __atomic_store_n(&dynobs__rules_seen, 0, __ATOMIC_RELEASE);
-    busy = 0; /* a thread of the parent may have held it: it is not in the child */
+    /* A thread of the parent may have held it: it is not in the child. */
+    __atomic_store_n(&busy, 0, __ATOMIC_RELAXED);
 }
 
 /* A holder with room for a table of `extra` bytes. */
@@ -157,11 +158,12 @@ static void bind(struct holder *h)
         exe[n > 0 ? n : 0] = '\0';
     }
     char service[DYNOBS_SERVICE_NAME_MAX + 1] = "";
-    if (segment) {
-        size_t n = segment->hdr->service_name_len;
+    const struct dynobs_segment *seg = __atomic_load_n(&segment, __ATOMIC_ACQUIRE);
+    if (seg) {
+        size_t n = seg->hdr->service_name_len;
         if (n > DYNOBS_SERVICE_NAME_MAX)
             n = DYNOBS_SERVICE_NAME_MAX;
-        memcpy(service, segment->hdr->service_name, n);
+        memcpy(service, seg->hdr->service_name, n);
         service[n] = '\0';
     }
     dynobs__rules_bind(&h->p, &h->r, service, exe);
@@ -254,8 +256,9 @@ const struct dynobs_rules_proc *dynobs__rules_refresh(uint64_t gen)
     /* The segment's consumer page names the generation: a process whose
      * segment does not exist yet makes it now rather than start on the
      * defaults (it is about to record anyway). */
-    if (!segment && dynobs__segment())
-        gen = __atomic_load_n(dynobs__rules_gen_word, __ATOMIC_ACQUIRE);
+    if (!__atomic_load_n(&segment, __ATOMIC_ACQUIRE) && dynobs__segment())
+        gen = __atomic_load_n(__atomic_load_n(&dynobs__rules_gen_word, __ATOMIC_ACQUIRE),
+                              __ATOMIC_ACQUIRE);
     dynobs__guard++;
     struct holder *h = gen == 0 ? defaults() : load(gen);
     if (h) {
@@ -269,7 +272,8 @@ const struct dynobs_rules_proc *dynobs__rules_refresh(uint64_t gen)
          * Counted in the segment, so that /metrics shows it per service. */
         struct dynobs_metric_def def = {.name = "dynobs.rules.load_failures",
                                         .kind = DYNOBS_METRIC_COUNTER};
-        if (segment && dynobs__metric_update(&segment->metrics, &def, 1, "") < 0)
+        struct dynobs_segment *seg = __atomic_load_n(&segment, __ATOMIC_ACQUIRE);
+        if (seg && dynobs__metric_update(&seg->metrics, &def, 1, "") < 0)
             dynobs__count(DYNOBS_CTR_METRIC_UPDATES_REFUSED);
         __atomic_store_n(&retry_at, dynobs__mono_ns() + 1000000000ull, __ATOMIC_RELAXED);
         __atomic_store_n(&failed_gen, gen, __ATOMIC_RELAXED);

@@ -29,7 +29,10 @@ const struct dynobs_rules_proc *dynobs__rules_refresh(uint64_t gen) DYNOBS_INTER
  * defaults could be set up (callers then keep the behaviour built in). */
 static inline const struct dynobs_rules_proc *dynobs__rules_now(void)
 {
-    uint64_t gen = __atomic_load_n(dynobs__rules_gen_word, __ATOMIC_ACQUIRE);
+    /* The word moves once, to the segment's page when it exists: both
+     * loads are atomic (plain loads on x86 and AArch64). */
+    const uint64_t *word = __atomic_load_n(&dynobs__rules_gen_word, __ATOMIC_ACQUIRE);
+    uint64_t gen = __atomic_load_n(word, __ATOMIC_ACQUIRE);
     const struct dynobs_rules_proc *p = __atomic_load_n(&dynobs__rules_cur, __ATOMIC_ACQUIRE);
     if (DYNOBS_LIKELY(p && gen == __atomic_load_n(&dynobs__rules_seen, __ATOMIC_RELAXED)))
         return p;
