@@ -74,56 +74,6 @@ static int bounds_ok(const double *b, size_t n)
     return 1;
 }
 
-static void atomic_add_double(uint64_t *p, double v)
-{
-    uint64_t old = __atomic_load_n(p, __ATOMIC_RELAXED);
-    while (!__atomic_compare_exchange_n(p, &old, dynobs__d2u(dynobs__u2d(old) + v), 1,
-                                        __ATOMIC_RELAXED, __ATOMIC_RELAXED))
-        ;
-}
-
-static void atomic_min_double(uint64_t *p, double v)
-{
-    uint64_t old = __atomic_load_n(p, __ATOMIC_RELAXED);
-    while (v < dynobs__u2d(old) &&
-           !__atomic_compare_exchange_n(p, &old, dynobs__d2u(v), 1, __ATOMIC_RELAXED,
-                                        __ATOMIC_RELAXED))
-        ;
-}
-
-static void atomic_max_double(uint64_t *p, double v)
-{
-    uint64_t old = __atomic_load_n(p, __ATOMIC_RELAXED);
-    while (v > dynobs__u2d(old) &&
-           !__atomic_compare_exchange_n(p, &old, dynobs__d2u(v), 1, __ATOMIC_RELAXED,
-                                        __ATOMIC_RELAXED))
-        ;
-}
-
-static void apply(struct dynobs_metric_slot *s, double v)
-{
-    switch (s->kind) {
-    case DYNOBS_METRIC_COUNTER:
-    case DYNOBS_METRIC_UPDOWN:
-        atomic_add_double(&s->value, v);
-        break;
-    case DYNOBS_METRIC_GAUGE:
-        __atomic_store_n(&s->value, dynobs__d2u(v), __ATOMIC_RELAXED);
-        break;
-    case DYNOBS_METRIC_HISTOGRAM: {
-        /* Bucket i holds (bounds[i-1], bounds[i]]; the last is (b[n-1], +inf). */
-        unsigned i = 0;
-        while (i < s->nbounds && v > s->bounds[i])
-            i++;
-        __atomic_fetch_add(&s->buckets[i], 1, __ATOMIC_RELAXED);
-        atomic_add_double(&s->value, v);
-        atomic_min_double(&s->min, v);
-        atomic_max_double(&s->max, v);
-        break;
-    }
-    }
-}
-
 /* Fills a slot this thread has just claimed, then publishes it. */
 static void fill(struct dynobs_metric_slot *s, const struct dynobs_metric_def *d, uint64_t h,
                  const char *labels, size_t nl, size_t ll)
@@ -215,23 +165,23 @@ static int reserve(struct dynobs_metric_table *t, struct dynobs_metric_name_coun
     return 0;
 }
 
-static int update(struct dynobs_metric_table *t, const struct dynobs_metric_def *d, double value,
-                  const char *labels, int overflow);
+static int resolve(struct dynobs_metric_table *t, const struct dynobs_metric_def *d,
+                   const char *labels, int overflow, struct dynobs_metric_slot **out);
 
 /* A new attribute set past the cap: the update goes to the overflow
  * series of the metric, claimed like any other series. */
 static int to_overflow(struct dynobs_metric_table *t, const struct dynobs_metric_def *d,
-                       double value)
+                       struct dynobs_metric_slot **out)
 {
-    int rc = update(t, d, value, DYNOBS_METRIC_OVERFLOW_LABELS, 1);
-    if (rc == 0)
-        __atomic_fetch_add(&t->counters[DYNOBS_CTR_METRIC_OVERFLOW], 1, __ATOMIC_RELAXED);
-    return rc;
+    int rc = resolve(t, d, DYNOBS_METRIC_OVERFLOW_LABELS, 1, out);
+    return rc == 0 ? 1 : rc;
 }
 
-/* overflow: this is the overflow series itself, which the cap lets by. */
-static int update(struct dynobs_metric_table *t, const struct dynobs_metric_def *d, double value,
-                  const char *labels, int overflow)
+/* Finds (or registers) the series of d and labels; overflow: this is
+ * the overflow series itself, which the cap lets by. Returns 0 for the
+ * series' own slot, 1 for the metric's overflow series, or -errno. */
+static int resolve(struct dynobs_metric_table *t, const struct dynobs_metric_def *d,
+                   const char *labels, int overflow, struct dynobs_metric_slot **out)
 {
     size_t nl = strlen(d->name), ll = strlen(labels);
     if (nl + ll + 2 > DYNOBS_METRIC_KEY_BYTES)
@@ -259,13 +209,13 @@ static int update(struct dynobs_metric_table *t, const struct dynobs_metric_def 
             if (!overflow && !held) {
                 struct dynobs_metric_name_count *e = name_entry(t, nh);
                 if (!reserve(t, e))
-                    return to_overflow(t, d, value);
+                    return to_overflow(t, d, out);
                 held = e;
             }
             if (__atomic_compare_exchange_n(&s->state, &st, DYNOBS_SLOT_CLAIMED, 0,
                                             __ATOMIC_ACQUIRE, __ATOMIC_ACQUIRE)) {
                 fill(s, d, h, labels, nl, ll);
-                apply(s, value);
+                *out = s;
                 return 0;
             }
             /* Lost the race: st now holds the winner's state. */
@@ -281,8 +231,7 @@ static int update(struct dynobs_metric_table *t, const struct dynobs_metric_def 
         }
         if (st == DYNOBS_SLOT_READY && key_matches(s, h, d->name, nl, labels, ll)) {
             rc = s->kind == d->kind ? 0 : -EINVAL;
-            if (rc == 0)
-                apply(s, value);
+            *out = s;
             break;
         }
     }
@@ -294,20 +243,34 @@ static int update(struct dynobs_metric_table *t, const struct dynobs_metric_def 
      * overflow series rather than being lost; only when that one cannot
      * be had either is it refused (counted once, there). */
     if (rc == -ENOSPC && !overflow)
-        return to_overflow(t, d, value);
+        return to_overflow(t, d, out);
     if (rc == -ENOSPC)
         __atomic_fetch_add(&t->counters[DYNOBS_CTR_METRIC_SERIES_REFUSED], 1, __ATOMIC_RELAXED);
     return rc;
 }
 
+int dynobs__metric_resolve(struct dynobs_metric_table *t, const struct dynobs_metric_def *d,
+                           const char *labels, struct dynobs_metric_slot **slot)
+{
+    if (!t || !d || !d->name)
+        return -EINVAL;
+    return resolve(t, d, labels ? labels : "", 0, slot);
+}
+
 int dynobs__metric_update(struct dynobs_metric_table *t, const struct dynobs_metric_def *d,
                           double value, const char *labels)
 {
-    if (!t || !d || !d->name || !isfinite(value))
+    if (!dynobs__metric_value_ok(d ? d->kind : 0, value))
         return -EINVAL;
-    if (d->kind == DYNOBS_METRIC_COUNTER && value < 0)
-        return -EINVAL;
-    return update(t, d, value, labels ? labels : "", 0);
+    struct dynobs_metric_slot *s = NULL;
+    int rc = dynobs__metric_resolve(t, d, labels, &s);
+    if (rc < 0)
+        return rc;
+    dynobs__metric_apply(s, value);
+    /* Every update sent to an overflow series is counted. */
+    if (rc == 1)
+        __atomic_fetch_add(&t->counters[DYNOBS_CTR_METRIC_OVERFLOW], 1, __ATOMIC_RELAXED);
+    return 0;
 }
 
 int dynobs__metric_read(const struct dynobs_metric_slot *shm, struct dynobs_metric_view *v)

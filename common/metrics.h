@@ -9,7 +9,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "dynobs/dynobs.h"
 #include "layout.h"
+#include "util.h"
 
 /* How many slots a lookup probes before the table counts as full. */
 #define DYNOBS_METRIC_PROBES 32u
@@ -67,6 +69,74 @@ uint32_t dynobs__metric_cap(const struct dynobs_metric_table *t);
 int dynobs__metric_update(struct dynobs_metric_table *t, const struct dynobs_metric_def *d,
                           double value, const char *labels)
     __attribute__((warn_unused_result));
+
+/* Finds the slot an update of d with labels goes to, registering the
+ * series when it is new (with the cardinality cap, as an update would),
+ * but changes no value: the caller applies updates with
+ * dynobs__metric_apply. Returns 0 for the series' own slot, 1 for the
+ * metric's overflow series (each update applied there must be counted in
+ * DYNOBS_CTR_METRIC_OVERFLOW), or -EINVAL / -ENOSPC as
+ * dynobs__metric_update. A slot stays valid for the life of the table. */
+int dynobs__metric_resolve(struct dynobs_metric_table *t, const struct dynobs_metric_def *d,
+                           const char *labels, struct dynobs_metric_slot **slot)
+    __attribute__((warn_unused_result));
+
+/* What every update path accepts: a finite value, not negative for a
+ * monotonic counter. */
+static inline int dynobs__metric_value_ok(int kind, double v)
+{
+    return __builtin_isfinite(v) && !(kind == DYNOBS_METRIC_COUNTER && v < 0);
+}
+
+/* The updates of a resolved slot, inline because they are the whole hot
+ * path of the handle API and of the per-thread cache. Doubles are kept
+ * as bit patterns, so adds, minima and maxima are compare-and-swap loops;
+ * bucket counts are one fetch-and-add. */
+static inline void dynobs__metric_add_double(uint64_t *p, double v)
+{
+    uint64_t old = __atomic_load_n(p, __ATOMIC_RELAXED);
+    while (!__atomic_compare_exchange_n(p, &old, dynobs__d2u(dynobs__u2d(old) + v), 1,
+                                        __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+        ;
+}
+
+static inline void dynobs__metric_observe(struct dynobs_metric_slot *s, double v)
+{
+    /* Bucket i holds (bounds[i-1], bounds[i]]; the last is (b[n-1], +inf). */
+    unsigned i = 0, n = s->nbounds;
+    while (i < n && v > s->bounds[i])
+        i++;
+    __atomic_fetch_add(&s->buckets[i], 1, __ATOMIC_RELAXED);
+    dynobs__metric_add_double(&s->value, v);
+    /* min and max change rarely: a plain load first, a CAS only then. */
+    uint64_t old = __atomic_load_n(&s->min, __ATOMIC_RELAXED);
+    while (v < dynobs__u2d(old) &&
+           !__atomic_compare_exchange_n(&s->min, &old, dynobs__d2u(v), 1, __ATOMIC_RELAXED,
+                                        __ATOMIC_RELAXED))
+        ;
+    old = __atomic_load_n(&s->max, __ATOMIC_RELAXED);
+    while (v > dynobs__u2d(old) &&
+           !__atomic_compare_exchange_n(&s->max, &old, dynobs__d2u(v), 1, __ATOMIC_RELAXED,
+                                        __ATOMIC_RELAXED))
+        ;
+}
+
+/* One update of a slot, by the kind registered in it. */
+static inline void dynobs__metric_apply(struct dynobs_metric_slot *s, double v)
+{
+    switch (s->kind) {
+    case DYNOBS_METRIC_COUNTER:
+    case DYNOBS_METRIC_UPDOWN:
+        dynobs__metric_add_double(&s->value, v);
+        break;
+    case DYNOBS_METRIC_GAUGE:
+        __atomic_store_n(&s->value, dynobs__d2u(v), __ATOMIC_RELAXED);
+        break;
+    case DYNOBS_METRIC_HISTOGRAM:
+        dynobs__metric_observe(s, v);
+        break;
+    }
+}
 
 /* Consumer side: a validated copy of one slot. */
 struct dynobs_metric_view {

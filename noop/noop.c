@@ -120,6 +120,62 @@ DYNOBS_API int dynobs_metric_record(const dynobs_metric_desc *d, double v, const
     (void)d, (void)v, (void)l;
     return DYNOBS_EDISABLED;
 }
+/* Handles: one dummy, whose every update reports dynobs off. */
+static struct dynobs_metric *dummy(const void *name)
+{
+    static char d;
+    return name ? (struct dynobs_metric *)(void *)&d : 0;
+}
+DYNOBS_API dynobs_metric *dynobs_counter_get(const char *n, const char *l)
+{
+    (void)l;
+    return dummy(n);
+}
+DYNOBS_API dynobs_metric *dynobs_updown_get(const char *n, const char *l)
+{
+    (void)l;
+    return dummy(n);
+}
+DYNOBS_API dynobs_metric *dynobs_gauge_get(const char *n, const char *l)
+{
+    (void)l;
+    return dummy(n);
+}
+DYNOBS_API dynobs_metric *dynobs_histogram_get(const char *n, const char *l)
+{
+    (void)l;
+    return dummy(n);
+}
+DYNOBS_API dynobs_metric *dynobs_metric_get(const dynobs_metric_desc *d, const char *l)
+{
+    (void)l;
+    return dummy(d);
+}
+DYNOBS_API int dynobs_counter_add_h(dynobs_metric *h, double v)
+{
+    (void)h, (void)v;
+    return DYNOBS_EDISABLED;
+}
+DYNOBS_API int dynobs_updown_add_h(dynobs_metric *h, double v)
+{
+    (void)h, (void)v;
+    return DYNOBS_EDISABLED;
+}
+DYNOBS_API int dynobs_gauge_set_h(dynobs_metric *h, double v)
+{
+    (void)h, (void)v;
+    return DYNOBS_EDISABLED;
+}
+DYNOBS_API int dynobs_histogram_record_h(dynobs_metric *h, double v)
+{
+    (void)h, (void)v;
+    return DYNOBS_EDISABLED;
+}
+DYNOBS_API int dynobs_metric_record_h(dynobs_metric *h, double v)
+{
+    (void)h, (void)v;
+    return DYNOBS_EDISABLED;
+}
 DYNOBS_API int dynobs_log(int severity, const char *fmt, ...)
 {
     (void)severity, (void)fmt;

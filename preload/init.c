@@ -29,6 +29,8 @@ __thread uint32_t dynobs__inside DYNOBS_TLS;
 enum { SEG_NONE, SEG_CREATING, SEG_READY, SEG_FAILED };
 static int seg_state = SEG_NONE;
 static struct dynobs_segment seg;
+uint32_t dynobs__seg_epoch;
+static uint32_t epochs; /* the last epoch given out, inherited by children */
 static struct dynobs_resource resource;
 static int atfork_done;
 
@@ -59,6 +61,8 @@ static void after_fork_child(void)
     /* The child is a new process: it gets a segment of its own at first
      * use, ids from a fresh seed, and keeps the forking thread's context. */
     dynobs__rules_detach();
+    /* Before the unmapping: nothing may trust a pointer into it now. */
+    __atomic_store_n(&dynobs__seg_epoch, 0, __ATOMIC_RELEASE);
     if (__atomic_load_n(&seg_state, __ATOMIC_ACQUIRE) == SEG_READY)
         dynobs__segment_detach(&seg);
     __atomic_store_n(&seg_state, SEG_NONE, __ATOMIC_RELEASE);
@@ -171,6 +175,8 @@ struct dynobs_segment *dynobs__segment(void)
     /* What was lost before the segment existed is counted in it now. */
     uint64_t lost = __atomic_exchange_n(&dynobs__lost, 0, __ATOMIC_RELAXED);
     seg.hdr->shards[0].counters[DYNOBS_CTR_RECORDS_DROPPED] += lost;
+    /* Only the creating thread gets here, once per segment. */
+    __atomic_store_n(&dynobs__seg_epoch, ++epochs, __ATOMIC_RELEASE);
     __atomic_store_n(&seg_state, SEG_READY, __ATOMIC_RELEASE);
     return &seg;
 }

@@ -122,11 +122,35 @@ static inline void dynobs__leave(uint32_t lane)
 struct dynobs_segment *dynobs__segment(void) DYNOBS_INTERNAL;
 extern uint64_t dynobs__lost DYNOBS_INTERNAL;
 
+/* The identity of the segment in force: 0 while the process has none,
+ * then a number never used before in this process or its parents (a
+ * forked child's own segment gets a new one). What keeps a pointer into
+ * the segment (a metric handle, the per-thread metric cache) keeps this
+ * number with it and trusts the pointer only while it is current. */
+extern uint32_t dynobs__seg_epoch DYNOBS_INTERNAL;
+
+static inline uint32_t dynobs__segment_epoch(void)
+{
+    return __atomic_load_n(&dynobs__seg_epoch, __ATOMIC_ACQUIRE);
+}
+
 /* ---- per-thread blocks ---- */
 
 #define DYNOBS_STACK_DEPTH 64
 #define DYNOBS_BAGGAGE_SLOTS 4 /* nested dynobs_baggage_set per thread */
 #define DYNOBS_SPAN_POOL 32
+#define DYNOBS_METRIC_CACHE 64 /* per-thread cache of by-name metric updates */
+
+/* One entry of a thread's metric cache (metrics_api.c): the series a
+ * by-name update with these very string pointers went to last. The
+ * strings are compared with the slot's key on every hit, so a buffer
+ * reused for another name or label string never hits a wrong series. */
+struct dynobs_metric_cache_entry {
+    const char *name, *labels;
+    struct dynobs_metric_slot *slot;
+    uint32_t epoch; /* dynobs__seg_epoch when slot was found */
+    int kind;
+};
 
 struct dynobs_thread {
     struct dynobs_thread *next; /* all blocks, push-only list */
@@ -149,6 +173,7 @@ struct dynobs_thread {
     char errline[1024];
     struct dynobs_ctx stack[DYNOBS_STACK_DEPTH];
     struct dynobs_span spans[DYNOBS_SPAN_POOL];
+    struct dynobs_metric_cache_entry mcache[DYNOBS_METRIC_CACHE];
 };
 
 /* The calling thread's block, created on first use; NULL when dynobs is

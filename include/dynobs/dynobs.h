@@ -198,6 +198,36 @@ DYNOBS_API int dynobs_histogram_record(const char *name, double value, const cha
 DYNOBS_API int dynobs_metric_record(const dynobs_metric_desc *desc, double value,
                                     const char *labels);
 
+/* Metric handles: the series of a name and label string found once, so
+ * that each update is only the atomic update of its value (the by-name
+ * calls above also remember the series of their last string pointers per
+ * thread, but still compare both strings on every call). get returns a
+ * handle for the life of the process: the same name, labels and kind give
+ * the same handle, at most DYNOBS_METRIC_HANDLES of them (then NULL). It
+ * returns NULL for a NULL, malformed or too long name or label string,
+ * and a handle whose every update returns DYNOBS_EDISABLED when dynobs is
+ * off. The series is registered at the handle's first update, as by name,
+ * under the same cardinality cap: a handle whose labels came past the cap
+ * updates the metric's overflow series. A forked child's updates go to
+ * the child's own series. Updates return 0, DYNOBS_EINVAL for a NULL
+ * handle, a handle of another kind, a value the instrument refuses (as by
+ * name) or a name registered with another kind, DYNOBS_ENOSPC when the
+ * metric table is full. */
+#define DYNOBS_METRIC_HANDLES 4096
+typedef struct dynobs_metric dynobs_metric;
+DYNOBS_API dynobs_metric *dynobs_counter_get(const char *name, const char *labels);
+DYNOBS_API dynobs_metric *dynobs_updown_get(const char *name, const char *labels);
+DYNOBS_API dynobs_metric *dynobs_gauge_get(const char *name, const char *labels);
+DYNOBS_API dynobs_metric *dynobs_histogram_get(const char *name, const char *labels);
+/* The general form: unit and bounds as dynobs_metric_record (copied). */
+DYNOBS_API dynobs_metric *dynobs_metric_get(const dynobs_metric_desc *desc, const char *labels);
+DYNOBS_API int dynobs_counter_add_h(dynobs_metric *h, double value);
+DYNOBS_API int dynobs_updown_add_h(dynobs_metric *h, double value);
+DYNOBS_API int dynobs_gauge_set_h(dynobs_metric *h, double value);
+DYNOBS_API int dynobs_histogram_record_h(dynobs_metric *h, double value);
+/* Any kind of handle (what the handle's kind does with a value). */
+DYNOBS_API int dynobs_metric_record_h(dynobs_metric *h, double value);
+
 /* Logs. severity is an OpenTelemetry SeverityNumber (1-24); the constants
  * below are the first of each range. The record carries the trace and
  * span ids of the calling thread's current span, if any. The message is

@@ -80,6 +80,7 @@ _lib = None
 _lib_path = None
 _preloaded = False   # the library was mapped before this module loaded it (LD_PRELOAD)
 _bridge_api = False  # it has dynobs_server_traceparent and dynobs_client_parent
+_handle_api = False  # it has dynobs_metric_get and dynobs_metric_record_h
 _signals = {"traces": True, "metrics": True, "logs": True}
 _traces_on = [True]  # _signals["traces"], read on every span
 _start = _start_plain = None  # dynobs_span_start_ex and dynobs_span_start, once loaded
@@ -182,6 +183,19 @@ def _bind(lib):
             fn.restype = res
             fn.argtypes = args
             found += 1
+    # Metric handles: a library built before them lacks these two, and the
+    # instruments then update by name.
+    global _handle_api
+    handle_fns = {
+        "dynobs_metric_get": (c.c_void_p, [c.POINTER(_MetricDesc), c.c_char_p]),
+        "dynobs_metric_record_h": (c.c_int, [c.c_void_p, c.c_double]),
+    }
+    _handle_api = all(getattr(lib, n, None) is not None for n in handle_fns)
+    if _handle_api:
+        for name, (res, args) in handle_fns.items():
+            fn = getattr(lib, name)
+            fn.restype = res
+            fn.argtypes = args
     return found == len(bridge)
 
 
@@ -671,11 +685,17 @@ def _labels(labels):
     return ",".join(parts).encode()
 
 
+# Label sets per instrument updated through a handle (the series looked
+# up once); the others are updated by name.
+_INSTRUMENT_HANDLES = 64
+
+
 class _Instrument:
     _kind = 0
 
     def __init__(self, name, unit=None, bounds=None):
         self.name = name
+        self._handles = {}  # encoded labels -> handle, or None: update by name
         self._desc = _MetricDesc(_enc(name, "metric name"), _enc(unit, "unit") if unit else None,
                                  self._kind, None, 0)
         if bounds is not None:
@@ -690,7 +710,15 @@ class _Instrument:
         lib = _load()
         if not lib or not _signals["metrics"]:
             return
-        rc = lib.dynobs_metric_record(ctypes.byref(self._desc), float(value), _labels(labels))
+        enc = _labels(labels)
+        h = self._handles.get(enc, 0)
+        if h == 0 and _handle_api and len(self._handles) < _INSTRUMENT_HANDLES:
+            # NULL for a malformed name or labels: by name, which says why.
+            h = self._handles[enc] = lib.dynobs_metric_get(ctypes.byref(self._desc), enc)
+        if h:
+            rc = lib.dynobs_metric_record_h(h, float(value))
+        else:
+            rc = lib.dynobs_metric_record(ctypes.byref(self._desc), float(value), enc)
         if rc == _EINVAL:
             raise ValueError("metric %r: %s" % (self.name, _strerror(rc)))
         if rc == _ENOSPC:

@@ -203,6 +203,134 @@ static int metrics(void)
     return 0;
 }
 
+/* Metric handles: each kind, mixed with by-name updates of the same
+ * series, and the calls that must be refused. */
+static int handles(void)
+{
+    dynobs_metric *h = dynobs_counter_get("hreq", "method=GET");
+    for (int i = 0; i < 5; i++)
+        dynobs_counter_add_h(h, 1);
+    dynobs_counter_add("hreq", 2, "method=GET");
+    printf("same %d\n", dynobs_counter_get("hreq", "method=GET") == h);
+    printf("other %d\n", dynobs_counter_get("hreq", "method=PUT") != h);
+    dynobs_metric *u = dynobs_updown_get("hinflight", NULL);
+    dynobs_updown_add_h(u, 3);
+    dynobs_updown_add_h(u, -1);
+    dynobs_metric *g = dynobs_gauge_get("htemp", "room=a");
+    dynobs_gauge_set_h(g, 21.5);
+    dynobs_gauge_set_h(g, 19);
+    double b[] = {0.1, 1, 10};
+    dynobs_metric_desc d = {.name = "hlat", .unit = "s", .kind = DYNOBS_METRIC_HISTOGRAM,
+                            .bounds = b, .nbounds = 3};
+    dynobs_metric *l = dynobs_metric_get(&d, "route=/h");
+    dynobs_histogram_record_h(l, 0.05);
+    dynobs_histogram_record_h(l, 2);
+    dynobs_metric_record_h(l, 20);
+    dynobs_metric *dh = dynobs_histogram_get("hdefault", NULL);
+    dynobs_histogram_record_h(dh, 7);
+    printf("null %d\n", dynobs_counter_add_h(NULL, 1));
+    printf("wrongkind %d\n", dynobs_counter_add_h(g, 1));
+    printf("negative %d\n", dynobs_counter_add_h(h, -1));
+    printf("badname %d\n", dynobs_counter_get("9lives", NULL) == NULL);
+    printf("badlabels %d\n", dynobs_counter_get("hreq", "method") == NULL);
+    printf("nullname %d\n", dynobs_counter_get(NULL, NULL) == NULL);
+    /* "hreq" is a counter: a gauge of that name and labels is refused at
+     * its first update, as by name. */
+    printf("kindclash %d\n", dynobs_gauge_set_h(dynobs_gauge_get("hreq", "method=GET"), 1));
+    return 0;
+}
+
+/* With DYNOBS_METRIC_SLOTS=16 a metric keeps 4 attribute sets: a handle
+ * for a fifth updates the overflow series. */
+static int handle_overflow(void)
+{
+    char labels[16];
+    for (int i = 0; i < 4; i++) {
+        snprintf(labels, sizeof labels, "n=%d", i);
+        dynobs_counter_add_h(dynobs_counter_get("capped", labels), 1);
+    }
+    dynobs_metric *h = dynobs_counter_get("capped", "n=4");
+    printf("over %d\n", dynobs_counter_add_h(h, 1));
+    printf("over %d\n", dynobs_counter_add_h(h, 2));
+    dynobs_counter_add("capped", 4, "n=5");
+    dynobs_counter_add_h(dynobs_counter_get("capped", "n=0"), 10);
+    return 0;
+}
+
+/* Handles and the by-name cache across fork: the child's updates land in
+ * the child's own segment, the parent's stay in the parent's. */
+static int handle_fork(void)
+{
+    dynobs_metric *h = dynobs_counter_get("forked", NULL);
+    dynobs_metric *late = dynobs_histogram_get("forked.late", NULL);
+    static const char name[] = "byname", labels[] = "k=v";
+    dynobs_counter_add_h(h, 1);
+    dynobs_counter_add(name, 1, labels);
+    dynobs_counter_add(name, 1, labels); /* a cache hit now */
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) {
+        printf("child-pid %d\n", (int)getpid());
+        int a = dynobs_counter_add_h(h, 10);
+        int b = dynobs_counter_add(name, 5, labels);
+        int c = dynobs_histogram_record_h(late, 3);
+        printf("child %d %d %d\n", a, b, c);
+        fflush(stdout);
+        _exit(0);
+    }
+    int st;
+    waitpid(pid, &st, 0);
+    dynobs_counter_add_h(h, 1);
+    dynobs_counter_add(name, 1, labels);
+    printf("parent-pid %d\n", (int)getpid());
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 1;
+}
+
+/* What a program sees when dynobs is off (OTEL_SDK_DISABLED, or the
+ * no-op library): a handle whose updates say so. */
+static int handle_disabled(void)
+{
+    dynobs_metric *h = dynobs_counter_get("off", NULL);
+    printf("handle %d\n", h != NULL);
+    printf("add %d\n", dynobs_counter_add_h(h, 1));
+    printf("record %d\n", dynobs_metric_record_h(h, 1));
+    printf("gauge %d\n", dynobs_gauge_set_h(dynobs_gauge_get("off.g", NULL), 1));
+    return 0;
+}
+
+/* The by-name cache is keyed by the string pointers: the same buffers
+ * holding other text must reach other series. */
+static int cache(void)
+{
+    char name[32], labels[32];
+    strcpy(name, "cached");
+    strcpy(labels, "k=a");
+    for (int i = 0; i < 3; i++)
+        dynobs_counter_add(name, 1, labels);
+    strcpy(labels, "k=b");
+    for (int i = 0; i < 2; i++)
+        dynobs_counter_add(name, 1, labels);
+    strcpy(labels, "k=ab"); /* longer, same prefix */
+    dynobs_counter_add(name, 1, labels);
+    strcpy(name, "cachedx");
+    dynobs_counter_add(name, 1, labels);
+    strcpy(name, "cached");
+    strcpy(labels, "k=a");
+    dynobs_counter_add(name, 10, labels);
+    /* Same pointers, another kind: refused, not taken from the cache. */
+    printf("kindclash %d\n", dynobs_gauge_set(name, 1, labels));
+    /* Memory given back and handed out again for other strings. */
+    for (int i = 0; i < 4; i++) {
+        char *n = malloc(16), *l = malloc(16);
+        snprintf(n, 16, "heap%d", i & 1);
+        snprintf(l, 16, "i=%d", i);
+        dynobs_counter_add(n, 1, l);
+        free(l);
+        free(n);
+    }
+    return 0;
+}
+
 static int closing(void)
 {
     errno = 0;
@@ -555,6 +683,16 @@ int main(int argc, char **argv)
         return attach();
     if (!strcmp(s, "metrics"))
         return metrics();
+    if (!strcmp(s, "handles"))
+        return handles();
+    if (!strcmp(s, "handle-overflow"))
+        return handle_overflow();
+    if (!strcmp(s, "handle-fork"))
+        return handle_fork();
+    if (!strcmp(s, "handle-disabled"))
+        return handle_disabled();
+    if (!strcmp(s, "cache"))
+        return cache();
     if (!strcmp(s, "close"))
         return closing();
     if (!strcmp(s, "series"))

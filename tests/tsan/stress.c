@@ -55,6 +55,9 @@ static void *producer(void *arg)
         dynobs_span_add_event(inner, "e");
         dynobs_counter_add("stress.ops", 1, labels);
         dynobs_histogram_record("stress.latency", (double)(i % 100) / 1000.0, NULL);
+        /* Handles: every thread asks for the same one (the index), and
+         * the first updates race to resolve it. */
+        dynobs_counter_add_h(dynobs_counter_get("stress.handle", "via=h"), 1);
         if (i % 50 == 0)
             dynobs_log(DYNOBS_SEVERITY_INFO, "round %d of %d", i, id);
         dynobs_span_end(inner);
@@ -150,7 +153,7 @@ static void *consumer(void *arg)
            (unsigned long long)refused, (unsigned long long)r.corrupt,
            (unsigned long long)r.abandoned);
     uint64_t want_spans = (uint64_t)THREADS * ROUNDS * 2, want_logs = THREADS * (ROUNDS / 50);
-    double ops = 0;
+    double ops = 0, handled = 0;
     uint64_t hist = 0;
     for (uint32_t i = 0; i < r.hdr.metric_slots; i++) {
         struct dynobs_metric_view m;
@@ -160,13 +163,16 @@ static void *consumer(void *arg)
             ops += m.value;
         if (!strcmp(m.name, "stress.latency"))
             hist += m.count;
+        if (!strcmp(m.name, "stress.handle"))
+            handled += m.value;
     }
     printf("spans read %lu, logs read %lu, records dropped %llu (of %llu); ops %.0f, "
-           "histogram count %llu\n",
+           "histogram count %llu, through a handle %.0f\n",
            read_spans, read_logs, (unsigned long long)dropped,
-           (unsigned long long)(want_spans + want_logs), ops, (unsigned long long)hist);
+           (unsigned long long)(want_spans + want_logs), ops, (unsigned long long)hist, handled);
     int ok = read_spans + read_logs + dropped + refused == want_spans + want_logs &&
              ops == (double)THREADS * ROUNDS && hist == (uint64_t)THREADS * ROUNDS &&
+             handled == (double)THREADS * ROUNDS &&
              r.corrupt == 0;
     dynobs__reader_close(&r);
     return (void *)(long)ok;
