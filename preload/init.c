@@ -1,6 +1,8 @@
 /*
  * Start-up and teardown of libdynobs.so: configuration, the process's
- * segment (created lazily, at first use), fork and exit.
+ * segment (created lazily, at first use), fork and exit. Start-up does
+ * next to nothing (a process that never records should not pay for
+ * dynobs); the rest is done at first use.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -8,6 +10,7 @@
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "capture.h"
@@ -30,6 +33,7 @@ enum { SEG_NONE, SEG_CREATING, SEG_READY, SEG_FAILED };
 static int seg_state = SEG_NONE;
 static struct dynobs_segment seg;
 static struct dynobs_resource resource;
+static int resource_built; /* by dynobs_set_service_name, or at creation */
 static int atfork_done;
 
 static const char *env(const char *name)
@@ -78,43 +82,69 @@ static void report_bad_setting(void)
     (void)r;
 }
 
+/* OTEL_SDK_DISABLED=true, read before anything else: a process the shim
+ * is off in pays one getenv and nothing more. */
+static int sdk_disabled(void)
+{
+    const char *v = getenv("OTEL_SDK_DISABLED");
+    return v && strcasecmp(v, "true") == 0;
+}
+
+/* Only what an interposer may need before the first record is done here,
+ * all of it cheap (reading the environment); what costs a system call or
+ * a dlsym waits for its first use: the real functions (real.c), the
+ * resource (segment creation), the clock's calibration (clock.c) and the
+ * backtrace library (dynobs__first_use). */
 int dynobs__init(void)
 {
     int expect = DYNOBS_UNINIT;
     if (!__atomic_compare_exchange_n(&dynobs__state, &expect, DYNOBS_INITING, 0,
                                      __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
         return expect;
+    int next = DYNOBS_OFF;
     dynobs__guard++;
-    dynobs__real_bind();
+    if (sdk_disabled()) {
+        dynobs__config.disabled = 1;
+        goto out;
+    }
     dynobs__config_load(&dynobs__config, env);
     if (dynobs__span_policy_from_env(getenv("DYNOBS_TAIL_KEEP")) < 0 &&
         !dynobs__config.bad_setting) {
         dynobs__config.bad_setting = 1;
         dynobs__config.bad_name = "DYNOBS_TAIL_KEEP";
     }
-    int next = DYNOBS_OFF;
     if (!dynobs__config.disabled) {
         if (dynobs__config.bad_setting)
             report_bad_setting();
-        char exe[256];
-        exe_name(exe, sizeof exe);
-        dynobs__resource_build(&resource, getenv("OTEL_SERVICE_NAME"),
-                               getenv("OTEL_RESOURCE_ATTRIBUTES"), exe);
         dynobs__thread_init_key();
         dynobs__h1_watch_correlation(dynobs__config.corr_names, dynobs__config.corr_lens,
                                      dynobs__config.ncorr);
         const char *clk = getenv("DYNOBS_CLOCK");
         dynobs__clock_init(!(clk && strcmp(clk, "system") == 0));
         dynobs__crash_install();
+        /* (a hundred instructions, no system call; registered here, where
+         * no signal handler can be running, rather than at first use) */
         if (!atfork_done) {
             atfork_done = 1;
             pthread_atfork(NULL, NULL, after_fork_child);
         }
         next = DYNOBS_ON;
     }
+out:
     dynobs__guard--;
     __atomic_store_n(&dynobs__state, next, __ATOMIC_RELEASE);
     return next;
+}
+
+void dynobs__first_use(void)
+{
+    static int done;
+    if (__atomic_load_n(&done, __ATOMIC_ACQUIRE) ||
+        __atomic_exchange_n(&done, 1, __ATOMIC_ACQ_REL))
+        return;
+    dynobs__guard++;
+    dynobs__crash_prepare();
+    dynobs__guard--;
 }
 
 /* Another thread is creating the segment (once per process, well under a
@@ -147,7 +177,17 @@ struct dynobs_segment *dynobs__segment(void)
     if (!__atomic_compare_exchange_n(&seg_state, &s, SEG_CREATING, 0, __ATOMIC_ACQ_REL,
                                      __ATOMIC_ACQUIRE))
         return s == SEG_READY ? &seg : s == SEG_CREATING ? wait_for_creation() : NULL;
+    dynobs__first_use();
     dynobs__guard++;
+    if (!resource_built) {
+        /* Built here, once: a process that never records never reads
+         * /proc/self/exe. */
+        char exe[256];
+        exe_name(exe, sizeof exe);
+        dynobs__resource_build(&resource, getenv("OTEL_SERVICE_NAME"),
+                               getenv("OTEL_RESOURCE_ATTRIBUTES"), exe);
+        resource_built = 1;
+    }
     struct dynobs_segment_params p = {
         .dir = dynobs__config.shm_dir,
         .ring_bytes = dynobs__config.ring_bytes,
@@ -215,6 +255,7 @@ DYNOBS_API int dynobs_set_service_name(const char *name)
     char exe[256];
     exe_name(exe, sizeof exe);
     dynobs__resource_build(&resource, name, getenv("OTEL_RESOURCE_ATTRIBUTES"), exe);
+    resource_built = 1;
     __atomic_store_n(&seg_state, SEG_NONE, __ATOMIC_RELEASE);
     return 0;
 }
