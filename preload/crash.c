@@ -50,9 +50,10 @@ static const int crash_sigs[] = {SIGSEGV, SIGBUS, SIGABRT, SIGFPE, SIGILL};
 #define NCRASH (sizeof crash_sigs / sizeof crash_sigs[0])
 
 typedef int (*sigaction_fn)(int, const struct sigaction *, struct sigaction *);
-static sigaction_fn real_sigaction;
-static struct sigaction app_act[NCRASH]; /* what the application wants */
-static int installed;
+/* (set at every process start: kept off the .bss, see DYNOBS_START_DATA) */
+static sigaction_fn real_sigaction DYNOBS_START_DATA;
+static struct sigaction app_act[NCRASH] DYNOBS_START_DATA; /* what the application wants */
+static int installed DYNOBS_START_DATA;
 static int reported;
 
 /* A sanitizer's runtime calls sigaction (ours: it looks for the next

@@ -13,6 +13,8 @@
 #include <strings.h>
 #include <unistd.h>
 
+extern char **environ;
+
 #include "capture.h"
 #include "real.h"
 #include "rulesmap.h"
@@ -21,7 +23,7 @@
 #include "../common/http/h1.h"
 #include "../common/resource.h"
 
-int dynobs__state = DYNOBS_UNINIT;
+int dynobs__state DYNOBS_START_DATA = DYNOBS_UNINIT;
 struct dynobs_config dynobs__config;
 uint64_t dynobs__lost;
 __thread int dynobs__guard DYNOBS_TLS;
@@ -30,16 +32,52 @@ __thread uint32_t dynobs__inside DYNOBS_TLS;
 /* Segment states: a CAS from NONE to CREATING elects the one thread that
  * creates it; everybody else keeps going without a segment meanwhile. */
 enum { SEG_NONE, SEG_CREATING, SEG_READY, SEG_FAILED };
-static int seg_state = SEG_NONE;
+static int seg_state DYNOBS_START_DATA = SEG_NONE;
 static struct dynobs_segment seg;
 static struct dynobs_resource resource;
 static int resource_built; /* by dynobs_set_service_name, or at creation */
-static int atfork_done;
+static int atfork_done DYNOBS_START_DATA;
 
+/* The process's OTEL_* and DYNOBS_* variables, found in one pass over
+ * the environment at start: the configuration asks for some twenty of
+ * them, and a getenv each is as many passes over all of it (5 600
+ * instructions of a process's start with a small environment, more with
+ * a large one). More than ENV_MAX of them: getenv after all. */
+#define ENV_MAX 32
+static const char *env_vars[ENV_MAX] DYNOBS_START_DATA;
+static int env_n DYNOBS_START_DATA;
+
+static void env_scan(void)
+{
+    for (char **e = environ; e && *e; e++) {
+        const char *v = *e;
+        if ((v[0] == 'O' && !strncmp(v, "OTEL_", 5)) || (v[0] == 'D' && !strncmp(v, "DYNOBS_", 7))) {
+            if (env_n == ENV_MAX) {
+                env_n = -1;
+                return;
+            }
+            env_vars[env_n++] = v;
+        }
+    }
+}
+
+/* getenv, for the variables env_scan kept (the first one of a name, as
+ * getenv's). */
 static const char *env(const char *name)
 {
-    return getenv(name);
+    if (env_n < 0)
+        return getenv(name);
+    size_t n = strlen(name);
+    for (int i = 0; i < env_n; i++)
+        if (!strncmp(env_vars[i], name, n) && env_vars[i][n] == '=')
+            return env_vars[i] + n + 1;
+    return NULL;
 }
+
+/* The resource's variables as they were at start (the resource itself is
+ * built when the segment is: getenv then could race with a setenv of
+ * another thread; strings of the environment are never freed). */
+static const char *service_env DYNOBS_START_DATA, *resource_env DYNOBS_START_DATA;
 
 static void exe_name(char *out, size_t cap)
 {
@@ -83,11 +121,29 @@ static void report_bad_setting(void)
 }
 
 /* OTEL_SDK_DISABLED=true, read before anything else: a process the shim
- * is off in pays one getenv and nothing more. */
+ * is off in pays one look at the environment and nothing more. It is
+ * read without calling libc: the first call of each libc function from
+ * here binds it (lazy binding), which costs more than the look itself
+ * and touches pages of the loader no other code of a small program may
+ * need. The first definition counts, as with getenv. */
 static int sdk_disabled(void)
 {
-    const char *v = getenv("OTEL_SDK_DISABLED");
-    return v && strcasecmp(v, "true") == 0;
+    static const char name[] = "OTEL_SDK_DISABLED=";
+    for (char **e = environ; e && *e; e++) {
+        const char *v = *e;
+        size_t i = 0;
+        while (i < sizeof name - 1 && v[i] == name[i])
+            i++;
+        if (i < sizeof name - 1)
+            continue;
+        v += i;
+        static const char t[] = "true";
+        for (i = 0; i < 4; i++)
+            if ((v[i] | 0x20) != t[i]) /* ASCII letters, either case */
+                return 0;
+        return v[4] == '\0';
+    }
+    return 0;
 }
 
 /* Only what an interposer may need before the first record is done here,
@@ -103,12 +159,13 @@ int dynobs__init(void)
         return expect;
     int next = DYNOBS_OFF;
     dynobs__guard++;
-    if (sdk_disabled()) {
-        dynobs__config.disabled = 1;
-        goto out;
-    }
+    if (sdk_disabled())
+        goto out; /* (dynobs__config stays untouched: one page fault less) */
+    env_scan();
     dynobs__config_load(&dynobs__config, env);
-    if (dynobs__span_policy_from_env(getenv("DYNOBS_TAIL_KEEP")) < 0 &&
+    service_env = env("OTEL_SERVICE_NAME");
+    resource_env = env("OTEL_RESOURCE_ATTRIBUTES");
+    if (dynobs__span_policy_from_env(env("DYNOBS_TAIL_KEEP")) < 0 &&
         !dynobs__config.bad_setting) {
         dynobs__config.bad_setting = 1;
         dynobs__config.bad_name = "DYNOBS_TAIL_KEEP";
@@ -119,7 +176,7 @@ int dynobs__init(void)
         dynobs__thread_init_key();
         dynobs__h1_watch_correlation(dynobs__config.corr_names, dynobs__config.corr_lens,
                                      dynobs__config.ncorr);
-        const char *clk = getenv("DYNOBS_CLOCK");
+        const char *clk = env("DYNOBS_CLOCK");
         dynobs__clock_init(!(clk && strcmp(clk, "system") == 0));
         dynobs__crash_install();
         /* (a hundred instructions, no system call; registered here, where
@@ -184,8 +241,7 @@ struct dynobs_segment *dynobs__segment(void)
          * /proc/self/exe. */
         char exe[256];
         exe_name(exe, sizeof exe);
-        dynobs__resource_build(&resource, getenv("OTEL_SERVICE_NAME"),
-                               getenv("OTEL_RESOURCE_ATTRIBUTES"), exe);
+        dynobs__resource_build(&resource, service_env, resource_env, exe);
         resource_built = 1;
     }
     struct dynobs_segment_params p = {
@@ -225,6 +281,8 @@ __attribute__((constructor)) static void dynobs_constructor(void)
  * drain, marked so that it can be reaped once drained. */
 __attribute__((destructor)) static void dynobs_destructor(void)
 {
+    if (__atomic_load_n(&dynobs__state, __ATOMIC_ACQUIRE) != DYNOBS_ON)
+        return;
     dynobs__stderr_flush();
     if (__atomic_load_n(&seg_state, __ATOMIC_ACQUIRE) == SEG_READY)
         __atomic_fetch_or(&seg.hdr->flags, DYNOBS_SEG_EXITED, __ATOMIC_RELEASE);
@@ -254,7 +312,7 @@ DYNOBS_API int dynobs_set_service_name(const char *name)
         return DYNOBS_EBUSY;
     char exe[256];
     exe_name(exe, sizeof exe);
-    dynobs__resource_build(&resource, name, getenv("OTEL_RESOURCE_ATTRIBUTES"), exe);
+    dynobs__resource_build(&resource, name, resource_env, exe);
     resource_built = 1;
     __atomic_store_n(&seg_state, SEG_NONE, __ATOMIC_RELEASE);
     return 0;
