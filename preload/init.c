@@ -74,10 +74,31 @@ static const char *env(const char *name)
     return NULL;
 }
 
-/* The resource's variables as they were at start (the resource itself is
- * built when the segment is: getenv then could race with a setenv of
- * another thread; strings of the environment are never freed). */
+/* The resource's variables, copied at start: the resource itself is
+ * built when the segment is (reading /proc/self/exe costs a system
+ * call), and by then the environment's strings may have been written
+ * over (php-fpm and nginx put their process titles there) or changed by
+ * another thread. A service name is cut at 255 bytes in the resource
+ * anyway; attributes longer than the copy's room make the resource be
+ * built at start instead. */
 static const char *service_env DYNOBS_START_DATA, *resource_env DYNOBS_START_DATA;
+static char service_copy[256];
+static char resource_copy[8192];
+
+/* v copied into buf (cut at cap - 1 bytes); NULL for NULL. *cut is set
+ * when it did not fit. */
+static const char *keep(const char *v, char *buf, size_t cap, int *cut)
+{
+    if (!v)
+        return NULL;
+    size_t n = strnlen(v, cap);
+    *cut = n == cap;
+    if (n == cap)
+        n = cap - 1;
+    memcpy(buf, v, n);
+    buf[n] = '\0';
+    return buf;
+}
 
 static void exe_name(char *out, size_t cap)
 {
@@ -94,6 +115,14 @@ static void exe_name(char *out, size_t cap)
         l = cap - 1;
     memcpy(out, base, l);
     out[l] = '\0';
+}
+
+static void build_resource(void)
+{
+    char exe[256];
+    exe_name(exe, sizeof exe);
+    dynobs__resource_build(&resource, service_env, resource_env, exe);
+    resource_built = 1;
 }
 
 static void after_fork_child(void)
@@ -163,8 +192,13 @@ int dynobs__init(void)
         goto out; /* (dynobs__config stays untouched: one page fault less) */
     env_scan();
     dynobs__config_load(&dynobs__config, env);
-    service_env = env("OTEL_SERVICE_NAME");
-    resource_env = env("OTEL_RESOURCE_ATTRIBUTES");
+    int cut = 0, name_cut; /* (a name is cut at 255 bytes anyway) */
+    service_env = keep(env("OTEL_SERVICE_NAME"), service_copy, sizeof service_copy, &name_cut);
+    resource_env = keep(env("OTEL_RESOURCE_ATTRIBUTES"), resource_copy, sizeof resource_copy, &cut);
+    if (cut) {
+        resource_env = env("OTEL_RESOURCE_ATTRIBUTES");
+        build_resource();
+    }
     if (dynobs__span_policy_from_env(env("DYNOBS_TAIL_KEEP")) < 0 &&
         !dynobs__config.bad_setting) {
         dynobs__config.bad_setting = 1;
@@ -236,14 +270,9 @@ struct dynobs_segment *dynobs__segment(void)
         return s == SEG_READY ? &seg : s == SEG_CREATING ? wait_for_creation() : NULL;
     dynobs__first_use();
     dynobs__guard++;
-    if (!resource_built) {
-        /* Built here, once: a process that never records never reads
-         * /proc/self/exe. */
-        char exe[256];
-        exe_name(exe, sizeof exe);
-        dynobs__resource_build(&resource, service_env, resource_env, exe);
-        resource_built = 1;
-    }
+    if (!resource_built)
+        build_resource(); /* here, once: a process that never records never
+                             reads /proc/self/exe */
     struct dynobs_segment_params p = {
         .dir = dynobs__config.shm_dir,
         .ring_bytes = dynobs__config.ring_bytes,

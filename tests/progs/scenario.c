@@ -493,11 +493,20 @@ static int mapped(const char *what)
 }
 
 /* What the shim does before a process first records, seen from inside:
- * argv[2] "idle" records nothing, "record" ends one span. The test looks
- * for segment files itself. */
+ * argv[2] "idle" records nothing, "record" ends one span, "scribble"
+ * writes over the environment's strings first. The test looks for
+ * segment files itself. */
 static int lazy(const char *how)
 {
     printf("unwind-at-start %d\n", mapped("libunwind"));
+    if (!strcmp(how, "scribble")) {
+        /* As a program that puts its process title where the environment
+         * was (php-fpm, nginx), before its first record. */
+        extern char **environ;
+        for (char **e = environ; *e; e++)
+            memset(*e, 'x', strlen(*e));
+        how = "record";
+    }
     if (!strcmp(how, "record")) {
         dynobs_span_end(dynobs_span_start("first", DYNOBS_SPAN_KIND_INTERNAL));
         printf("unwind-after-record %d\n", mapped("libunwind"));
