@@ -228,18 +228,17 @@ static void on_crash(int sig, siginfo_t *si, void *ctx)
     errno = saved;
 }
 
-void dynobs__crash_install(void)
+void dynobs__crash_install(const char *v)
 {
-    const char *v = getenv("DYNOBS_CRASH_REPORTS");
     if (v && !strcmp(v, "0"))
         return;
     real_sigaction = (sigaction_fn)dlsym(RTLD_NEXT, "sigaction");
     if (!real_sigaction)
         return;
     for (unsigned i = 0; i < NCRASH; i++) {
+        /* (the initialiser empties sa_mask) */
         struct sigaction sa = {.sa_sigaction = on_crash,
                                .sa_flags = SA_SIGINFO | SA_ONSTACK | SA_RESTART};
-        sigemptyset(&sa.sa_mask);
         real_sigaction(crash_sigs[i], &sa, &app_act[i]);
     }
     __atomic_store_n(&installed, 1, __ATOMIC_RELEASE);

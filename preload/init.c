@@ -51,7 +51,7 @@ static void env_scan(void)
 {
     for (char **e = environ; e && *e; e++) {
         const char *v = *e;
-        if ((v[0] == 'O' && !strncmp(v, "OTEL_", 5)) || (v[0] == 'D' && !strncmp(v, "DYNOBS_", 7))) {
+        if ((v[0] == 'O' && !memcmp(v, "OTEL_", 5)) || (v[0] == 'D' && !memcmp(v, "DYNOBS_", 7))) {
             if (env_n == ENV_MAX) {
                 env_n = -1;
                 return;
@@ -67,10 +67,14 @@ static const char *env(const char *name)
 {
     if (env_n < 0)
         return getenv(name);
-    size_t n = strlen(name);
-    for (int i = 0; i < env_n; i++)
-        if (!strncmp(env_vars[i], name, n) && env_vars[i][n] == '=')
-            return env_vars[i] + n + 1;
+    for (int i = 0; i < env_n; i++) {
+        const char *v = env_vars[i];
+        size_t k = 0;
+        while (name[k] && v[k] == name[k])
+            k++;
+        if (!name[k] && v[k] == '=')
+            return v + k + 1;
+    }
     return NULL;
 }
 
@@ -212,7 +216,7 @@ int dynobs__init(void)
                                      dynobs__config.ncorr);
         const char *clk = env("DYNOBS_CLOCK");
         dynobs__clock_init(!(clk && strcmp(clk, "system") == 0));
-        dynobs__crash_install();
+        dynobs__crash_install(env("DYNOBS_CRASH_REPORTS"));
         /* (a hundred instructions, no system call; registered here, where
          * no signal handler can be running, rather than at first use) */
         if (!atfork_done) {

@@ -207,8 +207,8 @@ int dynobs__log_write(int severity, const char *severity_text, const char *body,
                       const dynobs_attr *attrs, size_t nattrs) DYNOBS_INTERNAL;
 
 /* Crash reports: installs the handlers (init, when enabled: a few
- * sigaction calls). */
-void dynobs__crash_install(void) DYNOBS_INTERNAL;
+ * sigaction calls), unless reports_env (DYNOBS_CRASH_REPORTS) is "0". */
+void dynobs__crash_install(const char *reports_env) DYNOBS_INTERNAL;
 /* Loads the backtrace library (a dlopen, about 160 000 instructions and a
  * dozen system calls: too much for every process start), once, when the
  * process first records; never from the crash handler itself. */
