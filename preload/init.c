@@ -10,7 +10,6 @@
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <unistd.h>
 
 extern char **environ;
@@ -47,11 +46,19 @@ static int atfork_done DYNOBS_START_DATA;
 static const char *env_vars[ENV_MAX] DYNOBS_START_DATA;
 static int env_n DYNOBS_START_DATA;
 
+/* 1 when s begins with prefix (compared byte by byte: s may be shorter). */
+static int starts(const char *s, const char *prefix)
+{
+    while (*prefix && *s == *prefix)
+        s++, prefix++;
+    return !*prefix;
+}
+
 static void env_scan(void)
 {
     for (char **e = environ; e && *e; e++) {
         const char *v = *e;
-        if ((v[0] == 'O' && !memcmp(v, "OTEL_", 5)) || (v[0] == 'D' && !memcmp(v, "DYNOBS_", 7))) {
+        if ((v[0] == 'O' && starts(v, "OTEL_")) || (v[0] == 'D' && starts(v, "DYNOBS_"))) {
             if (env_n == ENV_MAX) {
                 env_n = -1;
                 return;
