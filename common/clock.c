@@ -3,6 +3,7 @@
 
 #include <fcntl.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -15,6 +16,12 @@ struct dynobs_clock dynobs__clock;
 #define RENEW_NS (100ull * 1000 * 1000)
 #define FIRST_CALIBRATION_NS (50ull * 1000 * 1000)
 
+/* Set up at the first timestamp rather than at start: deciding whether
+ * the TSC can be trusted costs a cpuid (a trap to the hypervisor on a VM)
+ * and three system calls, which a process that never records should not
+ * pay. 0: not yet; 1: one thread is at it; 2: done. */
+static int setup;
+static int allowed = 1;             /* DYNOBS_CLOCK is not "system" */
 static int usable;                  /* the TSC may be used at all */
 static uint64_t cal_tsc0, cal_raw0; /* the first calibration sample */
 static uint64_t next_cal_rt;        /* CLOCK_REALTIME of the next calibration */
@@ -33,30 +40,47 @@ static int kernel_trusts_tsc(void)
     unsigned a, b, c, d;
     if (!__get_cpuid(0x80000007, &a, &b, &c, &d) || !(d & (1u << 8)))
         return 0; /* no invariant TSC */
+    /* System calls, not the functions: this runs at a process's first
+     * timestamp, in the middle of the shim's own work, and open, read and
+     * close are among those the shim interposes. */
     char buf[32] = {0};
-    int fd = open("/sys/devices/system/clocksource/clocksource0/current_clocksource",
-                  O_RDONLY | O_CLOEXEC);
+    int fd = (int)syscall(SYS_openat, AT_FDCWD,
+                          "/sys/devices/system/clocksource/clocksource0/current_clocksource",
+                          O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return 0;
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
+    ssize_t n = syscall(SYS_read, fd, buf, sizeof buf - 1);
+    syscall(SYS_close, fd);
     return n >= 3 && strncmp(buf, "tsc", 3) == 0 && (buf[3] == '\n' || buf[3] == '\0');
 }
 #endif
 
 void dynobs__clock_init(int allow)
 {
+    allowed = allow;
+}
+
+/* Decides whether the TSC can be used and takes the first calibration
+ * sample, once. Threads that come meanwhile read the system clock. */
+static int clock_setup(void)
+{
+    int s = __atomic_load_n(&setup, __ATOMIC_ACQUIRE);
+    if (DYNOBS_LIKELY(s == 2))
+        return 1;
+    if (s == 1 || !__atomic_compare_exchange_n(&setup, &s, 1, 0, __ATOMIC_ACQ_REL,
+                                               __ATOMIC_ACQUIRE))
+        return s == 2;
 #if defined(__x86_64__)
-    usable = allow && kernel_trusts_tsc();
+    usable = allowed && kernel_trusts_tsc();
     if (usable) {
         cal_raw0 = clock_ns(CLOCK_MONOTONIC_RAW);
         cal_tsc0 = __rdtsc();
         cal_step = FIRST_CALIBRATION_NS;
         next_cal_rt = clock_ns(CLOCK_REALTIME) + cal_step;
     }
-#else
-    (void)allow;
 #endif
+    __atomic_store_n(&setup, 2, __ATOMIC_RELEASE);
+    return 1;
 }
 
 #if defined(__x86_64__)
@@ -88,16 +112,17 @@ static void calibrate(uint64_t tsc, uint64_t rt)
 
 uint64_t dynobs__clock_slow(struct dynobs_clock_anchor *a)
 {
+    int ready = clock_setup();
     uint64_t ns = clock_ns(CLOCK_REALTIME);
 #if defined(__x86_64__)
-    if (usable) {
+    if (ready && usable) {
         uint64_t tsc = __rdtsc();
         a->tsc = tsc;
         a->ns = ns;
         calibrate(tsc, ns);
     }
 #else
-    (void)a;
+    (void)a, (void)ready;
 #endif
     return ns;
 }

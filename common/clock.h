@@ -8,7 +8,8 @@
  * every 100 ms, so NTP slewing and calibration error stay within
  * microseconds. The TSC is used only where the kernel itself trusts it
  * (x86-64, invariant TSC, clocksource "tsc"); everywhere else, and until
- * the first calibration is done (50 ms after start), this is
+ * the first calibration is done (50 ms after the first timestamp: nothing
+ * is measured before a process first needs the time), this is
  * clock_gettime(CLOCK_REALTIME). DYNOBS_CLOCK=system turns the TSC off.
  */
 #ifndef DYNOBS_COMMON_CLOCK_H
@@ -34,8 +35,9 @@ struct dynobs_clock {
 };
 extern struct dynobs_clock dynobs__clock DYNOBS_INTERNAL;
 
-/* Decides whether the TSC can be used and takes the first calibration
- * sample. `allow` is 0 when the configuration says DYNOBS_CLOCK=system. */
+/* Records whether the TSC may be used: `allow` is 0 when the
+ * configuration says DYNOBS_CLOCK=system. Whether it can be (and the first
+ * calibration sample) is decided at the first timestamp. */
 void dynobs__clock_init(int allow) DYNOBS_INTERNAL;
 
 uint64_t dynobs__clock_slow(struct dynobs_clock_anchor *a) DYNOBS_INTERNAL;

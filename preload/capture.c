@@ -64,7 +64,9 @@ void dynobs__stderr_flush(void)
 {
     if (!dynobs__config.capture_logs || !dynobs__on())
         return;
-    struct dynobs_thread *t = dynobs__thread();
+    /* (a thread that never wrote to stderr has nothing waiting: no block
+     * is made for it at exit) */
+    struct dynobs_thread *t = dynobs__thread_if_any();
     if (!t || !t->errlen)
         return;
     dynobs__guard++;

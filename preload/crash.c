@@ -18,11 +18,16 @@
  *     exactly as it would have (core dump and exit status unchanged).
  *     The segment outlives the process: the exporter ships the report.
  *
- * The backtrace comes from libunwind, loaded with RTLD_LOCAL when the
- * handlers are installed (never linked: libunwind.so also defines the
- * _Unwind_* functions, which must not replace the application's
- * unwinder for C++ exceptions), so the handler itself loads nothing.
- * Without libunwind the report has no backtrace.
+ * The backtrace comes from libunwind, loaded with RTLD_LOCAL (never
+ * linked: libunwind.so also defines the _Unwind_* functions, which must
+ * not replace the application's unwinder for C++ exceptions) when the
+ * process first records (dynobs__crash_prepare), not at start: the
+ * dlopen is most of what the shim used to add to a process's start, and
+ * a process that never records has nothing to report a crash into
+ * anyway. The handler itself loads nothing (dlopen is not
+ * async-signal-safe): a process that crashes before it first records
+ * gets a report without a backtrace. Without libunwind the report has
+ * no backtrace.
  *
  * DYNOBS_CRASH_REPORTS=0 leaves the signals alone.
  */
@@ -45,9 +50,10 @@ static const int crash_sigs[] = {SIGSEGV, SIGBUS, SIGABRT, SIGFPE, SIGILL};
 #define NCRASH (sizeof crash_sigs / sizeof crash_sigs[0])
 
 typedef int (*sigaction_fn)(int, const struct sigaction *, struct sigaction *);
-static sigaction_fn real_sigaction;
-static struct sigaction app_act[NCRASH]; /* what the application wants */
-static int installed;
+/* (set at every process start: kept off the .bss, see DYNOBS_START_DATA) */
+static sigaction_fn real_sigaction DYNOBS_START_DATA;
+static struct sigaction app_act[NCRASH] DYNOBS_START_DATA; /* what the application wants */
+static int installed DYNOBS_START_DATA;
 static int reported;
 
 /* A sanitizer's runtime calls sigaction (ours: it looks for the next
@@ -84,7 +90,9 @@ static const char *sig_name(int sig)
 }
 
 #ifndef DYNOBS_NO_LIBUNWIND
-/* libunwind's local-only entry points, found in a private copy. */
+/* libunwind's local-only entry points, found in a private copy; read by
+ * the handler once unw_ready is set. */
+static int unw_ready;
 static struct {
     int (*init_local2)(unw_cursor_t *, unw_context_t *, int);
     int (*step)(unw_cursor_t *);
@@ -104,8 +112,8 @@ static void load_libunwind(void)
         h, "_ULx86_64_get_reg");
     unw.get_proc_name = (int (*)(unw_cursor_t *, char *, size_t, unw_word_t *))dlsym(
         h, "_ULx86_64_get_proc_name");
-    if (!unw.init_local2 || !unw.step || !unw.get_reg || !unw.get_proc_name)
-        memset(&unw, 0, sizeof unw);
+    if (unw.init_local2 && unw.step && unw.get_reg && unw.get_proc_name)
+        __atomic_store_n(&unw_ready, 1, __ATOMIC_RELEASE);
 }
 
 /* "#N 0xPC function+0xOFF (object)" per frame, from the interrupted
@@ -115,7 +123,8 @@ static size_t backtrace_text(ucontext_t *uc, char *out, size_t cap)
     unw_cursor_t cur;
     size_t n = 0;
     out[0] = '\0';
-    if (!unw.init_local2 || unw.init_local2(&cur, (unw_context_t *)uc, UNW_INIT_SIGNAL_FRAME) < 0)
+    if (!__atomic_load_n(&unw_ready, __ATOMIC_ACQUIRE) ||
+        unw.init_local2(&cur, (unw_context_t *)uc, UNW_INIT_SIGNAL_FRAME) < 0)
         return 0;
     for (int depth = 0; depth < 64 && n + 1 < cap; depth++) {
         unw_word_t pc = 0, off = 0;
@@ -219,22 +228,28 @@ static void on_crash(int sig, siginfo_t *si, void *ctx)
     errno = saved;
 }
 
-void dynobs__crash_install(void)
+void dynobs__crash_install(const char *v)
 {
-    const char *v = getenv("DYNOBS_CRASH_REPORTS");
     if (v && !strcmp(v, "0"))
         return;
     real_sigaction = (sigaction_fn)dlsym(RTLD_NEXT, "sigaction");
     if (!real_sigaction)
         return;
-    load_libunwind();
     for (unsigned i = 0; i < NCRASH; i++) {
+        /* (the initialiser empties sa_mask) */
         struct sigaction sa = {.sa_sigaction = on_crash,
                                .sa_flags = SA_SIGINFO | SA_ONSTACK | SA_RESTART};
-        sigemptyset(&sa.sa_mask);
         real_sigaction(crash_sigs[i], &sa, &app_act[i]);
     }
     __atomic_store_n(&installed, 1, __ATOMIC_RELEASE);
+}
+
+void dynobs__crash_prepare(void)
+{
+    /* Not from the report: that runs in the crash handler. */
+    if (__atomic_load_n(&installed, __ATOMIC_ACQUIRE) &&
+        !__atomic_load_n(&reported, __ATOMIC_ACQUIRE))
+        load_libunwind();
 }
 
 /* The application's view of the crash signals is app_act; ours stays. */

@@ -1,6 +1,8 @@
 /*
  * Start-up and teardown of libdynobs.so: configuration, the process's
- * segment (created lazily, at first use), fork and exit.
+ * segment (created lazily, at first use), fork and exit. Start-up does
+ * next to nothing (a process that never records should not pay for
+ * dynobs); the rest is done at first use.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -10,6 +12,8 @@
 #include <string.h>
 #include <unistd.h>
 
+extern char **environ;
+
 #include "capture.h"
 #include "real.h"
 #include "rulesmap.h"
@@ -18,7 +22,7 @@
 #include "../common/http/h1.h"
 #include "../common/resource.h"
 
-int dynobs__state = DYNOBS_UNINIT;
+int dynobs__state DYNOBS_START_DATA = DYNOBS_UNINIT;
 struct dynobs_config dynobs__config;
 uint64_t dynobs__lost;
 __thread int dynobs__guard DYNOBS_TLS;
@@ -27,16 +31,86 @@ __thread uint32_t dynobs__inside DYNOBS_TLS;
 /* Segment states: a CAS from NONE to CREATING elects the one thread that
  * creates it; everybody else keeps going without a segment meanwhile. */
 enum { SEG_NONE, SEG_CREATING, SEG_READY, SEG_FAILED };
-static int seg_state = SEG_NONE;
+static int seg_state DYNOBS_START_DATA = SEG_NONE;
 static struct dynobs_segment seg;
 uint32_t dynobs__seg_epoch;
 static uint32_t epochs; /* the last epoch given out, inherited by children */
 static struct dynobs_resource resource;
-static int atfork_done;
+static int resource_built; /* by dynobs_set_service_name, or at creation */
+static int atfork_done DYNOBS_START_DATA;
 
+/* The process's OTEL_* and DYNOBS_* variables, found in one pass over
+ * the environment at start: the configuration asks for some twenty of
+ * them, and a getenv each is as many passes over all of it (5 600
+ * instructions of a process's start with a small environment, more with
+ * a large one). More than ENV_MAX of them: getenv after all. */
+#define ENV_MAX 32
+static const char *env_vars[ENV_MAX] DYNOBS_START_DATA;
+static int env_n DYNOBS_START_DATA;
+
+/* 1 when s begins with prefix (compared byte by byte: s may be shorter). */
+static int starts(const char *s, const char *prefix)
+{
+    while (*prefix && *s == *prefix)
+        s++, prefix++;
+    return !*prefix;
+}
+
+static void env_scan(void)
+{
+    for (char **e = environ; e && *e; e++) {
+        const char *v = *e;
+        if ((v[0] == 'O' && starts(v, "OTEL_")) || (v[0] == 'D' && starts(v, "DYNOBS_"))) {
+            if (env_n == ENV_MAX) {
+                env_n = -1;
+                return;
+            }
+            env_vars[env_n++] = v;
+        }
+    }
+}
+
+/* getenv, for the variables env_scan kept (the first one of a name, as
+ * getenv's). */
 static const char *env(const char *name)
 {
-    return getenv(name);
+    if (env_n < 0)
+        return getenv(name);
+    for (int i = 0; i < env_n; i++) {
+        const char *v = env_vars[i];
+        size_t k = 0;
+        while (name[k] && v[k] == name[k])
+            k++;
+        if (!name[k] && v[k] == '=')
+            return v + k + 1;
+    }
+    return NULL;
+}
+
+/* The resource's variables, copied at start: the resource itself is
+ * built when the segment is (reading /proc/self/exe costs a system
+ * call), and by then the environment's strings may have been written
+ * over (php-fpm and nginx put their process titles there) or changed by
+ * another thread. A service name is cut at 255 bytes in the resource
+ * anyway; attributes longer than the copy's room make the resource be
+ * built at start instead. */
+static const char *service_env DYNOBS_START_DATA, *resource_env DYNOBS_START_DATA;
+static char service_copy[256];
+static char resource_copy[8192];
+
+/* v copied into buf (cut at cap - 1 bytes); NULL for NULL. *cut is set
+ * when it did not fit. */
+static const char *keep(const char *v, char *buf, size_t cap, int *cut)
+{
+    if (!v)
+        return NULL;
+    size_t n = strnlen(v, cap);
+    *cut = n == cap;
+    if (n == cap)
+        n = cap - 1;
+    memcpy(buf, v, n);
+    buf[n] = '\0';
+    return buf;
 }
 
 static void exe_name(char *out, size_t cap)
@@ -54,6 +128,14 @@ static void exe_name(char *out, size_t cap)
         l = cap - 1;
     memcpy(out, base, l);
     out[l] = '\0';
+}
+
+static void build_resource(void)
+{
+    char exe[256];
+    exe_name(exe, sizeof exe);
+    dynobs__resource_build(&resource, service_env, resource_env, exe);
+    resource_built = 1;
 }
 
 static void after_fork_child(void)
@@ -82,43 +164,93 @@ static void report_bad_setting(void)
     (void)r;
 }
 
+/* OTEL_SDK_DISABLED=true, read before anything else: a process the shim
+ * is off in pays one look at the environment and nothing more. It is
+ * read without calling libc: the first call of each libc function from
+ * here binds it (lazy binding), which costs more than the look itself
+ * and touches pages of the loader no other code of a small program may
+ * need. The first definition counts, as with getenv. */
+static int sdk_disabled(void)
+{
+    static const char name[] = "OTEL_SDK_DISABLED=";
+    for (char **e = environ; e && *e; e++) {
+        const char *v = *e;
+        size_t i = 0;
+        while (i < sizeof name - 1 && v[i] == name[i])
+            i++;
+        if (i < sizeof name - 1)
+            continue;
+        v += i;
+        static const char t[] = "true";
+        for (i = 0; i < 4; i++)
+            if ((v[i] | 0x20) != t[i]) /* ASCII letters, either case */
+                return 0;
+        return v[4] == '\0';
+    }
+    return 0;
+}
+
+/* Only what an interposer may need before the first record is done here,
+ * all of it cheap (reading the environment); what costs a system call or
+ * a dlsym waits for its first use: the real functions (real.c), the
+ * resource (segment creation), the clock's calibration (clock.c) and the
+ * backtrace library (dynobs__first_use). */
 int dynobs__init(void)
 {
     int expect = DYNOBS_UNINIT;
     if (!__atomic_compare_exchange_n(&dynobs__state, &expect, DYNOBS_INITING, 0,
                                      __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
         return expect;
+    int next = DYNOBS_OFF;
     dynobs__guard++;
-    dynobs__real_bind();
+    if (sdk_disabled())
+        goto out; /* (dynobs__config stays untouched: one page fault less) */
+    env_scan();
     dynobs__config_load(&dynobs__config, env);
-    if (dynobs__span_policy_from_env(getenv("DYNOBS_TAIL_KEEP")) < 0 &&
+    int cut = 0, name_cut; /* (a name is cut at 255 bytes anyway) */
+    service_env = keep(env("OTEL_SERVICE_NAME"), service_copy, sizeof service_copy, &name_cut);
+    resource_env = keep(env("OTEL_RESOURCE_ATTRIBUTES"), resource_copy, sizeof resource_copy, &cut);
+    if (cut) {
+        resource_env = env("OTEL_RESOURCE_ATTRIBUTES");
+        build_resource();
+    }
+    if (dynobs__span_policy_from_env(env("DYNOBS_TAIL_KEEP")) < 0 &&
         !dynobs__config.bad_setting) {
         dynobs__config.bad_setting = 1;
         dynobs__config.bad_name = "DYNOBS_TAIL_KEEP";
     }
-    int next = DYNOBS_OFF;
     if (!dynobs__config.disabled) {
         if (dynobs__config.bad_setting)
             report_bad_setting();
-        char exe[256];
-        exe_name(exe, sizeof exe);
-        dynobs__resource_build(&resource, getenv("OTEL_SERVICE_NAME"),
-                               getenv("OTEL_RESOURCE_ATTRIBUTES"), exe);
         dynobs__thread_init_key();
         dynobs__h1_watch_correlation(dynobs__config.corr_names, dynobs__config.corr_lens,
                                      dynobs__config.ncorr);
-        const char *clk = getenv("DYNOBS_CLOCK");
+        const char *clk = env("DYNOBS_CLOCK");
         dynobs__clock_init(!(clk && strcmp(clk, "system") == 0));
-        dynobs__crash_install();
+        dynobs__crash_install(env("DYNOBS_CRASH_REPORTS"));
+        /* (a hundred instructions, no system call; registered here, where
+         * no signal handler can be running, rather than at first use) */
         if (!atfork_done) {
             atfork_done = 1;
             pthread_atfork(NULL, NULL, after_fork_child);
         }
         next = DYNOBS_ON;
     }
+out:
     dynobs__guard--;
     __atomic_store_n(&dynobs__state, next, __ATOMIC_RELEASE);
     return next;
+}
+
+void dynobs__first_use(void)
+{
+    static int done;
+    if (__atomic_load_n(&done, __ATOMIC_ACQUIRE) ||
+        __atomic_exchange_n(&done, 1, __ATOMIC_ACQ_REL))
+        return;
+    dynobs__guard++;
+    dynobs__crash_prepare();
+    dynobs__guard--;
 }
 
 /* Another thread is creating the segment (once per process, well under a
@@ -151,7 +283,11 @@ struct dynobs_segment *dynobs__segment(void)
     if (!__atomic_compare_exchange_n(&seg_state, &s, SEG_CREATING, 0, __ATOMIC_ACQ_REL,
                                      __ATOMIC_ACQUIRE))
         return s == SEG_READY ? &seg : s == SEG_CREATING ? wait_for_creation() : NULL;
+    dynobs__first_use();
     dynobs__guard++;
+    if (!resource_built)
+        build_resource(); /* here, once: a process that never records never
+                             reads /proc/self/exe */
     struct dynobs_segment_params p = {
         .dir = dynobs__config.shm_dir,
         .ring_bytes = dynobs__config.ring_bytes,
@@ -191,6 +327,8 @@ __attribute__((constructor)) static void dynobs_constructor(void)
  * drain, marked so that it can be reaped once drained. */
 __attribute__((destructor)) static void dynobs_destructor(void)
 {
+    if (__atomic_load_n(&dynobs__state, __ATOMIC_ACQUIRE) != DYNOBS_ON)
+        return;
     dynobs__stderr_flush();
     if (__atomic_load_n(&seg_state, __ATOMIC_ACQUIRE) == SEG_READY)
         __atomic_fetch_or(&seg.hdr->flags, DYNOBS_SEG_EXITED, __ATOMIC_RELEASE);
@@ -220,7 +358,8 @@ DYNOBS_API int dynobs_set_service_name(const char *name)
         return DYNOBS_EBUSY;
     char exe[256];
     exe_name(exe, sizeof exe);
-    dynobs__resource_build(&resource, name, getenv("OTEL_RESOURCE_ATTRIBUTES"), exe);
+    dynobs__resource_build(&resource, name, resource_env, exe);
+    resource_built = 1;
     __atomic_store_n(&seg_state, SEG_NONE, __ATOMIC_RELEASE);
     return 0;
 }

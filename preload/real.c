@@ -8,49 +8,37 @@
 
 struct dynobs_real_fns dynobs__real;
 
-/* dlsym may allocate, take the loader lock or call functions we interpose
+/* The symbol of each entry, in the order of struct dynobs_real_fns. */
+static const char *const names[] = {
+    "close",      "dup",        "dup2",           "dup3",     "connect",  "accept",
+    "accept4",    "sendfile",   "sendfile64",     "write",    "writev",   "send",
+    "sendto",     "sendmsg",    "read",           "readv",    "recv",     "recvfrom",
+    "recvmsg",    "__read_chk", "__recv_chk",     "__recvfrom_chk", "vsyslog",
+    "__vsyslog_chk",
+};
+_Static_assert(sizeof names / sizeof names[0] == sizeof(struct dynobs_real_fns) / sizeof(void *),
+               "one name per entry of struct dynobs_real_fns");
+
+/* Each entry is bound at its first use, not at start: a dlsym costs about
+ * a thousand instructions, and most processes call few of these (a
+ * process that never touches a socket binds none but the ones its own
+ * I/O goes through).
+ *
+ * dlsym may allocate, take the loader lock or call functions we interpose
  * (libfaketime learned this the hard way). Binding is idempotent and
- * lock-free: whoever gets there stores the same pointers. An interposer
+ * lock-free: whoever gets there stores the same pointer. An interposer
  * that finds its entry still NULL while this thread is binding uses the
  * raw system call instead. */
 static __thread int binding DYNOBS_TLS;
 
-#define BIND(field, sym)                                                                   \
-    do {                                                                                   \
-        void *p_ = dlsym(RTLD_NEXT, sym);                                                  \
-        if (p_)                                                                            \
-            __atomic_store_n((void **)&dynobs__real.field, p_, __ATOMIC_RELEASE);          \
-    } while (0)
-
-void dynobs__real_bind(void)
+void dynobs__real_bind_one(size_t slot)
 {
-    if (binding)
+    if (binding || slot >= sizeof names / sizeof names[0])
         return;
     binding = 1;
-    BIND(close, "close");
-    BIND(dup, "dup");
-    BIND(dup2, "dup2");
-    BIND(dup3, "dup3");
-    BIND(connect, "connect");
-    BIND(accept, "accept");
-    BIND(accept4, "accept4");
-    BIND(sendfile, "sendfile");
-    BIND(sendfile64, "sendfile64");
-    BIND(write, "write");
-    BIND(writev, "writev");
-    BIND(send, "send");
-    BIND(sendto, "sendto");
-    BIND(sendmsg, "sendmsg");
-    BIND(read, "read");
-    BIND(readv, "readv");
-    BIND(recv, "recv");
-    BIND(recvfrom, "recvfrom");
-    BIND(recvmsg, "recvmsg");
-    BIND(read_chk, "__read_chk");
-    BIND(recv_chk, "__recv_chk");
-    BIND(recvfrom_chk, "__recvfrom_chk");
-    BIND(vsyslog, "vsyslog");
-    BIND(vsyslog_chk, "__vsyslog_chk");
+    void *p = dlsym(RTLD_NEXT, names[slot]);
+    if (p)
+        __atomic_store_n(&((void **)&dynobs__real)[slot], p, __ATOMIC_RELEASE);
     binding = 0;
 }
 

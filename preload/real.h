@@ -1,11 +1,12 @@
 /*
- * The real functions behind every interposer, in one table, bound once
- * with dlsym(RTLD_NEXT, ...).
+ * The real functions behind every interposer, in one table, each entry
+ * bound with dlsym(RTLD_NEXT, ...) at its first use.
  */
 #ifndef DYNOBS_PRELOAD_REAL_H
 #define DYNOBS_PRELOAD_REAL_H
 
 #include <stdarg.h>
+#include <stddef.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 #include <sys/uio.h>
@@ -44,9 +45,10 @@ struct dynobs_real_fns {
 
 extern struct dynobs_real_fns dynobs__real DYNOBS_INTERNAL;
 
-/* Binds every entry. Safe to call more than once and from an interposer
- * that runs before the constructor; see real.c for recursion. */
-void dynobs__real_bind(void) DYNOBS_INTERNAL;
+/* Binds entry number slot (its index in the struct, all pointers). Safe
+ * to call more than once and from an interposer that runs before the
+ * constructor; see real.c for recursion. */
+void dynobs__real_bind_one(size_t slot) DYNOBS_INTERNAL;
 
 /* The bound pointer of an entry, binding first if needed; NULL only while
  * dlsym itself is running on this thread (callers then use the raw
@@ -54,7 +56,8 @@ void dynobs__real_bind(void) DYNOBS_INTERNAL;
 #define DYNOBS_REAL(name)                                                                  \
     (__builtin_expect(__atomic_load_n(&dynobs__real.name, __ATOMIC_ACQUIRE) != NULL, 1)   \
          ? dynobs__real.name                                                               \
-         : (dynobs__real_bind(), __atomic_load_n(&dynobs__real.name, __ATOMIC_ACQUIRE)))
+         : (dynobs__real_bind_one(offsetof(struct dynobs_real_fns, name) / sizeof(void *)),    \
+            __atomic_load_n(&dynobs__real.name, __ATOMIC_ACQUIRE)))
 
 /* The start of an interposer of an int-returning function that has no
  * entry in the table: fn becomes the next definition of name (looked up

@@ -26,6 +26,13 @@
 #include "context.h"
 #include "span.h"
 
+/* For the few variables every process touches at start (or at exit),
+ * whether it records or not: kept with the library's initialised data,
+ * whose page the loader writes anyway (relocations), rather than in the
+ * zero-filled .bss, where each page touched first is one more page fault
+ * of every process start (a few microseconds each on a VM). */
+#define DYNOBS_START_DATA __attribute__((section(".data.dynobs_start")))
+
 /* Library state. Interposers test `dynobs__state == DYNOBS_ON` and nothing
  * else before doing any work: that is the one branch "off" costs. */
 enum {
@@ -224,8 +231,17 @@ void dynobs__labels_join(char *out, size_t cap, const char *(*parts)[2], size_t 
 int dynobs__log_write(int severity, const char *severity_text, const char *body, size_t blen,
                       const dynobs_attr *attrs, size_t nattrs) DYNOBS_INTERNAL;
 
-/* Crash reports: installs the handlers (init, when enabled). */
-void dynobs__crash_install(void) DYNOBS_INTERNAL;
+/* Crash reports: installs the handlers (init, when enabled: a few
+ * sigaction calls), unless reports_env (DYNOBS_CRASH_REPORTS) is "0". */
+void dynobs__crash_install(const char *reports_env) DYNOBS_INTERNAL;
+/* Loads the backtrace library (a dlopen, about 160 000 instructions and a
+ * dozen system calls: too much for every process start), once, when the
+ * process first records; never from the crash handler itself. */
+void dynobs__crash_prepare(void) DYNOBS_INTERNAL;
+
+/* What a process needs once it records, done once, by the first thread
+ * block or segment made: dynobs__crash_prepare. */
+void dynobs__first_use(void) DYNOBS_INTERNAL;
 
 /* Finds a function of a library the application uses: first after us in
  * the global scope (RTLD_NEXT), else in a copy already loaded privately

@@ -61,6 +61,7 @@ struct dynobs_thread *dynobs__thread(void)
         return t;
     if (!dynobs__on())
         return NULL;
+    dynobs__first_use();
     /* Reuse the block of a thread that has exited. */
     for (t = __atomic_load_n(&all, __ATOMIC_ACQUIRE); t; t = t->next) {
         int free_ = 0;

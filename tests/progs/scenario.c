@@ -555,7 +555,8 @@ static int logs(void)
 
 /* Crashes, for the crash reports: argv[2] is segv, abort, fpe, handler
  * (the application's own SIGSEGV handler, installed after dynobs, exits
- * 42) or reraise (its handler resets to SIG_DFL and raises again). */
+ * 42), reraise (its handler resets to SIG_DFL and raises again) or bare
+ * (a segfault before anything was recorded). */
 __attribute__((noinline)) static int crash_here(volatile int *p)
 {
     /* The crash is the point. */
@@ -582,6 +583,10 @@ static void app_reraise(int sig)
 
 static int crash(const char *how)
 {
+    if (!strcmp(how, "bare")) { /* before anything was recorded */
+        volatile int *null = NULL;
+        return crash_here(null);
+    }
     dynobs_span *outer = dynobs_span_start("doomed-outer", DYNOBS_SPAN_KIND_SERVER);
     dynobs_span *inner = dynobs_span_start("doomed", DYNOBS_SPAN_KIND_INTERNAL);
     print_tp("inner", inner);
@@ -599,6 +604,42 @@ static int crash(const char *how)
     dynobs_span_end(inner);
     dynobs_span_end(outer);
     return r;
+}
+
+/* 1 when an object whose path holds `what` is mapped into the process. */
+static int mapped(const char *what)
+{
+    FILE *f = fopen("/proc/self/maps", "r");
+    char line[4096];
+    int found = 0;
+    if (!f)
+        return -1;
+    while (!found && fgets(line, sizeof line, f))
+        found = strstr(line, what) != NULL;
+    fclose(f);
+    return found;
+}
+
+/* What the shim does before a process first records, seen from inside:
+ * argv[2] "idle" records nothing, "record" ends one span, "scribble"
+ * writes over the environment's strings first. The test looks for
+ * segment files itself. */
+static int lazy(const char *how)
+{
+    printf("unwind-at-start %d\n", mapped("libunwind"));
+    if (!strcmp(how, "scribble")) {
+        /* As a program that puts its process title where the environment
+         * was (php-fpm, nginx), before its first record. */
+        extern char **environ;
+        for (char **e = environ; *e; e++)
+            memset(*e, 'x', strlen(*e));
+        how = "record";
+    }
+    if (!strcmp(how, "record")) {
+        dynobs_span_end(dynobs_span_start("first", DYNOBS_SPAN_KIND_INTERNAL));
+        printf("unwind-after-record %d\n", mapped("libunwind"));
+    }
+    return 0;
 }
 
 /* The application's handler installed before dynobs is loaded (at run
@@ -719,6 +760,8 @@ int main(int argc, char **argv)
         return capture();
     if (!strcmp(s, "crash") && argc > 2)
         return crash(argv[2]);
+    if (!strcmp(s, "lazy") && argc > 2)
+        return lazy(argv[2]);
     if (!strcmp(s, "crash-before") && argc > 2)
         return crash_before(argv[2]);
     return 2;

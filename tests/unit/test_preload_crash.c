@@ -85,6 +85,21 @@ Test(preload_crash, crash_reports_and_the_process_dies_as_it_would)
         tu_rmtree(dir);
         mkdir(dir, 0700);
     }
+    /* A crash before the process first recorded anything is reported too,
+     * without a backtrace: libunwind is loaded at the first record, and
+     * the handler itself loads nothing (dlopen is not async-signal-safe). */
+    {
+        char *argv0[] = {SCENARIO_BIN, "crash", "bare", NULL};
+        const char *env0[] = {NULL};
+        cr_assert_eq(run_argv(argv0, env0), 128 + SIGSEGV);
+        struct crash_seen c;
+        read_crash(&c);
+        cr_assert_eq(c.fatal, 1, "bare: one report");
+        cr_assert(!strncmp(c.body, "process crashed: SIGSEGV", 24), "bare: %s", c.body);
+        cr_assert_str_eq(c.trace, "", "bare: %s", c.trace);
+        tu_rmtree(dir);
+        mkdir(dir, 0700);
+    }
     /* The application's own handler, installed after dynobs, runs (and the
      * process exits as it says); it did not die, so no crash report. */
     char *argv[] = {SCENARIO_BIN, "crash", "handler", NULL};

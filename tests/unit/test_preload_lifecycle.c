@@ -126,3 +126,63 @@ Test(preload_lifecycle, sampler_from_env)
     cr_assert_str_eq(text, "sampled 0 of 100\n");
     free(text);
 }
+
+Test(preload_lifecycle, nothing_is_set_up_before_the_first_record)
+{
+    /* A process that never records gets no segment (not even its
+     * directory) and does not load libunwind, which is what start-up used
+     * to spend most of its time on (BENCHMARKS.md, process start). */
+    char *argv[] = {SCENARIO_BIN, "lazy", "idle", NULL};
+    cr_assert_eq(run_argv(argv, NULL), 0);
+    char *text = tu_slurp(out);
+    cr_assert_str_eq(text, "unwind-at-start 0\n");
+    free(text);
+    char paths[2][1024];
+    cr_assert_eq(segments(paths, 2), 0);
+    struct stat st;
+    cr_assert_neq(stat(seg_dir, &st), 0, "%s exists", seg_dir);
+    /* The first record brings them: the segment, and libunwind for the
+     * backtrace of a crash report to come. */
+    char *argv2[] = {SCENARIO_BIN, "lazy", "record", NULL};
+    cr_assert_eq(run_argv(argv2, NULL), 0);
+    text = tu_slurp(out);
+    cr_assert_str_eq(text, "unwind-at-start 0\nunwind-after-record 1\n");
+    free(text);
+    cr_assert_eq(segments(paths, 2), 1);
+    static struct tu_span sp[2];
+    cr_assert_eq(tu_read_spans(paths[0], sp, 2), 1);
+    cr_assert_str_eq(sp[0].name, "first");
+    /* Without crash reports, never. */
+    tu_rmtree(dir);
+    mkdir(dir, 0700);
+    const char *env[] = {"DYNOBS_CRASH_REPORTS=0", NULL};
+    cr_assert_eq(run_argv(argv2, env), 0);
+    text = tu_slurp(out);
+    cr_assert_str_eq(text, "unwind-at-start 0\nunwind-after-record 0\n");
+    free(text);
+}
+
+Test(preload_lifecycle, resource_is_taken_from_the_environment_at_start)
+{
+    /* The resource is built at the first record, from the variables as
+     * they were at start: a program may have written its process title
+     * over the environment meanwhile. */
+    char *argv[] = {SCENARIO_BIN, "lazy", "scribble", NULL};
+    const char *env[] = {"OTEL_SERVICE_NAME=checkout",
+                         "OTEL_RESOURCE_ATTRIBUTES=deployment.environment=prod", NULL};
+    cr_assert_eq(run_argv(argv, env), 0);
+    char paths[2][1024];
+    cr_assert_eq(segments(paths, 2), 1);
+    struct dynobs_reader *r = malloc(sizeof *r);
+    cr_assert_eq(dynobs__reader_open(r, paths[0], 0), 0);
+    cr_assert_str_eq(r->service_name, "checkout");
+    size_t off = 0;
+    struct dynobs_item it;
+    int env_seen = 0;
+    while (dynobs__reader_resource_next(r, &off, &it) == 1)
+        if (it.key_len == 22 && !memcmp(it.key, "deployment.environment", 22))
+            env_seen = it.str_len == 4 && !memcmp(it.str, "prod", 4);
+    cr_assert(env_seen);
+    dynobs__reader_close(r);
+    free(r);
+}
