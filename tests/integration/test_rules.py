@@ -143,23 +143,30 @@ def check_rules(path):
                           timeout=30)
 
 
+def start_with_rules(env, rx, text, name):
+    """The rules file, an exporter publishing it and a Python service under
+    the shim: (rules path, service process, its port)."""
+    rules = os.path.join(env.dir, "rules.yaml")
+    write(rules, text)
+    env.start_exporter(rx.url(), {"DYNOBS_RULES": rules})
+    wait_for(lambda: (generation(env) or 0) > 0, 10, "the first rules in force")
+    port = tx.free_port()
+    path = os.path.join(env.dir, "svc.py")
+    with open(path, "w") as f:
+        f.write(SERVICE)
+    p = subprocess.Popen([sys.executable, path, str(port)],
+                         env=env.app_env({"OTEL_SERVICE_NAME": name}),
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    env.procs.append(p)
+    hs.wait_listening(port, p, "the service")
+    return rules, p, port
+
+
 @tx.with_env
 def test_route_redaction_and_drop_rules_apply_live(env):
-    rules = os.path.join(env.dir, "rules.yaml")
-    write(rules, FIRST)
     rx = Receiver()
     try:
-        env.start_exporter(rx.url(), {"DYNOBS_RULES": rules})
-        wait_for(lambda: (generation(env) or 0) > 0, 10, "the first rules in force")
-        port = tx.free_port()
-        path = os.path.join(env.dir, "svc.py")
-        with open(path, "w") as f:
-            f.write(SERVICE)
-        p = subprocess.Popen([sys.executable, path, str(port)],
-                             env=env.app_env({"OTEL_SERVICE_NAME": "rules-svc"}),
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        env.procs.append(p)
-        hs.wait_listening(port, p, "the service")
+        rules, p, port = start_with_rules(env, rx, FIRST, "rules-svc")
 
         # 1. The first rules.
         get(port, "/items/apple?page=2&token=t1", "agent-secret-1")
@@ -272,21 +279,9 @@ def test_a_damaged_table_is_refused_by_the_shim_and_counted(env):
     # The exporter validated what it published; a table changed on disk
     # afterwards (here cut short before the service read it) is refused by
     # the shim, counted, and the rules in force stay.
-    rules = os.path.join(env.dir, "rules.yaml")
-    write(rules, FIRST)
     rx = Receiver()
     try:
-        env.start_exporter(rx.url(), {"DYNOBS_RULES": rules})
-        wait_for(lambda: (generation(env) or 0) > 0, 10, "the first rules in force")
-        port = tx.free_port()
-        path = os.path.join(env.dir, "svc.py")
-        with open(path, "w") as f:
-            f.write(SERVICE)
-        p = subprocess.Popen([sys.executable, path, str(port)],
-                             env=env.app_env({"OTEL_SERVICE_NAME": "damaged-svc"}),
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        env.procs.append(p)
-        hs.wait_listening(port, p, "the service")
+        rules, p, port = start_with_rules(env, rx, FIRST, "damaged-svc")
         get(port, "/items/apple", "agent")
         gen1 = generation(env)
         write(rules, SECOND)
