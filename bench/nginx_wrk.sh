@@ -11,8 +11,10 @@
 # OTEL_METRICS_EXPORTER=none: records are read and discarded, no network).
 # Rounds alternate the two (the order swaps every round so neither always
 # runs first); each round runs `wrk -t1 -cC -dDs --latency` against one, then
-# the other. Printed: per round req/s and p99 of both and their ratios, then
-# the median ratios over the rounds.
+# the other. Printed: per round req/s, p99 and the nginx worker's CPU time
+# per request of both and their ratios, then the median ratios over the
+# rounds. Throughput and p99 move with whatever else runs on the machine;
+# the worker's CPU time per request much less.
 #
 # Environment: ROUNDS (5), SECONDS_PER_ROUND (10), CONNECTIONS (32),
 # WARMUP (2 s per server before the first round), PIN (1: wrk on the last
@@ -82,7 +84,8 @@ env DYNOBS_SHM_DIR="$DIR/shm" OTEL_TRACES_EXPORTER=none OTEL_METRICS_EXPORTER=no
 EXP_PID=$!
 PIDS+=("$EXP_PID")
 
-# start_nginx NAME PRELOAD: prints the URL of its index.html.
+# start_nginx NAME PRELOAD: prints the URL of its index.html; the master's
+# pid is in DIR/NAME/nginx.pid once it listens.
 start_nginx() {
   local name=$1 preload=$2 d=$DIR/$1 port
   mkdir -p "$d/html"
@@ -119,16 +122,30 @@ EOF
 URL_PLAIN=$(start_nginx nginx-plain 0)
 URL_SHIM=$(start_nginx nginx-shim 1)
 [[ -n $URL_PLAIN && -n $URL_SHIM ]] || exit 1
+# The worker processes (one each), whose CPU time per request is the
+# figure least moved by whatever else runs on the machine.
+WORKER_PLAIN=$(pgrep -P "$(cat "$DIR/nginx-plain/nginx.pid")")
+WORKER_SHIM=$(pgrep -P "$(cat "$DIR/nginx-shim/nginx.pid")")
+[[ -n $WORKER_PLAIN && -n $WORKER_SHIM ]] || { echo "no nginx worker found" >&2; exit 1; }
 
-# run_wrk URL SECONDS: prints "req/s p99_ms", or fails on errors.
+# cpu_ticks PID: user + system time of a process, in clock ticks.
+cpu_ticks() {
+  sed 's/.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'
+}
+
+# run_wrk URL SECONDS WORKER: prints "req/s p99_ms worker_us_per_request",
+# or fails on errors.
 run_wrk() {
-  local out rps p99 unit
+  local out rps p99 n c0 c1
+  c0=$(cpu_ticks "$3")
   out=$("${pin_wrk[@]}" /usr/bin/wrk -t1 -c"$CONNS" -d"$2"s --latency "$1") || return 1
+  c1=$(cpu_ticks "$3")
   if grep -qE 'Non-2xx|Socket errors' <<<"$out"; then
     echo "wrk reported errors: $out" >&2
     return 1
   fi
   rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
+  n=$(awk '/requests in/ {print $1}' <<<"$out")
   p99=$(awk '$1 == "99%" {print $2}' <<<"$out")
   # wrk prints latencies as 812.00us, 1.23ms or 1.01s.
   p99=$(awk -v t="$p99" 'BEGIN {
@@ -136,7 +153,8 @@ run_wrk() {
     else if (t ~ /ms$/) v = substr(t, 1, length(t) - 2);
     else if (t ~ /s$/) v = substr(t, 1, length(t) - 1) * 1000;
     printf "%.3f", v }')
-  echo "$rps $p99"
+  awk -v r="$rps" -v p="$p99" -v t=$((c1 - c0)) -v hz="$(getconf CLK_TCK)" -v n="$n" \
+    'BEGIN { printf "%s %s %.3f\n", r, p, n ? t / hz * 1e6 / n : 0 }'
 }
 
 echo "nginx $($NGINX -v 2>&1 | sed 's/.*\///'), wrk -t1 -c$CONNS -d${DUR}s --latency, $ROUNDS rounds," \
@@ -146,30 +164,34 @@ if [[ ${#pin_srv[@]} -gt 0 ]]; then
 else
   echo "$NCPU CPUs, shared, no pinning"
 fi
-echo "shim: $LIB (commit $(git -C "$(dirname "$0")" rev-parse --short HEAD 2>/dev/null || echo ?))"
+echo "shim: $LIB (built $(date -u -r "$LIB" "+%F %T UTC"); this script at commit $(git -C "$(dirname "$0")" rev-parse --short HEAD 2>/dev/null || echo ?))"
 
-run_wrk "$URL_PLAIN" "$WARMUP" >/dev/null || exit 1
-run_wrk "$URL_SHIM" "$WARMUP" >/dev/null || exit 1
+run_wrk "$URL_PLAIN" "$WARMUP" "$WORKER_PLAIN" >/dev/null || exit 1
+run_wrk "$URL_SHIM" "$WARMUP" "$WORKER_SHIM" >/dev/null || exit 1
 
-printf '%-6s %12s %12s %8s %12s %12s %8s\n' round "req/s plain" "req/s shim" ratio \
-  "p99 plain" "p99 shim" ratio
+printf '%-5s %11s %11s %6s %11s %11s %6s %9s %9s %6s\n' round "req/s plain" "req/s shim" ratio \
+  "p99 plain" "p99 shim" ratio "cpu plain" "cpu shim" ratio
 RATIOS=()
 P99R=()
+CPUR=()
 for r in $(seq "$ROUNDS"); do
   if ((r % 2)); then
-    a=$(run_wrk "$URL_PLAIN" "$DUR") || exit 1
-    b=$(run_wrk "$URL_SHIM" "$DUR") || exit 1
+    a=$(run_wrk "$URL_PLAIN" "$DUR" "$WORKER_PLAIN") || exit 1
+    b=$(run_wrk "$URL_SHIM" "$DUR" "$WORKER_SHIM") || exit 1
   else
-    b=$(run_wrk "$URL_SHIM" "$DUR") || exit 1
-    a=$(run_wrk "$URL_PLAIN" "$DUR") || exit 1
+    b=$(run_wrk "$URL_SHIM" "$DUR" "$WORKER_SHIM") || exit 1
+    a=$(run_wrk "$URL_PLAIN" "$DUR" "$WORKER_PLAIN") || exit 1
   fi
-  read -r rp pp <<<"$a"
-  read -r rs ps <<<"$b"
+  read -r rp pp cp <<<"$a"
+  read -r rs ps cs <<<"$b"
   rr=$(awk -v a="$rs" -v b="$rp" 'BEGIN { printf "%.3f", a / b }')
   pr=$(awk -v a="$ps" -v b="$pp" 'BEGIN { printf "%.3f", a / b }')
+  cr=$(awk -v a="$cs" -v b="$cp" 'BEGIN { printf "%.3f", b ? a / b : 0 }')
   RATIOS+=("$rr")
   P99R+=("$pr")
-  printf '%-6s %12.0f %12.0f %8s %10.3fms %10.3fms %8s\n' "$r" "$rp" "$rs" "$rr" "$pp" "$ps" "$pr"
+  CPUR+=("$cr")
+  printf '%-5s %11.0f %11.0f %6s %9.2fms %9.2fms %6s %7.2fus %7.2fus %6s\n' "$r" "$rp" "$rs" "$rr" \
+    "$pp" "$ps" "$pr" "$cp" "$cs" "$cr"
 done
 
 median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END {
@@ -177,5 +199,8 @@ median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END {
 read -r _ _ _ _ _ _ _ _ _ _ _ utime stime _ < <(sed 's/.*) //' "/proc/$EXP_PID/stat")
 echo "median req/s ratio (shim / plain): $(median "${RATIOS[@]}")   (goal >= 0.97)"
 echo "median p99 ratio (shim / plain):   $(median "${P99R[@]}")   (goal <= 1.05)"
+echo "median worker CPU per request ratio: $(median "${CPUR[@]}")   (cpu: the nginx worker's" \
+  "user + system time over the round / requests)"
+echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "exporter CPU over the run: $(awk -v u="$utime" -v s="$stime" -v hz="$(getconf CLK_TCK)" \
   'BEGIN { printf "%.1f s", (u + s) / hz }'), segments drained: $(find "$DIR/shm" -type f | wc -l)"
