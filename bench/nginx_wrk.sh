@@ -160,11 +160,13 @@ run_wrk() {
 echo "nginx $($NGINX -v 2>&1 | sed 's/.*\///'), wrk -t1 -c$CONNS -d${DUR}s --latency, $ROUNDS rounds," \
   "access_log off, 1 worker, $(stat -c %s "$DIR/nginx-plain/html/index.html")-byte file, keep-alive"
 if [[ ${#pin_srv[@]} -gt 0 ]]; then
-  echo "$NCPU CPUs, shared by everything: nginx (both) pinned to CPU $SRV_CPU, wrk to CPU $WRK_CPU, the exporter unpinned"
+  echo "$NCPU CPUs, shared by everything: nginx (both) pinned to CPU $SRV_CPU," \
+    "wrk to CPU $WRK_CPU, the exporter unpinned"
 else
   echo "$NCPU CPUs, shared, no pinning"
 fi
-echo "shim: $LIB (built $(date -u -r "$LIB" "+%F %T UTC"); this script at commit $(git -C "$(dirname "$0")" rev-parse --short HEAD 2>/dev/null || echo ?))"
+HERE_COMMIT=$(git -C "$(dirname "$0")" rev-parse --short HEAD 2>/dev/null || echo ?)
+echo "shim: $LIB (built $(date -u -r "$LIB" "+%F %T UTC"); this script at commit $HERE_COMMIT)"
 
 run_wrk "$URL_PLAIN" "$WARMUP" "$WORKER_PLAIN" >/dev/null || exit 1
 run_wrk "$URL_SHIM" "$WARMUP" "$WORKER_SHIM" >/dev/null || exit 1
