@@ -143,6 +143,18 @@ struct dynobs_h1s_run {
     uint8_t items[DYNOBS_H1S_RUN_MAX];
 };
 
+/* The same span's first attributes, http.request.method, url.path and
+ * http.route, as encoded for the request the connection's decision memo
+ * holds (decision_memo.h): the same on the next request the memo gives
+ * its decision to, unless a query string is recorded between them. */
+#define DYNOBS_H1S_HEAD_MAX 512u
+struct dynobs_h1s_head {
+    uint16_t len;         /* bytes of items; 0: nothing kept */
+    uint8_t count;        /* attributes in items */
+    uint32_t value_limit; /* the attribute value limit the items were cut to */
+    uint8_t items[DYNOBS_H1S_HEAD_MAX];
+};
+
 struct dynobs_h1s {
     struct dynobs_h1_req head; /* the request head, as it is read */
     /* The duration metric's labels of the last request that did not fail,
@@ -153,6 +165,7 @@ struct dynobs_h1s {
     char labels[DYNOBS_METRIC_KEY_BYTES];
     struct dynobs_decision_memo memo; /* the rules' decision and route of the last request */
     struct dynobs_h1s_run run;
+    struct dynobs_h1s_head first;
     struct dynobs_h1s_exchange x;
 };
 

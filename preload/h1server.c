@@ -189,12 +189,15 @@ static void start(struct dynobs_conn *c)
     struct dynobs_decision d;
     const struct dynobs_span_policy *pol;
     char name[sizeof x->method + DYNOBS_ROUTE_MAX];
-    if (dynobs__memo_recall(&h->memo, &k, &d, &x->route, &pol)) {
+    int recalled = dynobs__memo_recall(&h->memo, &k, &d, &x->route, &pol);
+    if (recalled) {
         dynobs__server_span_name(name, x->method, ml, &x->route);
     } else {
         dynobs__memo_begin(&h->memo);
         pol = decide(c, &r, &k, &d, name);
         dynobs__memo_keep(&h->memo, &k, &d, &x->route, pol);
+        /* The first attributes kept belong to another request now. */
+        h->first.len = 0;
     }
     /* An ignored request is served as usual but neither written nor
      * counted; a filter may drop either. */
@@ -210,18 +213,35 @@ static void start(struct dynobs_conn *c)
     dynobs__h1_resp_start(&x->resp, ml == 4 && !memcmp(x->method, "HEAD", 4));
     struct dynobs_span *s = &x->span;
     if (s->recording) {
-        set_str(s, "http.request.method", x->method, ml);
-        set_str(s, "url.path", r.target, pl);
-        if (d.redact && pl < r.target_len && r.target[pl] == '?') {
-            char q[DYNOBS_QUERY_MAX];
-            size_t ql = pl + 1;
-            while (ql < r.target_len && r.target[ql] != '#')
-                ql++;
-            size_t n = dynobs__redact_query(d.r, d.redact, r.target + pl + 1, ql - pl - 1, q,
-                                            sizeof q);
-            set_str(s, "url.query", q, n);
+        int query = d.redact && pl < r.target_len && r.target[pl] == '?';
+        struct dynobs_h1s_head *f = &h->first;
+        if (!recalled || query || !f->len || f->value_limit != dynobs__config.attr_value_limit ||
+            dynobs__span_add_items(s, f->items, f->len, f->count)) {
+            uint32_t used = s->used;
+            uint16_t attrs = s->attrs;
+            uint8_t cut = s->truncated;
+            set_str(s, "http.request.method", x->method, ml);
+            set_str(s, "url.path", r.target, pl);
+            if (query) {
+                char q[DYNOBS_QUERY_MAX];
+                size_t ql = pl + 1;
+                while (ql < r.target_len && r.target[ql] != '#')
+                    ql++;
+                size_t n = dynobs__redact_query(d.r, d.redact, r.target + pl + 1, ql - pl - 1,
+                                                q, sizeof q);
+                set_str(s, "url.query", q, n);
+            }
+            set_str(s, "http.route", x->route.text, x->route.len);
+            /* Kept for the next request the memo decides, when it is a
+             * copy of these items and nothing else. */
+            size_t n = s->used - used;
+            if (!query && !cut && !s->truncated && n <= sizeof f->items && h->memo.p) {
+                memcpy(f->items, s->body + used, n);
+                f->count = (uint8_t)(s->attrs - attrs);
+                f->value_limit = dynobs__config.attr_value_limit;
+                f->len = (uint16_t)n;
+            }
         }
-        set_str(s, "http.route", x->route.text, x->route.len);
         conn_attrs(c, s, host, hn, r.minor);
     }
     /* W3C baggage: carried on, normalised; a malformed list is dropped
@@ -325,6 +345,7 @@ void dynobs__h1s_init(struct dynobs_conn *c)
     h->labels_route[0] = '\0';
     dynobs__memo_clear(&h->memo);
     h->run.len = 0;
+    h->first.len = 0;
     memset(&h->x, 0, offsetof(struct dynobs_h1s_exchange, span));
     h->x.span.live = 0;
 }

@@ -15,7 +15,8 @@ run (neither is restarted: the service's pid is checked at the end).
 On one keep-alive connection (the shim keeps a connection's last rules
 decision, route and attributes while method, host, path and headers
 repeat), the same request is decided anew once new rules are in force,
-and a changed User-Agent shows on the next span.
+a changed User-Agent shows on the next span, and a recorded query string
+comes and goes with the request's target.
 
 Usage: test_rules.py BUILD_DIR SOURCE_DIR [test names]"""
 import http.client
@@ -87,6 +88,23 @@ dynobs:
         span.kind: server
         url.path: [/healthz, /readyz, /livez, /metrics]
       drop: [traces]
+"""
+
+# The second file without its attribute conditions (which keep a
+# connection from reusing its last decision).
+THIRD = """\
+file_format: "0.3"
+dynobs:
+  version: 1
+  routes:
+    - patterns: ["/items/{name}"]
+      unmatched: heuristic
+  redaction:
+    - match:
+        span.kind: server
+      query:
+        record: true
+        allowed: [page]
 """
 
 # Line 5, column 14: a ratio out of range.
@@ -448,6 +466,27 @@ def test_keep_alive_requests_follow_new_rules_and_headers(env):
               of("/private/1"))
         wait_for(lambda: route_count(env, "/private/{id}") == 2, 10,
                  "/private/1 counted again though not traced")
+
+        # The third rules (no attribute conditions): a request with a
+        # recorded query, then the same path without one, twice.
+        gen2 = generation(env)
+        write(rules, THIRD)
+        wait_for(lambda: (generation(env) or 0) > gen2, 5, "the third rules in force")
+
+        def third_in_force():
+            get(port, "/items/pear", "crawler-probe")
+            return any(a.get("user_agent.original") == "crawler-probe"
+                       for _, a in fresh_server_spans(rx))
+        wait_for(third_in_force, 5, "the third rules in the service")
+        for target in ("/items/apple?page=1&token=t", "/items/apple", "/items/apple"):
+            ka(target, "ua-two")
+        wait_for(lambda: len(of("/items/apple")) >= 9, 10, "the spans after the third rules")
+        got = [(n, a.get("http.request.method"), a.get("http.route"), a.get("url.query"))
+               for n, a in fresh_server_spans(rx) if a.get("url.path") == "/items/apple"][6:]
+        print("third rules, same connection: %s" % got)
+        want = [("GET /items/{name}", "GET", "/items/{name}", q)
+                for q in ("page=1&token=REDACTED", None, None)]
+        check(got == want, "spans of the same connection under the third rules: %s" % got)
         conn.close()
         check(p.poll() is None, "the service exited")
     finally:
