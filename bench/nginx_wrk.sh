@@ -84,8 +84,9 @@ env DYNOBS_SHM_DIR="$DIR/shm" OTEL_TRACES_EXPORTER=none OTEL_METRICS_EXPORTER=no
 EXP_PID=$!
 PIDS+=("$EXP_PID")
 
-# start_nginx NAME PRELOAD: prints the URL of its index.html; the master's
-# pid is in DIR/NAME/nginx.pid once it listens.
+# start_nginx NAME PRELOAD: sets URL to its index.html; the master's pid is
+# in DIR/NAME/nginx.pid once it listens. Not run in a subshell: the pid must
+# reach PIDS, for the cleanup.
 start_nginx() {
   local name=$1 preload=$2 d=$DIR/$1 port
   mkdir -p "$d/html"
@@ -116,12 +117,13 @@ EOF
   "${pin_srv[@]}" env "${envs[@]}" "$NGINX" -c "$d/nginx.conf" -p "$d" >/dev/null 2>&1 &
   PIDS+=("$!")
   wait_listening "$port"
-  echo "http://127.0.0.1:$port/index.html"
+  URL="http://127.0.0.1:$port/index.html"
 }
 
-URL_PLAIN=$(start_nginx nginx-plain 0)
-URL_SHIM=$(start_nginx nginx-shim 1)
-[[ -n $URL_PLAIN && -n $URL_SHIM ]] || exit 1
+start_nginx nginx-plain 0
+URL_PLAIN=$URL
+start_nginx nginx-shim 1
+URL_SHIM=$URL
 # The worker processes (one each), whose CPU time per request is the
 # figure least moved by whatever else runs on the machine.
 WORKER_PLAIN=$(pgrep -P "$(cat "$DIR/nginx-plain/nginx.pid")")
