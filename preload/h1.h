@@ -19,6 +19,7 @@
 #include <sys/uio.h>
 
 #include "context.h"
+#include "decision_memo.h"
 #include "route.h"
 #include "span.h"
 
@@ -128,6 +129,32 @@ struct dynobs_h1s_exchange {
     char bag[DYNOBS_BAGGAGE_MAX]; /* last: not cleared with the rest */
 };
 
+/* A served span's attributes from url.scheme to network.protocol.version,
+ * as encoded for the connection's last request: the same while its Host
+ * and User-Agent headers and HTTP version repeat (the rest is the
+ * connection's), so they are copied whole (h1server.c). */
+#define DYNOBS_H1S_RUN_MAX 384u
+struct dynobs_h1s_run {
+    uint16_t len;         /* bytes of items; 0: nothing kept */
+    uint8_t count, minor; /* attributes in items; the HTTP version's */
+    uint16_t hn, ual;     /* bytes of host and user agent at the start of key */
+    uint32_t value_limit; /* the attribute value limit the items were cut to */
+    char key[DYNOBS_H1_HOST_MAX + DYNOBS_H1_UA_MAX];
+    uint8_t items[DYNOBS_H1S_RUN_MAX];
+};
+
+/* The same span's first attributes, http.request.method, url.path and
+ * http.route, as encoded for the request the connection's decision memo
+ * holds (decision_memo.h): the same on the next request the memo gives
+ * its decision to, unless a query string is recorded between them. */
+#define DYNOBS_H1S_HEAD_MAX 512u
+struct dynobs_h1s_head {
+    uint16_t len;         /* bytes of items; 0: nothing kept */
+    uint8_t count;        /* attributes in items */
+    uint32_t value_limit; /* the attribute value limit the items were cut to */
+    uint8_t items[DYNOBS_H1S_HEAD_MAX];
+};
+
 struct dynobs_h1s {
     struct dynobs_h1_req head; /* the request head, as it is read */
     /* The duration metric's labels of the last request that did not fail,
@@ -136,6 +163,9 @@ struct dynobs_h1s {
     char labels_method[24];
     char labels_route[DYNOBS_ROUTE_MAX];
     char labels[DYNOBS_METRIC_KEY_BYTES];
+    struct dynobs_decision_memo memo; /* the rules' decision and route of the last request */
+    struct dynobs_h1s_run run;
+    struct dynobs_h1s_head first;
     struct dynobs_h1s_exchange x;
 };
 

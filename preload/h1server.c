@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "conn.h"
+#include "decision_memo.h"
 #include "httpmetrics.h"
 #include "policy.h"
 #include "redact.h"
@@ -65,6 +66,92 @@ static size_t correlation(struct dynobs_h1s *h, struct dynobs_span *s, char *out
     return n;
 }
 
+/* What the rules decide for a request (policy.h), its route and its span
+ * name: the route first, as it names the span that the other sections
+ * may match on. Returns the policy to begin the span with. */
+static const struct dynobs_span_policy *decide(struct dynobs_conn *c,
+                                               const struct dynobs_h1_reqline *r,
+                                               const struct dynobs_memo_key *k,
+                                               struct dynobs_decision *d, char *name)
+{
+    struct dynobs_h1s *h = &c->p.h1s;
+    struct dynobs_h1s_exchange *x = &h->x;
+    int tls = c->transport == DYNOBS_TRANSPORT_TLS;
+    struct dynobs_rule_facts f = {.kind = DYNOBS_SPAN_KIND_SERVER,
+                                  .method = k->method,
+                                  .url_path = k->path,
+                                  .server_address = k->host};
+    dynobs__decide_routes(d, &f);
+    /* The span is named "METHOD ROUTE" (semantic conventions), or the
+     * method alone for a target that is no path. */
+    dynobs__server_route(d->r, d->routes, r->target, r->target_len, &x->route);
+    dynobs__server_span_name(name, x->method, k->method.n, &x->route);
+    f.span_name.p = name;
+    f.span_name.n = strlen(name);
+    /* Attribute conditions see what the span starts with (gathered only
+     * when the rules in force have any). */
+    struct dynobs_fact_attrs fa;
+    if (d->r && d->r->nconds) {
+        fa.n = 0;
+        dynobs__fact_attr(&fa, "http.request.method", x->method, k->method.n);
+        dynobs__fact_attr(&fa, "url.path", k->path.p, k->path.n);
+        dynobs__fact_attr(&fa, "http.route", x->route.text, x->route.len);
+        dynobs__fact_attr(&fa, "url.scheme", tls ? "https" : "http", tls ? 5u : 4u);
+        dynobs__fact_attr(&fa, "server.address", k->host.p, k->host.n);
+        dynobs__fact_attr(&fa, "client.address", c->peer_address, strlen(c->peer_address));
+        dynobs__fact_attr(&fa, "user_agent.original", h->head.user_agent, h->head.ua_len);
+        dynobs__fact_attr(&fa, "network.protocol.version", r->minor ? "1.1" : "1.0", 3);
+        dynobs__facts_with_attrs(&f, &fa);
+    }
+    return dynobs__decide(d, &f, 1);
+}
+
+/* The attributes of a served span from url.scheme to
+ * network.protocol.version: encoded once and then copied whole while
+ * the request's Host, User-Agent and version are the last request's
+ * (struct dynobs_h1s_run). A run that was cut or dropped from is not
+ * kept: the next request adds its attributes one by one again. */
+static void conn_attrs(struct dynobs_conn *c, struct dynobs_span *s, const char *host,
+                       size_t hn, int minor)
+{
+    struct dynobs_h1s *h = &c->p.h1s;
+    struct dynobs_h1s_run *m = &h->run;
+    const char *ua = h->head.user_agent;
+    size_t ual = h->head.ua_len;
+    if (m->len && m->hn == hn && m->ual == ual && m->minor == (minor != 0) &&
+        m->value_limit == dynobs__config.attr_value_limit && !memcmp(m->key, host, hn) &&
+        !memcmp(m->key + hn, ua, ual) && !dynobs__span_add_items(s, m->items, m->len, m->count))
+        return;
+    uint32_t used = s->used;
+    uint16_t attrs = s->attrs;
+    uint8_t cut = s->truncated;
+    int tls = c->transport == DYNOBS_TRANSPORT_TLS;
+    ADD(s, "url.scheme", DYNOBS_ATTR_STRING, tls ? "https" : "http", tls ? 5u : 4u);
+    if (hn)
+        set_str(s, "server.address", host, hn);
+    else
+        set_str(s, "server.address", c->local_address, strlen(c->local_address));
+    int64_t port = c->local_port;
+    if (port)
+        ADD(s, "server.port", DYNOBS_ATTR_INT, &port, 8);
+    set_str(s, "client.address", c->peer_address, strlen(c->peer_address));
+    set_str(s, "user_agent.original", ua, ual);
+    set_str(s, "network.protocol.version", minor ? "1.1" : "1.0", 3);
+    size_t n = s->used - used;
+    m->len = 0;
+    if (cut || s->truncated || n > sizeof m->items || hn + ual > sizeof m->key)
+        return;
+    memcpy(m->key, host, hn);
+    memcpy(m->key + hn, ua, ual);
+    memcpy(m->items, s->body + used, n);
+    m->hn = (uint16_t)hn;
+    m->ual = (uint16_t)ual;
+    m->minor = minor != 0;
+    m->count = (uint8_t)(s->attrs - attrs);
+    m->value_limit = dynobs__config.attr_value_limit;
+    m->len = (uint16_t)n;
+}
+
 static void start(struct dynobs_conn *c)
 {
     struct dynobs_h1s *h = &c->p.h1s;
@@ -76,7 +163,6 @@ static void start(struct dynobs_conn *c)
     size_t ml = r.method_len < sizeof x->method - 1 ? r.method_len : sizeof x->method - 1;
     memcpy(x->method, r.method, ml);
     x->method[ml] = '\0';
-    int tls = c->transport == DYNOBS_TRANSPORT_TLS;
 
     /* W3C: a valid, single traceparent continues the trace; anything else
      * starts a new one. tracestate travels only with a valid traceparent,
@@ -87,8 +173,10 @@ static void start(struct dynobs_conn *c)
         parent = dynobs__ctx_from_headers(&remote, h->head.traceparent, h->head.tp_len,
                                           h->head.tracestate,
                                           h->head.has_tracestate ? h->head.ts_len : 0);
-    /* What the rules decide (policy.h): the route first, as it names the
-     * span that the other sections may match on. */
+    /* The stream's addresses, looked up once per connection. */
+    dynobs__conn_facts(c);
+    /* What the rules decide, and the route: as for the connection's last
+     * request when method, host and path repeat (decision_memo.h). */
     size_t pl = 0;
     while (pl < r.target_len && r.target[pl] != '?' && r.target[pl] != '#')
         pl++;
@@ -97,37 +185,20 @@ static void start(struct dynobs_conn *c)
     const char *colon = memchr(host, ':', hn);
     if (colon && host[0] != '[')
         hn = (size_t)(colon - host);
-    struct dynobs_rule_facts f = {.kind = DYNOBS_SPAN_KIND_SERVER,
-                                  .method = {x->method, ml},
-                                  .url_path = {r.target, pl},
-                                  .server_address = {hn ? host : NULL, hn}};
+    struct dynobs_memo_key k = {{x->method, ml}, {hn ? host : NULL, hn}, {r.target, pl}};
     struct dynobs_decision d;
-    dynobs__decide_routes(&d, &f);
-    /* The span is named "METHOD ROUTE" (semantic conventions), or the
-     * method alone for a target that is no path. */
-    dynobs__server_route(d.r, d.routes, r.target, r.target_len, &x->route);
+    const struct dynobs_span_policy *pol;
     char name[sizeof x->method + DYNOBS_ROUTE_MAX];
-    dynobs__server_span_name(name, x->method, ml, &x->route);
-    f.span_name.p = name;
-    f.span_name.n = strlen(name);
-    /* Attribute conditions see what the span starts with (gathered only
-     * when the rules in force have any). The stream's addresses are
-     * looked up once per connection anyway. */
-    dynobs__conn_facts(c);
-    struct dynobs_fact_attrs fa;
-    if (d.r && d.r->nconds) {
-        fa.n = 0;
-        dynobs__fact_attr(&fa, "http.request.method", x->method, ml);
-        dynobs__fact_attr(&fa, "url.path", r.target, pl);
-        dynobs__fact_attr(&fa, "http.route", x->route.text, x->route.len);
-        dynobs__fact_attr(&fa, "url.scheme", tls ? "https" : "http", tls ? 5u : 4u);
-        dynobs__fact_attr(&fa, "server.address", host, hn);
-        dynobs__fact_attr(&fa, "client.address", c->peer_address, strlen(c->peer_address));
-        dynobs__fact_attr(&fa, "user_agent.original", h->head.user_agent, h->head.ua_len);
-        dynobs__fact_attr(&fa, "network.protocol.version", r.minor ? "1.1" : "1.0", 3);
-        dynobs__facts_with_attrs(&f, &fa);
+    int recalled = dynobs__memo_recall(&h->memo, &k, &d, &x->route, &pol);
+    if (recalled) {
+        dynobs__server_span_name(name, x->method, ml, &x->route);
+    } else {
+        dynobs__memo_begin(&h->memo);
+        pol = decide(c, &r, &k, &d, name);
+        dynobs__memo_keep(&h->memo, &k, &d, &x->route, pol);
+        /* The first attributes kept belong to another request now. */
+        h->first.len = 0;
     }
-    const struct dynobs_span_policy *pol = dynobs__decide(&d, &f, 1);
     /* An ignored request is served as usual but neither written nor
      * counted; a filter may drop either. */
     if (x->route.ignored)
@@ -142,29 +213,36 @@ static void start(struct dynobs_conn *c)
     dynobs__h1_resp_start(&x->resp, ml == 4 && !memcmp(x->method, "HEAD", 4));
     struct dynobs_span *s = &x->span;
     if (s->recording) {
-        set_str(s, "http.request.method", x->method, ml);
-        set_str(s, "url.path", r.target, pl);
-        if (d.redact && pl < r.target_len && r.target[pl] == '?') {
-            char q[DYNOBS_QUERY_MAX];
-            size_t ql = pl + 1;
-            while (ql < r.target_len && r.target[ql] != '#')
-                ql++;
-            size_t n = dynobs__redact_query(d.r, d.redact, r.target + pl + 1, ql - pl - 1, q,
-                                            sizeof q);
-            set_str(s, "url.query", q, n);
+        int query = d.redact && pl < r.target_len && r.target[pl] == '?';
+        struct dynobs_h1s_head *f = &h->first;
+        if (!recalled || query || !f->len || f->value_limit != dynobs__config.attr_value_limit ||
+            dynobs__span_add_items(s, f->items, f->len, f->count)) {
+            uint32_t used = s->used;
+            uint16_t attrs = s->attrs;
+            uint8_t cut = s->truncated;
+            set_str(s, "http.request.method", x->method, ml);
+            set_str(s, "url.path", r.target, pl);
+            if (query) {
+                char q[DYNOBS_QUERY_MAX];
+                size_t ql = pl + 1;
+                while (ql < r.target_len && r.target[ql] != '#')
+                    ql++;
+                size_t n = dynobs__redact_query(d.r, d.redact, r.target + pl + 1, ql - pl - 1,
+                                                q, sizeof q);
+                set_str(s, "url.query", q, n);
+            }
+            set_str(s, "http.route", x->route.text, x->route.len);
+            /* Kept for the next request the memo decides, when it is a
+             * copy of these items and nothing else. */
+            size_t n = s->used - used;
+            if (!query && !cut && !s->truncated && n <= sizeof f->items && h->memo.p) {
+                memcpy(f->items, s->body + used, n);
+                f->count = (uint8_t)(s->attrs - attrs);
+                f->value_limit = dynobs__config.attr_value_limit;
+                f->len = (uint16_t)n;
+            }
         }
-        set_str(s, "http.route", x->route.text, x->route.len);
-        ADD(s, "url.scheme", DYNOBS_ATTR_STRING, tls ? "https" : "http", tls ? 5u : 4u);
-        if (hn)
-            set_str(s, "server.address", host, hn);
-        else
-            set_str(s, "server.address", c->local_address, strlen(c->local_address));
-        int64_t port = c->local_port;
-        if (port)
-            ADD(s, "server.port", DYNOBS_ATTR_INT, &port, 8);
-        set_str(s, "client.address", c->peer_address, strlen(c->peer_address));
-        set_str(s, "user_agent.original", h->head.user_agent, h->head.ua_len);
-        set_str(s, "network.protocol.version", r.minor ? "1.1" : "1.0", 3);
+        conn_attrs(c, s, host, hn, r.minor);
     }
     /* W3C baggage: carried on, normalised; a malformed list is dropped
      * whole. */
@@ -265,6 +343,9 @@ void dynobs__h1s_init(struct dynobs_conn *c)
     h->labels_code = 0;
     h->labels_method[0] = '\0';
     h->labels_route[0] = '\0';
+    dynobs__memo_clear(&h->memo);
+    h->run.len = 0;
+    h->first.len = 0;
     memset(&h->x, 0, offsetof(struct dynobs_h1s_exchange, span));
     h->x.span.live = 0;
 }

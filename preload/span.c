@@ -667,6 +667,21 @@ int dynobs__span_add(struct dynobs_span *s, const char *key, size_t klen, int ty
     return put_attr(s, key, klen, type, val, vlen, 1);
 }
 
+int dynobs__span_add_items(struct dynobs_span *s, const uint8_t *items, size_t n,
+                           unsigned count)
+{
+    if (!live(s))
+        return DYNOBS_EINVAL;
+    if (!s->recording)
+        return 0;
+    if (s->attrs + count > dynobs__config.attr_count_limit || n > sizeof s->body - s->used)
+        return 1;
+    memcpy(s->body + s->used, items, n);
+    s->used += (uint32_t)n;
+    s->attrs = (uint16_t)(s->attrs + count);
+    return 0;
+}
+
 int dynobs__span_status(struct dynobs_span *s, int code, const char *message)
 {
     return set_status(s, code, message);

@@ -104,6 +104,15 @@ int dynobs__span_set(struct dynobs_span *s, const char *key, int type, const voi
  * replace); key of klen bytes, 1-255. */
 int dynobs__span_add(struct dynobs_span *s, const char *key, size_t klen, int type,
                      const void *val, size_t vlen) DYNOBS_INTERNAL;
+
+/* Adds count attributes at once: n bytes of items that dynobs__span_add
+ * wrote into another span's body (none of them truncated, none of their
+ * keys already on s). Returns 1, adding nothing, when they would not all
+ * be kept (the count limit, the body's room): the caller then adds them
+ * one by one, so that what is dropped is counted as usual. */
+int dynobs__span_add_items(struct dynobs_span *s, const uint8_t *items, size_t n,
+                           unsigned count) DYNOBS_INTERNAL;
+
 int dynobs__span_set_int(struct dynobs_span *s, const char *key, int64_t value) DYNOBS_INTERNAL;
 int dynobs__span_status(struct dynobs_span *s, int code, const char *message) DYNOBS_INTERNAL;
 int dynobs__span_finish(struct dynobs_span *s) DYNOBS_INTERNAL;

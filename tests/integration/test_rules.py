@@ -12,8 +12,14 @@ run (neither is restarted: the service's pid is checked at the end).
   3. a broken third file is refused with its line and column (in the
      exporter's log, on /metrics, and by --check-rules), and the second
      file's rules stay in force.
+On one keep-alive connection (the shim keeps a connection's last rules
+decision, route and attributes while method, host, path and headers
+repeat), the same request is decided anew once new rules are in force,
+a changed User-Agent shows on the next span, and a recorded query string
+comes and goes with the request's target.
 
 Usage: test_rules.py BUILD_DIR SOURCE_DIR [test names]"""
+import http.client
 import os
 import re
 import subprocess
@@ -82,6 +88,23 @@ dynobs:
         span.kind: server
         url.path: [/healthz, /readyz, /livez, /metrics]
       drop: [traces]
+"""
+
+# The second file without its attribute conditions (which keep a
+# connection from reusing its last decision).
+THIRD = """\
+file_format: "0.3"
+dynobs:
+  version: 1
+  routes:
+    - patterns: ["/items/{name}"]
+      unmatched: heuristic
+  redaction:
+    - match:
+        span.kind: server
+      query:
+        record: true
+        allowed: [page]
 """
 
 # Line 5, column 14: a ratio out of range.
@@ -389,6 +412,117 @@ def test_a_filter_drops_the_logs_of_a_service(env):
         wait_for(lambda: any(r.get("service.name") == "quiet-logger"
                              for r, _ in spans_of(rx.accepted("/v1/traces"))), 10,
                  "the spans of the service whose logs are dropped")
+    finally:
+        rx.stop()
+
+
+KEEP_ALIVE_SERVICE = service(r'''
+import http.server, sys
+class Handler(QuietHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+    def do_GET(self):
+        self.reply(b"ok")
+http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
+''')
+
+
+def fresh_server_spans(rx):
+    """(name, attributes) of every server span rx got, decoded anew."""
+    return [(one(sp, "name").decode(), attrs(sp)) for _, sp in spans_of(rx.accepted("/v1/traces"))
+            if one(sp, "kind") == "SPAN_KIND_SERVER"]
+
+
+@tx.with_env
+def test_keep_alive_requests_follow_new_rules_and_headers(env):
+    rules = os.path.join(env.dir, "rules.yaml")
+    write(rules, FIRST)
+    rx = Receiver()
+    try:
+        env.start_exporter(rx.url(), {"DYNOBS_RULES": rules})
+        wait_for(lambda: (generation(env) or 0) > 0, 10, "the first rules in force")
+        port = tx.free_port()
+        path = os.path.join(env.dir, "svc.py")
+        with open(path, "w") as f:
+            f.write(KEEP_ALIVE_SERVICE)
+        p = subprocess.Popen([sys.executable, path, str(port)],
+                             env=env.app_env({"OTEL_SERVICE_NAME": "keep-alive-svc"}),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        env.procs.append(p)
+        hs.wait_listening(port, p, "the service")
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+
+        def ka(path, ua):
+            conn.request("GET", path, headers={"User-Agent": ua})
+            r = conn.getresponse()
+            r.read()
+            check(r.status == 200, "%s: status %d" % (path, r.status))
+
+        def of(path):
+            return [(n, a.get("user_agent.original")) for n, a in fresh_server_spans(rx)
+                    if a.get("url.path") == path]
+
+        # The first rules: the same request three times, then another
+        # User-Agent, all on one connection; the last request is the one
+        # repeated first under the second rules.
+        ka("/private/1", "agent")
+        for ua in ("ua-one", "ua-one", "ua-one", "ua-two"):
+            ka("/items/apple", ua)
+        wait_for(lambda: len(of("/items/apple")) == 4 and of("/private/1"), 10, "the first spans")
+        got = of("/items/apple")
+        print("first rules, one connection: %s" % got)
+        check(got == [("GET /items/apple", "ua-one")] * 3 + [("GET /items/apple", "ua-two")],
+              "spans of one keep-alive connection: %s" % got)
+        check(of("/private/1") == [("GET /private/{id}", "agent")], "%s" % of("/private/1"))
+
+        # The second rules: the same requests on the same connection now
+        # take the new route pattern, the drop rules and the redaction.
+        gen1 = generation(env)
+        write(rules, SECOND)
+        wait_for(lambda: (generation(env) or 0) > gen1, 5, "the second rules in force")
+
+        def second_in_force():
+            get(port, "/items/pear", "agent")
+            return any(a.get("url.path") == "/items/pear" and n == "GET /items/{name}"
+                       for n, a in fresh_server_spans(rx))
+        wait_for(second_in_force, 5, "the second rules in the service")
+        ka("/items/apple", "ua-two")
+        ka("/private/1", "agent")
+        ka("/items/apple", "crawler-1")
+        ka("/items/apple", "ua-secret-3")
+        wait_for(lambda: len(of("/items/apple")) >= 6, 10, "the spans after the second rules")
+        time.sleep(0.5)  # for any span that should not be there
+        got = of("/items/apple")[4:]
+        print("second rules, same connection: %s" % got)
+        check(got == [("GET /items/{name}", "ua-two"), ("GET /items/{name}", "REDACTED")],
+              "spans of the same connection under the second rules: %s" % got)
+        check(len(of("/private/1")) == 1, "/private/1 traced after the drop rule: %s" %
+              of("/private/1"))
+        wait_for(lambda: route_count(env, "/private/{id}") == 2, 10,
+                 "/private/1 counted again though not traced")
+
+        # The third rules (no attribute conditions): a request with a
+        # recorded query, then the same path without one, twice.
+        gen2 = generation(env)
+        write(rules, THIRD)
+        wait_for(lambda: (generation(env) or 0) > gen2, 5, "the third rules in force")
+
+        def third_in_force():
+            get(port, "/items/pear", "crawler-probe")
+            return any(a.get("user_agent.original") == "crawler-probe"
+                       for _, a in fresh_server_spans(rx))
+        wait_for(third_in_force, 5, "the third rules in the service")
+        for target in ("/items/apple?page=1&token=t", "/items/apple", "/items/apple"):
+            ka(target, "ua-two")
+        wait_for(lambda: len(of("/items/apple")) >= 9, 10, "the spans after the third rules")
+        got = [(n, a.get("http.request.method"), a.get("http.route"), a.get("url.query"))
+               for n, a in fresh_server_spans(rx) if a.get("url.path") == "/items/apple"][6:]
+        print("third rules, same connection: %s" % got)
+        want = [("GET /items/{name}", "GET", "/items/{name}", q)
+                for q in ("page=1&token=REDACTED", None, None)]
+        check(got == want, "spans of the same connection under the third rules: %s" % got)
+        conn.close()
+        check(p.poll() is None, "the service exited")
     finally:
         rx.stop()
 

@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# nginx's user-space instructions per request, plain and under the shim,
+# counted with callgrind (BENCHMARKS.md, "nginx under wrk, alone").
+#
+#   bash bench/nginx_callgrind.sh [BUILD_DIR]      (default: build)
+#
+# nginx (Debian's /usr/sbin/nginx, master_process off: one process, the
+# worker's loop) serves index.html (680 bytes) to Python's http.client,
+# 500 and then 2500 requests over four keep-alive connections; per request
+# = (instructions of the long run - the short run's) / 2000, so start-up
+# and connection set-up drop out. Under the shim the ring is 64 MiB (no
+# exporter: nothing is dropped in the runs).
+set -uo pipefail
+
+BUILD=$(realpath "${1:-build}") || exit 2
+LIB=$BUILD/libdynobs.so
+for f in "$LIB" /usr/sbin/nginx /usr/bin/valgrind /usr/bin/python3; do
+  [[ -e $f ]] || { echo "missing: $f" >&2; exit 77; }
+done
+while read -r v; do unset "$v"; done < <(compgen -e | grep -E '^(DYNOBS_|OTEL_)')
+unset LD_PRELOAD
+
+DIR=$(mktemp -d /tmp/dynobs-nginx-cg-XXXXXX)
+chmod 755 "$DIR"
+trap 'rm -rf "$DIR"' EXIT
+cat >"$DIR/client.py" <<'PY'
+import http.client, sys
+port, n = int(sys.argv[1]), int(sys.argv[2])
+conns = [http.client.HTTPConnection("127.0.0.1", port) for _ in range(4)]
+for i in range(n):
+    c = conns[i % 4]
+    c.request("GET", "/index.html", headers={"User-Agent": "bench"})
+    r = c.getresponse()
+    r.read()
+    assert r.status == 200, r.status
+PY
+
+# run PRELOAD N: prints the total instruction count of one nginx run.
+run() {
+  local d port vp envs=()
+  d=$(mktemp -d "$DIR/run-XXXXXX")
+  chmod 755 "$d"
+  mkdir -p "$d/html" "$d/shm"
+  chmod 755 "$d/html"
+  for _ in $(seq 40); do echo "hello from nginx"; done >"$d/html/index.html"
+  port=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  cat >"$d/nginx.conf" <<CONF
+daemon off;
+master_process off;
+worker_processes 1;
+pid $d/nginx.pid;
+error_log $d/error.log;
+events { worker_connections 64; }
+http {
+  access_log off;
+  client_body_temp_path $d/body;
+  proxy_temp_path $d/proxy;
+  fastcgi_temp_path $d/fcgi;
+  uwsgi_temp_path $d/uwsgi;
+  scgi_temp_path $d/scgi;
+  server { listen 127.0.0.1:$port; root $d/html; }
+}
+CONF
+  [[ $1 == 1 ]] && envs=(LD_PRELOAD="$LIB" DYNOBS_SHM_DIR="$d/shm" DYNOBS_RING_BYTES=64M)
+  env "${envs[@]}" valgrind --tool=callgrind --callgrind-out-file="$d/cg.out" \
+    /usr/sbin/nginx -c "$d/nginx.conf" -p "$d" >"$d/valgrind.log" 2>&1 &
+  vp=$!
+  for _ in $(seq 300); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+    sleep 0.1
+  done
+  /usr/bin/python3 "$DIR/client.py" "$port" "$2" || { kill "$vp"; return 1; }
+  kill -QUIT "$vp"
+  wait "$vp"
+  callgrind_annotate "$d/cg.out" 2>/dev/null | awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1 }'
+}
+
+declare -A per
+for mode in 0 1; do
+  short=$(run "$mode" 500) || exit 1
+  long=$(run "$mode" 2500) || exit 1
+  per[$mode]=$(((long - short) / 2000))
+done
+echo "nginx user-space instructions per request: plain ${per[0]}, under the shim ${per[1]}," \
+  "added by the shim $((per[1] - per[0]))"

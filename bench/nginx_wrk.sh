@@ -1,0 +1,210 @@
+#!/usr/bin/env bash
+# nginx serving a small static file, plain and under the shim, measured with
+# wrk in the same run: the requests/s and p99 ratios of issue 15.
+#
+#   bash bench/nginx_wrk.sh [BUILD_DIR]      (default: build)
+#
+# Two nginx instances run side by side (Debian's /usr/sbin/nginx, one worker,
+# access_log off, a 680-byte index.html, keep-alive): one plain, one with
+# LD_PRELOAD=BUILD_DIR/libdynobs.so at the default settings (100% sampling),
+# while dynobs-exporter drains the segments (OTEL_TRACES_EXPORTER and
+# OTEL_METRICS_EXPORTER=none: records are read and discarded, no network).
+# Rounds alternate the two (the order swaps every round so neither always
+# runs first); each round runs `wrk -t1 -cC -dDs --latency` against one, then
+# the other. Printed: per round req/s, p99 and the nginx worker's CPU time
+# per request of both and their ratios, then the median ratios over the
+# rounds. Throughput and p99 move with whatever else runs on the machine;
+# the worker's CPU time per request much less.
+#
+# Environment: ROUNDS (5), SECONDS_PER_ROUND (10), CONNECTIONS (32),
+# WARMUP (2 s per server before the first round), PIN (1: wrk on the last
+# CPU, both nginx on the first, the exporter left to the scheduler; 0: no
+# pinning).
+set -uo pipefail
+
+BUILD=$(realpath "${1:-build}") || exit 2
+ROUNDS=${ROUNDS:-5}
+DUR=${SECONDS_PER_ROUND:-10}
+CONNS=${CONNECTIONS:-32}
+WARMUP=${WARMUP:-2}
+PIN=${PIN:-1}
+LIB=$BUILD/libdynobs.so
+EXPORTER=$BUILD/exporter/dynobs-exporter
+NGINX=/usr/sbin/nginx
+
+for f in "$LIB" "$EXPORTER" "$NGINX" /usr/bin/wrk; do
+  [[ -x $f || -f $f ]] || { echo "missing: $f (build first; Debian: nginx-light, wrk)" >&2; exit 77; }
+done
+
+# A clean environment: nothing of a caller's dynobs or OpenTelemetry
+# configuration leaks into either nginx or the exporter.
+while read -r v; do unset "$v"; done < <(compgen -e | grep -E '^(DYNOBS_|OTEL_)')
+unset LD_PRELOAD
+
+NCPU=$(nproc)
+if [[ $PIN == 1 && $NCPU -ge 2 ]]; then
+  SRV_CPU=0
+  WRK_CPU=$((NCPU - 1))
+  pin_srv=(taskset -c "$SRV_CPU")
+  pin_wrk=(taskset -c "$WRK_CPU")
+else
+  pin_srv=()
+  pin_wrk=()
+fi
+
+DIR=$(mktemp -d /tmp/dynobs-nginx-wrk-XXXXXX)
+chmod 755 "$DIR"
+PIDS=()
+cleanup() {
+  local p
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
+  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
+  rm -rf "$DIR"
+}
+trap cleanup EXIT
+
+free_port() {
+  /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+wait_listening() {
+  local port=$1 i
+  for i in $(seq 100); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
+    sleep 0.05
+  done
+  echo "nothing listens on port $port; see $DIR/*/error.log" >&2
+  cat "$DIR"/*/error.log >&2
+  exit 1
+}
+
+mkdir -p "$DIR/shm"
+env DYNOBS_SHM_DIR="$DIR/shm" OTEL_TRACES_EXPORTER=none OTEL_METRICS_EXPORTER=none \
+  OTEL_EXPORTER_PROMETHEUS_PORT=0 OTEL_LOG_LEVEL=warn "$EXPORTER" >"$DIR/exporter.log" 2>&1 &
+EXP_PID=$!
+PIDS+=("$EXP_PID")
+
+# start_nginx NAME PRELOAD: sets URL to its index.html; the master's pid is
+# in DIR/NAME/nginx.pid once it listens. Not run in a subshell: the pid must
+# reach PIDS, for the cleanup.
+start_nginx() {
+  local name=$1 preload=$2 d=$DIR/$1 port
+  mkdir -p "$d/html"
+  chmod 755 "$d" "$d/html"
+  for _ in $(seq 40); do echo "hello from nginx"; done >"$d/html/index.html"
+  port=$(free_port)
+  cat >"$d/nginx.conf" <<EOF
+daemon off;
+worker_processes 1;
+pid $d/nginx.pid;
+error_log $d/error.log;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  client_body_temp_path $d/body;
+  proxy_temp_path $d/proxy;
+  fastcgi_temp_path $d/fcgi;
+  uwsgi_temp_path $d/uwsgi;
+  scgi_temp_path $d/scgi;
+  server {
+    listen 127.0.0.1:$port;
+    root $d/html;
+  }
+}
+EOF
+  local envs=()
+  [[ $preload == 1 ]] && envs=(LD_PRELOAD="$LIB" DYNOBS_SHM_DIR="$DIR/shm" OTEL_SERVICE_NAME="$name")
+  "${pin_srv[@]}" env "${envs[@]}" "$NGINX" -c "$d/nginx.conf" -p "$d" >/dev/null 2>&1 &
+  PIDS+=("$!")
+  wait_listening "$port"
+  URL="http://127.0.0.1:$port/index.html"
+}
+
+start_nginx nginx-plain 0
+URL_PLAIN=$URL
+start_nginx nginx-shim 1
+URL_SHIM=$URL
+# The worker processes (one each), whose CPU time per request is the
+# figure least moved by whatever else runs on the machine.
+WORKER_PLAIN=$(pgrep -P "$(cat "$DIR/nginx-plain/nginx.pid")")
+WORKER_SHIM=$(pgrep -P "$(cat "$DIR/nginx-shim/nginx.pid")")
+[[ -n $WORKER_PLAIN && -n $WORKER_SHIM ]] || { echo "no nginx worker found" >&2; exit 1; }
+
+# cpu_ticks PID: user + system time of a process, in clock ticks.
+cpu_ticks() {
+  sed 's/.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'
+}
+
+# run_wrk URL SECONDS WORKER: prints "req/s p99_ms worker_us_per_request",
+# or fails on errors.
+run_wrk() {
+  local out rps p99 n c0 c1
+  c0=$(cpu_ticks "$3")
+  out=$("${pin_wrk[@]}" /usr/bin/wrk -t1 -c"$CONNS" -d"$2"s --latency "$1") || return 1
+  c1=$(cpu_ticks "$3")
+  if grep -qE 'Non-2xx|Socket errors' <<<"$out"; then
+    echo "wrk reported errors: $out" >&2
+    return 1
+  fi
+  rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
+  n=$(awk '/requests in/ {print $1}' <<<"$out")
+  p99=$(awk '$1 == "99%" {print $2}' <<<"$out")
+  # wrk prints latencies as 812.00us, 1.23ms or 1.01s.
+  p99=$(awk -v t="$p99" 'BEGIN {
+    if (t ~ /us$/) v = substr(t, 1, length(t) - 2) / 1000;
+    else if (t ~ /ms$/) v = substr(t, 1, length(t) - 2);
+    else if (t ~ /s$/) v = substr(t, 1, length(t) - 1) * 1000;
+    printf "%.3f", v }')
+  awk -v r="$rps" -v p="$p99" -v t=$((c1 - c0)) -v hz="$(getconf CLK_TCK)" -v n="$n" \
+    'BEGIN { printf "%s %s %.3f\n", r, p, n ? t / hz * 1e6 / n : 0 }'
+}
+
+echo "nginx $($NGINX -v 2>&1 | sed 's/.*\///'), wrk -t1 -c$CONNS -d${DUR}s --latency, $ROUNDS rounds," \
+  "access_log off, 1 worker, $(stat -c %s "$DIR/nginx-plain/html/index.html")-byte file, keep-alive"
+if [[ ${#pin_srv[@]} -gt 0 ]]; then
+  echo "$NCPU CPUs, shared by everything: nginx (both) pinned to CPU $SRV_CPU," \
+    "wrk to CPU $WRK_CPU, the exporter unpinned"
+else
+  echo "$NCPU CPUs, shared, no pinning"
+fi
+HERE_COMMIT=$(git -C "$(dirname "$0")" rev-parse --short HEAD 2>/dev/null || echo ?)
+echo "shim: $LIB (built $(date -u -r "$LIB" "+%F %T UTC"); this script at commit $HERE_COMMIT)"
+
+run_wrk "$URL_PLAIN" "$WARMUP" "$WORKER_PLAIN" >/dev/null || exit 1
+run_wrk "$URL_SHIM" "$WARMUP" "$WORKER_SHIM" >/dev/null || exit 1
+
+printf '%-5s %11s %11s %6s %11s %11s %6s %9s %9s %6s\n' round "req/s plain" "req/s shim" ratio \
+  "p99 plain" "p99 shim" ratio "cpu plain" "cpu shim" ratio
+RATIOS=()
+P99R=()
+CPUR=()
+for r in $(seq "$ROUNDS"); do
+  if ((r % 2)); then
+    a=$(run_wrk "$URL_PLAIN" "$DUR" "$WORKER_PLAIN") || exit 1
+    b=$(run_wrk "$URL_SHIM" "$DUR" "$WORKER_SHIM") || exit 1
+  else
+    b=$(run_wrk "$URL_SHIM" "$DUR" "$WORKER_SHIM") || exit 1
+    a=$(run_wrk "$URL_PLAIN" "$DUR" "$WORKER_PLAIN") || exit 1
+  fi
+  read -r rp pp cp <<<"$a"
+  read -r rs ps cs <<<"$b"
+  rr=$(awk -v a="$rs" -v b="$rp" 'BEGIN { printf "%.3f", a / b }')
+  pr=$(awk -v a="$ps" -v b="$pp" 'BEGIN { printf "%.3f", a / b }')
+  cr=$(awk -v a="$cs" -v b="$cp" 'BEGIN { printf "%.3f", b ? a / b : 0 }')
+  RATIOS+=("$rr")
+  P99R+=("$pr")
+  CPUR+=("$cr")
+  printf '%-5s %11.0f %11.0f %6s %9.2fms %9.2fms %6s %7.2fus %7.2fus %6s\n' "$r" "$rp" "$rs" "$rr" \
+    "$pp" "$ps" "$pr" "$cp" "$cs" "$cr"
+done
+
+median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END {
+  if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+read -r _ _ _ _ _ _ _ _ _ _ _ utime stime _ < <(sed 's/.*) //' "/proc/$EXP_PID/stat")
+echo "median req/s ratio (shim / plain): $(median "${RATIOS[@]}")   (goal >= 0.97)"
+echo "median p99 ratio (shim / plain):   $(median "${P99R[@]}")   (goal <= 1.05)"
+echo "median worker CPU per request ratio: $(median "${CPUR[@]}")   (cpu: the nginx worker's" \
+  "user + system time over the round / requests)"
+echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "exporter CPU over the run: $(awk -v u="$utime" -v s="$stime" -v hz="$(getconf CLK_TCK)" \
+  'BEGIN { printf "%.1f s", (u + s) / hz }'), segments drained: $(find "$DIR/shm" -type f | wc -l)"
