@@ -20,6 +20,7 @@
 
 #include "context.h"
 #include "decision_memo.h"
+#include "httpmetrics.h"
 #include "route.h"
 #include "span.h"
 
@@ -163,6 +164,7 @@ struct dynobs_h1s {
     char labels_method[24];
     char labels_route[DYNOBS_ROUTE_MAX];
     char labels[DYNOBS_METRIC_KEY_BYTES];
+    struct dynobs_series_memo series; /* the series `labels` went to; emptied with it */
     struct dynobs_decision_memo memo; /* the rules' decision and route of the last request */
     struct dynobs_h1s_run run;
     struct dynobs_h1s_head first;

@@ -298,6 +298,7 @@ static const char *labels_of(struct dynobs_conn *c, int code, const char *error_
     dynobs__labels_join(out, error_type ? cap : sizeof h->labels, parts,
                         sizeof parts / sizeof parts[0]);
     if (!error_type) {
+        h->series.slot = NULL; /* found for the string just replaced */
         h->labels_code = code;
         memcpy(h->labels_method, h->x.method, sizeof h->x.method);
         memcpy(h->labels_route, rt->text, rt->len + 1u);
@@ -320,7 +321,10 @@ static void finish(struct dynobs_conn *c, int code, const char *error_type)
         char failed[DYNOBS_METRIC_KEY_BYTES];
         const char *labels = labels_of(c, code, error_type, failed, sizeof failed);
         double secs = now > x->start_ns ? (double)(now - x->start_ns) / 1e9 : 0;
-        dynobs__http_server_metric(seg, labels, secs);
+        if (labels == h->labels)
+            dynobs__http_server_metric_memo(seg, labels, secs, &h->series);
+        else
+            dynobs__http_server_metric(seg, labels, secs);
     }
     dynobs__serving_end(&x->serving, t);
     /* Contexts that still point at this request's baggage (API spans that
@@ -343,6 +347,7 @@ void dynobs__h1s_init(struct dynobs_conn *c)
     h->labels_code = 0;
     h->labels_method[0] = '\0';
     h->labels_route[0] = '\0';
+    h->series.slot = NULL;
     dynobs__memo_clear(&h->memo);
     h->run.len = 0;
     h->first.len = 0;

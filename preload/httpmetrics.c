@@ -56,15 +56,74 @@ static void report_growth(struct dynobs_segment *seg, const char *name, uint64_t
         dynobs__count(DYNOBS_CTR_METRIC_UPDATES_REFUSED);
 }
 
-void dynobs__http_server_metric(struct dynobs_segment *seg, const char *labels, double seconds)
+/* The reports that ride on every served request. */
+static void server_extras(struct dynobs_segment *seg)
 {
-    dynobs__duration_record(seg, "http.server.request.duration", dynobs__http_duration_bounds,
-                            DYNOBS_HTTP_DURATION_NBOUNDS, seconds, labels);
     /* The route trie's folds (route.h), reported with the requests that
      * make them: one load and compare per request otherwise. */
     static uint64_t folded, pool_full;
     report_growth(seg, "dynobs.http.route.folds", dynobs__route_folded(), &folded);
     report_growth(seg, "dynobs.http.route.pool_exhausted", dynobs__route_pool_full(), &pool_full);
+}
+
+void dynobs__http_server_metric(struct dynobs_segment *seg, const char *labels, double seconds)
+{
+    dynobs__duration_record(seg, "http.server.request.duration", dynobs__http_duration_bounds,
+                            DYNOBS_HTTP_DURATION_NBOUNDS, seconds, labels);
+    server_extras(seg);
+}
+
+/* The lookup of a memo's series, for its first update or the first in a
+ * new segment (a forked child's): registers the series as a by-name
+ * update would, applies the value and keeps the slot, the overflow
+ * series included, so that a label set sent there keeps going there. */
+static __attribute__((noinline)) void server_resolve(struct dynobs_segment *seg,
+                                                     const char *labels, double seconds,
+                                                     struct dynobs_series_memo *m)
+{
+    m->slot = NULL;
+    /* Read before the lookup, as a metric handle does: a segment made
+     * meanwhile has a newer epoch, so this slot is not trusted in it. */
+    uint32_t epoch = dynobs__segment_epoch();
+    struct dynobs_metric_def d = {.name = "http.server.request.duration",
+                                  .unit = "s",
+                                  .kind = DYNOBS_METRIC_HISTOGRAM,
+                                  .bounds = dynobs__http_duration_bounds,
+                                  .nbounds = DYNOBS_HTTP_DURATION_NBOUNDS};
+    struct dynobs_metric_slot *slot;
+    int rc = dynobs__metric_resolve(&seg->metrics, &d, labels, &slot);
+    if (rc < 0) {
+        /* A full table or bad labels: refused and counted every time, as
+         * by name, and looked up again next time (the table may have
+         * room by then only in a new segment, which the epoch covers). */
+        dynobs__count(DYNOBS_CTR_METRIC_UPDATES_REFUSED);
+        return;
+    }
+    dynobs__metric_apply(slot, seconds);
+    if (rc == 1)
+        __atomic_fetch_add(&seg->metrics.counters[DYNOBS_CTR_METRIC_OVERFLOW], 1,
+                           __ATOMIC_RELAXED);
+    if (epoch) {
+        m->overflow = rc == 1;
+        m->epoch = epoch;
+        m->slot = slot;
+    }
+}
+
+void dynobs__http_server_metric_memo(struct dynobs_segment *seg, const char *labels,
+                                     double seconds, struct dynobs_series_memo *m)
+{
+    if (DYNOBS_UNLIKELY(!dynobs__metric_value_ok(DYNOBS_METRIC_HISTOGRAM, seconds))) {
+        dynobs__count(DYNOBS_CTR_METRIC_UPDATES_REFUSED);
+    } else if (DYNOBS_LIKELY(m->slot && m->epoch == dynobs__segment_epoch())) {
+        dynobs__metric_observe(m->slot, seconds);
+        if (DYNOBS_UNLIKELY(m->overflow))
+            __atomic_fetch_add(&seg->metrics.counters[DYNOBS_CTR_METRIC_OVERFLOW], 1,
+                               __ATOMIC_RELAXED);
+    } else {
+        server_resolve(seg, labels, seconds, m);
+    }
+    server_extras(seg);
 }
 
 const char *dynobs__http_server_outcome(struct dynobs_span *s, int code, const char *error_type,

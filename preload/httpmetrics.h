@@ -7,6 +7,7 @@
 #define DYNOBS_PRELOAD_HTTPMETRICS_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 struct dynobs_segment;
 
@@ -25,6 +26,23 @@ void dynobs__http_client_metric(const char *method, const char *server, long por
  * dynobs__labels_join (state.h). */
 void dynobs__http_server_metric(struct dynobs_segment *seg, const char *labels,
                                 double seconds) DYNOBS_INTERNAL;
+
+struct dynobs_metric_slot;
+
+/* The series a label string kept by its owner (a connection) went to, so
+ * that the next update under the same string skips the lookup. The owner
+ * empties it (slot NULL) whenever it changes the string; the slot is
+ * trusted only while the segment epoch it was found in is current. */
+struct dynobs_series_memo {
+    struct dynobs_metric_slot *slot; /* NULL: nothing kept */
+    uint32_t epoch;                  /* dynobs__segment_epoch() when found */
+    uint8_t overflow;                /* the slot is the metric's overflow series */
+};
+
+/* As dynobs__http_server_metric, for a label string that stays the same
+ * while m is kept (m is filled at the first update, then used). */
+void dynobs__http_server_metric_memo(struct dynobs_segment *seg, const char *labels,
+                                     double seconds, struct dynobs_series_memo *m) DYNOBS_INTERNAL;
 
 struct dynobs_span;
 

@@ -246,6 +246,70 @@ def test_w3c_extraction_and_status(env):
         rx.stop()
 
 
+KEEPALIVE_SERVICE = service(r'''
+import http.server, sys
+
+class Handler(QuietHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self):
+        self.reply(b"ok", 404 if self.path.startswith("/missing") else 200)
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        self.reply(b"posted")
+
+http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
+''')
+
+
+@tx.with_env
+def test_keepalive_duration_series_follow_each_request(env):
+    """One keep-alive connection whose method, route and status change
+    between requests, and come back: the connection keeps the series it
+    last recorded to, and every request must still land in its own."""
+    env.start_exporter()
+    port = tx.free_port()
+    p = start(env, [sys.executable, "-c", KEEPALIVE_SERVICE, str(port)], "keepalive")
+    wait_listening(port, p, "keep-alive service")
+    plan = ["GET /a"] * 3 + ["POST /a", "GET /a", "GET /b", "GET /missing", "GET /missing",
+                             "GET /a", "POST /a", "POST /a", "GET /b"]
+    c = socket.create_connection(("127.0.0.1", port), 10)
+    f = c.makefile("rb")
+    for req in plan:
+        method, path = req.split()
+        body = b"x=1" if method == "POST" else b""
+        c.sendall(("%s %s HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n"
+                   % (method, path, len(body))).encode() + body)
+        status = f.readline()
+        length = 0
+        while True:
+            line = f.readline()
+            if line in (b"\r\n", b""):
+                break
+            if line.lower().startswith(b"content-length:"):
+                length = int(line.split(b":")[1])
+        f.read(length)
+        check(status.startswith(b"HTTP/1.1 %d" % (404 if path == "/missing" else 200)),
+              "%s: %r" % (req, status))
+    c.close()
+    series = ('http_server_request_duration_seconds_count{service_name="keepalive",'
+              'http_request_method="%s",http_response_status_code="%d",http_route="%s",'
+              'url_scheme="http"}')
+    want = {}
+    for req in plan:
+        method, path = req.split()
+        key = (method, 404 if path == "/missing" else 200, path)
+        want[key] = want.get(key, 0) + 1
+    for (method, status, path), n in want.items():
+        wait_for(lambda: env.metric(series % (method, status, path)) == n, 10,
+                 "%d x %s %s %d counted in its own series" % (n, method, path, status))
+    prefix = 'http_server_request_duration_seconds_count{service_name="keepalive"'
+    total = sum(float(l.rsplit(" ", 1)[1]) for l in env.metrics().splitlines()
+                if l.startswith(prefix))
+    check(total == len(plan), "%d requests counted in all, expected %d" % (total, len(plan)))
+
+
 # Cases of the W3C conformance suite (w3c/trace-context test/test.py) that
 # Level 1 rules failed: (path, tracestate header lines, the list propagated).
 LEVEL2_TRACESTATE = [
