@@ -310,6 +310,72 @@ def test_keepalive_duration_series_follow_each_request(env):
     check(total == len(plan), "%d requests counted in all, expected %d" % (total, len(plan)))
 
 
+FORKING_SERVICE = r'''
+import os, socket, sys
+
+def serve(conn, n):
+    buf = b""
+    for _ in range(n):
+        while b"\r\n\r\n" not in buf:
+            buf += conn.recv(4096)
+        buf = buf.split(b"\r\n\r\n", 1)[1]
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+
+ls = socket.socket()
+ls.bind(("127.0.0.1", int(sys.argv[1])))
+ls.listen()
+conn, _ = ls.accept()
+serve(conn, 3)
+pid = os.fork()
+if pid == 0:
+    serve(conn, 2)
+    os._exit(0)
+os.waitpid(pid, 0)
+print(pid, flush=True)
+sys.stdin.read()
+'''
+
+
+def _connect(port):
+    try:
+        return socket.create_connection(("127.0.0.1", port), 10)
+    except OSError:
+        return None
+
+
+@tx.with_env
+def test_keepalive_series_after_fork_in_the_childs_segment(env):
+    """A connection that recorded its duration series, then is served on by
+    a forked child: the child's requests land in the child's own segment,
+    not through the slot the parent kept (dynobs-dump reads both)."""
+    port = tx.free_port()
+    p = subprocess.Popen([sys.executable, "-c", FORKING_SERVICE, str(port)],
+                         env=env.app_env({"OTEL_SERVICE_NAME": "forked"}),
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    env.procs.append(p)
+    c = wait_for(lambda: _connect(port), 15, "the forking service listening")
+    f = c.makefile("rb")
+    for _ in range(5):
+        c.sendall(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n")
+        check(f.readline().startswith(b"HTTP/1.1 200"), "an answer")
+        while f.readline() not in (b"\r\n", b""):
+            pass
+        f.read(2)
+    c.close()
+    child = int(p.stdout.readline())
+    out = subprocess.run([os.path.join(BUILD, "dynobs-dump"), env.shm], capture_output=True,
+                         text=True, timeout=30).stdout
+    got, pid = {}, None
+    for line in out.splitlines():
+        if line.startswith("service.name=forked pid="):
+            pid = int(line.split("pid=")[1].split()[0])
+        elif line.startswith("metric http.server.request.duration{") and "route=/a}" in line:
+            got[pid] = int(line.split(" count=")[1].split()[0])
+    check(got == {p.pid: 3, child: 2},
+          "3 requests in the parent's segment, 2 in the child's: %r (parent %d, child %d)"
+          % (got, p.pid, child))
+
+
 # Cases of the W3C conformance suite (w3c/trace-context test/test.py) that
 # Level 1 rules failed: (path, tracestate header lines, the list propagated).
 LEVEL2_TRACESTATE = [
