@@ -117,6 +117,201 @@ Test(traceparent, format_round_trip)
     cr_assert_eq(dynobs__traceparent_format(t, s, 1, buf, 55), -ERANGE);
 }
 
+/* A reference traceparent parser written for reading, not speed: one
+ * character at a time, in the order the spec states the rules. The
+ * library's table-driven parser must agree with it on every input. */
+static int ref_hex(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    return -1;
+}
+
+static int ref_parse(const char *s, size_t n, struct dynobs_traceparent *out)
+{
+    while (n > 0 && (s[0] == ' ' || s[0] == '\t')) {
+        s++;
+        n--;
+    }
+    while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t'))
+        n--;
+    if (n < 55)
+        return -EINVAL;
+    uint8_t b[28]; /* version, 16 trace id bytes, 8 parent id bytes, flags */
+    size_t nb = 0;
+    for (size_t i = 0; i < 55; i += 2) {
+        if (i == 2 || i == 35 || i == 52) {
+            if (s[i] != '-')
+                return -EINVAL;
+            i--; /* the next field starts right after the dash */
+            continue;
+        }
+        int hi = ref_hex(s[i]), lo = ref_hex(s[i + 1]);
+        if (hi < 0 || lo < 0)
+            return -EINVAL;
+        b[nb++] = (uint8_t)(hi * 16 + lo);
+    }
+    cr_assert_eq(nb, 26);
+    uint8_t version = b[0];
+    if (version == 0xff)
+        return -EINVAL;
+    if (version == 0 && n != 55)
+        return -EINVAL;
+    if (version != 0 && n > 55 && s[55] != '-')
+        return -EINVAL;
+    int zt = 1, zp = 1;
+    for (int i = 0; i < 16; i++)
+        zt &= b[1 + i] == 0;
+    for (int i = 0; i < 8; i++)
+        zp &= b[17 + i] == 0;
+    if (zt || zp)
+        return -EINVAL;
+    memcpy(out->trace_id, b + 1, 16);
+    memcpy(out->parent_id, b + 17, 8);
+    out->flags = b[25] & DYNOBS_FLAGS_KNOWN;
+    return 0;
+}
+
+static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
+
+static uint32_t rnd(void)
+{
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return (uint32_t)(rng_state >> 32);
+}
+
+static size_t accepted, rejected;
+
+/* Both parsers on one input: same verdict, same result, and the output
+ * left untouched on a rejection. */
+static void same(const char *s, size_t n)
+{
+    struct dynobs_traceparent got, want;
+    memset(&got, 0xa5, sizeof got);
+    memset(&want, 0xa5, sizeof want);
+    int rc = dynobs__traceparent_parse(s, n, &got);
+    int ref = ref_parse(s, n, &want);
+    cr_assert_eq(rc, ref, "parse gives %d, the reference %d, on \"%.*s\"", rc, ref, (int)n, s);
+    cr_assert_eq(memcmp(&got, &want, sizeof got), 0, "results differ on \"%.*s\"", (int)n, s);
+    if (rc == 0)
+        accepted++;
+    else
+        rejected++;
+}
+
+static void random_header(char *buf, const char *version)
+{
+    static const char hex[] = "0123456789abcdef";
+    memcpy(buf, version, 2);
+    buf[2] = buf[35] = buf[52] = '-';
+    for (int i = 3; i < 55; i++)
+        if (i != 35 && i != 52)
+            buf[i] = hex[rnd() % 16];
+}
+
+Test(traceparent, agrees_with_a_reference_parser)
+{
+    /* Every byte value may matter to a table: all 256 are tried in every
+     * position of a few valid headers, version 00 and a later one. */
+    static const char *versions[] = {"00", "01", "cc", "fe", "ff", "0f", "f0"};
+    char buf[128];
+    for (size_t v = 0; v < sizeof versions / sizeof *versions; v++) {
+        for (int round = 0; round < 3; round++) {
+            random_header(buf, versions[v]);
+            if (round == 1) {
+                /* All-zero ids: the mutations below then make each id
+                 * non-zero through each of its digits in turn. */
+                memset(buf + 3, '0', 32);
+                memset(buf + 36, '0', 16);
+            }
+            same(buf, 55);
+            for (size_t pos = 0; pos < 55; pos++) {
+                char keep = buf[pos];
+                for (int c = 0; c < 256; c++) {
+                    buf[pos] = (char)c;
+                    same(buf, 55);
+                }
+                buf[pos] = keep;
+            }
+            /* Truncations, and extensions by each of a set of characters,
+             * one and several. */
+            for (size_t n = 0; n < 55; n++)
+                same(buf, n);
+            static const char ext[] = "-0aAf \t.xff-";
+            for (size_t e = 0; e < sizeof ext - 1; e++) {
+                for (size_t k = 1; k <= 8; k++) {
+                    memset(buf + 55, ext[e], k);
+                    same(buf, 55 + k);
+                    buf[55] = '-';
+                    same(buf, 55 + k);
+                }
+            }
+            /* Optional whitespace around, with and without the rest. */
+            char pad[140];
+            for (int lead = 0; lead < 3; lead++) {
+                for (int trail = 0; trail < 3; trail++) {
+                    memset(pad, ' ', (size_t)lead);
+                    if (lead)
+                        pad[0] = '\t';
+                    memcpy(pad + lead, buf, 55);
+                    memset(pad + lead + 55, '\t', (size_t)trail);
+                    same(pad, (size_t)lead + 55 + (size_t)trail);
+                    same(pad, (size_t)lead + 54 + (size_t)trail);
+                }
+            }
+        }
+    }
+    /* Random strings over the characters that matter, at and around the
+     * lengths that matter, with the dashes mostly in place. */
+    static const char alpha[] = "0123456789abcdefABCDEF- \tg\xff";
+    for (int round = 0; round < 200000; round++) {
+        size_t n = 50 + rnd() % 15;
+        random_header(buf, (rnd() & 1) ? "00" : "01");
+        for (size_t i = 55; i < n; i++)
+            buf[i] = alpha[rnd() % (sizeof alpha - 1)];
+        int edits = (int)(rnd() % 3);
+        for (int k = 0; k < edits; k++)
+            buf[rnd() % n] = alpha[rnd() % (sizeof alpha - 1)];
+        if (rnd() % 4 == 0) /* small ids, so that zero ones come up */
+            memset(buf + 3 + rnd() % 32, '0', 32 - rnd() % 32);
+        same(buf, n);
+    }
+    cr_assert_gt(accepted, 10000);
+    cr_assert_gt(rejected, 10000);
+}
+
+Test(traceparent, format_agrees_with_snprintf)
+{
+    uint8_t t[16], s[8];
+    char buf[56], want[56];
+    for (int round = 0; round < 100000; round++) {
+        for (int i = 0; i < 16; i++)
+            t[i] = (uint8_t)rnd();
+        for (int i = 0; i < 8; i++)
+            s[i] = (uint8_t)rnd();
+        uint8_t flags = (uint8_t)rnd();
+        if (round < 256) { /* every byte value in every position */
+            memset(t, round, 16);
+            memset(s, round, 8);
+            flags = (uint8_t)round;
+        }
+        int o = 0;
+        o += snprintf(want + o, sizeof want - (size_t)o, "00-");
+        for (int i = 0; i < 16; i++)
+            o += snprintf(want + o, sizeof want - (size_t)o, "%02x", t[i]);
+        o += snprintf(want + o, sizeof want - (size_t)o, "-");
+        for (int i = 0; i < 8; i++)
+            o += snprintf(want + o, sizeof want - (size_t)o, "%02x", s[i]);
+        snprintf(want + o, sizeof want - (size_t)o, "-%02x", flags);
+        cr_assert_eq(dynobs__traceparent_format(t, s, flags, buf, sizeof buf), 55);
+        cr_assert_str_eq(buf, want);
+    }
+}
+
 static int ts(const char *in, char *out, size_t cap)
 {
     return dynobs__tracestate_parse(in, strlen(in), out, cap);
