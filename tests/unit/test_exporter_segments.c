@@ -83,6 +83,30 @@ static char *exposition(void)
     return b.p;
 }
 
+/* An ExportMetricsServiceRequest as protoc prints it (body is freed). */
+static const char *decode_metrics(uint8_t *body, size_t len)
+{
+    char in[] = "/tmp/dynobs-metrics-XXXXXX";
+    int fd = mkstemp(in);
+    cr_assert(fd >= 0);
+    cr_assert_eq(write(fd, body, len), (ssize_t)len);
+    close(fd);
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd,
+             "protoc --decode=opentelemetry.proto.collector.metrics.v1.ExportMetricsServiceRequest"
+             " -I '%s' opentelemetry/proto/collector/metrics/v1/metrics_service.proto < '%s'",
+             DYNOBS_PROTO_DIR, in);
+    FILE *p = popen(cmd, "r");
+    cr_assert_not_null(p);
+    static char out[1 << 17];
+    size_t n = fread(out, 1, sizeof out - 1, p);
+    out[n] = '\0';
+    cr_assert_eq(pclose(p), 0, "protoc failed:\n%s", out);
+    unlink(in);
+    free(body);
+    return out;
+}
+
 Test(exporter_segments, attach_drain_and_render, .init = setup, .fini = teardown)
 {
     make_segment(getpid());
@@ -120,24 +144,7 @@ Test(exporter_segments, attach_drain_and_render, .init = setup, .fini = teardown
     long points = dx_encode_metrics(1700000000000000000ull, &body, &len);
     dx_segments_unlock();
     cr_assert_eq(points, 3);
-    char in[] = "/tmp/dynobs-metrics-XXXXXX";
-    int fd = mkstemp(in);
-    cr_assert(fd >= 0);
-    cr_assert_eq(write(fd, body, len), (ssize_t)len);
-    close(fd);
-    char cmd[1024];
-    snprintf(cmd, sizeof cmd,
-             "protoc --decode=opentelemetry.proto.collector.metrics.v1.ExportMetricsServiceRequest"
-             " -I '%s' opentelemetry/proto/collector/metrics/v1/metrics_service.proto < '%s'",
-             DYNOBS_PROTO_DIR, in);
-    FILE *p = popen(cmd, "r");
-    cr_assert_not_null(p);
-    static char out[1 << 16];
-    size_t n = fread(out, 1, sizeof out - 1, p);
-    out[n] = '\0';
-    cr_assert_eq(pclose(p), 0, "protoc failed:\n%s", out);
-    unlink(in);
-    free(body);
+    const char *out = decode_metrics(body, len);
     TU_ASSERT_CONTAINS(out, "name: \"http.requests\"", "is_monotonic: true",
                        "aggregation_temporality: AGGREGATION_TEMPORALITY_CUMULATIVE",
                        "name: \"queue.depth\"", "name: \"op.duration\"", "unit: \"s\"", "count: 3",
@@ -295,24 +302,7 @@ Test(exporter_segments, cardinality_cap_per_service, .init = setup, .fini = tear
     dx_segments_snapshot();
     cr_assert_gt(dx_encode_metrics(1700000000000000000ull, &body, &len), 0);
     dx_segments_unlock();
-    char in[] = "/tmp/dynobs-metrics-XXXXXX";
-    int fd = mkstemp(in);
-    cr_assert(fd >= 0);
-    cr_assert_eq(write(fd, body, len), (ssize_t)len);
-    close(fd);
-    char cmd[1024];
-    snprintf(cmd, sizeof cmd,
-             "protoc --decode=opentelemetry.proto.collector.metrics.v1.ExportMetricsServiceRequest"
-             " -I '%s' opentelemetry/proto/collector/metrics/v1/metrics_service.proto < '%s'",
-             DYNOBS_PROTO_DIR, in);
-    FILE *p = popen(cmd, "r");
-    cr_assert_not_null(p);
-    static char out[1 << 17];
-    size_t n = fread(out, 1, sizeof out - 1, p);
-    out[n] = '\0';
-    cr_assert_eq(pclose(p), 0, "protoc failed:\n%s", out);
-    unlink(in);
-    free(body);
+    const char *out = decode_metrics(body, len);
     TU_ASSERT_CONTAINS(out, "key: \"otel.metric.overflow\"\n", "bool_value: true\n");
     dx_store_set_cardinality_limit(0);
 }
