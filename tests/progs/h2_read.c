@@ -80,8 +80,14 @@ int main(int argc, char **argv)
     size_t k;
     while (buf && (k = fread(buf + n, 1, cap - n, stdin)) > 0) {
         n += k;
-        if (n == cap)
-            buf = realloc(buf, cap *= 2);
+        if (n == cap) {
+            uint8_t *more = realloc(buf, cap *= 2);
+            if (!more) {
+                free(buf);
+                return 2;
+            }
+            buf = more;
+        }
     }
     if (!buf)
         return 2;
