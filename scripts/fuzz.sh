@@ -28,7 +28,7 @@ work=$(mktemp -d /tmp/dynobs-fuzz-XXXXXX)
 artifacts=$(mktemp -d /tmp/dynobs-fuzz-artifacts-XXXXXX)
 trap 'rm -rf "$work"; rmdir "$artifacts" 2>/dev/null || true' EXIT
 fail=0
-for t in tracecontext http1 records sql segment otlp_headers retry_after rules_compile \
+for t in tracecontext http1 h2 hpack records sql segment otlp_headers retry_after rules_compile \
     rules_table; do
   mkdir -p "$work/$t"
   if build-fuzz/tests/fuzz/fuzz_$t -max_total_time="$secs" -timeout=5 -rss_limit_mb=2048 \
