@@ -53,8 +53,10 @@ static struct dynobs_conn *conn_new(void)
     /* The connection's own part is reset here, the protocol's by its
      * init; the TLS scratch buffer keeps its mapping. */
     char *scratch = c->scratch;
+    struct dynobs_h2_state *h2 = c->h2;
     memset(c, 0, offsetof(struct dynobs_conn, p));
     c->scratch = scratch;
+    c->h2 = h2;
     c->fd = -1;
     return c;
 }
@@ -70,13 +72,32 @@ enum dynobs_proto dynobs__conn_recognise(enum dynobs_role role, const struct iov
         for (size_t j = 0; j < iov[i].iov_len && h < 8 && h < n; j++)
             head[h++] = ((const uint8_t *)iov[i].iov_base)[j];
     /* A web server passing a request on to an application server (nginx
-     * to php-fpm) speaks FastCGI; the HTTP/2 client preface comes next,
-     * here. */
+     * to php-fpm) speaks FastCGI; a client speaking HTTP/2 starts with its
+     * preface ("PRI * HTTP/2.0", no HTTP/1 method). */
     if (role == DYNOBS_ROLE_SERVER && dynobs__fcgi_maybe_request(head, h))
         return DYNOBS_PROTO_FCGI_SERVER;
+    if (role == DYNOBS_ROLE_SERVER && h >= 4 && !memcmp(head, DYNOBS_H2_PREFACE, 4))
+        return DYNOBS_PROTO_H2_SERVER;
     if (h == 0 || !dynobs__h1_maybe_request(head, h < 4 ? h : 4))
         return 0;
     return role == DYNOBS_ROLE_SERVER ? DYNOBS_PROTO_H1_SERVER : DYNOBS_PROTO_H1_CLIENT;
+}
+
+enum dynobs_proto dynobs__conn_recognise_first_write(const struct iovec *iov, int iovcnt,
+                                                     size_t n)
+{
+    uint8_t h[DYNOBS_H2_FRAME_HEADER] = {0};
+    size_t k = 0;
+    for (int i = 0; i < iovcnt && k < sizeof h && k < n; i++)
+        for (size_t j = 0; j < iov[i].iov_len && k < sizeof h && k < n; j++)
+            h[k++] = ((const uint8_t *)iov[i].iov_base)[j];
+    /* A SETTINGS frame (type 4, no flags, stream 0) of whole 6-byte
+     * entries: what RFC 9113 section 3.4 makes a server send first. */
+    uint32_t len = (uint32_t)h[0] << 16 | (uint32_t)h[1] << 8 | h[2];
+    if (k < sizeof h || h[3] != DYNOBS_H2_SETTINGS || h[4] || len % 6 || len > 600 ||
+        (h[5] | h[6] | h[7] | h[8]))
+        return 0;
+    return DYNOBS_PROTO_H2_SERVER;
 }
 
 struct dynobs_conn *dynobs__conn_adopt(struct dynobs_conn *c, enum dynobs_proto p)
@@ -84,9 +105,11 @@ struct dynobs_conn *dynobs__conn_adopt(struct dynobs_conn *c, enum dynobs_proto 
     c->proto = (uint8_t)p;
     if (p == DYNOBS_PROTO_H1_SERVER)
         dynobs__h1s_init(c);
+    else if (p == DYNOBS_PROTO_H2_SERVER && dynobs__h2s_init(c) < 0)
+        c->proto = 0; /* no memory for its state: not followed */
     else if (p == DYNOBS_PROTO_FCGI_SERVER)
         dynobs__fcgis_init(c);
-    else
+    else if (p == DYNOBS_PROTO_H1_CLIENT)
         dynobs__h1c_init(c);
     return c;
 }
@@ -140,6 +163,10 @@ void dynobs__conn_end(struct dynobs_conn *c, enum dynobs_conn_end how)
     switch (c->proto) {
     case DYNOBS_PROTO_H1_CLIENT:
         dynobs__h1c_end(c, client_error[how]);
+        break;
+    case DYNOBS_PROTO_H2_SERVER:
+        if (how == DYNOBS_END_CLOSED || how == DYNOBS_END_TLS_ERROR)
+            dynobs__h2s_end(c);
         break;
     case DYNOBS_PROTO_H1_SERVER:
     case DYNOBS_PROTO_FCGI_SERVER:

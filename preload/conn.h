@@ -32,6 +32,7 @@
 
 #include "fcgiserver.h"
 #include "h1.h"
+#include "h2.h"
 #include "state.h"
 
 #define DYNOBS_CONN_IGNORED ((struct dynobs_conn *)1)
@@ -49,6 +50,7 @@ enum dynobs_proto {
     DYNOBS_PROTO_H1_CLIENT = 1,
     DYNOBS_PROTO_H1_SERVER = 2,
     DYNOBS_PROTO_FCGI_SERVER = 3,
+    DYNOBS_PROTO_H2_SERVER = 4,
 };
 
 /* How a stream ended under a request in flight. */
@@ -66,6 +68,7 @@ enum dynobs_conn_end {
 struct dynobs_conn {
     struct dynobs_conn *next_free;
     char *scratch; /* TLS: DYNOBS_TLS_SCRATCH bytes from mmap, kept on reuse */
+    struct dynobs_h2_state *h2; /* HTTP/2: mapped at first use, kept on reuse */
     int refs;      /* entries that refer to it; atomic */
     /* What is known of the stream itself. */
     uint8_t transport; /* enum dynobs_transport */
@@ -98,6 +101,10 @@ struct dynobs_conn {
  * DYNOBS_CONN_IGNORED). Cheap: no system call. */
 enum dynobs_proto dynobs__conn_recognise(enum dynobs_role role, const struct iovec *iov,
                                          int iovcnt, size_t n) DYNOBS_INTERNAL;
+/* The same for a server's stream that it writes to before reading (a
+ * server that speaks first): an HTTP/2 server's SETTINGS frame. */
+enum dynobs_proto dynobs__conn_recognise_first_write(const struct iovec *iov, int iovcnt,
+                                                     size_t n) DYNOBS_INTERNAL;
 /* A new connection of that protocol, or NULL when no memory could be had.
  * It has no reference yet: the transport's entry takes the first. */
 struct dynobs_conn *dynobs__conn_open(enum dynobs_transport tr, enum dynobs_proto p,
@@ -127,6 +134,8 @@ static inline int dynobs__conn_wants(const struct dynobs_conn *c, enum dynobs_di
     case DYNOBS_PROTO_FCGI_SERVER:
         return dir == DYNOBS_DIR_OUT ? dynobs__fcgis_wants_out(&c->p.fcgis)
                                      : dynobs__fcgis_wants_in(&c->p.fcgis);
+    case DYNOBS_PROTO_H2_SERVER:
+        return dynobs__h2s_wants(c);
     default:
         return 0;
     }
@@ -193,6 +202,12 @@ static inline void dynobs__conn_data(struct dynobs_conn *c, enum dynobs_dir dir,
             dynobs__fcgis_out(c, iov, iovcnt, n);
         else
             dynobs__fcgis_in(c, iov, iovcnt, n);
+        break;
+    case DYNOBS_PROTO_H2_SERVER:
+        if (dir == DYNOBS_DIR_OUT)
+            dynobs__h2s_out(c, iov, iovcnt, n);
+        else
+            dynobs__h2s_in(c, iov, iovcnt, n);
         break;
     default:
         break;

@@ -92,9 +92,23 @@ static struct dynobs_conn *classify(struct dynobs_ptrslot *e, SSL *s, enum dynob
     return c;
 }
 
+/* A session written to before it was read: a server's that speaks first
+ * (an HTTP/2 server's SETTINGS), or else a client's. */
+static struct dynobs_conn *classify_first_write(struct dynobs_ptrslot *e, SSL *s,
+                                                const void *buf, size_t n)
+{
+    int (*is_server)(const SSL *) = SSLFN(is_server, "SSL_is_server");
+    if (!is_server || is_server(s) != 1)
+        return classify(e, s, DYNOBS_ROLE_CLIENT, buf, n);
+    struct iovec v = {(void *)buf, n};
+    enum dynobs_proto p = dynobs__conn_recognise_first_write(&v, 1, n);
+    struct dynobs_conn *c = p ? dynobs__conn_open(DYNOBS_TRANSPORT_TLS, p, fd_of(s)) : NULL;
+    entry_set(e, c ? c : DYNOBS_CONN_IGNORED);
+    return c;
+}
+
 /* The connection of a session being written to (its protocol wants the
- * bytes), or NULL to pass through. A session written to first is a
- * client's. */
+ * bytes), or NULL to pass through. */
 static struct dynobs_conn *out_conn(SSL *s, const void *buf, size_t n)
 {
     if (!active() || n == 0 || !s)
@@ -107,7 +121,7 @@ static struct dynobs_conn *out_conn(SSL *s, const void *buf, size_t n)
         int saved = errno;
         if (!e)
             e = claim(s);
-        c = e ? classify(e, s, DYNOBS_ROLE_CLIENT, buf, n) : NULL;
+        c = e ? classify_first_write(e, s, buf, n) : NULL;
         errno = saved;
         if (!c)
             return NULL;

@@ -91,11 +91,16 @@ static inline struct dynobs_conn *out_conn(int fd, const struct iovec *iov, int 
     struct dynobs_conn *c = dynobs__fd_get(fd);
     if (DYNOBS_LIKELY(c == DYNOBS_CONN_IGNORED))
         return NULL;
-    if (c == DYNOBS_CONN_ACCEPTED) { /* it speaks first: not a server we trace */
+    if (c == DYNOBS_CONN_ACCEPTED) {
+        /* It speaks first: an HTTP/2 server (its SETTINGS frame), else not
+         * a server we trace. */
         int saved = errno;
-        dynobs__fd_set(fd, DYNOBS_CONN_IGNORED);
+        enum dynobs_proto p = dynobs__conn_recognise_first_write(iov, iovcnt, SIZE_MAX);
+        c = p ? dynobs__conn_open(DYNOBS_TRANSPORT_SOCKET, p, fd) : NULL;
+        dynobs__fd_set(fd, c ? c : DYNOBS_CONN_IGNORED);
         errno = saved;
-        return NULL;
+        if (!c)
+            return NULL;
     }
     if (!c)
         c = classify(fd, iov, iovcnt, NULL);

@@ -1,0 +1,400 @@
+/*
+ * HTTP/2 streams this process answers (see h2.h): each request's header
+ * block read on an accepted connection starts a SERVER span that
+ * continues the caller's trace; the response's END_STREAM (on its DATA,
+ * its headers or its trailers) ends it, and so do a reset from either
+ * side and the connection's end. gRPC calls (content-type
+ * application/grpc) are named "package.Service/Method" and carry the RPC
+ * attributes, with rpc.grpc.status_code from the trailers.
+ *
+ * Streams are multiplexed: requests may be in flight together on one
+ * connection and read by one thread, so the context layer decides, as for
+ * any request read by a thread that multiplexes, whether one is bound to
+ * the thread (dynobs__serving_begin).
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "conn.h"
+#include "h2.h"
+#include "httpmetrics.h"
+#include "policy.h"
+#include "redact.h"
+
+#include "../common/metrics.h"
+
+#define ADD(s, key, type, v, n) dynobs__span_add(s, key, sizeof key - 1, type, v, n)
+#define set_str(s, key, v, n) ((n) ? ADD(s, key, DYNOBS_ATTR_STRING, v, n) : 0)
+
+enum { FREE = 0, STARTING, OPEN, FINISHING };
+
+/* Self-observation counters, in the segment's metric table. */
+static void count(const char *name)
+{
+    struct dynobs_segment *seg = dynobs__segment();
+    if (!seg)
+        return;
+    struct dynobs_metric_def d = {.name = name, .kind = DYNOBS_METRIC_COUNTER};
+    if (dynobs__metric_update(&seg->metrics, &d, 1, NULL) < 0)
+        dynobs__count(DYNOBS_CTR_METRIC_UPDATES_REFUSED);
+}
+
+static struct dynobs_h2_stream *find(struct dynobs_h2_state *st, uint32_t id)
+{
+    for (unsigned i = 0; i < DYNOBS_H2_STREAMS; i++) {
+        struct dynobs_h2_stream *x = &st->streams[i];
+        if (__atomic_load_n(&x->state, __ATOMIC_ACQUIRE) == OPEN && x->id == id)
+            return x;
+    }
+    return NULL;
+}
+
+static struct dynobs_h2_stream *claim(struct dynobs_h2_state *st)
+{
+    for (unsigned i = 0; i < DYNOBS_H2_STREAMS; i++) {
+        uint32_t free_ = FREE;
+        struct dynobs_h2_stream *x = &st->streams[i];
+        if (__atomic_load_n(&x->state, __ATOMIC_RELAXED) == FREE &&
+            __atomic_compare_exchange_n(&x->state, &free_, STARTING, 0, __ATOMIC_ACQUIRE,
+                                        __ATOMIC_RELAXED))
+            return x;
+    }
+    return NULL;
+}
+
+/* host[:port] of :authority without the port. */
+static size_t host_len(const char *a, size_t n)
+{
+    if (n && a[0] == '[') {
+        const char *close_ = memchr(a, ']', n);
+        return close_ ? (size_t)(close_ - a) + 1 : n;
+    }
+    const char *colon = memchr(a, ':', n);
+    return colon ? (size_t)(colon - a) : n;
+}
+
+static void rpc_attrs(struct dynobs_span *s, const char *path, size_t n)
+{
+    /* "/package.Service/Method" */
+    const char *p = n && path[0] == '/' ? path + 1 : path;
+    size_t m = n && path[0] == '/' ? n - 1 : n;
+    const char *slash = memchr(p, '/', m);
+    ADD(s, "rpc.system", DYNOBS_ATTR_STRING, "grpc", 4);
+    if (!slash)
+        return;
+    set_str(s, "rpc.service", p, (size_t)(slash - p));
+    set_str(s, "rpc.method", slash + 1, m - (size_t)(slash - p) - 1);
+}
+
+static void start(struct dynobs_conn *c, struct dynobs_h2_state *st, const struct dynobs_h2_head *h)
+{
+    struct dynobs_thread *t = dynobs__thread();
+    if (!t || !h->method_len)
+        return;
+    struct dynobs_h2_stream *x = claim(st);
+    if (!x) {
+        count("dynobs.http2.streams_untraced");
+        return;
+    }
+    x->id = h->stream;
+    x->grpc = h->grpc;
+    x->status = 0;
+    x->grpc_status = -1;
+    x->start_ns = dynobs__clock_now(&t->clk);
+    memcpy(x->method, h->method, h->method_len);
+    x->method[h->method_len] = '\0';
+
+    struct dynobs_ctx remote;
+    const struct dynobs_ctx *parent = NULL;
+    if (h->tp_count == 1 && h->tp_len)
+        parent = dynobs__ctx_from_headers(&remote, h->traceparent, h->tp_len, h->tracestate,
+                                          h->ts_len);
+    dynobs__conn_facts(c);
+    size_t pl = 0;
+    while (pl < h->path_len && h->path[pl] != '?' && h->path[pl] != '#')
+        pl++;
+    size_t hn = host_len(h->authority, h->authority_len);
+    struct dynobs_rule_facts f = {.kind = DYNOBS_SPAN_KIND_SERVER,
+                                  .method = {x->method, h->method_len},
+                                  .url_path = {h->path, pl},
+                                  .server_address = {hn ? h->authority : NULL, hn}};
+    struct dynobs_decision d;
+    dynobs__decide_routes(&d, &f);
+    dynobs__server_route(d.r, d.routes, h->path, h->path_len, &x->route);
+    char name[sizeof x->method + DYNOBS_ROUTE_MAX];
+    if (x->grpc && pl > 1 && pl < sizeof name) {
+        memcpy(name, h->path + 1, pl - 1);
+        name[pl - 1] = '\0';
+    } else {
+        dynobs__server_span_name(name, x->method, h->method_len, &x->route);
+    }
+    f.span_name.p = name;
+    f.span_name.n = strlen(name);
+    const struct dynobs_span_policy *pol = dynobs__decide(&d, &f, 1);
+    if (x->route.ignored)
+        pol = &dynobs__policy_dropped;
+    x->uncounted = x->route.ignored || (d.drop & DYNOBS_DROP_METRICS);
+    x->rules = d.r;
+    x->redact = d.redact;
+    struct dynobs_span *s = &x->span;
+    if (dynobs__span_begin_ex(s, name, DYNOBS_SPAN_KIND_SERVER, parent, x->start_ns, pol) < 0) {
+        __atomic_store_n(&x->state, FREE, __ATOMIC_RELEASE);
+        return;
+    }
+    if (s->recording) {
+        int tls = c->transport == DYNOBS_TRANSPORT_TLS;
+        if (x->grpc) {
+            rpc_attrs(s, h->path, pl);
+        } else {
+            set_str(s, "http.request.method", x->method, h->method_len);
+            set_str(s, "url.path", h->path, pl);
+            if (d.redact && pl < h->path_len && h->path[pl] == '?') {
+                char q[DYNOBS_QUERY_MAX];
+                size_t ql = pl + 1;
+                while (ql < h->path_len && h->path[ql] != '#')
+                    ql++;
+                size_t n = dynobs__redact_query(d.r, d.redact, h->path + pl + 1, ql - pl - 1, q,
+                                                sizeof q);
+                set_str(s, "url.query", q, n);
+            }
+            set_str(s, "http.route", x->route.text, x->route.len);
+        }
+        if (h->scheme_len)
+            set_str(s, "url.scheme", h->scheme, h->scheme_len);
+        else
+            ADD(s, "url.scheme", DYNOBS_ATTR_STRING, tls ? "https" : "http", tls ? 5u : 4u);
+        if (hn)
+            set_str(s, "server.address", h->authority, hn);
+        else
+            set_str(s, "server.address", c->local_address, strlen(c->local_address));
+        int64_t port = c->local_port;
+        if (port)
+            ADD(s, "server.port", DYNOBS_ATTR_INT, &port, 8);
+        set_str(s, "client.address", c->peer_address, strlen(c->peer_address));
+        set_str(s, "user_agent.original", h->user_agent, h->ua_len);
+        ADD(s, "network.protocol.name", DYNOBS_ATTR_STRING, "http", 4);
+        ADD(s, "network.protocol.version", DYNOBS_ATTR_STRING, "2", 1);
+    }
+    struct dynobs_ctx_carry carry = {0};
+    dynobs__serving_begin(t, s, c->blocking, &carry, &x->serving);
+    __atomic_store_n(&x->state, OPEN, __ATOMIC_RELEASE);
+}
+
+/* gRPC status codes that make a server span an error (the semantic
+ * conventions for gRPC: UNKNOWN, DEADLINE_EXCEEDED, UNIMPLEMENTED,
+ * INTERNAL, UNAVAILABLE, DATA_LOSS). */
+static int grpc_server_error(int code)
+{
+    return code == 2 || code == 4 || code == 12 || code == 13 || code == 14 || code == 15;
+}
+
+static void finish(struct dynobs_conn *c, struct dynobs_h2_stream *x, const char *error_type)
+{
+    uint32_t open = OPEN;
+    if (!__atomic_compare_exchange_n(&x->state, &open, FINISHING, 0, __ATOMIC_ACQUIRE,
+                                     __ATOMIC_RELAXED))
+        return;
+    struct dynobs_span *s = &x->span;
+    struct dynobs_thread *t = dynobs__thread();
+    char codestr[8];
+    if (x->grpc && x->grpc_status >= 0) {
+        dynobs__span_set_int(s, "rpc.grpc.status_code", x->grpc_status);
+        if (grpc_server_error(x->grpc_status)) {
+            dynobs__span_status(s, DYNOBS_STATUS_ERROR, NULL);
+            if (!error_type) {
+                /* The code as text: the codes of gRPC stop at 16. */
+                int n = 0, v = x->grpc_status;
+                if (v >= 10)
+                    codestr[n++] = (char)('0' + v / 10);
+                codestr[n++] = (char)('0' + v % 10);
+                codestr[n] = '\0';
+                error_type = codestr;
+            }
+        }
+    }
+    char http_code[8];
+    error_type = dynobs__http_server_outcome(s, x->status, error_type, http_code);
+    struct dynobs_segment *seg = t && !x->uncounted ? dynobs__segment() : NULL;
+    if (seg) {
+        uint64_t now = dynobs__clock_now(&t->clk);
+        int tls = c->transport == DYNOBS_TRANSPORT_TLS;
+        char cs[8] = "";
+        if (x->status > 0)
+            dynobs__status_text(x->status, cs);
+        const char *parts[][2] = {{"http.request.method", x->method},
+                                  {"http.response.status_code", cs[0] ? cs : NULL},
+                                  {"url.scheme", tls ? "https" : "http"},
+                                  {"http.route", x->route.text},
+                                  {"error.type", error_type}};
+        char labels[DYNOBS_METRIC_KEY_BYTES];
+        dynobs__labels_join(labels, sizeof labels, parts, sizeof parts / sizeof parts[0]);
+        double secs = now > x->start_ns ? (double)(now - x->start_ns) / 1e9 : 0;
+        dynobs__http_server_metric(seg, labels, secs);
+    }
+    dynobs__serving_end(&x->serving, t);
+    dynobs__redact_span(s, x->rules, x->redact);
+    dynobs__span_finish(s);
+    __atomic_store_n(&x->state, FREE, __ATOMIC_RELEASE);
+}
+
+/* ---- what the frame readers report ---- */
+
+static void in_begin(void *arg, uint32_t stream, int end_stream, int promised)
+{
+    struct dynobs_h2_state *st = arg;
+    (void)promised; /* a client cannot promise */
+    dynobs__h2_head_begin(&st->in_head, stream);
+    st->in_head.end_stream = (uint8_t)end_stream;
+}
+
+static void in_field(void *arg, const struct dynobs_hpack_field *f)
+{
+    struct dynobs_h2_state *st = arg;
+    dynobs__h2_head_field(&st->in_head, f);
+}
+
+static void in_end(void *arg, uint32_t stream)
+{
+    struct dynobs_h2_state *st = arg;
+    /* A block on a stream already open is its trailers. */
+    if (!find(st, stream))
+        start(st->conn, st, &st->in_head);
+}
+
+static void in_reset(void *arg, uint32_t stream, uint32_t code)
+{
+    struct dynobs_h2_state *st = arg;
+    (void)code;
+    struct dynobs_h2_stream *x = find(st, stream);
+    if (x)
+        finish(st->conn, x, "stream_reset");
+}
+
+static const struct dynobs_h2_events in_events = {
+    .block_begin = in_begin, .field = in_field, .block_end = in_end, .reset = in_reset};
+
+static void out_begin(void *arg, uint32_t stream, int end_stream, int promised)
+{
+    struct dynobs_h2_state *st = arg;
+    dynobs__h2_head_begin(&st->out_head, promised ? 0 : stream);
+    st->out_head.end_stream = (uint8_t)end_stream;
+}
+
+static void out_field(void *arg, const struct dynobs_hpack_field *f)
+{
+    struct dynobs_h2_state *st = arg;
+    dynobs__h2_head_field(&st->out_head, f);
+}
+
+static void out_end(void *arg, uint32_t stream)
+{
+    struct dynobs_h2_state *st = arg;
+    const struct dynobs_h2_head *h = &st->out_head;
+    struct dynobs_h2_stream *x = h->stream ? find(st, stream) : NULL;
+    if (!x)
+        return;
+    /* The final status, not a 1xx's; grpc-status in a trailers-only
+     * response or in the trailers. */
+    if (h->status >= 200)
+        x->status = h->status;
+    if (h->grpc_status >= 0)
+        x->grpc_status = h->grpc_status;
+    if (h->end_stream)
+        finish(st->conn, x, NULL);
+}
+
+static void out_data(void *arg, uint32_t stream, uint32_t len, int end_stream)
+{
+    struct dynobs_h2_state *st = arg;
+    (void)len;
+    struct dynobs_h2_stream *x = end_stream ? find(st, stream) : NULL;
+    if (x)
+        finish(st->conn, x, NULL);
+}
+
+static void out_reset(void *arg, uint32_t stream, uint32_t code)
+{
+    struct dynobs_h2_state *st = arg;
+    (void)code;
+    struct dynobs_h2_stream *x = find(st, stream);
+    if (x)
+        finish(st->conn, x, "stream_reset");
+}
+
+static const struct dynobs_h2_events out_events = {.block_begin = out_begin,
+                                                   .field = out_field,
+                                                   .block_end = out_end,
+                                                   .data = out_data,
+                                                   .reset = out_reset};
+
+/* ---- the connection layer's entries ---- */
+
+int dynobs__h2s_init(struct dynobs_conn *c)
+{
+    struct dynobs_h2_state *st = c->h2;
+    if (!st) {
+        void *m = mmap(NULL, sizeof *st, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (m == MAP_FAILED)
+            return -ENOMEM;
+        c->h2 = st = m;
+    }
+    dynobs__h2_init(&st->in, 1);
+    dynobs__h2_init(&st->out, 0);
+    st->conn = c;
+    for (unsigned i = 0; i < DYNOBS_H2_STREAMS; i++)
+        __atomic_store_n(&st->streams[i].state, FREE, __ATOMIC_RELAXED);
+    return 0;
+}
+
+int dynobs__h2s_wants(const struct dynobs_conn *c)
+{
+    const struct dynobs_h2_state *st = c->h2;
+    return st && !st->in.lost && !st->out.lost;
+}
+
+/* A direction the reader gave up on: its streams can no longer be
+ * followed to their end, and none is guessed. */
+static void lost(struct dynobs_conn *c)
+{
+    count("dynobs.http2.connections_lost");
+    dynobs__h2s_end(c);
+}
+
+static void feed(struct dynobs_conn *c, struct dynobs_h2_reader *r,
+                 const struct dynobs_h2_events *ev, const struct iovec *iov, int iovcnt, size_t n)
+{
+    struct dynobs_h2_state *st = c->h2;
+    struct dynobs_iov_walk w = {iov, iovcnt, n};
+    while (dynobs__iov_next(&w))
+        if (dynobs__h2_feed(r, w.p, w.len, ev, st) < 0) {
+            lost(c);
+            return;
+        }
+}
+
+void dynobs__h2s_in(struct dynobs_conn *c, const struct iovec *iov, int iovcnt, size_t n)
+{
+    struct dynobs_h2_state *st = c->h2;
+    if (st && !st->in.lost && !st->out.lost)
+        feed(c, &st->in, &in_events, iov, iovcnt, n);
+}
+
+void dynobs__h2s_out(struct dynobs_conn *c, const struct iovec *iov, int iovcnt, size_t n)
+{
+    struct dynobs_h2_state *st = c->h2;
+    if (st && !st->in.lost && !st->out.lost)
+        feed(c, &st->out, &out_events, iov, iovcnt, n);
+}
+
+void dynobs__h2s_end(struct dynobs_conn *c)
+{
+    struct dynobs_h2_state *st = c->h2;
+    if (!st)
+        return;
+    for (unsigned i = 0; i < DYNOBS_H2_STREAMS; i++)
+        if (__atomic_load_n(&st->streams[i].state, __ATOMIC_ACQUIRE) == OPEN)
+            finish(c, &st->streams[i], "connection_closed");
+}
