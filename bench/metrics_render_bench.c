@@ -32,6 +32,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -186,11 +187,14 @@ static long http_get(int port)
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof a) < 0)
+    static const char req[] =
+        "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+    if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof a) < 0 ||
+        write(fd, req, sizeof req - 1) != (ssize_t)(sizeof req - 1)) {
+        if (fd >= 0)
+            close(fd);
         return -1;
-    static const char req[] = "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
-    if (write(fd, req, sizeof req - 1) != (ssize_t)(sizeof req - 1))
-        return -1;
+    }
     static char buf[1 << 16];
     long total = 0;
     ssize_t r;
@@ -297,12 +301,16 @@ int main(int argc, char **argv)
     }
     print("store snapshot alone", summarise(t, scrapes));
     struct dx_buf page = {0};
+    struct rusage ru0, ru1;
+    getrusage(RUSAGE_SELF, &ru0);
     for (int i = 0; i < scrapes; i++) {
         t0 = bench_now_ns();
         bytes = render_once(i == scrapes - 1 ? &page : NULL);
         t[i] = (double)(bench_now_ns() - t0) / 1e6;
     }
-    printf("page: %zu bytes\n", bytes);
+    getrusage(RUSAGE_SELF, &ru1);
+    printf("page: %zu bytes; minor page faults per render: %.1f\n", bytes,
+           (double)(ru1.ru_minflt - ru0.ru_minflt) / scrapes);
     print("render (snapshot + text)", summarise(t, scrapes));
     int port = http ? free_port() : -1;
     if (port > 0 && dx_httpd_route("/healthz", dx_httpd_ok, NULL, 4096) == 0 &&
