@@ -73,12 +73,35 @@ static inline char *put(char *p, const void *s, size_t n)
     return p + n;
 }
 
-static inline char *line_head(char *p, const struct dx_family *f, const char *suffix, size_t sl,
-                              const struct dx_series *s, const char *le, size_t lel)
+/* "name_suffix{", the start of each line of a family, built once per
+ * family: a line then begins with one copy. */
+struct head {
+    size_t len;
+    char text[512 + sizeof "_bucket{"];
+};
+
+/* The heads of a family's lines: [0] a counter's or gauge's sample (with
+ * _total for a counter), then a histogram's _bucket, _sum and _count.
+ * Returns 0, or -1 when the name does not fit (the slow path prints). */
+static int heads_init(struct head h[4], const struct dx_family *f, const char *total)
 {
-    p = put(p, f->prom_name, f->prom_name_len);
-    p = put(p, suffix, sl);
-    *p++ = '{';
+    const char *suffix[4] = {total, "_bucket", "_sum", "_count"};
+    for (int i = 0; i < 4; i++) {
+        size_t sl = strlen(suffix[i]);
+        if (f->prom_name_len + sl + 1 > sizeof h[i].text)
+            return -1;
+        memcpy(h[i].text, f->prom_name, f->prom_name_len);
+        memcpy(h[i].text + f->prom_name_len, suffix[i], sl);
+        h[i].text[f->prom_name_len + sl] = '{';
+        h[i].len = f->prom_name_len + sl + 1;
+    }
+    return 0;
+}
+
+static inline char *line_head(char *p, const struct head *h, const struct dx_series *s,
+                              const char *le, size_t lel)
+{
+    p = put(p, h->text, h->len);
     if (s->prom_labels)
         p = put(p, s->prom_labels, s->prom_labels_len);
     if (le) {
@@ -94,7 +117,7 @@ static inline char *line_head(char *p, const struct dx_family *f, const char *su
 /* Returns 0, or -1 when the room cannot be had (the cap is near, or
  * memory short) or the bounds' texts are missing: the slow path then
  * writes the series and keeps the cap's accounting. */
-static int series_fast(struct dx_buf *b, const struct dx_family *f, const char *total,
+static int series_fast(struct dx_buf *b, const struct dx_family *f, const struct head h[4],
                        const struct dx_series *s)
 {
     int hist = f->kind == DYNOBS_METRIC_HISTOGRAM;
@@ -105,7 +128,7 @@ static int series_fast(struct dx_buf *b, const struct dx_family *f, const char *
     if (!p)
         return -1;
     if (!hist) {
-        p = line_head(p, f, total, strlen(total), s, NULL, 0);
+        p = line_head(p, &h[0], s, NULL, 0);
         p = dx_prom_num(p, s->now.value);
         *p++ = '\n';
         dx_prom_commit(b, p);
@@ -115,17 +138,17 @@ static int series_fast(struct dx_buf *b, const struct dx_family *f, const char *
     const char *le = s->prom_le;
     for (unsigned i = 0; i < s->nbounds; i++) {
         cum += s->now.buckets[i];
-        p = line_head(p, f, "_bucket", 7, s, le, s->prom_le_len[i]);
+        p = line_head(p, &h[1], s, le, s->prom_le_len[i]);
         le += s->prom_le_len[i];
         p = dx_prom_u64(p, cum);
         *p++ = '\n';
     }
     cum += s->now.buckets[s->nbounds];
-    p = line_head(p, f, "_bucket", 7, s, "+Inf", 4);
+    p = line_head(p, &h[1], s, "+Inf", 4);
     p = dx_prom_u64(p, cum);
-    p = line_head(put(p, "\n", 1), f, "_sum", 4, s, NULL, 0);
+    p = line_head(put(p, "\n", 1), &h[2], s, NULL, 0);
     p = dx_prom_num(p, s->now.value);
-    p = line_head(put(p, "\n", 1), f, "_count", 6, s, NULL, 0);
+    p = line_head(put(p, "\n", 1), &h[3], s, NULL, 0);
     p = dx_prom_u64(p, s->now.count);
     *p++ = '\n';
     dx_prom_commit(b, p);
@@ -148,6 +171,8 @@ static void family(struct dx_buf *b, const struct dx_family *f)
     if (first->unit[0])
         dx_buf_printf(b, " (unit %s)", first->unit);
     dx_buf_printf(b, "\n# TYPE %s%s %s\n", f->prom_name, total, type);
+    struct head h[4];
+    int fast = heads_init(h, f, total) == 0;
     for (size_t k = 0; k < f->n; k++) {
         const struct dx_series *s = f->all[k];
         /* With 10 000 series the store is out of the nearer caches: the
@@ -157,7 +182,8 @@ static void family(struct dx_buf *b, const struct dx_family *f)
             __builtin_prefetch(f->all[k + 8]);
         if (k + 4 < f->n)
             __builtin_prefetch(f->all[k + 4]->prom_labels);
-        if (!dx_series_exported(s) || s->kind != f->kind || series_fast(b, f, total, s) == 0)
+        if (!dx_series_exported(s) || s->kind != f->kind ||
+            (fast && series_fast(b, f, h, s) == 0))
             continue;
         if (f->kind != DYNOBS_METRIC_HISTOGRAM) {
             sample_num(b, f, total, s, s->now.value);

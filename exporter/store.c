@@ -424,6 +424,10 @@ int dx_store_snapshot_add(struct dx_store_source *src)
             if (src->slot_series[i + PREFETCH_SLOTS])
                 __builtin_prefetch(src->slot_series[i + PREFETCH_SLOTS], 1);
         }
+        /* An unused slot (most of a large table) costs one load. */
+        if (!src->slot_series[i] &&
+            __atomic_load_n(&rd->slots[i].state, __ATOMIC_ACQUIRE) != DYNOBS_SLOT_READY)
+            continue;
         struct dynobs_metric_view v;
         struct dx_series *s = slot_values(src, i, &v);
         if (!s)
