@@ -73,7 +73,9 @@ static u128 pow10_wide(int k)
 /* v, positive and not an integer, rounded to `prec` significant digits
  * as printf rounds (to nearest, ties to even), when that decimal reads
  * back as v: its digits in *digits and the power of ten of the first in
- * *x10; 0 when it would not read back, -1 outside the range handled.
+ * *x10, and 1; 0 when it would not read back; -1 outside the range
+ * handled; -2 or -3 when x, the guess of v's power of ten, is one too
+ * low or too high (the digits come out one too many or too few).
  * v = m / 2^s exactly; with k = prec - 1 - x10, the digits are
  * m * 10^k / 2^s, and reading back is the decimal lying within half a
  * gap of v (a quarter of the gap above below a power of two). Every
