@@ -168,6 +168,21 @@ __attribute__((noinline)) void snapshot_once(void)
     dx_segments_unlock();
 }
 
+/* This process's resident memory (the store's share of it shows as
+ * the difference between builds). */
+static long rss_kib(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long kib = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "VmRSS: %ld", &kib) == 1)
+            break;
+    if (f)
+        fclose(f);
+    return kib;
+}
+
 static int free_port(void)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -292,8 +307,8 @@ int main(int argc, char **argv)
     double *t = malloc(sizeof(double) * (size_t)scrapes);
     uint64_t t0 = bench_now_ns();
     size_t bytes = render_first();
-    printf("first render (series created): %.3f ms, %zu bytes\n",
-           (double)(bench_now_ns() - t0) / 1e6, bytes);
+    printf("first render (series created): %.3f ms, %zu bytes; RSS %ld KiB\n",
+           (double)(bench_now_ns() - t0) / 1e6, bytes, rss_kib());
     for (int i = 0; i < scrapes; i++) {
         t0 = bench_now_ns();
         snapshot_once();
