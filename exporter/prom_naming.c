@@ -148,6 +148,11 @@ char *dx_prom_labels(const char *service, const char *labels_)
     }
     if (!b.p)
         dx_buf_put(&b, "", 0);
-    return b.p;
+    /* The buffer grew in 4 KiB steps: kept as it is, every series would
+     * hold 4 KiB for a block of about a hundred bytes (40 MB for 10 000
+     * series), and each scrape would read its label blocks from as many
+     * pages. */
+    char *fit = b.p ? realloc(b.p, b.len + 1) : NULL;
+    return fit ? fit : b.p;
 }
 

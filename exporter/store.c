@@ -2,6 +2,7 @@
 #include "store.h"
 
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,7 +14,11 @@
 #include "prom_naming.h"
 #include "util.h"
 
+_Static_assert(offsetof(struct dx_series, now.start_ns) + sizeof(uint64_t) <= 64,
+               "a counter's values share the series' first cache line");
+
 static struct dx_family *families;
+static struct dx_series *folded_series; /* those with has_folded */
 static uint64_t gen;       /* the latest snapshot */
 static uint64_t conflicts; /* series left out: kind or bounds disagree */
 static const struct dynobs_rules *rules; /* in force: its filters drop series */
@@ -214,6 +219,43 @@ static struct dx_series *series_for(const struct dx_resource *res,
     return over ? create(res, v, over) : NULL;
 }
 
+/* The bounds of a histogram as le="..." prints them, once per series
+ * instead of once per bucket line and scrape. */
+static void le_texts(struct dx_series *s)
+{
+    char text[DYNOBS_METRIC_MAX_BUCKETS - 1][40];
+    size_t total = 0;
+    for (unsigned i = 0; i < s->nbounds; i++) {
+        int n = dx_fmt_double(text[i], sizeof text[i], s->bounds[i]);
+        if (n <= 0 || n >= (int)sizeof text[i])
+            return; /* cannot happen for a finite double; printed per scrape then */
+        s->prom_le_len[i] = (uint8_t)n;
+        total += (size_t)n;
+    }
+    char *p = malloc(total + 1);
+    if (!p)
+        return;
+    s->prom_le = p;
+    for (unsigned i = 0; i < s->nbounds; i++) {
+        memcpy(p, text[i], s->prom_le_len[i]);
+        p += s->prom_le_len[i];
+    }
+}
+
+/* Room for one more series in the family's array. */
+static int room_in_family(struct dx_family *f)
+{
+    if (f->n < f->cap)
+        return 0;
+    size_t cap = f->cap ? f->cap * 2 : 16;
+    struct dx_series **all = realloc(f->all, cap * sizeof *all);
+    if (!all)
+        return -1;
+    f->all = all;
+    f->cap = cap;
+    return 0;
+}
+
 /* A new series for a view, under the labels given (taken over). */
 static struct dx_series *create(const struct dx_resource *res, const struct dynobs_metric_view *v,
                                 char *labels)
@@ -223,7 +265,8 @@ static struct dx_series *create(const struct dx_resource *res, const struct dyno
     dx_prom_name(v->name, v->unit, v->kind, prom, sizeof prom);
     struct dx_family *f = family_for(prom, v->kind);
     struct dx_series *s = calloc(1, sizeof *s);
-    if (!f || !s || !(s->service = intern(res->service)) || !(s->name = strdup(v->name))) {
+    if (!f || !s || room_in_family(f) < 0 || !(s->service = intern(res->service)) ||
+        !(s->name = strdup(v->name))) {
         free(s);
         free(labels);
         return NULL;
@@ -238,7 +281,10 @@ static struct dx_series *create(const struct dx_resource *res, const struct dyno
     memcpy(s->bounds, v->bounds, sizeof s->bounds);
     s->res = (struct dx_resource *)res;
     dx_resource_ref(s->res);
+    if (s->kind == DYNOBS_METRIC_HISTOGRAM)
+        le_texts(s);
     decide(s);
+    f->all[f->n++] = s;
     s->hnext = table[h];
     table[h] = s;
     /* Append, so that series print in the order they appeared. */
@@ -312,15 +358,33 @@ static struct dx_series *slot_values(struct dx_store_source *seg, uint32_t i,
     return seg->slot_series[i];
 }
 
+/* Only a histogram's buckets are ever written (add_values), so another
+ * kind's stay zero from calloc and are not rewritten: its series then
+ * costs the snapshot one cache line. */
 static void start_gen(struct dx_series *s)
 {
     if (s->gen == gen)
         return;
     s->gen = gen;
-    if (s->has_folded)
-        s->now = s->folded;
-    else
-        memset(&s->now, 0, sizeof s->now);
+    if (s->kind == DYNOBS_METRIC_HISTOGRAM) {
+        if (s->has_folded)
+            s->now = s->folded;
+        else
+            memset(&s->now, 0, sizeof s->now);
+        return;
+    }
+    if (s->has_folded) {
+        s->now.value = s->folded.value;
+        s->now.start_ns = s->folded.start_ns;
+        s->now.min = s->folded.min;
+        s->now.max = s->folded.max;
+        s->now.count = s->folded.count;
+    } else {
+        s->now.value = 0;
+        s->now.start_ns = 0;
+        s->now.min = s->now.max = 0;
+        s->now.count = 0;
+    }
 }
 
 void dx_store_snapshot_begin(void)
@@ -330,12 +394,14 @@ void dx_store_snapshot_begin(void)
 
 void dx_store_snapshot_end(void)
 {
-    /* Series whose processes all exited still show their totals. */
-    for (struct dx_family *f = families; f; f = f->next)
-        for (struct dx_series *s = f->series; s; s = s->next_in_family)
-            if (s->has_folded)
-                start_gen(s);
+    /* Series whose processes all exited still show their totals. They
+     * have a list of their own, so that the other series are not read
+     * once more here. */
+    for (struct dx_series *s = folded_series; s; s = s->next_folded)
+        start_gen(s);
 }
+
+#define PREFETCH_SLOTS 8
 
 int dx_store_snapshot_add(struct dx_store_source *src)
 {
@@ -345,7 +411,23 @@ int dx_store_snapshot_add(struct dx_store_source *src)
         DX_GUARD_END();
         return -1;
     }
-    for (uint32_t i = 0; i < rd->hdr.metric_slots; i++) {
+    const uint32_t n = rd->hdr.metric_slots;
+    for (uint32_t i = 0; i < n; i++) {
+        /* The slots are 640 bytes apart in a table of megabytes: the state
+         * and value lines of a slot a few places on, and its series, are
+         * asked for now (a prefetch never faults, even past a truncated
+         * mapping). */
+        if (i + PREFETCH_SLOTS < n) {
+            const struct dynobs_metric_slot *ahead = &rd->slots[i + PREFETCH_SLOTS];
+            __builtin_prefetch(ahead);
+            __builtin_prefetch(&ahead->value);
+            if (src->slot_series[i + PREFETCH_SLOTS])
+                __builtin_prefetch(src->slot_series[i + PREFETCH_SLOTS], 1);
+        }
+        /* An unused slot (most of a large table) costs one load. */
+        if (!src->slot_series[i] &&
+            __atomic_load_n(&rd->slots[i].state, __ATOMIC_ACQUIRE) != DYNOBS_SLOT_READY)
+            continue;
         struct dynobs_metric_view v;
         struct dx_series *s = slot_values(src, i, &v);
         if (!s)
@@ -376,6 +458,10 @@ void dx_store_fold(struct dx_store_source *seg)
         if (s->kind != DYNOBS_METRIC_COUNTER && s->kind != DYNOBS_METRIC_HISTOGRAM)
             continue;
         add_values(&s->folded, &v, s->kind);
+        if (!s->has_folded) {
+            s->next_folded = folded_series;
+            folded_series = s;
+        }
         s->has_folded = 1;
     }
     struct interned *svc = service(seg->res->service);

@@ -1,13 +1,17 @@
 /* Naming for Prometheus: metric names from OpenTelemetry names and units,
- * label names and escaped label values; and the exposition of the
- * exporter's own series when no segment is attached. */
+ * label names and escaped label values; the exposition of the
+ * exporter's own series when no segment is attached; and the fast number
+ * writer, which must write what the dx_buf functions write. */
 #include <criterion/criterion.h>
+#include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "buf.h"
 #include "dynobs/dynobs.h"
 #include "prom_naming.h"
+#include "prom_text.h"
 #include "prometheus.h"
 
 static const char *name(const char *otel, const char *unit, int kind)
@@ -118,5 +122,89 @@ Test(exporter_prometheus, self_metrics_without_segments)
     cr_assert(strstr(b.p, "dynobs_exporter_exported_items_total{signal=\"metrics\"} 0\n"), "%s",
               b.p);
     cr_assert(strstr(b.p, "dynobs_exporter_series_conflicts_total 0\n"), "%s", b.p);
+    dx_buf_free(&b);
+}
+
+/* dx_prom_num (prom_text.c) must write every number as dx_buf_num does:
+ * the fast path computes the digits itself and the page must not change. */
+static void num_is_as_before(double v)
+{
+    struct dx_buf b;
+    dx_buf_init(&b, 1 << 10);
+    dx_buf_num(&b, v);
+    char fast[DX_PROM_NUM_MAX + 1];
+    char *end = dx_prom_num(fast, v);
+    cr_assert_leq(end - fast, DX_PROM_NUM_MAX);
+    *end = '\0';
+    cr_assert_str_eq(fast, b.p, "%a", v);
+    dx_buf_free(&b);
+}
+
+Test(exporter_prometheus, numbers_are_written_as_before)
+{
+    static const double fixed_cases[] = {
+        0.1, 0.2, 0.3, 0.1 + 0.2, 1.0 / 3, 2.0 / 3, 0.005, 0.0001, 0.00012345, 0x1p-14,
+        0x1p-14 * 1.5, 6.103515625e-05, 1e-05, 123456789012.4375, 1234567890123.4375,
+        123456789012.015625, 123456789012.046875, 999999999999999.9, 999999999999999.5,
+        1e15 - 0.5, 4503599627370495.5, 0.5, 0.25, 0.125, 1.5, 2.5, 1199.9999999999998,
+        3.14159265358979, 2.718281828459045, 1.7976931348623157e308, 4.9e-324,
+        2.2250738585072014e-308, 1e300, 1e-300, 1e20, 1e16, 9007199254740993.0,
+        9007199254740992.0, 9007199254740991.0, 0.0, -0.0, 42.0, 18446744073709551616.0,
+        (double)NAN, (double)INFINITY, -(double)INFINITY};
+    for (size_t i = 0; i < sizeof fixed_cases / sizeof fixed_cases[0]; i++) {
+        num_is_as_before(fixed_cases[i]);
+        num_is_as_before(-fixed_cases[i]);
+    }
+    /* Neighbours of powers of ten and two (the decimal exponent guess and
+     * the smaller gap below a power of two), then random values of the
+     * kinds a service reports, and random bit patterns. */
+    for (int e = -20; e <= 20; e++) {
+        double p = pow(10, e), q = ldexp(1, e);
+        num_is_as_before(nextafter(p, 0));
+        num_is_as_before(nextafter(p, INFINITY));
+        num_is_as_before(nextafter(q, 0));
+        num_is_as_before(nextafter(q, INFINITY));
+    }
+    uint64_t x = 88172645463325252ull;
+    for (int i = 0; i < 200000; i++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        double v;
+        switch (i % 5) {
+        case 0: /* any bits */
+            memcpy(&v, &x, sizeof v);
+            break;
+        case 1: /* a 53-bit mantissa scaled into and around the fast range */
+            v = ldexp((double)(x >> 11), -(int)(x % 70));
+            break;
+        case 2: /* decimals */
+            v = (double)(int64_t)(x % 2000000001 - 1000000000) / pow(10, (double)(x % 12));
+            break;
+        case 3: /* binary fractions of 12-digit numbers: ties at 17 digits */
+            v = (double)(x % 1000000000000ull) + (double)((x >> 40) % 64) / 64.0;
+            break;
+        default: /* sums of durations */
+            v = (double)(x % 100000) * 0.0007 * (double)(x % 97);
+            break;
+        }
+        if (!isnan(v))
+            num_is_as_before(v);
+    }
+}
+
+Test(exporter_prometheus, room_stops_at_the_cap_without_counting)
+{
+    struct dx_buf b;
+    dx_buf_init(&b, 100);
+    char *p = dx_prom_room(&b, 50);
+    cr_assert_not_null(p);
+    p = dx_prom_u64(p, 18446744073709551615ull);
+    dx_prom_commit(&b, p);
+    cr_assert_str_eq(b.p, "18446744073709551615");
+    /* Past the cap: no room, nothing changed, no overflow yet (the
+     * caller's dx_buf_put decides and counts it). */
+    cr_assert_null(dx_prom_room(&b, 80));
+    cr_assert_eq(b.len, 20);
+    cr_assert_eq(b.overflow, 0);
+    cr_assert_not_null(dx_prom_room(&b, 79));
     dx_buf_free(&b);
 }
