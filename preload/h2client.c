@@ -123,7 +123,10 @@ static void start_stream(struct dynobs_conn *c, struct dynobs_h2_state *st,
         memcpy(x->server_address, host, hn);
         x->server_address[hn] = '\0';
     } else {
-        memcpy(x->server_address, c->peer_address, sizeof x->server_address);
+        size_t pn = strnlen(c->peer_address, sizeof c->peer_address);
+        pn = pn < sizeof x->server_address ? pn : sizeof x->server_address - 1;
+        memcpy(x->server_address, c->peer_address, pn);
+        x->server_address[pn] = '\0';
     }
 
     struct dynobs_ctx remote;
