@@ -78,6 +78,8 @@ enum dynobs_proto dynobs__conn_recognise(enum dynobs_role role, const struct iov
         return DYNOBS_PROTO_FCGI_SERVER;
     if (role == DYNOBS_ROLE_SERVER && h >= 4 && !memcmp(head, DYNOBS_H2_PREFACE, 4))
         return DYNOBS_PROTO_H2_SERVER;
+    if (role == DYNOBS_ROLE_CLIENT && h >= 4 && !memcmp(head, DYNOBS_H2_PREFACE, 4))
+        return DYNOBS_PROTO_H2_CLIENT;
     if (h == 0 || !dynobs__h1_maybe_request(head, h < 4 ? h : 4))
         return 0;
     return role == DYNOBS_ROLE_SERVER ? DYNOBS_PROTO_H1_SERVER : DYNOBS_PROTO_H1_CLIENT;
@@ -107,6 +109,8 @@ struct dynobs_conn *dynobs__conn_adopt(struct dynobs_conn *c, enum dynobs_proto 
         dynobs__h1s_init(c);
     else if (p == DYNOBS_PROTO_H2_SERVER && dynobs__h2s_init(c) < 0)
         c->proto = 0; /* no memory for its state: not followed */
+    else if (p == DYNOBS_PROTO_H2_CLIENT && dynobs__h2c_init(c) < 0)
+        c->proto = 0;
     else if (p == DYNOBS_PROTO_FCGI_SERVER)
         dynobs__fcgis_init(c);
     else if (p == DYNOBS_PROTO_H1_CLIENT)
@@ -163,6 +167,9 @@ void dynobs__conn_end(struct dynobs_conn *c, enum dynobs_conn_end how)
     switch (c->proto) {
     case DYNOBS_PROTO_H1_CLIENT:
         dynobs__h1c_end(c, client_error[how]);
+        break;
+    case DYNOBS_PROTO_H2_CLIENT:
+        dynobs__h2c_end(c, client_error[how]);
         break;
     case DYNOBS_PROTO_H2_SERVER:
         if (how == DYNOBS_END_CLOSED || how == DYNOBS_END_TLS_ERROR)

@@ -51,6 +51,7 @@ enum dynobs_proto {
     DYNOBS_PROTO_H1_SERVER = 2,
     DYNOBS_PROTO_FCGI_SERVER = 3,
     DYNOBS_PROTO_H2_SERVER = 4,
+    DYNOBS_PROTO_H2_CLIENT = 5,
 };
 
 /* How a stream ended under a request in flight. */
@@ -135,6 +136,7 @@ static inline int dynobs__conn_wants(const struct dynobs_conn *c, enum dynobs_di
         return dir == DYNOBS_DIR_OUT ? dynobs__fcgis_wants_out(&c->p.fcgis)
                                      : dynobs__fcgis_wants_in(&c->p.fcgis);
     case DYNOBS_PROTO_H2_SERVER:
+    case DYNOBS_PROTO_H2_CLIENT:
         return dynobs__h2s_wants(c);
     default:
         return 0;
@@ -162,8 +164,20 @@ static inline struct dynobs_conn *dynobs__conn_for_read(struct dynobs_conn *c)
  * Returns the offset, or -1 when nothing of ours goes out in this call. */
 struct dynobs_insert {
     const char *bytes;
-    size_t len; /* 0: nothing of ours to add (the application set its own) */
+    size_t len;  /* 0: nothing of ours to add (the application set its own) */
+    size_t skip; /* the application's bytes at the offset that ours replace
+                  * (an HTTP/2 frame rewritten); 0: ours are only added */
+    size_t stop; /* 0, or where the call should end in the application's
+                  * bytes (more of ours to plan from there on): a transport
+                  * may end it there where a short write is allowed */
 };
+
+/* 1 when the connection's protocol adds bytes of ours to what the
+ * application writes (a client's); a server's writes are only watched. */
+static inline int dynobs__conn_adds(const struct dynobs_conn *c)
+{
+    return c->proto == DYNOBS_PROTO_H1_CLIENT || c->proto == DYNOBS_PROTO_H2_CLIENT;
+}
 static inline long dynobs__conn_plan(struct dynobs_conn *c, const struct iovec *iov,
                                      int iovcnt, struct dynobs_insert *ins)
 {
@@ -171,12 +185,15 @@ static inline long dynobs__conn_plan(struct dynobs_conn *c, const struct iovec *
      * watched, never changed. */
     if (c->proto == DYNOBS_PROTO_H1_CLIENT)
         return dynobs__h1c_plan(c, iov, iovcnt, ins);
+    if (c->proto == DYNOBS_PROTO_H2_CLIENT)
+        return dynobs__h2c_plan(c, iov, iovcnt, ins);
     return -1;
 }
 
 /* The one entry after a call moved bytes: n of the application's bytes of
- * iov went in direction dir; for a write, `ours` of our planned bytes went
- * with them (DYNOBS_INSERT_GIVEN_UP: the transport could not send them
+ * iov went in direction dir (for a rewritten frame, its bytes count once
+ * all of ours that replace them went out); for a write, `ours` of our
+ * planned bytes went with them (DYNOBS_INSERT_GIVEN_UP: the transport could not send them
  * and never will; the request then goes without them). */
 #define DYNOBS_INSERT_GIVEN_UP (-1L)
 static inline void dynobs__conn_data(struct dynobs_conn *c, enum dynobs_dir dir,
@@ -208,6 +225,12 @@ static inline void dynobs__conn_data(struct dynobs_conn *c, enum dynobs_dir dir,
             dynobs__h2s_out(c, iov, iovcnt, n);
         else
             dynobs__h2s_in(c, iov, iovcnt, n);
+        break;
+    case DYNOBS_PROTO_H2_CLIENT:
+        if (dir == DYNOBS_DIR_OUT)
+            dynobs__h2c_out(c, iov, iovcnt, n, ours);
+        else
+            dynobs__h2c_in(c, iov, iovcnt, n);
         break;
     default:
         break;

@@ -293,6 +293,8 @@ long dynobs__h1c_plan(struct dynobs_conn *c, const struct iovec *iov, int iovcnt
     }
     ins->bytes = h->inj + h->inj_sent;
     ins->len = k >= 0 ? (size_t)h->inj_len - h->inj_sent : 0;
+    ins->skip = 0;
+    ins->stop = 0;
     return k;
 }
 

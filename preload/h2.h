@@ -5,6 +5,10 @@
  *               continues the caller's trace, ended by the response's
  *               END_STREAM or a reset; gRPC calls get the RPC attributes
  *               and status from the trailers.
+ *   h2client.c  streams this process opens: a CLIENT span each, and our
+ *               traceparent appended to the HEADERS frame that opens it
+ *               (the frame rewritten before it goes out).
+ *   h2stream.c  what both share: the stream table, counters, RPC names.
  * The state is large (two HPACK tables and a span per stream), so it is
  * mapped once per connection state at its first HTTP/2 use and kept with
  * it across reuses (struct dynobs_conn.h2).
@@ -64,6 +68,8 @@ struct dynobs_h2_stream {
     uint32_t id;
     uint8_t grpc;
     uint8_t uncounted;
+    int server_port; /* a client's: the peer's */
+    char server_address[DYNOBS_H1_HOST_MAX];
     int status;
     int grpc_status;
     uint64_t start_ns;
@@ -75,12 +81,33 @@ struct dynobs_h2_stream {
     struct dynobs_span span;
 };
 
+/* Room for the rewritten frames of one write (with what lies between
+ * them). A frame past it goes out as the application wrote it (counted). */
+#define DYNOBS_H2_INJ_MAX (64u * 1024u)
+#define DYNOBS_H2_NO_PLAN UINT64_MAX
+
 struct dynobs_h2_state {
     struct dynobs_h2_reader in;
     struct dynobs_h2_reader out;
     struct dynobs_h2_head in_head;  /* the block being read in */
     struct dynobs_h2_head out_head; /* the block being written out */
     struct dynobs_conn *conn;
+    /* A client's plan (h2client.c), in offsets of the bytes the
+     * application writes: out_pos of them went out, fed_pos were read by
+     * the out reader (ahead of out_pos while a rewritten frame is
+     * planned: the frame and what precedes it in the same call). */
+    uint64_t out_pos;
+    uint64_t fed_pos;
+    uint64_t inj_pos;       /* where the planned frame starts; DYNOBS_H2_NO_PLAN */
+    uint32_t inj_skip;      /* its bytes as the application wrote them */
+    uint32_t inj_len;       /* its bytes as we send them */
+    uint32_t inj_sent;      /* of which gone out */
+    uint32_t last_stream;   /* the highest stream the client opened */
+    uint32_t planning;      /* the stream whose frame is being planned, 0 none */
+    uint32_t peer_max_frame; /* the server's SETTINGS_MAX_FRAME_SIZE */
+    uint16_t lit_len;       /* our fields for the planned frame */
+    uint8_t lit[1024];
+    uint8_t inj[DYNOBS_H2_INJ_MAX];
     struct dynobs_h2_stream streams[DYNOBS_H2_STREAMS];
 };
 
@@ -98,6 +125,46 @@ void dynobs__h2s_out(struct dynobs_conn *c, const struct iovec *iov, int iovcnt,
 void dynobs__h2s_end(struct dynobs_conn *c) DYNOBS_INTERNAL;
 /* Both directions are followed until one is lost. */
 int dynobs__h2s_wants(const struct dynobs_conn *c) DYNOBS_INTERNAL;
+
+/* ---- client ---- */
+
+int dynobs__h2c_init(struct dynobs_conn *c) DYNOBS_INTERNAL;
+struct dynobs_insert;
+long dynobs__h2c_plan(struct dynobs_conn *c, const struct iovec *iov, int iovcnt,
+                      struct dynobs_insert *ins) DYNOBS_INTERNAL;
+void dynobs__h2c_out(struct dynobs_conn *c, const struct iovec *iov, int iovcnt, size_t n,
+                     long ours) DYNOBS_INTERNAL;
+void dynobs__h2c_in(struct dynobs_conn *c, const struct iovec *iov, int iovcnt,
+                    size_t n) DYNOBS_INTERNAL;
+void dynobs__h2c_end(struct dynobs_conn *c, const char *error_type) DYNOBS_INTERNAL;
+
+/* ---- shared (h2stream.c) ---- */
+
+/* The state of c, mapped at its first use (client_preface: the reader
+ * of what this side writes expects the client preface). */
+struct dynobs_h2_state *dynobs__h2_state(struct dynobs_conn *c) DYNOBS_INTERNAL;
+/* An open stream's entry, or NULL. */
+struct dynobs_h2_stream *dynobs__h2_find(struct dynobs_h2_state *st,
+                                         uint32_t id) DYNOBS_INTERNAL;
+/* A free entry, claimed (state STARTING), or NULL when all are taken
+ * (counted). */
+struct dynobs_h2_stream *dynobs__h2_claim(struct dynobs_h2_state *st) DYNOBS_INTERNAL;
+#define DYNOBS_H2_FREE 0u
+#define DYNOBS_H2_STARTING 1u
+#define DYNOBS_H2_OPEN 2u
+#define DYNOBS_H2_FINISHING 3u
+/* Claims an open stream for its end: 1 for the one caller that may end it. */
+int dynobs__h2_finishing(struct dynobs_h2_stream *x) DYNOBS_INTERNAL;
+/* Counts one event in the segment's metric table. */
+void dynobs__h2_count(const char *name) DYNOBS_INTERNAL;
+/* host[:port] without the port. */
+size_t dynobs__h2_host_len(const char *authority, size_t n) DYNOBS_INTERNAL;
+/* rpc.system, rpc.service and rpc.method of a gRPC path. */
+void dynobs__h2_rpc_attrs(struct dynobs_span *s, const char *path, size_t n) DYNOBS_INTERNAL;
+/* Feeds bytes [from, to) of an iovec array to reader r. */
+int dynobs__h2_feed_range(struct dynobs_h2_reader *r, const struct dynobs_h2_events *ev,
+                          void *arg, const struct iovec *iov, int iovcnt, size_t from,
+                          size_t to) DYNOBS_INTERNAL;
 
 /* The fields of a block that matter to a span, kept in h as they pass
  * (shared by both roles). */

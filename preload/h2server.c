@@ -15,7 +15,6 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <string.h>
-#include <sys/mman.h>
 
 #include "conn.h"
 #include "h2.h"
@@ -23,81 +22,17 @@
 #include "policy.h"
 #include "redact.h"
 
-#include "../common/metrics.h"
-
 #define ADD(s, key, type, v, n) dynobs__span_add(s, key, sizeof key - 1, type, v, n)
 #define set_str(s, key, v, n) ((n) ? ADD(s, key, DYNOBS_ATTR_STRING, v, n) : 0)
-
-enum { FREE = 0, STARTING, OPEN, FINISHING };
-
-/* Self-observation counters, in the segment's metric table. */
-static void count(const char *name)
-{
-    struct dynobs_segment *seg = dynobs__segment();
-    if (!seg)
-        return;
-    struct dynobs_metric_def d = {.name = name, .kind = DYNOBS_METRIC_COUNTER};
-    if (dynobs__metric_update(&seg->metrics, &d, 1, NULL) < 0)
-        dynobs__count(DYNOBS_CTR_METRIC_UPDATES_REFUSED);
-}
-
-static struct dynobs_h2_stream *find(struct dynobs_h2_state *st, uint32_t id)
-{
-    for (unsigned i = 0; i < DYNOBS_H2_STREAMS; i++) {
-        struct dynobs_h2_stream *x = &st->streams[i];
-        if (__atomic_load_n(&x->state, __ATOMIC_ACQUIRE) == OPEN && x->id == id)
-            return x;
-    }
-    return NULL;
-}
-
-static struct dynobs_h2_stream *claim(struct dynobs_h2_state *st)
-{
-    for (unsigned i = 0; i < DYNOBS_H2_STREAMS; i++) {
-        uint32_t free_ = FREE;
-        struct dynobs_h2_stream *x = &st->streams[i];
-        if (__atomic_load_n(&x->state, __ATOMIC_RELAXED) == FREE &&
-            __atomic_compare_exchange_n(&x->state, &free_, STARTING, 0, __ATOMIC_ACQUIRE,
-                                        __ATOMIC_RELAXED))
-            return x;
-    }
-    return NULL;
-}
-
-/* host[:port] of :authority without the port. */
-static size_t host_len(const char *a, size_t n)
-{
-    if (n && a[0] == '[') {
-        const char *close_ = memchr(a, ']', n);
-        return close_ ? (size_t)(close_ - a) + 1 : n;
-    }
-    const char *colon = memchr(a, ':', n);
-    return colon ? (size_t)(colon - a) : n;
-}
-
-static void rpc_attrs(struct dynobs_span *s, const char *path, size_t n)
-{
-    /* "/package.Service/Method" */
-    const char *p = n && path[0] == '/' ? path + 1 : path;
-    size_t m = n && path[0] == '/' ? n - 1 : n;
-    const char *slash = memchr(p, '/', m);
-    ADD(s, "rpc.system", DYNOBS_ATTR_STRING, "grpc", 4);
-    if (!slash)
-        return;
-    set_str(s, "rpc.service", p, (size_t)(slash - p));
-    set_str(s, "rpc.method", slash + 1, m - (size_t)(slash - p) - 1);
-}
 
 static void start(struct dynobs_conn *c, struct dynobs_h2_state *st, const struct dynobs_h2_head *h)
 {
     struct dynobs_thread *t = dynobs__thread();
     if (!t || !h->method_len)
         return;
-    struct dynobs_h2_stream *x = claim(st);
-    if (!x) {
-        count("dynobs.http2.streams_untraced");
+    struct dynobs_h2_stream *x = dynobs__h2_claim(st);
+    if (!x)
         return;
-    }
     x->id = h->stream;
     x->grpc = h->grpc;
     x->status = 0;
@@ -115,7 +50,7 @@ static void start(struct dynobs_conn *c, struct dynobs_h2_state *st, const struc
     size_t pl = 0;
     while (pl < h->path_len && h->path[pl] != '?' && h->path[pl] != '#')
         pl++;
-    size_t hn = host_len(h->authority, h->authority_len);
+    size_t hn = dynobs__h2_host_len(h->authority, h->authority_len);
     struct dynobs_rule_facts f = {.kind = DYNOBS_SPAN_KIND_SERVER,
                                   .method = {x->method, h->method_len},
                                   .url_path = {h->path, pl},
@@ -140,13 +75,13 @@ static void start(struct dynobs_conn *c, struct dynobs_h2_state *st, const struc
     x->redact = d.redact;
     struct dynobs_span *s = &x->span;
     if (dynobs__span_begin_ex(s, name, DYNOBS_SPAN_KIND_SERVER, parent, x->start_ns, pol) < 0) {
-        __atomic_store_n(&x->state, FREE, __ATOMIC_RELEASE);
+        __atomic_store_n(&x->state, DYNOBS_H2_FREE, __ATOMIC_RELEASE);
         return;
     }
     if (s->recording) {
         int tls = c->transport == DYNOBS_TRANSPORT_TLS;
         if (x->grpc) {
-            rpc_attrs(s, h->path, pl);
+            dynobs__h2_rpc_attrs(s, h->path, pl);
         } else {
             set_str(s, "http.request.method", x->method, h->method_len);
             set_str(s, "url.path", h->path, pl);
@@ -179,7 +114,7 @@ static void start(struct dynobs_conn *c, struct dynobs_h2_state *st, const struc
     }
     struct dynobs_ctx_carry carry = {0};
     dynobs__serving_begin(t, s, c->blocking, &carry, &x->serving);
-    __atomic_store_n(&x->state, OPEN, __ATOMIC_RELEASE);
+    __atomic_store_n(&x->state, DYNOBS_H2_OPEN, __ATOMIC_RELEASE);
 }
 
 /* gRPC status codes that make a server span an error (the semantic
@@ -192,9 +127,7 @@ static int grpc_server_error(int code)
 
 static void finish(struct dynobs_conn *c, struct dynobs_h2_stream *x, const char *error_type)
 {
-    uint32_t open = OPEN;
-    if (!__atomic_compare_exchange_n(&x->state, &open, FINISHING, 0, __ATOMIC_ACQUIRE,
-                                     __ATOMIC_RELAXED))
+    if (!dynobs__h2_finishing(x))
         return;
     struct dynobs_span *s = &x->span;
     struct dynobs_thread *t = dynobs__thread();
@@ -236,7 +169,7 @@ static void finish(struct dynobs_conn *c, struct dynobs_h2_stream *x, const char
     dynobs__serving_end(&x->serving, t);
     dynobs__redact_span(s, x->rules, x->redact);
     dynobs__span_finish(s);
-    __atomic_store_n(&x->state, FREE, __ATOMIC_RELEASE);
+    __atomic_store_n(&x->state, DYNOBS_H2_FREE, __ATOMIC_RELEASE);
 }
 
 /* ---- what the frame readers report ---- */
@@ -259,7 +192,7 @@ static void in_end(void *arg, uint32_t stream)
 {
     struct dynobs_h2_state *st = arg;
     /* A block on a stream already open is its trailers. */
-    if (!find(st, stream))
+    if (!dynobs__h2_find(st, stream))
         start(st->conn, st, &st->in_head);
 }
 
@@ -267,7 +200,7 @@ static void in_reset(void *arg, uint32_t stream, uint32_t code)
 {
     struct dynobs_h2_state *st = arg;
     (void)code;
-    struct dynobs_h2_stream *x = find(st, stream);
+    struct dynobs_h2_stream *x = dynobs__h2_find(st, stream);
     if (x)
         finish(st->conn, x, "stream_reset");
 }
@@ -292,7 +225,7 @@ static void out_end(void *arg, uint32_t stream)
 {
     struct dynobs_h2_state *st = arg;
     const struct dynobs_h2_head *h = &st->out_head;
-    struct dynobs_h2_stream *x = h->stream ? find(st, stream) : NULL;
+    struct dynobs_h2_stream *x = h->stream ? dynobs__h2_find(st, stream) : NULL;
     if (!x)
         return;
     /* The final status, not a 1xx's; grpc-status in a trailers-only
@@ -309,7 +242,7 @@ static void out_data(void *arg, uint32_t stream, uint32_t len, int end_stream)
 {
     struct dynobs_h2_state *st = arg;
     (void)len;
-    struct dynobs_h2_stream *x = end_stream ? find(st, stream) : NULL;
+    struct dynobs_h2_stream *x = end_stream ? dynobs__h2_find(st, stream) : NULL;
     if (x)
         finish(st->conn, x, NULL);
 }
@@ -318,7 +251,7 @@ static void out_reset(void *arg, uint32_t stream, uint32_t code)
 {
     struct dynobs_h2_state *st = arg;
     (void)code;
-    struct dynobs_h2_stream *x = find(st, stream);
+    struct dynobs_h2_stream *x = dynobs__h2_find(st, stream);
     if (x)
         finish(st->conn, x, "stream_reset");
 }
@@ -333,19 +266,11 @@ static const struct dynobs_h2_events out_events = {.block_begin = out_begin,
 
 int dynobs__h2s_init(struct dynobs_conn *c)
 {
-    struct dynobs_h2_state *st = c->h2;
-    if (!st) {
-        void *m = mmap(NULL, sizeof *st, PROT_READ | PROT_WRITE,
-                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-        if (m == MAP_FAILED)
-            return -ENOMEM;
-        c->h2 = st = m;
-    }
+    struct dynobs_h2_state *st = dynobs__h2_state(c);
+    if (!st)
+        return -ENOMEM;
     dynobs__h2_init(&st->in, 1);
     dynobs__h2_init(&st->out, 0);
-    st->conn = c;
-    for (unsigned i = 0; i < DYNOBS_H2_STREAMS; i++)
-        __atomic_store_n(&st->streams[i].state, FREE, __ATOMIC_RELAXED);
     return 0;
 }
 
@@ -359,7 +284,7 @@ int dynobs__h2s_wants(const struct dynobs_conn *c)
  * followed to their end, and none is guessed. */
 static void lost(struct dynobs_conn *c)
 {
-    count("dynobs.http2.connections_lost");
+    dynobs__h2_count("dynobs.http2.connections_lost");
     dynobs__h2s_end(c);
 }
 
@@ -395,6 +320,6 @@ void dynobs__h2s_end(struct dynobs_conn *c)
     if (!st)
         return;
     for (unsigned i = 0; i < DYNOBS_H2_STREAMS; i++)
-        if (__atomic_load_n(&st->streams[i].state, __ATOMIC_ACQUIRE) == OPEN)
+        if (__atomic_load_n(&st->streams[i].state, __ATOMIC_ACQUIRE) == DYNOBS_H2_OPEN)
             finish(c, &st->streams[i], "connection_closed");
 }

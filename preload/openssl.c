@@ -199,7 +199,8 @@ static int out(SSL *s, struct dynobs_conn *c, const void *buf, size_t num, write
     for (;;) {
         struct dynobs_insert ins;
         long k = dynobs__conn_plan(c, &v, 1, &ins);
-        if (k < 0 || ins.len == 0 || num + ins.len > DYNOBS_TLS_SCRATCH || !scratch_of(c)) {
+        if (k < 0 || ins.len == 0 || num - ins.skip + ins.len > DYNOBS_TLS_SCRATCH ||
+            !scratch_of(c)) {
             /* Nothing of ours to add here (or too much to splice into one
              * record run, or no buffer: the request then goes without our
              * lines). */
@@ -214,11 +215,14 @@ static int out(SSL *s, struct dynobs_conn *c, const void *buf, size_t num, write
         }
         /* The same bytes at the same address on every retry, as OpenSSL
          * requires of a write that returned WANT_WRITE. */
+        /* (SSL_write writes all or nothing: ins.stop is not used; what
+         * lies past it goes out as the application wrote it.) */
+        size_t after = (size_t)k + ins.skip;
         memcpy(c->scratch, buf, (size_t)k);
         memcpy(c->scratch + k, ins.bytes, ins.len);
-        memcpy(c->scratch + k + ins.len, (const char *)buf + k, num - (size_t)k);
+        memcpy(c->scratch + k + ins.len, (const char *)buf + after, num - after);
         size_t r = 0;
-        int rc = w(s, c->scratch, num + ins.len, &r);
+        int rc = w(s, c->scratch, num - ins.skip + ins.len, &r);
         if (rc <= 0)
             return rc;
         int saved = errno;
@@ -229,10 +233,11 @@ static int out(SSL *s, struct dynobs_conn *c, const void *buf, size_t num, write
             return 1;
         }
         size_t ours = r - (size_t)k < ins.len ? r - (size_t)k : ins.len;
-        dynobs__conn_data(c, DYNOBS_DIR_OUT, &v, 1, r - ours, (long)ours);
+        size_t consumed = r - ours + (ours == ins.len ? ins.skip : 0);
+        dynobs__conn_data(c, DYNOBS_DIR_OUT, &v, 1, consumed, (long)ours);
         errno = saved;
-        if (r - ours > 0) {
-            *written = r - ours;
+        if (consumed > 0) {
+            *written = consumed;
             return 1;
         }
         /* Only part of our lines went out (partial-write mode): send the

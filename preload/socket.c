@@ -168,35 +168,36 @@ static ssize_t original(const struct out_call *o)
 
 #define SPLICE_IOV 64
 
-/* The application's bytes with ours inserted at offset k, in one call. */
-static ssize_t spliced(const struct out_call *o, size_t k, const char *ins, size_t inslen,
+/* The application's bytes with ours at offset k, in place of the skip
+ * bytes there (none for added lines), in one call. */
+static ssize_t spliced(const struct out_call *o, size_t k, const struct dynobs_insert *ins,
                        int *fallback)
 {
     struct iovec v[SPLICE_IOV];
     int nv = 0;
-    size_t off = 0;
-    int inserted = 0;
-    for (int i = 0; i < o->iovcnt; i++) {
+    size_t off = 0, skip_end = k + ins->skip;
+    int inserted = 0, full = 0;
+    for (int i = 0; i < o->iovcnt && !full && (!ins->stop || off < ins->stop); i++) {
         const char *b = o->iov[i].iov_base;
-        size_t len = o->iov[i].iov_len;
-        if (!inserted && k <= off + len) {
-            size_t head = k - off;
-            if (nv + 3 > SPLICE_IOV)
-                break;
-            if (head)
-                v[nv++] = (struct iovec){(void *)b, head};
-            v[nv++] = (struct iovec){(void *)ins, inslen};
-            if (len > head)
-                v[nv++] = (struct iovec){(void *)(b + head), len - head};
-            inserted = 1;
-        } else {
-            if (nv + 1 > SPLICE_IOV)
-                break;
-            v[nv++] = o->iov[i];
+        size_t a = off, e = off + o->iov[i].iov_len;
+        off = e;
+        if (ins->stop && e > ins->stop)
+            e = ins->stop;
+        if (nv + 3 > SPLICE_IOV) {
+            full = 1;
+            break;
         }
-        off += len;
+        if (a < k)
+            v[nv++] = (struct iovec){(void *)b, (e < k ? e : k) - a};
+        if (!inserted && k <= e) {
+            v[nv++] = (struct iovec){(void *)ins->bytes, ins->len};
+            inserted = 1;
+        }
+        size_t from = a > skip_end ? a : skip_end;
+        if (inserted && from < e)
+            v[nv++] = (struct iovec){(void *)(b + (from - a)), e - from};
     }
-    if (!inserted) { /* too many pieces to splice: send as the app asked */
+    if (!inserted || full) { /* too many pieces to splice: send as the app asked */
         *fallback = 1;
         return original(o);
     }
@@ -229,7 +230,7 @@ static ssize_t out(const struct out_call *o, struct dynobs_conn *c)
 {
     /* A server's response is only watched: the real call, then its
      * bytes. */
-    if (c->proto != DYNOBS_PROTO_H1_CLIENT) {
+    if (!dynobs__conn_adds(c)) {
         ssize_t r = original(o);
         if (r > 0) {
             int saved = errno;
@@ -242,8 +243,10 @@ static ssize_t out(const struct out_call *o, struct dynobs_conn *c)
         struct dynobs_insert ins;
         long k = dynobs__conn_plan(c, o->iov, o->iovcnt, &ins);
         int fallback = 0;
-        ssize_t r = k >= 0 && ins.len ? spliced(o, (size_t)k, ins.bytes, ins.len, &fallback)
-                                      : original(o);
+        /* Only a non-blocking caller may be told of a short write. */
+        if (k >= 0 && ins.len && ins.stop && !nonblocking(o))
+            ins.stop = 0;
+        ssize_t r = k >= 0 && ins.len ? spliced(o, (size_t)k, &ins, &fallback) : original(o);
         if (r < 0)
             return r;
         int saved = errno;
@@ -259,7 +262,9 @@ static ssize_t out(const struct out_call *o, struct dynobs_conn *c)
             return r;
         }
         size_t ours = (size_t)r - (size_t)k < ins.len ? (size_t)r - (size_t)k : ins.len;
-        size_t consumed = (size_t)r - ours;
+        /* The application's bytes that ours replace count once all of
+         * ours went out. */
+        size_t consumed = (size_t)r - ours + (ours == ins.len ? ins.skip : 0);
         dynobs__conn_data(c, DYNOBS_DIR_OUT, o->iov, o->iovcnt, consumed, (long)ours);
         errno = saved;
         if (consumed > 0)

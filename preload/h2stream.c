@@ -1,0 +1,114 @@
+/*
+ * What the HTTP/2 client and server share (h2.h): the connection's state
+ * and its stream table, self-observation counters, gRPC names.
+ */
+#define _GNU_SOURCE
+#include <string.h>
+#include <sys/mman.h>
+
+#include "conn.h"
+#include "h2.h"
+
+#include "../common/metrics.h"
+
+struct dynobs_h2_state *dynobs__h2_state(struct dynobs_conn *c)
+{
+    struct dynobs_h2_state *st = c->h2;
+    if (!st) {
+        /* Mapped without reserving swap: the stream table's spans and the
+         * HPACK tables' ends are touched only when used. */
+        void *m = mmap(NULL, sizeof *st, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (m == MAP_FAILED)
+            return NULL;
+        c->h2 = st = m;
+    }
+    st->conn = c;
+    for (unsigned i = 0; i < DYNOBS_H2_STREAMS; i++)
+        __atomic_store_n(&st->streams[i].state, DYNOBS_H2_FREE, __ATOMIC_RELAXED);
+    return st;
+}
+
+struct dynobs_h2_stream *dynobs__h2_find(struct dynobs_h2_state *st, uint32_t id)
+{
+    for (unsigned i = 0; i < DYNOBS_H2_STREAMS; i++) {
+        struct dynobs_h2_stream *x = &st->streams[i];
+        if (__atomic_load_n(&x->state, __ATOMIC_ACQUIRE) == DYNOBS_H2_OPEN && x->id == id)
+            return x;
+    }
+    return NULL;
+}
+
+struct dynobs_h2_stream *dynobs__h2_claim(struct dynobs_h2_state *st)
+{
+    for (unsigned i = 0; i < DYNOBS_H2_STREAMS; i++) {
+        uint32_t free_ = DYNOBS_H2_FREE;
+        struct dynobs_h2_stream *x = &st->streams[i];
+        if (__atomic_load_n(&x->state, __ATOMIC_RELAXED) == DYNOBS_H2_FREE &&
+            __atomic_compare_exchange_n(&x->state, &free_, DYNOBS_H2_STARTING, 0,
+                                        __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
+            return x;
+    }
+    dynobs__h2_count("dynobs.http2.streams_untraced");
+    return NULL;
+}
+
+int dynobs__h2_finishing(struct dynobs_h2_stream *x)
+{
+    uint32_t open = DYNOBS_H2_OPEN;
+    return __atomic_compare_exchange_n(&x->state, &open, DYNOBS_H2_FINISHING, 0,
+                                       __ATOMIC_ACQUIRE, __ATOMIC_RELAXED);
+}
+
+void dynobs__h2_count(const char *name)
+{
+    struct dynobs_segment *seg = dynobs__segment();
+    if (!seg)
+        return;
+    struct dynobs_metric_def d = {.name = name, .kind = DYNOBS_METRIC_COUNTER};
+    if (dynobs__metric_update(&seg->metrics, &d, 1, NULL) < 0)
+        dynobs__count(DYNOBS_CTR_METRIC_UPDATES_REFUSED);
+}
+
+size_t dynobs__h2_host_len(const char *a, size_t n)
+{
+    if (n && a[0] == '[') {
+        const char *close_ = memchr(a, ']', n);
+        return close_ ? (size_t)(close_ - a) + 1 : n;
+    }
+    const char *colon = memchr(a, ':', n);
+    return colon ? (size_t)(colon - a) : n;
+}
+
+void dynobs__h2_rpc_attrs(struct dynobs_span *s, const char *path, size_t n)
+{
+    /* "/package.Service/Method" */
+    const char *p = n && path[0] == '/' ? path + 1 : path;
+    size_t m = n && path[0] == '/' ? n - 1 : n;
+    const char *slash = memchr(p, '/', m);
+    dynobs__span_add(s, "rpc.system", 10, DYNOBS_ATTR_STRING, "grpc", 4);
+    if (!slash)
+        return;
+    if (slash > p)
+        dynobs__span_add(s, "rpc.service", 11, DYNOBS_ATTR_STRING, p, (size_t)(slash - p));
+    size_t ml = m - (size_t)(slash - p) - 1;
+    if (ml)
+        dynobs__span_add(s, "rpc.method", 10, DYNOBS_ATTR_STRING, slash + 1, ml);
+}
+
+int dynobs__h2_feed_range(struct dynobs_h2_reader *r, const struct dynobs_h2_events *ev,
+                          void *arg, const struct iovec *iov, int iovcnt, size_t from, size_t to)
+{
+    size_t off = 0;
+    for (int i = 0; i < iovcnt && off < to; i++) {
+        size_t len = iov[i].iov_len, a = from > off ? from - off : 0;
+        size_t b = to - off < len ? to - off : len;
+        if (a < b) {
+            int e = dynobs__h2_feed(r, (const uint8_t *)iov[i].iov_base + a, b - a, ev, arg);
+            if (e)
+                return e;
+        }
+        off += len;
+    }
+    return 0;
+}
