@@ -185,8 +185,11 @@ uint8_t *dx_otlp_span(uint8_t *p, const struct dynobs_span_view *v)
 {
     const struct dynobs_span_rec *f = &v->f;
     const uint8_t *items = v->items, *end = v->items + v->items_len;
-    /* Spans of a few attributes take 128 to 16383 bytes. */
-    uint8_t *sp = dx_open(p, T_SCOPE_ITEM, 2);
+    /* The span's length takes as many bytes as its body's length plus
+     * the fixed fields would (64, about): guessed right, the content is
+     * not moved. */
+    size_t guess = dx_varint_size(64u + f->body_len);
+    uint8_t *sp = dx_open(p, T_SCOPE_ITEM, guess);
     p = dx_put_len(sp, T_SPAN_TRACE_ID, f->trace_id, 16);
     p = dx_put_len(p, T_SPAN_SPAN_ID, f->span_id, 8);
     p = trace_state(p, v);
@@ -227,13 +230,14 @@ uint8_t *dx_otlp_span(uint8_t *p, const struct dynobs_span_view *v)
     *p++ = SPAN_FLAGS_TAG1;
     p = dx_put_fixed32(p, f->trace_flags | 0x100u |
                               ((f->span_flags & DYNOBS_SPANF_PARENT_REMOTE) ? 0x200u : 0));
-    return dx_close(sp, 2, p);
+    return dx_close(sp, guess, p);
 }
 
 uint8_t *dx_otlp_log(uint8_t *p, const struct dynobs_log_view *v)
 {
     const struct dynobs_log_rec *f = &v->f;
-    uint8_t *lr = dx_open(p, T_SCOPE_ITEM, 2);
+    size_t guess = dx_varint_size(48u + f->severity_text_len + f->body_len + f->items_len);
+    uint8_t *lr = dx_open(p, T_SCOPE_ITEM, guess);
     *lr = T_LOG_TIME;
     p = dx_put_fixed64(lr + 1, f->time_ns);
     *p++ = T_LOG_SEVERITY;
@@ -255,5 +259,5 @@ uint8_t *dx_otlp_log(uint8_t *p, const struct dynobs_log_view *v)
     }
     *p++ = T_LOG_OBSERVED;
     p = dx_put_fixed64(p, f->time_ns);
-    return dx_close(lr, 2, p);
+    return dx_close(lr, guess, p);
 }

@@ -82,12 +82,66 @@ static inline uint8_t *dx_put_fixed32(uint8_t *p, uint32_t v)
     return p + 4;
 }
 
+/* Copies n bytes. Most strings of a span are short: up to 16 bytes they
+ * are copied with two overlapping loads and stores, without a call. */
+static inline void dx_copy(uint8_t *d, const void *src, size_t n)
+{
+    const uint8_t *s = src;
+    if (n > 16) {
+        memcpy(d, s, n);
+    } else if (n >= 8) {
+        uint64_t a, b;
+        memcpy(&a, s, 8);
+        memcpy(&b, s + n - 8, 8);
+        memcpy(d, &a, 8);
+        memcpy(d + n - 8, &b, 8);
+    } else if (n >= 4) {
+        uint32_t a, b;
+        memcpy(&a, s, 4);
+        memcpy(&b, s + n - 4, 4);
+        memcpy(d, &a, 4);
+        memcpy(d + n - 4, &b, 4);
+    } else if (n) {
+        d[0] = s[0];
+        d[n / 2] = s[n / 2];
+        d[n - 1] = s[n - 1];
+    }
+}
+
+/* strnlen(s, n), short strings inline: two overlapping words cover
+ * them, and a word holds a zero byte when (w - 0x01..01) & ~w & 0x80..80
+ * is not zero. */
+static inline size_t dx_strnlen(const char *s, size_t n)
+{
+    if (n >= 8 && n <= 16) {
+        uint64_t a, b;
+        const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
+        memcpy(&a, s, 8);
+        memcpy(&b, s + n - 8, 8);
+        if (!(((a - ones) & ~a & highs) | ((b - ones) & ~b & highs)))
+            return n;
+    } else if (n >= 4 && n < 8) {
+        uint32_t a, b;
+        const uint32_t ones = 0x01010101u, highs = 0x80808080u;
+        memcpy(&a, s, 4);
+        memcpy(&b, s + n - 4, 4);
+        if (!(((a - ones) & ~a & highs) | ((b - ones) & ~b & highs)))
+            return n;
+    } else if (n < 4) {
+        for (size_t i = 0; i < n; i++)
+            if (!s[i])
+                return i;
+        return n;
+    }
+    return strnlen(s, n);
+}
+
 /* A length-delimited field of n bytes from s (strings, bytes). */
 static inline uint8_t *dx_put_len(uint8_t *p, uint8_t tag, const void *s, size_t n)
 {
     *p++ = tag;
     p = dx_put_varint(p, n);
-    memcpy(p, s, n);
+    dx_copy(p, s, n);
     return p + n;
 }
 
@@ -95,7 +149,7 @@ static inline uint8_t *dx_put_len(uint8_t *p, uint8_t tag, const void *s, size_t
  * holding a NUL byte was sent cut there, and still is. */
 static inline uint8_t *dx_put_str(uint8_t *p, uint8_t tag, const char *s, size_t n)
 {
-    return dx_put_len(p, tag, s, strnlen(s, n));
+    return dx_put_len(p, tag, s, dx_strnlen(s, n));
 }
 
 /* An embedded message: dx_open writes the tag and leaves `guess` bytes

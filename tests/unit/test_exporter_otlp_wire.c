@@ -495,3 +495,24 @@ Test(exporter_otlp_wire, no_valid_record_gives_an_empty_request)
     dx_wire_free(&w);
     resource_free(res);
 }
+
+/* The inline string helpers against libc, at every length up to past
+ * their word paths and with a NUL at every place. */
+Test(exporter_otlp_wire, short_string_helpers_agree_with_libc)
+{
+    char s[48], d[48], want[48];
+    for (size_t n = 0; n <= 40; n++) {
+        for (size_t nul = 0; nul <= n; nul++) {
+            for (size_t i = 0; i < n; i++)
+                s[i] = (char)('A' + i);
+            if (nul < n)
+                s[nul] = '\0';
+            cr_assert_eq(dx_strnlen(s, n), strnlen(s, n), "n %zu, NUL at %zu", n, nul);
+            memset(d, '#', sizeof d);
+            memset(want, '#', sizeof want);
+            dx_copy((uint8_t *)d, s, n);
+            memcpy(want, s, n);
+            cr_assert(!memcmp(d, want, sizeof d), "dx_copy of %zu bytes", n);
+        }
+    }
+}
