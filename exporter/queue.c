@@ -18,6 +18,16 @@ static struct dx_batch *filling[DX_QUEUED_SIGNALS];
  * can test for room and /metrics can read them without the lock. */
 static uint64_t queued[DX_QUEUED_SIGNALS];
 
+/* Released batches kept for reuse, under spare_lock: a batch of
+ * thousands of records takes megabytes, which fresh from malloc would
+ * cost page faults and copies as it grows, for every batch. At most
+ * SPARE_MAX are kept, each of at most SPARE_MAX_BYTES. */
+#define SPARE_MAX 2
+#define SPARE_MAX_BYTES ((size_t)4 << 20)
+static pthread_mutex_t spare_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct dx_batch *spare;
+static int nspare;
+
 /* The hand-over to the sender, under qlock. */
 static pthread_mutex_t qlock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t qcond = PTHREAD_COND_INITIALIZER;
@@ -56,22 +66,82 @@ static void push(struct dx_batch *b)
     pthread_mutex_unlock(&qlock);
 }
 
+static struct dx_batch *batch_new(enum dx_signal k)
+{
+    pthread_mutex_lock(&spare_lock);
+    struct dx_batch *b = spare;
+    if (b) {
+        spare = b->next;
+        nspare--;
+    }
+    pthread_mutex_unlock(&spare_lock);
+    if (!b) {
+        b = calloc(1, sizeof *b);
+        if (!b)
+            return NULL;
+        b->cap = 64 * 1024;
+        b->data = malloc(b->cap);
+        if (!b->data) {
+            free(b);
+            return NULL;
+        }
+    }
+    b->next = NULL;
+    b->kind = k;
+    b->count = 0;
+    b->used = 0;
+    b->nruns = 0;
+    b->opened_ns = dynobs__mono_ns();
+    return b;
+}
+
+static void batch_release(struct dx_batch *b)
+{
+    if (b->cap <= SPARE_MAX_BYTES) {
+        pthread_mutex_lock(&spare_lock);
+        int keep = nspare < SPARE_MAX;
+        if (keep) {
+            b->next = spare;
+            spare = b;
+            nspare++;
+        }
+        pthread_mutex_unlock(&spare_lock);
+        if (keep)
+            return;
+    }
+    free(b->runs);
+    free(b->data);
+    free(b);
+}
+
+/* Notes one more reference of the batch on res: 0, or -1 when out of
+ * memory. */
+static int add_ref(struct dx_batch *b, struct dx_resource *res)
+{
+    if (b->nruns && b->runs[b->nruns - 1].res == res) {
+        b->runs[b->nruns - 1].n++;
+        return 0;
+    }
+    if (b->nruns == b->runs_cap) {
+        size_t cap = b->runs_cap ? b->runs_cap * 2 : 8;
+        struct dx_run *r = realloc(b->runs, sizeof *r * cap);
+        if (!r)
+            return -1;
+        b->runs = r;
+        b->runs_cap = cap;
+    }
+    b->runs[b->nruns++] = (struct dx_run){.res = res, .n = 1};
+    return 0;
+}
+
 int dx_queue_put(enum dx_signal k, struct dx_resource *res, const void *rec, uint32_t len)
 {
     struct dx_batch *b = filling[k];
     size_t need = sizeof(struct dx_entry) + ((len + 7u) & ~7u);
     if (!b) {
-        b = calloc(1, sizeof *b);
+        b = batch_new(k);
         if (!b)
             return -1;
-        b->kind = k;
-        b->cap = 64 * 1024;
-        b->data = malloc(b->cap);
-        if (!b->data) {
-            free(b);
-            return -1;
-        }
-        b->opened_ns = dynobs__mono_ns();
         filling[k] = b;
     }
     if (b->used + need > b->cap) {
@@ -85,6 +155,8 @@ int dx_queue_put(enum dx_signal k, struct dx_resource *res, const void *rec, uin
         b->cap = cap;
     }
     struct dx_entry e = {.res = res, .len = len};
+    if (add_ref(b, res) < 0)
+        return -1;
     dx_resource_ref(res);
     memcpy(b->data + b->used, &e, sizeof e);
     memcpy(b->data + b->used + sizeof e, rec, len);
@@ -175,13 +247,15 @@ void dx_batch_free(struct dx_batch *b)
 {
     if (!b)
         return;
-    for (size_t off = 0; off < b->used;) {
-        struct dx_entry e;
-        memcpy(&e, b->data + off, sizeof e);
-        dx_resource_unref(e.res);
-        off += sizeof e + ((e.len + 7u) & ~7u);
+    /* A run's references but the last go at once: the batch still holds
+     * that one, so the count cannot reach zero before dx_resource_unref
+     * takes it (and frees the resource if it was the last). */
+    for (size_t i = 0; i < b->nruns; i++) {
+        struct dx_run *r = &b->runs[i];
+        if (r->res && r->n > 1)
+            __atomic_fetch_sub(&r->res->refs, (int)(r->n - 1), __ATOMIC_ACQ_REL);
+        dx_resource_unref(r->res);
     }
     __atomic_fetch_sub(&queued[b->kind], b->count, __ATOMIC_RELEASE);
-    free(b->data);
-    free(b);
+    batch_release(b);
 }

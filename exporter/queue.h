@@ -30,6 +30,14 @@ struct dx_entry {
     uint32_t pad;
 };
 
+/* Consecutive entries of one resource: how many references the batch
+ * holds on it, counted as it fills so that releasing the batch need not
+ * read its records again. */
+struct dx_run {
+    struct dx_resource *res;
+    uint32_t n;
+};
+
 struct dx_batch {
     struct dx_batch *next;
     enum dx_signal kind; /* DX_TRACES or DX_LOGS */
@@ -37,6 +45,8 @@ struct dx_batch {
     size_t used, cap;
     uint64_t opened_ns; /* monotonic time the first record went in */
     uint8_t *data;
+    struct dx_run *runs;
+    size_t nruns, runs_cap;
 };
 
 /* The bounds, from the configuration (call before the threads start):
@@ -61,7 +71,8 @@ struct dx_batch *dx_queue_wait(int *metrics_due, int *stopping);
 /* Records queued or filling, for /metrics (any thread). */
 uint64_t dx_queue_queued(enum dx_signal k);
 
-/* Releases a batch taken from the queue and its room. */
+/* Releases a batch taken from the queue and its room. Its memory may be
+ * kept for a batch to come. */
 void dx_batch_free(struct dx_batch *b);
 
 #endif

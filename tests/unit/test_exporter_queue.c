@@ -138,3 +138,55 @@ Test(exporter_queue, the_sender_sleeps_until_there_is_work)
     cr_assert_eq(metrics, 1, "woken by the request, not before");
     pthread_join(th, NULL);
 }
+
+/* A released batch's memory comes back for a later one: it must start
+ * empty, and count its own records and references only. */
+Test(exporter_queue, a_reused_batch_starts_afresh)
+{
+    struct dx_resource *r = resource(), *q = resource();
+    dx_queue_configure(3, 100, 60000);
+    int metrics, stopping;
+    for (int round = 0; round < 4; round++) {
+        cr_assert_eq(put(DX_TRACES, r, "one"), 0);
+        cr_assert_eq(put(DX_TRACES, q, "two"), 0);
+        cr_assert_eq(put(DX_TRACES, r, round % 2 ? "three" : "3"), 0);
+        cr_assert_eq(r->refs, 3);
+        cr_assert_eq(q->refs, 2);
+        struct dx_batch *b = dx_queue_wait(&metrics, &stopping);
+        cr_assert_not_null(b);
+        cr_assert_eq(b->count, 3);
+        size_t off = 0;
+        const char *texts[] = {"one", "two", round % 2 ? "three" : "3"};
+        for (int i = 0; i < 3; i++) {
+            struct dx_entry e;
+            memcpy(&e, b->data + off, sizeof e);
+            cr_assert_eq(e.res, i == 1 ? q : r);
+            cr_assert_str_eq((const char *)b->data + off + sizeof e, texts[i]);
+            off += sizeof e + ((e.len + 7u) & ~7u);
+        }
+        cr_assert_eq(off, b->used);
+        dx_batch_free(b);
+        cr_assert_eq(r->refs, 1, "round %d", round);
+        cr_assert_eq(q->refs, 1, "round %d", round);
+        cr_assert_eq(dx_queue_queued(DX_TRACES), 0);
+    }
+    dx_resource_unref(r);
+    dx_resource_unref(q);
+}
+
+/* References held by a run of records of one resource go back at once,
+ * and the last one frees the resource (LeakSanitizer would tell). */
+Test(exporter_queue, the_last_reference_frees_the_resource)
+{
+    struct dx_resource *r = resource();
+    dx_queue_configure(50, 100, 60000);
+    for (int i = 0; i < 50; i++)
+        cr_assert_eq(put(DX_LOGS, r, "line"), 0);
+    cr_assert_eq(r->refs, 51);
+    dx_resource_unref(r); /* the batch holds the only references now */
+    int metrics, stopping;
+    struct dx_batch *b = dx_queue_wait(&metrics, &stopping);
+    cr_assert_not_null(b);
+    cr_assert_eq(r->refs, 50);
+    dx_batch_free(b);
+}
