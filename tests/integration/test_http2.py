@@ -28,6 +28,11 @@ opens it (preload/h2client.c).
   - a grpcio client under the shim calling a grpcio server under the
     shim: one trace per call, client span (rpc attributes, status 13 an
     error) parent of the server span.
+  - nginx with `http2` on TLS under the shim, called by nghttp under the
+    shim (two streams at once) and by curl with a traceparent of its own:
+    nginx's spans are the children of nghttp's, carry version 2, and its
+    access log shows exactly one traceparent per request, the one that
+    names the client span.
   - a Python h2 client under the shim on a non-blocking socket with a
     4 KiB send buffer, sending 20 requests with 12 KB header blocks to a
     server that reads slowly: its writes stop inside the rewritten frames
@@ -549,6 +554,43 @@ def test_h2_client_short_writes(env):
         print("20 requests, each with one traceparent, after %d EAGAINs" % eagain)
         check(eagain >= 5, "the client met a full send buffer %d times: too few to prove "
               "anything" % eagain)
+    finally:
+        rx.stop()
+
+
+@tx.with_env
+def test_nginx_http2_tls(env):
+    import test_http_client as hc
+    need("nghttp", "nghttp2-client")
+    hc.require_third_party("nginx")
+    if not hc.nginx_found():
+        raise tx.Skipped("nginx is missing (Debian: nginx-light)")
+    rx = Receiver()
+    try:
+        env.start_exporter(rx.url())
+        ng = hc.Nginx(env, preload=True)
+        base = "https://127.0.0.1:%d" % ng.tls_port
+        dump_bodies(env, ["nghttp", "-n", base + "/index.html", base + "/missing"], True)
+        trace, parent = secrets.token_hex(16), secrets.token_hex(8)
+        body = curl(ng.tls_port, True, ["/index.html"], ["traceparent: 00-%s-%s-01" % (trace,
+                                                                                     parent)])
+        check(body == b"hello from nginx\n" * 50, "curl's body %r" % body[:60])
+        # nginx's first span is the plain-HTTP request its start-up check made.
+        ss = [s for s in hs.received(rx, "nginx", 4, "nginx spans")
+              if attrs(s).get("network.protocol.version") == "2"]
+        cs = hs.received(rx, "nghttp", 2, "nghttp spans")
+        check(len(ss) == 3, "nginx: %d HTTP/2 spans" % len(ss))
+        from_nghttp = [s for s in ss if hexid(s, "trace_id") != trace]
+        check_pairs("nginx", cs, from_nghttp)
+        mine = [s for s in ss if hexid(s, "trace_id") == trace]
+        check(len(mine) == 1 and hexid(mine[0], "parent_span_id") == parent,
+              "nginx: curl's request did not continue its traceparent")
+        log = [l for l in ng.log() if l[4] == "HTTP/2.0"]
+        check(len(log) == 3, "nginx logged %d HTTP/2 requests: %r" % (len(log), ng.log()))
+        sent = {(hexid(c, "trace_id"), hexid(c, "span_id")) for c in cs} | {(trace, parent)}
+        got = [tuple(l[1].split("-")[1:3]) for l in log]
+        check(set(got) == sent and all(l[1].count("00-") == 1 for l in log),
+              "nginx got traceparents %r, sent %r" % ([l[1] for l in log], sent))
     finally:
         rx.stop()
 
