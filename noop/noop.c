@@ -89,6 +89,11 @@ DYNOBS_API int dynobs_client_parent(int fd, const char *tp)
     (void)fd, (void)tp;
     return DYNOBS_EDISABLED;
 }
+DYNOBS_API int dynobs_served_traceparent(const char *caller, char *b, size_t l)
+{
+    (void)caller, (void)b, (void)l;
+    return DYNOBS_EDISABLED;
+}
 DYNOBS_API int dynobs_context_attach(const char *tp, const char *ts)
 {
     (void)tp, (void)ts;

@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "conn.h"
+#include "h2.h"
 #include "state.h"
 
 static int server_traceparent(int fd, char *buf, size_t len)
@@ -85,6 +86,21 @@ DYNOBS_API int dynobs_client_parent(int fd, const char *traceparent)
     int rc = client_parent(fd, traceparent, strlen(traceparent));
     errno = saved;
     return rc;
+}
+
+DYNOBS_API int dynobs_served_traceparent(const char *caller, char *buf, size_t len)
+{
+    if (!caller || !buf)
+        return DYNOBS_EINVAL;
+    if (!dynobs__on())
+        return DYNOBS_EDISABLED;
+    if (len < DYNOBS_TRACEPARENT_LEN + 1)
+        return DYNOBS_ERANGE;
+    struct dynobs_traceparent tp;
+    if (dynobs__traceparent_parse(caller, strlen(caller), &tp) < 0)
+        return DYNOBS_EINVAL;
+    int rc = dynobs__served_find(tp.trace_id, tp.parent_id, buf, len);
+    return rc < 0 ? DYNOBS_ENOENT : rc;
 }
 
 /* ---- readlink() for JavaScript ---- */

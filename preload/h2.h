@@ -78,6 +78,7 @@ struct dynobs_h2_stream {
     const struct dynobs_rules *rules;
     const struct dynobs_rule_redact *redact;
     struct dynobs_serving serving;
+    int16_t served; /* its entry of the served table (a server's), -1 none */
     struct dynobs_span span;
 };
 
@@ -161,6 +162,19 @@ void dynobs__h2_count(const char *name) DYNOBS_INTERNAL;
 size_t dynobs__h2_host_len(const char *authority, size_t n) DYNOBS_INTERNAL;
 /* rpc.system, rpc.service and rpc.method of a gRPC path. */
 void dynobs__h2_rpc_attrs(struct dynobs_span *s, const char *path, size_t n) DYNOBS_INTERNAL;
+/* Requests served over HTTP/2 that continue a caller's traceparent, by
+ * that traceparent, for runtimes whose handlers run on threads that never
+ * read the request (grpcio's thread pool): dynobs_served_traceparent.
+ * Added when a server span begins (parent: its caller), removed at its
+ * end; a full table only means a handler that cannot be found. */
+void dynobs__served_add(const struct dynobs_span *s, const struct dynobs_ctx *caller,
+                        int16_t *slot) DYNOBS_INTERNAL;
+void dynobs__served_remove(int16_t *slot) DYNOBS_INTERNAL;
+/* The traceparent of the span serving the request that came with caller
+ * (trace and span id), into out (DYNOBS_TRACEPARENT_LEN + 1 bytes):
+ * returns its length, or -ENOENT. */
+int dynobs__served_find(const uint8_t trace[16], const uint8_t caller[8], char *out,
+                        size_t cap) DYNOBS_INTERNAL;
 /* Feeds bytes [from, to) of an iovec array to reader r. */
 int dynobs__h2_feed_range(struct dynobs_h2_reader *r, const struct dynobs_h2_events *ev,
                           void *arg, const struct iovec *iov, int iovcnt, size_t from,

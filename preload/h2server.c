@@ -114,6 +114,9 @@ static void start(struct dynobs_conn *c, struct dynobs_h2_state *st, const struc
     }
     struct dynobs_ctx_carry carry = {0};
     dynobs__serving_begin(t, s, c->blocking, &carry, &x->serving);
+    x->served = -1;
+    if (parent)
+        dynobs__served_add(s, parent, &x->served);
     __atomic_store_n(&x->state, DYNOBS_H2_OPEN, __ATOMIC_RELEASE);
 }
 
@@ -167,6 +170,7 @@ static void finish(struct dynobs_conn *c, struct dynobs_h2_stream *x, const char
         dynobs__http_server_metric(seg, labels, secs);
     }
     dynobs__serving_end(&x->serving, t);
+    dynobs__served_remove(&x->served);
     dynobs__redact_span(s, x->rules, x->redact);
     dynobs__span_finish(s);
     __atomic_store_n(&x->state, DYNOBS_H2_FREE, __ATOMIC_RELEASE);

@@ -3,6 +3,7 @@
  * and its stream table, self-observation counters, gRPC names.
  */
 #define _GNU_SOURCE
+#include <errno.h>
 #include <string.h>
 #include <sys/mman.h>
 
@@ -111,4 +112,74 @@ int dynobs__h2_feed_range(struct dynobs_h2_reader *r, const struct dynobs_h2_eve
         off += len;
     }
     return 0;
+}
+
+/* ---- served requests by caller ---- */
+
+#define SERVED 256
+
+/* An entry is claimed by compare-and-swap on used, written, then
+ * published by an even seq; a reader trusts what it read only when seq
+ * was the same even number before and after. */
+static struct {
+    uint32_t used;
+    uint32_t seq;
+    uint8_t trace[16];
+    uint8_t caller[8];
+    uint8_t span[8];
+    uint8_t flags;
+} served[SERVED];
+
+void dynobs__served_add(const struct dynobs_span *s, const struct dynobs_ctx *caller,
+                        int16_t *slot)
+{
+    *slot = -1;
+    for (int i = 0; i < SERVED; i++) {
+        uint32_t no = 0;
+        if (__atomic_load_n(&served[i].used, __ATOMIC_RELAXED) ||
+            !__atomic_compare_exchange_n(&served[i].used, &no, 1, 0, __ATOMIC_ACQUIRE,
+                                         __ATOMIC_RELAXED))
+            continue;
+        __atomic_add_fetch(&served[i].seq, 1, __ATOMIC_ACQ_REL); /* odd: being written */
+        memcpy(served[i].trace, caller->trace_id, 16);
+        memcpy(served[i].caller, caller->span_id, 8);
+        memcpy(served[i].span, s->rec.span_id, 8);
+        served[i].flags = s->rec.trace_flags;
+        __atomic_add_fetch(&served[i].seq, 1, __ATOMIC_RELEASE);
+        *slot = (int16_t)i;
+        return;
+    }
+}
+
+void dynobs__served_remove(int16_t *slot)
+{
+    if (*slot < 0)
+        return;
+    int i = *slot;
+    *slot = -1;
+    __atomic_add_fetch(&served[i].seq, 1, __ATOMIC_ACQ_REL);
+    memset(served[i].caller, 0, 8);
+    __atomic_add_fetch(&served[i].seq, 1, __ATOMIC_RELEASE);
+    __atomic_store_n(&served[i].used, 0, __ATOMIC_RELEASE);
+}
+
+int dynobs__served_find(const uint8_t trace[16], const uint8_t caller[8], char *out, size_t cap)
+{
+    for (int i = 0; i < SERVED; i++) {
+        if (!__atomic_load_n(&served[i].used, __ATOMIC_ACQUIRE))
+            continue;
+        uint32_t before = __atomic_load_n(&served[i].seq, __ATOMIC_ACQUIRE);
+        uint8_t t[16], c[8], sp[8], fl;
+        memcpy(t, served[i].trace, 16);
+        memcpy(c, served[i].caller, 8);
+        memcpy(sp, served[i].span, 8);
+        fl = served[i].flags;
+        __atomic_thread_fence(__ATOMIC_ACQUIRE);
+        if ((before & 1u) || __atomic_load_n(&served[i].seq, __ATOMIC_RELAXED) != before)
+            continue;
+        if (!memcmp(t, trace, 16) && !memcmp(c, caller, 8))
+            return dynobs__traceparent_format(t, sp, fl, out, cap) < 0 ? -ENOENT
+                                                                         : DYNOBS_TRACEPARENT_LEN;
+    }
+    return -ENOENT;
 }

@@ -185,6 +185,14 @@ DYNOBS_API int dynobs_server_traceparent(int fd, char *buf, size_t len);
  * with it is that span's). Returns 0, DYNOBS_EINVAL for an invalid
  * traceparent, DYNOBS_ENOENT when fd carries something else. */
 DYNOBS_API int dynobs_client_parent(int fd, const char *traceparent);
+/* The traceparent of the HTTP/2 or gRPC request this process is serving
+ * (read, its response not ended) that arrived with traceparent `caller`,
+ * written to buf (DYNOBS_TRACEPARENT_LEN + 1 bytes): for runtimes that
+ * run a request's handler on another thread than the one that read it
+ * (grpcio's thread pool), which attach it for the handler's duration
+ * (dynobs_context_attach). Returns its length, DYNOBS_EINVAL for an
+ * invalid caller, DYNOBS_ENOENT when no such request is being served. */
+DYNOBS_API int dynobs_served_traceparent(const char *caller, char *buf, size_t len);
 
 /* Metrics. labels is "key=value,key=value" (NULL or "" for none); a value
  * cannot contain ',' . Series are told apart by name and label string. */

@@ -4,8 +4,11 @@
 # installs the dynobs package's asyncio bridge (python/dynobs/_asyncio.py)
 # as soon as the program imports asyncio: each inbound request's context
 # then follows the request's tasks and callbacks and becomes the parent
-# of the HTTP calls made in it. A program that never imports asyncio pays
-# for one environment look-up; one that does, for importing the package.
+# of the HTTP calls made in it; and the grpcio bridge
+# (python/dynobs/_grpc.py) as soon as it imports grpc: a gRPC handler on
+# the server's thread pool runs in its request's context. A program that
+# imports neither pays for one environment look-up; one that does, for
+# importing the package.
 #
 # Then it runs the sitecustomize this one hides (Debian has one), as
 # Python would have without it. Any Python may read this file (Python 2
@@ -29,7 +32,7 @@ def _dynobs_find_package():
     return False
 
 
-def _dynobs_bridge():
+def _dynobs_bridge(module=None):
     try:
         import dynobs
         dynobs._install_bridge()
@@ -37,23 +40,37 @@ def _dynobs_bridge():
         pass  # never into the application: its requests go unlinked
 
 
-class _DynobsAsyncioHook(object):
-    """A finder that lets asyncio import as usual, then installs the bridge
-    before anything can use it (once: it leaves sys.meta_path at once)."""
+def _dynobs_grpc(module):
+    try:
+        from dynobs import _grpc
+        _grpc.install(module)
+    except Exception:
+        pass  # never into the application: its handlers go unlinked
+
+
+class _DynobsImportHook(object):
+    """A finder that lets asyncio and grpc import as usual, then installs
+    their bridge before anything can use them (once each: it leaves
+    sys.meta_path when both are done)."""
+
+    def __init__(self, bridges):
+        self.bridges = bridges
 
     def find_spec(self, name, path=None, target=None):
-        if name != "asyncio":
+        install = self.bridges.pop(name, None)
+        if install is None:
             return None
-        try:
-            sys.meta_path.remove(self)
-        except ValueError:
-            pass
+        if not self.bridges:
+            try:
+                sys.meta_path.remove(self)
+            except ValueError:
+                pass
         try:
             import importlib.machinery
             spec = importlib.machinery.PathFinder.find_spec(name, path)
             if spec is not None and spec.loader is not None and \
                     hasattr(spec.loader, "exec_module"):
-                spec.loader = _DynobsLoader(spec.loader)
+                spec.loader = _DynobsLoader(spec.loader, install)
                 return spec
         except Exception:
             pass
@@ -61,8 +78,9 @@ class _DynobsAsyncioHook(object):
 
 
 class _DynobsLoader(object):
-    def __init__(self, real):
+    def __init__(self, real, install):
         self.real = real
+        self.install = install
 
     def create_module(self, spec):
         return self.real.create_module(spec)
@@ -75,7 +93,7 @@ class _DynobsLoader(object):
         self.real.exec_module(module)
         try:
             if _dynobs_find_package():
-                _dynobs_bridge()
+                self.install(module)
         except Exception:
             pass
 
@@ -87,11 +105,14 @@ def _dynobs_start():
     if "libdynobs" not in os.environ.get("LD_PRELOAD", "") or \
             os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
         return
-    if "asyncio" in sys.modules:
-        if _dynobs_find_package():
-            _dynobs_bridge()
-    else:
-        sys.meta_path.insert(0, _DynobsAsyncioHook())
+    bridges = {}
+    for name, install in (("asyncio", _dynobs_bridge), ("grpc", _dynobs_grpc)):
+        if name not in sys.modules:
+            bridges[name] = install
+        elif _dynobs_find_package():
+            install(sys.modules[name])
+    if bridges:
+        sys.meta_path.insert(0, _DynobsImportHook(bridges))
 
 
 def _dynobs_chain():

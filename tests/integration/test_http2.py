@@ -28,6 +28,17 @@ opens it (preload/h2client.c).
   - a grpcio client under the shim calling a grpcio server under the
     shim: one trace per call, client span (rpc attributes, status 13 an
     error) parent of the server span.
+  - a grpcio server started with dynobs-run, whose handler (on grpcio's
+    thread pool) calls an HTTP backend: 3 calls one at a time and then 8
+    at once, each with a trace of its own: every outbound call is in its
+    call's trace, a child of a CLIENT span whose parent is the call's
+    SERVER span (dynobs_served_traceparent through the grpc bridge), and
+    none in another call's trace.
+  - nginx with `http2` on TLS under the shim, called by nghttp under the
+    shim (two streams at once) and by curl with a traceparent of its own:
+    nginx's spans are the children of nghttp's, carry version 2, and its
+    access log shows exactly one traceparent per request, the one that
+    names the client span.
   - a Python h2 client under the shim on a non-blocking socket with a
     4 KiB send buffer, sending 20 requests with 12 KB header blocks to a
     server that reads slowly: its writes stop inside the rewritten frames
@@ -550,6 +561,147 @@ def test_h2_client_short_writes(env):
         check(eagain >= 5, "the client met a full send buffer %d times: too few to prove "
               "anything" % eagain)
     finally:
+        rx.stop()
+
+
+@tx.with_env
+def test_nginx_http2_tls(env):
+    import test_http_client as hc
+    need("nghttp", "nghttp2-client")
+    hc.require_third_party("nginx")
+    if not hc.nginx_found():
+        raise tx.Skipped("nginx is missing (Debian: nginx-light)")
+    rx = Receiver()
+    try:
+        env.start_exporter(rx.url())
+        ng = hc.Nginx(env, preload=True)
+        base = "https://127.0.0.1:%d" % ng.tls_port
+        dump_bodies(env, ["nghttp", "-n", base + "/index.html", base + "/missing"], True)
+        trace, parent = secrets.token_hex(16), secrets.token_hex(8)
+        body = curl(ng.tls_port, True, ["/index.html"], ["traceparent: 00-%s-%s-01" % (trace,
+                                                                                     parent)])
+        check(body == b"hello from nginx\n" * 50, "curl's body %r" % body[:60])
+        # nginx's first span is the plain-HTTP request its start-up check made.
+        ss = [s for s in hs.received(rx, "nginx", 4, "nginx spans")
+              if attrs(s).get("network.protocol.version") == "2"]
+        cs = hs.received(rx, "nghttp", 2, "nghttp spans")
+        check(len(ss) == 3, "nginx: %d HTTP/2 spans" % len(ss))
+        from_nghttp = [s for s in ss if hexid(s, "trace_id") != trace]
+        check_pairs("nginx", cs, from_nghttp)
+        mine = [s for s in ss if hexid(s, "trace_id") == trace]
+        check(len(mine) == 1 and hexid(mine[0], "parent_span_id") == parent,
+              "nginx: curl's request did not continue its traceparent")
+        log = [l for l in ng.log() if l[4] == "HTTP/2.0"]
+        check(len(log) == 3, "nginx logged %d HTTP/2 requests: %r" % (len(log), ng.log()))
+        sent = {(hexid(c, "trace_id"), hexid(c, "span_id")) for c in cs} | {(trace, parent)}
+        got = [tuple(l[1].split("-")[1:3]) for l in log]
+        check(set(got) == sent and all(l[1].count("00-") == 1 for l in log),
+              "nginx got traceparents %r, sent %r" % ([l[1] for l in log], sent))
+    finally:
+        rx.stop()
+
+
+GRPC_HOP_SERVER = r'''
+import os, sys, urllib.request, grpc
+from concurrent import futures
+port, back = int(sys.argv[1]), sys.argv[2]
+
+def hop(request, context):
+    with urllib.request.urlopen(back + "/back?id=" + request.decode(), timeout=10) as r:
+        return r.read()
+
+handler = grpc.method_handlers_generic_handler("demo.v1.Hop", {
+    "Go": grpc.unary_unary_rpc_method_handler(hop)})
+server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
+server.add_generic_rpc_handlers((handler,))
+server.add_insecure_port("127.0.0.1:%d" % port)
+server.start()
+print("ready", flush=True)
+server.wait_for_termination()
+'''
+
+GRPC_HOP_CLIENT = r'''
+import sys, threading, grpc
+port, calls = int(sys.argv[1]), sys.argv[2:]
+ch = grpc.insecure_channel("127.0.0.1:%d" % port)
+go = ch.unary_unary("/demo.v1.Hop/Go")
+def one(arg):
+    ident, tp = arg.split(",")
+    assert go(ident.encode(), metadata=(("traceparent", tp),), timeout=20) == b"back " + ident.encode()
+first, rest = calls[:3], calls[3:]
+for a in first:
+    one(a)
+ts = [threading.Thread(target=one, args=(a,)) for a in rest]
+for t in ts:
+    t.start()
+for t in ts:
+    t.join()
+print("ok")
+'''
+
+
+@tx.with_env
+def test_grpc_handler_calls_are_children_of_their_call(env):
+    import test_event_loops as ev
+    py = "/usr/bin/python3"
+    tx.require_system_python3()
+    if subprocess.run([py, "-c", "import grpc"], capture_output=True).returncode:
+        raise tx.Skipped("python3-grpcio is not installed")
+    rx = Receiver()
+    backend = ev.Backend()
+    try:
+        env.start_exporter(rx.url())
+        port = tx.free_port()
+        srv = os.path.join(env.dir, "hop.py")
+        with open(srv, "w") as f:
+            f.write(GRPC_HOP_SERVER)
+        p = subprocess.Popen([ev.RUN, "--no-exporter", "--", py, srv, str(port), backend.url()],
+                             env=env.app_env({"OTEL_SERVICE_NAME": "grpc-hop"}),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        env.procs.append(p)
+        check(p.stdout.readline().strip() == "ready", "the grpc server did not start")
+        calls = {i: (secrets.token_hex(16), secrets.token_hex(8)) for i in range(1, 12)}
+        cli = os.path.join(env.dir, "hopclient.py")
+        with open(cli, "w") as f:
+            f.write(GRPC_HOP_CLIENT)
+        e = dict(os.environ)
+        e.pop("LD_PRELOAD", None)
+        r = subprocess.run([py, cli, str(port)] + ["%d,00-%s-%s-01" % (i, t, s)
+                                                    for i, (t, s) in sorted(calls.items())],
+                           capture_output=True, text=True, timeout=60, env=e)
+        check(r.returncode == 0 and r.stdout.strip() == "ok", "the client failed: %s %s" % (
+            r.stdout, r.stderr[-800:]))
+        spans = hs.received(rx, "grpc-hop", 22, "server and client spans")
+        servers = {hexid(s, "trace_id"): s for s in spans if hs.kind(s) == "SPAN_KIND_SERVER"}
+        clients = {hexid(s, "span_id"): s for s in spans if hs.kind(s) == "SPAN_KIND_CLIENT"}
+        check(len(servers) == 11 and len(clients) == 11, "%d server traces, %d client spans" % (
+            len(servers), len(clients)))
+        by_trace = {t: i for i, (t, _) in calls.items()}
+        with backend.lock:
+            seen = list(backend.seen)
+        check(sorted(int(i) for i, _ in seen) == list(range(1, 12)), "backend got %r" % seen)
+        linked = wrong = 0
+        for ident, tps in seen:
+            i = int(ident)
+            trace, parent = calls[i]
+            server = servers.get(trace)
+            check(server is not None and hexid(server, "parent_span_id") == parent,
+                  "call %d: no server span continuing its caller" % i)
+            check(len(tps) == 1, "call %d: %d traceparents at the backend" % (i, len(tps)))
+            _, t, p, _ = tps[0].split("-")
+            if t == trace:
+                c = clients.get(p)
+                check(c is not None and hexid(c, "parent_span_id") == hexid(server, "span_id"),
+                      "call %d: its outbound call is not a child of its server span" % i)
+                linked += 1
+            elif t in by_trace:
+                wrong += 1
+        print("grpc handler calls: %d of 11 in their call's trace, %d in another's" % (
+            linked, wrong))
+        check(wrong == 0, "%d handler calls in another call's trace" % wrong)
+        check(linked == 11, "only %d of 11 handler calls in their call's trace" % linked)
+    finally:
+        backend.stop()
         rx.stop()
 
 
