@@ -101,10 +101,16 @@ echo "nginx user-space instructions per request: plain ${per[0]}, under the shim
 # calls, which nginx calls too: read those from the difference with the
 # plain run).
 if [[ $PROFILE -gt 0 ]]; then
+  # (callgrind_annotate splits a function by the files its lines come
+  # from when run where those files are found, inlined helpers apart: run
+  # from /, each function is one line. The tree's root is taken off the
+  # names, which some outputs give in full.)
+  SRC=$(realpath "$(dirname "${BASH_SOURCE[0]}")/..")
   incl() {
-    callgrind_annotate --inclusive=yes --auto=no --threshold=100 "$1" 2>/dev/null |
-      awk '/^ *[0-9,]+ \(/ && /libdynobs/ { n = $1; gsub(",", "", n);
-        sub(/^ *[0-9,]+ +\( *[0-9.]+%\) +/, ""); print $0 "\t" n }' | sort -t $'\t' -k1,1
+    (cd / && callgrind_annotate --inclusive=yes --auto=no --threshold=100 "$1" 2>/dev/null) |
+      awk -v src="$SRC/" '/^ *[0-9,]+ \(/ && /\[.*libdynobs/ { n = $1; gsub(",", "", n);
+        sub(/^ *[0-9,]+ +\( *[0-9.]+%\) +/, ""); if (index($0, src) == 1) $0 = substr($0, length(src) + 1);
+        print $0 "\t" n }' | sort -t $'\t' -k1,1
   }
   echo "libdynobs.so under nginx, inclusive instructions per request (callgrind_annotate --inclusive=yes):"
   join -t $'\t' <(incl "$DIR/shim-500.out") <(incl "$DIR/shim-2500.out") |

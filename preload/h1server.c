@@ -25,6 +25,7 @@
 #include "policy.h"
 #include "redact.h"
 
+#include "../common/http/h1_scan.h"
 #include "../common/metrics.h"
 
 /* The server sets each attribute of its span once: no replacement scan. */
@@ -177,14 +178,12 @@ static void start(struct dynobs_conn *c)
     dynobs__conn_facts(c);
     /* What the rules decide, and the route: as for the connection's last
      * request when method, host and path repeat (decision_memo.h). */
-    size_t pl = 0;
-    while (pl < r.target_len && r.target[pl] != '?' && r.target[pl] != '#')
-        pl++;
+    size_t pl = dynobs__h1_find2((const uint8_t *)r.target, 0, r.target_len, '?', '#');
     const char *host = h->head.host;
     size_t hn = h->head.host_len;
-    const char *colon = memchr(host, ':', hn);
-    if (colon && host[0] != '[')
-        hn = (size_t)(colon - host);
+    size_t colon = dynobs__h1_find2((const uint8_t *)host, 0, hn, ':', ':');
+    if (colon < hn && host[0] != '[')
+        hn = colon;
     struct dynobs_memo_key k = {{x->method, ml}, {hn ? host : NULL, hn}, {r.target, pl}};
     struct dynobs_decision d;
     const struct dynobs_span_policy *pol;

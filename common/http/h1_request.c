@@ -498,9 +498,13 @@ int dynobs__h1_req_parse(const struct dynobs_h1_req *o, struct dynobs_h1_reqline
 {
     const char *l = o->reqline;
     size_t n = o->reqline_len;
-    const char *sp1 = memchr(l, ' ', n);
-    if (!sp1)
+    /* (the method is short: a loop beats a call) */
+    size_t m = 0;
+    while (m < n && l[m] != ' ')
+        m++;
+    if (m == n)
         return -1;
+    const char *sp1 = l + m;
     r->method = l;
     r->method_len = (size_t)(sp1 - l);
     r->target = sp1 + 1;
@@ -510,6 +514,8 @@ int dynobs__h1_req_parse(const struct dynobs_h1_req *o, struct dynobs_h1_reqline
     /* The target runs to the last space (before HTTP/1.x), or to what was
      * kept of a truncated line. */
     const char *sp2 = end;
+    if (end - r->target >= 9 && !memcmp(end - 9, " HTTP/1.", 8))
+        sp2 = end - 8; /* the usual ending, without a search */
     while (sp2 > r->target && sp2[-1] != ' ')
         sp2--;
     r->target_len = o->reqline_trunc ? (size_t)(end - r->target)

@@ -133,11 +133,14 @@ static int whole_lines(struct dynobs_h1_resp *r, const uint8_t *p, size_t n, siz
         uint8_t first = l[0] | 0x20;
         if (first == 'c' && len > 14 && l[14] == ':' &&
             dynobs__h1_same_name(l, "content-length", fold_length, 14)) {
-            r->in_value = RH_LENGTH;
-            r->length = 0;
+            /* (value_byte's digits, in registers) */
+            uint64_t v = 0;
             for (size_t k = 15; k < len; k++)
-                value_byte(r, l[k]);
-            r->in_value = 0;
+                if (l[k] >= '0' && l[k] <= '9' && v < (UINT64_MAX - 9) / 10) {
+                    v = v * 10 + (uint64_t)(l[k] - '0');
+                    r->has_length = 1;
+                }
+            r->length = v;
         } else if (first == 't' && len > 17 && l[17] == ':' &&
                    dynobs__h1_same_name(l, "transfer-encoding", fold_te, 17)) {
             r->in_value = RH_TE;
@@ -170,14 +173,14 @@ int dynobs__h1_resp_feed(struct dynobs_h1_resp *r, const uint8_t *p, size_t n)
         case DYNOBS_H1_R_STATUS:
             if (!r->status_len && c != '\n') {
                 /* The whole status line in this buffer: copied at once,
-                 * checked at its line end next round. */
+                 * and checked as at its line feed below. */
                 size_t nl = dynobs__h1_find_nl(p, i, n);
                 if (nl < n) {
                     size_t run = nl - i;
                     r->status_len = (uint8_t)(run < sizeof r->status ? run : sizeof r->status);
                     memcpy(r->status, p + i, r->status_len);
-                    i += run - 1;
-                    break;
+                    i = nl;
+                    c = '\n';
                 }
             }
             st = dynobs__h1_status_step(r->status, sizeof r->status, &r->status_len, c, &r->code);
@@ -209,7 +212,16 @@ int dynobs__h1_resp_feed(struct dynobs_h1_resp *r, const uint8_t *p, size_t n)
                 if (k == 0)
                     return 0;
                 if (k == 1) {
-                    i--; /* the empty line, next round */
+                    /* The empty line: CR LF (or LF) ends the block as the
+                     * byte path below would; anything else goes that way. */
+                    size_t lf = i + (p[i] == '\r');
+                    if (lf < n && p[lf] == '\n') {
+                        i = lf;
+                        if (headers_done(r))
+                            return 1;
+                        break;
+                    }
+                    i--;
                     break;
                 }
                 c = p[i];

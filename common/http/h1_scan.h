@@ -1,6 +1,6 @@
 /*
  * Small scanning steps that the HTTP/1 request and response readers share
- * (private to common/http/).
+ * (and h1server.c, for the parts of a request it splits).
  */
 #ifndef DYNOBS_COMMON_HTTP_H1_SCAN_H
 #define DYNOBS_COMMON_HTTP_H1_SCAN_H
@@ -67,8 +67,8 @@ static inline uint32_t dynobs__h1_mask16(const uint8_t *p, size_t i, size_t n, u
 }
 
 /* The positions of one byte value in a buffer, in order, found 16 bytes
- * at a time (a response head's eight or ten line ends cost one compare per
- * 16 bytes and a bit scan each, rather than a search per line). */
+ * at a time: a head's line ends (or colons) cost one compare per 16 bytes
+ * and a bit scan each, rather than a search per line. */
 struct dynobs_h1_scan {
     const uint8_t *p;
     size_t n, base; /* mask: the bytes p[base..base+16) */
@@ -76,7 +76,9 @@ struct dynobs_h1_scan {
     uint8_t c;
 };
 
-static inline void dynobs__h1_scan_init(struct dynobs_h1_scan *s, const uint8_t *p, size_t from,
+#define DYNOBS_H1_INLINE static inline __attribute__((always_inline))
+
+DYNOBS_H1_INLINE void dynobs__h1_scan_init(struct dynobs_h1_scan *s, const uint8_t *p, size_t from,
                                         size_t n, uint8_t c)
 {
     s->p = p;
@@ -88,7 +90,7 @@ static inline void dynobs__h1_scan_init(struct dynobs_h1_scan *s, const uint8_t 
 
 /* The next position (n when there is none), which stays next until
  * dynobs__h1_scan_pop. */
-static inline size_t dynobs__h1_scan_peek(struct dynobs_h1_scan *s)
+DYNOBS_H1_INLINE size_t dynobs__h1_scan_peek(struct dynobs_h1_scan *s)
 {
     if (!s->mask) {
 #if defined(__SSE2__)
@@ -114,7 +116,7 @@ static inline size_t dynobs__h1_scan_peek(struct dynobs_h1_scan *s)
     return s->base + (size_t)__builtin_ctz(s->mask);
 }
 
-static inline void dynobs__h1_scan_pop(struct dynobs_h1_scan *s)
+DYNOBS_H1_INLINE void dynobs__h1_scan_pop(struct dynobs_h1_scan *s)
 {
     s->mask &= s->mask - 1;
 }
