@@ -272,6 +272,10 @@ static void start(struct dynobs_conn *c)
     dynobs__serving_begin(t, s, c->blocking, &carry, &x->serving);
 }
 
+_Static_assert(sizeof(((struct dynobs_h1s *)0)->labels_method) ==
+                   sizeof(((struct dynobs_h1s_exchange *)0)->method),
+               "labels_method is a copy of the exchange's method array");
+
 /* The duration metric's labels: the connection's last ones while method,
  * route and status repeat and nothing failed, else made anew. */
 static const char *labels_of(struct dynobs_conn *c, int code, const char *error_type,
@@ -279,7 +283,10 @@ static const char *labels_of(struct dynobs_conn *c, int code, const char *error_
 {
     struct dynobs_h1s *h = &c->p.h1s;
     const struct dynobs_route *rt = &h->x.route;
-    if (!error_type && code == h->labels_code && !strcmp(h->x.method, h->labels_method) &&
+    /* (the method's whole array: a difference after its NUL only makes
+     * the labels anew) */
+    if (!error_type && code == h->labels_code &&
+        !memcmp(h->x.method, h->labels_method, sizeof h->labels_method) &&
         !memcmp(h->labels_route, rt->text, rt->len + 1u))
         return h->labels;
     int tls = c->transport == DYNOBS_TRANSPORT_TLS;
@@ -305,6 +312,32 @@ static const char *labels_of(struct dynobs_conn *c, int code, const char *error_
     return out;
 }
 
+/* The request's outcome on its span (dynobs__http_server_outcome). For a
+ * request that did not fail, the status code's attribute is copied as
+ * encoded for the connection's last such request with the same code. */
+static const char *outcome(struct dynobs_conn *c, struct dynobs_span *s, int code,
+                           const char *error_type, char *codestr)
+{
+    struct dynobs_h1s_status *st = &c->p.h1s.status;
+    if (error_type || code <= 0 || code >= 500)
+        return dynobs__http_server_outcome(s, code, error_type, codestr);
+    if (st->len && st->code == code && !dynobs__span_add_items(s, st->item, st->len, 1))
+        return NULL;
+    uint32_t used = s->used;
+    uint16_t attrs = s->attrs;
+    uint8_t cut = s->truncated;
+    error_type = dynobs__http_server_outcome(s, code, NULL, codestr);
+    size_t n = s->used - used;
+    st->len = 0;
+    if (!error_type && s->recording && !cut && !s->truncated && s->attrs == attrs + 1 &&
+        n <= sizeof st->item) {
+        memcpy(st->item, s->body + used, n);
+        st->code = code;
+        st->len = (uint16_t)n;
+    }
+    return error_type;
+}
+
 static void finish(struct dynobs_conn *c, int code, const char *error_type)
 {
     struct dynobs_h1s *h = &c->p.h1s;
@@ -312,7 +345,7 @@ static void finish(struct dynobs_conn *c, int code, const char *error_type)
     struct dynobs_span *s = &x->span;
     struct dynobs_thread *t = dynobs__thread();
     char codestr[8];
-    error_type = dynobs__http_server_outcome(s, code, error_type, codestr);
+    error_type = outcome(c, s, code, error_type, codestr);
     /* An ignored request is not counted either. */
     struct dynobs_segment *seg = t && !x->uncounted ? dynobs__segment() : NULL;
     if (seg) {
@@ -350,6 +383,7 @@ void dynobs__h1s_init(struct dynobs_conn *c)
     dynobs__memo_clear(&h->memo);
     h->run.len = 0;
     h->first.len = 0;
+    h->status.len = 0;
     memset(&h->x, 0, offsetof(struct dynobs_h1s_exchange, span));
     h->x.span.live = 0;
 }

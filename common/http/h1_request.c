@@ -107,6 +107,23 @@ void dynobs__h1_req_done(struct dynobs_h1_req *o)
     o->phase = DYNOBS_H1_REQ_BODY;
 }
 
+/* reqline_ok for a line kept whole, its version read in place. */
+static int whole_reqline_ok(const struct dynobs_h1_req *o)
+{
+    size_t n = o->reqline_len;
+    if (n && o->reqline[n - 1] == '\r')
+        n--;
+    if (n < 9)
+        return 0;
+    const char *t = o->reqline + n - 9;
+    if (dynobs__h1_load8(t) != dynobs__h1_load8(" HTTP/1.") || (t[8] != '0' && t[8] != '1'))
+        return 0;
+    size_t m = 0;
+    while (m < n && m < 17 && o->reqline[m] >= 'A' && o->reqline[m] <= 'Z')
+        m++;
+    return m > 0 && m <= 16 && m < n && o->reqline[m] == ' ';
+}
+
 /* The last 9 bytes of the request line (without CR), for the version. */
 static void tail_of(const struct dynobs_h1_req *o, char out[9])
 {
@@ -241,7 +258,14 @@ static void value_copy(struct dynobs_h1_req *o, const uint8_t *p, size_t run)
         break;
     }
     size_t room = cap > *len ? cap - *len : 0, k = run < room ? run : room;
-    memcpy(dst + *len, p, k);
+    char *d = dst + *len;
+    if (k >= 8 && k <= 16) { /* (most values: two words, no call) */
+        uint64_t a = dynobs__h1_load8(p), b = dynobs__h1_load8(p + k - 8);
+        memcpy(d, &a, 8);
+        memcpy(d + k - 8, &b, 8);
+    } else {
+        memcpy(d, p, k);
+    }
     *len = (uint16_t)(*len + k);
     if (k < run && o->in_value == HDR_TRACESTATE)
         list_full(o->tracestate, &o->ts_len, &o->ts_cut, p[k]);
@@ -347,12 +371,10 @@ long dynobs__h1_req_feed(struct dynobs_h1_req *o, const uint8_t *p, size_t n)
             {
                 size_t nl = dynobs__h1_find_nl(p, i, n), run = nl - i;
                 if (nl < n && run <= DYNOBS_H1_REQLINE_MAX - 10) {
-                    char tail[9];
                     memcpy(o->reqline, p + i, run);
                     o->reqline_len = (uint16_t)run;
                     i = nl;
-                    tail_of(o, tail);
-                    if (!reqline_ok(o, tail)) {
+                    if (!whole_reqline_ok(o)) {
                         o->phase = DYNOBS_H1_REQ_OFF;
                         return -1;
                     }

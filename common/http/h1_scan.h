@@ -12,6 +12,8 @@
 #include <emmintrin.h>
 #endif
 
+#define DYNOBS_H1_INLINE static inline __attribute__((always_inline))
+
 /* The offset of the first byte a or b in p[from..n), or n when there is
  * none. Request and response heads are read line by line, and most lines
  * are shorter than what a libc memchr call costs to set up: on x86-64 the
@@ -75,8 +77,6 @@ struct dynobs_h1_scan {
     uint32_t mask;
     uint8_t c;
 };
-
-#define DYNOBS_H1_INLINE static inline __attribute__((always_inline))
 
 DYNOBS_H1_INLINE void dynobs__h1_scan_init(struct dynobs_h1_scan *s, const uint8_t *p, size_t from,
                                         size_t n, uint8_t c)
