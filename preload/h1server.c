@@ -24,6 +24,7 @@
 #include "httpmetrics.h"
 #include "policy.h"
 #include "redact.h"
+#include "shortbytes.h"
 
 #include "../common/http/h1_scan.h"
 #include "../common/metrics.h"
@@ -120,8 +121,9 @@ static void conn_attrs(struct dynobs_conn *c, struct dynobs_span *s, const char 
     const char *ua = h->head.user_agent;
     size_t ual = h->head.ua_len;
     if (m->len && m->hn == hn && m->ual == ual && m->minor == (minor != 0) &&
-        m->value_limit == dynobs__config.attr_value_limit && !memcmp(m->key, host, hn) &&
-        !memcmp(m->key + hn, ua, ual) && !dynobs__span_add_items(s, m->items, m->len, m->count))
+        m->value_limit == dynobs__config.attr_value_limit && dynobs__same_bytes(m->key, host, hn) &&
+        dynobs__same_bytes(m->key + hn, ua, ual) &&
+        !dynobs__span_add_items(s, m->items, m->len, m->count))
         return;
     uint32_t used = s->used;
     uint16_t attrs = s->attrs;
@@ -162,7 +164,7 @@ static void start(struct dynobs_conn *c)
     if (!t || dynobs__h1_req_parse(&h->head, &r) < 0)
         return;
     size_t ml = r.method_len < sizeof x->method - 1 ? r.method_len : sizeof x->method - 1;
-    memcpy(x->method, r.method, ml);
+    dynobs__copy_bytes(x->method, r.method, ml);
     x->method[ml] = '\0';
 
     /* W3C: a valid, single traceparent continues the trace; anything else
@@ -287,7 +289,7 @@ static const char *labels_of(struct dynobs_conn *c, int code, const char *error_
      * the labels anew) */
     if (!error_type && code == h->labels_code &&
         !memcmp(h->x.method, h->labels_method, sizeof h->labels_method) &&
-        !memcmp(h->labels_route, rt->text, rt->len + 1u))
+        dynobs__same_bytes(h->labels_route, rt->text, rt->len + 1u))
         return h->labels;
     int tls = c->transport == DYNOBS_TRANSPORT_TLS;
     const char *parts[][2] = {{"http.request.method", h->x.method},
