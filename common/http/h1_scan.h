@@ -143,15 +143,18 @@ static inline uint32_t dynobs__h1_load4(const void *p)
 static inline int dynobs__h1_same_name(const uint8_t *name, const char *lc, const uint8_t *fold,
                                        size_t len)
 {
-    if (len < 8)
+    if (len < 8) {
+        size_t last = len - 4;
         return (dynobs__h1_load4(name) | dynobs__h1_load4(fold)) == dynobs__h1_load4(lc) &&
-               (dynobs__h1_load4(name + len - 4) | dynobs__h1_load4(fold + len - 4)) ==
-                   dynobs__h1_load4(lc + len - 4);
-    for (size_t k = 0; k + 8 < len; k += 8)
+               (dynobs__h1_load4(name + last) | dynobs__h1_load4(fold + last)) ==
+                   dynobs__h1_load4(lc + last);
+    }
+    size_t last = len - 8;
+    for (size_t k = 0; k < last; k += 8)
         if ((dynobs__h1_load8(name + k) | dynobs__h1_load8(fold + k)) != dynobs__h1_load8(lc + k))
             return 0;
-    return (dynobs__h1_load8(name + len - 8) | dynobs__h1_load8(fold + len - 8)) ==
-           dynobs__h1_load8(lc + len - 8);
+    return (dynobs__h1_load8(name + last) | dynobs__h1_load8(fold + last)) ==
+           dynobs__h1_load8(lc + last);
 }
 
 /* The bytes from p[i] up to the next line feed, or to the end of the
