@@ -10,7 +10,14 @@
 # = (instructions of the long run - the short run's) / 2000, so start-up
 # and connection set-up drop out. Under the shim the ring is 64 MiB (no
 # exporter: nothing is dropped in the runs).
+#
+# PROFILE=N (default 0): also print the N functions of libdynobs.so (and
+# what they call) with the most instructions per request under the shim,
+# inclusive, from the same two runs (long - short) / 2000. KEEP=DIR keeps
+# the callgrind files there (plain-500.out, shim-2500.out...).
 set -uo pipefail
+PROFILE=${PROFILE:-0}
+KEEP=${KEEP:-}
 
 BUILD=$(realpath "${1:-build}") || exit 2
 LIB=$BUILD/libdynobs.so
@@ -72,6 +79,11 @@ CONF
   /usr/bin/python3 "$DIR/client.py" "$port" "$2" || { kill "$vp"; return 1; }
   kill -QUIT "$vp"
   wait "$vp"
+  if [[ -n $KEEP ]]; then
+    mkdir -p "$KEEP"
+    cp "$d/cg.out" "$KEEP/$([[ $1 == 1 ]] && echo shim || echo plain)-$2.out"
+  fi
+  [[ $1 == 1 && $PROFILE -gt 0 ]] && cp "$d/cg.out" "$DIR/shim-$2.out"
   callgrind_annotate "$d/cg.out" 2>/dev/null | awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1 }'
 }
 
@@ -83,3 +95,25 @@ for mode in 0 1; do
 done
 echo "nginx user-space instructions per request: plain ${per[0]}, under the shim ${per[1]}," \
   "added by the shim $((per[1] - per[0]))"
+
+# Per function, inclusive: the long run's count minus the short run's, per
+# request, for the functions of libdynobs.so (and the libc functions it
+# calls, which nginx calls too: read those from the difference with the
+# plain run).
+if [[ $PROFILE -gt 0 ]]; then
+  # (callgrind_annotate splits a function by the files its lines come
+  # from when run where those files are found, inlined helpers apart: run
+  # from /, each function is one line. The tree's root is taken off the
+  # names, which some outputs give in full.)
+  SRC=$(realpath "$(dirname "${BASH_SOURCE[0]}")/..")
+  incl() {
+    (cd / && callgrind_annotate --inclusive=yes --auto=no --threshold=100 "$1" 2>/dev/null) |
+      awk -v src="$SRC/" '/^ *[0-9,]+ \(/ && /\[.*libdynobs/ { n = $1; gsub(",", "", n);
+        sub(/^ *[0-9,]+ +\( *[0-9.]+%\) +/, ""); if (index($0, src) == 1) $0 = substr($0, length(src) + 1);
+        print $0 "\t" n }' | sort -t $'\t' -k1,1
+  }
+  echo "libdynobs.so under nginx, inclusive instructions per request (callgrind_annotate --inclusive=yes):"
+  join -t $'\t' <(incl "$DIR/shim-500.out") <(incl "$DIR/shim-2500.out") |
+    awk -F '\t' '{ d = ($3 - $2) / 2000; if (d >= 1) printf "%8.0f  %s\n", d, $1 }' |
+    sort -rn | head -n "$PROFILE"
+fi

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "rulesmap.h"
+#include "shortbytes.h"
 
 /* What dynobs__decide returned, as the memo keeps it: its pointers to the
  * decision itself must be made again in the copy. */
@@ -23,8 +24,9 @@ int dynobs__memo_recall(const struct dynobs_decision_memo *m, const struct dynob
         return 0;
     /* The path first: it is what differs most often between requests. */
     const char *key = m->key;
-    if (memcmp(key + m->ml + m->hn, k->path.p, m->pl) || memcmp(key, k->method.p, m->ml) ||
-        (m->hn && memcmp(key + m->ml, k->host.p, m->hn)))
+    if (!dynobs__same_bytes(key + m->ml + m->hn, k->path.p, m->pl) ||
+        !dynobs__same_bytes(key, k->method.p, m->ml) ||
+        (m->hn && !dynobs__same_bytes(key + m->ml, k->host.p, m->hn)))
         return 0;
     *d = m->d;
     *route = m->route;

@@ -156,6 +156,15 @@ struct dynobs_h1s_head {
     uint8_t items[DYNOBS_H1S_HEAD_MAX];
 };
 
+/* The span's http.response.status_code, as encoded for the connection's
+ * last request that did not fail: the same item while the code repeats
+ * (h1server.c). */
+struct dynobs_h1s_status {
+    uint16_t len; /* bytes of item; 0: nothing kept */
+    int code;
+    uint8_t item[64];
+};
+
 struct dynobs_h1s {
     struct dynobs_h1_req head; /* the request head, as it is read */
     /* The duration metric's labels of the last request that did not fail,
@@ -168,6 +177,7 @@ struct dynobs_h1s {
     struct dynobs_decision_memo memo; /* the rules' decision and route of the last request */
     struct dynobs_h1s_run run;
     struct dynobs_h1s_head first;
+    struct dynobs_h1s_status status;
     struct dynobs_h1s_exchange x;
 };
 

@@ -24,7 +24,9 @@
 #include "httpmetrics.h"
 #include "policy.h"
 #include "redact.h"
+#include "shortbytes.h"
 
+#include "../common/http/h1_scan.h"
 #include "../common/metrics.h"
 
 /* The server sets each attribute of its span once: no replacement scan. */
@@ -119,8 +121,9 @@ static void conn_attrs(struct dynobs_conn *c, struct dynobs_span *s, const char 
     const char *ua = h->head.user_agent;
     size_t ual = h->head.ua_len;
     if (m->len && m->hn == hn && m->ual == ual && m->minor == (minor != 0) &&
-        m->value_limit == dynobs__config.attr_value_limit && !memcmp(m->key, host, hn) &&
-        !memcmp(m->key + hn, ua, ual) && !dynobs__span_add_items(s, m->items, m->len, m->count))
+        m->value_limit == dynobs__config.attr_value_limit && dynobs__same_bytes(m->key, host, hn) &&
+        dynobs__same_bytes(m->key + hn, ua, ual) &&
+        !dynobs__span_add_items(s, m->items, m->len, m->count))
         return;
     uint32_t used = s->used;
     uint16_t attrs = s->attrs;
@@ -161,7 +164,7 @@ static void start(struct dynobs_conn *c)
     if (!t || dynobs__h1_req_parse(&h->head, &r) < 0)
         return;
     size_t ml = r.method_len < sizeof x->method - 1 ? r.method_len : sizeof x->method - 1;
-    memcpy(x->method, r.method, ml);
+    dynobs__copy_bytes(x->method, r.method, ml);
     x->method[ml] = '\0';
 
     /* W3C: a valid, single traceparent continues the trace; anything else
@@ -177,14 +180,12 @@ static void start(struct dynobs_conn *c)
     dynobs__conn_facts(c);
     /* What the rules decide, and the route: as for the connection's last
      * request when method, host and path repeat (decision_memo.h). */
-    size_t pl = 0;
-    while (pl < r.target_len && r.target[pl] != '?' && r.target[pl] != '#')
-        pl++;
+    size_t pl = dynobs__h1_find2((const uint8_t *)r.target, 0, r.target_len, '?', '#');
     const char *host = h->head.host;
     size_t hn = h->head.host_len;
-    const char *colon = memchr(host, ':', hn);
-    if (colon && host[0] != '[')
-        hn = (size_t)(colon - host);
+    size_t colon = dynobs__h1_find2((const uint8_t *)host, 0, hn, ':', ':');
+    if (colon < hn && host[0] != '[')
+        hn = colon;
     struct dynobs_memo_key k = {{x->method, ml}, {hn ? host : NULL, hn}, {r.target, pl}};
     struct dynobs_decision d;
     const struct dynobs_span_policy *pol;
@@ -273,6 +274,10 @@ static void start(struct dynobs_conn *c)
     dynobs__serving_begin(t, s, c->blocking, &carry, &x->serving);
 }
 
+_Static_assert(sizeof(((struct dynobs_h1s *)0)->labels_method) ==
+                   sizeof(((struct dynobs_h1s_exchange *)0)->method),
+               "labels_method is a copy of the exchange's method array");
+
 /* The duration metric's labels: the connection's last ones while method,
  * route and status repeat and nothing failed, else made anew. */
 static const char *labels_of(struct dynobs_conn *c, int code, const char *error_type,
@@ -280,8 +285,11 @@ static const char *labels_of(struct dynobs_conn *c, int code, const char *error_
 {
     struct dynobs_h1s *h = &c->p.h1s;
     const struct dynobs_route *rt = &h->x.route;
-    if (!error_type && code == h->labels_code && !strcmp(h->x.method, h->labels_method) &&
-        !memcmp(h->labels_route, rt->text, rt->len + 1u))
+    /* (the method's whole array: a difference after its NUL only makes
+     * the labels anew) */
+    if (!error_type && code == h->labels_code &&
+        !memcmp(h->x.method, h->labels_method, sizeof h->labels_method) &&
+        dynobs__same_bytes(h->labels_route, rt->text, rt->len + 1u))
         return h->labels;
     int tls = c->transport == DYNOBS_TRANSPORT_TLS;
     const char *parts[][2] = {{"http.request.method", h->x.method},
@@ -306,6 +314,32 @@ static const char *labels_of(struct dynobs_conn *c, int code, const char *error_
     return out;
 }
 
+/* The request's outcome on its span (dynobs__http_server_outcome). For a
+ * request that did not fail, the status code's attribute is copied as
+ * encoded for the connection's last such request with the same code. */
+static const char *outcome(struct dynobs_conn *c, struct dynobs_span *s, int code,
+                           const char *error_type, char *codestr)
+{
+    struct dynobs_h1s_status *st = &c->p.h1s.status;
+    if (error_type || code <= 0 || code >= 500)
+        return dynobs__http_server_outcome(s, code, error_type, codestr);
+    if (st->len && st->code == code && !dynobs__span_add_items(s, st->item, st->len, 1))
+        return NULL;
+    uint32_t used = s->used;
+    uint16_t attrs = s->attrs;
+    uint8_t cut = s->truncated;
+    error_type = dynobs__http_server_outcome(s, code, NULL, codestr);
+    size_t n = s->used - used;
+    st->len = 0;
+    if (!error_type && s->recording && !cut && !s->truncated && s->attrs == attrs + 1 &&
+        n <= sizeof st->item) {
+        memcpy(st->item, s->body + used, n);
+        st->code = code;
+        st->len = (uint16_t)n;
+    }
+    return error_type;
+}
+
 static void finish(struct dynobs_conn *c, int code, const char *error_type)
 {
     struct dynobs_h1s *h = &c->p.h1s;
@@ -313,7 +347,7 @@ static void finish(struct dynobs_conn *c, int code, const char *error_type)
     struct dynobs_span *s = &x->span;
     struct dynobs_thread *t = dynobs__thread();
     char codestr[8];
-    error_type = dynobs__http_server_outcome(s, code, error_type, codestr);
+    error_type = outcome(c, s, code, error_type, codestr);
     /* An ignored request is not counted either. */
     struct dynobs_segment *seg = t && !x->uncounted ? dynobs__segment() : NULL;
     if (seg) {
@@ -351,6 +385,7 @@ void dynobs__h1s_init(struct dynobs_conn *c)
     dynobs__memo_clear(&h->memo);
     h->run.len = 0;
     h->first.len = 0;
+    h->status.len = 0;
     memset(&h->x, 0, offsetof(struct dynobs_h1s_exchange, span));
     h->x.span.live = 0;
 }

@@ -3,6 +3,7 @@
  * the choice between a rules entry's patterns and its `unmatched` mode.
  */
 #include "route.h"
+#include "shortbytes.h"
 
 #include <string.h>
 
@@ -96,10 +97,10 @@ void dynobs__server_route(const struct dynobs_rules *r, const struct dynobs_rule
 void dynobs__server_span_name(char *out, const char *method, size_t ml,
                               const struct dynobs_route *r)
 {
-    memcpy(out, method, ml);
+    dynobs__copy_bytes(out, method, ml);
     if (r->len) {
         out[ml++] = ' ';
-        memcpy(out + ml, r->text, r->len);
+        dynobs__copy_bytes(out + ml, r->text, r->len);
         ml += r->len;
     }
     out[ml] = '\0';

@@ -25,9 +25,28 @@ static struct {
 };
 static unsigned nwatched = 5;
 static uint8_t corr_bits;
+/* fold[w][k] is 0x20 where watched[w]'s name has a letter at k, else 0:
+ * (byte | fold) == letter is then exactly lower(byte) == letter, and any
+ * other byte must be equal, so names compare a word at a time. */
+#define NAME_MAX_LEN 64u
+#define L4 0x20, 0x20, 0x20, 0x20
+static uint8_t fold[5 + DYNOBS_H1_CORR_MAX][NAME_MAX_LEN] = {
+    {L4, L4, 0x20, 0x20, 0x20}, /* traceparent */
+    {L4, L4, 0x20, 0x20},       /* tracestate */
+    {L4},                       /* host */
+    {L4, 0, L4, 0x20},          /* user-agent */
+    {L4, 0x20, 0x20, 0x20},     /* baggage */
+};
+/* Bit w is set in by_len[len] when watched[w] is len bytes long: a header
+ * line's name is compared only with the watched names of its length. */
+#define NAME_MAX_LEN 64u
+#define FIXED_BY_LEN [4] = 1u << 2, [7] = 1u << 4, [10] = 1u << 1 | 1u << 3, [11] = 1u << 0
+static uint16_t by_len[NAME_MAX_LEN] = {FIXED_BY_LEN};
 
 void dynobs__h1_watch_correlation(const char (*names)[64], const uint8_t *lens, int n)
 {
+    static const uint16_t fixed[NAME_MAX_LEN] = {FIXED_BY_LEN};
+    memcpy(by_len, fixed, sizeof by_len);
     nwatched = 5;
     corr_bits = 0;
     for (int i = 0; i < n && i < (int)DYNOBS_H1_CORR_MAX; i++) {
@@ -35,6 +54,10 @@ void dynobs__h1_watch_correlation(const char (*names)[64], const uint8_t *lens, 
         watched[nwatched].name = names[i];
         watched[nwatched].len = lens[i];
         watched[nwatched].bit = bit;
+        for (unsigned k = 0; k < NAME_MAX_LEN; k++)
+            fold[nwatched][k] = k < lens[i] && names[i][k] >= 'a' && names[i][k] <= 'z' ? 0x20 : 0;
+        if (lens[i] && lens[i] < NAME_MAX_LEN)
+            by_len[lens[i]] |= (uint16_t)(1u << nwatched);
         nwatched++;
         corr_bits |= bit;
     }
@@ -82,6 +105,23 @@ void dynobs__h1_req_reset(struct dynobs_h1_req *o)
 void dynobs__h1_req_done(struct dynobs_h1_req *o)
 {
     o->phase = DYNOBS_H1_REQ_BODY;
+}
+
+/* reqline_ok for a line kept whole, its version read in place. */
+static int whole_reqline_ok(const struct dynobs_h1_req *o)
+{
+    size_t n = o->reqline_len;
+    if (n && o->reqline[n - 1] == '\r')
+        n--;
+    if (n < 9)
+        return 0;
+    const char *t = o->reqline + n - 9;
+    if (dynobs__h1_load8(t) != dynobs__h1_load8(" HTTP/1.") || (t[8] != '0' && t[8] != '1'))
+        return 0;
+    size_t m = 0;
+    while (m < n && m < 17 && o->reqline[m] >= 'A' && o->reqline[m] <= 'Z')
+        m++;
+    return m > 0 && m <= 16 && m < n && o->reqline[m] == ' ';
 }
 
 /* The last 9 bytes of the request line (without CR), for the version. */
@@ -169,31 +209,23 @@ static void begin_value(struct dynobs_h1_req *o, int bit)
 /* Which watched header a whole name is (case-insensitive), or 0. */
 static int watched_name(const struct dynobs_h1_req *o, const uint8_t *name, size_t len)
 {
-    for (size_t w = 0; w < nwatched; w++) {
-        if (len != watched[w].len || (watched[w].bit == HDR_UA && !o->capture))
+    if (len >= NAME_MAX_LEN)
+        return 0;
+    /* (no watched name is shorter than 4 bytes: by_len holds none) */
+    for (unsigned m = by_len[len]; m; m &= m - 1) {
+        unsigned w = (unsigned)__builtin_ctz(m);
+        if ((watched[w].bit == HDR_UA && !o->capture) ||
+            !dynobs__h1_same_name(name, watched[w].name, fold[w], len))
             continue;
-        size_t k = 0;
-        while (k < len && lower(name[k]) == watched[w].name[k])
-            k++;
-        if (k == len)
-            return watched[w].bit;
+        return watched[w].bit;
     }
     return 0;
 }
 
-/* The rest of a watched header's value when its line end is in this
- * buffer and it holds no stray CR: copied at once (as much as fits), *i
- * moved to the line end's CR or LF. 0 when the bytes must go one by one. */
-static int value_run(struct dynobs_h1_req *o, const uint8_t *p, size_t n, size_t *i)
+/* run bytes of a watched header's value (no CR among them): copied into
+ * its field, as much as fits, or left out when it is not kept. */
+static void value_copy(struct dynobs_h1_req *o, const uint8_t *p, size_t run)
 {
-    const uint8_t *nl = memchr(p, '\n', n);
-    if (!nl)
-        return 0;
-    size_t run = (size_t)(nl - p);
-    if (run && p[run - 1] == '\r')
-        run--;
-    if (!run || memchr(p, '\r', run))
-        return 0;
     char *dst;
     uint16_t *len;
     size_t cap;
@@ -206,7 +238,7 @@ static int value_run(struct dynobs_h1_req *o, const uint8_t *p, size_t n, size_t
         break;
     case HDR_TRACESTATE:
         if (!o->capture || o->ts_cut)
-            goto skip;
+            return;
         dst = o->tracestate, len = &o->ts_len, cap = DYNOBS_H1_TS_MAX - 1;
         break;
     case HDR_UA:
@@ -214,19 +246,26 @@ static int value_run(struct dynobs_h1_req *o, const uint8_t *p, size_t n, size_t
         break;
     case HDR_BAGGAGE:
         if (!o->capture || o->bag_cut)
-            goto skip;
+            return;
         dst = o->baggage, len = &o->bag_len, cap = DYNOBS_H1_BAGGAGE_MAX - 1;
         break;
     default:
         if (!o->capture || (o->corr_dup & o->in_value))
-            goto skip;
+            return;
         dst = o->corr_val[CORR_INDEX(o->in_value)];
         len = &o->corr_len[CORR_INDEX(o->in_value)];
         cap = DYNOBS_H1_CORR_VAL_MAX - 1;
         break;
     }
     size_t room = cap > *len ? cap - *len : 0, k = run < room ? run : room;
-    memcpy(dst + *len, p, k);
+    char *d = dst + *len;
+    if (k >= 8 && k <= 16) { /* (most values: two words, no call) */
+        uint64_t a = dynobs__h1_load8(p), b = dynobs__h1_load8(p + k - 8);
+        memcpy(d, &a, 8);
+        memcpy(d + k - 8, &b, 8);
+    } else {
+        memcpy(d, p, k);
+    }
     *len = (uint16_t)(*len + k);
     if (k < run && o->in_value == HDR_TRACESTATE)
         list_full(o->tracestate, &o->ts_len, &o->ts_cut, p[k]);
@@ -234,10 +273,82 @@ static int value_run(struct dynobs_h1_req *o, const uint8_t *p, size_t n, size_t
         list_full(o->baggage, &o->bag_len, &o->bag_cut, p[k]);
     else if (k < run)
         o->corr_cut |= (uint8_t)o->in_value;
-skip:
+}
+
+/* The bytes of p[from..nl), nl a line feed, without the CR before it:
+ * how many, or 0 when there are none or another CR among them (those go
+ * byte by byte, which drops every CR of a value). */
+static size_t clean_run(const uint8_t *p, size_t from, size_t nl)
+{
+    size_t end = nl;
+    if (end > from && p[end - 1] == '\r')
+        end--;
+    return end > from && dynobs__h1_find2(p, from, end, '\r', '\r') == end ? end - from : 0;
+}
+
+/* The rest of a watched header's value when its line end is in this
+ * buffer and it holds no stray CR: copied at once (as much as fits), *i
+ * moved to the line end's CR or LF. 0 when the bytes must go one by one. */
+static int value_run(struct dynobs_h1_req *o, const uint8_t *p, size_t n, size_t *i)
+{
+    size_t nl = dynobs__h1_find_nl(p, 0, n);
+    size_t run = nl < n ? clean_run(p, 0, nl) : 0;
+    if (!run)
+        return 0;
+    value_copy(o, p, run);
     o->line_len += (uint32_t)run;
     *i += run - 1;
     return 1;
+}
+
+/* What header lines read whole (whole_lines) left to the byte path. */
+enum { LINES_PARTIAL = -2, LINES_VALUE = -3 };
+
+/* Header lines from p[*at] (the first byte of a line, not a line end),
+ * one after another for as long as each is whole in these bytes: a line
+ * nobody watches is passed over, a watched header's value is copied at
+ * once (as value_run would, from its first byte that is not white
+ * space). Returns the offset of the empty line that ends the block when
+ * it is reached, -1 when the bytes ran out at a line end, else
+ * LINES_PARTIAL (a line not whole here starts at *at: the state is a
+ * line start's) or LINES_VALUE (a watched header's value goes byte by
+ * byte: the state is just after its colon, at *at). */
+static long whole_lines(struct dynobs_h1_req *o, const uint8_t *p, size_t n, size_t *at)
+{
+    size_t i = *at;
+    for (;;) {
+        size_t e = dynobs__h1_find2(p, i, n, ':', '\n');
+        size_t nl = e < n && p[e] == ':' ? dynobs__h1_find_nl(p, e + 1, n) : e;
+        if (nl == n) {
+            *at = i;
+            return LINES_PARTIAL;
+        }
+        int bit = e < nl ? watched_name(o, p + i, e - i) : 0;
+        if (bit) {
+            o->line_start = 0;
+            o->match = 0;
+            o->line_len = (uint32_t)(e - i) + 1;
+            begin_value(o, bit);
+            size_t v = e + 1;
+            while (v < nl && (p[v] == ' ' || p[v] == '\t'))
+                v++;
+            size_t run = v < nl ? clean_run(p, v, nl) : 0;
+            if (run) {
+                value_copy(o, p + v, run);
+            } else if (v < nl && (nl - v > 1 || p[v] != '\r')) {
+                *at = e; /* a CR inside the value */
+                return LINES_VALUE;
+            }
+            o->line_start = 1;
+            o->in_value = 0;
+            o->skip_ws = 0;
+        }
+        i = nl + 1;
+        if (i == n)
+            return -1;
+        if (p[i] == '\r' || p[i] == '\n')
+            return (long)i; /* the empty line: headers end here */
+    }
 }
 
 long dynobs__h1_req_feed(struct dynobs_h1_req *o, const uint8_t *p, size_t n)
@@ -255,15 +366,20 @@ long dynobs__h1_req_feed(struct dynobs_h1_req *o, const uint8_t *p, size_t n)
             o->phase = DYNOBS_H1_REQ_LINE;
             o->reqline_len = 0;
             o->reqline_trunc = 0;
-            /* The whole line in this buffer (the usual case): copy it at
-             * once and check it at its line end, next round. */
+            /* The whole line in this buffer (the usual case): copied at
+             * once and checked as at its line end below. */
             {
-                const uint8_t *nl = memchr(p + i, '\n', n - i);
-                size_t run = nl ? (size_t)(nl - (p + i)) : 0;
-                if (nl && run <= DYNOBS_H1_REQLINE_MAX - 10) {
+                size_t nl = dynobs__h1_find_nl(p, i, n), run = nl - i;
+                if (nl < n && run <= DYNOBS_H1_REQLINE_MAX - 10) {
                     memcpy(o->reqline, p + i, run);
                     o->reqline_len = (uint16_t)run;
-                    i += run - 1;
+                    i = nl;
+                    if (!whole_reqline_ok(o)) {
+                        o->phase = DYNOBS_H1_REQ_OFF;
+                        return -1;
+                    }
+                    o->phase = DYNOBS_H1_REQ_HEADERS;
+                    o->line_start = 1;
                     break;
                 }
             }
@@ -327,24 +443,15 @@ long dynobs__h1_req_feed(struct dynobs_h1_req *o, const uint8_t *p, size_t n)
             if (o->line_start) {
                 if (c == '\r' || c == '\n')
                     return (long)i; /* the empty line: headers end here */
-                /* A whole header line in this buffer: its name is looked at
-                 * once; a header we do not watch is skipped in one go, the
-                 * value of one we do is read from after its colon. */
-                const uint8_t *nl = memchr(p + i, '\n', n - i);
-                if (nl) {
-                    const uint8_t *colon = memchr(p + i, ':', (size_t)(nl - (p + i)));
-                    int bit = colon ? watched_name(o, p + i, (size_t)(colon - (p + i))) : 0;
-                    if (!bit) {
-                        i = (size_t)(nl - p);
-                        break;
-                    }
-                    o->line_start = 0;
-                    o->match = 0;
-                    o->line_len = (uint32_t)(colon - (p + i)) + 1;
-                    begin_value(o, bit);
-                    i = (size_t)(colon - p);
+                /* Whole header lines in this buffer: each name is looked
+                 * at once; a header we do not watch is passed over in one
+                 * go, the value of one we do is copied in one go. */
+                long end = whole_lines(o, p, n, &i);
+                if (end != LINES_PARTIAL && end != LINES_VALUE)
+                    return end;
+                if (end == LINES_VALUE)
                     break;
-                }
+                c = p[i];
                 o->line_start = 0;
                 o->line_len = 0;
                 o->match = HDR_TRACEPARENT | HDR_TRACESTATE | HDR_HOST | HDR_BAGGAGE |
@@ -413,9 +520,13 @@ int dynobs__h1_req_parse(const struct dynobs_h1_req *o, struct dynobs_h1_reqline
 {
     const char *l = o->reqline;
     size_t n = o->reqline_len;
-    const char *sp1 = memchr(l, ' ', n);
-    if (!sp1)
+    /* (the method is short: a loop beats a call) */
+    size_t m = 0;
+    while (m < n && l[m] != ' ')
+        m++;
+    if (m == n)
         return -1;
+    const char *sp1 = l + m;
     r->method = l;
     r->method_len = (size_t)(sp1 - l);
     r->target = sp1 + 1;
@@ -425,6 +536,8 @@ int dynobs__h1_req_parse(const struct dynobs_h1_req *o, struct dynobs_h1_reqline
     /* The target runs to the last space (before HTTP/1.x), or to what was
      * kept of a truncated line. */
     const char *sp2 = end;
+    if (end - r->target >= 9 && !memcmp(end - 9, " HTTP/1.", 8))
+        sp2 = end - 8; /* the usual ending, without a search */
     while (sp2 > r->target && sp2[-1] != ' ')
         sp2--;
     r->target_len = o->reqline_trunc ? (size_t)(end - r->target)

@@ -86,15 +86,10 @@ static int headers_done(struct dynobs_h1_resp *r)
     return 0;
 }
 
-static int name_is(const uint8_t *l, size_t n, const char *name, size_t len)
-{
-    if (n <= len || l[len] != ':')
-        return 0;
-    for (size_t i = 0; i < len; i++)
-        if (lower(l[i]) != name[i])
-            return 0;
-    return 1;
-}
+/* The two names, and where their letters are (dynobs__h1_same_name). */
+#define L4 0x20, 0x20, 0x20, 0x20
+static const uint8_t fold_length[14] = {L4, 0x20, 0x20, 0x20, 0, L4, 0x20, 0x20};
+static const uint8_t fold_te[17] = {L4, L4, 0, L4, L4};
 
 /* One byte of the value of Content-Length or Transfer-Encoding, the two
  * headers that shape a response's body. */
@@ -113,6 +108,56 @@ static void value_byte(struct dynobs_h1_resp *r, uint8_t c)
         r->chunked = 1;
 }
 
+/* Header lines from p[*at] (the first byte of a line, not a line end),
+ * one after another for as long as each is whole in these bytes: those
+ * that are neither Content-Length nor Transfer-Encoding are passed over,
+ * those two read at once. Returns 1 with *at at the empty line that ends
+ * the block, 0 when the bytes ran out at a line end, or -1 when a line
+ * not whole here starts at *at (the byte path reads it). */
+static int whole_lines(struct dynobs_h1_resp *r, const uint8_t *p, size_t n, size_t *at)
+{
+    size_t i = *at;
+    struct dynobs_h1_scan nls;
+    dynobs__h1_scan_init(&nls, p, i, n, '\n');
+    for (;;) {
+        size_t nl = dynobs__h1_scan_peek(&nls);
+        dynobs__h1_scan_pop(&nls);
+        if (nl == n) {
+            *at = i;
+            return -1;
+        }
+        const uint8_t *l = p + i;
+        size_t len = nl - i;
+        /* Only a line that starts with a C or a T can be either (the
+         * colon is tested before the letters). */
+        uint8_t first = l[0] | 0x20;
+        if (first == 'c' && len > 14 && l[14] == ':' &&
+            dynobs__h1_same_name(l, "content-length", fold_length, 14)) {
+            /* (value_byte's digits, in registers) */
+            uint64_t v = 0;
+            for (size_t k = 15; k < len; k++)
+                if (l[k] >= '0' && l[k] <= '9' && v < (UINT64_MAX - 9) / 10) {
+                    v = v * 10 + (uint64_t)(l[k] - '0');
+                    r->has_length = 1;
+                }
+            r->length = v;
+        } else if (first == 't' && len > 17 && l[17] == ':' &&
+                   dynobs__h1_same_name(l, "transfer-encoding", fold_te, 17)) {
+            r->in_value = RH_TE;
+            for (size_t k = 18; k < len; k++)
+                value_byte(r, l[k]);
+            r->in_value = 0;
+        }
+        i = nl + 1;
+        if (i == n)
+            return 0;
+        if (p[i] == '\r' || p[i] == '\n') {
+            *at = i;
+            return 1;
+        }
+    }
+}
+
 static int hexdigit(uint8_t c)
 {
     return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
@@ -128,14 +173,14 @@ int dynobs__h1_resp_feed(struct dynobs_h1_resp *r, const uint8_t *p, size_t n)
         case DYNOBS_H1_R_STATUS:
             if (!r->status_len && c != '\n') {
                 /* The whole status line in this buffer: copied at once,
-                 * checked at its line end next round. */
-                const uint8_t *nl = memchr(p + i, '\n', n - i);
-                if (nl) {
-                    size_t run = (size_t)(nl - (p + i));
+                 * and checked as at its line feed below. */
+                size_t nl = dynobs__h1_find_nl(p, i, n);
+                if (nl < n) {
+                    size_t run = nl - i;
                     r->status_len = (uint8_t)(run < sizeof r->status ? run : sizeof r->status);
                     memcpy(r->status, p + i, r->status_len);
-                    i += run - 1;
-                    break;
+                    i = nl;
+                    c = '\n';
                 }
             }
             st = dynobs__h1_status_step(r->status, sizeof r->status, &r->status_len, c, &r->code);
@@ -162,26 +207,24 @@ int dynobs__h1_resp_feed(struct dynobs_h1_resp *r, const uint8_t *p, size_t n)
                         return 1;
                     break;
                 }
-                /* A whole line in this buffer that is neither header we
-                 * need: skipped in one go. */
-                const uint8_t *nl = memchr(p + i, '\n', n - i);
-                if (nl) {
-                    const uint8_t *l = p + i;
-                    size_t len = (size_t)(nl - l), from = 0;
-                    if (name_is(l, len, "content-length", 14)) {
-                        r->in_value = RH_LENGTH;
-                        r->length = 0;
-                        from = 15;
-                    } else if (name_is(l, len, "transfer-encoding", 17)) {
-                        r->in_value = RH_TE;
-                        from = 18;
+                /* Whole lines in this buffer: read in one go each. */
+                int k = whole_lines(r, p, n, &i);
+                if (k == 0)
+                    return 0;
+                if (k == 1) {
+                    /* The empty line: CR LF (or LF) ends the block as the
+                     * byte path below would; anything else goes that way. */
+                    size_t lf = i + (p[i] == '\r');
+                    if (lf < n && p[lf] == '\n') {
+                        i = lf;
+                        if (headers_done(r))
+                            return 1;
+                        break;
                     }
-                    for (size_t k = from; r->in_value && k < len; k++)
-                        value_byte(r, l[k]);
-                    r->in_value = 0;
-                    i = (size_t)(nl - p);
+                    i--;
                     break;
                 }
+                c = p[i];
                 r->line_start = 0;
                 r->line_len = 0;
                 r->match = RH_LENGTH | RH_TE;

@@ -310,6 +310,50 @@ def test_keepalive_duration_series_follow_each_request(env):
     check(total == len(plan), "%d requests counted in all, expected %d" % (total, len(plan)))
 
 
+@tx.with_env
+def test_keepalive_spans_follow_each_status(env):
+    """One keep-alive connection whose status code changes between
+    requests and comes back: a connection keeps its last status code's
+    attribute as encoded, and every span must still carry its own code,
+    once, after the request's other attributes."""
+    rx = Receiver()
+    try:
+        env.start_exporter(rx.url(), {"OTEL_METRICS_EXPORTER": "none"})
+        port = tx.free_port()
+        p = start(env, [sys.executable, "-c", KEEPALIVE_SERVICE, str(port)], "statuses")
+        wait_listening(port, p, "keep-alive service")
+        plan = ["/a", "/a", "/missing", "/a", "/missing", "/missing", "/b", "/a"]
+        c = socket.create_connection(("127.0.0.1", port), 10)
+        f = c.makefile("rb")
+        for path in plan:
+            c.sendall(("GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % path).encode())
+            status = f.readline()
+            length = 0
+            while True:
+                line = f.readline()
+                if line in (b"\r\n", b""):
+                    break
+                if line.lower().startswith(b"content-length:"):
+                    length = int(line.split(b":")[1])
+            f.read(length)
+            check(status.startswith(b"HTTP/1.1 %d" % (404 if path == "/missing" else 200)),
+                  "%s: %r" % (path, status))
+        c.close()
+        spans = received(rx, "statuses", len(plan), "server spans")
+        spans.sort(key=lambda s: int(one(s, "start_time_unix_nano")))
+        for path, s in zip(plan, spans):
+            keys = [one(kv, "key").decode() for kv in s.get("attributes", [])]
+            want = 404 if path == "/missing" else 200
+            check(attrs(s).get("url.path") == path, "span order: %r, expected %s" % (attrs(s), path))
+            check(attrs(s).get("http.response.status_code") == want,
+                  "%s: status %r, expected %d" % (path, attrs(s).get("http.response.status_code"),
+                                                  want))
+            check(keys.count("http.response.status_code") == 1 and
+                  keys[-1] == "http.response.status_code", "%s: attributes %r" % (path, keys))
+    finally:
+        rx.stop()
+
+
 FORKING_SERVICE = r'''
 import os, socket, sys
 
