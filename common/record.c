@@ -7,6 +7,11 @@
 #include "dynobs/dynobs.h"
 #include "tracecontext.h"
 
+void dynobs__copy_long(void *dst, const void *src, size_t n)
+{
+    memcpy(dst, src, n);
+}
+
 size_t dynobs__item_put_event(uint8_t *buf, size_t cap, const char *name, size_t nlen,
                               uint64_t time_ns)
 {

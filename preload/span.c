@@ -574,6 +574,28 @@ static int set_status(dynobs_span *s, int code, const char *message)
     return 0;
 }
 
+/* A span whose thread's shard is full goes to the next shard with room,
+ * so that one busy thread can use the whole ring while the threads of the
+ * other shards are quiet (the consumer reads every shard; the order of
+ * one thread's spans across shards does not matter to it). Sets *h, or
+ * counts the drop in the thread's own shard; returns the ring of *h. */
+static __attribute__((noinline)) struct dynobs_ring *spill(struct dynobs_segment *seg,
+                                                           struct dynobs_ring *own,
+                                                           size_t payload, uint16_t rf,
+                                                           struct dynobs_rec_hdr **h)
+{
+    uint32_t i = (uint32_t)(own - seg->rings);
+    for (uint32_t k = 1; k < seg->nshards; k++) {
+        struct dynobs_ring *r = &seg->rings[(i + k) & (seg->nshards - 1)];
+        if ((*h = dynobs__ring_try_reserve_in(r, &seg->room[(i + k) & (seg->nshards - 1)],
+                                              payload, DYNOBS_REC_SPAN, rf)))
+            return r;
+    }
+    *h = NULL;
+    __atomic_fetch_add(&own->counters[DYNOBS_CTR_RECORDS_DROPPED], 1, __ATOMIC_RELAXED);
+    return own;
+}
+
 /* rf: the record flags of tail sampling (end_flags). */
 static int emit(struct dynobs_span *s, struct dynobs_thread *self, uint16_t rf)
 {
@@ -592,9 +614,13 @@ static int emit(struct dynobs_span *s, struct dynobs_thread *self, uint16_t rf)
     if (s->truncated)
         rf |= DYNOBS_RECF_TRUNCATED;
     struct dynobs_ring *ring = dynobs__ring_of(seg, self);
-    struct dynobs_rec_hdr *h = dynobs__ring_reserve(ring, payload, DYNOBS_REC_SPAN, rf);
-    if (!h)
-        return DYNOBS_ENOSPC;
+    struct dynobs_rec_hdr *h = dynobs__ring_try_reserve_in(ring, dynobs__ring_room(seg, ring),
+                                                           payload, DYNOBS_REC_SPAN, rf);
+    if (DYNOBS_UNLIKELY(!h)) {
+        ring = spill(seg, ring, payload, rf, &h);
+        if (!h)
+            return DYNOBS_ENOSPC;
+    }
     /* Body order: name, status message, tracestate and items; the fixed
      * part and the name are adjacent in the span (span.h). */
     uint8_t *p = (uint8_t *)(h + 1);
