@@ -4,6 +4,14 @@
  * the exporter would, so that spans take the real write path.
  *
  *   build/bench/dynobs-bench [--quick]
+ *   build/bench/dynobs-bench --span-cost N
+ *
+ * --span-cost runs N spans of the table's span row and nothing else, no
+ * consumer, for instruction counts: with a ring that holds them all
+ * (DYNOBS_RING_BYTES=64M), every span takes the write path, and
+ *   valgrind --tool=callgrind --toggle-collect=op_span_cost ...
+ * divided by N is the cost of one span. It prints the ring's counters so
+ * that the run can be checked for drops.
  */
 #define _GNU_SOURCE
 #include <pthread.h>
@@ -28,8 +36,9 @@ struct result {
     double median, p90;
 };
 
-/* Runs fn(batch) `batches` times; each call does `batch` operations. */
-static struct result measure(void (*fn)(int), int batch, int batches)
+/* Runs fn(batch) `batches` times; each call does `batch` operations,
+ * followed by a pause of pause_us (not timed) when it is not 0. */
+static struct result measure_paced(void (*fn)(int), int batch, int batches, unsigned pause_us)
 {
     double *v = malloc(sizeof(double) * (size_t)batches);
     fn(batch); /* warm-up */
@@ -37,6 +46,8 @@ static struct result measure(void (*fn)(int), int batch, int batches)
         uint64_t t0 = bench_now_ns();
         fn(batch);
         v[i] = (double)(bench_now_ns() - t0) / batch;
+        if (pause_us)
+            usleep(pause_us);
     }
     qsort(v, (size_t)batches, sizeof *v, bench_cmp_double);
     struct result r = {v[batches / 2], v[batches * 9 / 10]};
@@ -44,6 +55,17 @@ static struct result measure(void (*fn)(int), int batch, int batches)
     return r;
 }
 
+static struct result measure(void (*fn)(int), int batch, int batches)
+{
+    return measure_paced(fn, batch, batches, 0);
+}
+
+/* The span rows pause 1 ms after each batch of 1000 (about 200 KB of
+ * records): the consumer, draining every 1 ms while there are records,
+ * then keeps up with the 4 MiB shard of a thread, so that every span is
+ * written (the rows print the drops, which should be 0) and none takes the
+ * cheaper path of a full ring. */
+#define SPAN_PAUSE_US 1000
 static void op_span(int n)
 {
     for (int i = 0; i < n; i++) {
@@ -53,6 +75,12 @@ static void op_span(int n)
         dynobs_span_set_str(s, "url.path", "/api/items");
         dynobs_span_end(s);
     }
+}
+
+/* The same as op_span, under its own name for callgrind's toggle. */
+static __attribute__((noinline)) void op_span_cost(int n)
+{
+    op_span(n);
 }
 
 static char tp_buf[64];
@@ -141,10 +169,10 @@ static void *consumer(void *arg)
         int got = 0;
         while (dynobs__reader_next(r, &h) == 1)
             got++, consumed++;
-        /* Like the exporter: drain, then sleep; polling the head without
-         * pause would bounce its cache line on every record. */
-        (void)got;
-        usleep(2000);
+        /* Like the exporter: drain, then sleep (1 ms after a drain that
+         * found records, 2 ms otherwise); polling the head without pause
+         * would bounce its cache line on every record. */
+        usleep(got ? 1000 : 2000);
     }
     dynobs__reader_close(r);
     free(r);
@@ -158,7 +186,7 @@ struct two {
 static void *span_thread(void *arg)
 {
     struct two *t = arg;
-    t->r = measure(op_span, 1000, quick ? 200 : 2000);
+    t->r = measure_paced(op_span, 1000, quick ? 200 : 2000, SPAN_PAUSE_US);
     return NULL;
 }
 
@@ -177,9 +205,32 @@ static uint64_t counter(const char *dir, int c)
     return v;
 }
 
+static int remove_dir(const char *dir)
+{
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    return system(cmd) != 0;
+}
+
+/* --span-cost N: see the comment at the top. */
+static int span_cost(const char *dir, long n)
+{
+    op_span(100); /* the segment, the thread block, the clock's first sample */
+    usleep(120000); /* the clock's first TSC calibration */
+    uint64_t w0 = counter(dir, DYNOBS_CTR_RECORDS_WRITTEN);
+    uint64_t d0 = counter(dir, DYNOBS_CTR_RECORDS_DROPPED);
+    for (long i = 0; i < n; i += 1000)
+        op_span_cost(n - i < 1000 ? (int)(n - i) : 1000);
+    printf("spans %ld written %llu dropped %llu\n", n,
+           (unsigned long long)(counter(dir, DYNOBS_CTR_RECORDS_WRITTEN) - w0),
+           (unsigned long long)(counter(dir, DYNOBS_CTR_RECORDS_DROPPED) - d0));
+    return remove_dir(dir);
+}
+
 int main(int argc, char **argv)
 {
     quick = argc > 1 && !strcmp(argv[1], "--quick");
+    long cost_spans = argc > 2 && !strcmp(argv[1], "--span-cost") ? atol(argv[2]) : 0;
     /* The library reads its configuration at load time: re-run ourselves
      * with a private segment directory and a ring sized for the load. */
     if (!getenv("DYNOBS_SHM_DIR")) {
@@ -187,7 +238,7 @@ int main(int argc, char **argv)
         if (!mkdtemp(dir))
             return 1;
         setenv("DYNOBS_SHM_DIR", dir, 1);
-        setenv("DYNOBS_RING_BYTES", "2M", 0);
+        setenv("DYNOBS_RING_BYTES", cost_spans ? "64M" : "8M", 0);
         execv("/proc/self/exe", argv);
         return 1;
     }
@@ -197,6 +248,8 @@ int main(int argc, char **argv)
         return 1;
     }
     dynobs_counter_add("bench.start", 1, NULL); /* creates the segment */
+    if (cost_spans > 0)
+        return span_cost(dir, cost_spans);
     pthread_t cons;
     pthread_create(&cons, NULL, consumer, (void *)dir);
     int batches = quick ? 200 : 2000;
@@ -211,7 +264,9 @@ int main(int argc, char **argv)
     ref = measure(op_ref_atomic, 1000, batches);
     printf("%-44s %10.1f %10.1f %10s\n", "(reference) one uncontended atomic add", ref.median,
            ref.p90, "-");
-    struct result r = measure(op_span, 1000, batches);
+    uint64_t sd0 = counter(dir, DYNOBS_CTR_RECORDS_DROPPED);
+    uint64_t sw0 = counter(dir, DYNOBS_CTR_RECORDS_WRITTEN);
+    struct result r = measure_paced(op_span, 1000, batches, SPAN_PAUSE_US);
     printf("%-44s %10.1f %10.1f %10s\n", "span start + 3 attributes + end, 1 thread", r.median,
            r.p90, "80");
     struct two t[2];
@@ -223,6 +278,10 @@ int main(int argc, char **argv)
     for (int i = 0; i < 2; i++)
         printf("%-41s %d %10.1f %10.1f %10s\n", "span start + 3 attributes + end, 2 threads:", i + 1,
                t[i].r.median, t[i].r.p90, "80");
+    printf("%-44s %10llu of %llu\n", "(span rows: records dropped)",
+           (unsigned long long)(counter(dir, DYNOBS_CTR_RECORDS_DROPPED) - sd0),
+           (unsigned long long)(counter(dir, DYNOBS_CTR_RECORDS_WRITTEN) - sw0 +
+                                counter(dir, DYNOBS_CTR_RECORDS_DROPPED) - sd0));
     r = measure(op_tp_format, 1000, batches);
     printf("%-44s %10.1f %10.1f %10s\n", "traceparent format", r.median, r.p90, "30");
     r = measure(op_tp_parse, 1000, batches);
@@ -241,7 +300,7 @@ int main(int argc, char **argv)
            "20");
 
     /* Ring throughput: one producer thread writing span records as fast
-     * as it can for a fixed time, while the consumer drains every 2 ms. */
+     * as it can for a fixed time, while the consumer drains every 1 ms. */
     uint64_t w0 = counter(dir, DYNOBS_CTR_RECORDS_WRITTEN);
     uint64_t d0 = counter(dir, DYNOBS_CTR_RECORDS_DROPPED);
     uint64_t c0 = consumed, t0 = bench_now_ns(), spans = 0;
@@ -259,9 +318,5 @@ int main(int argc, char **argv)
     printf("%-44s %10.2f M/s\n", "ring: records drained by 1 consumer", (consumed - c0) / secs / 1e6);
     stop_consumer = 1;
     pthread_join(cons, NULL);
-    char cmd[1200];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    if (system(cmd) != 0)
-        return 1;
-    return 0;
+    return remove_dir(dir);
 }

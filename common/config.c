@@ -179,6 +179,8 @@ void dynobs__config_load(struct dynobs_config *c, dynobs_getenv_fn get)
 
     c->ring_bytes = pow2_size(c, get, "DYNOBS_RING_BYTES", DYNOBS_RING_BYTES_DEFAULT,
                               DYNOBS_RING_BYTES_MIN, DYNOBS_RING_BYTES_MAX);
+    c->ring_start_bytes =
+        c->ring_bytes < DYNOBS_RING_START_BYTES ? c->ring_bytes : DYNOBS_RING_START_BYTES;
     c->metric_slots =
         (uint32_t)pow2_size(c, get, "DYNOBS_METRIC_SLOTS", DYNOBS_METRIC_SLOTS_DEFAULT,
                             DYNOBS_METRIC_SLOTS_MIN, DYNOBS_METRIC_SLOTS_MAX);

@@ -23,6 +23,7 @@ struct dynobs_config {
     int disabled;                  /* OTEL_SDK_DISABLED=true */
     char shm_dir[DYNOBS_PATH_MAX]; /* DYNOBS_SHM_DIR */
     uint64_t ring_bytes;           /* DYNOBS_RING_BYTES, rounded down to 2^k */
+    uint64_t ring_start_bytes;     /* allocated at first: DYNOBS_RING_START_BYTES at most */
     uint32_t metric_slots;         /* DYNOBS_METRIC_SLOTS, rounded down to 2^k */
     uint32_t attr_count_limit;     /* OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT (128) */
     uint32_t attr_value_limit;     /* OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT */

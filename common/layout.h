@@ -36,8 +36,12 @@
 #define DYNOBS_MAX_RECORD_BYTES 8192u
 #define DYNOBS_REC_ALIGN 16u
 
-/* Default and accepted sizes (see README.md for the arithmetic). */
-#define DYNOBS_RING_BYTES_DEFAULT (512u * 1024u)
+/* Default and accepted sizes (see README.md for the arithmetic). A ring
+ * starts with DYNOBS_RING_START_BYTES allocated (or all of it, when it is
+ * smaller) and grows as its backlog needs (ring.h): not a layout matter,
+ * consumers see the same records and PAD records either way. */
+#define DYNOBS_RING_BYTES_DEFAULT (4u * 1024u * 1024u)
+#define DYNOBS_RING_START_BYTES (512u * 1024u)
 #define DYNOBS_RING_BYTES_MIN (64u * 1024u)
 #define DYNOBS_RING_BYTES_MAX (256u * 1024u * 1024u)
 #define DYNOBS_METRIC_SLOTS_DEFAULT 512u

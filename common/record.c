@@ -7,33 +7,9 @@
 #include "dynobs/dynobs.h"
 #include "tracecontext.h"
 
-size_t dynobs__item_attr_size(size_t klen, int type, size_t vlen)
+void dynobs__copy_long(void *dst, const void *src, size_t n)
 {
-    return DYNOBS_ITEM_HDR + klen + (type == DYNOBS_ATTR_STRING ? 2 + vlen : 8);
-}
-
-size_t dynobs__item_put_attr(uint8_t *buf, size_t cap, uint8_t tag, const char *key,
-                             size_t klen, int type, const void *val, size_t vlen, uint8_t flags)
-{
-    if (klen > 255 || vlen > UINT16_MAX)
-        return 0;
-    size_t need = dynobs__item_attr_size(klen, type, vlen);
-    if (need > cap)
-        return 0;
-    buf[0] = tag;
-    buf[1] = (uint8_t)type;
-    buf[2] = (uint8_t)klen;
-    buf[3] = flags;
-    memcpy(buf + DYNOBS_ITEM_HDR, key, klen);
-    uint8_t *p = buf + DYNOBS_ITEM_HDR + klen;
-    if (type == DYNOBS_ATTR_STRING) {
-        uint16_t l = (uint16_t)vlen;
-        memcpy(p, &l, 2);
-        memcpy(p + 2, val, vlen);
-    } else {
-        memcpy(p, val, 8);
-    }
-    return need;
+    memcpy(dst, src, n);
 }
 
 size_t dynobs__item_put_event(uint8_t *buf, size_t cap, const char *name, size_t nlen,

@@ -1,8 +1,10 @@
+#define _GNU_SOURCE
 #include "ring.h"
 #include "util.h"
 
 #include <errno.h>
 #include <string.h>
+#include <sys/mman.h>
 
 /* How many times a producer retries the head CAS before giving up. Each
  * failure means another producer made progress, so this only bounds the
@@ -14,13 +16,37 @@ static inline void count(struct dynobs_ring *r, enum dynobs_counter c)
     __atomic_fetch_add(&r->counters[c], 1, __ATOMIC_RELAXED);
 }
 
-struct dynobs_rec_hdr *dynobs__ring_reserve(struct dynobs_ring *r, size_t payload_len,
-                                            uint16_t type, uint16_t flags)
+/* Backs the data up to at least `upto` (rounded up to a step, at most the
+ * ring): 1, or 0 when the memory could not be had. */
+static int grow(struct dynobs_ring *r, struct dynobs_ring_room *room, uint64_t upto)
 {
-    if (payload_len > DYNOBS_MAX_RECORD_BYTES) {
-        count(r, DYNOBS_CTR_RECORDS_DROPPED);
+    uint64_t b = __atomic_load_n(&room->backed, __ATOMIC_ACQUIRE);
+    uint64_t want = (upto + DYNOBS_RING_GROW_STEP - 1) & ~(uint64_t)(DYNOBS_RING_GROW_STEP - 1);
+    if (want > r->cap)
+        want = r->cap;
+    if (want <= b)
+        return 1;
+#ifdef MADV_POPULATE_WRITE
+    /* Faults the pages in, or fails with EFAULT where a write would have
+     * raised SIGBUS (tmpfs full): the reason fallocate was used before. */
+    if (madvise(r->data + b, want - b, MADV_POPULATE_WRITE) != 0)
+        return 0;
+#else
+    return 0;
+#endif
+    while (b < want && !__atomic_compare_exchange_n(&room->backed, &b, want, 1, __ATOMIC_RELEASE,
+                                                    __ATOMIC_ACQUIRE))
+        ;
+    return 1;
+}
+
+struct dynobs_rec_hdr *dynobs__ring_try_reserve_in(struct dynobs_ring *r,
+                                                   struct dynobs_ring_room *room,
+                                                   size_t payload_len, uint16_t type,
+                                                   uint16_t flags)
+{
+    if (payload_len > DYNOBS_MAX_RECORD_BYTES)
         return NULL;
-    }
     const uint32_t need = dynobs__rec_size(payload_len);
     const uint64_t mask = r->cap - 1;
     uint64_t pos = __atomic_load_n(r->head, __ATOMIC_RELAXED);
@@ -29,9 +55,34 @@ struct dynobs_rec_hdr *dynobs__ring_reserve(struct dynobs_ring *r, size_t payloa
     for (int i = 0; i < RESERVE_TRIES; i++) {
         uint64_t tail = __atomic_load_n(r->tail, __ATOMIC_ACQUIRE);
         uint64_t off = pos & mask;
-        pad = off + need > r->cap ? r->cap - off : 0;
         uint64_t used = pos - tail; /* huge when a bad tail is ahead: full */
-        if (used > r->cap || pad + need > r->cap - used)
+        if (used > r->cap)
+            break;
+        /* Where records may go without more memory: short of the backed
+         * end by one record header, so that a PAD can always be written
+         * at the end of the last record. */
+        uint64_t limit = r->cap;
+        if (room) {
+            uint64_t b = __atomic_load_n(&room->backed, __ATOMIC_ACQUIRE);
+            if (b < r->cap)
+                limit = b - DYNOBS_REC_ALIGN;
+        }
+        if (off + need <= limit) {
+            pad = 0;
+        } else if (off + need > r->cap || (used + need <= off && used <= limit / 2)) {
+            /* The end of the data, or the end of what is backed while the
+             * consumer is less than half of it behind: wrap to the start.
+             * Until the consumer passes the PAD, the space it stands for
+             * is not free, so only the part of the start the consumer has
+             * freed can take records: wrapping early with a larger backlog
+             * would leave too little, and the shard grows instead. */
+            pad = r->cap - off;
+        } else if (grow(r, room, off + need + DYNOBS_REC_ALIGN)) {
+            continue; /* the same position, with more room */
+        } else {
+            break;
+        }
+        if (pad + need > r->cap - used)
             break;
         if (__atomic_compare_exchange_n(r->head, &pos, pos + pad + need, 1, __ATOMIC_ACQUIRE,
                                         __ATOMIC_RELAXED)) {
@@ -39,10 +90,8 @@ struct dynobs_rec_hdr *dynobs__ring_reserve(struct dynobs_ring *r, size_t payloa
             break;
         }
     }
-    if (!ok) {
-        count(r, DYNOBS_CTR_RECORDS_DROPPED);
+    if (!ok)
         return NULL;
-    }
     if (pad) {
         struct dynobs_rec_hdr *p = (struct dynobs_rec_hdr *)(r->data + (pos & mask));
         p->len = (uint32_t)pad;
@@ -57,6 +106,27 @@ struct dynobs_rec_hdr *dynobs__ring_reserve(struct dynobs_ring *r, size_t payloa
     h->flags = flags;
     __atomic_store_n(&h->stamp, pos | DYNOBS_STAMP_RESERVED, __ATOMIC_RELEASE);
     return h;
+}
+
+struct dynobs_rec_hdr *dynobs__ring_try_reserve(struct dynobs_ring *r, size_t payload_len,
+                                                uint16_t type, uint16_t flags)
+{
+    return dynobs__ring_try_reserve_in(r, NULL, payload_len, type, flags);
+}
+
+struct dynobs_rec_hdr *dynobs__ring_reserve_in(struct dynobs_ring *r, struct dynobs_ring_room *room,
+                                               size_t payload_len, uint16_t type, uint16_t flags)
+{
+    struct dynobs_rec_hdr *h = dynobs__ring_try_reserve_in(r, room, payload_len, type, flags);
+    if (!h)
+        count(r, DYNOBS_CTR_RECORDS_DROPPED);
+    return h;
+}
+
+struct dynobs_rec_hdr *dynobs__ring_reserve(struct dynobs_ring *r, size_t payload_len,
+                                            uint16_t type, uint16_t flags)
+{
+    return dynobs__ring_reserve_in(r, NULL, payload_len, type, flags);
 }
 
 void dynobs__ring_commit(struct dynobs_ring *r, struct dynobs_rec_hdr *h)

@@ -25,6 +25,21 @@ struct dynobs_ring {
     uint64_t *counters;       /* header counters, enum dynobs_counter */
 };
 
+/* How much of a ring's data is backed by memory, for a ring that grows:
+ * a segment allocates only the first part of each shard up front, and
+ * its producers wrap back to the start of the shard early (a PAD record
+ * to its end) while the consumer has freed it, and back more of the shard
+ * (madvise MADV_POPULATE_WRITE, in DYNOBS_RING_GROW_STEP steps) only when
+ * it has not: memory follows the largest backlog, not the ring's size. A
+ * refused population (a full tmpfs, a kernel before 5.14) is a full ring:
+ * the record is dropped and counted, nothing faults. Private to the
+ * producing process; `backed` only grows, so that a thread that read an
+ * older value only wraps early where it could have gone on. */
+struct dynobs_ring_room {
+    uint64_t backed; /* bytes from the start of the data, atomic; cap: all */
+};
+#define DYNOBS_RING_GROW_STEP (64u * 1024u)
+
 /* Producer side. Reserves a record of type with payload_len bytes after
  * the header; returns the header (payload follows it) or NULL when the
  * record was dropped (counted). The caller fills the payload and calls
@@ -32,6 +47,18 @@ struct dynobs_ring {
 struct dynobs_rec_hdr *dynobs__ring_reserve(struct dynobs_ring *r, size_t payload_len,
                                             uint16_t type, uint16_t flags);
 void dynobs__ring_commit(struct dynobs_ring *r, struct dynobs_rec_hdr *h);
+/* The same reservation, but a refusal is not counted: for a producer
+ * that tries another shard before it drops (the caller counts). */
+struct dynobs_rec_hdr *dynobs__ring_try_reserve(struct dynobs_ring *r, size_t payload_len,
+                                                uint16_t type, uint16_t flags);
+/* Both, in a ring that grows (room: its struct dynobs_ring_room; NULL for
+ * a ring backed whole). Every producer of a growing ring must use these. */
+struct dynobs_rec_hdr *dynobs__ring_reserve_in(struct dynobs_ring *r, struct dynobs_ring_room *room,
+                                               size_t payload_len, uint16_t type, uint16_t flags);
+struct dynobs_rec_hdr *dynobs__ring_try_reserve_in(struct dynobs_ring *r,
+                                                   struct dynobs_ring_room *room,
+                                                   size_t payload_len, uint16_t type,
+                                                   uint16_t flags);
 
 /* Reserve, copy two pieces, commit. Returns 0 or -ENOSPC (dropped). */
 int dynobs__ring_write(struct dynobs_ring *r, uint16_t type, uint16_t flags, const void *a,

@@ -107,6 +107,26 @@ static int open_dir(const char *dir)
     return fd < 0 ? -errno : fd;
 }
 
+/* Allocates the file's pages: all of them, or, when each shard starts
+ * with `backed` bytes (less than a shard), the header pages, that much of
+ * each shard and the metric table; the rest of the file stays a hole until
+ * a producer backs it (ring.h). 0 or an errno. */
+static int allocate(int fd, const struct dynobs_geometry *g, uint64_t backed)
+{
+    if (backed >= g->shard_bytes)
+        return posix_fallocate(fd, 0, (off_t)g->total_bytes);
+    if (ftruncate(fd, (off_t)g->total_bytes) < 0)
+        return errno;
+    int rc = posix_fallocate(fd, 0, (off_t)g->ring_offset);
+    for (uint32_t i = 0; rc == 0 && i < g->ring_shards; i++)
+        rc = posix_fallocate(fd, (off_t)(g->ring_offset + (uint64_t)i * g->shard_bytes),
+                             (off_t)backed);
+    if (rc == 0)
+        rc = posix_fallocate(fd, (off_t)g->metric_offset,
+                             (off_t)(g->total_bytes - g->metric_offset));
+    return rc;
+}
+
 int dynobs__segment_create(struct dynobs_segment *s, const struct dynobs_segment_params *p)
 {
     struct dynobs_geometry g;
@@ -116,6 +136,13 @@ int dynobs__segment_create(struct dynobs_segment *s, const struct dynobs_segment
         return -EINVAL;
     dynobs__geometry(p->ring_bytes, shards, p->metric_slots, &g);
     memset(s, 0, sizeof *s);
+    uint64_t backed = g.shard_bytes;
+    if (p->ring_start_bytes && p->ring_start_bytes / shards < backed) {
+        backed = p->ring_start_bytes / shards;
+        if (backed < DYNOBS_SHARD_BYTES_MIN)
+            backed = DYNOBS_SHARD_BYTES_MIN;
+        backed &= ~(uint64_t)(DYNOBS_PAGE - 1);
+    }
 
     char name[64], tmp[72];
     if (dynobs__segment_name(name, sizeof name, p->pid, p->start_ticks) < 0)
@@ -145,7 +172,7 @@ int dynobs__segment_create(struct dynobs_segment *s, const struct dynobs_segment
     /* fchmod: the umask may have taken bits away, never added; 0600 is
      * what we want either way, and it makes the intent explicit. */
     fchmod(fd, 0600);
-    if ((rc = posix_fallocate(fd, 0, (off_t)g.total_bytes)) != 0) {
+    if ((rc = allocate(fd, &g, backed)) != 0) {
         rc = -rc;
         goto fail;
     }
@@ -199,6 +226,7 @@ int dynobs__segment_create(struct dynobs_segment *s, const struct dynobs_segment
         s->rings[i].data = (uint8_t *)base + g.ring_offset + (uint64_t)i * g.shard_bytes;
         s->rings[i].cap = g.shard_bytes;
         s->rings[i].counters = h->shards[i].counters;
+        s->room[i].backed = backed;
     }
     s->metrics.slots = (struct dynobs_metric_slot *)((uint8_t *)base + g.metric_offset);
     s->metrics.nslots = g.metric_slots;

@@ -7,7 +7,9 @@
  * 0600. It is built under a hidden temporary name and renamed into place
  * once complete, so a consumer never sees a half-made segment. Its pages
  * are allocated up front with fallocate: on a full tmpfs, creation fails
- * cleanly instead of a later write faulting inside the service.
+ * cleanly instead of a later write faulting inside the service. The ring
+ * may start smaller than its size (ring_start_bytes) and grow, each step
+ * allocated before it is written (ring.h).
  */
 #ifndef DYNOBS_COMMON_SEGMENT_H
 #define DYNOBS_COMMON_SEGMENT_H
@@ -38,6 +40,9 @@ struct dynobs_segment {
     struct dynobs_seg_header *hdr;
     uint32_t nshards;
     struct dynobs_ring rings[DYNOBS_MAX_SHARDS];
+    /* How much of each shard is backed (ring.h); whole when the segment
+     * was made with ring_start_bytes 0. */
+    struct dynobs_ring_room room[DYNOBS_MAX_SHARDS];
     struct dynobs_metric_table metrics;
     char path[512];
 };
@@ -45,6 +50,10 @@ struct dynobs_segment {
 struct dynobs_segment_params {
     const char *dir;
     uint64_t ring_bytes;   /* power of two */
+    /* Ring bytes allocated at creation, split over the shards (each gets
+     * at least DYNOBS_SHARD_BYTES_MIN); the shards grow from there (ring.h,
+     * struct dynobs_ring_room). 0, or at least ring_bytes: all of it. */
+    uint64_t ring_start_bytes;
     uint32_t ring_shards;  /* power of two; 0 picks dynobs__default_shards */
     uint32_t metric_slots; /* power of two */
     int pid, ppid;
@@ -56,6 +65,13 @@ struct dynobs_segment_params {
  * only system calls, so it may run in any context, signal handlers too. */
 int dynobs__segment_create(struct dynobs_segment *s, const struct dynobs_segment_params *p)
     __attribute__((warn_unused_result));
+
+/* The room of ring r, one of s->rings. */
+static inline struct dynobs_ring_room *dynobs__ring_room(struct dynobs_segment *s,
+                                                         const struct dynobs_ring *r)
+{
+    return &s->room[r - s->rings];
+}
 
 /* Unmaps without touching the file (a forked child letting go of its
  * parent's segment). */

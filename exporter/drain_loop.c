@@ -15,11 +15,23 @@ void dx_drain_loop_run(const struct dx_config *cfg, const volatile sig_atomic_t 
     uint64_t last_busy = dynobs__mono_ns();
     struct pollfd pfd = {.fd = dx_segments_inotify_fd(), .events = POLLIN};
     size_t moved = 0;
+    /* The fastest rate at which a ring shard filled lately, in shards per
+     * ms: the largest fill over wait seen, decaying by a tenth per pass. */
+    double fill_rate = 0;
+    uint64_t last_pass = dynobs__mono_ns();
     while (!*stop) {
-        /* Under load, come back at once: a busy application fills its
-         * ring shard in a few milliseconds, and waiting the full interval
-         * would make it drop. Idle, sleep the configured interval. */
-        int wait_ms = moved >= 256 ? 1 : (int)cfg->drain_ms;
+        /* Under load, come back before a shard can fill: a busy
+         * application fills its ring shard in a few milliseconds, and
+         * waiting the full interval would make it drop. The wait is what
+         * fills a quarter of a shard at the rate seen lately: a rate
+         * that is remembered over a few passes, because applications
+         * write in bursts and a pass between two of them finds nothing.
+         * Idle, sleep the configured interval. */
+        int wait_ms = (int)cfg->drain_ms;
+        if (fill_rate > 0 && 0.25 / fill_rate < (double)wait_ms)
+            wait_ms = 0.25 / fill_rate < 1 ? 1 : (int)(0.25 / fill_rate);
+        if (moved >= 256)
+            wait_ms = 1;
         poll(&pfd, pfd.fd >= 0 ? 1 : 0, wait_ms);
         dx_segments_inotify_drain();
         uint64_t now = dynobs__mono_ns();
@@ -29,6 +41,12 @@ void dx_drain_loop_run(const struct dx_config *cfg, const volatile sig_atomic_t 
         }
         dx_rules_poll();
         moved = dx_segments_drain();
+        double waited_ms = (double)(now - last_pass) / 1e6;
+        last_pass = now;
+        double rate = dx_segments_fullest() / (waited_ms > 0.1 ? waited_ms : 0.1);
+        fill_rate = rate > fill_rate * 0.9 ? rate : fill_rate * 0.9;
+        if (fill_rate < 1e-6)
+            fill_rate = 0;
         dx_tail_tick(dynobs__mono_ns());
         if (now - last_reap >= 200 * 1000000ull || dx_segments_any_broken()) {
             dx_segments_reap();

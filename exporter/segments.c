@@ -44,6 +44,7 @@ static struct dx_segment *segments;
 static int nsegments;
 static uint64_t folded_ring_dropped, folded_ring_written; /* of reaped processes */
 static uint64_t rules_generation; /* main thread only */
+static double fullest; /* main thread only: dx_segments_fullest */
 
 /* A segment's broken flag is set by whichever thread's access faulted
  * (the drain loop, or a metric snapshot) and read by the others. */
@@ -271,6 +272,13 @@ static size_t drain_one(struct dx_segment *s)
         seg_set_broken(s);
         return moved;
     }
+    for (uint32_t i = 0; i < rd->nshards; i++) {
+        const struct dynobs_reader_shard *sh = &rd->shards[i];
+        uint64_t used = __atomic_load_n(sh->ring.head, __ATOMIC_RELAXED) - sh->tail;
+        double f = used > sh->ring.cap ? 1.0 : (double)used / (double)sh->ring.cap;
+        if (f > fullest)
+            fullest = f;
+    }
     while (dx_queue_room(DX_TRACES) > 0 && dx_queue_room(DX_LOGS) > 0 &&
            dynobs__reader_next(rd, &h) == 1) {
         if (h->type == DYNOBS_REC_SPAN) {
@@ -316,9 +324,15 @@ static void drop_broken(struct dx_segment *s)
         reject(name, st.st_ino, "it shrank while mapped");
 }
 
+double dx_segments_fullest(void)
+{
+    return fullest;
+}
+
 size_t dx_segments_drain(void)
 {
     size_t moved = 0;
+    fullest = 0;
     for (struct dx_segment *s = segments; s; s = s->next)
         moved += drain_one(s);
     return moved;

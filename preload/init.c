@@ -291,6 +291,7 @@ struct dynobs_segment *dynobs__segment(void)
     struct dynobs_segment_params p = {
         .dir = dynobs__config.shm_dir,
         .ring_bytes = dynobs__config.ring_bytes,
+        .ring_start_bytes = dynobs__config.ring_start_bytes,
         .metric_slots = dynobs__config.metric_slots,
         .pid = getpid(),
         .ppid = getppid(),

@@ -78,8 +78,8 @@ static int emit(int severity, const char *stext, const char *body, size_t blen,
     truncated |= o.truncated;
     struct dynobs_ring *ring = dynobs__ring_of(seg, t);
     struct dynobs_rec_hdr *h =
-        dynobs__ring_reserve(ring, sizeof r + stl + blen + o.used, DYNOBS_REC_LOG,
-                             truncated ? DYNOBS_RECF_TRUNCATED : 0);
+        dynobs__ring_reserve_in(ring, dynobs__ring_room(seg, ring), sizeof r + stl + blen + o.used,
+                                DYNOBS_REC_LOG, truncated ? DYNOBS_RECF_TRUNCATED : 0);
     if (!h)
         return DYNOBS_ENOSPC;
     uint8_t *p = (uint8_t *)(h + 1);

@@ -213,8 +213,9 @@ static __attribute__((noinline)) void apply_policy(struct dynobs_span *s,
 
 /* Fills a span's record from its parent (a context, or NULL for a new
  * trace) and decides sampling. Used for API spans and detached ones. */
-static void span_fill(struct dynobs_span *s, struct dynobs_thread *t, const char *name, int kind,
-                      const struct dynobs_ctx *parent, const struct dynobs_span_policy *pol)
+static inline __attribute__((always_inline)) void
+span_fill(struct dynobs_span *s, struct dynobs_thread *t, const char *name, int kind,
+          const struct dynobs_ctx *parent, const struct dynobs_span_policy *pol)
 {
     struct dynobs_span_rec *r = &s->rec;
     uint8_t flags, inherited = 0;
@@ -228,11 +229,20 @@ static void span_fill(struct dynobs_span *s, struct dynobs_thread *t, const char
         ts_len = parent->ts_len;
         inherited = parent->keep;
     } else {
-        dynobs__rng_id(&t->rng, r->trace_id, 16);
+        /* dynobs__rng_id's words, inline; it is left to make the non-zero
+         * id in the one case in 2^128 (2^64 for a span id) it needs to. */
+        uint64_t a = dynobs__rng_next(&t->rng), b = dynobs__rng_next(&t->rng);
+        memcpy(r->trace_id, &a, 8);
+        memcpy(r->trace_id + 8, &b, 8);
+        if (DYNOBS_UNLIKELY(!(a | b)))
+            dynobs__rng_id(&t->rng, r->trace_id, 16);
         memset(r->parent_span_id, 0, 8);
         flags = DYNOBS_FLAG_RANDOM; /* we made every bit of it random */
     }
-    dynobs__rng_id(&t->rng, r->span_id, 8);
+    uint64_t sid = dynobs__rng_next(&t->rng);
+    memcpy(r->span_id, &sid, 8);
+    if (DYNOBS_UNLIKELY(!sid))
+        dynobs__rng_id(&t->rng, r->span_id, 8);
     const struct dynobs_sampler *sampler = &dynobs__config.sampler;
     if (__builtin_expect(pol != NULL, 0) && pol->sampler)
         sampler = pol->sampler;
@@ -260,12 +270,13 @@ static void span_fill(struct dynobs_span *s, struct dynobs_thread *t, const char
     s->status_final = 0;
     s->truncated = 0;
     s->attrs = s->events = 0;
+    s->keys = 0;
     s->status_len = 0;
     s->last_event_off = UINT32_MAX;
 
     size_t nl = kept_len(s, name, DYNOBS_NAME_MAX);
     /* The body starts with the name and the tracestate; items follow. */
-    memcpy(s->body, name, nl);
+    dynobs__copy_short(s->body, name, nl);
     r->name_len = (uint16_t)nl;
     if (ts_len)
         memcpy(s->body + nl, parent->tracestate, ts_len);
@@ -420,10 +431,20 @@ static inline int took(dynobs_span *s, size_t n, uint16_t *kept, uint16_t *dropp
     return 0;
 }
 
+/* The bit of struct dynobs_span.keys that stands for a key (klen >= 1):
+ * its length and two of its bytes, mixed. Two keys with the same bit only
+ * cost the second one the scan. */
+static inline uint64_t key_bit(const char *key, size_t klen)
+{
+    return 1ull << ((klen * 7u + (uint8_t)key[klen - 1] + (uint8_t)key[klen >> 1] * 3u) & 63u);
+}
+
 /* fresh: the caller knows the span has no attribute of this key yet, so
- * the scan for one to replace is skipped. */
-static int put_attr(dynobs_span *s, const char *key, size_t klen, int type, const void *val,
-                    size_t vlen, int fresh)
+ * the scan for one to replace is skipped; it is skipped too when no key
+ * set so far has this key's bit. */
+static inline __attribute__((always_inline)) int put_attr(dynobs_span *s, const char *key,
+                                                          size_t klen, int type, const void *val,
+                                                          size_t vlen, int fresh)
 {
     uint8_t flags = 0;
     if (type == DYNOBS_ATTR_STRING && vlen > dynobs__config.attr_value_limit) {
@@ -431,7 +452,8 @@ static int put_attr(dynobs_span *s, const char *key, size_t klen, int type, cons
         flags = DYNOBS_ITEMF_TRUNCATED;
         s->truncated = 1;
     }
-    uint32_t old = fresh ? UINT32_MAX : find_attr(s, key, klen);
+    uint64_t bit = klen ? key_bit(key, klen) : 0;
+    uint32_t old = fresh || !(s->keys & bit) ? UINT32_MAX : find_attr(s, key, klen);
     if (old != UINT32_MAX) {
         remove_item(s, old);
         s->attrs--;
@@ -443,10 +465,13 @@ static int put_attr(dynobs_span *s, const char *key, size_t klen, int type, cons
     int rc = took(s, n, &s->attrs, &s->rec.dropped_attrs);
     if (rc < 0)
         return rc;
+    s->keys |= bit;
     return flags ? DYNOBS_ETRUNC : 0;
 }
 
-static int set_attr(dynobs_span *s, const char *key, int type, const void *val, size_t vlen)
+static inline __attribute__((always_inline)) int set_attr(dynobs_span *s, const char *key,
+                                                          int type, const void *val,
+                                                          size_t vlen)
 {
     if (!live(s) || !key)
         return DYNOBS_EINVAL;
@@ -549,6 +574,28 @@ static int set_status(dynobs_span *s, int code, const char *message)
     return 0;
 }
 
+/* A span whose thread's shard is full goes to the next shard with room,
+ * so that one busy thread can use the whole ring while the threads of the
+ * other shards are quiet (the consumer reads every shard; the order of
+ * one thread's spans across shards does not matter to it). Sets *h, or
+ * counts the drop in the thread's own shard; returns the ring of *h. */
+static __attribute__((noinline)) struct dynobs_ring *spill(struct dynobs_segment *seg,
+                                                           struct dynobs_ring *own,
+                                                           size_t payload, uint16_t rf,
+                                                           struct dynobs_rec_hdr **h)
+{
+    uint32_t i = (uint32_t)(own - seg->rings);
+    for (uint32_t k = 1; k < seg->nshards; k++) {
+        struct dynobs_ring *r = &seg->rings[(i + k) & (seg->nshards - 1)];
+        if ((*h = dynobs__ring_try_reserve_in(r, &seg->room[(i + k) & (seg->nshards - 1)],
+                                              payload, DYNOBS_REC_SPAN, rf)))
+            return r;
+    }
+    *h = NULL;
+    __atomic_fetch_add(&own->counters[DYNOBS_CTR_RECORDS_DROPPED], 1, __ATOMIC_RELAXED);
+    return own;
+}
+
 /* rf: the record flags of tail sampling (end_flags). */
 static int emit(struct dynobs_span *s, struct dynobs_thread *self, uint16_t rf)
 {
@@ -567,18 +614,26 @@ static int emit(struct dynobs_span *s, struct dynobs_thread *self, uint16_t rf)
     if (s->truncated)
         rf |= DYNOBS_RECF_TRUNCATED;
     struct dynobs_ring *ring = dynobs__ring_of(seg, self);
-    struct dynobs_rec_hdr *h = dynobs__ring_reserve(ring, payload, DYNOBS_REC_SPAN, rf);
-    if (!h)
-        return DYNOBS_ENOSPC;
-    /* Body order: name, status message, tracestate and items. */
+    struct dynobs_rec_hdr *h = dynobs__ring_try_reserve_in(ring, dynobs__ring_room(seg, ring),
+                                                           payload, DYNOBS_REC_SPAN, rf);
+    if (DYNOBS_UNLIKELY(!h)) {
+        ring = spill(seg, ring, payload, rf, &h);
+        if (!h)
+            return DYNOBS_ENOSPC;
+    }
+    /* Body order: name, status message, tracestate and items; the fixed
+     * part and the name are adjacent in the span (span.h). */
     uint8_t *p = (uint8_t *)(h + 1);
-    memcpy(p, r, sizeof *r);
-    p += sizeof *r;
-    memcpy(p, s->body, nl);
-    p += nl;
-    memcpy(p, s->status_msg, s->status_len);
-    p += s->status_len;
-    memcpy(p, s->body + nl, s->used - nl);
+    const uint8_t *fixed = (const uint8_t *)s + offsetof(struct dynobs_span, rec);
+    if (DYNOBS_LIKELY(!s->status_len)) {
+        memcpy(p, fixed, sizeof *r + s->used);
+    } else {
+        memcpy(p, fixed, sizeof *r + nl);
+        p += sizeof *r + nl;
+        memcpy(p, s->status_msg, s->status_len);
+        p += s->status_len;
+        memcpy(p, s->body + nl, s->used - nl);
+    }
     dynobs__ring_commit(ring, h);
     if (s->truncated)
         __atomic_fetch_add(&ring->counters[DYNOBS_CTR_RECORDS_TRUNCATED], 1, __ATOMIC_RELAXED);
@@ -679,6 +734,7 @@ int dynobs__span_add_items(struct dynobs_span *s, const uint8_t *items, size_t n
     memcpy(s->body + s->used, items, n);
     s->used += (uint32_t)n;
     s->attrs = (uint16_t)(s->attrs + count);
+    s->keys = ~0ull; /* their keys are not looked at: every later key scans */
     return 0;
 }
 

@@ -67,12 +67,21 @@ struct dynobs_span {
      * DYNOBS_SPAN_* bits above, so that a span without any costs its end
      * one test (slow_ns is set only with DYNOBS_SPAN_KEEP_SLOW). */
     uint64_t slow_ns;
+    /* One bit per key hash (span.c key_bit) of the span attributes it may
+     * have, so that setting a new key skips the scan for one to replace;
+     * all ones once items came in a block (dynobs__span_add_items). */
+    uint64_t keys;
     struct dynobs_thread *owner; /* NULL for a detached span */
-    struct dynobs_span_rec rec;
     char status_msg[DYNOBS_STATUS_MSG_MAX];
+    /* rec and body are adjacent (asserted below), in the record's order,
+     * so that a span without a status message is one copy into the ring. */
+    struct dynobs_span_rec rec;
     uint8_t body[DYNOBS_MAX_RECORD_BYTES - sizeof(struct dynobs_rec_hdr) -
                  sizeof(struct dynobs_span_rec)];
 };
+_Static_assert(offsetof(struct dynobs_span, body) ==
+                   offsetof(struct dynobs_span, rec) + sizeof(struct dynobs_span_rec),
+               "a span's body follows its record");
 
 /* Detached spans: the caller owns the storage, the span is not on any
  * thread's context stack, and its parent and start time are given.

@@ -112,6 +112,29 @@ static int limits(void)
     return 0;
 }
 
+/* 20 keys set, an event, then every key set again (the attributes'
+ * duplicate-key check, span.c key_bit): 20 attributes, each the second
+ * value, are expected. */
+static int overwrites(void)
+{
+    dynobs_span *s = dynobs_span_start("overwrites", DYNOBS_SPAN_KIND_INTERNAL);
+    char key[32], val[32];
+    for (int i = 0; i < 20; i++) {
+        snprintf(key, sizeof key, i % 2 ? "key.%d" : "attribute.number.%d", i);
+        dynobs_span_set_int(s, key, i);
+    }
+    dynobs_span_add_event(s, "between");
+    int rc = 0;
+    for (int i = 19; i >= 0; i--) {
+        snprintf(key, sizeof key, i % 2 ? "key.%d" : "attribute.number.%d", i);
+        snprintf(val, sizeof val, "new-%d", i);
+        rc |= dynobs_span_set_str(s, key, val);
+    }
+    printf("overwrites %d\n", rc);
+    dynobs_span_end(s);
+    return 0;
+}
+
 static int forking(void)
 {
     dynobs_span *p = dynobs_span_start("before-fork", DYNOBS_SPAN_KIND_INTERNAL);
@@ -718,6 +741,8 @@ int main(int argc, char **argv)
         return disabled();
     if (!strcmp(s, "limits"))
         return limits();
+    if (!strcmp(s, "overwrites"))
+        return overwrites();
     if (!strcmp(s, "fork"))
         return forking();
     if (!strcmp(s, "attach"))

@@ -128,6 +128,29 @@ Test(preload_spans, attribute_and_event_limits)
     free(text);
 }
 
+Test(preload_spans, setting_a_key_again_replaces_it)
+{
+    cr_assert_eq(run("overwrites", NULL, 1), 0);
+    char *text = tu_slurp(out);
+    cr_assert_str_eq(text, "overwrites 0\n");
+    char paths[2][1024];
+    cr_assert_eq(segments(paths, 2), 1);
+    static struct tu_span sp[2];
+    cr_assert_eq(tu_read_spans(paths[0], sp, 2), 1);
+    cr_assert_eq(sp[0].nattrs, 20);
+    cr_assert_eq(sp[0].nevents, 1);
+    for (int i = 0; i < 20; i++) {
+        char key[32], val[32];
+        snprintf(key, sizeof key, i % 2 ? "key.%d" : "attribute.number.%d", i);
+        snprintf(val, sizeof val, "new-%d", i);
+        const struct tu_attr *a = tu_attr(&sp[0], key);
+        cr_assert_not_null(a, "%s missing", key);
+        cr_assert_eq(a->type, DYNOBS_ATTR_STRING);
+        cr_assert_str_eq(a->s, val);
+    }
+    free(text);
+}
+
 Test(preload_spans, spans_ended_on_another_thread_free_their_slots)
 {
     cr_assert_eq(run("crossthread", NULL, 1), 0);

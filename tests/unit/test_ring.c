@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -374,4 +375,148 @@ Test(ring, reader_waits_for_live_producer_then_gives_up)
     free(rd);
     tu_rmtree(dir);
     free(dir);
+}
+
+/* A ring that grows (struct dynobs_ring_room): with a prompt consumer it
+ * wraps early and keeps to the memory it started with; with none, it
+ * grows step by step to its size and then drops, counted; what it holds
+ * reads back whole and in order. */
+static size_t allocated_bytes(const char *path)
+{
+    struct stat st;
+    cr_assert_eq(stat(path, &st), 0);
+    return (size_t)st.st_blocks * 512;
+}
+
+static void growing_segment(const char *dir, struct dynobs_segment *s)
+{
+    struct dynobs_segment_params p = {.dir = dir, .ring_bytes = 1u << 20,
+                                      .ring_start_bytes = 64 * 1024, .ring_shards = 1,
+                                      .metric_slots = 16, .pid = getpid(),
+                                      .start_ticks = dynobs__proc_start_ticks(0)};
+    cr_assert_eq(dynobs__segment_create(s, &p), 0);
+    cr_assert_eq(s->room[0].backed, 64 * 1024);
+}
+
+static int grow_write(struct dynobs_segment *s, uint32_t seq)
+{
+    uint8_t payload[200];
+    fill_payload(payload, 5, seq, sizeof payload);
+    struct dynobs_rec_hdr *h =
+        dynobs__ring_reserve_in(&s->rings[0], &s->room[0], sizeof payload, DYNOBS_REC_SPAN, 0);
+    if (!h)
+        return -1;
+    memcpy(h + 1, payload, sizeof payload);
+    dynobs__ring_commit(&s->rings[0], h);
+    return 0;
+}
+
+Test(ring, growing_ring_keeps_its_start_with_a_prompt_consumer)
+{
+    char *dir = tu_tmpdir();
+    struct dynobs_segment s;
+    growing_segment(dir, &s);
+    size_t at_start = allocated_bytes(s.path);
+    struct dynobs_ring_view v = {s.rings[0].head, s.rings[0].data, s.rings[0].cap,
+                                 DYNOBS_MAX_RECORD_BYTES};
+    uint64_t *tail = (uint64_t *)s.rings[0].tail;
+    static uint8_t buf[DYNOBS_MAX_RECORD_BYTES];
+    uint32_t next = 0;
+    /* 100 000 records of 224 bytes: 21 MiB, 340 laps of the start. */
+    for (uint32_t seq = 0; seq < 100000; seq++) {
+        cr_assert_eq(grow_write(&s, seq), 0);
+        if (seq % 100 == 99) {
+            uint64_t t = *tail;
+            while (dynobs__ring_peek(&v, &t, buf, sizeof buf) == DYNOBS_PEEK_RECORD) {
+                uint32_t prod, got;
+                cr_assert(check_payload(buf, &prod, &got));
+                cr_assert_eq(got, next++);
+            }
+            __atomic_store_n(tail, t, __ATOMIC_RELEASE);
+        }
+    }
+    cr_assert_eq(next, 100000);
+    cr_assert_eq(s.room[0].backed, 64 * 1024);
+    cr_assert_eq(allocated_bytes(s.path), at_start);
+    cr_assert_eq(s.hdr->shards[0].counters[DYNOBS_CTR_RECORDS_DROPPED], 0);
+}
+
+Test(ring, growing_ring_grows_to_its_size_then_drops)
+{
+    char *dir = tu_tmpdir();
+    struct dynobs_segment s;
+    growing_segment(dir, &s);
+    size_t at_start = allocated_bytes(s.path);
+    uint32_t ok = 0, dropped = 0;
+    for (uint32_t seq = 0; seq < 6000; seq++) {
+        if (grow_write(&s, seq) == 0)
+            cr_assert_eq(seq, ok++, "a record after a drop was kept");
+        else
+            dropped++;
+    }
+    /* 1 MiB of 224-byte records, nothing consumed. */
+    cr_assert_eq(ok, (1u << 20) / 224);
+    cr_assert_eq(s.room[0].backed, 1u << 20);
+    cr_assert_geq(allocated_bytes(s.path), at_start + (1u << 20) - 64 * 1024);
+    cr_assert_eq(s.hdr->shards[0].counters[DYNOBS_CTR_RECORDS_DROPPED], dropped);
+    struct dynobs_ring_view v = {s.rings[0].head, s.rings[0].data, s.rings[0].cap,
+                                 DYNOBS_MAX_RECORD_BYTES};
+    static uint8_t buf[DYNOBS_MAX_RECORD_BYTES];
+    uint64_t t = 0;
+    uint32_t next = 0, prod, got;
+    while (dynobs__ring_peek(&v, &t, buf, sizeof buf) == DYNOBS_PEEK_RECORD) {
+        cr_assert(check_payload(buf, &prod, &got));
+        cr_assert_eq(got, next++);
+    }
+    cr_assert_eq(next, ok);
+}
+
+Test(ring, growth_refused_is_a_full_ring)
+{
+    /* The part beyond what is backed cannot be populated for writing
+     * (read-only here; a full tmpfs in life): records are dropped and
+     * counted, nothing faults, and the ring goes on once drained. */
+    struct dynobs_ring r;
+    struct dynobs_ring_view v;
+    struct tring *t = tr_new(256 * 1024, &r, &v);
+    size_t data_off = (size_t)(t->data - (uint8_t *)t);
+    uint8_t *ro = (uint8_t *)t + ((data_off + 128 * 1024 + 4095) & ~(size_t)4095);
+    cr_assert_eq(mprotect(ro, (size_t)(t->data + 256 * 1024 - ro), PROT_READ), 0);
+    struct dynobs_ring_room room = {.backed = (uint64_t)(ro - t->data)};
+    uint8_t payload[200], buf[DYNOBS_MAX_RECORD_BYTES];
+    uint32_t ok = 0, dropped = 0;
+    for (uint32_t seq = 0; seq < 2000; seq++) {
+        fill_payload(payload, 6, seq, sizeof payload);
+        struct dynobs_rec_hdr *h =
+            dynobs__ring_reserve_in(&r, &room, sizeof payload, DYNOBS_REC_SPAN, 0);
+        if (!h) {
+            dropped++;
+            continue;
+        }
+        memcpy(h + 1, payload, sizeof payload);
+        dynobs__ring_commit(&r, h);
+        ok++;
+    }
+    cr_assert_gt(dropped, 0);
+    cr_assert_eq(ok + dropped, 2000);
+    cr_assert_eq(room.backed, (uint64_t)(ro - t->data));
+    cr_assert_leq((uint64_t)ok * 224, room.backed);
+    cr_assert_eq(t->counters[DYNOBS_CTR_RECORDS_DROPPED], dropped);
+    uint64_t tail = 0;
+    uint32_t n = 0;
+    while (dynobs__ring_peek(&v, &tail, buf, sizeof buf) == DYNOBS_PEEK_RECORD)
+        n++;
+    cr_assert_eq(n, ok);
+    t->tail = tail;
+    /* Drained: it wraps early within what is backed and takes more. */
+    for (uint32_t seq = 0; seq < 1000; seq++) {
+        fill_payload(payload, 6, seq, sizeof payload);
+        struct dynobs_rec_hdr *h =
+            dynobs__ring_reserve_in(&r, &room, sizeof payload, DYNOBS_REC_SPAN, 0);
+        cr_assert_not_null(h, "record %u refused after the drain", seq);
+        memcpy(h + 1, payload, sizeof payload);
+        dynobs__ring_commit(&r, h);
+        cr_assert_eq(dynobs__ring_peek(&v, &tail, buf, sizeof buf), DYNOBS_PEEK_RECORD);
+        t->tail = tail;
+    }
 }
