@@ -162,6 +162,12 @@ void dynobs__h2_count(const char *name) DYNOBS_INTERNAL;
 size_t dynobs__h2_host_len(const char *authority, size_t n) DYNOBS_INTERNAL;
 /* rpc.system, rpc.service and rpc.method of a gRPC path. */
 void dynobs__h2_rpc_attrs(struct dynobs_span *s, const char *path, size_t n) DYNOBS_INTERNAL;
+/* rpc.server.duration (server) or rpc.client.duration of a gRPC call on
+ * path (for a server, its route: folded as http.route is, so a flood of
+ * unknown methods makes few series), in milliseconds as the semantic
+ * conventions for RPC have it, by service, method and status code. */
+void dynobs__h2_rpc_metric(int server, const char *path, size_t n, int code,
+                           double seconds) DYNOBS_INTERNAL;
 /* Requests served over HTTP/2 that continue a caller's traceparent, by
  * that traceparent, for runtimes whose handlers run on threads that never
  * read the request (grpcio's thread pool): dynobs_served_traceparent.

@@ -168,6 +168,8 @@ static void finish(struct dynobs_conn *c, struct dynobs_h2_stream *x, const char
         dynobs__labels_join(labels, sizeof labels, parts, sizeof parts / sizeof parts[0]);
         double secs = now > x->start_ns ? (double)(now - x->start_ns) / 1e9 : 0;
         dynobs__http_server_metric(seg, labels, secs);
+        if (x->grpc)
+            dynobs__h2_rpc_metric(1, x->route.text, x->route.len, x->grpc_status, secs);
     }
     dynobs__serving_end(&x->serving, t);
     dynobs__served_remove(&x->served);

@@ -114,6 +114,43 @@ int dynobs__h2_feed_range(struct dynobs_h2_reader *r, const struct dynobs_h2_eve
     return 0;
 }
 
+void dynobs__h2_rpc_metric(int server, const char *path, size_t n, int code, double seconds)
+{
+    struct dynobs_segment *seg = dynobs__segment();
+    if (!seg)
+        return;
+    /* "/package.Service/Method", as rpc_attrs splits it. */
+    char svc[128] = "", meth[128] = "", cs[12] = "";
+    const char *p = n && path[0] == '/' ? path + 1 : path;
+    size_t m = n && path[0] == '/' ? n - 1 : n;
+    const char *slash = memchr(p, '/', m);
+    size_t sl = slash ? (size_t)(slash - p) : m, ml = slash ? m - sl - 1 : 0;
+    if (sl < sizeof svc)
+        memcpy(svc, p, sl), svc[sl] = '\0';
+    if (slash && ml < sizeof meth)
+        memcpy(meth, slash + 1, ml), meth[ml] = '\0';
+    if (code >= 0 && code < 100) {
+        int k = 0;
+        if (code >= 10)
+            cs[k++] = (char)('0' + code / 10);
+        cs[k++] = (char)('0' + code % 10);
+        cs[k] = '\0';
+    }
+    const char *parts[][2] = {{"rpc.system", "grpc"},
+                              {"rpc.service", svc},
+                              {"rpc.method", meth},
+                              {"rpc.grpc.status_code", cs[0] ? cs : NULL}};
+    char labels[DYNOBS_METRIC_KEY_BYTES];
+    dynobs__labels_join(labels, sizeof labels, parts, sizeof parts / sizeof parts[0]);
+    struct dynobs_metric_def d = {.name = server ? "rpc.server.duration" : "rpc.client.duration",
+                                  .unit = "ms",
+                                  .kind = DYNOBS_METRIC_HISTOGRAM,
+                                  .bounds = dynobs__default_bounds,
+                                  .nbounds = 15};
+    if (dynobs__metric_update(&seg->metrics, &d, seconds * 1000.0, labels) < 0)
+        dynobs__count(DYNOBS_CTR_METRIC_UPDATES_REFUSED);
+}
+
 /* ---- served requests by caller ---- */
 
 #define SERVED 256
