@@ -147,9 +147,10 @@ struct dynobs_h2_state *dynobs__h2_state(struct dynobs_conn *c) DYNOBS_INTERNAL;
 /* An open stream's entry, or NULL. */
 struct dynobs_h2_stream *dynobs__h2_find(struct dynobs_h2_state *st,
                                          uint32_t id) DYNOBS_INTERNAL;
-/* A free entry, claimed (state STARTING), or NULL when all are taken
- * (counted). */
-struct dynobs_h2_stream *dynobs__h2_claim(struct dynobs_h2_state *st) DYNOBS_INTERNAL;
+/* A free entry for stream id, claimed (state STARTING), or NULL when all
+ * are taken (counted). */
+struct dynobs_h2_stream *dynobs__h2_claim(struct dynobs_h2_state *st,
+                                          uint32_t id) DYNOBS_INTERNAL;
 #define DYNOBS_H2_FREE 0u
 #define DYNOBS_H2_STARTING 1u
 #define DYNOBS_H2_OPEN 2u

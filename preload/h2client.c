@@ -89,7 +89,7 @@ static void start_stream(struct dynobs_conn *c, struct dynobs_h2_state *st,
     struct dynobs_thread *t = dynobs__thread();
     if (!t || !h->method_len)
         return;
-    struct dynobs_h2_stream *x = dynobs__h2_claim(st);
+    struct dynobs_h2_stream *x = dynobs__h2_claim(st, h->stream);
     if (!x)
         return;
     int tls = c->transport == DYNOBS_TRANSPORT_TLS;

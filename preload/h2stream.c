@@ -30,21 +30,32 @@ struct dynobs_h2_state *dynobs__h2_state(struct dynobs_conn *c)
     return st;
 }
 
+/* A stream's first slot to try: a side's streams are numbered 2 apart,
+ * so 64 consecutive ones take 64 different slots and the look-up of an
+ * open stream is one probe, not a scan. */
+static unsigned home(uint32_t id)
+{
+    return (id >> 1) & (DYNOBS_H2_STREAMS - 1);
+}
+
 struct dynobs_h2_stream *dynobs__h2_find(struct dynobs_h2_state *st, uint32_t id)
 {
+    struct dynobs_h2_stream *x = &st->streams[home(id)];
+    if (__atomic_load_n(&x->state, __ATOMIC_ACQUIRE) == DYNOBS_H2_OPEN && x->id == id)
+        return x;
     for (unsigned i = 0; i < DYNOBS_H2_STREAMS; i++) {
-        struct dynobs_h2_stream *x = &st->streams[i];
+        x = &st->streams[i];
         if (__atomic_load_n(&x->state, __ATOMIC_ACQUIRE) == DYNOBS_H2_OPEN && x->id == id)
             return x;
     }
     return NULL;
 }
 
-struct dynobs_h2_stream *dynobs__h2_claim(struct dynobs_h2_state *st)
+struct dynobs_h2_stream *dynobs__h2_claim(struct dynobs_h2_state *st, uint32_t id)
 {
-    for (unsigned i = 0; i < DYNOBS_H2_STREAMS; i++) {
+    for (unsigned k = 0; k < DYNOBS_H2_STREAMS; k++) {
         uint32_t free_ = DYNOBS_H2_FREE;
-        struct dynobs_h2_stream *x = &st->streams[i];
+        struct dynobs_h2_stream *x = &st->streams[(home(id) + k) & (DYNOBS_H2_STREAMS - 1)];
         if (__atomic_load_n(&x->state, __ATOMIC_RELAXED) == DYNOBS_H2_FREE &&
             __atomic_compare_exchange_n(&x->state, &free_, DYNOBS_H2_STARTING, 0,
                                         __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
