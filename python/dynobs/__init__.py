@@ -11,7 +11,9 @@ instrumentation happens then: only what is called here is recorded).
         s.add_event("priced")
     dynobs.counter("orders").add(1, {"region": "eu"})
 
-Standard library only (ctypes); CPython 3.9 or later.
+Standard library only (ctypes), CPython 3.9 or later; spans take a faster
+path through dynobs/_native.c where it was built (pip or CMake, when a C
+compiler and Python's headers are there; DYNOBS_PYTHON_NATIVE=0 turns it off).
 """
 
 import asyncio
@@ -24,6 +26,7 @@ import inspect
 import logging
 import os
 import subprocess
+import sys
 import threading
 import traceback
 import warnings
@@ -231,6 +234,9 @@ def _load():
             _lib = False
             return None
         _start, _start_plain = lib.dynobs_span_start_ex, lib.dynobs_span_start
+        if _native:
+            addr = ctypes.cast(lib.dynobs_span_start, ctypes.c_void_p).value
+            _native.bind(addr, ctypes.cast(lib.dynobs_span_end, ctypes.c_void_p).value)
         _preloaded, _bridge_api = preloaded, bridge
         _lib, _lib_path = lib, os.path.realpath(path)
         return lib
@@ -277,14 +283,93 @@ def _in_event_loop():
 
 # ---- spans ----
 
-class Span:
-    """A span started by start_span() or span(). Ends once (end() or the
-    with-block's end); every method is a no-op on a span that is not
-    recorded (dynobs disabled, or a full pool, counted in stats)."""
+class _PySpanBase:
+    """What every span holds, and its with-protocol: the pure-Python half
+    of Span (dynobs/_native.c has the same in C, used when it is built)."""
 
     _tp = None      # the traceparent, once asked for
     _token = None   # the contextvar token while current
     _ts = None      # tracestate inherited from a remote parent
+
+    @property
+    def recording(self):
+        return not self._ended
+
+    def end(self):
+        if self._ended:
+            return
+        self._ended = True
+        _lib.dynobs_span_end(self._h)
+        self._h = None
+
+    # with-block: the span is the current one inside it
+    def __enter__(self):
+        self._token = _current.set(self)
+        return self
+
+    def __exit__(self, etype, exc, tb):
+        if exc is not None and isinstance(exc, Exception):
+            self._record_error(etype, exc)
+        token = self._token
+        if token is not None:
+            self._token = None
+            try:
+                _current.reset(token)
+            except ValueError:  # exited in another context (a moved generator)
+                pass
+        if not self._ended:
+            self._ended = True
+            _lib.dynobs_span_end(self._h)
+            self._h = None
+        return False
+
+
+def _native_module():
+    """dynobs._native (the C half of spans), or None: not built for this
+    interpreter, or DYNOBS_PYTHON_NATIVE=0. Installed by pip beside this
+    file; in a source tree, built by CMake into python/ of the build
+    directory, found beside the library named by DYNOBS_LIBRARY or
+    LD_PRELOAD, else in build/ beside python/."""
+    if os.environ.get("DYNOBS_PYTHON_NATIVE") == "0":
+        return None
+    try:
+        from . import _native
+        return _native
+    except ImportError:
+        pass
+    here = os.path.dirname(os.path.abspath(__file__))
+    if os.path.exists(os.path.join(here, "_version.py")):
+        return None  # installed (pip wrote _version.py): its own module or none
+    import importlib.machinery
+    import importlib.util
+    libs = [os.environ.get("DYNOBS_LIBRARY")]
+    libs += [p for p in os.environ.get("LD_PRELOAD", "").replace(":", " ").split()
+             if os.path.basename(p).startswith("libdynobs.so")]
+    libs.append(os.path.join(here, "..", "..", "build", "libdynobs.so"))
+    # Only this interpreter's exact ABI: the module uses the full C API.
+    fn = "_native" + importlib.machinery.EXTENSION_SUFFIXES[0]
+    for lib in libs:
+        path = os.path.join(os.path.dirname(lib), "python", fn) if lib and "/" in lib else None
+        if not path or not os.path.isfile(path):
+            continue
+        try:
+            spec = importlib.util.spec_from_file_location(__name__ + "._native", path)
+            mod = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(mod)
+        except (ImportError, OSError):
+            continue
+        sys.modules[spec.name] = mod
+        return mod
+    return None
+
+
+_native = _native_module()
+
+
+class Span(_native.SpanBase if _native else _PySpanBase):
+    """A span started by start_span() or span(). Ends once (end() or the
+    with-block's end); every method is a no-op on a span that is not
+    recorded (dynobs disabled, or a full pool, counted in stats)."""
 
     def __init__(self, handle, name, tracestate=None):
         self.name = name
@@ -292,10 +377,6 @@ class Span:
         self._ended = not handle
         if tracestate:
             self._ts = tracestate
-
-    @property
-    def recording(self):
-        return not self._ended
 
     @property
     def traceparent(self):
@@ -374,34 +455,10 @@ class Span:
         })
         return self
 
-    def end(self):
-        if self._ended:
-            return
-        self._ended = True
-        _lib.dynobs_span_end(self._h)
-        self._h = None
-
-    # with-block: the span is the current one inside it
-    def __enter__(self):
-        self._token = _current.set(self)
-        return self
-
-    def __exit__(self, etype, exc, tb):
-        if exc is not None and isinstance(exc, Exception):
-            self.set_status(ERROR, "%s: %s" % (_qualname(etype), exc))
-            self.record_exception(exc)
-        token = self._token
-        if token is not None:
-            self._token = None
-            try:
-                _current.reset(token)
-            except ValueError:  # exited in another context (a moved generator)
-                pass
-        if not self._ended:
-            self._ended = True
-            _lib.dynobs_span_end(self._h)
-            self._h = None
-        return False
+    def _record_error(self, etype, exc):
+        # An Exception leaving the with-block (from either __exit__).
+        self.set_status(ERROR, "%s: %s" % (_qualname(etype), exc))
+        self.record_exception(exc)
 
     def __repr__(self):
         return "<dynobs.Span %r %s>" % (self.name, self.traceparent or "not recording")
@@ -450,7 +507,7 @@ def _attr_array(attributes):
 _names = {}  # span name -> its UTF-8 bytes, for the names used most
 
 
-def start_span(name, kind=INTERNAL, attributes=None, parent=None, root=False):
+def _start_span(name, kind=INTERNAL, attributes=None, parent=None, root=False):
     """Starts a span and returns it; the caller ends it (span.end()). Its
     parent is `parent` (a Span, or a traceparent string), else the current
     span of this context, else what the shim has current on this thread
@@ -472,11 +529,7 @@ def start_span(name, kind=INTERNAL, attributes=None, parent=None, root=False):
             # context of this thread (if any) is the parent, and the span
             # becomes it (two arguments: the cheapest call ctypes has).
             h = _start_plain(nb, kind)
-            if h:
-                return Span(h, name)
-            if lib.dynobs_enabled():
-                stats["spans_refused"] += 1
-            return Span(None, name)
+            return Span(h, name) if h else _refused(name)
     flags = 0
     tp = ts = None
     implicit = False
@@ -515,6 +568,14 @@ def start_span(name, kind=INTERNAL, attributes=None, parent=None, root=False):
     return s
 
 
+def _refused(name):
+    """The span that was not started (the library refused it): counted
+    when dynobs is on, and a no-op span all the same."""
+    if _lib.dynobs_enabled():
+        stats["spans_refused"] += 1
+    return Span(None, name)
+
+
 def span(name, kind=INTERNAL, attributes=None, parent=None, root=False):
     """A span for a with-block, current inside it:
 
@@ -524,6 +585,15 @@ def span(name, kind=INTERNAL, attributes=None, parent=None, root=False):
     An exception leaving the block sets error status and adds an
     "exception" event, then goes on up."""
     return start_span(name, kind, attributes, parent, root)
+
+
+if _native:
+    # The C module starts the common case itself and hands every other
+    # call to _start_span, which is the definition of both.
+    _native.setup(Span, _current, _running_loop, _traces_on, _start_span, _refused)
+    start_span = span = _native.span
+else:
+    start_span = _start_span
 
 
 def traced(name=None, kind=INTERNAL, attributes=None):

@@ -1,0 +1,246 @@
+"""The two paths of the package's spans: dynobs._native (C, built by
+CMake or pip) and ctypes (DYNOBS_PYTHON_NATIVE=0, or no compiler). Every
+test of the package runs with both (the `python` fixture); these tests
+pin that the path under test is the one in use, and the corners where a
+C fast path could part from the Python one: arguments it hands back to
+Python, refused spans, spans ended by hand, contexts left in another
+context, threads, and the wheel pip builds with and without a compiler.
+
+    DYNOBS_BUILD_DIR=build /usr/bin/python3 -m pytest python/tests
+"""
+
+import glob
+import importlib.util
+import os
+import subprocess
+import tempfile
+import zipfile
+
+import pytest
+
+from test_dynobs import LIB, PKG, python, run  # noqa: F401  (the fixture)
+
+
+def test_the_path_under_test_is_the_one_in_use(python):
+    out, rec = run("""
+        import dynobs
+        print(dynobs._native is not None, dynobs.Span.__mro__[1].__name__)
+        with dynobs.span("x"):
+            pass
+    """, python)
+    want = "True SpanBase" if python.spans == "native" else "False _PySpanBase"
+    assert out.strip() == want
+    assert rec.span("x")["parent"] is None
+
+
+def test_arguments_the_fast_path_hands_to_python(python):
+    out, rec = run("""
+        import dynobs
+        def err(f):
+            try:
+                f()
+            except Exception as e:
+                return type(e).__name__
+            return "none"
+        print(err(lambda: dynobs.span("a", 9)), err(lambda: dynobs.span(3)),
+              err(lambda: dynobs.span("a", kind="x")), err(lambda: dynobs.span()),
+              err(lambda: dynobs.span("a", nope=1)), err(lambda: dynobs.span("a", 1, kind=1)),
+              err(lambda: dynobs.start_span("a", parent="00-zz")))
+        with dynobs.span("kw", kind=dynobs.CLIENT):
+            pass
+        with dynobs.span(name="named", kind=True):  # True == 1: INTERNAL, as in Python
+            pass
+        with dynobs.span(b"bytes"):
+            pass
+        with dynobs.span("sur\\udc80rogate"):
+            pass
+        with dynobs.span("nul\\x00cut"):
+            pass
+        with dynobs.span("empty", attributes={}, parent=None, root=0):
+            pass
+        with dynobs.start_span("root", dynobs.SERVER, None, None, True):
+            pass
+    """, python)
+    assert out.split() == ["ValueError", "TypeError", "ValueError", "TypeError", "TypeError",
+                           "TypeError", "ValueError"]
+    assert rec.span("kw")["kind"] == "CLIENT"
+    assert rec.span("named")["kind"] == "INTERNAL"
+    assert rec.span("bytes")["parent"] is None
+    assert rec.span("sur?rogate")["parent"] is None
+    assert rec.span("nul")["parent"] is None
+    assert rec.span("empty")["kind"] == "INTERNAL"
+    assert rec.span("root")["kind"] == "SERVER"
+
+
+def test_refused_spans_are_counted_and_do_nothing(python):
+    # Started without a with-block, no span of ours becomes current: each
+    # start is the common case, until the thread's pool of open spans is
+    # full and the library refuses.
+    out, rec = run("""
+        import dynobs
+        spans = [dynobs.start_span("open%d" % i) for i in range(40)]
+        refused = [s for s in spans if not s.recording]
+        print(len(refused), dynobs.stats["spans_refused"], refused[0].traceparent,
+              refused[0]._h, refused[0].name)
+        with refused[0] as r:
+            r.set_attribute("k", 1).add_event("e").set_status(dynobs.ERROR)
+            print(dynobs.current_span() is r)
+        for s in reversed(spans):
+            s.end()
+            s.end()
+        print(sum(s.recording for s in spans))
+    """, python)
+    n, counted, tp, h, name, current, left = out.split()
+    assert int(n) >= 1 and counted == n and (tp, h, current, left) == ("None", "None", "True", "0")
+    assert name == "open%d" % (40 - int(n))
+    assert len(rec.spans) == 40 - int(n)
+
+
+def test_spans_ended_by_hand_and_left_in_another_context(python):
+    out, rec = run("""
+        import contextvars, dynobs
+        s = dynobs.start_span("by-hand")
+        print(s.recording, isinstance(s._h, int), len(s.traceparent))
+        s.set_attribute("n", 7)
+        s.end()
+        print(s.recording, s._h, s.traceparent is not None)
+        with dynobs.span("ended-inside") as t:
+            t.end()
+            print(dynobs.current_span() is t)
+        print(dynobs.current_span())
+        # A generator entered in one context and closed in another: the
+        # reset of the context variable fails there and is ignored.
+        def gen():
+            with dynobs.span("moved"):
+                yield 1
+        g = gen()
+        contextvars.copy_context().run(next, g)
+        g.close()
+        print(dynobs.current_span())
+        with dynobs.span("outer") as o:
+            inner = dynobs.span("inner")
+            with inner:
+                print(dynobs.current_span() is inner)
+            print(dynobs.current_span() is o)
+    """, python)
+    assert out.split() == ["True", "True", "55", "False", "None", "True", "True", "None",
+                           "None", "True", "True"]
+    assert rec.span("by-hand")["attrs"] == {"n": 7}
+    assert rec.span("ended-inside")["parent"] is None
+    assert rec.span("moved")["parent"] is None
+    assert rec.span("inner")["parent"] == rec.span("outer")["span"]
+
+
+def test_exceptions_and_base_exceptions(python):
+    out, rec = run("""
+        import dynobs
+        try:
+            with dynobs.span("exc"):
+                raise KeyError("k")
+        except KeyError:
+            pass
+        try:
+            with dynobs.span("base"):
+                raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            pass
+        with dynobs.span("ok") as s:
+            s.set_status(dynobs.OK)
+        print(dynobs.current_span())
+    """, python)
+    assert out.strip() == "None"
+    exc = rec.span("exc")
+    assert exc["status"] == "ERROR" and exc["message"] == "KeyError: 'k'"
+    assert exc["events"][0]["name"] == "exception"
+    base = rec.span("base")  # not an Exception: not recorded as an error
+    assert base["status"] == "UNSET" and base["events"] == []
+    assert rec.span("ok")["status"] == "OK"
+
+
+def test_threads_each_have_their_own_spans(python):
+    out, rec = run("""
+        import threading, dynobs
+        def work(i):
+            with dynobs.span("t%d" % i):
+                with dynobs.span("t%d-child" % i):
+                    for _ in range(200):
+                        with dynobs.span("leaf"):
+                            pass
+        ts = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        print(dynobs.current_span())
+    """, python)
+    assert out.strip() == "None"
+    for i in range(4):
+        top, child = rec.span("t%d" % i), rec.span("t%d-child" % i)
+        assert top["parent"] is None and child["parent"] == top["span"]
+        leaves = [s for s in rec.spans if s["name"] == "leaf" and s["parent"] == child["span"]]
+        assert len(leaves) == 200 and all(s["trace"] == top["trace"] for s in leaves)
+
+
+def test_traces_off_records_no_span(python):
+    out, rec = run("""
+        import dynobs
+        dynobs.enable(traces=False, logs=False)
+        with dynobs.span("off") as s:
+            print(s.recording)
+        dynobs.enable(traces=True, logs=False)
+        with dynobs.span("on") as s:
+            print(s.recording)
+    """, python)
+    assert out.split() == ["False", "True"]
+    assert [s["name"] for s in rec.spans] == ["on"]
+
+
+def _backend():
+    spec = importlib.util.spec_from_file_location(
+        "dynobs_build", os.path.join(PKG, "dynobs_build.py"))
+    backend = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(backend)
+    return backend
+
+
+@pytest.mark.parametrize("compiler", ["yes", "no"])
+def test_wheel_with_and_without_a_compiler(compiler):
+    """pip's build (the package's own backend): with a compiler, the C
+    module is in a wheel for this interpreter, and the installed package
+    uses it; without one, a pure wheel whose package takes ctypes."""
+    env = dict(os.environ)
+    if compiler == "no":
+        env["CC"] = "/nonexistent/cc"
+    with tempfile.TemporaryDirectory() as tmp:
+        r = subprocess.run(["/usr/bin/python3", "-c", "import sys; sys.path.insert(0, %r); "
+                            "import dynobs_build as b; print(b.build_wheel(%r))" % (PKG, tmp)],
+                           env=env, capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+        name = r.stdout.split()[-1]
+        with zipfile.ZipFile(os.path.join(tmp, name)) as z:
+            natives = [n for n in z.namelist() if n.startswith("dynobs/_native")]
+            wheel = z.read(name.split("-")[0] + "-" + name.split("-")[1]
+                           + ".dist-info/WHEEL").decode()
+            z.extractall(os.path.join(tmp, "site"))
+        if compiler == "yes":
+            assert natives == ["dynobs/_native.cpython-311-x86_64-linux-gnu.so"], natives
+            assert name.endswith("-cp311-cp311-linux_x86_64.whl") and "Root-Is-Purelib: false" in wheel
+        else:
+            assert natives == [] and name.endswith("-py3-none-any.whl"), (natives, name)
+            assert "Root-Is-Purelib: true" in wheel and "no C compiler" in r.stderr, r.stderr
+        shm = os.path.join(tmp, "shm")
+        e = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "DYNOBS_PYTHON_NATIVE")}
+        e.update(PYTHONPATH=os.path.join(tmp, "site"), DYNOBS_LIBRARY=LIB, DYNOBS_SHM_DIR=shm)
+        r = subprocess.run(["/usr/bin/python3", "-c", "import dynobs\n"
+                            "with dynobs.span('w') as s: print(s.recording)\n"
+                            "m = dynobs._native\n"
+                            "print(m.__file__ if m else None)"],
+                           env=e, cwd=tmp, capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        recording, where = r.stdout.split()
+        assert recording == "True"
+        if compiler == "yes":
+            assert where == os.path.join(tmp, "site", natives[0])
+        else:
+            assert where == "None"
+        assert glob.glob(os.path.join(shm, "*"))
