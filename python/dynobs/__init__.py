@@ -235,8 +235,9 @@ def _load():
             return None
         _start, _start_plain = lib.dynobs_span_start_ex, lib.dynobs_span_start
         if _native:
-            addr = ctypes.cast(lib.dynobs_span_start, ctypes.c_void_p).value
-            _native.bind(addr, ctypes.cast(lib.dynobs_span_end, ctypes.c_void_p).value)
+            _native.bind(*(ctypes.cast(getattr(lib, "dynobs_span_" + f), ctypes.c_void_p).value
+                           for f in ("start", "start_ex", "end", "set_str", "set_int",
+                                     "set_double", "set_bool")))
         _preloaded, _bridge_api = preloaded, bridge
         _lib, _lib_path = lib, os.path.realpath(path)
         return lib

@@ -3,8 +3,9 @@
  * The pure-Python package reaches the library through ctypes, and two
  * ctypes calls plus a Python span object and its with-protocol cost
  * microseconds. This module does the same work without leaving C: span()
- * starts a span in the common case (no span of ours current, no running
- * event loop, no attributes, no explicit parent), and SpanBase carries
+ * starts a span in the common cases (no running event loop, no explicit
+ * parent, what is current is nothing or a span of ours, attributes of
+ * the common types), and SpanBase carries
  * the state every span has (handle, name, token, ended) with __enter__,
  * __exit__ and end() written against it. Everything else stays in
  * dynobs/__init__.py, which is also the fallback when this module is
@@ -13,20 +14,36 @@
  * share one definition of what a span is.
  *
  * The library is the one ctypes loaded (preloaded or by path): the
- * package hands over the addresses of dynobs_span_start and
- * dynobs_span_end, so this module links against nothing of ours. The
+ * package hands over the addresses of the dynobs_span_* functions used
+ * here, so this module links against nothing of ours. The
  * GIL stays held across those calls (ctypes releases it): they neither
  * block nor call back into Python, so no thread can wait on them while
  * holding something they need. */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <structmember.h>
+#include <stdint.h>
 
 typedef void *(*span_start_fn)(const char *name, int kind);
+typedef void *(*span_start_ex_fn)(const char *name, int kind, const char *parent,
+                                  const char *tracestate, int flags);
 typedef int (*span_end_fn)(void *span);
+typedef int (*set_str_fn)(void *span, const char *key, const char *value);
+typedef int (*set_int_fn)(void *span, const char *key, int64_t value);
+typedef int (*set_double_fn)(void *span, const char *key, double value);
+typedef int (*set_bool_fn)(void *span, const char *key, int value);
 
 static span_start_fn span_start;
+static span_start_ex_fn span_start_ex;
 static span_end_fn span_end;
+static set_str_fn set_str;
+static set_int_fn set_int;
+static set_double_fn set_double;
+static set_bool_fn set_bool;
+
+/* include/dynobs/dynobs.h: DYNOBS_EINVAL and DYNOBS_SPAN_LOCAL_PARENT. */
+#define EINVAL_RC (-22)
+#define SPAN_LOCAL_PARENT 0x4
 
 /* Set once by setup(): the package's objects this module works with. */
 static PyObject *current;      /* the ContextVar of the current span */
@@ -260,13 +277,89 @@ static int parse(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
     return 1;
 }
 
-/* The common case of start_span in C; anything else, to Python. */
+/* One attribute, as Span.set_attribute sets it; the Python method takes
+ * every value this does not (an int beyond 64 bits, a str that is not
+ * UTF-8, any other type) and raises its ValueError for a refused key. */
+static int set_attribute(SpanBase *s, PyObject *key, PyObject *value)
+{
+    const char *k = PyUnicode_CheckExact(key) ? PyUnicode_AsUTF8(key) : NULL;
+    int rc = EINVAL_RC;
+
+    if (k == NULL) {
+        PyErr_Clear();
+    } else if (value == Py_None) {
+        return 0;
+    } else if (PyBool_Check(value)) {
+        rc = set_bool(s->h, k, value == Py_True);
+    } else if (PyLong_CheckExact(value)) {
+        int overflow;
+        long long v = PyLong_AsLongLongAndOverflow(value, &overflow); /* 64 bits here */
+
+        if (!overflow && !(v == -1 && PyErr_Occurred()))
+            rc = set_int(s->h, k, v);
+        PyErr_Clear();
+    } else if (PyFloat_CheckExact(value)) {
+        rc = set_double(s->h, k, PyFloat_AS_DOUBLE(value));
+    } else if (PyUnicode_CheckExact(value)) {
+        const char *v = PyUnicode_AsUTF8(value);
+
+        if (v != NULL)
+            rc = set_str(s->h, k, v);
+        PyErr_Clear();
+    }
+    if (rc == EINVAL_RC) {
+        PyObject *r = PyObject_CallMethod((PyObject *)s, "set_attribute", "OO", key, value);
+
+        if (r == NULL)
+            return -1;
+        Py_DECREF(r);
+    }
+    return 0;
+}
+
+/* The parent's traceparent and tracestate, as the Python start_span
+ * passes them on for a current span of ours; 0 when it is not that
+ * (then Python decides), -1 on an error. The strings live as long as
+ * the references left in *tp_obj and the parent. */
+static int parent_of(SpanBase *parent, PyObject **tp_obj, const char **tp, const char **ts)
+{
+    *tp = *ts = NULL;
+    if (parent->tp != NULL && parent->tp != Py_None) {
+        *tp_obj = parent->tp;
+        Py_INCREF(*tp_obj);
+    } else {
+        *tp_obj = PyObject_GetAttrString((PyObject *)parent, "traceparent");
+    }
+    if (*tp_obj == NULL)
+        return -1;
+    if (*tp_obj != Py_None) {
+        if (!PyUnicode_CheckExact(*tp_obj) || (*tp = PyUnicode_AsUTF8(*tp_obj)) == NULL)
+            goto python;
+        if (**tp == '\0')
+            *tp = NULL;
+    }
+    if (parent->ts != NULL && parent->ts != Py_None) {
+        if (!PyUnicode_CheckExact(parent->ts) || (*ts = PyUnicode_AsUTF8(parent->ts)) == NULL)
+            goto python;
+        if (**ts == '\0')
+            *ts = NULL;
+    }
+    return 1;
+python:
+    PyErr_Clear();
+    Py_CLEAR(*tp_obj);
+    return 0;
+}
+
+/* The common cases of start_span in C: no parent, root or tracestate
+ * given, no running event loop, and what is current is nothing or a
+ * span of ours; attributes in a dict. Anything else, to Python. */
 static PyObject *span_fast(PyObject *module, PyObject *const *args, size_t nargsf,
                            PyObject *kwnames)
 {
-    PyObject *argv[NARGS], *parent, *loop;
-    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
-    const char *name;
+    PyObject *argv[NARGS], *attrs, *parent, *loop, *tp_obj = NULL, *key, *value;
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf), pos = 0;
+    const char *name, *tp = NULL, *ts = NULL;
     long kind = KIND_INTERNAL;
     SpanBase *s;
     void *h;
@@ -283,7 +376,10 @@ static PyObject *span_fast(PyObject *module, PyObject *const *args, size_t nargs
             goto python;
         }
     }
-    if ((argv[ARG_ATTRIBUTES] != NULL && argv[ARG_ATTRIBUTES] != Py_None) ||
+    attrs = argv[ARG_ATTRIBUTES];
+    if (attrs == Py_None || (attrs != NULL && PyDict_CheckExact(attrs) && PyDict_GET_SIZE(attrs) == 0))
+        attrs = NULL;
+    if ((attrs != NULL && !PyDict_CheckExact(attrs)) ||
         (argv[ARG_PARENT] != NULL && argv[ARG_PARENT] != Py_None) ||
         (argv[ARG_ROOT] != NULL && argv[ARG_ROOT] != Py_False) ||
         PyList_GET_ITEM(traces_on, 0) != Py_True || !PyUnicode_CheckExact(argv[ARG_NAME]))
@@ -295,16 +391,30 @@ static PyObject *span_fast(PyObject *module, PyObject *const *args, size_t nargs
     }
     if (PyContextVar_Get(current, NULL, &parent) < 0)
         return NULL;
-    Py_XDECREF(parent);
-    if (parent != NULL && parent != Py_None)
-        goto python;
+    Py_XDECREF(parent); /* the context still holds it */
+    if (parent == Py_None)
+        parent = NULL;
+    if (parent != NULL && Py_TYPE(parent) != span_type)
+        goto python; /* a remote parent (attach) */
     loop = PyObject_CallNoArgs(running_loop);
     if (loop == NULL)
         return NULL;
     Py_DECREF(loop);
     if (loop != Py_None)
         goto python;
-    h = span_start(name, (int)kind);
+    if (parent == NULL) {
+        h = span_start(name, (int)kind);
+    } else {
+        int rc = parent_of((SpanBase *)parent, &tp_obj, &tp, &ts);
+
+        if (rc <= 0) {
+            if (rc < 0)
+                return NULL;
+            goto python;
+        }
+        h = span_start_ex(name, (int)kind, tp, ts, SPAN_LOCAL_PARENT);
+        Py_DECREF(tp_obj);
+    }
     if (h == NULL)
         return PyObject_CallOneArg(py_refused, argv[ARG_NAME]);
     s = (SpanBase *)span_type->tp_alloc(span_type, 0);
@@ -315,6 +425,24 @@ static PyObject *span_fast(PyObject *module, PyObject *const *args, size_t nargs
     s->h = h;
     Py_INCREF(argv[ARG_NAME]);
     s->name = argv[ARG_NAME];
+    if (ts != NULL) { /* the parent's, kept by it */
+        s->ts = ((SpanBase *)parent)->ts;
+        Py_INCREF(s->ts);
+    }
+    /* As in Python, a span whose attributes raise stays started. */
+    while (attrs != NULL && PyDict_Next(attrs, &pos, &key, &value)) {
+        int rc;
+
+        Py_INCREF(key);
+        Py_INCREF(value);
+        rc = set_attribute(s, key, value);
+        Py_DECREF(key);
+        Py_DECREF(value);
+        if (rc < 0) {
+            Py_DECREF(s);
+            return NULL;
+        }
+    }
     return (PyObject *)s;
 python:
     return PyObject_Vectorcall(py_start, args, nargsf, kwnames);
@@ -351,27 +479,37 @@ static PyObject *setup(PyObject *module, PyObject *args)
  * ctypes loaded; span() does nothing itself before this. */
 static PyObject *bind(PyObject *module, PyObject *args)
 {
-    PyObject *start, *end;
-    void *s, *e;
+    enum { START, START_EX, END, SET_STR, SET_INT, SET_DOUBLE, SET_BOOL, NFN };
+    void *fn[NFN];
+    int i;
 
     (void)module;
-    if (!PyArg_ParseTuple(args, "O!O!", &PyLong_Type, &start, &PyLong_Type, &end))
-        return NULL;
     if (py_start == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "bind: setup() first");
         return NULL;
     }
-    s = PyLong_AsVoidPtr(start);
-    e = PyLong_AsVoidPtr(end);
-    if (PyErr_Occurred())
-        return NULL;
-    if (s == NULL || e == NULL) {
-        PyErr_SetString(PyExc_ValueError, "bind: a NULL function address");
+    if (!PyTuple_Check(args) || PyTuple_GET_SIZE(args) != NFN) {
+        PyErr_SetString(PyExc_TypeError, "bind: 7 function addresses");
         return NULL;
     }
-    /* end first: a span started from another thread meanwhile finds it. */
-    span_end = (span_end_fn)e;
-    span_start = (span_start_fn)s;
+    for (i = 0; i < NFN; i++) {
+        fn[i] = PyLong_AsVoidPtr(PyTuple_GET_ITEM(args, i));
+        if (fn[i] == NULL) {
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_ValueError, "bind: a NULL function address");
+            return NULL;
+        }
+    }
+    /* span() starts spans itself once span_start is set: everything else
+     * first, for a span started from another thread meanwhile. Data and
+     * function pointers are the same size on every target CPython runs. */
+    span_start_ex = (span_start_ex_fn)fn[START_EX];
+    span_end = (span_end_fn)fn[END];
+    set_str = (set_str_fn)fn[SET_STR];
+    set_int = (set_int_fn)fn[SET_INT];
+    set_double = (set_double_fn)fn[SET_DOUBLE];
+    set_bool = (set_bool_fn)fn[SET_BOOL];
+    span_start = (span_start_fn)fn[START];
     Py_RETURN_NONE;
 }
 
@@ -382,7 +520,9 @@ static PyMethodDef module_methods[] = {
      "event loop runs, and neither attributes nor a parent are given."},
     {"setup", setup, METH_VARARGS,
      "setup(Span, current, running_loop, traces_on, start_span, refused)"},
-    {"bind", bind, METH_VARARGS, "bind(span_start_address, span_end_address)"},
+    {"bind", bind, METH_VARARGS,
+     "bind(start, start_ex, end, set_str, set_int, set_double, set_bool): the\n"
+     "addresses of those dynobs_span_* functions in the library loaded."},
     {NULL, NULL, 0, NULL},
 };
 

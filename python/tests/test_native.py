@@ -244,3 +244,41 @@ def test_wheel_with_and_without_a_compiler(compiler):
         else:
             assert where == "None"
         assert glob.glob(os.path.join(shm, "*"))
+
+
+def test_nested_spans_with_attributes_of_every_type(python):
+    out, rec = run("""
+        import enum, dynobs
+        class Color(enum.IntEnum):
+            RED = 3
+        class Thing:
+            def __str__(self):
+                return "thing"
+        tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+        with dynobs.attach(tp, "vendor=abc"):
+            with dynobs.span("job", attributes={"i": 1}) as job:
+                with dynobs.span("child", dynobs.CLIENT, {
+                        "i": -5, "big": 1 << 64, "f": 0.5, "t": True, "no": False, "s": "é",
+                        "none": None, "b": b"raw", "sur": "a\\udc80", "enum": Color.RED,
+                        "obj": Thing(), b"bkey": 2}) as child:
+                    with dynobs.span("grandchild", attributes={"n": 0}):
+                        pass
+                for bad in ({"": 1}, {"ok": 1, 3: 1}):
+                    try:
+                        with dynobs.span("refused-attr", attributes=bad):
+                            pass
+                    except (ValueError, TypeError) as e:
+                        print(type(e).__name__)
+                print(dynobs.current_span() is job)
+        print(dynobs.current_span())
+    """, python)
+    assert out.split() == ["ValueError", "TypeError", "True", "None"]
+    job, child, grand = rec.span("job"), rec.span("child"), rec.span("grandchild")
+    assert job["parent"] == "b7ad6b7169203331" and job["remote"]
+    assert child["parent"] == job["span"] and not child["remote"]
+    assert grand["parent"] == child["span"] and grand["trace"] == job["trace"]
+    assert child["kind"] == "CLIENT" and grand["attrs"] == {"n": 0}
+    assert child["attrs"] == {"i": -5, "big": "18446744073709551616", "f": 0.5, "t": True,
+                              "no": False, "s": "é", "b": "raw", "sur": "a?", "enum": 3,
+                              "obj": "thing", "bkey": 2}
+    assert rec.text.count("tracestate: vendor=abc") == 3, rec.text
