@@ -6,8 +6,9 @@ DYNOBS_PYTHON_NATIVE=0) in every interpreter found (Debian's
 Timing: each round runs one child per interpreter and path, alternating;
 a child prints the median over batches of the time per span (start,
 context variable, end, one ring record), of the same with one attribute,
-and of an empty with-block in the same batches; the table gives the
-median over rounds. Every child has its own segment directory and an
+of the same inside an open span (its child), and of an empty with-block
+in the same batches; the table gives the
+median over rounds. Every child has its own segment and an
 exporter-free 8 MiB ring (drained by nobody, so the batch count is kept
 below its size: records past it would be counted drops, cheaper than
 writes).
@@ -37,17 +38,19 @@ PATHS = ["native", "ctypes"]
 BEFORE = sys.argv[sys.argv.index("--before") + 1] if "--before" in sys.argv else None
 if BEFORE:
     PATHS.append("before")
-CASES = ("empty", "span", "attr")
+CASES = ("empty", "span", "attr", "nested")
 
 
 def child_timing(dynobs, quick):
-    batches, per = (30, 200) if quick else (100, 200)
+    # 60 * (3 * 100 + 1) + 500 = 18 560 records, well below the ~37 000
+    # that fit in the 8 MiB ring (dynobs-dump of its segment: dropped=0).
+    batches, per = (30, 100) if quick else (60, 100)
     null = contextlib.nullcontext()
     span = dynobs.span
     for _ in range(500):  # warm-up
         with span("x"):
             pass
-    base, ours, attr = [], [], []
+    base, ours, attr, nested = [], [], [], []
     for _ in range(batches):
         t0 = time.perf_counter_ns()
         for _ in range(per):
@@ -62,10 +65,17 @@ def child_timing(dynobs, quick):
             with span("x", attributes={"k": 1}):
                 pass
         t3 = time.perf_counter_ns()
+        with span("parent"):
+            t4 = time.perf_counter_ns()
+            for _ in range(per):
+                with span("x"):
+                    pass
+            t5 = time.perf_counter_ns()
         base.append((t1 - t0) / per)
         ours.append((t2 - t1) / per)
         attr.append((t3 - t2) / per)
-    print("result", *(statistics.median(x) for x in (base, ours, attr)))
+        nested.append((t5 - t4) / per)
+    print("result", *(statistics.median(x) for x in (base, ours, attr, nested)))
 
 
 def child_count(dynobs, case, n):
@@ -82,10 +92,15 @@ def child_count(dynobs, case, n):
         for _ in range(n):
             with span("x"):
                 pass
-    else:
+    elif case == "attr":
         for _ in range(n):
             with span("x", attributes={"k": 1}):
                 pass
+    else:
+        with span("parent"):
+            for _ in range(n):
+                with span("x"):
+                    pass
 
 
 def child():
@@ -134,12 +149,13 @@ def main():
         if "--callgrind" in sys.argv:
             n = 1000
             print("instructions per with-block (callgrind, (I(%d) - I(%d)) / %d)" % (6 * n, n, 5 * n))
-            print("%-8s %-7s %10s %10s %12s" % ("python", "path", "empty", "span", "span+attr"))
+            print("%-8s %-7s %8s %8s %10s %8s" % ("python", "path", "empty", "span", "span+attr",
+                                                "nested"))
             for py in pythons:
                 for path in PATHS:
                     row = [(instructions(py, path, shm, build, c, 6 * n)
                             - instructions(py, path, shm, build, c, n)) / (5 * n) for c in CASES]
-                    print("%-8s %-7s %10.0f %10.0f %12.0f" % (label[py], path, *row), flush=True)
+                    print("%-8s %-7s %8.0f %8.0f %10.0f %8.0f" % (label[py], path, *row), flush=True)
             return 0
         got = {(py, path): [] for py in pythons for path in PATHS}
         for _ in range(rounds):
@@ -148,11 +164,11 @@ def main():
                     out = run_child(py, path, shm, build).stdout
                     got[py, path].append([float(x) for x in out.split("result")[1].split()])
         print("ns per with-block, median of %d rounds (each the median of its batches)" % rounds)
-        print("%-8s %-7s %8s %8s %10s   %s" % ("python", "path", "empty", "span", "span+attr",
-                                             "span, each round"))
+        print("%-8s %-7s %8s %8s %10s %8s   %s" % ("python", "path", "empty", "span", "span+attr",
+                                                 "nested", "span, each round"))
         for (py, path), rows in got.items():
-            med = [statistics.median(r[i] for r in rows) for i in range(3)]
-            print("%-8s %-7s %8.0f %8.0f %10.0f   %s" % (
+            med = [statistics.median(r[i] for r in rows) for i in range(4)]
+            print("%-8s %-7s %8.0f %8.0f %10.0f %8.0f   %s" % (
                 label[py], path, *med, " ".join("%.0f" % r[1] for r in rows)))
     return 0
 

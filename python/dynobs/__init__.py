@@ -234,12 +234,14 @@ def _load():
             _lib = False
             return None
         _start, _start_plain = lib.dynobs_span_start_ex, lib.dynobs_span_start
+        _preloaded, _bridge_api = preloaded, bridge
+        _lib, _lib_path = lib, os.path.realpath(path)
         if _native:
+            # Last: from here on, another thread's span() starts spans in C
+            # without coming here, and their Python methods use _lib.
             _native.bind(*(ctypes.cast(getattr(lib, "dynobs_span_" + f), ctypes.c_void_p).value
                            for f in ("start", "start_ex", "end", "set_str", "set_int",
                                      "set_double", "set_bool")))
-        _preloaded, _bridge_api = preloaded, bridge
-        _lib, _lib_path = lib, os.path.realpath(path)
         return lib
 
 

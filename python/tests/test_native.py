@@ -160,7 +160,12 @@ def test_exceptions_and_base_exceptions(python):
 def test_threads_each_have_their_own_spans(python):
     out, rec = run("""
         import threading, dynobs
+        def hook(args):
+            print("error in a thread:", args.exc_value)
+        threading.excepthook = hook
+        go = threading.Barrier(4)
         def work(i):
+            go.wait()
             with dynobs.span("t%d" % i):
                 with dynobs.span("t%d-child" % i):
                     for _ in range(200):
@@ -179,6 +184,40 @@ def test_threads_each_have_their_own_spans(python):
         assert top["parent"] is None and child["parent"] == top["span"]
         leaves = [s for s in rec.spans if s["name"] == "leaf" and s["parent"] == child["span"]]
         assert len(leaves) == 200 and all(s["trace"] == top["trace"] for s in leaves)
+
+
+def test_spans_started_while_the_library_loads(python):
+    # The first span() loads the library; a thread starting spans while
+    # it does (here, held in os.path.realpath, near its end) must find it
+    # either not loaded (and wait) or loaded whole, never half set up.
+    out, rec = run("""
+        import os, threading, time, dynobs
+        real, loading = os.path.realpath, threading.Event()
+        def slow_realpath(p, *a, **kw):
+            if p.endswith("libdynobs.so"):
+                loading.set()
+                time.sleep(0.3)
+            return real(p, *a, **kw)
+        os.path.realpath = slow_realpath
+        errors = []
+        def other():
+            loading.wait()
+            try:
+                with dynobs.span("other"):
+                    with dynobs.span("other-child", attributes={"k": 1}):
+                        pass
+            except Exception as e:
+                errors.append(repr(e))
+        t = threading.Thread(target=other)
+        t.start()
+        with dynobs.span("first"):
+            pass
+        t.join()
+        print(errors)
+    """, python)
+    assert out.strip() == "[]"
+    assert rec.span("other-child")["parent"] == rec.span("other")["span"]
+    assert rec.span("first")["parent"] is None
 
 
 def test_traces_off_records_no_span(python):
