@@ -3,9 +3,9 @@
  * The pure-Python package reaches the library through ctypes, and two
  * ctypes calls plus a Python span object and its with-protocol cost
  * microseconds. This module does the same work without leaving C: span()
- * starts a span in the common cases (no running event loop, no explicit
- * parent, what is current is nothing or a span of ours, attributes of
- * the common types), and SpanBase carries
+ * starts a span in the common cases (no explicit parent, what is current
+ * is a span of ours or nothing outside a coroutine, attributes of the
+ * common types), and SpanBase carries
  * the state every span has (handle, name, token, ended) with __enter__,
  * __exit__ and end() written against it. Everything else stays in
  * dynobs/__init__.py, which is also the fallback when this module is
@@ -41,8 +41,9 @@ static set_int_fn set_int;
 static set_double_fn set_double;
 static set_bool_fn set_bool;
 
-/* include/dynobs/dynobs.h: DYNOBS_EINVAL and DYNOBS_SPAN_LOCAL_PARENT. */
+/* include/dynobs/dynobs.h: DYNOBS_EINVAL and the span flags. */
 #define EINVAL_RC (-22)
+#define SPAN_NO_CONTEXT 0x2
 #define SPAN_LOCAL_PARENT 0x4
 
 /* Set once by setup(): the package's objects this module works with. */
@@ -351,9 +352,9 @@ python:
     return 0;
 }
 
-/* The common cases of start_span in C: no parent, root or tracestate
- * given, no running event loop, and what is current is nothing or a
- * span of ours; attributes in a dict. Anything else, to Python. */
+/* The common cases of start_span in C: no parent or root given, and
+ * what is current is a span of ours, or nothing outside a running event
+ * loop; attributes in a dict. Anything else, to Python. */
 static PyObject *span_fast(PyObject *module, PyObject *const *args, size_t nargsf,
                            PyObject *kwnames)
 {
@@ -400,7 +401,9 @@ static PyObject *span_fast(PyObject *module, PyObject *const *args, size_t nargs
     if (loop == NULL)
         return NULL;
     Py_DECREF(loop);
-    if (loop != Py_None)
+    /* In a coroutine with no span of ours current, the asyncio bridge may
+     * know the request it serves: Python asks it. */
+    if (loop != Py_None && parent == NULL)
         goto python;
     if (parent == NULL) {
         h = span_start(name, (int)kind);
@@ -412,7 +415,10 @@ static PyObject *span_fast(PyObject *module, PyObject *const *args, size_t nargs
                 return NULL;
             goto python;
         }
-        h = span_start_ex(name, (int)kind, tp, ts, SPAN_LOCAL_PARENT);
+        /* A coroutine leaves the thread's context alone: it belongs to
+         * whichever task runs (the context variable carries ours). */
+        h = span_start_ex(name, (int)kind, tp, ts,
+                          SPAN_LOCAL_PARENT | (loop != Py_None ? SPAN_NO_CONTEXT : 0));
         Py_DECREF(tp_obj);
     }
     if (h == NULL)

@@ -220,6 +220,34 @@ def test_spans_started_while_the_library_loads(python):
     assert rec.span("first")["parent"] is None
 
 
+def test_nested_spans_in_coroutines_leave_the_thread_s_context_alone(python):
+    # A nested span in a coroutine must not become the thread's current
+    # context: another task's span, with no span of its own current,
+    # would then take it as its parent.
+    out, rec = run("""
+        import asyncio, dynobs
+        async def a(started):
+            with dynobs.span("a"):
+                with dynobs.span("a-child", attributes={"n": 1}):
+                    started.set()
+                    await asyncio.sleep(0.05)
+        async def b(started):
+            await started.wait()
+            with dynobs.span("b"):
+                pass
+        async def main():
+            started = asyncio.Event()
+            await asyncio.gather(a(started), b(started))
+        asyncio.run(main())
+        with dynobs.span("after"):
+            pass
+    """, python)
+    assert out == ""
+    assert rec.span("a-child")["parent"] == rec.span("a")["span"]
+    assert rec.span("b")["parent"] is None and rec.span("b")["trace"] != rec.span("a")["trace"]
+    assert rec.span("after")["parent"] is None
+
+
 def test_traces_off_records_no_span(python):
     out, rec = run("""
         import dynobs
