@@ -234,14 +234,18 @@ def _load():
             _lib = False
             return None
         _start, _start_plain = lib.dynobs_span_start_ex, lib.dynobs_span_start
-        _preloaded, _bridge_api = preloaded, bridge
-        _lib, _lib_path = lib, os.path.realpath(path)
         if _native:
-            # Last: from here on, another thread's span() starts spans in C
-            # without coming here, and their Python methods use _lib.
+            # Before _lib: another thread that sees _lib may start a span
+            # in Python, whose C methods (end, set_attribute) need these.
             _native.bind(*(ctypes.cast(getattr(lib, "dynobs_span_" + f), ctypes.c_void_p).value
                            for f in ("start", "start_ex", "end", "set_str", "set_int",
                                      "set_double", "set_bool")))
+        _preloaded, _bridge_api = preloaded, bridge
+        _lib, _lib_path = lib, os.path.realpath(path)
+        if _native:
+            # Last: from here on span() starts spans in C without coming
+            # here, and their Python methods use _lib.
+            _native.ready()
         return lib
 
 
@@ -286,6 +290,32 @@ def _in_event_loop():
 
 # ---- spans ----
 
+def _set_attribute(self, key, value):
+    """Span.set_attribute(key, value), returning the span: the ctypes
+    path's, and what dynobs._native hands every value it does not set."""
+    if self._ended:
+        return self
+    k = _enc(key, "attribute key")
+    if isinstance(value, bool):
+        rc = _lib.dynobs_span_set_bool(self._h, k, int(value))
+    elif isinstance(value, int):
+        if not -(1 << 63) <= value < (1 << 63):
+            value = str(value)
+            rc = _lib.dynobs_span_set_str(self._h, k, value.encode())
+        else:
+            rc = _lib.dynobs_span_set_int(self._h, k, value)
+    elif isinstance(value, float):
+        rc = _lib.dynobs_span_set_double(self._h, k, value)
+    elif value is None:
+        return self
+    else:
+        rc = _lib.dynobs_span_set_str(self._h, k, _enc(value if isinstance(value, (str, bytes))
+                                                       else str(value), "value"))
+    if rc == _EINVAL:
+        raise ValueError("attribute %r: %s" % (key, _strerror(rc)))
+    return self
+
+
 class _PySpanBase:
     """What every span holds, and its with-protocol: the pure-Python half
     of Span (dynobs/_native.c has the same in C, used when it is built)."""
@@ -293,6 +323,8 @@ class _PySpanBase:
     _tp = None      # the traceparent, once asked for
     _token = None   # the contextvar token while current
     _ts = None      # tracestate inherited from a remote parent
+
+    set_attribute = _set_attribute
 
     @property
     def recording(self):
@@ -399,29 +431,6 @@ class Span(_native.SpanBase if _native else _PySpanBase):
     def span_id(self):
         tp = self.traceparent
         return tp[36:52] if tp else None
-
-    def set_attribute(self, key, value):
-        if self._ended:
-            return self
-        k = _enc(key, "attribute key")
-        if isinstance(value, bool):
-            rc = _lib.dynobs_span_set_bool(self._h, k, int(value))
-        elif isinstance(value, int):
-            if not -(1 << 63) <= value < (1 << 63):
-                value = str(value)
-                rc = _lib.dynobs_span_set_str(self._h, k, value.encode())
-            else:
-                rc = _lib.dynobs_span_set_int(self._h, k, value)
-        elif isinstance(value, float):
-            rc = _lib.dynobs_span_set_double(self._h, k, value)
-        elif value is None:
-            return self
-        else:
-            rc = _lib.dynobs_span_set_str(self._h, k, _enc(value if isinstance(value, (str, bytes))
-                                                           else str(value), "value"))
-        if rc == _EINVAL:
-            raise ValueError("attribute %r: %s" % (key, _strerror(rc)))
-        return self
 
     def set_attributes(self, attributes):
         for k, v in (attributes or {}).items():
@@ -593,7 +602,8 @@ def span(name, kind=INTERNAL, attributes=None, parent=None, root=False):
 if _native:
     # The C module starts the common case itself and hands every other
     # call to _start_span, which is the definition of both.
-    _native.setup(Span, _current, _running_loop, _traces_on, _start_span, _refused)
+    _native.setup(Span, _current, _running_loop, _traces_on, _start_span, _refused,
+                  _set_attribute)
     start_span = span = _native.span
 else:
     start_span = _start_span

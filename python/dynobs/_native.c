@@ -33,7 +33,8 @@ typedef int (*set_int_fn)(void *span, const char *key, int64_t value);
 typedef int (*set_double_fn)(void *span, const char *key, double value);
 typedef int (*set_bool_fn)(void *span, const char *key, int value);
 
-static span_start_fn span_start;
+static span_start_fn span_start; /* NULL until ready(): spans start in Python */
+static span_start_fn bound_start;
 static span_start_ex_fn span_start_ex;
 static span_end_fn span_end;
 static set_str_fn set_str;
@@ -52,6 +53,7 @@ static PyObject *running_loop; /* asyncio's _get_running_loop */
 static PyObject *traces_on;    /* a one-item list: spans recorded or not */
 static PyObject *py_start;     /* the Python start_span: every other case */
 static PyObject *py_refused;   /* counts a refused span, returns a no-op span */
+static PyObject *py_set_attr;  /* Span.set_attribute in Python: every other value */
 static PyTypeObject *span_type; /* dynobs.Span, a subclass of SpanBase */
 
 #define KIND_INTERNAL 1
@@ -151,6 +153,42 @@ static void span_finish(SpanBase *self)
     self->h = NULL;
 }
 
+static int set_attribute(SpanBase *s, PyObject *key, PyObject *value);
+
+/* fn(self, *args, **kwargs) for a vectorcall of a method. */
+static PyObject *call_with_self(PyObject *fn, PyObject *self, PyObject *const *args,
+                                Py_ssize_t nargs, PyObject *kwnames)
+{
+    Py_ssize_t i, n = nargs + (kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames));
+    PyObject *small[8], **stack = small, *r;
+
+    if (n + 1 > (Py_ssize_t)(sizeof(small) / sizeof(small[0]))) {
+        stack = PyMem_New(PyObject *, n + 1);
+        if (stack == NULL)
+            return PyErr_NoMemory();
+    }
+    stack[0] = self;
+    for (i = 0; i < n; i++)
+        stack[i + 1] = args[i];
+    r = PyObject_Vectorcall(fn, stack, nargs + 1, kwnames);
+    if (stack != small)
+        PyMem_Free(stack);
+    return r;
+}
+
+/* Span.set_attribute(key, value): the common types in C; any other call
+ * (keywords, other types, a refused key) is the Python function's. */
+static PyObject *span_set_attribute(SpanBase *self, PyObject *const *args, Py_ssize_t nargs,
+                                    PyObject *kwnames)
+{
+    if (kwnames != NULL || nargs != 2)
+        return call_with_self(py_set_attr, (PyObject *)self, args, nargs, kwnames);
+    if (!self->ended && set_attribute(self, args[0], args[1]) < 0)
+        return NULL;
+    Py_INCREF(self);
+    return (PyObject *)self;
+}
+
 static PyObject *span_end_method(SpanBase *self, PyObject *unused)
 {
     (void)unused;
@@ -213,6 +251,8 @@ static PyObject *span_exit(SpanBase *self, PyObject *const *args, Py_ssize_t nar
 
 static PyMethodDef span_methods[] = {
     {"end", (PyCFunction)span_end_method, METH_NOARGS, "Ends the span (once)."},
+    {"set_attribute", (PyCFunction)(void (*)(void))span_set_attribute,
+     METH_FASTCALL | METH_KEYWORDS, "set_attribute(key, value): returns the span."},
     {"__enter__", (PyCFunction)span_enter, METH_NOARGS, NULL},
     {"__exit__", (PyCFunction)(void (*)(void))span_exit, METH_FASTCALL, NULL},
     {NULL, NULL, 0, NULL},
@@ -278,12 +318,12 @@ static int parse(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
     return 1;
 }
 
-/* One attribute, as Span.set_attribute sets it; the Python method takes
- * every value this does not (an int beyond 64 bits, a str that is not
- * UTF-8, any other type) and raises its ValueError for a refused key. */
+/* One attribute, as Span.set_attribute sets it; the Python function
+ * takes every value this does not (an int beyond 64 bits, a str that is
+ * not UTF-8, any other type) and raises its ValueError for a refused key. */
 static int set_attribute(SpanBase *s, PyObject *key, PyObject *value)
 {
-    const char *k = PyUnicode_CheckExact(key) ? PyUnicode_AsUTF8(key) : NULL;
+    const char *k = PyUnicode_CheckExact(key) && set_str != NULL ? PyUnicode_AsUTF8(key) : NULL;
     int rc = EINVAL_RC;
 
     if (k == NULL) {
@@ -309,7 +349,7 @@ static int set_attribute(SpanBase *s, PyObject *key, PyObject *value)
         PyErr_Clear();
     }
     if (rc == EINVAL_RC) {
-        PyObject *r = PyObject_CallMethod((PyObject *)s, "set_attribute", "OO", key, value);
+        PyObject *r = PyObject_CallFunctionObjArgs(py_set_attr, (PyObject *)s, key, value, NULL);
 
         if (r == NULL)
             return -1;
@@ -456,11 +496,11 @@ python:
 
 static PyObject *setup(PyObject *module, PyObject *args)
 {
-    PyObject *cls, *var, *loop, *on, *start, *refused;
+    PyObject *cls, *var, *loop, *on, *start, *refused, *set_attr;
 
     (void)module;
-    if (!PyArg_ParseTuple(args, "O!O!OO!OO", &PyType_Type, &cls, &PyContextVar_Type, &var,
-                          &loop, &PyList_Type, &on, &start, &refused))
+    if (!PyArg_ParseTuple(args, "O!O!OO!OOO", &PyType_Type, &cls, &PyContextVar_Type, &var,
+                          &loop, &PyList_Type, &on, &start, &refused, &set_attr))
         return NULL;
     if (!PyType_IsSubtype((PyTypeObject *)cls, &SpanBaseType) || PyList_GET_SIZE(on) != 1) {
         PyErr_SetString(PyExc_TypeError, "setup: a SpanBase subclass and a one-item list");
@@ -478,11 +518,14 @@ static PyObject *setup(PyObject *module, PyObject *args)
     Py_XSETREF(py_start, start);
     Py_INCREF(refused);
     Py_XSETREF(py_refused, refused);
+    Py_INCREF(set_attr);
+    Py_XSETREF(py_set_attr, set_attr);
     Py_RETURN_NONE;
 }
 
-/* The addresses of dynobs_span_start and dynobs_span_end in the library
- * ctypes loaded; span() does nothing itself before this. */
+/* The addresses of the library's functions, from ctypes: spans that
+ * Python starts meanwhile can use them at once; span() starts spans
+ * itself only after ready(). */
 static PyObject *bind(PyObject *module, PyObject *args)
 {
     enum { START, START_EX, END, SET_STR, SET_INT, SET_DOUBLE, SET_BOOL, NFN };
@@ -506,16 +549,28 @@ static PyObject *bind(PyObject *module, PyObject *args)
             return NULL;
         }
     }
-    /* span() starts spans itself once span_start is set: everything else
-     * first, for a span started from another thread meanwhile. Data and
-     * function pointers are the same size on every target CPython runs. */
+    /* Data and function pointers are the same size wherever CPython runs. */
+    bound_start = (span_start_fn)fn[START];
     span_start_ex = (span_start_ex_fn)fn[START_EX];
     span_end = (span_end_fn)fn[END];
     set_str = (set_str_fn)fn[SET_STR];
     set_int = (set_int_fn)fn[SET_INT];
     set_double = (set_double_fn)fn[SET_DOUBLE];
     set_bool = (set_bool_fn)fn[SET_BOOL];
-    span_start = (span_start_fn)fn[START];
+    Py_RETURN_NONE;
+}
+
+/* From here on span() starts spans itself: the package has set up what
+ * their Python methods use. */
+static PyObject *ready(PyObject *module, PyObject *unused)
+{
+    (void)module;
+    (void)unused;
+    if (bound_start == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "ready: bind() first");
+        return NULL;
+    }
+    span_start = bound_start;
     Py_RETURN_NONE;
 }
 
@@ -525,10 +580,11 @@ static PyMethodDef module_methods[] = {
      "dynobs.start_span (which see), in C when no span of ours is current, no\n"
      "event loop runs, and neither attributes nor a parent are given."},
     {"setup", setup, METH_VARARGS,
-     "setup(Span, current, running_loop, traces_on, start_span, refused)"},
+     "setup(Span, current, running_loop, traces_on, start_span, refused, set_attribute)"},
     {"bind", bind, METH_VARARGS,
      "bind(start, start_ex, end, set_str, set_int, set_double, set_bool): the\n"
      "addresses of those dynobs_span_* functions in the library loaded."},
+    {"ready", ready, METH_NOARGS, "ready(): span() starts spans itself from now on."},
     {NULL, NULL, 0, NULL},
 };
 

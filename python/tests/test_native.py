@@ -24,11 +24,13 @@ from test_dynobs import LIB, PKG, python, run  # noqa: F401  (the fixture)
 def test_the_path_under_test_is_the_one_in_use(python):
     out, rec = run("""
         import dynobs
-        print(dynobs._native is not None, dynobs.Span.__mro__[1].__name__)
+        print(dynobs._native is not None, dynobs.Span.__mro__[1].__name__,
+              type(dynobs.Span.set_attribute).__name__)
         with dynobs.span("x"):
             pass
     """, python)
-    want = "True SpanBase" if python.spans == "native" else "False _PySpanBase"
+    want = ("True SpanBase method_descriptor" if python.spans == "native"
+            else "False _PySpanBase function")
     assert out.strip() == want
     assert rec.span("x")["parent"] is None
 
@@ -129,6 +131,27 @@ def test_spans_ended_by_hand_and_left_in_another_context(python):
     assert rec.span("ended-inside")["parent"] is None
     assert rec.span("moved")["parent"] is None
     assert rec.span("inner")["parent"] == rec.span("outer")["span"]
+
+
+def test_set_attribute_however_it_is_called(python):
+    out, rec = run("""
+        import dynobs
+        with dynobs.span("s") as s:
+            print(s.set_attribute("a", 1) is s, s.set_attribute(key="b", value="x") is s,
+                  s.set_attribute("c", value=2.5) is s, dynobs.Span.set_attribute(s, "d", True) is s)
+            s.set_attribute("a", 2).set_attribute("none", None).set_attribute("big", -(1 << 63))
+            for call in (lambda: s.set_attribute("k"), lambda: s.set_attribute("k", 1, 2),
+                         lambda: s.set_attribute(k="k", value=1), lambda: s.set_attribute(1, 1),
+                         lambda: s.set_attribute("", 1)):
+                try:
+                    call()
+                except (TypeError, ValueError) as e:
+                    print(type(e).__name__)
+        print(s.set_attribute("after", 1) is s)
+    """, python)
+    assert out.split() == ["True"] * 4 + ["TypeError"] * 4 + ["ValueError", "True"]
+    assert rec.span("s")["attrs"] == {"a": 2, "b": "x", "c": 2.5, "d": True,
+                                      "big": -(1 << 63)}
 
 
 def test_exceptions_and_base_exceptions(python):
