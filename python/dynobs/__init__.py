@@ -359,17 +359,20 @@ class _PySpanBase:
         return False
 
 
+_NATIVE_API = 1  # what this file expects of dynobs._native (its API constant)
+
+
 def _native_module():
     """dynobs._native (the C half of spans), or None: not built for this
-    interpreter, or DYNOBS_PYTHON_NATIVE=0. Installed by pip beside this
-    file; in a source tree, built by CMake into python/ of the build
-    directory, found beside the library named by DYNOBS_LIBRARY or
-    LD_PRELOAD, else in build/ beside python/."""
+    interpreter (or built from another version), or DYNOBS_PYTHON_NATIVE=0.
+    Installed by pip beside this file; in a source tree, built by CMake
+    into python/ of the build directory, found beside the library named
+    by DYNOBS_LIBRARY or LD_PRELOAD, else in build/ beside python/."""
     if os.environ.get("DYNOBS_PYTHON_NATIVE") == "0":
         return None
     try:
         from . import _native
-        return _native
+        return _native if getattr(_native, "API", None) == _NATIVE_API else None
     except ImportError:
         pass
     here = os.path.dirname(os.path.abspath(__file__))
@@ -393,8 +396,9 @@ def _native_module():
             spec.loader.exec_module(mod)
         except (ImportError, OSError):
             continue
-        sys.modules[spec.name] = mod
-        return mod
+        if getattr(mod, "API", None) == _NATIVE_API:
+            sys.modules[spec.name] = mod
+            return mod
     return None
 
 

@@ -603,6 +603,12 @@ PyMODINIT_FUNC PyInit__native(void)
     m = PyModule_Create(&native_module);
     if (m == NULL)
         return NULL;
+    /* What __init__.py and this module agree on (setup, bind, ready and
+     * SpanBase): a module of another version is not used. */
+    if (PyModule_AddIntConstant(m, "API", 1) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
     Py_INCREF(&SpanBaseType);
     if (PyModule_AddObject(m, "SpanBase", (PyObject *)&SpanBaseType) < 0) {
         Py_DECREF(&SpanBaseType);
