@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "client_memo.h"
 #include "policy.h"
 #include "ptrtab.h"
 #include "redact.h"
@@ -120,6 +121,24 @@ struct pgstate {
     uint64_t last_hash;
     size_t last_len;
     char last_op[32], last_coll[128], last_text[2048];
+    /* What the last operations gave, for the next ones with the same
+     * facts (client_memo.h): the rules' decision for the span name and
+     * operation in key (op NUL name); the attributes added at the start
+     * of a query's span, for the statement analysed as last_hash and
+     * last_len and the operation name given instead of its own
+     * (attrs_override); the metric's labels when the operation
+     * succeeded, for the operation labels_op. All of them are the
+     * connection's too: emptied when its target is read again. */
+    struct dynobs_client_decision decision;
+    uint16_t key_len;
+    char key[32 + 200];
+    uint64_t attrs_hash;
+    size_t attrs_len;
+    const char *attrs_override;
+    struct dynobs_attr_block attrs;
+    char labels_op[32];
+    char labels[DYNOBS_METRIC_KEY_BYTES];
+    struct dynobs_series_memo series;
     /* What the rules decided for the operation in flight (policy.h). */
     int uncounted;
     const struct dynobs_rules *rules;
@@ -153,10 +172,21 @@ static void copy(char *dst, size_t cap, const char *src)
     dst[n] = '\0';
 }
 
+/* Empties what was kept for the connection's last operations. */
+static void forget_memos(struct pgstate *s)
+{
+    dynobs__client_decision_clear(&s->decision);
+    s->key_len = 0;
+    s->attrs.len = 0;
+    s->labels_op[0] = '\0';
+    s->series.slot = NULL;
+}
+
 static void target_of(PGconn *c, struct pgstate *s)
 {
     if (s->have_target)
         return;
+    forget_memos(s);
     char *(*host)(const PGconn *) = PQ(host, "PQhost");
     char *(*port)(const PGconn *) = PQ(port, "PQport");
     char *(*db)(const PGconn *) = PQ(db, "PQdb");
@@ -166,11 +196,20 @@ static void target_of(PGconn *c, struct pgstate *s)
     s->have_target = 1;
 }
 
-static void set_str(struct dynobs_span *sp, const char *k, const char *v)
+/* Each attribute of a database span is set once: no replacement scan. */
+static void put_str(struct dynobs_span *sp, const char *k, size_t kl, const char *v)
 {
     if (v && *v)
-        dynobs__span_set(sp, k, DYNOBS_ATTR_STRING, v, strlen(v));
+        dynobs__span_add(sp, k, kl, DYNOBS_ATTR_STRING, v, strlen(v));
 }
+
+static void put_int(struct dynobs_span *sp, const char *k, size_t kl, int64_t v)
+{
+    dynobs__span_add(sp, k, kl, DYNOBS_ATTR_INT, &v, 8);
+}
+
+#define set_str(sp, k, v) put_str(sp, k, sizeof k - 1, v)
+#define set_int(sp, k, v) put_int(sp, k, sizeof k - 1, v)
 
 /* Starts the span of one operation. query may be NULL (connect). */
 static int begin(PGconn *c, struct pgstate *s, const char *query, const char *op_override)
@@ -208,12 +247,27 @@ static int begin(PGconn *c, struct pgstate *s, const char *query, const char *op
         strcpy(name + nl + 1, coll);
     }
     s->start_ns = dynobs__clock_now(&t->clk);
-    struct dynobs_rule_facts f = {.kind = DYNOBS_SPAN_KIND_CLIENT,
-                                  .db_operation = {op, strlen(op)},
-                                  .server_address = {s->host, strlen(s->host)},
-                                  .span_name = {name, strlen(name)}};
+    /* The facts are the operation, the span name and the connection's
+     * host: the last decision holds while the first two repeat. */
+    size_t ol = strlen(op), kl = ol + 1 + strlen(name) + 1;
     struct dynobs_decision d;
-    const struct dynobs_span_policy *pol = dynobs__decide(&d, &f, 0);
+    const struct dynobs_span_policy *pol;
+    if (kl != s->key_len || memcmp(s->key, op, ol + 1) ||
+        memcmp(s->key + ol + 1, name, kl - ol - 1) ||
+        !dynobs__client_decision_recall(&s->decision, &d, &pol)) {
+        struct dynobs_rule_facts f = {.kind = DYNOBS_SPAN_KIND_CLIENT,
+                                      .db_operation = {op, ol},
+                                      .server_address = {s->host, strlen(s->host)},
+                                      .span_name = {name, kl - ol - 2}};
+        pol = dynobs__decide(&d, &f, 0);
+        s->key_len = 0;
+        dynobs__client_decision_keep(&s->decision, &d, pol);
+        if (kl <= sizeof s->key) {
+            memcpy(s->key, op, ol + 1);
+            memcpy(s->key + ol + 1, name, kl - ol - 1);
+            s->key_len = (uint16_t)kl;
+        }
+    }
     s->uncounted = (d.drop & DYNOBS_DROP_METRICS) != 0;
     s->rules = d.r;
     s->redact = d.redact;
@@ -228,18 +282,32 @@ static int begin(PGconn *c, struct pgstate *s, const char *query, const char *op
     s->sqlstate[0] = '\0';
     s->rows = -1;
     struct dynobs_span *sp = &s->span;
+    /* A statement's attributes are the same while its analysis is: raw
+     * text is the statement's own, and is not kept. */
+    int reuse = query && !raw;
+    if (sp->recording && reuse && s->attrs_hash == s->last_hash && s->attrs_len == s->last_len &&
+        s->attrs_override == op_override && !dynobs__attr_block_put(&s->attrs, sp))
+        return 0;
     if (sp->recording) {
+        struct dynobs_attr_mark k = dynobs__attr_mark(sp);
         set_str(sp, "db.system.name", "postgresql");
         set_str(sp, "db.namespace", s->db);
         set_str(sp, "server.address", s->host);
         long port = strtol(s->port, NULL, 10);
         if (port > 0)
-            dynobs__span_set_int(sp, "server.port", port);
+            set_int(sp, "server.port", port);
         if (!op_override || query)
             set_str(sp, "db.operation.name", op);
         set_str(sp, "db.collection.name", coll);
         if (query)
             set_str(sp, "db.query.text", raw ? query : s->last_text);
+        s->attrs.len = 0;
+        if (reuse) {
+            dynobs__attr_block_keep(&s->attrs, sp, k);
+            s->attrs_hash = s->last_hash;
+            s->attrs_len = s->last_len;
+            s->attrs_override = op_override;
+        }
     }
     return 0;
 }
@@ -273,7 +341,7 @@ static void finish(struct pgstate *s, const char *error_type)
     if (*s->sqlstate)
         set_str(sp, "db.response.status_code", s->sqlstate);
     if (s->rows >= 0)
-        dynobs__span_set_int(sp, "db.response.returned_rows", s->rows);
+        set_int(sp, "db.response.returned_rows", s->rows);
     if (error_type) {
         set_str(sp, "error.type", error_type);
         dynobs__span_status(sp, DYNOBS_STATUS_ERROR, NULL);
@@ -281,18 +349,37 @@ static void finish(struct pgstate *s, const char *error_type)
     struct dynobs_segment *seg = s->uncounted ? NULL : dynobs__segment();
     if (seg && t) {
         uint64_t now = dynobs__clock_now(&t->clk);
-        char labels[DYNOBS_METRIC_KEY_BYTES];
-        const char *parts[][2] = {{"db.system.name", "postgresql"},
-                                  {"db.operation.name", s->op},
-                                  {"db.namespace", s->db},
-                                  {"server.address", s->host},
-                                  {"db.response.status_code", s->sqlstate},
-                                  {"error.type", error_type}};
-        /* Label values cannot hold ',' or '=': such a value is left out. */
-        dynobs__labels_join(labels, sizeof labels, parts, sizeof parts / sizeof parts[0]);
         double secs = now > s->start_ns ? (double)(now - s->start_ns) / 1e9 : 0;
-        dynobs__duration_record(seg, "db.client.operation.duration", op_bounds,
-                                sizeof op_bounds / sizeof op_bounds[0], secs, labels);
+        /* A success's labels are the operation's and the connection's:
+         * made once while the operation repeats, with their series. */
+        int ok = !*s->sqlstate && !error_type;
+        if (ok && s->labels_op[0] && !strcmp(s->labels_op, s->op)) {
+            dynobs__duration_memo(seg, "db.client.operation.duration", op_bounds,
+                                  sizeof op_bounds / sizeof op_bounds[0], secs, s->labels,
+                                  &s->series);
+        } else {
+            char failed[DYNOBS_METRIC_KEY_BYTES];
+            char *labels = ok && *s->op ? s->labels : failed;
+            const char *parts[][2] = {{"db.system.name", "postgresql"},
+                                      {"db.operation.name", s->op},
+                                      {"db.namespace", s->db},
+                                      {"server.address", s->host},
+                                      {"db.response.status_code", s->sqlstate},
+                                      {"error.type", error_type}};
+            /* Label values cannot hold ',' or '=': such a value is left out. */
+            dynobs__labels_join(labels, DYNOBS_METRIC_KEY_BYTES, parts,
+                                sizeof parts / sizeof parts[0]);
+            if (labels == s->labels) {
+                memcpy(s->labels_op, s->op, sizeof s->labels_op);
+                s->series.slot = NULL;
+                dynobs__duration_memo(seg, "db.client.operation.duration", op_bounds,
+                                      sizeof op_bounds / sizeof op_bounds[0], secs, labels,
+                                      &s->series);
+            } else {
+                dynobs__duration_record(seg, "db.client.operation.duration", op_bounds,
+                                        sizeof op_bounds / sizeof op_bounds[0], secs, labels);
+            }
+        }
     }
     dynobs__redact_span(sp, s->rules, s->redact);
     dynobs__span_finish(sp);
