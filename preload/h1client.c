@@ -462,6 +462,14 @@ void dynobs__h1c_out(struct dynobs_conn *c, const struct iovec *iov, int iovcnt,
     /* Only the application's bytes before our lines' point are fed; when
      * all of them went out, the planned head is exactly the result. */
     size_t before = n < (size_t)h->inj_at ? n : (size_t)h->inj_at;
+    size_t sent = ours == DYNOBS_INSERT_GIVEN_UP ? h->inj_len : h->inj_sent + (size_t)ours;
+    if (before == (size_t)h->inj_at && sent >= h->inj_len) {
+        /* All of it and our lines: the rest is body, and nothing reads
+         * the head but its phase until the response resets it, so the
+         * planned head is not copied. */
+        lines_sent(h);
+        return;
+    }
     if (before == (size_t)h->inj_at)
         copy_head(&h->head, &h->planned);
     else
