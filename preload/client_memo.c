@@ -4,6 +4,7 @@
 
 #include "rulesmap.h"
 #include "state.h"
+#include "strbuf.h"
 
 #include "../common/metrics.h"
 
@@ -107,5 +108,30 @@ void dynobs__duration_memo(struct dynobs_segment *seg, const char *name, const d
         struct dynobs_metric_def d = {.name = name, .unit = "s", .kind = DYNOBS_METRIC_HISTOGRAM,
                                       .bounds = bounds, .nbounds = nbounds};
         resolve(seg, &d, labels, seconds, m);
+    }
+}
+
+void dynobs__client_http_labels(char *out, size_t cap, const char *method, const char *server,
+                                long port, long code, const char *error_type)
+{
+    struct dynobs_sb b = {out, 0, cap};
+    out[0] = '\0';
+    dynobs__sb_str(&b, "http.request.method=");
+    dynobs__sb_str(&b, method);
+    if (server && *server) {
+        dynobs__sb_str(&b, ",server.address=");
+        dynobs__sb_str(&b, server);
+    }
+    if (port > 0) {
+        dynobs__sb_str(&b, ",server.port=");
+        dynobs__sb_int(&b, port);
+    }
+    if (code > 0) {
+        dynobs__sb_str(&b, ",http.response.status_code=");
+        dynobs__sb_int(&b, code);
+    }
+    if (error_type) {
+        dynobs__sb_str(&b, ",error.type=");
+        dynobs__sb_str(&b, error_type);
     }
 }

@@ -79,6 +79,12 @@ int dynobs__attr_block_put(const struct dynobs_attr_block *b, struct dynobs_span
 void dynobs__attr_block_keep(struct dynobs_attr_block *b, const struct dynobs_span *s,
                              struct dynobs_attr_mark k) DYNOBS_INTERNAL;
 
+/* http.client.request.duration's label string, as
+ * dynobs__http_client_metric makes it: server NULL or "", port <= 0 and
+ * code <= 0 leave their labels out; error_type NULL: no error. */
+void dynobs__client_http_labels(char *out, size_t cap, const char *method, const char *server,
+                                long port, long code, const char *error_type) DYNOBS_INTERNAL;
+
 /* Records a duration histogram (unit s) under labels, as
  * dynobs__duration_record does, through m: the series is looked up at the
  * first update (and in a new segment), then updated directly. The caller

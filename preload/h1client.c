@@ -484,33 +484,6 @@ void dynobs__h1c_out(struct dynobs_conn *c, const struct iovec *iov, int iovcnt,
         lines_sent(h);
 }
 
-/* http.client.request.duration's labels, as dynobs__http_client_metric
- * makes them. */
-static void client_labels(char *out, size_t cap, const struct dynobs_h1c_exchange *x, int code,
-                          const char *error_type)
-{
-    struct dynobs_sb b = {out, 0, cap};
-    out[0] = '\0';
-    dynobs__sb_str(&b, "http.request.method=");
-    dynobs__sb_str(&b, x->method);
-    if (x->server_address[0]) {
-        dynobs__sb_str(&b, ",server.address=");
-        dynobs__sb_str(&b, x->server_address);
-    }
-    if (x->server_port > 0) {
-        dynobs__sb_str(&b, ",server.port=");
-        dynobs__sb_int(&b, x->server_port);
-    }
-    if (code > 0) {
-        dynobs__sb_str(&b, ",http.response.status_code=");
-        dynobs__sb_int(&b, code);
-    }
-    if (error_type) {
-        dynobs__sb_str(&b, ",error.type=");
-        dynobs__sb_str(&b, error_type);
-    }
-}
-
 /* failed: error_type is a failure's, not the status code's text. */
 static void record_metric(struct dynobs_h1c *h, int code, const char *error_type, int failed)
 {
@@ -532,7 +505,8 @@ static void record_metric(struct dynobs_h1c *h, int code, const char *error_type
     if (!seg)
         return;
     if (m->labels_code != code) {
-        client_labels(m->labels, sizeof m->labels, x, code, error_type);
+        dynobs__client_http_labels(m->labels, sizeof m->labels, x->method, x->server_address,
+                                   x->server_port, code, error_type);
         m->labels_code = code;
         m->series.slot = NULL;
     }

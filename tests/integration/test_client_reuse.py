@@ -1,14 +1,15 @@
 """What an outbound connection keeps from its last request (the rules'
 decision, the span's first attributes, the duration metric's series;
 preload/client_memo.h) never outlives the facts it was made for: on one
-keep-alive HTTP/1 connection and on one libpq connection, requests and
-statements that repeat, that differ in what the memo is keyed by (path,
-query, Host header, statement text, status, outcome) and that come after
-the rules file changed are each traced and counted as if decided anew.
-The HTTP client is a Python program under the shim (plain sockets), the
-database client psycopg2 under Debian's /usr/bin/python3; both read their
-next request from stdin, so that the rules change between two requests of
-the same connection.
+keep-alive HTTP/1 connection, one libcurl easy handle and one libpq
+connection, requests and statements that repeat, that differ in what the
+memo is keyed by (path, query, host, statement text, status, outcome) and
+that come after the rules file changed are each traced and counted as if
+decided anew. The HTTP client is a Python program under the shim (plain
+sockets), the libcurl one tests/progs/curlreuse.c, the database client
+psycopg2 under Debian's /usr/bin/python3; each reads its next request
+from stdin, so that the rules change between two requests of the same
+connection.
 
 usage: test_client_reuse.py BUILD_DIR SOURCE_DIR [TEST_NAME ...]
 """
@@ -222,6 +223,125 @@ def test_http_client_connection_reuse(env):
         want_counts[ok] += probes + 3
         wait_for(lambda: counts(env, metric, "reuse-http") == want_counts, 10,
                  "the requests under the second rules counted (%s)" % want_counts)
+        c.close()
+    finally:
+        target.stop()
+        rx.stop()
+
+
+# ---- libcurl ---------------------------------------------------------------
+
+CURLREUSE = os.path.join(tx.BUILD, "tests", "dynobs-curlreuse")
+
+CURL_FIRST = """\
+file_format: "0.3"
+dynobs:
+  version: 1
+  filters:
+    - match:
+        span.kind: client
+        url.path: /private/*
+      drop: [traces]
+"""
+
+CURL_SECOND = """\
+file_format: "0.3"
+dynobs:
+  version: 1
+  filters:
+    - match:
+        span.kind: client
+        url.path: /a
+      drop: [traces]
+"""
+
+
+@tx.with_env
+def test_libcurl_handle_reuse(env):
+    if not os.path.exists(CURLREUSE):
+        raise tx.Skipped("libcurl's headers are missing (Debian: libcurl4-openssl-dev)")
+    rules = os.path.join(env.dir, "rules.yaml")
+    write(rules, CURL_FIRST)
+    rx = Receiver()
+    target = RecordingServer(lambda h: h.path, lambda h: b"ok")
+    orig = target.httpd.RequestHandlerClass.reply
+
+    def reply(self, body):
+        if self.path == "/missing":
+            self.send_response(404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        orig(self, body)
+    target.httpd.RequestHandlerClass.reply = reply
+    try:
+        env.start_exporter(rx.url(), {"DYNOBS_RULES": rules})
+        wait_for(lambda: (generation(env) or 0) > 0, 10, "the first rules in force")
+        c = Client(env, [CURLREUSE], "reuse-curl")
+        port = target.port
+        local, other = "http://127.0.0.1:%d" % port, "http://localhost:%d" % port
+
+        def spans():
+            return [(one(sp, "name").decode(), a.get("url.full"), a.get("server.address"),
+                     a.get("server.port"), a.get("http.response.status_code"),
+                     a.get("error.type"), a.get("network.protocol.version"))
+                    for _, sp in spans_of(rx.accepted("/v1/traces"))
+                    for a in [attrs(sp)] if one(sp, "kind") == "SPAN_KIND_CLIENT"]
+
+        first = [local + "/a", local + "/a", local + "/a?x=1", local + "/private/1",
+                 other + "/a", local + "/missing", local + "/missing", local + "/a"]
+        codes = [c.do(u) for u in first]
+        check(codes == ["404" if u.endswith("/missing") else "200" for u in first],
+              "codes %r" % codes)
+
+        def span(url, address, status):
+            full = url.replace("x=1", "x=REDACTED")
+            return ("GET", full, address, port, status, "404" if status == 404 else None, "1.1")
+        want = [span(local + "/a", "127.0.0.1", 200), span(local + "/a", "127.0.0.1", 200),
+                span(local + "/a?x=1", "127.0.0.1", 200), span(other + "/a", "localhost", 200),
+                span(local + "/missing", "127.0.0.1", 404),
+                span(local + "/missing", "127.0.0.1", 404), span(local + "/a", "127.0.0.1", 200)]
+        wait_for(lambda: len(spans()) >= len(want), 10, "the first spans")
+        time.sleep(0.5)
+        got = spans()
+        print("first rules, one handle: %s" % [g[1] for g in got])
+        check(got == want, "libcurl spans %s" % got)
+
+        def series(address, code):
+            s = {("http_request_method", "GET"), ("server_address", address),
+                 ("server_port", str(port)), ("http_response_status_code", str(code))}
+            if code >= 400:
+                s.add(("error_type", str(code)))
+            return frozenset(s)
+        ok = series("127.0.0.1", 200)
+        want_counts = {ok: 5, series("localhost", 200): 1, series("127.0.0.1", 404): 2}
+        metric = "http_client_request_duration_seconds"
+        wait_for(lambda: counts(env, metric, "reuse-curl") == want_counts, 10,
+                 "the first transfers counted (%s)" % want_counts)
+
+        gen1 = generation(env)
+        write(rules, CURL_SECOND)
+        wait_for(lambda: (generation(env) or 0) > gen1, 5, "the second rules published")
+        probes = 0
+
+        def second_in_force():
+            nonlocal probes
+            probes += 1
+            c.do(local + "/private/1")
+            return any(s[1] == local + "/private/1" for s in spans())
+        wait_for(second_in_force, 5, "the second rules in the client")
+        time.sleep(1)  # the probes' spans still on their way
+        before = len(spans())
+        for u in (local + "/a", local + "/a", local + "/private/1"):
+            check(c.do(u) == "200", "code of %s" % u)
+        wait_for(lambda: len(spans()) >= before + 1, 10, "the span of the last /private/1")
+        time.sleep(0.5)
+        got = spans()[before:]
+        check(got == [span(local + "/private/1", "127.0.0.1", 200)],
+              "spans under the second rules %s" % got)
+        want_counts[ok] += probes + 3
+        wait_for(lambda: counts(env, metric, "reuse-curl") == want_counts, 10,
+                 "the transfers under the second rules counted (%s)" % want_counts)
         c.close()
     finally:
         target.stop()
