@@ -158,8 +158,11 @@ def test_http_client_connection_reuse(env):
 
         # The first rules: repeats, then each fact the memo is keyed by
         # changing on its own, back and forth.
+        # A Host as long as the last one, then the last one again.
+        same_length = "127.0.0.2:%d" % port
         first = ["/a", "/a", "/a?x=1", "/private/1", "/private/1", "/uncounted/1",
-                 "/uncounted/1", "/a other.example:8080", "/a", "/missing", "/missing", "/a"]
+                 "/uncounted/1", "/a other.example:8080", "/a", "/a " + same_length, "/a",
+                 "/missing", "/missing", "/a"]
         statuses = [c.do(r) for r in first]
         check(statuses == ["404" if r == "/missing" else "200" for r in first],
               "statuses %r" % statuses)
@@ -169,6 +172,8 @@ def test_http_client_connection_reuse(env):
                 (local + "/uncounted/1", "127.0.0.1", port, 200, None),
                 (local + "/uncounted/1", "127.0.0.1", port, 200, None),
                 ("http://other.example:8080/a", "other.example", 8080, 200, None),
+                (local + "/a", "127.0.0.1", port, 200, None),
+                ("http://%s/a" % same_length, "127.0.0.2", port, 200, None),
                 (local + "/a", "127.0.0.1", port, 200, None),
                 (local + "/missing", "127.0.0.1", port, 404, "404"),
                 (local + "/missing", "127.0.0.1", port, 404, "404"),
@@ -189,7 +194,7 @@ def test_http_client_connection_reuse(env):
         ok, other, missing = (series("127.0.0.1", port, 200),
                               series("other.example", 8080, 200),
                               series("127.0.0.1", port, 404))
-        want_counts = {ok: 7, other: 1, missing: 2}
+        want_counts = {ok: 8, other: 1, missing: 2, series("127.0.0.2", port, 200): 1}
         metric = "http_client_request_duration_seconds"
         try:
             wait_for(lambda: counts(env, metric, "reuse-http") == want_counts, 10,
