@@ -18,13 +18,14 @@ int dynobs__client_decision_recall(const struct dynobs_client_decision *m,
 {
     if (!m->p || m->p != dynobs__rules_now())
         return 0;
-    *d = m->d;
-    if (m->pol == POL_OWN) {
-        d->pol.sampler = &d->sampler;
-        *pol = &d->pol;
-    } else {
-        *pol = m->pol == POL_DROPPED ? &dynobs__policy_dropped : NULL;
-    }
+    /* What the caller reads of a decision; the policy stays the memo's
+     * (made to point at its own sampler when kept). */
+    d->p = m->d.p;
+    d->r = m->d.r;
+    d->routes = m->d.routes;
+    d->redact = m->d.redact;
+    d->drop = m->d.drop;
+    *pol = m->pol == POL_OWN ? &m->d.pol : m->pol == POL_DROPPED ? &dynobs__policy_dropped : NULL;
     return 1;
 }
 
@@ -36,6 +37,7 @@ void dynobs__client_decision_keep(struct dynobs_client_decision *m,
     if (!d->p || (pol && pol != &dynobs__policy_dropped && pol != &d->pol))
         return;
     m->d = *d;
+    m->d.pol.sampler = &m->d.sampler;
     m->pol = !pol ? POL_DEFAULT : pol == &dynobs__policy_dropped ? POL_DROPPED : POL_OWN;
     m->p = d->p;
 }

@@ -35,7 +35,9 @@ static inline void dynobs__client_decision_clear(struct dynobs_client_decision *
 }
 
 /* 1 with *d and *pol as kept, when the rules in force are the ones they
- * were decided with; else 0 (decide anew, then keep). */
+ * were decided with; else 0 (decide anew, then keep). Of *d only what a
+ * span's caller reads is filled (p, r, routes, redact, drop); *pol points
+ * into m, valid until m is kept or cleared again. */
 int dynobs__client_decision_recall(const struct dynobs_client_decision *m,
                                    struct dynobs_decision *d,
                                    const struct dynobs_span_policy **pol) DYNOBS_INTERNAL;

@@ -99,6 +99,7 @@ struct dynobs_h1c_memo {
     struct dynobs_h1c_head_memo head;
     uint16_t line_len, host_len; /* line_len 0: nothing kept */
     uint8_t ml;                  /* bytes of the method */
+    uint8_t from_head;           /* line and host are those of head's request */
     int labels_code;             /* the status labels was made for; -1: none */
     char line[DYNOBS_H1_REQLINE_MAX];
     char host[DYNOBS_H1_HOST_MAX];

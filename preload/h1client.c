@@ -226,8 +226,10 @@ static void first_attrs(struct dynobs_h1c_memo *m, struct dynobs_h1c_exchange *x
 /* The header block ends in the bytes about to go out (o: the request
  * head at that point): start the span and prepare the lines to add.
  * While the request line and Host header repeat the connection's last
- * request, what they gave is taken from its memo (client_memo.h). */
-static void start_request(struct dynobs_conn *c, const struct dynobs_h1_req *o)
+ * request, what they gave is taken from its memo (client_memo.h). head:
+ * 1 when o was recalled from the head memo, 2 when it was just kept
+ * there, else 0. */
+static void start_request(struct dynobs_conn *c, const struct dynobs_h1_req *o, int head)
 {
     struct dynobs_h1c *h = &c->p.h1c;
     struct dynobs_h1c_exchange *x = &h->x;
@@ -238,7 +240,10 @@ static void start_request(struct dynobs_conn *c, const struct dynobs_h1_req *o)
     h->inj_len = 0;
     if (!t)
         return;
-    int same = same_request(m, o), parsed = !same;
+    /* A head recalled whole has the request line and Host header the
+     * memo was made for, when it was made from that head. */
+    int same = (head == 1 && m->from_head) || same_request(m, o), parsed = !same;
+    m->from_head = 0;
     size_t ml;
     if (same) {
         ml = m->ml; /* method, server address and port are still in x */
@@ -250,6 +255,7 @@ static void start_request(struct dynobs_conn *c, const struct dynobs_h1_req *o)
         ml = r.method_len < sizeof x->method - 1 ? r.method_len : sizeof x->method - 1;
         memo_renew(m, o, ml);
     }
+    m->from_head = head && m->line_len;
     if (!x->start_ns)
         x->start_ns = dynobs__clock_now(&t->clk);
     if (!same) {
@@ -344,6 +350,7 @@ void dynobs__h1c_init(struct dynobs_conn *c)
     h->inj_len = h->inj_sent = 0;
     h->done_gen = h->plan_gen = 0;
     h->memo.line_len = 0;
+    h->memo.from_head = 0;
     h->memo.head.len = 0;
     memset(&h->x, 0, offsetof(struct dynobs_h1c_exchange, span));
     h->x.span.live = 0;
@@ -375,15 +382,16 @@ static int head_recall(struct dynobs_h1c *h, const struct iovec *iov, int iovcnt
 }
 
 /* Keeps a write that took an idle reader to the end of a request head
- * (planned, our lines' point at k) for head_recall. */
-static void head_keep(struct dynobs_h1c *h, const struct iovec *iov, int iovcnt, size_t total,
-                      long k)
+ * (planned, our lines' point at k) for head_recall; 1 when kept. */
+static int head_keep(struct dynobs_h1c *h, const struct iovec *iov, int iovcnt, size_t total,
+                     long k)
 {
     struct dynobs_h1c_head_memo *m = &h->memo.head;
     const struct dynobs_h1_req *o = &h->planned;
     m->len = 0;
+    h->memo.from_head = 0; /* another head from now on */
     if (h->head.phase != DYNOBS_H1_REQ_IDLE || total > sizeof m->bytes || k > INT32_MAX)
-        return;
+        return 0;
     size_t off = 0;
     for (int i = 0; i < iovcnt; i++) {
         if (iov[i].iov_len)
@@ -397,6 +405,7 @@ static void head_keep(struct dynobs_h1c *h, const struct iovec *iov, int iovcnt,
     memcpy(m->tp, o->traceparent, o->tp_len);
     m->k = (int32_t)k;
     m->len = (uint16_t)total;
+    return 1;
 }
 
 long dynobs__h1c_plan(struct dynobs_conn *c, const struct iovec *iov, int iovcnt,
@@ -412,14 +421,14 @@ long dynobs__h1c_plan(struct dynobs_conn *c, const struct iovec *iov, int iovcnt
     } else if (h->head.phase < DYNOBS_H1_REQ_BODY) {
         if (h->head.phase == DYNOBS_H1_REQ_IDLE && total)
             h->x.start_ns = 0; /* a new request starts with these bytes */
+        int head = 1;
         if (!head_recall(h, iov, iovcnt, total, &k)) {
             copy_head(&h->planned, &h->head);
             k = feed_iov(&h->planned, iov, iovcnt, total);
-            if (k >= 0)
-                head_keep(h, iov, iovcnt, total, k);
+            head = k >= 0 && head_keep(h, iov, iovcnt, total, k) ? 2 : 0;
         }
         if (k >= 0) {
-            start_request(c, &h->planned);
+            start_request(c, &h->planned, head);
             h->inj_at = k;
         }
     }
