@@ -310,12 +310,14 @@ static void start_request(struct dynobs_conn *c, const struct dynobs_h1_req *o, 
     }
     if (!app_tp) {
         struct dynobs_sb b = {h->inj, 0, sizeof h->inj};
-        char ours[DYNOBS_TRACEPARENT_LEN + 1];
-        dynobs__traceparent_format(s->rec.trace_id, s->rec.span_id, s->rec.trace_flags, ours,
-                                   sizeof ours);
-        dynobs__sb_put(&b, "traceparent: ", 13);
-        dynobs__sb_put(&b, ours, DYNOBS_TRACEPARENT_LEN);
-        dynobs__sb_put(&b, "\r\n", 2);
+        /* Formatted in place (its NUL is overwritten by the CRLF). */
+        _Static_assert(sizeof h->inj > 13 + DYNOBS_TRACEPARENT_LEN + 2, "traceparent line");
+        memcpy(h->inj, "traceparent: ", 13);
+        dynobs__traceparent_format(s->rec.trace_id, s->rec.span_id, s->rec.trace_flags,
+                                   h->inj + 13, DYNOBS_TRACEPARENT_LEN + 1);
+        memcpy(h->inj + 13 + DYNOBS_TRACEPARENT_LEN, "\r\n", 2);
+        b.len = 13 + DYNOBS_TRACEPARENT_LEN + 2;
+        h->inj[b.len] = '\0';
         if (s->rec.tracestate_len && !o->has_tracestate &&
             b.len + 16 + s->rec.tracestate_len < sizeof h->inj) {
             dynobs__sb_put(&b, "tracestate: ", 12);
