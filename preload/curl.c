@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "client_memo.h"
 #include "httpmetrics.h"
 #include "policy.h"
 #include "ptrtab.h"
@@ -96,6 +97,27 @@ struct transfer {
      * (policy.h), and what they decided for the transfer in flight. */
     char host[128];
     char path[256];
+    /* What the handle's last transfers gave (client_memo.h): the rules'
+     * decision for the host and path in decided_host and decided_path,
+     * and the metric's labels (with their series) for a transfer that
+     * succeeded with method, host, port and status labels_*. */
+    struct dynobs_client_decision decision;
+    char decided_host[128];
+    char decided_path[256];
+    /* The attributes http.request.method .. network.protocol.version of
+     * the last transfer whose method, effective URL and HTTP version were
+     * attrs_key's (method NUL URL), and the host and port they named. */
+    uint16_t attrs_key_len; /* 0: nothing kept */
+    long attrs_version, attrs_port;
+    char attrs_host[256];
+    char attrs_key[24 + 1024];
+    struct dynobs_attr_block attrs;
+    uint8_t labels_ok;
+    long labels_port, labels_code;
+    char labels_method[24];
+    char labels_host[256];
+    char labels[DYNOBS_METRIC_KEY_BYTES];
+    struct dynobs_series_memo series;
     int uncounted;
     const struct dynobs_rules *rules;
     const struct dynobs_rule_redact *redact;
@@ -113,6 +135,11 @@ static struct transfer *transfer_of(const CURL *h, int create)
         t->ours = NULL;
         t->active = 0;
         t->host[0] = t->path[0] = '\0';
+        t->decided_host[0] = t->decided_path[0] = '\0';
+        dynobs__client_decision_clear(&t->decision);
+        t->labels_ok = 0;
+        t->series.slot = NULL;
+        t->attrs_key_len = 0;
     }
     return t;
 }
@@ -262,7 +289,16 @@ static void begin(CURL *h)
                                   .url_path = {x->path[0] ? x->path : NULL, strlen(x->path)},
                                   .span_name = {"HTTP", 4}};
     struct dynobs_decision d;
-    const struct dynobs_span_policy *pol = dynobs__decide(&d, &f, 0);
+    const struct dynobs_span_policy *pol;
+    /* Those are the facts: the handle's last decision holds while they
+     * repeat. */
+    if (strcmp(x->decided_host, x->host) || strcmp(x->decided_path, x->path) ||
+        !dynobs__client_decision_recall(&x->decision, &d, &pol)) {
+        pol = dynobs__decide(&d, &f, 0);
+        dynobs__client_decision_keep(&x->decision, &d, pol);
+        memcpy(x->decided_host, x->host, sizeof x->host);
+        memcpy(x->decided_path, x->path, sizeof x->path);
+    }
     x->uncounted = (d.drop & DYNOBS_DROP_METRICS) != 0;
     x->rules = d.r;
     x->redact = d.redact;
@@ -341,11 +377,21 @@ static const char *curlcode_name(CURLcode c)
     }
 }
 
-static void set_str(struct dynobs_span *s, const char *k, const char *v)
+/* Each attribute of a transfer's span is set once, at its end: no
+ * replacement scan. */
+static void put_str(struct dynobs_span *s, const char *k, size_t kl, const char *v)
 {
     if (v)
-        dynobs__span_set(s, k, DYNOBS_ATTR_STRING, v, strlen(v));
+        dynobs__span_add(s, k, kl, DYNOBS_ATTR_STRING, v, strlen(v));
 }
+
+static void put_int(struct dynobs_span *s, const char *k, size_t kl, int64_t v)
+{
+    dynobs__span_add(s, k, kl, DYNOBS_ATTR_INT, &v, 8);
+}
+
+#define set_str(s, k, v) put_str(s, k, sizeof k - 1, v)
+#define set_int(s, k, v) put_int(s, k, sizeof k - 1, v)
 
 /* url.full: user info dropped, query values replaced by REDACTED. */
 static void set_url(struct dynobs_span *s, const char *url, char *host, size_t hcap, long *port)
@@ -403,7 +449,40 @@ static void set_url(struct dynobs_span *s, const char *url, char *host, size_t h
         if (!in_value)
             out[o++] = *c;
     }
-    dynobs__span_set(s, "url.full", DYNOBS_ATTR_STRING, out, o);
+    dynobs__span_add(s, "url.full", 8, DYNOBS_ATTR_STRING, out, o);
+}
+
+/* http.client.request.duration: under the handle's last labels while
+ * method, host, port and status repeat and the transfer did not fail
+ * (failed: its error type), else by name. */
+static void metric(struct transfer *x, const char *method, const char *host, long port,
+                   long code, const char *failed, double secs)
+{
+    char codestr[16];
+    const char *err = NULL;
+    if (code >= 400) {
+        dynobs__status_text((int)code, codestr);
+        err = codestr;
+    }
+    struct dynobs_segment *seg;
+    if (failed || strlen(method) >= sizeof x->labels_method ||
+        strlen(host) >= sizeof x->labels_host || !(seg = dynobs__segment())) {
+        dynobs__http_client_metric(method, *host ? host : NULL, port, code, failed ? failed : err,
+                                   secs);
+        return;
+    }
+    if (!x->labels_ok || x->labels_port != port || x->labels_code != code ||
+        strcmp(x->labels_method, method) || strcmp(x->labels_host, host)) {
+        dynobs__client_http_labels(x->labels, sizeof x->labels, method, host, port, code, err);
+        strcpy(x->labels_method, method);
+        strcpy(x->labels_host, host);
+        x->labels_port = port;
+        x->labels_code = code;
+        x->labels_ok = 1;
+        x->series.slot = NULL;
+    }
+    dynobs__duration_memo(seg, "http.client.request.duration", dynobs__http_duration_bounds,
+                          DYNOBS_HTTP_DURATION_NBOUNDS, secs, x->labels, &x->series);
 }
 
 /* A transfer ended with rc: attributes, metric, span; the application's
@@ -442,17 +521,43 @@ static void end(CURL *h, CURLcode rc)
             s->items_off = (uint32_t)(s->items_off - 4 + ml);
             s->rec.name_len = (uint16_t)ml;
         }
-        set_str(s, "http.request.method", method);
     }
-    if (url)
-        set_url(s, url, host, sizeof host, &port);
-    if (*host)
-        set_str(s, "server.address", host);
-    if (port)
-        dynobs__span_set_int(s, "server.port", port);
-    const char *ver = version == 1 ? "1.0" : version == 2 ? "1.1" : version == 3 ? "2"
-                      : version == 30 ? "3" : NULL;
-    set_str(s, "network.protocol.version", ver);
+    /* The same method, URL and version as the handle's last transfer
+     * give the same attributes: copied whole. */
+    size_t ml = method ? strlen(method) : 0, ul = url ? strlen(url) : 0, kl = ml + 1 + ul;
+    int same = x->attrs_key_len && kl == x->attrs_key_len && version == x->attrs_version &&
+               !memcmp(x->attrs_key, method ? method : "", ml) && !x->attrs_key[ml] &&
+               !memcmp(x->attrs_key + ml + 1, url ? url : "", ul);
+    if (same && !(s->recording && dynobs__attr_block_put(&x->attrs, s))) {
+        memcpy(host, x->attrs_host, sizeof host);
+        port = x->attrs_port;
+    } else {
+        struct dynobs_attr_mark k = dynobs__attr_mark(s);
+        if (method && *method)
+            set_str(s, "http.request.method", method);
+        if (url)
+            set_url(s, url, host, sizeof host, &port);
+        if (*host)
+            set_str(s, "server.address", host);
+        if (port)
+            set_int(s, "server.port", port);
+        const char *ver = version == 1 ? "1.0" : version == 2 ? "1.1" : version == 3 ? "2"
+                          : version == 30 ? "3" : NULL;
+        set_str(s, "network.protocol.version", ver);
+        x->attrs_key_len = 0;
+        if (kl <= sizeof x->attrs_key) {
+            dynobs__attr_block_keep(&x->attrs, s, k);
+            if (ml)
+                memcpy(x->attrs_key, method, ml);
+            x->attrs_key[ml] = '\0';
+            if (ul)
+                memcpy(x->attrs_key + ml + 1, url, ul);
+            memcpy(x->attrs_host, host, sizeof host);
+            x->attrs_port = port;
+            x->attrs_version = version;
+            x->attrs_key_len = (uint16_t)kl;
+        }
+    }
     const char *err = NULL;
     char codestr[16];
     if (rc != 0) {
@@ -462,7 +567,7 @@ static void end(CURL *h, CURLcode rc)
         err = codestr;
     }
     if (code > 0)
-        dynobs__span_set_int(s, "http.response.status_code", code);
+        set_int(s, "http.response.status_code", code);
     if (err) {
         set_str(s, "error.type", err);
         dynobs__span_status(s, DYNOBS_STATUS_ERROR, rc ? err : NULL);
@@ -470,9 +575,9 @@ static void end(CURL *h, CURLcode rc)
     struct dynobs_thread *t = dynobs__thread();
     if (t && !x->uncounted) {
         uint64_t now = dynobs__clock_now(&t->clk);
-        dynobs__http_client_metric(method && *method ? method : "_OTHER", *host ? host : NULL,
-                                   port, code, err,
-                                   now > x->start_ns ? (double)(now - x->start_ns) / 1e9 : 0);
+        double secs = now > x->start_ns ? (double)(now - x->start_ns) / 1e9 : 0;
+        metric(x, method && *method ? method : "_OTHER", host, port, code, rc != 0 ? err : NULL,
+               secs);
     }
     dynobs__redact_span(s, x->rules, x->redact);
     dynobs__span_finish(s);

@@ -18,6 +18,7 @@
 #include <stdint.h>
 #include <sys/uio.h>
 
+#include "client_memo.h"
 #include "context.h"
 #include "decision_memo.h"
 #include "httpmetrics.h"
@@ -75,6 +76,39 @@ struct dynobs_h1c_exchange {
     struct dynobs_span span;
 };
 
+/* A client connection's last request head as written, when it was one
+ * write fed from an idle reader: the reader's state before and after it
+ * (its fixed part, and the buffers that a client's reader fills), and
+ * where our lines went. A write that repeats it byte for byte from the
+ * same state leaves the reader in the same state (h1client.c). */
+#define DYNOBS_H1C_HEAD_MAX 1024u
+struct dynobs_h1c_head_memo {
+    uint16_t len; /* bytes of the write; 0: nothing kept */
+    int32_t k;
+    uint8_t from[offsetof(struct dynobs_h1_req, reqline)];
+    uint8_t to[offsetof(struct dynobs_h1_req, reqline)];
+    char reqline[DYNOBS_H1_REQLINE_MAX];
+    char host[DYNOBS_H1_HOST_MAX];
+    char tp[DYNOBS_H1_TP_MAX];
+    uint8_t bytes[DYNOBS_H1C_HEAD_MAX];
+};
+
+/* A client connection's last request line and Host header, and what they
+ * gave (h1client.c): the same for the next request that repeats both. */
+struct dynobs_h1c_memo {
+    struct dynobs_h1c_head_memo head;
+    uint16_t line_len, host_len; /* line_len 0: nothing kept */
+    uint8_t ml;                  /* bytes of the method */
+    uint8_t from_head;           /* line and host are those of head's request */
+    int labels_code;             /* the status labels was made for; -1: none */
+    char line[DYNOBS_H1_REQLINE_MAX];
+    char host[DYNOBS_H1_HOST_MAX];
+    struct dynobs_client_decision decision;
+    struct dynobs_attr_block attrs; /* http.request.method .. network.protocol.version */
+    char labels[DYNOBS_METRIC_KEY_BYTES];
+    struct dynobs_series_memo series; /* the series labels went to; emptied with it */
+};
+
 struct dynobs_h1c {
     struct dynobs_h1_req head;    /* the request head, as it goes out */
     struct dynobs_h1_req planned; /* head, as of our lines' position */
@@ -86,6 +120,7 @@ struct dynobs_h1c {
     uint32_t done_gen, plan_gen;
     uint16_t inj_len, inj_sent;
     char inj[DYNOBS_INJECT_MAX];
+    struct dynobs_h1c_memo memo;
     struct dynobs_h1c_exchange x;
 };
 

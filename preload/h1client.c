@@ -26,10 +26,16 @@
 /* A client's request head without what only a server keeps (tracestate,
  * user agent and correlation values: capture is off), which is most of
  * its size: the planned head is copied on every write that may carry our
- * lines. */
+ * lines. Of its buffers only the bytes their lengths count are read
+ * (and written next), except the request line's when it was cut: the
+ * reader then rolls its version through the buffer's end. */
 static void copy_head(struct dynobs_h1_req *dst, const struct dynobs_h1_req *src)
 {
-    memcpy(dst, src, offsetof(struct dynobs_h1_req, tracestate));
+    memcpy(dst, src, offsetof(struct dynobs_h1_req, reqline));
+    memcpy(dst->reqline, src->reqline,
+           src->reqline_trunc ? sizeof src->reqline : src->reqline_len);
+    memcpy(dst->host, src->host, src->host_len);
+    memcpy(dst->traceparent, src->traceparent, src->tp_len);
 }
 
 /* Feeds the committed (or, with a copy, the planned) bytes of an iov. */
@@ -44,6 +50,16 @@ static long feed_iov(struct dynobs_h1_req *o, const struct iovec *iov, int iovcn
         done += w.len;
     }
     return -1;
+}
+
+/* The decimal port of the n bytes at p (as atoi would read it, but not
+ * past them: the header's buffer holds older bytes after its value). */
+static int port_of(const char *p, size_t n)
+{
+    int v = 0;
+    for (size_t i = 0; i < n && p[i] >= '0' && p[i] <= '9' && v < 100000; i++)
+        v = v * 10 + (p[i] - '0');
+    return v;
 }
 
 /* Host header "name:port", "[v6]:port" or "name"; else the peer address. */
@@ -63,13 +79,13 @@ static void server_of(struct dynobs_h1c_exchange *x, const struct dynobs_h1_req 
             name = h + 1;
             name_len = (size_t)(close_ - h - 1);
             if ((size_t)(close_ - h) + 1 < n && close_[1] == ':')
-                port = atoi(close_ + 2);
+                port = port_of(close_ + 2, n - (size_t)(close_ - h) - 2);
         }
     } else {
         const char *colon = memchr(h, ':', n);
         if (colon) {
             name_len = (size_t)(colon - h);
-            port = atoi(colon + 1);
+            port = port_of(colon + 1, n - (size_t)(colon - h) - 1);
         }
     }
     if (name_len && name_len < sizeof x->server_address) {
@@ -139,15 +155,8 @@ static size_t url_full(const struct dynobs_h1c_exchange *x, int tls,
     return o;
 }
 
-static void set_str(struct dynobs_span *s, const char *k, const char *v, size_t n)
-{
-    dynobs__span_set(s, k, DYNOBS_ATTR_STRING, v, n);
-}
-
-static void set_int(struct dynobs_span *s, const char *k, int64_t v)
-{
-    dynobs__span_set(s, k, DYNOBS_ATTR_INT, &v, 8);
-}
+/* Each attribute of a client span is set once: no replacement scan. */
+#define ADD(s, key, type, v, n) dynobs__span_add(s, key, sizeof key - 1, type, v, n)
 
 /* The correlation header lines of the parent context (config.h), each
  * unless the application sends that header itself, as long as they fit. */
@@ -168,24 +177,92 @@ static void correlation_lines(struct dynobs_sb *b, const struct dynobs_ctx *pare
     }
 }
 
+/* 1 when o's request line and Host header are those m was made for. */
+static int same_request(const struct dynobs_h1c_memo *m, const struct dynobs_h1_req *o)
+{
+    return m->line_len && m->line_len == o->reqline_len && m->host_len == o->host_len &&
+           !o->reqline_trunc && !memcmp(m->line, o->reqline, m->line_len) &&
+           !memcmp(m->host, o->host, m->host_len);
+}
+
+/* A request unlike the connection's last: what was kept for that one is
+ * emptied, and the key of this one kept when it fits. */
+static void memo_renew(struct dynobs_h1c_memo *m, const struct dynobs_h1_req *o, size_t ml)
+{
+    dynobs__client_decision_clear(&m->decision);
+    m->attrs.len = 0;
+    m->labels_code = -1;
+    m->series.slot = NULL;
+    m->line_len = 0;
+    if (o->reqline_trunc || !o->reqline_len || o->reqline_len > sizeof m->line ||
+        o->host_len > sizeof m->host)
+        return;
+    memcpy(m->line, o->reqline, o->reqline_len);
+    memcpy(m->host, o->host, o->host_len);
+    m->host_len = o->host_len;
+    m->ml = (uint8_t)ml;
+    m->line_len = o->reqline_len;
+}
+
+/* The span's first attributes, one by one; kept whole in m for the
+ * connection's next request when m has its key. */
+static void first_attrs(struct dynobs_h1c_memo *m, struct dynobs_h1c_exchange *x,
+                        struct dynobs_span *s, const struct dynobs_h1_reqline *r, size_t ml,
+                        int tls)
+{
+    char url[1024];
+    struct dynobs_attr_mark k = dynobs__attr_mark(s);
+    ADD(s, "http.request.method", DYNOBS_ATTR_STRING, x->method, ml);
+    size_t ul = url_full(x, tls, r, url, sizeof url);
+    ADD(s, "url.full", DYNOBS_ATTR_STRING, url, ul < sizeof url ? ul : sizeof url - 1);
+    ADD(s, "server.address", DYNOBS_ATTR_STRING, x->server_address, strlen(x->server_address));
+    int64_t port = x->server_port;
+    ADD(s, "server.port", DYNOBS_ATTR_INT, &port, 8);
+    ADD(s, "network.protocol.version", DYNOBS_ATTR_STRING, r->minor ? "1.1" : "1.0", 3);
+    if (m->line_len)
+        dynobs__attr_block_keep(&m->attrs, s, k);
+}
+
 /* The header block ends in the bytes about to go out (o: the request
- * head at that point): start the span and prepare the lines to add. */
-static void start_request(struct dynobs_conn *c, const struct dynobs_h1_req *o)
+ * head at that point): start the span and prepare the lines to add.
+ * While the request line and Host header repeat the connection's last
+ * request, what they gave is taken from its memo (client_memo.h). head:
+ * 1 when o was recalled from the head memo, 2 when it was just kept
+ * there, else 0. */
+static void start_request(struct dynobs_conn *c, const struct dynobs_h1_req *o, int head)
 {
     struct dynobs_h1c *h = &c->p.h1c;
     struct dynobs_h1c_exchange *x = &h->x;
+    struct dynobs_h1c_memo *m = &h->memo;
     struct dynobs_thread *t = dynobs__thread();
     struct dynobs_h1_reqline r;
     int tls = c->transport == DYNOBS_TRANSPORT_TLS;
     h->inj_len = 0;
-    if (!t || dynobs__h1_req_parse(o, &r) < 0)
+    if (!t)
         return;
+    /* A head recalled whole has the request line and Host header the
+     * memo was made for, when it was made from that head. */
+    int same = (head == 1 && m->from_head) || same_request(m, o), parsed = !same;
+    m->from_head = 0;
+    size_t ml;
+    if (same) {
+        ml = m->ml; /* method, server address and port are still in x */
+    } else {
+        if (dynobs__h1_req_parse(o, &r) < 0) {
+            m->line_len = 0;
+            return;
+        }
+        ml = r.method_len < sizeof x->method - 1 ? r.method_len : sizeof x->method - 1;
+        memo_renew(m, o, ml);
+    }
+    m->from_head = head && m->line_len;
     if (!x->start_ns)
         x->start_ns = dynobs__clock_now(&t->clk);
-    size_t ml = r.method_len < sizeof x->method - 1 ? r.method_len : sizeof x->method - 1;
-    memcpy(x->method, r.method, ml);
-    x->method[ml] = '\0';
-    server_of(x, o, tls, c->fd);
+    if (!same) {
+        memcpy(x->method, r.method, ml);
+        x->method[ml] = '\0';
+        server_of(x, o, tls, c->fd);
+    }
 
     /* Parent: a traceparent the application set itself wins (we then add
      * nothing); else the thread's current context. */
@@ -199,16 +276,26 @@ static void start_request(struct dynobs_conn *c, const struct dynobs_h1_req *o)
     else
         parent = dynobs__ctx_outbound(t);
     c->has_origin = 0;
-    size_t pl = 0;
-    while (pl < r.target_len && r.target[pl] != '?' && r.target[pl] != '#')
-        pl++;
-    struct dynobs_rule_facts f = {.kind = DYNOBS_SPAN_KIND_CLIENT,
-                                  .method = {x->method, ml},
-                                  .server_address = {x->server_address, strlen(x->server_address)},
-                                  .url_path = {r.target, pl},
-                                  .span_name = {x->method, ml}};
     struct dynobs_decision d;
-    const struct dynobs_span_policy *pol = dynobs__decide(&d, &f, 0);
+    const struct dynobs_span_policy *pol;
+    if (!same || !dynobs__client_decision_recall(&m->decision, &d, &pol)) {
+        if (!parsed && dynobs__h1_req_parse(o, &r) < 0)
+            return;
+        parsed = 1;
+        size_t pl = 0;
+        while (pl < r.target_len && r.target[pl] != '?' && r.target[pl] != '#')
+            pl++;
+        struct dynobs_rule_facts f = {.kind = DYNOBS_SPAN_KIND_CLIENT,
+                                      .method = {x->method, ml},
+                                      .server_address = {x->server_address,
+                                                         strlen(x->server_address)},
+                                      .url_path = {r.target, pl},
+                                      .span_name = {x->method, ml}};
+        pol = dynobs__decide(&d, &f, 0);
+        /* The facts are the request line's and the Host header's. */
+        if (m->line_len)
+            dynobs__client_decision_keep(&m->decision, &d, pol);
+    }
     x->uncounted = (d.drop & DYNOBS_DROP_METRICS) != 0;
     x->rules = d.r;
     x->redact = d.redact;
@@ -217,23 +304,20 @@ static void start_request(struct dynobs_conn *c, const struct dynobs_h1_req *o)
         return;
     x->open = 1;
     struct dynobs_span *s = &x->span;
-    if (s->recording) {
-        char url[1024];
-        set_str(s, "http.request.method", x->method, ml);
-        size_t ul = url_full(x, tls, &r, url, sizeof url);
-        set_str(s, "url.full", url, ul < sizeof url ? ul : sizeof url - 1);
-        set_str(s, "server.address", x->server_address, strlen(x->server_address));
-        set_int(s, "server.port", x->server_port);
-        set_str(s, "network.protocol.version", r.minor ? "1.1" : "1.0", 3);
+    if (s->recording && (!same || dynobs__attr_block_put(&m->attrs, s))) {
+        if (parsed || dynobs__h1_req_parse(o, &r) == 0)
+            first_attrs(m, x, s, &r, ml, tls);
     }
     if (!app_tp) {
         struct dynobs_sb b = {h->inj, 0, sizeof h->inj};
-        char ours[DYNOBS_TRACEPARENT_LEN + 1];
-        dynobs__traceparent_format(s->rec.trace_id, s->rec.span_id, s->rec.trace_flags, ours,
-                                   sizeof ours);
-        dynobs__sb_put(&b, "traceparent: ", 13);
-        dynobs__sb_put(&b, ours, DYNOBS_TRACEPARENT_LEN);
-        dynobs__sb_put(&b, "\r\n", 2);
+        /* Formatted in place (its NUL is overwritten by the CRLF). */
+        _Static_assert(sizeof h->inj > 13 + DYNOBS_TRACEPARENT_LEN + 2, "traceparent line");
+        memcpy(h->inj, "traceparent: ", 13);
+        dynobs__traceparent_format(s->rec.trace_id, s->rec.span_id, s->rec.trace_flags,
+                                   h->inj + 13, DYNOBS_TRACEPARENT_LEN + 1);
+        memcpy(h->inj + 13 + DYNOBS_TRACEPARENT_LEN, "\r\n", 2);
+        b.len = 13 + DYNOBS_TRACEPARENT_LEN + 2;
+        h->inj[b.len] = '\0';
         if (s->rec.tracestate_len && !o->has_tracestate &&
             b.len + 16 + s->rec.tracestate_len < sizeof h->inj) {
             dynobs__sb_put(&b, "tracestate: ", 12);
@@ -267,8 +351,63 @@ void dynobs__h1c_init(struct dynobs_conn *c)
     h->inj_at = -1;
     h->inj_len = h->inj_sent = 0;
     h->done_gen = h->plan_gen = 0;
+    h->memo.line_len = 0;
+    h->memo.from_head = 0;
+    h->memo.head.len = 0;
     memset(&h->x, 0, offsetof(struct dynobs_h1c_exchange, span));
     h->x.span.live = 0;
+}
+
+/* The reader's state after a write that repeats the connection's last
+ * request head (struct dynobs_h1c_head_memo), without reading it again:
+ * 1 with planned set and *k where our lines go, else 0. */
+static int head_recall(struct dynobs_h1c *h, const struct iovec *iov, int iovcnt, size_t total,
+                       long *k)
+{
+    const struct dynobs_h1c_head_memo *m = &h->memo.head;
+    if (!m->len || m->len != total || h->head.phase != DYNOBS_H1_REQ_IDLE ||
+        memcmp(&h->head, m->from, sizeof m->from))
+        return 0;
+    size_t off = 0;
+    for (int i = 0; i < iovcnt; i++) {
+        if (iov[i].iov_len && memcmp(m->bytes + off, iov[i].iov_base, iov[i].iov_len))
+            return 0;
+        off += iov[i].iov_len;
+    }
+    struct dynobs_h1_req *o = &h->planned;
+    memcpy(o, m->to, sizeof m->to);
+    memcpy(o->reqline, m->reqline, o->reqline_trunc ? sizeof o->reqline : o->reqline_len);
+    memcpy(o->host, m->host, o->host_len);
+    memcpy(o->traceparent, m->tp, o->tp_len);
+    *k = m->k;
+    return 1;
+}
+
+/* Keeps a write that took an idle reader to the end of a request head
+ * (planned, our lines' point at k) for head_recall; 1 when kept. */
+static int head_keep(struct dynobs_h1c *h, const struct iovec *iov, int iovcnt, size_t total,
+                     long k)
+{
+    struct dynobs_h1c_head_memo *m = &h->memo.head;
+    const struct dynobs_h1_req *o = &h->planned;
+    m->len = 0;
+    h->memo.from_head = 0; /* another head from now on */
+    if (h->head.phase != DYNOBS_H1_REQ_IDLE || total > sizeof m->bytes || k > INT32_MAX)
+        return 0;
+    size_t off = 0;
+    for (int i = 0; i < iovcnt; i++) {
+        if (iov[i].iov_len)
+            memcpy(m->bytes + off, iov[i].iov_base, iov[i].iov_len);
+        off += iov[i].iov_len;
+    }
+    memcpy(m->from, &h->head, sizeof m->from);
+    memcpy(m->to, o, sizeof m->to);
+    memcpy(m->reqline, o->reqline, o->reqline_trunc ? sizeof o->reqline : o->reqline_len);
+    memcpy(m->host, o->host, o->host_len);
+    memcpy(m->tp, o->traceparent, o->tp_len);
+    m->k = (int32_t)k;
+    m->len = (uint16_t)total;
+    return 1;
 }
 
 long dynobs__h1c_plan(struct dynobs_conn *c, const struct iovec *iov, int iovcnt,
@@ -284,10 +423,14 @@ long dynobs__h1c_plan(struct dynobs_conn *c, const struct iovec *iov, int iovcnt
     } else if (h->head.phase < DYNOBS_H1_REQ_BODY) {
         if (h->head.phase == DYNOBS_H1_REQ_IDLE && total)
             h->x.start_ns = 0; /* a new request starts with these bytes */
-        copy_head(&h->planned, &h->head);
-        k = feed_iov(&h->planned, iov, iovcnt, total);
+        int head = 1;
+        if (!head_recall(h, iov, iovcnt, total, &k)) {
+            copy_head(&h->planned, &h->head);
+            k = feed_iov(&h->planned, iov, iovcnt, total);
+            head = k >= 0 && head_keep(h, iov, iovcnt, total, k) ? 2 : 0;
+        }
         if (k >= 0) {
-            start_request(c, &h->planned);
+            start_request(c, &h->planned, head);
             h->inj_at = k;
         }
     }
@@ -332,6 +475,14 @@ void dynobs__h1c_out(struct dynobs_conn *c, const struct iovec *iov, int iovcnt,
     /* Only the application's bytes before our lines' point are fed; when
      * all of them went out, the planned head is exactly the result. */
     size_t before = n < (size_t)h->inj_at ? n : (size_t)h->inj_at;
+    size_t sent = ours == DYNOBS_INSERT_GIVEN_UP ? h->inj_len : h->inj_sent + (size_t)ours;
+    if (before == (size_t)h->inj_at && sent >= h->inj_len) {
+        /* All of it and our lines: the rest is body, and nothing reads
+         * the head but its phase until the response resets it, so the
+         * planned head is not copied. */
+        lines_sent(h);
+        return;
+    }
     if (before == (size_t)h->inj_at)
         copy_head(&h->head, &h->planned);
     else
@@ -346,15 +497,34 @@ void dynobs__h1c_out(struct dynobs_conn *c, const struct iovec *iov, int iovcnt,
         lines_sent(h);
 }
 
-static void record_metric(struct dynobs_h1c_exchange *x, int code, const char *error_type)
+/* failed: error_type is a failure's, not the status code's text. */
+static void record_metric(struct dynobs_h1c *h, int code, const char *error_type, int failed)
 {
+    struct dynobs_h1c_exchange *x = &h->x;
+    struct dynobs_h1c_memo *m = &h->memo;
     struct dynobs_thread *t = dynobs__thread();
     if (!t || !x->start_ns || x->uncounted)
         return;
     uint64_t now = dynobs__clock_now(&t->clk);
     double secs = now > x->start_ns ? (double)(now - x->start_ns) / 1e9 : 0;
-    dynobs__http_client_metric(x->method, x->server_address, x->server_port, code, error_type,
-                               secs);
+    /* The labels are the memo's request's and the status code's: made
+     * once per status while the request repeats. */
+    if (failed || !m->line_len) {
+        dynobs__http_client_metric(x->method, x->server_address, x->server_port, code,
+                                   error_type, secs);
+        return;
+    }
+    struct dynobs_segment *seg = dynobs__segment();
+    if (!seg)
+        return;
+    if (m->labels_code != code) {
+        dynobs__client_http_labels(m->labels, sizeof m->labels, x->method, x->server_address,
+                                   x->server_port, code, error_type);
+        m->labels_code = code;
+        m->series.slot = NULL;
+    }
+    dynobs__duration_memo(seg, "http.client.request.duration", dynobs__http_duration_bounds,
+                          DYNOBS_HTTP_DURATION_NBOUNDS, secs, m->labels, &m->series);
 }
 
 static void finish(struct dynobs_h1c *h, int code, const char *error_type)
@@ -362,18 +532,21 @@ static void finish(struct dynobs_h1c *h, int code, const char *error_type)
     struct dynobs_h1c_exchange *x = &h->x;
     struct dynobs_span *s = &x->span;
     char codestr[16];
+    int failed = error_type != NULL;
     if (code >= 400 && !error_type) {
         struct dynobs_sb b = {codestr, 0, sizeof codestr};
         dynobs__sb_int(&b, code);
         error_type = codestr;
     }
-    if (code > 0)
-        set_int(s, "http.response.status_code", code);
+    if (code > 0) {
+        int64_t status = code;
+        ADD(s, "http.response.status_code", DYNOBS_ATTR_INT, &status, 8);
+    }
     if (error_type) {
-        set_str(s, "error.type", error_type, strlen(error_type));
+        ADD(s, "error.type", DYNOBS_ATTR_STRING, error_type, strlen(error_type));
         dynobs__span_status(s, DYNOBS_STATUS_ERROR, code > 0 ? NULL : error_type);
     }
-    record_metric(x, code, error_type);
+    record_metric(h, code, error_type, failed);
     dynobs__redact_span(s, x->rules, x->redact);
     dynobs__span_finish(s);
     x->open = 0;

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "client_memo.h"
 #include "policy.h"
 #include "ptrtab.h"
 #include "redact.h"
@@ -65,7 +66,11 @@ static struct {
     int (*pipeline_status)(const PGconn *);
 } pq;
 
-#define PQ(field, name) ((__typeof__(pq.field))dynobs__lookup((void **)&pq.field, name, dynobs__libpq))
+/* libpq's function, bound at its first use (inline once bound: libpq
+ * calls some of them several times per operation). */
+#define PQ(field, name)                                                                    \
+    ((__typeof__(pq.field))(__atomic_load_n((void **)&pq.field, __ATOMIC_ACQUIRE)           \
+                                ?: dynobs__lookup((void **)&pq.field, name, dynobs__libpq)))
 
 /* libpq calls some of its own exported functions (PQconnectdb calls
  * PQconnectStart and PQconnectPoll, PQexecParams calls PQsendQueryParams
@@ -101,6 +106,23 @@ static int commenter = -1, raw_text = -1;
 
 #define STATEMENTS 32u
 
+/* What an operation's span is made of besides its connection: the
+ * statement's text (as its analysis knows it: hash and length) and the
+ * operation name given instead of the statement's own (a literal). Equal
+ * ids give the same span name, operation and collection. */
+struct stmt_id {
+    uint64_t hash;
+    size_t len;
+    const char *override;
+    int query; /* 0: no text (hash and len 0) */
+};
+
+static int same_id(const struct stmt_id *a, const struct stmt_id *b)
+{
+    return a->hash == b->hash && a->len == b->len && a->override == b->override &&
+           a->query == b->query;
+}
+
 struct pgstate {
     int have_target;
     char host[256], port[16], db[128];
@@ -108,7 +130,7 @@ struct pgstate {
     int err_seen;
     char sqlstate[8];
     long rows;
-    char op[32];
+    const char *op; /* the operation in flight's: a literal, or last_op */
     uint64_t start_ns;
     struct {
         char name[64];
@@ -116,10 +138,28 @@ struct pgstate {
     } stmts[STATEMENTS];
     unsigned next_stmt;
     /* The analysis of the last statement text: services repeat theirs, and
-     * scrubbing and naming cost more than the rest of a span. */
+     * scrubbing and naming cost more than the rest of a span. last_op is
+     * the operation ("QUERY" when the text names none), last_name the span
+     * name, of which the operation is the first last_ol bytes. */
     uint64_t last_hash;
     size_t last_len;
-    char last_op[32], last_coll[128], last_text[2048];
+    char last_op[32], last_coll[128], last_text[2048], last_name[200];
+    size_t last_ol, last_nl;
+    /* What the last operations gave, for the next ones with the same ids
+     * (client_memo.h): the rules' decision (its facts: the operation, the
+     * span name and the connection's host), the attributes added at the
+     * start of a query's span, and the metric's labels when the operation
+     * succeeded (with its series). All of them are the connection's too:
+     * emptied when its target is read again. */
+    struct stmt_id id; /* the operation in flight's */
+    struct stmt_id decision_id, attrs_id, labels_id;
+    struct dynobs_client_decision decision;
+    struct dynobs_attr_block attrs;
+    uint8_t labels_ok; /* labels holds labels_id's */
+    long rows_kept;    /* the row count rows_attr was encoded for */
+    struct dynobs_attr_block rows_attr; /* db.response.returned_rows */
+    char labels[DYNOBS_METRIC_KEY_BYTES];
+    struct dynobs_series_memo series;
     /* What the rules decided for the operation in flight (policy.h). */
     int uncounted;
     const struct dynobs_rules *rules;
@@ -153,10 +193,20 @@ static void copy(char *dst, size_t cap, const char *src)
     dst[n] = '\0';
 }
 
+/* Empties what was kept for the connection's last operations. */
+static void forget_memos(struct pgstate *s)
+{
+    dynobs__client_decision_clear(&s->decision);
+    s->attrs.len = 0;
+    s->labels_ok = 0;
+    s->series.slot = NULL;
+}
+
 static void target_of(PGconn *c, struct pgstate *s)
 {
     if (s->have_target)
         return;
+    forget_memos(s);
     char *(*host)(const PGconn *) = PQ(host, "PQhost");
     char *(*port)(const PGconn *) = PQ(port, "PQport");
     char *(*db)(const PGconn *) = PQ(db, "PQdb");
@@ -166,10 +216,40 @@ static void target_of(PGconn *c, struct pgstate *s)
     s->have_target = 1;
 }
 
-static void set_str(struct dynobs_span *sp, const char *k, const char *v)
+/* Each attribute of a database span is set once: no replacement scan. */
+static void put_str(struct dynobs_span *sp, const char *k, size_t kl, const char *v)
 {
     if (v && *v)
-        dynobs__span_set(sp, k, DYNOBS_ATTR_STRING, v, strlen(v));
+        dynobs__span_add(sp, k, kl, DYNOBS_ATTR_STRING, v, strlen(v));
+}
+
+static void put_int(struct dynobs_span *sp, const char *k, size_t kl, int64_t v)
+{
+    dynobs__span_add(sp, k, kl, DYNOBS_ATTR_INT, &v, 8);
+}
+
+#define set_str(sp, k, v) put_str(sp, k, sizeof k - 1, v)
+#define set_int(sp, k, v) put_int(sp, k, sizeof k - 1, v)
+
+/* The operation and span name of a statement text, kept with its
+ * analysis. */
+static void analyse(struct pgstate *s, const char *query, int raw)
+{
+    dynobs__sql_operation(query, s->last_op, sizeof s->last_op);
+    dynobs__sql_collection(query, s->last_coll, sizeof s->last_coll);
+    if (!raw)
+        dynobs__sql_scrub(query, s->last_text, sizeof s->last_text);
+    if (!*s->last_op)
+        copy(s->last_op, sizeof s->last_op, "QUERY");
+    size_t ol = strlen(s->last_op), cl = strlen(s->last_coll), nl = ol;
+    memcpy(s->last_name, s->last_op, ol + 1);
+    if (cl && ol + 1 + cl < sizeof s->last_name) {
+        s->last_name[ol] = ' ';
+        memcpy(s->last_name + ol + 1, s->last_coll, cl + 1);
+        nl += 1 + cl;
+    }
+    s->last_ol = ol;
+    s->last_nl = nl;
 }
 
 /* Starts the span of one operation. query may be NULL (connect). */
@@ -179,41 +259,42 @@ static int begin(PGconn *c, struct pgstate *s, const char *query, const char *op
     if (!t)
         return -1;
     target_of(c, s);
-    char op[32] = "", coll[128] = "", name[200];
     int raw = query && setting(&raw_text, "DYNOBS_DB_QUERY_RAW");
+    struct stmt_id id = {0, 0, op_override, query != NULL};
     if (query) {
         size_t ql = strlen(query);
         uint64_t h = dynobs__hash(query, ql, 0x7067);
         if (h != s->last_hash || ql != s->last_len) {
-            dynobs__sql_operation(query, s->last_op, sizeof s->last_op);
-            dynobs__sql_collection(query, s->last_coll, sizeof s->last_coll);
-            if (!raw)
-                dynobs__sql_scrub(query, s->last_text, sizeof s->last_text);
+            analyse(s, query, raw);
             s->last_hash = h;
             s->last_len = ql;
         }
+        id.hash = h;
+        id.len = ql;
     }
-    if (op_override)
-        copy(op, sizeof op, op_override);
-    else if (query)
-        memcpy(op, s->last_op, sizeof op);
-    if (query && !op_override)
-        memcpy(coll, s->last_coll, sizeof coll);
-    if (!*op)
-        copy(op, sizeof op, "QUERY");
-    size_t nl = strlen(op);
-    memcpy(name, op, nl + 1);
-    if (*coll && nl + 1 + strlen(coll) < sizeof name) {
-        name[nl] = ' ';
-        strcpy(name + nl + 1, coll);
+    /* A statement's own operation and collection name its span; a given
+     * operation (or none) names it alone. */
+    const char *op = s->last_op, *name = s->last_name, *coll = s->last_coll;
+    size_t ol = s->last_ol, nl = s->last_nl;
+    if (!query || op_override) {
+        op = name = op_override ? op_override : "QUERY";
+        ol = nl = strlen(op);
+        coll = "";
     }
     s->start_ns = dynobs__clock_now(&t->clk);
-    struct dynobs_rule_facts f = {.kind = DYNOBS_SPAN_KIND_CLIENT,
-                                  .db_operation = {op, strlen(op)},
-                                  .server_address = {s->host, strlen(s->host)},
-                                  .span_name = {name, strlen(name)}};
+    s->id = id;
     struct dynobs_decision d;
-    const struct dynobs_span_policy *pol = dynobs__decide(&d, &f, 0);
+    const struct dynobs_span_policy *pol;
+    if (!same_id(&s->decision_id, &id) ||
+        !dynobs__client_decision_recall(&s->decision, &d, &pol)) {
+        struct dynobs_rule_facts f = {.kind = DYNOBS_SPAN_KIND_CLIENT,
+                                      .db_operation = {op, ol},
+                                      .server_address = {s->host, strlen(s->host)},
+                                      .span_name = {name, nl}};
+        pol = dynobs__decide(&d, &f, 0);
+        dynobs__client_decision_keep(&s->decision, &d, pol);
+        s->decision_id = id;
+    }
     s->uncounted = (d.drop & DYNOBS_DROP_METRICS) != 0;
     s->rules = d.r;
     s->redact = d.redact;
@@ -223,23 +304,35 @@ static int begin(PGconn *c, struct pgstate *s, const char *query, const char *op
     if (dynobs__span_begin_ex(&s->span, name, DYNOBS_SPAN_KIND_CLIENT, dynobs__ctx_outbound(t),
                               s->start_ns, pol) < 0)
         return -1;
-    copy(s->op, sizeof s->op, op);
+    s->op = op;
     s->err_seen = 0;
     s->sqlstate[0] = '\0';
     s->rows = -1;
     struct dynobs_span *sp = &s->span;
+    /* A statement's attributes are the same while its analysis is: raw
+     * text is the statement's own, and is not kept. */
+    int reuse = query && !raw;
+    if (sp->recording && reuse && same_id(&s->attrs_id, &id) &&
+        !dynobs__attr_block_put(&s->attrs, sp))
+        return 0;
     if (sp->recording) {
+        struct dynobs_attr_mark k = dynobs__attr_mark(sp);
         set_str(sp, "db.system.name", "postgresql");
         set_str(sp, "db.namespace", s->db);
         set_str(sp, "server.address", s->host);
         long port = strtol(s->port, NULL, 10);
         if (port > 0)
-            dynobs__span_set_int(sp, "server.port", port);
+            set_int(sp, "server.port", port);
         if (!op_override || query)
             set_str(sp, "db.operation.name", op);
         set_str(sp, "db.collection.name", coll);
         if (query)
             set_str(sp, "db.query.text", raw ? query : s->last_text);
+        s->attrs.len = 0;
+        if (reuse) {
+            dynobs__attr_block_keep(&s->attrs, sp, k);
+            s->attrs_id = id;
+        }
     }
     return 0;
 }
@@ -272,8 +365,14 @@ static void finish(struct pgstate *s, const char *error_type)
         error_type = *s->sqlstate ? s->sqlstate : "_OTHER";
     if (*s->sqlstate)
         set_str(sp, "db.response.status_code", s->sqlstate);
-    if (s->rows >= 0)
-        dynobs__span_set_int(sp, "db.response.returned_rows", s->rows);
+    /* Statements that repeat return as many rows as the last time, more
+     * often than not: its encoded attribute is copied then. */
+    if (s->rows >= 0 && (s->rows != s->rows_kept || dynobs__attr_block_put(&s->rows_attr, sp))) {
+        struct dynobs_attr_mark k = dynobs__attr_mark(sp);
+        set_int(sp, "db.response.returned_rows", s->rows);
+        dynobs__attr_block_keep(&s->rows_attr, sp, k);
+        s->rows_kept = s->rows;
+    }
     if (error_type) {
         set_str(sp, "error.type", error_type);
         dynobs__span_status(sp, DYNOBS_STATUS_ERROR, NULL);
@@ -281,18 +380,38 @@ static void finish(struct pgstate *s, const char *error_type)
     struct dynobs_segment *seg = s->uncounted ? NULL : dynobs__segment();
     if (seg && t) {
         uint64_t now = dynobs__clock_now(&t->clk);
-        char labels[DYNOBS_METRIC_KEY_BYTES];
-        const char *parts[][2] = {{"db.system.name", "postgresql"},
-                                  {"db.operation.name", s->op},
-                                  {"db.namespace", s->db},
-                                  {"server.address", s->host},
-                                  {"db.response.status_code", s->sqlstate},
-                                  {"error.type", error_type}};
-        /* Label values cannot hold ',' or '=': such a value is left out. */
-        dynobs__labels_join(labels, sizeof labels, parts, sizeof parts / sizeof parts[0]);
         double secs = now > s->start_ns ? (double)(now - s->start_ns) / 1e9 : 0;
-        dynobs__duration_record(seg, "db.client.operation.duration", op_bounds,
-                                sizeof op_bounds / sizeof op_bounds[0], secs, labels);
+        /* A success's labels are the operation's and the connection's:
+         * made once while the operation repeats, with their series. */
+        int ok = !*s->sqlstate && !error_type;
+        if (ok && s->labels_ok && same_id(&s->labels_id, &s->id)) {
+            dynobs__duration_memo(seg, "db.client.operation.duration", op_bounds,
+                                  sizeof op_bounds / sizeof op_bounds[0], secs, s->labels,
+                                  &s->series);
+        } else {
+            char failed[DYNOBS_METRIC_KEY_BYTES];
+            char *labels = ok ? s->labels : failed;
+            const char *parts[][2] = {{"db.system.name", "postgresql"},
+                                      {"db.operation.name", s->op},
+                                      {"db.namespace", s->db},
+                                      {"server.address", s->host},
+                                      {"db.response.status_code", s->sqlstate},
+                                      {"error.type", error_type}};
+            /* Label values cannot hold ',' or '=': such a value is left out. */
+            dynobs__labels_join(labels, DYNOBS_METRIC_KEY_BYTES, parts,
+                                sizeof parts / sizeof parts[0]);
+            if (labels == s->labels) {
+                s->labels_ok = 1;
+                s->labels_id = s->id;
+                s->series.slot = NULL;
+                dynobs__duration_memo(seg, "db.client.operation.duration", op_bounds,
+                                      sizeof op_bounds / sizeof op_bounds[0], secs, labels,
+                                      &s->series);
+            } else {
+                dynobs__duration_record(seg, "db.client.operation.duration", op_bounds,
+                                        sizeof op_bounds / sizeof op_bounds[0], secs, labels);
+            }
+        }
     }
     dynobs__redact_span(sp, s->rules, s->redact);
     dynobs__span_finish(sp);
@@ -300,9 +419,9 @@ static void finish(struct pgstate *s, const char *error_type)
 
 /* The statement with a sqlcommenter comment carrying the span's context,
  * or NULL to send it as it is. The caller frees the result. */
-static char *commented(const struct pgstate *s, const char *q)
+static char *comment_on(const struct pgstate *s, const char *q)
 {
-    if (!q || !setting(&commenter, "DYNOBS_SQLCOMMENTER") || dynobs__sql_has_comment(q))
+    if (dynobs__sql_has_comment(q))
         return NULL;
     const struct dynobs_span_rec *r = &s->span.rec;
     char tp[DYNOBS_TRACEPARENT_LEN + 1];
@@ -338,6 +457,11 @@ static char *commented(const struct pgstate *s, const char *q)
     o += 2;
     memcpy(out + o, q + at, len - at + 1);
     return out;
+}
+
+static inline char *commented(const struct pgstate *s, const char *q)
+{
+    return q && setting(&commenter, "DYNOBS_SQLCOMMENTER") ? comment_on(s, q) : NULL;
 }
 
 static int pipelined(PGconn *c)
@@ -587,7 +711,7 @@ DYNOBS_API int PQsendQuery(PGconn *c, const char *query)
     if (!fn)
         return 0;
     struct pgstate *s;
-    if (!query || async_begin(c, query, NULL, &s) < 0)
+    if (!query || !active() || async_begin(c, query, NULL, &s) < 0)
         return fn(c, query);
     char *q2 = commented(s, query);
     int ok = INNER(fn(c, q2 ? q2 : query));
@@ -644,9 +768,12 @@ DYNOBS_API int PQsendQueryPrepared(PGconn *c, const char *name, int n, const cha
 DYNOBS_API PGresult *PQgetResult(PGconn *c)
 {
     PGresult *(*fn)(PGconn *) = PQ(get_result, "PQgetResult");
-    int traced = active();
+    /* Called by libpq itself inside PQexec and its kin: nothing to do,
+     * and the calls it makes are not ours either. */
+    if (!active())
+        return fn ? fn(c) : NULL;
     PGresult *r = fn ? INNER(fn(c)) : NULL;
-    struct pgstate *s = traced && c ? state_of(c, 0) : NULL;
+    struct pgstate *s = c ? state_of(c, 0) : NULL;
     if (s && s->pending == 1) {
         int saved = errno;
         if (r) {

@@ -1,11 +1,21 @@
 """A minimal PEP 517 build backend (standard library only) for the dynobs
-package: a pure-Python wheel of dynobs/, so that `pip install ./python`
-needs no download of setuptools."""
+package, so that `pip install ./python` needs no download of setuptools:
+a wheel of dynobs/ with its C module (dynobs/_native.c) compiled for the
+interpreter that builds it when a C compiler and Python's headers are
+there, else a pure-Python wheel (the package then takes its ctypes path,
+as it does with DYNOBS_PYTHON_NATIVE=0, which also skips the compiler
+here)."""
 
 import base64
 import hashlib
+import importlib.machinery
 import os
 import re
+import shlex
+import subprocess
+import sys
+import sysconfig
+import tempfile
 import zipfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -56,10 +66,56 @@ def get_requires_for_build_sdist(config_settings=None):
     return []
 
 
+def _note(msg):
+    sys.stderr.write("dynobs_build: %s; building a pure-Python wheel (ctypes)\n" % msg)
+
+
+def _native(tmp):
+    """dynobs/_native.c compiled for this interpreter: (the module's file
+    name, its bytes), or None when it cannot be (said on stderr)."""
+    if os.environ.get("DYNOBS_PYTHON_NATIVE") == "0":
+        _note("DYNOBS_PYTHON_NATIVE=0")
+        return None
+    if sys.implementation.name != "cpython":
+        _note("not CPython")
+        return None
+    inc = sysconfig.get_paths()["include"]
+    if not os.path.isfile(os.path.join(inc, "Python.h")):
+        _note("no Python.h in %s (Debian: python3-dev)" % inc)
+        return None
+    fn = "_native" + importlib.machinery.EXTENSION_SUFFIXES[0]
+    out = os.path.join(tmp, fn)
+    cc = shlex.split(os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc")
+    cmd = cc + ["-shared", "-fPIC", "-O2", "-fvisibility=hidden", "-I" + inc,
+                os.path.join(HERE, NAME, "_native.c"), "-o", out]
+    try:
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    except (OSError, subprocess.SubprocessError) as e:
+        _note("no C compiler (%s: %s)" % (cc[0], e))
+        return None
+    if r.returncode != 0:
+        _note("%s failed:\n%s" % (" ".join(cmd), r.stderr))
+        return None
+    with open(out, "rb") as f:
+        return fn, f.read()
+
+
+def _native_tag():
+    """The wheel tag of a module built for this interpreter only."""
+    py = "cp%d%d" % sys.version_info[:2]
+    plat = sysconfig.get_platform().replace("-", "_").replace(".", "_")
+    return "%s-%s%s-%s" % (py, py, sys.abiflags, plat)
+
+
 def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
-    name = "%s-%s-%s.whl" % (NAME, VERSION, TAG)
+    with tempfile.TemporaryDirectory(prefix="dynobs-build-") as tmp:
+        native = _native(tmp)
+    tag = _native_tag() if native else TAG
+    name = "%s-%s-%s.whl" % (NAME, VERSION, tag)
     info = "%s-%s.dist-info" % (NAME, VERSION)
     files = []
+    if native:
+        files.append(("%s/%s" % (NAME, native[0]), native[1]))
     pkg = os.path.join(HERE, NAME)
     for fn in sorted(os.listdir(pkg)):
         if fn.endswith(".py") and fn != VERSION_FILE:
@@ -70,7 +126,8 @@ def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
                    '__version__ = "%s"\n' % VERSION).encode()))
     files.append((info + "/METADATA", _metadata().encode()))
     files.append((info + "/WHEEL", ("Wheel-Version: 1.0\nGenerator: dynobs_build\n"
-                                    "Root-Is-Purelib: true\nTag: %s\n" % TAG).encode()))
+                                    "Root-Is-Purelib: %s\nTag: %s\n"
+                                    % ("false" if native else "true", tag)).encode()))
     record = "".join("%s,%s,%d\n" % (p, _digest(d), len(d)) for p, d in files)
     record += info + "/RECORD,,\n"
     with zipfile.ZipFile(os.path.join(wheel_directory, name), "w", zipfile.ZIP_DEFLATED) as z:

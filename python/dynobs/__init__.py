@@ -11,7 +11,9 @@ instrumentation happens then: only what is called here is recorded).
         s.add_event("priced")
     dynobs.counter("orders").add(1, {"region": "eu"})
 
-Standard library only (ctypes); CPython 3.9 or later.
+Standard library only (ctypes), CPython 3.9 or later; spans take a faster
+path through dynobs/_native.c where it was built (pip or CMake, when a C
+compiler and Python's headers are there; DYNOBS_PYTHON_NATIVE=0 turns it off).
 """
 
 import asyncio
@@ -24,6 +26,7 @@ import inspect
 import logging
 import os
 import subprocess
+import sys
 import threading
 import traceback
 import warnings
@@ -231,8 +234,18 @@ def _load():
             _lib = False
             return None
         _start, _start_plain = lib.dynobs_span_start_ex, lib.dynobs_span_start
+        if _native:
+            # Before _lib: another thread that sees _lib may start a span
+            # in Python, whose C methods (end, set_attribute) need these.
+            _native.bind(*(ctypes.cast(getattr(lib, "dynobs_span_" + f), ctypes.c_void_p).value
+                           for f in ("start", "start_ex", "end", "set_str", "set_int",
+                                     "set_double", "set_bool")))
         _preloaded, _bridge_api = preloaded, bridge
         _lib, _lib_path = lib, os.path.realpath(path)
+        if _native:
+            # Last: from here on span() starts spans in C without coming
+            # here, and their Python methods use _lib.
+            _native.ready()
         return lib
 
 
@@ -277,14 +290,125 @@ def _in_event_loop():
 
 # ---- spans ----
 
-class Span:
-    """A span started by start_span() or span(). Ends once (end() or the
-    with-block's end); every method is a no-op on a span that is not
-    recorded (dynobs disabled, or a full pool, counted in stats)."""
+def _set_attribute(self, key, value):
+    """Span.set_attribute(key, value), returning the span: the ctypes
+    path's, and what dynobs._native hands every value it does not set."""
+    if self._ended:
+        return self
+    k = _enc(key, "attribute key")
+    if isinstance(value, bool):
+        rc = _lib.dynobs_span_set_bool(self._h, k, int(value))
+    elif isinstance(value, int):
+        if not -(1 << 63) <= value < (1 << 63):
+            value = str(value)
+            rc = _lib.dynobs_span_set_str(self._h, k, value.encode())
+        else:
+            rc = _lib.dynobs_span_set_int(self._h, k, value)
+    elif isinstance(value, float):
+        rc = _lib.dynobs_span_set_double(self._h, k, value)
+    elif value is None:
+        return self
+    else:
+        rc = _lib.dynobs_span_set_str(self._h, k, _enc(value if isinstance(value, (str, bytes))
+                                                       else str(value), "value"))
+    if rc == _EINVAL:
+        raise ValueError("attribute %r: %s" % (key, _strerror(rc)))
+    return self
+
+
+class _PySpanBase:
+    """What every span holds, and its with-protocol: the pure-Python half
+    of Span (dynobs/_native.c has the same in C, used when it is built)."""
 
     _tp = None      # the traceparent, once asked for
     _token = None   # the contextvar token while current
     _ts = None      # tracestate inherited from a remote parent
+
+    set_attribute = _set_attribute
+
+    @property
+    def recording(self):
+        return not self._ended
+
+    def end(self):
+        if self._ended:
+            return
+        self._ended = True
+        _lib.dynobs_span_end(self._h)
+        self._h = None
+
+    # with-block: the span is the current one inside it
+    def __enter__(self):
+        self._token = _current.set(self)
+        return self
+
+    def __exit__(self, etype, exc, tb):
+        if exc is not None and isinstance(exc, Exception):
+            self._record_error(etype, exc)
+        token = self._token
+        if token is not None:
+            self._token = None
+            try:
+                _current.reset(token)
+            except ValueError:  # exited in another context (a moved generator)
+                pass
+        if not self._ended:
+            self._ended = True
+            _lib.dynobs_span_end(self._h)
+            self._h = None
+        return False
+
+
+_NATIVE_API = 1  # what this file expects of dynobs._native (its API constant)
+
+
+def _native_module():
+    """dynobs._native (the C half of spans), or None: not built for this
+    interpreter (or built from another version), or DYNOBS_PYTHON_NATIVE=0.
+    Installed by pip beside this file; in a source tree, built by CMake
+    into python/ of the build directory, found beside the library named
+    by DYNOBS_LIBRARY or LD_PRELOAD, else in build/ beside python/."""
+    if os.environ.get("DYNOBS_PYTHON_NATIVE") == "0":
+        return None
+    try:
+        from . import _native
+        return _native if getattr(_native, "API", None) == _NATIVE_API else None
+    except ImportError:
+        pass
+    here = os.path.dirname(os.path.abspath(__file__))
+    if os.path.exists(os.path.join(here, "_version.py")):
+        return None  # installed (pip wrote _version.py): its own module or none
+    import importlib.machinery
+    import importlib.util
+    libs = [os.environ.get("DYNOBS_LIBRARY")]
+    libs += [p for p in os.environ.get("LD_PRELOAD", "").replace(":", " ").split()
+             if os.path.basename(p).startswith("libdynobs.so")]
+    libs.append(os.path.join(here, "..", "..", "build", "libdynobs.so"))
+    # Only this interpreter's exact ABI: the module uses the full C API.
+    fn = "_native" + importlib.machinery.EXTENSION_SUFFIXES[0]
+    for lib in libs:
+        path = os.path.join(os.path.dirname(lib), "python", fn) if lib and "/" in lib else None
+        if not path or not os.path.isfile(path):
+            continue
+        try:
+            spec = importlib.util.spec_from_file_location(__name__ + "._native", path)
+            mod = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(mod)
+        except (ImportError, OSError):
+            continue
+        if getattr(mod, "API", None) == _NATIVE_API:
+            sys.modules[spec.name] = mod
+            return mod
+    return None
+
+
+_native = _native_module()
+
+
+class Span(_native.SpanBase if _native else _PySpanBase):
+    """A span started by start_span() or span(). Ends once (end() or the
+    with-block's end); every method is a no-op on a span that is not
+    recorded (dynobs disabled, or a full pool, counted in stats)."""
 
     def __init__(self, handle, name, tracestate=None):
         self.name = name
@@ -292,10 +416,6 @@ class Span:
         self._ended = not handle
         if tracestate:
             self._ts = tracestate
-
-    @property
-    def recording(self):
-        return not self._ended
 
     @property
     def traceparent(self):
@@ -315,29 +435,6 @@ class Span:
     def span_id(self):
         tp = self.traceparent
         return tp[36:52] if tp else None
-
-    def set_attribute(self, key, value):
-        if self._ended:
-            return self
-        k = _enc(key, "attribute key")
-        if isinstance(value, bool):
-            rc = _lib.dynobs_span_set_bool(self._h, k, int(value))
-        elif isinstance(value, int):
-            if not -(1 << 63) <= value < (1 << 63):
-                value = str(value)
-                rc = _lib.dynobs_span_set_str(self._h, k, value.encode())
-            else:
-                rc = _lib.dynobs_span_set_int(self._h, k, value)
-        elif isinstance(value, float):
-            rc = _lib.dynobs_span_set_double(self._h, k, value)
-        elif value is None:
-            return self
-        else:
-            rc = _lib.dynobs_span_set_str(self._h, k, _enc(value if isinstance(value, (str, bytes))
-                                                           else str(value), "value"))
-        if rc == _EINVAL:
-            raise ValueError("attribute %r: %s" % (key, _strerror(rc)))
-        return self
 
     def set_attributes(self, attributes):
         for k, v in (attributes or {}).items():
@@ -374,34 +471,10 @@ class Span:
         })
         return self
 
-    def end(self):
-        if self._ended:
-            return
-        self._ended = True
-        _lib.dynobs_span_end(self._h)
-        self._h = None
-
-    # with-block: the span is the current one inside it
-    def __enter__(self):
-        self._token = _current.set(self)
-        return self
-
-    def __exit__(self, etype, exc, tb):
-        if exc is not None and isinstance(exc, Exception):
-            self.set_status(ERROR, "%s: %s" % (_qualname(etype), exc))
-            self.record_exception(exc)
-        token = self._token
-        if token is not None:
-            self._token = None
-            try:
-                _current.reset(token)
-            except ValueError:  # exited in another context (a moved generator)
-                pass
-        if not self._ended:
-            self._ended = True
-            _lib.dynobs_span_end(self._h)
-            self._h = None
-        return False
+    def _record_error(self, etype, exc):
+        # An Exception leaving the with-block (from either __exit__).
+        self.set_status(ERROR, "%s: %s" % (_qualname(etype), exc))
+        self.record_exception(exc)
 
     def __repr__(self):
         return "<dynobs.Span %r %s>" % (self.name, self.traceparent or "not recording")
@@ -450,7 +523,7 @@ def _attr_array(attributes):
 _names = {}  # span name -> its UTF-8 bytes, for the names used most
 
 
-def start_span(name, kind=INTERNAL, attributes=None, parent=None, root=False):
+def _start_span(name, kind=INTERNAL, attributes=None, parent=None, root=False):
     """Starts a span and returns it; the caller ends it (span.end()). Its
     parent is `parent` (a Span, or a traceparent string), else the current
     span of this context, else what the shim has current on this thread
@@ -472,11 +545,7 @@ def start_span(name, kind=INTERNAL, attributes=None, parent=None, root=False):
             # context of this thread (if any) is the parent, and the span
             # becomes it (two arguments: the cheapest call ctypes has).
             h = _start_plain(nb, kind)
-            if h:
-                return Span(h, name)
-            if lib.dynobs_enabled():
-                stats["spans_refused"] += 1
-            return Span(None, name)
+            return Span(h, name) if h else _refused(name)
     flags = 0
     tp = ts = None
     implicit = False
@@ -515,6 +584,14 @@ def start_span(name, kind=INTERNAL, attributes=None, parent=None, root=False):
     return s
 
 
+def _refused(name):
+    """The span that was not started (the library refused it): counted
+    when dynobs is on, and a no-op span all the same."""
+    if _lib.dynobs_enabled():
+        stats["spans_refused"] += 1
+    return Span(None, name)
+
+
 def span(name, kind=INTERNAL, attributes=None, parent=None, root=False):
     """A span for a with-block, current inside it:
 
@@ -524,6 +601,16 @@ def span(name, kind=INTERNAL, attributes=None, parent=None, root=False):
     An exception leaving the block sets error status and adds an
     "exception" event, then goes on up."""
     return start_span(name, kind, attributes, parent, root)
+
+
+if _native:
+    # The C module starts the common case itself and hands every other
+    # call to _start_span, which is the definition of both.
+    _native.setup(Span, _current, _running_loop, _traces_on, _start_span, _refused,
+                  _set_attribute)
+    start_span = span = _native.span
+else:
+    start_span = _start_span
 
 
 def traced(name=None, kind=INTERNAL, attributes=None):

@@ -10,14 +10,7 @@ Each request carries a traceparent of its own trace.
 
 import json
 
-import pytest
-
-from test_dynobs import PYTHONS, run
-
-
-@pytest.fixture(params=PYTHONS)
-def python(request):
-    return request.param
+from test_dynobs import python, run  # noqa: F401  (the fixture: each interpreter, both paths)
 
 
 PROGRAM = r"""

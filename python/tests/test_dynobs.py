@@ -42,6 +42,30 @@ def interpreters():
 PYTHONS = interpreters()
 
 
+class Interpreter(str):
+    """An interpreter (its path) and the path the package's spans take in
+    it: "native" (dynobs._native, the C module CMake builds into the
+    build directory's python/) or "ctypes" (DYNOBS_PYTHON_NATIVE=0). Every
+    test taking the `python` fixture runs with both."""
+
+    def __new__(cls, path, spans):
+        s = str.__new__(cls, path)
+        s.spans = spans
+        return s
+
+
+def native_module(python):
+    """The C module built for this interpreter's ABI, or None."""
+    r = subprocess.run([python, "-c", "import importlib.machinery as m; "
+                        "print(m.EXTENSION_SUFFIXES[0])"], capture_output=True, text=True)
+    path = os.path.join(BUILD, "python", "_native" + r.stdout.strip())
+    return path if r.returncode == 0 and os.path.isfile(path) else None
+
+
+VARIANTS = [pytest.param(Interpreter(p, spans), id="%s-%s" % (p, spans))
+            for p in PYTHONS for spans in ("native", "ctypes")]
+
+
 class Recorded:
     """What dynobs-dump printed, parsed: spans, logs, metrics."""
 
@@ -115,6 +139,11 @@ def run3(code, python=None, env=None, preload=False, expect_rc=0):
         e = {k: v for k, v in os.environ.items()
              if not k.startswith("OTEL_") and k not in ("LD_PRELOAD", "DYNOBS_CAPTURE_LOGS")}
         e.update(PYTHONPATH=PKG, DYNOBS_SHM_DIR=shm, DYNOBS_LIBRARY=LIB)
+        spans = getattr(python, "spans", None)
+        if spans == "ctypes":
+            e["DYNOBS_PYTHON_NATIVE"] = "0"
+        elif spans == "native":
+            e.pop("DYNOBS_PYTHON_NATIVE", None)
         if preload:
             e["LD_PRELOAD"] = LIB
         e.update(env or {})
@@ -127,9 +156,13 @@ def run3(code, python=None, env=None, preload=False, expect_rc=0):
         shutil.rmtree(shm, ignore_errors=True)
 
 
-@pytest.fixture(params=PYTHONS)
+@pytest.fixture(params=VARIANTS)
 def python(request):
-    return request.param
+    py = request.param
+    if py.spans == "native" and not native_module(py):
+        pytest.skip("no dynobs._native built for %s (a C compiler and its Python.h are "
+                    "needed): its ctypes path only" % py)
+    return py
 
 
 def test_built():
