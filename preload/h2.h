@@ -147,9 +147,10 @@ struct dynobs_h2_state *dynobs__h2_state(struct dynobs_conn *c) DYNOBS_INTERNAL;
 /* An open stream's entry, or NULL. */
 struct dynobs_h2_stream *dynobs__h2_find(struct dynobs_h2_state *st,
                                          uint32_t id) DYNOBS_INTERNAL;
-/* A free entry, claimed (state STARTING), or NULL when all are taken
- * (counted). */
-struct dynobs_h2_stream *dynobs__h2_claim(struct dynobs_h2_state *st) DYNOBS_INTERNAL;
+/* A free entry for stream id, claimed (state STARTING), or NULL when all
+ * are taken (counted). */
+struct dynobs_h2_stream *dynobs__h2_claim(struct dynobs_h2_state *st,
+                                          uint32_t id) DYNOBS_INTERNAL;
 #define DYNOBS_H2_FREE 0u
 #define DYNOBS_H2_STARTING 1u
 #define DYNOBS_H2_OPEN 2u
@@ -162,6 +163,12 @@ void dynobs__h2_count(const char *name) DYNOBS_INTERNAL;
 size_t dynobs__h2_host_len(const char *authority, size_t n) DYNOBS_INTERNAL;
 /* rpc.system, rpc.service and rpc.method of a gRPC path. */
 void dynobs__h2_rpc_attrs(struct dynobs_span *s, const char *path, size_t n) DYNOBS_INTERNAL;
+/* rpc.server.duration (server) or rpc.client.duration of a gRPC call on
+ * path (for a server, its route: folded as http.route is, so a flood of
+ * unknown methods makes few series), in milliseconds as the semantic
+ * conventions for RPC have it, by service, method and status code. */
+void dynobs__h2_rpc_metric(int server, const char *path, size_t n, int code,
+                           double seconds) DYNOBS_INTERNAL;
 /* Requests served over HTTP/2 that continue a caller's traceparent, by
  * that traceparent, for runtimes whose handlers run on threads that never
  * read the request (grpcio's thread pool): dynobs_served_traceparent.

@@ -89,7 +89,7 @@ static void start_stream(struct dynobs_conn *c, struct dynobs_h2_state *st,
     struct dynobs_thread *t = dynobs__thread();
     if (!t || !h->method_len)
         return;
-    struct dynobs_h2_stream *x = dynobs__h2_claim(st);
+    struct dynobs_h2_stream *x = dynobs__h2_claim(st, h->stream);
     if (!x)
         return;
     int tls = c->transport == DYNOBS_TRANSPORT_TLS;
@@ -144,6 +144,10 @@ static void start_stream(struct dynobs_conn *c, struct dynobs_h2_state *st,
     size_t pl = 0;
     while (pl < h->path_len && h->path[pl] != '?' && h->path[pl] != '#')
         pl++;
+    /* A gRPC call's method, for its metric (a client's own paths). */
+    x->route.len = (uint16_t)(pl < sizeof x->route.text ? pl : 0);
+    memcpy(x->route.text, h->path, x->route.len);
+    x->route.text[x->route.len] = '\0';
     char name[DYNOBS_H2_PATH_MAX];
     if (x->grpc && pl > 1) {
         memcpy(name, h->path + 1, pl - 1);
@@ -227,6 +231,8 @@ static void finish(struct dynobs_h2_stream *x, const char *error_type)
         double secs = now > x->start_ns ? (double)(now - x->start_ns) / 1e9 : 0;
         dynobs__http_client_metric(x->method, x->server_address, x->server_port, x->status,
                                    error_type, secs);
+        if (x->grpc)
+            dynobs__h2_rpc_metric(0, x->route.text, x->route.len, x->grpc_status, secs);
     }
     dynobs__redact_span(s, x->rules, x->redact);
     dynobs__span_finish(s);

@@ -30,7 +30,7 @@ static void start(struct dynobs_conn *c, struct dynobs_h2_state *st, const struc
     struct dynobs_thread *t = dynobs__thread();
     if (!t || !h->method_len)
         return;
-    struct dynobs_h2_stream *x = dynobs__h2_claim(st);
+    struct dynobs_h2_stream *x = dynobs__h2_claim(st, h->stream);
     if (!x)
         return;
     x->id = h->stream;
@@ -168,6 +168,8 @@ static void finish(struct dynobs_conn *c, struct dynobs_h2_stream *x, const char
         dynobs__labels_join(labels, sizeof labels, parts, sizeof parts / sizeof parts[0]);
         double secs = now > x->start_ns ? (double)(now - x->start_ns) / 1e9 : 0;
         dynobs__http_server_metric(seg, labels, secs);
+        if (x->grpc)
+            dynobs__h2_rpc_metric(1, x->route.text, x->route.len, x->grpc_status, secs);
     }
     dynobs__serving_end(&x->serving, t);
     dynobs__served_remove(&x->served);
@@ -195,9 +197,12 @@ static void in_field(void *arg, const struct dynobs_hpack_field *f)
 static void in_end(void *arg, uint32_t stream)
 {
     struct dynobs_h2_state *st = arg;
-    /* A block on a stream already open is its trailers. */
-    if (!dynobs__h2_find(st, stream))
-        start(st->conn, st, &st->in_head);
+    /* A block that opens a stream (a client's are odd and increase);
+     * another is the client's trailers. */
+    if (!(stream & 1u) || stream <= st->last_stream)
+        return;
+    st->last_stream = stream;
+    start(st->conn, st, &st->in_head);
 }
 
 static void in_reset(void *arg, uint32_t stream, uint32_t code)
@@ -275,6 +280,7 @@ int dynobs__h2s_init(struct dynobs_conn *c)
         return -ENOMEM;
     dynobs__h2_init(&st->in, 1);
     dynobs__h2_init(&st->out, 0);
+    st->last_stream = 0;
     return 0;
 }
 

@@ -30,21 +30,32 @@ struct dynobs_h2_state *dynobs__h2_state(struct dynobs_conn *c)
     return st;
 }
 
+/* A stream's first slot to try: a side's streams are numbered 2 apart,
+ * so 64 consecutive ones take 64 different slots and the look-up of an
+ * open stream is one probe, not a scan. */
+static unsigned home(uint32_t id)
+{
+    return (id >> 1) & (DYNOBS_H2_STREAMS - 1);
+}
+
 struct dynobs_h2_stream *dynobs__h2_find(struct dynobs_h2_state *st, uint32_t id)
 {
+    struct dynobs_h2_stream *x = &st->streams[home(id)];
+    if (__atomic_load_n(&x->state, __ATOMIC_ACQUIRE) == DYNOBS_H2_OPEN && x->id == id)
+        return x;
     for (unsigned i = 0; i < DYNOBS_H2_STREAMS; i++) {
-        struct dynobs_h2_stream *x = &st->streams[i];
+        x = &st->streams[i];
         if (__atomic_load_n(&x->state, __ATOMIC_ACQUIRE) == DYNOBS_H2_OPEN && x->id == id)
             return x;
     }
     return NULL;
 }
 
-struct dynobs_h2_stream *dynobs__h2_claim(struct dynobs_h2_state *st)
+struct dynobs_h2_stream *dynobs__h2_claim(struct dynobs_h2_state *st, uint32_t id)
 {
-    for (unsigned i = 0; i < DYNOBS_H2_STREAMS; i++) {
+    for (unsigned k = 0; k < DYNOBS_H2_STREAMS; k++) {
         uint32_t free_ = DYNOBS_H2_FREE;
-        struct dynobs_h2_stream *x = &st->streams[i];
+        struct dynobs_h2_stream *x = &st->streams[(home(id) + k) & (DYNOBS_H2_STREAMS - 1)];
         if (__atomic_load_n(&x->state, __ATOMIC_RELAXED) == DYNOBS_H2_FREE &&
             __atomic_compare_exchange_n(&x->state, &free_, DYNOBS_H2_STARTING, 0,
                                         __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
@@ -112,6 +123,43 @@ int dynobs__h2_feed_range(struct dynobs_h2_reader *r, const struct dynobs_h2_eve
         off += len;
     }
     return 0;
+}
+
+void dynobs__h2_rpc_metric(int server, const char *path, size_t n, int code, double seconds)
+{
+    struct dynobs_segment *seg = dynobs__segment();
+    if (!seg)
+        return;
+    /* "/package.Service/Method", as rpc_attrs splits it. */
+    char svc[128] = "", meth[128] = "", cs[12] = "";
+    const char *p = n && path[0] == '/' ? path + 1 : path;
+    size_t m = n && path[0] == '/' ? n - 1 : n;
+    const char *slash = memchr(p, '/', m);
+    size_t sl = slash ? (size_t)(slash - p) : m, ml = slash ? m - sl - 1 : 0;
+    if (sl < sizeof svc)
+        memcpy(svc, p, sl), svc[sl] = '\0';
+    if (slash && ml < sizeof meth)
+        memcpy(meth, slash + 1, ml), meth[ml] = '\0';
+    if (code >= 0 && code < 100) {
+        int k = 0;
+        if (code >= 10)
+            cs[k++] = (char)('0' + code / 10);
+        cs[k++] = (char)('0' + code % 10);
+        cs[k] = '\0';
+    }
+    const char *parts[][2] = {{"rpc.system", "grpc"},
+                              {"rpc.service", svc},
+                              {"rpc.method", meth},
+                              {"rpc.grpc.status_code", cs[0] ? cs : NULL}};
+    char labels[DYNOBS_METRIC_KEY_BYTES];
+    dynobs__labels_join(labels, sizeof labels, parts, sizeof parts / sizeof parts[0]);
+    struct dynobs_metric_def d = {.name = server ? "rpc.server.duration" : "rpc.client.duration",
+                                  .unit = "ms",
+                                  .kind = DYNOBS_METRIC_HISTOGRAM,
+                                  .bounds = dynobs__default_bounds,
+                                  .nbounds = 15};
+    if (dynobs__metric_update(&seg->metrics, &d, seconds * 1000.0, labels) < 0)
+        dynobs__count(DYNOBS_CTR_METRIC_UPDATES_REFUSED);
 }
 
 /* ---- served requests by caller ---- */

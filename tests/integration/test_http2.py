@@ -242,6 +242,16 @@ print("ok")
 '''
 
 
+def check_rpc_metric(env, metric, service, want):
+    """The RPC duration histogram counts each method's calls under its
+    status code, in milliseconds."""
+    series = ('%s_count{service_name="%s",rpc_grpc_status_code="%s",rpc_method="%s",'
+              'rpc_service="demo.v1.Echo",rpc_system="grpc"}')
+    for method, (code, n) in want.items():
+        tx.wait_for(lambda: env.metric(series % (metric, service, code, method)) == n, 10,
+                    "%s: %d %s calls with status %s in %s" % (service, n, method, code, metric))
+
+
 def check_grpc(env, tls):
     py = "/usr/bin/python3"
     tx.require_system_python3()
@@ -291,6 +301,8 @@ def check_grpc(env, tls):
         f = by_method["Fail"][0]
         check(attrs(f).get("rpc.grpc.status_code") == 13 and hs.is_error(f),
               "%s: Fail: %r" % (name, attrs(f)))
+        check_rpc_metric(env, "rpc_server_duration_milliseconds", name, {"Say": ("0", 3),
+                                                                          "Fail": ("13", 1)})
     finally:
         rx.stop()
 
@@ -422,6 +434,8 @@ def check_grpc_pair(env, tls):
             check(a.get("rpc.system") == "grpc" and a.get("rpc.service") == "demo.v1.Echo" and
                   a.get("rpc.grpc.status_code") == (13 if failed else 0) and
                   hs.is_error(c) == failed, "%s: client span %r" % (name, a))
+        check_rpc_metric(env, "rpc_client_duration_milliseconds", name + "-client",
+                         {"Say": ("0", 3), "Fail": ("13", 1)})
     finally:
         rx.stop()
 
