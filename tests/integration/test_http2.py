@@ -28,8 +28,8 @@ opens it (preload/h2client.c).
   - a grpcio client under the shim calling a grpcio server under the
     shim: one trace per call, client span (rpc attributes, status 13 an
     error) parent of the server span.
-  - a grpcio server started with dynobs-run, whose handler (on grpcio's
-    thread pool) calls an HTTP backend: 3 calls one at a time and then 8
+  - a grpcio server started with dynobs-run (clear text and TLS), whose
+    handler (on grpcio's thread pool) calls an HTTP backend: 3 calls one at a time and then 8
     at once, each with a trace of its own: every outbound call is in its
     call's trace, a child of a CLIENT span whose parent is the call's
     SERVER span (dynobs_served_traceparent through the grpc bridge), and
@@ -591,6 +591,166 @@ def test_h2_client_short_writes(env):
 @tx.with_env
 def test_h2_client_continuation_frames(env):
     check_h2_client(env, 40)
+
+
+@tx.with_env
+def test_nginx_http2_tls(env):
+    import test_http_client as hc
+    need("nghttp", "nghttp2-client")
+    hc.require_third_party("nginx")
+    if not hc.nginx_found():
+        raise tx.Skipped("nginx is missing (Debian: nginx-light)")
+    rx = Receiver()
+    try:
+        env.start_exporter(rx.url())
+        ng = hc.Nginx(env, preload=True)
+        base = "https://127.0.0.1:%d" % ng.tls_port
+        dump_bodies(env, ["nghttp", "-n", base + "/index.html", base + "/missing"], True)
+        trace, parent = secrets.token_hex(16), secrets.token_hex(8)
+        body = curl(ng.tls_port, True, ["/index.html"], ["traceparent: 00-%s-%s-01" % (trace,
+                                                                                     parent)])
+        check(body == b"hello from nginx\n" * 50, "curl's body %r" % body[:60])
+        # nginx's first span is the plain-HTTP request its start-up check made.
+        ss = [s for s in hs.received(rx, "nginx", 4, "nginx spans")
+              if attrs(s).get("network.protocol.version") == "2"]
+        cs = hs.received(rx, "nghttp", 2, "nghttp spans")
+        check(len(ss) == 3, "nginx: %d HTTP/2 spans" % len(ss))
+        from_nghttp = [s for s in ss if hexid(s, "trace_id") != trace]
+        check_pairs("nginx", cs, from_nghttp)
+        mine = [s for s in ss if hexid(s, "trace_id") == trace]
+        check(len(mine) == 1 and hexid(mine[0], "parent_span_id") == parent,
+              "nginx: curl's request did not continue its traceparent")
+        log = [l for l in ng.log() if l[4] == "HTTP/2.0"]
+        check(len(log) == 3, "nginx logged %d HTTP/2 requests: %r" % (len(log), ng.log()))
+        sent = {(hexid(c, "trace_id"), hexid(c, "span_id")) for c in cs} | {(trace, parent)}
+        got = [tuple(l[1].split("-")[1:3]) for l in log]
+        check(set(got) == sent and all(l[1].count("00-") == 1 for l in log),
+              "nginx got traceparents %r, sent %r" % ([l[1] for l in log], sent))
+    finally:
+        rx.stop()
+
+
+GRPC_HOP_SERVER = r'''
+import os, sys, urllib.request, grpc
+from concurrent import futures
+port, back, key, crt = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+
+def hop(request, context):
+    with urllib.request.urlopen(back + "/back?id=" + request.decode(), timeout=10) as r:
+        return r.read()
+
+handler = grpc.method_handlers_generic_handler("demo.v1.Hop", {
+    "Go": grpc.unary_unary_rpc_method_handler(hop)})
+server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
+server.add_generic_rpc_handlers((handler,))
+if key == "-":
+    server.add_insecure_port("127.0.0.1:%d" % port)
+else:
+    creds = grpc.ssl_server_credentials([(open(key, "rb").read(), open(crt, "rb").read())])
+    server.add_secure_port("127.0.0.1:%d" % port, creds)
+server.start()
+print("ready", flush=True)
+server.wait_for_termination()
+'''
+
+GRPC_HOP_CLIENT = r'''
+import sys, threading, grpc
+port, crt, calls = int(sys.argv[1]), sys.argv[2], sys.argv[3:]
+if crt == "-":
+    ch = grpc.insecure_channel("localhost:%d" % port)
+else:
+    ch = grpc.secure_channel("localhost:%d" % port,
+                             grpc.ssl_channel_credentials(open(crt, "rb").read()))
+go = ch.unary_unary("/demo.v1.Hop/Go")
+def one(arg):
+    ident, tp = arg.split(",")
+    assert go(ident.encode(), metadata=(("traceparent", tp),), timeout=20) == b"back " + ident.encode()
+first, rest = calls[:3], calls[3:]
+for a in first:
+    one(a)
+ts = [threading.Thread(target=one, args=(a,)) for a in rest]
+for t in ts:
+    t.start()
+for t in ts:
+    t.join()
+print("ok")
+'''
+
+
+def check_grpc_handler_calls(env, tls):
+    import test_event_loops as ev
+    py = "/usr/bin/python3"
+    tx.require_system_python3()
+    if subprocess.run([py, "-c", "import grpc"], capture_output=True).returncode:
+        raise tx.Skipped("python3-grpcio is not installed")
+    rx = Receiver()
+    backend = ev.Backend()
+    try:
+        env.start_exporter(rx.url())
+        port = tx.free_port()
+        srv = os.path.join(env.dir, "hop.py")
+        with open(srv, "w") as f:
+            f.write(GRPC_HOP_SERVER)
+        key, crt = certificate(env) if tls else ("-", "-")
+        p = subprocess.Popen([ev.RUN, "--no-exporter", "--", py, srv, str(port), backend.url(),
+                              key, crt],
+                             env=env.app_env({"OTEL_SERVICE_NAME": "grpc-hop"}),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        env.procs.append(p)
+        check(p.stdout.readline().strip() == "ready", "the grpc server did not start")
+        calls = {i: (secrets.token_hex(16), secrets.token_hex(8)) for i in range(1, 12)}
+        cli = os.path.join(env.dir, "hopclient.py")
+        with open(cli, "w") as f:
+            f.write(GRPC_HOP_CLIENT)
+        e = dict(os.environ)
+        e.pop("LD_PRELOAD", None)
+        r = subprocess.run([py, cli, str(port), crt] + ["%d,00-%s-%s-01" % (i, t, s)
+                                                    for i, (t, s) in sorted(calls.items())],
+                           capture_output=True, text=True, timeout=60, env=e)
+        check(r.returncode == 0 and r.stdout.strip() == "ok", "the client failed: %s %s" % (
+            r.stdout, r.stderr[-800:]))
+        spans = hs.received(rx, "grpc-hop", 22, "server and client spans")
+        servers = {hexid(s, "trace_id"): s for s in spans if hs.kind(s) == "SPAN_KIND_SERVER"}
+        clients = {hexid(s, "span_id"): s for s in spans if hs.kind(s) == "SPAN_KIND_CLIENT"}
+        check(len(servers) == 11 and len(clients) == 11, "%d server traces, %d client spans" % (
+            len(servers), len(clients)))
+        by_trace = {t: i for i, (t, _) in calls.items()}
+        with backend.lock:
+            seen = list(backend.seen)
+        check(sorted(int(i) for i, _ in seen) == list(range(1, 12)), "backend got %r" % seen)
+        linked = wrong = 0
+        for ident, tps in seen:
+            i = int(ident)
+            trace, parent = calls[i]
+            server = servers.get(trace)
+            check(server is not None and hexid(server, "parent_span_id") == parent,
+                  "call %d: no server span continuing its caller" % i)
+            check(len(tps) == 1, "call %d: %d traceparents at the backend" % (i, len(tps)))
+            _, t, p, _ = tps[0].split("-")
+            if t == trace:
+                c = clients.get(p)
+                check(c is not None and hexid(c, "parent_span_id") == hexid(server, "span_id"),
+                      "call %d: its outbound call is not a child of its server span" % i)
+                linked += 1
+            elif t in by_trace:
+                wrong += 1
+        print("grpc handler calls%s: %d of 11 in their call's trace, %d in another's" % (
+            " (TLS)" if tls else "", linked, wrong))
+        check(wrong == 0, "%d handler calls in another call's trace" % wrong)
+        check(linked == 11, "only %d of 11 handler calls in their call's trace" % linked)
+    finally:
+        backend.stop()
+        rx.stop()
+
+
+@tx.with_env
+def test_grpc_handler_calls_are_children_of_their_call(env):
+    check_grpc_handler_calls(env, False)
+
+
+@tx.with_env
+def test_grpc_handler_calls_are_children_of_their_call_tls(env):
+    check_grpc_handler_calls(env, True)
 
 
 def main():
