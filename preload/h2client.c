@@ -43,25 +43,7 @@ static size_t url_full(const struct dynobs_h2_head *h, int tls, char *out, size_
     memcpy(out + sl, "://", 3);
     memcpy(out + sl + 3, h->authority, h->authority_len);
     o = sl + 3 + h->authority_len;
-    int in_query = 0, in_value = 0;
-    for (size_t i = 0; i < h->path_len && o + 10 < cap; i++) {
-        char ch = h->path[i];
-        if (ch == '#')
-            break;
-        if (ch == '?' && !in_query) {
-            in_query = 1;
-        } else if (in_query && ch == '=' && !in_value) {
-            memcpy(out + o, "=REDACTED", 9);
-            o += 9;
-            in_value = 1;
-            continue;
-        } else if (in_query && ch == '&') {
-            in_value = 0;
-        }
-        if (!in_value)
-            out[o++] = ch;
-    }
-    return o;
+    return dynobs__redact_url_values(h->path, h->path_len, out, o, cap);
 }
 
 /* Our fields for the stream's frame: traceparent, and tracestate and
@@ -242,20 +224,6 @@ static void finish(struct dynobs_h2_stream *x, const char *error_type)
 
 /* ---- what the frame readers report ---- */
 
-static void out_begin(void *arg, uint32_t stream, int end_stream, int promised)
-{
-    struct dynobs_h2_state *st = arg;
-    (void)promised; /* a client cannot promise */
-    dynobs__h2_head_begin(&st->out_head, stream);
-    st->out_head.end_stream = (uint8_t)end_stream;
-}
-
-static void out_field(void *arg, const struct dynobs_hpack_field *f)
-{
-    struct dynobs_h2_state *st = arg;
-    dynobs__h2_head_field(&st->out_head, f);
-}
-
 static void out_end(void *arg, uint32_t stream)
 {
     struct dynobs_h2_state *st = arg;
@@ -276,34 +244,16 @@ static void out_reset(void *arg, uint32_t stream, uint32_t code)
         finish(x, "cancelled");
 }
 
-static const struct dynobs_h2_events out_events = {
-    .block_begin = out_begin, .field = out_field, .block_end = out_end, .reset = out_reset};
-
-static void in_begin(void *arg, uint32_t stream, int end_stream, int promised)
-{
-    struct dynobs_h2_state *st = arg;
-    dynobs__h2_head_begin(&st->in_head, promised ? 0 : stream);
-    st->in_head.end_stream = (uint8_t)end_stream;
-}
-
-static void in_field(void *arg, const struct dynobs_hpack_field *f)
-{
-    struct dynobs_h2_state *st = arg;
-    dynobs__h2_head_field(&st->in_head, f);
-}
+static const struct dynobs_h2_events out_events = {.block_begin = dynobs__h2_out_begin,
+                                                   .field = dynobs__h2_out_field,
+                                                   .block_end = out_end,
+                                                   .reset = out_reset};
 
 static void in_end(void *arg, uint32_t stream)
 {
     struct dynobs_h2_state *st = arg;
-    const struct dynobs_h2_head *h = &st->in_head;
-    struct dynobs_h2_stream *x = h->stream ? dynobs__h2_find(st, stream) : NULL;
-    if (!x)
-        return;
-    if (h->status >= 200)
-        x->status = h->status;
-    if (h->grpc_status >= 0)
-        x->grpc_status = h->grpc_status;
-    if (h->end_stream)
+    struct dynobs_h2_stream *x = dynobs__h2_response(st, &st->in_head, stream);
+    if (x && st->in_head.end_stream)
         finish(x, NULL);
 }
 
@@ -332,8 +282,8 @@ static void in_setting(void *arg, uint16_t id, uint32_t value)
         __atomic_store_n(&st->peer_max_frame, value, __ATOMIC_RELAXED);
 }
 
-static const struct dynobs_h2_events in_events = {.block_begin = in_begin,
-                                                  .field = in_field,
+static const struct dynobs_h2_events in_events = {.block_begin = dynobs__h2_in_begin,
+                                                  .field = dynobs__h2_in_field,
                                                   .block_end = in_end,
                                                   .data = in_data,
                                                   .reset = in_reset,
