@@ -132,25 +132,7 @@ static size_t url_full(const struct dynobs_h1c_exchange *x, int tls,
         t += skip;
         tl -= skip;
     }
-    int in_query = 0, in_value = 0;
-    for (size_t i = 0; i < tl && o + 10 < cap; i++) {
-        char ch = t[i];
-        if (ch == '#')
-            break;
-        if (ch == '?' && !in_query) {
-            in_query = 1;
-        } else if (in_query && ch == '=' && !in_value) {
-            out[o++] = '=';
-            memcpy(out + o, "REDACTED", 8);
-            o += 8;
-            in_value = 1;
-            continue;
-        } else if (in_query && ch == '&') {
-            in_value = 0;
-        }
-        if (!in_value)
-            out[o++] = ch;
-    }
+    o = dynobs__redact_url_values(t, tl, out, o, cap);
     out[o < cap ? o : cap - 1] = '\0';
     return o;
 }

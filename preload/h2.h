@@ -187,6 +187,19 @@ int dynobs__h2_feed_range(struct dynobs_h2_reader *r, const struct dynobs_h2_eve
                           void *arg, const struct iovec *iov, int iovcnt, size_t from,
                           size_t to) DYNOBS_INTERNAL;
 
+/* The readers' callbacks that keep the fields of the block being read in
+ * (in_head) or written out (out_head); arg is the connection's state. */
+void dynobs__h2_in_begin(void *arg, uint32_t stream, int end_stream, int promised) DYNOBS_INTERNAL;
+void dynobs__h2_in_field(void *arg, const struct dynobs_hpack_field *f) DYNOBS_INTERNAL;
+void dynobs__h2_out_begin(void *arg, uint32_t stream, int end_stream, int promised) DYNOBS_INTERNAL;
+void dynobs__h2_out_field(void *arg, const struct dynobs_hpack_field *f) DYNOBS_INTERNAL;
+/* A response's block h ended on stream: its status and gRPC status go to
+ * the open stream, returned (NULL: none); h->end_stream says whether the
+ * block ends it. */
+struct dynobs_h2_stream *dynobs__h2_response(struct dynobs_h2_state *st,
+                                             const struct dynobs_h2_head *h,
+                                             uint32_t stream) DYNOBS_INTERNAL;
+
 /* The fields of a block that matter to a span, kept in h as they pass
  * (shared by both roles). */
 void dynobs__h2_head_begin(struct dynobs_h2_head *h, uint32_t stream) DYNOBS_INTERNAL;

@@ -12,9 +12,10 @@
  * To rewrite it, its block must be decoded before it goes out: the plan
  * reads the application's bytes up to the end of that frame ahead of the
  * write (fed_pos), and what the write then sends is read from there on.
- * A HEADERS frame that is followed by CONTINUATION frames, that the
- * application writes in pieces, or that would outgrow the peer's frame
- * size goes out as it was (dynobs.http2.not_injected counts it).
+ * When the block goes on in CONTINUATION frames, our fields go into the
+ * one that ends it. A block that the application writes in pieces, or
+ * whose last frame would outgrow the peer's frame size, goes out as it
+ * was (dynobs.http2.not_injected counts it).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -42,25 +43,7 @@ static size_t url_full(const struct dynobs_h2_head *h, int tls, char *out, size_
     memcpy(out + sl, "://", 3);
     memcpy(out + sl + 3, h->authority, h->authority_len);
     o = sl + 3 + h->authority_len;
-    int in_query = 0, in_value = 0;
-    for (size_t i = 0; i < h->path_len && o + 10 < cap; i++) {
-        char ch = h->path[i];
-        if (ch == '#')
-            break;
-        if (ch == '?' && !in_query) {
-            in_query = 1;
-        } else if (in_query && ch == '=' && !in_value) {
-            memcpy(out + o, "=REDACTED", 9);
-            o += 9;
-            in_value = 1;
-            continue;
-        } else if (in_query && ch == '&') {
-            in_value = 0;
-        }
-        if (!in_value)
-            out[o++] = ch;
-    }
-    return o;
+    return dynobs__redact_url_values(h->path, h->path_len, out, o, cap);
 }
 
 /* Our fields for the stream's frame: traceparent, and tracestate and
@@ -241,20 +224,6 @@ static void finish(struct dynobs_h2_stream *x, const char *error_type)
 
 /* ---- what the frame readers report ---- */
 
-static void out_begin(void *arg, uint32_t stream, int end_stream, int promised)
-{
-    struct dynobs_h2_state *st = arg;
-    (void)promised; /* a client cannot promise */
-    dynobs__h2_head_begin(&st->out_head, stream);
-    st->out_head.end_stream = (uint8_t)end_stream;
-}
-
-static void out_field(void *arg, const struct dynobs_hpack_field *f)
-{
-    struct dynobs_h2_state *st = arg;
-    dynobs__h2_head_field(&st->out_head, f);
-}
-
 static void out_end(void *arg, uint32_t stream)
 {
     struct dynobs_h2_state *st = arg;
@@ -275,34 +244,16 @@ static void out_reset(void *arg, uint32_t stream, uint32_t code)
         finish(x, "cancelled");
 }
 
-static const struct dynobs_h2_events out_events = {
-    .block_begin = out_begin, .field = out_field, .block_end = out_end, .reset = out_reset};
-
-static void in_begin(void *arg, uint32_t stream, int end_stream, int promised)
-{
-    struct dynobs_h2_state *st = arg;
-    dynobs__h2_head_begin(&st->in_head, promised ? 0 : stream);
-    st->in_head.end_stream = (uint8_t)end_stream;
-}
-
-static void in_field(void *arg, const struct dynobs_hpack_field *f)
-{
-    struct dynobs_h2_state *st = arg;
-    dynobs__h2_head_field(&st->in_head, f);
-}
+static const struct dynobs_h2_events out_events = {.block_begin = dynobs__h2_out_begin,
+                                                   .field = dynobs__h2_out_field,
+                                                   .block_end = out_end,
+                                                   .reset = out_reset};
 
 static void in_end(void *arg, uint32_t stream)
 {
     struct dynobs_h2_state *st = arg;
-    const struct dynobs_h2_head *h = &st->in_head;
-    struct dynobs_h2_stream *x = h->stream ? dynobs__h2_find(st, stream) : NULL;
-    if (!x)
-        return;
-    if (h->status >= 200)
-        x->status = h->status;
-    if (h->grpc_status >= 0)
-        x->grpc_status = h->grpc_status;
-    if (h->end_stream)
+    struct dynobs_h2_stream *x = dynobs__h2_response(st, &st->in_head, stream);
+    if (x && st->in_head.end_stream)
         finish(x, NULL);
 }
 
@@ -331,8 +282,8 @@ static void in_setting(void *arg, uint16_t id, uint32_t value)
         __atomic_store_n(&st->peer_max_frame, value, __ATOMIC_RELAXED);
 }
 
-static const struct dynobs_h2_events in_events = {.block_begin = in_begin,
-                                                  .field = in_field,
+static const struct dynobs_h2_events in_events = {.block_begin = dynobs__h2_in_begin,
+                                                  .field = dynobs__h2_in_field,
                                                   .block_end = in_end,
                                                   .data = in_data,
                                                   .reset = in_reset,
@@ -360,11 +311,26 @@ static uint32_t len24(const uint8_t *h)
     return (uint32_t)h[0] << 16 | (uint32_t)h[1] << 8 | h[2];
 }
 
-/* The offset in iov (total bytes, the first `from` already read) of the
- * next HEADERS frame that opens a stream and ends its block, whole in
- * these bytes; -1 when there is none. *len: its payload length. */
-static long next_opening(const struct dynobs_h2_state *st, const struct iovec *iov, int iovcnt,
-                         size_t from, size_t total, uint32_t *len)
+/* A header block that opens a stream, whole in the bytes of a write: its
+ * HEADERS frame at start, the frame that ends it (the HEADERS frame
+ * itself, or its last CONTINUATION frame) at last, last_len bytes of
+ * payload, the block's frames ending at end. */
+struct opening {
+    size_t start, last, end;
+    uint32_t last_len;
+};
+
+static uint32_t stream_of(const uint8_t *h)
+{
+    return ((uint32_t)h[5] << 24 | (uint32_t)h[6] << 16 | (uint32_t)h[7] << 8 | h[8]) &
+           0x7fffffffu;
+}
+
+/* The next header block in iov (total bytes, the first `from` already
+ * read) that opens a stream; 0, or -1 when there is none whole in these
+ * bytes. */
+static int next_opening(const struct dynobs_h2_state *st, const struct iovec *iov, int iovcnt,
+                        size_t from, size_t total, struct opening *o)
 {
     const struct dynobs_h2_reader *r = &st->out;
     size_t off = from;
@@ -381,46 +347,64 @@ static long next_opening(const struct dynobs_h2_state *st, const struct iovec *i
             return -1;
         off += need + len24(h);
     }
-    uint32_t last = st->last_stream;
     while (off + DYNOBS_H2_FRAME_HEADER <= total) {
         if (iov_copy(iov, iovcnt, off, h, sizeof h) < 0)
             return -1;
-        uint32_t n = len24(h);
-        uint32_t stream = ((uint32_t)h[5] << 24 | (uint32_t)h[6] << 16 | (uint32_t)h[7] << 8 |
-                           h[8]) & 0x7fffffffu;
-        if (h[3] == DYNOBS_H2_HEADERS && (stream & 1u) && stream > last) {
-            if (!(h[4] & DYNOBS_H2_END_HEADERS) || off + DYNOBS_H2_FRAME_HEADER + n > total)
-                return -1;
-            *len = n;
-            return (long)off;
+        uint32_t n = len24(h), stream = stream_of(h);
+        if (h[3] != DYNOBS_H2_HEADERS || !(stream & 1u) || stream <= st->last_stream) {
+            off += DYNOBS_H2_FRAME_HEADER + n;
+            continue;
         }
-        off += DYNOBS_H2_FRAME_HEADER + n;
+        /* The block's frames, to the one with END_HEADERS (RFC 9113
+         * section 6.10: CONTINUATION frames of the stream, nothing else). */
+        o->start = off;
+        while (!(h[4] & DYNOBS_H2_END_HEADERS)) {
+            off += DYNOBS_H2_FRAME_HEADER + n;
+            if (off + DYNOBS_H2_FRAME_HEADER > total ||
+                iov_copy(iov, iovcnt, off, h, sizeof h) < 0)
+                return -1;
+            n = len24(h);
+            if (h[3] != DYNOBS_H2_CONTINUATION || stream_of(h) != stream)
+                return -1;
+        }
+        if (off + DYNOBS_H2_FRAME_HEADER + n > total)
+            return -1;
+        o->last = off;
+        o->last_len = n;
+        o->end = off + DYNOBS_H2_FRAME_HEADER + n;
+        return 0;
     }
     return -1;
 }
 
-/* The frame at k (payload n bytes) with our fields at the end of its
- * block, before its padding, written at o (cap bytes). Returns its size,
- * or -E2BIG when it would not fit there or in the peer's frame size. */
-static long rewrite(struct dynobs_h2_state *st, const struct iovec *iov, int iovcnt, size_t k,
-                    uint32_t n, uint8_t *o, size_t cap)
+/* The block o with our fields at its end (in the frame that ends it,
+ * before that frame's padding), written at out (cap bytes). Returns its
+ * size, or -E2BIG when it would not fit there or in the peer's frame
+ * size. */
+static long rewrite(struct dynobs_h2_state *st, const struct iovec *iov, int iovcnt,
+                    const struct opening *o, uint8_t *out, size_t cap)
 {
     uint32_t max = __atomic_load_n(&st->peer_max_frame, __ATOMIC_RELAXED);
-    uint32_t nn = n + st->lit_len;
-    if (DYNOBS_H2_FRAME_HEADER + (size_t)nn > cap || nn > (max ? max : 16384u))
+    uint32_t n = o->last_len, nn = n + st->lit_len;
+    size_t before = o->last - o->start;
+    if (before + DYNOBS_H2_FRAME_HEADER + (size_t)nn > cap || nn > (max ? max : 16384u))
         return -E2BIG;
-    if (iov_copy(iov, iovcnt, k, o, DYNOBS_H2_FRAME_HEADER + n) < 0)
+    if (iov_copy(iov, iovcnt, o->start, out, before + DYNOBS_H2_FRAME_HEADER + n) < 0)
         return -EINVAL;
-    uint32_t pad = o[4] & DYNOBS_H2_PADDED ? o[DYNOBS_H2_FRAME_HEADER] : 0;
-    if (pad >= n)
+    uint8_t *f = out + before;
+    /* Only a HEADERS frame has padding (a CONTINUATION frame has none). */
+    uint32_t pad = f[3] == DYNOBS_H2_HEADERS && (f[4] & DYNOBS_H2_PADDED)
+                       ? f[DYNOBS_H2_FRAME_HEADER]
+                       : 0;
+    if (pad && pad >= n)
         return -EINVAL;
-    uint8_t *end = o + DYNOBS_H2_FRAME_HEADER + n - pad;
+    uint8_t *end = f + DYNOBS_H2_FRAME_HEADER + n - pad;
     memmove(end + st->lit_len, end, pad);
     memcpy(end, st->lit, st->lit_len);
-    o[0] = (uint8_t)(nn >> 16);
-    o[1] = (uint8_t)(nn >> 8);
-    o[2] = (uint8_t)nn;
-    return (long)(DYNOBS_H2_FRAME_HEADER + nn);
+    f[0] = (uint8_t)(nn >> 16);
+    f[1] = (uint8_t)(nn >> 8);
+    f[2] = (uint8_t)nn;
+    return (long)(before + DYNOBS_H2_FRAME_HEADER + nn);
 }
 
 static void lost(struct dynobs_conn *c)
@@ -462,23 +446,20 @@ long dynobs__h2c_plan(struct dynobs_conn *c, const struct iovec *iov, int iovcnt
     size_t from = st->fed_pos > st->out_pos ? (size_t)(st->fed_pos - st->out_pos) : 0;
     long region = -1;
     size_t used = 0, prev = 0;
-    uint32_t n = 0;
-    long k;
-    while (from < total && (k = next_opening(st, iov, iovcnt, from, total, &n)) >= 0) {
-        size_t end = (size_t)k + DYNOBS_H2_FRAME_HEADER + n;
-        if (region >= 0 && used + ((size_t)k - prev) + DYNOBS_H2_FRAME_HEADER + n +
-                                   sizeof st->lit > sizeof st->inj) {
+    struct opening o;
+    while (from < total && next_opening(st, iov, iovcnt, from, total, &o) == 0) {
+        size_t k = o.start, end = o.end;
+        if (region >= 0 && used + (end - prev) + sizeof st->lit > sizeof st->inj) {
             /* No room for this one: it is left unread, for the call that
              * starts there (a non-blocking write ends before it). */
-            ins->stop = (size_t)k;
+            ins->stop = k;
             break;
         }
-        uint8_t sid[4];
+        uint8_t hdr[DYNOBS_H2_FRAME_HEADER];
         st->lit_len = 0;
         st->planning = 0;
-        if (iov_copy(iov, iovcnt, (size_t)k + 5, sid, 4) == 0)
-            st->planning = ((uint32_t)sid[0] << 24 | (uint32_t)sid[1] << 16 |
-                            (uint32_t)sid[2] << 8 | sid[3]) & 0x7fffffffu;
+        if (iov_copy(iov, iovcnt, k, hdr, sizeof hdr) == 0)
+            st->planning = stream_of(hdr);
         int e = dynobs__h2_feed_range(&st->out, &out_events, st, iov, iovcnt, from, end);
         st->fed_pos = st->out_pos + end;
         st->planning = 0;
@@ -489,18 +470,18 @@ long dynobs__h2c_plan(struct dynobs_conn *c, const struct iovec *iov, int iovcnt
         }
         if (!st->lit_len)
             continue;
-        size_t start = region < 0 ? (size_t)k : prev, gap = (size_t)k - start;
+        size_t start = region < 0 ? k : prev, gap = k - start;
         long w = gap <= sizeof st->inj - used
-                     ? rewrite(st, iov, iovcnt, (size_t)k, n, st->inj + used + gap,
+                     ? rewrite(st, iov, iovcnt, &o, st->inj + used + gap,
                                sizeof st->inj - used - gap)
                      : -E2BIG;
         if (w < 0) {
-            /* This frame, and whatever follows, go out as written. */
+            /* This block, and whatever follows, go out as written. */
             dynobs__h2_count("dynobs.http2.not_injected");
             break;
         }
         if (region < 0)
-            region = k;
+            region = (long)k;
         if (iov_copy(iov, iovcnt, start, st->inj + used, gap) < 0)
             return -1;
         used += gap + (size_t)w;

@@ -97,3 +97,47 @@ void dynobs__h2_head_field(struct dynobs_h2_head *h, const struct dynobs_hpack_f
         break;
     }
 }
+
+/* ---- the frame readers' callbacks that keep a block's fields ---- */
+
+static void begin(struct dynobs_h2_head *h, uint32_t stream, int end_stream, int promised)
+{
+    /* A pushed stream's block (promised) names no stream of ours. */
+    dynobs__h2_head_begin(h, promised ? 0 : stream);
+    h->end_stream = (uint8_t)end_stream;
+}
+
+void dynobs__h2_in_begin(void *arg, uint32_t stream, int end_stream, int promised)
+{
+    begin(&((struct dynobs_h2_state *)arg)->in_head, stream, end_stream, promised);
+}
+
+void dynobs__h2_in_field(void *arg, const struct dynobs_hpack_field *f)
+{
+    dynobs__h2_head_field(&((struct dynobs_h2_state *)arg)->in_head, f);
+}
+
+void dynobs__h2_out_begin(void *arg, uint32_t stream, int end_stream, int promised)
+{
+    begin(&((struct dynobs_h2_state *)arg)->out_head, stream, end_stream, promised);
+}
+
+void dynobs__h2_out_field(void *arg, const struct dynobs_hpack_field *f)
+{
+    dynobs__h2_head_field(&((struct dynobs_h2_state *)arg)->out_head, f);
+}
+
+struct dynobs_h2_stream *dynobs__h2_response(struct dynobs_h2_state *st,
+                                             const struct dynobs_h2_head *h, uint32_t stream)
+{
+    struct dynobs_h2_stream *x = h->stream ? dynobs__h2_find(st, stream) : NULL;
+    if (!x)
+        return NULL;
+    /* The final status, not a 1xx's; grpc-status in a trailers-only
+     * response or in the trailers. */
+    if (h->status >= 200)
+        x->status = h->status;
+    if (h->grpc_status >= 0)
+        x->grpc_status = h->grpc_status;
+    return x;
+}

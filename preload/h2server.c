@@ -180,20 +180,6 @@ static void finish(struct dynobs_conn *c, struct dynobs_h2_stream *x, const char
 
 /* ---- what the frame readers report ---- */
 
-static void in_begin(void *arg, uint32_t stream, int end_stream, int promised)
-{
-    struct dynobs_h2_state *st = arg;
-    (void)promised; /* a client cannot promise */
-    dynobs__h2_head_begin(&st->in_head, stream);
-    st->in_head.end_stream = (uint8_t)end_stream;
-}
-
-static void in_field(void *arg, const struct dynobs_hpack_field *f)
-{
-    struct dynobs_h2_state *st = arg;
-    dynobs__h2_head_field(&st->in_head, f);
-}
-
 static void in_end(void *arg, uint32_t stream)
 {
     struct dynobs_h2_state *st = arg;
@@ -214,36 +200,16 @@ static void in_reset(void *arg, uint32_t stream, uint32_t code)
         finish(st->conn, x, "stream_reset");
 }
 
-static const struct dynobs_h2_events in_events = {
-    .block_begin = in_begin, .field = in_field, .block_end = in_end, .reset = in_reset};
-
-static void out_begin(void *arg, uint32_t stream, int end_stream, int promised)
-{
-    struct dynobs_h2_state *st = arg;
-    dynobs__h2_head_begin(&st->out_head, promised ? 0 : stream);
-    st->out_head.end_stream = (uint8_t)end_stream;
-}
-
-static void out_field(void *arg, const struct dynobs_hpack_field *f)
-{
-    struct dynobs_h2_state *st = arg;
-    dynobs__h2_head_field(&st->out_head, f);
-}
+static const struct dynobs_h2_events in_events = {.block_begin = dynobs__h2_in_begin,
+                                                  .field = dynobs__h2_in_field,
+                                                  .block_end = in_end,
+                                                  .reset = in_reset};
 
 static void out_end(void *arg, uint32_t stream)
 {
     struct dynobs_h2_state *st = arg;
-    const struct dynobs_h2_head *h = &st->out_head;
-    struct dynobs_h2_stream *x = h->stream ? dynobs__h2_find(st, stream) : NULL;
-    if (!x)
-        return;
-    /* The final status, not a 1xx's; grpc-status in a trailers-only
-     * response or in the trailers. */
-    if (h->status >= 200)
-        x->status = h->status;
-    if (h->grpc_status >= 0)
-        x->grpc_status = h->grpc_status;
-    if (h->end_stream)
+    struct dynobs_h2_stream *x = dynobs__h2_response(st, &st->out_head, stream);
+    if (x && st->out_head.end_stream)
         finish(st->conn, x, NULL);
 }
 
@@ -265,8 +231,8 @@ static void out_reset(void *arg, uint32_t stream, uint32_t code)
         finish(st->conn, x, "stream_reset");
 }
 
-static const struct dynobs_h2_events out_events = {.block_begin = out_begin,
-                                                   .field = out_field,
+static const struct dynobs_h2_events out_events = {.block_begin = dynobs__h2_out_begin,
+                                                   .field = dynobs__h2_out_field,
                                                    .block_end = out_end,
                                                    .data = out_data,
                                                    .reset = out_reset};

@@ -106,3 +106,26 @@ void dynobs__redact_span(struct dynobs_span *s, const struct dynobs_rules *r,
         (void)dynobs__span_set(s, hits[i].key, DYNOBS_ATTR_STRING, with, strlen(with));
     }
 }
+
+size_t dynobs__redact_url_values(const char *t, size_t n, char *out, size_t o, size_t cap)
+{
+    int in_query = 0, in_value = 0;
+    for (size_t i = 0; i < n && o + 10 < cap; i++) {
+        char ch = t[i];
+        if (ch == '#')
+            break;
+        if (ch == '?' && !in_query) {
+            in_query = 1;
+        } else if (in_query && ch == '=' && !in_value) {
+            memcpy(out + o, "=REDACTED", 9);
+            o += 9;
+            in_value = 1;
+            continue;
+        } else if (in_query && ch == '&') {
+            in_value = 0;
+        }
+        if (!in_value)
+            out[o++] = ch;
+    }
+    return o;
+}

@@ -27,6 +27,13 @@ size_t dynobs__redact_query(const struct dynobs_rules *r, const struct dynobs_ru
 /* May a header of this name (lower case, nlen bytes) be recorded? With a
  * rule that lists headers, only those; without one, the default (every
  * header the configuration names). Never the three above. */
+/* Appends a request target's path and query to out (o bytes used, cap
+ * at most, leaving room for a NUL) with every query value replaced by
+ * REDACTED, as url.full is recorded; stops at a fragment. Returns the
+ * new length. */
+size_t dynobs__redact_url_values(const char *t, size_t n, char *out, size_t o,
+                                 size_t cap) DYNOBS_INTERNAL;
+
 int dynobs__redact_header_ok(const struct dynobs_rules *r, const struct dynobs_rule_redact *rd,
                              const char *name, size_t nlen) DYNOBS_INTERNAL;
 

@@ -28,8 +28,8 @@ opens it (preload/h2client.c).
   - a grpcio client under the shim calling a grpcio server under the
     shim: one trace per call, client span (rpc attributes, status 13 an
     error) parent of the server span.
-  - a grpcio server started with dynobs-run, whose handler (on grpcio's
-    thread pool) calls an HTTP backend: 3 calls one at a time and then 8
+  - a grpcio server started with dynobs-run (clear text and TLS), whose
+    handler (on grpcio's thread pool) calls an HTTP backend: 3 calls one at a time and then 8
     at once, each with a trace of its own: every outbound call is in its
     call's trace, a child of a CLIENT span whose parent is the call's
     SERVER span (dynobs_served_traceparent through the grpc bridge), and
@@ -44,7 +44,10 @@ opens it (preload/h2client.c).
     server that reads slowly: its writes stop inside the rewritten frames
     again and again (EAGAIN, short writes), yet the server (python3-h2,
     outside the shim) gets every request once, every header intact and
-    exactly one traceparent each, naming that request's client span.
+    exactly one traceparent each, naming that request's client span; the
+    same with 48 KB header blocks, which h2 sends as HEADERS and
+    CONTINUATION frames (our fields go into the frame that ends each
+    block).
 
 Usage: test_http2.py BUILD_DIR SOURCE_DIR [test names]"""
 import os
@@ -453,7 +456,7 @@ def test_grpc_client_to_server_tls(env):
 H2_CLIENT = r'''
 import os, select, socket, sys
 import h2.config, h2.connection, h2.events
-port = int(sys.argv[1])
+port, fills = int(sys.argv[1]), int(sys.argv[2])
 s = socket.socket()
 s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
 s.connect(("127.0.0.1", port))
@@ -465,7 +468,7 @@ for i in range(20):
     sid = c.get_next_available_stream_id()
     hs = [(b":method", b"GET"), (b":path", b"/r/%d" % i), (b":scheme", b"http"),
           (b":authority", b"127.0.0.1:%d" % port)]
-    hs += [(b"x-fill-%d" % j, (b"%d-%d-" % (i, j)) * 200) for j in range(12)]
+    hs += [(b"x-fill-%d" % j, (b"%d-%d-" % (i, j)) * 200) for j in range(fills)]
     c.send_headers(sid, hs, end_stream=True)
 pending, done, eagain = c.data_to_send(), 0, 0
 while done < 20:
@@ -534,8 +537,7 @@ class SlowH2Server:
             self.error = e
 
 
-@tx.with_env
-def test_h2_client_short_writes(env):
+def check_h2_client(env, fills):
     py = "/usr/bin/python3"
     tx.require_system_python3()
     if subprocess.run([py, "-c", "import h2"], capture_output=True).returncode:
@@ -551,8 +553,8 @@ def test_h2_client_short_writes(env):
         cli = os.path.join(env.dir, "h2client.py")
         with open(cli, "w") as f:
             f.write(H2_CLIENT)
-        r = subprocess.run([py, cli, str(srv.port)], capture_output=True, text=True, timeout=120,
-                           env=env.app_env({"OTEL_SERVICE_NAME": "h2client"}))
+        r = subprocess.run([py, cli, str(srv.port), str(fills)], capture_output=True, text=True,
+                           timeout=120, env=env.app_env({"OTEL_SERVICE_NAME": "h2client"}))
         check(r.returncode == 0 and r.stdout.startswith("ok"),
               "the h2 client failed: %s %s" % (r.stdout, r.stderr[-800:]))
         eagain = int(r.stdout.split()[1])
@@ -568,14 +570,27 @@ def test_h2_client_short_writes(env):
             _, t, p, _ = tps[0].decode().split("-")
             check((t, p) in ids, "request %d: its traceparent names no client span" % i)
             n = int(d[b":path"].split(b"/")[-1])
-            for j in range(12):
+            for j in range(fills):
                 check(d.get(b"x-fill-%d" % j) == (b"%d-%d-" % (n, j)) * 200,
                       "request %d: x-fill-%d changed" % (n, j))
-        print("20 requests, each with one traceparent, after %d EAGAINs" % eagain)
+        print("20 requests with %d KB header blocks, %s, each with one traceparent, "
+              "after %d EAGAINs" % (fills * 12 // 10, "over CONTINUATION frames" if fills > 12
+                                    else "one frame each", eagain))
         check(eagain >= 5, "the client met a full send buffer %d times: too few to prove "
               "anything" % eagain)
+        return srv
     finally:
         rx.stop()
+
+
+@tx.with_env
+def test_h2_client_short_writes(env):
+    check_h2_client(env, 12)
+
+
+@tx.with_env
+def test_h2_client_continuation_frames(env):
+    check_h2_client(env, 40)
 
 
 @tx.with_env
@@ -618,7 +633,7 @@ def test_nginx_http2_tls(env):
 GRPC_HOP_SERVER = r'''
 import os, sys, urllib.request, grpc
 from concurrent import futures
-port, back = int(sys.argv[1]), sys.argv[2]
+port, back, key, crt = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
 
 def hop(request, context):
     with urllib.request.urlopen(back + "/back?id=" + request.decode(), timeout=10) as r:
@@ -628,7 +643,11 @@ handler = grpc.method_handlers_generic_handler("demo.v1.Hop", {
     "Go": grpc.unary_unary_rpc_method_handler(hop)})
 server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
 server.add_generic_rpc_handlers((handler,))
-server.add_insecure_port("127.0.0.1:%d" % port)
+if key == "-":
+    server.add_insecure_port("127.0.0.1:%d" % port)
+else:
+    creds = grpc.ssl_server_credentials([(open(key, "rb").read(), open(crt, "rb").read())])
+    server.add_secure_port("127.0.0.1:%d" % port, creds)
 server.start()
 print("ready", flush=True)
 server.wait_for_termination()
@@ -636,8 +655,12 @@ server.wait_for_termination()
 
 GRPC_HOP_CLIENT = r'''
 import sys, threading, grpc
-port, calls = int(sys.argv[1]), sys.argv[2:]
-ch = grpc.insecure_channel("127.0.0.1:%d" % port)
+port, crt, calls = int(sys.argv[1]), sys.argv[2], sys.argv[3:]
+if crt == "-":
+    ch = grpc.insecure_channel("localhost:%d" % port)
+else:
+    ch = grpc.secure_channel("localhost:%d" % port,
+                             grpc.ssl_channel_credentials(open(crt, "rb").read()))
 go = ch.unary_unary("/demo.v1.Hop/Go")
 def one(arg):
     ident, tp = arg.split(",")
@@ -654,8 +677,7 @@ print("ok")
 '''
 
 
-@tx.with_env
-def test_grpc_handler_calls_are_children_of_their_call(env):
+def check_grpc_handler_calls(env, tls):
     import test_event_loops as ev
     py = "/usr/bin/python3"
     tx.require_system_python3()
@@ -669,7 +691,9 @@ def test_grpc_handler_calls_are_children_of_their_call(env):
         srv = os.path.join(env.dir, "hop.py")
         with open(srv, "w") as f:
             f.write(GRPC_HOP_SERVER)
-        p = subprocess.Popen([ev.RUN, "--no-exporter", "--", py, srv, str(port), backend.url()],
+        key, crt = certificate(env) if tls else ("-", "-")
+        p = subprocess.Popen([ev.RUN, "--no-exporter", "--", py, srv, str(port), backend.url(),
+                              key, crt],
                              env=env.app_env({"OTEL_SERVICE_NAME": "grpc-hop"}),
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         env.procs.append(p)
@@ -680,7 +704,7 @@ def test_grpc_handler_calls_are_children_of_their_call(env):
             f.write(GRPC_HOP_CLIENT)
         e = dict(os.environ)
         e.pop("LD_PRELOAD", None)
-        r = subprocess.run([py, cli, str(port)] + ["%d,00-%s-%s-01" % (i, t, s)
+        r = subprocess.run([py, cli, str(port), crt] + ["%d,00-%s-%s-01" % (i, t, s)
                                                     for i, (t, s) in sorted(calls.items())],
                            capture_output=True, text=True, timeout=60, env=e)
         check(r.returncode == 0 and r.stdout.strip() == "ok", "the client failed: %s %s" % (
@@ -710,13 +734,23 @@ def test_grpc_handler_calls_are_children_of_their_call(env):
                 linked += 1
             elif t in by_trace:
                 wrong += 1
-        print("grpc handler calls: %d of 11 in their call's trace, %d in another's" % (
-            linked, wrong))
+        print("grpc handler calls%s: %d of 11 in their call's trace, %d in another's" % (
+            " (TLS)" if tls else "", linked, wrong))
         check(wrong == 0, "%d handler calls in another call's trace" % wrong)
         check(linked == 11, "only %d of 11 handler calls in their call's trace" % linked)
     finally:
         backend.stop()
         rx.stop()
+
+
+@tx.with_env
+def test_grpc_handler_calls_are_children_of_their_call(env):
+    check_grpc_handler_calls(env, False)
+
+
+@tx.with_env
+def test_grpc_handler_calls_are_children_of_their_call_tls(env):
+    check_grpc_handler_calls(env, True)
 
 
 def main():
