@@ -39,7 +39,8 @@ opens it (preload/h2client.c).
     nginx's spans are the children of nghttp's, carry version 2, and its
     access log shows exactly one traceparent per request, the one that
     names the client span.
-  - a Python h2 client under the shim on a non-blocking socket with a
+  - a bare C client (tests/progs/h2raw.c, the one that also runs under
+    the sanitizers) and a Python h2 client under the shim on a non-blocking socket with a
     4 KiB send buffer, sending 20 requests with 12 KB header blocks to a
     server that reads slowly: its writes stop inside the rewritten frames
     again and again (EAGAIN, short writes), yet the server (python3-h2,
@@ -497,7 +498,8 @@ class SlowH2Server:
     """An HTTP/2 server outside the shim (python3-h2) that reads 512 bytes
     every 2 ms and records the header fields of every request."""
 
-    def __init__(self):
+    def __init__(self, close_after=None):
+        self.close_after = close_after
         import h2.config
         import h2.connection
         import h2.events
@@ -532,6 +534,9 @@ class SlowH2Server:
                         self.requests.append([(bytes(n), bytes(v)) for n, v in e.headers])
                         c.send_headers(e.stream_id, [(b":status", b"200")], end_stream=True)
                 s.sendall(c.data_to_send())
+                if self.close_after and len(self.requests) >= self.close_after:
+                    s.close()
+                    return
                 time.sleep(0.002)
         except Exception as e:  # reported by the test
             self.error = e
@@ -579,6 +584,76 @@ def check_h2_client(env, fills):
         check(eagain >= 5, "the client met a full send buffer %d times: too few to prove "
               "anything" % eagain)
         return srv
+    finally:
+        rx.stop()
+
+
+@tx.with_env
+def test_h2_bare_c_client_short_writes(env):
+    """A C client (tests/progs/h2raw.c) under the shim: the one HTTP/2
+    client that also runs in the sanitizer builds."""
+    try:
+        import h2  # noqa: F401
+    except ImportError:
+        raise tx.Skipped("python3-h2 is not importable by the test's interpreter")
+    rx = Receiver()
+    srv = SlowH2Server(close_after=24)
+    try:
+        env.start_exporter(rx.url())
+        r = subprocess.run([os.path.join(tx.BUILD, "tests", "dynobs-h2raw"), str(srv.port), "24",
+                            "4096"], capture_output=True, text=True, timeout=120,
+                           env=env.app_env({"OTEL_SERVICE_NAME": "h2raw"}))
+        check(r.returncode == 0 and r.stdout.startswith("ok"),
+              "the C client failed: %s %s" % (r.stdout, r.stderr[-800:]))
+        check(srv.error is None, "the server failed: %r" % srv.error)
+        check(len(srv.requests) == 24, "the server got %d requests" % len(srv.requests))
+        cs = hs.received(rx, "h2raw", 24, "client spans")
+        ids = {(hexid(c, "trace_id"), hexid(c, "span_id")) for c in cs}
+        for req in srv.requests:
+            d = dict(req)
+            n = int(d[b":path"].split(b"/")[-1])
+            tps = [v for k, v in req if k == b"traceparent"]
+            check(len(tps) == 1, "request %d: %d traceparents" % (n, len(tps)))
+            _, t, p, _ = tps[0].decode().split("-")
+            check((t, p) in ids, "request %d: its traceparent names no client span" % n)
+            for j in range(30 if n % 3 == 0 else 3):
+                check(d.get(b"x-fill-%d" % j) == (b"%d-%d-" % (n, j)) * 100,
+                      "request %d: x-fill-%d changed" % (n, j))
+        _, eagains, short = r.stdout.split()
+        print("C client: 24 requests (8 over CONTINUATION frames), one traceparent each, "
+              "%s EAGAINs, %s short writes" % (eagains, short))
+        check(int(eagains) + int(short) >= 5, "the C client's writes were never cut")
+    finally:
+        rx.stop()
+
+
+@tx.with_env
+def test_h2_bare_c_client_and_server(env):
+    """Both sides of one HTTP/2 connection under the shim with the bare C
+    program: each server span is the child of its client span (the server
+    side of the shim, under the sanitizers too)."""
+    rx = Receiver()
+    try:
+        env.start_exporter(rx.url())
+        prog = os.path.join(tx.BUILD, "tests", "dynobs-h2raw")
+        port = tx.free_port()
+        srv = subprocess.Popen([prog, "serve", str(port), "12"],
+                               env=env.app_env({"OTEL_SERVICE_NAME": "h2raw-server"}),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        env.procs.append(srv)
+        check(srv.stdout.readline().strip() == "ready", "the C server did not start: %s" % (
+            srv.stderr.read()[-500:] if srv.poll() is not None else ""))
+        r = subprocess.run([prog, str(port), "12", "4096"], capture_output=True, text=True,
+                           timeout=120, env=env.app_env({"OTEL_SERVICE_NAME": "h2raw-client"}))
+        check(r.returncode == 0 and r.stdout.startswith("ok"),
+              "the C client failed: %s %s" % (r.stdout, r.stderr[-800:]))
+        check(srv.wait(30) == 0, "the C server failed: %s" % srv.stderr.read()[-500:])
+        cs, ss = spans_by_service(rx, 12, 12, "h2raw-client", "h2raw-server")
+        check_pairs("h2raw", cs, ss)
+        paths = sorted(attrs(s)["url.path"] for s in ss)
+        check(paths == sorted("/r/%d" % i for i in range(1, 13)), "server paths %r" % paths)
+        check(all(attrs(s).get("http.response.status_code") == 200 for s in cs + ss),
+              "statuses %r" % [attrs(s).get("http.response.status_code") for s in cs + ss])
     finally:
         rx.stop()
 
