@@ -9,17 +9,40 @@ static int lower(int c)
     return c >= 'A' && c <= 'Z' ? c + 32 : c;
 }
 
+/* A status line whole in p[i..n) (from its first byte to its line feed,
+ * which is at nl), taken at once: the state becomes what feeding it byte
+ * by byte would give. Returns -1 when it is not a status line, else 1. */
+static int status_line(struct dynobs_h1_status *in, const uint8_t *p, size_t i, size_t nl)
+{
+    size_t len = nl - i, keep = len < sizeof in->status ? len : sizeof in->status;
+    for (size_t k = 0; k < len && k < 7; k++)
+        if (p[i + k] != (uint8_t) "HTTP/1."[k])
+            return -1;
+    memcpy(in->status, p + i, keep);
+    in->status_len = (uint8_t)keep;
+    in->code = dynobs__h1_status_code(in->status, keep);
+    return in->code < 0 ? -1 : 1;
+}
+
 int dynobs__h1_status_feed(struct dynobs_h1_status *in, const uint8_t *p, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         uint8_t c = p[i];
         int st; /* dynobs__h1_status_step */
+        const uint8_t *nl;
         switch (in->phase) {
         case DYNOBS_H1_ST_LINE:
             if (in->status_len == 0 && (c == '\r' || c == '\n'))
                 break;
-            st = dynobs__h1_status_step(in->status, sizeof in->status, &in->status_len, c,
-                                        &in->code);
+            /* The usual case: the whole line in these bytes. */
+            nl = in->status_len == 0 ? memchr(p + i, '\n', n - i) : NULL;
+            if (nl) {
+                st = status_line(in, p, i, (size_t)(nl - p));
+                i = (size_t)(nl - p);
+            } else {
+                st = dynobs__h1_status_step(in->status, sizeof in->status, &in->status_len, c,
+                                            &in->code);
+            }
             if (st < 0) {
                 in->bad = 1;
                 in->phase = DYNOBS_H1_ST_NONE;
@@ -43,7 +66,10 @@ int dynobs__h1_status_feed(struct dynobs_h1_status *in, const uint8_t *p, size_t
                 in->phase = DYNOBS_H1_ST_NONE;
                 return in->code;
             }
-            in->line_start = c == '\n';
+            /* A header line: on to its line feed at once. */
+            nl = memchr(p + i, '\n', n - i);
+            in->line_start = nl != NULL;
+            i = nl ? (size_t)(nl - p) : n - 1;
             break;
         default:
             return 0;
