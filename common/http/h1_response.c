@@ -66,10 +66,31 @@ int dynobs__h1_status_feed(struct dynobs_h1_status *in, const uint8_t *p, size_t
                 in->phase = DYNOBS_H1_ST_NONE;
                 return in->code;
             }
-            /* A header line: on to its line feed at once. */
-            nl = memchr(p + i, '\n', n - i);
-            in->line_start = nl != NULL;
-            i = nl ? (size_t)(nl - p) : n - 1;
+            /* Header lines: from line feed to line feed at once, until the
+             * empty line, or the end of these bytes (where the byte steps
+             * take over). */
+            for (;;) {
+                nl = memchr(p + i, '\n', n - i);
+                if (!nl) {
+                    in->line_start = 0;
+                    i = n - 1;
+                    break;
+                }
+                size_t j = (size_t)(nl - p) + 1;
+                size_t end = j < n && p[j] == '\n' ? j : j + 1 < n && p[j] == '\r' && p[j + 1] == '\n' ? j + 1 : 0;
+                if (end && (in->code / 100 != 1 || in->code == 101)) {
+                    in->phase = DYNOBS_H1_ST_NONE;
+                    return in->code;
+                }
+                if (end || j >= n || p[j] == '\r') {
+                    /* An interim response's end, or a line feed the next
+                     * bytes decide about: one step at a time from here. */
+                    in->line_start = 1;
+                    i = j - 1;
+                    break;
+                }
+                i = j;
+            }
             break;
         default:
             return 0;
