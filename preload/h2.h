@@ -193,6 +193,16 @@ void dynobs__h2_in_begin(void *arg, uint32_t stream, int end_stream, int promise
 void dynobs__h2_in_field(void *arg, const struct dynobs_hpack_field *f) DYNOBS_INTERNAL;
 void dynobs__h2_out_begin(void *arg, uint32_t stream, int end_stream, int promised) DYNOBS_INTERNAL;
 void dynobs__h2_out_field(void *arg, const struct dynobs_hpack_field *f) DYNOBS_INTERNAL;
+/* 1 when a request block that ended on stream opens it (a client's
+ * streams are odd and increase), remembering it; 0 for another block on
+ * a stream already seen (the client's trailers). */
+static inline int dynobs__h2_opens(struct dynobs_h2_state *st, uint32_t stream)
+{
+    if (!(stream & 1u) || stream <= st->last_stream)
+        return 0;
+    st->last_stream = stream;
+    return 1;
+}
 /* A response's block h ended on stream: its status and gRPC status go to
  * the open stream, returned (NULL: none); h->end_stream says whether the
  * block ends it. */

@@ -227,12 +227,8 @@ static void finish(struct dynobs_h2_stream *x, const char *error_type)
 static void out_end(void *arg, uint32_t stream)
 {
     struct dynobs_h2_state *st = arg;
-    /* A block that opens a stream (a client's are odd and increase);
-     * another is the client's trailers. */
-    if (!(stream & 1u) || stream <= st->last_stream)
-        return;
-    st->last_stream = stream;
-    start_stream(st->conn, st, &st->out_head);
+    if (dynobs__h2_opens(st, stream))
+        start_stream(st->conn, st, &st->out_head);
 }
 
 static void out_reset(void *arg, uint32_t stream, uint32_t code)
