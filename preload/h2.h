@@ -89,6 +89,16 @@ struct dynobs_h2_stream {
 #define DYNOBS_H2_INJ_MAX (64u * 1024u)
 #define DYNOBS_H2_NO_PLAN UINT64_MAX
 
+/* A server's connection-wide attributes, encoded once (h2server.c). */
+struct dynobs_h2_run {
+    uint16_t len;         /* bytes of items; 0: nothing kept */
+    uint8_t count, sl;    /* attributes in items; bytes of :scheme in key */
+    uint16_t hn, ual;     /* bytes of host and user agent in key, after the scheme */
+    uint32_t value_limit; /* the attribute value limit the items were cut to */
+    char key[8 + DYNOBS_H1_HOST_MAX + DYNOBS_H2_VALUE_MAX];
+    uint8_t items[1024];
+};
+
 struct dynobs_h2_state {
     struct dynobs_h2_reader in;
     struct dynobs_h2_reader out;
@@ -109,6 +119,7 @@ struct dynobs_h2_state {
     /* A server's rules decision and route for its last stream's method,
      * authority and path (decision_memo.h). */
     struct dynobs_decision_memo memo;
+    struct dynobs_h2_run run;
     /* A server's duration label string for its last stream's method,
      * status and route, and the series it went to (h2server.c). */
     uint32_t labels_busy;

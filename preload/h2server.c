@@ -25,6 +25,56 @@
 #define ADD(s, key, type, v, n) dynobs__span_add(s, key, sizeof key - 1, type, v, n)
 #define set_str(s, key, v, n) ((n) ? ADD(s, key, DYNOBS_ATTR_STRING, v, n) : 0)
 
+/* The attributes of a stream from url.scheme to network.protocol.version:
+ * encoded once and then copied whole while the stream's scheme, host and
+ * user agent are the connection's last stream's (struct dynobs_h2_run);
+ * a run that was cut is not kept. Only the thread that reads the
+ * connection starts its streams, so the run has one user at a time. */
+static void conn_attrs(struct dynobs_conn *c, struct dynobs_h2_state *st, struct dynobs_span *s,
+                       const struct dynobs_h2_head *h, size_t hn)
+{
+    struct dynobs_h2_run *m = &st->run;
+    size_t sl = h->scheme_len, ual = h->ua_len;
+    if (m->len && m->sl == sl && m->hn == hn && m->ual == ual &&
+        m->value_limit == dynobs__config.attr_value_limit && !memcmp(m->key, h->scheme, sl) &&
+        !memcmp(m->key + sl, h->authority, hn) && !memcmp(m->key + sl + hn, h->user_agent, ual) &&
+        !dynobs__span_add_items(s, m->items, m->len, m->count))
+        return;
+    uint32_t used = s->used;
+    uint16_t attrs = s->attrs;
+    uint8_t cut = s->truncated;
+    int tls = c->transport == DYNOBS_TRANSPORT_TLS;
+    if (sl)
+        set_str(s, "url.scheme", h->scheme, sl);
+    else
+        ADD(s, "url.scheme", DYNOBS_ATTR_STRING, tls ? "https" : "http", tls ? 5u : 4u);
+    if (hn)
+        set_str(s, "server.address", h->authority, hn);
+    else
+        set_str(s, "server.address", c->local_address, strlen(c->local_address));
+    int64_t port = c->local_port;
+    if (port)
+        ADD(s, "server.port", DYNOBS_ATTR_INT, &port, 8);
+    set_str(s, "client.address", c->peer_address, strlen(c->peer_address));
+    set_str(s, "user_agent.original", h->user_agent, ual);
+    ADD(s, "network.protocol.name", DYNOBS_ATTR_STRING, "http", 4);
+    ADD(s, "network.protocol.version", DYNOBS_ATTR_STRING, "2", 1);
+    size_t n = s->used - used;
+    m->len = 0;
+    if (cut || s->truncated || n > sizeof m->items || sl + hn + ual > sizeof m->key)
+        return;
+    memcpy(m->key, h->scheme, sl);
+    memcpy(m->key + sl, h->authority, hn);
+    memcpy(m->key + sl + hn, h->user_agent, ual);
+    memcpy(m->items, s->body + used, n);
+    m->sl = (uint8_t)sl;
+    m->hn = (uint16_t)hn;
+    m->ual = (uint16_t)ual;
+    m->count = (uint8_t)(s->attrs - attrs);
+    m->value_limit = dynobs__config.attr_value_limit;
+    m->len = (uint16_t)n;
+}
+
 /* "package.Service/Method" for a gRPC call, else "METHOD route". */
 static void span_name(const struct dynobs_h2_stream *x, const struct dynobs_h2_head *h, size_t pl,
                       char *name, size_t cap)
@@ -102,7 +152,6 @@ static void start(struct dynobs_conn *c, struct dynobs_h2_state *st, const struc
         return;
     }
     if (s->recording) {
-        int tls = c->transport == DYNOBS_TRANSPORT_TLS;
         if (x->grpc) {
             dynobs__h2_rpc_attrs(s, h->path, pl);
         } else {
@@ -119,21 +168,7 @@ static void start(struct dynobs_conn *c, struct dynobs_h2_state *st, const struc
             }
             set_str(s, "http.route", x->route.text, x->route.len);
         }
-        if (h->scheme_len)
-            set_str(s, "url.scheme", h->scheme, h->scheme_len);
-        else
-            ADD(s, "url.scheme", DYNOBS_ATTR_STRING, tls ? "https" : "http", tls ? 5u : 4u);
-        if (hn)
-            set_str(s, "server.address", h->authority, hn);
-        else
-            set_str(s, "server.address", c->local_address, strlen(c->local_address));
-        int64_t port = c->local_port;
-        if (port)
-            ADD(s, "server.port", DYNOBS_ATTR_INT, &port, 8);
-        set_str(s, "client.address", c->peer_address, strlen(c->peer_address));
-        set_str(s, "user_agent.original", h->user_agent, h->ua_len);
-        ADD(s, "network.protocol.name", DYNOBS_ATTR_STRING, "http", 4);
-        ADD(s, "network.protocol.version", DYNOBS_ATTR_STRING, "2", 1);
+        conn_attrs(c, st, s, h, hn);
     }
     struct dynobs_ctx_carry carry = {0};
     dynobs__serving_begin(t, s, c->blocking, &carry, &x->serving);
@@ -299,6 +334,7 @@ int dynobs__h2s_init(struct dynobs_conn *c)
     dynobs__h2_init(&st->out, 0);
     st->last_stream = 0;
     dynobs__memo_clear(&st->memo);
+    st->run.len = 0;
     st->labels_busy = 0;
     st->labels_code = -1;
     st->labels_method[0] = '\0';
