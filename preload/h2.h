@@ -21,6 +21,8 @@
 #include <sys/uio.h>
 
 #include "context.h"
+#include "decision_memo.h"
+#include "httpmetrics.h"
 #include "route.h"
 #include "span.h"
 
@@ -87,6 +89,16 @@ struct dynobs_h2_stream {
 #define DYNOBS_H2_INJ_MAX (64u * 1024u)
 #define DYNOBS_H2_NO_PLAN UINT64_MAX
 
+/* A server's connection-wide attributes, encoded once (h2server.c). */
+struct dynobs_h2_run {
+    uint16_t len;         /* bytes of items; 0: nothing kept */
+    uint8_t count, sl;    /* attributes in items; bytes of :scheme in key */
+    uint16_t hn, ual;     /* bytes of host and user agent in key, after the scheme */
+    uint32_t value_limit; /* the attribute value limit the items were cut to */
+    char key[8 + DYNOBS_H1_HOST_MAX + DYNOBS_H2_VALUE_MAX];
+    uint8_t items[1024];
+};
+
 struct dynobs_h2_state {
     struct dynobs_h2_reader in;
     struct dynobs_h2_reader out;
@@ -104,6 +116,18 @@ struct dynobs_h2_state {
     uint32_t inj_len;       /* its bytes as we send them */
     uint32_t inj_sent;      /* of which gone out */
     uint32_t last_stream;   /* the highest stream the client opened */
+    /* A server's rules decision and route for its last stream's method,
+     * authority and path (decision_memo.h). */
+    struct dynobs_decision_memo memo;
+    struct dynobs_h2_run run;
+    /* A server's duration label string for its last stream's method,
+     * status and route, and the series it went to (h2server.c). */
+    uint32_t labels_busy;
+    int labels_code;
+    char labels_method[24];
+    char labels_route[DYNOBS_ROUTE_MAX];
+    char labels[DYNOBS_METRIC_KEY_BYTES];
+    struct dynobs_series_memo series;
     uint32_t planning;      /* the stream whose frame is being planned, 0 none */
     uint32_t peer_max_frame; /* the server's SETTINGS_MAX_FRAME_SIZE */
     uint16_t lit_len;       /* our fields for the planned frame */

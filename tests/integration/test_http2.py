@@ -652,6 +652,10 @@ def test_h2_bare_c_client_and_server(env):
         check_pairs("h2raw", cs, ss)
         paths = sorted(attrs(s)["url.path"] for s in ss)
         check(paths == sorted("/r/%d" % i for i in range(1, 13)), "server paths %r" % paths)
+        for s in ss:
+            i = int(attrs(s)["url.path"].split("/")[-1])
+            check(attrs(s).get("user_agent.original") == ("h2raw/odd" if i % 2 else "h2raw/even"),
+                  "stream %d: user agent %r" % (i, attrs(s).get("user_agent.original")))
         check(all(attrs(s).get("http.response.status_code") == 200 for s in cs + ss),
               "statuses %r" % [attrs(s).get("http.response.status_code") for s in cs + ss])
     finally:

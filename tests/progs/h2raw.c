@@ -10,7 +10,8 @@
  * Connects to 127.0.0.1:PORT with a send buffer of SNDBUF bytes, makes
  * the socket non-blocking and writes the preface, an empty SETTINGS frame
  * and N requests (GET /r/<i>, literal fields; every third one with a
- * 30 KB block split over HEADERS and CONTINUATION frames) in one buffer,
+ * 30 KB block split over HEADERS and CONTINUATION frames; the user agent
+ * h2raw/odd or h2raw/even as i is) in one buffer,
  * with write() as far as the socket takes it (poll on EAGAIN), reading
  * and discarding what the server sends meanwhile; then reads until the
  * server closes. Prints "ok EAGAINS SHORT_WRITES". Field values: x-fill-<j> is "<i>-<j>-"
@@ -67,6 +68,9 @@ static void request(unsigned i)
     n = field(block, n, ":scheme", "http");
     n = field(block, n, ":path", path);
     n = field(block, n, ":authority", "127.0.0.1");
+    /* Two user agents in turn: what a server keeps per connection must
+     * follow them. */
+    n = field(block, n, "user-agent", i % 2 ? "h2raw/odd" : "h2raw/even");
     int fills = i % 3 == 0 ? 30 : 3;
     for (int j = 0; j < fills; j++) {
         size_t v = 0;
