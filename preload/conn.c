@@ -160,6 +160,7 @@ void dynobs__conn_end(struct dynobs_conn *c, enum dynobs_conn_end how)
 {
     static const char *const client_error[] = {
         [DYNOBS_END_CLOSED] = "connection_closed",
+        [DYNOBS_END_EOF] = "connection_closed",
         [DYNOBS_END_RESET] = "connection_reset",
         [DYNOBS_END_ERROR] = "connection_error",
         [DYNOBS_END_TLS_ERROR] = "tls_error",
@@ -172,6 +173,10 @@ void dynobs__conn_end(struct dynobs_conn *c, enum dynobs_conn_end how)
         dynobs__h2c_end(c, client_error[how]);
         break;
     case DYNOBS_PROTO_H2_SERVER:
+        /* Not at the end of the client's bytes: the server may still be
+         * writing its responses (and the thread writing one may not have
+         * passed it to us yet, although the client already has it). The
+         * streams left end when the connection is closed. */
         if (how == DYNOBS_END_CLOSED || how == DYNOBS_END_TLS_ERROR)
             dynobs__h2s_end(c);
         break;
@@ -179,7 +184,7 @@ void dynobs__conn_end(struct dynobs_conn *c, enum dynobs_conn_end how)
     case DYNOBS_PROTO_FCGI_SERVER:
         /* A failed read does not cut a response short: the server may
          * still write it, and the stream's close ends it. */
-        if (how != DYNOBS_END_CLOSED && how != DYNOBS_END_TLS_ERROR)
+        if (how != DYNOBS_END_CLOSED && how != DYNOBS_END_EOF && how != DYNOBS_END_TLS_ERROR)
             break;
         if (c->proto == DYNOBS_PROTO_H1_SERVER)
             dynobs__h1s_end(c);

@@ -56,7 +56,8 @@ enum dynobs_proto {
 
 /* How a stream ended under a request in flight. */
 enum dynobs_conn_end {
-    DYNOBS_END_CLOSED,    /* orderly end of the stream (EOF, close) */
+    DYNOBS_END_CLOSED,    /* orderly end of the stream (its last reference closed) */
+    DYNOBS_END_EOF,       /* a read met the end of the peer's bytes */
     DYNOBS_END_RESET,     /* ECONNRESET */
     DYNOBS_END_ERROR,     /* another error of the transport */
     DYNOBS_END_TLS_ERROR, /* the TLS layer failed */

@@ -301,7 +301,7 @@ static void after_read(SSL *s, struct dynobs_conn *c, void *buf, int rc, size_t 
         int (*get_error)(const SSL *, int) = SSLFN(get_error, "SSL_get_error");
         int e = get_error ? get_error(s, rc) : 0;
         if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE)
-            dynobs__conn_end(c, e == SSL_ERROR_ZERO_RETURN ? DYNOBS_END_CLOSED
+            dynobs__conn_end(c, e == SSL_ERROR_ZERO_RETURN ? DYNOBS_END_EOF
                                                            : DYNOBS_END_TLS_ERROR);
     }
     errno = saved;

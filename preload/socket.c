@@ -373,7 +373,7 @@ static void after_read(struct dynobs_conn *c, int fd, const struct iovec *iov, i
     if (r > 0 && !(flags & MSG_PEEK))
         dynobs__conn_data(c, DYNOBS_DIR_IN, iov, iovcnt, (size_t)r, 0);
     else if (r == 0 && asked > 0)
-        dynobs__conn_end(c, DYNOBS_END_CLOSED);
+        dynobs__conn_end(c, DYNOBS_END_EOF);
     else if (r < 0 && saved != EAGAIN && saved != EWOULDBLOCK && saved != EINTR)
         dynobs__conn_end(c, saved == ECONNRESET ? DYNOBS_END_RESET : DYNOBS_END_ERROR);
     errno = saved;
