@@ -109,6 +109,14 @@ struct dynobs_h1c_memo {
     struct dynobs_series_memo series; /* the series labels went to; emptied with it */
 };
 
+/* A client span's http.response.status_code, as encoded for the
+ * connection's last exchange: the same item while the code repeats. */
+struct dynobs_h1c_code {
+    uint16_t len; /* bytes of item; 0: nothing kept */
+    int code;
+    uint8_t item[64];
+};
+
 struct dynobs_h1c {
     struct dynobs_h1_req head;    /* the request head, as it goes out */
     struct dynobs_h1_req planned; /* head, as of our lines' position */
@@ -121,6 +129,7 @@ struct dynobs_h1c {
     uint16_t inj_len, inj_sent;
     char inj[DYNOBS_INJECT_MAX];
     struct dynobs_h1c_memo memo;
+    struct dynobs_h1c_code code;
     struct dynobs_h1c_exchange x;
 };
 

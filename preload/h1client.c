@@ -323,6 +323,28 @@ static void start_request(struct dynobs_conn *c, const struct dynobs_h1_req *o, 
     x->status.status_len = 0;
 }
 
+/* http.response.status_code, copied as encoded for the connection's last
+ * exchange while the code repeats (struct dynobs_h1c_code), else added
+ * and kept when it went in whole. */
+static void status_code(struct dynobs_h1c *h, struct dynobs_span *s, int code)
+{
+    struct dynobs_h1c_code *k = &h->code;
+    if (k->len && k->code == code && !dynobs__span_add_items(s, k->item, k->len, 1))
+        return;
+    uint32_t used = s->used;
+    uint16_t attrs = s->attrs;
+    uint8_t cut = s->truncated;
+    int64_t status = code;
+    ADD(s, "http.response.status_code", DYNOBS_ATTR_INT, &status, 8);
+    size_t n = s->used - used;
+    k->len = 0;
+    if (s->recording && !cut && !s->truncated && s->attrs == attrs + 1 && n <= sizeof k->item) {
+        memcpy(k->item, s->body + used, n);
+        k->code = code;
+        k->len = (uint16_t)n;
+    }
+}
+
 void dynobs__h1c_init(struct dynobs_conn *c)
 {
     struct dynobs_h1c *h = &c->p.h1c;
@@ -336,6 +358,7 @@ void dynobs__h1c_init(struct dynobs_conn *c)
     h->memo.line_len = 0;
     h->memo.from_head = 0;
     h->memo.head.len = 0;
+    h->code.len = 0;
     memset(&h->x, 0, offsetof(struct dynobs_h1c_exchange, span));
     h->x.span.live = 0;
 }
@@ -520,10 +543,8 @@ static void finish(struct dynobs_h1c *h, int code, const char *error_type)
         dynobs__sb_int(&b, code);
         error_type = codestr;
     }
-    if (code > 0) {
-        int64_t status = code;
-        ADD(s, "http.response.status_code", DYNOBS_ATTR_INT, &status, 8);
-    }
+    if (code > 0)
+        status_code(h, s, code);
     if (error_type) {
         ADD(s, "error.type", DYNOBS_ATTR_STRING, error_type, strlen(error_type));
         dynobs__span_status(s, DYNOBS_STATUS_ERROR, code > 0 ? NULL : error_type);

@@ -10,17 +10,19 @@ static int lower(int c)
 }
 
 /* A status line whole in p[i..n) (from its first byte to its line feed,
- * which is at nl), taken at once: the state becomes what feeding it byte
- * by byte would give. Returns -1 when it is not a status line, else 1. */
+ * which is at nl), taken at once: the outcome and the code are what
+ * feeding it byte by byte would give (the code from its first 16 bytes,
+ * as status keeps them; the text itself is not needed once the line is
+ * read). Returns -1 when it is not a status line, else 1. */
 static int status_line(struct dynobs_h1_status *in, const uint8_t *p, size_t i, size_t nl)
 {
     size_t len = nl - i, keep = len < sizeof in->status ? len : sizeof in->status;
-    for (size_t k = 0; k < len && k < 7; k++)
-        if (p[i + k] != (uint8_t) "HTTP/1."[k])
-            return -1;
-    memcpy(in->status, p + i, keep);
+    /* (A constant length for the usual case: the compiler compares it
+     * inline.) */
+    if (len >= 7 ? memcmp(p + i, "HTTP/1.", 7) != 0 : memcmp(p + i, "HTTP/1.", len) != 0)
+        return -1;
     in->status_len = (uint8_t)keep;
-    in->code = dynobs__h1_status_code(in->status, keep);
+    in->code = dynobs__h1_status_code((const char *)p + i, keep);
     return in->code < 0 ? -1 : 1;
 }
 
