@@ -26,6 +26,7 @@
 #include "httpmetrics.h"
 #include "policy.h"
 #include "redact.h"
+#include "strbuf.h"
 
 #define ADD(s, key, type, v, n) dynobs__span_add(s, key, sizeof key - 1, type, v, n)
 #define set_str(s, key, v, n) ((n) ? ADD(s, key, DYNOBS_ATTR_STRING, v, n) : 0)
@@ -189,11 +190,8 @@ static void finish(struct dynobs_h2_stream *x, const char *error_type)
         dynobs__span_set_int(s, "rpc.grpc.status_code", x->grpc_status);
         /* A client's call failed for any status but OK. */
         if (x->grpc_status > 0 && !error_type) {
-            int n = 0, v = x->grpc_status;
-            if (v >= 10)
-                codestr[n++] = (char)('0' + v / 10 % 10);
-            codestr[n++] = (char)('0' + v % 10);
-            codestr[n] = '\0';
+            struct dynobs_sb b = {codestr, 0, sizeof codestr};
+            dynobs__sb_int(&b, x->grpc_status);
             error_type = codestr;
         }
     }

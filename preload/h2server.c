@@ -21,6 +21,7 @@
 #include "httpmetrics.h"
 #include "policy.h"
 #include "redact.h"
+#include "strbuf.h"
 
 #define ADD(s, key, type, v, n) dynobs__span_add(s, key, sizeof key - 1, type, v, n)
 #define set_str(s, key, v, n) ((n) ? ADD(s, key, DYNOBS_ATTR_STRING, v, n) : 0)
@@ -241,12 +242,8 @@ static void finish(struct dynobs_conn *c, struct dynobs_h2_stream *x, const char
         if (grpc_server_error(x->grpc_status)) {
             dynobs__span_status(s, DYNOBS_STATUS_ERROR, NULL);
             if (!error_type) {
-                /* The code as text: the codes of gRPC stop at 16. */
-                int n = 0, v = x->grpc_status;
-                if (v >= 10)
-                    codestr[n++] = (char)('0' + v / 10);
-                codestr[n++] = (char)('0' + v % 10);
-                codestr[n] = '\0';
+                struct dynobs_sb b = {codestr, 0, sizeof codestr};
+                dynobs__sb_int(&b, x->grpc_status);
                 error_type = codestr;
             }
         }

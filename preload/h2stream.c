@@ -9,6 +9,7 @@
 
 #include "conn.h"
 #include "h2.h"
+#include "strbuf.h"
 
 #include "../common/metrics.h"
 
@@ -140,12 +141,9 @@ void dynobs__h2_rpc_metric(int server, const char *path, size_t n, int code, dou
         memcpy(svc, p, sl), svc[sl] = '\0';
     if (slash && ml < sizeof meth)
         memcpy(meth, slash + 1, ml), meth[ml] = '\0';
-    if (code >= 0 && code < 100) {
-        int k = 0;
-        if (code >= 10)
-            cs[k++] = (char)('0' + code / 10);
-        cs[k++] = (char)('0' + code % 10);
-        cs[k] = '\0';
+    if (code >= 0) {
+        struct dynobs_sb b = {cs, 0, sizeof cs};
+        dynobs__sb_int(&b, code);
     }
     const char *parts[][2] = {{"rpc.system", "grpc"},
                               {"rpc.service", svc},

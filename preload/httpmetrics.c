@@ -2,6 +2,7 @@
 
 #include <string.h>
 
+#include "client_memo.h"
 #include "route.h"
 #include "state.h"
 #include "strbuf.h"
@@ -18,26 +19,7 @@ void dynobs__http_client_metric(const char *method, const char *server, long por
     if (!seg)
         return;
     char labels[DYNOBS_METRIC_KEY_BYTES];
-    struct dynobs_sb b = {labels, 0, sizeof labels};
-    labels[0] = '\0';
-    dynobs__sb_str(&b, "http.request.method=");
-    dynobs__sb_str(&b, method);
-    if (server && *server) {
-        dynobs__sb_str(&b, ",server.address=");
-        dynobs__sb_str(&b, server);
-    }
-    if (port > 0) {
-        dynobs__sb_str(&b, ",server.port=");
-        dynobs__sb_int(&b, port);
-    }
-    if (code > 0) {
-        dynobs__sb_str(&b, ",http.response.status_code=");
-        dynobs__sb_int(&b, code);
-    }
-    if (error_type) {
-        dynobs__sb_str(&b, ",error.type=");
-        dynobs__sb_str(&b, error_type);
-    }
+    dynobs__client_http_labels(labels, sizeof labels, method, server, port, code, error_type);
     dynobs__duration_record(seg, "http.client.request.duration", dynobs__http_duration_bounds,
                             DYNOBS_HTTP_DURATION_NBOUNDS, seconds, labels);
 }

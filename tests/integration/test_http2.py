@@ -256,26 +256,39 @@ def check_rpc_metric(env, metric, service, want):
                     "%s: %d %s calls with status %s in %s" % (service, n, method, code, metric))
 
 
-def check_grpc(env, tls):
-    py = "/usr/bin/python3"
+def need_grpc():
+    """Debian's interpreter with python3-grpcio, as a client or server
+    under the shim (skipped under the sanitizers)."""
     tx.require_system_python3()
-    if subprocess.run([py, "-c", "import grpc"], capture_output=True).returncode:
+    if subprocess.run([DEBIAN_PY, "-c", "import grpc"], capture_output=True).returncode:
         raise tx.Skipped("python3-grpcio is not installed")
+    return DEBIAN_PY
+
+
+def start_grpc_server(env, name, tls):
+    """GRPC_SERVER under the shim as service name, clear text or TLS;
+    its port and the certificate a client trusts ("-" for none)."""
+    key, crt = certificate(env) if tls else ("-", "-")
+    port = tx.free_port()
+    srv = os.path.join(env.dir, "server.py")
+    with open(srv, "w") as f:
+        f.write(GRPC_SERVER)
+    p = subprocess.Popen([DEBIAN_PY, srv, str(port), key, crt],
+                         env=env.app_env({"OTEL_SERVICE_NAME": name}),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    env.procs.append(p)
+    check(p.stdout.readline().strip() == "ready", "the grpc server did not start: %s" % (
+        p.stderr.read()[-500:] if p.poll() is not None else ""))
+    return port, crt
+
+
+def check_grpc(env, tls):
+    py = need_grpc()
     name = "grpc-" + ("tls" if tls else "h2c")
     rx = Receiver()
     try:
         env.start_exporter(rx.url())
-        key, crt = certificate(env) if tls else ("-", "-")
-        port = tx.free_port()
-        srv = os.path.join(env.dir, "server.py")
-        with open(srv, "w") as f:
-            f.write(GRPC_SERVER)
-        p = subprocess.Popen([py, srv, str(port), key, crt],
-                             env=env.app_env({"OTEL_SERVICE_NAME": name}),
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        env.procs.append(p)
-        check(p.stdout.readline().strip() == "ready", "the grpc server did not start: %s" % (
-            p.stderr.read()[-500:] if p.poll() is not None else ""))
+        port, crt = start_grpc_server(env, name, tls)
         cli = os.path.join(env.dir, "client.py")
         with open(cli, "w") as f:
             f.write(GRPC_CLIENT)
@@ -402,24 +415,12 @@ def test_nghttp_client_tls(env):
 
 
 def check_grpc_pair(env, tls):
-    py = "/usr/bin/python3"
-    tx.require_system_python3()
-    if subprocess.run([py, "-c", "import grpc"], capture_output=True).returncode:
-        raise tx.Skipped("python3-grpcio is not installed")
+    py = need_grpc()
     name = "grpc-" + ("tls" if tls else "h2c")
     rx = Receiver()
     try:
         env.start_exporter(rx.url())
-        key, crt = certificate(env) if tls else ("-", "-")
-        port = tx.free_port()
-        srv = os.path.join(env.dir, "server.py")
-        with open(srv, "w") as f:
-            f.write(GRPC_SERVER)
-        p = subprocess.Popen([py, srv, str(port), key, crt],
-                             env=env.app_env({"OTEL_SERVICE_NAME": name}),
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        env.procs.append(p)
-        check(p.stdout.readline().strip() == "ready", "the grpc server did not start")
+        port, crt = start_grpc_server(env, name, tls)
         cli = os.path.join(env.dir, "client.py")
         with open(cli, "w") as f:
             f.write(GRPC_CLIENT.replace('metadata=(("traceparent", tp),), ', ""))
@@ -758,10 +759,7 @@ print("ok")
 
 def check_grpc_handler_calls(env, tls):
     import test_event_loops as ev
-    py = "/usr/bin/python3"
-    tx.require_system_python3()
-    if subprocess.run([py, "-c", "import grpc"], capture_output=True).returncode:
-        raise tx.Skipped("python3-grpcio is not installed")
+    py = need_grpc()
     rx = Receiver()
     backend = ev.Backend()
     try:
