@@ -13,6 +13,8 @@
  *
  *   dynobs-exporter [--help]        configuration: OTEL_* and DYNOBS_* variables
  *   dynobs-exporter --check-rules FILE   validates a rules file, exits 0 or 1
+ *   dynobs-exporter --ebpf [--pid PID]... [--exe PATH]...   also traces
+ *             processes through eBPF (ebpf_source.h)
  */
 #define _GNU_SOURCE
 #include <signal.h>
@@ -24,6 +26,7 @@
 #include "diag.h"
 #include "dir_lock.h"
 #include "drain_loop.h"
+#include "ebpf_source.h"
 #include "guard.h"
 #include "http_server.h"
 #include "metric_filter.h"
@@ -73,6 +76,11 @@ static void usage(void)
            "  rules/README.md).\n"
            "One exporter runs per directory: it locks DIR/.exporter.lock, and a second one\n"
            "exits with status 3.\n\n"
+           "usage: dynobs-exporter --ebpf [--pid PID]... [--exe PATH]...\n\n"
+           "Also traces, through eBPF uprobes and socket tracepoints, processes that cannot be\n"
+           "preloaded: the processes named by --pid, and every process of an executable named by\n"
+           "--exe (those running and those started later). Needs root, or CAP_BPF and CAP_PERFMON;\n"
+           "without them the exporter says why and carries on without eBPF.\n\n"
            "usage: dynobs-exporter --check-rules FILE\n\n"
            "Compiles a rules file (rules/README.md) without running: prints\n"
            "\"FILE: ok (N routes, N samplers, N filters, N redactions)\" and exits 0, or\n"
@@ -114,10 +122,8 @@ int main(int argc, char **argv)
         }
         return check_rules(argv[2]);
     }
-    if (argc > 1) {
-        fprintf(stderr, "dynobs-exporter: unexpected argument '%s' (see --help)\n", argv[1]);
+    if (dx_ebpf_args(argc, argv) < 0)
         return 2;
-    }
     dx_shed_preload(argv);
     static struct dx_config cfg; /* large: not on the stack */
     if (dx_config_load(&cfg) < 0) {
@@ -161,6 +167,7 @@ int main(int argc, char **argv)
      * generation in force at its first drain. */
     dx_rules_init(cfg.shm_dir, cfg.rules_path);
     dx_segments_scan();
+    dx_ebpf_begin(cfg.shm_dir);
     /* /metrics first: a request for an unknown path is pointed to it. */
     if (dx_prometheus_register() < 0 || dx_httpd_route("/healthz", dx_httpd_ok, NULL, 4096) < 0 ||
         dx_httpd_start(cfg.prom_host, cfg.prom_port) < 0)
@@ -181,6 +188,7 @@ int main(int argc, char **argv)
     dx_drain_loop_run(&cfg, &stop_requested);
 
     dx_log(DX_INFO, "stopping: draining what is left");
+    dx_ebpf_end();
     dx_drain_loop_finish();
     dx_sender_finish(cfg.shutdown_ms);
     dx_httpd_stop();

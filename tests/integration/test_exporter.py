@@ -97,7 +97,7 @@ class Env:
         self.procs.append(p)
         return p
 
-    def start_exporter(self, endpoint=None, extra=None, prometheus=True):
+    def start_exporter(self, endpoint=None, extra=None, prometheus=True, args=()):
         self.prom_port = free_port() if prometheus else 0
         env = dict(os.environ)
         env.pop("LD_PRELOAD", None)
@@ -118,7 +118,8 @@ class Env:
         self.exporter_log = open(os.path.join(self.dir, "exporter.log"), "w")
         # DYNOBS_EXPORTER_WRAPPER runs it under a tool (scripts/valgrind.sh).
         wrapper = os.environ.get("DYNOBS_EXPORTER_WRAPPER", "").split()
-        self.exporter = subprocess.Popen(wrapper + [EXPORTER], env=env, stdout=self.exporter_log,
+        self.exporter = subprocess.Popen(wrapper + [EXPORTER] + list(args), env=env,
+                                         stdout=self.exporter_log,
                                          stderr=subprocess.STDOUT)
         self.procs.append(self.exporter)
         if self.prom_port:

@@ -1,0 +1,97 @@
+/*
+ * The maps every kernel-side program shares: the processes traced, the
+ * ring buffer to user space and the loss counters. Each object declares
+ * them; the loader makes them one (bpf_map__reuse_fd) before loading.
+ */
+#ifndef DYNOBS_EBPF_MAPS_BPF_H
+#define DYNOBS_EBPF_MAPS_BPF_H
+
+#include "events.h"
+
+/* tgid -> 1: the processes traced. */
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, 4096);
+    __type(key, __u32);
+    __type(value, __u32);
+} targets SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_RINGBUF);
+    __uint(max_entries, 8 << 20);
+} events SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+    __uint(max_entries, DYNOBS_EBPF_COUNTERS);
+    __type(key, __u32);
+    __type(value, __u64);
+} counters SEC(".maps");
+
+/* One event being built per CPU: too large for the BPF stack. */
+struct {
+    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+    __uint(max_entries, 1);
+    __type(key, __u32);
+    __type(value, struct dynobs_ebpf_ev);
+} scratch SEC(".maps");
+
+static __always_inline void count(__u32 which)
+{
+    __u64 *v = bpf_map_lookup_elem(&counters, &which);
+    if (v)
+        *v += 1;
+}
+
+static __always_inline int traced(__u32 tgid)
+{
+    return bpf_map_lookup_elem(&targets, &tgid) != 0;
+}
+
+/* The per-CPU event, its header set for this thread. */
+static __always_inline struct dynobs_ebpf_ev *event_new(__u32 type)
+{
+    __u32 zero = 0;
+    struct dynobs_ebpf_ev *e = bpf_map_lookup_elem(&scratch, &zero);
+    if (!e)
+        return 0;
+    __u64 id = bpf_get_current_pid_tgid();
+    e->type = type;
+    e->pid = id >> 32;
+    e->tid = (__u32)id;
+    e->flags = 0;
+    e->ts = bpf_ktime_get_ns();
+    e->conn = 0;
+    e->len = 0;
+    e->aux = 0;
+    e->cap = 0;
+    e->dir = 0;
+    e->src = 0;
+    e->family = 0;
+    e->lport = e->rport = 0;
+    return e;
+}
+
+/* At most DYNOBS_EBPF_DATA_MAX, in a form the verifier can bound: the
+ * empty asm keeps the compiler from folding the second check into the
+ * first one's operands. */
+static __always_inline __u32 data_len(__u64 n)
+{
+    __u32 v = n > DYNOBS_EBPF_DATA_MAX ? DYNOBS_EBPF_DATA_MAX : (__u32)n;
+    asm volatile("" : "+r"(v));
+    if (v > DYNOBS_EBPF_DATA_MAX)
+        v = 0;
+    return v;
+}
+
+/* Sends the event's header and its first cap bytes of data. */
+static __always_inline void event_send(struct dynobs_ebpf_ev *e)
+{
+    __u64 n = e->cap;
+    if (n > DYNOBS_EBPF_DATA_MAX)
+        n = DYNOBS_EBPF_DATA_MAX;
+    if (bpf_ringbuf_output(&events, e, __builtin_offsetof(struct dynobs_ebpf_ev, data) + n, 0))
+        count(DYNOBS_EBPF_LOST_RINGBUF);
+}
+
+#endif

@@ -1,0 +1,309 @@
+/*
+ * The traced processes: one entry per process the kernel side follows,
+ * made at its first event (or when --pid/--exe names it), with its
+ * segment (made at its first span, named and stamped as the process's
+ * own, so the exporter reaps it when the process ends) and its route
+ * trie. A process that has libdynobs.so mapped is traced by the shim:
+ * it is marked and nothing of it is recorded here. Also the threads'
+ * served requests, for the parents of their outbound calls.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "internal.h"
+#include "resource.h"
+
+#include <bpf/libbpf.h>
+
+#define PROCS_MAX 1024
+#define THREADS_MAX 4096
+#define ROUTE_NODES 1024
+#define SEG_RING_BYTES (1u << 20)
+#define SEG_METRIC_SLOTS 256u
+
+static struct eproc *procs[PROCS_MAX];
+static char seg_dir[512];
+
+void dynobs__eproc_set_dir(const char *dir)
+{
+    snprintf(seg_dir, sizeof seg_dir, "%s", dir);
+}
+
+static int slot_of(int pid)
+{
+    for (int i = 0; i < PROCS_MAX; i++) {
+        int j = (int)(((unsigned)pid * 2654435761u + (unsigned)i) % PROCS_MAX);
+        if (!procs[j] || procs[j]->pid == pid)
+            return j;
+    }
+    return -1;
+}
+
+/* 1 when the process maps libdynobs.so (preloaded, or linked). */
+static int has_shim(int pid)
+{
+    char path[64], line[1024];
+    snprintf(path, sizeof path, "/proc/%d/maps", pid);
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return -1;
+    int found = 0;
+    while (!found && fgets(line, sizeof line, f))
+        found = strstr(line, "/libdynobs.so") != NULL;
+    fclose(f);
+    return found;
+}
+
+/* Looks for the shim, then attaches the probes of a traced process. */
+static void resolve(struct eproc *p)
+{
+    p->pending = 0;
+    p->state = has_shim(p->pid) == 1 ? EPROC_PRELOADED : EPROC_TRACED;
+    if (p->state == EPROC_PRELOADED) {
+        EBPF_COUNT(preloaded, 1);
+        dynobs__ebpf_log(DYNOBS_EBPF_INFO, "pid %d has libdynobs.so: traced by the shim, not by eBPF",
+                         p->pid);
+        return;
+    }
+    EBPF_COUNT(processes, 1);
+    dynobs__ebpf_log(DYNOBS_EBPF_INFO, "tracing pid %d", p->pid);
+    dynobs__attach_process(p);
+}
+
+struct eproc *dynobs__eproc(int pid, int how)
+{
+    int i = slot_of(pid);
+    if (i < 0)
+        return NULL;
+    if (procs[i] || how == EPROC_FIND) {
+        if (procs[i] && procs[i]->pending && how == EPROC_RESOLVED)
+            resolve(procs[i]);
+        return procs[i];
+    }
+    uint64_t ticks = dynobs__proc_start_ticks(pid);
+    if (!ticks)
+        return NULL; /* gone already */
+    struct eproc *p = calloc(1, sizeof *p);
+    struct dynobs_route_node *nodes = calloc(ROUTE_NODES, sizeof *nodes);
+    if (!p || !nodes) {
+        free(p);
+        free(nodes);
+        return NULL;
+    }
+    p->pid = pid;
+    p->ticks = ticks;
+    p->nodes = nodes;
+    struct dynobs_route_trie t = DYNOBS_ROUTE_TRIE_INIT(nodes, ROUTE_NODES);
+    p->trie = t;
+    procs[i] = p;
+    if (how == EPROC_PENDING) {
+        /* just exec'd: the dynamic loader has not mapped its libraries
+         * (LD_PRELOAD's among them) yet */
+        p->pending = 1;
+        p->state = EPROC_TRACED;
+        p->next_scan_ns = 0;
+        return p;
+    }
+    resolve(p);
+    return p;
+}
+
+/* Reads NAME=value from /proc/PID/environ into out ("" when absent). */
+static void env_of(const char *environ, size_t n, const char *name, char *out, size_t cap)
+{
+    size_t nl = strlen(name);
+    out[0] = '\0';
+    for (size_t i = 0; i < n;) {
+        const char *e = environ + i;
+        size_t el = strnlen(e, n - i);
+        if (el > nl && !memcmp(e, name, nl) && e[nl] == '=') {
+            snprintf(out, cap, "%.*s", (int)(el - nl - 1), e + nl + 1);
+            return;
+        }
+        i += el + 1;
+    }
+}
+
+static void resource_of(int pid, struct dynobs_resource *r)
+{
+    static char environ[65536];
+    char path[64], exe[256] = "", svc[256], attrs[1024], extra[1100];
+    size_t n = 0;
+    snprintf(path, sizeof path, "/proc/%d/environ", pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        ssize_t k;
+        while (n < sizeof environ && (k = read(fd, environ + n, sizeof environ - n)) > 0)
+            n += (size_t)k;
+        close(fd);
+    }
+    env_of(environ, n, "OTEL_SERVICE_NAME", svc, sizeof svc);
+    env_of(environ, n, "OTEL_RESOURCE_ATTRIBUTES", attrs, sizeof attrs);
+    snprintf(path, sizeof path, "/proc/%d/exe", pid);
+    char target[512];
+    ssize_t l = readlink(path, target, sizeof target - 1);
+    if (l > 0) {
+        target[l] = '\0';
+        const char *b = strrchr(target, '/');
+        snprintf(exe, sizeof exe, "%.255s", b ? b + 1 : target);
+    }
+    /* where these spans came from, for whoever reads them */
+    snprintf(extra, sizeof extra, "%s%sdynobs.source=ebpf", attrs, *attrs ? "," : "");
+    dynobs__resource_build(r, *svc ? svc : NULL, extra, exe);
+}
+
+struct dynobs_segment *dynobs__eproc_segment(struct eproc *p)
+{
+    if (p->seg_ok)
+        return &p->seg;
+    if (p->seg_tried)
+        return NULL;
+    p->seg_tried = 1;
+    static struct dynobs_resource res;
+    resource_of(p->pid, &res);
+    struct dynobs_segment_params sp = {
+        .dir = seg_dir,
+        .ring_bytes = SEG_RING_BYTES,
+        .ring_shards = 1,
+        .metric_slots = SEG_METRIC_SLOTS,
+        .pid = p->pid,
+        .ppid = 0,
+        .start_ticks = p->ticks,
+        .resource = &res,
+    };
+    int rc = dynobs__segment_create(&p->seg, &sp);
+    if (rc < 0) {
+        dynobs__ebpf_log(DYNOBS_EBPF_ERROR, "pid %d: cannot create its segment in %s: %s", p->pid,
+                         seg_dir, strerror(-rc));
+        return NULL;
+    }
+    p->seg_ok = 1;
+    return &p->seg;
+}
+
+static void drop(int i)
+{
+    struct eproc *p = procs[i];
+    for (int k = 0; k < p->nlinks; k++)
+        bpf_link__destroy(p->links[k]);
+    if (p->seg_ok)
+        dynobs__segment_detach(&p->seg);
+    if (p->state == EPROC_TRACED && !p->pending)
+        EBPF_COUNT(processes, (uint64_t)-1);
+    dynobs__http_forget(p->pid);
+    dynobs__pq_forget(p->pid);
+    dynobs__ethread_forget(p->pid);
+    free(p->nodes);
+    free(p);
+    procs[i] = NULL;
+    /* open addressing: the entries after this one move up if they can */
+    for (int j = (i + 1) % PROCS_MAX; procs[j]; j = (j + 1) % PROCS_MAX) {
+        struct eproc *q = procs[j];
+        procs[j] = NULL;
+        procs[slot_of(q->pid)] = q;
+    }
+}
+
+void dynobs__eproc_gone(int pid)
+{
+    int i = slot_of(pid);
+    if (i >= 0 && procs[i]) {
+        dynobs__ebpf_log(DYNOBS_EBPF_INFO, "pid %d ended", pid);
+        drop(i);
+    }
+}
+
+void dynobs__eproc_all_gone(void)
+{
+    for (int i = 0; i < PROCS_MAX; i++)
+        while (procs[i])
+            drop(i);
+}
+
+void dynobs__eproc_tick(uint64_t now_ns)
+{
+    for (int i = 0; i < PROCS_MAX; i++) {
+        struct eproc *p = procs[i];
+        if (!p || now_ns < p->next_scan_ns)
+            continue;
+        p->next_scan_ns = now_ns + 500000000ull;
+        if (dynobs__proc_start_ticks(p->pid) != p->ticks) {
+            drop(i);
+            i--; /* another entry may have moved here */
+            continue;
+        }
+        if (p->pending) {
+            if (!p->pending_since) {
+                p->pending_since = now_ns;
+                p->next_scan_ns = now_ns + 200000000ull;
+                continue;
+            }
+            resolve(p);
+            continue;
+        }
+        if (p->state == EPROC_TRACED)
+            dynobs__attach_process(p); /* libraries loaded since */
+    }
+}
+
+/* ---- threads ---- */
+
+struct ethread {
+    int pid, tid;
+    int inflight;
+    struct ectx ctx;
+};
+static struct ethread threads[THREADS_MAX];
+
+static struct ethread *thread_of(int pid, int tid, int create)
+{
+    for (int i = 0; i < 16; i++) {
+        struct ethread *t = &threads[((unsigned)tid * 2654435761u + (unsigned)i) % THREADS_MAX];
+        if (t->pid == pid && t->tid == tid)
+            return t;
+    }
+    for (int i = 0; create && i < 16; i++) {
+        struct ethread *t = &threads[((unsigned)tid * 2654435761u + (unsigned)i) % THREADS_MAX];
+        if (!t->inflight) {
+            t->pid = pid;
+            t->tid = tid;
+            return t;
+        }
+    }
+    return NULL;
+}
+
+const struct ectx *dynobs__ethread_ctx(int pid, int tid)
+{
+    struct ethread *t = thread_of(pid, tid, 0);
+    return t && t->inflight == 1 ? &t->ctx : NULL;
+}
+
+void dynobs__ethread_enter(int pid, int tid, const struct ectx *c)
+{
+    struct ethread *t = thread_of(pid, tid, 1);
+    if (!t)
+        return;
+    t->inflight++;
+    t->ctx = *c;
+}
+
+void dynobs__ethread_leave(int pid, int tid)
+{
+    struct ethread *t = thread_of(pid, tid, 0);
+    if (t && t->inflight > 0)
+        t->inflight--;
+}
+
+void dynobs__ethread_forget(int pid)
+{
+    for (int i = 0; i < THREADS_MAX; i++)
+        if (threads[i].pid == pid)
+            memset(&threads[i], 0, sizeof threads[i]);
+}
