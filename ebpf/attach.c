@@ -32,7 +32,7 @@ static int attach_one(struct eproc *p, const char *path, const struct probe *pr)
         return -ENOENT;
     if (p->nlinks >= EPROC_MAX_LINKS)
         return -ENOSPC;
-    LIBBPF_OPTS(bpf_uprobe_opts, o, .func_name = pr->func, .retprobe = pr->ret != 0);
+    struct bpf_uprobe_opts o = {.sz = sizeof o, .func_name = pr->func, .retprobe = pr->ret != 0};
     struct bpf_link *l = bpf_program__attach_uprobe_opts(*pr->prog, p->pid, path, 0, &o);
     if (!l)
         return -errno;

@@ -51,6 +51,7 @@ void dynobs__espan_begin(struct espan *s, int kind, const char *name, const stru
         memcpy(s->f.trace_id, parent->trace_id, 16);
         memcpy(s->f.parent_span_id, parent->span_id, 8);
         s->f.trace_flags = parent->flags;
+        s->f.span_flags |= DYNOBS_SPANF_HAS_PARENT;
         if (parent->remote)
             s->f.span_flags |= DYNOBS_SPANF_PARENT_REMOTE;
     } else {

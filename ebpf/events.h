@@ -26,7 +26,8 @@ enum dynobs_ebpf_ev_type {
     DYNOBS_EV_CLOSE,    /* a connection was closed (socket close, SSL_free) */
     DYNOBS_EV_PQ_BEGIN, /* a libpq call that sends a statement */
     DYNOBS_EV_PQ_END,   /* a synchronous call returned its result */
-    DYNOBS_EV_PQ_RESULT /* PQgetResult returned (status -1: NULL, the end) */
+    DYNOBS_EV_PQ_RESULT, /* PQgetResult returned (status -1: NULL, the end) */
+    DYNOBS_EV_MUX        /* a thread waits in epoll: it multiplexes requests */
 };
 
 /* Where a data event's bytes were seen. */

@@ -17,6 +17,7 @@
 #include "ebpf.h"
 #include "events.h"
 #include "layout.h"
+#include "resource.h"
 #include "route.h"
 #include "segment.h"
 
@@ -52,8 +53,11 @@ struct eproc {
     int state;
     uint64_t ticks; /* start time: with the pid, one process */
     int pending;             /* just exec'd: not looked at yet */
+    int go;                  /* a Go program: goroutines move between threads */
     uint64_t pending_since;
     int seg_tried, seg_ok;
+    int res_ok;
+    struct dynobs_resource res;
     struct dynobs_segment seg;
     struct dynobs_route_trie trie;
     struct dynobs_route_node *nodes;
@@ -82,6 +86,8 @@ void dynobs__eproc_gone(int pid);
  * vanished without an exit event are dropped. */
 void dynobs__eproc_tick(uint64_t now_ns);
 void dynobs__eproc_all_gone(void);
+/* Waits for the links of processes that ended to be destroyed. */
+void dynobs__eproc_reaper_stop(void);
 /* The process's segment, made at its first span. NULL on failure. */
 struct dynobs_segment *dynobs__eproc_segment(struct eproc *p);
 void dynobs__eproc_set_dir(const char *dir);
@@ -91,6 +97,8 @@ void dynobs__eproc_set_dir(const char *dir);
  * than one (an event loop: a wrong parent is worse than none). */
 const struct ectx *dynobs__ethread_ctx(int pid, int tid);
 void dynobs__ethread_enter(int pid, int tid, const struct ectx *c);
+/* The thread waits in epoll: it serves requests by turns, none is its own. */
+void dynobs__ethread_mux(int pid, int tid);
 void dynobs__ethread_leave(int pid, int tid);
 void dynobs__ethread_forget(int pid);
 

@@ -125,6 +125,11 @@ static int on_event(void *ctx, void *data, size_t size)
         return 0;
     EBPF_COUNT(events, 1);
     int pid = (int)e->pid;
+    if (e->type == DYNOBS_EV_EXEC || e->type == DYNOBS_EV_FORK || e->type == DYNOBS_EV_EXIT)
+        dynobs__ebpf_log(DYNOBS_EBPF_DEBUG, "pid %d: %s", pid,
+                         e->type == DYNOBS_EV_EXEC   ? "started"
+                         : e->type == DYNOBS_EV_FORK ? "forked"
+                                                     : "exited");
     switch (e->type) {
     case DYNOBS_EV_EXEC:
         dynobs__eproc_gone(pid); /* a new program in an old pid */
@@ -139,6 +144,10 @@ static int on_event(void *ctx, void *data, size_t size)
     case DYNOBS_EV_DATA:
         if (process_of(pid))
             dynobs__http_event(e, size);
+        break;
+    case DYNOBS_EV_MUX:
+        if (process_of(pid))
+            dynobs__ethread_mux(pid, (int)e->tid);
         break;
     case DYNOBS_EV_CLOSE:
         if (dynobs__eproc(pid, EPROC_FIND))
@@ -160,6 +169,10 @@ static void *read_loop(void *arg)
     uint64_t next_sync = 0;
     while (!stopping) {
         int rc = ring_buffer__poll(rb, 100);
+        /* and whatever came without a wakeup (the kernel skips some when
+         * the reader looks behind) */
+        if (rc >= 0)
+            rc = ring_buffer__consume(rb);
         if (rc < 0 && rc != -EINTR) {
             dynobs__ebpf_log(DYNOBS_EBPF_ERROR, "ring buffer: %s; eBPF stops", strerror(-rc));
             break;
@@ -258,6 +271,7 @@ refused:
 static void unload_all(void)
 {
     dynobs__eproc_all_gone();
+    dynobs__eproc_reaper_stop();
     ring_buffer__free(rb);
     rb = NULL;
     dynobs_pq__destroy(sk_pq);

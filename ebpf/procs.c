@@ -10,6 +10,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +21,8 @@
 #include "resource.h"
 
 #include <bpf/libbpf.h>
+#include <gelf.h>
+#include <libelf.h>
 
 #define PROCS_MAX 1024
 #define THREADS_MAX 4096
@@ -60,6 +63,38 @@ static int has_shim(int pid)
     return found;
 }
 
+static void resource_of(int pid, struct dynobs_resource *r);
+
+/* 1 for a Go executable (it has a .go.buildinfo section): its goroutines
+ * move between threads, so the thread that read a request says nothing
+ * of which request a call belongs to. */
+static int is_go(int pid)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/exe", pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || elf_version(EV_CURRENT) == EV_NONE) {
+        if (fd >= 0)
+            close(fd);
+        return 0;
+    }
+    int go = 0;
+    Elf *e = elf_begin(fd, ELF_C_READ, NULL);
+    size_t shstr;
+    if (e && elf_getshdrstrndx(e, &shstr) == 0) {
+        for (Elf_Scn *s = NULL; !go && (s = elf_nextscn(e, s));) {
+            GElf_Shdr sh;
+            const char *name;
+            if (gelf_getshdr(s, &sh) && (name = elf_strptr(e, shstr, sh.sh_name)))
+                go = !strcmp(name, ".go.buildinfo");
+        }
+    }
+    if (e)
+        elf_end(e);
+    close(fd);
+    return go;
+}
+
 /* Looks for the shim, then attaches the probes of a traced process. */
 static void resolve(struct eproc *p)
 {
@@ -72,7 +107,12 @@ static void resolve(struct eproc *p)
         return;
     }
     EBPF_COUNT(processes, 1);
-    dynobs__ebpf_log(DYNOBS_EBPF_INFO, "tracing pid %d", p->pid);
+    /* read now: by its first span the process may be gone */
+    resource_of(p->pid, &p->res);
+    p->res_ok = 1;
+    p->go = is_go(p->pid);
+    dynobs__ebpf_log(DYNOBS_EBPF_INFO, "tracing pid %d%s", p->pid,
+                     p->go ? " (Go: its outbound calls are not linked to requests)" : "");
     dynobs__attach_process(p);
 }
 
@@ -165,8 +205,8 @@ struct dynobs_segment *dynobs__eproc_segment(struct eproc *p)
     if (p->seg_tried)
         return NULL;
     p->seg_tried = 1;
-    static struct dynobs_resource res;
-    resource_of(p->pid, &res);
+    if (!p->res_ok)
+        resource_of(p->pid, &p->res);
     struct dynobs_segment_params sp = {
         .dir = seg_dir,
         .ring_bytes = SEG_RING_BYTES,
@@ -175,7 +215,7 @@ struct dynobs_segment *dynobs__eproc_segment(struct eproc *p)
         .pid = p->pid,
         .ppid = 0,
         .start_ticks = p->ticks,
-        .resource = &res,
+        .resource = &p->res,
     };
     int rc = dynobs__segment_create(&p->seg, &sp);
     if (rc < 0) {
@@ -187,11 +227,77 @@ struct dynobs_segment *dynobs__eproc_segment(struct eproc *p)
     return &p->seg;
 }
 
+/* Detaching a uprobe waits for the kernel (RCU grace periods: about
+ * 200 ms each here), so links of processes that ended are destroyed on a
+ * thread of their own, not on the one reading events. */
+static struct bpf_link **dead;
+static size_t ndead, capdead;
+static pthread_mutex_t dead_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t dead_cond = PTHREAD_COND_INITIALIZER;
+static pthread_t reaper;
+static int reaper_on, reaper_stop;
+
+static void *reap_links(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&dead_lock);
+    for (;;) {
+        while (!ndead && !reaper_stop)
+            pthread_cond_wait(&dead_cond, &dead_lock);
+        if (!ndead && reaper_stop)
+            break;
+        struct bpf_link *l = dead[--ndead];
+        pthread_mutex_unlock(&dead_lock);
+        bpf_link__destroy(l);
+        pthread_mutex_lock(&dead_lock);
+    }
+    pthread_mutex_unlock(&dead_lock);
+    return NULL;
+}
+
+static void link_release(struct bpf_link *l)
+{
+    pthread_mutex_lock(&dead_lock);
+    if (!reaper_on && pthread_create(&reaper, NULL, reap_links, NULL) == 0)
+        reaper_on = 1;
+    if (ndead == capdead) {
+        size_t cap = capdead ? capdead * 2 : 256;
+        struct bpf_link **n = realloc(dead, cap * sizeof *n);
+        if (n) {
+            dead = n;
+            capdead = cap;
+        }
+    }
+    if (reaper_on && ndead < capdead) {
+        dead[ndead++] = l;
+        pthread_cond_signal(&dead_cond);
+        l = NULL;
+    }
+    pthread_mutex_unlock(&dead_lock);
+    if (l)
+        bpf_link__destroy(l);
+}
+
+void dynobs__eproc_reaper_stop(void)
+{
+    pthread_mutex_lock(&dead_lock);
+    reaper_stop = 1;
+    pthread_cond_signal(&dead_cond);
+    int on = reaper_on;
+    pthread_mutex_unlock(&dead_lock);
+    if (on)
+        pthread_join(reaper, NULL);
+    free(dead);
+    dead = NULL;
+    ndead = capdead = 0;
+    reaper_on = reaper_stop = 0;
+}
+
 static void drop(int i)
 {
     struct eproc *p = procs[i];
     for (int k = 0; k < p->nlinks; k++)
-        bpf_link__destroy(p->links[k]);
+        link_release(p->links[k]);
     if (p->seg_ok)
         dynobs__segment_detach(&p->seg);
     if (p->state == EPROC_TRACED && !p->pending)
@@ -257,6 +363,7 @@ void dynobs__eproc_tick(uint64_t now_ns)
 struct ethread {
     int pid, tid;
     int inflight;
+    int mux;
     struct ectx ctx;
 };
 static struct ethread threads[THREADS_MAX];
@@ -270,7 +377,7 @@ static struct ethread *thread_of(int pid, int tid, int create)
     }
     for (int i = 0; create && i < 16; i++) {
         struct ethread *t = &threads[((unsigned)tid * 2654435761u + (unsigned)i) % THREADS_MAX];
-        if (!t->inflight) {
+        if (!t->inflight && !t->mux) {
             t->pid = pid;
             t->tid = tid;
             return t;
@@ -281,8 +388,18 @@ static struct ethread *thread_of(int pid, int tid, int create)
 
 const struct ectx *dynobs__ethread_ctx(int pid, int tid)
 {
+    struct eproc *p = dynobs__eproc(pid, EPROC_FIND);
+    if (p && p->go)
+        return NULL;
     struct ethread *t = thread_of(pid, tid, 0);
-    return t && t->inflight == 1 ? &t->ctx : NULL;
+    return t && t->inflight == 1 && !t->mux ? &t->ctx : NULL;
+}
+
+void dynobs__ethread_mux(int pid, int tid)
+{
+    struct ethread *t = thread_of(pid, tid, 1);
+    if (t)
+        t->mux = 1;
 }
 
 void dynobs__ethread_enter(int pid, int tid, const struct ectx *c)

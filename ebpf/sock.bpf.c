@@ -32,6 +32,14 @@ struct call {
     __u8 laddr[16], raddr[16];
 };
 
+/* threads already reported as waiting in epoll */
+struct {
+    __uint(type, BPF_MAP_TYPE_LRU_HASH);
+    __uint(max_entries, 16384);
+    __type(key, __u64);
+    __type(value, __u8);
+} muxed SEC(".maps");
+
 /* thread -> the socket call it is in */
 struct {
     __uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -208,4 +216,31 @@ int enter_close(struct trace_event_raw_sys_enter *ctx)
     e->src = DYNOBS_SRC_SOCK;
     event_send(e);
     return 0;
+}
+
+/* A thread that waits in epoll serves whatever is ready: it is told once,
+ * and user space links no outbound call of it to a request (as the shim's
+ * loopwait.c). */
+static __always_inline int waits(void)
+{
+    __u64 id = bpf_get_current_pid_tgid();
+    __u8 one = 1;
+    if (!traced(id >> 32) || bpf_map_lookup_elem(&muxed, &id))
+        return 0;
+    bpf_map_update_elem(&muxed, &id, &one, BPF_ANY);
+    struct dynobs_ebpf_ev *e = event_new(DYNOBS_EV_MUX);
+    if (e)
+        event_send(e);
+    return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_epoll_wait")
+int enter_epoll_wait(struct trace_event_raw_sys_enter *ctx)
+{
+    return waits();
+}
+SEC("tracepoint/syscalls/sys_enter_epoll_pwait")
+int enter_epoll_pwait(struct trace_event_raw_sys_enter *ctx)
+{
+    return waits();
 }
