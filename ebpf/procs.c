@@ -353,8 +353,27 @@ void dynobs__eproc_tick(uint64_t now_ns)
             resolve(p);
             continue;
         }
-        if (p->state == EPROC_TRACED)
-            dynobs__attach_process(p); /* libraries loaded since */
+        if (p->state != EPROC_TRACED)
+            continue;
+        if (has_shim(p->pid) == 1) {
+            /* it loaded the shim itself (Python's dynobs package, say):
+             * from now on its spans are the shim's */
+            dynobs__ebpf_log(DYNOBS_EBPF_INFO, "pid %d loaded libdynobs.so: left to the shim",
+                             p->pid);
+            for (int k = 0; k < p->nlinks; k++)
+                link_release(p->links[k]);
+            p->nlinks = 0;
+            if (p->seg_ok)
+                dynobs__segment_detach(&p->seg);
+            p->seg_ok = 0;
+            p->state = EPROC_PRELOADED;
+            EBPF_COUNT(processes, (uint64_t)-1);
+            EBPF_COUNT(preloaded, 1);
+            dynobs__http_forget(p->pid);
+            dynobs__pq_forget(p->pid);
+            continue;
+        }
+        dynobs__attach_process(p); /* libraries loaded since */
     }
 }
 
