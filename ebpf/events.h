@@ -76,6 +76,13 @@ struct dynobs_ebpf_ev {
     char data[DYNOBS_EBPF_DATA_MAX];
 };
 
+/* Both sides compile this struct (clang for BPF, the host compiler for
+ * the exporter): its layout is pinned here. */
+_Static_assert(__builtin_offsetof(struct dynobs_ebpf_ev, ts) == 16, "event ts");
+_Static_assert(__builtin_offsetof(struct dynobs_ebpf_ev, cap) == 48, "event cap");
+_Static_assert(__builtin_offsetof(struct dynobs_ebpf_ev, laddr) == 64, "event laddr");
+_Static_assert(__builtin_offsetof(struct dynobs_ebpf_ev, data) == 96, "event data");
+
 /* An executable traced by --exe, by its inode. */
 struct dynobs_ebpf_exe {
     __u64 dev;

@@ -172,9 +172,10 @@ static void attach(const char *name)
         return;
     }
     /* A segment must belong to the user who runs the process it names;
-     * only root may drain other users' segments. */
+     * only root may drain other users' segments. The exporter's own (its
+     * eBPF source writes one per process it traces) are its own user's. */
     long owner = proc_owner(pid);
-    if (geteuid() != 0 && owner >= 0 && (uid_t)owner != st.st_uid) {
+    if (geteuid() != 0 && owner >= 0 && (uid_t)owner != st.st_uid && st.st_uid != geteuid()) {
         reject(name, st.st_ino, "owned by a user other than the process's");
         return;
     }
