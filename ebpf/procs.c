@@ -4,8 +4,7 @@
  * segment (made at its first span, named and stamped as the process's
  * own, so the exporter reaps it when the process ends) and its route
  * trie. A process that has libdynobs.so mapped is traced by the shim:
- * it is marked and nothing of it is recorded here. Also the threads'
- * served requests, for the parents of their outbound calls.
+ * it is marked and nothing of it is recorded here.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -25,7 +24,6 @@
 #include <libelf.h>
 
 #define PROCS_MAX 1024
-#define THREADS_MAX 4096
 #define ROUTE_NODES 1024
 #define SEG_RING_BYTES (1u << 20)
 #define SEG_METRIC_SLOTS 256u
@@ -375,71 +373,4 @@ void dynobs__eproc_tick(uint64_t now_ns)
         }
         dynobs__attach_process(p); /* libraries loaded since */
     }
-}
-
-/* ---- threads ---- */
-
-struct ethread {
-    int pid, tid;
-    int inflight;
-    int mux;
-    struct ectx ctx;
-};
-static struct ethread threads[THREADS_MAX];
-
-static struct ethread *thread_of(int pid, int tid, int create)
-{
-    for (int i = 0; i < 16; i++) {
-        struct ethread *t = &threads[((unsigned)tid * 2654435761u + (unsigned)i) % THREADS_MAX];
-        if (t->pid == pid && t->tid == tid)
-            return t;
-    }
-    for (int i = 0; create && i < 16; i++) {
-        struct ethread *t = &threads[((unsigned)tid * 2654435761u + (unsigned)i) % THREADS_MAX];
-        if (!t->inflight && !t->mux) {
-            t->pid = pid;
-            t->tid = tid;
-            return t;
-        }
-    }
-    return NULL;
-}
-
-const struct ectx *dynobs__ethread_ctx(int pid, int tid)
-{
-    struct eproc *p = dynobs__eproc(pid, EPROC_FIND);
-    if (p && p->go)
-        return NULL;
-    struct ethread *t = thread_of(pid, tid, 0);
-    return t && t->inflight == 1 && !t->mux ? &t->ctx : NULL;
-}
-
-void dynobs__ethread_mux(int pid, int tid)
-{
-    struct ethread *t = thread_of(pid, tid, 1);
-    if (t)
-        t->mux = 1;
-}
-
-void dynobs__ethread_enter(int pid, int tid, const struct ectx *c)
-{
-    struct ethread *t = thread_of(pid, tid, 1);
-    if (!t)
-        return;
-    t->inflight++;
-    t->ctx = *c;
-}
-
-void dynobs__ethread_leave(int pid, int tid)
-{
-    struct ethread *t = thread_of(pid, tid, 0);
-    if (t && t->inflight > 0)
-        t->inflight--;
-}
-
-void dynobs__ethread_forget(int pid)
-{
-    for (int i = 0; i < THREADS_MAX; i++)
-        if (threads[i].pid == pid)
-            memset(&threads[i], 0, sizeof threads[i]);
 }
