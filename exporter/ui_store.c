@@ -179,7 +179,7 @@ static int by_slowest(const void *a, const void *b)
 
 void dx_ui_each(int slowest, size_t max, dx_ui_trace_fn fn, void *u)
 {
-    struct ui_trace *list[UI_TRACES];
+    struct ui_trace *list[UI_TRACES] = {NULL};
     size_t n = 0;
     pthread_mutex_lock(&lock);
     for (int i = 0; i < UI_TRACES; i++)
