@@ -3,10 +3,10 @@
 # next to the preload path (LD_PRELOAD=libdynobs.so), for the same calls
 # (BENCHMARKS.md, "eBPF: what a traced call costs", issue 17).
 #
-#   bash bench/ebpf_cost.sh BUILD_DIR      (as root; about 2-3 minutes)
+#   bash bench/ebpf_cost.sh BUILD_DIR      (as root; about 1.5 minutes)
 #
 # Starts a throw-away PostgreSQL 15 (as the postgres user, unix socket
-# only), then, ROUNDS times (default 5), runs build/bench/dynobs-ebpf-bench
+# only), then, ROUNDS times (default 7), runs build/bench/dynobs-ebpf-bench
 # (PQexec("SELECT 1"), an HTTP/1 exchange over loopback TCP and the same
 # through OpenSSL, see bench/ebpf_bench.c) in four configurations, in an
 # order that rotates from round to round:
@@ -26,7 +26,13 @@
 # that run) gives how many times each of the exporter's BPF programs ran
 # and how long it took, from `bpftool prog show`.
 #
-# Environment: ROUNDS (default 5), SCALE (default 1: batches per run),
+# The driver and PostgreSQL (its backends) run on one CPU (CPU, default
+# 0): a statement's round trip is then two switches on that CPU, where
+# otherwise it is 17 or 55 us from one run to the next here, depending on
+# whether the scheduler put the two on one vCPU or woke the other one.
+# The exporters run where the scheduler puts them.
+#
+# Environment: ROUNDS (default 7), SCALE (default 1: batches per run),
 # BPF_STATS (default 1), KEEP=1 keeps the work directory (logs),
 # EXPORTER (default BUILD_DIR/exporter/dynobs-exporter: another build's,
 # to compare two versions of ebpf/ with the same driver).
@@ -40,8 +46,9 @@ B=$(realpath "$1") || exit 2
 DRV=$B/bench/dynobs-ebpf-bench
 EXP=${EXPORTER:-$B/exporter/dynobs-exporter}
 LIB=$B/libdynobs.so
-ROUNDS=${ROUNDS:-5}
+ROUNDS=${ROUNDS:-7}
 SCALE=${SCALE:-1}
+CPU=${CPU:-0}
 PGBIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
 
 die() { echo "ebpf_cost.sh: $*" >&2; exit 1; }
@@ -76,7 +83,7 @@ mkdir -p "$W/pg" && chown postgres: "$W/pg"
 runuser -u postgres -- "$PGBIN/initdb" -D "$W/pg/data" --auth=trust -U postgres >"$W/initdb.log" 2>&1 ||
   die "initdb failed: $(tail -3 "$W/initdb.log")"
 PGPORT=$(free_port)
-runuser -u postgres -- "$PGBIN/postgres" -D "$W/pg/data" -k "$W/pg" -p "$PGPORT" \
+taskset -c "$CPU" runuser -u postgres -- "$PGBIN/postgres" -D "$W/pg/data" -k "$W/pg" -p "$PGPORT" \
   -c listen_addresses= -c fsync=off >"$W/pg.log" 2>&1 &
 for _ in $(seq 100); do
   "$PGBIN/pg_isready" -q -h "$W/pg" -p "$PGPORT" && break
@@ -127,7 +134,7 @@ run_driver() {
   local round=$1 config=$2 setup=$3; shift 3
   rm -f "$W/to-driver" "$W/from-driver"
   mkfifo "$W/to-driver" "$W/from-driver"
-  env "$@" "$DRV" "$CONN" "$SCALE" "$LIST" <"$W/to-driver" >"$W/from-driver" 2>>"$W/driver.err" &
+  env "$@" taskset -c "$CPU" "$DRV" "$CONN" "$SCALE" "$LIST" <"$W/to-driver" >"$W/from-driver" 2>>"$W/driver.err" &
   local pid=$! in out line
   exec {in}>"$W/to-driver" {out}<"$W/from-driver"
   read -r -t 30 -u "$out" line && [[ $line == ready ]] || die "the driver did not start: $(tail -3 "$W/driver.err")"
@@ -296,9 +303,17 @@ if srows:
     print()
     print("| workload | program | type | runs | runs per traced call | ns per run |")
     print("| --- | --- | --- | --- | --- | --- |")
+    total, probes = defaultdict(float), defaultdict(float)
     for w, name, typ, runs, ns, n in srows:
         runs, ns, n = int(runs), int(ns), int(n)
+        total[w] += ns / n
+        if typ == "kprobe":
+            probes[w] += runs / n
         print("| %s | %s | %s | %d | %.2f | %.0f |" % (w, name, typ, runs, runs / n, ns / runs))
+    print()
+    for w in total:
+        print("%s: BPF programs %.0f ns per traced call, %.2f uprobe hits per call" %
+              (w, total[w], probes[w]))
     print()
 print("per round (us per exchange):")
 for name in ("pq", "http", "tls"):
@@ -309,5 +324,10 @@ EOF
 echo
 echo "other --ebpf exporters running during the rounds (their tracepoints run in every configuration):"
 [[ -n $OTHERS0 ]] && echo "$OTHERS0" || echo "  none"
-grep -h -E '^dynobs_exporter_(ebpf|dropped|ring|spans)[a-z_]*(\{[^}]*\})? ' "$W"/metrics-*-1.txt 2>/dev/null |
-  sort -u | head -40 | sed 's/^/  round 1: /'
+echo
+echo "what the exporters counted in round 1 (every exchange is one span, two for http and tls):"
+for f in "$W/metrics-preload-1.txt" "$W/metrics-ebpf-1.txt"; do
+  [[ -f $f ]] || continue
+  echo "  $(basename "$f" -1.txt | sed 's/metrics-//'): $(grep -E '^dynobs_exporter_(ring_records_(written|dropped)_total|ebpf_(spans|events|events_lost|calls_lost|attach_failures)_total) ' "$f" |
+    sort -u | sed 's/^dynobs_exporter_//' | tr '\n' ' ')"
+done
