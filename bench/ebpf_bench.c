@@ -8,7 +8,10 @@
  *         loopback TCP connection: write, read, write, read, all in this
  *         thread (four socket calls, no thread switch);
  *   tls   the same exchange through OpenSSL (SSL_write, SSL_read twice
- *         over TLS 1.3 on loopback, client and server in this thread).
+ *         over TLS 1.3 on loopback, client and server in this thread);
+ *   noop  calls of an empty function, dynobs_bench_noop, on which the
+ *         script puts a bare uprobe (tracefs, no BPF): what a hit costs;
+ *   push  the same with dynobs_bench_push (see below).
  *
  *   dynobs-ebpf-bench CONNINFO|- [SCALE [WORKLOADS]]
  *
@@ -159,6 +162,33 @@ static void measure(const char *name, exchange_fn fn, void *arg, int calls, int 
     fflush(stdout);
     free(v);
 }
+
+/* ---- the functions a bare uprobe is put on ----
+ * The kernel emulates some first instructions of a probed function (a
+ * push, here since Linux 6.x) and single-steps the others out of line
+ * (a second trap): dynobs_bench_noop starts as SSL_read does (sub from
+ * the stack pointer), dynobs_bench_push as PQexec does (push %rbp). */
+
+void dynobs_bench_noop(void *arg);
+void dynobs_bench_push(void *arg);
+#if defined(__x86_64__)
+__asm__(".text\n"
+        ".globl dynobs_bench_noop\n.type dynobs_bench_noop, @function\n"
+        "dynobs_bench_noop:\n\tsub $8, %rsp\n\tadd $8, %rsp\n\tret\n"
+        ".size dynobs_bench_noop, .-dynobs_bench_noop\n"
+        ".globl dynobs_bench_push\n.type dynobs_bench_push, @function\n"
+        "dynobs_bench_push:\n\tpush %rbp\n\tpop %rbp\n\tret\n"
+        ".size dynobs_bench_push, .-dynobs_bench_push\n");
+#else
+__attribute__((noinline)) void dynobs_bench_noop(void *arg)
+{
+    __asm__ volatile("" : : "r"(arg) : "memory");
+}
+__attribute__((noinline)) void dynobs_bench_push(void *arg)
+{
+    __asm__ volatile("" : : "r"(arg) : "memory");
+}
+#endif
 
 /* ---- pq ---- */
 
@@ -353,6 +383,10 @@ int main(int argc, char **argv)
         measure("http", http_exchange, &h, 4, (int)(100 * scale), 50);
     if (wanted(list, "tls"))
         measure("tls", http_exchange, &t, 4, (int)(100 * scale), 50);
+    if (wanted(list, "noop"))
+        measure("noop", dynobs_bench_noop, NULL, 1, (int)(100 * scale), 200);
+    if (wanted(list, "push"))
+        measure("push", dynobs_bench_push, NULL, 1, (int)(100 * scale), 200);
     if (pq)
         PQfinish(pq);
     return 0;

@@ -35,7 +35,9 @@
 # Environment: ROUNDS (default 7), SCALE (default 1: batches per run),
 # BPF_STATS (default 1), KEEP=1 keeps the work directory (logs),
 # EXPORTER (default BUILD_DIR/exporter/dynobs-exporter: another build's,
-# to compare two versions of ebpf/ with the same driver).
+# to compare two versions of ebpf/ with the same driver), EXPORTER_B
+# (another exporter: adds an "ebpf-b" configuration, traced by it, to
+# every round).
 set -uo pipefail
 
 if [[ $# -ne 1 ]]; then
@@ -101,7 +103,7 @@ start_exporter() {
   mkdir -p "$W/shm-$name"
   env DYNOBS_SHM_DIR="$W/shm-$name" OTEL_TRACES_EXPORTER=none OTEL_METRICS_EXPORTER=none \
     OTEL_EXPORTER_PROMETHEUS_PORT="$EXP_PORT" OTEL_LOG_LEVEL=info \
-    "$EXP" "$@" >>"$W/exporter-$name.log" 2>&1 &
+    "${EXP_BIN:-$EXP}" "$@" >>"$W/exporter-$name.log" 2>&1 &
   EXP_PID=$!
   PIDS+=("$EXP_PID")
   for _ in $(seq 100); do
@@ -172,6 +174,12 @@ config_ebpf() {
   stop_exporter "ebpf-$1"
 }
 
+# the same as ebpf, with the exporter EXPORTER_B
+config_ebpfb() {
+  EXP_BIN=$EXPORTER_B run_driver "$1" ebpf-b attach_ebpf OTEL_SERVICE_NAME=bench-ebpf
+  stop_exporter "ebpfb-$1"
+}
+
 # Whatever else runs eBPF programs on the system-call tracepoints (other
 # --ebpf exporters) is paid in every configuration: named in the report.
 others() {
@@ -183,17 +191,74 @@ others() {
 LIST=pq,http,tls
 : >"$W/results.tsv"
 CONFIGS=(plain preload ebpf)
+[[ -n ${EXPORTER_B:-} ]] && CONFIGS+=(ebpfb)
 T0=$(date +%s)
 LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
 OTHERS0=$(others)
 for r in $(seq "$ROUNDS"); do
   phase "round $r of $ROUNDS"
-  for i in 0 1 2; do
-    c=${CONFIGS[$(((i + r) % 3))]}
+  for i in "${!CONFIGS[@]}"; do
+    c=${CONFIGS[$(((i + r) % ${#CONFIGS[@]}))]}
     "config_$c" "$r"
   done
 done
 LOAD1=$(cut -d' ' -f1-3 /proc/loadavg)
+
+# ---------------------------------------------------------------- bare uprobes
+# What a uprobe hit costs on this machine without any BPF program: tracefs
+# uprobes on the driver's two empty functions (one whose first
+# instruction the kernel single-steps, one whose push it emulates), on
+# entry, then on return, with a filter that records nothing, against the
+# same calls without them; three rounds.
+TR=/sys/kernel/tracing
+sym_offset() { # the file offset of the driver's symbol $1
+  local addr off va fsz
+  addr=$((16#$(nm "$DRV" | awk -v s="$1" '$3 == s { print $1 }')))
+  while read -r _ off va _ fsz; do
+    if ((addr >= va && addr < va + fsz)); then printf '0x%x\n' $((addr - va + off)); return; fi
+  done < <(readelf -lW "$DRV" | awk '$1 == "LOAD" { print $1, $2, $3, $4, $5 }')
+}
+probes_off() {
+  for e in noop push; do
+    for k in "" ret; do
+      [[ -e $TR/events/dynobs_bench/$e$k/enable ]] && echo 0 >"$TR/events/dynobs_bench/$e$k/enable"
+      grep -q "dynobs_bench/$e$k " "$TR/uprobe_events" 2>/dev/null && echo "-:dynobs_bench/$e$k" >>"$TR/uprobe_events"
+    done
+  done
+}
+probes_add() {
+  for e in noop push; do
+    echo "p:dynobs_bench/$e $DRV:${OFFS[$e]}" >>"$TR/uprobe_events" &&
+      echo "r:dynobs_bench/${e}ret $DRV:${OFFS[$e]}" >>"$TR/uprobe_events" || return 1
+  done
+}
+probes_on() { # probes_on SUFFIX: "" on entry, "ret" on return
+  for e in noop push; do
+    echo 'common_pid == 0' >"$TR/events/dynobs_bench/$e$1/filter" &&
+      echo 1 >"$TR/events/dynobs_bench/$e$1/enable" || return 1
+  done
+}
+entry_probes() { probes_on ""; }
+return_probes() { probes_on ret; }
+declare -A OFFS
+OFFS[noop]=$(sym_offset dynobs_bench_noop 2>/dev/null)
+OFFS[push]=$(sym_offset dynobs_bench_push 2>/dev/null)
+if [[ ${UPROBE_CAL:-1} == 1 && -w $TR/uprobe_events && -n ${OFFS[noop]} && -n ${OFFS[push]} ]]; then
+  phase "bare uprobes on dynobs_bench_noop and dynobs_bench_push"
+  trap 'probes_off; cleanup' EXIT
+  probes_off
+  LIST=noop,push
+  for r in 1 2 3; do
+    run_driver "$r" plain no_setup
+    probes_add || { echo "cannot add uprobes" >&2; break; }
+    run_driver "$r" uprobe entry_probes
+    probes_off
+    probes_add
+    run_driver "$r" uretprobe return_probes
+    probes_off
+  done
+  probes_off
+fi
 
 # ---------------------------------------------------------------- BPF stats
 # Per program of our --ebpf exporter (those loaded after the ids in
@@ -260,9 +325,10 @@ for rnd, config, name, ns, per, n, watched, _ in rows:
         continue
     by[(name, config)].append(float(ns))
     calls[name] = int(per)
-    if config in ("preload", "ebpf", "untraced"):
+    if config in ("preload", "ebpf", "untraced", "ebpf-b"):
         cpu[(name, config)].append(float(watched) / int(n) / int(per))
-what = {"pq": "PQexec('SELECT 1'), unix socket (1 call)",
+what = {"noop": "an empty function (1 call)", "push": "an empty function (1 call)",
+        "pq": "PQexec('SELECT 1'), unix socket (1 call)",
         "http": "HTTP/1 100 B exchange, loopback TCP (4 socket calls)",
         "tls": "same through OpenSSL TLS 1.3 (4 SSL calls)"}
 med = lambda v: statistics.median(v) if v else float("nan")
@@ -296,6 +362,26 @@ for name in ("pq", "http", "tls"):
                                                    med(cpu[(name, "ebpf")]),
                                                    med(cpu[(name, "untraced")])))
 print()
+if ("http", "ebpf-b") in by:
+    print("| exchange | eBPF us | eBPF, EXPORTER_B us | eBPF adds per call | EXPORTER_B adds per call | exporter CPU per call | EXPORTER_B's |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for name in ("pq", "http", "tls"):
+        if (name, "ebpf-b") not in by:
+            continue
+        p, e, f = (med(by[(name, c)]) for c in ("plain", "ebpf", "ebpf-b"))
+        k = calls[name]
+        print("| %s | %.2f | %.2f | %.0f ns | %.0f ns | %.0f ns | %.0f ns |" %
+              (what[name], e / 1000, f / 1000, (e - p) / k, (f - p) / k,
+               med(cpu[(name, "ebpf")]), med(cpu[(name, "ebpf-b")])))
+    print()
+if ("noop", "uprobe") in by:
+    print("| a bare uprobe (tracefs, no BPF) on an empty function | plain | entry probe | added | return probe | added |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for name, first in (("noop", "sub $8,%rsp: stepped out of line"), ("push", "push %rbp: emulated")):
+        p, u, r = (med(by[(name, c)]) for c in ("plain", "uprobe", "uretprobe"))
+        print("| first instruction %s | %.0f ns | %.0f ns | %.0f ns | %.0f ns | %.0f ns |" %
+              (first, p, u, u - p, r, r - p))
+    print()
 srows = [l.rstrip("\n").split("\t") for l in open(stats) if l.strip()]
 if srows:
     print("BPF programs of the --ebpf exporter during one traced run (BPF_ENABLE_STATS; the")
@@ -316,8 +402,8 @@ if srows:
               (w, total[w], probes[w]))
     print()
 print("per round (us per exchange):")
-for name in ("pq", "http", "tls"):
-    for c in ("plain", "preload", "ebpf", "untraced"):
+for name in ("pq", "http", "tls", "noop", "push"):
+    for c in ("plain", "preload", "ebpf", "untraced", "ebpf-b", "uprobe", "uretprobe"):
         if (name, c) in by:
             print("  %-5s %-9s %s" % (name, c, " ".join("%.2f" % (x / 1000) for x in by[(name, c)])))
 EOF
