@@ -3,7 +3,7 @@
 # next to the preload path (LD_PRELOAD=libdynobs.so), for the same calls
 # (BENCHMARKS.md, "eBPF: what a traced call costs", issue 17).
 #
-#   bash bench/ebpf_cost.sh BUILD_DIR      (as root; about 1.5 minutes)
+#   bash bench/ebpf_cost.sh BUILD_DIR      (as root; about 70 seconds)
 #
 # Starts a throw-away PostgreSQL 15 (as the postgres user, unix socket
 # only), then, ROUNDS times (default 7), runs build/bench/dynobs-ebpf-bench
@@ -21,10 +21,12 @@
 # and a segment directory of their own. Prints medians over the rounds,
 # differences against plain, and the exporter's CPU per traced call (from
 # /proc/PID/task/*/schedstat, measured by the driver around its batches).
-# Then, unless BPF_STATS=0, one more traced run per workload with the
-# kernel's BPF run-time statistics on (BPF_ENABLE_STATS, held only for
-# that run) gives how many times each of the exporter's BPF programs ran
-# and how long it took, from `bpftool prog show`.
+# Then two passes that explain the figures: unless UPROBE_CAL=0, what a
+# bare uprobe hit costs here (tracefs uprobes, no BPF, on two empty
+# functions of the driver); unless BPF_STATS=0, one more traced run per
+# workload with the kernel's BPF run-time statistics on (BPF_ENABLE_STATS,
+# held only for that run), giving how many times each of the exporter's
+# BPF programs ran and how long it took, from `bpftool prog show`.
 #
 # The driver and PostgreSQL (its backends) run on one CPU (CPU, default
 # 0): a statement's round trip is then two switches on that CPU, where
@@ -128,16 +130,17 @@ wait_log() {
   die "no '$2' in $W/exporter-$1.log"
 }
 
-# run_driver ROUND CONFIG WATCH_SETUP [ENV...]: runs the driver with ENV
-# (talking to it through two FIFOs),
-# calls the function named WATCH_SETUP with its pid once it is ready
-# (that function sets WATCH), then appends its results to results.tsv.
+# run_driver ROUND CONFIG WATCH_SETUP [ENV...]: runs the driver with ENV,
+# talking to it through two FIFOs; once it is connected, calls the
+# function named WATCH_SETUP with its pid (which sets WATCH, the process
+# whose CPU the driver measures), then appends its results to results.tsv.
 run_driver() {
   local round=$1 config=$2 setup=$3; shift 3
   rm -f "$W/to-driver" "$W/from-driver"
   mkfifo "$W/to-driver" "$W/from-driver"
   env "$@" taskset -c "$CPU" "$DRV" "$CONN" "$SCALE" "$LIST" <"$W/to-driver" >"$W/from-driver" 2>>"$W/driver.err" &
   local pid=$! in out line
+  PIDS+=("$pid")
   exec {in}>"$W/to-driver" {out}<"$W/from-driver"
   read -r -t 30 -u "$out" line && [[ $line == ready ]] || die "the driver did not start: $(tail -3 "$W/driver.err")"
   WATCH=
@@ -154,7 +157,6 @@ no_setup() { :; }
 watch_exporter() { WATCH=$EXP_PID; }
 attach_ebpf() {
   start_exporter "ebpf" --ebpf --pid "$1"
-  EBPF_PID=$EXP_PID
   [[ $LIST == *pq* ]] && wait_log ebpf "pid $1: [0-9]+ probes on \S*libpq\.so"
   [[ $LIST == *tls* ]] && wait_log ebpf "pid $1: [0-9]+ probes on \S*libssl\.so"
   WATCH=$EXP_PID
