@@ -93,6 +93,26 @@ static int is_go(int pid)
     return go;
 }
 
+/* 1 when the process's environment preloads libdynobs.so. */
+static int preload_env(int pid)
+{
+    char path[64], buf[16384];
+    snprintf(path, sizeof path, "/proc/%d/environ", pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    for (ssize_t i = 0; i < n;) {
+        const char *e = buf + i;
+        size_t el = strnlen(e, (size_t)(n - i));
+        if (el > 11 && !memcmp(e, "LD_PRELOAD=", 11) && memmem(e, el, "libdynobs", 9))
+            return 1;
+        i += (ssize_t)el + 1;
+    }
+    return 0;
+}
+
 /* Looks for the shim, then attaches the probes of a traced process. */
 static void resolve(struct eproc *p)
 {
@@ -142,7 +162,15 @@ struct eproc *dynobs__eproc(int pid, int how)
     procs[i] = p;
     if (how == EPROC_PENDING) {
         /* just exec'd: the dynamic loader has not mapped its libraries
-         * (LD_PRELOAD's among them) yet */
+         * yet, but its environment says whether LD_PRELOAD will bring the
+         * shim (read now: a short process may be gone by its first event) */
+        if (preload_env(pid)) {
+            p->state = EPROC_PRELOADED;
+            EBPF_COUNT(preloaded, 1);
+            dynobs__ebpf_log(DYNOBS_EBPF_INFO,
+                             "pid %d has libdynobs.so: traced by the shim, not by eBPF", pid);
+            return p;
+        }
         p->pending = 1;
         p->state = EPROC_TRACED;
         p->next_scan_ns = 0;
