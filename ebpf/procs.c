@@ -25,7 +25,8 @@
 
 #define PROCS_MAX 1024
 #define ROUTE_NODES 1024
-#define SEG_RING_BYTES (1u << 20)
+#define SEG_RING_BYTES (16u << 20) /* grows from SEG_RING_START as needed */
+#define SEG_RING_START (512u << 10)
 #define SEG_METRIC_SLOTS 256u
 
 static struct eproc *procs[PROCS_MAX];
@@ -236,6 +237,7 @@ struct dynobs_segment *dynobs__eproc_segment(struct eproc *p)
     struct dynobs_segment_params sp = {
         .dir = seg_dir,
         .ring_bytes = SEG_RING_BYTES,
+        .ring_start_bytes = SEG_RING_START,
         .ring_shards = 1,
         .metric_slots = SEG_METRIC_SLOTS,
         .pid = p->pid,
