@@ -10,8 +10,8 @@
  * /usr/bin/python3 for a python3 started so, not the python3.11 that link
  * names; the executable's own path when that was relative) with '*' (any
  * run of characters, '/' included) and '?'. Everything is read with
- * raw system calls into fixed buffers: a process that is not selected
- * pays the reads and nothing else, before its main() runs. For tests,
+ * raw system calls into fixed buffers, before the program's main() runs:
+ * a process that is not selected pays the reads and nothing else. For tests,
  * DYNOBS_HOSTWIDE_PRELOAD_FILE stands for /etc/ld.so.preload (and makes a
  * process preloaded through LD_PRELOAD count as preloaded by it), and
  * DYNOBS_HOSTWIDE_CONF for /etc/dynobs/hostwide.conf;
@@ -23,6 +23,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/auxv.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -67,22 +68,12 @@ static long slurp(const char *path, char *buf, size_t cap)
     return r;
 }
 
-/* The path the program was started by (AT_EXECFN, from the auxiliary
- * vector that follows the initial environment on the stack: the loader
- * runs our constructor before anything can have replaced environ), or
- * NULL. */
-static const char *exec_path(char **envp)
+/* The path the program was started by (AT_EXECFN), or NULL. */
+static const char *exec_path(void)
 {
-    char **e = envp;
-    while (e && *e)
-        e++;
-    if (!e)
-        return NULL;
-    for (const unsigned long *a = (const unsigned long *)(e + 1); a[0] != 0; a += 2)
-        if (a[0] == 31 /* AT_EXECFN */)
-            return (const char *)a[1];
-    return NULL;
+    return (const char *)getauxval(AT_EXECFN);
 }
+
 
 /* Glob over the whole string: '*' any run (slashes too), '?' one byte. */
 static int glob(const char *p, size_t pn, const char *s, size_t sn)
@@ -141,7 +132,7 @@ int dynobs__hostwide(char **envp, char *service, size_t cap)
         return n > 0 && has(buf, (size_t)n, "libdynobs") ? 0 : -1;
     }
     char link[512];
-    const char *exe = exec_path(envp);
+    const char *exe = exec_path();
     long en;
     if (exe && exe[0] == '/') {
         en = (long)strlen(exe);
