@@ -296,9 +296,10 @@ DYNOBS_API int dynobs_metric_stats(const char *name, const char *labels, uint32_
  *   BELOW:  fires when the value goes from >= threshold to < threshold;
  *   CHANGE: fires when the value differs from the one last reported by
  *           more than threshold (0: any change).
- * Once per crossing; the first value seen is the starting point (a watch
- * of a value already above fires at the next crossing, not at once), and
- * a series that does not exist yet is watched from its first update. A
+ * Once per crossing; the value when the watch is made is the starting
+ * point (a watch of a value already above fires at the next crossing, not
+ * at once), and a series that does not exist yet is watched from its
+ * first value the watch thread sees. A
  * crossing and its return within one poll can be missed. The callback
  * runs on the watch thread, one at a time: a slow one delays the others.
  * dynobs_metric_watch returns an id (> 0) or DYNOBS_EINVAL, DYNOBS_ENOSPC

@@ -204,7 +204,7 @@ static void on_event(const dynobs_watch_event *ev, void *user)
 static void set(const char *name, double v)
 {
     dynobs_gauge_set(name, v, NULL);
-    sleep_ms(15);
+    sleep_ms(40);
 }
 
 #define MANY 200
