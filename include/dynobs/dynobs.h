@@ -243,8 +243,10 @@ DYNOBS_API int dynobs_metric_record_h(dynobs_metric *h, double value);
  * dynobs_metrics_declare declares decls[0..n) (a component's "metrics
  * struct") and, when handles is not NULL, sets handles[i] to the handle of
  * decls[i]'s series (its labels, NULL for none), as dynobs_metric_get
- * would, or to NULL when decls[i] is refused. It returns 0 when all are
- * declared; else the first refusal: DYNOBS_EEXIST for a name declared
+ * would (NULL when decls[i] is malformed or conflicts; a declaration
+ * refused for want of room still gets its handle, the metric works
+ * without its description). It returns 0 when all are declared; else the
+ * first refusal: DYNOBS_EEXIST for a name declared
  * before with another kind, unit, description or bounds (the first
  * declaration stands; counted in the segment's declare_conflicts),
  * DYNOBS_EINVAL for a malformed one (a name over 127 bytes, a unit over
