@@ -290,7 +290,7 @@ static size_t drain_one(struct dx_segment *s)
             int rc = tail ? dx_tail_span(s->src.res, h, now)
                           : dx_queue_put(DX_TRACES, s->src.res, h, h->len);
             if (rc == 0 && !tail)
-                dx_ui_span(s->src.res->service, h);
+                dx_ui_span(s->src.res->service, h, now);
             if (rc == 0) {
                 drained[DX_TRACES]++;
                 moved++;

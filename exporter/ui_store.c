@@ -55,12 +55,42 @@ static void trace_free(struct ui_trace *t)
     memset(t, 0, sizeof *t);
 }
 
+/* Trace id -> pool slot + 1, open addressing; written by the main thread
+ * only (the one that changes the pool), so it reads it without the lock:
+ * a span of a trace the view does not keep costs a hash and a compare. */
+#define UI_INDEX 512
+static uint16_t index_[UI_INDEX];
+
+static unsigned slot_hash(const uint8_t id[16])
+{
+    uint64_t a;
+    memcpy(&a, id + 8, 8); /* the random half of a W3C trace id */
+    return (unsigned)((a * 0x9e3779b97f4a7c15ull) >> 55) % UI_INDEX;
+}
+
 static struct ui_trace *find(const uint8_t id[16])
 {
-    for (int i = 0; i < UI_TRACES; i++)
-        if (pool[i].used && !memcmp(pool[i].id, id, 16))
-            return &pool[i];
+    for (unsigned i = slot_hash(id), n = 0; n < UI_INDEX && index_[i]; i = (i + 1) % UI_INDEX, n++) {
+        struct ui_trace *t = &pool[index_[i] - 1];
+        if (t->used && !memcmp(t->id, id, 16))
+            return t;
+    }
     return NULL;
+}
+
+/* The index again from the pool (after a trace left it: at most
+ * UI_NEW_PER_SEC times a second). */
+static void reindex(void)
+{
+    memset(index_, 0, sizeof index_);
+    for (int k = 0; k < UI_TRACES; k++) {
+        if (!pool[k].used)
+            continue;
+        unsigned i = slot_hash(pool[k].id);
+        while (index_[i])
+            i = (i + 1) % UI_INDEX;
+        index_[i] = (uint16_t)(k + 1);
+    }
 }
 
 static uint64_t duration(const struct ui_trace *t)
@@ -102,7 +132,7 @@ static int admit(uint64_t now_ns)
         bucket_left = UI_NEW_PER_SEC;
     }
     if (!bucket_left) {
-        dropped_new++;
+        __atomic_fetch_add(&dropped_new, 1, __ATOMIC_RELAXED);
         return 0;
     }
     bucket_left--;
@@ -122,18 +152,37 @@ static int copy(struct ui_rec *r, const struct dynobs_rec_hdr *h, const char *se
     return 0;
 }
 
-void dx_ui_span(const char *service, const struct dynobs_rec_hdr *h)
+/* DYNOBS_EXPORTER_UI=0 turns the view's collection off. */
+static int collecting(void)
 {
+    static int on = -1;
+    if (on < 0) {
+        const char *v = getenv("DYNOBS_EXPORTER_UI");
+        on = !(v && !strcmp(v, "0"));
+    }
+    return on;
+}
+
+void dx_ui_span(const char *service, const struct dynobs_rec_hdr *h, uint64_t now_ns)
+{
+    if (!collecting() || h->len < sizeof *h + sizeof(struct dynobs_span_rec))
+        return;
+    /* the trace id first, from its fixed place: most spans are of traces
+     * the view does not take */
+    const uint8_t *id = (const uint8_t *)(h + 1);
+    struct ui_trace *t = find(id);
+    if (!t && !admit(now_ns))
+        return;
     struct dynobs_span_view v;
     if (dynobs__span_decode(h, h->len, &v) < 0)
         return;
     pthread_mutex_lock(&lock);
-    struct ui_trace *t = find(v.f.trace_id);
-    if (!t && admit(dynobs__mono_ns()) && (t = take_slot()) != NULL) {
+    if (!t && (t = take_slot()) != NULL) {
         t->used = 1;
         memcpy(t->id, v.f.trace_id, 16);
         t->start_ns = v.f.start_ns;
         t->end_ns = v.f.end_ns;
+        reindex();
     }
     if (t) {
         t->seq = ++seq;
@@ -152,13 +201,15 @@ void dx_ui_span(const char *service, const struct dynobs_rec_hdr *h)
 
 void dx_ui_log(const char *service, const struct dynobs_rec_hdr *h)
 {
+    /* a log joins a trace the view holds; it does not bring one in */
+    if (!collecting() || h->len < sizeof *h + sizeof(struct dynobs_log_rec))
+        return;
+    struct ui_trace *t = find((const uint8_t *)(h + 1));
     struct dynobs_log_view v;
-    if (dynobs__log_decode(h, h->len, &v) < 0 || dynobs__id_is_zero(v.f.trace_id, 16))
+    if (!t || dynobs__log_decode(h, h->len, &v) < 0)
         return;
     pthread_mutex_lock(&lock);
-    /* a log joins a trace the view holds; it does not bring one in */
-    struct ui_trace *t = find(v.f.trace_id);
-    if (t && t->nlogs < UI_LOGS && copy(&t->logs[t->nlogs], h, service) == 0)
+    if (t->nlogs < UI_LOGS && copy(&t->logs[t->nlogs], h, service) == 0)
         t->nlogs++;
     pthread_mutex_unlock(&lock);
 }
@@ -210,10 +261,7 @@ void dx_ui_each(int slowest, size_t max, dx_ui_trace_fn fn, void *u)
 
 uint64_t dx_ui_dropped_traces(void)
 {
-    pthread_mutex_lock(&lock);
-    uint64_t v = dropped_new;
-    pthread_mutex_unlock(&lock);
-    return v;
+    return __atomic_load_n(&dropped_new, __ATOMIC_RELAXED);
 }
 
 void dx_ui_clear(void)
@@ -222,5 +270,6 @@ void dx_ui_clear(void)
     for (int i = 0; i < UI_TRACES; i++)
         if (pool[i].used)
             trace_free(&pool[i]);
+    reindex();
     pthread_mutex_unlock(&lock);
 }

@@ -12,8 +12,9 @@
 
 #include "layout.h"
 
-/* Main thread, for each span and log record drained. */
-void dx_ui_span(const char *service, const struct dynobs_rec_hdr *h);
+/* Main thread, for each span and log record drained (now_ns: the drain
+ * pass's monotonic time). */
+void dx_ui_span(const char *service, const struct dynobs_rec_hdr *h, uint64_t now_ns);
 void dx_ui_log(const char *service, const struct dynobs_rec_hdr *h);
 
 /* One trace as the pool holds it, valid during the callback. */
