@@ -211,6 +211,10 @@ struct dynobs_h1s_status {
 
 struct dynobs_h1s {
     struct dynobs_h1_req head; /* the request head, as it is read */
+    /* The last request and response heads, read once while they repeat
+     * (keep-alive: h1.h's memos). */
+    struct dynobs_h1_req_memo req_memo;
+    struct dynobs_h1_resp_memo resp_memo;
     /* The duration metric's labels of the last request that did not fail,
      * kept while method, route and status repeat (keep-alive). */
     int labels_code;

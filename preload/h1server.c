@@ -378,6 +378,8 @@ void dynobs__h1s_init(struct dynobs_conn *c)
      * pages stay untouched until used). */
     memset(&h->head, 0, offsetof(struct dynobs_h1_req, reqline));
     h->head.capture = 1;
+    h->req_memo.len = 0;
+    h->resp_memo.len = 0;
     h->labels_code = 0;
     h->labels_method[0] = '\0';
     h->labels_route[0] = '\0';
@@ -399,7 +401,7 @@ void dynobs__h1s_in(struct dynobs_conn *c, const struct iovec *iov, int iovcnt, 
             struct dynobs_thread *t = dynobs__thread();
             h->x.start_ns = t ? dynobs__clock_now(&t->clk) : 0;
         }
-        if (dynobs__h1_req_feed(&h->head, w.p, w.len) >= 0) {
+        if (dynobs__h1_req_feed_memo(&h->head, &h->req_memo, w.p, w.len) >= 0) {
             dynobs__h1_req_done(&h->head);
             if (!h->x.open)
                 start(c);
@@ -412,7 +414,7 @@ void dynobs__h1s_out(struct dynobs_conn *c, const struct iovec *iov, int iovcnt,
     struct dynobs_h1s *h = &c->p.h1s;
     struct dynobs_iov_walk w = {iov, iovcnt, n};
     while (h->x.open && dynobs__iov_next(&w)) {
-        int rc = dynobs__h1_resp_feed(&h->x.resp, w.p, w.len);
+        int rc = dynobs__h1_resp_feed_memo(&h->x.resp, &h->resp_memo, w.p, w.len);
         if (rc == 1) {
             finish(c, h->x.resp.code, NULL);
         } else if (rc < 0) {
