@@ -93,7 +93,15 @@ CONF
   else
     /usr/bin/python3 "$DIR/client.py" "$port" "$2" || { kill "$vp"; return 1; }
   fi
+  # (A SIGQUIT that lands just before nginx blocks in epoll_wait is seen
+  # only at its next event, which may never come: sent again until it
+  # exits.)
   kill -QUIT "$vp"
+  for i in $(seq 300); do
+    sleep 0.2
+    kill -0 "$vp" 2>/dev/null || break
+    ((i % 50)) || kill -QUIT "$vp" 2>/dev/null
+  done
   wait "$vp"
   if [[ -n $KEEP ]]; then
     mkdir -p "$KEEP"

@@ -159,11 +159,42 @@ static void start(struct dynobs_conn *c)
 {
     struct dynobs_h1s *h = &c->p.h1s;
     struct dynobs_h1s_exchange *x = &h->x;
+    struct dynobs_h1s_line *ln = &h->line;
     struct dynobs_thread *t = dynobs__thread();
-    struct dynobs_h1_reqline r;
-    if (!t || dynobs__h1_req_parse(&h->head, &r) < 0)
+    if (!t)
         return;
-    size_t ml = r.method_len < sizeof x->method - 1 ? r.method_len : sizeof x->method - 1;
+    /* The request line and Host split as for the last request when its
+     * head repeats (h1s_in cleared ln when it did not). */
+    struct dynobs_h1_reqline r;
+    size_t ml, pl, hn;
+    const char *host = h->head.host;
+    if (ln->ok) {
+        r.method = h->head.reqline;
+        r.method_len = ln->ml;
+        r.target = h->head.reqline + ln->target;
+        r.target_len = ln->target_len;
+        r.minor = ln->minor;
+        ml = ln->ml;
+        pl = ln->pl;
+        hn = ln->hn;
+    } else {
+        if (dynobs__h1_req_parse(&h->head, &r) < 0)
+            return;
+        ml = r.method_len < sizeof x->method - 1 ? r.method_len : sizeof x->method - 1;
+        pl = dynobs__h1_find2((const uint8_t *)r.target, 0, r.target_len, '?', '#');
+        hn = h->head.host_len;
+        size_t colon = dynobs__h1_find2((const uint8_t *)host, 0, hn, ':', ':');
+        if (colon < hn && host[0] != '[')
+            hn = colon;
+        ln->ml = (uint16_t)ml;
+        ln->pl = (uint16_t)pl;
+        ln->hn = (uint16_t)hn;
+        ln->target = (uint16_t)(r.target - h->head.reqline);
+        ln->target_len = (uint16_t)r.target_len;
+        ln->minor = (uint8_t)r.minor;
+        ln->named = 0;
+        ln->ok = 1;
+    }
     dynobs__copy_bytes(x->method, r.method, ml);
     x->method[ml] = '\0';
 
@@ -180,20 +211,19 @@ static void start(struct dynobs_conn *c)
     dynobs__conn_facts(c);
     /* What the rules decide, and the route: as for the connection's last
      * request when method, host and path repeat (decision_memo.h). */
-    size_t pl = dynobs__h1_find2((const uint8_t *)r.target, 0, r.target_len, '?', '#');
-    const char *host = h->head.host;
-    size_t hn = h->head.host_len;
-    size_t colon = dynobs__h1_find2((const uint8_t *)host, 0, hn, ':', ':');
-    if (colon < hn && host[0] != '[')
-        hn = colon;
     struct dynobs_memo_key k = {{x->method, ml}, {hn ? host : NULL, hn}, {r.target, pl}};
     struct dynobs_decision d;
     const struct dynobs_span_policy *pol;
-    char name[sizeof x->method + DYNOBS_ROUTE_MAX];
+    /* (the span name: kept with the line while the memo's route is
+     * recalled for it, as only a miss replaces that route) */
+    char *name = ln->name;
     int recalled = dynobs__memo_recall(&h->memo, &k, &d, &x->route, &pol);
     if (recalled) {
-        dynobs__server_span_name(name, x->method, ml, &x->route);
+        if (!ln->named)
+            dynobs__server_span_name(name, x->method, ml, &x->route);
+        ln->named = 1;
     } else {
+        ln->named = 0;
         dynobs__memo_begin(&h->memo);
         pol = decide(c, &r, &k, &d, name);
         dynobs__memo_keep(&h->memo, &k, &d, &x->route, pol);
@@ -273,6 +303,11 @@ static void start(struct dynobs_conn *c)
                                      &x->bag_gen};
     dynobs__serving_begin(t, s, c->blocking, &carry, &x->serving);
 }
+
+_Static_assert(sizeof(((struct dynobs_h1s_line *)0)->name) >=
+                   sizeof(((struct dynobs_h1s_exchange *)0)->method) + DYNOBS_ROUTE_MAX,
+               "a span name is the method, a space and the route");
+_Static_assert(DYNOBS_H1_REQLINE_MAX <= UINT16_MAX, "request line offsets fit in 16 bits");
 
 _Static_assert(sizeof(((struct dynobs_h1s *)0)->labels_method) ==
                    sizeof(((struct dynobs_h1s_exchange *)0)->method),
@@ -379,6 +414,8 @@ void dynobs__h1s_init(struct dynobs_conn *c)
     memset(&h->head, 0, offsetof(struct dynobs_h1_req, reqline));
     h->head.capture = 1;
     h->req_memo.len = 0;
+    h->req_memo.repeated = 0;
+    h->line.ok = 0;
     h->resp_memo.len = 0;
     h->labels_code = 0;
     h->labels_method[0] = '\0';
@@ -402,6 +439,9 @@ void dynobs__h1s_in(struct dynobs_conn *c, const struct iovec *iov, int iovcnt, 
             h->x.start_ns = t ? dynobs__clock_now(&t->clk) : 0;
         }
         if (dynobs__h1_req_feed_memo(&h->head, &h->req_memo, w.p, w.len) >= 0) {
+            /* Another head than the memo's: its parts are split anew. */
+            if (!h->req_memo.repeated)
+                h->line.ok = 0;
             dynobs__h1_req_done(&h->head);
             if (!h->x.open)
                 start(c);

@@ -104,6 +104,7 @@ void dynobs__h1_req_reset(struct dynobs_h1_req *o);
 #define DYNOBS_H1_REQ_FIXED offsetof(struct dynobs_h1_req, reqline)
 struct dynobs_h1_req_memo {
     uint16_t len; /* bytes of head, the empty line's first byte included; 0: none */
+    uint8_t repeated; /* the last feed was this head again */
     uint8_t after[DYNOBS_H1_REQ_FIXED];
     uint8_t head[DYNOBS_H1_REQ_MEMO_MAX];
 };

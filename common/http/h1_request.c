@@ -527,10 +527,12 @@ long dynobs__h1_req_feed_memo(struct dynobs_h1_req *o, struct dynobs_h1_req_memo
         if (len && len <= n && m->after[offsetof(struct dynobs_h1_req, capture)] == o->capture &&
             dynobs__h1_same(p, m->head, len)) {
             memcpy(o, m->after, DYNOBS_H1_REQ_FIXED);
+            m->repeated = 1;
             return (long)len - 1;
         }
     }
     m->len = 0; /* the buffers are written from here on */
+    m->repeated = 0;
     int idle = o->phase == DYNOBS_H1_REQ_IDLE;
     long k = dynobs__h1_req_feed(o, p, n);
     if (idle && k >= 0 && (size_t)k < sizeof m->head) {

@@ -385,21 +385,12 @@ int dynobs__h1_resp_feed(struct dynobs_h1_resp *r, const uint8_t *p, size_t n)
     return feed(r, p, n, 0, NULL, NULL);
 }
 
-int dynobs__h1_resp_feed_memo(struct dynobs_h1_resp *r, struct dynobs_h1_resp_memo *m,
-                              const uint8_t *p, size_t n)
+/* A head not in the memo, from the tracker's start: read, and kept when
+ * it ends in these bytes. */
+static __attribute__((noinline)) int feed_keep(struct dynobs_h1_resp *r,
+                                               struct dynobs_h1_resp_memo *m, const uint8_t *p,
+                                               size_t n)
 {
-    /* At its start (or an interim response's end) the tracker's state is
-     * the one dynobs__h1_resp_start left: a status line not begun, and
-     * whether the request was a HEAD. */
-    int fresh = r->phase == DYNOBS_H1_R_STATUS && !r->status_len && !r->bad;
-    if (!fresh)
-        return feed(r, p, n, 0, NULL, NULL);
-    size_t len = m->len;
-    if (len && len <= n && m->after.head_request == r->head_request &&
-        dynobs__h1_same(p, m->head, len)) {
-        *r = m->after;
-        return m->done ? 1 : feed(r, p, n, len, NULL, NULL);
-    }
     struct dynobs_h1_resp snap;
     size_t end = 0;
     int rc = feed(r, p, n, 0, &snap, &end);
@@ -411,6 +402,26 @@ int dynobs__h1_resp_feed_memo(struct dynobs_h1_resp *r, struct dynobs_h1_resp_me
         m->len = (uint16_t)end;
     }
     return rc;
+}
+
+int dynobs__h1_resp_feed_memo(struct dynobs_h1_resp *r, struct dynobs_h1_resp_memo *m,
+                              const uint8_t *p, size_t n)
+{
+    /* At its start (or an interim response's end) the tracker's state is
+     * the one dynobs__h1_resp_start left: a status line not begun, and
+     * whether the request was a HEAD. */
+    if (r->phase != DYNOBS_H1_R_STATUS || r->status_len || r->bad)
+        return dynobs__h1_resp_feed(r, p, n);
+    size_t len = m->len;
+    if (!len || len > n || m->after.head_request != r->head_request ||
+        !dynobs__h1_same(p, m->head, len))
+        return feed_keep(r, m, p, n);
+    *r = m->after;
+    /* (the bytes after the head, read from where reading them after it
+     * would: nothing before them is looked at) */
+    if (m->done)
+        return 1;
+    return len < n ? dynobs__h1_resp_feed(r, p + len, n - len) : 0;
 }
 
 int dynobs__h1_resp_body(struct dynobs_h1_resp *r, uint64_t n)
