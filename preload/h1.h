@@ -214,13 +214,17 @@ struct dynobs_h1s_status {
  * holds: while that head repeats (its memo says so), they are the same,
  * and so is the span name made of the method and the route the decision
  * memo gives back. */
+enum { DYNOBS_H1S_POL_NONE, DYNOBS_H1S_POL_OWN, DYNOBS_H1S_POL_DROPPED };
 struct dynobs_h1s_line {
     uint8_t ok;    /* kept for the request memo's head; 0: none */
     uint8_t named; /* name: for the decision memo's route, as recalled */
+    uint8_t decided; /* d and pol: what the decision memo gave back for it */
+    uint8_t pol;     /* DYNOBS_H1S_POL_* */
     uint8_t minor;
     uint16_t ml, pl, hn; /* method, path (the target to ? or #), Host to its port */
     uint16_t target, target_len; /* in the head's request line */
     char name[24 + DYNOBS_ROUTE_MAX];
+    struct dynobs_decision d;
 };
 
 struct dynobs_h1s {

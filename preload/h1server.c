@@ -24,6 +24,7 @@
 #include "httpmetrics.h"
 #include "policy.h"
 #include "redact.h"
+#include "rulesmap.h"
 #include "shortbytes.h"
 
 #include "../common/http/h1_scan.h"
@@ -155,6 +156,23 @@ static void conn_attrs(struct dynobs_conn *c, struct dynobs_span *s, const char 
     m->len = (uint16_t)n;
 }
 
+/* The decision the memo gave back for the line's head, kept with it
+ * (struct dynobs_h1s_line), with which policy it was: its own, the
+ * dropped one or none (any other is not kept). */
+static void keep_decision(struct dynobs_h1s_line *ln, const struct dynobs_decision *d,
+                          const struct dynobs_span_policy *pol)
+{
+    ln->decided = 0;
+    if (pol && pol != &d->pol && pol != &dynobs__policy_dropped)
+        return;
+    ln->d = *d;
+    /* (its own policy's sampler is its own) */
+    if (d->pol.sampler == &d->sampler)
+        ln->d.pol.sampler = &ln->d.sampler;
+    ln->pol = pol == &d->pol ? DYNOBS_H1S_POL_OWN : pol ? DYNOBS_H1S_POL_DROPPED : DYNOBS_H1S_POL_NONE;
+    ln->decided = 1;
+}
+
 static void start(struct dynobs_conn *c)
 {
     struct dynobs_h1s *h = &c->p.h1s;
@@ -193,6 +211,7 @@ static void start(struct dynobs_conn *c)
         ln->target_len = (uint16_t)r.target_len;
         ln->minor = (uint8_t)r.minor;
         ln->named = 0;
+        ln->decided = 0;
         ln->ok = 1;
     }
     dynobs__copy_bytes(x->method, r.method, ml);
@@ -210,33 +229,46 @@ static void start(struct dynobs_conn *c)
     /* The stream's addresses, looked up once per connection. */
     dynobs__conn_facts(c);
     /* What the rules decide, and the route: as for the connection's last
-     * request when method, host and path repeat (decision_memo.h). */
-    struct dynobs_memo_key k = {{x->method, ml}, {hn ? host : NULL, hn}, {r.target, pl}};
-    struct dynobs_decision d;
+     * request when method, host and path repeat (decision_memo.h), and
+     * without asking the memo while the head repeats and the rules table
+     * it was decided with is in force (what the memo would give back is
+     * kept with the line, and x->route holds its route still). */
+    struct dynobs_decision dl;
+    const struct dynobs_decision *d = &dl;
     const struct dynobs_span_policy *pol;
-    /* (the span name: kept with the line while the memo's route is
-     * recalled for it, as only a miss replaces that route) */
     char *name = ln->name;
-    int recalled = dynobs__memo_recall(&h->memo, &k, &d, &x->route, &pol);
-    if (recalled) {
-        if (!ln->named)
-            dynobs__server_span_name(name, x->method, ml, &x->route);
-        ln->named = 1;
+    int recalled = 1;
+    const struct dynobs_rules_proc *now = dynobs__rules_now();
+    if (ln->decided && now && h->memo.p == now) {
+        d = &ln->d;
+        pol = ln->pol == DYNOBS_H1S_POL_OWN       ? &ln->d.pol
+              : ln->pol == DYNOBS_H1S_POL_DROPPED ? &dynobs__policy_dropped
+                                            : NULL;
     } else {
-        ln->named = 0;
-        dynobs__memo_begin(&h->memo);
-        pol = decide(c, &r, &k, &d, name);
-        dynobs__memo_keep(&h->memo, &k, &d, &x->route, pol);
-        /* The first attributes kept belong to another request now. */
-        h->first.len = 0;
+        struct dynobs_memo_key k = {{x->method, ml}, {hn ? host : NULL, hn}, {r.target, pl}};
+        recalled = dynobs__memo_recall(&h->memo, &k, &dl, &x->route, &pol);
+        if (recalled) {
+            if (!ln->named)
+                dynobs__server_span_name(name, x->method, ml, &x->route);
+            ln->named = 1;
+            keep_decision(ln, &dl, pol);
+        } else {
+            ln->named = 0;
+            ln->decided = 0;
+            dynobs__memo_begin(&h->memo);
+            pol = decide(c, &r, &k, &dl, name);
+            dynobs__memo_keep(&h->memo, &k, &dl, &x->route, pol);
+            /* The first attributes kept belong to another request now. */
+            h->first.len = 0;
+        }
     }
     /* An ignored request is served as usual but neither written nor
      * counted; a filter may drop either. */
     if (x->route.ignored)
         pol = &dynobs__policy_dropped;
-    x->uncounted = x->route.ignored || (d.drop & DYNOBS_DROP_METRICS);
-    x->rules = d.r;
-    x->redact = d.redact;
+    x->uncounted = x->route.ignored || (d->drop & DYNOBS_DROP_METRICS);
+    x->rules = d->r;
+    x->redact = d->redact;
     if (dynobs__span_begin_ex(&x->span, name, DYNOBS_SPAN_KIND_SERVER, parent, x->start_ns, pol) <
         0)
         return;
@@ -244,7 +276,7 @@ static void start(struct dynobs_conn *c)
     dynobs__h1_resp_start(&x->resp, ml == 4 && !memcmp(x->method, "HEAD", 4));
     struct dynobs_span *s = &x->span;
     if (s->recording) {
-        int query = d.redact && pl < r.target_len && r.target[pl] == '?';
+        int query = d->redact && pl < r.target_len && r.target[pl] == '?';
         struct dynobs_h1s_head *f = &h->first;
         if (!recalled || query || !f->len || f->value_limit != dynobs__config.attr_value_limit ||
             dynobs__span_add_items(s, f->items, f->len, f->count)) {
@@ -258,7 +290,7 @@ static void start(struct dynobs_conn *c)
                 size_t ql = pl + 1;
                 while (ql < r.target_len && r.target[ql] != '#')
                     ql++;
-                size_t n = dynobs__redact_query(d.r, d.redact, r.target + pl + 1, ql - pl - 1,
+                size_t n = dynobs__redact_query(d->r, d->redact, r.target + pl + 1, ql - pl - 1,
                                                 q, sizeof q);
                 set_str(s, "url.query", q, n);
             }
@@ -416,6 +448,7 @@ void dynobs__h1s_init(struct dynobs_conn *c)
     h->req_memo.len = 0;
     h->req_memo.repeated = 0;
     h->line.ok = 0;
+    h->line.decided = 0;
     h->resp_memo.len = 0;
     h->labels_code = 0;
     h->labels_method[0] = '\0';
@@ -449,9 +482,9 @@ static inline __attribute__((always_inline)) void prefetch_request(struct dynobs
 {
     prefetch(&h->req_memo, offsetof(struct dynobs_h1_req_memo, head) + 64);
     prefetch(&h->line, 64);
+    prefetch(&h->line.d, sizeof h->line.d);
     prefetch(h->head.host, 64);
-    prefetch(&h->memo, offsetof(struct dynobs_decision_memo, route.text) + 32);
-    prefetch(h->memo.key, 64);
+    prefetch(&h->memo, 64);
     prefetch(&h->run, 64);
     prefetch(h->run.items, 256);
     prefetch(&h->first, 128);
