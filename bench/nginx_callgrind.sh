@@ -11,17 +11,25 @@
 # and connection set-up drop out. Under the shim the ring is 64 MiB (no
 # exporter: nothing is dropped in the runs).
 #
+# CLIENT=wrk: the requests come from wrk instead (`wrk -t1 -c4`, its
+# request: a request line and a Host header, as bench/nginx_wrk.sh sends),
+# for 1 and then 3 seconds; per request = the difference / the difference
+# of wrk's request counts (the last request of a run may be cut off
+# and counted by neither: +-1 in thousands).
+#
 # PROFILE=N (default 0): also print the N functions of libdynobs.so (and
 # what they call) with the most instructions per request under the shim,
 # inclusive, from the same two runs (long - short) / 2000. KEEP=DIR keeps
-# the callgrind files there (plain-500.out, shim-2500.out...).
+# the callgrind files there (plain-500.out, shim-2500.out...; with wrk
+# plain-1.out, shim-3.out...).
 set -uo pipefail
 PROFILE=${PROFILE:-0}
 KEEP=${KEEP:-}
+CLIENT=${CLIENT:-python}
 
 BUILD=$(realpath "${1:-build}") || exit 2
 LIB=$BUILD/libdynobs.so
-for f in "$LIB" /usr/sbin/nginx /usr/bin/valgrind /usr/bin/python3; do
+for f in "$LIB" /usr/sbin/nginx /usr/bin/valgrind /usr/bin/python3 $([[ $CLIENT == wrk ]] && echo /usr/bin/wrk); do
   [[ -e $f ]] || { echo "missing: $f" >&2; exit 77; }
 done
 while read -r v; do unset "$v"; done < <(compgen -e | grep -E '^(DYNOBS_|OTEL_)')
@@ -42,7 +50,8 @@ for i in range(n):
     assert r.status == 200, r.status
 PY
 
-# run PRELOAD N: prints the total instruction count of one nginx run.
+# run PRELOAD N: prints the total instruction count of one nginx run
+# (with CLIENT=wrk, N seconds of wrk, and then the requests it made).
 run() {
   local d port vp envs=()
   d=$(mktemp -d "$DIR/run-XXXXXX")
@@ -76,22 +85,43 @@ CONF
     (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
     sleep 0.1
   done
-  /usr/bin/python3 "$DIR/client.py" "$port" "$2" || { kill "$vp"; return 1; }
+  local made=$2
+  if [[ $CLIENT == wrk ]]; then
+    made=$(/usr/bin/wrk -t1 -c4 -d"$2"s "http://127.0.0.1:$port/index.html" |
+      awk '/requests in/ { print $1 }')
+    [[ -n $made ]] || { kill "$vp"; return 1; }
+  else
+    /usr/bin/python3 "$DIR/client.py" "$port" "$2" || { kill "$vp"; return 1; }
+  fi
+  # (A SIGQUIT that lands just before nginx blocks in epoll_wait is seen
+  # only at its next event, which may never come: sent again until it
+  # exits.)
   kill -QUIT "$vp"
+  for i in $(seq 300); do
+    sleep 0.2
+    kill -0 "$vp" 2>/dev/null || break
+    ((i % 50)) || kill -QUIT "$vp" 2>/dev/null
+  done
   wait "$vp"
   if [[ -n $KEEP ]]; then
     mkdir -p "$KEEP"
     cp "$d/cg.out" "$KEEP/$([[ $1 == 1 ]] && echo shim || echo plain)-$2.out"
   fi
   [[ $1 == 1 && $PROFILE -gt 0 ]] && cp "$d/cg.out" "$DIR/shim-$2.out"
-  callgrind_annotate "$d/cg.out" 2>/dev/null | awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1 }'
+  echo "$(callgrind_annotate "$d/cg.out" 2>/dev/null |
+    awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1 }') $made"
 }
 
+SHORT=500 LONG=2500
+[[ $CLIENT == wrk ]] && SHORT=1 LONG=3
 declare -A per
+DREQ=2000
 for mode in 0 1; do
-  short=$(run "$mode" 500) || exit 1
-  long=$(run "$mode" 2500) || exit 1
-  per[$mode]=$(((long - short) / 2000))
+  read -r short nshort < <(run "$mode" "$SHORT") || exit 1
+  read -r long nlong < <(run "$mode" "$LONG") || exit 1
+  [[ -n $short && -n $long ]] || exit 1
+  per[$mode]=$(((long - short) / (nlong - nshort)))
+  [[ $mode == 1 ]] && DREQ=$((nlong - nshort))
 done
 echo "nginx user-space instructions per request: plain ${per[0]}, under the shim ${per[1]}," \
   "added by the shim $((per[1] - per[0]))"
@@ -113,7 +143,7 @@ if [[ $PROFILE -gt 0 ]]; then
         print $0 "\t" n }' | sort -t $'\t' -k1,1
   }
   echo "libdynobs.so under nginx, inclusive instructions per request (callgrind_annotate --inclusive=yes):"
-  join -t $'\t' <(incl "$DIR/shim-500.out") <(incl "$DIR/shim-2500.out") |
-    awk -F '\t' '{ d = ($3 - $2) / 2000; if (d >= 1) printf "%8.0f  %s\n", d, $1 }' |
+  join -t $'\t' <(incl "$DIR/shim-$SHORT.out") <(incl "$DIR/shim-$LONG.out") |
+    awk -F '\t' -v n="$DREQ" '{ d = ($3 - $2) / n; if (d >= 1) printf "%8.0f  %s\n", d, $1 }' |
     sort -rn | head -n "$PROFILE"
 fi

@@ -22,7 +22,9 @@
 # Environment: ROUNDS (20 pairs), SECONDS_PER_ROUND (2), CONNECTIONS (32),
 # WARMUP (2 s per server before the first round), PIN (1: wrk on the last
 # CPU, both nginx on the first, the exporter left to the scheduler; 0: no
-# pinning).
+# pinning), VERSUS (a libdynobs.so that the "plain" nginx runs under
+# instead of none: two builds of the shim compared the same way, the
+# ratios then being BUILD_DIR's / VERSUS's).
 set -uo pipefail
 
 BUILD=$(realpath "${1:-build}") || exit 2
@@ -31,11 +33,15 @@ DUR=${SECONDS_PER_ROUND:-2}
 CONNS=${CONNECTIONS:-32}
 WARMUP=${WARMUP:-2}
 PIN=${PIN:-1}
+VERSUS=${VERSUS:-}
 LIB=$BUILD/libdynobs.so
 EXPORTER=$BUILD/exporter/dynobs-exporter
 NGINX=/usr/sbin/nginx
 
-for f in "$LIB" "$EXPORTER" "$NGINX" /usr/bin/wrk; do
+if [[ -n $VERSUS ]]; then
+  VERSUS=$(realpath "$VERSUS") || exit 2
+fi
+for f in "$LIB" "$EXPORTER" "$NGINX" /usr/bin/wrk ${VERSUS:+"$VERSUS"}; do
   [[ -x $f || -f $f ]] || { echo "missing: $f (build first; Debian: nginx-light, wrk)" >&2; exit 77; }
 done
 
@@ -87,7 +93,7 @@ env DYNOBS_SHM_DIR="$DIR/shm" OTEL_TRACES_EXPORTER=none OTEL_METRICS_EXPORTER=no
 EXP_PID=$!
 PIDS+=("$EXP_PID")
 
-# start_nginx NAME PRELOAD: sets URL to its index.html; the master's pid is
+# start_nginx NAME LIBRARY: sets URL to its index.html; the master's pid is
 # in DIR/NAME/nginx.pid once it listens. Not run in a subshell: the pid must
 # reach PIDS, for the cleanup.
 start_nginx() {
@@ -116,16 +122,16 @@ http {
 }
 EOF
   local envs=()
-  [[ $preload == 1 ]] && envs=(LD_PRELOAD="$LIB" DYNOBS_SHM_DIR="$DIR/shm" OTEL_SERVICE_NAME="$name")
+  [[ -n $preload ]] && envs=(LD_PRELOAD="$preload" DYNOBS_SHM_DIR="$DIR/shm" OTEL_SERVICE_NAME="$name")
   "${pin_srv[@]}" env "${envs[@]}" "$NGINX" -c "$d/nginx.conf" -p "$d" >/dev/null 2>&1 &
   PIDS+=("$!")
   wait_listening "$port"
   URL="http://127.0.0.1:$port/index.html"
 }
 
-start_nginx nginx-plain 0
+start_nginx nginx-plain "$VERSUS"
 URL_PLAIN=$URL
-start_nginx nginx-shim 1
+start_nginx nginx-shim "$LIB"
 URL_SHIM=$URL
 # The worker processes (one each), whose CPU time per request is the
 # figure least moved by whatever else runs on the machine.
@@ -178,6 +184,7 @@ else
 fi
 HERE_COMMIT=$(git -C "$(dirname "$0")" rev-parse --short HEAD 2>/dev/null || echo ?)
 echo "shim: $LIB (built $(date -u -r "$LIB" "+%F %T UTC"); this script at commit $HERE_COMMIT)"
+[[ -n $VERSUS ]] && echo "\"plain\" is not plain: it runs under $VERSUS (built $(date -u -r "$VERSUS" "+%F %T UTC"))"
 
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 run_wrk "$URL_PLAIN" "$WARMUP" "$WORKER_PLAIN" >/dev/null || exit 1

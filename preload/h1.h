@@ -209,8 +209,31 @@ struct dynobs_h1s_status {
     uint8_t item[64];
 };
 
+/* The parts of the request line and Host that a served request's start
+ * splits (h1server.c), kept for the head the connection's request memo
+ * holds: while that head repeats (its memo says so), they are the same,
+ * and so is the span name made of the method and the route the decision
+ * memo gives back. */
+enum { DYNOBS_H1S_POL_NONE, DYNOBS_H1S_POL_OWN, DYNOBS_H1S_POL_DROPPED };
+struct dynobs_h1s_line {
+    uint8_t ok;    /* kept for the request memo's head; 0: none */
+    uint8_t named; /* name: for the decision memo's route, as recalled */
+    uint8_t decided; /* d and pol: what the decision memo gave back for it */
+    uint8_t pol;     /* DYNOBS_H1S_POL_* */
+    uint8_t minor;
+    uint16_t ml, pl, hn; /* method, path (the target to ? or #), Host to its port */
+    uint16_t target, target_len; /* in the head's request line */
+    char name[24 + DYNOBS_ROUTE_MAX];
+    struct dynobs_decision d;
+};
+
 struct dynobs_h1s {
     struct dynobs_h1_req head; /* the request head, as it is read */
+    /* The last request and response heads, read once while they repeat
+     * (keep-alive: h1.h's memos). */
+    struct dynobs_h1_req_memo req_memo;
+    struct dynobs_h1_resp_memo resp_memo;
+    struct dynobs_h1s_line line;
     /* The duration metric's labels of the last request that did not fail,
      * kept while method, route and status repeat (keep-alive). */
     int labels_code;

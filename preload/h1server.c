@@ -24,6 +24,7 @@
 #include "httpmetrics.h"
 #include "policy.h"
 #include "redact.h"
+#include "rulesmap.h"
 #include "shortbytes.h"
 
 #include "../common/http/h1_scan.h"
@@ -155,15 +156,64 @@ static void conn_attrs(struct dynobs_conn *c, struct dynobs_span *s, const char 
     m->len = (uint16_t)n;
 }
 
+/* The decision the memo gave back for the line's head, kept with it
+ * (struct dynobs_h1s_line), with which policy it was: its own, the
+ * dropped one or none (any other is not kept). */
+static void keep_decision(struct dynobs_h1s_line *ln, const struct dynobs_decision *d,
+                          const struct dynobs_span_policy *pol)
+{
+    ln->decided = 0;
+    if (pol && pol != &d->pol && pol != &dynobs__policy_dropped)
+        return;
+    ln->d = *d;
+    /* (its own policy's sampler is its own) */
+    if (d->pol.sampler == &d->sampler)
+        ln->d.pol.sampler = &ln->d.sampler;
+    ln->pol = pol == &d->pol ? DYNOBS_H1S_POL_OWN : pol ? DYNOBS_H1S_POL_DROPPED : DYNOBS_H1S_POL_NONE;
+    ln->decided = 1;
+}
+
 static void start(struct dynobs_conn *c)
 {
     struct dynobs_h1s *h = &c->p.h1s;
     struct dynobs_h1s_exchange *x = &h->x;
+    struct dynobs_h1s_line *ln = &h->line;
     struct dynobs_thread *t = dynobs__thread();
-    struct dynobs_h1_reqline r;
-    if (!t || dynobs__h1_req_parse(&h->head, &r) < 0)
+    if (!t)
         return;
-    size_t ml = r.method_len < sizeof x->method - 1 ? r.method_len : sizeof x->method - 1;
+    /* The request line and Host split as for the last request when its
+     * head repeats (h1s_in cleared ln when it did not). */
+    struct dynobs_h1_reqline r;
+    size_t ml, pl, hn;
+    const char *host = h->head.host;
+    if (ln->ok) {
+        r.method = h->head.reqline;
+        r.method_len = ln->ml;
+        r.target = h->head.reqline + ln->target;
+        r.target_len = ln->target_len;
+        r.minor = ln->minor;
+        ml = ln->ml;
+        pl = ln->pl;
+        hn = ln->hn;
+    } else {
+        if (dynobs__h1_req_parse(&h->head, &r) < 0)
+            return;
+        ml = r.method_len < sizeof x->method - 1 ? r.method_len : sizeof x->method - 1;
+        pl = dynobs__h1_find2((const uint8_t *)r.target, 0, r.target_len, '?', '#');
+        hn = h->head.host_len;
+        size_t colon = dynobs__h1_find2((const uint8_t *)host, 0, hn, ':', ':');
+        if (colon < hn && host[0] != '[')
+            hn = colon;
+        ln->ml = (uint16_t)ml;
+        ln->pl = (uint16_t)pl;
+        ln->hn = (uint16_t)hn;
+        ln->target = (uint16_t)(r.target - h->head.reqline);
+        ln->target_len = (uint16_t)r.target_len;
+        ln->minor = (uint8_t)r.minor;
+        ln->named = 0;
+        ln->decided = 0;
+        ln->ok = 1;
+    }
     dynobs__copy_bytes(x->method, r.method, ml);
     x->method[ml] = '\0';
 
@@ -179,34 +229,46 @@ static void start(struct dynobs_conn *c)
     /* The stream's addresses, looked up once per connection. */
     dynobs__conn_facts(c);
     /* What the rules decide, and the route: as for the connection's last
-     * request when method, host and path repeat (decision_memo.h). */
-    size_t pl = dynobs__h1_find2((const uint8_t *)r.target, 0, r.target_len, '?', '#');
-    const char *host = h->head.host;
-    size_t hn = h->head.host_len;
-    size_t colon = dynobs__h1_find2((const uint8_t *)host, 0, hn, ':', ':');
-    if (colon < hn && host[0] != '[')
-        hn = colon;
-    struct dynobs_memo_key k = {{x->method, ml}, {hn ? host : NULL, hn}, {r.target, pl}};
-    struct dynobs_decision d;
+     * request when method, host and path repeat (decision_memo.h), and
+     * without asking the memo while the head repeats and the rules table
+     * it was decided with is in force (what the memo would give back is
+     * kept with the line, and x->route holds its route still). */
+    struct dynobs_decision dl;
+    const struct dynobs_decision *d = &dl;
     const struct dynobs_span_policy *pol;
-    char name[sizeof x->method + DYNOBS_ROUTE_MAX];
-    int recalled = dynobs__memo_recall(&h->memo, &k, &d, &x->route, &pol);
-    if (recalled) {
-        dynobs__server_span_name(name, x->method, ml, &x->route);
+    char *name = ln->name;
+    int recalled = 1;
+    const struct dynobs_rules_proc *now = dynobs__rules_now();
+    if (ln->decided && now && h->memo.p == now) {
+        d = &ln->d;
+        pol = ln->pol == DYNOBS_H1S_POL_OWN       ? &ln->d.pol
+              : ln->pol == DYNOBS_H1S_POL_DROPPED ? &dynobs__policy_dropped
+                                            : NULL;
     } else {
-        dynobs__memo_begin(&h->memo);
-        pol = decide(c, &r, &k, &d, name);
-        dynobs__memo_keep(&h->memo, &k, &d, &x->route, pol);
-        /* The first attributes kept belong to another request now. */
-        h->first.len = 0;
+        struct dynobs_memo_key k = {{x->method, ml}, {hn ? host : NULL, hn}, {r.target, pl}};
+        recalled = dynobs__memo_recall(&h->memo, &k, &dl, &x->route, &pol);
+        if (recalled) {
+            if (!ln->named)
+                dynobs__server_span_name(name, x->method, ml, &x->route);
+            ln->named = 1;
+            keep_decision(ln, &dl, pol);
+        } else {
+            ln->named = 0;
+            ln->decided = 0;
+            dynobs__memo_begin(&h->memo);
+            pol = decide(c, &r, &k, &dl, name);
+            dynobs__memo_keep(&h->memo, &k, &dl, &x->route, pol);
+            /* The first attributes kept belong to another request now. */
+            h->first.len = 0;
+        }
     }
     /* An ignored request is served as usual but neither written nor
      * counted; a filter may drop either. */
     if (x->route.ignored)
         pol = &dynobs__policy_dropped;
-    x->uncounted = x->route.ignored || (d.drop & DYNOBS_DROP_METRICS);
-    x->rules = d.r;
-    x->redact = d.redact;
+    x->uncounted = x->route.ignored || (d->drop & DYNOBS_DROP_METRICS);
+    x->rules = d->r;
+    x->redact = d->redact;
     if (dynobs__span_begin_ex(&x->span, name, DYNOBS_SPAN_KIND_SERVER, parent, x->start_ns, pol) <
         0)
         return;
@@ -214,7 +276,7 @@ static void start(struct dynobs_conn *c)
     dynobs__h1_resp_start(&x->resp, ml == 4 && !memcmp(x->method, "HEAD", 4));
     struct dynobs_span *s = &x->span;
     if (s->recording) {
-        int query = d.redact && pl < r.target_len && r.target[pl] == '?';
+        int query = d->redact && pl < r.target_len && r.target[pl] == '?';
         struct dynobs_h1s_head *f = &h->first;
         if (!recalled || query || !f->len || f->value_limit != dynobs__config.attr_value_limit ||
             dynobs__span_add_items(s, f->items, f->len, f->count)) {
@@ -228,7 +290,7 @@ static void start(struct dynobs_conn *c)
                 size_t ql = pl + 1;
                 while (ql < r.target_len && r.target[ql] != '#')
                     ql++;
-                size_t n = dynobs__redact_query(d.r, d.redact, r.target + pl + 1, ql - pl - 1,
+                size_t n = dynobs__redact_query(d->r, d->redact, r.target + pl + 1, ql - pl - 1,
                                                 q, sizeof q);
                 set_str(s, "url.query", q, n);
             }
@@ -273,6 +335,11 @@ static void start(struct dynobs_conn *c)
                                      &x->bag_gen};
     dynobs__serving_begin(t, s, c->blocking, &carry, &x->serving);
 }
+
+_Static_assert(sizeof(((struct dynobs_h1s_line *)0)->name) >=
+                   sizeof(((struct dynobs_h1s_exchange *)0)->method) + DYNOBS_ROUTE_MAX,
+               "a span name is the method, a space and the route");
+_Static_assert(DYNOBS_H1_REQLINE_MAX <= UINT16_MAX, "request line offsets fit in 16 bits");
 
 _Static_assert(sizeof(((struct dynobs_h1s *)0)->labels_method) ==
                    sizeof(((struct dynobs_h1s_exchange *)0)->method),
@@ -378,6 +445,11 @@ void dynobs__h1s_init(struct dynobs_conn *c)
      * pages stay untouched until used). */
     memset(&h->head, 0, offsetof(struct dynobs_h1_req, reqline));
     h->head.capture = 1;
+    h->req_memo.len = 0;
+    h->req_memo.repeated = 0;
+    h->line.ok = 0;
+    h->line.decided = 0;
+    h->resp_memo.len = 0;
     h->labels_code = 0;
     h->labels_method[0] = '\0';
     h->labels_route[0] = '\0';
@@ -390,16 +462,59 @@ void dynobs__h1s_init(struct dynobs_conn *c)
     h->x.span.live = 0;
 }
 
+/* Asks for the cache lines of [p, p + n) ahead of their use. */
+static inline __attribute__((always_inline)) void prefetch(const void *p, size_t n)
+{
+    for (size_t k = 0; k < n; k += 64)
+        __builtin_prefetch((const char *)p + k, 1, 3);
+}
+
+/* The parts of a connection's state that serving a request reads and
+ * writes, asked for when its first bytes arrive (and the response's when
+ * it is written). A connection's state is tens of kilobytes and an event
+ * loop serves many in turn, so a request finds its lines out of the
+ * cache: fetched one after another as the code reaches them, each miss
+ * is waited for in turn; asked for at once, they arrive together. Only
+ * the lines a repeated request uses: the fixed parts and the first bytes
+ * of the buffers. (Inlined: GCC takes a function that only prefetches
+ * for one without effects, and drops the call.) */
+static inline __attribute__((always_inline)) void prefetch_request(struct dynobs_h1s *h)
+{
+    prefetch(&h->req_memo, offsetof(struct dynobs_h1_req_memo, head) + 64);
+    prefetch(&h->line, 64);
+    prefetch(&h->line.d, sizeof h->line.d);
+    prefetch(h->head.host, 64);
+    prefetch(&h->memo, 64);
+    prefetch(&h->run, 64);
+    prefetch(h->run.items, 256);
+    prefetch(&h->first, 128);
+    prefetch(&h->x, offsetof(struct dynobs_h1s_exchange, span.status_msg));
+    prefetch(&h->x.span.rec, 384);
+}
+
+static inline __attribute__((always_inline)) void prefetch_response(struct dynobs_h1s *h)
+{
+    prefetch(&h->resp_memo, offsetof(struct dynobs_h1_resp_memo, head) + 256);
+    prefetch(&h->status, sizeof h->status);
+    prefetch(&h->labels_code, 64);
+    prefetch(&h->series, sizeof h->series);
+}
+
 void dynobs__h1s_in(struct dynobs_conn *c, const struct iovec *iov, int iovcnt, size_t n)
 {
     struct dynobs_h1s *h = &c->p.h1s;
+    if (h->head.phase == DYNOBS_H1_REQ_IDLE && n)
+        prefetch_request(h);
     struct dynobs_iov_walk w = {iov, iovcnt, n};
     while (h->head.phase < DYNOBS_H1_REQ_BODY && dynobs__iov_next(&w)) {
         if (h->head.phase == DYNOBS_H1_REQ_IDLE && !h->x.start_ns && w.len) {
             struct dynobs_thread *t = dynobs__thread();
             h->x.start_ns = t ? dynobs__clock_now(&t->clk) : 0;
         }
-        if (dynobs__h1_req_feed(&h->head, w.p, w.len) >= 0) {
+        if (dynobs__h1_req_feed_memo(&h->head, &h->req_memo, w.p, w.len) >= 0) {
+            /* Another head than the memo's: its parts are split anew. */
+            if (!h->req_memo.repeated)
+                h->line.ok = 0;
             dynobs__h1_req_done(&h->head);
             if (!h->x.open)
                 start(c);
@@ -410,9 +525,11 @@ void dynobs__h1s_in(struct dynobs_conn *c, const struct iovec *iov, int iovcnt, 
 void dynobs__h1s_out(struct dynobs_conn *c, const struct iovec *iov, int iovcnt, size_t n)
 {
     struct dynobs_h1s *h = &c->p.h1s;
+    if (h->x.resp.phase == DYNOBS_H1_R_STATUS && !h->x.resp.status_len && n)
+        prefetch_response(h);
     struct dynobs_iov_walk w = {iov, iovcnt, n};
     while (h->x.open && dynobs__iov_next(&w)) {
-        int rc = dynobs__h1_resp_feed(&h->x.resp, w.p, w.len);
+        int rc = dynobs__h1_resp_feed_memo(&h->x.resp, &h->resp_memo, w.p, w.len);
         if (rc == 1) {
             finish(c, h->x.resp.code, NULL);
         } else if (rc < 0) {

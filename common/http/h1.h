@@ -93,6 +93,27 @@ void dynobs__h1_req_done(struct dynobs_h1_req *o);
 /* A response completed: expect the next request. */
 void dynobs__h1_req_reset(struct dynobs_h1_req *o);
 
+/* A connection's last request head, as a reader fed it from idle in one
+ * call, with the reader's state after it (its fixed part: the buffers
+ * hold what that call wrote, as nothing else writes them): a head that
+ * repeats it byte for byte, fed from idle again, is not read a second
+ * time. What the reader does is a function of the bytes it looks at,
+ * up to the empty line, and of its state before them, so the outcome is
+ * the one reading would give. Kept by the caller, for one reader. */
+#define DYNOBS_H1_REQ_MEMO_MAX 256u
+#define DYNOBS_H1_REQ_FIXED offsetof(struct dynobs_h1_req, reqline)
+struct dynobs_h1_req_memo {
+    uint16_t len; /* bytes of head, the empty line's first byte included; 0: none */
+    uint8_t repeated; /* the last feed was this head again */
+    uint8_t after[DYNOBS_H1_REQ_FIXED];
+    uint8_t head[DYNOBS_H1_REQ_MEMO_MAX];
+};
+
+/* dynobs__h1_req_feed(o, p, n), with the memo m: every feed of o must go
+ * through here while m is kept (one that reads the bytes replaces it). */
+long dynobs__h1_req_feed_memo(struct dynobs_h1_req *o, struct dynobs_h1_req_memo *m,
+                              const uint8_t *p, size_t n);
+
 /* Parts of the request line: method, target, minor version (0 or 1). */
 struct dynobs_h1_reqline {
     const char *method;
@@ -163,6 +184,22 @@ void dynobs__h1_resp_start(struct dynobs_h1_resp *r, int head_request);
 /* Feeds bytes of the response. Returns 1 when it completed within them,
  * -1 when they are not an HTTP/1 response, else 0. */
 int dynobs__h1_resp_feed(struct dynobs_h1_resp *r, const uint8_t *p, size_t n);
+/* A connection's last response head, as a tracker fed it from its start
+ * in one call (interim responses included), with the tracker's state
+ * right after its empty line, and whether the response was complete
+ * there (no body): a head that repeats it byte for byte is not read a
+ * second time (as with dynobs_h1_req_memo). */
+#define DYNOBS_H1_RESP_MEMO_MAX 512u
+struct dynobs_h1_resp_memo {
+    uint16_t len; /* bytes of head, to the empty line's line feed; 0: none */
+    uint8_t done;
+    struct dynobs_h1_resp after;
+    uint8_t head[DYNOBS_H1_RESP_MEMO_MAX];
+};
+
+/* dynobs__h1_resp_feed(r, p, n), with the memo m. */
+int dynobs__h1_resp_feed_memo(struct dynobs_h1_resp *r, struct dynobs_h1_resp_memo *m,
+                              const uint8_t *p, size_t n);
 /* Body bytes sent without being seen (sendfile). Returns 1 when done. */
 int dynobs__h1_resp_body(struct dynobs_h1_resp *r, uint64_t n);
 

@@ -516,6 +516,33 @@ long dynobs__h1_req_feed(struct dynobs_h1_req *o, const uint8_t *p, size_t n)
     return -1;
 }
 
+long dynobs__h1_req_feed_memo(struct dynobs_h1_req *o, struct dynobs_h1_req_memo *m,
+                              const uint8_t *p, size_t n)
+{
+    /* From idle, the fixed part is the reset state but for capture, and
+     * capture does not change while a head is read: the memo's state
+     * before its head was this one when their capture agrees. */
+    if (o->phase == DYNOBS_H1_REQ_IDLE) {
+        size_t len = m->len;
+        if (len && len <= n && m->after[offsetof(struct dynobs_h1_req, capture)] == o->capture &&
+            dynobs__h1_same(p, m->head, len)) {
+            memcpy(o, m->after, DYNOBS_H1_REQ_FIXED);
+            m->repeated = 1;
+            return (long)len - 1;
+        }
+    }
+    m->len = 0; /* the buffers are written from here on */
+    m->repeated = 0;
+    int idle = o->phase == DYNOBS_H1_REQ_IDLE;
+    long k = dynobs__h1_req_feed(o, p, n);
+    if (idle && k >= 0 && (size_t)k < sizeof m->head) {
+        memcpy(m->head, p, (size_t)k + 1);
+        memcpy(m->after, o, DYNOBS_H1_REQ_FIXED);
+        m->len = (uint16_t)(k + 1);
+    }
+    return k;
+}
+
 int dynobs__h1_req_parse(const struct dynobs_h1_req *o, struct dynobs_h1_reqline *r)
 {
     const char *l = o->reqline;

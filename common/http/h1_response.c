@@ -213,9 +213,23 @@ static int hexdigit(uint8_t c)
                                        : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
 }
 
-int dynobs__h1_resp_feed(struct dynobs_h1_resp *r, const uint8_t *p, size_t n)
+/* The end of a response head, its final status read (not an interim
+ * response's, which starts the tracker over): the state there is what a
+ * memo keeps (snap, when wanted: the state, and the head's length). */
+#define HEAD_END(r, i, snap, head_end)                              \
+    do {                                                            \
+        if ((snap) && (r)->phase != DYNOBS_H1_R_STATUS) {           \
+            *(snap) = *(r);                                         \
+            *(head_end) = (i) + 1;                                  \
+        }                                                           \
+    } while (0)
+
+/* dynobs__h1_resp_feed from p[i] on. */
+static inline __attribute__((always_inline)) int
+feed(struct dynobs_h1_resp *r, const uint8_t *p, size_t n, size_t i,
+     struct dynobs_h1_resp *snap, size_t *head_end)
 {
-    for (size_t i = 0; i < n; i++) {
+    for (; i < n; i++) {
         uint8_t c = p[i];
         int st; /* dynobs__h1_status_step */
         switch (r->phase) {
@@ -252,7 +266,9 @@ int dynobs__h1_resp_feed(struct dynobs_h1_resp *r, const uint8_t *p, size_t n)
                 if (c == '\r')
                     break;
                 if (c == '\n') {
-                    if (headers_done(r))
+                    int done = headers_done(r);
+                    HEAD_END(r, i, snap, head_end);
+                    if (done)
                         return 1;
                     break;
                 }
@@ -266,7 +282,9 @@ int dynobs__h1_resp_feed(struct dynobs_h1_resp *r, const uint8_t *p, size_t n)
                     size_t lf = i + (p[i] == '\r');
                     if (lf < n && p[lf] == '\n') {
                         i = lf;
-                        if (headers_done(r))
+                        int done = headers_done(r);
+                        HEAD_END(r, i, snap, head_end);
+                        if (done)
                             return 1;
                         break;
                     }
@@ -360,6 +378,50 @@ int dynobs__h1_resp_feed(struct dynobs_h1_resp *r, const uint8_t *p, size_t n)
         }
     }
     return 0;
+}
+
+int dynobs__h1_resp_feed(struct dynobs_h1_resp *r, const uint8_t *p, size_t n)
+{
+    return feed(r, p, n, 0, NULL, NULL);
+}
+
+/* A head not in the memo, from the tracker's start: read, and kept when
+ * it ends in these bytes. */
+static __attribute__((noinline)) int feed_keep(struct dynobs_h1_resp *r,
+                                               struct dynobs_h1_resp_memo *m, const uint8_t *p,
+                                               size_t n)
+{
+    struct dynobs_h1_resp snap;
+    size_t end = 0;
+    int rc = feed(r, p, n, 0, &snap, &end);
+    m->len = 0;
+    if (end && end <= sizeof m->head) {
+        memcpy(m->head, p, end);
+        m->after = snap;
+        m->done = snap.phase == DYNOBS_H1_R_DONE;
+        m->len = (uint16_t)end;
+    }
+    return rc;
+}
+
+int dynobs__h1_resp_feed_memo(struct dynobs_h1_resp *r, struct dynobs_h1_resp_memo *m,
+                              const uint8_t *p, size_t n)
+{
+    /* At its start (or an interim response's end) the tracker's state is
+     * the one dynobs__h1_resp_start left: a status line not begun, and
+     * whether the request was a HEAD. */
+    if (r->phase != DYNOBS_H1_R_STATUS || r->status_len || r->bad)
+        return dynobs__h1_resp_feed(r, p, n);
+    size_t len = m->len;
+    if (!len || len > n || m->after.head_request != r->head_request ||
+        !dynobs__h1_same(p, m->head, len))
+        return feed_keep(r, m, p, n);
+    *r = m->after;
+    /* (the bytes after the head, read from where reading them after it
+     * would: nothing before them is looked at) */
+    if (m->done)
+        return 1;
+    return len < n ? dynobs__h1_resp_feed(r, p + len, n - len) : 0;
 }
 
 int dynobs__h1_resp_body(struct dynobs_h1_resp *r, uint64_t n)

@@ -135,6 +135,33 @@ static inline uint32_t dynobs__h1_load4(const void *p)
     return v;
 }
 
+/* a and b hold the same n bytes: 16 at a time on x86-64 (the last block
+ * overlapping the one before it), words below 16; nothing outside
+ * [a, a + n) and [b, b + n) is read. For the heads a connection repeats
+ * (h1_request.c, h1_response.c: a memo's compare), where a libc memcmp
+ * call costs more than most of them take. */
+static inline int dynobs__h1_same(const uint8_t *a, const uint8_t *b, size_t n)
+{
+#if defined(__SSE2__)
+    if (n >= 16) {
+        size_t last = n - 16;
+        for (size_t i = 0; i < last; i += 16) {
+            __m128i x = _mm_loadu_si128((const __m128i *)(const void *)(a + i));
+            __m128i y = _mm_loadu_si128((const __m128i *)(const void *)(b + i));
+            if (_mm_movemask_epi8(_mm_cmpeq_epi8(x, y)) != 0xffff)
+                return 0;
+        }
+        __m128i x = _mm_loadu_si128((const __m128i *)(const void *)(a + last));
+        __m128i y = _mm_loadu_si128((const __m128i *)(const void *)(b + last));
+        return _mm_movemask_epi8(_mm_cmpeq_epi8(x, y)) == 0xffff;
+    }
+#endif
+    if (n >= 8 && n <= 16)
+        return dynobs__h1_load8(a) == dynobs__h1_load8(b) &&
+               dynobs__h1_load8(a + n - 8) == dynobs__h1_load8(b + n - 8);
+    return !memcmp(a, b, n);
+}
+
 /* name (len bytes, 4 or more) is the lower-case lc, letters in any case.
  * fold[k] is 0x20 where lc[k] is a letter, else 0: (byte | fold) == lc[k]
  * is then exactly lower(byte) == lc[k] (any other byte must be equal), so
