@@ -11,6 +11,8 @@
 # and connection set-up drop out. Under the shim the ring is 64 MiB (no
 # exporter: nothing is dropped in the runs).
 #
+# TRACEPARENT=1: each request of the Python client carries a traceparent
+# of its own (a traced caller: no head repeats).
 # CLIENT=wrk: the requests come from wrk instead (`wrk -t1 -c4`, its
 # request: a request line and a Host header, as bench/nginx_wrk.sh sends),
 # for 1 and then 3 seconds; per request = the difference / the difference
@@ -39,12 +41,17 @@ DIR=$(mktemp -d /tmp/dynobs-nginx-cg-XXXXXX)
 chmod 755 "$DIR"
 trap 'rm -rf "$DIR"' EXIT
 cat >"$DIR/client.py" <<'PY'
-import http.client, sys
+import http.client, os, sys
 port, n = int(sys.argv[1]), int(sys.argv[2])
+traced = os.environ.get("TRACEPARENT") == "1"
 conns = [http.client.HTTPConnection("127.0.0.1", port) for _ in range(4)]
 for i in range(n):
     c = conns[i % 4]
-    c.request("GET", "/index.html", headers={"User-Agent": "bench"})
+    h = {"User-Agent": "bench"}
+    if traced:  # a traced caller: every head differs
+        h["traceparent"] = "00-%032x-%016x-01" % (int.from_bytes(os.urandom(16), "big"),
+                                                  int.from_bytes(os.urandom(8), "big") | 1)
+    c.request("GET", "/index.html", headers=h)
     r = c.getresponse()
     r.read()
     assert r.status == 200, r.status
