@@ -38,8 +38,10 @@
 #include "segments.h"
 #include "sender.h"
 #include "shed_preload.h"
+#include "stats_api.h"
 #include "store.h"
 #include "tail.h"
+#include "watch_sse.h"
 #include "xconfig.h"
 
 static volatile sig_atomic_t stop_requested;
@@ -170,6 +172,7 @@ int main(int argc, char **argv)
     dx_ebpf_begin(cfg.shm_dir);
     /* /metrics first: a request for an unknown path is pointed to it. */
     if (dx_prometheus_register() < 0 || dx_httpd_route("/healthz", dx_httpd_ok, NULL, 4096) < 0 ||
+        dx_stats_api_register() < 0 || dx_watch_register() < 0 ||
         dx_httpd_start(cfg.prom_host, cfg.prom_port) < 0)
         return 1;
     if (dx_sender_start(&cfg) < 0) {

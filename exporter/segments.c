@@ -444,6 +444,13 @@ void dx_segments_snapshot(void)
     dx_store_snapshot_end();
 }
 
+void dx_segments_each(int (*fn)(struct dx_store_source *src, void *arg), void *arg)
+{
+    for (struct dx_segment *s = segments; s; s = s->next)
+        if (!seg_broken(s) && fn(&s->src, arg) < 0)
+            seg_set_broken(s); /* the main thread drops it */
+}
+
 /* Adds a live segment's ring counters; false when its mapping faulted. */
 static int add_ring_counters(struct dx_segment *s, uint64_t *written, uint64_t *dropped)
 {

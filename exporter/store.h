@@ -74,6 +74,10 @@ struct dx_family {
      * way while it prints one (a list walk waits for each in turn). */
     struct dx_series **all;
     size_t n, cap;
+    /* What a process declared for the metric (metric_meta.h), found when
+     * a series of the family is first seen; NULL, or "", when undeclared
+     * (# HELP then says "dynobs metric NAME"). */
+    char *description;
 };
 
 /* Where the store reads one process's metrics: its segment's reader and
@@ -121,6 +125,31 @@ uint64_t dx_store_filtered(void);
  * into the metric's overflow series (otel.metric.overflow=true). Applies
  * to series first seen from now on. */
 void dx_store_set_cardinality_limit(uint32_t limit);
+
+/* A query of the metrics API (stats_api.h, watch_sse.h): series named
+ * `name` as recorded ("http.server.request.duration") or as exported to
+ * Prometheus ("http_server_request_duration_seconds", a counter's with or
+ * without _total), and with exactly the labels given ("k=v,k=v", in any
+ * order), or any labels when NULL. */
+struct dx_store_query {
+    const char *name;
+    char *labels; /* sorted by key, or NULL */
+};
+/* 0, or -ENOMEM. */
+int dx_store_query_init(struct dx_store_query *q, const char *name, const char *labels);
+void dx_store_query_free(struct dx_store_query *q);
+int dx_store_query_matches(const struct dx_store_query *q, const struct dx_series *s);
+/* Calls fn for every series matching q that has values in the latest
+ * snapshot, in the families' order. */
+void dx_store_query_series(const struct dx_store_query *q,
+                           void (*fn)(void *arg, const struct dx_series *s), void *arg);
+/* Calls fn for every slot of a live source whose series matches q (the
+ * slots seen by the latest snapshot), under the SIGBUS guard. Returns
+ * 0, or -1 when the mapping faulted. */
+int dx_store_query_slots(struct dx_store_source *src, const struct dx_store_query *q,
+                         void (*fn)(void *arg, const struct dx_series *s,
+                                    const struct dynobs_reader *rd, uint32_t slot),
+                         void *arg);
 
 /* A service's cardinality counts: updates its processes sent to overflow
  * series (live and exited, as of the latest snapshot), and process
