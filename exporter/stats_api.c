@@ -30,6 +30,7 @@
 #endif
 
 #define DEFAULT_WINDOW_MS 10000u
+#define MAX_WINDOW_MS 86400000u /* a day: longer is a mistake, whatever segments keep */
 #define MAX_SERIES 2048 /* per answer; past it the answer says "truncated" */
 #define MAX_BODY (4u << 20)
 
@@ -194,7 +195,7 @@ static int parse_window(const char *s, uint64_t *out)
     if (!*s || strlen(s) > 12 || strspn(s, "0123456789") != strlen(s))
         return -1;
     *out = strtoull(s, NULL, 10);
-    return 0;
+    return *out > MAX_WINDOW_MS ? -1 : 0;
 }
 
 static void stats_route(void *arg, struct dx_httpd_response *r)
@@ -217,7 +218,7 @@ static void stats_route(void *arg, struct dx_httpd_response *r)
         return;
     }
     if (parse_window(dx_httpd_arg(r, "window"), &qu.window_ms) < 0) {
-        dx_json_error(r, 400, "window: milliseconds (0: since start) expected");
+        dx_json_error(r, 400, "window: milliseconds (0: since start, at most a day) expected");
         return;
     }
     qu.acc = malloc(sizeof *qu.acc * MAX_SERIES);
