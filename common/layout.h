@@ -9,6 +9,8 @@
  *   ring_offset              ring data, ring_bytes (a power of two), split
  *                            into ring_shards shards of shard_bytes each
  *   metric_offset            metric_slots x struct dynobs_metric_slot
+ *   meta_offset              meta_slots x struct dynobs_metric_meta
+ *   window_offset            metric_slots x struct dynobs_metric_window
  *
  * The consumer maps the whole file read-only and only its own page
  * read-write: that page holds everything a consumer ever writes (each
@@ -25,7 +27,7 @@
 #include <stdint.h>
 
 #define DYNOBS_SEG_MAGIC 0x31474553534f4e59ULL /* "YNOSSEG1" read as LE */
-#define DYNOBS_LAYOUT_VERSION 2u
+#define DYNOBS_LAYOUT_VERSION 3u
 #define DYNOBS_PAGE 4096u
 #define DYNOBS_CACHELINE 64u
 
@@ -47,6 +49,18 @@
 #define DYNOBS_METRIC_SLOTS_DEFAULT 512u
 #define DYNOBS_METRIC_SLOTS_MIN 16u
 #define DYNOBS_METRIC_SLOTS_MAX 65536u
+/* Declared metrics (name, kind, unit, description, bounds), one entry a
+ * name, and the time slices kept per series for windowed statistics:
+ * 16 slices of one second cover any window up to 15 s exactly to the
+ * slice (the slice being written is the 16th). */
+#define DYNOBS_META_SLOTS_DEFAULT 128u
+#define DYNOBS_META_SLOTS_MIN 16u
+#define DYNOBS_META_SLOTS_MAX 4096u
+#define DYNOBS_WINDOW_SLICE_MS_DEFAULT 1000u
+#define DYNOBS_WINDOW_SLICE_MS_MIN 10u
+#define DYNOBS_WINDOW_SLICE_MS_MAX 60000u
+#define DYNOBS_WINDOW_SLICES_MAX 16u
+#define DYNOBS_WINDOW_SLICES_MIN 2u
 
 /* The ring is split into shards, each with its own head, so that threads
  * on different shards never contend; a thread keeps one shard for life. */
@@ -98,7 +112,16 @@ struct dynobs_seg_header {
     uint8_t reserved0[8];       /* 120 */
     char service_name[DYNOBS_SERVICE_NAME_MAX]; /* 128: not NUL-terminated */
     uint8_t resource[DYNOBS_RESOURCE_BYTES];    /* 384: attribute items */
-    uint8_t reserved1[1152];                    /* 2432 */
+    /* 2432: layout 3, declared metrics and windows (taken from reserved1). */
+    uint64_t meta_offset;       /* 2432 */
+    uint32_t meta_slots;        /* 2440: power of two */
+    uint32_t window_slice_ms;   /* 2444: length of one window slice */
+    uint64_t window_offset;     /* 2448: one window per metric slot */
+    uint32_t window_slices;     /* 2456: slices kept per window */
+    uint32_t reserved2;         /* 2460 */
+    uint64_t declare_conflicts; /* 2464: redeclarations refused, atomic */
+    uint64_t declare_refused;   /* 2472: declarations refused: table full */
+    uint8_t reserved1[1104];                    /* 2480 */
     /* 3584: one cache line per ring shard, written by the producers of
      * that shard only, so threads on different shards never share a line. */
     struct dynobs_seg_shard {
@@ -243,8 +266,65 @@ struct dynobs_metric_slot {
     uint64_t start_ns;   /* 344: wall clock when the series was registered */
     uint64_t buckets[DYNOBS_METRIC_MAX_BUCKETS]; /* 352 */
     double bounds[DYNOBS_METRIC_MAX_BUCKETS - 1]; /* 480 */
-    uint8_t reserved[40];                         /* 600 */
+    /* 600: the producer's own pointer arithmetic, written before READY
+     * and never read by consumers: the distance in bytes from this slot
+     * to its window (0: none), so that an update that holds only the
+     * slot's address finds the window without the segment at hand. */
+    int64_t window_delta;                         /* 600 */
+    uint8_t reserved[32];                         /* 608 */
 };                                                /* 640 */
+
+/* Declared metrics: open addressing on a hash of the name, entries going
+ * EMPTY -> CLAIMED -> READY as metric slots do, written once by the first
+ * declaration of a name and immutable after. */
+#define DYNOBS_META_NAME_BYTES 128u /* name NUL */
+#define DYNOBS_META_DESC_BYTES 256u /* description NUL */
+
+struct dynobs_metric_meta {
+    uint32_t state;           /*   0: DYNOBS_SLOT_*, atomic */
+    uint8_t kind;             /*   4: DYNOBS_METRIC_* */
+    uint8_t name_len;         /*   5: <= 127 */
+    uint8_t nbounds;          /*   6: histograms: bounds in use */
+    uint8_t reserved0;        /*   7 */
+    uint64_t hash;            /*   8: of the name */
+    uint16_t description_len; /*  16: <= 255 */
+    uint8_t reserved1[6];     /*  18 */
+    char unit[DYNOBS_METRIC_UNIT_BYTES];        /*  24: NUL-padded */
+    char name[DYNOBS_META_NAME_BYTES];          /*  40: NUL-terminated */
+    char description[DYNOBS_META_DESC_BYTES];   /* 168: NUL-terminated */
+    double bounds[DYNOBS_METRIC_MAX_BUCKETS - 1]; /* 424 */
+    uint8_t reserved[32];                       /* 544 */
+};                                              /* 576 */
+
+/* Windows: the statistics of one series per time slice. Slice k of the
+ * monotonic clock (k = CLOCK_MONOTONIC / window_slice_ms) lives in entry
+ * k % window_slices and carries epoch k + 1 (0: never written); the first
+ * writer of a new slice claims it by a compare-and-swap of its epoch to
+ * (k + 1) | DYNOBS_WINDOW_BUSY, resets the values, then clears the bit.
+ * Values are doubles stored as bit patterns, as in a metric slot. */
+#define DYNOBS_WINDOW_BUSY (1ull << 63)
+
+struct dynobs_window_slice {
+    uint64_t epoch; /*  0: atomic */
+    uint64_t count; /*  8 */
+    uint64_t sum;   /* 16 */
+    uint64_t min;   /* 24 */
+    uint64_t max;   /* 32 */
+};                  /* 40 */
+
+struct dynobs_metric_window {
+    uint32_t slice_ms; /*  0: the header's, set with the slot (0: no windows) */
+    uint32_t slices;   /*  4: the header's window_slices */
+    /* 8: gauges only, since the series started (a histogram's slot keeps
+     * these already). */
+    uint64_t count;    /*  8 */
+    uint64_t sum;      /* 16 */
+    uint64_t min;      /* 24 */
+    uint64_t max;      /* 32 */
+    uint64_t dropped;  /* 40: updates a busy slice could not take, atomic */
+    uint64_t reserved[2]; /* 48 */
+    struct dynobs_window_slice slice[DYNOBS_WINDOW_SLICES_MAX]; /* 64 */
+};                                                              /* 704 */
 
 #include <stddef.h>
 #define DYNOBS_AT(type, field, off) \
@@ -259,6 +339,13 @@ DYNOBS_AT(struct dynobs_seg_header, config_generation, 96);
 DYNOBS_AT(struct dynobs_seg_header, ring_shards, 112);
 DYNOBS_AT(struct dynobs_seg_header, service_name, 128);
 DYNOBS_AT(struct dynobs_seg_header, resource, 384);
+DYNOBS_AT(struct dynobs_seg_header, meta_offset, 2432);
+DYNOBS_AT(struct dynobs_seg_header, meta_slots, 2440);
+DYNOBS_AT(struct dynobs_seg_header, window_slice_ms, 2444);
+DYNOBS_AT(struct dynobs_seg_header, window_offset, 2448);
+DYNOBS_AT(struct dynobs_seg_header, window_slices, 2456);
+DYNOBS_AT(struct dynobs_seg_header, declare_conflicts, 2464);
+DYNOBS_AT(struct dynobs_seg_header, declare_refused, 2472);
 DYNOBS_AT(struct dynobs_seg_header, shards, 3584);
 _Static_assert(sizeof(struct dynobs_seg_shard) == DYNOBS_CACHELINE, "a shard is one line");
 _Static_assert(DYNOBS_CTR_COUNT <= DYNOBS_SHARD_COUNTERS, "counters fit the shard line");
@@ -282,6 +369,18 @@ DYNOBS_AT(struct dynobs_metric_slot, key, 32);
 DYNOBS_AT(struct dynobs_metric_slot, value, 320);
 DYNOBS_AT(struct dynobs_metric_slot, buckets, 352);
 DYNOBS_AT(struct dynobs_metric_slot, bounds, 480);
+DYNOBS_AT(struct dynobs_metric_slot, window_delta, 600);
+_Static_assert(sizeof(struct dynobs_metric_meta) == 576, "metric meta entry");
+DYNOBS_AT(struct dynobs_metric_meta, hash, 8);
+DYNOBS_AT(struct dynobs_metric_meta, unit, 24);
+DYNOBS_AT(struct dynobs_metric_meta, name, 40);
+DYNOBS_AT(struct dynobs_metric_meta, description, 168);
+DYNOBS_AT(struct dynobs_metric_meta, bounds, 424);
+_Static_assert(sizeof(struct dynobs_window_slice) == 40, "window slice");
+_Static_assert(sizeof(struct dynobs_metric_window) == 704, "metric window");
+DYNOBS_AT(struct dynobs_metric_window, count, 8);
+DYNOBS_AT(struct dynobs_metric_window, dropped, 40);
+DYNOBS_AT(struct dynobs_metric_window, slice, 64);
 #undef DYNOBS_AT
 
 #endif /* DYNOBS_COMMON_LAYOUT_H */

@@ -1,4 +1,5 @@
 #include "metrics.h"
+#include "metric_meta.h"
 #include "util.h"
 
 #include <errno.h>
@@ -75,8 +76,9 @@ static int bounds_ok(const double *b, size_t n)
 }
 
 /* Fills a slot this thread has just claimed, then publishes it. */
-static void fill(struct dynobs_metric_slot *s, const struct dynobs_metric_def *d, uint64_t h,
-                 const char *labels, size_t nl, size_t ll)
+static void fill(struct dynobs_metric_table *t, struct dynobs_metric_slot *s,
+                 const struct dynobs_metric_def *d, uint64_t h, const char *labels, size_t nl,
+                 size_t ll)
 {
     s->kind = (uint8_t)d->kind;
     s->hash = h;
@@ -102,6 +104,8 @@ static void fill(struct dynobs_metric_slot *s, const struct dynobs_metric_def *d
     }
     for (unsigned i = 0; i < DYNOBS_METRIC_MAX_BUCKETS; i++)
         s->buckets[i] = 0;
+    dynobs__window_init(s, t->windows ? &t->windows[s - t->slots] : NULL, t->window_slice_ms,
+                        t->window_slices);
     __atomic_store_n(&s->state, DYNOBS_SLOT_READY, __ATOMIC_RELEASE);
 }
 
@@ -168,6 +172,27 @@ static int reserve(struct dynobs_metric_table *t, struct dynobs_metric_name_coun
 static int resolve(struct dynobs_metric_table *t, const struct dynobs_metric_def *d,
                    const char *labels, int overflow, struct dynobs_metric_slot **out);
 
+/* A series registered by name alone (no unit, default bounds) of a
+ * metric declared with the same kind takes the declared unit and bounds,
+ * so that the by-name calls and the handles of a declaration agree. */
+static const struct dynobs_metric_def *declared(const struct dynobs_metric_table *t,
+                                                const struct dynobs_metric_def *d, size_t nl,
+                                                struct dynobs_metric_def *out)
+{
+    if (!t->metas || d->unit || d->bounds)
+        return d;
+    const struct dynobs_metric_meta *m = dynobs__meta_find(t, d->name, nl);
+    if (!m || m->kind != d->kind)
+        return d;
+    *out = *d;
+    out->unit = m->unit[0] && memchr(m->unit, '\0', sizeof m->unit) ? m->unit : NULL;
+    if (d->kind == DYNOBS_METRIC_HISTOGRAM && m->nbounds <= DYNOBS_HISTOGRAM_MAX_BOUNDS) {
+        out->bounds = m->bounds;
+        out->nbounds = m->nbounds;
+    }
+    return out;
+}
+
 /* A new attribute set past the cap: the update goes to the overflow
  * series of the metric, claimed like any other series. */
 static int to_overflow(struct dynobs_metric_table *t, const struct dynobs_metric_def *d,
@@ -190,6 +215,7 @@ static int resolve(struct dynobs_metric_table *t, const struct dynobs_metric_def
     uint64_t h = dynobs__hash(labels, ll, nh);
     const uint32_t mask = t->nslots - 1;
     int checked = 0;
+    struct dynobs_metric_def dd;
     struct dynobs_metric_name_count *held = NULL; /* a place taken under the cap */
     int rc = -ENOSPC;
     for (uint32_t probe = 0; probe < DYNOBS_METRIC_PROBES; probe++) {
@@ -198,6 +224,7 @@ static int resolve(struct dynobs_metric_table *t, const struct dynobs_metric_def
         if (st == DYNOBS_SLOT_EMPTY) {
             /* Validate only on the slow path, when a series is new. */
             if (!checked) {
+                d = declared(t, d, nl, &dd);
                 if (d->kind < DYNOBS_METRIC_COUNTER || d->kind > DYNOBS_METRIC_HISTOGRAM ||
                     !dynobs__metric_name_ok(d->name, nl) ||
                     !dynobs__metric_labels_ok(labels, ll) ||
@@ -214,7 +241,7 @@ static int resolve(struct dynobs_metric_table *t, const struct dynobs_metric_def
             }
             if (__atomic_compare_exchange_n(&s->state, &st, DYNOBS_SLOT_CLAIMED, 0,
                                             __ATOMIC_ACQUIRE, __ATOMIC_ACQUIRE)) {
-                fill(s, d, h, labels, nl, ll);
+                fill(t, s, d, h, labels, nl, ll);
                 *out = s;
                 return 0;
             }

@@ -11,6 +11,7 @@
 
 #include "dynobs/dynobs.h"
 #include "layout.h"
+#include "metric_window.h"
 #include "util.h"
 
 /* How many slots a lookup probes before the table counts as full. */
@@ -43,6 +44,14 @@ struct dynobs_metric_table {
     uint64_t *counters;
     /* Zeroed with the table (segment creation zeroes the segment struct). */
     struct dynobs_metric_name_count names[DYNOBS_METRIC_NAMES];
+    /* Layout 3: one window per slot (NULL: no windows kept), and the
+     * declared metrics (metric_meta.h) with the header's counters of
+     * refused declarations (NULL: not counted). */
+    struct dynobs_metric_window *windows;
+    uint32_t window_slice_ms, window_slices;
+    struct dynobs_metric_meta *metas;
+    uint32_t nmetas; /* power of two */
+    uint64_t *declare_conflicts, *declare_refused;
 };
 
 struct dynobs_metric_def {
@@ -118,7 +127,19 @@ static inline void dynobs__metric_observe(struct dynobs_metric_slot *s, double v
     while (v > dynobs__u2d(old) &&
            !__atomic_compare_exchange_n(&s->max, &old, dynobs__d2u(v), 1, __ATOMIC_RELAXED,
                                         __ATOMIC_RELAXED))
-        ;
+        ;    /* And the current slice of its window, for windowed statistics. */
+    struct dynobs_metric_window *w = dynobs__slot_window(s);
+    if (w)
+        dynobs__window_add(w, 0, v);
+}
+
+/* A gauge's set: the value, then its window (metric_window.h). */
+static inline void dynobs__metric_set(struct dynobs_metric_slot *s, double v)
+{
+    __atomic_store_n(&s->value, dynobs__d2u(v), __ATOMIC_RELAXED);
+    struct dynobs_metric_window *w = dynobs__slot_window(s);
+    if (w)
+        dynobs__window_add(w, 1, v);
 }
 
 /* One update of a slot, by the kind registered in it. */
@@ -130,7 +151,7 @@ static inline void dynobs__metric_apply(struct dynobs_metric_slot *s, double v)
         dynobs__metric_add_double(&s->value, v);
         break;
     case DYNOBS_METRIC_GAUGE:
-        __atomic_store_n(&s->value, dynobs__d2u(v), __ATOMIC_RELAXED);
+        dynobs__metric_set(s, v);
         break;
     case DYNOBS_METRIC_HISTOGRAM:
         dynobs__metric_observe(s, v);

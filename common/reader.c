@@ -34,10 +34,16 @@ static int check_header(const struct dynobs_seg_header *h, uint64_t file_size)
         (uint64_t)h->shard_bytes * h->ring_shards != h->ring_bytes ||
         h->shard_bytes < DYNOBS_SHARD_BYTES_MIN)
         return -EBADMSG;
+    if (!pow2(h->meta_slots) || h->meta_slots < DYNOBS_META_SLOTS_MIN ||
+        h->meta_slots > DYNOBS_META_SLOTS_MAX || h->window_slice_ms < DYNOBS_WINDOW_SLICE_MS_MIN ||
+        h->window_slice_ms > DYNOBS_WINDOW_SLICE_MS_MAX ||
+        h->window_slices < DYNOBS_WINDOW_SLICES_MIN || h->window_slices > DYNOBS_WINDOW_SLICES_MAX)
+        return -EBADMSG;
     struct dynobs_geometry g;
-    dynobs__geometry(h->ring_bytes, h->ring_shards, h->metric_slots, &g);
+    dynobs__geometry(h->ring_bytes, h->ring_shards, h->metric_slots, h->meta_slots, &g);
     if (h->consumer_offset != g.consumer_offset || h->ring_offset != g.ring_offset ||
-        h->metric_offset != g.metric_offset || h->total_bytes != g.total_bytes)
+        h->metric_offset != g.metric_offset || h->meta_offset != g.meta_offset ||
+        h->window_offset != g.window_offset || h->total_bytes != g.total_bytes)
         return -EBADMSG;
     if (h->service_name_len > DYNOBS_SERVICE_NAME_MAX || h->resource_len > DYNOBS_RESOURCE_BYTES ||
         h->max_record_bytes > DYNOBS_MAX_RECORD_BYTES || h->max_record_bytes < 64)
@@ -63,8 +69,11 @@ int dynobs__reader_open(struct dynobs_reader *r, const char *path, int flags)
         goto fail;
     }
     if (!S_ISREG(st.st_mode) || (uint64_t)st.st_size < 2 * DYNOBS_PAGE ||
-        (uint64_t)st.st_size > 2 * DYNOBS_PAGE + DYNOBS_RING_BYTES_MAX +
-                                   (uint64_t)DYNOBS_METRIC_SLOTS_MAX * sizeof(struct dynobs_metric_slot)) {
+        (uint64_t)st.st_size >
+            2 * DYNOBS_PAGE + DYNOBS_RING_BYTES_MAX +
+                (uint64_t)DYNOBS_METRIC_SLOTS_MAX * (sizeof(struct dynobs_metric_slot) +
+                                                     sizeof(struct dynobs_metric_window)) +
+                (uint64_t)DYNOBS_META_SLOTS_MAX * sizeof(struct dynobs_metric_meta)) {
         rc = -EBADMSG;
         goto fail;
     }
@@ -106,6 +115,8 @@ int dynobs__reader_open(struct dynobs_reader *r, const char *path, int flags)
         sh->tail = __atomic_load_n(&cp->shards[i].tail, __ATOMIC_ACQUIRE);
     }
     r->slots = (const struct dynobs_metric_slot *)(r->map + r->hdr.metric_offset);
+    r->metas = (const struct dynobs_metric_meta *)(r->map + r->hdr.meta_offset);
+    r->windows = (const struct dynobs_metric_window *)(r->map + r->hdr.window_offset);
     r->stall_timeout_ns = DYNOBS_STALL_TIMEOUT_NS;
     memcpy(r->service_name, r->hdr.service_name, r->hdr.service_name_len);
     r->service_name[r->hdr.service_name_len] = '\0';

@@ -40,6 +40,8 @@ struct dynobs_reader {
         uint64_t stall_since; /* monotonic ns when first found so */
     } shards[DYNOBS_MAX_SHARDS];
     const struct dynobs_metric_slot *slots;
+    const struct dynobs_metric_meta *metas;     /* hdr.meta_slots entries */
+    const struct dynobs_metric_window *windows; /* one per metric slot */
     uint64_t stall_timeout_ns;
     uint64_t corrupt;   /* records skipped as malformed */
     uint64_t abandoned; /* uncommitted records skipped */
@@ -65,6 +67,9 @@ int dynobs__reader_next(struct dynobs_reader *r, const struct dynobs_rec_hdr **r
  * empty slot, -EBADMSG for a corrupt one. */
 int dynobs__reader_metric(const struct dynobs_reader *r, uint32_t i,
                           struct dynobs_metric_view *v);
+
+/* Declared metrics (dynobs__reader_meta) and windowed statistics
+ * (dynobs__reader_window) are in metric_meta.h and metric_window.h. */
 
 /* Resource attributes: iterate the items in hdr.resource. */
 int dynobs__reader_resource_next(const struct dynobs_reader *r, size_t *off,

@@ -11,7 +11,7 @@
 #include <unistd.h>
 
 void dynobs__geometry(uint64_t ring_bytes, uint32_t shards, uint32_t metric_slots,
-                      struct dynobs_geometry *g)
+                      uint32_t meta_slots, struct dynobs_geometry *g)
 {
     g->consumer_offset = DYNOBS_PAGE;
     g->ring_offset = 2 * DYNOBS_PAGE;
@@ -20,7 +20,11 @@ void dynobs__geometry(uint64_t ring_bytes, uint32_t shards, uint32_t metric_slot
     g->shard_bytes = shards ? (uint32_t)(ring_bytes / shards) : 0;
     g->metric_offset = g->ring_offset + ring_bytes;
     g->metric_slots = metric_slots;
-    g->total_bytes = g->metric_offset + (uint64_t)metric_slots * sizeof(struct dynobs_metric_slot);
+    g->meta_offset = g->metric_offset + (uint64_t)metric_slots * sizeof(struct dynobs_metric_slot);
+    g->meta_slots = meta_slots;
+    g->window_offset = g->meta_offset + (uint64_t)meta_slots * sizeof(struct dynobs_metric_meta);
+    g->total_bytes =
+        g->window_offset + (uint64_t)metric_slots * sizeof(struct dynobs_metric_window);
 }
 
 uint32_t dynobs__default_shards(uint64_t ring_bytes)
@@ -134,7 +138,14 @@ int dynobs__segment_create(struct dynobs_segment *s, const struct dynobs_segment
     if (shards > DYNOBS_MAX_SHARDS || (shards & (shards - 1)) ||
         p->ring_bytes / shards < DYNOBS_SHARD_BYTES_MIN)
         return -EINVAL;
-    dynobs__geometry(p->ring_bytes, shards, p->metric_slots, &g);
+    uint32_t metas = p->meta_slots ? p->meta_slots : DYNOBS_META_SLOTS_DEFAULT;
+    uint32_t slice_ms = p->window_slice_ms ? p->window_slice_ms : DYNOBS_WINDOW_SLICE_MS_DEFAULT;
+    uint32_t slices = p->window_slices ? p->window_slices : DYNOBS_WINDOW_SLICES_MAX;
+    if ((metas & (metas - 1)) || metas < DYNOBS_META_SLOTS_MIN || metas > DYNOBS_META_SLOTS_MAX ||
+        slice_ms < DYNOBS_WINDOW_SLICE_MS_MIN || slice_ms > DYNOBS_WINDOW_SLICE_MS_MAX ||
+        slices < DYNOBS_WINDOW_SLICES_MIN || slices > DYNOBS_WINDOW_SLICES_MAX)
+        return -EINVAL;
+    dynobs__geometry(p->ring_bytes, shards, p->metric_slots, metas, &g);
     memset(s, 0, sizeof *s);
     uint64_t backed = g.shard_bytes;
     if (p->ring_start_bytes && p->ring_start_bytes / shards < backed) {
@@ -193,6 +204,11 @@ int dynobs__segment_create(struct dynobs_segment *s, const struct dynobs_segment
     h->metric_offset = g.metric_offset;
     h->metric_slots = g.metric_slots;
     h->metric_slot_bytes = sizeof(struct dynobs_metric_slot);
+    h->meta_offset = g.meta_offset;
+    h->meta_slots = g.meta_slots;
+    h->window_offset = g.window_offset;
+    h->window_slice_ms = slice_ms;
+    h->window_slices = slices;
     h->pid = p->pid;
     h->ppid = p->ppid;
     h->start_ticks = p->start_ticks;
@@ -231,6 +247,13 @@ int dynobs__segment_create(struct dynobs_segment *s, const struct dynobs_segment
     s->metrics.slots = (struct dynobs_metric_slot *)((uint8_t *)base + g.metric_offset);
     s->metrics.nslots = g.metric_slots;
     s->metrics.counters = h->shards[0].counters;
+    s->metrics.windows = (struct dynobs_metric_window *)((uint8_t *)base + g.window_offset);
+    s->metrics.window_slice_ms = slice_ms;
+    s->metrics.window_slices = slices;
+    s->metrics.metas = (struct dynobs_metric_meta *)((uint8_t *)base + g.meta_offset);
+    s->metrics.nmetas = g.meta_slots;
+    s->metrics.declare_conflicts = &h->declare_conflicts;
+    s->metrics.declare_refused = &h->declare_refused;
     memcpy(s->path, p->dir, dl);
     s->path[dl] = '/';
     memcpy(s->path + dl + 1, name, strlen(name) + 1);

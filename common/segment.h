@@ -25,10 +25,14 @@
 struct dynobs_geometry {
     uint64_t consumer_offset, ring_offset, ring_bytes, metric_offset, total_bytes;
     uint32_t metric_slots, ring_shards, shard_bytes;
+    uint64_t meta_offset, window_offset; /* layout 3 */
+    uint32_t meta_slots;
 };
 
+/* The offsets of a segment: the metric table after the ring, then the
+ * declared metrics, then one window per metric slot. */
 void dynobs__geometry(uint64_t ring_bytes, uint32_t shards, uint32_t metric_slots,
-                      struct dynobs_geometry *g);
+                      uint32_t meta_slots, struct dynobs_geometry *g);
 
 /* Shards for a ring: one per online CPU (rounded up to a power of two),
  * at most DYNOBS_MAX_SHARDS, each at least DYNOBS_SHARD_BYTES_MIN. */
@@ -56,6 +60,10 @@ struct dynobs_segment_params {
     uint64_t ring_start_bytes;
     uint32_t ring_shards;  /* power of two; 0 picks dynobs__default_shards */
     uint32_t metric_slots; /* power of two */
+    /* Declared metrics (power of two) and window slices: 0 for the
+     * defaults (layout.h). */
+    uint32_t meta_slots;
+    uint32_t window_slice_ms, window_slices;
     int pid, ppid;
     uint64_t start_ticks;
     const struct dynobs_resource *resource;

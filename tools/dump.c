@@ -16,6 +16,8 @@
 #include "dynobs/dynobs.h"
 
 #include "config.h"
+#include "metric_meta.h"
+#include "metric_window.h"
 #include "reader.h"
 #include "record.h"
 #include "tracecontext.h"
@@ -101,6 +103,26 @@ static void print_log(const struct dynobs_log_view *v)
         printf("    (dropped: %u attributes)\n", v->f.dropped_attrs);
 }
 
+/* The windowed statistics of a gauge or histogram series: the last
+ * 10 s (or as much as the segment keeps) and since start. */
+static void print_window(const struct dynobs_reader *r, uint32_t i)
+{
+    uint64_t now = dynobs__mono_ns();
+    uint64_t kept = (uint64_t)(r->hdr.window_slices - 1) * r->hdr.window_slice_ms;
+    uint64_t windows[2] = {kept < 10000 ? kept : 10000, 0};
+    for (int k = 0; k < 2; k++) {
+        struct dynobs_window_stats st;
+        if (dynobs__reader_window(r, i, now, windows[k], &st) != 0)
+            return;
+        if (windows[k])
+            printf("  window last %" PRIu64 " ms:", st.window_ms);
+        else
+            printf("  window since start:");
+        printf(" count=%" PRIu64 " sum=%g avg=%g min=%g max=%g\n", st.count, st.sum, st.avg,
+               st.min, st.max);
+    }
+}
+
 static int dump(const char *path, int drain)
 {
     struct dynobs_reader *r = malloc(sizeof *r);
@@ -136,6 +158,18 @@ static int dump(const char *path, int drain)
         (const struct dynobs_seg_consumer *)(r->map + r->hdr.consumer_offset);
     uint64_t gen = __atomic_load_n(&cp->rules_generation, __ATOMIC_RELAXED);
     printf("rules_generation=%" PRIu64 "%s\n", gen, gen ? "" : " (no table: built-in defaults)");
+    printf("windows: %u slices of %u ms; declared metrics: %u entries, conflicts=%" PRIu64
+           " refused=%" PRIu64 "\n",
+           r->hdr.window_slices, r->hdr.window_slice_ms, r->hdr.meta_slots,
+           __atomic_load_n(&r->live->declare_conflicts, __ATOMIC_RELAXED),
+           __atomic_load_n(&r->live->declare_refused, __ATOMIC_RELAXED));
+    for (uint32_t i = 0; i < r->hdr.meta_slots; i++) {
+        struct dynobs_metric_meta_view d;
+        if (dynobs__reader_meta(r, i, &d) == 0)
+            printf("declared %.*s %s%s%s \"%.*s\"\n", (int)d.name_len, d.name,
+                   metric_kind[d.kind], d.unit[0] ? " unit=" : "", d.unit,
+                   (int)d.description_len, d.description);
+    }
     const struct dynobs_rec_hdr *h;
     r->stall_timeout_ns = 0;
     while (dynobs__reader_next(r, &h) == 1) {
@@ -162,6 +196,7 @@ static int dump(const char *path, int drain)
         } else {
             printf(" value=%g\n", m.value);
         }
+        print_window(r, i);
     }
     if (r->corrupt || r->abandoned)
         printf("(skipped: %" PRIu64 " corrupt, %" PRIu64 " abandoned records)\n", r->corrupt,

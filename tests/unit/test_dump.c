@@ -4,12 +4,14 @@
  * exporter would, and the real dynobs-dump binary reads it. */
 #define _GNU_SOURCE
 #include <criterion/criterion.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "layout.h"
+#include "metric_meta.h"
 #include "segment.h"
 #include "testutil.h"
 
@@ -81,5 +83,26 @@ Test(dump, prints_the_rules_generation_of_the_consumer_page)
     __atomic_store_n(&cp->rules_generation, 42, __ATOMIC_RELAXED);
     text = dump(&s);
     TU_ASSERT_CONTAINS(text, "rules_generation=42\n");
+    free(text);
+}
+
+Test(dump, prints_declarations_and_windows)
+{
+    struct dynobs_segment s;
+    make_segment(&s);
+    struct dynobs_metric_def d = {.name = "queue.depth", .unit = "{job}",
+                                  .kind = DYNOBS_METRIC_GAUGE};
+    cr_assert_eq(dynobs__meta_declare(&s.metrics, &d, "Jobs waiting"), 0);
+    d.unit = "s";
+    cr_assert_eq(dynobs__meta_declare(&s.metrics, &d, "Jobs waiting"), -EEXIST);
+    d.unit = NULL;
+    cr_assert_eq(dynobs__metric_update(&s.metrics, &d, 4, ""), 0);
+    cr_assert_eq(dynobs__metric_update(&s.metrics, &d, 2, ""), 0);
+    char *text = dump(&s);
+    TU_ASSERT_CONTAINS(text, "windows: 16 slices of 1000 ms; declared metrics: 128 entries, "
+                             "conflicts=1 refused=0\n",
+                       "declared queue.depth gauge unit={job} \"Jobs waiting\"\n",
+                       "metric queue.depth{} gauge unit={job} value=2\n",
+                       " count=2 sum=6 avg=3 min=2 max=4\n", "  window since start: count=2");
     free(text);
 }

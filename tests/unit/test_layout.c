@@ -10,7 +10,7 @@
 
 Test(layout, version)
 {
-    cr_assert_eq(DYNOBS_LAYOUT_VERSION, 2);
+    cr_assert_eq(DYNOBS_LAYOUT_VERSION, 3);
     cr_assert_eq(DYNOBS_SEG_MAGIC, 0x31474553534f4e59ULL);
 }
 
@@ -42,6 +42,14 @@ Test(layout, segment_header)
     PIN(H, shard_bytes, 116);
     PIN(H, service_name, 128);
     PIN(H, resource, 384);
+    PIN(H, meta_offset, 2432);
+    PIN(H, meta_slots, 2440);
+    PIN(H, window_slice_ms, 2444);
+    PIN(H, window_offset, 2448);
+    PIN(H, window_slices, 2456);
+    PIN(H, declare_conflicts, 2464);
+    PIN(H, declare_refused, 2472);
+    PIN(H, reserved1, 2480);
     PIN(H, shards, 3584);
     PIN(H, shards[0].head, 3584);
     PIN(H, shards[0].counters, 3592);
@@ -145,4 +153,49 @@ Test(layout, metric_slot)
     PIN(M, start_ns, 344);
     PIN(M, buckets, 352);
     PIN(M, bounds, 480);
+    PIN(M, window_delta, 600);
+}
+
+Test(layout, metric_meta)
+{
+    typedef struct dynobs_metric_meta E;
+    cr_assert_eq(sizeof(E), 576);
+    PIN(E, state, 0);
+    PIN(E, kind, 4);
+    PIN(E, name_len, 5);
+    PIN(E, nbounds, 6);
+    PIN(E, hash, 8);
+    PIN(E, description_len, 16);
+    PIN(E, unit, 24);
+    PIN(E, name, 40);
+    PIN(E, description, 168);
+    PIN(E, bounds, 424);
+    cr_assert_eq(DYNOBS_META_NAME_BYTES, 128);
+    cr_assert_eq(DYNOBS_META_DESC_BYTES, 256);
+    cr_assert_eq(DYNOBS_META_SLOTS_DEFAULT, 128);
+}
+
+Test(layout, metric_window)
+{
+    typedef struct dynobs_window_slice S;
+    cr_assert_eq(sizeof(S), 40);
+    PIN(S, epoch, 0);
+    PIN(S, count, 8);
+    PIN(S, sum, 16);
+    PIN(S, min, 24);
+    PIN(S, max, 32);
+    typedef struct dynobs_metric_window W;
+    cr_assert_eq(sizeof(W), 704);
+    PIN(W, slice_ms, 0);
+    PIN(W, slices, 4);
+    PIN(W, count, 8);
+    PIN(W, sum, 16);
+    PIN(W, min, 24);
+    PIN(W, max, 32);
+    PIN(W, dropped, 40);
+    PIN(W, slice, 64);
+    PIN(W, slice[1], 104);
+    cr_assert_eq(DYNOBS_WINDOW_SLICES_MAX, 16);
+    cr_assert_eq(DYNOBS_WINDOW_SLICE_MS_DEFAULT, 1000);
+    cr_assert_eq(DYNOBS_WINDOW_BUSY, 1ull << 63);
 }
