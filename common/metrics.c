@@ -284,6 +284,30 @@ int dynobs__metric_resolve(struct dynobs_metric_table *t, const struct dynobs_me
     return resolve(t, d, labels ? labels : "", 0, slot);
 }
 
+int dynobs__metric_find(const struct dynobs_metric_table *t, const char *name, const char *labels,
+                        struct dynobs_metric_slot **slot)
+{
+    if (!t || !t->slots || !name)
+        return -EINVAL;
+    if (!labels)
+        labels = "";
+    size_t nl = strlen(name), ll = strlen(labels);
+    if (nl + ll + 2 > DYNOBS_METRIC_KEY_BYTES)
+        return -ENOENT;
+    uint64_t h = dynobs__hash(labels, ll, dynobs__hash(name, nl, HASH_SEED));
+    for (uint32_t probe = 0; probe < DYNOBS_METRIC_PROBES; probe++) {
+        struct dynobs_metric_slot *s = &t->slots[(h + probe) & (t->nslots - 1)];
+        uint32_t st = __atomic_load_n(&s->state, __ATOMIC_ACQUIRE);
+        if (st == DYNOBS_SLOT_EMPTY)
+            break;
+        if (st == DYNOBS_SLOT_READY && key_matches(s, h, name, nl, labels, ll)) {
+            *slot = s;
+            return 0;
+        }
+    }
+    return -ENOENT;
+}
+
 int dynobs__metric_update(struct dynobs_metric_table *t, const struct dynobs_metric_def *d,
                           double value, const char *labels)
 {

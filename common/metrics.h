@@ -90,6 +90,11 @@ int dynobs__metric_resolve(struct dynobs_metric_table *t, const struct dynobs_me
                            const char *labels, struct dynobs_metric_slot **slot)
     __attribute__((warn_unused_result));
 
+/* The slot of an existing series (any kind), registering nothing:
+ * 0, -ENOENT when there is none (yet), -EINVAL. */
+int dynobs__metric_find(const struct dynobs_metric_table *t, const char *name, const char *labels,
+                        struct dynobs_metric_slot **slot);
+
 /* What every update path accepts: a finite value, not negative for a
  * monotonic counter. */
 static inline int dynobs__metric_value_ok(int kind, double v)

@@ -20,6 +20,8 @@ DYNOBS_API const char *dynobs_strerror(int err)
         return "dynobs is disabled";
     case DYNOBS_EBUSY:
         return "too late: the process's segment already exists";
+    case DYNOBS_EEXIST:
+        return "declared before with another kind, unit, description or bounds";
     case DYNOBS_ETRUNC:
         return "recorded, but truncated to the configured limits";
     default:

@@ -181,6 +181,32 @@ DYNOBS_API int dynobs_metric_record_h(dynobs_metric *h, double v)
     (void)h, (void)v;
     return DYNOBS_EDISABLED;
 }
+/* Declared metrics get the dummy handle; nothing is kept to read back or
+ * watch. */
+DYNOBS_API int dynobs_metrics_declare(const dynobs_metric_decl *decls, size_t n,
+                                      dynobs_metric **handles)
+{
+    for (size_t i = 0; handles && decls && i < n; i++)
+        handles[i] = dummy(decls[i].name);
+    return DYNOBS_EDISABLED;
+}
+DYNOBS_API int dynobs_metric_stats(const char *name, const char *labels, uint32_t window_ms,
+                                   struct dynobs_metric_stats *out)
+{
+    (void)name, (void)labels, (void)window_ms, (void)out;
+    return DYNOBS_EDISABLED;
+}
+DYNOBS_API int dynobs_metric_watch(const char *name, const char *labels, int condition,
+                                   double threshold, dynobs_watch_fn callback, void *user_data)
+{
+    (void)name, (void)labels, (void)condition, (void)threshold, (void)callback, (void)user_data;
+    return DYNOBS_EDISABLED;
+}
+DYNOBS_API int dynobs_metric_unwatch(int id)
+{
+    (void)id;
+    return DYNOBS_EDISABLED;
+}
 DYNOBS_API int dynobs_log(int severity, const char *fmt, ...)
 {
     (void)severity, (void)fmt;

@@ -18,6 +18,7 @@
 
 #include "state.h"
 
+#include "../common/metric_meta.h"
 #include "../common/metrics.h"
 
 struct dynobs_metric {
@@ -161,6 +162,45 @@ DYNOBS_API dynobs_metric *dynobs_metric_get(const dynobs_metric_desc *desc, cons
     return get(&d, labels);
 }
 
+/* One declaration: written to the segment's metadata (when dynobs is on
+ * and the segment can be had), and a handle unless the declaration is
+ * malformed or conflicts, since the metric is usable either way. */
+static int declare(const dynobs_metric_decl *x, dynobs_metric **handle)
+{
+    struct dynobs_metric_def d = {.name = x->name, .unit = x->unit, .kind = x->kind};
+    if (x->kind == DYNOBS_METRIC_HISTOGRAM && x->bounds && x->nbounds) {
+        d.bounds = x->bounds;
+        d.nbounds = x->nbounds;
+    }
+    int rc = DYNOBS_EDISABLED;
+    if (dynobs__on()) {
+        struct dynobs_segment *s = dynobs__segment();
+        if (s) {
+            rc = dynobs__meta_declare(&s->metrics, &d, x->description);
+        } else {
+            __atomic_fetch_add(&dynobs__lost, 1, __ATOMIC_RELAXED);
+            rc = DYNOBS_ENOMEM;
+        }
+    }
+    if (handle)
+        *handle = rc == DYNOBS_EEXIST || rc == DYNOBS_EINVAL ? NULL : get(&d, x->labels);
+    return rc;
+}
+
+DYNOBS_API int dynobs_metrics_declare(const dynobs_metric_decl *decls, size_t n,
+                                      dynobs_metric **out)
+{
+    if (!decls)
+        return n ? DYNOBS_EINVAL : 0;
+    int first = 0;
+    for (size_t i = 0; i < n; i++) {
+        int rc = declare(&decls[i], out ? &out[i] : NULL);
+        if (rc < 0 && !first)
+            first = rc;
+    }
+    return first;
+}
+
 static __attribute__((noinline)) void count(unsigned c)
 {
     dynobs__count(c);
@@ -227,7 +267,7 @@ static inline __attribute__((always_inline)) int update(struct dynobs_metric *h,
         dynobs__metric_add_double(&s->value, value);
         break;
     case DYNOBS_METRIC_GAUGE:
-        __atomic_store_n(&s->value, dynobs__d2u(value), __ATOMIC_RELAXED);
+        dynobs__metric_set(s, value); /* with its window */
         break;
     default:
         dynobs__metric_observe(s, value);

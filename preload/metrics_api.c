@@ -7,6 +7,7 @@
 
 #include "state.h"
 
+#include "../common/metric_window.h"
 #include "../common/metrics.h"
 
 /* The per-thread cache of by-name updates: a direct-mapped table in the
@@ -165,4 +166,46 @@ void dynobs__labels_join(char *out, size_t cap, const char *(*parts)[2], size_t 
         n += vl;
         out[n] = '\0';
     }
+}
+
+/* Statistics read back from this process's own segment: the series is
+ * found without registering it, and its window read as any reader would
+ * (common/metric_window.c). Not a hot path, but lock-free all the same. */
+DYNOBS_API int dynobs_metric_stats(const char *name, const char *labels, uint32_t window_ms,
+                                   struct dynobs_metric_stats *out)
+{
+    if (!name || !out)
+        return DYNOBS_EINVAL;
+    if (!dynobs__on())
+        return DYNOBS_EDISABLED;
+    /* No segment yet: no series either, and none is made to say so. */
+    struct dynobs_segment *seg = dynobs__segment_epoch() ? dynobs__segment() : NULL;
+    if (!seg)
+        return DYNOBS_ENOENT;
+    const struct dynobs_metric_table *t = &seg->metrics;
+    uint64_t k = ((uint64_t)window_ms + t->window_slice_ms - 1) / t->window_slice_ms + 1;
+    if (window_ms && k > t->window_slices)
+        return DYNOBS_EINVAL;
+    struct dynobs_metric_slot *s;
+    if (dynobs__metric_find(t, name, labels, &s) < 0)
+        return DYNOBS_ENOENT;
+    struct dynobs_window_stats w;
+    int rc = dynobs__window_stats(s, &t->windows[s - t->slots], t->window_slice_ms,
+                                  t->window_slices, dynobs__mono_ns(), window_ms, &w);
+    if (rc == -ENOENT) { /* counters: no windows, a value all the same */
+        memset(&w, 0, sizeof w);
+        w.avg = w.min = w.max = __builtin_nan("");
+        w.window_ms = window_ms;
+    } else if (rc < 0) {
+        return rc;
+    }
+    out->count = w.count;
+    out->sum = w.sum;
+    out->avg = w.avg;
+    out->min = w.min;
+    out->max = w.max;
+    out->window_ms = w.window_ms;
+    out->kind = s->kind;
+    out->value = dynobs__u2d(__atomic_load_n(&s->value, __ATOMIC_RELAXED));
+    return 0;
 }

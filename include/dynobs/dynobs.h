@@ -236,6 +236,96 @@ DYNOBS_API int dynobs_histogram_record_h(dynobs_metric *h, double value);
 /* Any kind of handle (what the handle's kind does with a value). */
 DYNOBS_API int dynobs_metric_record_h(dynobs_metric *h, double value);
 
+/* Declared metrics: what a component says about each metric it keeps,
+ * once, so that the exporter prints the description in # HELP and in the
+ * OTLP metric, and every update agrees on unit and bounds (a series of a
+ * declared name registered by the by-name calls takes them too).
+ * dynobs_metrics_declare declares decls[0..n) (a component's "metrics
+ * struct") and, when handles is not NULL, sets handles[i] to the handle of
+ * decls[i]'s series (its labels, NULL for none), as dynobs_metric_get
+ * would, or to NULL when decls[i] is refused. It returns 0 when all are
+ * declared; else the first refusal: DYNOBS_EEXIST for a name declared
+ * before with another kind, unit, description or bounds (the first
+ * declaration stands; counted in the segment's declare_conflicts),
+ * DYNOBS_EINVAL for a malformed one (a name over 127 bytes, a unit over
+ * 15, a description over 255 or with control characters), DYNOBS_ENOSPC
+ * when the segment's 128 declarations are used up (counted). Declaring
+ * makes the process's segment, as a first update does (so
+ * dynobs_set_service_name comes first). Declaring again alike is 0. */
+#define DYNOBS_EEXIST (-17)
+typedef struct dynobs_metric_decl {
+    const char *name;        /* required */
+    const char *description; /* NULL or "" for none */
+    const char *unit;        /* NULL for none */
+    int kind;                /* DYNOBS_METRIC_* */
+    const double *bounds;    /* histograms: NULL for the defaults */
+    size_t nbounds;
+    const char *labels;      /* the series handles[i] updates; NULL for none */
+} dynobs_metric_decl;
+DYNOBS_API int dynobs_metrics_declare(const dynobs_metric_decl *decls, size_t n,
+                                      dynobs_metric **handles);
+
+/* Composite statistics of a gauge or histogram series of this process,
+ * read from its own segment (no round trip): count, sum, avg, min and
+ * max of the values recorded in the last window_ms (the segment keeps
+ * slices of 1 s: windows up to 15000 ms, each covering from window_ms to
+ * window_ms + 1 s, what it covered in window_ms), or since the series
+ * started (window_ms DYNOBS_STATS_SINCE_START). Min and max are exact.
+ * value is the series' current value (a gauge's last, a histogram's sum),
+ * also for counters and updown counters, which have no windows (their
+ * count is 0 and avg/min/max NaN). Returns 0, DYNOBS_ENOENT when the
+ * series does not exist (yet), DYNOBS_EINVAL for a window longer than
+ * kept or a NULL argument, DYNOBS_EDISABLED. */
+#define DYNOBS_STATS_SINCE_START 0u
+#define DYNOBS_STATS_WINDOW_DEFAULT_MS 10000u
+struct dynobs_metric_stats {
+    uint64_t count;
+    double sum, avg, min, max; /* avg/min/max NaN when count is 0 */
+    uint64_t window_ms;        /* the time covered; 0: since start */
+    double value;
+    int kind;                  /* DYNOBS_METRIC_* */
+};
+DYNOBS_API int dynobs_metric_stats(const char *name, const char *labels, uint32_t window_ms,
+                                   struct dynobs_metric_stats *out);
+
+/* Callbacks on a series' value, from a thread dynobs owns (started at the
+ * first watch, polling every 2 ms while any watch exists, gone when none
+ * is left for a while). The value watched is a gauge's value, a counter's
+ * or updown counter's total, a histogram's average over the last second.
+ *   ABOVE:  fires when the value goes from <= threshold to > threshold;
+ *   BELOW:  fires when the value goes from >= threshold to < threshold;
+ *   CHANGE: fires when the value differs from the one last reported by
+ *           more than threshold (0: any change).
+ * Once per crossing; the first value seen is the starting point (a watch
+ * of a value already above fires at the next crossing, not at once), and
+ * a series that does not exist yet is watched from its first update. A
+ * crossing and its return within one poll can be missed. The callback
+ * runs on the watch thread, one at a time: a slow one delays the others.
+ * dynobs_metric_watch returns an id (> 0) or DYNOBS_EINVAL, DYNOBS_ENOSPC
+ * (DYNOBS_WATCH_MAX watches), DYNOBS_EDISABLED, DYNOBS_ENOMEM (no thread).
+ * dynobs_metric_unwatch(id) returns 0 or DYNOBS_ENOENT; from any thread
+ * but the watch thread it returns once a callback of that watch running
+ * meanwhile has returned; from a callback (any watch's) it returns at
+ * once, and the watch fires no more. */
+#define DYNOBS_WATCH_ABOVE 1
+#define DYNOBS_WATCH_BELOW 2
+#define DYNOBS_WATCH_CHANGE 3
+#define DYNOBS_WATCH_MAX 256
+typedef struct dynobs_watch_event {
+    int id;
+    int condition;      /* DYNOBS_WATCH_* */
+    const char *name;
+    const char *labels; /* "" for none */
+    double threshold;
+    double value;       /* the value that crossed */
+    double previous;    /* the value before it */
+    uint64_t time_ns;   /* CLOCK_MONOTONIC when it was seen */
+} dynobs_watch_event;
+typedef void (*dynobs_watch_fn)(const dynobs_watch_event *event, void *user_data);
+DYNOBS_API int dynobs_metric_watch(const char *name, const char *labels, int condition,
+                                   double threshold, dynobs_watch_fn callback, void *user_data);
+DYNOBS_API int dynobs_metric_unwatch(int id);
+
 /* Logs. severity is an OpenTelemetry SeverityNumber (1-24); the constants
  * below are the first of each range. The record carries the trace and
  * span ids of the calling thread's current span, if any. The message is
