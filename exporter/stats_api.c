@@ -24,44 +24,14 @@
 #include "metrics.h"
 #include "segments.h"
 #include "store.h"
-#include "util.h"
-#if DYNOBS_LAYOUT_VERSION >= 3
 #include "metric_window.h"
-#endif
+#include "util.h"
 
 #define DEFAULT_WINDOW_MS 10000u
 #define MAX_WINDOW_MS 86400000u /* a day: longer is a mistake, whatever segments keep */
 #define MAX_SERIES 2048 /* per answer; past it the answer says "truncated" */
 #define MAX_BODY (4u << 20)
 
-#if DYNOBS_LAYOUT_VERSION < 3
-/* Before the window region exists (layout 2), what a slot holds since its
- * series started: a gauge's last value, a histogram's count, sum, min and
- * max. Kept only until the layout with windows is merged. */
-struct dynobs_window_stats {
-    uint64_t count;
-    double sum, avg, min, max;
-    uint64_t window_ms;
-};
-
-static int dynobs__reader_window(const struct dynobs_reader *r, uint32_t i, uint64_t now_ns,
-                                 uint64_t window_ms, struct dynobs_window_stats *out)
-{
-    (void)now_ns;
-    struct dynobs_metric_view v;
-    if (dynobs__reader_metric(r, i, &v) != 0 || v.kind == DYNOBS_METRIC_COUNTER ||
-        v.kind == DYNOBS_METRIC_UPDOWN)
-        return -ENOENT;
-    int gauge = v.kind == DYNOBS_METRIC_GAUGE;
-    out->count = gauge ? 1 : v.count;
-    out->sum = v.value;
-    out->min = gauge ? v.value : v.min;
-    out->max = gauge ? v.value : v.max;
-    out->avg = out->count ? out->sum / (double)out->count : NAN;
-    out->window_ms = window_ms;
-    return 0;
-}
-#endif
 
 struct acc {
     const struct dx_series *s;

@@ -13,10 +13,8 @@
 #include "guard.h"
 #include "metric_filter.h"
 #include "prom_naming.h"
-#include "util.h"
-#if DYNOBS_LAYOUT_VERSION >= 3
 #include "metric_meta.h"
-#endif
+#include "util.h"
 
 _Static_assert(offsetof(struct dx_series, now.start_ns) + sizeof(uint64_t) <= 64,
                "a counter's values share the series' first cache line");
@@ -334,7 +332,6 @@ static void add_values(struct dx_values *to, const struct dynobs_metric_view *v,
  * seen is picked up with the family's next new series. */
 static void find_description(struct dx_family *f, const struct dynobs_reader *rd, const char *name)
 {
-#if DYNOBS_LAYOUT_VERSION >= 3
     if (f->description)
         return;
     size_t nl = strlen(name);
@@ -346,9 +343,6 @@ static void find_description(struct dx_family *f, const struct dynobs_reader *rd
             f->description = strndup(m.description, m.description_len);
         return;
     }
-#else
-    (void)f, (void)rd, (void)name;
-#endif
 }
 
 /* First sight of a slot: find its series, and remember it only when the
