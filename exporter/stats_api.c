@@ -74,12 +74,12 @@ static void merge(struct dynobs_window_stats *to, const struct dynobs_window_sta
     to->sum += w->sum;
 }
 
-static void one_slot(void *arg, const struct dx_series *s, const struct dynobs_reader *rd,
+static void one_slot(void *arg, const struct dx_series *s, struct dx_store_source *src,
                      uint32_t slot)
 {
     struct query *qu = arg;
     struct dynobs_window_stats w;
-    int rc = dynobs__reader_window(rd, slot, qu->now_ns, qu->window_ms, &w);
+    int rc = dynobs__reader_window(src->rd, slot, qu->now_ns, qu->window_ms, &w);
     if (rc == -EINVAL)
         qu->too_long = 1;
     if (rc != 0)

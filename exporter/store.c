@@ -569,24 +569,9 @@ int dx_store_query_matches(const struct dx_store_query *q, const struct dx_serie
     return !q->labels || !strcmp(s->labels, q->labels);
 }
 
-void dx_store_query_series(const struct dx_store_query *q,
-                           void (*fn)(void *arg, const struct dx_series *s), void *arg)
-{
-    for (struct dx_family *f = families; f; f = f->next) {
-        int whole = family_named(f, q->name);
-        for (size_t k = 0; k < f->n; k++) {
-            const struct dx_series *s = f->all[k];
-            if (!dx_series_current(s) || s->kind != f->kind)
-                continue;
-            if ((whole || !strcmp(s->name, q->name)) && (!q->labels || !strcmp(s->labels, q->labels)))
-                fn(arg, s);
-        }
-    }
-}
-
 int dx_store_query_slots(struct dx_store_source *src, const struct dx_store_query *q,
                          void (*fn)(void *arg, const struct dx_series *s,
-                                    const struct dynobs_reader *rd, uint32_t slot),
+                                    struct dx_store_source *src, uint32_t slot),
                          void *arg)
 {
     sigjmp_buf jb;
@@ -597,8 +582,24 @@ int dx_store_query_slots(struct dx_store_source *src, const struct dx_store_quer
     for (uint32_t i = 0; i < src->rd->hdr.metric_slots; i++) {
         const struct dx_series *s = src->slot_series[i];
         if (s && dx_store_query_matches(q, s))
-            fn(arg, s, src->rd, i);
+            fn(arg, s, src, i);
     }
     DX_GUARD_END();
     return 0;
+}
+
+int dx_store_slot_value(struct dx_store_source *src, uint32_t slot, const struct dx_series *s,
+                        double *v)
+{
+    sigjmp_buf jb;
+    if (!DX_GUARD_BEGIN(jb)) {
+        DX_GUARD_END();
+        return -EFAULT;
+    }
+    struct dynobs_metric_view view;
+    int rc = dynobs__metric_read_values(&src->rd->slots[slot], s->kind, s->nbounds, &view);
+    DX_GUARD_END();
+    if (rc == 0)
+        *v = view.value;
+    return rc == 0 ? 0 : -ENOENT;
 }

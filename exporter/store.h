@@ -139,17 +139,21 @@ struct dx_store_query {
 int dx_store_query_init(struct dx_store_query *q, const char *name, const char *labels);
 void dx_store_query_free(struct dx_store_query *q);
 int dx_store_query_matches(const struct dx_store_query *q, const struct dx_series *s);
-/* Calls fn for every series matching q that has values in the latest
- * snapshot, in the families' order. */
-void dx_store_query_series(const struct dx_store_query *q,
-                           void (*fn)(void *arg, const struct dx_series *s), void *arg);
 /* Calls fn for every slot of a live source whose series matches q (the
  * slots seen by the latest snapshot), under the SIGBUS guard. Returns
  * 0, or -1 when the mapping faulted. */
 int dx_store_query_slots(struct dx_store_source *src, const struct dx_store_query *q,
                          void (*fn)(void *arg, const struct dx_series *s,
-                                    const struct dynobs_reader *rd, uint32_t slot),
+                                    struct dx_store_source *src, uint32_t slot),
                          void *arg);
+
+/* The value of slot `slot` of a live source, known to hold series s
+ * (dx_store_query_slots), read again without a snapshot: 0 and *v, or
+ * -ENOENT when the slot is no longer ready, or -EFAULT when the mapping
+ * faulted. For a counter, what exited processes added is not in it
+ * (s->folded). */
+int dx_store_slot_value(struct dx_store_source *src, uint32_t slot, const struct dx_series *s,
+                        double *v);
 
 /* A service's cardinality counts: updates its processes sent to overflow
  * series (live and exited, as of the latest snapshot), and process

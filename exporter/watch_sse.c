@@ -42,9 +42,20 @@
 enum cond { ABOVE, BELOW, CHANGE };
 static const char *const cond_name[] = {"above", "below", "change"};
 
+/* A series a client watches: the value it had at the last tick, and
+ * the sum being made of its slots' values at this one. */
 struct seen {
     const struct dx_series *s;
-    double value;
+    double value, sum;
+    int fresh;   /* not reported yet: its first value is a "series" event */
+    int present; /* some process has it at this tick */
+};
+
+/* A slot of a live process holding one of the client's series. */
+struct wslot {
+    struct dx_store_source *src;
+    uint32_t slot;
+    int seen; /* index in the client's seen[] */
 };
 
 struct client {
@@ -56,6 +67,9 @@ struct client {
     double threshold;
     struct seen seen[DX_WATCH_MAX_SERIES];
     int nseen;
+    struct wslot *slots; /* as of the last full look (watch thread only) */
+    size_t nslots, cap;
+    int looked; /* has had a full look */
     uint64_t last_put_ns; /* watch thread only */
     pthread_mutex_t lock; /* the queue and dropped */
     size_t off, len;      /* the queue: bytes [off, off + len) of buf */
@@ -164,29 +178,77 @@ static int crossed(const struct client *c, double prev, double v)
     return 0;
 }
 
-/* One series of a client in this tick's snapshot. */
-static void evaluate(void *arg, const struct dx_series *s)
+/* A full look (under the segments' lock, after a snapshot): the slots
+ * of the client's series in every live process. */
+static void add_slot(void *arg, const struct dx_series *s, struct dx_store_source *src,
+                     uint32_t slot)
 {
     struct client *c = arg;
     if (s->kind == DYNOBS_METRIC_HISTOGRAM)
         return;
-    double v = s->now.value;
-    for (int i = 0; i < c->nseen; i++) {
-        if (c->seen[i].s != s)
-            continue;
-        if (crossed(c, c->seen[i].value, v))
-            event(c, "crossing", s, c->seen[i].value, v);
-        c->seen[i].value = v;
-        return;
+    int k = 0;
+    while (k < c->nseen && c->seen[k].s != s)
+        k++;
+    if (k == c->nseen) {
+        if (c->nseen == DX_WATCH_MAX_SERIES)
+            return;
+        c->seen[c->nseen++] = (struct seen){.s = s, .value = NAN, .fresh = 1};
     }
-    if (c->nseen == DX_WATCH_MAX_SERIES)
-        return;
-    c->seen[c->nseen++] = (struct seen){s, v};
-    event(c, "series", s, NAN, v);
+    if (c->nslots == c->cap) {
+        size_t cap = c->cap ? 2 * c->cap : 16;
+        struct wslot *p = realloc(c->slots, cap * sizeof *p);
+        if (!p)
+            return; /* out of memory: this slot is not watched until the next look */
+        c->slots = p;
+        c->cap = cap;
+    }
+    /* The source's pointer stays valid while the segments' generation
+     * does (segments.h): a full look comes first when it changes. */
+    c->slots[c->nslots++] = (struct wslot){src, slot, k};
 }
 
+static int look_in(struct dx_store_source *src, void *arg)
+{
+    struct client *c = arg;
+    return dx_store_query_slots(src, &c->q, add_slot, c);
+}
+
+/* One tick of a client: its slots' values summed per series as /metrics
+ * sums a service's processes (with what exited processes added to a
+ * counter), then compared with the last tick's. */
+static void evaluate(struct client *c)
+{
+    for (int k = 0; k < c->nseen; k++) {
+        c->seen[k].sum = 0;
+        c->seen[k].present = 0;
+    }
+    for (size_t i = 0; i < c->nslots; i++) {
+        struct wslot *w = &c->slots[i];
+        struct seen *e = &c->seen[w->seen];
+        double v;
+        if (dx_store_slot_value(w->src, w->slot, e->s, &v) == 0) {
+            e->sum += v;
+            e->present = 1;
+        }
+    }
+    for (int k = 0; k < c->nseen; k++) {
+        struct seen *e = &c->seen[k];
+        if (!e->present)
+            continue; /* every process of it is gone */
+        double v = e->sum;
+        if (e->s->kind == DYNOBS_METRIC_COUNTER && e->s->has_folded)
+            v += e->s->folded.value;
+        if (e->fresh)
+            event(c, "series", e->s, NAN, v);
+        else if (crossed(c, e->value, v))
+            event(c, "crossing", e->s, e->value, v);
+        e->fresh = 0;
+        e->value = v;
+    }
+}
 static void free_client(struct client *c)
 {
+    free(c->slots);
     dx_http_stream_release(c->stream);
     dx_store_query_free(&c->q);
     pthread_mutex_destroy(&c->lock);
@@ -209,12 +271,34 @@ static void reap(void)
     }
 }
 
+/* A full look: a snapshot, so that slots first used since are mapped,
+ * then every client's slots found again. Done when a segment came or
+ * went (the slots' sources may be gone), for a new client, and every
+ * DX_WATCH_LOOK_MS for series first recorded since in a process already
+ * attached. A snapshot walks every slot of every segment; a tick in
+ * between reads only the watched slots. */
+static uint64_t looked_gen, looked_ns;
+
 static void tick(void)
 {
+    uint64_t t = dynobs__mono_ns();
     dx_segments_lock();
-    dx_segments_snapshot();
+    int full = dx_segments_generation() != looked_gen ||
+               t - looked_ns >= DX_WATCH_LOOK_MS * 1000000ull;
+    for (struct client *c = clients; c && !full; c = c->next)
+        full = !c->looked;
+    if (full) {
+        dx_segments_snapshot();
+        for (struct client *c = clients; c; c = c->next) {
+            c->nslots = 0;
+            c->looked = 1;
+            dx_segments_each(look_in, c);
+        }
+        looked_gen = dx_segments_generation();
+        looked_ns = t;
+    }
     for (struct client *c = clients; c; c = c->next)
-        dx_store_query_series(&c->q, evaluate, c);
+        evaluate(c);
     dx_segments_unlock();
     uint64_t now = dynobs__mono_ns();
     for (struct client *c = clients; c; c = c->next) {

@@ -5,9 +5,9 @@
  * (a planner scaling on queue depth, a load shedder). Served where
  * /metrics is; metric values only.
  *
- * While at least one client watches, a thread of its own takes a store
- * snapshot every DX_WATCH_TICK_MS and compares each client's series with
- * what it saw last; with no client it is not running. Each client has a
+ * While at least one client watches, a thread of its own reads the
+ * watched slots every DX_WATCH_TICK_MS and compares each client's series
+ * with what it saw last; with no client it is not running. Each client has a
  * bounded queue: a client that does not read fast enough loses events
  * (counted, in its next event and on /metrics), never slows the exporter
  * or another client.
@@ -16,6 +16,7 @@
 #define DYNOBS_EXPORTER_WATCH_SSE_H
 
 #define DX_WATCH_TICK_MS 10
+#define DX_WATCH_LOOK_MS 250 /* new series in attached processes are found this often */
 #define DX_WATCH_QUEUE_BYTES 16384 /* per client */
 #define DX_WATCH_MAX_CLIENTS 32
 #define DX_WATCH_MAX_SERIES 256    /* per client: series past it are not watched */
