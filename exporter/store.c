@@ -588,18 +588,21 @@ int dx_store_query_slots(struct dx_store_source *src, const struct dx_store_quer
     return 0;
 }
 
-int dx_store_slot_value(struct dx_store_source *src, uint32_t slot, const struct dx_series *s,
-                        double *v)
+int dx_store_slot_values(const struct dx_store_slot_ref *refs, size_t n, double *values)
 {
     sigjmp_buf jb;
     if (!DX_GUARD_BEGIN(jb)) {
         DX_GUARD_END();
         return -EFAULT;
     }
-    struct dynobs_metric_view view;
-    int rc = dynobs__metric_read_values(&src->rd->slots[slot], s->kind, s->nbounds, &view);
+    for (size_t k = 0; k < n; k++) {
+        struct dynobs_metric_view v;
+        const struct dx_store_slot_ref *r = &refs[k];
+        values[k] = dynobs__metric_read_values(&r->src->rd->slots[r->slot], r->s->kind,
+                                               r->s->nbounds, &v) == 0
+                        ? v.value
+                        : NAN;
+    }
     DX_GUARD_END();
-    if (rc == 0)
-        *v = view.value;
-    return rc == 0 ? 0 : -ENOENT;
+    return 0;
 }

@@ -147,13 +147,18 @@ int dx_store_query_slots(struct dx_store_source *src, const struct dx_store_quer
                                     struct dx_store_source *src, uint32_t slot),
                          void *arg);
 
-/* The value of slot `slot` of a live source, known to hold series s
- * (dx_store_query_slots), read again without a snapshot: 0 and *v, or
- * -ENOENT when the slot is no longer ready, or -EFAULT when the mapping
- * faulted. For a counter, what exited processes added is not in it
- * (s->folded). */
-int dx_store_slot_value(struct dx_store_source *src, uint32_t slot, const struct dx_series *s,
-                        double *v);
+/* A slot of a live source known to hold series s (dx_store_query_slots). */
+struct dx_store_slot_ref {
+    struct dx_store_source *src;
+    uint32_t slot;
+    const struct dx_series *s;
+};
+/* The values of n such slots read again without a snapshot, under one
+ * SIGBUS guard: values[k] is refs[k]'s value, or NaN when the slot is no
+ * longer ready (recorded values are finite). 0, or -EFAULT when a
+ * mapping faulted (values then unset). For a counter, what exited
+ * processes added is not in it (s->folded). */
+int dx_store_slot_values(const struct dx_store_slot_ref *refs, size_t n, double *values);
 
 /* A service's cardinality counts: updates its processes sent to overflow
  * series (live and exited, as of the latest snapshot), and process

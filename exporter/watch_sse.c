@@ -51,13 +51,6 @@ struct seen {
     int present; /* some process has it at this tick */
 };
 
-/* A slot of a live process holding one of the client's series. */
-struct wslot {
-    struct dx_store_source *src;
-    uint32_t slot;
-    int seen; /* index in the client's seen[] */
-};
-
 struct client {
     struct client *next;
     struct dx_http_stream *stream;
@@ -67,7 +60,12 @@ struct client {
     double threshold;
     struct seen seen[DX_WATCH_MAX_SERIES];
     int nseen;
-    struct wslot *slots; /* as of the last full look (watch thread only) */
+    /* The slots of its series in live processes as of the last full
+     * look, with the index in seen[] of each and room for their values
+     * (watch thread only). */
+    struct dx_store_slot_ref *slots;
+    int *slot_seen;
+    double *values;
     size_t nslots, cap;
     int looked; /* has had a full look */
     uint64_t last_put_ns; /* watch thread only */
@@ -178,6 +176,25 @@ static int crossed(const struct client *c, double prev, double v)
     return 0;
 }
 
+/* Room for twice as many slots: 0, or -ENOMEM. */
+static int grow(struct client *c)
+{
+    size_t cap = c->cap ? 2 * c->cap : 16;
+    struct dx_store_slot_ref *s = realloc(c->slots, cap * sizeof *s);
+    if (s)
+        c->slots = s;
+    int *k = realloc(c->slot_seen, cap * sizeof *k);
+    if (k)
+        c->slot_seen = k;
+    double *v = realloc(c->values, cap * sizeof *v);
+    if (v)
+        c->values = v;
+    if (!s || !k || !v)
+        return -ENOMEM;
+    c->cap = cap;
+    return 0;
+}
+
 /* A full look (under the segments' lock, after a snapshot): the slots
  * of the client's series in every live process. */
 static void add_slot(void *arg, const struct dx_series *s, struct dx_store_source *src,
@@ -194,17 +211,12 @@ static void add_slot(void *arg, const struct dx_series *s, struct dx_store_sourc
             return;
         c->seen[c->nseen++] = (struct seen){.s = s, .value = NAN, .fresh = 1};
     }
-    if (c->nslots == c->cap) {
-        size_t cap = c->cap ? 2 * c->cap : 16;
-        struct wslot *p = realloc(c->slots, cap * sizeof *p);
-        if (!p)
-            return; /* out of memory: this slot is not watched until the next look */
-        c->slots = p;
-        c->cap = cap;
-    }
+    if (c->nslots == c->cap && grow(c) < 0)
+        return; /* out of memory: this slot is not watched until the next look */
     /* The source's pointer stays valid while the segments' generation
      * does (segments.h): a full look comes first when it changes. */
-    c->slots[c->nslots++] = (struct wslot){src, slot, k};
+    c->slots[c->nslots] = (struct dx_store_slot_ref){src, slot, s};
+    c->slot_seen[c->nslots++] = k;
 }
 
 static int look_in(struct dx_store_source *src, void *arg)
@@ -222,12 +234,14 @@ static void evaluate(struct client *c)
         c->seen[k].sum = 0;
         c->seen[k].present = 0;
     }
+    /* A mapping that faulted is skipped for this tick; the next full
+     * look's snapshot marks its segment broken, and it is dropped. */
+    if (dx_store_slot_values(c->slots, c->nslots, c->values) < 0)
+        return;
     for (size_t i = 0; i < c->nslots; i++) {
-        struct wslot *w = &c->slots[i];
-        struct seen *e = &c->seen[w->seen];
-        double v;
-        if (dx_store_slot_value(w->src, w->slot, e->s, &v) == 0) {
-            e->sum += v;
+        struct seen *e = &c->seen[c->slot_seen[i]];
+        if (!isnan(c->values[i])) {
+            e->sum += c->values[i];
             e->present = 1;
         }
     }
@@ -249,6 +263,8 @@ static void evaluate(struct client *c)
 static void free_client(struct client *c)
 {
     free(c->slots);
+    free(c->slot_seen);
+    free(c->values);
     dx_http_stream_release(c->stream);
     dx_store_query_free(&c->q);
     pthread_mutex_destroy(&c->lock);
