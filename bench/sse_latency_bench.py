@@ -2,6 +2,8 @@
 prints a table.
 
 usage: python3 bench/sse_latency_bench.py BUILD_DIR [--crossings=N] [--quick]
+               [--exporter=PATH[,PATH]]
+       python3 bench/sse_latency_bench.py BUILD_DIR --callgrind [--exporter=PATH[,PATH]]
 
 A Python program under the shim (/usr/bin/python3 with the dynobs
 package) sets a gauge above a threshold and back below it, N times, at a
@@ -14,9 +16,17 @@ of the whole event at the client, both on CLOCK_MONOTONIC. Measured:
 2. eight clients watching the same series (the latency of each);
 3. one client with 5 000 other gauge series in the store (each 10 ms
    tick takes a snapshot of every series);
-4. the exporter's CPU (all its threads, from /proc) over 5 s with no
+4. the exporter's CPU (its threads' schedstat) over 5 s with no
    client and with one client, with the 5 000 series: what watching
    costs while nothing crosses.
+
+--callgrind runs the exporter under valgrind's callgrind, collecting
+inside the watch thread only (its ticks, between two sleeps), with the 5 000 series and one
+client for 10 s, and prints the instructions of one tick (the timings
+above move with the machine's load; the count does not).
+
+With two exporters (--exporter=A,B, e.g. one built from an older
+commit), the table is printed for each, A then B then A then B.
 
 The machine is shared: timings move with other load; run it twice.
 """
@@ -38,7 +48,6 @@ import urllib.request
 
 BUILD = os.path.abspath(sys.argv[1])
 SOURCE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-EXPORTER = os.path.join(BUILD, "exporter", "dynobs-exporter")
 LIB = os.path.join(BUILD, "libdynobs.so")
 PY = "/usr/bin/python3"
 QUICK = "--quick" in sys.argv
@@ -52,6 +61,7 @@ def option(name, default):
 
 
 CROSSINGS = int(option("crossings", 50 if QUICK else 200))
+EXPORTERS = option("exporter", os.path.join(BUILD, "exporter", "dynobs-exporter")).split(",")
 
 # set NAME VALUE: prints CLOCK_MONOTONIC just before the set;
 # many NAME N: N series NAME{i=..} set once.
@@ -80,7 +90,7 @@ def free_port():
 
 
 class Bench:
-    def __init__(self):
+    def __init__(self, exporter, wrap=()):
         self.dir = tempfile.mkdtemp(prefix="dynobs-sse-")
         self.shm = os.path.join(self.dir, "shm")
         self.port = free_port()
@@ -89,10 +99,10 @@ class Bench:
                    OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:9", OTEL_METRICS_EXPORTER="none",
                    OTEL_TRACES_EXPORTER="none", OTEL_LOGS_EXPORTER="none")
         env.pop("LD_PRELOAD", None)
-        self.exporter = subprocess.Popen([EXPORTER], env=env, stdout=subprocess.DEVNULL,
+        self.exporter = subprocess.Popen(list(wrap) + [exporter], env=env, stdout=subprocess.DEVNULL,
                                          stderr=subprocess.DEVNULL)
         self.apps = []
-        for _ in range(100):
+        for _ in range(600):
             try:
                 urllib.request.urlopen("http://127.0.0.1:%d/healthz" % self.port, timeout=1)
                 break
@@ -112,9 +122,17 @@ class Bench:
         return p
 
     def cpu(self):
-        with open("/proc/%d/stat" % self.exporter.pid) as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        """CPU seconds of the exporter's threads (nanoseconds in schedstat,
+        where /proc/PID/stat counts 10 ms ticks)."""
+        total = 0
+        task = "/proc/%d/task" % self.exporter.pid
+        for t in os.listdir(task):
+            try:
+                with open(os.path.join(task, t, "schedstat")) as f:
+                    total += int(f.read().split()[0])
+            except OSError:
+                pass  # a thread that ended meanwhile
+        return total / 1e9
 
     def close(self):
         for p in self.apps:
@@ -199,14 +217,12 @@ def row(what, lat):
           (what, len(lat), statistics.median(lat), pct(0.9), pct(0.99), lat[-1]))
 
 
-def main():
-    if not os.path.exists(PY):
-        print("needs /usr/bin/python3")
-        return 1
-    print("SSE notification latency, set -> event at the client (ms); %d crossings" % CROSSINGS)
+def run(exporter):
+    print("%s: SSE notification latency, set -> event at the client (ms); %d crossings" %
+          (exporter, CROSSINGS))
     print("| %-52s | %5s | %6s | %6s | %6s | %6s |" % ("case", "n", "median", "p90", "p99", "max"))
     print("|%s|-------|--------|--------|--------|--------|" % ("-" * 54))
-    b = Bench()
+    b = Bench(exporter)
     try:
         app = b.app("bench")
         one = Client(b.port, "name=level&above=5")
@@ -235,11 +251,62 @@ def main():
         one.close()
         print()
         print("exporter CPU with 5 000 series in the store, nothing crossing: "
-              "%.1f %% of a core with no client, %.1f %% with one client watching "
+              "%.2f %% of a core with no client, %.2f %% with one client watching "
               "(%.0f us per 10 ms tick)" % (idle * 100, watching * 100,
                                             (watching - idle) * 1e6 / 100))
+        print()
     finally:
         b.close()
+
+
+def callgrind(exporter):
+    """Instructions per tick of the watch thread, by callgrind."""
+    out = tempfile.mktemp(prefix="sse-cg-")
+    b = Bench(exporter, ["valgrind", "--tool=callgrind", "--callgrind-out-file=" + out,
+                         "--toggle-collect=watch_thread"])
+    try:
+        app = b.app("bench")
+        do(app, "set level 0")
+        crowd = b.app("crowd")
+        do(crowd, "many filler 5000")
+        one = Client(b.port, "name=level&above=5")
+        one.wait(1, 60)
+        time.sleep(10)
+        one.close()
+        time.sleep(3)  # the client is found gone; the thread ends
+    finally:
+        b.close()
+    # Names are compressed: "(id) name" the first time, "(id)" after.
+    names, total, calls = {}, 0, 0
+    with open(out) as f:
+        lines = f.read().splitlines()
+    if not os.environ.get('KEEP'): os.unlink(out)
+    for i, line in enumerate(lines):
+        if line.startswith(("summary:", "totals:")):
+            total = int(line.split()[1])
+        if line.startswith(("fn=", "cfn=")):
+            ref = line.split("=", 1)[1]
+            fid, _, name = ref.partition(" ")
+            if name:
+                names[fid] = name
+            if line.startswith("cfn=") and names.get(fid, "").startswith("clock_nanosleep") and \
+                    i + 1 < len(lines) and lines[i + 1].startswith("calls="):
+                calls += int(lines[i + 1].split("=")[1].split()[0])
+    print("%s: %d ticks, %.0f instructions per tick (callgrind, the watch thread)" %
+          (exporter, calls, total / calls if calls else float("nan")))
+
+
+def main():
+    if "--callgrind" in sys.argv:
+        for exporter in EXPORTERS:
+            callgrind(exporter)
+        return 0
+    if not os.path.exists(PY):
+        print("needs /usr/bin/python3")
+        return 1
+    for _ in range(2 if len(EXPORTERS) > 1 else 1):
+        for exporter in EXPORTERS:
+            run(exporter)
     return 0
 
 
