@@ -1,9 +1,9 @@
 /*
  * Locks, in the order they are taken: `clients_lock` (the client list),
- * the segments' lock (the store: segments.h), then a client's own lock
- * (its queue). The server's thread reads a queue under the stream's lock
- * then the client's (http_stream.h), so a client is woken only once its
- * lock is let go. /metrics reads this part's counters as atomics, without
+ * the segments' lock (the store: segments.h), then a client's queue's
+ * (event_queue.h). The server's thread reads a queue under the stream's
+ * lock (http_stream.h), so a client is woken only once its queue's lock
+ * is let go. /metrics reads this part's counters as atomics, without
  * a lock, since it calls in with the segments' lock held.
  *
  * Events:
@@ -29,6 +29,7 @@
 #include <time.h>
 
 #include "diag.h"
+#include "event_queue.h"
 #include "dynobs/dynobs.h"
 #include "http_server.h"
 #include "http_stream.h"
@@ -69,11 +70,7 @@ struct client {
     size_t nslots, cap;
     int looked; /* has had a full look */
     uint64_t last_put_ns; /* watch thread only */
-    pthread_mutex_t lock; /* the queue and dropped */
-    size_t off, len;      /* the queue: bytes [off, off + len) of buf */
-    uint64_t dropped;
-    int woken; /* bytes were queued this tick: wake the stream */
-    char buf[DX_WATCH_QUEUE_BYTES];
+    struct dx_event_queue queue;
 };
 
 static pthread_mutex_t clients_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -87,39 +84,16 @@ static uint64_t events_sent, events_dropped, clients_now;
 /* Queues one whole event or comment, or drops it and counts. */
 static void put(struct client *c, const char *text, size_t n, int event)
 {
-    pthread_mutex_lock(&c->lock);
-    if (c->len + n > sizeof c->buf) {
-        c->dropped += event;
-        pthread_mutex_unlock(&c->lock);
-        if (event)
-            __atomic_add_fetch(&events_dropped, 1, __ATOMIC_RELAXED);
-        return;
-    }
-    if (c->off + c->len + n > sizeof c->buf) {
-        memmove(c->buf, c->buf + c->off, c->len);
-        c->off = 0;
-    }
-    memcpy(c->buf + c->off + c->len, text, n);
-    c->len += n;
-    c->woken = 1;
-    pthread_mutex_unlock(&c->lock);
+    int rc = dx_event_queue_put(&c->queue, text, n, event);
     if (event)
-        __atomic_add_fetch(&events_sent, 1, __ATOMIC_RELAXED);
+        __atomic_add_fetch(rc == 0 ? &events_sent : &events_dropped, 1, __ATOMIC_RELAXED);
 }
 
 /* The server's thread takes what is queued (http_stream.h). */
 static long take(void *arg, char *out, size_t max)
 {
     struct client *c = arg;
-    pthread_mutex_lock(&c->lock);
-    size_t n = c->len < max ? c->len : max;
-    memcpy(out, c->buf + c->off, n);
-    c->off += n;
-    c->len -= n;
-    if (!c->len)
-        c->off = 0;
-    pthread_mutex_unlock(&c->lock);
-    return (long)n;
+    return (long)dx_event_queue_take(&c->queue, out, max);
 }
 
 static uint64_t wall_ns(void)
@@ -135,9 +109,7 @@ static void event(struct client *c, const char *type, const struct dx_series *s,
     char text[2048];
     struct dx_buf b;
     dx_buf_init(&b, sizeof text);
-    pthread_mutex_lock(&c->lock);
-    uint64_t dropped = c->dropped;
-    pthread_mutex_unlock(&c->lock);
+    uint64_t dropped = dx_event_queue_dropped(&c->queue);
     dx_buf_printf(&b, "event: %s\ndata: {\"service\":", type);
     dx_json_str(&b, s->service);
     dx_buf_str(&b, ",\"name\":");
@@ -267,7 +239,7 @@ static void free_client(struct client *c)
     free(c->values);
     dx_http_stream_release(c->stream);
     dx_store_query_free(&c->q);
-    pthread_mutex_destroy(&c->lock);
+    dx_event_queue_destroy(&c->queue);
     free(c);
 }
 
@@ -321,11 +293,7 @@ static void tick(void)
         if (now - c->last_put_ns >= DX_WATCH_KEEPALIVE_MS * 1000000ull) {
             put(c, ": keepalive\n\n", 13, 0);
         }
-        pthread_mutex_lock(&c->lock);
-        int wake = c->woken;
-        c->woken = 0;
-        pthread_mutex_unlock(&c->lock);
-        if (wake) {
+        if (dx_event_queue_filled(&c->queue)) {
             c->last_put_ns = now;
             dx_http_stream_wake(c->stream);
         }
@@ -422,7 +390,7 @@ static void watch_route(void *arg, struct dx_httpd_response *r)
         dx_json_error(r, 503, "out of memory");
         return;
     }
-    pthread_mutex_init(&c->lock, NULL);
+    dx_event_queue_init(&c->queue);
     snprintf(c->name, sizeof c->name, "%s", name);
     if (parse_condition(r, c, &why) < 0 || dx_store_query_init(&c->q, c->name, labels) < 0 ||
         !(c->stream = dx_http_stream_new(take, c))) {
@@ -432,7 +400,7 @@ static void watch_route(void *arg, struct dx_httpd_response *r)
     }
     /* The first bytes go out at once: the client knows it is subscribed. */
     put(c, "retry: 1000\n: watching\n\n", 24, 0);
-    c->woken = 0;
+    (void)dx_event_queue_filled(&c->queue); /* read at the first request for bytes */
     c->last_put_ns = dynobs__mono_ns();
     pthread_mutex_lock(&clients_lock);
     if (nclients == DX_WATCH_MAX_CLIENTS) {

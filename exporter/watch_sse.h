@@ -17,7 +17,6 @@
 
 #define DX_WATCH_TICK_MS 10
 #define DX_WATCH_LOOK_MS 1000 /* new series in attached processes are found this often */
-#define DX_WATCH_QUEUE_BYTES 16384 /* per client */
 #define DX_WATCH_MAX_CLIENTS 32
 #define DX_WATCH_MAX_SERIES 256    /* per client: series past it are not watched */
 #define DX_WATCH_KEEPALIVE_MS 1000 /* a quiet stream gets a comment: dead clients show */

@@ -2,9 +2,10 @@
  * over after the connection went to sleep reach the client, query
  * arguments reach the handler, a client that goes away closes its
  * stream, and the server stops with a stream asleep. Then the JSON
- * writer of the metrics API. */
+ * writer of the metrics API and the bounded queue of an event stream. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
+#include <errno.h>
 #include <criterion/criterion.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -14,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "event_queue.h"
 #include "http_server.h"
 #include "http_stream.h"
 #include "json_out.h"
@@ -179,4 +181,30 @@ Test(exporter_stream, json_strings_and_numbers)
     dx_json_num(&b, 0.0 / 0.0);
     cr_assert_str_eq(b.p, "\"a\\\"b\\\\c\\u000a\\u0001 é\" 1.5 null null");
     dx_buf_free(&b);
+}
+
+Test(exporter_stream, a_full_event_queue_drops_whole_events_and_counts_them)
+{
+    static struct dx_event_queue q;
+    dx_event_queue_init(&q);
+    char event[1000], out[DX_EVENT_QUEUE_BYTES];
+    memset(event, 'e', sizeof event);
+    int put = 0;
+    while (dx_event_queue_put(&q, event, sizeof event, 1) == 0)
+        put++;
+    cr_assert_eq(put, DX_EVENT_QUEUE_BYTES / (int)sizeof event);
+    cr_assert_eq(dx_event_queue_dropped(&q), 1);
+    cr_assert_eq(dx_event_queue_put(&q, "x", 1, 0), 0, "a comment still fits");
+    cr_assert_eq(dx_event_queue_put(&q, event, 400, 0), -ENOBUFS);
+    cr_assert_eq(dx_event_queue_dropped(&q), 1, "a comment is not an event");
+    cr_assert(dx_event_queue_filled(&q));
+    cr_assert_not(dx_event_queue_filled(&q), "said once");
+    /* Taken in pieces, then room again at the end: bytes come out in order. */
+    cr_assert_eq(dx_event_queue_take(&q, out, 1500), 1500);
+    cr_assert_eq(dx_event_queue_put(&q, "tail", 4, 1), 0);
+    size_t n = dx_event_queue_take(&q, out, sizeof out);
+    cr_assert_eq(n, (size_t)put * sizeof event - 1500 + 1 + 4);
+    cr_assert_eq(memcmp(out + n - 5, "xtail", 5), 0);
+    cr_assert_eq(dx_event_queue_take(&q, out, sizeof out), 0);
+    dx_event_queue_destroy(&q);
 }
