@@ -7,6 +7,7 @@
 
 #include <microhttpd.h>
 #include <netdb.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -170,6 +171,18 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
     return ret;
 }
 
+/* libmicrohttpd's messages, in the exporter's log. A client that goes
+ * away in the middle of a streamed response is how an event stream
+ * normally ends: that is not worth a warning. */
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    (void)cls;
+    char msg[512];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    msg[strcspn(msg, "\n")] = '\0';
+    dx_log(strstr(msg, "no longer available") ? DX_DEBUG : DX_WARN, "http server: %s", msg);
+}
+
 /* "/a", "/a and /b", "/a, /b and /c": for the start-up message. */
 static void route_list(char *out, size_t cap)
 {
@@ -203,10 +216,11 @@ int dx_httpd_start(const char *host, int port)
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG | MHD_ALLOW_SUSPEND_RESUME;
     if (ai->ai_family == AF_INET6)
         flags |= MHD_USE_IPv6;
+    /* The logger first, as libmicrohttpd asks, so that it gets every message. */
     daemon_ = MHD_start_daemon(flags, (uint16_t)port, NULL, NULL, handle, NULL,
-                               MHD_OPTION_SOCK_ADDR, ai->ai_addr, MHD_OPTION_CONNECTION_LIMIT,
-                               (unsigned)64, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30,
-                               MHD_OPTION_END);
+                               MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_SOCK_ADDR,
+                               ai->ai_addr, MHD_OPTION_CONNECTION_LIMIT, (unsigned)64,
+                               MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30, MHD_OPTION_END);
     freeaddrinfo(ai);
     char list[512];
     route_list(list, sizeof list);
