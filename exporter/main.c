@@ -2,13 +2,14 @@
  * dynobs-exporter: drains every dynobs segment on the machine to
  * Prometheus (/metrics) and OTLP/HTTP. This file only wires the parts
  * together; each part keeps its own state behind its own header. Three
- * threads:
+ * threads, and a fourth while a client watches a metric (watch_sse.h):
  *   main      drain_loop: segments are found, drained into the queue
  *             and reaped; metric exports are scheduled
  *   sender    sender: batches and metrics leave through otlp_encode and
  *             otlp_http (or console)
  *   server    http_server (libmicrohttpd's thread): the routes, of which
- *             prometheus registers /metrics
+ *             prometheus registers /metrics, stats_api /api/v1/stats and
+ *             watch_sse /api/v1/watch
  * Settings all come from xconfig; the exporter's own counters from stats.
  *
  *   dynobs-exporter [--help]        configuration: OTEL_* and DYNOBS_* variables
