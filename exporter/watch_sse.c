@@ -232,6 +232,7 @@ static void evaluate(struct client *c)
         e->value = v;
     }
 }
+
 static void free_client(struct client *c)
 {
     free(c->slots);
@@ -290,9 +291,8 @@ static void tick(void)
     dx_segments_unlock();
     uint64_t now = dynobs__mono_ns();
     for (struct client *c = clients; c; c = c->next) {
-        if (now - c->last_put_ns >= DX_WATCH_KEEPALIVE_MS * 1000000ull) {
+        if (now - c->last_put_ns >= DX_WATCH_KEEPALIVE_MS * 1000000ull)
             put(c, ": keepalive\n\n", 13, 0);
-        }
         if (dx_event_queue_filled(&c->queue)) {
             c->last_put_ns = now;
             dx_http_stream_wake(c->stream);
