@@ -11,6 +11,9 @@
 #   disabled  libdynobs.so with OTEL_SDK_DISABLED=true
 #   nocrash   libdynobs.so with DYNOBS_CRASH_REPORTS=0 (what the crash
 #             handlers' five sigaction calls cost)
+#   hostwide  libdynobs.so in the host's preload list (host-wide mode,
+#             preload/hostwide.c) with a selection file that does not
+#             select the program: what every other process of such a host pays
 # It prints the median wall-clock and CPU time per process of each and
 # what enabled and disabled add to the empty library, then callgrind's instruction counts
 # of one run of /bin/true under each (repeatable where timings on a
@@ -128,7 +131,9 @@ int main(int argc, char **argv)
 C
 cc -O2 -o "$TMP/spawn_loop" "$TMP/spawn_loop.c"
 
-MODES=(none empty enabled disabled nocrash)
+printf '%s\n' "$LIB" >"$TMP/ld.so.preload"
+printf 'include /opt/not-this-one/*\nexclude */true\n' >"$TMP/hostwide.conf"
+MODES=(none empty enabled disabled nocrash hostwide)
 mode_env() {
   case $1 in
     none) ;;
@@ -136,6 +141,7 @@ mode_env() {
     enabled) echo "LD_PRELOAD=$LIB" ;;
     disabled) echo "LD_PRELOAD=$LIB OTEL_SDK_DISABLED=true" ;;
     nocrash) echo "LD_PRELOAD=$LIB DYNOBS_CRASH_REPORTS=0" ;;
+    hostwide) echo "LD_PRELOAD=$LIB DYNOBS_HOSTWIDE_PRELOAD_FILE=$TMP/ld.so.preload DYNOBS_HOSTWIDE_CONF=$TMP/hostwide.conf" ;;
   esac
 }
 MODE_ARGS=()
@@ -170,7 +176,7 @@ print()
 print("| preload | wall µs per process | CPU µs per process | wall added to the empty library "
       "| CPU added | page faults | wall, each round |")
 print("| --- | --- | --- | --- | --- | --- | --- |")
-for m in ("none", "empty", "enabled", "disabled", "nocrash"):
+for m in ("none", "empty", "enabled", "disabled", "nocrash", "hostwide"):
     def added(t):
         if m == "none":
             return ""

@@ -117,7 +117,7 @@ struct dynobs_seg_header {
     uint32_t meta_slots;        /* 2440: power of two */
     uint32_t window_slice_ms;   /* 2444: length of one window slice */
     uint64_t window_offset;     /* 2448: one window per metric slot */
-    uint32_t window_slices;     /* 2456: slices kept per window */
+    uint32_t window_slices;     /* 2456: slices kept per window, power of two */
     uint32_t reserved2;         /* 2460 */
     uint64_t declare_conflicts; /* 2464: redeclarations refused, atomic */
     uint64_t declare_refused;   /* 2472: declarations refused: table full */
@@ -298,7 +298,7 @@ struct dynobs_metric_meta {
 
 /* Windows: the statistics of one series per time slice. Slice k of the
  * monotonic clock (k = CLOCK_MONOTONIC / window_slice_ms) lives in entry
- * k % window_slices and carries epoch k + 1 (0: never written); the first
+ * (k + 1) % window_slices and carries epoch k + 1 (0: never written); the first
  * writer of a new slice claims it by a compare-and-swap of its epoch to
  * (k + 1) | DYNOBS_WINDOW_BUSY, resets the values, then clears the bit.
  * Values are doubles stored as bit patterns, as in a metric slot. */

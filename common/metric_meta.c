@@ -5,10 +5,12 @@
 #include <errno.h>
 #include <math.h>
 #include <string.h>
+#include <time.h>
 
 #define META_SEED 0x64796e6f62730003ull
 /* How long a declaration waits for another thread writing the entry of
- * the same name (a few hundred bytes of copying). */
+ * the same name (a few hundred bytes of copying): half of the rounds spin,
+ * the other half sleep 0.5 ms each. */
 #define CLAIM_SPINS 4096
 
 static int text_ok(const char *s, size_t n)
@@ -118,10 +120,17 @@ int dynobs__meta_declare(struct dynobs_metric_table *t, const struct dynobs_metr
             fill(m, &x, h);
             return 0;
         }
-        /* Claimed by another declaration: wait for it (bounded), since it
-         * may be of this very name. */
+        /* Claimed by another declaration: wait for it, since it may be of
+         * this very name and an entry of its own would be a duplicate.
+         * Declaring is no hot path: spin, then sleep, up to a second (a
+         * declarer that died mid-write is not waited for longer). */
         for (int i = 0; i < CLAIM_SPINS && st == DYNOBS_SLOT_CLAIMED; i++) {
-            dynobs__cpu_relax();
+            if (i < CLAIM_SPINS / 2) {
+                dynobs__cpu_relax();
+            } else {
+                struct timespec pause = {0, 500000};
+                nanosleep(&pause, NULL);
+            }
             st = __atomic_load_n(&m->state, __ATOMIC_ACQUIRE);
         }
         if (st == DYNOBS_SLOT_READY && m->hash == h && m->name_len == x.nl &&

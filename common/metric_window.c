@@ -133,7 +133,8 @@ int dynobs__window_stats(const struct dynobs_metric_slot *s, const struct dynobs
         return -ENOENT;
     if ((kind != DYNOBS_METRIC_GAUGE && kind != DYNOBS_METRIC_HISTOGRAM) ||
         nbounds >= DYNOBS_METRIC_MAX_BUCKETS || w->slice_ms != slice_ms || w->slices != slices ||
-        !slice_ms || slices < DYNOBS_WINDOW_SLICES_MIN || slices > DYNOBS_WINDOW_SLICES_MAX)
+        !slice_ms || slices < DYNOBS_WINDOW_SLICES_MIN || slices > DYNOBS_WINDOW_SLICES_MAX ||
+        (slices & (slices - 1)))
         return -EBADMSG;
     if (window_ms == 0)
         return since_start(s, w, kind, nbounds, out);
@@ -145,7 +146,7 @@ int dynobs__window_stats(const struct dynobs_metric_slot *s, const struct dynobs
     uint64_t cur = now_ns / slice_ns; /* slice number; its epoch is cur + 1 */
     for (uint64_t j = 0; j < k && j <= cur; j++) {
         uint64_t e = cur + 1 - j;
-        add_slice(&w->slice[e % slices], e, out);
+        add_slice(&w->slice[e & (slices - 1)], e, out);
     }
     uint64_t first = cur + 1 >= k ? cur + 1 - k : 0;
     out->window_ms = (now_ns - first * slice_ns) / 1000000u;

@@ -94,7 +94,7 @@ static inline void dynobs__window_add(struct dynobs_metric_window *w, int gauge,
     if (DYNOBS_UNLIKELY(!ms))
         return;
     uint64_t e = dynobs__window_clock() / ((uint64_t)ms * 1000000u) + 1;
-    struct dynobs_window_slice *sl = &w->slice[e % w->slices];
+    struct dynobs_window_slice *sl = &w->slice[e & (w->slices - 1)]; /* a power of two */
     uint64_t cur = __atomic_load_n(&sl->epoch, __ATOMIC_ACQUIRE);
     if (DYNOBS_UNLIKELY(cur != e) && !dynobs__window_turn(sl, cur, e)) {
         __atomic_fetch_add(&w->dropped, 1, __ATOMIC_RELAXED);

@@ -37,7 +37,8 @@ static int check_header(const struct dynobs_seg_header *h, uint64_t file_size)
     if (!pow2(h->meta_slots) || h->meta_slots < DYNOBS_META_SLOTS_MIN ||
         h->meta_slots > DYNOBS_META_SLOTS_MAX || h->window_slice_ms < DYNOBS_WINDOW_SLICE_MS_MIN ||
         h->window_slice_ms > DYNOBS_WINDOW_SLICE_MS_MAX ||
-        h->window_slices < DYNOBS_WINDOW_SLICES_MIN || h->window_slices > DYNOBS_WINDOW_SLICES_MAX)
+        !pow2(h->window_slices) || h->window_slices < DYNOBS_WINDOW_SLICES_MIN ||
+        h->window_slices > DYNOBS_WINDOW_SLICES_MAX)
         return -EBADMSG;
     struct dynobs_geometry g;
     dynobs__geometry(h->ring_bytes, h->ring_shards, h->metric_slots, h->meta_slots, &g);

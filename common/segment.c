@@ -143,7 +143,8 @@ int dynobs__segment_create(struct dynobs_segment *s, const struct dynobs_segment
     uint32_t slices = p->window_slices ? p->window_slices : DYNOBS_WINDOW_SLICES_MAX;
     if ((metas & (metas - 1)) || metas < DYNOBS_META_SLOTS_MIN || metas > DYNOBS_META_SLOTS_MAX ||
         slice_ms < DYNOBS_WINDOW_SLICE_MS_MIN || slice_ms > DYNOBS_WINDOW_SLICE_MS_MAX ||
-        slices < DYNOBS_WINDOW_SLICES_MIN || slices > DYNOBS_WINDOW_SLICES_MAX)
+        slices < DYNOBS_WINDOW_SLICES_MIN || slices > DYNOBS_WINDOW_SLICES_MAX ||
+        (slices & (slices - 1)))
         return -EINVAL;
     dynobs__geometry(p->ring_bytes, shards, p->metric_slots, metas, &g);
     memset(s, 0, sizeof *s);

@@ -123,12 +123,19 @@ void dynobs__espan_end(struct eproc *p, struct espan *s, uint64_t end_mono)
     memcpy(body + nl, s->items, s->items_len);
     s->f.name_len = (uint16_t)nl;
     s->f.body_len = (uint32_t)(nl + s->items_len);
-    /* one shard: a single writer, in order */
-    if (dynobs__ring_write(&seg->rings[0], DYNOBS_REC_SPAN, 0, &s->f, sizeof s->f, body,
-                           s->f.body_len) < 0) {
+    /* one shard: a single writer, in order; the ring grows with the
+     * backlog (events come in batches of up to 100 ms) */
+    struct dynobs_ring *r = &seg->rings[0];
+    struct dynobs_rec_hdr *h = dynobs__ring_reserve_in(r, dynobs__ring_room(seg, r),
+                                                       sizeof s->f + s->f.body_len,
+                                                       DYNOBS_REC_SPAN, 0);
+    if (!h) {
         EBPF_COUNT(spans_dropped, 1);
         return;
     }
+    memcpy(h + 1, &s->f, sizeof s->f);
+    memcpy((uint8_t *)(h + 1) + sizeof s->f, body, s->f.body_len);
+    dynobs__ring_commit(r, h);
     EBPF_COUNT(spans, 1);
 }
 

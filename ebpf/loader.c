@@ -166,7 +166,7 @@ static int on_event(void *ctx, void *data, size_t size)
 static void *read_loop(void *arg)
 {
     (void)arg;
-    uint64_t next_sync = 0;
+    uint64_t next_sync = 0, next_tick = 0;
     while (!stopping) {
         int rc = ring_buffer__poll(rb, 100);
         /* and whatever came without a wakeup (the kernel skips some when
@@ -182,8 +182,12 @@ static void *read_loop(void *arg)
             dynobs__ebpf_clock_sync();
             next_sync = now + 10000000000ull;
         }
-        dynobs__eproc_tick(now);
-        read_kernel_counts();
+        /* (processes and counters twice a second, not per wakeup) */
+        if (now >= next_tick) {
+            dynobs__eproc_tick(now);
+            read_kernel_counts();
+            next_tick = now + 100000000ull;
+        }
     }
     return NULL;
 }

@@ -84,13 +84,19 @@ static __always_inline __u32 data_len(__u64 n)
     return v;
 }
 
-/* Sends the event's header and its first cap bytes of data. */
+/* Sends the event's header and its first cap bytes of data. The reader
+ * is not woken for each event: the wakeup is an interrupt to another CPU
+ * that cost the traced call 3 to 6 us on the reference VM (BENCHMARKS.md,
+ * eBPF); it reads every 100 ms, and is woken only when a quarter of the
+ * ring buffer waits. */
 static __always_inline void event_send(struct dynobs_ebpf_ev *e)
 {
     __u64 n = e->cap;
     if (n > DYNOBS_EBPF_DATA_MAX)
         n = DYNOBS_EBPF_DATA_MAX;
-    if (bpf_ringbuf_output(&events, e, __builtin_offsetof(struct dynobs_ebpf_ev, data) + n, 0))
+    __u64 fl = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) > (2u << 20) ? BPF_RB_FORCE_WAKEUP
+                                                                          : BPF_RB_NO_WAKEUP;
+    if (bpf_ringbuf_output(&events, e, __builtin_offsetof(struct dynobs_ebpf_ev, data) + n, fl))
         count(DYNOBS_EBPF_LOST_RINGBUF);
 }
 

@@ -24,13 +24,16 @@ struct {
     __type(value, __u32);
 } exes SEC(".maps");
 
+/* Process events wake the reader at once (they are rare): it looks at a
+ * process that just started before the process can have ended. */
 static __always_inline void tell(__u32 type, __u32 pid)
 {
     struct dynobs_ebpf_ev *e = event_new(type);
     if (!e)
         return;
     e->pid = pid;
-    event_send(e);
+    if (bpf_ringbuf_output(&events, e, __builtin_offsetof(struct dynobs_ebpf_ev, data), BPF_RB_FORCE_WAKEUP))
+        count(DYNOBS_EBPF_LOST_RINGBUF);
 }
 
 SEC("tp_btf/sched_process_exec")

@@ -4,8 +4,7 @@
  * segment (made at its first span, named and stamped as the process's
  * own, so the exporter reaps it when the process ends) and its route
  * trie. A process that has libdynobs.so mapped is traced by the shim:
- * it is marked and nothing of it is recorded here. Also the threads'
- * served requests, for the parents of their outbound calls.
+ * it is marked and nothing of it is recorded here.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -25,9 +24,9 @@
 #include <libelf.h>
 
 #define PROCS_MAX 1024
-#define THREADS_MAX 4096
 #define ROUTE_NODES 1024
-#define SEG_RING_BYTES (1u << 20)
+#define SEG_RING_BYTES (16u << 20) /* grows from SEG_RING_START as needed */
+#define SEG_RING_START (512u << 10)
 #define SEG_METRIC_SLOTS 256u
 
 static struct eproc *procs[PROCS_MAX];
@@ -95,6 +94,26 @@ static int is_go(int pid)
     return go;
 }
 
+/* 1 when the process's environment preloads libdynobs.so. */
+static int preload_env(int pid)
+{
+    char path[64], buf[16384];
+    snprintf(path, sizeof path, "/proc/%d/environ", pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    for (ssize_t i = 0; i < n;) {
+        const char *e = buf + i;
+        size_t el = strnlen(e, (size_t)(n - i));
+        if (el > 11 && !memcmp(e, "LD_PRELOAD=", 11) && memmem(e, el, "libdynobs", 9))
+            return 1;
+        i += (ssize_t)el + 1;
+    }
+    return 0;
+}
+
 /* Looks for the shim, then attaches the probes of a traced process. */
 static void resolve(struct eproc *p)
 {
@@ -144,7 +163,15 @@ struct eproc *dynobs__eproc(int pid, int how)
     procs[i] = p;
     if (how == EPROC_PENDING) {
         /* just exec'd: the dynamic loader has not mapped its libraries
-         * (LD_PRELOAD's among them) yet */
+         * yet, but its environment says whether LD_PRELOAD will bring the
+         * shim (read now: a short process may be gone by its first event) */
+        if (preload_env(pid)) {
+            p->state = EPROC_PRELOADED;
+            EBPF_COUNT(preloaded, 1);
+            dynobs__ebpf_log(DYNOBS_EBPF_INFO,
+                             "pid %d has libdynobs.so: traced by the shim, not by eBPF", pid);
+            return p;
+        }
         p->pending = 1;
         p->state = EPROC_TRACED;
         p->next_scan_ns = 0;
@@ -210,6 +237,7 @@ struct dynobs_segment *dynobs__eproc_segment(struct eproc *p)
     struct dynobs_segment_params sp = {
         .dir = seg_dir,
         .ring_bytes = SEG_RING_BYTES,
+        .ring_start_bytes = SEG_RING_START,
         .ring_shards = 1,
         .metric_slots = SEG_METRIC_SLOTS,
         .pid = p->pid,
@@ -375,71 +403,4 @@ void dynobs__eproc_tick(uint64_t now_ns)
         }
         dynobs__attach_process(p); /* libraries loaded since */
     }
-}
-
-/* ---- threads ---- */
-
-struct ethread {
-    int pid, tid;
-    int inflight;
-    int mux;
-    struct ectx ctx;
-};
-static struct ethread threads[THREADS_MAX];
-
-static struct ethread *thread_of(int pid, int tid, int create)
-{
-    for (int i = 0; i < 16; i++) {
-        struct ethread *t = &threads[((unsigned)tid * 2654435761u + (unsigned)i) % THREADS_MAX];
-        if (t->pid == pid && t->tid == tid)
-            return t;
-    }
-    for (int i = 0; create && i < 16; i++) {
-        struct ethread *t = &threads[((unsigned)tid * 2654435761u + (unsigned)i) % THREADS_MAX];
-        if (!t->inflight && !t->mux) {
-            t->pid = pid;
-            t->tid = tid;
-            return t;
-        }
-    }
-    return NULL;
-}
-
-const struct ectx *dynobs__ethread_ctx(int pid, int tid)
-{
-    struct eproc *p = dynobs__eproc(pid, EPROC_FIND);
-    if (p && p->go)
-        return NULL;
-    struct ethread *t = thread_of(pid, tid, 0);
-    return t && t->inflight == 1 && !t->mux ? &t->ctx : NULL;
-}
-
-void dynobs__ethread_mux(int pid, int tid)
-{
-    struct ethread *t = thread_of(pid, tid, 1);
-    if (t)
-        t->mux = 1;
-}
-
-void dynobs__ethread_enter(int pid, int tid, const struct ectx *c)
-{
-    struct ethread *t = thread_of(pid, tid, 1);
-    if (!t)
-        return;
-    t->inflight++;
-    t->ctx = *c;
-}
-
-void dynobs__ethread_leave(int pid, int tid)
-{
-    struct ethread *t = thread_of(pid, tid, 0);
-    if (t && t->inflight > 0)
-        t->inflight--;
-}
-
-void dynobs__ethread_forget(int pid)
-{
-    for (int i = 0; i < THREADS_MAX; i++)
-        if (threads[i].pid == pid)
-            memset(&threads[i], 0, sizeof threads[i]);
 }

@@ -74,7 +74,7 @@ static void self_metrics(struct dx_buf *b)
     struct dynobs_ebpf_stats s;
     dynobs__ebpf_stats(&s);
     dx_prom_self_gauge(b, "dynobs_exporter_ebpf_running", "1 when the eBPF source runs",
-                       (uint64_t)started);
+                       (uint64_t)__atomic_load_n(&started, __ATOMIC_RELAXED));
     dx_prom_self_gauge(b, "dynobs_exporter_ebpf_processes", "Processes traced through eBPF now",
                        s.processes);
     dx_prom_self_counter(b, "dynobs_exporter_ebpf_events_total",
@@ -109,13 +109,13 @@ void dx_ebpf_begin(const char *shm_dir)
         dx_log(DX_ERROR, "ebpf: %s; carrying on without eBPF", why);
         return;
     }
-    started = 1;
+    __atomic_store_n(&started, 1, __ATOMIC_RELAXED);
     dx_log(DX_INFO, "ebpf: tracing %d pid(s) and %d executable(s)", opts.npids, opts.nexes);
 }
 
 void dx_ebpf_end(void)
 {
-    if (started)
+    if (__atomic_load_n(&started, __ATOMIC_RELAXED))
         dynobs__ebpf_stop();
-    started = 0;
+    __atomic_store_n(&started, 0, __ATOMIC_RELAXED);
 }

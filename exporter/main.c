@@ -42,6 +42,7 @@
 #include "stats_api.h"
 #include "store.h"
 #include "tail.h"
+#include "ui_api.h"
 #include "watch_sse.h"
 #include "xconfig.h"
 
@@ -77,6 +78,8 @@ static void usage(void)
            "  DYNOBS_EXPORTER_IDLE_EXIT (s: exit once no segment has been attached for that long;\n"
            "  0, the default, never), DYNOBS_RULES (the rules file, reloaded when it changes;\n"
            "  rules/README.md).\n"
+           "A live view of the services and their recent and slowest traces is at /ui/, where\n"
+           "/metrics is served.\n"
            "One exporter runs per directory: it locks DIR/.exporter.lock, and a second one\n"
            "exits with status 3.\n\n"
            "usage: dynobs-exporter --ebpf [--pid PID]... [--exe PATH]...\n\n"
@@ -173,7 +176,7 @@ int main(int argc, char **argv)
     dx_ebpf_begin(cfg.shm_dir);
     /* /metrics first: a request for an unknown path is pointed to it. */
     if (dx_prometheus_register() < 0 || dx_httpd_route("/healthz", dx_httpd_ok, NULL, 4096) < 0 ||
-        dx_stats_api_register() < 0 || dx_watch_register() < 0 ||
+        dx_stats_api_register() < 0 || dx_watch_register() < 0 || dx_ui_register() < 0 ||
         dx_httpd_start(cfg.prom_host, cfg.prom_port) < 0)
         return 1;
     if (dx_sender_start(&cfg) < 0) {

@@ -22,6 +22,7 @@
 #include "stats.h"
 #include "store.h"
 #include "tail.h"
+#include "ui_store.h"
 #include "util.h"
 
 /* One attached segment. */
@@ -287,15 +288,18 @@ static size_t drain_one(struct dx_segment *s)
         if (h->type == DYNOBS_REC_SPAN) {
             /* Validated when encoded: one decode per record is enough.
              * Spans of tail sampling go through tail.c. */
-            int rc = (h->flags & (DYNOBS_RECF_UNSAMPLED | DYNOBS_RECF_KEEP))
-                         ? dx_tail_span(s->src.res, h, now)
-                         : dx_queue_put(DX_TRACES, s->src.res, h, h->len);
+            int tail = (h->flags & (DYNOBS_RECF_UNSAMPLED | DYNOBS_RECF_KEEP)) != 0;
+            int rc = tail ? dx_tail_span(s->src.res, h, now)
+                          : dx_queue_put(DX_TRACES, s->src.res, h, h->len);
+            if (rc == 0 && !tail)
+                dx_ui_span(s->src.res->service, h);
             if (rc == 0) {
                 drained[DX_TRACES]++;
                 moved++;
             }
         } else if (h->type == DYNOBS_REC_LOG) {
             if (dx_queue_put(DX_LOGS, s->src.res, h, h->len) == 0) {
+                dx_ui_log(s->src.res->service, h);
                 drained[DX_LOGS]++;
                 moved++;
             }

@@ -15,6 +15,7 @@
 extern char **environ;
 
 #include "capture.h"
+#include "hostwide.h"
 #include "real.h"
 #include "rulesmap.h"
 #include "state.h"
@@ -130,11 +131,23 @@ static void exe_name(char *out, size_t cap)
     out[l] = '\0';
 }
 
+/* Host-wide mode (hostwide.h): this process was selected; the name a
+ * "service" line of the selection gave it. */
+static int hostwide DYNOBS_START_DATA;
+static char hostwide_service[256];
+
 static void build_resource(void)
 {
-    char exe[256];
+    char exe[256], unit[256];
     exe_name(exe, sizeof exe);
-    dynobs__resource_build(&resource, service_env, resource_env, exe);
+    const char *svc = service_env;
+    /* a host's services are its systemd units, when nothing else names them */
+    if (!svc && hostwide) {
+        dynobs__hostwide_unit(unit, sizeof unit);
+        if (unit[0])
+            svc = unit;
+    }
+    dynobs__resource_build(&resource, svc, resource_env, exe);
     resource_built = 1;
 }
 
@@ -205,10 +218,16 @@ int dynobs__init(void)
     dynobs__guard++;
     if (sdk_disabled())
         goto out; /* (dynobs__config stays untouched: one page fault less) */
+    int hw = dynobs__hostwide(environ, hostwide_service, sizeof hostwide_service);
+    if (hw == 0)
+        goto out; /* in the host's preload list, and not selected: off */
+    hostwide = hw == 1;
     env_scan();
     dynobs__config_load(&dynobs__config, env);
     int cut = 0, name_cut; /* (a name is cut at 255 bytes anyway) */
     service_env = keep(env("OTEL_SERVICE_NAME"), service_copy, sizeof service_copy, &name_cut);
+    if (!service_env && hostwide && hostwide_service[0])
+        service_env = hostwide_service;
     resource_env = keep(env("OTEL_RESOURCE_ATTRIBUTES"), resource_copy, sizeof resource_copy, &cut);
     if (cut) {
         resource_env = env("OTEL_RESOURCE_ATTRIBUTES");

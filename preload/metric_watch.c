@@ -151,6 +151,21 @@ static void poll_one(struct watch *w, unsigned i, uint64_t now)
     w->fn(&ev, w->user);
 }
 
+/* The value when the watch is made is its starting point, when the
+ * series exists by then: a crossing right after the call is not missed
+ * for want of a poll in between. */
+static void start_from_now(struct watch *w)
+{
+    uint32_t epoch = dynobs__segment_epoch();
+    struct dynobs_segment *seg = epoch ? dynobs__segment() : NULL;
+    struct dynobs_metric_slot *s;
+    if (!seg || dynobs__metric_find(&seg->metrics, w->key, w->key + w->name_len + 1, &s) < 0)
+        return;
+    w->slot = s;
+    w->epoch = epoch;
+    w->seen = value_of(s, dynobs__mono_ns(), &w->last);
+}
+
 static void poll_all(void)
 {
     uint64_t now = dynobs__mono_ns();
@@ -255,6 +270,7 @@ DYNOBS_API int dynobs_metric_watch(const char *name, const char *labels, int con
         memcpy(w->key + nl + 1, labels, ll + 1);
         w->slot = NULL;
         w->seen = 0;
+        start_from_now(w);
         int id = make_id(gen, i);
         __atomic_fetch_add(&live, 1, __ATOMIC_SEQ_CST);
         __atomic_store_n(&w->word, WORD(gen, W_ACTIVE), __ATOMIC_RELEASE);

@@ -183,6 +183,8 @@ DYNOBS_API int dynobs_metric_stats(const char *name, const char *labels, uint32_
     if (!seg)
         return DYNOBS_ENOENT;
     const struct dynobs_metric_table *t = &seg->metrics;
+    if (!t->windows || !t->window_slice_ms)
+        return DYNOBS_ENOENT;
     uint64_t k = ((uint64_t)window_ms + t->window_slice_ms - 1) / t->window_slice_ms + 1;
     if (window_ms && k > t->window_slices)
         return DYNOBS_EINVAL;

@@ -29,7 +29,7 @@ artifacts=$(mktemp -d /tmp/dynobs-fuzz-artifacts-XXXXXX)
 trap 'rm -rf "$work"; rmdir "$artifacts" 2>/dev/null || true' EXIT
 fail=0
 for t in tracecontext http1 h2 hpack records sql segment otlp_headers retry_after rules_compile \
-    rules_table; do
+    rules_table ebpf; do
   mkdir -p "$work/$t"
   if build-fuzz/tests/fuzz/fuzz_$t -max_total_time="$secs" -timeout=5 -rss_limit_mb=2048 \
       -artifact_prefix="$artifacts/$t-" "$work/$t" "tests/fuzz/corpus/$t" >"$work/$t.log" 2>&1; then

@@ -21,7 +21,7 @@ dynobs_install_deps build-essential cmake pkg-config libyaml-dev libcriterion-de
   postgresql-15 libpq-dev python3-psycopg2 python3-pytest util-linux libunwind-dev \
   ruby php-cli php-curl openjdk-17-jdk-headless libhttp-daemon-perl python3-aiohttp \
   python3-uvicorn python3-dev python3-hpack python3-h2 python3-grpcio nghttp2-server \
-  nghttp2-client clang bpftool libbpf-dev golang-go
+  nghttp2-client clang bpftool libbpf-dev golang-go python3-yaml lintian file chromium chromium-driver python3-selenium
 
 # CTest reports a test that exited with 77 (its SKIP_RETURN_CODE) as
 # "Skipped" but counts it among the passed in its summary, and a test that

@@ -243,8 +243,10 @@ DYNOBS_API int dynobs_metric_record_h(dynobs_metric *h, double value);
  * dynobs_metrics_declare declares decls[0..n) (a component's "metrics
  * struct") and, when handles is not NULL, sets handles[i] to the handle of
  * decls[i]'s series (its labels, NULL for none), as dynobs_metric_get
- * would, or to NULL when decls[i] is refused. It returns 0 when all are
- * declared; else the first refusal: DYNOBS_EEXIST for a name declared
+ * would (NULL when decls[i] is malformed or conflicts; a declaration
+ * refused for want of room still gets its handle, the metric works
+ * without its description). It returns 0 when all are declared; else the
+ * first refusal: DYNOBS_EEXIST for a name declared
  * before with another kind, unit, description or bounds (the first
  * declaration stands; counted in the segment's declare_conflicts),
  * DYNOBS_EINVAL for a malformed one (a name over 127 bytes, a unit over
@@ -296,9 +298,10 @@ DYNOBS_API int dynobs_metric_stats(const char *name, const char *labels, uint32_
  *   BELOW:  fires when the value goes from >= threshold to < threshold;
  *   CHANGE: fires when the value differs from the one last reported by
  *           more than threshold (0: any change).
- * Once per crossing; the first value seen is the starting point (a watch
- * of a value already above fires at the next crossing, not at once), and
- * a series that does not exist yet is watched from its first update. A
+ * Once per crossing; the value when the watch is made is the starting
+ * point (a watch of a value already above fires at the next crossing, not
+ * at once), and a series that does not exist yet is watched from its
+ * first value the watch thread sees. A
  * crossing and its return within one poll can be missed. The callback
  * runs on the watch thread, one at a time: a slow one delays the others.
  * dynobs_metric_watch returns an id (> 0) or DYNOBS_EINVAL, DYNOBS_ENOSPC

@@ -17,6 +17,7 @@ compiler and Python's headers are there; DYNOBS_PYTHON_NATIVE=0 turns it off).
 """
 
 import asyncio
+import atexit
 import contextvars
 import ctypes
 import ctypes.util
@@ -58,8 +59,8 @@ __version__ = _version()
 __all__ = [
     "INTERNAL", "SERVER", "CLIENT", "PRODUCER", "CONSUMER", "UNSET", "OK", "ERROR",
     "Span", "span", "start_span", "traced", "current_span", "current_traceparent", "attach",
-    "counter", "updown_counter", "gauge", "histogram", "log", "LoggingHandler", "enable",
-    "enabled", "library_path", "stats",
+    "counter", "updown_counter", "updown", "gauge", "histogram", "log", "LoggingHandler",
+    "enable", "enabled", "library_path", "stats", "watch", "Watch", "MetricConflict",
 ]
 
 # Span kinds and status codes: OTLP's numbers.
@@ -68,6 +69,7 @@ _KINDS = frozenset((INTERNAL, SERVER, CLIENT, PRODUCER, CONSUMER))
 UNSET, OK, ERROR = 0, 1, 2
 
 _EINVAL, _ENOSPC, _ENOENT, _EBUSY, _EDISABLED, _ETRUNC = -22, -28, -2, -16, -1000, -1001
+_EEXIST = -17
 _SPAN_ROOT, _SPAN_NO_CONTEXT, _SPAN_LOCAL_PARENT = 0x1, 0x2, 0x4
 _ATTR_STRING, _ATTR_BOOL, _ATTR_INT, _ATTR_DOUBLE = 1, 2, 3, 4
 _METRIC_COUNTER, _METRIC_UPDOWN, _METRIC_GAUGE, _METRIC_HISTOGRAM = 1, 2, 3, 4
@@ -75,8 +77,26 @@ _TRACEPARENT_LEN = 55
 
 # What was refused or failed without raising (full tables, a log handler
 # that could not record): counted here, never silent.
-stats = {"spans_refused": 0, "metric_updates_refused": 0, "logs_refused": 0,
-         "log_handler_errors": 0}
+class _Stats(dict):
+    """dynobs.stats: the counters of what was refused (a dict, as it has
+    always been), and, called, the composite statistics of a metric series
+    of this process (see __call__)."""
+
+    def __call__(self, name, labels=None, window_ms=10000):
+        """Count, sum, avg, min and max of the values a gauge or histogram
+        series of this process recorded in the last window_ms (up to
+        15000; 0: since the series started), read from the process's own
+        segment, with the series' current value: a dict with "count",
+        "sum", "avg", "min", "max" (exact; NaN when count is 0),
+        "window_ms" (the time covered), "value" and "kind" ("counter",
+        "updown", "gauge", "histogram"; counters have no windows: count 0).
+        None when the series does not exist (yet) or dynobs is off;
+        ValueError for a window longer than kept."""
+        return _metric_stats(name, labels, window_ms)
+
+
+stats = _Stats({"spans_refused": 0, "metric_updates_refused": 0, "logs_refused": 0,
+                "log_handler_errors": 0, "watch_callback_errors": 0})
 
 _lock = threading.RLock()
 _lib = None
@@ -84,6 +104,7 @@ _lib_path = None
 _preloaded = False   # the library was mapped before this module loaded it (LD_PRELOAD)
 _bridge_api = False  # it has dynobs_server_traceparent and dynobs_client_parent
 _handle_api = False  # it has dynobs_metric_get and dynobs_metric_record_h
+_stats_api = False   # it has dynobs_metrics_declare, dynobs_metric_stats and watches
 _signals = {"traces": True, "metrics": True, "logs": True}
 _traces_on = [True]  # _signals["traces"], read on every span
 _start = _start_plain = None  # dynobs_span_start_ex and dynobs_span_start, once loaded
@@ -102,6 +123,30 @@ class _Attr(ctypes.Structure):
 class _MetricDesc(ctypes.Structure):
     _fields_ = [("name", ctypes.c_char_p), ("unit", ctypes.c_char_p), ("kind", ctypes.c_int),
                 ("bounds", ctypes.POINTER(ctypes.c_double)), ("nbounds", ctypes.c_size_t)]
+
+
+class _MetricDecl(ctypes.Structure):
+    _fields_ = [("name", ctypes.c_char_p), ("description", ctypes.c_char_p),
+                ("unit", ctypes.c_char_p), ("kind", ctypes.c_int),
+                ("bounds", ctypes.POINTER(ctypes.c_double)), ("nbounds", ctypes.c_size_t),
+                ("labels", ctypes.c_char_p)]
+
+
+class _MetricStats(ctypes.Structure):
+    _fields_ = [("count", ctypes.c_uint64), ("sum", ctypes.c_double), ("avg", ctypes.c_double),
+                ("min", ctypes.c_double), ("max", ctypes.c_double),
+                ("window_ms", ctypes.c_uint64), ("value", ctypes.c_double),
+                ("kind", ctypes.c_int)]
+
+
+class _WatchEvent(ctypes.Structure):
+    _fields_ = [("id", ctypes.c_int), ("condition", ctypes.c_int), ("name", ctypes.c_char_p),
+                ("labels", ctypes.c_char_p), ("threshold", ctypes.c_double),
+                ("value", ctypes.c_double), ("previous", ctypes.c_double),
+                ("time_ns", ctypes.c_uint64)]
+
+
+_WATCH_FN = ctypes.CFUNCTYPE(None, ctypes.POINTER(_WatchEvent), ctypes.c_void_p)
 
 
 # ---- finding and loading the library ----
@@ -196,6 +241,24 @@ def _bind(lib):
     _handle_api = all(getattr(lib, n, None) is not None for n in handle_fns)
     if _handle_api:
         for name, (res, args) in handle_fns.items():
+            fn = getattr(lib, name)
+            fn.restype = res
+            fn.argtypes = args
+    # Declared metrics, statistics and watches (issue 18): a library
+    # built before them lacks these, and then descriptions are left out,
+    # stats() says None and watch() raises.
+    global _stats_api
+    stats_fns = {
+        "dynobs_metrics_declare": (c.c_int, [c.POINTER(_MetricDecl), c.c_size_t, c.c_void_p]),
+        "dynobs_metric_stats": (c.c_int, [c.c_char_p, c.c_char_p, c.c_uint32,
+                                          c.POINTER(_MetricStats)]),
+        "dynobs_metric_watch": (c.c_int, [c.c_char_p, c.c_char_p, c.c_int, c.c_double,
+                                          _WATCH_FN, c.c_void_p]),
+        "dynobs_metric_unwatch": (c.c_int, [c.c_int]),
+    }
+    _stats_api = all(getattr(lib, n, None) is not None for n in stats_fns)
+    if _stats_api:
+        for name, (res, args) in stats_fns.items():
             fn = getattr(lib, name)
             fn.restype = res
             fn.argtypes = args
@@ -780,8 +843,9 @@ _INSTRUMENT_HANDLES = 64
 class _Instrument:
     _kind = 0
 
-    def __init__(self, name, unit=None, bounds=None):
+    def __init__(self, name, unit=None, bounds=None, description=None):
         self.name = name
+        self.description = description
         self._handles = {}  # encoded labels -> handle, or None: update by name
         self._desc = _MetricDesc(_enc(name, "metric name"), _enc(unit, "unit") if unit else None,
                                  self._kind, None, 0)
@@ -792,6 +856,32 @@ class _Instrument:
             self._bounds = (ctypes.c_double * len(b))(*b)
             self._desc.bounds = self._bounds
             self._desc.nbounds = len(b)
+        if description is not None:
+            self._declare(description)
+
+    def _declare(self, description):
+        """Declares the metric (its description reaches # HELP and OTLP):
+        MetricConflict when this process declared the name before with
+        another kind, unit, description or bounds."""
+        lib = _load()
+        if not lib or not _stats_api:
+            return
+        d = self._desc
+        decl = _MetricDecl(d.name, _enc(description, "description"), d.unit, d.kind, d.bounds,
+                           d.nbounds, None)
+        rc = lib.dynobs_metrics_declare(ctypes.byref(decl), 1, None)
+        if rc == _EEXIST:
+            raise MetricConflict("metric %r: %s" % (self.name, _strerror(rc)))
+        if rc == _EINVAL:
+            raise ValueError("metric %r: %s" % (self.name, _strerror(rc)))
+
+    def stats(self, labels=None, window_ms=10000):
+        """dynobs.stats() of this metric's series with these labels."""
+        return _metric_stats(self.name, labels, window_ms)
+
+    def watch(self, callback, labels=None, above=None, below=None, change=None):
+        """dynobs.watch() of this metric's series with these labels."""
+        return watch(self.name, callback, labels, above=above, below=below, change=change)
 
     def _record(self, value, labels):
         lib = _load()
@@ -842,22 +932,173 @@ class Histogram(_Instrument):
         self._record(value, labels)
 
 
-def counter(name, unit=None):
-    return Counter(name, unit)
+class MetricConflict(ValueError):
+    """A metric declared again with another kind, unit, description or
+    bounds than its first declaration in this process (which stands)."""
 
 
-def updown_counter(name, unit=None):
-    return UpDownCounter(name, unit)
+def counter(name, unit=None, description=None):
+    """A counter; with a description, the metric is declared (the
+    description reaches # HELP and OTLP; see MetricConflict)."""
+    return Counter(name, unit, description=description)
 
 
-def gauge(name, unit=None):
-    return Gauge(name, unit)
+def updown_counter(name, unit=None, description=None):
+    return UpDownCounter(name, unit, description=description)
 
 
-def histogram(name, unit=None, bounds=None):
+updown = updown_counter
+
+
+def gauge(name, unit=None, description=None):
+    return Gauge(name, unit, description=description)
+
+
+def histogram(name, unit=None, bounds=None, description=None):
     """bounds: at most 15 explicit bucket bounds; the OpenTelemetry SDK's
-    defaults when None. Fixed by the first record of each series."""
-    return Histogram(name, unit, bounds)
+    defaults when None. Fixed by the first record of each series (or by
+    the declaration, with a description)."""
+    return Histogram(name, unit, bounds, description=description)
+
+
+_KIND_NAMES = {_METRIC_COUNTER: "counter", _METRIC_UPDOWN: "updown", _METRIC_GAUGE: "gauge",
+               _METRIC_HISTOGRAM: "histogram"}
+
+
+def _label_string(labels):
+    if labels is None or isinstance(labels, bytes):
+        return labels or None
+    if isinstance(labels, str):
+        return labels.encode() if labels else None
+    return _labels(labels)
+
+
+def _metric_stats(name, labels, window_ms):
+    lib = _load()
+    if not lib or not _stats_api:
+        return None
+    window_ms = int(window_ms)
+    if window_ms < 0:
+        raise ValueError("window_ms must be >= 0")
+    out = _MetricStats()
+    rc = lib.dynobs_metric_stats(_enc(name, "metric name"), _label_string(labels),
+                                 min(window_ms, 0xffffffff), ctypes.byref(out))
+    if rc == _EINVAL:
+        raise ValueError("stats of %r over %d ms: %s (windows up to 15000 ms are kept)"
+                         % (name, window_ms, _strerror(rc)))
+    if rc != 0:
+        return None
+    return {"count": out.count, "sum": out.sum, "avg": out.avg, "min": out.min, "max": out.max,
+            "window_ms": out.window_ms, "value": out.value,
+            "kind": _KIND_NAMES.get(out.kind, str(out.kind))}
+
+
+# ---- watches ----
+
+_CONDITIONS = {"above": 1, "below": 2, "change": 3}
+_CONDITION_NAMES = {v: k for k, v in _CONDITIONS.items()}
+_watches = {}     # id -> Watch, while it is active: keeps its C callback alive
+_retired = []     # callbacks of watches cancelled from inside a callback
+_watch_thread = [None]  # the thread ident of dynobs's watch thread, once seen
+
+
+class Watch:
+    """An active watch (dynobs.watch); cancel() ends it."""
+
+    def __init__(self, name, labels, condition, threshold, callback):
+        self.name, self.labels, self.condition, self.threshold = name, labels, condition, threshold
+        self._callback = callback
+        self._fn = _WATCH_FN(self._fire)
+        self.id = 0
+
+    def _fire(self, ev, _user):
+        _watch_thread[0] = threading.get_ident()
+        e = ev.contents
+        event = {"id": e.id, "condition": _CONDITION_NAMES.get(e.condition, e.condition),
+                 "name": e.name.decode(errors="replace"),
+                 "labels": e.labels.decode(errors="replace"), "threshold": e.threshold,
+                 "value": e.value, "previous": e.previous, "time_ns": e.time_ns}
+        try:
+            self._callback(event)
+        except Exception:  # a callback's error must not reach the C thread
+            stats["watch_callback_errors"] += 1
+            traceback.print_exc()
+
+    def cancel(self):
+        """Ends the watch: from a callback, at once; from another thread,
+        once a callback of this watch running meanwhile has returned.
+        True when it was active."""
+        with _lock:
+            active = _watches.pop(self.id, None) is not None
+        if not active:
+            return False
+        _lib.dynobs_metric_unwatch(self.id)
+        if threading.get_ident() == _watch_thread[0]:
+            # Its C callback may be running right now (this very call may
+            # be inside it): freed later, outside any callback.
+            _retired.append(self._fn)
+        else:
+            del _retired[:]
+        return True
+
+    @property
+    def active(self):
+        return self.id in _watches
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.cancel()
+
+    def __repr__(self):
+        return "<dynobs.Watch %s{%s} %s %r%s>" % (self.name, self.labels or "", self.condition,
+                                                 self.threshold, "" if self.active else
+                                                 " cancelled")
+
+
+@atexit.register
+def _cancel_watches():
+    """No callback into an interpreter that is shutting down."""
+    for w in list(_watches.values()):
+        w.cancel()
+
+
+def watch(name, callback, labels=None, above=None, below=None, change=None):
+    """Calls callback(event) from dynobs's watch thread (within a few ms)
+    when the series of name and labels in this process crosses a
+    threshold: above=x when its value goes from <= x to > x, below=x from
+    >= x to < x, change=d when it moves by more than d from the value last
+    reported (0: any change); exactly one of them. The value of a gauge,
+    a counter's total, a histogram's average over the last second. event
+    is a dict: id, condition, name, labels, threshold, value, previous,
+    time_ns (CLOCK_MONOTONIC). Returns a Watch (cancel() ends it, also
+    from inside the callback); RuntimeError when dynobs is off or too old,
+    ValueError for bad arguments, OverflowError past 256 watches."""
+    given = [(k, v) for k, v in (("above", above), ("below", below), ("change", change))
+             if v is not None]
+    if len(given) != 1:
+        raise ValueError("watch: exactly one of above=, below=, change=")
+    if not callable(callback):
+        raise ValueError("watch: callback must be callable")
+    cond, threshold = given[0]
+    lib = _load()
+    if not lib or not _stats_api:
+        raise RuntimeError("watch: dynobs is not loaded here (or predates watches)")
+    w = Watch(name, _label_string(labels), cond, float(threshold), callback)
+    with _lock:
+        rc = lib.dynobs_metric_watch(_enc(name, "metric name"), w.labels, _CONDITIONS[cond],
+                                     w.threshold, w._fn, None)
+        if rc > 0:
+            w.id = rc
+            _watches[rc] = w
+    if rc == _EINVAL:
+        raise ValueError("watch of %r: %s" % (name, _strerror(rc)))
+    if rc == _ENOSPC:
+        raise OverflowError("watch of %r: %s" % (name, _strerror(rc)))
+    if rc <= 0:
+        raise RuntimeError("watch of %r: %s" % (name, _strerror(rc)))
+    return w
 
 
 # ---- logs ----

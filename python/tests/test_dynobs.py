@@ -665,3 +665,110 @@ def test_baggage_set_get_and_sent_on(python):
     """, python, preload=True)
     assert out.split("\n")[:7] == ["None", "acme gold", "tenant=acme,plan=gold", "None", "None",
                                    "-", "refused"], out
+
+
+def test_declared_metrics_and_stats(python):
+    out, rec = run("""
+        import math, dynobs
+        q = dynobs.gauge("queue.depth", "{job}", description="Jobs waiting")
+        for v in (4, 9, 1, 6):
+            q.set(v, {"queue": "a"})
+        s = dynobs.stats("queue.depth", labels={"queue": "a"})
+        print(s["count"], s["sum"], s["avg"], s["min"], s["max"], s["value"], s["kind"],
+              10000 <= s["window_ms"] <= 11000)
+        s = q.stats({"queue": "a"}, window_ms=0)
+        print(s["count"], s["window_ms"])
+        h = dynobs.histogram("job.seconds", "s", bounds=[1, 5], description="Job time")
+        for v in (0.5, 2, 7):
+            h.record(v)
+        s = dynobs.stats("job.seconds", labels="", window_ms=1000)
+        print(s["count"], s["min"], s["max"])
+        c = dynobs.counter("jobs", description="Jobs done")
+        c.add(3)
+        s = dynobs.stats("jobs")
+        print(s["value"], s["count"], math.isnan(s["avg"]))
+        print(dynobs.stats("nothing.here"))
+        try:
+            dynobs.stats("queue.depth", labels="queue=a", window_ms=60000)
+        except ValueError:
+            print("too long")
+        dynobs.gauge("queue.depth", "{job}", description="Jobs waiting")  # the same: fine
+        for bad in (lambda: dynobs.gauge("queue.depth", "{job}", description="Other"),
+                    lambda: dynobs.counter("queue.depth", description="Jobs waiting")):
+            try:
+                bad()
+            except dynobs.MetricConflict:
+                print("conflict")
+        dynobs.updown("workers", description="Busy").add(2)
+        print(dynobs.stats["spans_refused"])  # still the counters too
+    """, python)
+    lines = out.splitlines()
+    assert lines[0] == "4 20.0 5.0 1.0 9.0 6.0 gauge True"
+    assert lines[1] == "4 0"
+    assert lines[2] == "3 0.5 7.0"
+    assert lines[3] == "3.0 0 True"
+    assert lines[4] == "None"
+    assert lines[5] == "too long"
+    assert lines[6:8] == ["conflict", "conflict"]
+    assert lines[8] == "0"
+    assert 'declared queue.depth gauge unit={job} "Jobs waiting"' in rec.text
+    assert 'declared job.seconds histogram unit=s "Job time"' in rec.text
+    assert "conflicts=2" in rec.text
+    assert rec.metrics[("workers", "")] == 2
+
+
+def test_watch(python):
+    out, rec = run("""
+        import threading, time, dynobs
+        g = dynobs.gauge("load")
+        g.set(1)
+        seen, done = [], threading.Event()
+        def on(ev):
+            seen.append((ev["condition"], ev["previous"], ev["value"],
+                         threading.current_thread() is threading.main_thread()))
+        w = dynobs.watch("load", on, above=5)
+        own = []
+        def once(ev):
+            own.append(ev["value"])
+            print("cancel inside", ev["id"] == wo.id, wo.cancel(), wo.active)
+        wo = g.watch(once, below=0.5)
+        many = [0] * 50
+        def count(i):
+            def f(ev):
+                many[i] += 1
+            return f
+        ws = [dynobs.watch("load", count(i), change=0) for i in range(50)]
+        time.sleep(0.05)
+        for v in (7, 8, 2, 0, 9):   # above at 7 and 9; below 0.5 once at 0
+            g.set(v)
+            time.sleep(0.05)
+        print(seen)
+        print(own)
+        print(set(many))
+        print(w.cancel(), w.cancel(), w.active)
+        for x in ws:
+            x.cancel()
+        g.set(0); time.sleep(0.05); g.set(10); time.sleep(0.05)
+        print(len(seen))
+        def boom(ev):
+            raise RuntimeError("callback failed")
+        b = dynobs.watch("load", boom, below=5)
+        g.set(1); time.sleep(0.05)
+        print(dynobs.stats["watch_callback_errors"])
+        for bad in (lambda: dynobs.watch("load", on), lambda: dynobs.watch("load", on, above=1,
+                    below=2), lambda: dynobs.watch("bad name", on, above=1)):
+            try:
+                bad()
+            except ValueError:
+                print("refused")
+        # b stays active: cancelled at exit
+    """, python)
+    lines = out.splitlines()
+    assert lines[0] == "cancel inside True True False"
+    assert lines[1] == "[('above', 1.0, 7.0, False), ('above', 0.0, 9.0, False)]"
+    assert lines[2] == "[0.0]"
+    assert lines[3] == "{5}"
+    assert lines[4] == "True False False"
+    assert lines[5] == "2"
+    assert lines[6] == "1"
+    assert lines[7:] == ["refused"] * 3

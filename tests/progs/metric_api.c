@@ -189,22 +189,37 @@ struct counts {
     pthread_t thread;
 };
 
+/* The callbacks write, the test reads: under this lock (ThreadSanitizer
+ * runs this program too). */
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+
 static void on_event(const dynobs_watch_event *ev, void *user)
 {
     struct counts *c = user;
-    __atomic_fetch_add(&c->fired, 1, __ATOMIC_SEQ_CST);
+    int rc = c->unwatch_self ? dynobs_metric_unwatch(ev->id) : 0;
+    pthread_mutex_lock(&mu);
+    c->fired++;
     c->value = ev->value;
     c->previous = ev->previous;
     c->thread = pthread_self();
-    if (c->unwatch_self)
-        c->unwatch_rc = dynobs_metric_unwatch(ev->id);
+    c->unwatch_rc = rc;
+    pthread_mutex_unlock(&mu);
+}
+
+/* A consistent copy of what the callbacks wrote so far. */
+static struct counts snap(const struct counts *c)
+{
+    pthread_mutex_lock(&mu);
+    struct counts x = *c;
+    pthread_mutex_unlock(&mu);
+    return x;
 }
 
 /* Sets the gauge and leaves the watch thread a few polls to see it. */
 static void set(const char *name, double v)
 {
     dynobs_gauge_set(name, v, NULL);
-    sleep_ms(15);
+    sleep_ms(40);
 }
 
 #define MANY 200
@@ -226,19 +241,22 @@ static void watches(void)
     set("level", 10); /* not below 10 */
     set("level", 3);  /* below: once */
     set("level", 12); /* above again */
-    CHECK(above.fired == 2, "above fired %d", above.fired);
-    CHECK(above.value == 12 && above.previous == 3, "above %g from %g", above.value,
-          above.previous);
-    CHECK(!pthread_equal(above.thread, pthread_self()), "called from another thread");
-    CHECK(below.fired == 1, "below fired %d", below.fired);
-    CHECK(change.fired == 5, "change fired %d", change.fired);
-    CHECK(self.fired == 1 && self.unwatch_rc == 0, "self-unwatch: fired %d, rc %d", self.fired,
-          self.unwatch_rc);
+    struct counts x = snap(&above);
+    CHECK(x.fired == 2, "above fired %d", x.fired);
+    CHECK(x.value == 12 && x.previous == 3, "above %g from %g", x.value, x.previous);
+    CHECK(!pthread_equal(x.thread, pthread_self()), "called from another thread");
+    x = snap(&below);
+    CHECK(x.fired == 1, "below fired %d", x.fired);
+    x = snap(&change);
+    CHECK(x.fired == 5, "change fired %d", x.fired);
+    x = snap(&self);
+    CHECK(x.fired == 1 && x.unwatch_rc == 0, "self-unwatch: fired %d, rc %d", x.fired,
+          x.unwatch_rc);
     CHECK(dynobs_metric_unwatch(s) == DYNOBS_ENOENT, "already gone");
     CHECK(dynobs_metric_unwatch(a) == 0 && dynobs_metric_unwatch(a) == DYNOBS_ENOENT, "unwatch");
     set("level", 0);
     set("level", 30);
-    CHECK(above.fired == 2, "no call after unwatch: %d", above.fired);
+    CHECK(snap(&above).fired == 2, "no call after unwatch: %d", snap(&above).fired);
     dynobs_metric_unwatch(b);
     dynobs_metric_unwatch(c);
 
@@ -266,7 +284,7 @@ static void watches(void)
     set("crowd", 2);
     int wrong = 0;
     for (int i = 0; i < MANY; i++)
-        wrong += many[i].fired != (i % 2 ? 1 : 2);
+        wrong += snap(&many[i]).fired != (i % 2 ? 1 : 2);
     CHECK(wrong == 0, "%d watchers called a wrong number of times", wrong);
     for (int i = 0; i < MANY; i++)
         CHECK(dynobs_metric_unwatch(ids[i]) == (i % 2 ? DYNOBS_ENOENT : 0), "unwatch %d", i);
@@ -279,7 +297,7 @@ static void watches(void)
     sleep_ms(15);
     dynobs_gauge_set("late.gauge", 5, "k=v");
     sleep_ms(15);
-    CHECK(late.fired == 1, "late series: %d", late.fired);
+    CHECK(snap(&late).fired == 1, "late series: %d", snap(&late).fired);
     dynobs_metric_unwatch(l);
 
     CHECK(dynobs_metric_watch("x", NULL, 9, 0, on_event, NULL) == DYNOBS_EINVAL, "condition");

@@ -6,6 +6,7 @@
 #define _GNU_SOURCE
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -183,4 +184,30 @@ Test(metric_meta, by_name_series_takes_declaration, .init = setup, .fini = teard
     cr_expect_eq(s->nbounds, 3);
     cr_expect_eq(s->bounds[2], 5);
     cr_expect_eq(s->buckets[2], 1, "4 lands in (2, 5]");
+}
+
+static void *declarer(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < 8; i++) {
+        char n[16];
+        snprintf(n, sizeof n, "race.%d", i);
+        cr_assert_eq(declare(n, DYNOBS_METRIC_GAUGE, "s", "Raced", NULL, 0), 0);
+    }
+    return NULL;
+}
+
+/* Threads declaring the same names at once: one entry a name. */
+Test(metric_meta, concurrent_declarations_make_one_entry, .init = setup, .fini = teardown)
+{
+    pthread_t t[4];
+    for (int i = 0; i < 4; i++)
+        pthread_create(&t[i], NULL, declarer, NULL);
+    for (int i = 0; i < 4; i++)
+        pthread_join(t[i], NULL);
+    int ready = 0;
+    for (uint32_t i = 0; i < seg.metrics.nmetas; i++)
+        ready += seg.metrics.metas[i].state == DYNOBS_SLOT_READY;
+    cr_expect_eq(ready, 8);
+    cr_expect_eq(seg.hdr->declare_conflicts, 0);
 }

@@ -159,6 +159,21 @@ Test(metric_window, longer_than_kept_is_einval, .init = setup, .fini = teardown)
     cr_expect_eq(read_window(empty, 60, &st), -ENOENT);
 }
 
+Test(metric_window, geometry_refused, .init = setup, .fini = teardown)
+{
+    struct dynobs_segment_params p = {.dir = dir, .ring_bytes = 65536, .ring_shards = 1,
+                                      .metric_slots = 64, .pid = getpid(),
+                                      .start_ticks = dynobs__proc_start_ticks(0)};
+    struct dynobs_segment s;
+    uint32_t bad[][3] = {{3, 100, 0}, {32, 100, 0}, {16, 5, 0}, {16, 100, 100}, {16, 100, 8192}};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        p.window_slices = bad[i][0];
+        p.window_slice_ms = bad[i][1];
+        p.meta_slots = bad[i][2];
+        cr_expect_eq(dynobs__segment_create(&s, &p), -EINVAL, "case %zu", i);
+    }
+}
+
 Test(metric_window, corrupt_window_is_ebadmsg, .init = setup, .fini = teardown)
 {
     make(20, 4);
