@@ -13,13 +13,20 @@
 
 #define DX_HTTPD_MAX_ROUTES 16
 
+struct dx_http_stream;
+
 /* What a handler fills in. The body starts empty, capped at the route's
  * max_body: a handler that overflows it gets a 500 "response too large"
- * unless it replaces the body itself. */
+ * unless it replaces the body itself. A handler that streams its answer
+ * (http_stream.h) sets `stream` instead, keeping its own reference (the
+ * server takes one): the status and content type are sent, then what the
+ * stream yields. */
 struct dx_httpd_response {
     unsigned status;          /* 200 unless the handler sets another */
     const char *content_type; /* a static string; "text/plain" unless set */
     struct dx_buf body;
+    struct dx_http_stream *stream;
+    void *conn; /* the request's connection: dx_httpd_arg; NULL in dispatch */
 };
 
 /* Called on the server's thread, one request at a time. */
@@ -30,6 +37,14 @@ typedef void (*dx_httpd_handler)(void *arg, struct dx_httpd_response *r);
  * full, the path is already taken or does not start with '/', or the
  * server has started. */
 int dx_httpd_route(const char *path, dx_httpd_handler h, void *arg, size_t max_body);
+
+/* A query argument of the request ("?key=value"), decoded by
+ * libmicrohttpd: its value ("" for "?key" alone), or NULL when absent.
+ * *unknown, when not NULL, is set to the first argument whose key is
+ * not in `known` (a NULL-terminated list), or NULL. */
+const char *dx_httpd_arg(const struct dx_httpd_response *r, const char *key);
+void dx_httpd_unknown_arg(const struct dx_httpd_response *r, const char *const *known,
+                          const char **unknown);
 
 /* A handler that answers "ok" (liveness probes). */
 void dx_httpd_ok(void *arg, struct dx_httpd_response *r);

@@ -2,13 +2,14 @@
  * dynobs-exporter: drains every dynobs segment on the machine to
  * Prometheus (/metrics) and OTLP/HTTP. This file only wires the parts
  * together; each part keeps its own state behind its own header. Three
- * threads:
+ * threads, and a fourth while a client watches a metric (watch_sse.h):
  *   main      drain_loop: segments are found, drained into the queue
  *             and reaped; metric exports are scheduled
  *   sender    sender: batches and metrics leave through otlp_encode and
  *             otlp_http (or console)
  *   server    http_server (libmicrohttpd's thread): the routes, of which
- *             prometheus registers /metrics
+ *             prometheus registers /metrics, stats_api /api/v1/stats and
+ *             watch_sse /api/v1/watch
  * Settings all come from xconfig; the exporter's own counters from stats.
  *
  *   dynobs-exporter [--help]        configuration: OTEL_* and DYNOBS_* variables
@@ -38,9 +39,11 @@
 #include "segments.h"
 #include "sender.h"
 #include "shed_preload.h"
+#include "stats_api.h"
 #include "store.h"
 #include "tail.h"
 #include "ui_api.h"
+#include "watch_sse.h"
 #include "xconfig.h"
 
 static volatile sig_atomic_t stop_requested;
@@ -173,7 +176,7 @@ int main(int argc, char **argv)
     dx_ebpf_begin(cfg.shm_dir);
     /* /metrics first: a request for an unknown path is pointed to it. */
     if (dx_prometheus_register() < 0 || dx_httpd_route("/healthz", dx_httpd_ok, NULL, 4096) < 0 ||
-        dx_ui_register() < 0 ||
+        dx_stats_api_register() < 0 || dx_watch_register() < 0 || dx_ui_register() < 0 ||
         dx_httpd_start(cfg.prom_host, cfg.prom_port) < 0)
         return 1;
     if (dx_sender_start(&cfg) < 0) {

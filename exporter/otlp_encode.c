@@ -306,6 +306,8 @@ static Metric *metric(struct arena *a, const struct dx_series *first, size_t npo
     opentelemetry__proto__metrics__v1__metric__init(m);
     m->name = first->name;
     m->unit = (char *)first->unit;
+    if (first->family->description && first->family->description[0])
+        m->description = first->family->description; /* declared (metric_meta.h) */
     size_t n = 0;
     for (size_t i = 0; i < npoints; i++) {
         void *p = data_point(a, series[i], now);

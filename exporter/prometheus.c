@@ -155,6 +155,21 @@ static int series_fast(struct dx_buf *b, const struct dx_family *f, const struct
     return 0;
 }
 
+/* A declared description in # HELP: the exposition format escapes a
+ * backslash and a line feed there (and nothing else). */
+static void help_text(struct dx_buf *b, const char *d)
+{
+    for (const char *run = d;; d++) {
+        if (*d && *d != '\\' && *d != '\n')
+            continue;
+        dx_buf_put(b, run, (size_t)(d - run));
+        if (!*d)
+            break;
+        dx_buf_str(b, *d == '\n' ? "\\n" : "\\\\");
+        run = d + 1;
+    }
+}
+
 static void family(struct dx_buf *b, const struct dx_family *f)
 {
     int any = 0;
@@ -167,7 +182,12 @@ static void family(struct dx_buf *b, const struct dx_family *f)
     const char *type = f->kind == DYNOBS_METRIC_COUNTER     ? "counter"
                        : f->kind == DYNOBS_METRIC_HISTOGRAM ? "histogram"
                                                             : "gauge";
-    dx_buf_printf(b, "# HELP %s%s dynobs metric %s", f->prom_name, total, first->name);
+    if (f->description && f->description[0]) {
+        dx_buf_printf(b, "# HELP %s%s ", f->prom_name, total);
+        help_text(b, f->description);
+    } else {
+        dx_buf_printf(b, "# HELP %s%s dynobs metric %s", f->prom_name, total, first->name);
+    }
     if (first->unit[0])
         dx_buf_printf(b, " (unit %s)", first->unit);
     dx_buf_printf(b, "\n# TYPE %s%s %s\n", f->prom_name, total, type);

@@ -43,6 +43,7 @@ static int ino_fd = -1;
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static struct dx_segment *segments;
 static int nsegments;
+static uint64_t list_gen; /* bumped when the list changes, under the lock */
 static uint64_t folded_ring_dropped, folded_ring_written; /* of reaped processes */
 static uint64_t rules_generation; /* main thread only */
 static double fullest; /* main thread only: dx_segments_fullest */
@@ -219,6 +220,7 @@ static void attach(const char *name)
     s->next = segments;
     segments = s;
     nsegments++;
+    list_gen++;
     pthread_mutex_unlock(&lock);
     dx_log(DX_DEBUG, "attached %s (service %s, pid %d)", path, res->service, pid);
 }
@@ -379,6 +381,7 @@ void dx_segments_reap(void)
             fold(s);
         *pp = s->next;
         nsegments--;
+        list_gen++;
         /* Counted under the lock, so that /metrics never sees the
          * segment both attached and reaped. */
         if (!seg_broken(s))
@@ -413,6 +416,7 @@ void dx_segments_close_all(void)
         free(s);
     }
     nsegments = 0;
+    list_gen++;
     pthread_mutex_unlock(&lock);
 }
 
@@ -446,6 +450,18 @@ void dx_segments_snapshot(void)
         if (!seg_broken(s) && dx_store_snapshot_add(&s->src) < 0)
             seg_set_broken(s); /* the main thread drops it */
     dx_store_snapshot_end();
+}
+
+uint64_t dx_segments_generation(void)
+{
+    return list_gen;
+}
+
+void dx_segments_each(int (*fn)(struct dx_store_source *src, void *arg), void *arg)
+{
+    for (struct dx_segment *s = segments; s; s = s->next)
+        if (!seg_broken(s) && fn(&s->src, arg) < 0)
+            seg_set_broken(s); /* the main thread drops it */
 }
 
 /* Adds a live segment's ring counters; false when its mapping faulted. */

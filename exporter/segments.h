@@ -42,6 +42,15 @@ void dx_segments_lock(void);
 void dx_segments_unlock(void);
 /* Under the lock: a store snapshot of every live segment (store.h). */
 void dx_segments_snapshot(void);
+/* Under the lock: fn for each live segment's store source (the metrics
+ * API's windowed statistics); a source whose mapping faults (fn returns
+ * -1) is marked broken. */
+struct dx_store_source;
+void dx_segments_each(int (*fn)(struct dx_store_source *src, void *arg), void *arg);
+/* Under the lock: a number that changes whenever a segment is attached
+ * or removed, so that a part holding store sources between two times it
+ * takes the lock (the watch thread) knows whether they are still there. */
+uint64_t dx_segments_generation(void);
 /* Under the lock: records written to and dropped by the rings of every
  * process, the live ones and the reaped ones. */
 void dx_segments_ring_totals(uint64_t *written, uint64_t *dropped);

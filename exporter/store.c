@@ -1,6 +1,7 @@
 #define _GNU_SOURCE
 #include "store.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -12,6 +13,7 @@
 #include "guard.h"
 #include "metric_filter.h"
 #include "prom_naming.h"
+#include "metric_meta.h"
 #include "util.h"
 
 _Static_assert(offsetof(struct dx_series, now.start_ns) + sizeof(uint64_t) <= 64,
@@ -322,6 +324,27 @@ static void add_values(struct dx_values *to, const struct dynobs_metric_view *v,
     }
 }
 
+/* The description a process declared for a metric, looked up when a
+ * series of a family without one is first seen. The metadata table is
+ * small (meta_slots entries, 128 by default) and this runs once per new
+ * series, so it is walked rather than hashed: the hash is the shim's
+ * business. A description declared after a family's first series was
+ * seen is picked up with the family's next new series. */
+static void find_description(struct dx_family *f, const struct dynobs_reader *rd, const char *name)
+{
+    if (f->description)
+        return;
+    size_t nl = strlen(name);
+    for (uint32_t i = 0; i < rd->hdr.meta_slots; i++) {
+        struct dynobs_metric_meta_view m;
+        if (dynobs__reader_meta(rd, i, &m) != 0 || m.name_len != nl || memcmp(m.name, name, nl))
+            continue;
+        if (m.description_len)
+            f->description = strndup(m.description, m.description_len);
+        return;
+    }
+}
+
 /* First sight of a slot: find its series, and remember it only when the
  * slot agrees with the series on kind and buckets. */
 static int compatible_or_new(struct dx_store_source *seg, uint32_t i,
@@ -335,6 +358,7 @@ static int compatible_or_new(struct dx_store_source *seg, uint32_t i,
         conflicts++;
         return 0;
     }
+    find_description(s->family, seg->rd, v->name);
     if (folded) {
         struct interned *svc = service(s->service);
         if (svc)
@@ -511,4 +535,74 @@ const void *dx_store_service_next(const void *it, struct dx_service_caps *out)
     out->overflow_updates = i->overflow_folded + (i->overflow_gen == gen ? i->overflow_live : 0);
     out->series_folded = i->series_folded;
     return i;
+}
+
+int dx_store_query_init(struct dx_store_query *q, const char *name, const char *labels)
+{
+    q->name = name;
+    q->labels = NULL;
+    if (labels && !(q->labels = normalise_labels(labels)))
+        return -ENOMEM;
+    return 0;
+}
+
+void dx_store_query_free(struct dx_store_query *q)
+{
+    free(q->labels);
+    q->labels = NULL;
+}
+
+/* The family's Prometheus name, with a counter's _total or without. */
+static int family_named(const struct dx_family *f, const char *name)
+{
+    if (!strncmp(f->prom_name, name, f->prom_name_len) &&
+        (name[f->prom_name_len] == '\0' ||
+         (f->kind == DYNOBS_METRIC_COUNTER && !strcmp(name + f->prom_name_len, "_total"))))
+        return 1;
+    return 0;
+}
+
+int dx_store_query_matches(const struct dx_store_query *q, const struct dx_series *s)
+{
+    if (strcmp(s->name, q->name) && !family_named(s->family, q->name))
+        return 0;
+    return !q->labels || !strcmp(s->labels, q->labels);
+}
+
+int dx_store_query_slots(struct dx_store_source *src, const struct dx_store_query *q,
+                         void (*fn)(void *arg, const struct dx_series *s,
+                                    struct dx_store_source *src, uint32_t slot),
+                         void *arg)
+{
+    sigjmp_buf jb;
+    if (!DX_GUARD_BEGIN(jb)) {
+        DX_GUARD_END();
+        return -1;
+    }
+    for (uint32_t i = 0; i < src->rd->hdr.metric_slots; i++) {
+        const struct dx_series *s = src->slot_series[i];
+        if (s && dx_store_query_matches(q, s))
+            fn(arg, s, src, i);
+    }
+    DX_GUARD_END();
+    return 0;
+}
+
+int dx_store_slot_values(const struct dx_store_slot_ref *refs, size_t n, double *values)
+{
+    sigjmp_buf jb;
+    if (!DX_GUARD_BEGIN(jb)) {
+        DX_GUARD_END();
+        return -EFAULT;
+    }
+    for (size_t k = 0; k < n; k++) {
+        struct dynobs_metric_view v;
+        const struct dx_store_slot_ref *r = &refs[k];
+        values[k] = dynobs__metric_read_values(&r->src->rd->slots[r->slot], r->s->kind,
+                                               r->s->nbounds, &v) == 0
+                        ? v.value
+                        : NAN;
+    }
+    DX_GUARD_END();
+    return 0;
 }

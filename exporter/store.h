@@ -74,6 +74,10 @@ struct dx_family {
      * way while it prints one (a list walk waits for each in turn). */
     struct dx_series **all;
     size_t n, cap;
+    /* What a process declared for the metric (metric_meta.h), found when
+     * a series of the family is first seen; NULL, or "", when undeclared
+     * (# HELP then says "dynobs metric NAME"). */
+    char *description;
 };
 
 /* Where the store reads one process's metrics: its segment's reader and
@@ -121,6 +125,40 @@ uint64_t dx_store_filtered(void);
  * into the metric's overflow series (otel.metric.overflow=true). Applies
  * to series first seen from now on. */
 void dx_store_set_cardinality_limit(uint32_t limit);
+
+/* A query of the metrics API (stats_api.h, watch_sse.h): series named
+ * `name` as recorded ("http.server.request.duration") or as exported to
+ * Prometheus ("http_server_request_duration_seconds", a counter's with or
+ * without _total), and with exactly the labels given ("k=v,k=v", in any
+ * order), or any labels when NULL. */
+struct dx_store_query {
+    const char *name;
+    char *labels; /* sorted by key, or NULL */
+};
+/* 0, or -ENOMEM. */
+int dx_store_query_init(struct dx_store_query *q, const char *name, const char *labels);
+void dx_store_query_free(struct dx_store_query *q);
+int dx_store_query_matches(const struct dx_store_query *q, const struct dx_series *s);
+/* Calls fn for every slot of a live source whose series matches q (the
+ * slots seen by the latest snapshot), under the SIGBUS guard. Returns
+ * 0, or -1 when the mapping faulted. */
+int dx_store_query_slots(struct dx_store_source *src, const struct dx_store_query *q,
+                         void (*fn)(void *arg, const struct dx_series *s,
+                                    struct dx_store_source *src, uint32_t slot),
+                         void *arg);
+
+/* A slot of a live source known to hold series s (dx_store_query_slots). */
+struct dx_store_slot_ref {
+    struct dx_store_source *src;
+    uint32_t slot;
+    const struct dx_series *s;
+};
+/* The values of n such slots read again without a snapshot, under one
+ * SIGBUS guard: values[k] is refs[k]'s value, or NaN when the slot is no
+ * longer ready (recorded values are finite). 0, or -EFAULT when a
+ * mapping faulted (values then unset). For a counter, what exited
+ * processes added is not in it (s->folded). */
+int dx_store_slot_values(const struct dx_store_slot_ref *refs, size_t n, double *values);
 
 /* A service's cardinality counts: updates its processes sent to overflow
  * series (live and exited, as of the latest snapshot), and process
