@@ -28,7 +28,9 @@ def traceparents(handler):
 
 
 class RecordingServer:
-    def __init__(self, record, body, http11=True, tls_dir=None):
+    """status(handler), when given, is the answer's status (200 else)."""
+
+    def __init__(self, record, body, http11=True, tls_dir=None, status=None):
         self.entries = []
         self.lock = threading.Lock()
         server = self
@@ -39,7 +41,7 @@ class RecordingServer:
             def do_GET(self):
                 with server.lock:
                     server.entries.append(record(self))
-                self.reply(body(self))
+                self.reply(body(self), status(self) if status else 200)
 
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.port = self.httpd.server_address[1]

@@ -12,21 +12,18 @@ usage: test_ebpf.py BUILD_DIR SOURCE_DIR [TEST_NAME ...]
 
 import ctypes
 import ctypes.util
-import http.server
 import os
 import re
 import shutil
-import socketserver
-import ssl
 import subprocess
 import sys
-import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import test_exporter as tx  # noqa: E402
 import test_libpq as tpq  # noqa: E402
 from otlp_receiver import Receiver  # noqa: E402
+from recorder import RecordingServer  # noqa: E402
 
 BUILD, SOURCE = tx.BUILD, tx.SOURCE
 APP = os.path.join(BUILD, "tests", "dynobs-ebpf-app")
@@ -76,40 +73,14 @@ def ebpf_spans(rx, service):
             if r.get("service.name") == service]
 
 
-class Backend:
-    """A plain HTTP/1.1 backend that records each request's headers."""
-
-    def __init__(self, tls_dir=None):
-        self.seen = []
-        outer = self
-
-        class H(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_GET(self):
-                outer.seen.append((self.path, dict((k.lower(), v) for k, v in self.headers.items())))
-                code = 404 if self.path == "/missing" else 200
-                body = b"backend says hi"
-                self.send_response(code)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args):
-                pass
-
-        self.srv = socketserver.ThreadingTCPServer(("127.0.0.1", 0), H)
-        self.srv.daemon_threads = True
-        if tls_dir:
-            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            ctx.load_cert_chain(os.path.join(tls_dir, "cert.pem"), os.path.join(tls_dir, "key.pem"))
-            self.srv.socket = ctx.wrap_socket(self.srv.socket, server_side=True)
-        threading.Thread(target=self.srv.serve_forever, daemon=True).start()
-        self.port = self.srv.server_address[1]
-
-    def stop(self):
-        self.srv.shutdown()
-        self.srv.server_close()
+def make_backend(tls_dir=None):
+    """A plain HTTP/1.1 backend outside the shim that records each request's
+    path and headers (.entries) and answers 404 for /missing."""
+    srv = RecordingServer(lambda h: (h.path, dict((k.lower(), v) for k, v in h.headers.items())),
+                          lambda h: b"backend says hi", tls_dir=tls_dir,
+                          status=lambda h: 404 if h.path == "/missing" else 200)
+    srv.seen = srv.entries
+    return srv
 
 
 def make_cert(d):
@@ -254,7 +225,7 @@ def drive_app(port, count):
 @tx.with_env
 def test_libpq_curl_service_by_pid(env):
     """A service started before the exporter, traced by --pid."""
-    rx, backend, pg = Receiver(), Backend(), tpq.Postgres(env)
+    rx, backend, pg = Receiver(), make_backend(), tpq.Postgres(env)
     try:
         p, port = run_app(env, pg, backend, 3)
         start_ebpf_exporter(env, rx, ["--pid", str(p.pid)])
@@ -275,7 +246,7 @@ def test_libpq_curl_service_by_pid(env):
 def test_libpq_curl_service_by_exe(env):
     """A service started after the exporter, traced by --exe; then the same
     executable under LD_PRELOAD is left to the shim (never traced twice)."""
-    rx, backend, pg = Receiver(), Backend(), tpq.Postgres(env)
+    rx, backend, pg = Receiver(), make_backend(), tpq.Postgres(env)
     try:
         start_ebpf_exporter(env, rx, ["--exe", APP])
         p, port = run_app(env, pg, backend, 2)
@@ -343,7 +314,7 @@ def test_node_https_by_exe(env):
     if not node:
         raise tx.Skipped("node is missing")
     make_cert(env.dir)
-    rx, backend = Receiver(), Backend(tls_dir=env.dir)
+    rx, backend = Receiver(), make_backend(tls_dir=env.dir)
     try:
         start_ebpf_exporter(env, rx, ["--exe", node])
         script = os.path.join(env.dir, "client.js")

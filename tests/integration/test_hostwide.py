@@ -11,40 +11,25 @@ itself comes through LD_PRELOAD), DYNOBS_HOSTWIDE_CONF for
 usage: test_hostwide.py BUILD_DIR SOURCE_DIR [TEST_NAME ...]
 """
 
-import http.server
 import os
 import shutil
-import socketserver
 import subprocess
 import sys
-import threading
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import test_exporter as tx  # noqa: E402
+from recorder import RecordingServer  # noqa: E402
 
 BUILD = tx.BUILD
 DUMP = os.path.join(BUILD, "dynobs-dump")
 check = tx.check
 
 
-class Server:
-    def __init__(self):
-        class H(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):
-                self.send_response(200)
-                self.send_header("Content-Length", "2")
-                self.end_headers()
-                self.wfile.write(b"ok")
-
-            def log_message(self, *a):
-                pass
-        self.srv = socketserver.TCPServer(("127.0.0.1", 0), H)
-        threading.Thread(target=self.srv.serve_forever, daemon=True).start()
-        self.url = "http://127.0.0.1:%d/" % self.srv.server_address[1]
-
-    def stop(self):
-        self.srv.shutdown()
-        self.srv.server_close()
+def server():
+    """A plain server outside the shim; its url() ends with "/"."""
+    srv = RecordingServer(lambda h: h.path, lambda h: b"ok")
+    srv.root = srv.url() + "/"
+    return srv
 
 
 def host(env, conf=None, cgroup=None):
@@ -98,11 +83,11 @@ def fetch(env, e, url, tool="curl"):
 @tx.with_env
 def test_nothing_is_traced_until_configured(env):
     tx.require_third_party("curl")
-    srv = Server()
+    srv = server()
     try:
-        fetch(env, host(env, None), srv.url)
+        fetch(env, host(env, None), srv.root)
         check(segments(env) == {}, "no selection file: no segment, %r" % segments(env))
-        fetch(env, host(env, "# nothing included yet\nexclude /usr/bin/curl\n"), srv.url)
+        fetch(env, host(env, "# nothing included yet\nexclude /usr/bin/curl\n"), srv.root)
         check(segments(env) == {}, "nothing included: no segment")
     finally:
         srv.stop()
@@ -113,7 +98,7 @@ def test_only_selected_executables_are_traced(env):
     tx.require_third_party("curl and wget")
     if not shutil.which("wget"):
         raise tx.Skipped("wget is missing")
-    srv = Server()
+    srv = server()
     try:
         curl = os.path.realpath(shutil.which("curl"))
         conf = ("# curl is traced, under a name of ours; wget is not\n"
@@ -121,8 +106,8 @@ def test_only_selected_executables_are_traced(env):
                 "exclude */wget\n"
                 "service %s fetcher\n" % curl)
         e = host(env, conf)
-        fetch(env, e, srv.url, "curl")
-        fetch(env, e, srv.url, "wget")
+        fetch(env, e, srv.root, "curl")
+        fetch(env, e, srv.root, "wget")
         got = segments(env)
         check(list(got) == ["fetcher"], "only curl, as fetcher: %r" % got)
         check(len(got["fetcher"]) == 1 and "kind=CLIENT" in got["fetcher"][0],
@@ -134,17 +119,17 @@ def test_only_selected_executables_are_traced(env):
 @tx.with_env
 def test_the_systemd_unit_names_the_service(env):
     tx.require_third_party("curl")
-    srv = Server()
+    srv = server()
     try:
         e = host(env, "include */curl\n", cgroup="0::/system.slice/shop-api.service\n")
-        fetch(env, e, srv.url)
+        fetch(env, e, srv.root)
         got = segments(env)
         check(list(got) == ["shop-api"], "the unit's name: %r" % got)
         # OTEL_SERVICE_NAME still wins over the unit
         for name in env.segments():
             os.unlink(os.path.join(env.shm, name))
         e["OTEL_SERVICE_NAME"] = "mine"
-        fetch(env, e, srv.url)
+        fetch(env, e, srv.root)
         check(list(segments(env)) == ["mine"], "OTEL_SERVICE_NAME first: %r" % segments(env))
     finally:
         srv.stop()
@@ -155,13 +140,13 @@ def test_an_explicit_preload_is_not_host_wide(env):
     """dynobs-run's LD_PRELOAD, on a host whose real preload list does not
     name the library: traced whatever a selection file would say."""
     tx.require_third_party("curl")
-    srv = Server()
+    srv = server()
     try:
         e = env.app_env({"OTEL_SERVICE_NAME": "explicit",
                          "DYNOBS_HOSTWIDE_CONF": os.path.join(env.dir, "excludes-all.conf")})
         with open(e["DYNOBS_HOSTWIDE_CONF"], "w") as f:
             f.write("exclude *\n")
-        fetch(env, e, srv.url)
+        fetch(env, e, srv.root)
         check(list(segments(env)) == ["explicit"], "traced: %r" % segments(env))
     finally:
         srv.stop()

@@ -12,13 +12,11 @@ import os
 import shutil
 import subprocess
 import sys
-import threading
-import http.server
-import socketserver
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import test_exporter as tx  # noqa: E402
 from otlp_receiver import Receiver  # noqa: E402
+from recorder import RecordingServer  # noqa: E402
 
 BUILD, SOURCE = tx.BUILD, tx.SOURCE
 check, wait_for, attrs, spans_of, one = tx.check, tx.wait_for, tx.attrs, tx.spans_of, tx.one
@@ -97,18 +95,8 @@ def test_package_lintian_and_unpacked_tree(env):
                               stderr=subprocess.DEVNULL)
         env.procs.append(xp)
 
-        class H(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):
-                self.send_response(200)
-                self.send_header("Content-Length", "2")
-                self.end_headers()
-                self.wfile.write(b"ok")
-
-            def log_message(self, *a):
-                pass
-        srv = socketserver.TCPServer(("127.0.0.1", 0), H)
-        threading.Thread(target=srv.serve_forever, daemon=True).start()
-        url = "http://127.0.0.1:%d/from-the-package" % srv.server_address[1]
+        srv = RecordingServer(lambda h: h.path, lambda h: b"ok")
+        url = srv.url() + "/from-the-package"
         run = os.path.join(root, "usr", "bin", "dynobs-run")
         env_c = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "DYNOBS_LIBRARY")}
         env_c.update({"DYNOBS_SHM_DIR": env.shm})
@@ -124,8 +112,7 @@ def test_package_lintian_and_unpacked_tree(env):
         s = spans()[0]
         check(attrs(s).get("url.full") == url and one(s, "kind") == "SPAN_KIND_CLIENT",
               "client span %r" % attrs(s))
-        srv.shutdown()
-        srv.server_close()
+        srv.stop()
     finally:
         rx.stop()
     # The Python package where Debian's python3 finds it, on the packaged library.

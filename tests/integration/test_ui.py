@@ -9,49 +9,26 @@ independence from the network are checked too.
 usage: test_ui.py BUILD_DIR SOURCE_DIR [TEST_NAME ...]
 """
 
-import http.server
 import json
 import os
 import re
 import shutil
-import socketserver
 import subprocess
 import sys
-import threading
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import test_exporter as tx  # noqa: E402
 import test_http_server as ths  # noqa: E402
+from recorder import RecordingServer  # noqa: E402
 
 BUILD = tx.BUILD
 ART = os.path.join(BUILD, "test-artifacts", "ui")
 check, wait_for = tx.check, tx.wait_for
 
 
-class Upstream:
-    def __init__(self):
-        class H(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):
-                self.send_response(200)
-                self.send_header("Content-Length", "2")
-                self.end_headers()
-                self.wfile.write(b"up")
-
-            def log_message(self, *a):
-                pass
-        self.srv = socketserver.ThreadingTCPServer(("127.0.0.1", 0), H)
-        self.srv.daemon_threads = True
-        threading.Thread(target=self.srv.serve_forever, daemon=True).start()
-        self.url = "http://127.0.0.1:%d/upstream" % self.srv.server_address[1]
-
-    def stop(self):
-        self.srv.shutdown()
-        self.srv.server_close()
-
-
 def make_trace(env, name):
-    up = Upstream()
-    port = ths.start_sample_server(env, "thread", name, up.url)
+    up = RecordingServer(lambda h: h.path, lambda h: b"up")
+    port = ths.start_sample_server(env, "thread", name, up.url() + "/upstream")
     st = tx_get(port, "/items/42")
     check(st == 200, "the traced server answered %d" % st)
     return up
