@@ -41,7 +41,10 @@ class RecordingServer:
             def do_GET(self):
                 with server.lock:
                     server.entries.append(record(self))
-                self.reply(body(self), status(self) if status else 200)
+                if status:
+                    self.reply(body(self), status(self))
+                else:
+                    self.reply(body(self))
 
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.port = self.httpd.server_address[1]
