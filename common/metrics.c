@@ -391,3 +391,26 @@ int dynobs__metric_read_values(const struct dynobs_metric_slot *s, int kind, uns
     }
     return 0;
 }
+
+void dynobs__labels_join(char *out, size_t cap, const char *(*parts)[2], size_t count)
+{
+    size_t n = 0;
+    out[0] = '\0';
+    for (size_t i = 0; i < count; i++) {
+        const char *k = parts[i][0], *v = parts[i][1];
+        size_t kl = strlen(k), vl = v ? strlen(v) : 0;
+        if (!vl || strpbrk(v, ",=") || n + kl + vl + 3 >= cap)
+            continue;
+        if (n)
+            out[n++] = ',';
+        memcpy(out + n, k, kl);
+        n += kl;
+        out[n++] = '=';
+        memcpy(out + n, v, vl);
+        n += vl;
+        out[n] = '\0';
+    }
+}
+
+const double dynobs__http_duration_bounds[DYNOBS_HTTP_DURATION_NBOUNDS] = {
+    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10};

@@ -194,4 +194,14 @@ int dynobs__metric_read_values(const struct dynobs_metric_slot *s, int kind, uns
 int dynobs__metric_name_ok(const char *s, size_t n);
 int dynobs__metric_labels_ok(const char *s, size_t n);
 
+/* Joins key=value pairs into a metric label string ("k1=v1,k2=v2"),
+ * leaving out empty values and values that hold ',' or '=' (which the
+ * format cannot carry), and what would not fit in cap. The shim's
+ * instrumentations and the exporter's eBPF source make their labels so. */
+void dynobs__labels_join(char *out, size_t cap, const char *(*parts)[2], size_t n);
+
+/* The semantic conventions' buckets for HTTP request durations (s). */
+#define DYNOBS_HTTP_DURATION_NBOUNDS 14
+extern const double dynobs__http_duration_bounds[DYNOBS_HTTP_DURATION_NBOUNDS];
+
 #endif

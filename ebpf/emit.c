@@ -151,16 +151,3 @@ void dynobs__ebpf_histogram(struct eproc *p, const char *name, const double *bou
         __atomic_fetch_add(&seg->metrics.counters[DYNOBS_CTR_METRIC_UPDATES_REFUSED], 1,
                            __ATOMIC_RELAXED);
 }
-
-void dynobs__ebpf_labels(char *out, size_t cap, const char *(*parts)[2], size_t n)
-{
-    size_t len = 0;
-    out[0] = '\0';
-    for (size_t i = 0; i < n; i++) {
-        const char *k = parts[i][0], *v = parts[i][1];
-        size_t kl = strlen(k), vl = v ? strlen(v) : 0;
-        if (!vl || strpbrk(v, ",=") || len + kl + vl + 3 >= cap)
-            continue;
-        len += (size_t)snprintf(out + len, cap - len, "%s%s=%s", len ? "," : "", k, v);
-    }
-}

@@ -19,6 +19,7 @@
 
 #include "http/h1.h"
 #include "internal.h"
+#include "metrics.h"
 #include "tracecontext.h"
 
 #define CONNS_MAX 4096
@@ -45,9 +46,6 @@ struct hconn {
 static struct hconn *conns[CONNS_MAX];
 static int nconns;
 
-static const double duration_bounds[] = {0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25,
-                                         0.5,   0.75, 1,     2.5,   5,     7.5, 10};
-#define NBOUNDS (sizeof duration_bounds / sizeof duration_bounds[0])
 
 static unsigned hash(int pid, int src, uint64_t conn)
 {
@@ -257,9 +255,9 @@ static void finish(struct eproc *p, struct hconn *c, uint64_t ts)
                                   {"url.scheme", tls ? "https" : "http"},
                                   {"http.route", c->route},
                                   {"error.type", error_type}};
-        dynobs__ebpf_labels(labels, sizeof labels, parts, sizeof parts / sizeof parts[0]);
-        dynobs__ebpf_histogram(p, "http.server.request.duration", duration_bounds, NBOUNDS, secs,
-                               labels);
+        dynobs__labels_join(labels, sizeof labels, parts, sizeof parts / sizeof parts[0]);
+        dynobs__ebpf_histogram(p, "http.server.request.duration", dynobs__http_duration_bounds,
+                               DYNOBS_HTTP_DURATION_NBOUNDS, secs, labels);
     } else {
         char port[16];
         snprintf(port, sizeof port, "%ld", c->port);
@@ -268,9 +266,9 @@ static void finish(struct eproc *p, struct hconn *c, uint64_t ts)
                                   {"server.port", port},
                                   {"http.response.status_code", cs},
                                   {"error.type", error_type}};
-        dynobs__ebpf_labels(labels, sizeof labels, parts, sizeof parts / sizeof parts[0]);
-        dynobs__ebpf_histogram(p, "http.client.request.duration", duration_bounds, NBOUNDS, secs,
-                               labels);
+        dynobs__labels_join(labels, sizeof labels, parts, sizeof parts / sizeof parts[0]);
+        dynobs__ebpf_histogram(p, "http.client.request.duration", dynobs__http_duration_bounds,
+                               DYNOBS_HTTP_DURATION_NBOUNDS, secs, labels);
     }
     idle(c);
 }

@@ -144,9 +144,6 @@ void dynobs__espan_end(struct eproc *p, struct espan *s, uint64_t end_mono);
 /* A histogram observation in p's segment. */
 void dynobs__ebpf_histogram(struct eproc *p, const char *name, const double *bounds,
                             unsigned nbounds, double v, const char *labels);
-/* "k=v,k=v" from pairs; values that are empty or hold ',' or '=' are
- * left out (as the shim's labels). */
-void dynobs__ebpf_labels(char *out, size_t cap, const char *(*parts)[2], size_t n);
 
 /* ---- http.c, pq.c ---- */
 

@@ -100,4 +100,23 @@ static __always_inline void event_send(struct dynobs_ebpf_ev *e)
         count(DYNOBS_EBPF_LOST_RINGBUF);
 }
 
+/* Sends e as a data event: the call on conn moved len bytes (dir, src),
+ * the first avail of which are at from; up to DYNOBS_EBPF_DATA_MAX of them
+ * are copied, and a cut copy says so. */
+static __always_inline void data_send(struct dynobs_ebpf_ev *e, __u64 conn, long len, __u8 dir,
+                                      __u8 src, const void *from, __u64 avail)
+{
+    e->conn = conn;
+    e->len = len;
+    e->dir = dir;
+    e->src = src;
+    if (avail > DYNOBS_EBPF_DATA_MAX || (__u64)len > avail)
+        e->flags |= DYNOBS_EVF_CUT;
+    __u32 n = data_len(avail);
+    if (bpf_probe_read_user(e->data, n, from))
+        n = 0;
+    e->cap = n;
+    event_send(e);
+}
+
 #endif

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "metrics.h"
 #include "sql.h"
 
 #define PQ_CONNS 1024
@@ -127,7 +128,7 @@ static void finish(struct eproc *p, struct pqconn *c, uint64_t ts)
     const char *parts[][2] = {{"db.system.name", "postgresql"},
                               {"db.operation.name", c->op},
                               {"error.type", c->failed ? "_OTHER" : NULL}};
-    dynobs__ebpf_labels(labels, sizeof labels, parts, sizeof parts / sizeof parts[0]);
+    dynobs__labels_join(labels, sizeof labels, parts, sizeof parts / sizeof parts[0]);
     dynobs__ebpf_histogram(p, "db.client.operation.duration", op_bounds,
                            sizeof op_bounds / sizeof op_bounds[0],
                            ts > c->start ? (double)(ts - c->start) / 1e9 : 0, labels);

@@ -107,10 +107,6 @@ static __always_inline int leave(long ret)
     struct dynobs_ebpf_ev *e = event_new(DYNOBS_EV_DATA);
     if (!e)
         return 0;
-    e->conn = k.fd;
-    e->len = ret;
-    e->dir = k.dir;
-    e->src = DYNOBS_SRC_SOCK;
     e->family = k.family;
     e->lport = k.lport;
     e->rport = k.rport;
@@ -128,13 +124,7 @@ static __always_inline int leave(long ret)
         if (n > v.iov_len)
             n = v.iov_len;
     }
-    if (n > DYNOBS_EBPF_DATA_MAX || (__u64)ret > n)
-        e->flags |= DYNOBS_EVF_CUT;
-    __u32 m = data_len(n);
-    if (bpf_probe_read_user(e->data, m, (void *)src))
-        m = 0;
-    e->cap = m;
-    event_send(e);
+    data_send(e, k.fd, ret, k.dir, DYNOBS_SRC_SOCK, (const void *)src, n);
     return 0;
 }
 

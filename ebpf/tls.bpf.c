@@ -60,17 +60,7 @@ static __always_inline int leave(long ret)
     struct dynobs_ebpf_ev *e = event_new(DYNOBS_EV_DATA);
     if (!e)
         return 0;
-    e->conn = k.ssl;
-    e->len = ret;
-    e->dir = k.dir;
-    e->src = DYNOBS_SRC_TLS;
-    if (ret > DYNOBS_EBPF_DATA_MAX)
-        e->flags |= DYNOBS_EVF_CUT;
-    __u32 n = data_len((__u64)ret);
-    if (bpf_probe_read_user(e->data, n, (void *)k.buf))
-        n = 0;
-    e->cap = n;
-    event_send(e);
+    data_send(e, k.ssl, ret, k.dir, DYNOBS_SRC_TLS, (const void *)k.buf, (__u64)ret);
     return 0;
 }
 

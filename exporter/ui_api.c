@@ -90,6 +90,17 @@ static void jval(struct dx_buf *b, const struct dynobs_item *it)
     }
 }
 
+/* "key":value of an attribute item, after a comma unless it is the first. */
+static void member(struct dx_buf *b, const struct dynobs_item *it, int *first)
+{
+    if (!*first)
+        dx_buf_put(b, ",", 1);
+    *first = 0;
+    jstr(b, it->key, it->key_len);
+    dx_buf_put(b, ":", 1);
+    jval(b, it);
+}
+
 static void hex(struct dx_buf *b, const uint8_t *id, size_t n)
 {
     char h[33];
@@ -133,16 +144,9 @@ static void span_json(struct dx_buf *b, const uint8_t *rec, uint32_t len, const 
     size_t off = 0;
     struct dynobs_item it;
     int first = 1;
-    while (dynobs__item_next(v.items, v.items_len, &off, &it) == 1) {
-        if (it.tag != DYNOBS_ITEM_SPAN_ATTR)
-            continue;
-        if (!first)
-            dx_buf_put(b, ",", 1);
-        first = 0;
-        jstr(b, it.key, it.key_len);
-        dx_buf_put(b, ":", 1);
-        jval(b, &it);
-    }
+    while (dynobs__item_next(v.items, v.items_len, &off, &it) == 1)
+        if (it.tag == DYNOBS_ITEM_SPAN_ATTR)
+            member(b, &it, &first);
     dx_buf_str(b, "},\"events\":[");
     off = 0;
     int nev = 0, in_event = 0;
@@ -157,12 +161,7 @@ static void span_json(struct dx_buf *b, const uint8_t *rec, uint32_t len, const 
             first = 1;
             nev++;
         } else if (it.tag == DYNOBS_ITEM_EVENT_ATTR && in_event) {
-            if (!first)
-                dx_buf_put(b, ",", 1);
-            first = 0;
-            jstr(b, it.key, it.key_len);
-            dx_buf_put(b, ":", 1);
-            jval(b, &it);
+            member(b, &it, &first);
         }
     }
     dx_buf_str(b, in_event ? "}}]}" : "]}");

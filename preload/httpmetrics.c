@@ -9,9 +9,6 @@
 
 #include "../common/metrics.h"
 
-const double dynobs__http_duration_bounds[DYNOBS_HTTP_DURATION_NBOUNDS] = {
-    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10};
-
 void dynobs__http_client_metric(const char *method, const char *server, long port, long code,
                                 const char *error_type, double seconds)
 {

@@ -11,11 +11,10 @@
 
 struct dynobs_segment;
 
+#include "../common/metrics.h"
 #include "../common/util.h"
 
-/* The semantic conventions' buckets for HTTP request durations. */
-#define DYNOBS_HTTP_DURATION_NBOUNDS 14
-extern const double dynobs__http_duration_bounds[DYNOBS_HTTP_DURATION_NBOUNDS] DYNOBS_INTERNAL;
+/* The semantic conventions' buckets: dynobs__http_duration_bounds (common/metrics.h). */
 
 /* Records http.client.request.duration. server NULL or "", port <= 0 and
  * code <= 0 leave their labels out; error_type NULL: no error. */
@@ -23,7 +22,7 @@ void dynobs__http_client_metric(const char *method, const char *server, long por
                                 const char *error_type, double seconds) DYNOBS_INTERNAL;
 
 /* Records http.server.request.duration under a label string made by
- * dynobs__labels_join (state.h). */
+ * dynobs__labels_join (common/metrics.h). */
 void dynobs__http_server_metric(struct dynobs_segment *seg, const char *labels,
                                 double seconds) DYNOBS_INTERNAL;
 

@@ -148,26 +148,6 @@ DYNOBS_API int dynobs_metric_record(const dynobs_metric_desc *desc, double value
     return record(&d, value, labels);
 }
 
-void dynobs__labels_join(char *out, size_t cap, const char *(*parts)[2], size_t count)
-{
-    size_t n = 0;
-    out[0] = '\0';
-    for (size_t i = 0; i < count; i++) {
-        const char *k = parts[i][0], *v = parts[i][1];
-        size_t kl = strlen(k), vl = v ? strlen(v) : 0;
-        if (!vl || strpbrk(v, ",=") || n + kl + vl + 3 >= cap)
-            continue;
-        if (n)
-            out[n++] = ',';
-        memcpy(out + n, k, kl);
-        n += kl;
-        out[n++] = '=';
-        memcpy(out + n, v, vl);
-        n += vl;
-        out[n] = '\0';
-    }
-}
-
 /* Statistics read back from this process's own segment: the series is
  * found without registering it, and its window read as any reader would
  * (common/metric_window.c). Not a hot path, but lock-free all the same. */

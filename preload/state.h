@@ -218,12 +218,6 @@ void dynobs__duration_record(struct dynobs_segment *seg, const char *name,
                              const double *bounds, size_t nbounds, double seconds,
                              const char *labels) DYNOBS_INTERNAL;
 
-/* Joins key=value pairs into a metric label string ("k1=v1,k2=v2"),
- * leaving out empty values and values that hold ',' or '=' (which the
- * format cannot carry), and what would not fit in cap. */
-void dynobs__labels_join(char *out, size_t cap, const char *(*parts)[2], size_t n)
-    DYNOBS_INTERNAL;
-
 /* Writes a log record (severity 0-24) with attributes, in the calling
  * thread's current context (log.c). A body longer than
  * DYNOBS_LOG_BODY_MAX is cut there and the record flagged truncated. */
