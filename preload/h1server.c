@@ -429,8 +429,12 @@ static void finish(struct dynobs_conn *c, int code, const char *error_type)
     }
     dynobs__serving_end(&x->serving, t);
     /* Contexts that still point at this request's baggage (API spans that
-     * outlive it) see it gone. */
-    __atomic_add_fetch(&x->bag_gen, 1, __ATOMIC_RELEASE);
+     * outlive it) see it gone. Only the thread serving the connection
+     * writes the count, so a store publishes it (no locked add, which
+     * would wait for every store before it); a request without baggage
+     * gave no context any (dynobs__ctx_baggage reads none of length 0). */
+    if (x->bag_len)
+        __atomic_store_n(&x->bag_gen, x->bag_gen + 1, __ATOMIC_RELEASE);
     dynobs__redact_span(s, x->rules, x->redact);
     dynobs__span_finish(s);
     x->open = 0;
@@ -458,7 +462,12 @@ void dynobs__h1s_init(struct dynobs_conn *c)
     h->run.len = 0;
     h->first.len = 0;
     h->status.len = 0;
+    /* (the baggage count goes on from where the stream that had this
+     * state left it, so that a context of one of its requests does not
+     * take a new request's baggage for its own) */
+    uint32_t bag_gen = h->x.bag_gen;
     memset(&h->x, 0, offsetof(struct dynobs_h1s_exchange, span));
+    h->x.bag_gen = bag_gen + 1;
     h->x.span.live = 0;
 }
 

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "http/h1.h"
+#include "http/h1_scan.h"
 
 static const char REQ[] = "GET /items?id=7 HTTP/1.1\r\nHost: example.com:8080\r\n"
                           "User-Agent: t\r\nAccept: */*\r\n\r\nBODY";
@@ -356,4 +357,24 @@ Test(http1, correlation_headers_in_any_split)
     cr_assert_eq(o.corr_seen, 16 | 32);
     cr_assert_eq(o.corr_len[1], 0, "a client's view keeps no value");
     dynobs__h1_watch_correlation(names, lens, 0);
+}
+
+/* The memos' compare (h1_scan.h) against memcmp: every length up to 300,
+ * a difference at each byte found, one just past the end ignored. */
+Test(http1, memo_compare_is_exact)
+{
+    uint8_t a[320], b[320];
+    for (size_t i = 0; i < sizeof a; i++)
+        a[i] = b[i] = (uint8_t)(i * 7 + 3);
+    for (size_t n = 0; n <= 300; n++) {
+        cr_assert(dynobs__h1_same(a, b, n), "equal, n %zu", n);
+        for (size_t k = 0; k < n; k++) {
+            b[k] ^= 0x40;
+            cr_assert(!dynobs__h1_same(a, b, n), "byte %zu differs, n %zu", k, n);
+            b[k] ^= 0x40;
+        }
+        b[n] ^= 1;
+        cr_assert(dynobs__h1_same(a, b, n), "a byte past n %zu is not compared", n);
+        b[n] ^= 1;
+    }
 }
