@@ -99,12 +99,22 @@ void dynobs__h1_req_reset(struct dynobs_h1_req *o);
  * repeats it byte for byte, fed from idle again, is not read a second
  * time. What the reader does is a function of the bytes it looks at,
  * up to the empty line, and of its state before them, so the outcome is
- * the one reading would give. Kept by the caller, for one reader. */
+ * the one reading would give. Kept by the caller, for one reader.
+ *
+ * A traced caller sends a traceparent of its own with every request, the
+ * rest of its head repeating: when the head's one traceparent value was
+ * copied whole from a run of visible bytes (tp_at, tp_len), a head that
+ * differs from it only inside that run, with visible bytes there too, is
+ * read to the same state but for the traceparent field, which then holds
+ * the new run (a visible byte inside a value is copied and nothing
+ * else: no white space to skip, no line end). */
 #define DYNOBS_H1_REQ_MEMO_MAX 256u
 #define DYNOBS_H1_REQ_FIXED offsetof(struct dynobs_h1_req, reqline)
 struct dynobs_h1_req_memo {
     uint16_t len; /* bytes of head, the empty line's first byte included; 0: none */
-    uint8_t repeated; /* the last feed was this head again */
+    uint8_t repeated; /* the last feed was this head again, its traceparent aside */
+    uint8_t tp_len;   /* the traceparent value's run in head, 0: none (not memoised) */
+    uint16_t tp_at;
     uint8_t after[DYNOBS_H1_REQ_FIXED];
     uint8_t head[DYNOBS_H1_REQ_MEMO_MAX];
 };

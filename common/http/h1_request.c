@@ -516,6 +516,59 @@ long dynobs__h1_req_feed(struct dynobs_h1_req *o, const uint8_t *p, size_t n)
     return -1;
 }
 
+/* n bytes at p are all visible ASCII (0x21-0x7e). */
+static int visible(const uint8_t *p, size_t n)
+{
+    size_t i = 0;
+#if defined(__SSE2__)
+    /* (saturating subtractions: 0x21 - byte is 0 for a byte from 0x21 up,
+     * byte - 0x7e for one up to 0x7e) */
+    const __m128i lo = _mm_set1_epi8(0x21), hi = _mm_set1_epi8(0x7e), zero = _mm_setzero_si128();
+    for (; i + 16 <= n; i += 16) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(p + i));
+        __m128i ok = _mm_and_si128(_mm_cmpeq_epi8(_mm_subs_epu8(lo, v), zero),
+                                   _mm_cmpeq_epi8(_mm_subs_epu8(v, hi), zero));
+        if (_mm_movemask_epi8(ok) != 0xffff)
+            return 0;
+    }
+#endif
+    for (; i < n; i++)
+        if (p[i] < 0x21 || p[i] > 0x7e)
+            return 0;
+    return 1;
+}
+
+/* Where the reader's one traceparent value (tp_len bytes) lies in the
+ * head it just read, when it is a run of visible bytes copied whole from
+ * a "traceparent:" line: its offset, or -1. The line is found from the
+ * value's end back (the value, white space, the colon, the name at a
+ * line start), so a run elsewhere that holds the same bytes is not taken
+ * for it. */
+static long traceparent_run(const struct dynobs_h1_req *o, const uint8_t *h, size_t len)
+{
+    size_t v = o->tp_len;
+    if (!o->has_traceparent || o->tp_count != 1 || !v || v > 255 || v + 14 > len)
+        return -1;
+    for (size_t at = 13; at + v < len; at++) {
+        if (h[at + v] != '\r' && h[at + v] != '\n')
+            continue;
+        if (memcmp(h + at, o->traceparent, v) || !visible(h + at, v))
+            continue;
+        size_t c = at;
+        while (c > 0 && (h[c - 1] == ' ' || h[c - 1] == '\t'))
+            c--;
+        if (c < 13 || h[c - 1] != ':' || h[c - 13] != '\n')
+            continue;
+        static const char name[] = "traceparent";
+        size_t k = 0;
+        while (k < 11 && lower(h[c - 12 + k]) == (uint8_t)name[k])
+            k++;
+        if (k == 11)
+            return (long)at;
+    }
+    return -1;
+}
+
 long dynobs__h1_req_feed_memo(struct dynobs_h1_req *o, struct dynobs_h1_req_memo *m,
                               const uint8_t *p, size_t n)
 {
@@ -524,11 +577,23 @@ long dynobs__h1_req_feed_memo(struct dynobs_h1_req *o, struct dynobs_h1_req_memo
      * before its head was this one when their capture agrees. */
     if (o->phase == DYNOBS_H1_REQ_IDLE) {
         size_t len = m->len;
-        if (len && len <= n && m->after[offsetof(struct dynobs_h1_req, capture)] == o->capture &&
-            dynobs__h1_same(p, m->head, len)) {
-            memcpy(o, m->after, DYNOBS_H1_REQ_FIXED);
-            m->repeated = 1;
-            return (long)len - 1;
+        if (len && len <= n && m->after[offsetof(struct dynobs_h1_req, capture)] == o->capture) {
+            size_t at = m->tp_at, tl = m->tp_len;
+            if (dynobs__h1_same(p, m->head, len)) {
+                memcpy(o, m->after, DYNOBS_H1_REQ_FIXED);
+                m->repeated = 1;
+                return (long)len - 1;
+            }
+            if (tl && dynobs__h1_same(p, m->head, at) &&
+                dynobs__h1_same(p + at + tl, m->head + at + tl, len - at - tl) &&
+                visible(p + at, tl)) {
+                memcpy(o, m->after, DYNOBS_H1_REQ_FIXED);
+                memcpy(o->traceparent, p + at, tl);
+                /* (the next compare is with this head) */
+                memcpy(m->head + at, p + at, tl);
+                m->repeated = 1;
+                return (long)len - 1;
+            }
         }
     }
     m->len = 0; /* the buffers are written from here on */
@@ -538,6 +603,9 @@ long dynobs__h1_req_feed_memo(struct dynobs_h1_req *o, struct dynobs_h1_req_memo
     if (idle && k >= 0 && (size_t)k < sizeof m->head) {
         memcpy(m->head, p, (size_t)k + 1);
         memcpy(m->after, o, DYNOBS_H1_REQ_FIXED);
+        long at = traceparent_run(o, m->head, (size_t)k + 1);
+        m->tp_at = (uint16_t)(at >= 0 ? at : 0);
+        m->tp_len = (uint8_t)(at >= 0 ? o->tp_len : 0);
         m->len = (uint16_t)(k + 1);
     }
     return k;

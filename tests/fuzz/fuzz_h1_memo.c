@@ -1,12 +1,14 @@
 /* The HTTP/1 head memos (h1.h: dynobs_h1_req_memo, dynobs_h1_resp_memo)
  * against reading. An input is a first head A and a second head B made
  * from it (the same bytes, with more after them, with one byte changed,
- * or cut short, as the input's first bytes choose): A goes through a
+ * or cut short, as the input's first bytes choose; and, when A has a
+ * traceparent line, A with that value rewritten): A goes through a
  * reader with the memo, the reader starts over (the next request on the
  * connection), then B; another reader reads B without a memo. Property:
  * the same outcome and the same state (the request reader's fixed part
  * and the fields it captured; the response tracker's whole state), so a
  * memo's answer is always the one reading gives. */
+#define _GNU_SOURCE
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -86,6 +88,26 @@ static void check_resp(const uint8_t *a, size_t an, const uint8_t *b, size_t bn,
     CHECK(same_resp(&r, &plain));
 }
 
+/* B from A with its first traceparent line's value rewritten from the
+ * rest of the input (the bytes a traced caller changes from one request
+ * to the next; any bytes, so that runs that are not visible bytes, or
+ * that hold a line end, are tried too): its length, 0 when A has no
+ * "traceparent:" line. */
+static size_t retrace(uint8_t *b, const uint8_t *a, size_t an, const uint8_t *rest, size_t rn)
+{
+    static const char key[] = "\ntraceparent:";
+    const uint8_t *at = an >= sizeof key ? memmem(a, an, key, sizeof key - 1) : NULL;
+    if (!at)
+        return 0;
+    memcpy(b, a, an);
+    size_t v = (size_t)(at - a) + sizeof key - 1;
+    while (v < an && b[v] == ' ')
+        v++;
+    for (size_t k = 0; v + k < an && k < rn && a[v + k] != '\r' && a[v + k] != '\n'; k++)
+        b[v + k] = rest[k];
+    return an;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static uint8_t b[2 * 4096];
@@ -103,5 +125,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         check_req(a, an, b, bn, capture);
     for (int head = 0; head < 2; head++)
         check_resp(a, an, b, bn, head);
+    bn = retrace(b, a, an, a + an, size - 4 - an);
+    for (uint8_t capture = 0; bn && capture < 2; capture++)
+        check_req(a, an, b, bn, capture);
     return 0;
 }

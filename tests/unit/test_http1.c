@@ -378,3 +378,48 @@ Test(http1, memo_compare_is_exact)
         b[n] ^= 1;
     }
 }
+
+/* A traced caller's heads differ in the traceparent value only: the memo
+ * takes the new value without reading the head again (repeated), and
+ * gives what reading gives; a value that is not all visible bytes, or a
+ * change outside it, is read again. */
+Test(http1, memo_takes_a_new_traceparent_only)
+{
+    static const char a[] = "GET /x HTTP/1.1\r\nHost: h\r\ntraceparent: "
+                            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\r\n\r\n";
+    char b[sizeof a];
+    static struct dynobs_h1_req o, plain;
+    static struct dynobs_h1_req_memo m;
+    const size_t vat = strstr(a, "00-") - a;
+    const struct {
+        size_t at;
+        char c;
+        int repeated;
+    } cases[] = {{vat + 5, 'a', 1}, {vat + 54, '0', 1}, {vat + 10, ' ', 0},
+                 {vat + 10, '\x7f', 0}, {vat - 1, '\t', 0}, {3, '/', 0}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        memset(&o, 0, DYNOBS_H1_REQ_FIXED);
+        o.capture = 1;
+        m.len = 0;
+        cr_assert_geq(dynobs__h1_req_feed_memo(&o, &m, (const uint8_t *)a, sizeof a - 1), 0);
+        cr_assert_eq(m.tp_len, 55);
+        dynobs__h1_req_reset(&o);
+        memcpy(&plain, &o, DYNOBS_H1_REQ_FIXED);
+        memcpy(b, a, sizeof a);
+        b[cases[i].at] = cases[i].c;
+        long k = dynobs__h1_req_feed_memo(&o, &m, (const uint8_t *)b, sizeof a - 1);
+        cr_assert_eq(k, dynobs__h1_req_feed(&plain, (const uint8_t *)b, sizeof a - 1), "case %zu", i);
+        cr_assert_eq(m.repeated, cases[i].repeated, "case %zu", i);
+        cr_assert(!memcmp(&o, &plain, DYNOBS_H1_REQ_FIXED), "case %zu", i);
+        cr_assert_eq(o.tp_len, plain.tp_len);
+        cr_assert(!memcmp(o.traceparent, plain.traceparent, o.tp_len), "case %zu", i);
+    }
+    /* The same value elsewhere than in a traceparent line is not taken
+     * for it: two lines, or none. */
+    static const char two[] = "GET / HTTP/1.1\r\nx-tp: 00-ab\r\ntraceparent: 00-ab\r\n\r\n";
+    memset(&o, 0, DYNOBS_H1_REQ_FIXED);
+    m.len = 0;
+    dynobs__h1_req_feed_memo(&o, &m, (const uint8_t *)two, sizeof two - 1);
+    cr_assert_eq(m.tp_len, 5);
+    cr_assert_eq(m.tp_at, strstr(two, "traceparent: ") - two + 13);
+}
