@@ -516,23 +516,32 @@ long dynobs__h1_req_feed(struct dynobs_h1_req *o, const uint8_t *p, size_t n)
     return -1;
 }
 
-/* n bytes at p are all visible ASCII (0x21-0x7e). */
+#if defined(__SSE2__)
+/* The bytes of a 16-byte block that are visible ASCII (0x21-0x7e), as a
+ * mask: saturating subtractions, 0x21 - byte is 0 for a byte from 0x21
+ * up, byte - 0x7e for one up to 0x7e. */
+static inline int visible16(const uint8_t *p)
+{
+    __m128i v = _mm_loadu_si128((const __m128i *)(const void *)p), zero = _mm_setzero_si128();
+    return _mm_movemask_epi8(
+        _mm_and_si128(_mm_cmpeq_epi8(_mm_subs_epu8(_mm_set1_epi8(0x21), v), zero),
+                      _mm_cmpeq_epi8(_mm_subs_epu8(v, _mm_set1_epi8(0x7e)), zero)));
+}
+#endif
+
+/* n bytes at p are all visible ASCII (0x21-0x7e): 16 at a time, the last
+ * block overlapping the one before it. */
 static int visible(const uint8_t *p, size_t n)
 {
-    size_t i = 0;
 #if defined(__SSE2__)
-    /* (saturating subtractions: 0x21 - byte is 0 for a byte from 0x21 up,
-     * byte - 0x7e for one up to 0x7e) */
-    const __m128i lo = _mm_set1_epi8(0x21), hi = _mm_set1_epi8(0x7e), zero = _mm_setzero_si128();
-    for (; i + 16 <= n; i += 16) {
-        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(p + i));
-        __m128i ok = _mm_and_si128(_mm_cmpeq_epi8(_mm_subs_epu8(lo, v), zero),
-                                   _mm_cmpeq_epi8(_mm_subs_epu8(v, hi), zero));
-        if (_mm_movemask_epi8(ok) != 0xffff)
-            return 0;
+    if (n >= 16) {
+        int all = visible16(p + n - 16);
+        for (size_t i = 0; i + 16 < n; i += 16)
+            all &= visible16(p + i);
+        return all == 0xffff;
     }
 #endif
-    for (; i < n; i++)
+    for (size_t i = 0; i < n; i++)
         if (p[i] < 0x21 || p[i] > 0x7e)
             return 0;
     return 1;
