@@ -74,7 +74,9 @@
  * relaxed atomic adds by the threads of that shard. METRIC_OVERFLOW took
  * the last word, unused and zero before, so the layout version stayed. */
 enum dynobs_counter {
-    DYNOBS_CTR_RECORDS_WRITTEN = 0, /* records committed to the ring */
+    /* records committed to the ring (a span's counted as its writing
+     * starts: ring.h, dynobs__ring_count_written) */
+    DYNOBS_CTR_RECORDS_WRITTEN = 0,
     DYNOBS_CTR_RECORDS_DROPPED,     /* records refused: ring full */
     DYNOBS_CTR_RECORDS_TRUNCATED,   /* records that lost attributes/events/bytes */
     DYNOBS_CTR_SPANS_REFUSED,       /* span starts refused: too many open spans */

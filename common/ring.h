@@ -47,6 +47,16 @@ struct dynobs_ring_room {
 struct dynobs_rec_hdr *dynobs__ring_reserve(struct dynobs_ring *r, size_t payload_len,
                                             uint16_t type, uint16_t flags);
 void dynobs__ring_commit(struct dynobs_ring *r, struct dynobs_rec_hdr *h);
+/* dynobs__ring_commit in two steps, for a producer that writes many
+ * bytes into the record: the count (RECORDS_WRITTEN) right after the
+ * reservation, then, once the payload is written, the publication. A
+ * locked add after the payload's stores would wait for every one of them
+ * to reach the cache (lines the consumer last read, on another CPU);
+ * right after the reservation's compare-and-swap there is nothing to
+ * wait for. The count then runs ahead of the records published by the
+ * ones being written, never behind. */
+void dynobs__ring_count_written(struct dynobs_ring *r);
+void dynobs__ring_publish(struct dynobs_rec_hdr *h);
 /* The same reservation, but a refusal is not counted: for a producer
  * that tries another shard before it drops (the caller counts). */
 struct dynobs_rec_hdr *dynobs__ring_try_reserve(struct dynobs_ring *r, size_t payload_len,

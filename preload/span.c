@@ -621,6 +621,7 @@ static int emit(struct dynobs_span *s, struct dynobs_thread *self, uint16_t rf)
         if (!h)
             return DYNOBS_ENOSPC;
     }
+    dynobs__ring_count_written(ring);
     /* Body order: name, status message, tracestate and items; the fixed
      * part and the name are adjacent in the span (span.h). */
     uint8_t *p = (uint8_t *)(h + 1);
@@ -634,7 +635,7 @@ static int emit(struct dynobs_span *s, struct dynobs_thread *self, uint16_t rf)
         p += s->status_len;
         memcpy(p, s->body + nl, s->used - nl);
     }
-    dynobs__ring_commit(ring, h);
+    dynobs__ring_publish(h);
     if (s->truncated)
         __atomic_fetch_add(&ring->counters[DYNOBS_CTR_RECORDS_TRUNCATED], 1, __ATOMIC_RELAXED);
     return 0;
