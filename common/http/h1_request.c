@@ -588,18 +588,16 @@ long dynobs__h1_req_feed_memo(struct dynobs_h1_req *o, struct dynobs_h1_req_memo
         size_t len = m->len;
         if (len && len <= n && m->after[offsetof(struct dynobs_h1_req, capture)] == o->capture) {
             size_t at = m->tp_at, tl = m->tp_len;
-            if (dynobs__h1_same(p, m->head, len)) {
+            /* (with a traceparent run, the head around it and the run's
+             * bytes; the run in m->head is then never compared again, so
+             * it keeps the first head's) */
+            if (tl ? dynobs__h1_same(p, m->head, at) &&
+                         dynobs__h1_same(p + at + tl, m->head + at + tl, len - at - tl) &&
+                         visible(p + at, tl)
+                   : dynobs__h1_same(p, m->head, len)) {
                 memcpy(o, m->after, DYNOBS_H1_REQ_FIXED);
-                m->repeated = 1;
-                return (long)len - 1;
-            }
-            if (tl && dynobs__h1_same(p, m->head, at) &&
-                dynobs__h1_same(p + at + tl, m->head + at + tl, len - at - tl) &&
-                visible(p + at, tl)) {
-                memcpy(o, m->after, DYNOBS_H1_REQ_FIXED);
-                memcpy(o->traceparent, p + at, tl);
-                /* (the next compare is with this head) */
-                memcpy(m->head + at, p + at, tl);
+                if (tl)
+                    memcpy(o->traceparent, p + at, tl);
                 m->repeated = 1;
                 return (long)len - 1;
             }
