@@ -417,8 +417,9 @@ static void finish(struct dynobs_conn *c, int code, const char *error_type)
     error_type = outcome(c, s, code, error_type, codestr);
     /* An ignored request is not counted either. */
     struct dynobs_segment *seg = t && !x->uncounted ? dynobs__segment() : NULL;
+    uint64_t now = 0;
     if (seg) {
-        uint64_t now = dynobs__clock_now(&t->clk);
+        now = dynobs__clock_now(&t->clk);
         char failed[DYNOBS_METRIC_KEY_BYTES];
         const char *labels = labels_of(c, code, error_type, failed, sizeof failed);
         double secs = now > x->start_ns ? (double)(now - x->start_ns) / 1e9 : 0;
@@ -436,7 +437,7 @@ static void finish(struct dynobs_conn *c, int code, const char *error_type)
     if (x->bag_len)
         __atomic_store_n(&x->bag_gen, x->bag_gen + 1, __ATOMIC_RELEASE);
     dynobs__redact_span(s, x->rules, x->redact);
-    dynobs__span_finish(s);
+    dynobs__span_finish_at(s, now);
     x->open = 0;
     x->start_ns = 0;
     dynobs__h1_req_reset(&h->head);

@@ -653,7 +653,14 @@ static uint16_t end_flags(const struct dynobs_span *s)
     return rf;
 }
 
+static int span_end_at(dynobs_span *s, uint64_t end_ns);
+
 static int span_end(dynobs_span *s)
+{
+    return span_end_at(s, 0);
+}
+
+static int span_end_at(dynobs_span *s, uint64_t end_ns)
 {
     /* A plain test and store, not a compare-and-swap: ending one span from
      * two threads at once is a caller bug, and what it costs then is a
@@ -666,7 +673,7 @@ static int span_end(dynobs_span *s)
     struct dynobs_thread *self = dynobs__thread();
     int rc = 0;
     if (s->recording) {
-        s->rec.end_ns = self ? dynobs__clock_now(&self->clk) : dynobs__now_ns();
+        s->rec.end_ns = end_ns ? end_ns : self ? dynobs__clock_now(&self->clk) : dynobs__now_ns();
         if (s->rec.end_ns < s->rec.start_ns) /* the wall clock stepped back */
             s->rec.end_ns = s->rec.start_ns;
         uint16_t rf = 0;
@@ -747,6 +754,11 @@ int dynobs__span_status(struct dynobs_span *s, int code, const char *message)
 int dynobs__span_finish(struct dynobs_span *s)
 {
     return span_end(s);
+}
+
+int dynobs__span_finish_at(struct dynobs_span *s, uint64_t end_ns)
+{
+    return span_end_at(s, end_ns);
 }
 
 int dynobs__span_end_crashed(struct dynobs_thread *t, const char *message,
