@@ -60,6 +60,7 @@ static inline struct dynobs_segment *seg_of(void)
 {
     return &((struct later *)dynobs__lazymap_peek(&later))->seg;
 }
+
 static int atfork_done DYNOBS_START_DATA;
 
 /* The process's OTEL_* and DYNOBS_* variables, found in one pass over
