@@ -128,14 +128,16 @@ struct transfer {
 /* Handles: CURL pointer -> transfer. Mapped when the first handle is
  * (lazymap.h): a process that never uses libcurl has none. */
 static void *handles;
+#define TABLE_BYTES (DYNOBS_PTRTAB_SIZE * sizeof(struct dynobs_ptrslot))
 
 static struct transfer *transfer_of(const CURL *h, int create)
 {
-    int fresh = 0;
-    struct dynobs_ptrslot *tab =
-        create ? dynobs__lazymap(&handles, DYNOBS_PTRTAB_SIZE * sizeof(struct dynobs_ptrslot))
-               : dynobs__lazymap_peek(&handles);
-    struct transfer *t = tab ? dynobs__ptrtab_state(tab, h, sizeof *t, create, &fresh) : NULL;
+    struct dynobs_ptrslot *tab = dynobs__lazymap_peek(&handles);
+    /* Only a new handle maps the table; a lookup in none finds nothing. */
+    if (DYNOBS_UNLIKELY(!tab) && (!create || !(tab = dynobs__lazymap_map(&handles, TABLE_BYTES))))
+        return NULL;
+    int fresh;
+    struct transfer *t = dynobs__ptrtab_state(tab, h, sizeof *t, create, &fresh);
     if (t && fresh) {
         t->app_headers = NULL;
         t->ours = NULL;

@@ -317,11 +317,10 @@ static struct dynobs_segment *wait_for_creation(void)
     return NULL;
 }
 
-struct dynobs_segment *dynobs__segment(void)
+/* Out of line: the common case, a segment ready, stays a load, a test and
+ * a load, without the stack frame the creation needs. */
+static __attribute__((noinline)) struct dynobs_segment *segment_slow(int s)
 {
-    int s = __atomic_load_n(&seg_state, __ATOMIC_ACQUIRE);
-    if (DYNOBS_LIKELY(s == SEG_READY))
-        return seg_of();
     if (s == SEG_CREATING)
         return wait_for_creation();
     if (s != SEG_NONE)
@@ -369,6 +368,14 @@ struct dynobs_segment *dynobs__segment(void)
     __atomic_store_n(&dynobs__seg_epoch, ++epochs, __ATOMIC_RELEASE);
     __atomic_store_n(&seg_state, SEG_READY, __ATOMIC_RELEASE);
     return seg;
+}
+
+struct dynobs_segment *dynobs__segment(void)
+{
+    int s = __atomic_load_n(&seg_state, __ATOMIC_ACQUIRE);
+    if (DYNOBS_LIKELY(s == SEG_READY))
+        return seg_of();
+    return segment_slow(s);
 }
 
 __attribute__((constructor)) static void dynobs_constructor(void)

@@ -171,15 +171,17 @@ struct pgstate {
 /* Connections: PGconn pointer -> state. Mapped when the first one is
  * traced (lazymap.h): a process that never uses libpq has none. */
 static void *conns;
+#define TABLE_BYTES (DYNOBS_PTRTAB_SIZE * sizeof(struct dynobs_ptrslot))
 
 /* The state of a connection; the slot's value is kept for reuse. */
 static struct pgstate *state_of(PGconn *c, int create)
 {
-    int fresh = 0;
-    struct dynobs_ptrslot *tab =
-        create ? dynobs__lazymap(&conns, DYNOBS_PTRTAB_SIZE * sizeof(struct dynobs_ptrslot))
-               : dynobs__lazymap_peek(&conns);
-    struct pgstate *s = tab ? dynobs__ptrtab_state(tab, c, sizeof *s, create, &fresh) : NULL;
+    struct dynobs_ptrslot *tab = dynobs__lazymap_peek(&conns);
+    /* Only a new connection maps the table; a lookup in none finds nothing. */
+    if (DYNOBS_UNLIKELY(!tab) && (!create || !(tab = dynobs__lazymap_map(&conns, TABLE_BYTES))))
+        return NULL;
+    int fresh;
+    struct pgstate *s = dynobs__ptrtab_state(tab, c, sizeof *s, create, &fresh);
     if (s && fresh)
         memset(s, 0, offsetof(struct pgstate, span));
     return s;

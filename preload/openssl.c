@@ -54,6 +54,7 @@ static inline int active(void)
 /* Sessions: SSL pointer -> entry (conn.h). Mapped at the first session
  * claimed (lazymap.h): a process that never uses OpenSSL has none. */
 static void *sessions;
+#define TABLE_BYTES (DYNOBS_PTRTAB_SIZE * sizeof(struct dynobs_ptrslot))
 
 /* The slot of a session, or NULL (also when no session was ever seen). */
 static struct dynobs_ptrslot *find(const SSL *s)
@@ -76,8 +77,7 @@ static void entry_set(struct dynobs_ptrslot *e, struct dynobs_conn *c)
 
 static struct dynobs_ptrslot *claim(SSL *s)
 {
-    struct dynobs_ptrslot *tab =
-        dynobs__lazymap(&sessions, DYNOBS_PTRTAB_SIZE * sizeof(struct dynobs_ptrslot));
+    struct dynobs_ptrslot *tab = dynobs__lazymap(&sessions, TABLE_BYTES);
     struct dynobs_ptrslot *e = tab ? dynobs__ptrtab_claim(tab, s) : NULL;
     if (e)
         __atomic_store_n(&e->val, NULL, __ATOMIC_RELEASE);
