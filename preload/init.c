@@ -117,9 +117,13 @@ static const char *env(const char *name)
  * over (php-fpm and nginx put their process titles there) or changed by
  * another thread. A service name is cut at 255 bytes in the resource
  * anyway; attributes longer than the copy's room make the resource be
- * built at start instead. */
+ * built at start instead. Most attribute lists fit the short copy, which
+ * costs a process that has one no more than a page of .bss; a longer one
+ * goes to the block mapped for the segment (struct later), mapped at
+ * start then. */
 static const char *service_env DYNOBS_START_DATA, *resource_env DYNOBS_START_DATA;
 static char service_copy[256];
+static char resource_short[1024];
 
 /* v copied into buf (cut at cap - 1 bytes); NULL for NULL. *cut is set
  * when it did not fit. */
@@ -254,11 +258,15 @@ int dynobs__init(void)
     if (!service_env && hostwide && hostwide_service[0])
         service_env = hostwide_service;
     const char *attrs = env("OTEL_RESOURCE_ATTRIBUTES");
-    struct later *l = attrs ? later_map() : NULL;
-    resource_env = l ? keep(attrs, l->resource_copy, sizeof l->resource_copy, &cut) : NULL;
-    if (cut || (attrs && !l)) {
-        resource_env = env("OTEL_RESOURCE_ATTRIBUTES");
-        build_resource();
+    if (attrs && strnlen(attrs, sizeof resource_short) < sizeof resource_short) {
+        resource_env = keep(attrs, resource_short, sizeof resource_short, &cut);
+    } else if (attrs) {
+        struct later *l = later_map();
+        resource_env = l ? keep(attrs, l->resource_copy, sizeof l->resource_copy, &cut) : NULL;
+        if (cut || !l) {
+            resource_env = attrs;
+            build_resource();
+        }
     }
     if (dynobs__span_policy_from_env(env("DYNOBS_TAIL_KEEP")) < 0 &&
         !dynobs__config.bad_setting) {
