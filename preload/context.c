@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <string.h>
 
+#include "lazymap.h"
 #include "state.h"
 
 #include "../common/metrics.h"
@@ -328,11 +329,20 @@ void dynobs__ctx_multiplexing(struct dynobs_thread *t)
  * a bridge-announced parent carries its trace alone. */
 #define MUX_REG 256
 static void carry_into(struct dynobs_ctx *x, const struct dynobs_ctx_carry *c);
-static struct {
+struct mux_entry {
     const struct dynobs_span *span;
     struct dynobs_ctx_carry carry;
     char corr[DYNOBS_CORR_LINES_MAX];
-} mux_reg[MUX_REG];
+};
+/* struct mux_entry[MUX_REG], mapped by the first registration (lazymap.h):
+ * most processes never multiplex, and then it is NULL, nothing to find. */
+static void *mux_reg;
+
+/* Entry i of the table, mapped once an entry was claimed. */
+static inline struct mux_entry *mux_at(int i)
+{
+    return (struct mux_entry *)dynobs__lazymap_peek(&mux_reg) + i;
+}
 
 /* Where the next claim starts looking: past the last entry claimed, or at
  * the last one freed, so a busy event loop (nginx) finds a free entry at
@@ -341,21 +351,25 @@ static unsigned mux_next;
 
 static int16_t mux_register(const struct dynobs_span *s, const struct dynobs_ctx_carry *carry)
 {
+    struct mux_entry *tab = dynobs__lazymap(&mux_reg, MUX_REG * sizeof *tab);
+    if (!tab)
+        return -1; /* as full */
     unsigned start = __atomic_load_n(&mux_next, __ATOMIC_RELAXED);
     for (unsigned k = 0; k < MUX_REG; k++) {
         unsigned i = (start + k) % MUX_REG;
+        struct mux_entry *e = &tab[i];
         const struct dynobs_span *none = NULL;
-        if (__atomic_load_n(&mux_reg[i].span, __ATOMIC_RELAXED) ||
-            !__atomic_compare_exchange_n(&mux_reg[i].span, &none, (const struct dynobs_span *)1,
-                                         0, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
+        if (__atomic_load_n(&e->span, __ATOMIC_RELAXED) ||
+            !__atomic_compare_exchange_n(&e->span, &none, (const struct dynobs_span *)1, 0,
+                                         __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
             continue;
-        mux_reg[i].carry = carry ? *carry : (struct dynobs_ctx_carry){0};
-        size_t n = carry && carry->corr_len <= sizeof mux_reg[i].corr ? carry->corr_len : 0;
+        e->carry = carry ? *carry : (struct dynobs_ctx_carry){0};
+        size_t n = carry && carry->corr_len <= sizeof e->corr ? carry->corr_len : 0;
         if (n)
-            memcpy(mux_reg[i].corr, carry->corr, n);
-        mux_reg[i].carry.corr = mux_reg[i].corr;
-        mux_reg[i].carry.corr_len = (uint16_t)n;
-        __atomic_store_n(&mux_reg[i].span, s, __ATOMIC_RELEASE);
+            memcpy(e->corr, carry->corr, n);
+        e->carry.corr = e->corr;
+        e->carry.corr_len = (uint16_t)n;
+        __atomic_store_n(&e->span, s, __ATOMIC_RELEASE);
         __atomic_store_n(&mux_next, (i + 1) % MUX_REG, __ATOMIC_RELAXED);
         return (int16_t)i;
     }
@@ -366,15 +380,16 @@ int dynobs__serving_carry(struct dynobs_ctx *c)
 {
     if (!__atomic_load_n(&dynobs__mux_inflight, __ATOMIC_RELAXED))
         return 0;
-    for (int i = 0; i < MUX_REG; i++) {
-        const struct dynobs_span *s = __atomic_load_n(&mux_reg[i].span, __ATOMIC_ACQUIRE);
+    struct mux_entry *tab = dynobs__lazymap_peek(&mux_reg);
+    for (int i = 0; tab && i < MUX_REG; i++) {
+        const struct dynobs_span *s = __atomic_load_n(&tab[i].span, __ATOMIC_ACQUIRE);
         if ((uintptr_t)s <= 1 || memcmp(s->rec.span_id, c->span_id, 8) ||
             memcmp(s->rec.trace_id, c->trace_id, 16))
             continue;
         c->ts_len = s->rec.tracestate_len;
         if (c->ts_len)
             memcpy(c->tracestate, dynobs__span_tracestate(s), c->ts_len);
-        carry_into(c, &mux_reg[i].carry);
+        carry_into(c, &tab[i].carry);
         return 1;
     }
     return 0;
@@ -416,7 +431,7 @@ void dynobs__serving_end(struct dynobs_serving *sv, struct dynobs_thread *self)
     if (sv->on_mux) {
         sv->on_mux = 0;
         if (sv->reg >= 0) {
-            __atomic_store_n(&mux_reg[sv->reg].span, NULL, __ATOMIC_RELEASE);
+            __atomic_store_n(&mux_at(sv->reg)->span, NULL, __ATOMIC_RELEASE);
             /* The next claim starts at the entry just freed, whose lines
              * are still in this CPU's cache: an event loop that serves
              * one request at a time (nginx) reuses one entry rather than

@@ -24,6 +24,7 @@
 
 #include "client_memo.h"
 #include "httpmetrics.h"
+#include "lazymap.h"
 #include "policy.h"
 #include "ptrtab.h"
 #include "redact.h"
@@ -124,12 +125,19 @@ struct transfer {
     struct dynobs_span span;
 };
 
-static struct dynobs_ptrslot handles[DYNOBS_PTRTAB_SIZE];
+/* Handles: CURL pointer -> transfer. Mapped when the first handle is
+ * (lazymap.h): a process that never uses libcurl has none. */
+static void *handles;
+#define TABLE_BYTES (DYNOBS_PTRTAB_SIZE * sizeof(struct dynobs_ptrslot))
 
 static struct transfer *transfer_of(const CURL *h, int create)
 {
+    struct dynobs_ptrslot *tab = dynobs__lazymap_peek(&handles);
+    /* Only a new handle maps the table; a lookup in none finds nothing. */
+    if (DYNOBS_UNLIKELY(!tab) && (!create || !(tab = dynobs__lazymap_map(&handles, TABLE_BYTES))))
+        return NULL;
     int fresh;
-    struct transfer *t = dynobs__ptrtab_state(handles, h, sizeof *t, create, &fresh);
+    struct transfer *t = dynobs__ptrtab_state(tab, h, sizeof *t, create, &fresh);
     if (t && fresh) {
         t->app_headers = NULL;
         t->ours = NULL;
@@ -605,7 +613,8 @@ DYNOBS_API CURLcode curl_easy_perform(CURL *h)
 DYNOBS_API void curl_easy_cleanup(CURL *h)
 {
     void (*fn)(CURL *) = CU(easy_cleanup, "curl_easy_cleanup");
-    struct dynobs_ptrslot *e = h && active() ? dynobs__ptrtab_find(handles, h) : NULL;
+    struct dynobs_ptrslot *tab = h && active() ? dynobs__lazymap_peek(&handles) : NULL;
+    struct dynobs_ptrslot *e = tab ? dynobs__ptrtab_find(tab, h) : NULL;
     if (e) {
         end(h, 42); /* a transfer still open: aborted */
         dynobs__ptrtab_release(e);

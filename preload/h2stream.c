@@ -9,6 +9,7 @@
 
 #include "conn.h"
 #include "h2.h"
+#include "lazymap.h"
 #include "strbuf.h"
 
 #include "../common/metrics.h"
@@ -167,31 +168,37 @@ void dynobs__h2_rpc_metric(int server, const char *path, size_t n, int code, dou
 /* An entry is claimed by compare-and-swap on used, written, then
  * published by an even seq; a reader trusts what it read only when seq
  * was the same even number before and after. */
-static struct {
+struct served {
     uint32_t used;
     uint32_t seq;
     uint8_t trace[16];
     uint8_t caller[8];
     uint8_t span[8];
     uint8_t flags;
-} served[SERVED];
+};
+
+/* struct served[SERVED], mapped by the first request served on an HTTP/2
+ * stream (lazymap.h); NULL before: nothing to find. */
+static void *served;
 
 void dynobs__served_add(const struct dynobs_span *s, const struct dynobs_ctx *caller,
                         int16_t *slot)
 {
+    struct served *tab = dynobs__lazymap(&served, SERVED * sizeof *tab);
     *slot = -1;
-    for (int i = 0; i < SERVED; i++) {
+    for (int i = 0; tab && i < SERVED; i++) {
+        struct served *e = &tab[i];
         uint32_t no = 0;
-        if (__atomic_load_n(&served[i].used, __ATOMIC_RELAXED) ||
-            !__atomic_compare_exchange_n(&served[i].used, &no, 1, 0, __ATOMIC_ACQUIRE,
+        if (__atomic_load_n(&e->used, __ATOMIC_RELAXED) ||
+            !__atomic_compare_exchange_n(&e->used, &no, 1, 0, __ATOMIC_ACQUIRE,
                                          __ATOMIC_RELAXED))
             continue;
-        __atomic_add_fetch(&served[i].seq, 1, __ATOMIC_ACQ_REL); /* odd: being written */
-        memcpy(served[i].trace, caller->trace_id, 16);
-        memcpy(served[i].caller, caller->span_id, 8);
-        memcpy(served[i].span, s->rec.span_id, 8);
-        served[i].flags = s->rec.trace_flags;
-        __atomic_add_fetch(&served[i].seq, 1, __ATOMIC_RELEASE);
+        __atomic_add_fetch(&e->seq, 1, __ATOMIC_ACQ_REL); /* odd: being written */
+        memcpy(e->trace, caller->trace_id, 16);
+        memcpy(e->caller, caller->span_id, 8);
+        memcpy(e->span, s->rec.span_id, 8);
+        e->flags = s->rec.trace_flags;
+        __atomic_add_fetch(&e->seq, 1, __ATOMIC_RELEASE);
         *slot = (int16_t)i;
         return;
     }
@@ -201,27 +208,30 @@ void dynobs__served_remove(int16_t *slot)
 {
     if (*slot < 0)
         return;
-    int i = *slot;
+    /* A slot was given out: the table is mapped. */
+    struct served *e = (struct served *)dynobs__lazymap_peek(&served) + *slot;
     *slot = -1;
-    __atomic_add_fetch(&served[i].seq, 1, __ATOMIC_ACQ_REL);
-    memset(served[i].caller, 0, 8);
-    __atomic_add_fetch(&served[i].seq, 1, __ATOMIC_RELEASE);
-    __atomic_store_n(&served[i].used, 0, __ATOMIC_RELEASE);
+    __atomic_add_fetch(&e->seq, 1, __ATOMIC_ACQ_REL);
+    memset(e->caller, 0, 8);
+    __atomic_add_fetch(&e->seq, 1, __ATOMIC_RELEASE);
+    __atomic_store_n(&e->used, 0, __ATOMIC_RELEASE);
 }
 
 int dynobs__served_find(const uint8_t trace[16], const uint8_t caller[8], char *out, size_t cap)
 {
-    for (int i = 0; i < SERVED; i++) {
-        if (!__atomic_load_n(&served[i].used, __ATOMIC_ACQUIRE))
+    const struct served *tab = dynobs__lazymap_peek(&served);
+    for (int i = 0; tab && i < SERVED; i++) {
+        const struct served *e = &tab[i];
+        if (!__atomic_load_n(&e->used, __ATOMIC_ACQUIRE))
             continue;
-        uint32_t before = __atomic_load_n(&served[i].seq, __ATOMIC_ACQUIRE);
+        uint32_t before = __atomic_load_n(&e->seq, __ATOMIC_ACQUIRE);
         uint8_t t[16], c[8], sp[8], fl;
-        memcpy(t, served[i].trace, 16);
-        memcpy(c, served[i].caller, 8);
-        memcpy(sp, served[i].span, 8);
-        fl = served[i].flags;
+        memcpy(t, e->trace, 16);
+        memcpy(c, e->caller, 8);
+        memcpy(sp, e->span, 8);
+        fl = e->flags;
         __atomic_thread_fence(__ATOMIC_ACQUIRE);
-        if ((before & 1u) || __atomic_load_n(&served[i].seq, __ATOMIC_RELAXED) != before)
+        if ((before & 1u) || __atomic_load_n(&e->seq, __ATOMIC_RELAXED) != before)
             continue;
         if (!memcmp(t, trace, 16) && !memcmp(c, caller, 8))
             return dynobs__traceparent_format(t, sp, fl, out, cap) < 0 ? -ENOENT

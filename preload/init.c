@@ -16,6 +16,7 @@ extern char **environ;
 
 #include "capture.h"
 #include "hostwide.h"
+#include "lazymap.h"
 #include "real.h"
 #include "rulesmap.h"
 #include "state.h"
@@ -33,11 +34,33 @@ __thread uint32_t dynobs__inside DYNOBS_TLS;
  * creates it; everybody else keeps going without a segment meanwhile. */
 enum { SEG_NONE, SEG_CREATING, SEG_READY, SEG_FAILED };
 static int seg_state DYNOBS_START_DATA = SEG_NONE;
-static struct dynobs_segment seg;
 uint32_t dynobs__seg_epoch;
 static uint32_t epochs; /* the last epoch given out, inherited by children */
-static struct dynobs_resource resource;
 static int resource_built; /* by dynobs_set_service_name, or at creation */
+
+/* What only a process that records needs, some 16 KiB: mapped at the
+ * segment's creation, or at start when there are resource attributes to
+ * copy, or by dynobs_set_service_name (lazymap.h), never in .bss, which
+ * would cost every process an anonymous mapping at load. */
+struct later {
+    struct dynobs_segment seg;
+    struct dynobs_resource resource;
+    char resource_copy[8192];
+};
+static void *later;
+
+static struct later *later_map(void)
+{
+    return dynobs__lazymap(&later, sizeof(struct later));
+}
+
+/* The segment, once seg_state has been seen SEG_READY (or CREATING by the
+ * thread that creates it): the block is mapped by then. */
+static inline struct dynobs_segment *seg_of(void)
+{
+    return &((struct later *)dynobs__lazymap_peek(&later))->seg;
+}
+
 static int atfork_done DYNOBS_START_DATA;
 
 /* The process's OTEL_* and DYNOBS_* variables, found in one pass over
@@ -94,10 +117,13 @@ static const char *env(const char *name)
  * over (php-fpm and nginx put their process titles there) or changed by
  * another thread. A service name is cut at 255 bytes in the resource
  * anyway; attributes longer than the copy's room make the resource be
- * built at start instead. */
+ * built at start instead. Most attribute lists fit the short copy, which
+ * costs a process that has one no more than a page of .bss; a longer one
+ * goes to the block mapped for the segment (struct later), mapped at
+ * start then. */
 static const char *service_env DYNOBS_START_DATA, *resource_env DYNOBS_START_DATA;
 static char service_copy[256];
-static char resource_copy[8192];
+static char resource_short[1024];
 
 /* v copied into buf (cut at cap - 1 bytes); NULL for NULL. *cut is set
  * when it did not fit. */
@@ -147,7 +173,10 @@ static void build_resource(void)
         if (unit[0])
             svc = unit;
     }
-    dynobs__resource_build(&resource, svc, resource_env, exe);
+    struct later *l = later_map();
+    if (!l)
+        return; /* the segment cannot be made either */
+    dynobs__resource_build(&l->resource, svc, resource_env, exe);
     resource_built = 1;
 }
 
@@ -159,7 +188,7 @@ static void after_fork_child(void)
     /* Before the unmapping: nothing may trust a pointer into it now. */
     __atomic_store_n(&dynobs__seg_epoch, 0, __ATOMIC_RELEASE);
     if (__atomic_load_n(&seg_state, __ATOMIC_ACQUIRE) == SEG_READY)
-        dynobs__segment_detach(&seg);
+        dynobs__segment_detach(seg_of());
     __atomic_store_n(&seg_state, SEG_NONE, __ATOMIC_RELEASE);
     dynobs__thread_after_fork();
 }
@@ -228,10 +257,16 @@ int dynobs__init(void)
     service_env = keep(env("OTEL_SERVICE_NAME"), service_copy, sizeof service_copy, &name_cut);
     if (!service_env && hostwide && hostwide_service[0])
         service_env = hostwide_service;
-    resource_env = keep(env("OTEL_RESOURCE_ATTRIBUTES"), resource_copy, sizeof resource_copy, &cut);
-    if (cut) {
-        resource_env = env("OTEL_RESOURCE_ATTRIBUTES");
-        build_resource();
+    const char *attrs = env("OTEL_RESOURCE_ATTRIBUTES");
+    if (attrs && strnlen(attrs, sizeof resource_short) < sizeof resource_short) {
+        resource_env = keep(attrs, resource_short, sizeof resource_short, &cut);
+    } else if (attrs) {
+        struct later *l = later_map();
+        resource_env = l ? keep(attrs, l->resource_copy, sizeof l->resource_copy, &cut) : NULL;
+        if (cut || !l) {
+            resource_env = attrs;
+            build_resource();
+        }
     }
     if (dynobs__span_policy_from_env(env("DYNOBS_TAIL_KEEP")) < 0 &&
         !dynobs__config.bad_setting) {
@@ -284,26 +319,32 @@ static struct dynobs_segment *wait_for_creation(void)
     do {
         sched_yield();
         if (__atomic_load_n(&seg_state, __ATOMIC_ACQUIRE) == SEG_READY)
-            return &seg;
+            return seg_of();
     } while (__atomic_load_n(&seg_state, __ATOMIC_ACQUIRE) == SEG_CREATING &&
              dynobs__mono_ns() < deadline);
     return NULL;
 }
 
-struct dynobs_segment *dynobs__segment(void)
+/* Out of line: the common case, a segment ready, stays a load, a test and
+ * a load, without the stack frame the creation needs. */
+static __attribute__((noinline)) struct dynobs_segment *segment_slow(int s)
 {
-    int s = __atomic_load_n(&seg_state, __ATOMIC_ACQUIRE);
-    if (DYNOBS_LIKELY(s == SEG_READY))
-        return &seg;
     if (s == SEG_CREATING)
         return wait_for_creation();
     if (s != SEG_NONE)
         return NULL;
     if (!__atomic_compare_exchange_n(&seg_state, &s, SEG_CREATING, 0, __ATOMIC_ACQ_REL,
                                      __ATOMIC_ACQUIRE))
-        return s == SEG_READY ? &seg : s == SEG_CREATING ? wait_for_creation() : NULL;
+        return s == SEG_READY ? seg_of() : s == SEG_CREATING ? wait_for_creation() : NULL;
     dynobs__first_use();
     dynobs__guard++;
+    struct later *l = later_map();
+    if (!l) {
+        dynobs__guard--;
+        __atomic_store_n(&seg_state, SEG_FAILED, __ATOMIC_RELEASE);
+        return NULL; /* fail open, as when the segment cannot be made */
+    }
+    struct dynobs_segment *seg = &l->seg;
     if (!resource_built)
         build_resource(); /* here, once: a process that never records never
                              reads /proc/self/exe */
@@ -315,13 +356,13 @@ struct dynobs_segment *dynobs__segment(void)
         .pid = getpid(),
         .ppid = getppid(),
         .start_ticks = dynobs__proc_start_ticks(0),
-        .resource = &resource,
+        .resource = &l->resource,
     };
-    int rc = dynobs__segment_create(&seg, &p);
+    int rc = dynobs__segment_create(seg, &p);
     /* Still under the guard: a signal handler on this thread that records
      * meanwhile must not wait for the creation it interrupted. */
     if (rc == 0)
-        dynobs__rules_attach(&seg);
+        dynobs__rules_attach(seg);
     dynobs__guard--;
     if (rc < 0) {
         /* Fail open: the service runs on without telemetry. */
@@ -330,11 +371,19 @@ struct dynobs_segment *dynobs__segment(void)
     }
     /* What was lost before the segment existed is counted in it now. */
     uint64_t lost = __atomic_exchange_n(&dynobs__lost, 0, __ATOMIC_RELAXED);
-    seg.hdr->shards[0].counters[DYNOBS_CTR_RECORDS_DROPPED] += lost;
+    seg->hdr->shards[0].counters[DYNOBS_CTR_RECORDS_DROPPED] += lost;
     /* Only the creating thread gets here, once per segment. */
     __atomic_store_n(&dynobs__seg_epoch, ++epochs, __ATOMIC_RELEASE);
     __atomic_store_n(&seg_state, SEG_READY, __ATOMIC_RELEASE);
-    return &seg;
+    return seg;
+}
+
+struct dynobs_segment *dynobs__segment(void)
+{
+    int s = __atomic_load_n(&seg_state, __ATOMIC_ACQUIRE);
+    if (DYNOBS_LIKELY(s == SEG_READY))
+        return seg_of();
+    return segment_slow(s);
 }
 
 __attribute__((constructor)) static void dynobs_constructor(void)
@@ -351,7 +400,7 @@ __attribute__((destructor)) static void dynobs_destructor(void)
         return;
     dynobs__stderr_flush();
     if (__atomic_load_n(&seg_state, __ATOMIC_ACQUIRE) == SEG_READY)
-        __atomic_fetch_or(&seg.hdr->flags, DYNOBS_SEG_EXITED, __ATOMIC_RELEASE);
+        __atomic_fetch_or(&seg_of()->hdr->flags, DYNOBS_SEG_EXITED, __ATOMIC_RELEASE);
 }
 
 DYNOBS_API int dynobs_enabled(void)
@@ -376,9 +425,14 @@ DYNOBS_API int dynobs_set_service_name(const char *name)
     if (!__atomic_compare_exchange_n(&seg_state, &s, SEG_CREATING, 0, __ATOMIC_ACQ_REL,
                                      __ATOMIC_ACQUIRE))
         return DYNOBS_EBUSY;
+    struct later *l = later_map();
+    if (!l) {
+        __atomic_store_n(&seg_state, SEG_NONE, __ATOMIC_RELEASE);
+        return DYNOBS_ENOMEM;
+    }
     char exe[256];
     exe_name(exe, sizeof exe);
-    dynobs__resource_build(&resource, name, resource_env, exe);
+    dynobs__resource_build(&l->resource, name, resource_env, exe);
     resource_built = 1;
     __atomic_store_n(&seg_state, SEG_NONE, __ATOMIC_RELEASE);
     return 0;

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "client_memo.h"
+#include "lazymap.h"
 #include "policy.h"
 #include "ptrtab.h"
 #include "redact.h"
@@ -167,13 +168,20 @@ struct pgstate {
     struct dynobs_span span;
 };
 
-static struct dynobs_ptrslot conns[DYNOBS_PTRTAB_SIZE];
+/* Connections: PGconn pointer -> state. Mapped when the first one is
+ * traced (lazymap.h): a process that never uses libpq has none. */
+static void *conns;
+#define TABLE_BYTES (DYNOBS_PTRTAB_SIZE * sizeof(struct dynobs_ptrslot))
 
 /* The state of a connection; the slot's value is kept for reuse. */
 static struct pgstate *state_of(PGconn *c, int create)
 {
+    struct dynobs_ptrslot *tab = dynobs__lazymap_peek(&conns);
+    /* Only a new connection maps the table; a lookup in none finds nothing. */
+    if (DYNOBS_UNLIKELY(!tab) && (!create || !(tab = dynobs__lazymap_map(&conns, TABLE_BYTES))))
+        return NULL;
     int fresh;
-    struct pgstate *s = dynobs__ptrtab_state(conns, c, sizeof *s, create, &fresh);
+    struct pgstate *s = dynobs__ptrtab_state(tab, c, sizeof *s, create, &fresh);
     if (s && fresh)
         memset(s, 0, offsetof(struct pgstate, span));
     return s;
@@ -181,7 +189,8 @@ static struct pgstate *state_of(PGconn *c, int create)
 
 static void forget(PGconn *c)
 {
-    struct dynobs_ptrslot *e = dynobs__ptrtab_find(conns, c);
+    struct dynobs_ptrslot *tab = dynobs__lazymap_peek(&conns);
+    struct dynobs_ptrslot *e = tab ? dynobs__ptrtab_find(tab, c) : NULL;
     if (e)
         dynobs__ptrtab_release(e);
 }

@@ -14,8 +14,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <string.h>
-#include <sys/mman.h>
-
+#include "lazymap.h"
 #include "state.h"
 
 #include "../common/metric_meta.h"
@@ -38,28 +37,16 @@ struct dynobs_metric {
 #define INDEX_SLOTS (2u * DYNOBS_METRIC_HANDLES)
 #define ARRAY_BYTES (sizeof(struct dynobs_metric) * DYNOBS_METRIC_HANDLES)
 
-static struct dynobs_metric *handles; /* mapped at the first get */
+/* Both mapped at the first get (lazymap.h), never freed; only the pages
+ * of handles actually made are ever touched (about 450 bytes a handle). */
+static void *handles;                 /* struct dynobs_metric[DYNOBS_METRIC_HANDLES] */
+static void *index_;                  /* uint32_t[INDEX_SLOTS]: a handle's number + 1; 0: free */
 static uint32_t used;                 /* handles handed out, or lost to a race */
-static uint32_t index_[INDEX_SLOTS];  /* a handle's number + 1; 0: free */
 static struct dynobs_metric disabled; /* kind 0: every update says so */
 
-/* The array, mapped without reserving swap: only the pages of handles
- * actually made are ever touched (about 450 bytes a handle). */
 static struct dynobs_metric *array(void)
 {
-    struct dynobs_metric *a = __atomic_load_n(&handles, __ATOMIC_ACQUIRE);
-    if (a)
-        return a;
-    void *m = mmap(NULL, ARRAY_BYTES, PROT_READ | PROT_WRITE,
-                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (m == MAP_FAILED)
-        return NULL;
-    if (!__atomic_compare_exchange_n(&handles, &a, (struct dynobs_metric *)m, 0,
-                                     __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
-        munmap(m, ARRAY_BYTES); /* another thread mapped it first */
-        return a;
-    }
-    return m;
+    return dynobs__lazymap(&handles, ARRAY_BYTES);
 }
 
 static int same(const struct dynobs_metric *h, uint64_t hash, int kind, const char *key,
@@ -117,10 +104,11 @@ static dynobs_metric *get(const struct dynobs_metric_def *d, const char *labels)
     memcpy(key + nl + 1, labels, ll + 1);
     uint64_t hash = dynobs__hash(key, nl + ll + 2, 0x64796e6f62730002ull + (unsigned)d->kind);
     struct dynobs_metric *a = array(), *mine = NULL;
-    if (!a)
+    uint32_t *index = dynobs__lazymap(&index_, INDEX_SLOTS * sizeof(uint32_t));
+    if (!a || !index)
         return NULL;
     for (uint32_t p = 0; p < INDEX_SLOTS; p++) {
-        uint32_t *x = &index_[(hash + p) & (INDEX_SLOTS - 1)];
+        uint32_t *x = &index[(hash + p) & (INDEX_SLOTS - 1)];
         uint32_t v = __atomic_load_n(x, __ATOMIC_ACQUIRE);
         if (v == 0) {
             if (!mine && !(mine = make(d, hash, key, nl, ll)))

@@ -4,8 +4,9 @@
  * segment every 2 ms while at least one watch exists.
  *
  * Nothing here touches the update path: the thread reads the values that
- * updates store anyway. The watches live in a fixed static array, so
- * making one never allocates; an entry goes FREE -> SETUP (its maker
+ * updates store anyway. The watches live in a fixed array, mapped by the
+ * first watch (lazymap.h) and never freed, so making one never allocates
+ * after that and an entry never moves; an entry goes FREE -> SETUP (its maker
  * fills it) -> ACTIVE -> CANCELLED (unwatch) -> FREE, and only the watch
  * thread frees a CANCELLED entry, after its last callback returned, so
  * that an unwatch from inside a callback needs no lock and a concurrent
@@ -21,6 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "lazymap.h"
 #include "state.h"
 
 #include "../common/metric_window.h"
@@ -60,7 +62,7 @@ struct watch {
     double last;
 };
 
-static struct watch watches[DYNOBS_WATCH_MAX];
+static void *watches;     /* struct watch[DYNOBS_WATCH_MAX]; NULL: never watched */
 static uint32_t live;     /* entries not FREE, atomic */
 static int running;       /* a watch thread runs or is starting, atomic */
 static pid_t running_pid; /* whose: a forked child has no thread of its parent's */
@@ -169,8 +171,9 @@ static void start_from_now(struct watch *w)
 static void poll_all(void)
 {
     uint64_t now = dynobs__mono_ns();
-    for (unsigned i = 0; i < DYNOBS_WATCH_MAX; i++) {
-        struct watch *w = &watches[i];
+    struct watch *tab = dynobs__lazymap_peek(&watches); /* mapped before the thread started */
+    for (unsigned i = 0; tab && i < DYNOBS_WATCH_MAX; i++) {
+        struct watch *w = &tab[i];
         if (STATE(__atomic_load_n(&w->word, __ATOMIC_ACQUIRE)) == W_ACTIVE)
             poll_one(w, i, now);
         /* Cancelled before this poll or by its own callback. */
@@ -253,8 +256,11 @@ DYNOBS_API int dynobs_metric_watch(const char *name, const char *labels, int con
         return DYNOBS_EINVAL;
     if (!dynobs__on())
         return DYNOBS_EDISABLED;
+    struct watch *tab = dynobs__lazymap(&watches, DYNOBS_WATCH_MAX * sizeof *tab);
+    if (!tab)
+        return DYNOBS_ENOMEM;
     for (unsigned i = 0; i < DYNOBS_WATCH_MAX; i++) {
-        struct watch *w = &watches[i];
+        struct watch *w = &tab[i];
         uint64_t word = __atomic_load_n(&w->word, __ATOMIC_ACQUIRE);
         uint32_t gen = GEN(word);
         if (STATE(word) != W_FREE ||
@@ -291,8 +297,11 @@ DYNOBS_API int dynobs_metric_unwatch(int id)
 {
     if (id <= 0)
         return DYNOBS_ENOENT;
+    struct watch *tab = dynobs__lazymap_peek(&watches);
+    if (!tab)
+        return DYNOBS_ENOENT; /* no watch was ever made */
     unsigned i = (unsigned)id & (DYNOBS_WATCH_MAX - 1);
-    struct watch *w = &watches[i];
+    struct watch *w = &tab[i];
     uint32_t gen = GEN(__atomic_load_n(&w->word, __ATOMIC_ACQUIRE));
     if (make_id(gen, i) != id)
         return DYNOBS_ENOENT;

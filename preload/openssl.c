@@ -24,6 +24,7 @@
 #include <sys/mman.h>
 
 #include "conn.h"
+#include "lazymap.h"
 #include "ptrtab.h"
 
 typedef struct ssl_st SSL;
@@ -50,8 +51,17 @@ static inline int active(void)
     return dynobs__layer_on(DYNOBS_LAYER_TLS);
 }
 
-/* Sessions: SSL pointer -> entry (conn.h). */
-static struct dynobs_ptrslot sessions[DYNOBS_PTRTAB_SIZE];
+/* Sessions: SSL pointer -> entry (conn.h). Mapped at the first session
+ * claimed (lazymap.h): a process that never uses OpenSSL has none. */
+static void *sessions;
+#define TABLE_BYTES (DYNOBS_PTRTAB_SIZE * sizeof(struct dynobs_ptrslot))
+
+/* The slot of a session, or NULL (also when no session was ever seen). */
+static struct dynobs_ptrslot *find(const SSL *s)
+{
+    struct dynobs_ptrslot *tab = dynobs__lazymap_peek(&sessions);
+    return tab ? dynobs__ptrtab_find(tab, s) : NULL;
+}
 
 static struct dynobs_conn *entry_of(const struct dynobs_ptrslot *e)
 {
@@ -67,7 +77,8 @@ static void entry_set(struct dynobs_ptrslot *e, struct dynobs_conn *c)
 
 static struct dynobs_ptrslot *claim(SSL *s)
 {
-    struct dynobs_ptrslot *e = dynobs__ptrtab_claim(sessions, s);
+    struct dynobs_ptrslot *tab = dynobs__lazymap(&sessions, TABLE_BYTES);
+    struct dynobs_ptrslot *e = tab ? dynobs__ptrtab_claim(tab, s) : NULL;
     if (e)
         __atomic_store_n(&e->val, NULL, __ATOMIC_RELEASE);
     return e;
@@ -113,7 +124,7 @@ static struct dynobs_conn *out_conn(SSL *s, const void *buf, size_t n)
 {
     if (!active() || n == 0 || !s)
         return NULL;
-    struct dynobs_ptrslot *e = dynobs__ptrtab_find(sessions, s);
+    struct dynobs_ptrslot *e = find(s);
     struct dynobs_conn *c = entry_of(e);
     if (c == DYNOBS_CONN_IGNORED || c == DYNOBS_CONN_ACCEPTED)
         return NULL;
@@ -138,7 +149,7 @@ static struct dynobs_conn *in_conn(SSL *s)
 {
     if (!active() || !s)
         return NULL;
-    struct dynobs_ptrslot *e = dynobs__ptrtab_find(sessions, s);
+    struct dynobs_ptrslot *e = find(s);
     if (!e) {
         /* The first read of a session we have not seen: a server's. */
         int (*is_server)(const SSL *) = SSLFN(is_server, "SSL_is_server");
@@ -161,7 +172,7 @@ static struct dynobs_conn *in_conn(SSL *s)
 DYNOBS_API void SSL_free(SSL *s)
 {
     void (*fn)(SSL *) = SSLFN(free, "SSL_free");
-    struct dynobs_ptrslot *e = s ? dynobs__ptrtab_find(sessions, s) : NULL;
+    struct dynobs_ptrslot *e = s ? find(s) : NULL;
     if (e) {
         int saved = errno;
         struct dynobs_conn *c = __atomic_exchange_n((struct dynobs_conn **)&e->val, NULL,
@@ -287,7 +298,7 @@ static void after_read(SSL *s, struct dynobs_conn *c, void *buf, int rc, size_t 
 {
     int saved = errno;
     if (c == DYNOBS_CONN_ACCEPTED) {
-        struct dynobs_ptrslot *e = dynobs__ptrtab_find(sessions, s);
+        struct dynobs_ptrslot *e = find(s);
         c = rc > 0 && n && e ? classify(e, s, DYNOBS_ROLE_SERVER, buf, n) : NULL;
         if (!c) {
             errno = saved;

@@ -3,14 +3,37 @@
  * the choice between a rules entry's patterns and its `unmatched` mode.
  */
 #include "route.h"
+#include "lazymap.h"
 #include "shortbytes.h"
 
 #include <string.h>
 
 /* One trie per process: the routes of one service. A forked child starts
- * with its parent's copy and grows its own. */
-static struct dynobs_route_node nodes[DYNOBS_ROUTE_NODES];
-static struct dynobs_route_trie trie = DYNOBS_ROUTE_TRIE_INIT(nodes, DYNOBS_ROUTE_NODES);
+ * with its parent's copy and grows its own. Its node pool is mapped by
+ * the first route folded through it (lazymap.h): a process that serves
+ * no request never has one. */
+static void *nodes;
+static struct dynobs_route_trie trie = DYNOBS_ROUTE_TRIE_INIT(NULL, DYNOBS_ROUTE_NODES);
+/* Where the pool cannot be mapped: a trie of a root alone, whose pool is
+ * spent, so that paths fold and are counted as in a full pool. */
+static struct dynobs_route_node root_only[1];
+static struct dynobs_route_trie spent = DYNOBS_ROUTE_TRIE_INIT(root_only, 1);
+
+/* The process's trie, its pool mapped. trie.nodes is written once, by a
+ * compare-and-swap, and read plainly by the trie's code only after this
+ * load or that compare-and-swap has seen it set. */
+static struct dynobs_route_trie *trie_of(void)
+{
+    if (DYNOBS_LIKELY(__atomic_load_n(&trie.nodes, __ATOMIC_ACQUIRE) != NULL))
+        return &trie;
+    struct dynobs_route_node *pool =
+        dynobs__lazymap(&nodes, DYNOBS_ROUTE_NODES * sizeof(struct dynobs_route_node));
+    if (!pool)
+        return &spent;
+    struct dynobs_route_node *none = NULL;
+    __atomic_compare_exchange_n(&trie.nodes, &none, pool, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
+    return &trie;
+}
 
 /* The path of a target: from its first '/' (after "scheme://authority"
  * in absolute form) to its query or fragment; NULL when it has none. */
@@ -74,20 +97,21 @@ void dynobs__server_route(const struct dynobs_rules *r, const struct dynobs_rule
         if (rr->max_segment_values)
             values = rr->max_segment_values;
     }
+    struct dynobs_route_trie *t = unmatched == DYNOBS_ROUTE_WILDCARD ? NULL : trie_of();
     switch (unmatched) {
     case DYNOBS_ROUTE_WILDCARD:
         memcpy(out->text, "/*", 3);
         len = 2;
         break;
     case DYNOBS_ROUTE_PATH:
-        len = dynobs__route_fold(&trie, path, pl, 0, values, out->text, sizeof out->text);
+        len = dynobs__route_fold(t, path, pl, 0, values, out->text, sizeof out->text);
         break;
     case DYNOBS_ROUTE_LOW_CARDINALITY:
-        len = dynobs__route_fold(&trie, path, pl, DYNOBS_ROUTE_F_HEURISTIC | DYNOBS_ROUTE_F_FIRST,
+        len = dynobs__route_fold(t, path, pl, DYNOBS_ROUTE_F_HEURISTIC | DYNOBS_ROUTE_F_FIRST,
                                  values, out->text, sizeof out->text);
         break;
     default:
-        len = dynobs__route_fold(&trie, path, pl, DYNOBS_ROUTE_F_HEURISTIC, values, out->text,
+        len = dynobs__route_fold(t, path, pl, DYNOBS_ROUTE_F_HEURISTIC, values, out->text,
                                  sizeof out->text);
         break;
     }
@@ -108,7 +132,8 @@ void dynobs__server_span_name(char *out, const char *method, size_t ml,
 
 uint64_t dynobs__route_pool_full(void)
 {
-    return __atomic_load_n(&trie.full, __ATOMIC_RELAXED);
+    return __atomic_load_n(&trie.full, __ATOMIC_RELAXED) +
+           __atomic_load_n(&spent.full, __ATOMIC_RELAXED);
 }
 
 uint64_t dynobs__route_folded(void)

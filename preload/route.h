@@ -14,8 +14,8 @@
 #include "../common/rules.h"
 #include "../common/util.h"
 
-/* Nodes of the process's segment trie (64 bytes each, in .bss: pages are
- * touched only as the trie grows). */
+/* Nodes of the process's segment trie (64 bytes each, mapped at the first
+ * route folded: pages are touched only as the trie grows). */
 #define DYNOBS_ROUTE_NODES 4096u
 
 struct dynobs_route {
