@@ -305,7 +305,8 @@ DYNOBS_API int dynobs_metric_stats(const char *name, const char *labels, uint32_
  * crossing and its return within one poll can be missed. The callback
  * runs on the watch thread, one at a time: a slow one delays the others.
  * dynobs_metric_watch returns an id (> 0) or DYNOBS_EINVAL, DYNOBS_ENOSPC
- * (DYNOBS_WATCH_MAX watches), DYNOBS_EDISABLED, DYNOBS_ENOMEM (no thread).
+ * (DYNOBS_WATCH_MAX watches), DYNOBS_EDISABLED, DYNOBS_ENOMEM (no thread, or
+ * no memory for the watch table, which is mapped at the first watch).
  * dynobs_metric_unwatch(id) returns 0 or DYNOBS_ENOENT; from any thread
  * but the watch thread it returns once a callback of that watch running
  * meanwhile has returned; from a callback (any watch's) it returns at
@@ -354,7 +355,8 @@ DYNOBS_API int dynobs_log_record(int severity, const char *severity_text, const 
 
 /* Sets service.name for this process. Only possible before its first
  * span, metric or log (the name is part of the segment made then):
- * DYNOBS_EBUSY afterwards. */
+ * DYNOBS_EBUSY afterwards; DYNOBS_ENOMEM when the memory that holds it
+ * (mapped at the first call) cannot be had. */
 #define DYNOBS_EBUSY (-16)
 DYNOBS_API int dynobs_set_service_name(const char *name);
 
