@@ -316,13 +316,34 @@ static struct dynobs_segment *wait_for_creation(void)
     if (dynobs__guard)
         return NULL;
     uint64_t deadline = dynobs__mono_ns() + 20 * 1000 * 1000;
-    do {
+    for (;;) {
         sched_yield();
-        if (__atomic_load_n(&seg_state, __ATOMIC_ACQUIRE) == SEG_READY)
+        /* (one load a turn: read twice, a creation that ends between the
+         * two reads was taken for a failure) */
+        int s = __atomic_load_n(&seg_state, __ATOMIC_ACQUIRE);
+        if (s == SEG_READY)
             return seg_of();
-    } while (__atomic_load_n(&seg_state, __ATOMIC_ACQUIRE) == SEG_CREATING &&
-             dynobs__mono_ns() < deadline);
-    return NULL;
+        if (s != SEG_CREATING || dynobs__mono_ns() >= deadline)
+            return NULL;
+    }
+}
+
+/* dynobs__lost into the segment's drop count, once the segment is ready
+ * (sequentially consistent with the counting in dynobs__count_lost: a
+ * count made after this exchange sees SEG_READY and moves itself). */
+static void move_lost(struct dynobs_segment *seg)
+{
+    uint64_t lost = __atomic_exchange_n(&dynobs__lost, 0, __ATOMIC_SEQ_CST);
+    if (lost)
+        __atomic_fetch_add(&seg->hdr->shards[0].counters[DYNOBS_CTR_RECORDS_DROPPED], lost,
+                           __ATOMIC_RELAXED);
+}
+
+void dynobs__count_lost(void)
+{
+    __atomic_fetch_add(&dynobs__lost, 1, __ATOMIC_SEQ_CST);
+    if (__atomic_load_n(&seg_state, __ATOMIC_SEQ_CST) == SEG_READY)
+        move_lost(seg_of());
 }
 
 /* Out of line: the common case, a segment ready, stays a load, a test and
@@ -369,12 +390,12 @@ static __attribute__((noinline)) struct dynobs_segment *segment_slow(int s)
         __atomic_store_n(&seg_state, SEG_FAILED, __ATOMIC_RELEASE);
         return NULL;
     }
-    /* What was lost before the segment existed is counted in it now. */
-    uint64_t lost = __atomic_exchange_n(&dynobs__lost, 0, __ATOMIC_RELAXED);
-    seg->hdr->shards[0].counters[DYNOBS_CTR_RECORDS_DROPPED] += lost;
     /* Only the creating thread gets here, once per segment. */
     __atomic_store_n(&dynobs__seg_epoch, ++epochs, __ATOMIC_RELEASE);
-    __atomic_store_n(&seg_state, SEG_READY, __ATOMIC_RELEASE);
+    __atomic_store_n(&seg_state, SEG_READY, __ATOMIC_SEQ_CST);
+    /* What was lost before the segment was ready is counted in it now
+     * (after SEG_READY: see dynobs__count_lost). */
+    move_lost(seg);
     return seg;
 }
 

@@ -34,7 +34,7 @@ static int emit(int severity, const char *stext, const char *body, size_t blen,
     struct dynobs_thread *t = dynobs__thread();
     struct dynobs_segment *seg = dynobs__segment();
     if (!t || !seg) {
-        __atomic_fetch_add(&dynobs__lost, 1, __ATOMIC_RELAXED);
+        dynobs__count_lost();
         return DYNOBS_ENOMEM;
     }
     /* A filter of the rules in force may drop this process's logs (it

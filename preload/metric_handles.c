@@ -166,7 +166,7 @@ static int declare(const dynobs_metric_decl *x, dynobs_metric **handle)
         if (s) {
             rc = dynobs__meta_declare(&s->metrics, &d, x->description);
         } else {
-            __atomic_fetch_add(&dynobs__lost, 1, __ATOMIC_RELAXED);
+            dynobs__count_lost();
             rc = DYNOBS_ENOMEM;
         }
     }
@@ -202,7 +202,7 @@ static __attribute__((noinline)) int resolve(struct dynobs_metric *h, double val
         return DYNOBS_EDISABLED; /* still initialising */
     struct dynobs_segment *s = dynobs__segment();
     if (!s) {
-        __atomic_fetch_add(&dynobs__lost, 1, __ATOMIC_RELAXED);
+        dynobs__count_lost();
         return DYNOBS_ENOMEM;
     }
     uint32_t epoch = dynobs__segment_epoch();

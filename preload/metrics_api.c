@@ -86,7 +86,7 @@ static int update(struct dynobs_segment *seg, const struct dynobs_metric_def *d,
         }
     }
     if (!seg && !(seg = dynobs__segment())) {
-        __atomic_fetch_add(&dynobs__lost, 1, __ATOMIC_RELAXED);
+        dynobs__count_lost();
         return -ENOMEM;
     }
     return update_slow(seg, d, value, labels, e);

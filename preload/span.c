@@ -601,7 +601,7 @@ static int emit(struct dynobs_span *s, struct dynobs_thread *self, uint16_t rf)
 {
     struct dynobs_segment *seg = dynobs__segment();
     if (!seg) {
-        __atomic_fetch_add(&dynobs__lost, 1, __ATOMIC_RELAXED);
+        dynobs__count_lost();
         return DYNOBS_ENOMEM;
     }
     struct dynobs_span_rec *r = &s->rec;

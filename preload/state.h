@@ -125,9 +125,14 @@ static inline void dynobs__leave(uint32_t lane)
 /* ---- the segment ---- */
 
 /* The process's segment, created at first use; NULL when it cannot be
- * (then records are dropped and counted in dynobs__lost). */
+ * (then records are dropped and counted with dynobs__count_lost). */
 struct dynobs_segment *dynobs__segment(void) DYNOBS_INTERNAL;
 extern uint64_t dynobs__lost DYNOBS_INTERNAL;
+/* One record or update dropped for want of a segment: counted in
+ * dynobs__lost, which the segment's creation moves into its drop count;
+ * a drop counted while or after that happens is moved by its counter
+ * (init.c), so none is left behind. */
+void dynobs__count_lost(void) DYNOBS_INTERNAL;
 
 /* The identity of the segment in force: 0 while the process has none,
  * then a number never used before in this process or its parents (a
@@ -207,7 +212,7 @@ static inline void dynobs__count(unsigned c)
         __atomic_fetch_add(&dynobs__ring_of(s, dynobs__thread())->counters[c], 1,
                            __ATOMIC_RELAXED);
     else
-        __atomic_fetch_add(&dynobs__lost, 1, __ATOMIC_RELAXED);
+        dynobs__count_lost();
 }
 
 /* ---- what the instrumentations share ---- */

@@ -230,3 +230,28 @@ Test(preload_spans, spans_from_signal_handlers_interleave_safely)
     free(r);
     free(text);
 }
+
+/* Two threads whose first spans end together race to make the process's
+ * segment: the one that waits for the other's creation must then write
+ * into it, and a record that cannot be written is counted, never lost
+ * without a count (a wait that read the state twice once took a creation
+ * that ended between the reads for a failure, and its drop, counted
+ * after the creation had moved the earlier ones, was seen nowhere). */
+Test(preload_spans, first_records_of_racing_threads_are_written_or_counted)
+{
+    enum { RUNS = 15 };
+    for (int i = 0; i < RUNS; i++)
+        cr_assert_eq(run("nested", NULL, 1), 0);
+    char paths[RUNS][1024];
+    cr_assert_eq(segments(paths, RUNS), RUNS);
+    struct dynobs_reader *r = malloc(sizeof *r);
+    for (int i = 0; i < RUNS; i++) {
+        cr_assert_eq(dynobs__reader_open(r, paths[i], 0), 0);
+        uint64_t written = dynobs__reader_counter(r, DYNOBS_CTR_RECORDS_WRITTEN);
+        uint64_t dropped = dynobs__reader_counter(r, DYNOBS_CTR_RECORDS_DROPPED);
+        cr_assert_eq(written + dropped, 6, "%s: written %llu, dropped %llu", paths[i],
+                     (unsigned long long)written, (unsigned long long)dropped);
+        dynobs__reader_close(r);
+    }
+    free(r);
+}
