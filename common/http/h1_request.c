@@ -549,31 +549,35 @@ static int visible(const uint8_t *p, size_t n)
 
 /* Where the reader's one traceparent value (tp_len bytes) lies in the
  * head it just read, when it is a run of visible bytes copied whole from
- * a "traceparent:" line: its offset, or -1. The line is found from the
- * value's end back (the value, white space, the colon, the name at a
- * line start), so a run elsewhere that holds the same bytes is not taken
- * for it. */
+ * a "traceparent:" line: its offset, or -1. Only line starts are looked
+ * at (found 16 bytes at a time), so a head without the line costs a pass
+ * over its line ends; the value must be what the reader copied, ended by
+ * the line end. */
 static long traceparent_run(const struct dynobs_h1_req *o, const uint8_t *h, size_t len)
 {
+    static const char name[] = "traceparent:";
     size_t v = o->tp_len;
     if (!o->has_traceparent || o->tp_count != 1 || !v || v > 255 || v + 14 > len)
         return -1;
-    for (size_t at = 13; at + v < len; at++) {
-        if (h[at + v] != '\r' && h[at + v] != '\n')
+    for (size_t nl = dynobs__h1_find_nl(h, 0, len); nl + 13 + v < len;
+         nl = dynobs__h1_find_nl(h, nl + 1, len)) {
+        const uint8_t *l = h + nl + 1;
+        if ((l[0] | 0x20) != 't')
             continue;
-        if (memcmp(h + at, o->traceparent, v) || !visible(h + at, v))
-            continue;
-        size_t c = at;
-        while (c > 0 && (h[c - 1] == ' ' || h[c - 1] == '\t'))
-            c--;
-        if (c < 13 || h[c - 1] != ':' || h[c - 13] != '\n')
-            continue;
-        static const char name[] = "traceparent";
-        size_t k = 0;
-        while (k < 11 && lower(h[c - 12 + k]) == (uint8_t)name[k])
+        /* (a byte or 0x20 is a lower-case letter only for that letter in
+         * either case; the colon is compared as it is) */
+        size_t k = 1;
+        while (k < 11 && (l[k] | 0x20) == (uint8_t)name[k])
             k++;
-        if (k == 11)
+        if (k < 11 || l[11] != ':')
+            continue;
+        size_t at = nl + 13;
+        while (at < len && (h[at] == ' ' || h[at] == '\t'))
+            at++;
+        if (at + v < len && (h[at + v] == '\r' || h[at + v] == '\n') &&
+            !memcmp(h + at, o->traceparent, v) && visible(h + at, v))
             return (long)at;
+        return -1; /* the one traceparent line, and its value is not a run */
     }
     return -1;
 }
