@@ -2,8 +2,10 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "http_server.h"
+#include "metrics.h"
 
 void dx_json_str(struct dx_buf *b, const char *s)
 {
@@ -41,4 +43,19 @@ void dx_json_error(struct dx_httpd_response *r, unsigned status, const char *msg
     dx_buf_str(&r->body, "{\"error\":");
     dx_json_str(&r->body, msg);
     dx_buf_str(&r->body, "}\n");
+}
+
+int dx_json_series_args(struct dx_httpd_response *r, const char **name, const char **labels)
+{
+    *name = dx_httpd_arg(r, "name");
+    *labels = dx_httpd_arg(r, "labels");
+    if (!*name || !dynobs__metric_name_ok(*name, strlen(*name))) {
+        dx_json_error(r, 400, "name: a metric name is required");
+        return -1;
+    }
+    if (*labels && **labels && !dynobs__metric_labels_ok(*labels, strlen(*labels))) {
+        dx_json_error(r, 400, "labels: k=v,k=v expected");
+        return -1;
+    }
+    return 0;
 }

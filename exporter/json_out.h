@@ -17,5 +17,9 @@ void dx_json_num(struct dx_buf *b, double v);
 /* {"error":"msg"} with a status: the answer to a bad request. */
 struct dx_httpd_response;
 void dx_json_error(struct dx_httpd_response *r, unsigned status, const char *msg);
+/* The series a metrics API request names: its name argument (required, a
+ * metric name) and labels (optional, k=v,k=v) in *name and *labels; 0, or
+ * -1 once it has answered 400 with what is wrong. */
+int dx_json_series_args(struct dx_httpd_response *r, const char **name, const char **labels);
 
 #endif

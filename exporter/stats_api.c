@@ -172,21 +172,15 @@ static void stats_route(void *arg, struct dx_httpd_response *r)
 {
     (void)arg;
     static const char *const known[] = {"name", "labels", "window", NULL};
-    const char *unknown, *name = dx_httpd_arg(r, "name"), *labels = dx_httpd_arg(r, "labels");
+    const char *unknown, *name, *labels;
     struct query qu = {.now_ns = dynobs__mono_ns()};
     dx_httpd_unknown_arg(r, known, &unknown);
     if (unknown) {
         dx_json_error(r, 400, "unknown parameter (name, labels and window are known)");
         return;
     }
-    if (!name || !dynobs__metric_name_ok(name, strlen(name))) {
-        dx_json_error(r, 400, "name: a metric name is required");
+    if (dx_json_series_args(r, &name, &labels) < 0)
         return;
-    }
-    if (labels && *labels && !dynobs__metric_labels_ok(labels, strlen(labels))) {
-        dx_json_error(r, 400, "labels: k=v,k=v expected");
-        return;
-    }
     if (parse_window(dx_httpd_arg(r, "window"), &qu.window_ms) < 0) {
         dx_json_error(r, 400, "window: milliseconds (0: since start, at most a day) expected");
         return;

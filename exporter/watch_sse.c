@@ -371,20 +371,14 @@ static void watch_route(void *arg, struct dx_httpd_response *r)
     (void)arg;
     static const char *const known[] = {"name", "labels", "above", "below", "change", NULL};
     const char *unknown, *why = NULL;
-    const char *name = dx_httpd_arg(r, "name"), *labels = dx_httpd_arg(r, "labels");
+    const char *name, *labels;
     dx_httpd_unknown_arg(r, known, &unknown);
     if (unknown) {
         dx_json_error(r, 400, "unknown parameter (name, labels, above, below and change are known)");
         return;
     }
-    if (!name || !dynobs__metric_name_ok(name, strlen(name))) {
-        dx_json_error(r, 400, "name: a metric name is required");
+    if (dx_json_series_args(r, &name, &labels) < 0)
         return;
-    }
-    if (labels && *labels && !dynobs__metric_labels_ok(labels, strlen(labels))) {
-        dx_json_error(r, 400, "labels: k=v,k=v expected");
-        return;
-    }
     struct client *c = calloc(1, sizeof *c);
     if (!c) {
         dx_json_error(r, 503, "out of memory");
