@@ -19,7 +19,7 @@
 
 #include "conn.h"
 
-struct dynobs_conn **dynobs__fd_chunks[DYNOBS_FD_CHUNKS];
+void *dynobs__fd_chunks[DYNOBS_FD_CHUNKS];
 static struct dynobs_conn *free_list;
 static int free_lock;
 
@@ -254,24 +254,11 @@ static struct dynobs_conn **slot(int fd, int create)
     if (fd < 0 || fd >= (DYNOBS_FD_CHUNKS << DYNOBS_FD_CHUNK_BITS))
         return NULL;
     unsigned ci = (unsigned)fd >> DYNOBS_FD_CHUNK_BITS;
-    struct dynobs_conn **ch = __atomic_load_n(&dynobs__fd_chunks[ci], __ATOMIC_ACQUIRE);
-    if (!ch) {
-        if (!create)
-            return NULL;
-        void *m = mmap(NULL, sizeof(void *) << DYNOBS_FD_CHUNK_BITS, PROT_READ | PROT_WRITE,
-                       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        if (m == MAP_FAILED)
-            return NULL;
-        struct dynobs_conn **expect = NULL;
-        if (!__atomic_compare_exchange_n(&dynobs__fd_chunks[ci], &expect,
-                                         (struct dynobs_conn **)m, 0, __ATOMIC_ACQ_REL,
-                                         __ATOMIC_ACQUIRE)) {
-            munmap(m, sizeof(void *) << DYNOBS_FD_CHUNK_BITS);
-            ch = expect;
-        } else {
-            ch = m;
-        }
-    }
+    void **chunk = &dynobs__fd_chunks[ci];
+    const size_t bytes = sizeof(struct dynobs_conn *) << DYNOBS_FD_CHUNK_BITS;
+    struct dynobs_conn **ch = create ? dynobs__lazymap(chunk, bytes) : dynobs__lazymap_peek(chunk);
+    if (!ch)
+        return NULL;
     return &ch[(unsigned)fd & ((1u << DYNOBS_FD_CHUNK_BITS) - 1)];
 }
 

@@ -33,6 +33,7 @@
 #include "fcgiserver.h"
 #include "h1.h"
 #include "h2.h"
+#include "lazymap.h"
 #include "state.h"
 
 #define DYNOBS_CONN_IGNORED ((struct dynobs_conn *)1)
@@ -261,7 +262,9 @@ void dynobs__conn_unref(struct dynobs_conn *c) DYNOBS_INTERNAL;
 
 #define DYNOBS_FD_CHUNK_BITS 12
 #define DYNOBS_FD_CHUNKS 256 /* fds up to 2^20 */
-extern struct dynobs_conn **dynobs__fd_chunks[DYNOBS_FD_CHUNKS] DYNOBS_INTERNAL;
+/* Each chunk an array of 2^DYNOBS_FD_CHUNK_BITS entries (struct
+ * dynobs_conn *), mapped at its first fd (lazymap.h). */
+extern void *dynobs__fd_chunks[DYNOBS_FD_CHUNKS] DYNOBS_INTERNAL;
 
 /* The entry of fd: NULL, a marker or a connection. Inline: every read and
  * write of the process asks this. */
@@ -270,8 +273,7 @@ static inline struct dynobs_conn *dynobs__fd_get(int fd)
     unsigned u = (unsigned)fd;
     if (DYNOBS_UNLIKELY(u >= (DYNOBS_FD_CHUNKS << DYNOBS_FD_CHUNK_BITS)))
         return NULL;
-    struct dynobs_conn **ch =
-        __atomic_load_n(&dynobs__fd_chunks[u >> DYNOBS_FD_CHUNK_BITS], __ATOMIC_ACQUIRE);
+    struct dynobs_conn **ch = dynobs__lazymap_peek(&dynobs__fd_chunks[u >> DYNOBS_FD_CHUNK_BITS]);
     return ch ? __atomic_load_n(&ch[u & ((1u << DYNOBS_FD_CHUNK_BITS) - 1)], __ATOMIC_ACQUIRE)
               : NULL;
 }
