@@ -72,9 +72,10 @@ static inline unsigned pair(const char *s)
     return (unsigned)hexhi[(unsigned char)s[0]] + hexlo[(unsigned char)s[1]];
 }
 
+#ifndef __SSE2__
 /* Fixed counts, so the compiler unrolls it; *ok loses PAIR_OK on a bad digit.
- * (Where SSE2 is missing: decode16 below otherwise.) */
-static inline __attribute__((unused)) void decode(const char *s, size_t nbytes, uint8_t *out, unsigned *ok)
+ * (With SSE2, decode16 below.) */
+static inline void decode(const char *s, size_t nbytes, uint8_t *out, unsigned *ok)
 {
     unsigned acc = *ok;
 #pragma GCC unroll 16
@@ -85,8 +86,7 @@ static inline __attribute__((unused)) void decode(const char *s, size_t nbytes, 
     }
     *ok = acc;
 }
-
-#ifdef __SSE2__
+#else
 /* 16 lowercase hex characters into 8 bytes at once: each character's
  * value (digits and a-f told apart by range; a byte of 0x80 or more is
  * negative to the signed compares, so neither), then each pair joined in
