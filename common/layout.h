@@ -11,6 +11,7 @@
  *   metric_offset            metric_slots x struct dynobs_metric_slot
  *   meta_offset              meta_slots x struct dynobs_metric_meta
  *   window_offset            metric_slots x struct dynobs_metric_window
+ *   tmpl_offset              tmpl_slots x struct dynobs_tmpl_slot (layout 4)
  *
  * The consumer maps the whole file read-only and only its own page
  * read-write: that page holds everything a consumer ever writes (each
@@ -27,7 +28,11 @@
 #include <stdint.h>
 
 #define DYNOBS_SEG_MAGIC 0x31474553534f4e59ULL /* "YNOSSEG1" read as LE */
-#define DYNOBS_LAYOUT_VERSION 3u
+/* 4: span templates (DYNOBS_REC_SPAN_REF and the template table). A
+ * consumer of layout 4 reads layout 3 segments too: the same bytes, with
+ * no table (tmpl_slots 0, as that space was zero). */
+#define DYNOBS_LAYOUT_VERSION 4u
+#define DYNOBS_LAYOUT_VERSION_MIN 3u
 #define DYNOBS_PAGE 4096u
 #define DYNOBS_CACHELINE 64u
 
@@ -123,7 +128,13 @@ struct dynobs_seg_header {
     uint32_t reserved2;         /* 2460 */
     uint64_t declare_conflicts; /* 2464: redeclarations refused, atomic */
     uint64_t declare_refused;   /* 2472: declarations refused: table full */
-    uint8_t reserved1[1104];                    /* 2480 */
+    /* 2480: layout 4, span templates (DYNOBS_REC_SPAN_REF). */
+    uint64_t tmpl_offset;       /* 2480 */
+    uint32_t tmpl_slots;        /* 2488: power of two; 0: no table (layout 3) */
+    uint32_t tmpl_slot_bytes;   /* 2492: sizeof(struct dynobs_tmpl_slot) */
+    uint64_t tmpl_next;         /* 2496: the last template id given out, atomic */
+    uint8_t reserved4[56];      /* 2504: (tmpl_next's line is its own) */
+    uint8_t reserved1[1024];                    /* 2560 */
     /* 3584: one cache line per ring shard, written by the producers of
      * that shard only, so threads on different shards never share a line. */
     struct dynobs_seg_shard {
@@ -160,6 +171,13 @@ enum dynobs_rec_type {
     DYNOBS_REC_PAD = 1,
     DYNOBS_REC_SPAN = 2,
     DYNOBS_REC_LOG = 3, /* a log record: struct dynobs_log_rec */
+    /* Layout 4: a span written as a reference to a template: the fixed
+     * part (struct dynobs_span_rec) only, its body being the one in
+     * template slot template_slot while that slot holds template_id
+     * (struct dynobs_tmpl_slot). A consumer hands it on as the
+     * DYNOBS_REC_SPAN it stands for, or skips and counts it when the slot
+     * has moved on. */
+    DYNOBS_REC_SPAN_REF = 4,
 };
 
 struct dynobs_rec_hdr {
@@ -198,10 +216,33 @@ struct dynobs_span_rec {
     uint16_t event_count;      /* 64 */
     uint16_t dropped_attrs;    /* 66 */
     uint16_t dropped_events;   /* 68 */
-    uint16_t reserved0;        /* 70 */
+    uint16_t template_slot;    /* 70: layout 4, DYNOBS_REC_SPAN_REF only, else 0 */
     uint32_t body_len;         /* 72 */
-    uint32_t reserved1;        /* 76 */
+    uint32_t template_id;      /* 76: layout 4, DYNOBS_REC_SPAN_REF only, else 0 */
 };
+
+/* Span templates (layout 4). A span body (name and items, without status
+ * message or tracestate) that repeats byte for byte, as the server spans
+ * of a keep-alive connection whose requests repeat do, is put once into
+ * a slot of this table, and the spans that have it are written as
+ * DYNOBS_REC_SPAN_REF records of 96 bytes instead of whole. A producer
+ * claims an empty slot by swapping its id from DYNOBS_TMPL_EMPTY to
+ * DYNOBS_TMPL_WRITING, writes len and body, then stores an id from
+ * tmpl_next with release order. A slot is never written again: a
+ * reference stays good for the segment's life however late it is read,
+ * and a body that finds no free slot (a body has two candidates) is
+ * written whole. A consumer reads the id (acquire), len and body, then
+ * the id again, and skips and counts a reference that does not match. */
+#define DYNOBS_TMPL_SLOTS 128u /* 64 KiB, backed a page at a time as used */
+#define DYNOBS_TMPL_BODY_MAX 496u
+#define DYNOBS_TMPL_EMPTY 0u
+#define DYNOBS_TMPL_WRITING 0xffffffffu
+struct dynobs_tmpl_slot {
+    uint32_t id;       /* 0: the template's id, DYNOBS_TMPL_EMPTY or _WRITING; atomic */
+    uint32_t len;      /* 4: body bytes */
+    uint8_t reserved[8];                   /* 8 */
+    uint8_t body[DYNOBS_TMPL_BODY_MAX];    /* 16 */
+};                                         /* 512 */
 
 /* Log record: header, this fixed part, then the severity text, the body
  * and `items_len` bytes of LOG_ATTR items. */
@@ -357,6 +398,7 @@ DYNOBS_AT(struct dynobs_seg_consumer, last_drain_ns, 520);
 DYNOBS_AT(struct dynobs_seg_consumer, rules_generation, 528);
 _Static_assert(sizeof(struct dynobs_rec_hdr) == DYNOBS_REC_ALIGN, "record header");
 _Static_assert(sizeof(struct dynobs_span_rec) == 80, "span record");
+_Static_assert(sizeof(struct dynobs_tmpl_slot) == 512, "template slot");
 DYNOBS_AT(struct dynobs_span_rec, start_ns, 32);
 DYNOBS_AT(struct dynobs_span_rec, tid, 48);
 DYNOBS_AT(struct dynobs_span_rec, name_len, 56);

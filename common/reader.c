@@ -21,7 +21,7 @@ static int check_header(const struct dynobs_seg_header *h, uint64_t file_size)
 {
     if (h->magic != DYNOBS_SEG_MAGIC)
         return -EAGAIN;
-    if (h->layout_version != DYNOBS_LAYOUT_VERSION)
+    if (h->layout_version < DYNOBS_LAYOUT_VERSION_MIN || h->layout_version > DYNOBS_LAYOUT_VERSION)
         return -EPROTO;
     if (h->header_bytes != sizeof *h || h->total_bytes != file_size ||
         h->metric_slot_bytes != sizeof(struct dynobs_metric_slot))
@@ -44,7 +44,15 @@ static int check_header(const struct dynobs_seg_header *h, uint64_t file_size)
     dynobs__geometry(h->ring_bytes, h->ring_shards, h->metric_slots, h->meta_slots, &g);
     if (h->consumer_offset != g.consumer_offset || h->ring_offset != g.ring_offset ||
         h->metric_offset != g.metric_offset || h->meta_offset != g.meta_offset ||
-        h->window_offset != g.window_offset || h->total_bytes != g.total_bytes)
+        h->window_offset != g.window_offset)
+        return -EBADMSG;
+    /* Layout 3 ends where the template table begins. */
+    if (h->layout_version == 3 ? h->tmpl_offset || h->tmpl_slots || h->tmpl_slot_bytes ||
+                                     h->total_bytes != g.window_end
+                               : h->tmpl_offset != g.tmpl_offset ||
+                                     h->tmpl_slots != DYNOBS_TMPL_SLOTS ||
+                                     h->tmpl_slot_bytes != sizeof(struct dynobs_tmpl_slot) ||
+                                     h->total_bytes != g.total_bytes)
         return -EBADMSG;
     if (h->service_name_len > DYNOBS_SERVICE_NAME_MAX || h->resource_len > DYNOBS_RESOURCE_BYTES ||
         h->max_record_bytes > DYNOBS_MAX_RECORD_BYTES || h->max_record_bytes < 64)
@@ -74,7 +82,8 @@ int dynobs__reader_open(struct dynobs_reader *r, const char *path, int flags)
             2 * DYNOBS_PAGE + DYNOBS_RING_BYTES_MAX +
                 (uint64_t)DYNOBS_METRIC_SLOTS_MAX * (sizeof(struct dynobs_metric_slot) +
                                                      sizeof(struct dynobs_metric_window)) +
-                (uint64_t)DYNOBS_META_SLOTS_MAX * sizeof(struct dynobs_metric_meta)) {
+                (uint64_t)DYNOBS_META_SLOTS_MAX * sizeof(struct dynobs_metric_meta) +
+                (uint64_t)DYNOBS_TMPL_SLOTS * sizeof(struct dynobs_tmpl_slot)) {
         rc = -EBADMSG;
         goto fail;
     }
@@ -118,6 +127,8 @@ int dynobs__reader_open(struct dynobs_reader *r, const char *path, int flags)
     r->slots = (const struct dynobs_metric_slot *)(r->map + r->hdr.metric_offset);
     r->metas = (const struct dynobs_metric_meta *)(r->map + r->hdr.meta_offset);
     r->windows = (const struct dynobs_metric_window *)(r->map + r->hdr.window_offset);
+    r->tmpl = r->hdr.tmpl_slots ? (const struct dynobs_tmpl_slot *)(r->map + r->hdr.tmpl_offset)
+                                : NULL;
     r->stall_timeout_ns = DYNOBS_STALL_TIMEOUT_NS;
     memcpy(r->service_name, r->hdr.service_name, r->hdr.service_name_len);
     r->service_name[r->hdr.service_name_len] = '\0';
@@ -162,6 +173,54 @@ static void publish_tail(struct dynobs_reader *r, uint32_t i)
 }
 
 /* One shard: 1 with a record in r->buf, 0 when it has none ready. */
+/* The record just copied into r->buf as consumers see it: 1, or 0 when
+ * it is skipped (a template reference whose slot has moved on, counted;
+ * layout.h, struct dynobs_tmpl_slot). A reference comes out as the whole
+ * span record it stands for. */
+static int resolve(struct dynobs_reader *r)
+{
+    struct dynobs_rec_hdr *h = (struct dynobs_rec_hdr *)r->buf;
+    if (h->type != DYNOBS_REC_SPAN_REF)
+        return 1;
+    struct dynobs_span_rec f;
+    if (h->len < sizeof *h + sizeof f) {
+        r->corrupt++;
+        return 0;
+    }
+    memcpy(&f, h + 1, sizeof f);
+    if (!r->tmpl || f.template_slot >= r->hdr.tmpl_slots || f.template_id == DYNOBS_TMPL_EMPTY ||
+        f.template_id == DYNOBS_TMPL_WRITING || f.body_len > DYNOBS_TMPL_BODY_MAX) {
+        r->unresolved++;
+        return 0;
+    }
+    const struct dynobs_tmpl_slot *t = &r->tmpl[f.template_slot];
+    uint8_t *body = r->buf + sizeof *h + sizeof f;
+    _Static_assert(sizeof(struct dynobs_rec_hdr) + sizeof(struct dynobs_span_rec) +
+                           DYNOBS_TMPL_BODY_MAX + DYNOBS_REC_ALIGN <= DYNOBS_MAX_RECORD_BYTES,
+                   "a resolved reference fits the reader's buffer");
+    if (__atomic_load_n(&t->id, __ATOMIC_ACQUIRE) != f.template_id ||
+        __atomic_load_n(&t->len, __ATOMIC_RELAXED) != f.body_len) {
+        r->unresolved++;
+        return 0;
+    }
+    memcpy(body, t->body, f.body_len);
+    __atomic_thread_fence(__ATOMIC_ACQUIRE);
+    if (__atomic_load_n(&t->id, __ATOMIC_RELAXED) != f.template_id) {
+        r->unresolved++;
+        return 0;
+    }
+    size_t len = sizeof *h + sizeof f + f.body_len;
+    size_t padded = (len + DYNOBS_REC_ALIGN - 1) & ~(size_t)(DYNOBS_REC_ALIGN - 1);
+    memset(r->buf + len, 0, padded - len);
+    /* Written out as any span record: no trace of the template. */
+    f.template_slot = 0;
+    f.template_id = 0;
+    memcpy(h + 1, &f, sizeof f);
+    h->type = DYNOBS_REC_SPAN;
+    h->len = (uint32_t)padded;
+    return 1;
+}
+
 static int shard_next(struct dynobs_reader *r, uint32_t i)
 {
     struct dynobs_reader_shard *sh = &r->shards[i];
@@ -170,7 +229,9 @@ static int shard_next(struct dynobs_reader *r, uint32_t i)
         if (p == DYNOBS_PEEK_RECORD) {
             sh->stall_since = 0;
             publish_tail(r, i);
-            return 1;
+            if (resolve(r))
+                return 1;
+            continue;
         }
         if (p == DYNOBS_PEEK_EMPTY) {
             publish_tail(r, i);

@@ -42,9 +42,13 @@ struct dynobs_reader {
     const struct dynobs_metric_slot *slots;
     const struct dynobs_metric_meta *metas;     /* hdr.meta_slots entries */
     const struct dynobs_metric_window *windows; /* one per metric slot */
+    const struct dynobs_tmpl_slot *tmpl;        /* hdr.tmpl_slots; NULL in layout 3 */
     uint64_t stall_timeout_ns;
     uint64_t corrupt;   /* records skipped as malformed */
     uint64_t abandoned; /* uncommitted records skipped */
+    /* span template references skipped: their slot had moved on to
+     * another template by the time they were read (layout.h) */
+    uint64_t unresolved;
     char service_name[DYNOBS_SERVICE_NAME_MAX + 1];
     _Alignas(16) uint8_t buf[DYNOBS_MAX_RECORD_BYTES];
 };
@@ -60,7 +64,9 @@ void dynobs__reader_close(struct dynobs_reader *r);
 /* Next record: 1 with *rec pointing into r->buf (valid until the next
  * call), 0 when none is ready. Malformed records are skipped and counted;
  * an uncommitted record is waited for until its process dies or
- * stall_timeout_ns passes, then skipped and counted. */
+ * stall_timeout_ns passes, then skipped and counted. A span written as a
+ * template reference (DYNOBS_REC_SPAN_REF) comes out as the whole
+ * DYNOBS_REC_SPAN it stands for, or is skipped and counted (unresolved). */
 int dynobs__reader_next(struct dynobs_reader *r, const struct dynobs_rec_hdr **rec);
 
 /* Metric series in slot i (0 <= i < hdr.metric_slots): 0, -ENOENT for an

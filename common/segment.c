@@ -23,8 +23,10 @@ void dynobs__geometry(uint64_t ring_bytes, uint32_t shards, uint32_t metric_slot
     g->meta_offset = g->metric_offset + (uint64_t)metric_slots * sizeof(struct dynobs_metric_slot);
     g->meta_slots = meta_slots;
     g->window_offset = g->meta_offset + (uint64_t)meta_slots * sizeof(struct dynobs_metric_meta);
-    g->total_bytes =
-        g->window_offset + (uint64_t)metric_slots * sizeof(struct dynobs_metric_window);
+    g->window_end = g->window_offset + (uint64_t)metric_slots * sizeof(struct dynobs_metric_window);
+    /* (on a page of its own: its pages are backed one by one, span.c) */
+    g->tmpl_offset = (g->window_end + DYNOBS_PAGE - 1) & ~(uint64_t)(DYNOBS_PAGE - 1);
+    g->total_bytes = g->tmpl_offset + (uint64_t)DYNOBS_TMPL_SLOTS * sizeof(struct dynobs_tmpl_slot);
 }
 
 uint32_t dynobs__default_shards(uint64_t ring_bytes)
@@ -111,14 +113,18 @@ static int open_dir(const char *dir)
     return fd < 0 ? -errno : fd;
 }
 
-/* Allocates the file's pages: all of them, or, when each shard starts
- * with `backed` bytes (less than a shard), the header pages, that much of
- * each shard and the metric table; the rest of the file stays a hole until
- * a producer backs it (ring.h). 0 or an errno. */
+/* Allocates the file's pages: all but the template table's, or, when each
+ * shard starts with `backed` bytes (less than a shard), the header pages,
+ * that much of each shard and the metric tables; the rest of the file
+ * stays a hole until a producer backs it (ring.h, and span.c for the
+ * template table, a page at a time). 0 or an errno. */
 static int allocate(int fd, const struct dynobs_geometry *g, uint64_t backed)
 {
-    if (backed >= g->shard_bytes)
-        return posix_fallocate(fd, 0, (off_t)g->total_bytes);
+    if (backed >= g->shard_bytes) {
+        if (ftruncate(fd, (off_t)g->total_bytes) < 0)
+            return errno;
+        return posix_fallocate(fd, 0, (off_t)g->tmpl_offset);
+    }
     if (ftruncate(fd, (off_t)g->total_bytes) < 0)
         return errno;
     int rc = posix_fallocate(fd, 0, (off_t)g->ring_offset);
@@ -127,7 +133,7 @@ static int allocate(int fd, const struct dynobs_geometry *g, uint64_t backed)
                              (off_t)backed);
     if (rc == 0)
         rc = posix_fallocate(fd, (off_t)g->metric_offset,
-                             (off_t)(g->total_bytes - g->metric_offset));
+                             (off_t)(g->tmpl_offset - g->metric_offset));
     return rc;
 }
 
@@ -210,6 +216,9 @@ int dynobs__segment_create(struct dynobs_segment *s, const struct dynobs_segment
     h->window_offset = g.window_offset;
     h->window_slice_ms = slice_ms;
     h->window_slices = slices;
+    h->tmpl_offset = g.tmpl_offset;
+    h->tmpl_slots = DYNOBS_TMPL_SLOTS;
+    h->tmpl_slot_bytes = sizeof(struct dynobs_tmpl_slot);
     h->pid = p->pid;
     h->ppid = p->ppid;
     h->start_ticks = p->start_ticks;
@@ -255,6 +264,7 @@ int dynobs__segment_create(struct dynobs_segment *s, const struct dynobs_segment
     s->metrics.nmetas = g.meta_slots;
     s->metrics.declare_conflicts = &h->declare_conflicts;
     s->metrics.declare_refused = &h->declare_refused;
+    s->tmpl = (struct dynobs_tmpl_slot *)((uint8_t *)base + g.tmpl_offset);
     memcpy(s->path, p->dir, dl);
     s->path[dl] = '/';
     memcpy(s->path + dl + 1, name, strlen(name) + 1);

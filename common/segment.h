@@ -27,10 +27,12 @@ struct dynobs_geometry {
     uint32_t metric_slots, ring_shards, shard_bytes;
     uint64_t meta_offset, window_offset; /* layout 3 */
     uint32_t meta_slots;
+    uint64_t window_end;  /* where layout 3 ended */
+    uint64_t tmpl_offset; /* layout 4: DYNOBS_TMPL_SLOTS span templates, page-aligned */
 };
 
 /* The offsets of a segment: the metric table after the ring, then the
- * declared metrics, then one window per metric slot. */
+ * declared metrics, one window per metric slot, and the span templates. */
 void dynobs__geometry(uint64_t ring_bytes, uint32_t shards, uint32_t metric_slots,
                       uint32_t meta_slots, struct dynobs_geometry *g);
 
@@ -48,6 +50,10 @@ struct dynobs_segment {
      * was made with ring_start_bytes 0. */
     struct dynobs_ring_room room[DYNOBS_MAX_SHARDS];
     struct dynobs_metric_table metrics;
+    struct dynobs_tmpl_slot *tmpl; /* DYNOBS_TMPL_SLOTS of them */
+    /* The table's pages this process has backed (bit i: page i; the file
+     * holds a hole there until then, which must not be touched). */
+    uint32_t tmpl_backed;
     char path[512];
 };
 

@@ -394,6 +394,10 @@ static void self_metrics(struct dx_buf *b)
     self_counter(b, "dynobs_exporter_records_abandoned_total",
                  "Records skipped because their writer died mid-write",
                  st.counter[DX_RECORDS_ABANDONED]);
+    self_counter(b, "dynobs_exporter_records_unresolved_total",
+                 "Span records skipped because they refer to a template the exporter never "
+                 "read (it started or restarted while the application ran)",
+                 st.counter[DX_RECORDS_UNRESOLVED]);
     self_counter(b, "dynobs_exporter_segments_rejected_total",
                  "Segments refused: corrupt, foreign or not regular files",
                  st.counter[DX_SEGMENTS_REJECTED]);

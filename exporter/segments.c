@@ -268,7 +268,7 @@ static size_t drain_one(struct dx_segment *s)
     uint64_t drained[DX_QUEUED_SIGNALS] = {0};
     const struct dynobs_rec_hdr *h;
     struct dynobs_reader *rd = s->src.rd;
-    uint64_t corrupt0 = rd->corrupt, abandoned0 = rd->abandoned;
+    uint64_t corrupt0 = rd->corrupt, abandoned0 = rd->abandoned, unresolved0 = rd->unresolved;
     const uint64_t now = dynobs__mono_ns();
     sigjmp_buf jb;
     if (seg_broken(s) || !DX_GUARD_BEGIN(jb)) {
@@ -309,6 +309,7 @@ static size_t drain_one(struct dx_segment *s)
     }
     dx_stats_add(DX_RECORDS_CORRUPT, rd->corrupt - corrupt0);
     dx_stats_add(DX_RECORDS_ABANDONED, rd->abandoned - abandoned0);
+    dx_stats_add(DX_RECORDS_UNRESOLVED, rd->unresolved - unresolved0);
     for (int k = 0; k < DX_QUEUED_SIGNALS; k++)
         dx_stats_add_signal(DX_RECORDS_DRAINED, (enum dx_signal)k, drained[k]);
     if (rd->consumer) {

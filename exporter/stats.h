@@ -14,6 +14,7 @@
 enum dx_counter {
     DX_RECORDS_CORRUPT = 0, /* malformed records skipped in rings */
     DX_RECORDS_ABANDONED,   /* records of producers that died mid-write */
+    DX_RECORDS_UNRESOLVED,  /* span references to a template not seen (reader.h) */
     DX_SEGMENTS_REJECTED,   /* unreadable, corrupt or foreign segments */
     DX_SEGMENTS_REAPED,     /* segments of exited processes drained and removed */
     DX_COUNTERS

@@ -245,6 +245,8 @@ struct dynobs_h1s {
     struct dynobs_h1s_run run;
     struct dynobs_h1s_head first;
     struct dynobs_h1s_status status;
+    /* The last span body, a template while it repeats (span.h). */
+    struct dynobs_span_tmpl tmpl;
     struct dynobs_h1s_exchange x;
 };
 

@@ -437,7 +437,7 @@ static void finish(struct dynobs_conn *c, int code, const char *error_type)
     if (x->bag_len)
         __atomic_store_n(&x->bag_gen, x->bag_gen + 1, __ATOMIC_RELEASE);
     dynobs__redact_span(s, x->rules, x->redact);
-    dynobs__span_finish_at(s, now);
+    dynobs__span_finish_as(s, now, &h->tmpl);
     x->open = 0;
     x->start_ns = 0;
     dynobs__h1_req_reset(&h->head);
@@ -463,6 +463,7 @@ void dynobs__h1s_init(struct dynobs_conn *c)
     h->run.len = 0;
     h->first.len = 0;
     h->status.len = 0;
+    h->tmpl = (struct dynobs_span_tmpl){0};
     /* (the baggage count goes on from where the stream that had this
      * state left it, so that a context of one of its requests does not
      * take a new request's baggage for its own) */

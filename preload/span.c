@@ -6,6 +6,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "rulesmap.h"
 #include "state.h"
@@ -596,8 +597,148 @@ static __attribute__((noinline)) struct dynobs_ring *spill(struct dynobs_segment
     return own;
 }
 
-/* rf: the record flags of tail sampling (end_flags). */
-static int emit(struct dynobs_span *s, struct dynobs_thread *self, uint16_t rf)
+/* Where a span body goes in the template table, and whether it is the
+ * body of a series' last span (span.h): a hash that nothing else trusts,
+ * as the body itself is compared. */
+static uint64_t body_hash(const uint8_t *p, size_t n)
+{
+    uint64_t h = 0x9e3779b97f4a7c15ull ^ n;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w;
+        memcpy(&w, p + i, 8);
+        h = (h ^ w) * 0xff51afd7ed558ccdull;
+        h ^= h >> 32;
+    }
+    if (i < n) {
+        uint64_t w = 0;
+        memcpy(&w, p + i, n - i);
+        h = (h ^ w) * 0xc4ceb9fe1a85ec53ull;
+        h ^= h >> 29;
+    }
+    return h;
+}
+
+/* Whether template slot t holds id with body b of n bytes (a slot, once
+ * given an id, never changes: layout.h). */
+static int slot_holds(const struct dynobs_tmpl_slot *t, uint32_t id, const uint8_t *b, uint32_t n)
+{
+    return id != DYNOBS_TMPL_EMPTY && id != DYNOBS_TMPL_WRITING &&
+           __atomic_load_n(&t->id, __ATOMIC_ACQUIRE) == id && t->len == n && !memcmp(t->body, b, n);
+}
+
+#define TMPL_PER_PAGE (DYNOBS_PAGE / sizeof(struct dynobs_tmpl_slot))
+_Static_assert(DYNOBS_TMPL_SLOTS / TMPL_PER_PAGE <= 32, "a bit per page of the table");
+
+/* Whether this process has backed the page of template slot i: until it
+ * has, the page is a hole in the file, and touching it could fault (a
+ * full tmpfs); no template can be there either. */
+static int slot_backed(const struct dynobs_segment *seg, uint32_t i)
+{
+    return (__atomic_load_n(&seg->tmpl_backed, __ATOMIC_ACQUIRE) >> (i / TMPL_PER_PAGE)) & 1;
+}
+
+/* Backs the page of template slot i: 1, or 0 when the memory could not
+ * be had (as a ring's growth, common/ring.c). */
+static int back_slot(struct dynobs_segment *seg, uint32_t i)
+{
+    if (slot_backed(seg, i))
+        return 1;
+#ifdef MADV_POPULATE_WRITE
+    uint32_t page = (uint32_t)(i / TMPL_PER_PAGE);
+    if (madvise((uint8_t *)seg->tmpl + (size_t)page * DYNOBS_PAGE, DYNOBS_PAGE,
+                MADV_POPULATE_WRITE) != 0)
+        return 0;
+    __atomic_fetch_or(&seg->tmpl_backed, 1u << page, __ATOMIC_RELEASE);
+    return 1;
+#else
+    return 0;
+#endif
+}
+
+/* The template of body b (n bytes, hash hv) in the segment's table: found
+ * in one of its two candidate slots, or, when define is set, put into the
+ * first of them that is free. 1 with *slot and *id, or 0. */
+static int template_of(struct dynobs_segment *seg, uint64_t hv, const uint8_t *b, uint32_t n,
+                       int define, uint32_t *slot, uint32_t *id)
+{
+    const uint32_t c[2] = {(uint32_t)(hv >> 57) % DYNOBS_TMPL_SLOTS,
+                           (uint32_t)(hv >> 50) % DYNOBS_TMPL_SLOTS};
+    for (int k = 0; k < 2; k++) {
+        if (!slot_backed(seg, c[k]))
+            continue;
+        struct dynobs_tmpl_slot *t = &seg->tmpl[c[k]];
+        uint32_t v = __atomic_load_n(&t->id, __ATOMIC_ACQUIRE);
+        if (slot_holds(t, v, b, n)) {
+            *slot = c[k];
+            *id = v;
+            return 1;
+        }
+    }
+    for (int k = 0; define && k < 2; k++) {
+        if (!back_slot(seg, c[k]))
+            continue;
+        struct dynobs_tmpl_slot *t = &seg->tmpl[c[k]];
+        uint32_t v = DYNOBS_TMPL_EMPTY;
+        if (!__atomic_compare_exchange_n(&t->id, &v, DYNOBS_TMPL_WRITING, 0, __ATOMIC_ACQ_REL,
+                                         __ATOMIC_RELAXED))
+            continue;
+        do
+            v = (uint32_t)__atomic_add_fetch(&seg->hdr->tmpl_next, 1, __ATOMIC_RELAXED);
+        while (v == DYNOBS_TMPL_EMPTY || v == DYNOBS_TMPL_WRITING);
+        t->len = n;
+        memcpy(t->body, b, n);
+        __atomic_store_n(&t->id, v, __ATOMIC_RELEASE);
+        *slot = c[k];
+        *id = v;
+        return 1;
+    }
+    return 0;
+}
+
+/* A span of a series with template state st (span.h): 1 when it was
+ * written as a reference to a template of its body (layout.h), 0 when it
+ * is to be written whole. A body goes into the table when it is the
+ * series' last body again; until then only its hash is kept. */
+static int by_template(struct dynobs_span *s, struct dynobs_segment *seg, struct dynobs_ring *ring,
+                       uint16_t rf, struct dynobs_span_tmpl *st)
+{
+    struct dynobs_span_rec *r = &s->rec;
+    const uint8_t *b = s->body;
+    uint32_t n = s->used;
+    if (!seg->tmpl || s->status_len || r->tracestate_len || n > DYNOBS_TMPL_BODY_MAX)
+        return 0;
+    uint32_t epoch = dynobs__segment_epoch();
+    uint32_t slot = st->slot, id = st->id;
+    if (st->epoch != epoch || !slot_holds(&seg->tmpl[slot % DYNOBS_TMPL_SLOTS], id, b, n)) {
+        uint64_t hv = body_hash(b, n);
+        int again = st->hash == hv;
+        st->hash = hv;
+        st->id = DYNOBS_TMPL_EMPTY;
+        if (!template_of(seg, hv, b, n, again, &slot, &id))
+            return 0;
+        st->slot = (uint16_t)slot;
+        st->id = id;
+        st->epoch = epoch;
+    }
+    struct dynobs_rec_hdr *h = dynobs__ring_try_reserve_in(ring, dynobs__ring_room(seg, ring),
+                                                           sizeof *r, DYNOBS_REC_SPAN_REF, rf);
+    if (!h)
+        return 0; /* whole, then: another shard may have room */
+    dynobs__ring_count_written(ring);
+    r->template_slot = (uint16_t)slot;
+    r->template_id = id;
+    memcpy(h + 1, r, sizeof *r);
+    r->template_slot = 0;
+    r->template_id = 0;
+    dynobs__ring_publish(h);
+    return 1;
+}
+
+/* rf: the record flags of tail sampling (end_flags); t: the template
+ * state of the span's series, or NULL. */
+static int emit(struct dynobs_span *s, struct dynobs_thread *self, uint16_t rf,
+                struct dynobs_span_tmpl *t)
 {
     struct dynobs_segment *seg = dynobs__segment();
     if (!seg) {
@@ -614,6 +755,11 @@ static int emit(struct dynobs_span *s, struct dynobs_thread *self, uint16_t rf)
     if (s->truncated)
         rf |= DYNOBS_RECF_TRUNCATED;
     struct dynobs_ring *ring = dynobs__ring_of(seg, self);
+    if (t && by_template(s, seg, ring, rf, t)) {
+        if (s->truncated)
+            __atomic_fetch_add(&ring->counters[DYNOBS_CTR_RECORDS_TRUNCATED], 1, __ATOMIC_RELAXED);
+        return 0;
+    }
     struct dynobs_rec_hdr *h = dynobs__ring_try_reserve_in(ring, dynobs__ring_room(seg, ring),
                                                            payload, DYNOBS_REC_SPAN, rf);
     if (DYNOBS_UNLIKELY(!h)) {
@@ -653,14 +799,14 @@ static uint16_t end_flags(const struct dynobs_span *s)
     return rf;
 }
 
-static int span_end_at(dynobs_span *s, uint64_t end_ns);
+static int span_end_at(dynobs_span *s, uint64_t end_ns, struct dynobs_span_tmpl *t);
 
 static int span_end(dynobs_span *s)
 {
-    return span_end_at(s, 0);
+    return span_end_at(s, 0, NULL);
 }
 
-static int span_end_at(dynobs_span *s, uint64_t end_ns)
+static int span_end_at(dynobs_span *s, uint64_t end_ns, struct dynobs_span_tmpl *t)
 {
     /* A plain test and store, not a compare-and-swap: ending one span from
      * two threads at once is a caller bug, and what it costs then is a
@@ -679,10 +825,9 @@ static int span_end_at(dynobs_span *s, uint64_t end_ns)
         uint16_t rf = 0;
         if (__builtin_expect(s->end_check & ~DYNOBS_SPAN_KEEP_ERR, 0))
             rf = end_flags(s);
-        rc = emit(s, self, rf);
+        rc = emit(s, self, rf, t);
     }
-    struct dynobs_thread *t = s->owner;
-    if (!t) /* detached: its storage belongs to the caller */
+    if (!s->owner) /* detached: its storage belongs to the caller */
         return rc;
     dynobs__ctx_leave_span(s, self);
     pool_put(s, self);
@@ -758,7 +903,12 @@ int dynobs__span_finish(struct dynobs_span *s)
 
 int dynobs__span_finish_at(struct dynobs_span *s, uint64_t end_ns)
 {
-    return span_end_at(s, end_ns);
+    return span_end_at(s, end_ns, NULL);
+}
+
+int dynobs__span_finish_as(struct dynobs_span *s, uint64_t end_ns, struct dynobs_span_tmpl *t)
+{
+    return span_end_at(s, end_ns, t);
 }
 
 int dynobs__span_end_crashed(struct dynobs_thread *t, const char *message,

@@ -130,6 +130,23 @@ int dynobs__span_finish(struct dynobs_span *s) DYNOBS_INTERNAL;
  * saves a clock read; 0 reads the clock as dynobs__span_finish does. */
 int dynobs__span_finish_at(struct dynobs_span *s, uint64_t end_ns) DYNOBS_INTERNAL;
 
+/* The template state of a series of spans (a keep-alive connection's
+ * server spans): a span that ends with a body a template slot holds, byte
+ * for byte, is written as a reference to it (layout.h, DYNOBS_REC_SPAN_REF:
+ * 96 bytes in the ring instead of the whole record). A body is put into
+ * the table when it is the series' last body again. Zeroed: nothing
+ * kept. One span of the series at a time. */
+struct dynobs_span_tmpl {
+    uint64_t hash;  /* of the series' last body */
+    uint32_t id;    /* the template of the last body; DYNOBS_TMPL_EMPTY: none */
+    uint32_t epoch; /* dynobs__segment_epoch() when it was found */
+    uint16_t slot;
+};
+
+/* dynobs__span_finish_at, with the series' template state t. */
+int dynobs__span_finish_as(struct dynobs_span *s, uint64_t end_ns,
+                           struct dynobs_span_tmpl *t) DYNOBS_INTERNAL;
+
 /* A started span's tracestate (after its name in the body). */
 static inline const char *dynobs__span_tracestate(const struct dynobs_span *s)
 {

@@ -354,6 +354,181 @@ def test_keepalive_spans_follow_each_status(env):
         rx.stop()
 
 
+def keepalive_requests(c, f, paths):
+    """GET each path on connection c (f: its reader), checking each answer."""
+    for path in paths:
+        c.sendall(("GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" % path).encode())
+        status = f.readline()
+        length = 0
+        while True:
+            line = f.readline()
+            if line in (b"\r\n", b""):
+                break
+            if line.lower().startswith(b"content-length:"):
+                length = int(line.split(b":")[1])
+        f.read(length)
+        check(status.startswith(b"HTTP/1.1 %d" % (404 if path == "/missing" else 200)),
+              "%s: %r" % (path, status))
+
+
+def ring_use(env, pid):
+    """(bytes written to the rings of pid's segment so far, template ids
+    given out) from its header (common/layout.h: the shards' heads at 3584,
+    64 bytes apart; ring_shards at 112; tmpl_next at 2496)."""
+    for name in env.segments():
+        if name.startswith("%d-" % pid):
+            with open(os.path.join(env.shm, name), "rb") as fh:
+                hdr = fh.read(4096)
+            shards = int.from_bytes(hdr[112:116], "little")
+            heads = sum(int.from_bytes(hdr[3584 + 64 * i:3592 + 64 * i], "little")
+                        for i in range(shards))
+            return heads, int.from_bytes(hdr[2496:2504], "little")
+    raise tx.Failure("no segment of pid %d in %r" % (pid, env.segments()))
+
+
+@tx.with_env
+def test_keepalive_repeats_are_written_as_template_references(env):
+    """A keep-alive connection whose requests repeat: after its first
+    request, each span goes into the ring as a 96-byte reference to the
+    body a template slot holds (layout.h), and comes out of the exporter
+    whole, its own ids and attributes on it; the references survive the
+    exporter being killed and replaced, as the table is in the segment."""
+    port = tx.free_port()
+    p = start(env, [sys.executable, "-c", KEEPALIVE_SERVICE, str(port)], "templates")
+    wait_listening(port, p, "keep-alive service")
+    plan = ["/a"] * 30 + ["/missing"] + ["/a"] * 30
+    c = socket.create_connection(("127.0.0.1", port), 10)
+    f = c.makefile("rb")
+    keepalive_requests(c, f, plan)
+    used, ids = ring_use(env, p.pid)
+    # Whole, these spans take about 330 bytes each: the first /a and the
+    # /missing are whole, the other 59 references.
+    check(used / len(plan) < 160, "%d ring bytes for %d spans (%d template ids)"
+          % (used, len(plan), ids))
+    check(ids == 1, "%d template ids given out, expected 1 (/a's)" % ids)
+    rx = Receiver()
+    try:
+        env.start_exporter(rx.url(), {"OTEL_METRICS_EXPORTER": "none"})
+        spans = received(rx, "templates", len(plan), "server spans")
+        spans.sort(key=lambda s: int(one(s, "start_time_unix_nano")))
+        for path, s in zip(plan, spans):
+            check_server_span(s, "GET", path, port, 404 if path == "/missing" else 200)
+        check(len({hexid(s, "span_id") for s in spans}) == len(plan) and
+              len({hexid(s, "trace_id") for s in spans}) == len(plan), "ids repeat")
+        # The exporter stopped, the same requests, the exporter killed and
+        # another started: it finds their template in the segment.
+        first = env.exporter
+        first.send_signal(tx.signal.SIGSTOP)
+        keepalive_requests(c, f, ["/a"] * 10)
+        first.kill()
+        first.wait(10)
+        env.procs.remove(first)
+        env.start_exporter(rx.url(), {"OTEL_METRICS_EXPORTER": "none"})
+        spans = received(rx, "templates", len(plan) + 10, "server spans")
+        spans.sort(key=lambda s: int(one(s, "start_time_unix_nano")))
+        for s in spans[len(plan):]:
+            check_server_span(s, "GET", "/a", port, 200)
+        check(env.metric("dynobs_exporter_records_unresolved_total") == 0,
+              "references left unresolved: %r"
+              % env.metric("dynobs_exporter_records_unresolved_total"))
+        check(ring_use(env, p.pid)[1] == 1, "a template given out again")
+    finally:
+        c.close()
+        rx.stop()
+
+
+THREADED_SERVICE = service(r'''
+import http.server, sys
+
+class Handler(QuietHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self):
+        self.reply(b"ok")
+
+http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
+''')
+
+
+@tx.with_env
+def test_template_references_under_concurrency_stay_exact(env):
+    """Eight keep-alive connections served by threads at once, each asking
+    for paths out of 300 (more than the template table's 128 slots), each
+    path twice in a row: templates are defined in the table and shared
+    while other threads refer to them, until it is full and the other
+    bodies are written whole. Every span that comes out must carry the path
+    of the request it belongs to (known by the parent id the request
+    sent), and every request must be a span (or a drop the ring counted:
+    never a reference the exporter could not resolve)."""
+    import random
+    import threading
+    rx = Receiver()
+    try:
+        env.start_exporter(rx.url(), {"OTEL_METRICS_EXPORTER": "none"})
+        port = tx.free_port()
+        p = start(env, [sys.executable, "-c", THREADED_SERVICE, str(port)], "tmplrace")
+        wait_listening(port, p, "threaded service")
+        sent = {}
+        errors = []
+
+        def client(k):
+            rnd = random.Random(k)
+            try:
+                c = socket.create_connection(("127.0.0.1", port), 10)
+                f = c.makefile("rb")
+                for i in range(40):
+                    path = "/p%d" % rnd.randrange(300)
+                    for j in range(2):
+                        parent = "%08x%04x%04x" % (k + 1, i, j)
+                        sent[parent] = path
+                        c.sendall(("GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\ntraceparent: 00-%s-%s-01"
+                                   "\r\n\r\n" % (path, TRACE, parent)).encode())
+                        check(f.readline().startswith(b"HTTP/1.1 200"), "an answer")
+                        while f.readline() not in (b"\r\n", b""):
+                            pass
+                        f.read(2)
+                c.close()
+            except Exception as e:  # noqa: BLE001 (reported below)
+                errors.append(repr(e))
+        threads = [threading.Thread(target=client, args=(k,)) for k in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        check(not errors, "clients failed: %r" % errors)
+        total = len(sent)
+        check(total == 640, "%d requests" % total)
+
+        def all_accounted():
+            spans = [s for r, s in spans_of(rx.accepted("/v1/traces"))
+                     if r["service.name"] == "tmplrace"]
+            lost = ((env.metric("dynobs_exporter_records_unresolved_total") or 0) +
+                    (env.metric("dynobs_exporter_ring_records_dropped_total") or 0))
+            return (spans, lost) if len(spans) + lost == total else None
+        spans, lost = wait_for(all_accounted, 30, "every request a span or a counted loss")
+        print("  %d spans, %d counted losses, %d template ids"
+              % (len(spans), lost, ring_use(env, p.pid)[1]))
+        check(not env.metric("dynobs_exporter_records_unresolved_total"),
+              "references left unresolved: %r"
+              % env.metric("dynobs_exporter_records_unresolved_total"))
+        check(lost <= total // 10, "%d of %d requests dropped" % (lost, total))
+        seen = set()
+        for s in spans:
+            parent = hexid(s, "parent_span_id")
+            check(parent in sent and parent not in seen, "a span of no request, or twice: %s"
+                  % parent)
+            seen.add(parent)
+            a = attrs(s)
+            check(a.get("url.path") == sent[parent] and
+                  one(s, "name").decode() == "GET " + a.get("http.route", "?"),
+                  "request %s asked for %s, its span says %r (%r)"
+                  % (parent, sent[parent], one(s, "name"), a))
+        ids = ring_use(env, p.pid)[1]
+        check(0 < ids <= 128, "%d template ids given out (128 slots)" % ids)
+    finally:
+        rx.stop()
+
+
 FORKING_SERVICE = r'''
 import os, socket, sys
 

@@ -10,7 +10,8 @@
 
 Test(layout, version)
 {
-    cr_assert_eq(DYNOBS_LAYOUT_VERSION, 3);
+    cr_assert_eq(DYNOBS_LAYOUT_VERSION, 4);
+    cr_assert_eq(DYNOBS_LAYOUT_VERSION_MIN, 3);
     cr_assert_eq(DYNOBS_SEG_MAGIC, 0x31474553534f4e59ULL);
 }
 
@@ -49,7 +50,11 @@ Test(layout, segment_header)
     PIN(H, window_slices, 2456);
     PIN(H, declare_conflicts, 2464);
     PIN(H, declare_refused, 2472);
-    PIN(H, reserved1, 2480);
+    PIN(H, tmpl_offset, 2480);
+    PIN(H, tmpl_slots, 2488);
+    PIN(H, tmpl_slot_bytes, 2492);
+    PIN(H, tmpl_next, 2496);
+    PIN(H, reserved1, 2560);
     PIN(H, shards, 3584);
     PIN(H, shards[0].head, 3584);
     PIN(H, shards[0].counters, 3592);
@@ -107,10 +112,22 @@ Test(layout, records)
     PIN(S, event_count, 64);
     PIN(S, dropped_attrs, 66);
     PIN(S, dropped_events, 68);
+    PIN(S, template_slot, 70);
     PIN(S, body_len, 72);
+    PIN(S, template_id, 76);
     cr_assert_eq(DYNOBS_REC_PAD, 1);
     cr_assert_eq(DYNOBS_REC_SPAN, 2);
     cr_assert_eq(DYNOBS_REC_LOG, 3);
+    cr_assert_eq(DYNOBS_REC_SPAN_REF, 4);
+    typedef struct dynobs_tmpl_slot T;
+    cr_assert_eq(sizeof(T), 512);
+    PIN(T, id, 0);
+    PIN(T, len, 4);
+    PIN(T, body, 16);
+    cr_assert_eq(DYNOBS_TMPL_SLOTS, 128);
+    cr_assert_eq(DYNOBS_TMPL_BODY_MAX, 496);
+    cr_assert_eq(DYNOBS_TMPL_EMPTY, 0);
+    cr_assert_eq(DYNOBS_TMPL_WRITING, 0xffffffffu);
     cr_assert_eq(DYNOBS_ITEM_HDR, 4);
     cr_assert_eq(DYNOBS_EVENT_FIXED, 10);
     cr_assert_eq(DYNOBS_MAX_RECORD_BYTES, 8192);

@@ -169,6 +169,121 @@ Test(reader, reads_back_what_was_written)
     cr_assert_eq(stat(dir, &st), 0);
 }
 
+/* Puts body b into template slot i of s under id, as a producer does. */
+static void put_template(struct dynobs_segment *s, uint32_t i, uint32_t id, const uint8_t *b,
+                         uint32_t n)
+{
+    s->tmpl[i].len = n;
+    memcpy(s->tmpl[i].body, b, n);
+    __atomic_store_n(&s->tmpl[i].id, id, __ATOMIC_RELEASE);
+}
+
+/* Writes a reference to template (slot, id) for a span whose body has
+ * body_len bytes, with span id byte sid. */
+static void put_ref(struct dynobs_ring *r, uint16_t slot, uint32_t id, uint32_t body_len,
+                    uint16_t name_len, uint8_t sid)
+{
+    struct dynobs_span_rec f;
+    tu_span_rec(&f, "", DYNOBS_SPAN_KIND_SERVER);
+    memset(f.span_id, sid, 8);
+    f.name_len = name_len;
+    f.attr_count = 1;
+    f.body_len = body_len;
+    f.template_slot = slot;
+    f.template_id = id;
+    cr_assert_eq(dynobs__ring_write(r, DYNOBS_REC_SPAN_REF, 0, &f, sizeof f, NULL, 0), 0);
+}
+
+Test(reader, template_references_come_out_whole_or_counted)
+{
+    struct dynobs_segment s;
+    make_segment(&s, 0);
+    cr_assert_not_null(s.tmpl);
+    cr_assert_eq(s.hdr->tmpl_slots, DYNOBS_TMPL_SLOTS);
+    /* A body: the name, then one attribute. */
+    uint8_t body[128];
+    memcpy(body, "GET /a", 6);
+    size_t n = 6 + dynobs__item_put_attr(body + 6, sizeof body - 6, DYNOBS_ITEM_SPAN_ATTR,
+                                         "url.path", 8, DYNOBS_ATTR_STRING, "/a", 2, 0);
+    put_template(&s, 5, 77, body, (uint32_t)n);
+    put_ref(&s.rings[0], 5, 77, (uint32_t)n, 6, 1);   /* resolves */
+    put_ref(&s.rings[0], 5, 78, (uint32_t)n, 6, 2);   /* another id: the slot moved on */
+    put_ref(&s.rings[0], 5, 77, (uint32_t)n + 1, 6, 3); /* another length */
+    put_ref(&s.rings[0], DYNOBS_TMPL_SLOTS, 77, (uint32_t)n, 6, 4); /* no such slot */
+    put_ref(&s.rings[0], 6, DYNOBS_TMPL_EMPTY, 0, 0, 5); /* an empty slot's id */
+    put_ref(&s.rings[1], 5, 77, (uint32_t)n, 6, 6);   /* another shard: the table is one */
+    struct dynobs_reader *r = malloc(sizeof *r);
+    cr_assert_eq(dynobs__reader_open(r, s.path, DYNOBS_READER_CONSUME), 0);
+    const struct dynobs_rec_hdr *h;
+    int got = 0;
+    while (dynobs__reader_next(r, &h) == 1) {
+        cr_assert_eq(h->type, DYNOBS_REC_SPAN);
+        struct dynobs_span_view v;
+        cr_assert_eq(dynobs__span_decode(h, h->len, &v), 0);
+        cr_assert(v.f.span_id[0] == 1 || v.f.span_id[0] == 6, "span %d", v.f.span_id[0]);
+        cr_assert_eq(v.f.name_len, 6);
+        cr_assert_eq(memcmp(v.name, "GET /a", 6), 0);
+        cr_assert_eq(v.items_len, n - 6);
+        cr_assert_eq(memcmp(v.items, body + 6, n - 6), 0);
+        /* Handed on as any span record: no trace of the template. */
+        cr_assert_eq(v.f.template_slot, 0);
+        cr_assert_eq(v.f.template_id, 0);
+        cr_assert_eq(h->len % DYNOBS_REC_ALIGN, 0);
+        got++;
+    }
+    cr_assert_eq(got, 2);
+    cr_assert_eq(r->unresolved, 4);
+    cr_assert_eq(r->corrupt, 0);
+    /* A slot being written, or written again after the reference (which
+     * a producer never does: layout.h), leaves the reference unresolved. */
+    put_ref(&s.rings[0], 5, 77, (uint32_t)n, 6, 7);
+    __atomic_store_n(&s.tmpl[5].id, DYNOBS_TMPL_WRITING, __ATOMIC_RELEASE);
+    cr_assert_eq(dynobs__reader_next(r, &h), 0);
+    put_ref(&s.rings[0], 5, 77, (uint32_t)n, 6, 8);
+    body[0] = 'P';
+    put_template(&s, 5, 79, body, (uint32_t)n);
+    cr_assert_eq(dynobs__reader_next(r, &h), 0);
+    cr_assert_eq(r->unresolved, 6);
+    dynobs__reader_close(r);
+    free(r);
+}
+
+Test(reader, reads_layout_3_segments)
+{
+    /* Layout 3: the same file without the template table. */
+    struct dynobs_segment s;
+    make_segment(&s, 4);
+    put_ref(&s.rings[0], 0, 1, 6, 6, 9);
+    s.hdr->layout_version = 3;
+    uint64_t end = s.hdr->window_offset +
+                   (uint64_t)s.hdr->metric_slots * sizeof(struct dynobs_metric_window);
+    s.hdr->tmpl_offset = 0;
+    s.hdr->tmpl_slots = 0;
+    s.hdr->tmpl_slot_bytes = 0;
+    s.hdr->total_bytes = end;
+    cr_assert_eq(truncate(s.path, (off_t)end), 0);
+    struct dynobs_reader *r = malloc(sizeof *r);
+    cr_assert_eq(dynobs__reader_open(r, s.path, 0), 0);
+    cr_assert_null(r->tmpl);
+    const struct dynobs_rec_hdr *h;
+    int got = 0;
+    while (dynobs__reader_next(r, &h) == 1)
+        got++;
+    cr_assert_eq(got, 4);
+    cr_assert_eq(r->unresolved, 1);
+    dynobs__reader_close(r);
+    /* A layout 3 header that names a table, or a layout 4 one without,
+     * is refused. */
+    s.hdr->tmpl_slots = DYNOBS_TMPL_SLOTS;
+    cr_assert_eq(dynobs__reader_open(r, s.path, 0), -EBADMSG);
+    s.hdr->tmpl_slots = 0;
+    s.hdr->layout_version = 4;
+    cr_assert_eq(dynobs__reader_open(r, s.path, 0), -EBADMSG);
+    s.hdr->layout_version = 2;
+    cr_assert_eq(dynobs__reader_open(r, s.path, 0), -EPROTO);
+    free(r);
+}
+
 Test(reader, refuses_symlinks_and_odd_files)
 {
     struct dynobs_segment s;
