@@ -56,22 +56,37 @@ static void trace_free(struct ui_trace *t)
 }
 
 /* Trace id -> pool slot + 1, open addressing; written by the main thread
- * only (the one that changes the pool), so it reads it without the lock:
- * a span of a trace the view does not keep costs a hash and a compare. */
+ * only (the one that changes the pool), so it reads it without the lock.
+ * Each entry holds the id's random half too: a span of a trace the view
+ * does not keep (most of them) costs a hash and compares within these
+ * 8 KiB, not a look at traces in the pool (52 KiB each, mostly out of the
+ * cache). */
 #define UI_INDEX 512
-static uint16_t index_[UI_INDEX];
+static struct {
+    uint64_t key;  /* bytes 8-15 of the trace id: the random half of a W3C id */
+    uint16_t slot; /* pool slot + 1; 0: free */
+} index_[UI_INDEX];
 
-static unsigned slot_hash(const uint8_t id[16])
+static uint64_t id_key(const uint8_t id[16])
 {
     uint64_t a;
-    memcpy(&a, id + 8, 8); /* the random half of a W3C trace id */
-    return (unsigned)((a * 0x9e3779b97f4a7c15ull) >> 55) % UI_INDEX;
+    memcpy(&a, id + 8, 8);
+    return a;
+}
+
+static unsigned slot_hash(uint64_t key)
+{
+    return (unsigned)((key * 0x9e3779b97f4a7c15ull) >> 55) % UI_INDEX;
 }
 
 static struct ui_trace *find(const uint8_t id[16])
 {
-    for (unsigned i = slot_hash(id), n = 0; n < UI_INDEX && index_[i]; i = (i + 1) % UI_INDEX, n++) {
-        struct ui_trace *t = &pool[index_[i] - 1];
+    uint64_t key = id_key(id);
+    for (unsigned i = slot_hash(key), n = 0; n < UI_INDEX && index_[i].slot;
+         i = (i + 1) % UI_INDEX, n++) {
+        if (index_[i].key != key)
+            continue;
+        struct ui_trace *t = &pool[index_[i].slot - 1];
         if (t->used && !memcmp(t->id, id, 16))
             return t;
     }
@@ -86,10 +101,12 @@ static void reindex(void)
     for (int k = 0; k < UI_TRACES; k++) {
         if (!pool[k].used)
             continue;
-        unsigned i = slot_hash(pool[k].id);
-        while (index_[i])
+        uint64_t key = id_key(pool[k].id);
+        unsigned i = slot_hash(key);
+        while (index_[i].slot)
             i = (i + 1) % UI_INDEX;
-        index_[i] = (uint16_t)(k + 1);
+        index_[i].key = key;
+        index_[i].slot = (uint16_t)(k + 1);
     }
 }
 
