@@ -19,6 +19,13 @@
 # of wrk's request counts (the last request of a run may be cut off
 # and counted by neither: +-1 in thousands).
 #
+# CACHESIM=1: also simulate the caches (callgrind --cache-sim=yes, the
+# host's cache sizes) and print the first-level data cache misses (reads +
+# writes) and last-level misses per request, plain and under the shim:
+# repeatable, unlike timings, but user space only (the kernel's work
+# between requests, which evicts more, is not simulated). CONNS=N: wrk's
+# connections (default 4).
+#
 # PROFILE=N (default 0): also print the N functions of libdynobs.so (and
 # what they call) with the most instructions per request under the shim,
 # inclusive, from the same two runs (long - short) / 2000. KEEP=DIR keeps
@@ -28,6 +35,10 @@ set -uo pipefail
 PROFILE=${PROFILE:-0}
 KEEP=${KEEP:-}
 CLIENT=${CLIENT:-python}
+CACHESIM=${CACHESIM:-0}
+CONNS=${CONNS:-4}
+CG_ARGS=()
+[[ $CACHESIM == 1 ]] && CG_ARGS=(--cache-sim=yes)
 
 BUILD=$(realpath "${1:-build}") || exit 2
 LIB=$BUILD/libdynobs.so
@@ -85,7 +96,7 @@ http {
 }
 CONF
   [[ $1 == 1 ]] && envs=(LD_PRELOAD="$LIB" DYNOBS_SHM_DIR="$d/shm" DYNOBS_RING_BYTES=64M)
-  env "${envs[@]}" valgrind --tool=callgrind --callgrind-out-file="$d/cg.out" \
+  env "${envs[@]}" valgrind --tool=callgrind "${CG_ARGS[@]}" --callgrind-out-file="$d/cg.out" \
     /usr/sbin/nginx -c "$d/nginx.conf" -p "$d" >"$d/valgrind.log" 2>&1 &
   vp=$!
   for _ in $(seq 300); do
@@ -94,7 +105,7 @@ CONF
   done
   local made=$2
   if [[ $CLIENT == wrk ]]; then
-    made=$(/usr/bin/wrk -t1 -c4 -d"$2"s "http://127.0.0.1:$port/index.html" |
+    made=$(/usr/bin/wrk -t1 -c"$CONNS" -d"$2"s "http://127.0.0.1:$port/index.html" |
       awk '/requests in/ { print $1 }')
     [[ -n $made ]] || { kill "$vp"; return 1; }
   else
@@ -115,23 +126,36 @@ CONF
     cp "$d/cg.out" "$KEEP/$([[ $1 == 1 ]] && echo shim || echo plain)-$2.out"
   fi
   [[ $1 == 1 && $PROFILE -gt 0 ]] && cp "$d/cg.out" "$DIR/shim-$2.out"
+  # Ir, or with the cache simulated Ir:D1 misses:LL data misses.
   echo "$(callgrind_annotate "$d/cg.out" 2>/dev/null |
-    awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1 }') $made"
+    awk '/PROGRAM TOTALS/ { for (i = 1; i <= NF; i++) gsub(",", "", $i);
+      if (NF < 17) print $1; else print $1 ":" $9 + $11 ":" $15 + $17 }' |
+    head -1) $made"
 }
 
 SHORT=500 LONG=2500
 [[ $CLIENT == wrk ]] && SHORT=1 LONG=3
-declare -A per
+declare -A per d1 ll
 DREQ=2000
 for mode in 0 1; do
   read -r short nshort < <(run "$mode" "$SHORT") || exit 1
   read -r long nlong < <(run "$mode" "$LONG") || exit 1
   [[ -n $short && -n $long ]] || exit 1
-  per[$mode]=$(((long - short) / (nlong - nshort)))
+  IFS=: read -r s_ir s_d1 s_ll <<<"$short"
+  IFS=: read -r l_ir l_d1 l_ll <<<"$long"
+  per[$mode]=$(((l_ir - s_ir) / (nlong - nshort)))
+  if [[ $CACHESIM == 1 ]]; then
+    d1[$mode]=$(awk -v a="$s_d1" -v b="$l_d1" -v n=$((nlong - nshort)) 'BEGIN { printf "%.1f", (b - a) / n }')
+    ll[$mode]=$(awk -v a="$s_ll" -v b="$l_ll" -v n=$((nlong - nshort)) 'BEGIN { printf "%.1f", (b - a) / n }')
+  fi
   [[ $mode == 1 ]] && DREQ=$((nlong - nshort))
 done
 echo "nginx user-space instructions per request: plain ${per[0]}, under the shim ${per[1]}," \
   "added by the shim $((per[1] - per[0]))"
+if [[ $CACHESIM == 1 ]]; then
+  echo "first-level data cache misses per request: plain ${d1[0]}, under the shim ${d1[1]};" \
+    "last-level data misses: plain ${ll[0]}, under the shim ${ll[1]} ($CONNS connections)"
+fi
 
 # Per function, inclusive: the long run's count minus the short run's, per
 # request, for the functions of libdynobs.so (and the libc functions it

@@ -153,6 +153,7 @@ int dynobs__traceparent_parse(const char *s, size_t n, struct dynobs_traceparent
     return 0;
 }
 
+#ifndef __SSE2__
 /* Fixed counts and an unrolled loop: one byte load, one table load and
  * one two-byte store per byte (faster here than computing the digits
  * eight at a time in a 64-bit word, which was tried). */
@@ -162,8 +163,7 @@ static inline void hex_fixed(const uint8_t *in, size_t n, char *out)
     for (size_t i = 0; i < n; i++)
         memcpy(out + 2 * i, hexpairs + 2 * in[i], 2);
 }
-
-#ifdef __SSE2__
+#else
 /* The lowercase hex of 8 bytes (lo: the next 8 in the high half too when
  * wide), 16 digits per 16-byte store: each byte split into its two
  * nibbles, interleaved high first, then '0' + n, plus the gap to 'a'

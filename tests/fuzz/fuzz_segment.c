@@ -4,7 +4,8 @@
  * (offset, byte) edits applied to a copy of it (4 bytes of offset, 1 of
  * value, repeated), so that mutations reach past the header checks into
  * the rings, the records and the metric table. The copy is written to a
- * file and read as the exporter does: open, every record decoded, every
+ * file and read as the exporter does: open, every record decoded (span
+ * template references among them, resolved from the segment's table), every
  * metric slot, the resource (the file is /dev/shm/dynobs-fuzz-PID.seg,
  * removed at exit). Properties: no crash, no read outside the
  * mapping (AddressSanitizer), and the reading ends. */
@@ -69,6 +70,19 @@ static void make_template(void)
                                       1, DYNOBS_ATTR_STRING, "value", 5, 0);
         f.attr_count = 2;
         f.body_len = (uint32_t)used;
+        if (i == 0) { /* the body of template 9 in slot 3 (layout.h) */
+            s.tmpl[3].len = (uint32_t)used;
+            memcpy(s.tmpl[3].body, body, used);
+            s.tmpl[3].id = 9;
+        }
+        if (i % 5 == 4) { /* a reference to it, or (i 9) to a slot never written */
+            f.template_slot = i == 9 ? 7 : 3;
+            f.template_id = 9;
+            f.body_len = (uint32_t)s.tmpl[3].len;
+            CHECK(dynobs__ring_write(&s.rings[i % 2], DYNOBS_REC_SPAN_REF, 0, &f, sizeof f, NULL,
+                                     0) == 0);
+            continue;
+        }
         CHECK(dynobs__ring_write(&s.rings[i % 2], DYNOBS_REC_SPAN, 0, &f, sizeof f, body, used) ==
               0);
     }
