@@ -3,23 +3,30 @@
  * not start under TSan, so this is a plain program; scripts/tsan.sh runs
  * it). Four threads start nested spans with attributes and events, end
  * some of their spans on another thread, update shared counters and
- * histograms and write logs, while a consumer thread drains the segment's
+ * histograms and write logs; a consumer thread then drains the segment's
  * ring and reads its metric table. The data race detector watches the
- * ring (reservation, commit, consumption), the metric table (lock-free
+ * ring (reservation and commit), the metric table (lock-free
  * registration and atomic updates), the thread context stacks and the
- * span pool's cross-thread release. At the end the accounting must be
- * exact: every span is either read by the consumer or counted as
- * dropped, and the counters hold the exact sum.
+ * span pool's cross-thread release. Meanwhile four keep-alive HTTP/1
+ * connections are served by four threads of the same process (the shim's
+ * socket interposers, the server spans and their span templates, which
+ * the servers define and refer to concurrently in the segment's table).
+ * At the end the accounting must be exact: every span is either read by
+ * the consumer or counted as dropped, every served span's url.path is the
+ * one its name says, and the counters hold the exact sum.
  *
  *   dynobs-tsan-stress   (exit 0 when the accounting holds)
  */
 #define _GNU_SOURCE
+#include <arpa/inet.h>
 #include <dirent.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -29,6 +36,8 @@
 
 #define THREADS 4
 #define ROUNDS 3000
+#define CONNS 4
+#define SERVED 400 /* requests per connection */
 
 /* Spans handed from their thread to the next one, which ends them. */
 static dynobs_span *handoff[THREADS][ROUNDS];
@@ -93,6 +102,79 @@ static void *producer(void *arg)
     return NULL;
 }
 
+/* The HTTP/1 part: a listening socket, CONNS server threads that each
+ * take one connection and answer SERVED requests on it, and CONNS
+ * clients, each asking for /p0, /p1 or /p2, twice in a row each time,
+ * so that bodies repeat on every connection and the same bodies on all
+ * of them. */
+static int listener;
+static struct sockaddr_in listen_addr;
+
+static int read_head(int fd, char *buf, size_t cap)
+{
+    size_t n = 0;
+    while (n < 4 || memcmp(buf + n - 4, "\r\n\r\n", 4)) {
+        if (n == cap)
+            return -1;
+        ssize_t r = recv(fd, buf + n, 1, 0);
+        if (r <= 0)
+            return -1;
+        n += (size_t)r;
+    }
+    return (int)n;
+}
+
+static void *server(void *arg)
+{
+    (void)arg;
+    int fd = accept(listener, NULL, NULL);
+    if (fd < 0)
+        exit(3);
+    char buf[512];
+    for (int i = 0; i < SERVED; i++) {
+        if (read_head(fd, buf, sizeof buf) < 0)
+            exit(3);
+        static const char resp[] = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+        if (send(fd, resp, sizeof resp - 1, 0) != (ssize_t)(sizeof resp - 1))
+            exit(3);
+    }
+    close(fd);
+    return NULL;
+}
+
+static void *client(void *arg)
+{
+    int id = (int)(long)arg;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0 || connect(fd, (struct sockaddr *)&listen_addr, sizeof listen_addr) < 0)
+        exit(3);
+    char req[128], buf[512];
+    for (int i = 0; i < SERVED; i++) {
+        int n = snprintf(req, sizeof req, "GET /p%d HTTP/1.1\r\nHost: stress\r\n\r\n",
+                         (i / 2 + id) % 3);
+        if (send(fd, req, (size_t)n, 0) != n || read_head(fd, buf, sizeof buf) < 0 ||
+            recv(fd, buf, 2, MSG_WAITALL) != 2)
+            exit(3);
+    }
+    close(fd);
+    return NULL;
+}
+
+/* A served span's url.path must be the path its name ("GET /pN") says. */
+static unsigned long served_spans;
+static int served_span_ok(const struct dynobs_span_view *v)
+{
+    if (v->f.kind != DYNOBS_SPAN_KIND_SERVER || v->f.name_len < 6 || memcmp(v->name, "GET /p", 6))
+        return 1;
+    served_spans++;
+    size_t off = 0;
+    struct dynobs_item it;
+    while (dynobs__item_next(v->items, v->items_len, &off, &it) == 1)
+        if (it.key_len == 8 && !memcmp(it.key, "url.path", 8))
+            return it.str_len + 4 == v->f.name_len && !memcmp(it.str, v->name + 4, it.str_len);
+    return 0;
+}
+
 static int find_segment(const char *dir)
 {
     DIR *d = opendir(dir);
@@ -119,6 +201,12 @@ static void *consumer(void *arg)
         fprintf(stderr, "cannot open %s\n", seg_path);
         exit(2);
     }
+    /* Nothing is read before the producers are done: a shard whose
+     * records are read goes back to its start rather than grow (ring.h),
+     * and ThreadSanitizer, which cannot see the reads (another mapping),
+     * would take the reuse for a race. The ring (32 MiB) holds them all. */
+    while (!__atomic_load_n(&producers_done, __ATOMIC_ACQUIRE))
+        usleep(1000);
     for (;;) {
         int done = __atomic_load_n(&producers_done, __ATOMIC_ACQUIRE);
         const struct dynobs_rec_hdr *h;
@@ -127,8 +215,13 @@ static void *consumer(void *arg)
             got = 1;
             struct dynobs_span_view v;
             struct dynobs_log_view lv;
-            if (h->type == DYNOBS_REC_SPAN && dynobs__span_decode(h, h->len, &v) == 0)
+            if (h->type == DYNOBS_REC_SPAN && dynobs__span_decode(h, h->len, &v) == 0) {
                 read_spans++;
+                if (!served_span_ok(&v)) {
+                    fprintf(stderr, "a served span whose url.path is not its name's\n");
+                    exit(2);
+                }
+            }
             else if (h->type == DYNOBS_REC_LOG && dynobs__log_decode(h, h->len, &lv) == 0)
                 read_logs++;
             else {
@@ -148,11 +241,17 @@ static void *consumer(void *arg)
     uint64_t dropped = dynobs__reader_counter(&r, DYNOBS_CTR_RECORDS_DROPPED);
     uint64_t written = dynobs__reader_counter(&r, DYNOBS_CTR_RECORDS_WRITTEN);
     uint64_t refused = dynobs__reader_counter(&r, DYNOBS_CTR_SPANS_REFUSED);
+    /* the served spans went through templates, not only whole */
+    uint64_t templates = __atomic_load_n(&r.live->tmpl_next, __ATOMIC_RELAXED);
     printf("counters: written %llu, dropped %llu, spans refused %llu, corrupt %llu, "
-           "abandoned %llu\n", (unsigned long long)written, (unsigned long long)dropped,
+           "abandoned %llu, unresolved %llu; served spans read %lu, templates %llu\n",
+           (unsigned long long)written, (unsigned long long)dropped,
            (unsigned long long)refused, (unsigned long long)r.corrupt,
-           (unsigned long long)r.abandoned);
-    uint64_t want_spans = (uint64_t)THREADS * ROUNDS * 2, want_logs = THREADS * (ROUNDS / 50);
+           (unsigned long long)r.abandoned, (unsigned long long)r.unresolved, served_spans,
+           (unsigned long long)templates);
+    /* (each request is a client span of its client thread too) */
+    uint64_t want_spans = (uint64_t)THREADS * ROUNDS * 2 + 2ull * CONNS * SERVED,
+             want_logs = THREADS * (ROUNDS / 50);
     double ops = 0, handled = 0;
     uint64_t hist = 0;
     for (uint32_t i = 0; i < r.hdr.metric_slots; i++) {
@@ -173,7 +272,8 @@ static void *consumer(void *arg)
     int ok = read_spans + read_logs + dropped + refused == want_spans + want_logs &&
              ops == (double)THREADS * ROUNDS && hist == (uint64_t)THREADS * ROUNDS &&
              handled == (double)THREADS * ROUNDS &&
-             r.corrupt == 0;
+             served_spans + refused >= (uint64_t)CONNS * SERVED && templates > 0 && r.corrupt == 0 &&
+             r.unresolved == 0;
     dynobs__reader_close(&r);
     return (void *)(long)ok;
 }
@@ -207,12 +307,29 @@ int main(void)
      * so it is made here, before the threads start: the accounting below
      * is about their concurrency, not the start-up. */
     dynobs_gauge_set("stress.started", 1, NULL);
-    pthread_t c, p[THREADS];
+    listener = socket(AF_INET, SOCK_STREAM, 0);
+    listen_addr.sin_family = AF_INET;
+    listen_addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t al = sizeof listen_addr;
+    if (listener < 0 || bind(listener, (struct sockaddr *)&listen_addr, sizeof listen_addr) < 0 ||
+        listen(listener, CONNS) < 0 ||
+        getsockname(listener, (struct sockaddr *)&listen_addr, &al) < 0)
+        return 3;
+    pthread_t c, p[THREADS], sv[CONNS], cl[CONNS];
     pthread_create(&c, NULL, consumer, (void *)getenv("DYNOBS_SHM_DIR"));
     for (long i = 0; i < THREADS; i++)
         pthread_create(&p[i], NULL, producer, (void *)i);
+    for (long i = 0; i < CONNS; i++) {
+        pthread_create(&sv[i], NULL, server, NULL);
+        pthread_create(&cl[i], NULL, client, (void *)i);
+    }
     for (int i = 0; i < THREADS; i++)
         pthread_join(p[i], NULL);
+    for (int i = 0; i < CONNS; i++) {
+        pthread_join(cl[i], NULL);
+        pthread_join(sv[i], NULL);
+    }
+    close(listener);
     /* Whatever is still handed over belongs to no thread now: end it. */
     for (int i = 0; i < THREADS; i++)
         for (int k = 0; k < handed[i]; k++)
