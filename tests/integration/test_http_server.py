@@ -275,23 +275,7 @@ def test_keepalive_duration_series_follow_each_request(env):
     plan = ["GET /a"] * 3 + ["POST /a", "GET /a", "GET /b", "GET /missing", "GET /missing",
                              "GET /a", "POST /a", "POST /a", "GET /b"]
     c = socket.create_connection(("127.0.0.1", port), 10)
-    f = c.makefile("rb")
-    for req in plan:
-        method, path = req.split()
-        body = b"x=1" if method == "POST" else b""
-        c.sendall(("%s %s HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n"
-                   % (method, path, len(body))).encode() + body)
-        status = f.readline()
-        length = 0
-        while True:
-            line = f.readline()
-            if line in (b"\r\n", b""):
-                break
-            if line.lower().startswith(b"content-length:"):
-                length = int(line.split(b":")[1])
-        f.read(length)
-        check(status.startswith(b"HTTP/1.1 %d" % (404 if path == "/missing" else 200)),
-              "%s: %r" % (req, status))
+    keepalive_requests(c, c.makefile("rb"), plan, host="x", length_header=True)
     c.close()
     series = ('http_server_request_duration_seconds_count{service_name="keepalive",'
               'http_request_method="%s",http_response_status_code="%d",http_route="%s",'
@@ -324,20 +308,7 @@ def test_keepalive_spans_follow_each_status(env):
         wait_listening(port, p, "keep-alive service")
         plan = ["/a", "/a", "/missing", "/a", "/missing", "/missing", "/b", "/a"]
         c = socket.create_connection(("127.0.0.1", port), 10)
-        f = c.makefile("rb")
-        for path in plan:
-            c.sendall(("GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % path).encode())
-            status = f.readline()
-            length = 0
-            while True:
-                line = f.readline()
-                if line in (b"\r\n", b""):
-                    break
-                if line.lower().startswith(b"content-length:"):
-                    length = int(line.split(b":")[1])
-            f.read(length)
-            check(status.startswith(b"HTTP/1.1 %d" % (404 if path == "/missing" else 200)),
-                  "%s: %r" % (path, status))
+        keepalive_requests(c, c.makefile("rb"), plan, host="x")
         c.close()
         spans = received(rx, "statuses", len(plan), "server spans")
         spans.sort(key=lambda s: int(one(s, "start_time_unix_nano")))
@@ -354,10 +325,17 @@ def test_keepalive_spans_follow_each_status(env):
         rx.stop()
 
 
-def keepalive_requests(c, f, paths):
-    """GET each path on connection c (f: its reader), checking each answer."""
-    for path in paths:
-        c.sendall(("GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" % path).encode())
+def keepalive_requests(c, f, plan, host="127.0.0.1", length_header=False):
+    """Each request of plan ("/path", a GET, or "METHOD /path"; a POST
+    sends x=1) on connection c (f: its reader), checking each answer (404
+    for /missing, else 200). length_header: a Content-Length on every
+    request, 0 included."""
+    for req in plan:
+        method, path = req.split() if " " in req else ("GET", req)
+        body = b"x=1" if method == "POST" else b""
+        length = "Content-Length: %d\r\n" % len(body) if length_header or body else ""
+        c.sendall(("%s %s HTTP/1.1\r\nHost: %s\r\n%s\r\n" % (method, path, host, length))
+                  .encode() + body)
         status = f.readline()
         length = 0
         while True:
@@ -368,7 +346,7 @@ def keepalive_requests(c, f, paths):
                 length = int(line.split(b":")[1])
         f.read(length)
         check(status.startswith(b"HTTP/1.1 %d" % (404 if path == "/missing" else 200)),
-              "%s: %r" % (path, status))
+              "%s: %r" % (req, status))
 
 
 def ring_use(env, pid):
