@@ -38,7 +38,7 @@ CLIENT=${CLIENT:-python}
 CACHESIM=${CACHESIM:-0}
 CONNS=${CONNS:-4}
 CG_ARGS=()
-[[ $CACHESIM == 1 ]] && CG_ARGS=(--cache-sim=yes)
+[[ $CACHESIM == 1 ]] && CG_ARGS=(--cache-sim=yes ${D1:+--D1=$D1})
 
 BUILD=$(realpath "${1:-build}") || exit 2
 LIB=$BUILD/libdynobs.so
