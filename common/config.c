@@ -2,9 +2,51 @@
 #include "layout.h"
 
 #include <errno.h>
-#include <stdlib.h>
-#include <string.h>
-#include <strings.h>
+
+/*
+ * The shim loads the configuration in every process it is preloaded in,
+ * before main: a libc string function called here is bound by the loader
+ * at its first call (the library is linked -z lazy), some 700
+ * instructions each and pages of the loader and of libc touched, for
+ * calls that compare a few bytes. So the comparisons, copies and the
+ * zeroing below are byte loops of their own. (GCC turns a plain loop
+ * that zeroes or copies a counted run of bytes back into a memset or
+ * memcpy call; the loops here stop at a terminator or go through a
+ * barrier, which it leaves alone.)
+ */
+
+/* 1 when a and b are the same string. */
+static int same(const char *a, const char *b)
+{
+    while (*a && *a == *b)
+        a++, b++;
+    return *a == *b;
+}
+
+/* The same, ASCII letters in either case (strcasecmp's "C" locale). */
+static int same_ci(const char *a, const char *b)
+{
+    for (;; a++, b++) {
+        char x = *a >= 'A' && *a <= 'Z' ? (char)(*a + 32) : *a;
+        char y = *b >= 'A' && *b <= 'Z' ? (char)(*b + 32) : *b;
+        if (x != y)
+            return 0;
+        if (!x)
+            return 1;
+    }
+}
+
+/* *c zeroed a word at a time; the empty asm keeps the compiler from
+ * making a memset call of the loop. */
+static void zero(struct dynobs_config *c)
+{
+    uint64_t *w = (uint64_t *)(void *)c;
+    _Static_assert(sizeof *c % sizeof *w == 0, "the configuration is whole words");
+    for (size_t i = 0; i < sizeof *c / sizeof *w; i++) {
+        w[i] = 0;
+        __asm__ volatile("" : : "r"(w) : "memory");
+    }
+}
 
 int dynobs__parse_size(const char *s, uint64_t *out)
 {
@@ -88,6 +130,16 @@ static uint32_t limit(struct dynobs_config *c, dynobs_getenv_fn get, const char 
     return n > cap ? cap : (uint32_t)n;
 }
 
+/* 1 for the marks RFC 9110 allows in a token besides letters and digits. */
+static int tchar_mark(char ch)
+{
+    static const char marks[] = "!#$%&'*+-.^_`|~";
+    for (const char *m = marks; *m; m++)
+        if (ch == *m)
+            return 1;
+    return 0;
+}
+
 /* A token as RFC 9110 defines it (header names, baggage keys), into out,
  * lower-cased for a header name, which must not be one of the headers
  * dynobs handles itself, nor a credential: correlation headers are sent
@@ -106,13 +158,13 @@ static int token(const char *s, size_t n, char *out, size_t cap, int header)
         if (header && ch >= 'A' && ch <= 'Z')
             ch = (char)(ch + 32);
         if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-              strchr("!#$%&'*+-.^_`|~", ch)))
+              tchar_mark(ch)))
             return -1;
         out[i] = ch;
     }
     out[n] = '\0';
     for (size_t i = 0; header && i < sizeof own / sizeof own[0]; i++)
-        if (!strcmp(out, own[i]))
+        if (same(out, own[i]))
             return -1;
     return (int)n;
 }
@@ -149,11 +201,11 @@ static int correlation_names(struct dynobs_config *c, const char *v)
 
 void dynobs__config_load(struct dynobs_config *c, dynobs_getenv_fn get)
 {
-    memset(c, 0, sizeof *c);
+    zero(c);
     const char *v = get("OTEL_SDK_DISABLED");
-    c->disabled = v && strcasecmp(v, "true") == 0;
+    c->disabled = v && same_ci(v, "true");
     v = get("DYNOBS_CAPTURE_LOGS");
-    c->capture_logs = v && (!strcmp(v, "1") || !strcasecmp(v, "true"));
+    c->capture_logs = v && (same(v, "1") || same_ci(v, "true"));
 
     v = get("DYNOBS_CORRELATION_HEADERS");
     if (correlation_names(c, v ? v : DYNOBS_CORRELATION_DEFAULT) < 0) {
@@ -171,11 +223,16 @@ void dynobs__config_load(struct dynobs_config *c, dynobs_getenv_fn get)
     v = get("DYNOBS_SHM_DIR");
     if (!v || !*v)
         v = DYNOBS_SHM_DIR_DEFAULT;
-    if (strlen(v) >= sizeof c->shm_dir - 64) { /* leave room for the file name */
+    size_t n = 0;
+    while (v[n] && n < sizeof c->shm_dir - 64)
+        n++;
+    if (n == sizeof c->shm_dir - 64) { /* leave room for the file name */
         bad(c, "DYNOBS_SHM_DIR");
         v = DYNOBS_SHM_DIR_DEFAULT;
     }
-    strcpy(c->shm_dir, v);
+    for (n = 0; v[n]; n++)
+        c->shm_dir[n] = v[n];
+    c->shm_dir[n] = '\0';
 
     c->ring_bytes = pow2_size(c, get, "DYNOBS_RING_BYTES", DYNOBS_RING_BYTES_DEFAULT,
                               DYNOBS_RING_BYTES_MIN, DYNOBS_RING_BYTES_MAX);
