@@ -8,14 +8,14 @@
  * before main: a libc string function called here is bound by the loader
  * at its first call (the library is linked -z lazy), some 700
  * instructions each and pages of the loader and of libc touched, for
- * calls that compare a few bytes. So the comparisons, copies and the
- * zeroing below are byte loops of their own. (GCC turns a plain loop
- * that zeroes or copies a counted run of bytes back into a memset or
- * memcpy call; the loops here stop at a terminator or go through a
- * barrier, which it leaves alone.)
+ * calls that compare a few bytes. So the comparisons and copies below
+ * are byte loops of their own. (GCC turns a plain loop that zeroes or
+ * copies a counted run of bytes back into a memset or memcpy call; the
+ * loops here stop at a terminator, which it leaves alone.)
  */
 
 /* 1 when a and b are the same string. */
+DYNOBS_START_TEXT
 static int same(const char *a, const char *b)
 {
     while (*a && *a == *b)
@@ -24,6 +24,7 @@ static int same(const char *a, const char *b)
 }
 
 /* The same, ASCII letters in either case (strcasecmp's "C" locale). */
+DYNOBS_START_TEXT
 static int same_ci(const char *a, const char *b)
 {
     for (;; a++, b++) {
@@ -36,18 +37,23 @@ static int same_ci(const char *a, const char *b)
     }
 }
 
-/* *c zeroed a word at a time; the empty asm keeps the compiler from
- * making a memset call of the loop. */
+/* *c zeroed four words at a time; the empty asm keeps the compiler from
+ * making a memset call of the loop (it does of an assignment of {0}). */
+DYNOBS_START_TEXT
 static void zero(struct dynobs_config *c)
 {
     uint64_t *w = (uint64_t *)(void *)c;
+    size_t n = sizeof *c / sizeof *w, i = 0;
     _Static_assert(sizeof *c % sizeof *w == 0, "the configuration is whole words");
-    for (size_t i = 0; i < sizeof *c / sizeof *w; i++) {
-        w[i] = 0;
+    for (; i + 4 <= n; i += 4) {
+        w[i] = w[i + 1] = w[i + 2] = w[i + 3] = 0;
         __asm__ volatile("" : : "r"(w) : "memory");
     }
+    for (; i < n; i++)
+        w[i] = 0;
 }
 
+DYNOBS_START_TEXT
 int dynobs__parse_size(const char *s, uint64_t *out)
 {
     if (!s || !*s)
@@ -83,6 +89,7 @@ int dynobs__parse_size(const char *s, uint64_t *out)
     return 0;
 }
 
+DYNOBS_START_TEXT
 static uint64_t floor_pow2(uint64_t v)
 {
     uint64_t p = 1;
@@ -91,6 +98,7 @@ static uint64_t floor_pow2(uint64_t v)
     return p;
 }
 
+DYNOBS_START_TEXT
 static void bad(struct dynobs_config *c, const char *name)
 {
     if (!c->bad_setting) {
@@ -102,6 +110,7 @@ static void bad(struct dynobs_config *c, const char *name)
 /* A size variable (dynobs__parse_size's suffixes) within [min, max],
  * rounded down to a power of two; def when unset or empty, and when
  * invalid (then reported). */
+DYNOBS_START_TEXT
 static uint64_t pow2_size(struct dynobs_config *c, dynobs_getenv_fn get, const char *name,
                           uint64_t def, uint64_t min, uint64_t max)
 {
@@ -116,6 +125,7 @@ static uint64_t pow2_size(struct dynobs_config *c, dynobs_getenv_fn get, const c
     return floor_pow2(n);
 }
 
+DYNOBS_START_TEXT
 static uint32_t limit(struct dynobs_config *c, dynobs_getenv_fn get, const char *name,
                       uint32_t def, uint32_t cap)
 {
@@ -131,6 +141,7 @@ static uint32_t limit(struct dynobs_config *c, dynobs_getenv_fn get, const char 
 }
 
 /* 1 for the marks RFC 9110 allows in a token besides letters and digits. */
+DYNOBS_START_TEXT
 static int tchar_mark(char ch)
 {
     static const char marks[] = "!#$%&'*+-.^_`|~";
@@ -146,6 +157,7 @@ static int tchar_mark(char ch)
  * on with every outbound call, to whatever destination, so naming one
  * would hand the caller's credentials to third parties. Returns its
  * length or -1. */
+DYNOBS_START_TEXT
 static int token(const char *s, size_t n, char *out, size_t cap, int header)
 {
     static const char *const own[] = {"traceparent", "tracestate",    "baggage",
@@ -171,6 +183,7 @@ static int token(const char *s, size_t n, char *out, size_t cap, int header)
 
 /* A comma-separated list of tokens into names/lens (at most max, *count
  * set); all or nothing. */
+DYNOBS_START_TEXT
 static int token_list(const char *v, char (*names)[DYNOBS_CORR_NAME_MAX], uint8_t *lens,
                       int max, int header, int *count)
 {
@@ -194,11 +207,13 @@ static int token_list(const char *v, char (*names)[DYNOBS_CORR_NAME_MAX], uint8_
     return 0;
 }
 
+DYNOBS_START_TEXT
 static int correlation_names(struct dynobs_config *c, const char *v)
 {
     return token_list(v, c->corr_names, c->corr_lens, DYNOBS_CORR_MAX, 1, &c->ncorr);
 }
 
+DYNOBS_START_TEXT
 void dynobs__config_load(struct dynobs_config *c, dynobs_getenv_fn get)
 {
     zero(c);

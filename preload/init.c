@@ -73,6 +73,7 @@ static const char *env_vars[ENV_MAX] DYNOBS_START_DATA;
 static int env_n DYNOBS_START_DATA;
 
 /* 1 when s begins with prefix (compared byte by byte: s may be shorter). */
+DYNOBS_START_TEXT
 static int starts(const char *s, const char *prefix)
 {
     while (*prefix && *s == *prefix)
@@ -80,6 +81,7 @@ static int starts(const char *s, const char *prefix)
     return !*prefix;
 }
 
+DYNOBS_START_TEXT
 static void env_scan(void)
 {
     for (char **e = environ; e && *e; e++) {
@@ -96,6 +98,7 @@ static void env_scan(void)
 
 /* getenv, for the variables env_scan kept (the first one of a name, as
  * getenv's). */
+DYNOBS_START_TEXT
 static const char *env(const char *name)
 {
     if (env_n < 0)
@@ -127,6 +130,7 @@ static char resource_short[1024];
 
 /* v's length, up to cap (strnlen's, without binding strnlen at start:
  * see common/config.c). */
+DYNOBS_START_TEXT
 static size_t len_upto(const char *v, size_t cap)
 {
     size_t n = 0;
@@ -137,6 +141,7 @@ static size_t len_upto(const char *v, size_t cap)
 
 /* v copied into buf (cut at cap - 1 bytes); NULL for NULL. *cut is set
  * when it did not fit. (A byte loop rather than memcpy, as len_upto.) */
+DYNOBS_START_TEXT
 static const char *keep(const char *v, char *buf, size_t cap, int *cut)
 {
     if (!v)
@@ -206,6 +211,7 @@ static void after_fork_child(void)
     dynobs__thread_after_fork();
 }
 
+DYNOBS_START_TEXT
 static void report_bad_setting(void)
 {
     /* One line on stderr, written with write(2): no stdio inside a host
@@ -225,6 +231,7 @@ static void report_bad_setting(void)
  * here binds it (lazy binding), which costs more than the look itself
  * and touches pages of the loader no other code of a small program may
  * need. The first definition counts, as with getenv. */
+DYNOBS_START_TEXT
 static int sdk_disabled(void)
 {
     static const char name[] = "OTEL_SDK_DISABLED=";
@@ -250,6 +257,7 @@ static int sdk_disabled(void)
  * a dlsym waits for its first use: the real functions (real.c), the
  * resource (segment creation), the clock's calibration (clock.c) and the
  * backtrace library (dynobs__first_use). */
+DYNOBS_START_TEXT
 int dynobs__init(void)
 {
     int expect = DYNOBS_UNINIT;
@@ -260,7 +268,11 @@ int dynobs__init(void)
     dynobs__guard++;
     if (sdk_disabled())
         goto out; /* (dynobs__config stays untouched: one page fault less) */
-    int hw = dynobs__hostwide(environ, hostwide_service, sizeof hostwide_service);
+    /* (the name into a buffer on the stack first: the selection writes it
+     * in every process, and a write to the static one would cost a page
+     * fault of .bss in processes that have no name from it) */
+    char svc[sizeof hostwide_service];
+    int hw = dynobs__hostwide(environ, svc, sizeof svc);
     if (hw == 0)
         goto out; /* in the host's preload list, and not selected: off */
     hostwide = hw == 1;
@@ -268,8 +280,8 @@ int dynobs__init(void)
     dynobs__config_load(&dynobs__config, env);
     int cut = 0, name_cut; /* (a name is cut at 255 bytes anyway) */
     service_env = keep(env("OTEL_SERVICE_NAME"), service_copy, sizeof service_copy, &name_cut);
-    if (!service_env && hostwide && hostwide_service[0])
-        service_env = hostwide_service;
+    if (!service_env && hostwide && svc[0])
+        service_env = keep(svc, hostwide_service, sizeof hostwide_service, &name_cut);
     const char *attrs = env("OTEL_RESOURCE_ATTRIBUTES");
     if (attrs && len_upto(attrs, sizeof resource_short) < sizeof resource_short) {
         resource_env = keep(attrs, resource_short, sizeof resource_short, &cut);
@@ -293,7 +305,7 @@ int dynobs__init(void)
         dynobs__h1_watch_correlation(dynobs__config.corr_names, dynobs__config.corr_lens,
                                      dynobs__config.ncorr);
         const char *clk = env("DYNOBS_CLOCK");
-        dynobs__clock_init(!(clk && strcmp(clk, "system") == 0));
+        dynobs__clock_init(!(clk && starts(clk, "system") && !clk[6]));
         dynobs__crash_install(env("DYNOBS_CRASH_REPORTS"));
         /* (a hundred instructions, no system call; registered here, where
          * no signal handler can be running, rather than at first use) */

@@ -16,8 +16,9 @@
 
 static __thread struct dynobs_thread *self DYNOBS_TLS;
 static struct dynobs_thread *all; /* push-only list of every block */
-static pthread_key_t exit_key;
-static int have_key;
+/* (set at start: kept off the .bss, see DYNOBS_START_DATA) */
+static pthread_key_t exit_key DYNOBS_START_DATA;
+static int have_key DYNOBS_START_DATA;
 static uint32_t next_ordinal;
 
 /* Thread exit (the key's destructor runs on the exiting thread). The
@@ -35,6 +36,7 @@ static void release(void *p)
     __atomic_store_n(&t->owned, 0, __ATOMIC_RELEASE);
 }
 
+DYNOBS_START_TEXT
 void dynobs__thread_init_key(void)
 {
     if (!have_key && pthread_key_create(&exit_key, release) == 0)
