@@ -255,8 +255,9 @@ static int sdk_disabled(void)
 /* Only what an interposer may need before the first record is done here,
  * all of it cheap (reading the environment); what costs a system call or
  * a dlsym waits for its first use: the real functions (real.c), the
- * resource (segment creation), the clock's calibration (clock.c) and the
- * backtrace library (dynobs__first_use). */
+ * resource (segment creation), the clock's calibration (clock.c), the
+ * backtrace library (dynobs__first_use) and the thread-exit key (the
+ * first thread block, thread.c). */
 DYNOBS_START_TEXT
 int dynobs__init(void)
 {
@@ -301,7 +302,6 @@ int dynobs__init(void)
     if (!dynobs__config.disabled) {
         if (dynobs__config.bad_setting)
             report_bad_setting();
-        dynobs__thread_init_key();
         dynobs__h1_watch_correlation(dynobs__config.corr_names, dynobs__config.corr_lens,
                                      dynobs__config.ncorr);
         const char *clk = env("DYNOBS_CLOCK");
