@@ -19,6 +19,11 @@
  * spread over the library's 200 KiB of text, the start-up code cost one
  * or two page faults more per process. */
 #define DYNOBS_START_TEXT __attribute__((section(".text.startup.dynobs")))
+/* For a variable of common/ that the start-up code writes: in the shim's
+ * .data, whose page the loader writes anyway, rather than on a page of
+ * .bss no other start-up code writes (preload/state.h's DYNOBS_START_DATA
+ * names the same section). */
+#define DYNOBS_START_DATA_COMMON __attribute__((section(".data.dynobs_start")))
 
 #define DYNOBS_SHM_DIR_DEFAULT "/dev/shm/dynobs"
 #define DYNOBS_PATH_MAX 512u

@@ -225,29 +225,49 @@ static void report_bad_setting(void)
     (void)r;
 }
 
+/* pthread_atfork(NULL, NULL, child), which in glibc is a function linked
+ * into each library (libc_nonshared.a) that calls __register_atfork with
+ * the library's handle; called directly here, because the linker puts
+ * that function at the very end of the text, a page no other start-up
+ * code is on. */
+#ifdef __GLIBC__
+extern void *__dso_handle;
+extern int __register_atfork(void (*)(void), void (*)(void), void (*)(void), void *);
+#endif
+DYNOBS_START_TEXT
+static void register_atfork(void (*child)(void))
+{
+#ifdef __GLIBC__
+    __register_atfork(NULL, NULL, child, __dso_handle);
+#else
+    pthread_atfork(NULL, NULL, child);
+#endif
+}
+
 /* OTEL_SDK_DISABLED=true, read before anything else: a process the shim
  * is off in pays one look at the environment and nothing more. It is
  * read without calling libc: the first call of each libc function from
  * here binds it (lazy binding), which costs more than the look itself
  * and touches pages of the loader no other code of a small program may
- * need. The first definition counts, as with getenv. */
+ * need. The first definition counts, as with getenv. The name and value
+ * are compared with immediates rather than with strings, which are
+ * read-only data: a page fault that nothing else in such a process takes
+ * (the compiler cannot merge the tests into wider loads: each stops at a
+ * mismatch, the string's end included). */
 DYNOBS_START_TEXT
 static int sdk_disabled(void)
 {
-    static const char name[] = "OTEL_SDK_DISABLED=";
     for (char **e = environ; e && *e; e++) {
         const char *v = *e;
-        size_t i = 0;
-        while (i < sizeof name - 1 && v[i] == name[i])
-            i++;
-        if (i < sizeof name - 1)
+        if (!(v[0] == 'O' && v[1] == 'T' && v[2] == 'E' && v[3] == 'L' && v[4] == '_' &&
+              v[5] == 'S' && v[6] == 'D' && v[7] == 'K' && v[8] == '_' && v[9] == 'D' &&
+              v[10] == 'I' && v[11] == 'S' && v[12] == 'A' && v[13] == 'B' && v[14] == 'L' &&
+              v[15] == 'E' && v[16] == 'D' && v[17] == '='))
             continue;
-        v += i;
-        static const char t[] = "true";
-        for (i = 0; i < 4; i++)
-            if ((v[i] | 0x20) != t[i]) /* ASCII letters, either case */
-                return 0;
-        return v[4] == '\0';
+        v += 18;
+        /* "true", ASCII letters in either case */
+        return (v[0] | 0x20) == 't' && (v[1] | 0x20) == 'r' && (v[2] | 0x20) == 'u' &&
+               (v[3] | 0x20) == 'e' && v[4] == '\0';
     }
     return 0;
 }
@@ -311,7 +331,7 @@ int dynobs__init(void)
          * no signal handler can be running, rather than at first use) */
         if (!atfork_done) {
             atfork_done = 1;
-            pthread_atfork(NULL, NULL, after_fork_child);
+            register_atfork(after_fork_child);
         }
         next = DYNOBS_ON;
     }
@@ -436,6 +456,16 @@ __attribute__((constructor)) static void dynobs_constructor(void)
 {
     if (__atomic_load_n(&dynobs__state, __ATOMIC_ACQUIRE) == DYNOBS_UNINIT)
         dynobs__init();
+}
+
+/* The library's DT_FINI (CMakeLists.txt: -fini): nothing to do, like the
+ * C runtime's _fini it stands for, but here, in the text page the start
+ * already brought in; _fini's page, at the end of the text, cost every
+ * process a page fault at exit. (Global and used: the linker finds it by
+ * name; the version script keeps it out of the dynamic symbols.) */
+DYNOBS_START_TEXT __attribute__((used)) void dynobs__fini(void);
+DYNOBS_START_TEXT __attribute__((used)) void dynobs__fini(void)
+{
 }
 
 /* A process that exits normally leaves its segment for the consumer to
