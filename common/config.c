@@ -2,6 +2,7 @@
 #include "layout.h"
 
 #include <errno.h>
+#include <stddef.h>
 
 /*
  * The shim loads the configuration in every process it is preloaded in,
@@ -37,20 +38,23 @@ static int same_ci(const char *a, const char *b)
     }
 }
 
-/* *c zeroed four words at a time; the empty asm keeps the compiler from
- * making a memset call of the loop (it does of an assignment of {0}). */
+/* The scalars of *c zeroed (struct dynobs_config: the name arrays after
+ * them are written name by name), four words at a time; the empty asm
+ * keeps the compiler from making a memset call of the loop (it does of an
+ * assignment of {0}). */
 DYNOBS_START_TEXT
-static void zero(struct dynobs_config *c)
+static void zero_scalars(struct dynobs_config *c)
 {
     uint64_t *w = (uint64_t *)(void *)c;
-    size_t n = sizeof *c / sizeof *w, i = 0;
-    _Static_assert(sizeof *c % sizeof *w == 0, "the configuration is whole words");
+    size_t end = offsetof(struct dynobs_config, shm_dir), n = end / sizeof *w, i = 0;
     for (; i + 4 <= n; i += 4) {
         w[i] = w[i + 1] = w[i + 2] = w[i + 3] = 0;
         __asm__ volatile("" : : "r"(w) : "memory");
     }
     for (; i < n; i++)
         w[i] = 0;
+    for (i = n * sizeof *w; i < end; i++)
+        ((unsigned char *)c)[i] = 0;
 }
 
 DYNOBS_START_TEXT
@@ -216,7 +220,7 @@ static int correlation_names(struct dynobs_config *c, const char *v)
 DYNOBS_START_TEXT
 void dynobs__config_load(struct dynobs_config *c, dynobs_getenv_fn get)
 {
-    zero(c);
+    zero_scalars(c);
     const char *v = get("OTEL_SDK_DISABLED");
     c->disabled = v && same_ci(v, "true");
     v = get("DYNOBS_CAPTURE_LOGS");
