@@ -38,6 +38,16 @@ static int same_ci(const char *a, const char *b)
     }
 }
 
+/* strnlen(v, cap). */
+DYNOBS_START_TEXT
+static size_t len_upto(const char *v, size_t cap)
+{
+    size_t n = 0;
+    while (n < cap && v[n])
+        n++;
+    return n;
+}
+
 /* The scalars of *c zeroed (struct dynobs_config: the name arrays after
  * them are written name by name), four words at a time; the empty asm
  * keeps the compiler from making a memset call of the loop (it does of an
@@ -240,15 +250,13 @@ void dynobs__config_load(struct dynobs_config *c, dynobs_getenv_fn get)
     }
 
     v = get("DYNOBS_SHM_DIR");
+    if (v && len_upto(v, sizeof c->shm_dir - 64) == sizeof c->shm_dir - 64) {
+        bad(c, "DYNOBS_SHM_DIR"); /* (it leaves room for the file name) */
+        v = NULL;
+    }
     if (!v || !*v)
         v = DYNOBS_SHM_DIR_DEFAULT;
-    size_t n = 0;
-    while (v[n] && n < sizeof c->shm_dir - 64)
-        n++;
-    if (n == sizeof c->shm_dir - 64) { /* leave room for the file name */
-        bad(c, "DYNOBS_SHM_DIR");
-        v = DYNOBS_SHM_DIR_DEFAULT;
-    }
+    size_t n;
     for (n = 0; v[n]; n++)
         c->shm_dir[n] = v[n];
     c->shm_dir[n] = '\0';
