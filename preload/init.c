@@ -231,7 +231,7 @@ static void report_bad_setting(void)
  * that function at the very end of the text, a page no other start-up
  * code is on. */
 #ifdef __GLIBC__
-extern void *__dso_handle;
+extern void *__dso_handle __attribute__((visibility("hidden"))); /* (crtbeginS.o's) */
 extern int __register_atfork(void (*)(void), void (*)(void), void (*)(void), void *);
 #endif
 DYNOBS_START_TEXT
