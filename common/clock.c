@@ -1,6 +1,8 @@
 #define _GNU_SOURCE
 #include "clock.h"
 
+#include "config.h" /* DYNOBS_START_TEXT */
+
 #include <fcntl.h>
 #include <string.h>
 #include <sys/syscall.h>
@@ -55,6 +57,7 @@ static int kernel_trusts_tsc(void)
 }
 #endif
 
+DYNOBS_START_TEXT
 void dynobs__clock_init(int allow)
 {
     allowed = allow;

@@ -2,10 +2,72 @@
 #include "layout.h"
 
 #include <errno.h>
-#include <stdlib.h>
-#include <string.h>
-#include <strings.h>
+#include <stddef.h>
 
+/*
+ * The shim loads the configuration in every process it is preloaded in,
+ * before main: a libc string function called here is bound by the loader
+ * at its first call (the library is linked -z lazy), some 700
+ * instructions each and pages of the loader and of libc touched, for
+ * calls that compare a few bytes. So the comparisons and copies below
+ * are byte loops of their own. (GCC turns a plain loop that zeroes or
+ * copies a counted run of bytes back into a memset or memcpy call; the
+ * loops here stop at a terminator, which it leaves alone.)
+ */
+
+/* 1 when a and b are the same string. */
+DYNOBS_START_TEXT
+static int same(const char *a, const char *b)
+{
+    while (*a && *a == *b)
+        a++, b++;
+    return *a == *b;
+}
+
+/* The same, ASCII letters in either case (strcasecmp's "C" locale). */
+DYNOBS_START_TEXT
+static int same_ci(const char *a, const char *b)
+{
+    for (;; a++, b++) {
+        char x = *a >= 'A' && *a <= 'Z' ? (char)(*a + 32) : *a;
+        char y = *b >= 'A' && *b <= 'Z' ? (char)(*b + 32) : *b;
+        if (x != y)
+            return 0;
+        if (!x)
+            return 1;
+    }
+}
+
+/* strnlen(v, cap). */
+DYNOBS_START_TEXT
+static size_t len_upto(const char *v, size_t cap)
+{
+    size_t n = 0;
+    while (n < cap && v[n])
+        n++;
+    return n;
+}
+
+/* The scalars of *c zeroed (struct dynobs_config: the name arrays after
+ * them are written name by name), four words at a time; the empty asm
+ * keeps the compiler from making a memset call of the loop (it does of an
+ * assignment of {0}). */
+DYNOBS_START_TEXT
+static void zero_scalars(struct dynobs_config *c)
+{
+    uint64_t *w = (uint64_t *)(void *)c;
+    size_t end = offsetof(struct dynobs_config, shm_dir), n = end / sizeof *w, i = 0;
+    for (; i + 4 <= n; i += 4) {
+        w[i] = w[i + 1] = w[i + 2] = w[i + 3] = 0;
+        __asm__ volatile("" : : "r"(w) : "memory");
+    }
+    for (; i < n; i++)
+        w[i] = 0;
+    for (i = n * sizeof *w; i < end; i++)
+        ((unsigned char *)c)[i] = 0;
+}
+
+DYNOBS_START_TEXT
 int dynobs__parse_size(const char *s, uint64_t *out)
 {
     if (!s || !*s)
@@ -41,6 +103,7 @@ int dynobs__parse_size(const char *s, uint64_t *out)
     return 0;
 }
 
+DYNOBS_START_TEXT
 static uint64_t floor_pow2(uint64_t v)
 {
     uint64_t p = 1;
@@ -49,6 +112,7 @@ static uint64_t floor_pow2(uint64_t v)
     return p;
 }
 
+DYNOBS_START_TEXT
 static void bad(struct dynobs_config *c, const char *name)
 {
     if (!c->bad_setting) {
@@ -60,6 +124,7 @@ static void bad(struct dynobs_config *c, const char *name)
 /* A size variable (dynobs__parse_size's suffixes) within [min, max],
  * rounded down to a power of two; def when unset or empty, and when
  * invalid (then reported). */
+DYNOBS_START_TEXT
 static uint64_t pow2_size(struct dynobs_config *c, dynobs_getenv_fn get, const char *name,
                           uint64_t def, uint64_t min, uint64_t max)
 {
@@ -74,6 +139,7 @@ static uint64_t pow2_size(struct dynobs_config *c, dynobs_getenv_fn get, const c
     return floor_pow2(n);
 }
 
+DYNOBS_START_TEXT
 static uint32_t limit(struct dynobs_config *c, dynobs_getenv_fn get, const char *name,
                       uint32_t def, uint32_t cap)
 {
@@ -88,12 +154,24 @@ static uint32_t limit(struct dynobs_config *c, dynobs_getenv_fn get, const char 
     return n > cap ? cap : (uint32_t)n;
 }
 
+/* 1 for the marks RFC 9110 allows in a token besides letters and digits. */
+DYNOBS_START_TEXT
+static int tchar_mark(char ch)
+{
+    static const char marks[] = "!#$%&'*+-.^_`|~";
+    for (const char *m = marks; *m; m++)
+        if (ch == *m)
+            return 1;
+    return 0;
+}
+
 /* A token as RFC 9110 defines it (header names, baggage keys), into out,
  * lower-cased for a header name, which must not be one of the headers
  * dynobs handles itself, nor a credential: correlation headers are sent
  * on with every outbound call, to whatever destination, so naming one
  * would hand the caller's credentials to third parties. Returns its
  * length or -1. */
+DYNOBS_START_TEXT
 static int token(const char *s, size_t n, char *out, size_t cap, int header)
 {
     static const char *const own[] = {"traceparent", "tracestate",    "baggage",
@@ -106,19 +184,20 @@ static int token(const char *s, size_t n, char *out, size_t cap, int header)
         if (header && ch >= 'A' && ch <= 'Z')
             ch = (char)(ch + 32);
         if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-              strchr("!#$%&'*+-.^_`|~", ch)))
+              tchar_mark(ch)))
             return -1;
         out[i] = ch;
     }
     out[n] = '\0';
     for (size_t i = 0; header && i < sizeof own / sizeof own[0]; i++)
-        if (!strcmp(out, own[i]))
+        if (same(out, own[i]))
             return -1;
     return (int)n;
 }
 
 /* A comma-separated list of tokens into names/lens (at most max, *count
  * set); all or nothing. */
+DYNOBS_START_TEXT
 static int token_list(const char *v, char (*names)[DYNOBS_CORR_NAME_MAX], uint8_t *lens,
                       int max, int header, int *count)
 {
@@ -142,18 +221,20 @@ static int token_list(const char *v, char (*names)[DYNOBS_CORR_NAME_MAX], uint8_
     return 0;
 }
 
+DYNOBS_START_TEXT
 static int correlation_names(struct dynobs_config *c, const char *v)
 {
     return token_list(v, c->corr_names, c->corr_lens, DYNOBS_CORR_MAX, 1, &c->ncorr);
 }
 
+DYNOBS_START_TEXT
 void dynobs__config_load(struct dynobs_config *c, dynobs_getenv_fn get)
 {
-    memset(c, 0, sizeof *c);
+    zero_scalars(c);
     const char *v = get("OTEL_SDK_DISABLED");
-    c->disabled = v && strcasecmp(v, "true") == 0;
+    c->disabled = v && same_ci(v, "true");
     v = get("DYNOBS_CAPTURE_LOGS");
-    c->capture_logs = v && (!strcmp(v, "1") || !strcasecmp(v, "true"));
+    c->capture_logs = v && (same(v, "1") || same_ci(v, "true"));
 
     v = get("DYNOBS_CORRELATION_HEADERS");
     if (correlation_names(c, v ? v : DYNOBS_CORRELATION_DEFAULT) < 0) {
@@ -169,13 +250,16 @@ void dynobs__config_load(struct dynobs_config *c, dynobs_getenv_fn get)
     }
 
     v = get("DYNOBS_SHM_DIR");
+    if (v && len_upto(v, sizeof c->shm_dir - 64) == sizeof c->shm_dir - 64) {
+        bad(c, "DYNOBS_SHM_DIR"); /* (it leaves room for the file name) */
+        v = NULL;
+    }
     if (!v || !*v)
         v = DYNOBS_SHM_DIR_DEFAULT;
-    if (strlen(v) >= sizeof c->shm_dir - 64) { /* leave room for the file name */
-        bad(c, "DYNOBS_SHM_DIR");
-        v = DYNOBS_SHM_DIR_DEFAULT;
-    }
-    strcpy(c->shm_dir, v);
+    size_t n;
+    for (n = 0; v[n]; n++)
+        c->shm_dir[n] = v[n];
+    c->shm_dir[n] = '\0';
 
     c->ring_bytes = pow2_size(c, get, "DYNOBS_RING_BYTES", DYNOBS_RING_BYTES_DEFAULT,
                               DYNOBS_RING_BYTES_MIN, DYNOBS_RING_BYTES_MAX);

@@ -11,6 +11,20 @@
 
 #include "sampler.h"
 
+/* For the code the shim runs before main in every process it is loaded
+ * in: kept together in the .text.startup part of the text, next to the
+ * constructor (which the compiler puts there), so that its pages come in
+ * with the constructor's: a fault on a file's page maps the cached pages
+ * of the aligned 64 KiB around it too (the kernel's fault-around), and
+ * spread over the library's 200 KiB of text, the start-up code cost one
+ * or two page faults more per process. */
+#define DYNOBS_START_TEXT __attribute__((section(".text.startup.dynobs")))
+/* For a variable of common/ that the start-up code writes: in the shim's
+ * .data, whose page the loader writes anyway, rather than on a page of
+ * .bss no other start-up code writes (preload/state.h's DYNOBS_START_DATA
+ * names the same section). */
+#define DYNOBS_START_DATA_COMMON __attribute__((section(".data.dynobs_start")))
+
 #define DYNOBS_SHM_DIR_DEFAULT "/dev/shm/dynobs"
 #define DYNOBS_PATH_MAX 512u
 #define DYNOBS_ATTR_VALUE_MAX 4096u /* hard cap when no limit is configured */
@@ -19,33 +33,41 @@
 #define DYNOBS_BAGGAGE_KEYS_MAX 8u    /* baggage keys recorded */
 #define DYNOBS_CORRELATION_DEFAULT "x-correlation-id,x-request-id"
 
+/* The scalars first, the name arrays last: dynobs__config_load writes all
+ * of the former, and of the arrays only the bytes of the names it stores
+ * (their NULs included; the rest of an array is left as it was, and read
+ * by nobody: every name is read up to its NUL or its length). The shim's
+ * copy is in .bss, and the bytes written at start then lie on the page
+ * that the loader writes anyway (the end of .data's), not also on the
+ * next one, a page fault per process more (BENCHMARKS.md, process
+ * start). */
 struct dynobs_config {
     int disabled;                  /* OTEL_SDK_DISABLED=true */
-    char shm_dir[DYNOBS_PATH_MAX]; /* DYNOBS_SHM_DIR */
+    int capture_logs;              /* DYNOBS_CAPTURE_LOGS=1: stderr, syslog */
     uint64_t ring_bytes;           /* DYNOBS_RING_BYTES, rounded down to 2^k */
     uint64_t ring_start_bytes;     /* allocated at first: DYNOBS_RING_START_BYTES at most */
     uint32_t metric_slots;         /* DYNOBS_METRIC_SLOTS, rounded down to 2^k */
     uint32_t attr_count_limit;     /* OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT (128) */
     uint32_t attr_value_limit;     /* OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT */
     uint32_t event_count_limit;    /* OTEL_SPAN_EVENT_COUNT_LIMIT (128) */
-    uint32_t event_attr_limit;
-    uint32_t log_attr_limit;       /* OTEL_LOGRECORD_ATTRIBUTE_COUNT_LIMIT (128) */     /* OTEL_EVENT_ATTRIBUTE_COUNT_LIMIT (128) */
+    uint32_t event_attr_limit;     /* OTEL_EVENT_ATTRIBUTE_COUNT_LIMIT (128) */
+    uint32_t log_attr_limit;       /* OTEL_LOGRECORD_ATTRIBUTE_COUNT_LIMIT (128) */
     struct dynobs_sampler sampler; /* OTEL_TRACES_SAMPLER(_ARG) */
-    int capture_logs;              /* DYNOBS_CAPTURE_LOGS=1: stderr, syslog */
+    int ncorr;                     /* correlation header names, below */
+    int nbag_keys;                 /* baggage keys, below */
+    int bad_setting;               /* a value was malformed; see bad_name */
+    const char *bad_name;
+    uint8_t corr_lens[DYNOBS_CORR_MAX];
+    uint8_t bag_key_lens[DYNOBS_BAGGAGE_KEYS_MAX];
+    char shm_dir[DYNOBS_PATH_MAX]; /* DYNOBS_SHM_DIR */
     /* DYNOBS_CORRELATION_HEADERS: header names (lower case) whose inbound
      * values are recorded on server spans and sent on the outbound calls
      * made in their context, next to traceparent; "" for none. */
     char corr_names[DYNOBS_CORR_MAX][DYNOBS_CORR_NAME_MAX];
-    uint8_t corr_lens[DYNOBS_CORR_MAX];
-    int ncorr;
     /* DYNOBS_BAGGAGE_ATTRIBUTES: baggage keys (as sent: case counts)
      * whose values are recorded on server spans, as attributes of the
      * same name; none by default: baggage is the application's data. */
     char bag_keys[DYNOBS_BAGGAGE_KEYS_MAX][DYNOBS_CORR_NAME_MAX];
-    uint8_t bag_key_lens[DYNOBS_BAGGAGE_KEYS_MAX];
-    int nbag_keys;
-    int bad_setting;               /* a value was malformed; see bad_name */
-    const char *bad_name;
 };
 
 /* getenv-like lookup, so tests can feed an environment of their own. */

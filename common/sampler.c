@@ -1,5 +1,7 @@
 #include "sampler.h"
 
+#include "config.h"
+
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
@@ -41,6 +43,7 @@ static void set_ratio(struct dynobs_sampler *s, double r)
     s->threshold = dynobs__sampler_threshold(r);
 }
 
+DYNOBS_START_TEXT /* (config.h: called at start, by the configuration) */
 int dynobs__sampler_init(struct dynobs_sampler *s, const char *name, const char *arg)
 {
     int rc = 0;

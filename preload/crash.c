@@ -228,9 +228,10 @@ static void on_crash(int sig, siginfo_t *si, void *ctx)
     errno = saved;
 }
 
+DYNOBS_START_TEXT
 void dynobs__crash_install(const char *v)
 {
-    if (v && !strcmp(v, "0"))
+    if (v && v[0] == '0' && !v[1]) /* (no strcmp bound at start) */
         return;
     real_sigaction = (sigaction_fn)dlsym(RTLD_NEXT, "sigaction");
     if (!real_sigaction)

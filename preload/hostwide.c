@@ -20,6 +20,8 @@
 #define _GNU_SOURCE
 #include "hostwide.h"
 
+#include "../common/config.h" /* DYNOBS_START_TEXT: all of this runs at start */
+
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +33,7 @@
 #define LIST_MAX 1024 /* the preload list's */
 
 /* The value of NAME in envp, or NULL (no libc: nothing is bound yet). */
+DYNOBS_START_TEXT
 static const char *env_of(char **envp, const char *name)
 {
     for (char **e = envp; e && *e; e++) {
@@ -44,6 +47,7 @@ static const char *env_of(char **envp, const char *name)
     return NULL;
 }
 
+DYNOBS_START_TEXT
 static int has(const char *s, size_t n, const char *needle)
 {
     size_t k = strlen(needle);
@@ -55,6 +59,7 @@ static int has(const char *s, size_t n, const char *needle)
 
 /* Reads a whole small file (its first cap - 1 bytes); returns its
  * length, or -1. One read: a regular file's read returns all it can. */
+DYNOBS_START_TEXT
 static long slurp(const char *path, char *buf, size_t cap)
 {
     long fd = syscall(SYS_openat, AT_FDCWD, path, O_RDONLY | O_CLOEXEC);
@@ -69,6 +74,7 @@ static long slurp(const char *path, char *buf, size_t cap)
 }
 
 /* The path the program was started by (AT_EXECFN), or NULL. */
+DYNOBS_START_TEXT
 static const char *exec_path(void)
 {
     return (const char *)getauxval(AT_EXECFN);
@@ -76,6 +82,7 @@ static const char *exec_path(void)
 
 
 /* Glob over the whole string: '*' any run (slashes too), '?' one byte. */
+DYNOBS_START_TEXT
 static int glob(const char *p, size_t pn, const char *s, size_t sn)
 {
     size_t pi = 0, si = 0, star = (size_t)-1, mark = 0;
@@ -99,6 +106,7 @@ static int glob(const char *p, size_t pn, const char *s, size_t sn)
 }
 
 /* The next word of line [*at, end): its start and length. */
+DYNOBS_START_TEXT
 static size_t word(const char **at, const char *end, const char **w)
 {
     const char *p = *at;
@@ -111,6 +119,7 @@ static size_t word(const char **at, const char *end, const char **w)
     return (size_t)(p - *w);
 }
 
+DYNOBS_START_TEXT
 int dynobs__hostwide(char **envp, char *service, size_t cap)
 {
     char buf[FILE_MAX]; /* on the stack: its pages are there already */
@@ -118,7 +127,12 @@ int dynobs__hostwide(char **envp, char *service, size_t cap)
     const char *test_preload = env_of(envp, "DYNOBS_HOSTWIDE_PRELOAD_FILE");
     if (!test_preload) {
         const char *lp = env_of(envp, "LD_PRELOAD");
-        if (lp && has(lp, strlen(lp), "libdynobs"))
+        size_t n = 0; /* (not strlen: bound lazily at its first call, here) */
+        while (lp && lp[n]) {
+            n++;
+            __asm__("" : "+r"(n)); /* (or GCC makes a strlen call of the loop) */
+        }
+        if (lp && has(lp, n, "libdynobs"))
             return -1; /* asked for: dynobs-run or an explicit preload */
     }
     /* The selection file first: on a host set up for host-wide mode it is

@@ -73,6 +73,7 @@ static const char *env_vars[ENV_MAX] DYNOBS_START_DATA;
 static int env_n DYNOBS_START_DATA;
 
 /* 1 when s begins with prefix (compared byte by byte: s may be shorter). */
+DYNOBS_START_TEXT
 static int starts(const char *s, const char *prefix)
 {
     while (*prefix && *s == *prefix)
@@ -80,6 +81,7 @@ static int starts(const char *s, const char *prefix)
     return !*prefix;
 }
 
+DYNOBS_START_TEXT
 static void env_scan(void)
 {
     for (char **e = environ; e && *e; e++) {
@@ -96,6 +98,7 @@ static void env_scan(void)
 
 /* getenv, for the variables env_scan kept (the first one of a name, as
  * getenv's). */
+DYNOBS_START_TEXT
 static const char *env(const char *name)
 {
     if (env_n < 0)
@@ -125,17 +128,32 @@ static const char *service_env DYNOBS_START_DATA, *resource_env DYNOBS_START_DAT
 static char service_copy[256];
 static char resource_short[1024];
 
+/* v's length, up to cap (strnlen's, without binding strnlen at start:
+ * see common/config.c). */
+DYNOBS_START_TEXT
+static size_t len_upto(const char *v, size_t cap)
+{
+    size_t n = 0;
+    while (n < cap && v[n])
+        n++;
+    return n;
+}
+
 /* v copied into buf (cut at cap - 1 bytes); NULL for NULL. *cut is set
- * when it did not fit. */
+ * when it did not fit. (A byte loop rather than memcpy, as len_upto.) */
+DYNOBS_START_TEXT
 static const char *keep(const char *v, char *buf, size_t cap, int *cut)
 {
     if (!v)
         return NULL;
-    size_t n = strnlen(v, cap);
+    size_t n = len_upto(v, cap);
     *cut = n == cap;
     if (n == cap)
         n = cap - 1;
-    memcpy(buf, v, n);
+    for (size_t i = 0; i < n; i++) {
+        buf[i] = v[i];
+        __asm__ volatile("" : : "r"(buf) : "memory"); /* (not a memcpy call) */
+    }
     buf[n] = '\0';
     return buf;
 }
@@ -193,6 +211,7 @@ static void after_fork_child(void)
     dynobs__thread_after_fork();
 }
 
+DYNOBS_START_TEXT
 static void report_bad_setting(void)
 {
     /* One line on stderr, written with write(2): no stdio inside a host
@@ -206,28 +225,49 @@ static void report_bad_setting(void)
     (void)r;
 }
 
+/* pthread_atfork(NULL, NULL, child), which in glibc is a function linked
+ * into each library (libc_nonshared.a) that calls __register_atfork with
+ * the library's handle; called directly here, because the linker puts
+ * that function at the very end of the text, a page no other start-up
+ * code is on. */
+#ifdef __GLIBC__
+extern void *__dso_handle __attribute__((visibility("hidden"))); /* (crtbeginS.o's) */
+extern int __register_atfork(void (*)(void), void (*)(void), void (*)(void), void *);
+#endif
+DYNOBS_START_TEXT
+static void register_atfork(void (*child)(void))
+{
+#ifdef __GLIBC__
+    __register_atfork(NULL, NULL, child, __dso_handle);
+#else
+    pthread_atfork(NULL, NULL, child);
+#endif
+}
+
 /* OTEL_SDK_DISABLED=true, read before anything else: a process the shim
  * is off in pays one look at the environment and nothing more. It is
  * read without calling libc: the first call of each libc function from
  * here binds it (lazy binding), which costs more than the look itself
  * and touches pages of the loader no other code of a small program may
- * need. The first definition counts, as with getenv. */
+ * need. The first definition counts, as with getenv. The name and value
+ * are compared with immediates rather than with strings, which are
+ * read-only data: a page fault that nothing else in such a process takes
+ * (the compiler cannot merge the tests into wider loads: each stops at a
+ * mismatch, the string's end included). */
+DYNOBS_START_TEXT
 static int sdk_disabled(void)
 {
-    static const char name[] = "OTEL_SDK_DISABLED=";
     for (char **e = environ; e && *e; e++) {
         const char *v = *e;
-        size_t i = 0;
-        while (i < sizeof name - 1 && v[i] == name[i])
-            i++;
-        if (i < sizeof name - 1)
+        if (!(v[0] == 'O' && v[1] == 'T' && v[2] == 'E' && v[3] == 'L' && v[4] == '_' &&
+              v[5] == 'S' && v[6] == 'D' && v[7] == 'K' && v[8] == '_' && v[9] == 'D' &&
+              v[10] == 'I' && v[11] == 'S' && v[12] == 'A' && v[13] == 'B' && v[14] == 'L' &&
+              v[15] == 'E' && v[16] == 'D' && v[17] == '='))
             continue;
-        v += i;
-        static const char t[] = "true";
-        for (i = 0; i < 4; i++)
-            if ((v[i] | 0x20) != t[i]) /* ASCII letters, either case */
-                return 0;
-        return v[4] == '\0';
+        v += 18;
+        /* "true", ASCII letters in either case */
+        return (v[0] | 0x20) == 't' && (v[1] | 0x20) == 'r' && (v[2] | 0x20) == 'u' &&
+               (v[3] | 0x20) == 'e' && v[4] == '\0';
     }
     return 0;
 }
@@ -235,8 +275,10 @@ static int sdk_disabled(void)
 /* Only what an interposer may need before the first record is done here,
  * all of it cheap (reading the environment); what costs a system call or
  * a dlsym waits for its first use: the real functions (real.c), the
- * resource (segment creation), the clock's calibration (clock.c) and the
- * backtrace library (dynobs__first_use). */
+ * resource (segment creation), the clock's calibration (clock.c), the
+ * backtrace library (dynobs__first_use) and the thread-exit key (the
+ * first thread block, thread.c). */
+DYNOBS_START_TEXT
 int dynobs__init(void)
 {
     int expect = DYNOBS_UNINIT;
@@ -247,7 +289,11 @@ int dynobs__init(void)
     dynobs__guard++;
     if (sdk_disabled())
         goto out; /* (dynobs__config stays untouched: one page fault less) */
-    int hw = dynobs__hostwide(environ, hostwide_service, sizeof hostwide_service);
+    /* (the name into a buffer on the stack first: the selection writes it
+     * in every process, and a write to the static one would cost a page
+     * fault of .bss in processes that have no name from it) */
+    char svc[sizeof hostwide_service];
+    int hw = dynobs__hostwide(environ, svc, sizeof svc);
     if (hw == 0)
         goto out; /* in the host's preload list, and not selected: off */
     hostwide = hw == 1;
@@ -255,10 +301,10 @@ int dynobs__init(void)
     dynobs__config_load(&dynobs__config, env);
     int cut = 0, name_cut; /* (a name is cut at 255 bytes anyway) */
     service_env = keep(env("OTEL_SERVICE_NAME"), service_copy, sizeof service_copy, &name_cut);
-    if (!service_env && hostwide && hostwide_service[0])
-        service_env = hostwide_service;
+    if (!service_env && hostwide && svc[0])
+        service_env = keep(svc, hostwide_service, sizeof hostwide_service, &name_cut);
     const char *attrs = env("OTEL_RESOURCE_ATTRIBUTES");
-    if (attrs && strnlen(attrs, sizeof resource_short) < sizeof resource_short) {
+    if (attrs && len_upto(attrs, sizeof resource_short) < sizeof resource_short) {
         resource_env = keep(attrs, resource_short, sizeof resource_short, &cut);
     } else if (attrs) {
         struct later *l = later_map();
@@ -276,17 +322,16 @@ int dynobs__init(void)
     if (!dynobs__config.disabled) {
         if (dynobs__config.bad_setting)
             report_bad_setting();
-        dynobs__thread_init_key();
         dynobs__h1_watch_correlation(dynobs__config.corr_names, dynobs__config.corr_lens,
                                      dynobs__config.ncorr);
         const char *clk = env("DYNOBS_CLOCK");
-        dynobs__clock_init(!(clk && strcmp(clk, "system") == 0));
+        dynobs__clock_init(!(clk && starts(clk, "system") && !clk[6]));
         dynobs__crash_install(env("DYNOBS_CRASH_REPORTS"));
         /* (a hundred instructions, no system call; registered here, where
          * no signal handler can be running, rather than at first use) */
         if (!atfork_done) {
             atfork_done = 1;
-            pthread_atfork(NULL, NULL, after_fork_child);
+            register_atfork(after_fork_child);
         }
         next = DYNOBS_ON;
     }
@@ -411,6 +456,16 @@ __attribute__((constructor)) static void dynobs_constructor(void)
 {
     if (__atomic_load_n(&dynobs__state, __ATOMIC_ACQUIRE) == DYNOBS_UNINIT)
         dynobs__init();
+}
+
+/* The library's DT_FINI (CMakeLists.txt: -fini): nothing to do, like the
+ * C runtime's _fini it stands for, but here, in the text page the start
+ * already brought in; _fini's page, at the end of the text, cost every
+ * process a page fault at exit. (Global and used: the linker finds it by
+ * name; the version script keeps it out of the dynamic symbols.) */
+DYNOBS_START_TEXT __attribute__((used)) void dynobs__fini(void);
+DYNOBS_START_TEXT __attribute__((used)) void dynobs__fini(void)
+{
 }
 
 /* A process that exits normally leaves its segment for the consumer to

@@ -195,7 +195,6 @@ struct dynobs_thread *dynobs__thread(void) DYNOBS_INTERNAL;
 struct dynobs_thread *dynobs__thread_if_any(void) DYNOBS_INTERNAL;
 /* After fork, in the child: keep the caller's block, free the others. */
 void dynobs__thread_after_fork(void) DYNOBS_INTERNAL;
-void dynobs__thread_init_key(void) DYNOBS_INTERNAL;
 
 /* The ring shard of the calling thread's block. */
 static inline struct dynobs_ring *dynobs__ring_of(struct dynobs_segment *s,

@@ -7,6 +7,7 @@
  */
 #define _GNU_SOURCE
 #include <pthread.h>
+#include <sched.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
@@ -16,8 +17,15 @@
 
 static __thread struct dynobs_thread *self DYNOBS_TLS;
 static struct dynobs_thread *all; /* push-only list of every block */
+/* The key whose destructor gives a thread's block back at its exit. It
+ * is made when the process takes its first block, not at start: at start
+ * pthread_key_create cost every process a lazy binding and a page of
+ * libc's data (about 800 instructions and a page fault), for nothing in
+ * one that never records. KEY_MAKING elects the one thread that makes it;
+ * the others wait for it (see key_ready). */
+enum { KEY_NONE, KEY_MAKING, KEY_MADE, KEY_FAILED };
 static pthread_key_t exit_key;
-static int have_key;
+static int key_state;
 static uint32_t next_ordinal;
 
 /* Thread exit (the key's destructor runs on the exiting thread). The
@@ -35,10 +43,31 @@ static void release(void *p)
     __atomic_store_n(&t->owned, 0, __ATOMIC_RELEASE);
 }
 
-void dynobs__thread_init_key(void)
+/* 1 once the key is made. A thread that finds another making it waits
+ * (a few microseconds), so that no block goes without it; that other
+ * thread is never this one interrupted by a signal: adopt() sets `self`
+ * before it gets here, and a handler on a thread with a block never
+ * comes here. The wait is bounded all the same: a child forked while a
+ * thread of its parent was making the key finds it being made forever
+ * (dynobs__thread_after_fork starts it over). */
+static int key_ready(void)
 {
-    if (!have_key && pthread_key_create(&exit_key, release) == 0)
-        have_key = 1;
+    int s = __atomic_load_n(&key_state, __ATOMIC_ACQUIRE);
+    if (DYNOBS_LIKELY(s == KEY_MADE))
+        return 1;
+    if (s == KEY_NONE && __atomic_compare_exchange_n(&key_state, &s, KEY_MAKING, 0,
+                                                     __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+        s = pthread_key_create(&exit_key, release) == 0 ? KEY_MADE : KEY_FAILED;
+        __atomic_store_n(&key_state, s, __ATOMIC_RELEASE);
+        return s == KEY_MADE;
+    }
+    if (s == KEY_MAKING) {
+        uint64_t deadline = dynobs__mono_ns() + 20 * 1000 * 1000;
+        while ((s = __atomic_load_n(&key_state, __ATOMIC_ACQUIRE)) == KEY_MAKING &&
+               dynobs__mono_ns() < deadline)
+            sched_yield();
+    }
+    return s == KEY_MADE;
 }
 
 static void adopt(struct dynobs_thread *t)
@@ -49,8 +78,8 @@ static void adopt(struct dynobs_thread *t)
     t->bag_used = 0; /* a previous thread's API baggage went with its stack */
     t->clk.tsc = t->clk.ns = 0;
     dynobs__rng_seed(&t->rng);
-    self = t;
-    if (have_key)
+    self = t; /* (before the key: see key_ready) */
+    if (key_ready())
         pthread_setspecific(exit_key, t);
 }
 
@@ -102,6 +131,10 @@ void dynobs__thread_after_fork(void)
             t->pool_freed = 0;
         }
     }
+    /* A key being made by a thread of the parent is never finished here. */
+    int making = KEY_MAKING;
+    __atomic_compare_exchange_n(&key_state, &making, KEY_NONE, 0, __ATOMIC_ACQ_REL,
+                                __ATOMIC_RELAXED);
     if (self) {
         self->tid = (uint32_t)syscall(SYS_gettid);
         dynobs__rng_seed(&self->rng);

@@ -1,6 +1,8 @@
 #include "h1.h"
 #include "h1_scan.h"
 
+#include "../config.h" /* DYNOBS_START_TEXT, DYNOBS_START_DATA_COMMON */
+
 #include <stddef.h>
 #include <string.h>
 
@@ -24,7 +26,7 @@ static struct {
     {"baggage", 7, HDR_BAGGAGE},
 };
 static unsigned nwatched = 5;
-static uint8_t corr_bits;
+static uint8_t corr_bits DYNOBS_START_DATA_COMMON; /* (config.h) */
 /* fold[w][k] is 0x20 where watched[w]'s name has a letter at k, else 0:
  * (byte | fold) == letter is then exactly lower(byte) == letter, and any
  * other byte must be equal, so names compare a word at a time. */
@@ -43,6 +45,7 @@ static uint8_t fold[5 + DYNOBS_H1_CORR_MAX][NAME_MAX_LEN] = {
 #define FIXED_BY_LEN [4] = 1u << 2, [7] = 1u << 4, [10] = 1u << 1 | 1u << 3, [11] = 1u << 0
 static uint16_t by_len[NAME_MAX_LEN] = {FIXED_BY_LEN};
 
+DYNOBS_START_TEXT
 void dynobs__h1_watch_correlation(const char (*names)[64], const uint8_t *lens, int n)
 {
     static const uint16_t fixed[NAME_MAX_LEN] = {FIXED_BY_LEN};
