@@ -54,10 +54,16 @@ void dynobs__h1_watch_correlation(const char (*names)[64], const uint8_t *lens, 
     corr_bits = 0;
     for (int i = 0; i < n && i < (int)DYNOBS_H1_CORR_MAX; i++) {
         uint8_t bit = (uint8_t)(HDR_CORR << i);
+        /* The fold of the name, and zeroes over what a longer name that
+         * had this entry before left (past that, it is zero already):
+         * not all 64 bytes, at start. */
+        unsigned upto = lens[i] > watched[nwatched].len ? lens[i] : watched[nwatched].len;
+        if (upto > NAME_MAX_LEN)
+            upto = NAME_MAX_LEN;
         watched[nwatched].name = names[i];
         watched[nwatched].len = lens[i];
         watched[nwatched].bit = bit;
-        for (unsigned k = 0; k < NAME_MAX_LEN; k++)
+        for (unsigned k = 0; k < upto; k++)
             fold[nwatched][k] = k < lens[i] && names[i][k] >= 'a' && names[i][k] <= 'z' ? 0x20 : 0;
         if (lens[i] && lens[i] < NAME_MAX_LEN)
             by_len[lens[i]] |= (uint16_t)(1u << nwatched);
