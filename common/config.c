@@ -38,9 +38,8 @@ static int same_ci(const char *a, const char *b)
     }
 }
 
-/* strnlen(v, cap). */
 DYNOBS_START_TEXT
-static size_t len_upto(const char *v, size_t cap)
+size_t dynobs__len_upto(const char *v, size_t cap)
 {
     size_t n = 0;
     while (n < cap && v[n])
@@ -250,7 +249,7 @@ void dynobs__config_load(struct dynobs_config *c, dynobs_getenv_fn get)
     }
 
     v = get("DYNOBS_SHM_DIR");
-    if (v && len_upto(v, sizeof c->shm_dir - 64) == sizeof c->shm_dir - 64) {
+    if (v && dynobs__len_upto(v, sizeof c->shm_dir - 64) == sizeof c->shm_dir - 64) {
         bad(c, "DYNOBS_SHM_DIR"); /* (it leaves room for the file name) */
         v = NULL;
     }

@@ -75,6 +75,10 @@ typedef const char *(*dynobs_getenv_fn)(const char *name);
 
 void dynobs__config_load(struct dynobs_config *c, dynobs_getenv_fn get);
 
+/* strnlen(v, cap), as a byte loop: code that runs at start calls no libc
+ * string function, which the loader would bind lazily then (config.c). */
+size_t dynobs__len_upto(const char *v, size_t cap);
+
 /* Parses a non-negative decimal with an optional K/M/G suffix (powers of
  * 1024). Returns 0 or -EINVAL. */
 int dynobs__parse_size(const char *s, uint64_t *out) __attribute__((warn_unused_result));

@@ -128,25 +128,15 @@ static const char *service_env DYNOBS_START_DATA, *resource_env DYNOBS_START_DAT
 static char service_copy[256];
 static char resource_short[1024];
 
-/* v's length, up to cap (strnlen's, without binding strnlen at start:
- * see common/config.c). */
-DYNOBS_START_TEXT
-static size_t len_upto(const char *v, size_t cap)
-{
-    size_t n = 0;
-    while (n < cap && v[n])
-        n++;
-    return n;
-}
-
 /* v copied into buf (cut at cap - 1 bytes); NULL for NULL. *cut is set
- * when it did not fit. (A byte loop rather than memcpy, as len_upto.) */
+ * when it did not fit. (A byte loop rather than memcpy, as
+ * dynobs__len_upto.) */
 DYNOBS_START_TEXT
 static const char *keep(const char *v, char *buf, size_t cap, int *cut)
 {
     if (!v)
         return NULL;
-    size_t n = len_upto(v, cap);
+    size_t n = dynobs__len_upto(v, cap);
     *cut = n == cap;
     if (n == cap)
         n = cap - 1;
@@ -304,7 +294,7 @@ int dynobs__init(void)
     if (!service_env && hostwide && svc[0])
         service_env = keep(svc, hostwide_service, sizeof hostwide_service, &name_cut);
     const char *attrs = env("OTEL_RESOURCE_ATTRIBUTES");
-    if (attrs && len_upto(attrs, sizeof resource_short) < sizeof resource_short) {
+    if (attrs && dynobs__len_upto(attrs, sizeof resource_short) < sizeof resource_short) {
         resource_env = keep(attrs, resource_short, sizeof resource_short, &cut);
     } else if (attrs) {
         struct later *l = later_map();
