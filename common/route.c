@@ -267,9 +267,18 @@ size_t dynobs__route_heuristic(const char *path, size_t n, char *out, size_t cap
 
 /* ---- the trie ---- */
 
+/* The trie's pool. A process's trie gets it by a compare-and-swap when its
+ * first route is folded (preload/route.c) while other threads may be
+ * folding theirs: read atomically (a plain move on x86), so that a
+ * compare-and-swap that finds it set already is no race with these reads. */
+static inline struct dynobs_route_node *pool_of(const struct dynobs_route_trie *t)
+{
+    return __atomic_load_n(&t->nodes, __ATOMIC_RELAXED);
+}
+
 static uint16_t lits_of(const struct dynobs_route_trie *t, uint32_t head)
 {
-    return head ? t->nodes[head - 1].lits : 0;
+    return head ? pool_of(t)[head - 1].lits : 0;
 }
 
 /* Searches the sibling list from head (an index + 1) down to, not
@@ -277,8 +286,8 @@ static uint16_t lits_of(const struct dynobs_route_trie *t, uint32_t head)
 static uint32_t find(const struct dynobs_route_trie *t, uint32_t head, uint32_t stop,
                      const char *s, size_t n)
 {
-    for (uint32_t i = head; i && i != stop; i = t->nodes[i - 1].next) {
-        const struct dynobs_route_node *c = &t->nodes[i - 1];
+    for (uint32_t i = head; i && i != stop; i = pool_of(t)[i - 1].next) {
+        const struct dynobs_route_node *c = &pool_of(t)[i - 1];
         if (c->len == n && memcmp(c->seg, s, n) == 0)
             return i;
     }
@@ -312,7 +321,7 @@ enum { ADD_FULL = -1, ADD_CAPPED = -2 };
 static int64_t child(struct dynobs_route_trie *t, uint32_t p, const char *s, size_t n, int lit,
                      unsigned max)
 {
-    uint32_t *headp = &t->nodes[p].head;
+    uint32_t *headp = &pool_of(t)[p].head;
     uint32_t head = __atomic_load_n(headp, __ATOMIC_ACQUIRE);
     uint32_t got = find(t, head, 0, s, n);
     if (got)
@@ -323,7 +332,7 @@ static int64_t child(struct dynobs_route_trie *t, uint32_t p, const char *s, siz
             break;
         if (!mine && !(mine = take(t)))
             return ADD_FULL;
-        struct dynobs_route_node *c = &t->nodes[mine - 1];
+        struct dynobs_route_node *c = &pool_of(t)[mine - 1];
         __atomic_store_n(&c->head, 0, __ATOMIC_RELAXED);
         c->next = head;
         c->lits = (uint16_t)(lits_of(t, head) + (lit ? 1 : 0));

@@ -52,12 +52,19 @@ void dynobs__real_bind_one(size_t slot) DYNOBS_INTERNAL;
 
 /* The bound pointer of an entry, binding first if needed; NULL only while
  * dlsym itself is running on this thread (callers then use the raw
- * system call). */
+ * system call). One atomic load, whose value is the one used: two threads
+ * may bind an entry at once (the same pointer), and a plain second read
+ * would race with the other one's store. */
 #define DYNOBS_REAL(name)                                                                  \
-    (__builtin_expect(__atomic_load_n(&dynobs__real.name, __ATOMIC_ACQUIRE) != NULL, 1)   \
-         ? dynobs__real.name                                                               \
-         : (dynobs__real_bind_one(offsetof(struct dynobs_real_fns, name) / sizeof(void *)),    \
-            __atomic_load_n(&dynobs__real.name, __ATOMIC_ACQUIRE)))
+    ({                                                                                     \
+        __typeof__(dynobs__real.name) real_ = __atomic_load_n(&dynobs__real.name,          \
+                                                              __ATOMIC_ACQUIRE);           \
+        if (__builtin_expect(real_ == NULL, 0)) {                                          \
+            dynobs__real_bind_one(offsetof(struct dynobs_real_fns, name) / sizeof(void *)); \
+            real_ = __atomic_load_n(&dynobs__real.name, __ATOMIC_ACQUIRE);                 \
+        }                                                                                  \
+        real_;                                                                             \
+    })
 
 /* The start of an interposer of an int-returning function that has no
  * entry in the table: fn becomes the next definition of name (looked up

@@ -20,8 +20,9 @@ static struct dynobs_route_node root_only[1];
 static struct dynobs_route_trie spent = DYNOBS_ROUTE_TRIE_INIT(root_only, 1);
 
 /* The process's trie, its pool mapped. trie.nodes is written once, by a
- * compare-and-swap, and read plainly by the trie's code only after this
- * load or that compare-and-swap has seen it set. */
+ * compare-and-swap, and read by the trie's code (atomically: another
+ * thread's compare-and-swap may be finding it set meanwhile) only after
+ * this load or that compare-and-swap has seen it set. */
 static struct dynobs_route_trie *trie_of(void)
 {
     if (DYNOBS_LIKELY(__atomic_load_n(&trie.nodes, __ATOMIC_ACQUIRE) != NULL))

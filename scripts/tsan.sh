@@ -17,9 +17,15 @@ cmake --build build-tsan -j "$jobs" >/dev/null
 logs=$(mktemp -d /tmp/dynobs-tsan-logs-XXXXXX)
 trap 'rm -rf "$logs"' EXIT
 export TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 log_path=$logs/tsan"
+# (a report makes a program exit 66: its log is shown before this fails)
+shown() {
+  echo "ThreadSanitizer reported:"
+  cat "$logs"/tsan.* 2>/dev/null
+  exit 1
+}
 for i in 1 2 3; do
-  build-tsan/tests/dynobs-tsan-stress
-  build-tsan/tests/dynobs-route-stress
+  build-tsan/tests/dynobs-tsan-stress || shown
+  build-tsan/tests/dynobs-route-stress || shown
 done
 DYNOBS_TEST_TSAN=1 python3 tests/integration/test_exporter.py build-tsan .
 if compgen -G "$logs/tsan.*" >/dev/null; then
