@@ -227,6 +227,20 @@ struct dynobs_h1s_line {
     struct dynobs_decision d;
 };
 
+/* The connection's last span, left in x.span when it ended: while ok, its
+ * body holds what start gave it (k: the name, the tracestate and the
+ * attributes), then the item of status code `code` (code_len bytes): the
+ * body of a request with the head the request memo holds (line.ok) under
+ * the decision kept with the line (line.decided), which is then begun
+ * with that body as it is and, when its code is the same, ended as the
+ * template of the last (h1server.c). */
+struct dynobs_h1s_kept {
+    uint8_t ok;
+    uint16_t code_len;
+    int code;
+    struct dynobs_span_kept k; /* also, while a span is open: what its start gave it */
+};
+
 struct dynobs_h1s {
     struct dynobs_h1_req head; /* the request head, as it is read */
     /* The last request and response heads, read once while they repeat
@@ -234,6 +248,7 @@ struct dynobs_h1s {
     struct dynobs_h1_req_memo req_memo;
     struct dynobs_h1_resp_memo resp_memo;
     struct dynobs_h1s_line line;
+    struct dynobs_h1s_kept kept;
     /* The duration metric's labels of the last request that did not fail,
      * kept while method, route and status repeat (keep-alive). */
     int labels_code;

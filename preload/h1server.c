@@ -38,8 +38,8 @@
  * http.request.header.<name>, and kept as the lines its outbound calls
  * send (out, corr_mask). A header sent twice, or too long to keep whole,
  * is neither. Returns the lines' length. */
-static size_t correlation(struct dynobs_h1s *h, struct dynobs_span *s, char *out, size_t cap,
-                          uint8_t *mask)
+static size_t correlation(struct dynobs_h1s *h, struct dynobs_span *s, int record, char *out,
+                          size_t cap, uint8_t *mask)
 {
     const struct dynobs_h1_req *r = &h->head;
     size_t n = 0;
@@ -51,7 +51,7 @@ static size_t correlation(struct dynobs_h1s *h, struct dynobs_span *s, char *out
             continue;
         const char *name = dynobs__config.corr_names[i];
         size_t nl = dynobs__config.corr_lens[i];
-        if (s->recording && dynobs__redact_header_ok(h->x.rules, h->x.redact, name, nl)) {
+        if (record && s->recording && dynobs__redact_header_ok(h->x.rules, h->x.redact, name, nl)) {
             char key[20 + DYNOBS_CORR_NAME_MAX];
             memcpy(key, "http.request.header.", 20);
             memcpy(key + 20, name, nl);
@@ -237,9 +237,13 @@ static void start(struct dynobs_conn *c)
     const struct dynobs_decision *d = &dl;
     const struct dynobs_span_policy *pol;
     char *name = ln->name;
-    int recalled = 1;
+    int recalled = 1, again = 0;
     const struct dynobs_rules_proc *now = dynobs__rules_now();
     if (ln->decided && now && h->memo.p == now) {
+        /* The same head, decided the same: the same body as the last
+         * span's, when that is kept (struct dynobs_h1s_kept). */
+        again = h->kept.ok &&
+                (parent ? parent->ts_len : 0u) == h->x.span.rec.tracestate_len;
         d = &ln->d;
         pol = ln->pol == DYNOBS_H1S_POL_OWN       ? &ln->d.pol
               : ln->pol == DYNOBS_H1S_POL_DROPPED ? &dynobs__policy_dropped
@@ -269,13 +273,20 @@ static void start(struct dynobs_conn *c)
     x->uncounted = x->route.ignored || (d->drop & DYNOBS_DROP_METRICS);
     x->rules = d->r;
     x->redact = d->redact;
-    if (dynobs__span_begin_ex(&x->span, name, DYNOBS_SPAN_KIND_SERVER, parent, x->start_ns, pol) <
-        0)
-        return;
+    struct dynobs_span *s = &x->span;
+    if (again) {
+        if (dynobs__span_begin_kept(s, &h->kept.k, DYNOBS_SPAN_KIND_SERVER, parent, x->start_ns,
+                                    pol) < 0)
+            return;
+    } else {
+        /* The body is written anew: what it held is not kept. */
+        h->kept.ok = 0;
+        if (dynobs__span_begin_ex(s, name, DYNOBS_SPAN_KIND_SERVER, parent, x->start_ns, pol) < 0)
+            return;
+    }
     x->open = 1;
     dynobs__h1_resp_start(&x->resp, ml == 4 && !memcmp(x->method, "HEAD", 4));
-    struct dynobs_span *s = &x->span;
-    if (s->recording) {
+    if (s->recording && !again) {
         int query = d->redact && pl < r.target_len && r.target[pl] == '?';
         struct dynobs_h1s_head *f = &h->first;
         if (!recalled || query || !f->len || f->value_limit != dynobs__config.attr_value_limit ||
@@ -317,7 +328,7 @@ static void start(struct dynobs_conn *c)
     }
     /* Only the keys the operator named are recorded (baggage is the
      * application's data). */
-    for (int i = 0; x->bag_len && s->recording && i < dynobs__config.nbag_keys; i++) {
+    for (int i = 0; x->bag_len && s->recording && !again && i < dynobs__config.nbag_keys; i++) {
         size_t vl;
         const char *v = dynobs__baggage_find(x->bag, x->bag_len, dynobs__config.bag_keys[i],
                                              dynobs__config.bag_key_lens[i], &vl);
@@ -327,7 +338,13 @@ static void start(struct dynobs_conn *c)
     }
     char corr[DYNOBS_CORR_LINES_MAX];
     uint8_t corr_mask = 0;
-    size_t corr_len = h->head.corr_seen ? correlation(h, s, corr, sizeof corr, &corr_mask) : 0;
+    size_t corr_len =
+        h->head.corr_seen ? correlation(h, s, !again, corr, sizeof corr, &corr_mask) : 0;
+    /* What start gave the span: its body, kept for the next request when
+     * its end adds no more than the status code (finish). */
+    if (s->recording && !again)
+        h->kept.k = (struct dynobs_span_kept){s->used,  s->items_off,          s->keys,
+                                              s->attrs, s->rec.dropped_attrs, s->truncated};
     /* The request is its thread's context while it is served, unless the
      * thread multiplexes requests (see the top of the file). */
     struct dynobs_ctx_carry carry = {corr, (uint16_t)corr_len, corr_mask, x->bag_len,
@@ -414,7 +431,27 @@ static void finish(struct dynobs_conn *c, int code, const char *error_type)
     struct dynobs_span *s = &x->span;
     struct dynobs_thread *t = dynobs__thread();
     char codestr[8];
-    error_type = outcome(c, s, code, error_type, codestr);
+    struct dynobs_h1s_kept *kp = &h->kept;
+    /* A span begun with the kept body (start) that ends with the same
+     * status code ends with the last span's body: its item is still
+     * there, and the template is the last one (span.h). */
+    int as_start = s->used == kp->k.used && s->attrs == kp->k.attrs;
+    if (kp->ok && as_start && !error_type && code == kp->code &&
+        !dynobs__span_add_kept(s, kp->code_len, 1)) {
+        h->tmpl.same = s->recording;
+    } else {
+        error_type = outcome(c, s, code, error_type, codestr);
+        /* Kept when the end added the status code's item alone, and no
+         * redaction rewrites the body. */
+        kp->ok = 0;
+        if (s->recording && as_start && !error_type && code > 0 && code < 500 &&
+            s->attrs == kp->k.attrs + 1 && !s->status_len && s->used - kp->k.used <= UINT16_MAX &&
+            !(x->rules && x->redact && x->redact->replace_count)) {
+            kp->code = code;
+            kp->code_len = (uint16_t)(s->used - kp->k.used);
+            kp->ok = 1;
+        }
+    }
     /* An ignored request is not counted either. */
     struct dynobs_segment *seg = t && !x->uncounted ? dynobs__segment() : NULL;
     uint64_t now = 0;
@@ -454,6 +491,7 @@ void dynobs__h1s_init(struct dynobs_conn *c)
     h->req_memo.repeated = 0;
     h->line.ok = 0;
     h->line.decided = 0;
+    h->kept.ok = 0;
     h->resp_memo.len = 0;
     h->labels_code = 0;
     h->labels_method[0] = '\0';

@@ -216,7 +216,8 @@ static __attribute__((noinline)) void apply_policy(struct dynobs_span *s,
  * trace) and decides sampling. Used for API spans and detached ones. */
 static inline __attribute__((always_inline)) void
 span_fill(struct dynobs_span *s, struct dynobs_thread *t, const char *name, int kind,
-          const struct dynobs_ctx *parent, const struct dynobs_span_policy *pol)
+          const struct dynobs_ctx *parent, const struct dynobs_span_policy *pol,
+          const struct dynobs_span_kept *k)
 {
     struct dynobs_span_rec *r = &s->rec;
     uint8_t flags, inherited = 0;
@@ -269,11 +270,22 @@ span_fill(struct dynobs_span *s, struct dynobs_thread *t, const char *name, int 
     if (__builtin_expect(pol != NULL || inherited, 0))
         apply_policy(s, pol, inherited, sampled);
     s->status_final = 0;
-    s->truncated = 0;
-    s->attrs = s->events = 0;
-    s->keys = 0;
+    s->events = 0;
     s->status_len = 0;
     s->last_event_off = UINT32_MAX;
+    if (k) {
+        /* The body is the one the storage holds (span.h). */
+        s->truncated = k->truncated;
+        s->attrs = k->attrs;
+        r->dropped_attrs = k->dropped_attrs;
+        s->keys = k->keys;
+        s->items_off = k->items_off;
+        s->used = k->used;
+        return;
+    }
+    s->truncated = 0;
+    s->attrs = 0;
+    s->keys = 0;
 
     size_t nl = kept_len(s, name, DYNOBS_NAME_MAX);
     /* The body starts with the name and the tracestate; items follow. */
@@ -319,7 +331,7 @@ static dynobs_span *start_span(const char *name, int kind, const char *parent_tr
     /* Keeps the default policy that of the rules in force (rulesmap.h):
      * API spans take the first sampling entry that names no span field. */
     (void)dynobs__rules_now();
-    span_fill(s, t, name, kind, parent, policy_or_default(NULL));
+    span_fill(s, t, name, kind, parent, policy_or_default(NULL), NULL);
     struct dynobs_span_rec *r = &s->rec;
     s->stack_idx = -1;
     if (!(flags & DYNOBS_SPAN_NO_CONTEXT))
@@ -352,7 +364,23 @@ int dynobs__span_begin_ex(struct dynobs_span *s, const char *name, int kind,
     s->owner = NULL;
     s->stack_idx = -1;
     s->gen++;
-    span_fill(s, t, name, kind, parent, policy_or_default(pol));
+    span_fill(s, t, name, kind, parent, policy_or_default(pol), NULL);
+    s->rec.start_ns = start_ns;
+    __atomic_store_n(&s->live, SPAN_LIVE, __ATOMIC_RELEASE);
+    return 0;
+}
+
+int dynobs__span_begin_kept(struct dynobs_span *s, const struct dynobs_span_kept *k, int kind,
+                            const struct dynobs_ctx *parent, uint64_t start_ns,
+                            const struct dynobs_span_policy *pol)
+{
+    struct dynobs_thread *t = dynobs__thread();
+    if (!t)
+        return DYNOBS_ENOMEM;
+    s->owner = NULL;
+    s->stack_idx = -1;
+    s->gen++;
+    span_fill(s, t, NULL, kind, parent, policy_or_default(pol), k);
     s->rec.start_ns = start_ns;
     __atomic_store_n(&s->live, SPAN_LIVE, __ATOMIC_RELEASE);
     return 0;
@@ -706,11 +734,18 @@ static int by_template(struct dynobs_span *s, struct dynobs_segment *seg, struct
     struct dynobs_span_rec *r = &s->rec;
     const uint8_t *b = s->body;
     uint32_t n = s->used;
-    if (!seg->tmpl || s->status_len || r->tracestate_len || n > DYNOBS_TMPL_BODY_MAX)
+    /* (st->id stays that of the series' last body only: st->same may be
+     * set for the next span of the series) */
+    int same = st->same;
+    st->same = 0;
+    if (!seg->tmpl || s->status_len || r->tracestate_len || n > DYNOBS_TMPL_BODY_MAX) {
+        st->id = DYNOBS_TMPL_EMPTY;
         return 0;
+    }
     uint32_t epoch = dynobs__segment_epoch();
     uint32_t slot = st->slot, id = st->id;
-    if (st->epoch != epoch || !slot_holds(&seg->tmpl[slot % DYNOBS_TMPL_SLOTS], id, b, n)) {
+    if (st->epoch != epoch || id == DYNOBS_TMPL_EMPTY ||
+        (!same && !slot_holds(&seg->tmpl[slot % DYNOBS_TMPL_SLOTS], id, b, n))) {
         uint64_t hv = body_hash(b, n);
         int again = st->hash == hv;
         st->hash = hv;
@@ -743,6 +778,8 @@ static int emit(struct dynobs_span *s, struct dynobs_thread *self, uint16_t rf,
     struct dynobs_segment *seg = dynobs__segment();
     if (!seg) {
         dynobs__count_lost();
+        if (t) /* its template is no longer that of its last body */
+            *t = (struct dynobs_span_tmpl){0};
         return DYNOBS_ENOMEM;
     }
     struct dynobs_span_rec *r = &s->rec;
@@ -888,6 +925,20 @@ int dynobs__span_add_items(struct dynobs_span *s, const uint8_t *items, size_t n
     s->used += (uint32_t)n;
     s->attrs = (uint16_t)(s->attrs + count);
     s->keys = ~0ull; /* their keys are not looked at: every later key scans */
+    return 0;
+}
+
+int dynobs__span_add_kept(struct dynobs_span *s, size_t n, unsigned count)
+{
+    if (!live(s))
+        return DYNOBS_EINVAL;
+    if (!s->recording)
+        return 0;
+    if (s->attrs + count > dynobs__config.attr_count_limit || n > sizeof s->body - s->used)
+        return 1;
+    s->used += (uint32_t)n;
+    s->attrs = (uint16_t)(s->attrs + count);
+    s->keys = ~0ull;
     return 0;
 }
 

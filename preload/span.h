@@ -114,6 +114,33 @@ int dynobs__span_set(struct dynobs_span *s, const char *key, int type, const voi
 int dynobs__span_add(struct dynobs_span *s, const char *key, size_t klen, int type,
                      const void *val, size_t vlen) DYNOBS_INTERNAL;
 
+/* What a detached span's storage holds after its last use, for a span
+ * that begins with the same body (dynobs__span_begin_kept): its name and
+ * tracestate, then attrs attributes, used bytes in all. */
+struct dynobs_span_kept {
+    uint32_t used;
+    uint32_t items_off;
+    uint64_t keys;
+    uint16_t attrs;
+    uint16_t dropped_attrs;
+    uint8_t truncated;
+};
+
+/* dynobs__span_begin_ex for storage whose body the caller knows to be,
+ * byte for byte, what this span would be given (its name, tracestate and
+ * first attributes: a keep-alive connection's request that repeats the
+ * last one): the ids, sampling and times are the span's own, the body is
+ * left as it is, described by k. The tracestate's length must be the
+ * parent's. */
+int dynobs__span_begin_kept(struct dynobs_span *s, const struct dynobs_span_kept *k, int kind,
+                            const struct dynobs_ctx *parent, uint64_t start_ns,
+                            const struct dynobs_span_policy *pol) DYNOBS_INTERNAL;
+
+/* Takes the n bytes that follow the body, left there by the storage's
+ * last use, as count more items (which the caller knows to be those it
+ * would add). 0, or 1 (nothing taken) when they would not all be kept. */
+int dynobs__span_add_kept(struct dynobs_span *s, size_t n, unsigned count) DYNOBS_INTERNAL;
+
 /* Adds count attributes at once: n bytes of items that dynobs__span_add
  * wrote into another span's body (none of them truncated, none of their
  * keys already on s). Returns 1, adding nothing, when they would not all
@@ -141,6 +168,10 @@ struct dynobs_span_tmpl {
     uint32_t id;    /* the template of the last body; DYNOBS_TMPL_EMPTY: none */
     uint32_t epoch; /* dynobs__segment_epoch() when it was found */
     uint16_t slot;
+    /* Set by the caller for one span: its body is, byte for byte, the
+     * last body of the series that ended recorded, so the template is
+     * taken without comparing the bodies. */
+    uint8_t same;
 };
 
 /* dynobs__span_finish_at, with the series' template state t. */

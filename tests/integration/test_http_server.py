@@ -415,6 +415,127 @@ def test_keepalive_repeats_are_written_as_template_references(env):
         rx.stop()
 
 
+KEPT_SERVICE = service(r'''
+import http.server, sys
+
+flips = [0]
+
+class Handler(QuietHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self):
+        code = 200
+        if self.path.startswith("/missing"):
+            code = 404
+        elif self.path.startswith("/error"):
+            code = 500
+        elif self.path.startswith("/flip"):
+            flips[0] += 1
+            code = 200 if flips[0] % 2 else 404
+        self.reply(b"ok", code)
+
+http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
+''')
+
+KEPT_HEADS = {
+    "a": "GET /a HTTP/1.1\r\nHost: x\r\nUser-Agent: one\r\nX-Request-ID: r1\r\n"
+         "baggage: userId=alice\r\n\r\n",
+    "b": "GET /a HTTP/1.1\r\nHost: x\r\nUser-Agent: two\r\n\r\n",
+    "q": "GET /a?k=v HTTP/1.1\r\nHost: x:81\r\nUser-Agent: one\r\n\r\n",
+    "m": "GET /missing HTTP/1.1\r\nHost: x\r\n\r\n",
+    "e": "GET /error HTTP/1.1\r\nHost: x\r\nX-Request-ID: r2\r\n\r\n",
+    "f": "GET /flip HTTP/1.1\r\nHost: x\r\nbaggage: userId=bob\r\n\r\n",
+}
+
+
+def send_head(c, f, head):
+    """One request of KEPT_HEADS on connection c (f: its reader): its
+    status code, the answer read whole."""
+    c.sendall(head.encode())
+    status = int(f.readline().split()[1])
+    length = 0
+    while True:
+        line = f.readline()
+        if line in (b"\r\n", b""):
+            break
+        if line.lower().startswith(b"content-length:"):
+            length = int(line.split(b":")[1])
+    f.read(length)
+    return status
+
+
+def span_body(s, port):
+    """What of a span its body holds: name, attributes in order (with
+    their values' types; server.port, which must be port, as PORT),
+    status."""
+    check(attrs(s).get("server.port") == port, "server.port: %r" % attrs(s))
+    return repr((one(s, "name"), [(one(kv, "key"), sorted(one(kv, "value", {}).items())
+                                   if one(kv, "key") != b"server.port" else "PORT")
+                                  for kv in s.get("attributes", [])],
+                 is_error(s), int(one(s, "dropped_attributes_count") or 0)))
+
+
+@tx.with_env
+def test_repeated_requests_keep_the_body_a_new_connection_would_make(env):
+    """A keep-alive connection whose request head repeats begins the next
+    span with the last one's body as it is, and ends it with the status
+    code's item still there when the code repeats (h1server.c, struct
+    dynobs_h1s_kept). Each span must carry exactly what the same request
+    makes on a connection of its own (name, attributes in order, status,
+    counts), whatever came between: another head, another status for the
+    same head, an error, a query string, correlation headers and a
+    recorded baggage key, and a sampler that records about half of the
+    traces (an unrecorded span must leave the kept body as it was)."""
+    rx = Receiver()
+    try:
+        env.start_exporter(rx.url(), {"OTEL_METRICS_EXPORTER": "none"})
+        extra = {"DYNOBS_BAGGAGE_ATTRIBUTES": "userId"}
+        port = tx.free_port()
+        p = start(env, [sys.executable, "-c", KEPT_SERVICE, str(port)], "kept",
+                  dict(extra, OTEL_TRACES_SAMPLER="traceidratio", OTEL_TRACES_SAMPLER_ARG="0.5"))
+        wait_listening(port, p, "keep-alive service")
+        port2 = tx.free_port()
+        p2 = start(env, [sys.executable, "-c", KEPT_SERVICE, str(port2)], "fresh", extra)
+        wait_listening(port2, p2, "service of fresh connections")
+        # Each head on a connection of its own (flip twice: both codes).
+        fresh = {}
+        for k in sorted(KEPT_HEADS) + ["f"]:
+            c = socket.create_connection(("127.0.0.1", port2), 10)
+            fresh[k, send_head(c, c.makefile("rb"), KEPT_HEADS[k])] = None
+            c.close()
+        got = received(rx, "fresh", len(fresh), "spans of fresh connections")
+        got.sort(key=lambda s: int(one(s, "start_time_unix_nano")))
+        for key, s in zip(list(fresh), got):
+            fresh[key] = span_body(s, port2)
+        plan = "aaaabaaffffaammmaaeeaaqqaabbbfaaaa" * 4
+        c = socket.create_connection(("127.0.0.1", port), 10)
+        f = c.makefile("rb")
+        sent = [(k, send_head(c, f, KEPT_HEADS[k])) for k in plan]
+        c.close()
+        check(set(sent) <= set(fresh), "a status of no fresh request: %r" % (set(sent) - set(fresh)))
+
+        def recorded():
+            spans = [s for r, s in spans_of(rx.accepted("/v1/traces")) if r["service.name"] == "kept"]
+            return spans if len(spans) >= 30 else None
+        wait_for(recorded, 15, "about half of %d spans" % len(plan))
+        time.sleep(1)  # the rest of them
+        spans = recorded()
+        print("  %d of %d requests recorded" % (len(spans), len(plan)))
+        check(30 <= len(spans) < len(plan), "%d of %d recorded: the sampler" % (len(spans), len(plan)))
+        wanted = {b: k for k, b in fresh.items()}
+        for s in spans:
+            b = span_body(s, port)
+            check(b in wanted, "a span no fresh connection makes: %r\nfresh ones: %r"
+                  % (b, list(fresh.values())))
+        # Each recorded span is its own request's: by its start, in order.
+        spans.sort(key=lambda s: int(one(s, "start_time_unix_nano")))
+        keys = [wanted[span_body(s, port)] for s in spans]
+        it = iter(sent)
+        check(all(k in it for k in keys), "spans out of their requests' order: %r" % keys)
+    finally:
+        rx.stop()
+
+
 THREADED_SERVICE = service(r'''
 import http.server, sys
 
