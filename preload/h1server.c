@@ -38,8 +38,8 @@
  * http.request.header.<name>, and kept as the lines its outbound calls
  * send (out, corr_mask). A header sent twice, or too long to keep whole,
  * is neither. Returns the lines' length. */
-static size_t correlation(struct dynobs_h1s *h, struct dynobs_span *s, int record, char *out,
-                          size_t cap, uint8_t *mask)
+static DYNOBS_COLD size_t correlation(struct dynobs_h1s *h, struct dynobs_span *s, int record,
+                                      char *out, size_t cap, uint8_t *mask)
 {
     const struct dynobs_h1_req *r = &h->head;
     size_t n = 0;
@@ -173,6 +173,126 @@ static void keep_decision(struct dynobs_h1s_line *ln, const struct dynobs_decisi
     ln->decided = 1;
 }
 
+/* The request line and Host of a head the line does not hold yet, split
+ * and kept with it (struct dynobs_h1s_line); -1 for a line that is none. */
+static DYNOBS_COLD int split_line(struct dynobs_h1s *h)
+{
+    struct dynobs_h1s_line *ln = &h->line;
+    struct dynobs_h1_reqline r;
+    if (dynobs__h1_req_parse(&h->head, &r) < 0)
+        return -1;
+    size_t ml = r.method_len < sizeof h->x.method - 1 ? r.method_len : sizeof h->x.method - 1;
+    size_t hn = h->head.host_len;
+    size_t colon = dynobs__h1_find2((const uint8_t *)h->head.host, 0, hn, ':', ':');
+    if (colon < hn && h->head.host[0] != '[')
+        hn = colon;
+    ln->ml = (uint16_t)ml;
+    ln->pl = (uint16_t)dynobs__h1_find2((const uint8_t *)r.target, 0, r.target_len, '?', '#');
+    ln->hn = (uint16_t)hn;
+    ln->target = (uint16_t)(r.target - h->head.reqline);
+    ln->target_len = (uint16_t)r.target_len;
+    ln->minor = (uint8_t)r.minor;
+    ln->named = 0;
+    ln->decided = 0;
+    ln->ok = 1;
+    return 0;
+}
+
+/* The decision and route of a request whose line has none kept: the
+ * decision memo's, or the rules' (then kept in the memo). Sets *d, the
+ * span name and *recalled; returns the policy. */
+static DYNOBS_COLD const struct dynobs_span_policy *
+decide_line(struct dynobs_conn *c, const struct dynobs_h1_reqline *r, struct dynobs_decision *d,
+            int *recalled)
+{
+    struct dynobs_h1s *h = &c->p.h1s;
+    struct dynobs_h1s_line *ln = &h->line;
+    struct dynobs_h1s_exchange *x = &h->x;
+    const struct dynobs_span_policy *pol;
+    struct dynobs_memo_key k = {{x->method, ln->ml},
+                                {ln->hn ? h->head.host : NULL, ln->hn},
+                                {r->target, ln->pl}};
+    *recalled = dynobs__memo_recall(&h->memo, &k, d, &x->route, &pol);
+    if (*recalled) {
+        if (!ln->named)
+            dynobs__server_span_name(ln->name, x->method, ln->ml, &x->route);
+        ln->named = 1;
+        keep_decision(ln, d, pol);
+        return pol;
+    }
+    ln->named = 0;
+    ln->decided = 0;
+    dynobs__memo_begin(&h->memo);
+    pol = decide(c, r, &k, d, ln->name);
+    dynobs__memo_keep(&h->memo, &k, d, &x->route, pol);
+    /* The first attributes kept belong to another request now. */
+    h->first.len = 0;
+    return pol;
+}
+
+/* The attributes a span's start gives it, one by one or from the blocks
+ * kept while they repeat (struct dynobs_h1s_head, struct dynobs_h1s_run). */
+static DYNOBS_COLD void start_attrs(struct dynobs_conn *c, struct dynobs_span *s,
+                                    const struct dynobs_decision *d,
+                                    const struct dynobs_h1_reqline *r, int recalled)
+{
+    struct dynobs_h1s *h = &c->p.h1s;
+    struct dynobs_h1s_exchange *x = &h->x;
+    size_t ml = h->line.ml, pl = h->line.pl;
+    int query = d->redact && pl < r->target_len && r->target[pl] == '?';
+    struct dynobs_h1s_head *f = &h->first;
+    if (!recalled || query || !f->len || f->value_limit != dynobs__config.attr_value_limit ||
+        dynobs__span_add_items(s, f->items, f->len, f->count)) {
+        uint32_t used = s->used;
+        uint16_t attrs = s->attrs;
+        uint8_t cut = s->truncated;
+        set_str(s, "http.request.method", x->method, ml);
+        set_str(s, "url.path", r->target, pl);
+        if (query) {
+            char q[DYNOBS_QUERY_MAX];
+            size_t ql = pl + 1;
+            while (ql < r->target_len && r->target[ql] != '#')
+                ql++;
+            size_t n = dynobs__redact_query(d->r, d->redact, r->target + pl + 1, ql - pl - 1, q,
+                                            sizeof q);
+            set_str(s, "url.query", q, n);
+        }
+        set_str(s, "http.route", x->route.text, x->route.len);
+        /* Kept for the next request the memo decides, when it is a copy
+         * of these items and nothing else. */
+        size_t n = s->used - used;
+        if (!query && !cut && !s->truncated && n <= sizeof f->items && h->memo.p) {
+            memcpy(f->items, s->body + used, n);
+            f->count = (uint8_t)(s->attrs - attrs);
+            f->value_limit = dynobs__config.attr_value_limit;
+            f->len = (uint16_t)n;
+        }
+    }
+    conn_attrs(c, s, h->head.host, h->line.hn, r->minor);
+}
+
+/* W3C baggage: carried on, normalised (a malformed list is dropped
+ * whole); only the keys the operator named are recorded, unless the
+ * span's body is kept (they are in it). */
+static DYNOBS_COLD void baggage(struct dynobs_h1s *h, struct dynobs_span *s, int again)
+{
+    struct dynobs_h1s_exchange *x = &h->x;
+    int n = dynobs__baggage_normalize(h->head.baggage, h->head.bag_len, x->bag, sizeof x->bag);
+    x->bag_len = (uint16_t)(n > 0 ? n : 0);
+    for (int i = 0; x->bag_len && s->recording && !again && i < dynobs__config.nbag_keys; i++) {
+        size_t vl;
+        const char *v = dynobs__baggage_find(x->bag, x->bag_len, dynobs__config.bag_keys[i],
+                                             dynobs__config.bag_key_lens[i], &vl);
+        if (v && vl)
+            dynobs__span_add(s, dynobs__config.bag_keys[i], dynobs__config.bag_key_lens[i],
+                             DYNOBS_ATTR_STRING, v, vl);
+    }
+}
+
+/* A request's head is read: its span begins. The path of a keep-alive
+ * connection's repeated request is kept short (what it does not take is
+ * out of line, DYNOBS_COLD): its code is most of what a request served
+ * costs the server's instruction cache. */
 static void start(struct dynobs_conn *c)
 {
     struct dynobs_h1s *h = &c->p.h1s;
@@ -183,37 +303,15 @@ static void start(struct dynobs_conn *c)
         return;
     /* The request line and Host split as for the last request when its
      * head repeats (h1s_in cleared ln when it did not). */
+    if (DYNOBS_UNLIKELY(!ln->ok) && split_line(h) < 0)
+        return;
     struct dynobs_h1_reqline r;
-    size_t ml, pl, hn;
-    const char *host = h->head.host;
-    if (ln->ok) {
-        r.method = h->head.reqline;
-        r.method_len = ln->ml;
-        r.target = h->head.reqline + ln->target;
-        r.target_len = ln->target_len;
-        r.minor = ln->minor;
-        ml = ln->ml;
-        pl = ln->pl;
-        hn = ln->hn;
-    } else {
-        if (dynobs__h1_req_parse(&h->head, &r) < 0)
-            return;
-        ml = r.method_len < sizeof x->method - 1 ? r.method_len : sizeof x->method - 1;
-        pl = dynobs__h1_find2((const uint8_t *)r.target, 0, r.target_len, '?', '#');
-        hn = h->head.host_len;
-        size_t colon = dynobs__h1_find2((const uint8_t *)host, 0, hn, ':', ':');
-        if (colon < hn && host[0] != '[')
-            hn = colon;
-        ln->ml = (uint16_t)ml;
-        ln->pl = (uint16_t)pl;
-        ln->hn = (uint16_t)hn;
-        ln->target = (uint16_t)(r.target - h->head.reqline);
-        ln->target_len = (uint16_t)r.target_len;
-        ln->minor = (uint8_t)r.minor;
-        ln->named = 0;
-        ln->decided = 0;
-        ln->ok = 1;
-    }
+    size_t ml = ln->ml;
+    r.method = h->head.reqline;
+    r.method_len = ml;
+    r.target = h->head.reqline + ln->target;
+    r.target_len = ln->target_len;
+    r.minor = ln->minor;
     dynobs__copy_bytes(x->method, r.method, ml);
     x->method[ml] = '\0';
 
@@ -236,10 +334,9 @@ static void start(struct dynobs_conn *c)
     struct dynobs_decision dl;
     const struct dynobs_decision *d = &dl;
     const struct dynobs_span_policy *pol;
-    char *name = ln->name;
     int recalled = 1, again = 0;
     const struct dynobs_rules_proc *now = dynobs__rules_now();
-    if (ln->decided && now && h->memo.p == now) {
+    if (DYNOBS_LIKELY(ln->decided && now && h->memo.p == now)) {
         /* The same head, decided the same: the same body as the last
          * span's, when that is kept (struct dynobs_h1s_kept). */
         again = h->kept.ok &&
@@ -249,22 +346,7 @@ static void start(struct dynobs_conn *c)
               : ln->pol == DYNOBS_H1S_POL_DROPPED ? &dynobs__policy_dropped
                                             : NULL;
     } else {
-        struct dynobs_memo_key k = {{x->method, ml}, {hn ? host : NULL, hn}, {r.target, pl}};
-        recalled = dynobs__memo_recall(&h->memo, &k, &dl, &x->route, &pol);
-        if (recalled) {
-            if (!ln->named)
-                dynobs__server_span_name(name, x->method, ml, &x->route);
-            ln->named = 1;
-            keep_decision(ln, &dl, pol);
-        } else {
-            ln->named = 0;
-            ln->decided = 0;
-            dynobs__memo_begin(&h->memo);
-            pol = decide(c, &r, &k, &dl, name);
-            dynobs__memo_keep(&h->memo, &k, &dl, &x->route, pol);
-            /* The first attributes kept belong to another request now. */
-            h->first.len = 0;
-        }
+        pol = decide_line(c, &r, &dl, &recalled);
     }
     /* An ignored request is served as usual but neither written nor
      * counted; a filter may drop either. */
@@ -274,72 +356,29 @@ static void start(struct dynobs_conn *c)
     x->rules = d->r;
     x->redact = d->redact;
     struct dynobs_span *s = &x->span;
-    if (again) {
+    if (DYNOBS_LIKELY(again)) {
         if (dynobs__span_begin_kept(s, &h->kept.k, DYNOBS_SPAN_KIND_SERVER, parent, x->start_ns,
                                     pol) < 0)
             return;
     } else {
         /* The body is written anew: what it held is not kept. */
         h->kept.ok = 0;
-        if (dynobs__span_begin_ex(s, name, DYNOBS_SPAN_KIND_SERVER, parent, x->start_ns, pol) < 0)
+        if (dynobs__span_begin_ex(s, ln->name, DYNOBS_SPAN_KIND_SERVER, parent, x->start_ns,
+                                  pol) < 0)
             return;
     }
     x->open = 1;
     dynobs__h1_resp_start(&x->resp, ml == 4 && !memcmp(x->method, "HEAD", 4));
-    if (s->recording && !again) {
-        int query = d->redact && pl < r.target_len && r.target[pl] == '?';
-        struct dynobs_h1s_head *f = &h->first;
-        if (!recalled || query || !f->len || f->value_limit != dynobs__config.attr_value_limit ||
-            dynobs__span_add_items(s, f->items, f->len, f->count)) {
-            uint32_t used = s->used;
-            uint16_t attrs = s->attrs;
-            uint8_t cut = s->truncated;
-            set_str(s, "http.request.method", x->method, ml);
-            set_str(s, "url.path", r.target, pl);
-            if (query) {
-                char q[DYNOBS_QUERY_MAX];
-                size_t ql = pl + 1;
-                while (ql < r.target_len && r.target[ql] != '#')
-                    ql++;
-                size_t n = dynobs__redact_query(d->r, d->redact, r.target + pl + 1, ql - pl - 1,
-                                                q, sizeof q);
-                set_str(s, "url.query", q, n);
-            }
-            set_str(s, "http.route", x->route.text, x->route.len);
-            /* Kept for the next request the memo decides, when it is a
-             * copy of these items and nothing else. */
-            size_t n = s->used - used;
-            if (!query && !cut && !s->truncated && n <= sizeof f->items && h->memo.p) {
-                memcpy(f->items, s->body + used, n);
-                f->count = (uint8_t)(s->attrs - attrs);
-                f->value_limit = dynobs__config.attr_value_limit;
-                f->len = (uint16_t)n;
-            }
-        }
-        conn_attrs(c, s, host, hn, r.minor);
-    }
-    /* W3C baggage: carried on, normalised; a malformed list is dropped
-     * whole. */
+    if (s->recording && !again)
+        start_attrs(c, s, d, &r, recalled);
     x->bag_len = 0;
-    if (h->head.has_baggage && h->head.bag_len) {
-        int n = dynobs__baggage_normalize(h->head.baggage, h->head.bag_len, x->bag,
-                                          sizeof x->bag);
-        x->bag_len = (uint16_t)(n > 0 ? n : 0);
-    }
-    /* Only the keys the operator named are recorded (baggage is the
-     * application's data). */
-    for (int i = 0; x->bag_len && s->recording && !again && i < dynobs__config.nbag_keys; i++) {
-        size_t vl;
-        const char *v = dynobs__baggage_find(x->bag, x->bag_len, dynobs__config.bag_keys[i],
-                                             dynobs__config.bag_key_lens[i], &vl);
-        if (v && vl)
-            dynobs__span_add(s, dynobs__config.bag_keys[i], dynobs__config.bag_key_lens[i],
-                             DYNOBS_ATTR_STRING, v, vl);
-    }
+    if (DYNOBS_UNLIKELY(h->head.has_baggage && h->head.bag_len))
+        baggage(h, s, again);
     char corr[DYNOBS_CORR_LINES_MAX];
     uint8_t corr_mask = 0;
-    size_t corr_len =
-        h->head.corr_seen ? correlation(h, s, !again, corr, sizeof corr, &corr_mask) : 0;
+    size_t corr_len = DYNOBS_UNLIKELY(h->head.corr_seen)
+                          ? correlation(h, s, !again, corr, sizeof corr, &corr_mask)
+                          : 0;
     /* What start gave the span: its body, kept for the next request when
      * its end adds no more than the status code (finish). */
     if (s->recording && !again)
@@ -364,17 +403,11 @@ _Static_assert(sizeof(((struct dynobs_h1s *)0)->labels_method) ==
 
 /* The duration metric's labels: the connection's last ones while method,
  * route and status repeat and nothing failed, else made anew. */
-static const char *labels_of(struct dynobs_conn *c, int code, const char *error_type,
-                             char *failed, size_t cap)
+static DYNOBS_COLD const char *labels_anew(struct dynobs_conn *c, int code,
+                                           const char *error_type, char *failed, size_t cap)
 {
     struct dynobs_h1s *h = &c->p.h1s;
     const struct dynobs_route *rt = &h->x.route;
-    /* (the method's whole array: a difference after its NUL only makes
-     * the labels anew) */
-    if (!error_type && code == h->labels_code &&
-        !memcmp(h->x.method, h->labels_method, sizeof h->labels_method) &&
-        dynobs__same_bytes(h->labels_route, rt->text, rt->len + 1u))
-        return h->labels;
     int tls = c->transport == DYNOBS_TRANSPORT_TLS;
     const char *parts[][2] = {{"http.request.method", h->x.method},
                               {"http.response.status_code", NULL},
@@ -396,6 +429,20 @@ static const char *labels_of(struct dynobs_conn *c, int code, const char *error_
         memcpy(h->labels_route, rt->text, rt->len + 1u);
     }
     return out;
+}
+
+static inline const char *labels_of(struct dynobs_conn *c, int code, const char *error_type,
+                                    char *failed, size_t cap)
+{
+    struct dynobs_h1s *h = &c->p.h1s;
+    const struct dynobs_route *rt = &h->x.route;
+    /* (the method's whole array: a difference after its NUL only makes
+     * the labels anew) */
+    if (DYNOBS_LIKELY(!error_type && code == h->labels_code &&
+                      !memcmp(h->x.method, h->labels_method, sizeof h->labels_method) &&
+                      dynobs__same_bytes(h->labels_route, rt->text, rt->len + 1u)))
+        return h->labels;
+    return labels_anew(c, code, error_type, failed, cap);
 }
 
 /* The request's outcome on its span (dynobs__http_server_outcome). For a
@@ -424,6 +471,26 @@ static const char *outcome(struct dynobs_conn *c, struct dynobs_span *s, int cod
     return error_type;
 }
 
+/* The outcome of a request whose span's end is not the last one's
+ * (finish): its items added, and the body kept when the end added the
+ * status code's item alone and no redaction rewrites it. */
+static DYNOBS_COLD const char *end_anew(struct dynobs_conn *c, struct dynobs_span *s, int code,
+                                        const char *error_type, int as_start, char *codestr)
+{
+    struct dynobs_h1s_exchange *x = &c->p.h1s.x;
+    struct dynobs_h1s_kept *kp = &c->p.h1s.kept;
+    error_type = outcome(c, s, code, error_type, codestr);
+    kp->ok = 0;
+    if (s->recording && as_start && !error_type && code > 0 && code < 500 &&
+        s->attrs == kp->k.attrs + 1 && !s->status_len && s->used - kp->k.used <= UINT16_MAX &&
+        !(x->rules && x->redact && x->redact->replace_count)) {
+        kp->code = code;
+        kp->code_len = (uint16_t)(s->used - kp->k.used);
+        kp->ok = 1;
+    }
+    return error_type;
+}
+
 static void finish(struct dynobs_conn *c, int code, const char *error_type)
 {
     struct dynobs_h1s *h = &c->p.h1s;
@@ -436,22 +503,11 @@ static void finish(struct dynobs_conn *c, int code, const char *error_type)
      * status code ends with the last span's body: its item is still
      * there, and the template is the last one (span.h). */
     int as_start = s->used == kp->k.used && s->attrs == kp->k.attrs;
-    if (kp->ok && as_start && !error_type && code == kp->code &&
-        !dynobs__span_add_kept(s, kp->code_len, 1)) {
+    if (DYNOBS_LIKELY(kp->ok && as_start && !error_type && code == kp->code) &&
+        !dynobs__span_add_kept(s, kp->code_len, 1))
         h->tmpl.same = s->recording;
-    } else {
-        error_type = outcome(c, s, code, error_type, codestr);
-        /* Kept when the end added the status code's item alone, and no
-         * redaction rewrites the body. */
-        kp->ok = 0;
-        if (s->recording && as_start && !error_type && code > 0 && code < 500 &&
-            s->attrs == kp->k.attrs + 1 && !s->status_len && s->used - kp->k.used <= UINT16_MAX &&
-            !(x->rules && x->redact && x->redact->replace_count)) {
-            kp->code = code;
-            kp->code_len = (uint16_t)(s->used - kp->k.used);
-            kp->ok = 1;
-        }
-    }
+    else
+        error_type = end_anew(c, s, code, error_type, as_start, codestr);
     /* An ignored request is not counted either. */
     struct dynobs_segment *seg = t && !x->uncounted ? dynobs__segment() : NULL;
     uint64_t now = 0;
@@ -511,49 +567,9 @@ void dynobs__h1s_init(struct dynobs_conn *c)
     h->x.span.live = 0;
 }
 
-/* Asks for the cache lines of [p, p + n) ahead of their use. */
-static inline __attribute__((always_inline)) void prefetch(const void *p, size_t n)
-{
-    for (size_t k = 0; k < n; k += 64)
-        __builtin_prefetch((const char *)p + k, 1, 3);
-}
-
-/* The parts of a connection's state that serving a request reads and
- * writes, asked for when its first bytes arrive (and the response's when
- * it is written). A connection's state is tens of kilobytes and an event
- * loop serves many in turn, so a request finds its lines out of the
- * cache: fetched one after another as the code reaches them, each miss
- * is waited for in turn; asked for at once, they arrive together. Only
- * the lines a repeated request uses: the fixed parts and the first bytes
- * of the buffers. (Inlined: GCC takes a function that only prefetches
- * for one without effects, and drops the call.) */
-static inline __attribute__((always_inline)) void prefetch_request(struct dynobs_h1s *h)
-{
-    prefetch(&h->req_memo, offsetof(struct dynobs_h1_req_memo, head) + 64);
-    prefetch(&h->line, 64);
-    prefetch(&h->line.d, sizeof h->line.d);
-    prefetch(h->head.host, 64);
-    prefetch(&h->memo, 64);
-    prefetch(&h->run, 64);
-    prefetch(h->run.items, 256);
-    prefetch(&h->first, 128);
-    prefetch(&h->x, offsetof(struct dynobs_h1s_exchange, span.status_msg));
-    prefetch(&h->x.span.rec, 384);
-}
-
-static inline __attribute__((always_inline)) void prefetch_response(struct dynobs_h1s *h)
-{
-    prefetch(&h->resp_memo, offsetof(struct dynobs_h1_resp_memo, head) + 256);
-    prefetch(&h->status, sizeof h->status);
-    prefetch(&h->labels_code, 64);
-    prefetch(&h->series, sizeof h->series);
-}
-
 void dynobs__h1s_in(struct dynobs_conn *c, const struct iovec *iov, int iovcnt, size_t n)
 {
     struct dynobs_h1s *h = &c->p.h1s;
-    if (h->head.phase == DYNOBS_H1_REQ_IDLE && n)
-        prefetch_request(h);
     struct dynobs_iov_walk w = {iov, iovcnt, n};
     while (h->head.phase < DYNOBS_H1_REQ_BODY && dynobs__iov_next(&w)) {
         if (h->head.phase == DYNOBS_H1_REQ_IDLE && !h->x.start_ns && w.len) {
@@ -574,8 +590,6 @@ void dynobs__h1s_in(struct dynobs_conn *c, const struct iovec *iov, int iovcnt, 
 void dynobs__h1s_out(struct dynobs_conn *c, const struct iovec *iov, int iovcnt, size_t n)
 {
     struct dynobs_h1s *h = &c->p.h1s;
-    if (h->x.resp.phase == DYNOBS_H1_R_STATUS && !h->x.resp.status_len && n)
-        prefetch_response(h);
     struct dynobs_iov_walk w = {iov, iovcnt, n};
     while (h->x.open && dynobs__iov_next(&w)) {
         int rc = dynobs__h1_resp_feed_memo(&h->x.resp, &h->resp_memo, w.p, w.len);
