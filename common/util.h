@@ -15,6 +15,12 @@
  * (.text.unlikely), so that the code a repeated request runs stays in few
  * cache lines (BENCHMARKS.md, "Sixth round"). */
 #define DYNOBS_COLD __attribute__((noinline, cold))
+/* The few words of the shim every traced request reads (the state, the
+ * rules' generation, the segment's epoch and pointer, the default policy,
+ * the route trie): together, in two cache lines of the request's instead
+ * of one each. In the same page of initialised data as the start-up
+ * words (preload/state.h, DYNOBS_START_DATA). */
+#define DYNOBS_HOT_DATA __attribute__((section(".data.dynobs_hot")))
 
 /* Wall clock in ns since the epoch (the vDSO makes this a few ns). */
 static inline uint64_t dynobs__now_ns(void)

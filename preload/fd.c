@@ -20,10 +20,9 @@ static inline int active(void)
 DYNOBS_API int close(int fd)
 {
     int (*fn)(int) = DYNOBS_REAL(close);
-    if (active()) {
+    if (active() && dynobs__fd_get(fd)) {
         int saved = errno;
-        if (dynobs__fd_get(fd))
-            dynobs__fd_set(fd, NULL);
+        dynobs__fd_set(fd, NULL);
         errno = saved;
     }
     return fn ? fn(fd) : (int)syscall(SYS_close, fd);

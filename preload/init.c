@@ -24,7 +24,7 @@ extern char **environ;
 #include "../common/http/h1.h"
 #include "../common/resource.h"
 
-int dynobs__state DYNOBS_START_DATA = DYNOBS_UNINIT;
+int dynobs__state DYNOBS_HOT_DATA = DYNOBS_UNINIT;
 struct dynobs_config dynobs__config;
 uint64_t dynobs__lost;
 __thread int dynobs__guard DYNOBS_TLS;
@@ -33,8 +33,8 @@ __thread uint32_t dynobs__inside DYNOBS_TLS;
 /* Segment states: a CAS from NONE to CREATING elects the one thread that
  * creates it; everybody else keeps going without a segment meanwhile. */
 enum { SEG_NONE, SEG_CREATING, SEG_READY, SEG_FAILED };
-static int seg_state DYNOBS_START_DATA = SEG_NONE;
-uint32_t dynobs__seg_epoch;
+static int seg_state DYNOBS_HOT_DATA = SEG_NONE;
+uint32_t dynobs__seg_epoch DYNOBS_HOT_DATA;
 static uint32_t epochs; /* the last epoch given out, inherited by children */
 static int resource_built; /* by dynobs_set_service_name, or at creation */
 
@@ -47,7 +47,7 @@ struct later {
     struct dynobs_resource resource;
     char resource_copy[8192];
 };
-static void *later;
+static void *later DYNOBS_HOT_DATA;
 
 static struct later *later_map(void)
 {

@@ -6,15 +6,13 @@
 
 #include "state.h"
 
-struct dynobs_real_fns dynobs__real;
+struct dynobs_real_fns dynobs__real __attribute__((aligned(64)));
 
 /* The symbol of each entry, in the order of struct dynobs_real_fns. */
 static const char *const names[] = {
-    "close",      "dup",        "dup2",           "dup3",     "connect",  "accept",
-    "accept4",    "sendfile",   "sendfile64",     "write",    "writev",   "send",
-    "sendto",     "sendmsg",    "read",           "readv",    "recv",     "recvfrom",
-    "recvmsg",    "__read_chk", "__recv_chk",     "__recvfrom_chk", "vsyslog",
-    "__vsyslog_chk",
+    "close", "read", "write", "recv", "send", "writev", "recvfrom", "sendmsg", "readv",
+    "recvmsg", "sendto", "sendfile", "sendfile64", "dup", "dup2", "dup3", "connect", "accept",
+    "accept4", "__read_chk", "__recv_chk", "__recvfrom_chk", "vsyslog", "__vsyslog_chk",
 };
 _Static_assert(sizeof names / sizeof names[0] == sizeof(struct dynobs_real_fns) / sizeof(void *),
                "one name per entry of struct dynobs_real_fns");

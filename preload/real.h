@@ -14,31 +14,33 @@
 #include "../common/util.h"
 
 struct dynobs_real_fns {
+    /* The calls of a served or made request first: one cache line. */
     int (*close)(int fd);
+    ssize_t (*read)(int fd, void *buf, size_t n);
+    ssize_t (*write)(int fd, const void *buf, size_t n);
+    ssize_t (*recv)(int fd, void *buf, size_t n, int flags);
+    ssize_t (*send)(int fd, const void *buf, size_t n, int flags);
+    ssize_t (*writev)(int fd, const struct iovec *iov, int iovcnt);
+    ssize_t (*recvfrom)(int fd, void *buf, size_t n, int flags, struct sockaddr *from,
+                      socklen_t *fromlen);
+    ssize_t (*sendmsg)(int fd, const struct msghdr *msg, int flags);
+    /* The rest. */
+    ssize_t (*readv)(int fd, const struct iovec *iov, int iovcnt);
+    ssize_t (*recvmsg)(int fd, struct msghdr *msg, int flags);
+    ssize_t (*sendto)(int fd, const void *buf, size_t n, int flags, const struct sockaddr *to,
+                      socklen_t tolen);
+    ssize_t (*sendfile)(int out_fd, int in_fd, off_t *offset, size_t count);
+    ssize_t (*sendfile64)(int out_fd, int in_fd, off_t *offset, size_t count);
     int (*dup)(int fd);
     int (*dup2)(int fd, int fd2);
     int (*dup3)(int fd, int fd2, int flags);
     int (*connect)(int fd, const struct sockaddr *addr, socklen_t len);
     int (*accept)(int fd, struct sockaddr *addr, socklen_t *len);
     int (*accept4)(int fd, struct sockaddr *addr, socklen_t *len, int flags);
-    ssize_t (*sendfile)(int out_fd, int in_fd, off_t *offset, size_t count);
-    ssize_t (*sendfile64)(int out_fd, int in_fd, off_t *offset, size_t count);
-    ssize_t (*write)(int fd, const void *buf, size_t n);
-    ssize_t (*writev)(int fd, const struct iovec *iov, int iovcnt);
-    ssize_t (*send)(int fd, const void *buf, size_t n, int flags);
-    ssize_t (*sendto)(int fd, const void *buf, size_t n, int flags, const struct sockaddr *to,
-                      socklen_t tolen);
-    ssize_t (*sendmsg)(int fd, const struct msghdr *msg, int flags);
-    ssize_t (*read)(int fd, void *buf, size_t n);
-    ssize_t (*readv)(int fd, const struct iovec *iov, int iovcnt);
-    ssize_t (*recv)(int fd, void *buf, size_t n, int flags);
-    ssize_t (*recvfrom)(int fd, void *buf, size_t n, int flags, struct sockaddr *from,
-                        socklen_t *fromlen);
-    ssize_t (*recvmsg)(int fd, struct msghdr *msg, int flags);
     ssize_t (*read_chk)(int fd, void *buf, size_t n, size_t buflen);
     ssize_t (*recv_chk)(int fd, void *buf, size_t n, size_t buflen, int flags);
     ssize_t (*recvfrom_chk)(int fd, void *buf, size_t n, size_t buflen, int flags,
-                            struct sockaddr *from, socklen_t *fromlen);
+                      struct sockaddr *from, socklen_t *fromlen);
     void (*vsyslog)(int pri, const char *fmt, va_list ap);
     void (*vsyslog_chk)(int pri, int flag, const char *fmt, va_list ap);
 };

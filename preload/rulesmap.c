@@ -33,9 +33,9 @@ struct holder {
 };
 
 static const uint64_t no_generation; /* until the segment exists */
-const uint64_t *dynobs__rules_gen_word = &no_generation;
-uint64_t dynobs__rules_seen;
-const struct dynobs_rules_proc *dynobs__rules_cur;
+const uint64_t *dynobs__rules_gen_word DYNOBS_HOT_DATA = &no_generation;
+uint64_t dynobs__rules_seen DYNOBS_HOT_DATA;
+const struct dynobs_rules_proc *dynobs__rules_cur DYNOBS_HOT_DATA;
 
 static int busy;
 /* A generation that could not be loaded is tried again a second later

@@ -99,7 +99,7 @@ static size_t kept_len(struct dynobs_span *s, const char *str, size_t max)
 
 /* The process's default policy (span.h): NULL, or a policy that stays
  * valid forever once published. */
-static const struct dynobs_span_policy *default_policy;
+static const struct dynobs_span_policy *default_policy DYNOBS_HOT_DATA;
 
 void dynobs__span_default_policy_set(const struct dynobs_span_policy *p)
 {

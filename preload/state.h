@@ -32,6 +32,7 @@
  * zero-filled .bss, where each page touched first is one more page fault
  * of every process start (a few microseconds each on a VM). */
 #define DYNOBS_START_DATA __attribute__((section(".data.dynobs_start")))
+/* (DYNOBS_HOT_DATA, util.h: the words every traced request reads.) */
 
 /* Library state. Interposers test `dynobs__state == DYNOBS_ON` and nothing
  * else before doing any work: that is the one branch "off" costs. */
