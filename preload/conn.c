@@ -35,6 +35,13 @@ static void unlock(void)
     __atomic_store_n(&free_lock, 0, __ATOMIC_RELEASE);
 }
 
+/* A state's mapping: its size and room for 16 steps of 64 bytes at least,
+ * rounded up to pages; and the steps the state can start at within it
+ * (conn_new). */
+#define CONN_MAP ((sizeof(struct dynobs_conn) + 15u * 64u + 4095u) / 4096u * 4096u)
+#define CONN_COLOURS ((CONN_MAP - sizeof(struct dynobs_conn)) / 64u + 1u)
+static uint32_t colours;
+
 static struct dynobs_conn *conn_new(void)
 {
     struct dynobs_conn *c = NULL;
@@ -45,10 +52,17 @@ static struct dynobs_conn *conn_new(void)
         unlock();
     }
     if (!c) {
-        void *m = mmap(NULL, sizeof *c, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        void *m = mmap(NULL, CONN_MAP, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         if (m == MAP_FAILED)
             return NULL;
-        c = m;
+        /* Each state at its own offset in its mapping (a multiple of 64
+         * bytes, in turn): states that all began at a page's start would
+         * put the same lines of every connection (the phase, the memos,
+         * the span's header) in the same sets of the first-level cache,
+         * which has 8 places in each; an event loop's request would then
+         * find its connection's lines evicted by the others'. */
+        uint32_t k = __atomic_fetch_add(&colours, 1, __ATOMIC_RELAXED) % CONN_COLOURS;
+        c = (struct dynobs_conn *)((char *)m + (size_t)k * 64u);
     }
     /* The connection's own part is reset here, the protocol's by its
      * init; the TLS scratch buffer keeps its mapping. */
