@@ -912,8 +912,10 @@ int dynobs__span_add(struct dynobs_span *s, const char *key, size_t klen, int ty
     return put_attr(s, key, klen, type, val, vlen, 1);
 }
 
-int dynobs__span_add_items(struct dynobs_span *s, const uint8_t *items, size_t n,
-                           unsigned count)
+/* count items of n bytes at the end of the body: copied from items, or
+ * (items NULL) already there (span.h). */
+static inline int add_block(struct dynobs_span *s, const uint8_t *items, size_t n,
+                            unsigned count)
 {
     if (!live(s))
         return DYNOBS_EINVAL;
@@ -921,25 +923,23 @@ int dynobs__span_add_items(struct dynobs_span *s, const uint8_t *items, size_t n
         return 0;
     if (s->attrs + count > dynobs__config.attr_count_limit || n > sizeof s->body - s->used)
         return 1;
-    memcpy(s->body + s->used, items, n);
+    if (items)
+        memcpy(s->body + s->used, items, n);
     s->used += (uint32_t)n;
     s->attrs = (uint16_t)(s->attrs + count);
     s->keys = ~0ull; /* their keys are not looked at: every later key scans */
     return 0;
 }
 
+int dynobs__span_add_items(struct dynobs_span *s, const uint8_t *items, size_t n,
+                           unsigned count)
+{
+    return add_block(s, items, n, count);
+}
+
 int dynobs__span_add_kept(struct dynobs_span *s, size_t n, unsigned count)
 {
-    if (!live(s))
-        return DYNOBS_EINVAL;
-    if (!s->recording)
-        return 0;
-    if (s->attrs + count > dynobs__config.attr_count_limit || n > sizeof s->body - s->used)
-        return 1;
-    s->used += (uint32_t)n;
-    s->attrs = (uint16_t)(s->attrs + count);
-    s->keys = ~0ull;
-    return 0;
+    return add_block(s, NULL, n, count);
 }
 
 int dynobs__span_status(struct dynobs_span *s, int code, const char *message)

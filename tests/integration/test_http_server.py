@@ -336,17 +336,23 @@ def keepalive_requests(c, f, plan, host="127.0.0.1", length_header=False):
         length = "Content-Length: %d\r\n" % len(body) if length_header or body else ""
         c.sendall(("%s %s HTTP/1.1\r\nHost: %s\r\n%s\r\n" % (method, path, host, length))
                   .encode() + body)
-        status = f.readline()
-        length = 0
-        while True:
-            line = f.readline()
-            if line in (b"\r\n", b""):
-                break
-            if line.lower().startswith(b"content-length:"):
-                length = int(line.split(b":")[1])
-        f.read(length)
+        status = read_answer(f)
         check(status.startswith(b"HTTP/1.1 %d" % (404 if path == "/missing" else 200)),
               "%s: %r" % (req, status))
+
+
+def read_answer(f):
+    """One response read whole from f: its status line."""
+    status = f.readline()
+    length = 0
+    while True:
+        line = f.readline()
+        if line in (b"\r\n", b""):
+            break
+        if line.lower().startswith(b"content-length:"):
+            length = int(line.split(b":")[1])
+    f.read(length)
+    return status
 
 
 def ring_use(env, pid):
@@ -452,16 +458,7 @@ def send_head(c, f, head):
     """One request of KEPT_HEADS on connection c (f: its reader): its
     status code, the answer read whole."""
     c.sendall(head.encode())
-    status = int(f.readline().split()[1])
-    length = 0
-    while True:
-        line = f.readline()
-        if line in (b"\r\n", b""):
-            break
-        if line.lower().startswith(b"content-length:"):
-            length = int(line.split(b":")[1])
-    f.read(length)
-    return status
+    return int(read_answer(f).split()[1])
 
 
 def span_body(s, port):
