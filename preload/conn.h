@@ -127,6 +127,11 @@ struct dynobs_conn *dynobs__conn_adopt(struct dynobs_conn *c, enum dynobs_proto 
  * every read and write of a classified stream asks it. */
 static inline int dynobs__conn_wants(const struct dynobs_conn *c, enum dynobs_dir dir)
 {
+    /* (an HTTP/1 server's first: a test and a branch rather than the
+     * switch's jump through a table, on a server's every read and write) */
+    if (c->proto == DYNOBS_PROTO_H1_SERVER)
+        return dir == DYNOBS_DIR_OUT ? dynobs__h1s_wants_out(&c->p.h1s)
+                                     : dynobs__h1s_wants_in(&c->p.h1s);
     switch (c->proto) {
     case DYNOBS_PROTO_H1_CLIENT:
         return dir == DYNOBS_DIR_OUT ? dynobs__h1c_wants_out(&c->p.h1c)
@@ -202,7 +207,15 @@ static inline void dynobs__conn_data(struct dynobs_conn *c, enum dynobs_dir dir,
                                      const struct iovec *iov, int iovcnt, size_t n, long ours)
 {
     /* Inline: the dispatch costs a compare, not another call, on every
-     * read and write of a traced stream. */
+     * read and write of a traced stream (an HTTP/1 server's first, as in
+     * dynobs__conn_wants). */
+    if (c->proto == DYNOBS_PROTO_H1_SERVER) {
+        if (dir == DYNOBS_DIR_OUT)
+            dynobs__h1s_out(c, iov, iovcnt, n);
+        else
+            dynobs__h1s_in(c, iov, iovcnt, n);
+        return;
+    }
     switch (c->proto) {
     case DYNOBS_PROTO_H1_CLIENT:
         if (dir == DYNOBS_DIR_OUT)
