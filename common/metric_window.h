@@ -93,6 +93,14 @@ static inline void dynobs__window_add(struct dynobs_metric_window *w, int gauge,
     uint32_t ms = w->slice_ms;
     if (DYNOBS_UNLIKELY(!ms))
         return;
+    /* The totals first: a value the slices drop (below) is still one
+     * since start. */
+    if (gauge) {
+        __atomic_fetch_add(&w->count, 1, __ATOMIC_RELAXED);
+        dynobs__window_sum(&w->sum, v);
+        dynobs__window_min(&w->min, v);
+        dynobs__window_max(&w->max, v);
+    }
     uint64_t e = dynobs__window_clock() / ((uint64_t)ms * 1000000u) + 1;
     struct dynobs_window_slice *sl = &w->slice[e & (w->slices - 1)]; /* a power of two */
     uint64_t cur = __atomic_load_n(&sl->epoch, __ATOMIC_ACQUIRE);
@@ -104,12 +112,6 @@ static inline void dynobs__window_add(struct dynobs_metric_window *w, int gauge,
     dynobs__window_sum(&sl->sum, v);
     dynobs__window_min(&sl->min, v);
     dynobs__window_max(&sl->max, v);
-    if (gauge) {
-        __atomic_fetch_add(&w->count, 1, __ATOMIC_RELAXED);
-        dynobs__window_sum(&w->sum, v);
-        dynobs__window_min(&w->min, v);
-        dynobs__window_max(&w->max, v);
-    }
 }
 
 /* The window of a slot, from the producer's pointer in it (NULL: none). */
