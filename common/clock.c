@@ -1,7 +1,6 @@
 #define _GNU_SOURCE
 #include "clock.h"
 
-#include "config.h" /* DYNOBS_START_TEXT */
 
 #include <fcntl.h>
 #include <string.h>

@@ -10,20 +10,7 @@
 #include <stdint.h>
 
 #include "sampler.h"
-
-/* For the code the shim runs before main in every process it is loaded
- * in: kept together in the .text.startup part of the text, next to the
- * constructor (which the compiler puts there), so that its pages come in
- * with the constructor's: a fault on a file's page maps the cached pages
- * of the aligned 64 KiB around it too (the kernel's fault-around), and
- * spread over the library's 200 KiB of text, the start-up code cost one
- * or two page faults more per process. */
-#define DYNOBS_START_TEXT __attribute__((section(".text.startup.dynobs")))
-/* For a variable of common/ that the start-up code writes: in the shim's
- * .data, whose page the loader writes anyway, rather than on a page of
- * .bss no other start-up code writes (preload/state.h's DYNOBS_START_DATA
- * names the same section). */
-#define DYNOBS_START_DATA_COMMON __attribute__((section(".data.dynobs_start")))
+#include "util.h"
 
 #define DYNOBS_SHM_DIR_DEFAULT "/dev/shm/dynobs"
 #define DYNOBS_PATH_MAX 512u

@@ -1,6 +1,6 @@
 #include "sampler.h"
 
-#include "config.h"
+#include "util.h"
 
 #include <errno.h>
 #include <math.h>
@@ -43,7 +43,7 @@ static void set_ratio(struct dynobs_sampler *s, double r)
     s->threshold = dynobs__sampler_threshold(r);
 }
 
-DYNOBS_START_TEXT /* (config.h: called at start, by the configuration) */
+DYNOBS_START_TEXT /* (called at start, by the configuration) */
 int dynobs__sampler_init(struct dynobs_sampler *s, const char *name, const char *arg)
 {
     int rc = 0;

@@ -11,16 +11,33 @@
 #define DYNOBS_LIKELY(x) __builtin_expect(!!(x), 1)
 #define DYNOBS_UNLIKELY(x) __builtin_expect(!!(x), 0)
 #define DYNOBS_INTERNAL __attribute__((visibility("hidden")))
+
+/* ---- where code and data go in the shim (BENCHMARKS.md: process start,
+ * and nginx's "Sixth round") ---- */
+
+/* The code the shim runs before main in every process it is loaded in:
+ * kept together in the .text.startup part of the text, next to the
+ * constructor (which the compiler puts there), so that its pages come in
+ * with the constructor's: a fault on a file's page maps the cached pages
+ * of the aligned 64 KiB around it too (the kernel's fault-around), and
+ * spread over the library's 200 KiB of text, the start-up code cost one
+ * or two page faults more per process. */
+#define DYNOBS_START_TEXT __attribute__((section(".text.startup.dynobs")))
+/* The few variables every process touches at start (or at exit), whether
+ * it records or not: kept with the library's initialised data, whose
+ * page the loader writes anyway (relocations), rather than in the
+ * zero-filled .bss, where each page touched first is one more page fault
+ * of every process start (a few microseconds each on a VM). */
+#define DYNOBS_START_DATA __attribute__((section(".data.dynobs_start")))
+/* The few words every traced request reads (the state, the rules'
+ * generation, the segment's epoch and pointer, the default policy, the
+ * route trie): together, in two cache lines of the request's instead of
+ * one each; in the same page of initialised data as the start-up words. */
+#define DYNOBS_HOT_DATA __attribute__((section(".data.dynobs_hot")))
 /* A function only the rare cases of a hot path call: out of line and apart
  * (.text.unlikely), so that the code a repeated request runs stays in few
- * cache lines (BENCHMARKS.md, "Sixth round"). */
+ * cache lines. */
 #define DYNOBS_COLD __attribute__((noinline, cold))
-/* The few words of the shim every traced request reads (the state, the
- * rules' generation, the segment's epoch and pointer, the default policy,
- * the route trie): together, in two cache lines of the request's instead
- * of one each. In the same page of initialised data as the start-up
- * words (preload/state.h, DYNOBS_START_DATA). */
-#define DYNOBS_HOT_DATA __attribute__((section(".data.dynobs_hot")))
 
 /* Wall clock in ns since the epoch (the vDSO makes this a few ns). */
 static inline uint64_t dynobs__now_ns(void)

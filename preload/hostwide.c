@@ -20,7 +20,7 @@
 #define _GNU_SOURCE
 #include "hostwide.h"
 
-#include "../common/config.h" /* DYNOBS_START_TEXT: all of this runs at start */
+#include "../common/util.h" /* DYNOBS_START_TEXT: all of this runs at start */
 
 #include <fcntl.h>
 #include <stdlib.h>

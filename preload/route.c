@@ -13,7 +13,8 @@
  * the first route folded through it (lazymap.h): a process that serves
  * no request never has one. */
 static void *nodes;
-static struct dynobs_route_trie trie DYNOBS_HOT_DATA = DYNOBS_ROUTE_TRIE_INIT(NULL, DYNOBS_ROUTE_NODES);
+static struct dynobs_route_trie trie DYNOBS_HOT_DATA =
+    DYNOBS_ROUTE_TRIE_INIT(NULL, DYNOBS_ROUTE_NODES);
 /* Where the pool cannot be mapped: a trie of a root alone, whose pool is
  * spent, so that paths fold and are counted as in a full pool. */
 static struct dynobs_route_node root_only[1];

@@ -26,13 +26,7 @@
 #include "context.h"
 #include "span.h"
 
-/* For the few variables every process touches at start (or at exit),
- * whether it records or not: kept with the library's initialised data,
- * whose page the loader writes anyway (relocations), rather than in the
- * zero-filled .bss, where each page touched first is one more page fault
- * of every process start (a few microseconds each on a VM). */
-#define DYNOBS_START_DATA __attribute__((section(".data.dynobs_start")))
-/* (DYNOBS_HOT_DATA, util.h: the words every traced request reads.) */
+/* (DYNOBS_START_DATA, DYNOBS_HOT_DATA: util.h.) */
 
 /* Library state. Interposers test `dynobs__state == DYNOBS_ON` and nothing
  * else before doing any work: that is the one branch "off" costs. */

@@ -1,7 +1,7 @@
 #include "h1.h"
 #include "h1_scan.h"
 
-#include "../config.h" /* DYNOBS_START_TEXT, DYNOBS_START_DATA_COMMON */
+#include "../util.h" /* DYNOBS_START_TEXT, DYNOBS_START_DATA */
 
 #include <stddef.h>
 #include <string.h>
@@ -26,7 +26,7 @@ static struct {
     {"baggage", 7, HDR_BAGGAGE},
 };
 static unsigned nwatched = 5;
-static uint8_t corr_bits DYNOBS_START_DATA_COMMON; /* (config.h) */
+static uint8_t corr_bits DYNOBS_START_DATA;
 /* fold[w][k] is 0x20 where watched[w]'s name has a letter at k, else 0:
  * (byte | fold) == letter is then exactly lower(byte) == letter, and any
  * other byte must be equal, so names compare a word at a time. */
