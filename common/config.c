@@ -47,6 +47,18 @@ size_t dynobs__len_upto(const char *v, size_t cap)
     return n;
 }
 
+DYNOBS_START_TEXT
+size_t dynobs__copy_upto(char *dst, const char *src, size_t cap)
+{
+    size_t n = 0;
+    while (n + 1 < cap && src[n]) {
+        dst[n] = src[n];
+        n++;
+    }
+    dst[n] = '\0';
+    return n + 1 == cap && src[n] ? cap : n;
+}
+
 /* The scalars of *c zeroed (struct dynobs_config: the name arrays after
  * them are written name by name), four words at a time; the empty asm
  * keeps the compiler from making a memset call of the loop (it does of an
@@ -255,10 +267,7 @@ void dynobs__config_load(struct dynobs_config *c, dynobs_getenv_fn get)
     }
     if (!v || !*v)
         v = DYNOBS_SHM_DIR_DEFAULT;
-    size_t n;
-    for (n = 0; v[n]; n++)
-        c->shm_dir[n] = v[n];
-    c->shm_dir[n] = '\0';
+    dynobs__copy_upto(c->shm_dir, v, sizeof c->shm_dir);
 
     c->ring_bytes = pow2_size(c, get, "DYNOBS_RING_BYTES", DYNOBS_RING_BYTES_DEFAULT,
                               DYNOBS_RING_BYTES_MIN, DYNOBS_RING_BYTES_MAX);

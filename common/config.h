@@ -65,6 +65,10 @@ void dynobs__config_load(struct dynobs_config *c, dynobs_getenv_fn get);
 /* strnlen(v, cap), as a byte loop: code that runs at start calls no libc
  * string function, which the loader would bind lazily then (config.c). */
 size_t dynobs__len_upto(const char *v, size_t cap);
+/* The same for strlcpy: src into dst (cap bytes, cap >= 1), cut at cap - 1
+ * bytes and NUL-terminated; returns src's length, or cap when it did not
+ * fit whole. */
+size_t dynobs__copy_upto(char *dst, const char *src, size_t cap);
 
 /* Parses a non-negative decimal with an optional K/M/G suffix (powers of
  * 1024). Returns 0 or -EINVAL. */

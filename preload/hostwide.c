@@ -20,7 +20,7 @@
 #define _GNU_SOURCE
 #include "hostwide.h"
 
-#include "../common/util.h" /* DYNOBS_START_TEXT: all of this runs at start */
+#include "../common/config.h" /* dynobs__len_upto, DYNOBS_START_TEXT: all of this runs at start */
 
 #include <fcntl.h>
 #include <stdlib.h>
@@ -127,12 +127,8 @@ int dynobs__hostwide(char **envp, char *service, size_t cap)
     const char *test_preload = env_of(envp, "DYNOBS_HOSTWIDE_PRELOAD_FILE");
     if (!test_preload) {
         const char *lp = env_of(envp, "LD_PRELOAD");
-        size_t n = 0; /* (not strlen: bound lazily at its first call, here) */
-        while (lp && lp[n]) {
-            n++;
-            __asm__("" : "+r"(n)); /* (or GCC makes a strlen call of the loop) */
-        }
-        if (lp && has(lp, n, "libdynobs"))
+        /* (not strlen: bound lazily at its first call, here) */
+        if (lp && has(lp, dynobs__len_upto(lp, (size_t)-1), "libdynobs"))
             return -1; /* asked for: dynobs-run or an explicit preload */
     }
     /* The selection file first: on a host set up for host-wide mode it is

@@ -129,22 +129,13 @@ static char service_copy[256];
 static char resource_short[1024];
 
 /* v copied into buf (cut at cap - 1 bytes); NULL for NULL. *cut is set
- * when it did not fit. (A byte loop rather than memcpy, as
- * dynobs__len_upto.) */
+ * when it did not fit. */
 DYNOBS_START_TEXT
 static const char *keep(const char *v, char *buf, size_t cap, int *cut)
 {
     if (!v)
         return NULL;
-    size_t n = dynobs__len_upto(v, cap);
-    *cut = n == cap;
-    if (n == cap)
-        n = cap - 1;
-    for (size_t i = 0; i < n; i++) {
-        buf[i] = v[i];
-        __asm__ volatile("" : : "r"(buf) : "memory"); /* (not a memcpy call) */
-    }
-    buf[n] = '\0';
+    *cut = dynobs__copy_upto(buf, v, cap) == cap;
     return buf;
 }
 
