@@ -136,9 +136,6 @@ static inline int dynobs__conn_wants(const struct dynobs_conn *c, enum dynobs_di
     case DYNOBS_PROTO_H1_CLIENT:
         return dir == DYNOBS_DIR_OUT ? dynobs__h1c_wants_out(&c->p.h1c)
                                      : dynobs__h1c_wants_in(&c->p.h1c);
-    case DYNOBS_PROTO_H1_SERVER:
-        return dir == DYNOBS_DIR_OUT ? dynobs__h1s_wants_out(&c->p.h1s)
-                                     : dynobs__h1s_wants_in(&c->p.h1s);
     case DYNOBS_PROTO_FCGI_SERVER:
         return dir == DYNOBS_DIR_OUT ? dynobs__fcgis_wants_out(&c->p.fcgis)
                                      : dynobs__fcgis_wants_in(&c->p.fcgis);
@@ -222,12 +219,6 @@ static inline void dynobs__conn_data(struct dynobs_conn *c, enum dynobs_dir dir,
             dynobs__h1c_out(c, iov, iovcnt, n, ours);
         else
             dynobs__h1c_in(c, iov, iovcnt, n);
-        break;
-    case DYNOBS_PROTO_H1_SERVER:
-        if (dir == DYNOBS_DIR_OUT)
-            dynobs__h1s_out(c, iov, iovcnt, n);
-        else
-            dynobs__h1s_in(c, iov, iovcnt, n);
         break;
     case DYNOBS_PROTO_FCGI_SERVER:
         if (dir == DYNOBS_DIR_OUT)

@@ -382,8 +382,7 @@ static void start(struct dynobs_conn *c)
     /* What start gave the span: its body, kept for the next request when
      * its end adds no more than the status code (finish). */
     if (s->recording && !again)
-        h->kept.k = (struct dynobs_span_kept){s->used,  s->items_off,          s->keys,
-                                              s->attrs, s->rec.dropped_attrs, s->truncated};
+        dynobs__span_keep(s, &h->kept.k);
     /* The request is its thread's context while it is served, unless the
      * thread multiplexes requests (see the top of the file). */
     struct dynobs_ctx_carry carry = {corr, (uint16_t)corr_len, corr_mask, x->bag_len,

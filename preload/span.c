@@ -354,36 +354,47 @@ DYNOBS_API dynobs_span *dynobs_span_start_ex(const char *name, int kind,
     return start_span(name, kind, parent_traceparent, parent_tracestate, flags);
 }
 
-int dynobs__span_begin_ex(struct dynobs_span *s, const char *name, int kind,
-                          const struct dynobs_ctx *parent, uint64_t start_ns,
-                          const struct dynobs_span_policy *pol)
+/* A detached span begun (span.h): named name, or with the body k says
+ * its storage holds. */
+static inline __attribute__((always_inline)) int
+begin_detached(struct dynobs_span *s, const char *name, const struct dynobs_span_kept *k,
+               int kind, const struct dynobs_ctx *parent, uint64_t start_ns,
+               const struct dynobs_span_policy *pol)
 {
     struct dynobs_thread *t = dynobs__thread();
-    if (!t || !name)
+    if (!t || (!name && !k))
         return DYNOBS_ENOMEM;
     s->owner = NULL;
     s->stack_idx = -1;
     s->gen++;
-    span_fill(s, t, name, kind, parent, policy_or_default(pol), NULL);
+    span_fill(s, t, name, kind, parent, policy_or_default(pol), k);
     s->rec.start_ns = start_ns;
     __atomic_store_n(&s->live, SPAN_LIVE, __ATOMIC_RELEASE);
     return 0;
+}
+
+int dynobs__span_begin_ex(struct dynobs_span *s, const char *name, int kind,
+                          const struct dynobs_ctx *parent, uint64_t start_ns,
+                          const struct dynobs_span_policy *pol)
+{
+    return begin_detached(s, name, NULL, kind, parent, start_ns, pol);
 }
 
 int dynobs__span_begin_kept(struct dynobs_span *s, const struct dynobs_span_kept *k, int kind,
                             const struct dynobs_ctx *parent, uint64_t start_ns,
                             const struct dynobs_span_policy *pol)
 {
-    struct dynobs_thread *t = dynobs__thread();
-    if (!t)
-        return DYNOBS_ENOMEM;
-    s->owner = NULL;
-    s->stack_idx = -1;
-    s->gen++;
-    span_fill(s, t, NULL, kind, parent, policy_or_default(pol), k);
-    s->rec.start_ns = start_ns;
-    __atomic_store_n(&s->live, SPAN_LIVE, __ATOMIC_RELEASE);
-    return 0;
+    return begin_detached(s, NULL, k, kind, parent, start_ns, pol);
+}
+
+void dynobs__span_keep(const struct dynobs_span *s, struct dynobs_span_kept *k)
+{
+    *k = (struct dynobs_span_kept){.used = s->used,
+                                   .items_off = s->items_off,
+                                   .keys = s->keys,
+                                   .attrs = s->attrs,
+                                   .dropped_attrs = s->rec.dropped_attrs,
+                                   .truncated = s->truncated};
 }
 
 int dynobs__span_begin(struct dynobs_span *s, const char *name, int kind,

@@ -135,6 +135,8 @@ struct dynobs_span_kept {
 int dynobs__span_begin_kept(struct dynobs_span *s, const struct dynobs_span_kept *k, int kind,
                             const struct dynobs_ctx *parent, uint64_t start_ns,
                             const struct dynobs_span_policy *pol) DYNOBS_INTERNAL;
+/* What a started span's body holds so far, for dynobs__span_begin_kept. */
+void dynobs__span_keep(const struct dynobs_span *s, struct dynobs_span_kept *k) DYNOBS_INTERNAL;
 
 /* Takes the n bytes that follow the body, left there by the storage's
  * last use, as count more items (which the caller knows to be those it
