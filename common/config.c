@@ -267,7 +267,10 @@ void dynobs__config_load(struct dynobs_config *c, dynobs_getenv_fn get)
     }
     if (!v || !*v)
         v = DYNOBS_SHM_DIR_DEFAULT;
-    dynobs__copy_upto(c->shm_dir, v, sizeof c->shm_dir);
+    size_t n; /* (its length checked above) */
+    for (n = 0; v[n]; n++)
+        c->shm_dir[n] = v[n];
+    c->shm_dir[n] = '\0';
 
     c->ring_bytes = pow2_size(c, get, "DYNOBS_RING_BYTES", DYNOBS_RING_BYTES_DEFAULT,
                               DYNOBS_RING_BYTES_MIN, DYNOBS_RING_BYTES_MAX);
