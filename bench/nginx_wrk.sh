@@ -22,7 +22,8 @@
 # Environment: ROUNDS (20 pairs), SECONDS_PER_ROUND (2), CONNECTIONS (32),
 # WARMUP (2 s per server before the first round), PIN (1: wrk on the last
 # CPU, both nginx on the first, the exporter left to the scheduler; 0: no
-# pinning), VERSUS (a libdynobs.so that the "plain" nginx runs under
+# pinning), EXPORTER (the dynobs-exporter to drain with; default
+# BUILD_DIR's), VERSUS (a libdynobs.so that the "plain" nginx runs under
 # instead of none: two builds of the shim compared the same way, the
 # ratios then being BUILD_DIR's / VERSUS's).
 set -uo pipefail
@@ -35,7 +36,7 @@ WARMUP=${WARMUP:-2}
 PIN=${PIN:-1}
 VERSUS=${VERSUS:-}
 LIB=$BUILD/libdynobs.so
-EXPORTER=$BUILD/exporter/dynobs-exporter
+EXPORTER=${EXPORTER:-$BUILD/exporter/dynobs-exporter}
 NGINX=/usr/sbin/nginx
 
 if [[ -n $VERSUS ]]; then
