@@ -177,25 +177,38 @@ static ssize_t spliced(const struct out_call *o, size_t k, const struct dynobs_i
     int nv = 0;
     size_t off = 0, skip_end = k + ins->skip;
     int inserted = 0, full = 0;
-    for (int i = 0; i < o->iovcnt && !full && (!ins->stop || off < ins->stop); i++) {
-        const char *b = o->iov[i].iov_base;
-        size_t a = off, e = off + o->iov[i].iov_len;
-        off = e;
-        if (ins->stop && e > ins->stop)
-            e = ins->stop;
-        if (nv + 3 > SPLICE_IOV) {
-            full = 1;
-            break;
+    if (o->iovcnt == 1 && !ins->stop && skip_end <= o->iov[0].iov_len) {
+        /* One buffer, the common write: its bytes before ours, ours, and
+         * its bytes after those ours replace (the pieces the loop below
+         * makes of it, without the loop). */
+        const char *b = o->iov[0].iov_base;
+        if (k)
+            v[nv++] = (struct iovec){(void *)b, k};
+        v[nv++] = (struct iovec){(void *)ins->bytes, ins->len};
+        if (skip_end < o->iov[0].iov_len)
+            v[nv++] = (struct iovec){(void *)(b + skip_end), o->iov[0].iov_len - skip_end};
+        inserted = 1;
+    } else {
+        for (int i = 0; i < o->iovcnt && !full && (!ins->stop || off < ins->stop); i++) {
+            const char *b = o->iov[i].iov_base;
+            size_t a = off, e = off + o->iov[i].iov_len;
+            off = e;
+            if (ins->stop && e > ins->stop)
+                e = ins->stop;
+            if (nv + 3 > SPLICE_IOV) {
+                full = 1;
+                break;
+            }
+            if (a < k)
+                v[nv++] = (struct iovec){(void *)b, (e < k ? e : k) - a};
+            if (!inserted && k <= e) {
+                v[nv++] = (struct iovec){(void *)ins->bytes, ins->len};
+                inserted = 1;
+            }
+            size_t from = a > skip_end ? a : skip_end;
+            if (inserted && from < e)
+                v[nv++] = (struct iovec){(void *)(b + (from - a)), e - from};
         }
-        if (a < k)
-            v[nv++] = (struct iovec){(void *)b, (e < k ? e : k) - a};
-        if (!inserted && k <= e) {
-            v[nv++] = (struct iovec){(void *)ins->bytes, ins->len};
-            inserted = 1;
-        }
-        size_t from = a > skip_end ? a : skip_end;
-        if (inserted && from < e)
-            v[nv++] = (struct iovec){(void *)(b + (from - a)), e - from};
     }
     if (!inserted || full) { /* too many pieces to splice: send as the app asked */
         *fallback = 1;
