@@ -382,6 +382,10 @@ feed(struct dynobs_h1_resp *r, const uint8_t *p, size_t n, size_t i,
 
 int dynobs__h1_resp_feed(struct dynobs_h1_resp *r, const uint8_t *p, size_t n)
 {
+    /* A body's bytes, the usual piece after a head (a response written
+     * with writev): counted as feed counts them, without its loop. */
+    if (r->phase == DYNOBS_H1_R_BODY)
+        return dynobs__h1_resp_body(r, n);
     return feed(r, p, n, 0, NULL, NULL);
 }
 
