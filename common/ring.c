@@ -161,22 +161,10 @@ struct dynobs_rec_hdr *dynobs__ring_reserve(struct dynobs_ring *r, size_t payloa
     return dynobs__ring_reserve_in(r, NULL, payload_len, type, flags);
 }
 
-void dynobs__ring_publish(struct dynobs_rec_hdr *h)
-{
-    uint64_t stamp = __atomic_load_n(&h->stamp, __ATOMIC_RELAXED);
-    __atomic_store_n(&h->stamp, (stamp & ~(uint64_t)DYNOBS_STAMP_STATE_MASK) |
-                                    DYNOBS_STAMP_COMMITTED, __ATOMIC_RELEASE);
-}
-
-void dynobs__ring_count_written(struct dynobs_ring *r)
-{
-    count(r, DYNOBS_CTR_RECORDS_WRITTEN);
-}
-
 void dynobs__ring_commit(struct dynobs_ring *r, struct dynobs_rec_hdr *h)
 {
     dynobs__ring_publish(h);
-    count(r, DYNOBS_CTR_RECORDS_WRITTEN);
+    dynobs__ring_count_written(r);
 }
 
 int dynobs__ring_write(struct dynobs_ring *r, uint16_t type, uint16_t flags, const void *a,

@@ -55,8 +55,17 @@ void dynobs__ring_commit(struct dynobs_ring *r, struct dynobs_rec_hdr *h);
  * right after the reservation's compare-and-swap there is nothing to
  * wait for. The count then runs ahead of the records published by the
  * ones being written, never behind. */
-void dynobs__ring_count_written(struct dynobs_ring *r);
-void dynobs__ring_publish(struct dynobs_rec_hdr *h);
+static inline void dynobs__ring_count_written(struct dynobs_ring *r)
+{
+    __atomic_fetch_add(&r->counters[DYNOBS_CTR_RECORDS_WRITTEN], 1, __ATOMIC_RELAXED);
+}
+static inline void dynobs__ring_publish(struct dynobs_rec_hdr *h)
+{
+    uint64_t stamp = __atomic_load_n(&h->stamp, __ATOMIC_RELAXED);
+    __atomic_store_n(&h->stamp,
+                     (stamp & ~(uint64_t)DYNOBS_STAMP_STATE_MASK) | DYNOBS_STAMP_COMMITTED,
+                     __ATOMIC_RELEASE);
+}
 /* The same reservation, but a refusal is not counted: for a producer
  * that tries another shard before it drops (the caller counts). */
 struct dynobs_rec_hdr *dynobs__ring_try_reserve(struct dynobs_ring *r, size_t payload_len,
