@@ -69,6 +69,8 @@ static struct dynobs_conn *conn_new(void)
     char *scratch = c->scratch;
     struct dynobs_h2_state *h2 = c->h2;
     memset(c, 0, offsetof(struct dynobs_conn, p));
+    c->local_port = 0;
+    c->local_address[0] = c->peer_address[0] = '\0';
     c->scratch = scratch;
     c->h2 = h2;
     c->fd = -1;

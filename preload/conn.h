@@ -80,19 +80,24 @@ struct dynobs_conn {
     uint8_t blocking;  /* the socket was blocking when looked at */
     int fd;            /* the socket of the call being handled, for address and
                         * mode look-ups (-1: none); set by the transport */
-    int local_port;
-    char local_address[48];
-    char peer_address[48];
     /* The parent a runtime announced for the next request written on the
      * connection (bridge.c): exact where the shim alone cannot tell. */
     uint8_t has_origin;
-    struct dynobs_ctx origin;
-    /* The protocol's state: the request (later the streams) in flight. */
+    /* The protocol's state: the request (later the streams) in flight.
+     * Right after the few words above, so that what a repeated request
+     * reads and writes (each protocol's state puts it first) begins in
+     * the connection's first line and runs on from there. */
     union {
         struct dynobs_h1c h1c;
         struct dynobs_h1s h1s;
         struct dynobs_fcgis fcgis;
     } p;
+    /* Looked up once per stream (dynobs__conn_facts); origin while
+     * has_origin. */
+    int local_port;
+    char local_address[48];
+    char peer_address[48];
+    struct dynobs_ctx origin;
 };
 
 /* ---- what transports call ---- */

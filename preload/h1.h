@@ -241,8 +241,14 @@ struct dynobs_h1s_kept {
     struct dynobs_span_kept k; /* also, while a span is open: what its start gave it */
 };
 
+/* In the order a repeated request (keep-alive, the same head) touches
+ * its members, the ones it does not touch last: what it reads and writes
+ * is one run of lines, on one or two pages, where the same members in
+ * their natural order were spread over five. The exchange's span comes
+ * last of the first run: its header and record begin it, its body (as
+ * far as used) and buffers follow. head is after it: its state is its
+ * first line, its buffers the rest. */
 struct dynobs_h1s {
-    struct dynobs_h1_req head; /* the request head, as it is read */
     /* The last request and response heads, read once while they repeat
      * (keep-alive: h1.h's memos). */
     struct dynobs_h1_req_memo req_memo;
@@ -254,15 +260,16 @@ struct dynobs_h1s {
     int labels_code;
     char labels_method[24];
     char labels_route[DYNOBS_ROUTE_MAX];
-    char labels[DYNOBS_METRIC_KEY_BYTES];
     struct dynobs_series_memo series; /* the series `labels` went to; emptied with it */
     struct dynobs_decision_memo memo; /* the rules' decision and route of the last request */
-    struct dynobs_h1s_run run;
-    struct dynobs_h1s_head first;
     struct dynobs_h1s_status status;
     /* The last span body, a template while it repeats (span.h). */
     struct dynobs_span_tmpl tmpl;
     struct dynobs_h1s_exchange x;
+    struct dynobs_h1_req head; /* the request head, as it is read */
+    char labels[DYNOBS_METRIC_KEY_BYTES];
+    struct dynobs_h1s_run run;
+    struct dynobs_h1s_head first;
 };
 
 static inline int dynobs__h1s_wants_out(const struct dynobs_h1s *h)

@@ -72,12 +72,14 @@ struct dynobs_span {
      * all ones once items came in a block (dynobs__span_add_items). */
     uint64_t keys;
     struct dynobs_thread *owner; /* NULL for a detached span */
-    char status_msg[DYNOBS_STATUS_MSG_MAX];
     /* rec and body are adjacent (asserted below), in the record's order,
-     * so that a span without a status message is one copy into the ring. */
+     * so that a span without a status message is one copy into the ring;
+     * rec follows the header, so that a span's start and end touch one
+     * run of lines (body is written only as far as used). */
     struct dynobs_span_rec rec;
     uint8_t body[DYNOBS_MAX_RECORD_BYTES - sizeof(struct dynobs_rec_hdr) -
                  sizeof(struct dynobs_span_rec)];
+    char status_msg[DYNOBS_STATUS_MSG_MAX];
 };
 _Static_assert(offsetof(struct dynobs_span, body) ==
                    offsetof(struct dynobs_span, rec) + sizeof(struct dynobs_span_rec),
