@@ -9,9 +9,9 @@
 # every load and store, with BUILD_DIR/libdynobs.so preloaded; a Python
 # client sends 150 keep-alive requests on one connection. A request is
 # the span from one call of the shim's recv() to the next; for request
-# 120 the distinct 64-byte lines are counted per mapping of the process
-# (/proc/PID/maps), apart for the accesses made by libdynobs.so's code
-# and the others. Then the accesses from request 110 to 140 go through a
+# 120 the distinct 64-byte lines (and the 4 KiB pages they are on) are
+# counted per mapping of the process (/proc/PID/maps), apart for the
+# accesses made by libdynobs.so's code and the others. Then the accesses from request 110 to 140 go through a
 # simulated 32 KiB first-level data cache, 8-way (this machine's) and
 # 64-way (as large, without conflicts), warmed by everything before: its
 # misses per request, and which of them the shim's code made.
@@ -111,9 +111,10 @@ for n, shim, a in accesses():
         lines[shim][where(a)].add(a >> 6)
 for shim, who in ((True, "libdynobs.so's code"), (False, "the rest (nginx, libc, the kernel's vDSO)")):
     total = sum(len(v) for v in lines[shim].values())
-    print("request 120: %d distinct cache lines touched by %s" % (total, who))
+    print("request 120: %d distinct cache lines touched by %s (lines, pages, mapping)"
+          % (total, who))
     for r, v in sorted(lines[shim].items(), key=lambda x: -len(x[1]))[:8]:
-        print("  %4d  %s" % (len(v), r))
+        print("  %4d %3d  %s" % (len(v), len({ln >> 6 for ln in v}), r))
 for ways in (8, 64):
     sets = 32768 // 64 // ways
     cache = [collections.OrderedDict() for _ in range(sets)]
