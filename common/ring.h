@@ -47,22 +47,17 @@ struct dynobs_ring_room {
 struct dynobs_rec_hdr *dynobs__ring_reserve(struct dynobs_ring *r, size_t payload_len,
                                             uint16_t type, uint16_t flags);
 void dynobs__ring_commit(struct dynobs_ring *r, struct dynobs_rec_hdr *h);
-/* dynobs__ring_commit in steps, for a producer that writes many bytes
- * into the record: the count (RECORDS_WRITTEN) before the reservation,
- * given back if the reservation is refused, and the publication once the
- * payload is written. A locked add waits for every store before it to
- * reach the cache, and the reservation stores the record's header, in a
- * line the consumer last read on another CPU: counted after it, the add
- * would wait for that line to come over; before it, only the caller's
- * own recent stores are pending. The count then runs ahead of the
- * records published by the ones being written, never behind. */
+/* dynobs__ring_commit in two steps, for a producer that writes many
+ * bytes into the record: the count (RECORDS_WRITTEN) right after the
+ * reservation, then, once the payload is written, the publication. A
+ * locked add after the payload's stores would wait for every one of them
+ * to reach the cache (lines the consumer last read, on another CPU);
+ * right after the reservation's compare-and-swap there is nothing to
+ * wait for. The count then runs ahead of the records published by the
+ * ones being written, never behind. */
 static inline void dynobs__ring_count_written(struct dynobs_ring *r)
 {
     __atomic_fetch_add(&r->counters[DYNOBS_CTR_RECORDS_WRITTEN], 1, __ATOMIC_RELAXED);
-}
-static inline void dynobs__ring_uncount_written(struct dynobs_ring *r)
-{
-    __atomic_fetch_sub(&r->counters[DYNOBS_CTR_RECORDS_WRITTEN], 1, __ATOMIC_RELAXED);
 }
 static inline void dynobs__ring_publish(struct dynobs_rec_hdr *h)
 {

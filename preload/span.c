@@ -767,13 +767,11 @@ static int by_template(struct dynobs_span *s, struct dynobs_segment *seg, struct
         st->id = id;
         st->epoch = epoch;
     }
-    dynobs__ring_count_written(ring); /* before the reservation: ring.h */
     struct dynobs_rec_hdr *h = dynobs__ring_try_reserve_in(ring, dynobs__ring_room(seg, ring),
                                                            sizeof *r, DYNOBS_REC_SPAN_REF, rf);
-    if (!h) {
-        dynobs__ring_uncount_written(ring);
+    if (!h)
         return 0; /* whole, then: another shard may have room */
-    }
+    dynobs__ring_count_written(ring);
     r->template_slot = (uint16_t)slot;
     r->template_id = id;
     memcpy(h + 1, r, sizeof *r);
@@ -810,16 +808,14 @@ static int emit(struct dynobs_span *s, struct dynobs_thread *self, uint16_t rf,
             __atomic_fetch_add(&ring->counters[DYNOBS_CTR_RECORDS_TRUNCATED], 1, __ATOMIC_RELAXED);
         return 0;
     }
-    dynobs__ring_count_written(ring); /* before the reservation: ring.h */
     struct dynobs_rec_hdr *h = dynobs__ring_try_reserve_in(ring, dynobs__ring_room(seg, ring),
                                                            payload, DYNOBS_REC_SPAN, rf);
     if (DYNOBS_UNLIKELY(!h)) {
-        dynobs__ring_uncount_written(ring);
         ring = spill(seg, ring, payload, rf, &h);
         if (!h)
             return DYNOBS_ENOSPC;
-        dynobs__ring_count_written(ring);
     }
+    dynobs__ring_count_written(ring);
     /* Body order: name, status message, tracestate and items; the fixed
      * part and the name are adjacent in the span (span.h). */
     uint8_t *p = (uint8_t *)(h + 1);
