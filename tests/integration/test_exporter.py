@@ -557,15 +557,23 @@ def test_sigkilled_process_spans_arrive_and_segment_is_reaped(env):
         p.wait()
         wait_for(lambda: not env.segments(), 10, "the segment to be reaped")
         written = env.metric("dynobs_exporter_ring_records_written_total")
-        wait_for(lambda: len(spans_of(rx.accepted("/v1/traces"))) >= written, 10,
-                 "%s spans" % written)
+        # A record the kill caught between its count and its publication
+        # is counted written but never committed: the exporter skips it
+        # and counts it abandoned (common/ring.h). At most one: the app
+        # writes from one thread.
+        abandoned = env.metric("dynobs_exporter_records_abandoned_total")
+        check(abandoned <= 1, "%d records abandoned by one killed thread" % abandoned)
+        committed = written - abandoned
+        wait_for(lambda: len(spans_of(rx.accepted("/v1/traces"))) >= committed, 10,
+                 "%s spans" % committed)
         spans = spans_of(rx.accepted("/v1/traces"))
         seq = sorted(attrs(s)["i"] for _, s in spans)
         dropped = env.metric("dynobs_exporter_ring_records_dropped_total")
         # Every committed span arrives once; spans dropped in a full ring
-        # (counted) are the only gaps.
-        check(len(seq) == written and len(set(seq)) == len(seq),
-              "got %d spans (%d distinct) for %d written" % (len(seq), len(set(seq)), written))
+        # (counted) and the one the kill interrupted are the only gaps.
+        check(committed <= len(seq) <= written and len(set(seq)) == len(seq),
+              "got %d spans (%d distinct) for %d written, %d abandoned" %
+              (len(seq), len(set(seq)), written, abandoned))
         check(seq[0] >= 1 and seq[-1] <= written + dropped,
               "sequence 1..%d with %d written + %d dropped" % (seq[-1], written, dropped))
         check(env.metric("dynobs_exporter_segments_reaped_total") == 1, "reaped counted")

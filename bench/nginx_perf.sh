@@ -1,0 +1,153 @@
+#!/usr/bin/env bash
+# Where the nginx worker's time goes, by library, plain and under the shim
+# (BENCHMARKS.md, "Eighth round"): perf's cpu-clock samples of the worker
+# while wrk loads it, as shares of the worker's samples and as samples per
+# 1000 requests.
+#
+#   bash bench/nginx_perf.sh [BUILD_DIR]      (default: build)
+#
+# The same setup as bench/nginx_wrk.sh: Debian's /usr/sbin/nginx, one
+# worker, access_log off, a 680-byte index.html, keep-alive; both nginx on
+# the first CPU, wrk (-t1 -c32) on the last, dynobs-exporter draining the
+# segments with nothing exported. The shim's own code is the figure this
+# gives steadily (its share of the worker's samples); the worker's total
+# per request moves with the machine as much as the ratio runs do.
+#
+# Environment: REPS (2: plain then shim, that many times), SECONDS_PER_REP
+# (8), FREQ (perf's sampling frequency, 10000), VERSUS (a libdynobs.so the
+# "plain" nginx runs under instead of none).
+set -uo pipefail
+
+BUILD=$(realpath "${1:-build}") || exit 2
+REPS=${REPS:-2}
+DUR=${SECONDS_PER_REP:-8}
+FREQ=${FREQ:-10000}
+VERSUS=${VERSUS:-}
+LIB=$BUILD/libdynobs.so
+EXPORTER=$BUILD/exporter/dynobs-exporter
+NGINX=/usr/sbin/nginx
+
+if [[ -n $VERSUS ]]; then
+  VERSUS=$(realpath "$VERSUS") || exit 2
+fi
+for f in "$LIB" "$EXPORTER" "$NGINX" /usr/bin/wrk /usr/bin/perf ${VERSUS:+"$VERSUS"}; do
+  [[ -e $f ]] || { echo "missing: $f (build first; Debian: nginx-light, wrk, linux-perf)" >&2; exit 77; }
+done
+
+while read -r v; do unset "$v"; done < <(compgen -e | grep -E '^(DYNOBS_|OTEL_)')
+unset LD_PRELOAD
+
+NCPU=$(nproc)
+pin_srv=()
+pin_wrk=()
+if [[ $NCPU -ge 2 ]]; then
+  pin_srv=(taskset -c 0)
+  pin_wrk=(taskset -c "$((NCPU - 1))")
+fi
+
+DIR=$(mktemp -d /tmp/dynobs-nginx-perf-XXXXXX)
+chmod 755 "$DIR"
+PIDS=()
+cleanup() {
+  local p
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
+  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
+  rm -rf "$DIR"
+}
+trap cleanup EXIT
+
+free_port() {
+  /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+mkdir -p "$DIR/shm"
+env DYNOBS_SHM_DIR="$DIR/shm" OTEL_TRACES_EXPORTER=none OTEL_METRICS_EXPORTER=none \
+  OTEL_EXPORTER_PROMETHEUS_PORT=0 OTEL_LOG_LEVEL=warn "$EXPORTER" >"$DIR/exporter.log" 2>&1 &
+PIDS+=("$!")
+
+# start_nginx NAME LIBRARY: sets PORT; the master's pid is in DIR/NAME/nginx.pid.
+start_nginx() {
+  local name=$1 preload=$2 d=$DIR/$1 i
+  mkdir -p "$d/html"
+  chmod 755 "$d" "$d/html"
+  for _ in $(seq 40); do echo "hello from nginx"; done >"$d/html/index.html"
+  PORT=$(free_port)
+  cat >"$d/nginx.conf" <<EOF
+daemon off;
+worker_processes 1;
+pid $d/nginx.pid;
+error_log $d/error.log;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  client_body_temp_path $d/body;
+  proxy_temp_path $d/proxy;
+  fastcgi_temp_path $d/fcgi;
+  uwsgi_temp_path $d/uwsgi;
+  scgi_temp_path $d/scgi;
+  server {
+    listen 127.0.0.1:$PORT;
+    root $d/html;
+  }
+}
+EOF
+  local envs=()
+  [[ -n $preload ]] && envs=(LD_PRELOAD="$preload" DYNOBS_SHM_DIR="$DIR/shm" OTEL_SERVICE_NAME="$name")
+  "${pin_srv[@]}" env "${envs[@]}" "$NGINX" -c "$d/nginx.conf" -p "$d" >/dev/null 2>&1 &
+  PIDS+=("$!")
+  for i in $(seq 100); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && [[ -s $d/nginx.pid ]] && return 0
+    sleep 0.05
+  done
+  echo "nginx $name does not listen; see $d/error.log" >&2
+  exit 1
+}
+
+start_nginx plain "$VERSUS"
+PORT_PLAIN=$PORT
+start_nginx shim "$LIB"
+PORT_SHIM=$PORT
+WORKER_PLAIN=$(pgrep -P "$(cat "$DIR/plain/nginx.pid")")
+WORKER_SHIM=$(pgrep -P "$(cat "$DIR/shim/nginx.pid")")
+[[ -n $WORKER_PLAIN && -n $WORKER_SHIM ]] || { echo "no nginx worker found" >&2; exit 1; }
+
+# profile NAME PORT WORKER REP: perf of the worker over DUR seconds of wrk.
+profile() {
+  local name=$1 port=$2 worker=$3 rep=$4 out=$DIR/$1.$4 pp n
+  "${pin_wrk[@]}" /usr/bin/wrk -t1 -c32 -d2s "http://127.0.0.1:$port/index.html" >/dev/null
+  perf record -q -e cpu-clock -F "$FREQ" -p "$worker" -o "$out.data" -- sleep "$DUR" \
+    >/dev/null 2>"$out.perf-err" &
+  pp=$!
+  sleep 0.3
+  "${pin_wrk[@]}" /usr/bin/wrk -t1 -c32 -d"$((DUR - 1))"s "http://127.0.0.1:$port/index.html" \
+    >"$out.wrk" || { echo "wrk failed" >&2; exit 1; }
+  wait "$pp" || { echo "perf record failed: $(cat "$out.perf-err")" >&2; exit 1; }
+  n=$(awk '/requests in/ { print $1 }' "$out.wrk")
+  # dso -> samples, from perf's own per-dso totals
+  perf report -i "$out.data" --no-children --sort dso --stdio -F sample,dso 2>/dev/null |
+    awk -v n="$n" -v who="$name" -v rep="$rep" '
+      /^#/ || NF < 2 { next }
+      { s[$2] += $1; t += $1 }
+      END {
+        printf "%-5s %3s %9d %9.1f", who, rep, n, t / n * 1000
+        split("[kernel.kallsyms] nginx libc.so.6 libdynobs", k, " ")
+        for (i = 1; i <= 4; i++) {
+          v = 0
+          for (d in s) if (index(d, k[i]) == 1) v += s[d]
+          printf " %7.2f%% %7.1f", t ? v / t * 100 : 0, v / n * 1000
+        }
+        printf "\n"
+      }'
+}
+
+echo "nginx $($NGINX -v 2>&1 | sed 's/.*\///'), wrk -t1 -c32, perf cpu-clock at $FREQ Hz," \
+  "$DUR s per profile, $REPS repetitions"
+echo "shim: $LIB${VERSUS:+; \"plain\" runs under $VERSUS}"
+printf '%-5s %3s %9s %9s %17s %17s %17s %17s\n' run rep requests "smp/1000" \
+  "kernel %  /1000" "nginx %  /1000" "libc %  /1000" "libdynobs %  /1000"
+for r in $(seq "$REPS"); do
+  profile plain "$PORT_PLAIN" "$WORKER_PLAIN" "$r"
+  profile shim "$PORT_SHIM" "$WORKER_SHIM" "$r"
+done
+echo "(samples of the worker per 1000 requests, and each library's share of them and per 1000"
+echo " requests; perf's cpu-clock counts time on a CPU, kernel time included)"
