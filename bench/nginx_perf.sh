@@ -67,7 +67,7 @@ PIDS+=("$!")
 
 # start_nginx NAME LIBRARY: sets PORT; the master's pid is in DIR/NAME/nginx.pid.
 start_nginx() {
-  local name=$1 preload=$2 d=$DIR/$1 i
+  local name=$1 preload=$2 d=$DIR/$1
   mkdir -p "$d/html"
   chmod 755 "$d" "$d/html"
   for _ in $(seq 40); do echo "hello from nginx"; done >"$d/html/index.html"
@@ -95,7 +95,7 @@ EOF
   [[ -n $preload ]] && envs=(LD_PRELOAD="$preload" DYNOBS_SHM_DIR="$DIR/shm" OTEL_SERVICE_NAME="$name")
   "${pin_srv[@]}" env "${envs[@]}" "$NGINX" -c "$d/nginx.conf" -p "$d" >/dev/null 2>&1 &
   PIDS+=("$!")
-  for i in $(seq 100); do
+  for _ in $(seq 100); do
     (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && [[ -s $d/nginx.pid ]] && return 0
     sleep 0.05
   done
