@@ -45,63 +45,9 @@ if [[ $NCPU -ge 2 ]]; then
   pin_wrk=(taskset -c "$((NCPU - 1))")
 fi
 
-DIR=$(mktemp -d /tmp/dynobs-nginx-perf-XXXXXX)
-chmod 755 "$DIR"
-PIDS=()
-cleanup() {
-  local p
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
-  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
-  rm -rf "$DIR"
-}
-trap cleanup EXIT
-
-free_port() {
-  /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
-mkdir -p "$DIR/shm"
-env DYNOBS_SHM_DIR="$DIR/shm" OTEL_TRACES_EXPORTER=none OTEL_METRICS_EXPORTER=none \
-  OTEL_EXPORTER_PROMETHEUS_PORT=0 OTEL_LOG_LEVEL=warn "$EXPORTER" >"$DIR/exporter.log" 2>&1 &
-PIDS+=("$!")
-
-# start_nginx NAME LIBRARY: sets PORT; the master's pid is in DIR/NAME/nginx.pid.
-start_nginx() {
-  local name=$1 preload=$2 d=$DIR/$1
-  mkdir -p "$d/html"
-  chmod 755 "$d" "$d/html"
-  for _ in $(seq 40); do echo "hello from nginx"; done >"$d/html/index.html"
-  PORT=$(free_port)
-  cat >"$d/nginx.conf" <<EOF
-daemon off;
-worker_processes 1;
-pid $d/nginx.pid;
-error_log $d/error.log;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  client_body_temp_path $d/body;
-  proxy_temp_path $d/proxy;
-  fastcgi_temp_path $d/fcgi;
-  uwsgi_temp_path $d/uwsgi;
-  scgi_temp_path $d/scgi;
-  server {
-    listen 127.0.0.1:$PORT;
-    root $d/html;
-  }
-}
-EOF
-  local envs=()
-  [[ -n $preload ]] && envs=(LD_PRELOAD="$preload" DYNOBS_SHM_DIR="$DIR/shm" OTEL_SERVICE_NAME="$name")
-  "${pin_srv[@]}" env "${envs[@]}" "$NGINX" -c "$d/nginx.conf" -p "$d" >/dev/null 2>&1 &
-  PIDS+=("$!")
-  for _ in $(seq 100); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && [[ -s $d/nginx.pid ]] && return 0
-    sleep 0.05
-  done
-  echo "nginx $name does not listen; see $d/error.log" >&2
-  exit 1
-}
+# shellcheck source=bench/nginx_site.sh
+. "$(dirname "$0")/nginx_site.sh"
+site_begin perf
 
 start_nginx plain "$VERSUS"
 PORT_PLAIN=$PORT

@@ -1,0 +1,80 @@
+# shellcheck shell=bash disable=SC2034,SC2154
+# (sourced: the caller sets pin_srv and reads URL)
+# The nginx that bench/nginx_wrk.sh and bench/nginx_perf.sh measure,
+# sourced by both: Debian's /usr/sbin/nginx, one worker, access_log off, a
+# 680-byte index.html, keep-alive, on a free port of 127.0.0.1. The caller
+# sets NGINX, EXPORTER and pin_srv (a command prefix, possibly empty), then
+# calls site_begin.
+
+# site_begin TAG: DIR (a temporary directory), PIDS (stopped, and DIR
+# removed, at exit) and dynobs-exporter ($EXPORTER) draining DIR/shm with
+# nothing exported (EXP_PID): both scripts' nginx report to it.
+site_begin() {
+  DIR=$(mktemp -d "/tmp/dynobs-nginx-$1-XXXXXX")
+  chmod 755 "$DIR"
+  PIDS=()
+  trap site_cleanup EXIT
+  mkdir -p "$DIR/shm"
+  env DYNOBS_SHM_DIR="$DIR/shm" OTEL_TRACES_EXPORTER=none OTEL_METRICS_EXPORTER=none \
+    OTEL_EXPORTER_PROMETHEUS_PORT=0 OTEL_LOG_LEVEL=warn "$EXPORTER" >"$DIR/exporter.log" 2>&1 &
+  EXP_PID=$!
+  PIDS+=("$EXP_PID")
+}
+
+site_cleanup() {
+  local p
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
+  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
+  rm -rf "$DIR"
+}
+
+free_port() {
+  /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+wait_listening() {
+  local port=$1
+  for _ in $(seq 100); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
+    sleep 0.05
+  done
+  echo "nothing listens on port $port; see $DIR/*/error.log" >&2
+  cat "$DIR"/*/error.log >&2
+  exit 1
+}
+
+# start_nginx NAME LIBRARY: sets PORT and URL (its index.html); the
+# master's pid is in DIR/NAME/nginx.pid once it listens. Not run in a
+# subshell: the pid must reach PIDS, for the cleanup.
+start_nginx() {
+  local name=$1 preload=$2 d=$DIR/$1
+  mkdir -p "$d/html"
+  chmod 755 "$d" "$d/html"
+  for _ in $(seq 40); do echo "hello from nginx"; done >"$d/html/index.html"
+  PORT=$(free_port)
+  cat >"$d/nginx.conf" <<EOF
+daemon off;
+worker_processes 1;
+pid $d/nginx.pid;
+error_log $d/error.log;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  client_body_temp_path $d/body;
+  proxy_temp_path $d/proxy;
+  fastcgi_temp_path $d/fcgi;
+  uwsgi_temp_path $d/uwsgi;
+  scgi_temp_path $d/scgi;
+  server {
+    listen 127.0.0.1:$PORT;
+    root $d/html;
+  }
+}
+EOF
+  local envs=()
+  [[ -n $preload ]] && envs=(LD_PRELOAD="$preload" DYNOBS_SHM_DIR="$DIR/shm" OTEL_SERVICE_NAME="$name")
+  "${pin_srv[@]}" env "${envs[@]}" "$NGINX" -c "$d/nginx.conf" -p "$d" >/dev/null 2>&1 &
+  PIDS+=("$!")
+  wait_listening "$PORT"
+  URL="http://127.0.0.1:$PORT/index.html"
+}
