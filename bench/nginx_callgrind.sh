@@ -68,33 +68,18 @@ for i in range(n):
     assert r.status == 200, r.status
 PY
 
+# shellcheck source=bench/nginx_site.sh
+. "$(dirname "$0")/nginx_site.sh"
+
 # run PRELOAD N: prints the total instruction count of one nginx run
 # (with CLIENT=wrk, N seconds of wrk, and then the requests it made).
 run() {
   local d port vp envs=()
   d=$(mktemp -d "$DIR/run-XXXXXX")
   chmod 755 "$d"
-  mkdir -p "$d/html" "$d/shm"
-  chmod 755 "$d/html"
-  for _ in $(seq 40); do echo "hello from nginx"; done >"$d/html/index.html"
-  port=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-  cat >"$d/nginx.conf" <<CONF
-daemon off;
-master_process off;
-worker_processes 1;
-pid $d/nginx.pid;
-error_log $d/error.log;
-events { worker_connections 64; }
-http {
-  access_log off;
-  client_body_temp_path $d/body;
-  proxy_temp_path $d/proxy;
-  fastcgi_temp_path $d/fcgi;
-  uwsgi_temp_path $d/uwsgi;
-  scgi_temp_path $d/scgi;
-  server { listen 127.0.0.1:$port; root $d/html; }
-}
-CONF
+  mkdir -p "$d/shm"
+  port=$(free_port)
+  nginx_site "$d" "$port" single
   [[ $1 == 1 ]] && envs=(LD_PRELOAD="$LIB" DYNOBS_SHM_DIR="$d/shm" DYNOBS_RING_BYTES=64M)
   env "${envs[@]}" valgrind --tool=callgrind "${CG_ARGS[@]}" --callgrind-out-file="$d/cg.out" \
     /usr/sbin/nginx -c "$d/nginx.conf" -p "$d" >"$d/valgrind.log" 2>&1 &

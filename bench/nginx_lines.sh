@@ -27,27 +27,11 @@ D=$(mktemp -d /tmp/dynobs-nginx-lines-XXXXXX)
 chmod 755 "$D"
 VP=
 trap '[[ -n $VP ]] && kill "$VP" 2>/dev/null; rm -rf "$D"' EXIT
-mkdir -p "$D/html" "$D/shm"
-chmod 755 "$D/html"
-for _ in $(seq 40); do echo "hello from nginx"; done >"$D/html/index.html"
-PORT=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-cat >"$D/nginx.conf" <<CONF
-daemon off;
-master_process off;
-worker_processes 1;
-pid $D/nginx.pid;
-error_log $D/error.log;
-events { worker_connections 64; }
-http {
-  access_log off;
-  client_body_temp_path $D/body;
-  proxy_temp_path $D/proxy;
-  fastcgi_temp_path $D/fcgi;
-  uwsgi_temp_path $D/uwsgi;
-  scgi_temp_path $D/scgi;
-  server { listen 127.0.0.1:$PORT; root $D/html; }
-}
-CONF
+# shellcheck source=bench/nginx_site.sh
+. "$(dirname "$0")/nginx_site.sh"
+mkdir -p "$D/shm"
+PORT=$(free_port)
+nginx_site "$D" "$PORT" single
 env LD_PRELOAD="$LIB" DYNOBS_SHM_DIR="$D/shm" DYNOBS_RING_BYTES=64M \
   valgrind --tool=lackey --trace-mem=yes --log-file="$D/trace.txt" \
   /usr/sbin/nginx -c "$D/nginx.conf" -p "$D" >/dev/null 2>&1 &

@@ -1,7 +1,7 @@
 # shellcheck shell=bash disable=SC2034,SC2154
 # (sourced: the caller sets pin_srv and reads URL)
 # The nginx that bench/nginx_wrk.sh and bench/nginx_perf.sh measure,
-# sourced by both: Debian's /usr/sbin/nginx, one worker, access_log off, a
+# sourced by both (and its site by nginx_callgrind.sh and nginx_lines.sh): Debian's /usr/sbin/nginx, one worker, access_log off, a
 # 680-byte index.html, keep-alive, on a free port of 127.0.0.1. The caller
 # sets NGINX, EXPORTER and pin_srv (a command prefix, possibly empty), then
 # calls site_begin.
@@ -43,21 +43,30 @@ wait_listening() {
   exit 1
 }
 
-# start_nginx NAME LIBRARY: sets PORT and URL (its index.html); the
-# master's pid is in DIR/NAME/nginx.pid once it listens. Not run in a
-# subshell: the pid must reach PIDS, for the cleanup.
-start_nginx() {
-  local name=$1 preload=$2 d=$DIR/$1
+# nginx_site DIR PORT [single]: DIR/html/index.html (680 bytes) and
+# DIR/nginx.conf serving it on 127.0.0.1:PORT: one worker, access_log off,
+# keep-alive, 1024 connections; "single": one process (master_process
+# off) and 64 connections, as the runs under valgrind have it
+# (nginx_callgrind.sh, nginx_lines.sh).
+nginx_site() {
+  local d=$1 port=$2 single="" conns=1024
+  if [[ ${3:-} == single ]]; then
+    single="master_process off;"
+    conns=64
+  fi
   mkdir -p "$d/html"
   chmod 755 "$d" "$d/html"
   for _ in $(seq 40); do echo "hello from nginx"; done >"$d/html/index.html"
-  PORT=$(free_port)
-  cat >"$d/nginx.conf" <<EOF
-daemon off;
+  # (each variant byte for byte as its scripts wrote it before they
+  # shared it: the valgrind runs' figures depend on nginx's allocations)
+  {
+    echo "daemon off;"
+    [[ -n $single ]] && echo "master_process off;"
+    cat <<EOF
 worker_processes 1;
 pid $d/nginx.pid;
 error_log $d/error.log;
-events { worker_connections 1024; }
+events { worker_connections $conns; }
 http {
   access_log off;
   client_body_temp_path $d/body;
@@ -65,12 +74,23 @@ http {
   fastcgi_temp_path $d/fcgi;
   uwsgi_temp_path $d/uwsgi;
   scgi_temp_path $d/scgi;
-  server {
-    listen 127.0.0.1:$PORT;
-    root $d/html;
-  }
-}
 EOF
+    if [[ -n $single ]]; then
+      echo "  server { listen 127.0.0.1:$port; root $d/html; }"
+    else
+      printf '  server {\n    listen 127.0.0.1:%s;\n    root %s/html;\n  }\n' "$port" "$d"
+    fi
+    echo "}"
+  } >"$d/nginx.conf"
+}
+
+# start_nginx NAME LIBRARY: sets PORT and URL (its index.html); the
+# master's pid is in DIR/NAME/nginx.pid once it listens. Not run in a
+# subshell: the pid must reach PIDS, for the cleanup.
+start_nginx() {
+  local name=$1 preload=$2 d=$DIR/$1
+  PORT=$(free_port)
+  nginx_site "$d" "$PORT"
   local envs=()
   [[ -n $preload ]] && envs=(LD_PRELOAD="$preload" DYNOBS_SHM_DIR="$DIR/shm" OTEL_SERVICE_NAME="$name")
   "${pin_srv[@]}" env "${envs[@]}" "$NGINX" -c "$d/nginx.conf" -p "$d" >/dev/null 2>&1 &

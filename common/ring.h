@@ -52,9 +52,13 @@ void dynobs__ring_commit(struct dynobs_ring *r, struct dynobs_rec_hdr *h);
  * reservation, then, once the payload is written, the publication. A
  * locked add after the payload's stores would wait for every one of them
  * to reach the cache (lines the consumer last read, on another CPU);
- * right after the reservation's compare-and-swap there is nothing to
- * wait for. The count then runs ahead of the records published by the
- * ones being written, never behind. */
+ * right after the reservation it waits for the header's store alone.
+ * Counted before the reservation it would wait for nothing, but a
+ * producer killed between the two would leave a count that no record in
+ * the ring explains (BENCHMARKS.md, "Eighth round"); here a record the
+ * kill interrupts is in the ring, and the consumer counts it abandoned.
+ * The count runs ahead of the records published by the ones being
+ * written, never behind. */
 static inline void dynobs__ring_count_written(struct dynobs_ring *r)
 {
     __atomic_fetch_add(&r->counters[DYNOBS_CTR_RECORDS_WRITTEN], 1, __ATOMIC_RELAXED);
