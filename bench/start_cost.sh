@@ -24,7 +24,12 @@
 # LIBDYNOBS defaults to build/libdynobs.so; EMPTY_LIB is built into a
 # temporary directory when not given. Environment: N (processes per
 # mode and round, default 1000), ROUNDS (default 5), PROG (default /bin/true),
-# CALLGRIND=0 to skip the instruction counts.
+# CALLGRIND=0 to skip the instruction counts, BEFORE (another
+# libdynobs.so, an earlier build: two more modes, before-enabled and
+# before-disabled, take their turns with the others, and the median over
+# the rounds of LIBDYNOBS - BEFORE in the same round is printed; copy both
+# files at the same moment, as the page cache's state of a file weighs on
+# these figures).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -138,6 +143,10 @@ cc -O2 -o "$TMP/spawn_loop" "$TMP/spawn_loop.c"
 printf '%s\n' "$LIB" >"$TMP/ld.so.preload"
 printf 'include /opt/not-this-one/*\nexclude */true\n' >"$TMP/hostwide.conf"
 MODES=(none empty enabled disabled nocrash hostwide)
+if [[ -n ${BEFORE:-} ]]; then
+  BEFORE=$(realpath "$BEFORE") || exit 2
+  MODES+=(before-enabled before-disabled)
+fi
 mode_env() {
   case $1 in
     none) ;;
@@ -146,12 +155,15 @@ mode_env() {
     disabled) echo "LD_PRELOAD=$LIB OTEL_SDK_DISABLED=true" ;;
     nocrash) echo "LD_PRELOAD=$LIB DYNOBS_CRASH_REPORTS=0" ;;
     hostwide) echo "LD_PRELOAD=$LIB DYNOBS_HOSTWIDE_PRELOAD_FILE=$TMP/ld.so.preload DYNOBS_HOSTWIDE_CONF=$TMP/hostwide.conf" ;;
+    before-enabled) echo "LD_PRELOAD=$BEFORE" ;;
+    before-disabled) echo "LD_PRELOAD=$BEFORE OTEL_SDK_DISABLED=true" ;;
   esac
 }
 MODE_ARGS=()
 for m in "${MODES[@]}"; do MODE_ARGS+=("$(mode_env "$m")"); done
 
 echo "libdynobs: $LIB"
+[[ -n ${BEFORE:-} ]] && echo "before: $BEFORE"
 echo "program: $PROG, $N processes per mode and round, $ROUNDS rounds, modes taking turns process by process"
 echo "load: $(cut -d' ' -f1-3 /proc/loadavg) at the start, $(nproc) CPUs"
 "$TMP/spawn_loop" 50 "$PROG" "${MODE_ARGS[@]}" >/dev/null # warm-up
@@ -180,7 +192,8 @@ print()
 print("| preload | wall µs per process | CPU µs per process | wall added to the empty library "
       "| CPU added | page faults (mean) | wall, each round |")
 print("| --- | --- | --- | --- | --- | --- | --- |")
-for m in ("none", "empty", "enabled", "disabled", "nocrash", "hostwide"):
+for m in [m for m in ("none", "empty", "enabled", "disabled", "nocrash", "hostwide",
+                      "before-enabled", "before-disabled") if m in wall]:
     def added(t):
         if m == "none":
             return ""
@@ -190,6 +203,14 @@ for m in ("none", "empty", "enabled", "disabled", "nocrash", "hostwide"):
     print("| %s | %.1f | %.1f | %s | %s | %.2f | %s |" % (
         m, statistics.median(wall[m]), statistics.median(cpu[m]), added(wall), added(cpu),
         statistics.median(flt[m]), ", ".join("%.0f" % x for x in wall[m])))
+if "before-enabled" in wall:
+    print()
+    for m in ("enabled", "disabled"):
+        b = "before-" + m
+        d = sorted(a - x for a, x in zip(wall[m], wall[b]))
+        c = statistics.median([a - x for a, x in zip(cpu[m], cpu[b])])
+        print("%s, this library - BEFORE: wall %+.1f µs (rounds, sorted: %s), CPU %+.1f µs" % (
+            m, statistics.median(d), ", ".join("%+.1f" % x for x in d), c))
 PY
 
 [[ ${CALLGRIND:-1} == 0 ]] && exit 0
