@@ -1,30 +1,56 @@
 #!/usr/bin/env bash
-# The library's .bss stays small: every process that preloads it (in
-# host-wide mode, every process of the host) pays at load for the
-# anonymous mapping of whatever .bss does not fit the last page of its
-# initialised data (BENCHMARKS.md, process start). A table sized for busy
-# processes is mapped at its first use instead (preload/lazymap.h).
+# The library's zero-filled variables stay small, and cost no mapping of
+# their own: every process that preloads it (in host-wide mode, every
+# process of the host) pays at load for an anonymous mapping of whatever
+# zero-filled memory reaches past the last page of its writable segment's
+# file bytes (BENCHMARKS.md, process start). A table sized for busy
+# processes is mapped at its first use instead (preload/lazymap.h), and
+# the rest lies in the file (preload/nobss.ld).
 #
-#   bash tests/bss_test.sh LIBDYNOBS
+#   bash tests/bss_test.sh LIBDYNOBS [NOBSS]
 #
-# Fails on a .bss object over OBJ_MAX bytes or a .bss over TOTAL_MAX.
+# NOBSS: 1 when the build links with preload/nobss.ld (CMake's
+# DYNOBS_LD_NOBSS). Fails on a zero-filled object (in .bss or .data.zero)
+# over OBJ_MAX bytes or on more than TOTAL_MAX of them in all; and, with
+# NOBSS=1, on a writable segment whose memory reaches a page past its file
+# bytes (an anonymous mapping at every load).
 set -euo pipefail
 lib=$1
+nobss=${2:-0}
 OBJ_MAX=8192
 TOTAL_MAX=16384
-command -v nm >/dev/null && command -v size >/dev/null || { echo "SKIP: no binutils"; exit 77; }
-total=$(size -A "$lib" | awk '$1 == ".bss" {print $2}')
+for t in objdump readelf; do
+  command -v "$t" >/dev/null || { echo "SKIP: no binutils ($t)"; exit 77; }
+done
 bad=0
-while read -r _ size type name; do
+total=0
+# objdump -t: address, flags, section, size, name
+while read -r size name; do
   n=$((16#$size))
+  total=$((total + n))
   if ((n > OBJ_MAX)); then
-    echo "FAIL: .bss object $name is $n bytes (over $OBJ_MAX): map it at first use (preload/lazymap.h)"
+    echo "FAIL: zero-filled object $name is $n bytes (over $OBJ_MAX): map it at first use (preload/lazymap.h)"
     bad=1
   fi
-done < <(nm -S "$lib" | awk '$3 == "b" || $3 == "B"')
+done < <(objdump -t "$lib" | awk '$4 == ".bss" || $4 == ".data.zero" {print $5, $6}')
 if ((total > TOTAL_MAX)); then
-  echo "FAIL: .bss is $total bytes (over $TOTAL_MAX)"
+  echo "FAIL: zero-filled objects take $total bytes (over $TOTAL_MAX)"
   bad=1
 fi
-echo ".bss: $total bytes"
+echo "zero-filled objects: $total bytes"
+# The writable PT_LOAD: offset, address, file size, memory size.
+read -r vaddr filesz memsz < <(readelf -lW "$lib" |
+  awk '$1 == "LOAD" && $7 ~ /W/ {print $3, $5, $6; exit}')
+end_file=$((vaddr + filesz))
+end_mem=$((vaddr + memsz))
+page_end=$(((end_file + 4095) / 4096 * 4096))
+echo "writable segment: file bytes to $(printf '%#x' "$end_file"), memory to $(printf '%#x' "$end_mem")"
+if ((end_mem > page_end)); then
+  if [[ $nobss == 1 ]]; then
+    echo "FAIL: $((end_mem - page_end)) bytes of zero-filled memory past the file's last page: an anonymous mapping at every load (is preload/nobss.ld still linked?)"
+    bad=1
+  else
+    echo "note: built without preload/nobss.ld, the loader maps $((end_mem - page_end)) bytes apart"
+  fi
+fi
 exit $bad
