@@ -19,7 +19,7 @@ dynobs_install_deps build-essential cmake pkg-config libyaml-dev libcriterion-de
   libmicrohttpd-dev libcurl4-openssl-dev libprotobuf-c-dev protobuf-c-compiler zlib1g-dev \
   protobuf-compiler prometheus python3 curl nginx-light wget wrk openssl \
   postgresql-15 libpq-dev python3-psycopg2 python3-pytest util-linux libunwind-dev \
-  ruby php-cli php-curl openjdk-17-jdk-headless libhttp-daemon-perl python3-aiohttp \
+  ruby php-cli php-curl php-fpm openjdk-17-jdk-headless libhttp-daemon-perl python3-aiohttp \
   python3-uvicorn python3-dev python3-hpack python3-h2 python3-grpcio nghttp2-server \
   nghttp2-client clang bpftool libbpf-dev golang-go python3-yaml lintian file chromium chromium-driver python3-selenium
 
