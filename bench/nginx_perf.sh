@@ -49,13 +49,7 @@ fi
 . "$(dirname "$0")/nginx_site.sh"
 site_begin perf
 
-start_nginx plain "$VERSUS"
-PORT_PLAIN=$PORT
-start_nginx shim "$LIB"
-PORT_SHIM=$PORT
-WORKER_PLAIN=$(pgrep -P "$(cat "$DIR/plain/nginx.pid")")
-WORKER_SHIM=$(pgrep -P "$(cat "$DIR/shim/nginx.pid")")
-[[ -n $WORKER_PLAIN && -n $WORKER_SHIM ]] || { echo "no nginx worker found" >&2; exit 1; }
+start_pair "$VERSUS" "$LIB"
 
 # profile NAME PORT WORKER REP: perf of the worker over DUR seconds of wrk.
 profile() {

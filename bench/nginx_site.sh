@@ -1,5 +1,6 @@
 # shellcheck shell=bash disable=SC2034,SC2154
-# (sourced: the caller sets pin_srv and reads URL)
+# (sourced: the caller sets pin_srv and reads URL, or the *_PLAIN and
+# *_SHIM variables of start_pair)
 # The nginx that bench/nginx_wrk.sh and bench/nginx_perf.sh measure,
 # sourced by both (and its site by nginx_callgrind.sh and nginx_lines.sh): Debian's /usr/sbin/nginx, one worker, access_log off, a
 # 680-byte index.html, keep-alive, on a free port of 127.0.0.1. The caller
@@ -97,4 +98,21 @@ start_nginx() {
   PIDS+=("$!")
   wait_listening "$PORT"
   URL="http://127.0.0.1:$PORT/index.html"
+}
+
+# start_pair PLAIN_LIBRARY SHIM_LIBRARY: the two nginx that
+# bench/nginx_wrk.sh and bench/nginx_perf.sh compare (PLAIN_LIBRARY empty:
+# none, plain nginx), as DIR/nginx-plain and DIR/nginx-shim; sets
+# URL_PLAIN, URL_SHIM, PORT_PLAIN, PORT_SHIM and the pids of their worker
+# processes (one each), WORKER_PLAIN and WORKER_SHIM.
+start_pair() {
+  start_nginx nginx-plain "$1"
+  URL_PLAIN=$URL
+  PORT_PLAIN=$PORT
+  start_nginx nginx-shim "$2"
+  URL_SHIM=$URL
+  PORT_SHIM=$PORT
+  WORKER_PLAIN=$(pgrep -P "$(cat "$DIR/nginx-plain/nginx.pid")")
+  WORKER_SHIM=$(pgrep -P "$(cat "$DIR/nginx-shim/nginx.pid")")
+  [[ -n $WORKER_PLAIN && -n $WORKER_SHIM ]] || { echo "no nginx worker found" >&2; exit 1; }
 }

@@ -66,15 +66,9 @@ fi
 . "$(dirname "$0")/nginx_site.sh"
 site_begin wrk
 
-start_nginx nginx-plain "$VERSUS"
-URL_PLAIN=$URL
-start_nginx nginx-shim "$LIB"
-URL_SHIM=$URL
-# The worker processes (one each), whose CPU time per request is the
-# figure least moved by whatever else runs on the machine.
-WORKER_PLAIN=$(pgrep -P "$(cat "$DIR/nginx-plain/nginx.pid")")
-WORKER_SHIM=$(pgrep -P "$(cat "$DIR/nginx-shim/nginx.pid")")
-[[ -n $WORKER_PLAIN && -n $WORKER_SHIM ]] || { echo "no nginx worker found" >&2; exit 1; }
+# (the worker processes' CPU time per request is the figure least moved
+# by whatever else runs on the machine)
+start_pair "$VERSUS" "$LIB"
 
 # cpu_ns PID: the time a process has run on a CPU, in ns
 # (/proc/PID/schedstat: exact, where /proc/PID/stat counts 10 ms ticks,
