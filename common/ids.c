@@ -1,8 +1,8 @@
 #include "ids.h"
+#include "sys.h"
 #include "util.h"
 
 #include <string.h>
-#include <sys/random.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -11,7 +11,7 @@ void dynobs__rng_seed(struct dynobs_rng *r)
     uint64_t seed = 0;
     /* GRND_NONBLOCK: never wait for the entropy pool at early boot; the
      * fallback mixes values that differ between processes and threads. */
-    if (getrandom(&seed, sizeof seed, GRND_NONBLOCK) != (ssize_t)sizeof seed) {
+    if (dynobs__getrandom(&seed, sizeof seed, GRND_NONBLOCK) != (ssize_t)sizeof seed) {
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
         seed = dynobs__mix64((uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 30) ^

@@ -184,7 +184,7 @@ int dynobs__meta_check(const struct dynobs_metric_meta *m)
 /* The reader's copy: entries are immutable once READY, but the copy is
  * what is checked and pointed into, so that a producer scribbling on its
  * segment cannot make a view run past what was checked. */
-static _Thread_local struct dynobs_metric_meta copy;
+static _Thread_local struct dynobs_metric_meta copy __attribute__((tls_model("initial-exec")));
 
 int dynobs__reader_meta(const struct dynobs_reader *r, uint32_t i,
                         struct dynobs_metric_meta_view *v)

@@ -1,6 +1,7 @@
 #define _GNU_SOURCE
 #include "reader.h"
 #include "segment.h"
+#include "sys.h"
 #include "util.h"
 
 #include <errno.h>
@@ -73,7 +74,7 @@ int dynobs__reader_open(struct dynobs_reader *r, const char *path, int flags)
         return -errno;
     struct stat st;
     int rc;
-    if (fstat(fd, &st) < 0) {
+    if (dynobs__fstat(fd, &st) < 0) {
         rc = -errno;
         goto fail;
     }

@@ -1,10 +1,10 @@
 #define _GNU_SOURCE
 #include "segment.h"
+#include "sys.h"
 #include "util.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <stdio.h> /* renameat */
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -175,12 +175,12 @@ int dynobs__segment_create(struct dynobs_segment *s, const struct dynobs_segment
     if (dfd < 0)
         return dfd;
     int rc = 0;
-    int fd = openat(dfd, tmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    int fd = dynobs__openat(dfd, tmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (fd < 0 && errno == EEXIST) {
         /* A leftover of an earlier process with our pid and start time
          * cannot exist, but one of ours from before a failed attempt can. */
-        unlinkat(dfd, tmp, 0);
-        fd = openat(dfd, tmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+        dynobs__unlinkat(dfd, tmp, 0);
+        fd = dynobs__openat(dfd, tmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
     }
     if (fd < 0) {
         rc = -errno;
@@ -233,7 +233,7 @@ int dynobs__segment_create(struct dynobs_segment *s, const struct dynobs_segment
         h->resource_count = p->resource->count;
     }
     __atomic_store_n(&h->magic, DYNOBS_SEG_MAGIC, __ATOMIC_RELEASE);
-    if (renameat(dfd, tmp, dfd, name) < 0) {
+    if (dynobs__renameat(dfd, tmp, dfd, name) < 0) {
         rc = -errno;
         munmap(base, g.total_bytes);
         goto fail;
@@ -271,7 +271,7 @@ int dynobs__segment_create(struct dynobs_segment *s, const struct dynobs_segment
     return 0;
 
 fail:
-    unlinkat(dfd, tmp, 0);
+    dynobs__unlinkat(dfd, tmp, 0);
     close(fd);
     close(dfd);
     return rc;

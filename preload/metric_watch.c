@@ -15,6 +15,7 @@
  * watch that reuses its entry.
  */
 #define _GNU_SOURCE
+#include <dlfcn.h>
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
@@ -66,7 +67,7 @@ static void *watches;     /* struct watch[DYNOBS_WATCH_MAX]; NULL: never watched
 static uint32_t live;     /* entries not FREE, atomic */
 static int running;       /* a watch thread runs or is starting, atomic */
 static pid_t running_pid; /* whose: a forked child has no thread of its parent's */
-static _Thread_local int on_watch_thread;
+static __thread int on_watch_thread DYNOBS_TLS;
 
 static int make_id(uint32_t gen, unsigned i)
 {
@@ -237,8 +238,14 @@ static int ensure_thread(void)
         __atomic_store_n(&running, 0, __ATOMIC_SEQ_CST);
         return DYNOBS_ENOMEM;
     }
-    /* Named here, so that it is named as soon as it exists (ps, top). */
-    pthread_setname_np(t, "dynobs-watch");
+    /* Named here, so that it is named as soon as it exists (ps, top).
+     * Looked up rather than bound: pthread_setname_np comes at a symbol
+     * version of its own, a cost at every process start
+     * (common/glibc_symver.h). */
+    int (*setname)(pthread_t, const char *) =
+        (int (*)(pthread_t, const char *))dlsym(RTLD_DEFAULT, "pthread_setname_np");
+    if (setname)
+        setname(t, "dynobs-watch");
     return 0;
 }
 

@@ -95,9 +95,11 @@ size_t dynobs__hpack_literal(uint8_t *out, size_t cap, const char *name, size_t 
 size_t dynobs__hpack_literal_size(size_t name_len, size_t value_len);
 
 /* RFC 7541 Appendix A and B, in hpack_static.c. */
+/* (The strings in place rather than pointed to: 122 pointers were as
+ * many relocations for the loader at every process start.) */
 struct dynobs_hpack_static {
-    const char *name;
-    const char *value;
+    char name[28];  /* the longest, access-control-allow-origin, and a NUL */
+    char value[14]; /* gzip, deflate */
     uint8_t name_len;
     uint8_t value_len;
 };
