@@ -4,8 +4,8 @@
 # libraries it needs and the symbol versions it needs of them. Where the
 # build binds to glibc's base versions (common/glibc_symver.h: x86-64
 # glibc, no sanitizer; CMake's DYNOBS_SYMVER), that is libc alone, at
-# GLIBC_2.2.5, GLIBC_2.3.2 (__register_atfork) and GLIBC_2.16
-# (getauxval), where it was ld.so and libc at twelve versions.
+# GLIBC_2.2.5, GLIBC_2.3.2 (__register_atfork), GLIBC_2.14 (memcpy) and
+# GLIBC_2.16 (getauxval), where it was ld.so and libc at twelve versions.
 #
 #   bash tests/versions_test.sh LIBDYNOBS
 #
@@ -33,7 +33,7 @@ echo "versions: $versions"
 [[ -n $versions ]] || { echo "FAIL: no version needs read from $lib"; bad=1; }
 for v in $versions; do
   case $v in
-    libc.so.6:GLIBC_2.2.5 | libc.so.6:GLIBC_2.3.2 | libc.so.6:GLIBC_2.16) ;;
+    libc.so.6:GLIBC_2.2.5 | libc.so.6:GLIBC_2.3.2 | libc.so.6:GLIBC_2.14 | libc.so.6:GLIBC_2.16) ;;
     *)
       echo "FAIL: the library needs $v; the symbols at ${v#*:} (of any library):"
       readelf --dyn-syms -W "$lib" | awk -v v="${v#*:}" '$7 == "UND" && index($8, "@" v) && substr($8, length($8) - length(v)) == "@" v'
