@@ -18,35 +18,13 @@
 # "plain" nginx runs under instead of none).
 set -uo pipefail
 
-BUILD=$(realpath "${1:-build}") || exit 2
 REPS=${REPS:-2}
 DUR=${SECONDS_PER_REP:-8}
 FREQ=${FREQ:-10000}
-VERSUS=${VERSUS:-}
-LIB=$BUILD/libdynobs.so
-EXPORTER=$BUILD/exporter/dynobs-exporter
-NGINX=/usr/sbin/nginx
-
-if [[ -n $VERSUS ]]; then
-  VERSUS=$(realpath "$VERSUS") || exit 2
-fi
-for f in "$LIB" "$EXPORTER" "$NGINX" /usr/bin/wrk /usr/bin/perf ${VERSUS:+"$VERSUS"}; do
-  [[ -e $f ]] || { echo "missing: $f (build first; Debian: nginx-light, wrk, linux-perf)" >&2; exit 77; }
-done
-
-while read -r v; do unset "$v"; done < <(compgen -e | grep -E '^(DYNOBS_|OTEL_)')
-unset LD_PRELOAD
-
-NCPU=$(nproc)
-pin_srv=()
-pin_wrk=()
-if [[ $NCPU -ge 2 ]]; then
-  pin_srv=(taskset -c 0)
-  pin_wrk=(taskset -c "$((NCPU - 1))")
-fi
 
 # shellcheck source=bench/nginx_site.sh
 . "$(dirname "$0")/nginx_site.sh"
+perf_bench_begin "${1:-build}"
 site_begin perf
 
 start_pair "$VERSUS" "$LIB"

@@ -7,6 +7,35 @@
 # sets NGINX, EXPORTER and pin_srv (a command prefix, possibly empty), then
 # calls site_begin.
 
+# perf_bench_begin BUILD_DIR: what bench/nginx_perf.sh and
+# bench/nginx_symbols.sh start with: BUILD, LIB, EXPORTER, NGINX and VERSUS
+# (the caller's, resolved) checked to exist (exit 77 when one does not),
+# no DYNOBS_/OTEL_ variable or LD_PRELOAD of the caller's, and pin_srv and
+# pin_wrk (the first and the last CPU, when there are two or more).
+perf_bench_begin() {
+  BUILD=$(realpath "$1") || exit 2
+  VERSUS=${VERSUS:-}
+  LIB=$BUILD/libdynobs.so
+  EXPORTER=$BUILD/exporter/dynobs-exporter
+  NGINX=/usr/sbin/nginx
+  if [[ -n $VERSUS ]]; then
+    VERSUS=$(realpath "$VERSUS") || exit 2
+  fi
+  local f v
+  for f in "$LIB" "$EXPORTER" "$NGINX" /usr/bin/wrk /usr/bin/perf ${VERSUS:+"$VERSUS"}; do
+    [[ -e $f ]] || { echo "missing: $f (build first; Debian: nginx-light, wrk, linux-perf)" >&2; exit 77; }
+  done
+  while read -r v; do unset "$v"; done < <(compgen -e | grep -E '^(DYNOBS_|OTEL_)')
+  unset LD_PRELOAD
+  NCPU=$(nproc)
+  pin_srv=()
+  pin_wrk=()
+  if ((NCPU >= 2)); then
+    pin_srv=(taskset -c 0)
+    pin_wrk=(taskset -c "$((NCPU - 1))")
+  fi
+}
+
 # site_begin TAG: DIR (a temporary directory), PIDS (stopped, and DIR
 # removed, at exit) and dynobs-exporter ($EXPORTER) draining DIR/shm with
 # nothing exported (EXP_PID): both scripts' nginx report to it.
