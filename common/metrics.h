@@ -114,12 +114,32 @@ static inline void dynobs__metric_add_double(uint64_t *p, double v)
         ;
 }
 
+/* The bucket of v among n ascending bounds b (checked so at registration):
+ * bucket i holds (b[i-1], b[i]], the last (b[n-1], +inf), so i is the
+ * number of bounds below v (a NaN is below none). The first bound decides
+ * at once for the values under it (most requests' durations); past it,
+ * halving takes four steps for the default fifteen bounds, where a scan
+ * took up to fifteen. */
+static inline unsigned dynobs__bucket_of(const double *b, unsigned n, double v)
+{
+    if (!n || !(v > b[0]))
+        return 0;
+    unsigned lo = 1, len = n - 1;
+    while (len) {
+        unsigned half = len >> 1;
+        if (v > b[lo + half]) {
+            lo += half + 1;
+            len -= half + 1;
+        } else {
+            len = half;
+        }
+    }
+    return lo;
+}
+
 static inline void dynobs__metric_observe(struct dynobs_metric_slot *s, double v)
 {
-    /* Bucket i holds (bounds[i-1], bounds[i]]; the last is (b[n-1], +inf). */
-    unsigned i = 0, n = s->nbounds;
-    while (i < n && v > s->bounds[i])
-        i++;
+    unsigned i = dynobs__bucket_of(s->bounds, s->nbounds, v);
     __atomic_fetch_add(&s->buckets[i], 1, __ATOMIC_RELAXED);
     dynobs__metric_add_double(&s->value, v);
     /* min and max change rarely: a plain load first, a CAS only then. */

@@ -103,6 +103,43 @@ Test(metrics, histogram_buckets_sum_min_max)
     cr_assert_eq(v.buckets[2], 1); /* (5, 10] */
 }
 
+/* The bucket search against the plain scan it replaced, for every count
+ * of bounds up to the most a slot holds, at each bound, between and
+ * beside them, at the infinities and for a NaN. */
+Test(metrics, bucket_of_is_the_scan)
+{
+    double b[DYNOBS_HISTOGRAM_MAX_BOUNDS];
+    srand(7);
+    for (int round = 0; round < 200; round++) {
+        unsigned n = (unsigned)round % (DYNOBS_HISTOGRAM_MAX_BOUNDS + 1);
+        double x = (rand() % 2000) / 10.0 - 100.0;
+        for (unsigned i = 0; i < n; i++) {
+            x += 0.25 + (rand() % 1000) / 100.0;
+            b[i] = x;
+        }
+        double probes[4 * DYNOBS_HISTOGRAM_MAX_BOUNDS + 5];
+        unsigned np = 0;
+        for (unsigned i = 0; i < n; i++) {
+            probes[np++] = b[i];
+            probes[np++] = nextafter(b[i], -INFINITY);
+            probes[np++] = nextafter(b[i], INFINITY);
+            probes[np++] = i ? (b[i - 1] + b[i]) / 2 : b[i] - 1000;
+        }
+        probes[np++] = n ? b[n - 1] + 1000 : 0;
+        probes[np++] = -INFINITY;
+        probes[np++] = INFINITY;
+        probes[np++] = NAN;
+        probes[np++] = -0.0;
+        for (unsigned k = 0; k < np; k++) {
+            unsigned want = 0;
+            while (want < n && probes[k] > b[want])
+                want++;
+            cr_assert_eq(dynobs__bucket_of(b, n, probes[k]), want, "n %u, value %.17g: %u, not %u",
+                         n, probes[k], dynobs__bucket_of(b, n, probes[k]), want);
+        }
+    }
+}
+
 Test(metrics, bad_input_is_refused)
 {
     struct dynobs_metric_table *t = table(64);
