@@ -185,7 +185,7 @@ static int tchar_mark(char ch)
 DYNOBS_START_TEXT
 static int token(const char *s, size_t n, char *out, size_t cap, int header)
 {
-    static const char *const own[] = {"traceparent", "tracestate",    "baggage",
+    static const char own[][20] = {"traceparent", "tracestate",    "baggage",
                                       "host",        "user-agent",    "authorization",
                                       "cookie",      "set-cookie",    "proxy-authorization"};
     if (n == 0 || n >= cap)

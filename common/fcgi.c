@@ -6,7 +6,7 @@
 enum { BEGIN_REQUEST = 1, END_REQUEST = 3, PARAMS = 4, STDOUT = 6, STDERR = 7 };
 
 /* The CGI variables kept, by enum dynobs_fcgi_param. */
-static const char *const kept[DYNOBS_FCGI_NPARAMS] = {
+static const char kept[DYNOBS_FCGI_NPARAMS][20] = {
     "REQUEST_METHOD", "REQUEST_URI",     "HTTP_HOST",       "SERVER_PORT",
     "REMOTE_ADDR",    "HTTP_USER_AGENT", "SERVER_PROTOCOL", "REQUEST_SCHEME",
     "HTTP_TRACEPARENT", "HTTP_TRACESTATE",

@@ -11,7 +11,7 @@
 #define RANDOM_SPAN (1ull << RANDOM_BITS)
 
 static const struct {
-    const char *name;
+    char name[28];
     enum dynobs_sampler_kind kind;
 } names[] = {
     {"always_on", DYNOBS_SAMPLER_ALWAYS_ON},

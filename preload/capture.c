@@ -114,7 +114,7 @@ ssize_t dynobs__stderr_write(const struct iovec *iov, int iovcnt, int vectored)
  * them, with the level's own name as the severity text. */
 static const struct {
     uint8_t severity;
-    const char *name;
+    char name[8];
 } syslog_levels[8] = {{21, "emerg"}, {19, "alert"}, {18, "crit"}, {17, "err"},
                       {13, "warning"}, {10, "notice"}, {9, "info"}, {5, "debug"}};
 

@@ -174,7 +174,7 @@ void dynobs__conn_unseen_out(struct dynobs_conn *c, size_t n)
 
 void dynobs__conn_end(struct dynobs_conn *c, enum dynobs_conn_end how)
 {
-    static const char *const client_error[] = {
+    static const char client_error[][18] = {
         [DYNOBS_END_CLOSED] = "connection_closed",
         [DYNOBS_END_EOF] = "connection_closed",
         [DYNOBS_END_RESET] = "connection_reset",

@@ -22,7 +22,7 @@
 
 static const char *severity_text(int s)
 {
-    static const char *names[] = {"TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL"};
+    static const char names[][6] = {"TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL"};
     return s <= 0 ? "" : names[(s - 1) / 4];
 }
 

@@ -9,7 +9,8 @@
 struct dynobs_real_fns dynobs__real __attribute__((aligned(64)));
 
 /* The symbol of each entry, in the order of struct dynobs_real_fns. */
-static const char *const names[] = {
+/* (arrays, not pointers: a pointer is a relocation at every process start) */
+static const char names[][16] = {
     "close", "read", "write", "recv", "send", "writev", "recvfrom", "sendmsg", "readv",
     "recvmsg", "sendto", "sendfile", "sendfile64", "dup", "dup2", "dup3", "connect", "accept",
     "accept4", "__read_chk", "__recv_chk", "__recvfrom_chk", "vsyslog", "__vsyslog_chk",

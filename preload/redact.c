@@ -55,7 +55,7 @@ size_t dynobs__redact_query(const struct dynobs_rules *r, const struct dynobs_ru
 int dynobs__redact_header_ok(const struct dynobs_rules *r, const struct dynobs_rule_redact *rd,
                              const char *name, size_t nlen)
 {
-    static const char *const never[] = {"authorization", "cookie", "set-cookie",
+    static const char never[][20] = {"authorization", "cookie", "set-cookie",
                                         "proxy-authorization"};
     for (size_t i = 0; i < sizeof never / sizeof never[0]; i++)
         if (strlen(never[i]) == nlen && strncasecmp(never[i], name, nlen) == 0)
