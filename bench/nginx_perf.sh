@@ -24,10 +24,7 @@ FREQ=${FREQ:-10000}
 
 # shellcheck source=bench/nginx_site.sh
 . "$(dirname "$0")/nginx_site.sh"
-perf_bench_begin "${1:-build}"
-site_begin perf
-
-start_pair "$VERSUS" "$LIB"
+perf_bench_begin "${1:-build}" perf
 
 # profile NAME PORT WORKER REP: perf of the worker over DUR seconds of wrk.
 profile() {

@@ -7,11 +7,12 @@
 # sets NGINX, EXPORTER and pin_srv (a command prefix, possibly empty), then
 # calls site_begin.
 
-# perf_bench_begin BUILD_DIR: what bench/nginx_perf.sh and
+# perf_bench_begin BUILD_DIR TAG: what bench/nginx_perf.sh and
 # bench/nginx_symbols.sh start with: BUILD, LIB, EXPORTER, NGINX and VERSUS
 # (the caller's, resolved) checked to exist (exit 77 when one does not),
-# no DYNOBS_/OTEL_ variable or LD_PRELOAD of the caller's, and pin_srv and
-# pin_wrk (the first and the last CPU, when there are two or more).
+# no DYNOBS_/OTEL_ variable or LD_PRELOAD of the caller's, pin_srv and
+# pin_wrk (the first and the last CPU, when there are two or more), then
+# site_begin TAG and start_pair (VERSUS or plain, and LIB).
 perf_bench_begin() {
   BUILD=$(realpath "$1") || exit 2
   VERSUS=${VERSUS:-}
@@ -34,6 +35,8 @@ perf_bench_begin() {
     pin_srv=(taskset -c 0)
     pin_wrk=(taskset -c "$((NCPU - 1))")
   fi
+  site_begin "$2"
+  start_pair "$VERSUS" "$LIB"
 }
 
 # site_begin TAG: DIR (a temporary directory), PIDS (stopped, and DIR

@@ -28,9 +28,7 @@ TOP=${TOP:-25}
 
 # shellcheck source=bench/nginx_site.sh
 . "$(dirname "$0")/nginx_site.sh"
-perf_bench_begin "${1:-build}"
-site_begin symbols
-start_pair "$VERSUS" "$LIB"
+perf_bench_begin "${1:-build}" symbols
 
 # requests URL SECONDS: the requests wrk completed
 requests() {
