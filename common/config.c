@@ -186,8 +186,8 @@ DYNOBS_START_TEXT
 static int token(const char *s, size_t n, char *out, size_t cap, int header)
 {
     static const char own[][20] = {"traceparent", "tracestate",    "baggage",
-                                      "host",        "user-agent",    "authorization",
-                                      "cookie",      "set-cookie",    "proxy-authorization"};
+                                   "host",        "user-agent",    "authorization",
+                                   "cookie",      "set-cookie",    "proxy-authorization"};
     if (n == 0 || n >= cap)
         return -1;
     for (size_t i = 0; i < n; i++) {

@@ -19,9 +19,9 @@
  *
  * The functions that have no such version are called otherwise: the
  * file system calls of a segment's creation, fstat and getrandom as
- * system calls (common/sys.h), pthread_setname_np as prctl by the thread
- * itself, and the loader's dladdr1, dlinfo and _r_debug through dlsym
- * at their first use (preload/dlopen.c), all off the start-up path.
+ * system calls (common/sys.h); pthread_setname_np (preload/metric_watch.c)
+ * and the loader's dladdr1, dlinfo and _r_debug (preload/dlopen.c) looked
+ * up at their first use (dynobs__lookup), all off the start-up path.
  *
  * Not with the sanitizers, whose runtimes intercept these functions at
  * their default versions, nor on other architectures (their base

@@ -1,5 +1,5 @@
 /*
- * File system calls made as system calls (common/glibc_symver.h): the
+ * libc calls of the shim made as system calls (common/glibc_symver.h): the
  * libc functions of the same names come at symbol versions of their own
  * (GLIBC_2.4, 2.25, 2.33 on x86-64), and a version a library needs is a
  * cost at every process start, whether the call is ever made or not.

@@ -58,9 +58,16 @@
 #define R_GLOB_DAT R_AARCH64_GLOB_DAT
 #endif
 
+/* The loader's functions, looked up at first use. dladdr1 and dlinfo
+ * (GLIBC_2.3.3) and ld.so's _r_debug are among them rather than bound: a
+ * symbol version the library needs is checked at every process start
+ * (common/glibc_symver.h). */
 static struct {
     void *(*open)(const char *, int);
     void *(*mopen)(Lmid_t, const char *, int);
+    int (*addr1)(const void *, Dl_info *, void **, int);
+    int (*info)(void *, int, void *);
+    struct r_debug *debug;
 } loader;
 
 #define LOADER(field, name)                                                                \
@@ -198,34 +205,24 @@ static int interposed(const char *name)
     return strncmp(name, "dynobs_", 7) != 0 && self_sym(name) != NULL;
 }
 
-/* The loader's parts that come at symbol versions of their own (dladdr1
- * and dlinfo at GLIBC_2.3.3, _r_debug in ld.so), looked up when first
- * needed rather than bound: a version the library needs is checked at
- * every process start (common/glibc_symver.h). */
-static struct {
-    int (*addr1)(const void *, Dl_info *, void **, int);
-    int (*info)(void *, int, void *);
-    const struct r_debug *debug;
-} ld;
-
+/* (also the loader's parts the walks use, looked up here: walk_list runs
+ * under the loader's lock, where nothing may call into the loader) */
 static void self_bind(void)
 {
-    ld.addr1 = (int (*)(const void *, Dl_info *, void **, int))dlsym(RTLD_DEFAULT, "dladdr1");
-    ld.info = (int (*)(void *, int, void *))dlsym(RTLD_DEFAULT, "dlinfo");
-    ld.debug = (const struct r_debug *)dlsym(RTLD_DEFAULT, "_r_debug");
-    (void)dlerror(); /* our look-ups' failures are not the application's */
-    if (!ld.addr1 || !ld.info || !ld.debug)
+    if (!LOADER(addr1, "dladdr1") || !LOADER(info, "dlinfo") || !LOADER(debug, "_r_debug")) {
+        (void)dlerror(); /* our look-ups' failures are not the application's */
         return;
+    }
     Dl_info info;
     struct link_map *lm = NULL;
-    if (!ld.addr1((void *)&self_bind, &info, (void **)&lm, RTLD_DL_LINKMAP) || !lm)
+    if (!loader.addr1((void *)&self_bind, &info, (void **)&lm, RTLD_DL_LINKMAP) || !lm)
         return;
     dyn_read(lm, &self.d);
     self.lm = lm;
 }
 
 /* Read once: another thread must never see the table half filled in.
- * 0 when it was, and the loader's parts (ld) were found. */
+ * 0 when it was, and the loader's parts were found. */
 static int self_init(void)
 {
     static pthread_once_t once = PTHREAD_ONCE_INIT;
@@ -287,7 +284,7 @@ static int walk_list(struct dl_phdr_info *info, size_t size, void *arg)
     (void)info;
     (void)size;
     struct work *w = arg;
-    const struct link_map *l = ld.debug->r_map;
+    const struct link_map *l = loader.debug->r_map;
     if (!w->top) { /* before the load: remember the tail */
         while (l && l->l_next)
             l = l->l_next;
@@ -427,7 +424,7 @@ static void *deepbind_open(void *(*fn)(const char *, int), void *(*mfn)(Lmid_t, 
     saved = errno;
     dynobs__guard++;
     struct link_map *top = NULL;
-    if (ld.info(h, RTLD_DI_LINKMAP, &top) == 0 && top) {
+    if (loader.info(h, RTLD_DI_LINKMAP, &top) == 0 && top) {
         w->top = top;
         dl_iterate_phdr(walk_list, w);
         if (w->new_load && w->nslots) {
@@ -457,10 +454,10 @@ static int eligible(const char *file, const void *caller)
     Dl_info info;
     struct link_map *lm = NULL;
     Lmid_t id = LM_ID_BASE;
-    if (!ld.addr1(caller, &info, (void **)&lm, RTLD_DL_LINKMAP) || !lm)
+    if (!loader.addr1(caller, &info, (void **)&lm, RTLD_DL_LINKMAP) || !lm)
         return 0;
     /* A link_map is a handle in glibc. */
-    return ld.info(lm, RTLD_DI_LMID, &id) == 0 && id == LM_ID_BASE;
+    return loader.info(lm, RTLD_DI_LMID, &id) == 0 && id == LM_ID_BASE;
 }
 
 static __attribute__((noinline)) void *open_deepbind(const char *file, int mode)

@@ -15,7 +15,6 @@
  * watch that reuses its entry.
  */
 #define _GNU_SOURCE
-#include <dlfcn.h>
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
@@ -242,8 +241,9 @@ static int ensure_thread(void)
      * Looked up rather than bound: pthread_setname_np comes at a symbol
      * version of its own, a cost at every process start
      * (common/glibc_symver.h). */
+    static void *setname_slot;
     int (*setname)(pthread_t, const char *) =
-        (int (*)(pthread_t, const char *))dlsym(RTLD_DEFAULT, "pthread_setname_np");
+        (int (*)(pthread_t, const char *))dynobs__lookup(&setname_slot, "pthread_setname_np", NULL);
     if (setname)
         setname(t, "dynobs-watch");
     return 0;

@@ -56,7 +56,7 @@ int dynobs__redact_header_ok(const struct dynobs_rules *r, const struct dynobs_r
                              const char *name, size_t nlen)
 {
     static const char never[][20] = {"authorization", "cookie", "set-cookie",
-                                        "proxy-authorization"};
+                                     "proxy-authorization"};
     for (size_t i = 0; i < sizeof never / sizeof never[0]; i++)
         if (strlen(never[i]) == nlen && strncasecmp(never[i], name, nlen) == 0)
             return 0;

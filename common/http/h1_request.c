@@ -73,7 +73,7 @@ void dynobs__h1_watch_correlation(const char (*names)[64], const uint8_t *lens, 
 }
 
 static const char methods[][5] = {"GET ", "POST", "PUT ", "HEAD", "DELE", "OPTI",
-                                      "PATC", "CONN", "TRAC"};
+                                  "PATC", "CONN", "TRAC"};
 
 int dynobs__h1_maybe_request(const uint8_t *p, size_t n)
 {
