@@ -209,7 +209,9 @@ static int interposed(const char *name)
  * under the loader's lock, where nothing may call into the loader) */
 static void self_bind(void)
 {
-    if (!LOADER(addr1, "dladdr1") || !LOADER(info, "dlinfo") || !LOADER(debug, "_r_debug")) {
+    if (!dynobs__lookup((void **)&loader.addr1, "dladdr1", NULL) ||
+        !dynobs__lookup((void **)&loader.info, "dlinfo", NULL) ||
+        !dynobs__lookup((void **)&loader.debug, "_r_debug", NULL)) {
         (void)dlerror(); /* our look-ups' failures are not the application's */
         return;
     }
