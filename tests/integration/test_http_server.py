@@ -1033,9 +1033,9 @@ def test_correlation_ids_and_baggage_passed_on(env):
         p = start(env, ["/usr/bin/python3", script, str(port), rec.url()], "corr-svc",
                   {"DYNOBS_BAGGAGE_ATTRIBUTES": "userId"})
         wait_listening(port, p, "service A")
-        get("http://127.0.0.1:%d/one" % port, {"X-Request-ID": "req-123",
-                                              "X-Correlation-Id": "corr 9",
-                                              "baggage": " userId = alice , tier=gold;ttl=5"})
+        answers = [get("http://127.0.0.1:%d/one" % port, {"X-Request-ID": "req-123",
+                                                         "X-Correlation-Id": "corr 9",
+                                                         "baggage": " userId = alice , tier=gold;ttl=5"})]
         c = socket.create_connection(("127.0.0.1", port), 10)
         c.sendall(("GET /two HTTP/1.1\r\nHost: x\r\nX-Request-ID: a\r\nx-request-id: b\r\n"
                    "baggage: a=1,b c=2\r\nConnection: close\r\n\r\n").encode())
@@ -1045,11 +1045,16 @@ def test_correlation_ids_and_baggage_passed_on(env):
         p2 = start(env, ["/usr/bin/python3", script, str(port2), rec.url()], "corr-svc2",
                    {"DYNOBS_CORRELATION_HEADERS": "X-Trace-Me"})
         wait_listening(port2, p2, "service A (X-Trace-Me)")
-        get("http://127.0.0.1:%d/three" % port2, {"X-Request-ID": "req-3", "X-Trace-Me": "me"})
+        answers.append(get("http://127.0.0.1:%d/three" % port2,
+                           {"X-Request-ID": "req-3", "X-Trace-Me": "me"}))
         # Through libcurl (the C sample server's outbound call).
         port3 = start_sample_server(env, "thread", "corr-curl", rec.url() + "/four")
-        get("http://127.0.0.1:%d/x" % port3, {"X-Request-ID": "via-curl", "baggage": "k=v"})
-        wait_for(lambda: len(rec.got) == 4, 10, "four calls at the recorder")
+        answers.append(get("http://127.0.0.1:%d/x" % port3,
+                           {"X-Request-ID": "via-curl", "baggage": "k=v"}))
+        check([a[0] for a in answers] == [200, 200, 200], "answers to /one, /three, /x: %r" % answers)
+        # Each outbound call was made before its answer: all four are in.
+        check(sorted(path for path, _ in rec.got) == ["/four", "/one", "/three", "/two"],
+              "calls at the recorder: %r" % rec.got)
         got = {path: hdrs for path, hdrs in rec.got}
 
         def values(path, name):
