@@ -119,7 +119,7 @@ reserve_slow(struct dynobs_ring *r, struct dynobs_ring_room *room, uint32_t need
     return reserved_at(r, pos, need, type, flags);
 }
 
-struct dynobs_rec_hdr *dynobs__ring_try_reserve_in(struct dynobs_ring *r,
+DYNOBS_HOT struct dynobs_rec_hdr *dynobs__ring_try_reserve_in(struct dynobs_ring *r,
                                                    struct dynobs_ring_room *room,
                                                    size_t payload_len, uint16_t type,
                                                    uint16_t flags)

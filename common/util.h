@@ -38,6 +38,14 @@
  * (.text.unlikely), so that the code a repeated request runs stays in few
  * cache lines. */
 #define DYNOBS_COLD __attribute__((noinline, cold))
+/* A function a repeated request or span runs (its socket calls, its
+ * span's start and end, its metric): GCC puts it in .text.hot, which the
+ * linker lays out in one piece, so that the code a request runs lies on
+ * seven pages rather than on twenty-one of the library's fifty
+ * (BENCHMARKS.md, "Eleventh round"; bench/hot_code.py). Its unlikely
+ * blocks still go to .text.unlikely, which a section attribute would
+ * prevent. */
+#define DYNOBS_HOT __attribute__((hot))
 
 /* Wall clock in ns since the epoch (the vDSO makes this a few ns). */
 static inline uint64_t dynobs__now_ns(void)

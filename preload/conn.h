@@ -205,7 +205,7 @@ static inline long dynobs__conn_plan(struct dynobs_conn *c, const struct iovec *
  * planned bytes went with them (DYNOBS_INSERT_GIVEN_UP: the transport could not send them
  * and never will; the request then goes without them). */
 #define DYNOBS_INSERT_GIVEN_UP (-1L)
-static inline void dynobs__conn_data(struct dynobs_conn *c, enum dynobs_dir dir,
+static inline DYNOBS_HOT void dynobs__conn_data(struct dynobs_conn *c, enum dynobs_dir dir,
                                      const struct iovec *iov, int iovcnt, size_t n, long ours)
 {
     /* Inline: the dispatch costs a compare, not another call, on every

@@ -240,7 +240,7 @@ void dynobs__ctx_pop_ended(struct dynobs_thread *t)
 }
 
 /* The innermost live entry of t's stack, or NULL. */
-static const struct dynobs_ctx *stack_top(struct dynobs_thread *t)
+static DYNOBS_HOT const struct dynobs_ctx *stack_top(struct dynobs_thread *t)
 {
     dynobs__ctx_pop_ended(t);
     for (int d = t->depth; d > 0; d--) {
@@ -395,7 +395,7 @@ int dynobs__serving_carry(struct dynobs_ctx *c)
     return 0;
 }
 
-void dynobs__serving_begin(struct dynobs_thread *t, const struct dynobs_span *s, int blocking,
+DYNOBS_HOT void dynobs__serving_begin(struct dynobs_thread *t, const struct dynobs_span *s, int blocking,
                            const struct dynobs_ctx_carry *carry, struct dynobs_serving *sv)
 {
     sv->bound.owner = NULL;
@@ -419,7 +419,7 @@ void dynobs__serving_begin(struct dynobs_thread *t, const struct dynobs_span *s,
         t->stack[sv->bound.idx].kind = DYNOBS_CTX_BOUND_NB;
 }
 
-void dynobs__serving_end(struct dynobs_serving *sv, struct dynobs_thread *self)
+DYNOBS_HOT void dynobs__serving_end(struct dynobs_serving *sv, struct dynobs_thread *self)
 {
     /* The serving thread gets its previous context back (lazily, if
      * another thread wrote the response). */

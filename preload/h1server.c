@@ -293,7 +293,7 @@ static DYNOBS_COLD void baggage(struct dynobs_h1s *h, struct dynobs_span *s, int
  * connection's repeated request is kept short (what it does not take is
  * out of line, DYNOBS_COLD): its code is most of what a request served
  * costs the server's instruction cache. */
-static void start(struct dynobs_conn *c)
+static DYNOBS_HOT void start(struct dynobs_conn *c)
 {
     struct dynobs_h1s *h = &c->p.h1s;
     struct dynobs_h1s_exchange *x = &h->x;
@@ -490,7 +490,7 @@ static DYNOBS_COLD const char *end_anew(struct dynobs_conn *c, struct dynobs_spa
     return error_type;
 }
 
-static void finish(struct dynobs_conn *c, int code, const char *error_type)
+static DYNOBS_HOT void finish(struct dynobs_conn *c, int code, const char *error_type)
 {
     struct dynobs_h1s *h = &c->p.h1s;
     struct dynobs_h1s_exchange *x = &h->x;

@@ -23,7 +23,7 @@ void dynobs__http_client_metric(const char *method, const char *server, long por
 
 /* Adds what a process-wide count grew by since it was last reported
  * (*reported, shared by threads: one of them wins each increase). */
-static void report_growth(struct dynobs_segment *seg, const char *name, uint64_t now,
+static DYNOBS_HOT void report_growth(struct dynobs_segment *seg, const char *name, uint64_t now,
                           uint64_t *reported)
 {
     uint64_t was = __atomic_load_n(reported, __ATOMIC_RELAXED);
@@ -36,7 +36,7 @@ static void report_growth(struct dynobs_segment *seg, const char *name, uint64_t
 }
 
 /* The reports that ride on every served request. */
-static void server_extras(struct dynobs_segment *seg)
+static DYNOBS_HOT void server_extras(struct dynobs_segment *seg)
 {
     /* The route trie's folds (route.h), reported with the requests that
      * make them: one load and compare per request otherwise. */
@@ -89,7 +89,7 @@ static __attribute__((noinline)) void server_resolve(struct dynobs_segment *seg,
     }
 }
 
-void dynobs__http_server_metric_memo(struct dynobs_segment *seg, const char *labels,
+DYNOBS_HOT void dynobs__http_server_metric_memo(struct dynobs_segment *seg, const char *labels,
                                      double seconds, struct dynobs_series_memo *m)
 {
     if (DYNOBS_UNLIKELY(!dynobs__metric_value_ok(DYNOBS_METRIC_HISTOGRAM, seconds))) {

@@ -31,13 +31,13 @@ static inline int active(void)
 
 /* ---- the real calls, with raw system calls while dlsym runs ---- */
 
-static ssize_t r_write(int fd, const void *b, size_t n)
+static DYNOBS_HOT ssize_t r_write(int fd, const void *b, size_t n)
 {
     ssize_t (*fn)(int, const void *, size_t) = DYNOBS_REAL(write);
     return fn ? fn(fd, b, n) : syscall(SYS_write, fd, b, n);
 }
 
-static ssize_t r_read(int fd, void *b, size_t n)
+static DYNOBS_HOT ssize_t r_read(int fd, void *b, size_t n)
 {
     ssize_t (*fn)(int, void *, size_t) = DYNOBS_REAL(read);
     return fn ? fn(fd, b, n) : syscall(SYS_read, fd, b, n);
@@ -84,7 +84,7 @@ static struct dynobs_conn *classify(int fd, const struct iovec *iov, int iovcnt,
 }
 
 /* The connection to act on for a write, or NULL to pass through. */
-static inline struct dynobs_conn *out_conn(int fd, const struct iovec *iov, int iovcnt)
+static inline DYNOBS_HOT struct dynobs_conn *out_conn(int fd, const struct iovec *iov, int iovcnt)
 {
     if (!active())
         return NULL;
@@ -115,7 +115,7 @@ static inline struct dynobs_conn *out_conn(int fd, const struct iovec *iov, int 
 /* The connection to act on for a read (its protocol wants the bytes), or
  * DYNOBS_CONN_ACCEPTED for an accepted socket not read yet; NULL to pass
  * through. */
-static inline struct dynobs_conn *in_conn(int fd)
+static inline DYNOBS_HOT struct dynobs_conn *in_conn(int fd)
 {
     if (!active())
         return NULL;
@@ -139,7 +139,7 @@ struct out_call {
     const struct msghdr *msg;
 };
 
-static ssize_t original(const struct out_call *o)
+static DYNOBS_HOT ssize_t original(const struct out_call *o)
 {
     switch (o->kind) {
     case O_WRITE:
@@ -239,7 +239,7 @@ static int nonblocking(const struct out_call *o)
     return fl >= 0 && (fl & O_NONBLOCK);
 }
 
-static ssize_t out(const struct out_call *o, struct dynobs_conn *c)
+static DYNOBS_HOT ssize_t out(const struct out_call *o, struct dynobs_conn *c)
 {
     /* A server's response is only watched: the real call, then its
      * bytes. */
@@ -294,7 +294,7 @@ static ssize_t out(const struct out_call *o, struct dynobs_conn *c)
 
 /* The interposers test "on, and not inside dynobs" first and go straight
  * to the real function otherwise; the work lives out of line. */
-__attribute__((noinline)) static ssize_t write_slow(int fd, const void *buf, size_t n)
+__attribute__((noinline)) static DYNOBS_HOT ssize_t write_slow(int fd, const void *buf, size_t n)
 {
     struct iovec v = {(void *)buf, n};
     struct dynobs_conn *c = out_conn(fd, &v, 1);
@@ -304,7 +304,7 @@ __attribute__((noinline)) static ssize_t write_slow(int fd, const void *buf, siz
     return out(&o, c);
 }
 
-DYNOBS_API ssize_t write(int fd, const void *buf, size_t n)
+DYNOBS_API DYNOBS_HOT ssize_t write(int fd, const void *buf, size_t n)
 {
     if (DYNOBS_LIKELY(!active()))
         return r_write(fd, buf, n);
@@ -316,7 +316,7 @@ DYNOBS_API ssize_t write(int fd, const void *buf, size_t n)
     return write_slow(fd, buf, n);
 }
 
-DYNOBS_API ssize_t writev(int fd, const struct iovec *iov, int iovcnt)
+DYNOBS_API DYNOBS_HOT ssize_t writev(int fd, const struct iovec *iov, int iovcnt)
 {
     if (DYNOBS_UNLIKELY(fd == 2) && dynobs__config.capture_logs && active())
         return dynobs__stderr_write(iov, iovcnt, 1);
@@ -327,7 +327,7 @@ DYNOBS_API ssize_t writev(int fd, const struct iovec *iov, int iovcnt)
     return out(&o, c);
 }
 
-DYNOBS_API ssize_t send(int fd, const void *buf, size_t n, int flags)
+DYNOBS_API DYNOBS_HOT ssize_t send(int fd, const void *buf, size_t n, int flags)
 {
     struct iovec v = {(void *)buf, n};
     struct out_call o = {.kind = O_SEND, .fd = fd, .flags = flags, .iov = &v, .iovcnt = 1};
@@ -374,7 +374,7 @@ static struct dynobs_conn *server_classify(int fd, const struct iovec *iov, int 
     return c;
 }
 
-static void after_read(struct dynobs_conn *c, int fd, const struct iovec *iov, int iovcnt,
+static DYNOBS_HOT void after_read(struct dynobs_conn *c, int fd, const struct iovec *iov, int iovcnt,
                        ssize_t r, size_t asked, int flags)
 {
     int saved = errno;
@@ -392,7 +392,7 @@ static void after_read(struct dynobs_conn *c, int fd, const struct iovec *iov, i
     errno = saved;
 }
 
-__attribute__((noinline)) static ssize_t read_slow(struct dynobs_conn *c, int fd, void *buf,
+__attribute__((noinline)) static DYNOBS_HOT ssize_t read_slow(struct dynobs_conn *c, int fd, void *buf,
                                                    size_t n)
 {
     ssize_t r = r_read(fd, buf, n);
@@ -401,7 +401,7 @@ __attribute__((noinline)) static ssize_t read_slow(struct dynobs_conn *c, int fd
     return r;
 }
 
-DYNOBS_API ssize_t read(int fd, void *buf, size_t n)
+DYNOBS_API DYNOBS_HOT ssize_t read(int fd, void *buf, size_t n)
 {
     if (DYNOBS_LIKELY(!active()))
         return r_read(fd, buf, n);
@@ -423,7 +423,7 @@ DYNOBS_API ssize_t __read_chk(int fd, void *buf, size_t n, size_t buflen)
     return r;
 }
 
-DYNOBS_API ssize_t readv(int fd, const struct iovec *iov, int iovcnt)
+DYNOBS_API DYNOBS_HOT ssize_t readv(int fd, const struct iovec *iov, int iovcnt)
 {
     ssize_t (*fn)(int, const struct iovec *, int) = DYNOBS_REAL(readv);
     struct dynobs_conn *c = in_conn(fd);
@@ -437,7 +437,7 @@ DYNOBS_API ssize_t readv(int fd, const struct iovec *iov, int iovcnt)
     return r;
 }
 
-DYNOBS_API ssize_t recv(int fd, void *buf, size_t n, int flags)
+DYNOBS_API DYNOBS_HOT ssize_t recv(int fd, void *buf, size_t n, int flags)
 {
     ssize_t (*fn)(int, void *, size_t, int) = DYNOBS_REAL(recv);
     struct dynobs_conn *c = in_conn(fd);

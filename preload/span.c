@@ -300,7 +300,7 @@ span_fill(struct dynobs_span *s, struct dynobs_thread *t, const char *name, int 
 /* Both public entry points come here directly: a call from one to the
  * other would go through the global scope, where a program's no-op
  * library may answer first. */
-static dynobs_span *start_span(const char *name, int kind, const char *parent_traceparent,
+static DYNOBS_HOT dynobs_span *start_span(const char *name, int kind, const char *parent_traceparent,
                                const char *parent_tracestate, int flags)
 {
     if (!name)
@@ -342,7 +342,7 @@ static dynobs_span *start_span(const char *name, int kind, const char *parent_tr
     return s;
 }
 
-DYNOBS_API dynobs_span *dynobs_span_start(const char *name, int kind)
+DYNOBS_API DYNOBS_HOT dynobs_span *dynobs_span_start(const char *name, int kind)
 {
     return start_span(name, kind, NULL, NULL, 0);
 }
@@ -523,7 +523,7 @@ static inline __attribute__((always_inline)) int set_attr(dynobs_span *s, const 
     return put_attr(s, key, klen, type, val, vlen, 0);
 }
 
-DYNOBS_API int dynobs_span_set_str(dynobs_span *s, const char *key, const char *value)
+DYNOBS_API DYNOBS_HOT int dynobs_span_set_str(dynobs_span *s, const char *key, const char *value)
 {
     if (!value)
         return DYNOBS_EINVAL;
@@ -533,17 +533,17 @@ DYNOBS_API int dynobs_span_set_str(dynobs_span *s, const char *key, const char *
     return set_attr(s, key, DYNOBS_ATTR_STRING, value, n);
 }
 
-DYNOBS_API int dynobs_span_set_int(dynobs_span *s, const char *key, int64_t value)
+DYNOBS_API DYNOBS_HOT int dynobs_span_set_int(dynobs_span *s, const char *key, int64_t value)
 {
     return set_attr(s, key, DYNOBS_ATTR_INT, &value, 8);
 }
 
-DYNOBS_API int dynobs_span_set_double(dynobs_span *s, const char *key, double value)
+DYNOBS_API DYNOBS_HOT int dynobs_span_set_double(dynobs_span *s, const char *key, double value)
 {
     return set_attr(s, key, DYNOBS_ATTR_DOUBLE, &value, 8);
 }
 
-DYNOBS_API int dynobs_span_set_bool(dynobs_span *s, const char *key, int value)
+DYNOBS_API DYNOBS_HOT int dynobs_span_set_bool(dynobs_span *s, const char *key, int value)
 {
     int64_t b = value != 0;
     return set_attr(s, key, DYNOBS_ATTR_BOOL, &b, 8);
@@ -854,7 +854,7 @@ static int span_end(dynobs_span *s)
     return span_end_at(s, 0, NULL);
 }
 
-static int span_end_at(dynobs_span *s, uint64_t end_ns, struct dynobs_span_tmpl *t)
+static DYNOBS_HOT int span_end_at(dynobs_span *s, uint64_t end_ns, struct dynobs_span_tmpl *t)
 {
     /* A plain test and store, not a compare-and-swap: ending one span from
      * two threads at once is a caller bug, and what it costs then is a
@@ -887,7 +887,7 @@ DYNOBS_API int dynobs_span_set_status(dynobs_span *s, int code, const char *mess
     return set_status(s, code, message);
 }
 
-DYNOBS_API int dynobs_span_end(dynobs_span *s)
+DYNOBS_API DYNOBS_HOT int dynobs_span_end(dynobs_span *s)
 {
     return span_end(s);
 }

@@ -1,7 +1,7 @@
 #include "h1.h"
 #include "h1_scan.h"
 
-#include "../util.h" /* DYNOBS_START_TEXT, DYNOBS_START_DATA */
+#include "../util.h" /* DYNOBS_START_TEXT, DYNOBS_START_DATA, DYNOBS_HOT */
 
 #include <stddef.h>
 #include <string.h>
@@ -103,7 +103,7 @@ static int reqline_ok(const struct dynobs_h1_req *o, const char *tail9)
     return !memcmp(tail9, " HTTP/1.0", 9) || !memcmp(tail9, " HTTP/1.1", 9);
 }
 
-void dynobs__h1_req_reset(struct dynobs_h1_req *o)
+DYNOBS_HOT void dynobs__h1_req_reset(struct dynobs_h1_req *o)
 {
     uint8_t off = o->phase == DYNOBS_H1_REQ_OFF, capture = o->capture;
     memset(o, 0, offsetof(struct dynobs_h1_req, reqline));
@@ -111,7 +111,7 @@ void dynobs__h1_req_reset(struct dynobs_h1_req *o)
     o->capture = capture;
 }
 
-void dynobs__h1_req_done(struct dynobs_h1_req *o)
+DYNOBS_HOT void dynobs__h1_req_done(struct dynobs_h1_req *o)
 {
     o->phase = DYNOBS_H1_REQ_BODY;
 }
@@ -591,7 +591,7 @@ static long traceparent_run(const struct dynobs_h1_req *o, const uint8_t *h, siz
     return -1;
 }
 
-long dynobs__h1_req_feed_memo(struct dynobs_h1_req *o, struct dynobs_h1_req_memo *m,
+DYNOBS_HOT long dynobs__h1_req_feed_memo(struct dynobs_h1_req *o, struct dynobs_h1_req_memo *m,
                               const uint8_t *p, size_t n)
 {
     /* From idle, the fixed part is the reset state but for capture, and

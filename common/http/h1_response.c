@@ -1,6 +1,8 @@
 #include "h1.h"
 #include "h1_scan.h"
 
+#include "../util.h" /* DYNOBS_HOT */
+
 #include <stddef.h>
 #include <string.h>
 
@@ -101,7 +103,7 @@ int dynobs__h1_status_feed(struct dynobs_h1_status *in, const uint8_t *p, size_t
     return 0;
 }
 
-void dynobs__h1_resp_start(struct dynobs_h1_resp *r, int head_request)
+DYNOBS_HOT void dynobs__h1_resp_start(struct dynobs_h1_resp *r, int head_request)
 {
     memset(r, 0, sizeof *r);
     r->head_request = (uint8_t)head_request;
@@ -380,7 +382,7 @@ feed(struct dynobs_h1_resp *r, const uint8_t *p, size_t n, size_t i,
     return 0;
 }
 
-int dynobs__h1_resp_feed(struct dynobs_h1_resp *r, const uint8_t *p, size_t n)
+DYNOBS_HOT int dynobs__h1_resp_feed(struct dynobs_h1_resp *r, const uint8_t *p, size_t n)
 {
     /* A body's bytes, the usual piece after a head (a response written
      * with writev): counted as feed counts them, without its loop. */
@@ -408,7 +410,7 @@ static __attribute__((noinline)) int feed_keep(struct dynobs_h1_resp *r,
     return rc;
 }
 
-int dynobs__h1_resp_feed_memo(struct dynobs_h1_resp *r, struct dynobs_h1_resp_memo *m,
+DYNOBS_HOT int dynobs__h1_resp_feed_memo(struct dynobs_h1_resp *r, struct dynobs_h1_resp_memo *m,
                               const uint8_t *p, size_t n)
 {
     /* At its start (or an interim response's end) the tracker's state is

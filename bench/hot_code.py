@@ -1,0 +1,93 @@
+#!/usr/bin/env python3
+"""Where the code a served request runs lies (BENCHMARKS.md, "Eleventh
+round"): the instructions of each library that run on at least half of
+the requests served by dynobs-http-bench (serve_one, --quick), and the
+cache lines and 4 KiB pages they are on. Counted with callgrind
+(--dump-instr=yes), so the figures repeat from run to run.
+
+    python3 bench/hot_code.py [BUILD_DIR]         (default: build)
+
+Exits 77 when valgrind or the benchmark is missing."""
+import collections
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+
+
+def main():
+    build = os.path.realpath(sys.argv[1] if len(sys.argv) > 1 else "build")
+    bench = os.path.join(build, "bench", "dynobs-http-bench")
+    if not shutil.which("valgrind") or not os.path.exists(bench):
+        print("missing: valgrind or %s (build with -DDYNOBS_BUILD_BENCH=ON)" % bench)
+        return 77
+    with tempfile.TemporaryDirectory(prefix="dynobs-hot-code-") as d:
+        out = os.path.join(d, "cg.out")
+        os.mkdir(os.path.join(d, "shm"))
+        env = dict(os.environ, DYNOBS_SHM_DIR=os.path.join(d, "shm"))
+        run = subprocess.run(["valgrind", "--tool=callgrind", "--dump-instr=yes", "--compress-pos=no",
+                        "--compress-strings=no", "--callgrind-out-file=" + out,
+                        "--toggle-collect=serve_one", bench, "--quick"],
+                       env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        if run.returncode:
+            sys.stderr.write(run.stderr.decode(errors="replace")[-2000:])
+            return 1
+        counts, fn_of = parse(out)
+    # (serve_one's requests go through libc's functions half of the time:
+    # the shim's are counted by the first instruction of the function that
+    # starts tracking each response)
+    served = max((n for (obj, a), n in counts.items() if fn_of[(obj, a)] == "dynobs__h1_resp_start"),
+                 default=0)
+    if not served:
+        print("no request was served through the shim")
+        return 1
+    print("requests served through the shim: %d; code run on at least half of them, by library:" %
+          served)
+    for obj in sorted({o for o, _ in counts}):
+        hot = sorted(a for (o, a), n in counts.items() if o == obj and n >= served / 2)
+        if not hot:
+            continue
+        print("  %-28s %5d instructions, %4d cache lines, %3d pages" %
+              (obj, len(hot), len({a >> 6 for a in hot}), len({a >> 12 for a in hot})))
+        if obj.startswith("libdynobs"):
+            by_fn = collections.defaultdict(list)
+            for a in hot:
+                by_fn[fn_of[(obj, a)]].append(a)
+            for fn, addrs in sorted(by_fn.items(), key=lambda kv: kv[1][0]):
+                print("      %#8x  %3d lines  %s" % (addrs[0], len({a >> 6 for a in addrs}), fn))
+    return 0
+
+
+def parse(path):
+    """Instructions executed per (object, address), and their functions.
+    The cost lines that follow a calls= line are the call's inclusive
+    cost, not the instruction's own: skipped."""
+    counts, fn_of = collections.Counter(), {}
+    obj = fn = None
+    after_call = False
+    cost = re.compile(r"^(0x[0-9a-f]+)\s+\d+\s+(\d+)")
+    with open(path) as f:
+        for line in f:
+            if line.startswith("ob="):
+                obj = os.path.basename(line[3:].strip())
+            elif line.startswith("fn="):
+                fn = line[3:].strip()
+            elif line.startswith("calls="):
+                after_call = True
+            else:
+                m = cost.match(line)
+                if not m:
+                    continue
+                if after_call:
+                    after_call = False
+                    continue
+                key = (obj, int(m.group(1), 16))
+                counts[key] += int(m.group(2))
+                fn_of[key] = fn
+    return counts, fn_of
+
+
+if __name__ == "__main__":
+    sys.exit(main())
