@@ -21,7 +21,8 @@
 #
 # CACHESIM=1: also simulate the caches (callgrind --cache-sim=yes, the
 # host's cache sizes) and print the first-level data cache misses (reads +
-# writes) and last-level misses per request, plain and under the shim:
+# writes), the last-level data misses and the first-level instruction
+# cache misses per request, plain and under the shim:
 # repeatable, unlike timings, but user space only (the kernel's work
 # between requests, which evicts more, is not simulated). CONNS=N: wrk's
 # connections (default 4).
@@ -111,27 +112,28 @@ run() {
     cp "$d/cg.out" "$KEEP/$([[ $1 == 1 ]] && echo shim || echo plain)-$2.out"
   fi
   [[ $1 == 1 && $PROFILE -gt 0 ]] && cp "$d/cg.out" "$DIR/shim-$2.out"
-  # Ir, or with the cache simulated Ir:D1 misses:LL data misses.
+  # Ir, or with the cache simulated Ir:D1 misses:LL data misses:I1 misses.
   echo "$(callgrind_annotate "$d/cg.out" 2>/dev/null |
     awk '/PROGRAM TOTALS/ { for (i = 1; i <= NF; i++) gsub(",", "", $i);
-      if (NF < 17) print $1; else print $1 ":" $9 + $11 ":" $15 + $17 }' |
+      if (NF < 17) print $1; else print $1 ":" $9 + $11 ":" $15 + $17 ":" $7 }' |
     head -1) $made"
 }
 
 SHORT=500 LONG=2500
 [[ $CLIENT == wrk ]] && SHORT=1 LONG=3
-declare -A per d1 ll
+declare -A per d1 ll i1
 DREQ=2000
 for mode in 0 1; do
   read -r short nshort < <(run "$mode" "$SHORT") || exit 1
   read -r long nlong < <(run "$mode" "$LONG") || exit 1
   [[ -n $short && -n $long ]] || exit 1
-  IFS=: read -r s_ir s_d1 s_ll <<<"$short"
-  IFS=: read -r l_ir l_d1 l_ll <<<"$long"
+  IFS=: read -r s_ir s_d1 s_ll s_i1 <<<"$short"
+  IFS=: read -r l_ir l_d1 l_ll l_i1 <<<"$long"
   per[$mode]=$(((l_ir - s_ir) / (nlong - nshort)))
   if [[ $CACHESIM == 1 ]]; then
     d1[$mode]=$(awk -v a="$s_d1" -v b="$l_d1" -v n=$((nlong - nshort)) 'BEGIN { printf "%.1f", (b - a) / n }')
     ll[$mode]=$(awk -v a="$s_ll" -v b="$l_ll" -v n=$((nlong - nshort)) 'BEGIN { printf "%.1f", (b - a) / n }')
+    i1[$mode]=$(awk -v a="$s_i1" -v b="$l_i1" -v n=$((nlong - nshort)) 'BEGIN { printf "%.1f", (b - a) / n }')
   fi
   [[ $mode == 1 ]] && DREQ=$((nlong - nshort))
 done
@@ -140,6 +142,7 @@ echo "nginx user-space instructions per request: plain ${per[0]}, under the shim
 if [[ $CACHESIM == 1 ]]; then
   echo "first-level data cache misses per request: plain ${d1[0]}, under the shim ${d1[1]};" \
     "last-level data misses: plain ${ll[0]}, under the shim ${ll[1]} ($CONNS connections)"
+  echo "first-level instruction cache misses per request: plain ${i1[0]}, under the shim ${i1[1]}"
 fi
 
 # Per function, inclusive: the long run's count minus the short run's, per
