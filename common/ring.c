@@ -120,9 +120,9 @@ reserve_slow(struct dynobs_ring *r, struct dynobs_ring_room *room, uint32_t need
 }
 
 DYNOBS_HOT struct dynobs_rec_hdr *dynobs__ring_try_reserve_in(struct dynobs_ring *r,
-                                                   struct dynobs_ring_room *room,
-                                                   size_t payload_len, uint16_t type,
-                                                   uint16_t flags)
+                                                              struct dynobs_ring_room *room,
+                                                              size_t payload_len, uint16_t type,
+                                                              uint16_t flags)
 {
     if (payload_len > DYNOBS_MAX_RECORD_BYTES)
         return NULL;

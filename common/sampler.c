@@ -82,7 +82,7 @@ static int ratio_decide(const struct dynobs_sampler *s, const uint8_t trace_id[1
 }
 
 DYNOBS_HOT int dynobs__sampler_decide(const struct dynobs_sampler *s, const uint8_t trace_id[16],
-                           int has_parent, int parent_sampled)
+                                      int has_parent, int parent_sampled)
 {
     switch (s->kind) {
     case DYNOBS_SAMPLER_ALWAYS_ON:

@@ -206,7 +206,8 @@ static inline long dynobs__conn_plan(struct dynobs_conn *c, const struct iovec *
  * and never will; the request then goes without them). */
 #define DYNOBS_INSERT_GIVEN_UP (-1L)
 static inline DYNOBS_HOT void dynobs__conn_data(struct dynobs_conn *c, enum dynobs_dir dir,
-                                     const struct iovec *iov, int iovcnt, size_t n, long ours)
+                                                const struct iovec *iov, int iovcnt, size_t n,
+                                                long ours)
 {
     /* Inline: the dispatch costs a compare, not another call, on every
      * read and write of a traced stream (an HTTP/1 server's first, as in

@@ -395,8 +395,9 @@ int dynobs__serving_carry(struct dynobs_ctx *c)
     return 0;
 }
 
-DYNOBS_HOT void dynobs__serving_begin(struct dynobs_thread *t, const struct dynobs_span *s, int blocking,
-                           const struct dynobs_ctx_carry *carry, struct dynobs_serving *sv)
+DYNOBS_HOT void dynobs__serving_begin(struct dynobs_thread *t, const struct dynobs_span *s,
+                                      int blocking, const struct dynobs_ctx_carry *carry,
+                                      struct dynobs_serving *sv)
 {
     sv->bound.owner = NULL;
     sv->reader = NULL;

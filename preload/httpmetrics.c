@@ -24,7 +24,7 @@ void dynobs__http_client_metric(const char *method, const char *server, long por
 /* Adds what a process-wide count grew by since it was last reported
  * (*reported, shared by threads: one of them wins each increase). */
 static DYNOBS_HOT void report_growth(struct dynobs_segment *seg, const char *name, uint64_t now,
-                          uint64_t *reported)
+                                     uint64_t *reported)
 {
     uint64_t was = __atomic_load_n(reported, __ATOMIC_RELAXED);
     if (DYNOBS_LIKELY(now == was) ||
@@ -90,7 +90,7 @@ static __attribute__((noinline)) void server_resolve(struct dynobs_segment *seg,
 }
 
 DYNOBS_HOT void dynobs__http_server_metric_memo(struct dynobs_segment *seg, const char *labels,
-                                     double seconds, struct dynobs_series_memo *m)
+                                                double seconds, struct dynobs_series_memo *m)
 {
     if (DYNOBS_UNLIKELY(!dynobs__metric_value_ok(DYNOBS_METRIC_HISTOGRAM, seconds))) {
         dynobs__count(DYNOBS_CTR_METRIC_UPDATES_REFUSED);

@@ -374,8 +374,8 @@ static struct dynobs_conn *server_classify(int fd, const struct iovec *iov, int 
     return c;
 }
 
-static DYNOBS_HOT void after_read(struct dynobs_conn *c, int fd, const struct iovec *iov, int iovcnt,
-                       ssize_t r, size_t asked, int flags)
+static DYNOBS_HOT void after_read(struct dynobs_conn *c, int fd, const struct iovec *iov,
+                                  int iovcnt, ssize_t r, size_t asked, int flags)
 {
     int saved = errno;
     if (c == DYNOBS_CONN_ACCEPTED &&
@@ -392,8 +392,8 @@ static DYNOBS_HOT void after_read(struct dynobs_conn *c, int fd, const struct io
     errno = saved;
 }
 
-__attribute__((noinline)) static DYNOBS_HOT ssize_t read_slow(struct dynobs_conn *c, int fd, void *buf,
-                                                   size_t n)
+__attribute__((noinline)) static DYNOBS_HOT ssize_t read_slow(struct dynobs_conn *c, int fd,
+                                                              void *buf, size_t n)
 {
     ssize_t r = r_read(fd, buf, n);
     struct iovec v = {buf, n};

@@ -300,8 +300,9 @@ span_fill(struct dynobs_span *s, struct dynobs_thread *t, const char *name, int 
 /* Both public entry points come here directly: a call from one to the
  * other would go through the global scope, where a program's no-op
  * library may answer first. */
-static DYNOBS_HOT dynobs_span *start_span(const char *name, int kind, const char *parent_traceparent,
-                               const char *parent_tracestate, int flags)
+static DYNOBS_HOT dynobs_span *start_span(const char *name, int kind,
+                                          const char *parent_traceparent,
+                                          const char *parent_tracestate, int flags)
 {
     if (!name)
         return NULL;

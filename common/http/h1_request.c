@@ -592,7 +592,7 @@ static long traceparent_run(const struct dynobs_h1_req *o, const uint8_t *h, siz
 }
 
 DYNOBS_HOT long dynobs__h1_req_feed_memo(struct dynobs_h1_req *o, struct dynobs_h1_req_memo *m,
-                              const uint8_t *p, size_t n)
+                                         const uint8_t *p, size_t n)
 {
     /* From idle, the fixed part is the reset state but for capture, and
      * capture does not change while a head is read: the memo's state

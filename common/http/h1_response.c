@@ -411,7 +411,7 @@ static __attribute__((noinline)) int feed_keep(struct dynobs_h1_resp *r,
 }
 
 DYNOBS_HOT int dynobs__h1_resp_feed_memo(struct dynobs_h1_resp *r, struct dynobs_h1_resp_memo *m,
-                              const uint8_t *p, size_t n)
+                                         const uint8_t *p, size_t n)
 {
     /* At its start (or an interim response's end) the tracker's state is
      * the one dynobs__h1_resp_start left: a status line not begun, and
