@@ -2,12 +2,15 @@
 """Where the code a served request runs lies (BENCHMARKS.md, "Eleventh
 round"): the instructions of each library that run on at least half of
 the requests served by dynobs-http-bench (serve_one, --quick), and the
-cache lines and 4 KiB pages they are on. Counted with callgrind
+cache lines and 4 KiB pages they are on; for libdynobs.so, by function,
+with the bytes of code inside those lines that most requests do not run
+(what packing the hot path would save). Counted with callgrind
 (--dump-instr=yes), so the figures repeat from run to run.
 
     python3 bench/hot_code.py [BUILD_DIR]         (default: build)
 
 Exits 77 when valgrind or the benchmark is missing."""
+import bisect
 import collections
 import os
 import re
@@ -52,12 +55,40 @@ def main():
         print("  %-28s %5d instructions, %4d cache lines, %3d pages" %
               (obj, len(hot), len({a >> 6 for a in hot}), len({a >> 12 for a in hot})))
         if obj.startswith("libdynobs"):
+            idle = idle_bytes(os.path.join(build, "libdynobs.so"), hot, counts, obj, served)
             by_fn = collections.defaultdict(list)
             for a in hot:
                 by_fn[fn_of[(obj, a)]].append(a)
+            print("      (address, lines, bytes of code in those lines that most requests do not run)")
             for fn, addrs in sorted(by_fn.items(), key=lambda kv: kv[1][0]):
-                print("      %#8x  %3d lines  %s" % (addrs[0], len({a >> 6 for a in addrs}), fn))
+                lines = {a >> 6 for a in addrs}
+                print("      %#8x  %3d lines  %4s  %s" %
+                      (addrs[0], len(lines), sum(idle.get(ln, 0) for ln in lines), fn))
+            total = sum(idle.values())
+            print("      in all, %d bytes not run inside the hot lines: %.1f lines' worth" %
+                  (total, total / 64))
     return 0
+
+
+def idle_bytes(lib, hot, counts, obj, served):
+    """Per hot cache line of lib, the bytes of the instructions in it that
+    run on fewer than half of the requests (objdump gives where each
+    instruction starts)."""
+    if not shutil.which("objdump"):
+        return {}
+    dis = subprocess.run(["objdump", "-d", "--no-show-raw-insn", lib], capture_output=True,
+                         text=True).stdout
+    starts = sorted({int(m.group(1), 16) for m in re.finditer(r"^\s+([0-9a-f]+):", dis, re.M)})
+    idle = collections.Counter()
+    for ln in {a >> 6 for a in hot}:
+        lo, hi = ln << 6, (ln + 1) << 6
+        i = bisect.bisect_left(starts, lo)
+        while i < len(starts) and starts[i] < hi:
+            end = starts[i + 1] if i + 1 < len(starts) else starts[i] + 1
+            if counts.get((obj, starts[i]), 0) < served / 2:
+                idle[ln] += min(end, hi) - starts[i]
+            i += 1
+    return idle
 
 
 def parse(path):
