@@ -7,7 +7,17 @@ with the bytes of code inside those lines that most requests do not run
 (what packing the hot path would save). Counted with callgrind
 (--dump-instr=yes), so the figures repeat from run to run.
 
-    python3 bench/hot_code.py [BUILD_DIR]         (default: build)
+    python3 bench/hot_code.py [BUILD_DIR] [FUNCTION...]   (default: build)
+    python3 bench/hot_code.py --file CALLGRIND_OUT BUILD_DIR [FUNCTION...]
+
+--file reads a callgrind file written with --dump-instr=yes
+--compress-pos=no --compress-strings=no instead of running the benchmark:
+nginx's, from DUMP_INSTR=1 KEEP=DIR bash bench/nginx_callgrind.sh (its
+shim-3.out under CLIENT=wrk).
+
+With FUNCTION names (as printed, e.g. span_end_at), also the runs of
+instructions inside their hot lines that most requests do not run, with
+the source line each starts at (addr2line): what to move out of the way.
 
 Exits 77 when valgrind or the benchmark is missing."""
 import bisect
@@ -21,23 +31,23 @@ import tempfile
 
 
 def main():
-    build = os.path.realpath(sys.argv[1] if len(sys.argv) > 1 else "build")
+    args = sys.argv[1:]
+    given = None
+    if args[:1] == ["--file"] and len(args) >= 3:
+        given, args = args[1], args[2:]
+    build = os.path.realpath(args[0] if args else "build")
+    detail = set(args[1:])
     bench = os.path.join(build, "bench", "dynobs-http-bench")
-    if not shutil.which("valgrind") or not os.path.exists(bench):
-        print("missing: valgrind or %s (build with -DDYNOBS_BUILD_BENCH=ON)" % bench)
-        return 77
-    with tempfile.TemporaryDirectory(prefix="dynobs-hot-code-") as d:
-        out = os.path.join(d, "cg.out")
-        os.mkdir(os.path.join(d, "shm"))
-        env = dict(os.environ, DYNOBS_SHM_DIR=os.path.join(d, "shm"))
-        run = subprocess.run(["valgrind", "--tool=callgrind", "--dump-instr=yes", "--compress-pos=no",
-                        "--compress-strings=no", "--callgrind-out-file=" + out,
-                        "--toggle-collect=serve_one", bench, "--quick"],
-                       env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        if run.returncode:
-            sys.stderr.write(run.stderr.decode(errors="replace")[-2000:])
+    if given:
+        counts, fn_of = parse(given)
+    else:
+        if not shutil.which("valgrind") or not os.path.exists(bench):
+            print("missing: valgrind or %s (build with -DDYNOBS_BUILD_BENCH=ON)" % bench)
+            return 77
+        got = run_bench(bench)
+        if got is None:
             return 1
-        counts, fn_of = parse(out)
+        counts, fn_of = got
     # (serve_one's requests go through libc's functions half of the time:
     # the shim's are counted by the first instruction of the function that
     # starts tracking each response)
@@ -55,7 +65,7 @@ def main():
         print("  %-28s %5d instructions, %4d cache lines, %3d pages" %
               (obj, len(hot), len({a >> 6 for a in hot}), len({a >> 12 for a in hot})))
         if obj.startswith("libdynobs"):
-            idle = idle_bytes(os.path.join(build, "libdynobs.so"), hot, counts, obj, served)
+            idle, runs = idle_bytes(os.path.join(build, "libdynobs.so"), hot, counts, obj, served)
             by_fn = collections.defaultdict(list)
             for a in hot:
                 by_fn[fn_of[(obj, a)]].append(a)
@@ -64,10 +74,31 @@ def main():
                 lines = {a >> 6 for a in addrs}
                 print("      %#8x  %3d lines  %4s  %s" %
                       (addrs[0], len(lines), sum(idle.get(ln, 0) for ln in lines), fn))
+            for fn, addrs in sorted(by_fn.items(), key=lambda kv: kv[1][0]):
+                if fn.split(".")[0] in detail:
+                    show_runs(os.path.join(build, "libdynobs.so"), fn,
+                              [r for r in runs if r[0] >> 6 in {a >> 6 for a in addrs}])
             total = sum(idle.values())
             print("      in all, %d bytes not run inside the hot lines: %.1f lines' worth" %
                   (total, total / 64))
     return 0
+
+
+def run_bench(bench):
+    """dynobs-http-bench --quick under callgrind, collecting serve_one:
+    (counts, fn_of) as parse gives them, or None."""
+    with tempfile.TemporaryDirectory(prefix="dynobs-hot-code-") as d:
+        out = os.path.join(d, "cg.out")
+        os.mkdir(os.path.join(d, "shm"))
+        env = dict(os.environ, DYNOBS_SHM_DIR=os.path.join(d, "shm"))
+        run = subprocess.run(["valgrind", "--tool=callgrind", "--dump-instr=yes", "--compress-pos=no",
+                              "--compress-strings=no", "--callgrind-out-file=" + out,
+                              "--toggle-collect=serve_one", bench, "--quick"],
+                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        if run.returncode:
+            sys.stderr.write(run.stderr.decode(errors="replace")[-2000:])
+            return None
+        return parse(out)
 
 
 def idle_bytes(lib, hot, counts, obj, served):
@@ -75,20 +106,37 @@ def idle_bytes(lib, hot, counts, obj, served):
     run on fewer than half of the requests (objdump gives where each
     instruction starts)."""
     if not shutil.which("objdump"):
-        return {}
+        return {}, []
     dis = subprocess.run(["objdump", "-d", "--no-show-raw-insn", lib], capture_output=True,
                          text=True).stdout
     starts = sorted({int(m.group(1), 16) for m in re.finditer(r"^\s+([0-9a-f]+):", dis, re.M)})
     idle = collections.Counter()
-    for ln in {a >> 6 for a in hot}:
+    runs = []  # [start, bytes] of consecutive idle instructions in a hot line
+    for ln in sorted({a >> 6 for a in hot}):
         lo, hi = ln << 6, (ln + 1) << 6
         i = bisect.bisect_left(starts, lo)
         while i < len(starts) and starts[i] < hi:
             end = starts[i + 1] if i + 1 < len(starts) else starts[i] + 1
             if counts.get((obj, starts[i]), 0) < served / 2:
                 idle[ln] += min(end, hi) - starts[i]
+                if runs and runs[-1][0] + runs[-1][1] == starts[i]:
+                    runs[-1][1] += min(end, hi) - starts[i]
+                else:
+                    runs.append([starts[i], min(end, hi) - starts[i]])
             i += 1
-    return idle
+    return idle, runs
+
+
+def show_runs(lib, fn, runs):
+    """Each idle run of fn's hot lines: address, bytes, source line."""
+    where = []
+    if shutil.which("addr2line") and runs:
+        where = subprocess.run(["addr2line", "-e", lib] + ["%#x" % a for a, _ in runs],
+                               capture_output=True, text=True).stdout.splitlines()
+    print("      %s: code not run inside its hot lines" % fn)
+    for k, (a, n) in enumerate(runs):
+        src = where[k].split(" (")[0] if k < len(where) else "?"
+        print("        %#8x  %3d bytes  %s" % (a, n, src.replace(os.getcwd() + "/", "")))
 
 
 def parse(path):

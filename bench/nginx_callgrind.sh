@@ -25,13 +25,18 @@
 # cache misses per request, plain and under the shim:
 # repeatable, unlike timings, but user space only (the kernel's work
 # between requests, which evicts more, is not simulated). CONNS=N: wrk's
-# connections (default 4).
+# connections (default 4). I1=size,ways,line and D1=... set the simulated
+# first-level caches instead of the host's: I1=32768,512,64 (fully
+# associative) counts lines without the set conflicts, which move by
+# +-15 misses per request with where the library's code happens to lie
+# (BENCHMARKS.md, "Twelfth round").
 #
 # PROFILE=N (default 0): also print the N functions of libdynobs.so (and
 # what they call) with the most instructions per request under the shim,
 # inclusive, from the same two runs (long - short) / 2000. KEEP=DIR keeps
 # the callgrind files there (plain-500.out, shim-2500.out...; with wrk
-# plain-1.out, shim-3.out...).
+# plain-1.out, shim-3.out...). DUMP_INSTR=1 writes them per instruction
+# (--dump-instr=yes, uncompressed), as bench/hot_code.py --file reads them.
 set -uo pipefail
 PROFILE=${PROFILE:-0}
 KEEP=${KEEP:-}
@@ -39,7 +44,8 @@ CLIENT=${CLIENT:-python}
 CACHESIM=${CACHESIM:-0}
 CONNS=${CONNS:-4}
 CG_ARGS=()
-[[ $CACHESIM == 1 ]] && CG_ARGS=(--cache-sim=yes ${D1:+--D1=$D1})
+[[ ${DUMP_INSTR:-0} == 1 ]] && CG_ARGS=(--dump-instr=yes --compress-pos=no --compress-strings=no)
+[[ $CACHESIM == 1 ]] && CG_ARGS+=(--cache-sim=yes ${D1:+--D1=$D1} ${I1:+--I1=$I1})
 
 BUILD=$(realpath "${1:-build}") || exit 2
 LIB=$BUILD/libdynobs.so
@@ -111,7 +117,8 @@ run() {
     mkdir -p "$KEEP"
     cp "$d/cg.out" "$KEEP/$([[ $1 == 1 ]] && echo shim || echo plain)-$2.out"
   fi
-  [[ $1 == 1 && $PROFILE -gt 0 ]] && cp "$d/cg.out" "$DIR/shim-$2.out"
+  [[ ($1 == 1 && $PROFILE -gt 0) || $CACHESIM == 1 ]] &&
+    cp "$d/cg.out" "$DIR/$([[ $1 == 1 ]] && echo shim || echo plain)-$2.out"
   # Ir, or with the cache simulated Ir:D1 misses:LL data misses:I1 misses.
   echo "$(callgrind_annotate "$d/cg.out" 2>/dev/null |
     awk '/PROGRAM TOTALS/ { for (i = 1; i <= NF; i++) gsub(",", "", $i);
@@ -136,6 +143,7 @@ for mode in 0 1; do
     i1[$mode]=$(awk -v a="$s_i1" -v b="$l_i1" -v n=$((nlong - nshort)) 'BEGIN { printf "%.1f", (b - a) / n }')
   fi
   [[ $mode == 1 ]] && DREQ=$((nlong - nshort))
+  [[ $mode == 0 ]] && PREQ=$((nlong - nshort))
 done
 echo "nginx user-space instructions per request: plain ${per[0]}, under the shim ${per[1]}," \
   "added by the shim $((per[1] - per[0]))"
@@ -143,6 +151,49 @@ if [[ $CACHESIM == 1 ]]; then
   echo "first-level data cache misses per request: plain ${d1[0]}, under the shim ${d1[1]};" \
     "last-level data misses: plain ${ll[0]}, under the shim ${ll[1]} ($CONNS connections)"
   echo "first-level instruction cache misses per request: plain ${i1[0]}, under the shim ${i1[1]}"
+  # By library: each object's own instructions and misses (what its code
+  # ran and missed; a call's inclusive cost is skipped), long run - short
+  # run, per request.
+  echo "by library, per request: instructions / first-level instruction misses / data misses"
+  for mode in 0 1; do
+    m=$([[ $mode == 1 ]] && echo shim || echo plain)
+    python3 - "$DIR/$m-$SHORT.out" "$DIR/$m-$LONG.out" "$([[ $mode == 1 ]] && echo "$DREQ" || echo "$PREQ")" "$m" <<'PY'
+import collections, os, sys
+
+def by_object(path):
+    names, obj, events, npos, skip = {}, None, [], 1, False
+    sums = collections.defaultdict(collections.Counter)
+    for line in open(path):
+        if line.startswith("positions:"):
+            npos = len(line.split()) - 1
+        elif line.startswith("events:"):
+            events = line.split()[1:]
+        elif line.startswith(("ob=", "cob=")):
+            # (a compressed name is given once, by whichever line names the
+            # object first, and referred to by its number after that)
+            ref, _, name = line.split("=", 1)[1].strip().partition(" ")
+            if name:
+                names[ref] = name
+            if line.startswith("ob="):
+                obj = os.path.basename(names.get(ref, ref))
+        elif line.startswith("calls="):
+            skip = True
+        elif line[:1].isdigit() or line[:1] in "+-*":
+            if skip:
+                skip = False
+                continue
+            for e, v in zip(events, line.split()[npos:]):
+                sums[obj][e] += int(v)
+    return sums
+
+a, b, n = by_object(sys.argv[1]), by_object(sys.argv[2]), float(sys.argv[3])
+for obj in sorted(b):
+    d = {e: (b[obj][e] - a[obj][e]) / n for e in b[obj]}
+    if d.get("Ir", 0) >= 1:
+        print("  %-5s %-28s %6.0f / %6.1f / %5.1f" % (sys.argv[4], obj[:28], d["Ir"], d.get("I1mr", 0),
+                                                    d.get("D1mr", 0) + d.get("D1mw", 0)))
+PY
+  done
 fi
 
 # Per function, inclusive: the long run's count minus the short run's, per

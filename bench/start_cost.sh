@@ -29,7 +29,9 @@
 # before-disabled, take their turns with the others, and the median over
 # the rounds of LIBDYNOBS - BEFORE in the same round is printed; copy both
 # files at the same moment, as the page cache's state of a file weighs on
-# these figures).
+# these figures). PADDED=1: one more mode, padded, an empty library whose code,
+# constants and initialised data are as large as LIBDYNOBS's (its loadable
+# segments', none of it run): what the library's size alone costs a start.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -140,6 +142,31 @@ int main(int argc, char **argv)
 C
 cc -O2 -o "$TMP/spawn_loop" "$TMP/spawn_loop.c"
 
+if [[ ${PADDED:-0} == 1 ]]; then
+  # (the sizes of the executable, read-only and writable loadable segments)
+  read -r TEXT_B RO_B RW_B < <(readelf -lW "$LIB" | python3 -c '
+import sys
+text = ro = rw = 0
+for line in sys.stdin:
+    f = line.split()
+    if not f or f[0] != "LOAD":
+        continue
+    size, flags = int(f[4], 16), "".join(f[6:-1])
+    if "E" in flags:
+        text = size
+    elif "W" in flags:
+        rw = size
+    elif text:
+        ro = size
+print(text, ro, rw)')
+  cat >"$TMP/padded.c" <<C
+__asm__(".text\n.fill $TEXT_B, 1, 0x90\n");
+__attribute__((used)) const char padded_constants[$RO_B] = {1};
+__attribute__((used)) char padded_data[$RW_B] = {1};
+C
+  cc -shared -fPIC -O2 -o "$TMP/libpadded.so" "$TMP/padded.c"
+fi
+
 printf '%s\n' "$LIB" >"$TMP/ld.so.preload"
 printf 'include /opt/not-this-one/*\nexclude */true\n' >"$TMP/hostwide.conf"
 MODES=(none empty enabled disabled nocrash hostwide)
@@ -147,6 +174,7 @@ if [[ -n ${BEFORE:-} ]]; then
   BEFORE=$(realpath "$BEFORE") || exit 2
   MODES+=(before-enabled before-disabled)
 fi
+[[ ${PADDED:-0} == 1 ]] && MODES+=(padded)
 mode_env() {
   case $1 in
     none) ;;
@@ -157,6 +185,7 @@ mode_env() {
     hostwide) echo "LD_PRELOAD=$LIB DYNOBS_HOSTWIDE_PRELOAD_FILE=$TMP/ld.so.preload DYNOBS_HOSTWIDE_CONF=$TMP/hostwide.conf" ;;
     before-enabled) echo "LD_PRELOAD=$BEFORE" ;;
     before-disabled) echo "LD_PRELOAD=$BEFORE OTEL_SDK_DISABLED=true" ;;
+    padded) echo "LD_PRELOAD=$TMP/libpadded.so" ;;
   esac
 }
 MODE_ARGS=()
@@ -193,7 +222,7 @@ print("| preload | wall µs per process | CPU µs per process | wall added to th
       "| CPU added | page faults (mean) | wall, each round |")
 print("| --- | --- | --- | --- | --- | --- | --- |")
 for m in [m for m in ("none", "empty", "enabled", "disabled", "nocrash", "hostwide",
-                      "before-enabled", "before-disabled") if m in wall]:
+                      "before-enabled", "before-disabled", "padded") if m in wall]:
     def added(t):
         if m == "none":
             return ""
