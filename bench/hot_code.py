@@ -19,6 +19,13 @@ With FUNCTION names (as printed, e.g. span_end_at), also the runs of
 instructions inside their hot lines that most requests do not run, with
 the source line each starts at (addr2line): what to move out of the way.
 
+    python3 bench/hot_code.py --by-library SHORT_OUT LONG_OUT REQUESTS TAG
+
+prints each library's own instructions, first-level instruction misses
+and data misses per request, (LONG_OUT - SHORT_OUT) / REQUESTS, from two
+callgrind files of any kind (what bench/nginx_callgrind.sh prints with
+CACHESIM=1), each line starting with TAG.
+
 Exits 77 when valgrind or the benchmark is missing."""
 import bisect
 import collections
@@ -32,6 +39,8 @@ import tempfile
 
 def main():
     args = sys.argv[1:]
+    if args[:1] == ["--by-library"] and len(args) == 5:
+        return by_library(args[1], args[2], float(args[3]), args[4])
     given = None
     if args[:1] == ["--file"] and len(args) >= 3:
         given, args = args[1], args[2:]
@@ -166,6 +175,46 @@ def parse(path):
                 counts[key] += int(m.group(2))
                 fn_of[key] = fn
     return counts, fn_of
+
+
+def by_object(path):
+    """Each object's own events in a callgrind file (compressed or not,
+    per line or per instruction), a call's inclusive cost skipped."""
+    names, obj, events, npos, skip = {}, None, [], 1, False
+    sums = collections.defaultdict(collections.Counter)
+    with open(path) as f:
+        for line in f:
+            if line.startswith("positions:"):
+                npos = len(line.split()) - 1
+            elif line.startswith("events:"):
+                events = line.split()[1:]
+            elif line.startswith(("ob=", "cob=")):
+                # (a compressed name is given once, by whichever line names
+                # the object first, and referred to by its number after that)
+                ref, _, name = line.split("=", 1)[1].strip().partition(" ")
+                if name:
+                    names[ref] = name
+                if line.startswith("ob="):
+                    obj = os.path.basename(names.get(ref, ref))
+            elif line.startswith("calls="):
+                skip = True
+            elif line[:1].isdigit() or line[:1] in "+-*":
+                if skip:
+                    skip = False
+                    continue
+                for e, v in zip(events, line.split()[npos:]):
+                    sums[obj][e] += int(v)
+    return sums
+
+
+def by_library(short, long_, requests, tag):
+    a, b = by_object(short), by_object(long_)
+    for obj in sorted(b):
+        d = {e: (b[obj][e] - a[obj][e]) / requests for e in b[obj]}
+        if d.get("Ir", 0) >= 1:
+            print("  %-5s %-28s %6.0f / %6.1f / %5.1f" %
+                  (tag, obj[:28], d["Ir"], d.get("I1mr", 0), d.get("D1mr", 0) + d.get("D1mw", 0)))
+    return 0
 
 
 if __name__ == "__main__":

@@ -157,42 +157,8 @@ if [[ $CACHESIM == 1 ]]; then
   echo "by library, per request: instructions / first-level instruction misses / data misses"
   for mode in 0 1; do
     m=$([[ $mode == 1 ]] && echo shim || echo plain)
-    python3 - "$DIR/$m-$SHORT.out" "$DIR/$m-$LONG.out" "$([[ $mode == 1 ]] && echo "$DREQ" || echo "$PREQ")" "$m" <<'PY'
-import collections, os, sys
-
-def by_object(path):
-    names, obj, events, npos, skip = {}, None, [], 1, False
-    sums = collections.defaultdict(collections.Counter)
-    for line in open(path):
-        if line.startswith("positions:"):
-            npos = len(line.split()) - 1
-        elif line.startswith("events:"):
-            events = line.split()[1:]
-        elif line.startswith(("ob=", "cob=")):
-            # (a compressed name is given once, by whichever line names the
-            # object first, and referred to by its number after that)
-            ref, _, name = line.split("=", 1)[1].strip().partition(" ")
-            if name:
-                names[ref] = name
-            if line.startswith("ob="):
-                obj = os.path.basename(names.get(ref, ref))
-        elif line.startswith("calls="):
-            skip = True
-        elif line[:1].isdigit() or line[:1] in "+-*":
-            if skip:
-                skip = False
-                continue
-            for e, v in zip(events, line.split()[npos:]):
-                sums[obj][e] += int(v)
-    return sums
-
-a, b, n = by_object(sys.argv[1]), by_object(sys.argv[2]), float(sys.argv[3])
-for obj in sorted(b):
-    d = {e: (b[obj][e] - a[obj][e]) / n for e in b[obj]}
-    if d.get("Ir", 0) >= 1:
-        print("  %-5s %-28s %6.0f / %6.1f / %5.1f" % (sys.argv[4], obj[:28], d["Ir"], d.get("I1mr", 0),
-                                                    d.get("D1mr", 0) + d.get("D1mw", 0)))
-PY
+    python3 "$(dirname "$0")/hot_code.py" --by-library "$DIR/$m-$SHORT.out" "$DIR/$m-$LONG.out" \
+      "$([[ $mode == 1 ]] && echo "$DREQ" || echo "$PREQ")" "$m"
   done
 fi
 
