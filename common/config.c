@@ -246,6 +246,10 @@ void dynobs__config_load(struct dynobs_config *c, dynobs_getenv_fn get)
     c->disabled = v && same_ci(v, "true");
     v = get("DYNOBS_CAPTURE_LOGS");
     c->capture_logs = v && (same(v, "1") || same_ci(v, "true"));
+    v = get("DYNOBS_SHORT_PATH");
+    c->short_path_off = v && same(v, "0");
+    if (v && !c->short_path_off && !same(v, "1"))
+        bad(c, "DYNOBS_SHORT_PATH");
 
     v = get("DYNOBS_CORRELATION_HEADERS");
     if (correlation_names(c, v ? v : DYNOBS_CORRELATION_DEFAULT) < 0) {

@@ -43,6 +43,7 @@ struct dynobs_config {
     int ncorr;                     /* correlation header names, below */
     int nbag_keys;                 /* baggage keys, below */
     int bad_setting;               /* a value was malformed; see bad_name */
+    int short_path_off;            /* DYNOBS_SHORT_PATH=0: repeated requests the long way */
     const char *bad_name;
     uint8_t corr_lens[DYNOBS_CORR_MAX];
     uint8_t bag_key_lens[DYNOBS_BAGGAGE_KEYS_MAX];

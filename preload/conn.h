@@ -249,6 +249,25 @@ static inline DYNOBS_HOT void dynobs__conn_data(struct dynobs_conn *c, enum dyno
     }
 }
 
+/* A read that moved n > 0 bytes, all in one buffer: 1 when the
+ * connection's protocol took them on its short path (an HTTP/1 server's
+ * request that repeats the last one, h1.h), errno as it was; 0 when
+ * nothing was done, and the transport hands them over as usual. */
+static inline DYNOBS_HOT int dynobs__conn_read_short(struct dynobs_conn *c, const void *p,
+                                                     size_t n)
+{
+    return c->proto == DYNOBS_PROTO_H1_SERVER && dynobs__h1s_in_short(c, p, n);
+}
+
+/* The same for a write that moved n > 0 bytes of iov (a server's, which
+ * adds nothing: dynobs__conn_adds is 0). */
+static inline DYNOBS_HOT int dynobs__conn_write_short(struct dynobs_conn *c,
+                                                      const struct iovec *iov, int iovcnt,
+                                                      size_t n)
+{
+    return c->proto == DYNOBS_PROTO_H1_SERVER && dynobs__h1s_out_short(c, iov, iovcnt, n);
+}
+
 /* n bytes written that the transport did not see (sendfile). */
 void dynobs__conn_unseen_out(struct dynobs_conn *c, size_t n) DYNOBS_INTERNAL;
 

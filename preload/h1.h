@@ -249,6 +249,12 @@ struct dynobs_h1s_kept {
  * far as used) and buffers follow. head is after it: its state is its
  * first line, its buffers the rest. */
 struct dynobs_h1s {
+    /* The short path of a read (dynobs__h1s_in_short) is open: the last
+     * request was begun as a repeat (the kept decision and body) and
+     * carried no traceparent, baggage or correlation header, so one whose
+     * head is the request memo's again is begun the same way unread. */
+    uint8_t short_ok;
+    uint8_t short_on; /* the short paths may be taken (DYNOBS_SHORT_PATH) */
     /* The last request and response heads, read once while they repeat
      * (keep-alive: h1.h's memos). */
     struct dynobs_h1_req_memo req_memo;
@@ -285,8 +291,20 @@ static inline int dynobs__h1s_wants_in(const struct dynobs_h1s *h)
 void dynobs__h1s_init(struct dynobs_conn *c) DYNOBS_INTERNAL;
 void dynobs__h1s_in(struct dynobs_conn *c, const struct iovec *iov, int iovcnt,
                     size_t n) DYNOBS_INTERNAL;
+/* A read of n bytes at p, all of them, that begins a request the short
+ * way when the connection's last request opened it (short_ok) and the
+ * bytes begin with the memo's head whole, under the same rules: 1 when it did
+ * (errno as it was), 0 when it did nothing (the read goes to
+ * dynobs__h1s_in). */
+int dynobs__h1s_in_short(struct dynobs_conn *c, const uint8_t *p, size_t n) DYNOBS_INTERNAL;
 void dynobs__h1s_out(struct dynobs_conn *c, const struct iovec *iov, int iovcnt,
                      size_t n) DYNOBS_INTERNAL;
+/* A write of n bytes of iov that the response's short way takes whole
+ * when its first piece begins with the response memo's head, written
+ * from the response's start: 1 when it did (errno as it was), 0 when it
+ * did nothing (the write goes to dynobs__h1s_out). */
+int dynobs__h1s_out_short(struct dynobs_conn *c, const struct iovec *iov, int iovcnt,
+                          size_t n) DYNOBS_INTERNAL;
 void dynobs__h1s_unseen_out(struct dynobs_conn *c, size_t n) DYNOBS_INTERNAL;
 void dynobs__h1s_end(struct dynobs_conn *c) DYNOBS_INTERNAL;
 

@@ -17,6 +17,7 @@
  * (context.h).
  */
 #define _GNU_SOURCE
+#include <errno.h>
 #include <string.h>
 
 #include "conn.h"
@@ -289,6 +290,35 @@ static DYNOBS_COLD void baggage(struct dynobs_h1s *h, struct dynobs_span *s, int
     }
 }
 
+/* The policy kept with the line's decision (keep_decision). */
+static inline const struct dynobs_span_policy *kept_policy(const struct dynobs_h1s_line *ln)
+{
+    return ln->pol == DYNOBS_H1S_POL_OWN       ? &ln->d.pol
+           : ln->pol == DYNOBS_H1S_POL_DROPPED ? &dynobs__policy_dropped
+                                               : NULL;
+}
+
+/* The exchange takes decision d; returns the policy its span begins with
+ * (pol, or the dropped one for an ignored request). */
+static inline const struct dynobs_span_policy *
+take_decision(struct dynobs_h1s_exchange *x, const struct dynobs_decision *d,
+              const struct dynobs_span_policy *pol)
+{
+    /* An ignored request is served as usual but neither written nor
+     * counted; a filter may drop either. */
+    if (x->route.ignored)
+        pol = &dynobs__policy_dropped;
+    x->uncounted = x->route.ignored || (d->drop & DYNOBS_DROP_METRICS);
+    x->rules = d->r;
+    x->redact = d->redact;
+    return pol;
+}
+
+static inline int is_head(const struct dynobs_h1s_exchange *x, size_t ml)
+{
+    return ml == 4 && !memcmp(x->method, "HEAD", 4);
+}
+
 /* A request's head is read: its span begins. The path of a keep-alive
  * connection's repeated request is kept short (what it does not take is
  * out of line, DYNOBS_COLD): its code is most of what a request served
@@ -299,6 +329,7 @@ static DYNOBS_HOT void start(struct dynobs_conn *c)
     struct dynobs_h1s_exchange *x = &h->x;
     struct dynobs_h1s_line *ln = &h->line;
     struct dynobs_thread *t = dynobs__thread();
+    h->short_ok = 0;
     if (!t)
         return;
     /* The request line and Host split as for the last request when its
@@ -342,19 +373,11 @@ static DYNOBS_HOT void start(struct dynobs_conn *c)
         again = h->kept.ok &&
                 (parent ? parent->ts_len : 0u) == h->x.span.rec.tracestate_len;
         d = &ln->d;
-        pol = ln->pol == DYNOBS_H1S_POL_OWN       ? &ln->d.pol
-              : ln->pol == DYNOBS_H1S_POL_DROPPED ? &dynobs__policy_dropped
-                                            : NULL;
+        pol = kept_policy(ln);
     } else {
         pol = decide_line(c, &r, &dl, &recalled);
     }
-    /* An ignored request is served as usual but neither written nor
-     * counted; a filter may drop either. */
-    if (x->route.ignored)
-        pol = &dynobs__policy_dropped;
-    x->uncounted = x->route.ignored || (d->drop & DYNOBS_DROP_METRICS);
-    x->rules = d->r;
-    x->redact = d->redact;
+    pol = take_decision(x, d, pol);
     struct dynobs_span *s = &x->span;
     if (DYNOBS_LIKELY(again)) {
         if (dynobs__span_begin_kept(s, &h->kept.k, DYNOBS_SPAN_KIND_SERVER, parent, x->start_ns,
@@ -368,7 +391,7 @@ static DYNOBS_HOT void start(struct dynobs_conn *c)
             return;
     }
     x->open = 1;
-    dynobs__h1_resp_start(&x->resp, ml == 4 && !memcmp(x->method, "HEAD", 4));
+    dynobs__h1_resp_start(&x->resp, is_head(x, ml));
     if (s->recording && !again)
         start_attrs(c, s, d, &r, recalled);
     x->bag_len = 0;
@@ -389,6 +412,61 @@ static DYNOBS_HOT void start(struct dynobs_conn *c)
                                      __atomic_load_n(&x->bag_gen, __ATOMIC_RELAXED), x->bag,
                                      &x->bag_gen};
     dynobs__serving_begin(t, s, c->blocking, &carry, &x->serving);
+    /* The next request that repeats this head byte for byte may take the
+     * short path (dynobs__h1s_in_short) when this one was begun as a
+     * repeat with nothing of its own: no traceparent (valid or not), no
+     * baggage, no correlation header (and DYNOBS_SHORT_PATH is not 0). */
+    h->short_ok = again && h->short_on && !h->head.has_traceparent &&
+                  !h->head.has_baggage &&
+                  !h->head.corr_seen && h->req_memo.repeated && !h->req_memo.tp_len;
+}
+
+/* The short path of a read: the bytes begin with the head the request
+ * memo holds, whole, read from idle (what follows it is the request's
+ * body, or the line feed that ends the head, which the memo leaves out:
+ * h1s_in does not look at either); the connection's last request was begun as a
+ * repeat with nothing of its own (short_ok: start), its body is still
+ * kept and the rules are those its decision was made under. This one is
+ * then begun exactly as start would begin it, without reading its head,
+ * walking the read's pieces or looking at the decision again: a few lines
+ * of code and of the connection, where the way through h1s_in and start
+ * takes several times as many (BENCHMARKS.md, "Thirteenth round"). */
+DYNOBS_HOT int dynobs__h1s_in_short(struct dynobs_conn *c, const uint8_t *p, size_t n)
+{
+    struct dynobs_h1s *h = &c->p.h1s;
+    struct dynobs_h1_req_memo *m = &h->req_memo;
+    struct dynobs_h1s_exchange *x = &h->x;
+    size_t len = m->len;
+    if (!h->short_ok || !len || n < len || h->head.phase != DYNOBS_H1_REQ_IDLE || x->open ||
+        x->start_ns || !h->kept.ok ||
+        m->after[offsetof(struct dynobs_h1_req, capture)] != h->head.capture ||
+        !dynobs__h1_same(p, m->head, len))
+        return 0;
+    const struct dynobs_rules_proc *now = dynobs__rules_now();
+    struct dynobs_thread *t = dynobs__thread();
+    if (!now || h->memo.p != now || !t)
+        return 0;
+    int saved = errno;
+    /* What h1s_in does with the memo's head: the reader's state after it. */
+    x->start_ns = dynobs__clock_now(&t->clk);
+    memcpy(&h->head, m->after, DYNOBS_H1_REQ_FIXED);
+    m->repeated = 1;
+    dynobs__h1_req_done(&h->head);
+    /* What start does with a repeat that has nothing of its own. */
+    const struct dynobs_span_policy *pol = take_decision(x, &h->line.d, kept_policy(&h->line));
+    struct dynobs_span *s = &x->span;
+    if (dynobs__span_begin_kept(s, &h->kept.k, DYNOBS_SPAN_KIND_SERVER, NULL, x->start_ns,
+                                pol) == 0) {
+        x->open = 1;
+        dynobs__h1_resp_start(&x->resp, is_head(x, h->line.ml));
+        x->bag_len = 0;
+        struct dynobs_ctx_carry carry = {"", 0, 0, 0,
+                                         __atomic_load_n(&x->bag_gen, __ATOMIC_RELAXED), x->bag,
+                                         &x->bag_gen};
+        dynobs__serving_begin(t, s, c->blocking, &carry, &x->serving);
+    }
+    errno = saved;
+    return 1;
 }
 
 _Static_assert(sizeof(((struct dynobs_h1s_line *)0)->name) >=
@@ -542,6 +620,8 @@ void dynobs__h1s_init(struct dynobs_conn *c)
      * pages stay untouched until used). */
     memset(&h->head, 0, offsetof(struct dynobs_h1_req, reqline));
     h->head.capture = 1;
+    h->short_on = !dynobs__config.short_path_off;
+    h->short_ok = 0;
     h->req_memo.len = 0;
     h->req_memo.repeated = 0;
     h->line.ok = 0;
@@ -599,6 +679,33 @@ void dynobs__h1s_out(struct dynobs_conn *c, const struct iovec *iov, int iovcnt,
             h->head.phase = DYNOBS_H1_REQ_OFF; /* not an HTTP/1 server after all */
         }
     }
+}
+
+/* The short path of a write: its first piece begins with the response
+ * head the memo holds, whole, written from the response's start, and
+ * what the memo says of it is that it ends the response or starts a body
+ * of a given length. The state is then the one h1s_out reaches through
+ * the memo, the rest of the write counted as body as h1s_out counts it
+ * piece by piece, without walking the pieces. */
+DYNOBS_HOT int dynobs__h1s_out_short(struct dynobs_conn *c, const struct iovec *iov, int iovcnt,
+                                     size_t n)
+{
+    struct dynobs_h1s *h = &c->p.h1s;
+    struct dynobs_h1_resp_memo *m = &h->resp_memo;
+    struct dynobs_h1_resp *r = &h->x.resp;
+    size_t len = m->len;
+    if (!h->short_on || !h->x.open || iovcnt < 1 || r->phase != DYNOBS_H1_R_STATUS || r->status_len || r->bad ||
+        !len || n < len || iov[0].iov_len < len || m->after.head_request != r->head_request ||
+        (!m->done && m->after.phase != DYNOBS_H1_R_BODY) ||
+        !dynobs__h1_same(iov[0].iov_base, m->head, len))
+        return 0;
+    int saved = errno;
+    *r = m->after;
+    /* (no byte after the head: nothing counted, as h1s_out counts none) */
+    if (m->done || (n > len && dynobs__h1_resp_body(r, n - len) == 1))
+        finish(c, r->code, NULL);
+    errno = saved;
+    return 1;
 }
 
 void dynobs__h1s_unseen_out(struct dynobs_conn *c, size_t n)

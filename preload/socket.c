@@ -239,19 +239,24 @@ static int nonblocking(const struct out_call *o)
     return fl >= 0 && (fl & O_NONBLOCK);
 }
 
+/* A server's write that returned r: its bytes handed over. */
+static inline DYNOBS_HOT ssize_t watched(struct dynobs_conn *c, const struct iovec *iov,
+                                         int iovcnt, ssize_t r)
+{
+    if (r > 0 && !dynobs__conn_write_short(c, iov, iovcnt, (size_t)r)) {
+        int saved = errno;
+        dynobs__conn_data(c, DYNOBS_DIR_OUT, iov, iovcnt, (size_t)r, 0);
+        errno = saved;
+    }
+    return r;
+}
+
 static DYNOBS_HOT ssize_t out(const struct out_call *o, struct dynobs_conn *c)
 {
     /* A server's response is only watched: the real call, then its
      * bytes. */
-    if (!dynobs__conn_adds(c)) {
-        ssize_t r = original(o);
-        if (r > 0) {
-            int saved = errno;
-            dynobs__conn_data(c, DYNOBS_DIR_OUT, o->iov, o->iovcnt, (size_t)r, 0);
-            errno = saved;
-        }
-        return r;
-    }
+    if (!dynobs__conn_adds(c))
+        return watched(c, o->iov, o->iovcnt, original(o));
     for (;;) {
         struct dynobs_insert ins;
         long k = dynobs__conn_plan(c, o->iov, o->iovcnt, &ins);
@@ -324,6 +329,13 @@ DYNOBS_API DYNOBS_HOT ssize_t writev(int fd, const struct iovec *iov, int iovcnt
     struct out_call o = {.kind = O_WRITEV, .fd = fd, .iov = iov, .iovcnt = iovcnt};
     if (DYNOBS_LIKELY(!c))
         return original(&o);
+    /* (a server's response, nginx's: the real call and its bytes, without
+     * out's plan and original's switch) */
+    if (!dynobs__conn_adds(c)) {
+        ssize_t (*fn)(int, const struct iovec *, int) = DYNOBS_REAL(writev);
+        return watched(c, iov, iovcnt,
+                       fn ? fn(fd, iov, iovcnt) : syscall(SYS_writev, fd, iov, iovcnt));
+    }
     return out(&o, c);
 }
 
@@ -396,6 +408,8 @@ __attribute__((noinline)) static DYNOBS_HOT ssize_t read_slow(struct dynobs_conn
                                                               void *buf, size_t n)
 {
     ssize_t r = r_read(fd, buf, n);
+    if (r > 0 && c != DYNOBS_CONN_ACCEPTED && dynobs__conn_read_short(c, buf, (size_t)r))
+        return r;
     struct iovec v = {buf, n};
     after_read(c, fd, &v, 1, r, n, 0);
     return r;
@@ -443,6 +457,9 @@ DYNOBS_API DYNOBS_HOT ssize_t recv(int fd, void *buf, size_t n, int flags)
     struct dynobs_conn *c = in_conn(fd);
     ssize_t r = fn ? fn(fd, buf, n, flags) : syscall(SYS_recvfrom, fd, buf, n, flags, NULL, NULL);
     if (DYNOBS_UNLIKELY(c != NULL)) {
+        if (r > 0 && !(flags & MSG_PEEK) && c != DYNOBS_CONN_ACCEPTED &&
+            dynobs__conn_read_short(c, buf, (size_t)r))
+            return r;
         struct iovec v = {buf, n};
         after_read(c, fd, &v, 1, r, n, flags);
     }

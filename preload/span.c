@@ -381,7 +381,7 @@ int dynobs__span_begin_ex(struct dynobs_span *s, const char *name, int kind,
     return begin_detached(s, name, NULL, kind, parent, start_ns, pol);
 }
 
-int dynobs__span_begin_kept(struct dynobs_span *s, const struct dynobs_span_kept *k, int kind,
+DYNOBS_HOT int dynobs__span_begin_kept(struct dynobs_span *s, const struct dynobs_span_kept *k, int kind,
                             const struct dynobs_ctx *parent, uint64_t start_ns,
                             const struct dynobs_span_policy *pol)
 {

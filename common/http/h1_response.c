@@ -430,7 +430,7 @@ DYNOBS_HOT int dynobs__h1_resp_feed_memo(struct dynobs_h1_resp *r, struct dynobs
     return len < n ? dynobs__h1_resp_feed(r, p + len, n - len) : 0;
 }
 
-int dynobs__h1_resp_body(struct dynobs_h1_resp *r, uint64_t n)
+DYNOBS_HOT int dynobs__h1_resp_body(struct dynobs_h1_resp *r, uint64_t n)
 {
     if (r->phase != DYNOBS_H1_R_BODY)
         return 0;

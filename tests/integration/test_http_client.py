@@ -54,9 +54,10 @@ NGINX_CONF = nginx_conf(64, """  log_format tp '$request_uri|$http_traceparent|$
 
 
 class Nginx:
-    def __init__(self, env, preload=False, workers=1, locations=""):
-        """preload: nginx itself runs under the shim (service name nginx)."""
-        self.dir = os.path.join(env.dir, "nginx")
+    def __init__(self, env, preload=False, workers=1, locations="", name="nginx", extra=None):
+        """preload: nginx itself runs under the shim (service name: name, in
+        a directory of that name; extra: more of its environment)."""
+        self.dir = os.path.join(env.dir, name)
         os.makedirs(os.path.join(self.dir, "html"))
         # nginx's workers drop root: they must be able to read the files.
         for d in (env.dir, self.dir, os.path.join(self.dir, "html")):
@@ -79,7 +80,7 @@ class Nginx:
             f.write(NGINX_CONF.format(d=self.dir, port=self.port, tls_port=self.tls_port)
                     .replace("worker_processes 1;", "worker_processes %d;" % workers)
                     .replace("    location /missing", locations + "    location /missing"))
-        e = env.app_env({"OTEL_SERVICE_NAME": "nginx"}) if preload else None
+        e = env.app_env(dict({"OTEL_SERVICE_NAME": name}, **(extra or {}))) if preload else None
         self.proc = subprocess.Popen(["nginx", "-c", conf, "-p", self.dir], env=e,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.proc.stop_signal = signal.SIGTERM  # the master stops its workers

@@ -7,7 +7,10 @@ usage: test_http_server.py BUILD_DIR SOURCE_DIR [TEST_NAME ...]
 """
 
 import os
+import re
+import select
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -529,6 +532,201 @@ def test_repeated_requests_keep_the_body_a_new_connection_would_make(env):
         keys = [wanted[span_body(s, port)] for s in spans]
         it = iter(sent)
         check(all(k in it for k in keys), "spans out of their requests' order: %r" % keys)
+    finally:
+        rx.stop()
+
+
+SHORT_HEADS = {
+    "i": "GET /index.html HTTP/1.1\r\nHost: x\r\nUser-Agent: t\r\n\r\n",
+    "h": "HEAD /index.html HTTP/1.1\r\nHost: x\r\nUser-Agent: t\r\n\r\n",
+    "m": "GET /missing HTTP/1.1\r\nHost: x\r\nUser-Agent: t\r\n\r\n",
+    "n": "GET /index.html HTTP/1.1\r\nHost: y\r\nUser-Agent: t\r\n\r\n",
+    "q": "GET /index.html?k=v HTTP/1.1\r\nHost: x\r\nUser-Agent: t\r\n\r\n",
+    "t": "GET /index.html HTTP/1.1\r\nHost: x\r\nUser-Agent: t\r\ntraceparent: 00-%s-%s-01\r\n\r\n"
+         % (TRACE, PARENT),
+    "r": "GET /index.html HTTP/1.1\r\nHost: x\r\nUser-Agent: t\r\nX-Request-ID: r1\r\n\r\n",
+    "b": "GET /index.html HTTP/1.1\r\nHost: x\r\nUser-Agent: t\r\nbaggage: k=v\r\n\r\n",
+}
+
+
+def short_exchange(c, f, k):
+    """One request of the plan of test_short_path_spans_match_the_long_way
+    on connection c (f: its reader): s is i in two reads, p is i twice in
+    one (its second request gets no span: pipelined), B is i with a body.
+    Returns the statuses read."""
+    head = SHORT_HEADS.get(k, SHORT_HEADS["i"]).encode()
+    if k == "s":
+        c.sendall(head[:9])
+        time.sleep(0.05)
+        c.sendall(head[9:])
+    elif k == "p":
+        c.sendall(head + head)
+    elif k == "B":
+        c.sendall(head.replace(b"GET", b"POST").replace(b"\r\n\r\n", b"\r\nContent-Length: 4\r\n\r\nbody"))
+    else:
+        c.sendall(head)
+    codes = []
+    for _ in range(2 if k == "p" else 1):
+        status = f.readline()
+        length = 0
+        while True:
+            line = f.readline()
+            if line in (b"\r\n", b""):
+                break
+            if line.lower().startswith(b"content-length:"):
+                length = int(line.split(b":")[1])
+        if k != "h":
+            f.read(length)
+        codes.append(int(status.split()[1]))
+    return codes
+
+
+FEEDS = ("dynobs__h1_req_feed_memo", "dynobs__h1_resp_feed_memo")
+
+
+def calls_during(env, pid, funcs, action):
+    """Runs action() with gdb attached to process pid, a breakpoint that
+    never stops (ignore) on each of funcs: their calls in the meantime,
+    {func: count}; None when gdb is missing."""
+    gdb = shutil.which("gdb")
+    if not gdb:
+        return None
+    script = os.path.join(env.dir, "calls-%d.gdb" % pid)
+    with open(script, "w") as f:
+        f.write("set pagination off\nset confirm off\n")
+        for i, fn in enumerate(funcs, 1):
+            f.write("break %s\nignore %d 100000000\n" % (fn, i))
+        f.write("echo dynobs-breakpoints-set\\n\ncontinue\n")
+    p = subprocess.Popen([gdb, "-q", "-nx", "-p", str(pid), "-x", script], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    seen = []
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            r, _, _ = select.select([p.stdout], [], [], 1)
+            line = p.stdout.readline() if r else ""
+            seen.append(line)
+            # (the breakpoints set, gdb goes on to continue: requests sent
+            # before it does wait for it)
+            if line.startswith("dynobs-breakpoints-set"):
+                break
+            check(p.poll() is None, "gdb exited: %s" % "".join(seen)[-2000:])
+        else:
+            raise tx.Failure("gdb did not attach: %s" % "".join(seen)[-2000:])
+        action()
+    finally:
+        p.send_signal(signal.SIGINT)
+        out = p.communicate("info breakpoints\ndetach\nquit\n", timeout=60)[0]
+    counts, num = {}, None
+    for line in out.splitlines():
+        m = re.match(r"^(\d+)\s+breakpoint\s", line)
+        if m:
+            num = int(m.group(1))
+            counts[funcs[num - 1]] = 0
+        m = re.search(r"breakpoint already hit (\d+) time", line)
+        if m and num:
+            counts[funcs[num - 1]] = int(m.group(1))
+    check(set(counts) == set(funcs), "gdb's breakpoints: %s" % out[-2000:])
+    return counts
+
+
+def nginx_worker(ng):
+    """The pid of the one worker of nginx ng (its master's child)."""
+    with open("/proc/%d/task/%d/children" % (ng.proc.pid, ng.proc.pid)) as f:
+        kids = f.read().split()
+    check(len(kids) == 1, "nginx's workers: %r" % kids)
+    return int(kids[0])
+
+
+def short_runs(plan):
+    """The requests of plan that must take the short path: in a run of one
+    head that repeats whole in one read and carries nothing of its own (i,
+    h, m, n, q), all but the first three (the first is read; the second
+    decided again, when the decision memo did not recall the first's; the
+    third begun as a repeat, which opens the short path). (Where the
+    decision memo recalls the first's, the third takes it already.)"""
+    n, i = 0, 0
+    while i < len(plan):
+        j = i
+        while j < len(plan) and plan[j] == plan[i]:
+            j += 1
+        if plan[i] in "ihmnq":
+            n += max(0, j - i - 3)
+        i = j
+    return n
+
+
+@tx.with_env
+def test_short_path_spans_match_the_long_way(env):
+    """nginx under the shim twice, with the short path of a repeated
+    keep-alive request (h1server.c, dynobs__h1s_in_short and _out_short)
+    and without it (DYNOBS_SHORT_PATH=0), the same requests on one
+    keep-alive connection each: heads that repeat, HEAD, a 404, another
+    Host, a query string, a traceparent, a correlation header, baggage, a
+    head split over two reads, two pipelined in one read, a POST with a
+    body in the same read. Span for span, in order, both must give the
+    same name, kind, attributes in order, status and parent (the
+    traceparent's), and the duration metric the same counts."""
+    rx = Receiver()
+    try:
+        env.start_exporter(rx.url(), {"OTEL_METRICS_EXPORTER": "none"})
+        plan = "iiiiihhhiiimmmiiittiiirriiibbiiisiiipiiiqqiiinnniiiiBBiiii" * 2
+        got, feeds = {}, {}
+        for name, on in (("short", "1"), ("long", "0")):
+            ng = hc.Nginx(env, preload=True, name=name, extra={"DYNOBS_SHORT_PATH": on})
+            c = socket.create_connection(("127.0.0.1", ng.port), 10)
+            f = c.makefile("rb")
+            codes = []
+            # The heads read and written the long way (the memos' feeds),
+            # counted: the short path must have been taken where it can.
+            feeds[name] = calls_during(env, nginx_worker(ng), FEEDS,
+                                       lambda: codes.extend(short_exchange(c, f, k)
+                                                            for k in plan))
+            c.close()
+            want = ["t" if k == "t" else "m" if k == "m" else "-" for k in plan]
+            check([x[0] for x in codes] == [404 if k == "m" else 405 if k == "B" else 200
+                                            for k in plan], "%s: statuses %r" % (name, codes))
+            # The probe of hc.Nginx (a fresh connection) and one span per
+            # request of the plan.
+            spans = received(rx, name, len(plan) + 1, "nginx spans")
+            spans = sorted((s for s in spans if attrs(s).get("user_agent.original") == "t"),
+                           key=lambda s: int(one(s, "start_time_unix_nano")))
+            check(len(spans) == len(plan), "%s: %d spans of the plan" % (name, len(spans)))
+            bodies = []
+            for k, w, s in zip(plan, want, spans):
+                parent = hexid(s, "parent_span_id") or ""
+                trace = hexid(s, "trace_id")
+                check((parent == PARENT and trace == TRACE) == (w == "t"),
+                      "%s: request %s has parent %r in trace %r" % (name, k, parent, trace))
+                bodies.append((span_body(s, ng.port), kind(s), parent))
+            got[name] = bodies
+        for i, (a, b) in enumerate(zip(got["short"], got["long"])):
+            check(a == b, "request %d (%s): short path %r\nlong way %r" % (i, plan[i], a, b))
+
+        def counts(name):
+            """The duration metric's counts by series, the service's name
+            left out (the plan's requests and the probe)."""
+            prefix = 'http_server_request_duration_seconds_count{service_name="%s",' % name
+            out = {l[len(prefix):].rsplit(" ", 1)[0]: float(l.rsplit(" ", 1)[1])
+                   for l in env.metrics().splitlines() if l.startswith(prefix)}
+            return out if sum(out.values()) == len(plan) + 1 else None
+        short = wait_for(lambda: counts("short"), 10, "the short path's requests counted")
+        long_ = wait_for(lambda: counts("long"), 10, "the long way's requests counted")
+        check(short == long_, "duration series: short path %r\nlong way %r" % (short, long_))
+        if feeds["short"] is None:
+            print("SKIP: the short path's use counted (gdb is missing)")
+            return
+        runs = short_runs(plan)
+        print("  heads read and written the long way: %r, %r; %d requests can take the short "
+              "path" % (feeds["short"], feeds["long"], runs))
+        read, written = FEEDS
+        check(feeds["long"][read] - feeds["short"][read] >= runs,
+              "the short path was taken for %d reads, expected %d at least"
+              % (feeds["long"][read] - feeds["short"][read], runs))
+        # (a response head repeats as long as nginx's Date header does)
+        check(feeds["long"][written] - feeds["short"][written] >= runs // 2,
+              "the short path was taken for %d writes, expected %d at least"
+              % (feeds["long"][written] - feeds["short"][written], runs // 2))
     finally:
         rx.stop()
 
