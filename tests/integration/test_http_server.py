@@ -344,8 +344,9 @@ def keepalive_requests(c, f, plan, host="127.0.0.1", length_header=False):
               "%s: %r" % (req, status))
 
 
-def read_answer(f):
-    """One response read whole from f: its status line."""
+def read_answer(f, head_request=False):
+    """One response read whole from f (to a HEAD request: no body): its
+    status line."""
     status = f.readline()
     length = 0
     while True:
@@ -354,7 +355,8 @@ def read_answer(f):
             break
         if line.lower().startswith(b"content-length:"):
             length = int(line.split(b":")[1])
-    f.read(length)
+    if not head_request:
+        f.read(length)
     return status
 
 
@@ -567,17 +569,7 @@ def short_exchange(c, f, k):
         c.sendall(head)
     codes = []
     for _ in range(2 if k == "p" else 1):
-        status = f.readline()
-        length = 0
-        while True:
-            line = f.readline()
-            if line in (b"\r\n", b""):
-                break
-            if line.lower().startswith(b"content-length:"):
-                length = int(line.split(b":")[1])
-        if k != "h":
-            f.read(length)
-        codes.append(int(status.split()[1]))
+        codes.append(int(read_answer(f, k == "h").split()[1]))
     return codes
 
 
