@@ -659,6 +659,7 @@ def test_short_path_spans_match_the_long_way(env):
     body in the same read. Span for span, in order, both must give the
     same name, kind, attributes in order, status and parent (the
     traceparent's), and the duration metric the same counts."""
+    hc.require_third_party("nginx")
     rx = Receiver()
     try:
         env.start_exporter(rx.url(), {"OTEL_METRICS_EXPORTER": "none"})
