@@ -527,6 +527,14 @@ def test_garbage_segment_is_skipped_and_counted(env):
 
 @with_env
 def test_segment_truncated_while_mapped_is_dropped_not_fatal(env):
+    if os.environ.get("DYNOBS_TEST_TSAN"):
+        # The exporter leaves the SIGBUS of a lost page by siglongjmp (its
+        # guard). Under ThreadSanitizer the fault can come inside TSan's
+        # own atomic interceptor, which then never releases its lock for
+        # that address; the next segment mapped there hangs the drain
+        # thread in TSan (gdb: __tsan_atomic64_store -> Mutex::Lock, about
+        # 1 run in 12). The test runs in the plain and ASan builds.
+        raise Skipped("ThreadSanitizer's atomics cannot be left by the guard's siglongjmp")
     rx = Receiver()
     try:
         env.start_exporter(rx.url(), {"OTEL_METRICS_EXPORTER": "none"})
