@@ -80,7 +80,11 @@ static int clock_setup(void)
         cal_step = FIRST_CALIBRATION_NS;
         next_cal_rt = clock_ns(CLOCK_REALTIME) + cal_step;
     }
+#else
+    usable = 0;
 #endif
+    if (!usable)
+        __atomic_store_n(&dynobs__clock.system, 1, __ATOMIC_RELAXED);
     __atomic_store_n(&setup, 2, __ATOMIC_RELEASE);
     return 1;
 }

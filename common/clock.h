@@ -30,6 +30,10 @@ struct dynobs_clock_anchor {
 
 struct dynobs_clock {
     int ready;      /* mult and limit are valid */
+    /* The TSC is not used in this process (the kernel does not trust it,
+     * or DYNOBS_CLOCK=system): every timestamp is CLOCK_REALTIME, taken
+     * inline rather than through dynobs__clock_slow. */
+    int system;
     uint64_t mult;  /* ns per tick, 32.32 fixed point */
     uint64_t limit; /* ticks after which an anchor is renewed */
 };
@@ -55,6 +59,8 @@ static inline uint64_t dynobs__clock_now(struct dynobs_clock_anchor *a)
                                       32);
     }
 #endif
+    if (DYNOBS_LIKELY(__atomic_load_n(&dynobs__clock.system, __ATOMIC_RELAXED)))
+        return dynobs__now_ns();
     return dynobs__clock_slow(a);
 }
 
