@@ -58,9 +58,9 @@ def main():
             return 1
         counts, fn_of = got
     # (serve_one's requests go through libc's functions half of the time:
-    # the shim's are counted by the first instruction of the function that
-    # starts tracking each response)
-    served = max((n for (obj, a), n in counts.items() if fn_of[(obj, a)] == "dynobs__h1_resp_start"),
+    # the shim's are counted by the instructions of the function that ends
+    # each one's span, which no other function inlines)
+    served = max((n for (obj, a), n in counts.items() if fn_of[(obj, a)] == "span_end_at"),
                  default=0)
     if not served:
         print("no request was served through the shim")

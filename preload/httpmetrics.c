@@ -23,11 +23,11 @@ void dynobs__http_client_metric(const char *method, const char *server, long por
 
 /* Adds what a process-wide count grew by since it was last reported
  * (*reported, shared by threads: one of them wins each increase). */
-static DYNOBS_HOT void report_growth(struct dynobs_segment *seg, const char *name, uint64_t now,
-                                     uint64_t *reported)
+static DYNOBS_COLD void report_growth(struct dynobs_segment *seg, const char *name, uint64_t now,
+                                      uint64_t *reported)
 {
     uint64_t was = __atomic_load_n(reported, __ATOMIC_RELAXED);
-    if (DYNOBS_LIKELY(now == was) ||
+    if (now == was ||
         !__atomic_compare_exchange_n(reported, &was, now, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
         return;
     struct dynobs_metric_def d = {.name = name, .kind = DYNOBS_METRIC_COUNTER};
@@ -41,8 +41,12 @@ static DYNOBS_HOT void server_extras(struct dynobs_segment *seg)
     /* The route trie's folds (route.h), reported with the requests that
      * make them: one load and compare per request otherwise. */
     static uint64_t folded, pool_full;
-    report_growth(seg, "dynobs.http.route.folds", dynobs__route_folded(), &folded);
-    report_growth(seg, "dynobs.http.route.pool_exhausted", dynobs__route_pool_full(), &pool_full);
+    uint64_t f = dynobs__route_folded(), full = dynobs__route_pool_full();
+    if (DYNOBS_LIKELY(f == __atomic_load_n(&folded, __ATOMIC_RELAXED) &&
+                      full == __atomic_load_n(&pool_full, __ATOMIC_RELAXED)))
+        return; /* (both, as every request finds them: no call) */
+    report_growth(seg, "dynobs.http.route.folds", f, &folded);
+    report_growth(seg, "dynobs.http.route.pool_exhausted", full, &pool_full);
 }
 
 void dynobs__http_server_metric(struct dynobs_segment *seg, const char *labels, double seconds)

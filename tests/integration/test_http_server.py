@@ -595,12 +595,15 @@ def calls_during(env, pid, funcs, action):
     try:
         deadline = time.time() + 60
         while time.time() < deadline:
+            # (what gdb wrote so far, in pieces: a prompt it stops at after
+            # an error in the script ends no line, and readline would wait
+            # for one forever)
             r, _, _ = select.select([p.stdout], [], [], 1)
-            line = p.stdout.readline() if r else ""
-            seen.append(line)
+            if r:
+                seen.append(os.read(p.stdout.fileno(), 65536).decode(errors="replace"))
             # (the breakpoints set, gdb goes on to continue: requests sent
             # before it does wait for it)
-            if line.startswith("dynobs-breakpoints-set"):
+            if "dynobs-breakpoints-set\n" in "".join(seen):
                 break
             check(p.poll() is None, "gdb exited: %s" % "".join(seen)[-2000:])
         else:
