@@ -46,13 +46,19 @@ static uint64_t seq;
 static uint64_t bucket_sec, bucket_left;
 static uint64_t dropped_new; /* traces not taken: over the rate */
 
+/* (the counts and the trace's own fields only: the entries past the
+ * counts are never read, and clearing all 52 KiB of them cost a busy
+ * exporter more than the rest of the view) */
 static void trace_free(struct ui_trace *t)
 {
     for (int i = 0; i < t->nspans; i++)
         free(t->spans[i].rec);
     for (int i = 0; i < t->nlogs; i++)
         free(t->logs[i].rec);
-    memset(t, 0, sizeof *t);
+    t->used = 0;
+    memset(t->id, 0, sizeof t->id);
+    t->seq = t->start_ns = t->end_ns = 0;
+    t->nspans = t->nlogs = t->dropped = 0;
 }
 
 /* Trace id -> pool slot + 1, open addressing; written by the main thread
@@ -115,27 +121,33 @@ static uint64_t duration(const struct ui_trace *t)
     return t->end_ns > t->start_ns ? t->end_ns - t->start_ns : 0;
 }
 
-/* 1 when t is among the UI_SLOWEST slowest of the pool. */
-static int among_slowest(const struct ui_trace *t)
-{
-    int slower = 0;
-    for (int i = 0; i < UI_TRACES; i++)
-        if (pool[i].used && &pool[i] != t && duration(&pool[i]) > duration(t))
-            slower++;
-    return slower < UI_SLOWEST;
-}
-
 /* A slot for a new trace: a free one, else the oldest not among the
- * slowest. */
+ * UI_SLOWEST slowest. A trace is among them when fewer than UI_SLOWEST
+ * others are slower, that is when it is at least as slow as the
+ * UI_SLOWEST-th slowest of the pool: one pass finds that duration, a
+ * second the oldest trace below it (one look at each trace, not one at
+ * every other trace for each). */
 static struct ui_trace *take_slot(void)
 {
-    struct ui_trace *oldest = NULL;
+    uint64_t top[UI_SLOWEST]; /* the slowest durations seen, slowest first */
+    int ntop = 0;
     for (int i = 0; i < UI_TRACES; i++) {
         if (!pool[i].used)
             return &pool[i];
-        if ((!oldest || pool[i].seq < oldest->seq) && !among_slowest(&pool[i]))
-            oldest = &pool[i];
+        uint64_t d = duration(&pool[i]);
+        if (ntop == UI_SLOWEST && d <= top[ntop - 1])
+            continue;
+        int k = ntop < UI_SLOWEST ? ntop++ : ntop - 1;
+        for (; k > 0 && top[k - 1] < d; k--)
+            top[k] = top[k - 1];
+        top[k] = d;
     }
+    if (ntop < UI_SLOWEST)
+        return NULL; /* (a pool no larger than the slowest it keeps) */
+    struct ui_trace *oldest = NULL;
+    for (int i = 0; i < UI_TRACES; i++)
+        if (duration(&pool[i]) < top[UI_SLOWEST - 1] && (!oldest || pool[i].seq < oldest->seq))
+            oldest = &pool[i];
     if (oldest)
         trace_free(oldest);
     return oldest;
