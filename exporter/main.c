@@ -158,6 +158,10 @@ int main(int argc, char **argv)
         return 1;
     }
     dx_queue_configure(cfg.bsp_batch, cfg.bsp_queue, cfg.bsp_delay_ms);
+    if (cfg.traces.sink == DX_SINK_NONE)
+        dx_queue_discard(DX_TRACES);
+    if (cfg.logs.sink == DX_SINK_NONE)
+        dx_queue_discard(DX_LOGS);
     dx_segments_init(cfg.shm_dir, host);
     if (dx_dir_lock_take(cfg.shm_dir) < 0)
         return 3;

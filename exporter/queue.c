@@ -43,6 +43,13 @@ void dx_queue_configure(uint32_t batch, uint32_t queue, uint64_t delay)
     delay_ms = delay;
 }
 
+static int discarded[DX_QUEUED_SIGNALS];
+
+void dx_queue_discard(enum dx_signal k)
+{
+    discarded[k] = 1;
+}
+
 int dx_queue_room(enum dx_signal k)
 {
     uint64_t q = __atomic_load_n(&queued[k], __ATOMIC_ACQUIRE);
@@ -136,6 +143,8 @@ static int add_ref(struct dx_batch *b, struct dx_resource *res)
 
 int dx_queue_put(enum dx_signal k, struct dx_resource *res, const void *rec, uint32_t len)
 {
+    if (discarded[k])
+        return 0; /* (what a batch of them would have come to at the sender) */
     struct dx_batch *b = filling[k];
     size_t need = sizeof(struct dx_entry) + ((len + 7u) & ~7u);
     if (!b) {

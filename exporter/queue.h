@@ -54,6 +54,12 @@ struct dx_batch {
  * fill before it is sent anyway. */
 void dx_queue_configure(uint32_t batch_max, uint32_t queue_max, uint64_t delay_ms);
 
+/* Records of signal k go nowhere (its exporter is "none"): dx_queue_put
+ * takes them without queueing them, so that a process that exports its
+ * spans to no one costs no batches and no sender wake-ups. Before the
+ * threads start. */
+void dx_queue_discard(enum dx_signal k);
+
 /* Main thread. */
 int dx_queue_room(enum dx_signal k); /* records that may still be queued */
 int dx_queue_put(enum dx_signal k, struct dx_resource *res, const void *rec, uint32_t len);

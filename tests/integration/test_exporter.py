@@ -510,6 +510,26 @@ def test_bursty_producer_with_default_drain_interval_loses_little(env):
 
 
 @with_env
+def test_spans_to_no_exporter_are_drained_not_queued(env):
+    """OTEL_TRACES_EXPORTER=none: spans are taken from the rings (and
+    counted as drained) but never queued for the sender. With a batch that
+    would hold them all and a schedule delay of an hour, a queue would show
+    all 3000 of them until then."""
+    env.start_exporter(None, {"OTEL_TRACES_EXPORTER": "none", "OTEL_METRICS_EXPORTER": "none",
+                              "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "5000",
+                              "OTEL_BSP_MAX_QUEUE_SIZE": "10000",
+                              "OTEL_BSP_SCHEDULE_DELAY": "3600000"})
+    env.run_app("burst", {"SCENARIO_N": "3000", "DYNOBS_RING_BYTES": "8M"})
+    drained = 'dynobs_exporter_records_drained_total{signal="traces"}'
+    wait_for(lambda: env.metric(drained) == 3000, 20, "3000 spans drained")
+    check(env.metric('dynobs_exporter_queue_records{signal="traces"}') == 0,
+          "queued: %r" % env.metric('dynobs_exporter_queue_records{signal="traces"}'))
+    check(not env.metric('dynobs_exporter_exported_items_total{signal="traces"}'),
+          "exported to no one: %r" % env.metric(
+              'dynobs_exporter_exported_items_total{signal="traces"}'))
+
+
+@with_env
 def test_garbage_segment_is_skipped_and_counted(env):
     rx = Receiver()
     try:
