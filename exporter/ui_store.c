@@ -129,7 +129,7 @@ static uint64_t duration(const struct ui_trace *t)
  * every other trace for each). */
 static struct ui_trace *take_slot(void)
 {
-    uint64_t top[UI_SLOWEST]; /* the slowest durations seen, slowest first */
+    uint64_t top[UI_SLOWEST] = {0}; /* the slowest durations seen, slowest first */
     int ntop = 0;
     for (int i = 0; i < UI_TRACES; i++) {
         if (!pool[i].used)
