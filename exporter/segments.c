@@ -276,15 +276,16 @@ static size_t drain_one(struct dx_segment *s)
         seg_set_broken(s);
         return moved;
     }
-    for (uint32_t i = 0; i < rd->nshards; i++) {
-        const struct dynobs_reader_shard *sh = &rd->shards[i];
-        uint64_t used = __atomic_load_n(sh->ring.head, __ATOMIC_RELAXED) - sh->tail;
-        double f = used > sh->ring.cap ? 1.0 : (double)used / (double)sh->ring.cap;
-        if (f > fullest)
-            fullest = f;
-    }
+    /* How full the shards were, for the drain loop's pace: the bytes of
+     * the records read, when the pass read all there was. Not head - tail:
+     * a ring that wrapped early (at the end of what it has backed) has a
+     * PAD standing for the rest of the shard between the two, and the
+     * shard would read as nearly full after every wrap. (All shards'
+     * records over one shard's size: never less than the fullest's.) */
+    uint64_t bytes = 0;
     while (dx_queue_room(DX_TRACES) > 0 && dx_queue_room(DX_LOGS) > 0 &&
            dynobs__reader_next(rd, &h) == 1) {
+        bytes += h->len;
         if (h->type == DYNOBS_REC_SPAN) {
             /* Validated when encoded: one decode per record is enough.
              * Spans of tail sampling go through tail.c. */
@@ -307,6 +308,22 @@ static size_t drain_one(struct dx_segment *s)
             rd->corrupt++;
         }
     }
+    double f = (double)bytes / (double)rd->hdr.shard_bytes;
+    if (dx_queue_room(DX_TRACES) <= 0 || dx_queue_room(DX_LOGS) <= 0) {
+        /* Stopped by the queue: what is left counts as well, PADs and all
+         * (too full a reading only brings the next pass sooner). */
+        for (uint32_t i = 0; i < rd->nshards; i++) {
+            const struct dynobs_reader_shard *sh = &rd->shards[i];
+            uint64_t used = __atomic_load_n(sh->ring.head, __ATOMIC_RELAXED) - sh->tail;
+            double left = used > sh->ring.cap ? 1.0 : (double)used / (double)sh->ring.cap;
+            if (left > f)
+                f = left;
+        }
+    }
+    if (f > 1.0)
+        f = 1.0;
+    if (f > fullest)
+        fullest = f;
     dx_stats_add(DX_RECORDS_CORRUPT, rd->corrupt - corrupt0);
     dx_stats_add(DX_RECORDS_ABANDONED, rd->abandoned - abandoned0);
     dx_stats_add(DX_RECORDS_UNRESOLVED, rd->unresolved - unresolved0);

@@ -24,8 +24,10 @@ void dx_segments_scan(void);           /* attach what is new in the directory */
 int dx_segments_inotify_fd(void);      /* for poll(); -1 without inotify */
 void dx_segments_inotify_drain(void);  /* handle inotify events: attach new */
 size_t dx_segments_drain(void);        /* drain rings into batches; returns records moved */
-/* How full the fullest ring shard was when the last dx_segments_drain
- * came to it, 0 to 1: what the drain loop paces itself by. */
+/* How much of a ring shard the last dx_segments_drain read from the
+ * segment it read most from (its records' bytes over a shard's size; what
+ * was left as well where the queue stopped it), 0 to 1: what the drain
+ * loop paces itself by. */
 double dx_segments_fullest(void);
 void dx_segments_reap(void);           /* drain, fold and unlink dead ones; drop broken */
 int dx_segments_any_broken(void);      /* a mapping faulted: reap soon */
