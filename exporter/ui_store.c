@@ -11,6 +11,7 @@
 #include "ui_store.h"
 
 #include <pthread.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -46,19 +47,16 @@ static uint64_t seq;
 static uint64_t bucket_sec, bucket_left;
 static uint64_t dropped_new; /* traces not taken: over the rate */
 
-/* (the counts and the trace's own fields only: the entries past the
- * counts are never read, and clearing all 52 KiB of them cost a busy
- * exporter more than the rest of the view) */
+/* (the fields before the records only: the entries past the counts are
+ * never read, and clearing all 52 KiB of them cost a busy exporter more
+ * than the rest of the view) */
 static void trace_free(struct ui_trace *t)
 {
     for (int i = 0; i < t->nspans; i++)
         free(t->spans[i].rec);
     for (int i = 0; i < t->nlogs; i++)
         free(t->logs[i].rec);
-    t->used = 0;
-    memset(t->id, 0, sizeof t->id);
-    t->seq = t->start_ns = t->end_ns = 0;
-    t->nspans = t->nlogs = t->dropped = 0;
+    memset(t, 0, offsetof(struct ui_trace, spans));
 }
 
 /* Trace id -> pool slot + 1, open addressing; written by the main thread
@@ -142,8 +140,7 @@ static struct ui_trace *take_slot(void)
             top[k] = top[k - 1];
         top[k] = d;
     }
-    if (ntop < UI_SLOWEST)
-        return NULL; /* (a pool no larger than the slowest it keeps) */
+    _Static_assert(UI_TRACES > UI_SLOWEST, "a full pool has its UI_SLOWEST slowest");
     struct ui_trace *oldest = NULL;
     for (int i = 0; i < UI_TRACES; i++)
         if (duration(&pool[i]) < top[UI_SLOWEST - 1] && (!oldest || pool[i].seq < oldest->seq))
