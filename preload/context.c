@@ -323,7 +323,8 @@ void dynobs__ctx_multiplexing(struct dynobs_thread *t)
     dynobs__ctx_pop_ended(t);
 }
 
-/* Requests served on multiplexing threads, with what their context
+/* Requests served on multiplexing threads that carry more than their ids
+ * (a tracestate, correlation ids or baggage), with what their context
  * carries, for the runtime bridge (dynobs__serving_carry). An entry is
  * claimed by compare-and-swap on its span; a full table only means that
  * a bridge-announced parent carries its trace alone. */
@@ -411,7 +412,13 @@ DYNOBS_HOT void dynobs__serving_begin(struct dynobs_thread *t, const struct dyno
             dynobs__ctx_multiplexing(t);
         if (dynobs__multiplexing) {
             sv->on_mux = 1;
-            sv->reg = mux_register(s, carry);
+            /* Only what a request carries besides its ids is looked up
+             * in the table (dynobs__serving_carry): one that carries
+             * nothing (most, and every one of the short path) is not
+             * put there, and the runtime's announced parent carries its
+             * trace alone, as it would with the entry found. */
+            if (carry && (carry->corr_len || carry->bag_len || s->rec.tracestate_len))
+                sv->reg = mux_register(s, carry);
             __atomic_fetch_add(&dynobs__mux_inflight, 1, __ATOMIC_RELAXED);
             return;
         }
