@@ -607,7 +607,8 @@ static DYNOBS_HOT void finish(struct dynobs_conn *c, int code, const char *error
     if (x->bag_len)
         __atomic_store_n(&x->bag_gen, x->bag_gen + 1, __ATOMIC_RELEASE);
     dynobs__redact_span(s, x->rules, x->redact);
-    dynobs__span_finish_as(s, now, &h->tmpl);
+    if (!dynobs__span_end_same(s, now, &h->tmpl, seg, t))
+        dynobs__span_finish_as(s, now, &h->tmpl);
     x->open = 0;
     x->start_ns = 0;
     dynobs__h1_req_reset(&h->head);

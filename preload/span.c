@@ -736,6 +736,38 @@ static int template_of(struct dynobs_segment *seg, uint64_t hv, const uint8_t *b
     return 0;
 }
 
+/* The counts of a span's record, as its body is written. */
+static inline __attribute__((always_inline)) void rec_counts(struct dynobs_span *s)
+{
+    struct dynobs_span_rec *r = &s->rec;
+    r->status_msg_len = s->status_len;
+    r->attr_count = s->attrs;
+    r->event_count = s->events;
+    r->body_len = s->used + s->status_len;
+}
+
+/* Span s written into ring as a reference to template id in slot: 1, or
+ * 0 when the ring has no room for it. */
+static inline __attribute__((always_inline)) int write_ref(struct dynobs_span *s,
+                                                           struct dynobs_segment *seg,
+                                                           struct dynobs_ring *ring, uint16_t rf,
+                                                           uint32_t slot, uint32_t id)
+{
+    struct dynobs_span_rec *r = &s->rec;
+    struct dynobs_rec_hdr *h = dynobs__ring_try_reserve_in(ring, dynobs__ring_room(seg, ring),
+                                                           sizeof *r, DYNOBS_REC_SPAN_REF, rf);
+    if (!h)
+        return 0;
+    dynobs__ring_count_written(ring);
+    r->template_slot = (uint16_t)slot;
+    r->template_id = id;
+    memcpy(h + 1, r, sizeof *r);
+    r->template_slot = 0;
+    r->template_id = 0;
+    dynobs__ring_publish(h);
+    return 1;
+}
+
 /* A span of a series with template state st (span.h): 1 when it was
  * written as a reference to a template of its body (layout.h), 0 when it
  * is to be written whole. A body goes into the table when it is the
@@ -768,18 +800,8 @@ static int by_template(struct dynobs_span *s, struct dynobs_segment *seg, struct
         st->id = id;
         st->epoch = epoch;
     }
-    struct dynobs_rec_hdr *h = dynobs__ring_try_reserve_in(ring, dynobs__ring_room(seg, ring),
-                                                           sizeof *r, DYNOBS_REC_SPAN_REF, rf);
-    if (!h)
-        return 0; /* whole, then: another shard may have room */
-    dynobs__ring_count_written(ring);
-    r->template_slot = (uint16_t)slot;
-    r->template_id = id;
-    memcpy(h + 1, r, sizeof *r);
-    r->template_slot = 0;
-    r->template_id = 0;
-    dynobs__ring_publish(h);
-    return 1;
+    /* (whole, when there is no room: another shard may have some) */
+    return write_ref(s, seg, ring, rf, slot, id);
 }
 
 /* rf: the record flags of tail sampling (end_flags); t: the template
@@ -796,10 +818,7 @@ static int emit(struct dynobs_span *s, struct dynobs_thread *self, uint16_t rf,
     }
     struct dynobs_span_rec *r = &s->rec;
     const uint32_t nl = r->name_len;
-    r->status_msg_len = s->status_len;
-    r->attr_count = s->attrs;
-    r->event_count = s->events;
-    r->body_len = s->used + s->status_len;
+    rec_counts(s);
     size_t payload = sizeof *r + r->body_len;
     if (s->truncated)
         rf |= DYNOBS_RECF_TRUNCATED;
@@ -881,6 +900,28 @@ static DYNOBS_HOT int span_end_at(dynobs_span *s, uint64_t end_ns, struct dynobs
     dynobs__ctx_leave_span(s, self);
     pool_put(s, self);
     return rc;
+}
+
+DYNOBS_HOT int dynobs__span_end_same(struct dynobs_span *s, uint64_t end_ns,
+                                     struct dynobs_span_tmpl *st, struct dynobs_segment *seg,
+                                     struct dynobs_thread *self)
+{
+    /* What span_end_at, emit and by_template would find on their way to
+     * the reference, all at once; anything else goes their way. */
+    const struct dynobs_span_rec *r = &s->rec;
+    if (!st->same || !end_ns || !seg || !seg->tmpl || !self || s->owner || !s->recording ||
+        s->truncated || s->status_len || r->tracestate_len || s->used > DYNOBS_TMPL_BODY_MAX ||
+        (s->end_check & ~DYNOBS_SPAN_KEEP_ERR) || st->id == DYNOBS_TMPL_EMPTY ||
+        st->epoch != dynobs__segment_epoch() || !live(s))
+        return 0;
+    uint64_t start_ns = r->start_ns;
+    s->rec.end_ns = end_ns < start_ns ? start_ns : end_ns; /* (the wall clock stepped back) */
+    rec_counts(s);
+    if (!write_ref(s, seg, dynobs__ring_of(seg, self), 0, st->slot, st->id))
+        return 0; /* (the general way sets the record's fields again) */
+    st->same = 0;
+    __atomic_store_n(&s->live, 0, __ATOMIC_RELAXED);
+    return 1;
 }
 
 DYNOBS_API int dynobs_span_set_status(dynobs_span *s, int code, const char *message)

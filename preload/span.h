@@ -28,6 +28,7 @@
 struct dynobs_ctx;
 struct dynobs_sampler;
 struct dynobs_thread;
+struct dynobs_segment;
 
 /* What the rules ask of one span, given when it begins. The head decision
  * (the W3C sampled flag, which is what goes downstream) always comes from
@@ -181,6 +182,17 @@ struct dynobs_span_tmpl {
 /* dynobs__span_finish_at, with the series' template state t. */
 int dynobs__span_finish_as(struct dynobs_span *s, uint64_t end_ns,
                            struct dynobs_span_tmpl *t) DYNOBS_INTERNAL;
+
+/* The end of detached span s at end_ns (non-zero) by the calling thread
+ * self, when it is the usual one of a series (span.h): its body is the
+ * series' last (t->same, set by the caller), that body's template is
+ * still good in segment seg, and the span has nothing else to write (no
+ * status message, tracestate or truncation, no tail-sampling flag). Its
+ * record is then written as the template's reference straight away: 1.
+ * 0, with nothing written and s still live, in every other case or when
+ * the ring has no room: dynobs__span_finish_as ends it then. */
+int dynobs__span_end_same(struct dynobs_span *s, uint64_t end_ns, struct dynobs_span_tmpl *t,
+                          struct dynobs_segment *seg, struct dynobs_thread *self) DYNOBS_INTERNAL;
 
 /* A started span's tracestate (after its name in the body). */
 static inline const char *dynobs__span_tracestate(const struct dynobs_span *s)
