@@ -152,7 +152,8 @@ static inline DYNOBS_HOT void dynobs__metric_observe(struct dynobs_metric_slot *
     while (v > dynobs__u2d(old) &&
            !__atomic_compare_exchange_n(&s->max, &old, dynobs__d2u(v), 1, __ATOMIC_RELAXED,
                                         __ATOMIC_RELAXED))
-        ;    /* And the current slice of its window, for windowed statistics. */
+        ;
+    /* And the current slice of its window, for windowed statistics. */
     struct dynobs_metric_window *w = dynobs__slot_window(s);
     if (w)
         dynobs__window_add(w, 0, v);

@@ -40,37 +40,9 @@ static int grow(struct dynobs_ring *r, struct dynobs_ring_room *room, uint64_t u
     return 1;
 }
 
-/* Where records may go without more memory: short of the backed end by
- * one record header, so that a PAD can always be written at the end of
- * the last record. */
-static inline uint64_t room_limit(const struct dynobs_ring *r, struct dynobs_ring_room *room)
-{
-    if (room) {
-        uint64_t b = __atomic_load_n(&room->backed, __ATOMIC_ACQUIRE);
-        if (b < r->cap)
-            return b - DYNOBS_REC_ALIGN;
-    }
-    return r->cap;
-}
-
-/* The header of a record of `need` bytes reserved at pos, marked
- * reserved. */
-static inline struct dynobs_rec_hdr *reserved_at(struct dynobs_ring *r, uint64_t pos, uint32_t need,
-                                                 uint16_t type, uint16_t flags)
-{
-    struct dynobs_rec_hdr *h = (struct dynobs_rec_hdr *)(r->data + (pos & (r->cap - 1)));
-    h->len = need;
-    h->type = type;
-    h->flags = flags;
-    __atomic_store_n(&h->stamp, pos | DYNOBS_STAMP_RESERVED, __ATOMIC_RELEASE);
-    return h;
-}
-
-/* The reservation's every case: retries, the wrap to the start (a PAD)
- * and the growth of what is backed. */
-static __attribute__((noinline)) struct dynobs_rec_hdr *
-reserve_slow(struct dynobs_ring *r, struct dynobs_ring_room *room, uint32_t need, uint16_t type,
-             uint16_t flags)
+__attribute__((noinline)) struct dynobs_rec_hdr *
+dynobs__ring_reserve_slow(struct dynobs_ring *r, struct dynobs_ring_room *room, uint32_t need,
+                          uint16_t type, uint16_t flags)
 {
     const uint64_t mask = r->cap - 1;
     uint64_t pos = __atomic_load_n(r->head, __ATOMIC_RELAXED);
@@ -82,7 +54,7 @@ reserve_slow(struct dynobs_ring *r, struct dynobs_ring_room *room, uint32_t need
         uint64_t used = pos - tail; /* huge when a bad tail is ahead: full */
         if (used > r->cap)
             break;
-        uint64_t limit = room_limit(r, room);
+        uint64_t limit = dynobs__ring_room_limit(r, room);
         if (off + need <= limit) {
             pad = 0;
         } else if (off + need > r->cap || (used + need <= off && used <= limit / 2)) {
@@ -116,28 +88,7 @@ reserve_slow(struct dynobs_ring *r, struct dynobs_ring_room *room, uint32_t need
         __atomic_store_n(&p->stamp, pos | DYNOBS_STAMP_COMMITTED, __ATOMIC_RELEASE);
         pos += pad;
     }
-    return reserved_at(r, pos, need, type, flags);
-}
-
-DYNOBS_HOT struct dynobs_rec_hdr *dynobs__ring_try_reserve_in(struct dynobs_ring *r,
-                                                              struct dynobs_ring_room *room,
-                                                              size_t payload_len, uint16_t type,
-                                                              uint16_t flags)
-{
-    if (payload_len > DYNOBS_MAX_RECORD_BYTES)
-        return NULL;
-    const uint32_t need = dynobs__rec_size(payload_len);
-    /* The usual case, the slow path's first try when it needs neither a
-     * PAD nor more memory: room at the head, taken at once. Kept apart
-     * so that it costs a few registers, not the loop's. */
-    uint64_t pos = __atomic_load_n(r->head, __ATOMIC_RELAXED);
-    uint64_t used = pos - __atomic_load_n(r->tail, __ATOMIC_ACQUIRE);
-    if (DYNOBS_LIKELY(used <= r->cap && (pos & (r->cap - 1)) + need <= room_limit(r, room) &&
-                      need <= r->cap - used) &&
-        __atomic_compare_exchange_n(r->head, &pos, pos + need, 1, __ATOMIC_ACQUIRE,
-                                    __ATOMIC_RELAXED))
-        return reserved_at(r, pos, need, type, flags);
-    return reserve_slow(r, room, need, type, flags);
+    return dynobs__ring_reserved_at(r, pos, need, type, flags);
 }
 
 struct dynobs_rec_hdr *dynobs__ring_try_reserve(struct dynobs_ring *r, size_t payload_len,

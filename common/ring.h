@@ -16,6 +16,7 @@
 #include <stdint.h>
 
 #include "layout.h"
+#include "util.h"
 
 struct dynobs_ring {
     uint64_t *head;           /* in the segment header */
@@ -78,10 +79,10 @@ struct dynobs_rec_hdr *dynobs__ring_try_reserve(struct dynobs_ring *r, size_t pa
  * a ring backed whole). Every producer of a growing ring must use these. */
 struct dynobs_rec_hdr *dynobs__ring_reserve_in(struct dynobs_ring *r, struct dynobs_ring_room *room,
                                                size_t payload_len, uint16_t type, uint16_t flags);
-struct dynobs_rec_hdr *dynobs__ring_try_reserve_in(struct dynobs_ring *r,
-                                                   struct dynobs_ring_room *room,
-                                                   size_t payload_len, uint16_t type,
-                                                   uint16_t flags);
+static inline struct dynobs_rec_hdr *dynobs__ring_try_reserve_in(struct dynobs_ring *r,
+                                                                  struct dynobs_ring_room *room,
+                                                                  size_t payload_len,
+                                                                  uint16_t type, uint16_t flags);
 
 /* Reserve, copy two pieces, commit. Returns 0 or -ENOSPC (dropped). */
 int dynobs__ring_write(struct dynobs_ring *r, uint16_t type, uint16_t flags, const void *a,
@@ -117,6 +118,64 @@ static inline uint32_t dynobs__rec_size(size_t payload_len)
 {
     size_t n = sizeof(struct dynobs_rec_hdr) + payload_len;
     return (uint32_t)((n + DYNOBS_REC_ALIGN - 1) & ~(size_t)(DYNOBS_REC_ALIGN - 1));
+}
+
+/* ---- the reservation's usual case, inline in every producer ---- */
+
+/* Where records may go without more memory: short of the backed end by
+ * one record header, so that a PAD can always be written at the end of
+ * the last record. */
+static inline uint64_t dynobs__ring_room_limit(const struct dynobs_ring *r,
+                                               struct dynobs_ring_room *room)
+{
+    if (room) {
+        uint64_t b = __atomic_load_n(&room->backed, __ATOMIC_ACQUIRE);
+        if (b < r->cap)
+            return b - DYNOBS_REC_ALIGN;
+    }
+    return r->cap;
+}
+
+/* The header of a record of `need` bytes reserved at pos, marked
+ * reserved. */
+static inline struct dynobs_rec_hdr *dynobs__ring_reserved_at(struct dynobs_ring *r, uint64_t pos,
+                                                              uint32_t need, uint16_t type,
+                                                              uint16_t flags)
+{
+    struct dynobs_rec_hdr *h = (struct dynobs_rec_hdr *)(r->data + (pos & (r->cap - 1)));
+    h->len = need;
+    h->type = type;
+    h->flags = flags;
+    __atomic_store_n(&h->stamp, pos | DYNOBS_STAMP_RESERVED, __ATOMIC_RELEASE);
+    return h;
+}
+
+/* The reservation's every case (ring.c): retries, the wrap to the start
+ * (a PAD) and the growth of what is backed. */
+struct dynobs_rec_hdr *dynobs__ring_reserve_slow(struct dynobs_ring *r,
+                                                 struct dynobs_ring_room *room, uint32_t need,
+                                                 uint16_t type, uint16_t flags);
+
+static inline struct dynobs_rec_hdr *dynobs__ring_try_reserve_in(struct dynobs_ring *r,
+                                                              struct dynobs_ring_room *room,
+                                                              size_t payload_len, uint16_t type,
+                                                              uint16_t flags)
+{
+    if (payload_len > DYNOBS_MAX_RECORD_BYTES)
+        return NULL;
+    const uint32_t need = dynobs__rec_size(payload_len);
+    /* The usual case, the slow path's first try when it needs neither a
+     * PAD nor more memory: room at the head, taken at once. Kept apart
+     * so that it costs a few registers, not the loop's. */
+    uint64_t pos = __atomic_load_n(r->head, __ATOMIC_RELAXED);
+    uint64_t used = pos - __atomic_load_n(r->tail, __ATOMIC_ACQUIRE);
+    if (DYNOBS_LIKELY(used <= r->cap &&
+                      (pos & (r->cap - 1)) + need <= dynobs__ring_room_limit(r, room) &&
+                      need <= r->cap - used) &&
+        __atomic_compare_exchange_n(r->head, &pos, pos + need, 1, __ATOMIC_ACQUIRE,
+                                    __ATOMIC_RELAXED))
+        return dynobs__ring_reserved_at(r, pos, need, type, flags);
+    return dynobs__ring_reserve_slow(r, room, need, type, flags);
 }
 
 #endif

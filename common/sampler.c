@@ -72,31 +72,3 @@ int dynobs__sampler_init(struct dynobs_sampler *s, const char *name, const char 
     return rc;
 }
 
-static int ratio_decide(const struct dynobs_sampler *s, const uint8_t trace_id[16])
-{
-    /* The rightmost 7 bytes are the random part (W3C Level 2). */
-    uint64_t rnd = 0;
-    for (int i = 9; i < 16; i++)
-        rnd = rnd << 8 | trace_id[i];
-    return rnd >= s->threshold;
-}
-
-DYNOBS_HOT int dynobs__sampler_decide(const struct dynobs_sampler *s, const uint8_t trace_id[16],
-                                      int has_parent, int parent_sampled)
-{
-    switch (s->kind) {
-    case DYNOBS_SAMPLER_ALWAYS_ON:
-        return 1;
-    case DYNOBS_SAMPLER_ALWAYS_OFF:
-        return 0;
-    case DYNOBS_SAMPLER_RATIO:
-        return ratio_decide(s, trace_id);
-    case DYNOBS_SAMPLER_PARENT_ALWAYS_ON:
-        return has_parent ? parent_sampled : 1;
-    case DYNOBS_SAMPLER_PARENT_ALWAYS_OFF:
-        return has_parent ? parent_sampled : 0;
-    case DYNOBS_SAMPLER_PARENT_RATIO:
-        return has_parent ? parent_sampled : ratio_decide(s, trace_id);
-    }
-    return 1;
-}

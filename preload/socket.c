@@ -83,14 +83,12 @@ static struct dynobs_conn *classify(int fd, const struct iovec *iov, int iovcnt,
     return c;
 }
 
-/* The connection to act on for a write, or NULL to pass through. */
-static inline DYNOBS_HOT struct dynobs_conn *out_conn(int fd, const struct iovec *iov, int iovcnt)
+/* out_conn's way for an fd it has no traced connection for yet (c: what
+ * the table holds, NULL or marked accepted or pending): classified, or
+ * left to pass through. */
+static DYNOBS_COLD struct dynobs_conn *out_conn_new(int fd, const struct iovec *iov, int iovcnt,
+                                                    struct dynobs_conn *c)
 {
-    if (!active())
-        return NULL;
-    struct dynobs_conn *c = dynobs__fd_get(fd);
-    if (DYNOBS_LIKELY(c == DYNOBS_CONN_IGNORED))
-        return NULL;
     if (c == DYNOBS_CONN_ACCEPTED) {
         /* It speaks first: an HTTP/2 server (its SETTINGS frame), else not
          * a server we trace. */
@@ -101,12 +99,30 @@ static inline DYNOBS_HOT struct dynobs_conn *out_conn(int fd, const struct iovec
         errno = saved;
         if (!c)
             return NULL;
-    }
-    if (!c)
-        c = classify(fd, iov, iovcnt, NULL);
-    else if (DYNOBS_UNLIKELY(c->proto == DYNOBS_PROTO_PENDING))
+    } else {
         c = classify(fd, iov, iovcnt, c);
+    }
     if (!c || !dynobs__conn_wants(c, DYNOBS_DIR_OUT))
+        return NULL;
+    c->fd = fd;
+    return c;
+}
+
+/* The connection to act on for a write, or NULL to pass through. Inlined
+ * into each interposer, as in_conn: a traced connection's writes take a
+ * few loads and compares, not a call. */
+static inline __attribute__((always_inline)) struct dynobs_conn *out_conn(int fd,
+                                                                          const struct iovec *iov,
+                                                                          int iovcnt)
+{
+    if (!active())
+        return NULL;
+    struct dynobs_conn *c = dynobs__fd_get(fd);
+    if (DYNOBS_LIKELY(c == DYNOBS_CONN_IGNORED))
+        return NULL;
+    if (DYNOBS_UNLIKELY(!c || c == DYNOBS_CONN_ACCEPTED || c->proto == DYNOBS_PROTO_PENDING))
+        return out_conn_new(fd, iov, iovcnt, c);
+    if (!dynobs__conn_wants(c, DYNOBS_DIR_OUT))
         return NULL;
     c->fd = fd;
     return c;
@@ -115,7 +131,7 @@ static inline DYNOBS_HOT struct dynobs_conn *out_conn(int fd, const struct iovec
 /* The connection to act on for a read (its protocol wants the bytes), or
  * DYNOBS_CONN_ACCEPTED for an accepted socket not read yet; NULL to pass
  * through. */
-static inline DYNOBS_HOT struct dynobs_conn *in_conn(int fd)
+static inline __attribute__((always_inline)) struct dynobs_conn *in_conn(int fd)
 {
     if (!active())
         return NULL;
@@ -326,16 +342,14 @@ DYNOBS_API DYNOBS_HOT ssize_t writev(int fd, const struct iovec *iov, int iovcnt
     if (DYNOBS_UNLIKELY(fd == 2) && dynobs__config.capture_logs && active())
         return dynobs__stderr_write(iov, iovcnt, 1);
     struct dynobs_conn *c = iovcnt > 0 && iovcnt <= IOV_MAX ? out_conn(fd, iov, iovcnt) : NULL;
-    struct out_call o = {.kind = O_WRITEV, .fd = fd, .iov = iov, .iovcnt = iovcnt};
-    if (DYNOBS_LIKELY(!c))
-        return original(&o);
-    /* (a server's response, nginx's: the real call and its bytes, without
-     * out's plan and original's switch) */
-    if (!dynobs__conn_adds(c)) {
+    /* (untraced, or a server's response, nginx's: the real call, and then
+     * the response's bytes, without out's plan and original's switch) */
+    if (DYNOBS_LIKELY(!c) || !dynobs__conn_adds(c)) {
         ssize_t (*fn)(int, const struct iovec *, int) = DYNOBS_REAL(writev);
-        return watched(c, iov, iovcnt,
-                       fn ? fn(fd, iov, iovcnt) : syscall(SYS_writev, fd, iov, iovcnt));
+        ssize_t r = fn ? fn(fd, iov, iovcnt) : syscall(SYS_writev, fd, iov, iovcnt);
+        return c ? watched(c, iov, iovcnt, r) : r;
     }
+    struct out_call o = {.kind = O_WRITEV, .fd = fd, .iov = iov, .iovcnt = iovcnt};
     return out(&o, c);
 }
 

@@ -19,6 +19,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 enum dynobs_h1_req_phase {
     DYNOBS_H1_REQ_IDLE = 0, /* expecting the first byte of a request */
@@ -87,11 +88,21 @@ void dynobs__h1_watch_correlation(const char (*names)[64], const uint8_t *lens, 
 long dynobs__h1_req_feed(struct dynobs_h1_req *o, const uint8_t *p, size_t n);
 
 /* The header lines were added (or deliberately not): the rest of this
- * request is body, passed through untouched. */
-void dynobs__h1_req_done(struct dynobs_h1_req *o);
+ * request is body, passed through untouched. (This and the other few-line
+ * steps below are inline: each runs once per request on a server's way.) */
+static inline void dynobs__h1_req_done(struct dynobs_h1_req *o)
+{
+    o->phase = DYNOBS_H1_REQ_BODY;
+}
 
 /* A response completed: expect the next request. */
-void dynobs__h1_req_reset(struct dynobs_h1_req *o);
+static inline void dynobs__h1_req_reset(struct dynobs_h1_req *o)
+{
+    uint8_t off = o->phase == DYNOBS_H1_REQ_OFF, capture = o->capture;
+    memset(o, 0, offsetof(struct dynobs_h1_req, reqline));
+    o->phase = off ? DYNOBS_H1_REQ_OFF : DYNOBS_H1_REQ_IDLE;
+    o->capture = capture;
+}
 
 /* A connection's last request head, as a reader fed it from idle in one
  * call, with the reader's state after it (its fixed part: the buffers
@@ -190,7 +201,11 @@ struct dynobs_h1_resp {
 };
 
 /* Starts tracking the response to a request (HEAD: no body). */
-void dynobs__h1_resp_start(struct dynobs_h1_resp *r, int head_request);
+static inline void dynobs__h1_resp_start(struct dynobs_h1_resp *r, int head_request)
+{
+    memset(r, 0, sizeof *r);
+    r->head_request = (uint8_t)head_request;
+}
 /* Feeds bytes of the response. Returns 1 when it completed within them,
  * -1 when they are not an HTTP/1 response, else 0. */
 int dynobs__h1_resp_feed(struct dynobs_h1_resp *r, const uint8_t *p, size_t n);
@@ -211,6 +226,16 @@ struct dynobs_h1_resp_memo {
 int dynobs__h1_resp_feed_memo(struct dynobs_h1_resp *r, struct dynobs_h1_resp_memo *m,
                               const uint8_t *p, size_t n);
 /* Body bytes sent without being seen (sendfile). Returns 1 when done. */
-int dynobs__h1_resp_body(struct dynobs_h1_resp *r, uint64_t n);
+static inline int dynobs__h1_resp_body(struct dynobs_h1_resp *r, uint64_t n)
+{
+    if (r->phase != DYNOBS_H1_R_BODY)
+        return 0;
+    r->remaining = n < r->remaining ? r->remaining - n : 0;
+    if (!r->remaining) {
+        r->phase = DYNOBS_H1_R_DONE;
+        return 1;
+    }
+    return 0;
+}
 
 #endif

@@ -103,19 +103,6 @@ static int reqline_ok(const struct dynobs_h1_req *o, const char *tail9)
     return !memcmp(tail9, " HTTP/1.0", 9) || !memcmp(tail9, " HTTP/1.1", 9);
 }
 
-DYNOBS_HOT void dynobs__h1_req_reset(struct dynobs_h1_req *o)
-{
-    uint8_t off = o->phase == DYNOBS_H1_REQ_OFF, capture = o->capture;
-    memset(o, 0, offsetof(struct dynobs_h1_req, reqline));
-    o->phase = off ? DYNOBS_H1_REQ_OFF : DYNOBS_H1_REQ_IDLE;
-    o->capture = capture;
-}
-
-DYNOBS_HOT void dynobs__h1_req_done(struct dynobs_h1_req *o)
-{
-    o->phase = DYNOBS_H1_REQ_BODY;
-}
-
 /* reqline_ok for a line kept whole, its version read in place. */
 static int whole_reqline_ok(const struct dynobs_h1_req *o)
 {

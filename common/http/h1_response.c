@@ -103,12 +103,6 @@ int dynobs__h1_status_feed(struct dynobs_h1_status *in, const uint8_t *p, size_t
     return 0;
 }
 
-DYNOBS_HOT void dynobs__h1_resp_start(struct dynobs_h1_resp *r, int head_request)
-{
-    memset(r, 0, sizeof *r);
-    r->head_request = (uint8_t)head_request;
-}
-
 enum { RH_LENGTH = 1, RH_TE = 2 };
 
 /* End of a response header block: what the body will be. */
@@ -430,14 +424,3 @@ DYNOBS_HOT int dynobs__h1_resp_feed_memo(struct dynobs_h1_resp *r, struct dynobs
     return len < n ? dynobs__h1_resp_feed(r, p + len, n - len) : 0;
 }
 
-DYNOBS_HOT int dynobs__h1_resp_body(struct dynobs_h1_resp *r, uint64_t n)
-{
-    if (r->phase != DYNOBS_H1_R_BODY)
-        return 0;
-    r->remaining = n < r->remaining ? r->remaining - n : 0;
-    if (!r->remaining) {
-        r->phase = DYNOBS_H1_R_DONE;
-        return 1;
-    }
-    return 0;
-}
