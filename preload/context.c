@@ -306,7 +306,7 @@ struct dynobs_ctx *dynobs__ctx_from_headers(struct dynobs_ctx *c, const char *tp
 __thread uint8_t dynobs__multiplexing DYNOBS_TLS;
 int dynobs__mux_inflight;
 
-void dynobs__ctx_multiplexing(struct dynobs_thread *t)
+DYNOBS_COLD void dynobs__ctx_multiplexing(struct dynobs_thread *t)
 {
     dynobs__multiplexing = 1;
     if (!t)
@@ -350,7 +350,8 @@ static inline struct mux_entry *mux_at(int i)
  * once, not after a scan. */
 static unsigned mux_next;
 
-static int16_t mux_register(const struct dynobs_span *s, const struct dynobs_ctx_carry *carry)
+static DYNOBS_COLD int16_t mux_register(const struct dynobs_span *s,
+                                         const struct dynobs_ctx_carry *carry)
 {
     struct mux_entry *tab = dynobs__lazymap(&mux_reg, MUX_REG * sizeof *tab);
     if (!tab)
@@ -417,7 +418,7 @@ DYNOBS_HOT void dynobs__serving_begin(struct dynobs_thread *t, const struct dyno
              * nothing (most, and every one of the short path) is not
              * put there, and the runtime's announced parent carries its
              * trace alone, as it would with the entry found. */
-            if (carry && (carry->corr_len || carry->bag_len || s->rec.tracestate_len))
+            if ((carry && (carry->corr_len || carry->bag_len)) || s->rec.tracestate_len)
                 sv->reg = mux_register(s, carry);
             __atomic_fetch_add(&dynobs__mux_inflight, 1, __ATOMIC_RELAXED);
             return;

@@ -181,7 +181,7 @@ struct dynobs_serving {
 
 /* Request span s, read by the calling thread t on a blocking socket or
  * not, starts being served: the rule above decides whether it is bound
- * (with what carry says its context carries). */
+ * (with what carry says its context carries; NULL: nothing besides its ids). */
 void dynobs__serving_begin(struct dynobs_thread *t, const struct dynobs_span *s, int blocking,
                            const struct dynobs_ctx_carry *carry,
                            struct dynobs_serving *sv) DYNOBS_INTERNAL;

@@ -431,7 +431,7 @@ static DYNOBS_HOT void start(struct dynobs_conn *c)
  * walking the read's pieces or looking at the decision again: a few lines
  * of code and of the connection, where the way through h1s_in and start
  * takes several times as many (BENCHMARKS.md, "Thirteenth round"). */
-DYNOBS_HOT int dynobs__h1s_in_short(struct dynobs_conn *c, const uint8_t *p, size_t n)
+__attribute__((flatten)) DYNOBS_HOT int dynobs__h1s_in_short(struct dynobs_conn *c, const uint8_t *p, size_t n)
 {
     struct dynobs_h1s *h = &c->p.h1s;
     struct dynobs_h1_req_memo *m = &h->req_memo;
@@ -460,10 +460,8 @@ DYNOBS_HOT int dynobs__h1s_in_short(struct dynobs_conn *c, const uint8_t *p, siz
         x->open = 1;
         dynobs__h1_resp_start(&x->resp, is_head(x, h->line.ml));
         x->bag_len = 0;
-        struct dynobs_ctx_carry carry = {"", 0, 0, 0,
-                                         __atomic_load_n(&x->bag_gen, __ATOMIC_RELAXED), x->bag,
-                                         &x->bag_gen};
-        dynobs__serving_begin(t, s, c->blocking, &carry, &x->serving);
+        /* (nothing to carry: no baggage, correlation ids or tracestate) */
+        dynobs__serving_begin(t, s, c->blocking, NULL, &x->serving);
     }
     errno = saved;
     return 1;
@@ -568,7 +566,8 @@ static DYNOBS_COLD const char *end_anew(struct dynobs_conn *c, struct dynobs_spa
     return error_type;
 }
 
-static DYNOBS_HOT void finish(struct dynobs_conn *c, int code, const char *error_type)
+static __attribute__((flatten)) DYNOBS_HOT void finish(struct dynobs_conn *c, int code,
+                                                    const char *error_type)
 {
     struct dynobs_h1s *h = &c->p.h1s;
     struct dynobs_h1s_exchange *x = &h->x;

@@ -70,11 +70,11 @@ int dynobs__redact_header_ok(const struct dynobs_rules *r, const struct dynobs_r
     return 0;
 }
 
-void dynobs__redact_span(struct dynobs_span *s, const struct dynobs_rules *r,
-                         const struct dynobs_rule_redact *rd)
+/* The replacements of a rule that has some, on a recording span: out of
+ * the line of the usual span, which has none. */
+static DYNOBS_COLD void replace(struct dynobs_span *s, const struct dynobs_rules *r,
+                                const struct dynobs_rule_redact *rd)
 {
-    if (!r || !rd || !rd->replace_count || !s->recording)
-        return;
     /* Keys to replace are gathered first: replacing moves the items. */
     struct {
         char key[256];
@@ -128,4 +128,11 @@ size_t dynobs__redact_url_values(const char *t, size_t n, char *out, size_t o, s
             out[o++] = ch;
     }
     return o;
+}
+
+void dynobs__redact_span(struct dynobs_span *s, const struct dynobs_rules *r,
+                         const struct dynobs_rule_redact *rd)
+{
+    if (r && rd && rd->replace_count && s->recording)
+        replace(s, r, rd);
 }

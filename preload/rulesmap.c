@@ -243,7 +243,7 @@ static void apply(struct holder *h)
     }
 }
 
-const struct dynobs_rules_proc *dynobs__rules_refresh(uint64_t gen)
+DYNOBS_COLD const struct dynobs_rules_proc *dynobs__rules_refresh(uint64_t gen)
 {
     const struct dynobs_rules_proc *cur = __atomic_load_n(&dynobs__rules_cur, __ATOMIC_ACQUIRE);
     if (cur && gen == __atomic_load_n(&failed_gen, __ATOMIC_RELAXED) &&

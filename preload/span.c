@@ -1010,7 +1010,8 @@ int dynobs__span_finish_at(struct dynobs_span *s, uint64_t end_ns)
     return span_end_at(s, end_ns, NULL);
 }
 
-int dynobs__span_finish_as(struct dynobs_span *s, uint64_t end_ns, struct dynobs_span_tmpl *t)
+__attribute__((noinline)) int dynobs__span_finish_as(struct dynobs_span *s, uint64_t end_ns,
+                                                     struct dynobs_span_tmpl *t)
 {
     return span_end_at(s, end_ns, t);
 }

@@ -183,9 +183,19 @@ struct dynobs_thread {
     struct dynobs_metric_cache_entry mcache[DYNOBS_METRIC_CACHE];
 };
 
+/* The calling thread's block (thread.c), and its making on the thread's
+ * first use (the calling thread has none yet). */
+extern __thread struct dynobs_thread *dynobs__self DYNOBS_TLS DYNOBS_INTERNAL;
+struct dynobs_thread *dynobs__thread_new(void) DYNOBS_INTERNAL;
+
 /* The calling thread's block, created on first use; NULL when dynobs is
- * off or no memory could be had. */
-struct dynobs_thread *dynobs__thread(void) DYNOBS_INTERNAL;
+ * off or no memory could be had. Inline: every interposed call on the
+ * way of a request asks for it. */
+static inline struct dynobs_thread *dynobs__thread(void)
+{
+    struct dynobs_thread *t = dynobs__self;
+    return DYNOBS_LIKELY(t != NULL) ? t : dynobs__thread_new();
+}
 /* The calling thread's block if it has one already (never creates one). */
 struct dynobs_thread *dynobs__thread_if_any(void) DYNOBS_INTERNAL;
 /* After fork, in the child: keep the caller's block, free the others. */

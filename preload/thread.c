@@ -15,7 +15,7 @@
 
 #include "state.h"
 
-static __thread struct dynobs_thread *self DYNOBS_TLS;
+__thread struct dynobs_thread *dynobs__self DYNOBS_TLS;
 static struct dynobs_thread *all; /* push-only list of every block */
 /* The key whose destructor gives a thread's block back at its exit. It
  * is made when the process takes its first block, not at start: at start
@@ -29,7 +29,7 @@ static int key_state;
 static uint32_t next_ordinal;
 
 /* Thread exit (the key's destructor runs on the exiting thread). The
- * block goes back for reuse; `self` is cleared first, so that a span made
+ * block goes back for reuse; `dynobs__self` is cleared first, so that a span made
  * by a later TLS destructor of this thread takes a block of its own
  * instead of sharing this one with the next thread that adopts it. */
 static void release(void *p)
@@ -37,15 +37,15 @@ static void release(void *p)
     struct dynobs_thread *t = p;
     if (!t)
         return;
-    if (self == t)
-        self = NULL;
+    if (dynobs__self == t)
+        dynobs__self = NULL;
     t->depth = 0;
     __atomic_store_n(&t->owned, 0, __ATOMIC_RELEASE);
 }
 
 /* 1 once the key is made. A thread that finds another making it waits
  * (a few microseconds), so that no block goes without it; that other
- * thread is never this one interrupted by a signal: adopt() sets `self`
+ * thread is never this one interrupted by a signal: adopt() sets `dynobs__self`
  * before it gets here, and a handler on a thread with a block never
  * comes here. The wait is bounded all the same: a child forked while a
  * thread of its parent was making the key finds it being made forever
@@ -78,16 +78,14 @@ static void adopt(struct dynobs_thread *t)
     t->bag_used = 0; /* a previous thread's API baggage went with its stack */
     t->clk.tsc = t->clk.ns = 0;
     dynobs__rng_seed(&t->rng);
-    self = t; /* (before the key: see key_ready) */
+    dynobs__self = t; /* (before the key: see key_ready) */
     if (key_ready())
         pthread_setspecific(exit_key, t);
 }
 
-struct dynobs_thread *dynobs__thread(void)
+DYNOBS_COLD struct dynobs_thread *dynobs__thread_new(void)
 {
-    struct dynobs_thread *t = self;
-    if (DYNOBS_LIKELY(t != NULL))
-        return t;
+    struct dynobs_thread *t;
     if (!dynobs__on())
         return NULL;
     dynobs__first_use();
@@ -116,7 +114,7 @@ struct dynobs_thread *dynobs__thread(void)
 
 struct dynobs_thread *dynobs__thread_if_any(void)
 {
-    return self;
+    return dynobs__self;
 }
 
 void dynobs__thread_after_fork(void)
@@ -124,7 +122,7 @@ void dynobs__thread_after_fork(void)
     /* Only the forking thread exists in the child: the other blocks are
      * free for its future threads. Their open spans died with them. */
     for (struct dynobs_thread *t = all; t; t = t->next) {
-        if (t != self) {
+        if (t != dynobs__self) {
             t->owned = 0;
             t->depth = 0;
             t->pool_used = 0;
@@ -135,8 +133,8 @@ void dynobs__thread_after_fork(void)
     int making = KEY_MAKING;
     __atomic_compare_exchange_n(&key_state, &making, KEY_NONE, 0, __ATOMIC_ACQ_REL,
                                 __ATOMIC_RELAXED);
-    if (self) {
-        self->tid = (uint32_t)syscall(SYS_gettid);
-        dynobs__rng_seed(&self->rng);
+    if (dynobs__self) {
+        dynobs__self->tid = (uint32_t)syscall(SYS_gettid);
+        dynobs__rng_seed(&dynobs__self->rng);
     }
 }
