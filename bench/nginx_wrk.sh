@@ -102,8 +102,12 @@ run_wrk() {
     else if (t ~ /s$/) v = substr(t, 1, length(t) - 1) * 1000;
     printf "%.3f", v }')
   awk -v r="$rps" -v p="$p99" -v t=$((c1 - c0)) -v n="$n" \
-    'BEGIN { printf "%s %s %.3f\n", r, p, n ? t / 1e3 / n : 0 }'
+    'BEGIN { printf "%s %s %.3f %d\n", r, p, n ? t / 1e3 / n : 0, n }'
 }
+
+# ticks PID: the process's user and system time so far, in clock ticks
+# (/proc/PID/stat; over all rounds together, thousands of ticks a side).
+ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{ print $12, $13 }'; }
 
 echo "nginx $($NGINX -v 2>&1 | sed 's/.*\///'), wrk -t1 -c$CONNS -d${DUR}s --latency, $ROUNDS pairs of rounds," \
   "access_log off, 1 worker, $(stat -c %s "$DIR/nginx-plain/html/index.html")-byte file, keep-alive"
@@ -126,6 +130,10 @@ printf '%-5s %11s %11s %6s %11s %11s %6s %9s %9s %6s\n' round "req/s plain" "req
 RATIOS=()
 P99R=()
 CPUR=()
+NP=0
+NS=0
+read -r UP0 SP0 < <(ticks "$WORKER_PLAIN")
+read -r US0 SS0 < <(ticks "$WORKER_SHIM")
 for r in $(seq "$ROUNDS"); do
   if ((r % 2)); then
     a=$(run_wrk "$URL_PLAIN" "$DUR" "$WORKER_PLAIN") || exit 1
@@ -134,8 +142,10 @@ for r in $(seq "$ROUNDS"); do
     b=$(run_wrk "$URL_SHIM" "$DUR" "$WORKER_SHIM") || exit 1
     a=$(run_wrk "$URL_PLAIN" "$DUR" "$WORKER_PLAIN") || exit 1
   fi
-  read -r rp pp cp <<<"$a"
-  read -r rs ps cs <<<"$b"
+  read -r rp pp cp np <<<"$a"
+  read -r rs ps cs ns <<<"$b"
+  NP=$((NP + np))
+  NS=$((NS + ns))
   rr=$(awk -v a="$rs" -v b="$rp" 'BEGIN { printf "%.3f", a / b }')
   pr=$(awk -v a="$ps" -v b="$pp" 'BEGIN { printf "%.3f", a / b }')
   cr=$(awk -v a="$cs" -v b="$cp" 'BEGIN { printf "%.3f", b ? a / b : 0 }')
@@ -156,6 +166,16 @@ echo "median req/s ratio (shim / plain):   $(median "${RATIOS[@]}")   (quartiles
 echo "median p99 ratio (shim / plain):     $(median "${P99R[@]}")   (quartiles $(quartiles "${P99R[@]}"); goal <= 1.05)"
 echo "median worker CPU per request ratio: $(median "${CPUR[@]}")   (quartiles $(quartiles "${CPUR[@]}"); cpu: the" \
   "nginx worker's time on a CPU over the round / requests, from /proc/PID/schedstat)"
+# Where the worker's time per request goes, user or kernel: the ticks of
+# all rounds together, per request, and their ratios.
+read -r UP1 SP1 < <(ticks "$WORKER_PLAIN")
+read -r US1 SS1 < <(ticks "$WORKER_SHIM")
+awk -v hz="$(getconf CLK_TCK)" -v np="$NP" -v ns="$NS" -v up=$((UP1 - UP0)) -v sp=$((SP1 - SP0)) \
+  -v us=$((US1 - US0)) -v ss=$((SS1 - SS0)) 'BEGIN {
+  f = 1e6 / hz; upr = up * f / np; spr = sp * f / np; usr = us * f / ns; ssr = ss * f / ns
+  printf "worker CPU per request over all rounds, user / system: plain %.2f / %.2f us, shim %.2f / %.2f us," \
+    " ratios %.3f / %.3f (/proc/PID/stat ticks: %d / %d plain, %d / %d shim)\n",
+    upr, spr, usr, ssr, upr ? usr / upr : 0, spr ? ssr / spr : 0, up, sp, us, ss }'
 echo "load average at the start: $LOAD_START, at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "exporter CPU over the run: $(awk -v u="$utime" -v s="$stime" -v hz="$(getconf CLK_TCK)" \
   'BEGIN { printf "%.1f s", (u + s) / hz }'), segments drained: $(find "$DIR/shm" -type f | wc -l)"
