@@ -46,6 +46,11 @@
  * blocks still go to .text.unlikely, which a section attribute would
  * prevent. */
 #define DYNOBS_HOT __attribute__((hot))
+/* A hot function whose calls are all inlined into it (GCC's flatten, across
+ * files under LTO): the two ends of a repeated request, which are most of
+ * its instructions. What it reaches only in rare cases must be
+ * DYNOBS_COLD (or noinline), or flattening pulls that in as well. */
+#define DYNOBS_FLATTEN __attribute__((flatten, hot))
 
 /* Wall clock in ns since the epoch (the vDSO makes this a few ns). */
 static inline uint64_t dynobs__now_ns(void)

@@ -431,7 +431,7 @@ static DYNOBS_HOT void start(struct dynobs_conn *c)
  * walking the read's pieces or looking at the decision again: a few lines
  * of code and of the connection, where the way through h1s_in and start
  * takes several times as many (BENCHMARKS.md, "Thirteenth round"). */
-__attribute__((flatten)) DYNOBS_HOT int dynobs__h1s_in_short(struct dynobs_conn *c, const uint8_t *p, size_t n)
+DYNOBS_FLATTEN int dynobs__h1s_in_short(struct dynobs_conn *c, const uint8_t *p, size_t n)
 {
     struct dynobs_h1s *h = &c->p.h1s;
     struct dynobs_h1_req_memo *m = &h->req_memo;
@@ -566,8 +566,7 @@ static DYNOBS_COLD const char *end_anew(struct dynobs_conn *c, struct dynobs_spa
     return error_type;
 }
 
-static __attribute__((flatten)) DYNOBS_HOT void finish(struct dynobs_conn *c, int code,
-                                                    const char *error_type)
+static DYNOBS_FLATTEN void finish(struct dynobs_conn *c, int code, const char *error_type)
 {
     struct dynobs_h1s *h = &c->p.h1s;
     struct dynobs_h1s_exchange *x = &h->x;

@@ -736,6 +736,21 @@ static int template_of(struct dynobs_segment *seg, uint64_t hv, const uint8_t *b
     return 0;
 }
 
+/* Whether span s's body may be written as a template's reference in
+ * segment seg: nothing in it that the reference leaves out. */
+static inline int tmpl_fits(const struct dynobs_span *s, const struct dynobs_segment *seg)
+{
+    return seg->tmpl && !s->status_len && !s->rec.tracestate_len &&
+           s->used <= DYNOBS_TMPL_BODY_MAX;
+}
+
+/* A recorded span's end time: end_ns, or its start when the wall clock
+ * stepped back in between. */
+static inline void set_end(struct dynobs_span *s, uint64_t end_ns)
+{
+    s->rec.end_ns = end_ns < s->rec.start_ns ? s->rec.start_ns : end_ns;
+}
+
 /* The counts of a span's record, as its body is written. */
 static inline __attribute__((always_inline)) void rec_counts(struct dynobs_span *s)
 {
@@ -775,14 +790,13 @@ static inline __attribute__((always_inline)) int write_ref(struct dynobs_span *s
 static int by_template(struct dynobs_span *s, struct dynobs_segment *seg, struct dynobs_ring *ring,
                        uint16_t rf, struct dynobs_span_tmpl *st)
 {
-    struct dynobs_span_rec *r = &s->rec;
     const uint8_t *b = s->body;
     uint32_t n = s->used;
     /* (st->id stays that of the series' last body only: st->same may be
      * set for the next span of the series) */
     int same = st->same;
     st->same = 0;
-    if (!seg->tmpl || s->status_len || r->tracestate_len || n > DYNOBS_TMPL_BODY_MAX) {
+    if (!tmpl_fits(s, seg)) {
         st->id = DYNOBS_TMPL_EMPTY;
         return 0;
     }
@@ -887,9 +901,7 @@ static DYNOBS_HOT int span_end_at(dynobs_span *s, uint64_t end_ns, struct dynobs
     struct dynobs_thread *self = dynobs__thread();
     int rc = 0;
     if (s->recording) {
-        s->rec.end_ns = end_ns ? end_ns : self ? dynobs__clock_now(&self->clk) : dynobs__now_ns();
-        if (s->rec.end_ns < s->rec.start_ns) /* the wall clock stepped back */
-            s->rec.end_ns = s->rec.start_ns;
+        set_end(s, end_ns ? end_ns : self ? dynobs__clock_now(&self->clk) : dynobs__now_ns());
         uint16_t rf = 0;
         if (__builtin_expect(s->end_check & ~DYNOBS_SPAN_KEEP_ERR, 0))
             rf = end_flags(s);
@@ -908,14 +920,11 @@ DYNOBS_HOT int dynobs__span_end_same(struct dynobs_span *s, uint64_t end_ns,
 {
     /* What span_end_at, emit and by_template would find on their way to
      * the reference, all at once; anything else goes their way. */
-    const struct dynobs_span_rec *r = &s->rec;
-    if (!st->same || !end_ns || !seg || !seg->tmpl || !self || s->owner || !s->recording ||
-        s->truncated || s->status_len || r->tracestate_len || s->used > DYNOBS_TMPL_BODY_MAX ||
-        (s->end_check & ~DYNOBS_SPAN_KEEP_ERR) || st->id == DYNOBS_TMPL_EMPTY ||
-        st->epoch != dynobs__segment_epoch() || !live(s))
+    if (!st->same || !end_ns || !seg || !self || s->owner || !s->recording || s->truncated ||
+        (s->end_check & ~DYNOBS_SPAN_KEEP_ERR) || !tmpl_fits(s, seg) ||
+        st->id == DYNOBS_TMPL_EMPTY || st->epoch != dynobs__segment_epoch() || !live(s))
         return 0;
-    uint64_t start_ns = r->start_ns;
-    s->rec.end_ns = end_ns < start_ns ? start_ns : end_ns; /* (the wall clock stepped back) */
+    set_end(s, end_ns);
     rec_counts(s);
     if (!write_ref(s, seg, dynobs__ring_of(seg, self), 0, st->slot, st->id))
         return 0; /* (the general way sets the record's fields again) */
@@ -1010,6 +1019,8 @@ int dynobs__span_finish_at(struct dynobs_span *s, uint64_t end_ns)
     return span_end_at(s, end_ns, NULL);
 }
 
+/* (a call, not inlined: the flattened finish comes here only when its
+ * span is not the usual one, dynobs__span_end_same) */
 __attribute__((noinline)) int dynobs__span_finish_as(struct dynobs_span *s, uint64_t end_ns,
                                                      struct dynobs_span_tmpl *t)
 {
