@@ -68,6 +68,8 @@ class Nginx:
             f.write(os.urandom(300000))
         self.port = tx.free_port()
         self.tls_port = tx.free_port()
+        while self.tls_port == self.port:  # (a port just let go may come back at once)
+            self.tls_port = tx.free_port()
         self.cert = os.path.join(self.dir, "cert.pem")
         r = subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days",
                             "1", "-subj", "/CN=127.0.0.1", "-addext",
