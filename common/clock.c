@@ -12,7 +12,7 @@
 #include <cpuid.h>
 #endif
 
-struct dynobs_clock dynobs__clock;
+struct dynobs_clock dynobs__clock DYNOBS_HOT_DATA;
 
 #define RENEW_NS (100ull * 1000 * 1000)
 #define FIRST_CALIBRATION_NS (50ull * 1000 * 1000)

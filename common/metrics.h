@@ -42,8 +42,6 @@ struct dynobs_metric_table {
     struct dynobs_metric_slot *slots;
     uint32_t nslots; /* power of two */
     uint64_t *counters;
-    /* Zeroed with the table (segment creation zeroes the segment struct). */
-    struct dynobs_metric_name_count names[DYNOBS_METRIC_NAMES];
     /* Layout 3: one window per slot (NULL: no windows kept), and the
      * declared metrics (metric_meta.h) with the header's counters of
      * refused declarations (NULL: not counted). */
@@ -52,6 +50,10 @@ struct dynobs_metric_table {
     struct dynobs_metric_meta *metas;
     uint32_t nmetas; /* power of two */
     uint64_t *declare_conflicts, *declare_refused;
+    /* Zeroed with the table (segment creation zeroes the segment struct).
+     * Last: the words above, which every update reads, then lie on one
+     * page with the segment's other hot words (segment.h). */
+    struct dynobs_metric_name_count names[DYNOBS_METRIC_NAMES];
 };
 
 struct dynobs_metric_def {

@@ -49,11 +49,14 @@ struct dynobs_segment {
     /* How much of each shard is backed (ring.h); whole when the segment
      * was made with ring_start_bytes 0. */
     struct dynobs_ring_room room[DYNOBS_MAX_SHARDS];
-    struct dynobs_metric_table metrics;
     struct dynobs_tmpl_slot *tmpl; /* DYNOBS_TMPL_SLOTS of them */
     /* The table's pages this process has backed (bit i: page i; the file
      * holds a hole there until then, which must not be touched). */
     uint32_t tmpl_backed;
+    /* After the fields above, which a span's record reads, and with its
+     * own hot words first (its per-name counts last): a request's record
+     * and metric read one page of this struct, not two. */
+    struct dynobs_metric_table metrics;
     char path[512];
 };
 

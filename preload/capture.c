@@ -69,10 +69,10 @@ void dynobs__stderr_flush(void)
     struct dynobs_thread *t = dynobs__thread_if_any();
     if (!t || !t->errlen)
         return;
-    dynobs__guard++;
+    dynobs__tls.guard++;
     dynobs__log_write(0, "", t->errline, t->errlen, stderr_attrs, 1);
     t->errlen = 0;
-    dynobs__guard--;
+    dynobs__tls.guard--;
 }
 
 static void stderr_written(const struct iovec *iov, int iovcnt, size_t n)
@@ -80,13 +80,13 @@ static void stderr_written(const struct iovec *iov, int iovcnt, size_t n)
     struct dynobs_thread *t = dynobs__thread();
     if (!t)
         return;
-    dynobs__guard++;
+    dynobs__tls.guard++;
     for (int i = 0; i < iovcnt && n; i++) {
         size_t len = iov[i].iov_len < n ? iov[i].iov_len : n;
         stderr_bytes(t, iov[i].iov_base, len);
         n -= len;
     }
-    dynobs__guard--;
+    dynobs__tls.guard--;
 }
 
 ssize_t dynobs__stderr_write(const struct iovec *iov, int iovcnt, int vectored)
@@ -121,7 +121,7 @@ static const struct {
 __attribute__((format(printf, 2, 0))) static void syslog_record(int pri, const char *fmt,
                                                                  va_list ap)
 {
-    if (!fmt || dynobs__guard || !dynobs__config.capture_logs || !dynobs__on())
+    if (!fmt || dynobs__tls.guard || !dynobs__config.capture_logs || !dynobs__on())
         return;
     char body[LOG_BODY_MAX + 1];
     int n = vsnprintf(body, sizeof body, fmt, ap); /* glibc's printf knows %m */
@@ -130,10 +130,10 @@ __attribute__((format(printf, 2, 0))) static void syslog_record(int pri, const c
     size_t len = (size_t)n < LOG_BODY_MAX ? (size_t)n : LOG_BODY_MAX;
     while (len && body[len - 1] == '\n')
         len--;
-    dynobs__guard++;
+    dynobs__tls.guard++;
     dynobs__log_write(syslog_levels[LOG_PRI(pri)].severity, syslog_levels[LOG_PRI(pri)].name,
                       body, (size_t)n > LOG_BODY_MAX ? (size_t)n : len, NULL, 0);
-    dynobs__guard--;
+    dynobs__tls.guard--;
 }
 
 /* The real functions: vsyslog for syslog/vsyslog, __vsyslog_chk for the

@@ -19,7 +19,7 @@
 
 #include "conn.h"
 
-void *dynobs__fd_chunks[DYNOBS_FD_CHUNKS];
+void *dynobs__fd_chunks[DYNOBS_FD_CHUNKS] DYNOBS_HOT_DATA;
 static struct dynobs_conn *free_list;
 static int free_lock;
 

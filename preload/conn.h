@@ -289,8 +289,8 @@ void dynobs__conn_unref(struct dynobs_conn *c) DYNOBS_INTERNAL;
 
 /* ---- the socket transport's table: fd -> entry ---- */
 
-#define DYNOBS_FD_CHUNK_BITS 12
-#define DYNOBS_FD_CHUNKS 256 /* fds up to 2^20 */
+#define DYNOBS_FD_CHUNK_BITS 16
+#define DYNOBS_FD_CHUNKS 16 /* fds up to 2^20 */
 /* Each chunk an array of 2^DYNOBS_FD_CHUNK_BITS entries (struct
  * dynobs_conn *), mapped at its first fd (lazymap.h). */
 extern void *dynobs__fd_chunks[DYNOBS_FD_CHUNKS] DYNOBS_INTERNAL;

@@ -261,7 +261,7 @@ static void count_ambiguous(void);
 const struct dynobs_ctx *dynobs__ctx_outbound(struct dynobs_thread *t)
 {
     const struct dynobs_ctx *c = stack_top(t);
-    if (!c && dynobs__multiplexing && __atomic_load_n(&dynobs__mux_inflight, __ATOMIC_RELAXED) > 0)
+    if (!c && DYNOBS_TLS_HERE(multiplexing) && __atomic_load_n(&dynobs__mux_inflight, __ATOMIC_RELAXED) > 0)
         count_ambiguous();
     return c;
 }
@@ -303,12 +303,11 @@ struct dynobs_ctx *dynobs__ctx_from_headers(struct dynobs_ctx *c, const char *tp
 
 /* ---- threads that serve many requests at once ---- */
 
-__thread uint8_t dynobs__multiplexing DYNOBS_TLS;
-int dynobs__mux_inflight;
+int dynobs__mux_inflight DYNOBS_HOT_DATA;
 
 DYNOBS_COLD void dynobs__ctx_multiplexing(struct dynobs_thread *t)
 {
-    dynobs__multiplexing = 1;
+    dynobs__tls.multiplexing = 1;
     if (!t)
         return;
     /* Requests bound from non-blocking sockets while the thread seemed to
@@ -409,9 +408,9 @@ DYNOBS_HOT void dynobs__serving_begin(struct dynobs_thread *t, const struct dyno
         /* A second request in flight on the thread that read it: it
          * multiplexes. */
         sv->reader = t;
-        if (__atomic_add_fetch(&t->serving, 1, __ATOMIC_RELAXED) > 1 && !dynobs__multiplexing)
+        if (__atomic_add_fetch(&t->serving, 1, __ATOMIC_RELAXED) > 1 && !DYNOBS_TLS_HERE(multiplexing))
             dynobs__ctx_multiplexing(t);
-        if (dynobs__multiplexing) {
+        if (DYNOBS_TLS_HERE(multiplexing)) {
             sv->on_mux = 1;
             /* Only what a request carries besides its ids is looked up
              * in the table (dynobs__serving_carry): one that carries

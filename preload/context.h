@@ -19,6 +19,7 @@
 
 #include "../common/tracecontext.h"
 #include "../common/util.h"
+#include "tls.h"
 
 struct dynobs_span;
 struct dynobs_thread;
@@ -158,10 +159,8 @@ void dynobs__ctx_unbind(struct dynobs_ctx_binding *b, struct dynobs_thread *self
  * outbound call belongs to, and a call without one starts its own trace,
  * counted as ambiguous. A wrong link is worse than none. */
 
-/* 1 once the calling thread multiplexes (set by the epoll interposers and
- * by the HTTP server layer). */
-extern __thread uint8_t dynobs__multiplexing __attribute__((tls_model("initial-exec")))
-DYNOBS_INTERNAL;
+/* (dynobs__tls.multiplexing, tls.h: 1 once the calling thread multiplexes,
+ * set by the epoll interposers and by the HTTP server layer.) */
 
 /* The calling thread multiplexes from now on: the requests bound to it
  * (t: its block, or NULL when it has none) are unbound. */

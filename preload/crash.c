@@ -161,7 +161,7 @@ static void report(int sig, siginfo_t *si, void *ctx)
 {
     if (__atomic_exchange_n(&reported, 1, __ATOMIC_ACQ_REL) || !dynobs__on())
         return;
-    dynobs__guard++;
+    dynobs__tls.guard++;
     static char trace[6144];
     backtrace_text(ctx, trace, sizeof trace);
     char message[160];
@@ -193,7 +193,7 @@ static void report(int sig, siginfo_t *si, void *ctx)
                       nattrs);
     if (t)
         dynobs__span_end_crashed(t, status, attrs, 3);
-    dynobs__guard--;
+    dynobs__tls.guard--;
 }
 
 static void on_crash(int sig, siginfo_t *si, void *ctx)

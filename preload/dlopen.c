@@ -424,7 +424,7 @@ static void *deepbind_open(void *(*fn)(const char *, int), void *(*mfn)(Lmid_t, 
         return h;
     }
     saved = errno;
-    dynobs__guard++;
+    dynobs__tls.guard++;
     struct link_map *top = NULL;
     if (loader.info(h, RTLD_DI_LINKMAP, &top) == 0 && top) {
         w->top = top;
@@ -435,7 +435,7 @@ static void *deepbind_open(void *(*fn)(const char *, int), void *(*mfn)(Lmid_t, 
         }
     }
     (void)dlerror(); /* our look-ups' failures are not the application's */
-    dynobs__guard--;
+    dynobs__tls.guard--;
     munmap(w, sizeof *w);
     errno = saved;
     return h;
@@ -445,7 +445,7 @@ static void *deepbind_open(void *(*fn)(const char *, int), void *(*mfn)(Lmid_t, 
  * (no search), no $ORIGIN-style token, from the base namespace. */
 static int eligible(const char *file, const void *caller)
 {
-    if (!file || !strchr(file, '/') || strchr(file, '$') || dynobs__guard)
+    if (!file || !strchr(file, '/') || strchr(file, '$') || dynobs__tls.guard)
         return 0;
     if (!dynobs__on())
         return 0;

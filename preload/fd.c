@@ -21,9 +21,9 @@ DYNOBS_API DYNOBS_HOT int close(int fd)
 {
     int (*fn)(int) = DYNOBS_REAL(close);
     if (active() && dynobs__fd_get(fd)) {
-        int saved = errno;
+        int saved = DYNOBS_ERRNO;
         dynobs__fd_set(fd, NULL);
-        errno = saved;
+        DYNOBS_ERRNO = saved;
     }
     return fn ? fn(fd) : (int)syscall(SYS_close, fd);
 }

@@ -446,7 +446,7 @@ DYNOBS_FLATTEN int dynobs__h1s_in_short(struct dynobs_conn *c, const uint8_t *p,
     struct dynobs_thread *t = dynobs__thread();
     if (!now || h->memo.p != now || !t)
         return 0;
-    int saved = errno;
+    int saved = DYNOBS_ERRNO;
     /* What h1s_in does with the memo's head: the reader's state after it. */
     x->start_ns = dynobs__clock_now(&t->clk);
     memcpy(&h->head, m->after, DYNOBS_H1_REQ_FIXED);
@@ -463,7 +463,7 @@ DYNOBS_FLATTEN int dynobs__h1s_in_short(struct dynobs_conn *c, const uint8_t *p,
         /* (nothing to carry: no baggage, correlation ids or tracestate) */
         dynobs__serving_begin(t, s, c->blocking, NULL, &x->serving);
     }
-    errno = saved;
+    DYNOBS_ERRNO = saved;
     return 1;
 }
 
@@ -698,12 +698,12 @@ DYNOBS_HOT int dynobs__h1s_out_short(struct dynobs_conn *c, const struct iovec *
         (!m->done && m->after.phase != DYNOBS_H1_R_BODY) ||
         !dynobs__h1_same(iov[0].iov_base, m->head, len))
         return 0;
-    int saved = errno;
+    int saved = DYNOBS_ERRNO;
     *r = m->after;
     /* (no byte after the head: nothing counted, as h1s_out counts none) */
     if (m->done || (n > len && dynobs__h1_resp_body(r, n - len) == 1))
         finish(c, r->code, NULL);
-    errno = saved;
+    DYNOBS_ERRNO = saved;
     return 1;
 }
 

@@ -40,7 +40,7 @@ static DYNOBS_HOT void server_extras(struct dynobs_segment *seg)
 {
     /* The route trie's folds (route.h), reported with the requests that
      * make them: one load and compare per request otherwise. */
-    static uint64_t folded, pool_full;
+    static uint64_t folded DYNOBS_HOT_DATA, pool_full DYNOBS_HOT_DATA;
     uint64_t f = dynobs__route_folded(), full = dynobs__route_pool_full();
     if (DYNOBS_LIKELY(f == __atomic_load_n(&folded, __ATOMIC_RELAXED) &&
                       full == __atomic_load_n(&pool_full, __ATOMIC_RELAXED)))

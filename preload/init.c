@@ -25,10 +25,8 @@ extern char **environ;
 #include "../common/resource.h"
 
 int dynobs__state DYNOBS_HOT_DATA = DYNOBS_UNINIT;
-struct dynobs_config dynobs__config;
+struct dynobs_config dynobs__config DYNOBS_HOT_CONFIG;
 uint64_t dynobs__lost;
-__thread int dynobs__guard DYNOBS_TLS;
-__thread uint32_t dynobs__inside DYNOBS_TLS;
 
 /* Segment states: a CAS from NONE to CREATING elects the one thread that
  * creates it; everybody else keeps going without a segment meanwhile. */
@@ -267,7 +265,7 @@ int dynobs__init(void)
                                      __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
         return expect;
     int next = DYNOBS_OFF;
-    dynobs__guard++;
+    dynobs__tls.guard++;
     if (sdk_disabled())
         goto out; /* (dynobs__config stays untouched: one page fault less) */
     /* (the name into a buffer on the stack first: the selection writes it
@@ -317,7 +315,7 @@ int dynobs__init(void)
         next = DYNOBS_ON;
     }
 out:
-    dynobs__guard--;
+    dynobs__tls.guard--;
     __atomic_store_n(&dynobs__state, next, __ATOMIC_RELEASE);
     return next;
 }
@@ -328,9 +326,9 @@ void dynobs__first_use(void)
     if (__atomic_load_n(&done, __ATOMIC_ACQUIRE) ||
         __atomic_exchange_n(&done, 1, __ATOMIC_ACQ_REL))
         return;
-    dynobs__guard++;
+    dynobs__tls.guard++;
     dynobs__crash_prepare();
-    dynobs__guard--;
+    dynobs__tls.guard--;
 }
 
 /* Another thread is creating the segment (once per process, well under a
@@ -339,7 +337,7 @@ void dynobs__first_use(void)
  * handler on the creating thread) must not wait for itself. */
 static struct dynobs_segment *wait_for_creation(void)
 {
-    if (dynobs__guard)
+    if (dynobs__tls.guard)
         return NULL;
     uint64_t deadline = dynobs__mono_ns() + 20 * 1000 * 1000;
     for (;;) {
@@ -384,10 +382,10 @@ static __attribute__((noinline)) struct dynobs_segment *segment_slow(int s)
                                      __ATOMIC_ACQUIRE))
         return s == SEG_READY ? seg_of() : s == SEG_CREATING ? wait_for_creation() : NULL;
     dynobs__first_use();
-    dynobs__guard++;
+    dynobs__tls.guard++;
     struct later *l = later_map();
     if (!l) {
-        dynobs__guard--;
+        dynobs__tls.guard--;
         __atomic_store_n(&seg_state, SEG_FAILED, __ATOMIC_RELEASE);
         return NULL; /* fail open, as when the segment cannot be made */
     }
@@ -410,7 +408,7 @@ static __attribute__((noinline)) struct dynobs_segment *segment_slow(int s)
      * meanwhile must not wait for the creation it interrupted. */
     if (rc == 0)
         dynobs__rules_attach(seg);
-    dynobs__guard--;
+    dynobs__tls.guard--;
     if (rc < 0) {
         /* Fail open: the service runs on without telemetry. */
         __atomic_store_n(&seg_state, SEG_FAILED, __ATOMIC_RELEASE);

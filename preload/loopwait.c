@@ -26,7 +26,7 @@ __attribute__((noinline)) static void first_wait(void)
     DYNOBS_API ret name params                                                             \
     {                                                                                      \
         DYNOBS_NEXT_OR_ENOSYS(fn, ret, name, params)                                       \
-        if (DYNOBS_UNLIKELY(!dynobs__multiplexing) && dynobs__layer_on(DYNOBS_LAYER_PROCESS)) \
+        if (DYNOBS_UNLIKELY(!DYNOBS_TLS_HERE(multiplexing)) && dynobs__layer_on(DYNOBS_LAYER_PROCESS)) \
             first_wait();                                                                  \
         return fn args;                                                                    \
     }

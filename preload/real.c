@@ -6,7 +6,7 @@
 
 #include "state.h"
 
-struct dynobs_real_fns dynobs__real __attribute__((aligned(64)));
+struct dynobs_real_fns dynobs__real DYNOBS_HOT_DATA __attribute__((aligned(64)));
 
 /* The symbol of each entry, in the order of struct dynobs_real_fns. */
 /* (arrays, not pointers: a pointer is a relocation at every process start) */

@@ -73,7 +73,7 @@ void dynobs__real_bind_one(size_t slot) DYNOBS_INTERNAL;
  * once, cached in its own slot), or the call fails with ENOSYS, as the
  * missing function would. Needs <errno.h> and state.h. */
 #define DYNOBS_NEXT_OR_ENOSYS(fn, ret, name, params)                                       \
-    static void *fn##_slot;                                                                \
+    static void *fn##_slot DYNOBS_HOT_DATA;                                                \
     ret(*fn) params = (ret(*) params)dynobs__lookup(&fn##_slot, #name, NULL);              \
     if (!fn) {                                                                             \
         errno = ENOSYS;                                                                    \

@@ -259,7 +259,7 @@ DYNOBS_COLD const struct dynobs_rules_proc *dynobs__rules_refresh(uint64_t gen)
     if (!__atomic_load_n(&segment, __ATOMIC_ACQUIRE) && dynobs__segment())
         gen = __atomic_load_n(__atomic_load_n(&dynobs__rules_gen_word, __ATOMIC_ACQUIRE),
                               __ATOMIC_ACQUIRE);
-    dynobs__guard++;
+    dynobs__tls.guard++;
     struct holder *h = gen == 0 ? defaults() : load(gen);
     if (h) {
         bind(h);
@@ -278,7 +278,7 @@ DYNOBS_COLD const struct dynobs_rules_proc *dynobs__rules_refresh(uint64_t gen)
         __atomic_store_n(&retry_at, dynobs__mono_ns() + 1000000000ull, __ATOMIC_RELAXED);
         __atomic_store_n(&failed_gen, gen, __ATOMIC_RELAXED);
     }
-    dynobs__guard--;
+    dynobs__tls.guard--;
     __atomic_store_n(&busy, 0, __ATOMIC_RELEASE);
     return cur;
 }

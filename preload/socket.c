@@ -63,7 +63,7 @@ static struct dynobs_conn *classify(int fd, const struct iovec *iov, int iovcnt,
         n += iov[i].iov_len;
     if (n == 0)
         return NULL;
-    int saved = errno;
+    int saved = DYNOBS_ERRNO;
     struct dynobs_conn *c = NULL;
     int type = 0;
     socklen_t tl = sizeof type;
@@ -79,7 +79,7 @@ static struct dynobs_conn *classify(int fd, const struct iovec *iov, int iovcnt,
                     : dynobs__conn_open(DYNOBS_TRANSPORT_SOCKET, p, fd);
     if (c != pending || !c)
         dynobs__fd_set(fd, c ? c : DYNOBS_CONN_IGNORED);
-    errno = saved;
+    DYNOBS_ERRNO = saved;
     return c;
 }
 
@@ -92,11 +92,11 @@ static DYNOBS_COLD struct dynobs_conn *out_conn_new(int fd, const struct iovec *
     if (c == DYNOBS_CONN_ACCEPTED) {
         /* It speaks first: an HTTP/2 server (its SETTINGS frame), else not
          * a server we trace. */
-        int saved = errno;
+        int saved = DYNOBS_ERRNO;
         enum dynobs_proto p = dynobs__conn_recognise_first_write(iov, iovcnt, SIZE_MAX);
         c = p ? dynobs__conn_open(DYNOBS_TRANSPORT_SOCKET, p, fd) : NULL;
         dynobs__fd_set(fd, c ? c : DYNOBS_CONN_IGNORED);
-        errno = saved;
+        DYNOBS_ERRNO = saved;
         if (!c)
             return NULL;
     } else {
@@ -109,7 +109,7 @@ static DYNOBS_COLD struct dynobs_conn *out_conn_new(int fd, const struct iovec *
 }
 
 /* The connection to act on for a write, or NULL to pass through. Inlined
- * into each interposer, as in_conn: a traced connection's writes take a
+ * into each interposer, as in_entry: a traced connection's writes take a
  * few loads and compares, not a call. */
 static inline __attribute__((always_inline)) struct dynobs_conn *out_conn(int fd,
                                                                           const struct iovec *iov,
@@ -128,14 +128,31 @@ static inline __attribute__((always_inline)) struct dynobs_conn *out_conn(int fd
     return c;
 }
 
-/* The connection to act on for a read (its protocol wants the bytes), or
- * DYNOBS_CONN_ACCEPTED for an accepted socket not read yet; NULL to pass
- * through. */
-static inline __attribute__((always_inline)) struct dynobs_conn *in_conn(int fd)
+/* A read's fd entry, taken before the real call (a connection, or
+ * DYNOBS_CONN_ACCEPTED for an accepted socket not read yet), or NULL to
+ * pass through. Only the fd table is looked at before the call: the
+ * connection's own state is read after it (read_conn), where a read that
+ * returns bytes reads it anyway, and a read that finds nothing (EAGAIN)
+ * does not touch it at all: its page is one more page walk before the
+ * system call otherwise, where system calls empty the TLB (BENCHMARKS.md,
+ * "Eighteenth round"). The entry is kept across the call, so the bytes
+ * go to the connection the fd named when the read began. */
+static inline __attribute__((always_inline)) struct dynobs_conn *in_entry(int fd)
 {
     if (!active())
         return NULL;
-    struct dynobs_conn *c = dynobs__conn_for_read(dynobs__fd_get(fd));
+    struct dynobs_conn *e = dynobs__fd_get(fd);
+    return e == DYNOBS_CONN_IGNORED ? NULL : e;
+}
+
+/* After the real call: the connection to act on (its protocol wants the
+ * bytes), DYNOBS_CONN_ACCEPTED, or NULL to pass through. */
+static inline __attribute__((always_inline)) struct dynobs_conn *read_conn(struct dynobs_conn *e,
+                                                                          int fd)
+{
+    if (DYNOBS_LIKELY(!e))
+        return NULL;
+    struct dynobs_conn *c = dynobs__conn_for_read(e);
     if (c && c != DYNOBS_CONN_ACCEPTED)
         c->fd = fd;
     return c;
@@ -260,9 +277,9 @@ static inline DYNOBS_HOT ssize_t watched(struct dynobs_conn *c, const struct iov
                                          int iovcnt, ssize_t r)
 {
     if (r > 0 && !dynobs__conn_write_short(c, iov, iovcnt, (size_t)r)) {
-        int saved = errno;
+        int saved = DYNOBS_ERRNO;
         dynobs__conn_data(c, DYNOBS_DIR_OUT, iov, iovcnt, (size_t)r, 0);
-        errno = saved;
+        DYNOBS_ERRNO = saved;
     }
     return r;
 }
@@ -283,7 +300,7 @@ static DYNOBS_HOT ssize_t out(const struct out_call *o, struct dynobs_conn *c)
         ssize_t r = k >= 0 && ins.len ? spliced(o, (size_t)k, &ins, &fallback) : original(o);
         if (r < 0)
             return r;
-        int saved = errno;
+        int saved = DYNOBS_ERRNO;
         if (k < 0 || fallback || !ins.len || (size_t)r <= (size_t)k) {
             /* Nothing of ours went out in this call: nothing was planned,
              * the application set its own traceparent, there were too
@@ -292,7 +309,7 @@ static DYNOBS_HOT ssize_t out(const struct out_call *o, struct dynobs_conn *c)
             long ours = k >= 0 && (fallback || !ins.len) ? DYNOBS_INSERT_GIVEN_UP : 0;
             if (r > 0 || ours)
                 dynobs__conn_data(c, DYNOBS_DIR_OUT, o->iov, o->iovcnt, (size_t)r, ours);
-            errno = saved;
+            DYNOBS_ERRNO = saved;
             return r;
         }
         size_t ours = (size_t)r - (size_t)k < ins.len ? (size_t)r - (size_t)k : ins.len;
@@ -300,7 +317,7 @@ static DYNOBS_HOT ssize_t out(const struct out_call *o, struct dynobs_conn *c)
          * ours went out. */
         size_t consumed = (size_t)r - ours + (ours == ins.len ? ins.skip : 0);
         dynobs__conn_data(c, DYNOBS_DIR_OUT, o->iov, o->iovcnt, consumed, (long)ours);
-        errno = saved;
+        DYNOBS_ERRNO = saved;
         if (consumed > 0)
             return (ssize_t)consumed;
         /* Only part of our lines went out, none of the application's
@@ -403,10 +420,10 @@ static struct dynobs_conn *server_classify(int fd, const struct iovec *iov, int 
 static DYNOBS_HOT void after_read(struct dynobs_conn *c, int fd, const struct iovec *iov,
                                   int iovcnt, ssize_t r, size_t asked, int flags)
 {
-    int saved = errno;
+    int saved = DYNOBS_ERRNO;
     if (c == DYNOBS_CONN_ACCEPTED &&
         (r <= 0 || (flags & MSG_PEEK) || !(c = server_classify(fd, iov, iovcnt, (size_t)r)))) {
-        errno = saved;
+        DYNOBS_ERRNO = saved;
         return;
     }
     if (r > 0 && !(flags & MSG_PEEK))
@@ -415,13 +432,16 @@ static DYNOBS_HOT void after_read(struct dynobs_conn *c, int fd, const struct io
         dynobs__conn_end(c, DYNOBS_END_EOF);
     else if (r < 0 && saved != EAGAIN && saved != EWOULDBLOCK && saved != EINTR)
         dynobs__conn_end(c, saved == ECONNRESET ? DYNOBS_END_RESET : DYNOBS_END_ERROR);
-    errno = saved;
+    DYNOBS_ERRNO = saved;
 }
 
 __attribute__((noinline)) static DYNOBS_HOT ssize_t read_slow(struct dynobs_conn *c, int fd,
                                                               void *buf, size_t n)
 {
     ssize_t r = r_read(fd, buf, n);
+    c = read_conn(c, fd);
+    if (!c)
+        return r;
     if (r > 0 && c != DYNOBS_CONN_ACCEPTED && dynobs__conn_read_short(c, buf, (size_t)r))
         return r;
     struct iovec v = {buf, n};
@@ -433,7 +453,7 @@ DYNOBS_API DYNOBS_HOT ssize_t read(int fd, void *buf, size_t n)
 {
     if (DYNOBS_LIKELY(!active()))
         return r_read(fd, buf, n);
-    struct dynobs_conn *c = in_conn(fd);
+    struct dynobs_conn *c = in_entry(fd);
     if (DYNOBS_LIKELY(!c))
         return r_read(fd, buf, n);
     return read_slow(c, fd, buf, n);
@@ -442,8 +462,9 @@ DYNOBS_API DYNOBS_HOT ssize_t read(int fd, void *buf, size_t n)
 DYNOBS_API ssize_t __read_chk(int fd, void *buf, size_t n, size_t buflen)
 {
     ssize_t (*fn)(int, void *, size_t, size_t) = DYNOBS_REAL(read_chk);
-    struct dynobs_conn *c = in_conn(fd);
+    struct dynobs_conn *c = in_entry(fd);
     ssize_t r = fn ? fn(fd, buf, n, buflen) : r_read(fd, buf, n);
+    c = read_conn(c, fd);
     if (DYNOBS_UNLIKELY(c != NULL)) {
         struct iovec v = {buf, n};
         after_read(c, fd, &v, 1, r, n, 0);
@@ -454,8 +475,9 @@ DYNOBS_API ssize_t __read_chk(int fd, void *buf, size_t n, size_t buflen)
 DYNOBS_API DYNOBS_HOT ssize_t readv(int fd, const struct iovec *iov, int iovcnt)
 {
     ssize_t (*fn)(int, const struct iovec *, int) = DYNOBS_REAL(readv);
-    struct dynobs_conn *c = in_conn(fd);
+    struct dynobs_conn *c = in_entry(fd);
     ssize_t r = fn ? fn(fd, iov, iovcnt) : syscall(SYS_readv, fd, iov, iovcnt);
+    c = read_conn(c, fd);
     if (DYNOBS_UNLIKELY(c != NULL) && iovcnt > 0) {
         size_t asked = 0;
         for (int i = 0; i < iovcnt; i++)
@@ -468,8 +490,9 @@ DYNOBS_API DYNOBS_HOT ssize_t readv(int fd, const struct iovec *iov, int iovcnt)
 DYNOBS_API DYNOBS_HOT ssize_t recv(int fd, void *buf, size_t n, int flags)
 {
     ssize_t (*fn)(int, void *, size_t, int) = DYNOBS_REAL(recv);
-    struct dynobs_conn *c = in_conn(fd);
+    struct dynobs_conn *c = in_entry(fd);
     ssize_t r = fn ? fn(fd, buf, n, flags) : syscall(SYS_recvfrom, fd, buf, n, flags, NULL, NULL);
+    c = read_conn(c, fd);
     if (DYNOBS_UNLIKELY(c != NULL)) {
         if (r > 0 && !(flags & MSG_PEEK) && c != DYNOBS_CONN_ACCEPTED &&
             dynobs__conn_read_short(c, buf, (size_t)r))
@@ -483,9 +506,10 @@ DYNOBS_API DYNOBS_HOT ssize_t recv(int fd, void *buf, size_t n, int flags)
 DYNOBS_API ssize_t __recv_chk(int fd, void *buf, size_t n, size_t buflen, int flags)
 {
     ssize_t (*fn)(int, void *, size_t, size_t, int) = DYNOBS_REAL(recv_chk);
-    struct dynobs_conn *c = in_conn(fd);
+    struct dynobs_conn *c = in_entry(fd);
     ssize_t r = fn ? fn(fd, buf, n, buflen, flags)
                    : syscall(SYS_recvfrom, fd, buf, n, flags, NULL, NULL);
+    c = read_conn(c, fd);
     if (DYNOBS_UNLIKELY(c != NULL)) {
         struct iovec v = {buf, n};
         after_read(c, fd, &v, 1, r, n, flags);
@@ -497,9 +521,10 @@ DYNOBS_API ssize_t recvfrom(int fd, void *buf, size_t n, int flags, struct socka
                             socklen_t *fromlen)
 {
     ssize_t (*fn)(int, void *, size_t, int, struct sockaddr *, socklen_t *) = DYNOBS_REAL(recvfrom);
-    struct dynobs_conn *c = in_conn(fd);
+    struct dynobs_conn *c = in_entry(fd);
     ssize_t r = fn ? fn(fd, buf, n, flags, from, fromlen)
                    : syscall(SYS_recvfrom, fd, buf, n, flags, from, fromlen);
+    c = read_conn(c, fd);
     if (DYNOBS_UNLIKELY(c != NULL)) {
         struct iovec v = {buf, n};
         after_read(c, fd, &v, 1, r, n, flags);
@@ -512,9 +537,10 @@ DYNOBS_API ssize_t __recvfrom_chk(int fd, void *buf, size_t n, size_t buflen, in
 {
     ssize_t (*fn)(int, void *, size_t, size_t, int, struct sockaddr *, socklen_t *) =
         DYNOBS_REAL(recvfrom_chk);
-    struct dynobs_conn *c = in_conn(fd);
+    struct dynobs_conn *c = in_entry(fd);
     ssize_t r = fn ? fn(fd, buf, n, buflen, flags, from, fromlen)
                    : syscall(SYS_recvfrom, fd, buf, n, flags, from, fromlen);
+    c = read_conn(c, fd);
     if (DYNOBS_UNLIKELY(c != NULL)) {
         struct iovec v = {buf, n};
         after_read(c, fd, &v, 1, r, n, flags);
@@ -525,8 +551,9 @@ DYNOBS_API ssize_t __recvfrom_chk(int fd, void *buf, size_t n, size_t buflen, in
 DYNOBS_API ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
 {
     ssize_t (*fn)(int, struct msghdr *, int) = DYNOBS_REAL(recvmsg);
-    struct dynobs_conn *c = in_conn(fd);
+    struct dynobs_conn *c = in_entry(fd);
     ssize_t r = fn ? fn(fd, msg, flags) : syscall(SYS_recvmsg, fd, msg, flags);
+    c = read_conn(c, fd);
     if (DYNOBS_UNLIKELY(c != NULL) && msg && msg->msg_iovlen > 0 &&
         msg->msg_iovlen <= IOV_MAX) {
         size_t asked = 0;
@@ -552,9 +579,9 @@ DYNOBS_API int connect(int fd, const struct sockaddr *addr, socklen_t len)
 static void accepted(int fd)
 {
     if (fd >= 0 && active()) {
-        int saved = errno;
+        int saved = DYNOBS_ERRNO;
         dynobs__fd_set(fd, DYNOBS_CONN_ACCEPTED);
-        errno = saved;
+        DYNOBS_ERRNO = saved;
     }
 }
 
@@ -581,9 +608,9 @@ static void sent_file(int out_fd, ssize_t r)
         return;
     struct dynobs_conn *c = dynobs__fd_get(out_fd);
     if (c && !DYNOBS_CONN_IS_MARKER(c) && dynobs__conn_wants(c, DYNOBS_DIR_OUT)) {
-        int saved = errno;
+        int saved = DYNOBS_ERRNO;
         dynobs__conn_unseen_out(c, (size_t)r);
-        errno = saved;
+        DYNOBS_ERRNO = saved;
     }
 }
 

@@ -59,9 +59,8 @@ static inline int dynobs__on(void)
  * static TLS surplus glibc keeps for that; everything else lives in a
  * per-thread block from mmap. initial-exec makes each access one load. */
 #define DYNOBS_TLS __attribute__((tls_model("initial-exec")))
-/* Non-zero while dynobs's own code runs on this thread: every interposer
- * passes straight through then. */
-extern __thread int dynobs__guard DYNOBS_TLS DYNOBS_INTERNAL;
+/* dynobs__tls.guard (tls.h): non-zero while dynobs's own code runs on
+ * this thread: every interposer passes straight through then. */
 
 /* ---- which layer stands aside for which ----
  *
@@ -69,7 +68,7 @@ extern __thread int dynobs__guard DYNOBS_TLS DYNOBS_INTERNAL;
  * libcurl's transfers by the libcurl layer, not again by the TLS or socket
  * layers underneath; a libpq operation by one wrapper, not again by the
  * libpq functions it calls itself. While a library layer runs the
- * application's call, it raises its lane of dynobs__inside on the thread
+ * application's call, it raises its lane of dynobs__tls.inside on the thread
  * (a nesting count per library), and the layers that yield to it look at
  * that one word. */
 enum dynobs_layer {
@@ -79,7 +78,7 @@ enum dynobs_layer {
     DYNOBS_LAYER_TLS,
     DYNOBS_LAYER_SOCKET,
 };
-extern __thread uint32_t dynobs__inside DYNOBS_TLS DYNOBS_INTERNAL;
+/* (dynobs__tls.inside, tls.h) */
 #define DYNOBS_INSIDE_LIBCURL 0x0001u /* lane 0: libcurl's depth */
 #define DYNOBS_INSIDE_LIBPQ 0x0100u   /* lane 1: libpq's depth */
 
@@ -103,18 +102,19 @@ static inline int dynobs__layer_on(enum dynobs_layer l)
 {
     /* One test of both thread-local words (an OR, not two branches). */
     return __atomic_load_n(&dynobs__state, __ATOMIC_RELAXED) == DYNOBS_ON &&
-           !((uint32_t)dynobs__guard | (dynobs__inside & dynobs__yields_to(l)));
+           !((uint32_t)DYNOBS_TLS_HERE(guard) |
+             (DYNOBS_TLS_HERE(inside) & dynobs__yields_to(l)));
 }
 
 /* A library layer runs the application's call: enter before, leave after. */
 static inline void dynobs__enter(uint32_t lane)
 {
-    dynobs__inside += lane;
+    dynobs__tls.inside += lane;
 }
 
 static inline void dynobs__leave(uint32_t lane)
 {
-    dynobs__inside -= lane;
+    dynobs__tls.inside -= lane;
 }
 
 /* ---- the segment ---- */
@@ -185,7 +185,7 @@ struct dynobs_thread {
 
 /* The calling thread's block (thread.c), and its making on the thread's
  * first use (the calling thread has none yet). */
-extern __thread struct dynobs_thread *dynobs__self DYNOBS_TLS DYNOBS_INTERNAL;
+/* (dynobs__tls.self, tls.h) */
 struct dynobs_thread *dynobs__thread_new(void) DYNOBS_INTERNAL;
 
 /* The calling thread's block, created on first use; NULL when dynobs is
@@ -193,7 +193,7 @@ struct dynobs_thread *dynobs__thread_new(void) DYNOBS_INTERNAL;
  * way of a request asks for it. */
 static inline struct dynobs_thread *dynobs__thread(void)
 {
-    struct dynobs_thread *t = dynobs__self;
+    struct dynobs_thread *t = DYNOBS_TLS_HERE(self);
     return DYNOBS_LIKELY(t != NULL) ? t : dynobs__thread_new();
 }
 /* The calling thread's block if it has one already (never creates one). */

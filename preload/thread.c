@@ -7,6 +7,7 @@
  */
 #define _GNU_SOURCE
 #include <pthread.h>
+#include <errno.h>
 #include <sched.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -15,7 +16,18 @@
 
 #include "state.h"
 
-__thread struct dynobs_thread *dynobs__self DYNOBS_TLS;
+__thread struct dynobs_tls dynobs__tls DYNOBS_TLS;
+#if defined(__x86_64__) && defined(__SEG_FS)
+intptr_t dynobs__tls_off DYNOBS_HOT_DATA;
+intptr_t dynobs__errno_off DYNOBS_HOT_DATA;
+
+DYNOBS_COLD void dynobs__tls_learn(void)
+{
+    char *tp = __builtin_thread_pointer();
+    __atomic_store_n(&dynobs__errno_off, (intptr_t)((char *)&errno - tp), __ATOMIC_RELAXED);
+    __atomic_store_n(&dynobs__tls_off, (intptr_t)((char *)&dynobs__tls - tp), __ATOMIC_RELAXED);
+}
+#endif
 static struct dynobs_thread *all; /* push-only list of every block */
 /* The key whose destructor gives a thread's block back at its exit. It
  * is made when the process takes its first block, not at start: at start
@@ -29,7 +41,7 @@ static int key_state;
 static uint32_t next_ordinal;
 
 /* Thread exit (the key's destructor runs on the exiting thread). The
- * block goes back for reuse; `dynobs__self` is cleared first, so that a span made
+ * block goes back for reuse; `dynobs__tls.self` is cleared first, so that a span made
  * by a later TLS destructor of this thread takes a block of its own
  * instead of sharing this one with the next thread that adopts it. */
 static void release(void *p)
@@ -37,15 +49,15 @@ static void release(void *p)
     struct dynobs_thread *t = p;
     if (!t)
         return;
-    if (dynobs__self == t)
-        dynobs__self = NULL;
+    if (dynobs__tls.self == t)
+        dynobs__tls.self = NULL;
     t->depth = 0;
     __atomic_store_n(&t->owned, 0, __ATOMIC_RELEASE);
 }
 
 /* 1 once the key is made. A thread that finds another making it waits
  * (a few microseconds), so that no block goes without it; that other
- * thread is never this one interrupted by a signal: adopt() sets `dynobs__self`
+ * thread is never this one interrupted by a signal: adopt() sets `dynobs__tls.self`
  * before it gets here, and a handler on a thread with a block never
  * comes here. The wait is bounded all the same: a child forked while a
  * thread of its parent was making the key finds it being made forever
@@ -78,7 +90,7 @@ static void adopt(struct dynobs_thread *t)
     t->bag_used = 0; /* a previous thread's API baggage went with its stack */
     t->clk.tsc = t->clk.ns = 0;
     dynobs__rng_seed(&t->rng);
-    dynobs__self = t; /* (before the key: see key_ready) */
+    dynobs__tls.self = t; /* (before the key: see key_ready) */
     if (key_ready())
         pthread_setspecific(exit_key, t);
 }
@@ -114,7 +126,7 @@ DYNOBS_COLD struct dynobs_thread *dynobs__thread_new(void)
 
 struct dynobs_thread *dynobs__thread_if_any(void)
 {
-    return dynobs__self;
+    return dynobs__tls.self;
 }
 
 void dynobs__thread_after_fork(void)
@@ -122,7 +134,7 @@ void dynobs__thread_after_fork(void)
     /* Only the forking thread exists in the child: the other blocks are
      * free for its future threads. Their open spans died with them. */
     for (struct dynobs_thread *t = all; t; t = t->next) {
-        if (t != dynobs__self) {
+        if (t != dynobs__tls.self) {
             t->owned = 0;
             t->depth = 0;
             t->pool_used = 0;
@@ -133,8 +145,8 @@ void dynobs__thread_after_fork(void)
     int making = KEY_MAKING;
     __atomic_compare_exchange_n(&key_state, &making, KEY_NONE, 0, __ATOMIC_ACQ_REL,
                                 __ATOMIC_RELAXED);
-    if (dynobs__self) {
-        dynobs__self->tid = (uint32_t)syscall(SYS_gettid);
-        dynobs__rng_seed(&dynobs__self->rng);
+    if (dynobs__tls.self) {
+        dynobs__tls.self->tid = (uint32_t)syscall(SYS_gettid);
+        dynobs__rng_seed(&dynobs__tls.self->rng);
     }
 }

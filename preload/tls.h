@@ -1,0 +1,75 @@
+/*
+ * The shim's thread-local words, and libc's errno, read without the GOT.
+ *
+ * A thread-local variable of the initial-exec model is reached at a fixed
+ * offset from the thread pointer (%fs on x86-64), the same offset in every
+ * thread; the compiler loads that offset from the GOT at each access. On a
+ * kernel whose system calls empty the TLB (page-table isolation without
+ * PCID, as on this project's VMs), the GOT's page is one more page walk in
+ * each stretch between two system calls where the shim runs
+ * (BENCHMARKS.md, "Eighteenth round"). The hot reads here take the offset
+ * from a word on the page of the shim's hot data (DYNOBS_HOT_DATA) instead,
+ * learnt once per process: the same load, from a page the request touches
+ * anyway. errno, libc's own initial-exec variable, is reached the same way
+ * rather than through a call of __errno_location through the PLT.
+ *
+ * Elsewhere (other architectures, compilers without GCC's named address
+ * spaces) the plain thread-local access and errno are used.
+ */
+#ifndef DYNOBS_PRELOAD_TLS_H
+#define DYNOBS_PRELOAD_TLS_H
+
+#include <errno.h>
+#include <stdint.h>
+
+#include "../common/util.h"
+
+struct dynobs_thread;
+
+struct dynobs_tls {
+    struct dynobs_thread *self; /* the thread's block (state.h, thread.c) */
+    int guard;                  /* dynobs's own code runs (state.h) */
+    uint32_t inside;            /* layers running the call (state.h) */
+    uint8_t multiplexing;       /* the thread multiplexes (context.h) */
+};
+extern __thread struct dynobs_tls dynobs__tls __attribute__((tls_model("initial-exec")))
+DYNOBS_INTERNAL;
+
+#if defined(__x86_64__) && defined(__SEG_FS)
+/* The offsets from the thread pointer of dynobs__tls and of libc's errno;
+ * 0 until learnt (a static TLS offset is never 0 on x86-64: the blocks lie
+ * below the thread control block). */
+extern intptr_t dynobs__tls_off DYNOBS_INTERNAL;
+extern intptr_t dynobs__errno_off DYNOBS_INTERNAL;
+/* Learns both (any thread, any time: the values are the same for all). */
+DYNOBS_COLD void dynobs__tls_learn(void) DYNOBS_INTERNAL;
+
+static inline __attribute__((always_inline)) intptr_t dynobs__tls_offset(void)
+{
+    intptr_t off = __atomic_load_n(&dynobs__tls_off, __ATOMIC_RELAXED);
+    if (DYNOBS_UNLIKELY(!off)) {
+        dynobs__tls_learn();
+        off = __atomic_load_n(&dynobs__tls_off, __ATOMIC_RELAXED);
+    }
+    return off;
+}
+
+static inline __attribute__((always_inline)) intptr_t dynobs__errno_offset(void)
+{
+    intptr_t off = __atomic_load_n(&dynobs__errno_off, __ATOMIC_RELAXED);
+    if (DYNOBS_UNLIKELY(!off)) {
+        dynobs__tls_learn();
+        off = __atomic_load_n(&dynobs__errno_off, __ATOMIC_RELAXED);
+    }
+    return off;
+}
+
+/* A field of the calling thread's dynobs__tls, and its errno (lvalues). */
+#define DYNOBS_TLS_HERE(field) (((struct dynobs_tls __seg_fs *)dynobs__tls_offset())->field)
+#define DYNOBS_ERRNO (*(int __seg_fs *)dynobs__errno_offset())
+#else
+#define DYNOBS_TLS_HERE(field) (dynobs__tls.field)
+#define DYNOBS_ERRNO errno
+#endif
+
+#endif
