@@ -87,6 +87,12 @@ def main():
         if c * 20 >= n:
             print("  %-9s %7d KiB  page %3d  %5.2f  %s" % (key + (c / n, ", ".join(
                 sorted(s["anon_by"][key])[:6]))))
+    if os.environ.get("DETAIL"):
+        print("DETAIL=1: each stretch's pages only the shim touched (the call that ends it,"
+              " the mapping and the page's offset in it), per request:")
+        for (end_name, where), c in sorted(s["detail"].items(), key=lambda x: (x[0][0], -x[1])):
+            if c * 20 >= n:
+                print("  %-12s %5.2f  %s" % (end_name, c / n, where))
     return 0
 
 
@@ -213,7 +219,8 @@ def count(lib, maps, trace):
         return {"n": 0, "sys": 0, "code": 0, "data": 0, "only": collections.Counter(),
                 "only_by_end": collections.Counter(), "code_pages": collections.Counter(),
                 "code_syms": collections.defaultdict(set), "data_pages": collections.Counter(),
-                "anon_pages": collections.Counter(), "anon_by": collections.defaultdict(set)}
+                "anon_pages": collections.Counter(), "anon_by": collections.defaultdict(set),
+                "detail": collections.Counter()}
 
     st, cur = fresh(), fresh()  # totals of whole requests; the request under way
     requests = 0
@@ -228,9 +235,12 @@ def count(lib, maps, trace):
         for pg in shim_code:
             cur["only"][region(pg)] += 1
             cur["only_by_end"][site_name] += 1
+            cur["detail"][(site_name, "code %#x" % ((pg << 12) - text[0] + text[1]))] += 1
         for pg, others in data.items():
             if not others:
                 r = region(pg)
+                lo, hi = span_of(pg)
+                cur["detail"][(site_name, "%s %#x" % (r, (pg << 12) - lo))] += 1
                 cur["only"][r] += 1
                 cur["only_by_end"][site_name] += 1
                 if r.startswith("libdynobs.so"):
@@ -260,7 +270,7 @@ def count(lib, maps, trace):
                         st["n"] += 1
                         for k in ("sys", "code", "data"):
                             st[k] += cur[k]
-                        for k in ("only", "only_by_end", "code_pages", "data_pages", "anon_pages"):
+                        for k in ("only", "only_by_end", "code_pages", "data_pages", "anon_pages", "detail"):
                             st[k].update(cur[k])
                         for k, v in cur["code_syms"].items():
                             st["code_syms"][k] |= v

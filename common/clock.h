@@ -18,6 +18,7 @@
 #include <stdint.h>
 
 #include "util.h"
+#include "vdso.h"
 
 #if defined(__x86_64__)
 #include <x86intrin.h>
@@ -60,7 +61,7 @@ static inline uint64_t dynobs__clock_now(struct dynobs_clock_anchor *a)
     }
 #endif
     if (DYNOBS_LIKELY(__atomic_load_n(&dynobs__clock.system, __ATOMIC_RELAXED)))
-        return dynobs__now_ns();
+        return dynobs__vdso_now_ns();
     return dynobs__clock_slow(a);
 }
 

@@ -20,6 +20,7 @@
 #include "dynobs/dynobs.h"
 #include "layout.h"
 #include "util.h"
+#include "vdso.h"
 
 struct dynobs_reader;
 
@@ -49,7 +50,7 @@ int dynobs__window_stats(const struct dynobs_metric_slot *s, const struct dynobs
 static inline uint64_t dynobs__window_clock(void)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    dynobs__vdso_clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 

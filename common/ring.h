@@ -24,6 +24,13 @@ struct dynobs_ring {
     uint8_t *data;
     uint64_t cap;             /* power of two */
     uint64_t *counters;       /* header counters, enum dynobs_counter */
+    /* The consumer's tail as a producer last read it (atomic): never ahead
+     * of *tail, which only grows, so the room it shows is there. The
+     * reservation reads *tail, on the consumer's page, only when this shows
+     * too little: a record costs no look at that page otherwise (on a
+     * kernel whose system calls empty the TLB, a page walk: BENCHMARKS.md,
+     * "Eighteenth round"). */
+    uint64_t tail_seen;
 };
 
 /* How much of a ring's data is backed by memory, for a ring that grows:
@@ -168,7 +175,15 @@ static inline struct dynobs_rec_hdr *dynobs__ring_try_reserve_in(struct dynobs_r
      * PAD nor more memory: room at the head, taken at once. Kept apart
      * so that it costs a few registers, not the loop's. */
     uint64_t pos = __atomic_load_n(r->head, __ATOMIC_RELAXED);
-    uint64_t used = pos - __atomic_load_n(r->tail, __ATOMIC_ACQUIRE);
+    /* (acquire and release on tail_seen: a producer that trusts another's
+     * reading of the tail sees the consumer's reads as done, as that one
+     * did) */
+    uint64_t used = pos - __atomic_load_n(&r->tail_seen, __ATOMIC_ACQUIRE);
+    if (DYNOBS_UNLIKELY(used > r->cap || need > r->cap - used)) {
+        uint64_t tail = __atomic_load_n(r->tail, __ATOMIC_ACQUIRE);
+        __atomic_store_n(&r->tail_seen, tail, __ATOMIC_RELEASE);
+        used = pos - tail;
+    }
     if (DYNOBS_LIKELY(used <= r->cap &&
                       (pos & (r->cap - 1)) + need <= dynobs__ring_room_limit(r, room) &&
                       need <= r->cap - used) &&

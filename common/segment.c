@@ -249,6 +249,7 @@ int dynobs__segment_create(struct dynobs_segment *s, const struct dynobs_segment
     for (uint32_t i = 0; i < g.ring_shards; i++) {
         s->rings[i].head = &h->shards[i].head;
         s->rings[i].tail = &cons->shards[i].tail;
+        s->rings[i].tail_seen = __atomic_load_n(s->rings[i].tail, __ATOMIC_ACQUIRE);
         s->rings[i].data = (uint8_t *)base + g.ring_offset + (uint64_t)i * g.shard_bytes;
         s->rings[i].cap = g.shard_bytes;
         s->rings[i].counters = h->shards[i].counters;

@@ -33,11 +33,8 @@ static struct tring *tr_new(uint64_t cap, struct dynobs_ring *r, struct dynobs_r
     struct tring *t = mmap(NULL, sizeof *t + cap, PROT_READ | PROT_WRITE,
                            MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     cr_assert_neq(t, MAP_FAILED);
-    r->head = &t->head;
-    r->tail = &t->tail;
-    r->data = t->data;
-    r->cap = cap;
-    r->counters = t->counters;
+    *r = (struct dynobs_ring){
+        .head = &t->head, .tail = &t->tail, .data = t->data, .cap = cap, .counters = t->counters};
     v->head = &t->head;
     v->data = t->data;
     v->cap = cap;
@@ -128,9 +125,46 @@ Test(ring, full_ring_drops_and_counts)
     static uint8_t huge[DYNOBS_MAX_RECORD_BYTES + 1];
     cr_assert_eq(dynobs__ring_write(&r, DYNOBS_REC_SPAN, 0, huge, sizeof huge, NULL, 0), -ENOSPC);
     cr_assert_eq(t->counters[DYNOBS_CTR_RECORDS_DROPPED], (uint64_t)dropped + 1);
-    /* A consumer position that makes no sense means "full", not a crash. */
+    /* A consumer position that makes no sense means "full", not a crash:
+     * as soon as the producer reads it, which it does when the room it saw
+     * last (128 bytes here) is too little for the record. */
     t->tail = t->head + 4096;
-    cr_assert_eq(dynobs__ring_write(&r, DYNOBS_REC_SPAN, 0, payload, 16, NULL, 0), -ENOSPC);
+    cr_assert_eq(dynobs__ring_write(&r, DYNOBS_REC_SPAN, 0, payload, 200, NULL, 0), -ENOSPC);
+    cr_assert_eq(r.tail_seen, t->tail, "the producer read the consumer's position");
+}
+
+/* The producer looks at the consumer's position only when the room it
+ * saw last is too little for a record, and then uses all that the
+ * consumer freed: nothing is dropped for a position read long ago. */
+Test(ring, consumer_position_read_when_room_runs_short)
+{
+    struct dynobs_ring r;
+    struct dynobs_ring_view v;
+    struct tring *t = tr_new(64 * 1024, &r, &v);
+    uint8_t payload[200], rec[DYNOBS_MAX_RECORD_BYTES];
+    uint64_t tail = 0;
+    for (uint32_t seq = 0; seq < 100; seq++) {
+        fill_payload(payload, 3, seq, 200);
+        cr_assert_eq(dynobs__ring_write(&r, DYNOBS_REC_SPAN, 0, payload, 200, NULL, 0), 0);
+    }
+    /* The consumer takes 50 records; the producer, with room left, does
+     * not look. */
+    for (int i = 0; i < 50; i++)
+        cr_assert_eq(dynobs__ring_peek(&v, &tail, rec, sizeof rec), DYNOBS_PEEK_RECORD);
+    __atomic_store_n(&t->tail, tail, __ATOMIC_RELEASE);
+    cr_assert_eq(dynobs__ring_write(&r, DYNOBS_REC_SPAN, 0, payload, 200, NULL, 0), 0);
+    cr_assert_eq(r.tail_seen, 0);
+    /* Filling the ring: the first record that does not fit in the old room
+     * reads the position, and the 50 records' room is used. */
+    int ok = 0;
+    for (uint32_t seq = 0; seq < 1000; seq++) {
+        fill_payload(payload, 3, seq, 200);
+        if (dynobs__ring_write(&r, DYNOBS_REC_SPAN, 0, payload, 200, NULL, 0) == 0)
+            ok++;
+    }
+    cr_assert_eq(r.tail_seen, tail);
+    cr_assert_eq(101 + ok, 65536 / 224 + 50);
+    cr_assert_eq(t->counters[DYNOBS_CTR_RECORDS_WRITTEN], (uint64_t)(101 + ok));
 }
 
 #define PRODUCERS 4
