@@ -17,7 +17,7 @@
 #include "state.h"
 
 __thread struct dynobs_tls dynobs__tls DYNOBS_TLS;
-#if defined(__x86_64__) && defined(__SEG_FS)
+#ifdef DYNOBS_TLS_OFFSETS
 intptr_t dynobs__tls_off DYNOBS_HOT_DATA;
 intptr_t dynobs__errno_off DYNOBS_HOT_DATA;
 

@@ -35,7 +35,19 @@ struct dynobs_tls {
 extern __thread struct dynobs_tls dynobs__tls __attribute__((tls_model("initial-exec")))
 DYNOBS_INTERNAL;
 
-#if defined(__x86_64__) && defined(__SEG_FS)
+/* (Not under the sanitizers, which take an access through %fs for one at
+ * the address the offset makes, and check its shadow there.) */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define DYNOBS_TLS_PLAIN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) ||                     \
+    __has_feature(memory_sanitizer)
+#define DYNOBS_TLS_PLAIN 1
+#endif
+#endif
+
+#if defined(__x86_64__) && defined(__SEG_FS) && !defined(DYNOBS_TLS_PLAIN)
+#define DYNOBS_TLS_OFFSETS 1
 /* The offsets from the thread pointer of dynobs__tls and of libc's errno;
  * 0 until learnt (a static TLS offset is never 0 on x86-64: the blocks lie
  * below the thread control block). */
