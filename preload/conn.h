@@ -292,7 +292,10 @@ void dynobs__conn_unref(struct dynobs_conn *c) DYNOBS_INTERNAL;
 #define DYNOBS_FD_CHUNK_BITS 16
 #define DYNOBS_FD_CHUNKS 16 /* fds up to 2^20 */
 /* Each chunk an array of 2^DYNOBS_FD_CHUNK_BITS entries (struct
- * dynobs_conn *), mapped at its first fd (lazymap.h). */
+ * dynobs_conn *), mapped at its first fd (lazymap.h): 512 KiB of address
+ * space, with no swap reserved, of which only the pages of the fds in use
+ * are ever touched. Large chunks keep the pointers to them few (16, 128
+ * bytes among the hot words, util.h) rather than a table of 2 KiB. */
 extern void *dynobs__fd_chunks[DYNOBS_FD_CHUNKS] DYNOBS_INTERNAL;
 
 /* The entry of fd: NULL, a marker or a connection. Inline: every read and
