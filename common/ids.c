@@ -20,7 +20,7 @@ void dynobs__rng_seed(struct dynobs_rng *r)
     r->state = seed;
 }
 
-void dynobs__rng_id(struct dynobs_rng *r, uint8_t *id, unsigned n)
+DYNOBS_PATH(12) void dynobs__rng_id(struct dynobs_rng *r, uint8_t *id, unsigned n)
 {
     do {
         for (unsigned i = 0; i < n; i += 8) {

@@ -54,6 +54,16 @@
  * blocks still go to .text.unlikely, which a section attribute would
  * prevent. */
 #define DYNOBS_HOT __attribute__((hot))
+/* A function of a served request's usual way (preload/path.ld's list
+ * before: BENCHMARKS.md, "Eighteenth round"), in the order the request
+ * runs them: the linker's own script lays out .text.sorted.* sections
+ * sorted by name, inside .text (where valgrind's tools also find their
+ * code), so that they lie in one piece on as few pages as they can. On a
+ * kernel whose system calls empty the TLB, each page of code a request
+ * runs between two system calls is a page walk. The price: GCC does not
+ * split such a function's unlikely blocks into .text.unlikely; they stay
+ * at its end, and its rare ways belong in DYNOBS_COLD functions. */
+#define DYNOBS_PATH(order) __attribute__((hot, section(".text.sorted.dynobs_" #order)))
 /* A hot function whose calls are all inlined into it (GCC's flatten, across
  * files under LTO): the two ends of a repeated request, which are most of
  * its instructions. What it reaches only in rare cases must be

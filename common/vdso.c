@@ -10,7 +10,7 @@ dynobs_clock_gettime_fn dynobs__vdso_cgt DYNOBS_HOT_DATA;
 
 /* (a local caller of libc's, so that taking its address binds nothing at
  * load: the call goes through the PLT, bound at its first use) */
-static int libc_clock_gettime(clockid_t id, struct timespec *ts)
+static DYNOBS_PATH(34) int libc_clock_gettime(clockid_t id, struct timespec *ts)
 {
     return clock_gettime(id, ts);
 }

@@ -17,7 +17,7 @@ static inline int active(void)
     return dynobs__layer_on(DYNOBS_LAYER_PROCESS);
 }
 
-DYNOBS_API DYNOBS_HOT int close(int fd)
+DYNOBS_API DYNOBS_PATH(33) int close(int fd)
 {
     int (*fn)(int) = DYNOBS_REAL(close);
     if (active() && dynobs__fd_get(fd)) {

@@ -431,7 +431,8 @@ static DYNOBS_HOT void start(struct dynobs_conn *c)
  * walking the read's pieces or looking at the decision again: a few lines
  * of code and of the connection, where the way through h1s_in and start
  * takes several times as many (BENCHMARKS.md, "Thirteenth round"). */
-DYNOBS_FLATTEN int dynobs__h1s_in_short(struct dynobs_conn *c, const uint8_t *p, size_t n)
+DYNOBS_FLATTEN DYNOBS_PATH(11) int dynobs__h1s_in_short(struct dynobs_conn *c, const uint8_t *p,
+                                                    size_t n)
 {
     struct dynobs_h1s *h = &c->p.h1s;
     struct dynobs_h1_req_memo *m = &h->req_memo;
@@ -573,7 +574,8 @@ static DYNOBS_COLD const char *end_anew(struct dynobs_conn *c, struct dynobs_spa
  * product with 1e-9 rounds a duration on a bucket's bound into it. */
 static volatile double ns_per_second DYNOBS_HOT_DATA = 1e9;
 
-static DYNOBS_FLATTEN void finish(struct dynobs_conn *c, int code, const char *error_type)
+static DYNOBS_FLATTEN DYNOBS_PATH(40) void finish(struct dynobs_conn *c, int code,
+                                                   const char *error_type)
 {
     struct dynobs_h1s *h = &c->p.h1s;
     struct dynobs_h1s_exchange *x = &h->x;
@@ -693,7 +695,7 @@ void dynobs__h1s_out(struct dynobs_conn *c, const struct iovec *iov, int iovcnt,
  * of a given length. The state is then the one h1s_out reaches through
  * the memo, the rest of the write counted as body as h1s_out counts it
  * piece by piece, without walking the pieces. */
-DYNOBS_HOT int dynobs__h1s_out_short(struct dynobs_conn *c, const struct iovec *iov, int iovcnt,
+DYNOBS_PATH(31) int dynobs__h1s_out_short(struct dynobs_conn *c, const struct iovec *iov, int iovcnt,
                                      size_t n)
 {
     struct dynobs_h1s *h = &c->p.h1s;

@@ -23,7 +23,7 @@ __attribute__((noinline)) static void first_wait(void)
 
 /* One interposer per libc entry point, each with its own cached pointer. */
 #define WAIT(ret, name, params, args)                                                      \
-    DYNOBS_API ret name params                                                             \
+    DYNOBS_API DYNOBS_PATH(14) ret name params                                             \
     {                                                                                      \
         DYNOBS_NEXT_OR_ENOSYS(fn, ret, name, params)                                       \
         if (DYNOBS_UNLIKELY(!DYNOBS_TLS_HERE(multiplexing)) && dynobs__layer_on(DYNOBS_LAYER_PROCESS)) \

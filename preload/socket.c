@@ -354,7 +354,7 @@ DYNOBS_API DYNOBS_HOT ssize_t write(int fd, const void *buf, size_t n)
     return write_slow(fd, buf, n);
 }
 
-DYNOBS_API DYNOBS_HOT ssize_t writev(int fd, const struct iovec *iov, int iovcnt)
+DYNOBS_API DYNOBS_PATH(30) ssize_t writev(int fd, const struct iovec *iov, int iovcnt)
 {
     if (DYNOBS_UNLIKELY(fd == 2) && dynobs__config.capture_logs && active())
         return dynobs__stderr_write(iov, iovcnt, 1);
@@ -417,7 +417,7 @@ static struct dynobs_conn *server_classify(int fd, const struct iovec *iov, int 
     return c;
 }
 
-static DYNOBS_HOT void after_read(struct dynobs_conn *c, int fd, const struct iovec *iov,
+static DYNOBS_PATH(13) void after_read(struct dynobs_conn *c, int fd, const struct iovec *iov,
                                   int iovcnt, ssize_t r, size_t asked, int flags)
 {
     int saved = DYNOBS_ERRNO;
@@ -487,7 +487,10 @@ DYNOBS_API DYNOBS_HOT ssize_t readv(int fd, const struct iovec *iov, int iovcnt)
     return r;
 }
 
-DYNOBS_API DYNOBS_HOT ssize_t recv(int fd, void *buf, size_t n, int flags)
+/* (the first of the path: at a page's start, so that a read's stretches,
+ * recv, in_short and the wait, take one page of code) */
+DYNOBS_API DYNOBS_PATH(10) __attribute__((aligned(4096))) ssize_t recv(int fd, void *buf,
+                                                                      size_t n, int flags)
 {
     ssize_t (*fn)(int, void *, size_t, int) = DYNOBS_REAL(recv);
     struct dynobs_conn *c = in_entry(fd);
