@@ -41,15 +41,28 @@ def main():
         if not os.path.exists(f):
             print("missing: %s" % f)
             return 77
-    with tempfile.TemporaryDirectory(prefix="dynobs-data-lines-") as d:
+    done = lackey_run(lib, requests, conns, lambda maps, trace: report(lib, maps, trace) or 0)
+    return 1 if done is None else 0
+
+
+def lackey_run(lib, requests, conns, analyse):
+    """nginx (one process, the site of nginx_site.sh) under valgrind's
+    lackey, with lib preloaded (None: plain), serving `requests` requests
+    over `conns` connections (client()); then analyse(maps, trace) with the
+    process's /proc/PID/maps and the trace's path, whose result is
+    returned. None when nginx did not listen."""
+    with tempfile.TemporaryDirectory(prefix="dynobs-lackey-") as d:
         os.chmod(d, 0o755)
         os.mkdir(os.path.join(d, "shm"))
         port = free_port()
         subprocess.run(["bash", "-c", '. "$1"/nginx_site.sh && nginx_site "$2" "$3" single', "_",
                         HERE, d, str(port)], check=True)
         trace = os.path.join(d, "trace.txt")
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("DYNOBS_", "OTEL_"))}
-        env.update(LD_PRELOAD=lib, DYNOBS_SHM_DIR=os.path.join(d, "shm"), DYNOBS_RING_BYTES="64M")
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith(("DYNOBS_", "OTEL_")) and k != "LD_PRELOAD"}
+        if lib:
+            env.update(LD_PRELOAD=lib, DYNOBS_SHM_DIR=os.path.join(d, "shm"),
+                       DYNOBS_RING_BYTES="64M")
         vg = subprocess.Popen(["valgrind", "--tool=lackey", "--trace-mem=yes",
                                "--log-file=" + trace, "/usr/sbin/nginx", "-c",
                                os.path.join(d, "nginx.conf"), "-p", d], env=env,
@@ -57,7 +70,7 @@ def main():
         try:
             if not wait_port(port, vg):
                 print("nginx did not listen under valgrind")
-                return 1
+                return None
             client(port, requests, conns)
             with open("/proc/%d/maps" % vg.pid) as f:
                 maps = f.read()
@@ -68,8 +81,7 @@ def main():
             except subprocess.TimeoutExpired:
                 vg.kill()
                 vg.wait()
-        report(lib, maps, trace)
-    return 0
+        return analyse(maps, trace)
 
 
 def free_port():

@@ -29,10 +29,8 @@ import collections
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
-import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import data_lines  # noqa: E402  (the nginx site, the client, symbol look-ups)
@@ -99,37 +97,8 @@ def main():
 def trace_run(lib):
     requests = int(os.environ.get("REQUESTS", "320"))
     conns = int(os.environ.get("CONNS", "32"))
-    with tempfile.TemporaryDirectory(prefix="dynobs-pages-") as d:
-        os.chmod(d, 0o755)
-        os.mkdir(os.path.join(d, "shm"))
-        port = data_lines.free_port()
-        subprocess.run(["bash", "-c", '. "$1"/nginx_site.sh && nginx_site "$2" "$3" single', "_",
-                        data_lines.HERE, d, str(port)], check=True)
-        trace = os.path.join(d, "trace.txt")
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith(("DYNOBS_", "OTEL_")) and k != "LD_PRELOAD"}
-        if lib:
-            env.update(LD_PRELOAD=lib, DYNOBS_SHM_DIR=os.path.join(d, "shm"),
-                       DYNOBS_RING_BYTES="64M")
-        vg = subprocess.Popen(["valgrind", "--tool=lackey", "--trace-mem=yes",
-                               "--log-file=" + trace, "/usr/sbin/nginx", "-c",
-                               os.path.join(d, "nginx.conf"), "-p", d], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            if not data_lines.wait_port(port, vg):
-                print("nginx did not listen under valgrind")
-                return None
-            data_lines.client(port, requests, conns)
-            with open("/proc/%d/maps" % vg.pid) as f:
-                maps = f.read()
-        finally:
-            vg.send_signal(signal.SIGQUIT)
-            try:
-                vg.wait(30)
-            except subprocess.TimeoutExpired:
-                vg.kill()
-                vg.wait()
-        return count(lib, maps, trace)
+    return data_lines.lackey_run(lib, requests, conns,
+                                 lambda maps, trace: count(lib, maps, trace))
 
 
 def mappings(maps, lib):

@@ -183,10 +183,10 @@ static inline struct dynobs_rec_hdr *dynobs__ring_try_reserve_in(struct dynobs_r
         uint64_t tail = __atomic_load_n(r->tail, __ATOMIC_ACQUIRE);
         __atomic_store_n(&r->tail_seen, tail, __ATOMIC_RELEASE);
         used = pos - tail;
+        if (used > r->cap || need > r->cap - used)
+            return dynobs__ring_reserve_slow(r, room, need, type, flags);
     }
-    if (DYNOBS_LIKELY(used <= r->cap &&
-                      (pos & (r->cap - 1)) + need <= dynobs__ring_room_limit(r, room) &&
-                      need <= r->cap - used) &&
+    if (DYNOBS_LIKELY((pos & (r->cap - 1)) + need <= dynobs__ring_room_limit(r, room)) &&
         __atomic_compare_exchange_n(r->head, &pos, pos + need, 1, __ATOMIC_ACQUIRE,
                                     __ATOMIC_RELAXED))
         return dynobs__ring_reserved_at(r, pos, need, type, flags);

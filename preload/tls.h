@@ -56,29 +56,25 @@ extern intptr_t dynobs__errno_off DYNOBS_INTERNAL;
 /* Learns both (any thread, any time: the values are the same for all). */
 DYNOBS_COLD void dynobs__tls_learn(void) DYNOBS_INTERNAL;
 
-static inline __attribute__((always_inline)) intptr_t dynobs__tls_offset(void)
+/* One of the two offsets, learnt at its first use. A plain load, not an
+ * atomic one, so that the compiler reads it once in a function that asks
+ * several times: the only store that can race with it (dynobs__tls_learn,
+ * on another thread, at the process's first uses) writes the value it
+ * then holds for good, an aligned word that no load can see torn. */
+static inline __attribute__((always_inline)) intptr_t dynobs__tls_offset(const intptr_t *off)
 {
-    intptr_t off = __atomic_load_n(&dynobs__tls_off, __ATOMIC_RELAXED);
-    if (DYNOBS_UNLIKELY(!off)) {
+    intptr_t v = *off;
+    if (DYNOBS_UNLIKELY(!v)) {
         dynobs__tls_learn();
-        off = __atomic_load_n(&dynobs__tls_off, __ATOMIC_RELAXED);
+        v = __atomic_load_n(off, __ATOMIC_RELAXED);
     }
-    return off;
-}
-
-static inline __attribute__((always_inline)) intptr_t dynobs__errno_offset(void)
-{
-    intptr_t off = __atomic_load_n(&dynobs__errno_off, __ATOMIC_RELAXED);
-    if (DYNOBS_UNLIKELY(!off)) {
-        dynobs__tls_learn();
-        off = __atomic_load_n(&dynobs__errno_off, __ATOMIC_RELAXED);
-    }
-    return off;
+    return v;
 }
 
 /* A field of the calling thread's dynobs__tls, and its errno (lvalues). */
-#define DYNOBS_TLS_HERE(field) (((struct dynobs_tls __seg_fs *)dynobs__tls_offset())->field)
-#define DYNOBS_ERRNO (*(int __seg_fs *)dynobs__errno_offset())
+#define DYNOBS_TLS_HERE(field)                                                                 \
+    (((struct dynobs_tls __seg_fs *)dynobs__tls_offset(&dynobs__tls_off))->field)
+#define DYNOBS_ERRNO (*(int __seg_fs *)dynobs__tls_offset(&dynobs__errno_off))
 #else
 #define DYNOBS_TLS_HERE(field) (dynobs__tls.field)
 #define DYNOBS_ERRNO errno
