@@ -202,14 +202,16 @@ def report(lib, maps, trace):
                                            ", ".join(sorted(fns))[:70]))
 
 
-def symbols(lib):
-    out = subprocess.run(["nm", "-S", "-n", "--defined-only", lib], capture_output=True,
-                         text=True).stdout
+def symbols(lib, dynamic=False):
+    """(address, size, name) of lib's defined symbols, by address; with
+    dynamic, its dynamic functions only, without their versions."""
+    out = subprocess.run(["nm", "-S", "-n", "--defined-only"] + (["-D"] if dynamic else []) +
+                         [lib], capture_output=True, text=True).stdout
     syms = []
     for line in out.splitlines():
         f = line.split()
-        if len(f) == 4:
-            syms.append((int(f[0], 16), int(f[1], 16), f[3]))
+        if len(f) == 4 and (not dynamic or f[2] in "TtWi"):
+            syms.append((int(f[0], 16), int(f[1], 16), f[3].split("@")[0] if dynamic else f[3]))
     return syms
 
 

@@ -141,7 +141,7 @@ def syscall_sites(regions):
         # files (ET_DYN, text mapped at its own offset) a virtual address v
         # lies at lo - off + v.
         base = lo - off
-        syms = sorted((a, n) for a, _, n in dyn_symbols(path))
+        syms = sorted((a, n) for a, _, n in data_lines.symbols(path, dynamic=True))
         addrs = [a for a, _ in syms]
         out = subprocess.run(["objdump", "-d", "--no-show-raw-insn", path], capture_output=True,
                              text=True).stdout
@@ -156,23 +156,13 @@ def syscall_sites(regions):
     return sites
 
 
-def dyn_symbols(path):
-    out = subprocess.run(["nm", "-D", "-S", "--defined-only", path], capture_output=True,
-                         text=True).stdout
-    syms = []
-    for line in out.splitlines():
-        f = line.split()
-        if len(f) == 4 and f[2] in "TtWi":
-            syms.append((int(f[0], 16), int(f[1], 16), f[3].split("@")[0]))
-    return syms
-
-
 def count(lib, maps, trace):
     regions, text = mappings(maps, lib)
     starts = [r[0] for r in regions]
     sites = syscall_sites(regions)
     libc = next(r for r in regions if r[3].endswith("/libc.so.6"))
-    writev_at = libc[0] - libc[4] + next(a for a, _, n in dyn_symbols(libc[3]) if n == "writev")
+    writev_at = libc[0] - libc[4] + next(a for a, _, n in data_lines.symbols(libc[3], dynamic=True)
+                                         if n == "writev")
     syms = data_lines.symbols(lib) if lib else []
     lib_base = min((r[0] - r[4] for r in regions if r[2].startswith("libdynobs.so")), default=0)
 
@@ -239,7 +229,8 @@ def count(lib, maps, trace):
                         st["n"] += 1
                         for k in ("sys", "code", "data"):
                             st[k] += cur[k]
-                        for k in ("only", "only_by_end", "code_pages", "data_pages", "anon_pages", "detail"):
+                        for k in ("only", "only_by_end", "code_pages", "data_pages", "anon_pages",
+                                  "detail"):
                             st[k].update(cur[k])
                         for k, v in cur["code_syms"].items():
                             st["code_syms"][k] |= v
