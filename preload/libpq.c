@@ -579,7 +579,8 @@ DYNOBS_API void PQfinish(PGconn *c)
 static PGresult *sync_done(struct pgstate *s, char *q2, PGresult *r)
 {
     int saved = errno;
-    free(q2);
+    if (q2)
+        free(q2);
     if (!r)
         s->err_seen = 1;
     note_result(s, r);
@@ -714,18 +715,29 @@ static int async_sent(struct pgstate *s, int ok)
     return ok;
 }
 
+/* PQsendQuery's traced call (apart, so that the call libpq makes of it
+ * inside PQexec passes through without a frame of its own). */
+static __attribute__((noinline)) int send_query_traced(int (*fn)(PGconn *, const char *),
+                                                       PGconn *c, const char *query)
+{
+    struct pgstate *s;
+    if (async_begin(c, query, NULL, &s) < 0)
+        return fn(c, query);
+    char *q2 = commented(s, query);
+    int ok = INNER(fn(c, q2 ? q2 : query));
+    if (q2)
+        free(q2);
+    return async_sent(s, ok);
+}
+
 DYNOBS_API int PQsendQuery(PGconn *c, const char *query)
 {
     int (*fn)(PGconn *, const char *) = PQ(send_query, "PQsendQuery");
     if (!fn)
         return 0;
-    struct pgstate *s;
-    if (!query || !active() || async_begin(c, query, NULL, &s) < 0)
+    if (!query || !active())
         return fn(c, query);
-    char *q2 = commented(s, query);
-    int ok = INNER(fn(c, q2 ? q2 : query));
-    free(q2);
-    return async_sent(s, ok);
+    return send_query_traced(fn, c, query);
 }
 
 DYNOBS_API int PQsendQueryParams(PGconn *c, const char *cmd, int n, const Oid *types,
@@ -774,13 +786,11 @@ DYNOBS_API int PQsendQueryPrepared(PGconn *c, const char *name, int n, const cha
     return async_sent(s, INNER(fn(c, name, n, values, lengths, formats, result_format)));
 }
 
-DYNOBS_API PGresult *PQgetResult(PGconn *c)
+/* PQgetResult's call with a span pending on the connection, or that may
+ * have one (apart, as send_query_traced). */
+static __attribute__((noinline)) PGresult *get_result_traced(PGresult *(*fn)(PGconn *),
+                                                             PGconn *c)
 {
-    PGresult *(*fn)(PGconn *) = PQ(get_result, "PQgetResult");
-    /* Called by libpq itself inside PQexec and its kin: nothing to do,
-     * and the calls it makes are not ours either. */
-    if (!active())
-        return fn ? fn(c) : NULL;
     PGresult *r = fn ? INNER(fn(c)) : NULL;
     struct pgstate *s = c ? state_of(c, 0) : NULL;
     if (s && s->pending == 1) {
@@ -794,4 +804,14 @@ DYNOBS_API PGresult *PQgetResult(PGconn *c)
         errno = saved;
     }
     return r;
+}
+
+DYNOBS_API PGresult *PQgetResult(PGconn *c)
+{
+    PGresult *(*fn)(PGconn *) = PQ(get_result, "PQgetResult");
+    /* Called by libpq itself inside PQexec and its kin: nothing to do,
+     * and the calls it makes are not ours either. */
+    if (!active())
+        return fn ? fn(c) : NULL;
+    return get_result_traced(fn, c);
 }
