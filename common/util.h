@@ -33,15 +33,16 @@
  * generation, the segment's epoch and pointer, the default policy, the
  * route trie, the real functions, the clock): together, in a few cache
  * lines and on one page, the one the lazily bound functions' table
- * (.got.plt) lies on (preload/path.ld puts them right after it). On a
- * kernel whose system calls empty the TLB, each page the shim's data
- * adds between two system calls is a page walk (BENCHMARKS.md,
- * "Eighteenth round"). Then the two larger objects whose first words are
- * as hot, each placed after the others so that only their tails spill
- * over to the next page: the configuration (its scalars first) and the
- * fd table's chunk pointers (low fds first). */
+ * (.got.plt) ends on (preload/path.ld puts them right after it, before
+ * .data). On a kernel whose system calls empty the TLB, each page the
+ * shim's data adds between two system calls is a page walk (BENCHMARKS.md,
+ * "Eighteenth round"). Then the two larger objects as hot, after the
+ * others on the same page: the configuration (its scalars first) and the
+ * entries of the lowest fds (preload/conn.h); tests/bss_test.sh fails when
+ * they no longer fit on that page. */
 #define DYNOBS_HOT_DATA __attribute__((section(".data.dynobs_hot")))
 #define DYNOBS_HOT_CONFIG __attribute__((section(".data.dynobs_hot_config")))
+#define DYNOBS_HOT_FDS __attribute__((section(".data.dynobs_hot_fds")))
 /* A function only the rare cases of a hot path call: out of line and apart
  * (.text.unlikely), so that the code a repeated request runs stays in few
  * cache lines. */

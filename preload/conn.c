@@ -20,6 +20,7 @@
 #include "conn.h"
 
 void *dynobs__fd_chunks[DYNOBS_FD_CHUNKS] DYNOBS_HOT_DATA;
+struct dynobs_conn *dynobs__fd_near[DYNOBS_FD_NEAR] DYNOBS_HOT_FDS;
 static struct dynobs_conn *free_list;
 static int free_lock;
 
@@ -269,6 +270,8 @@ static struct dynobs_conn **slot(int fd, int create)
 {
     if (fd < 0 || fd >= (DYNOBS_FD_CHUNKS << DYNOBS_FD_CHUNK_BITS))
         return NULL;
+    if (fd < DYNOBS_FD_NEAR)
+        return &dynobs__fd_near[fd];
     unsigned ci = (unsigned)fd >> DYNOBS_FD_CHUNK_BITS;
     void **chunk = &dynobs__fd_chunks[ci];
     const size_t bytes = sizeof(struct dynobs_conn *) << DYNOBS_FD_CHUNK_BITS;

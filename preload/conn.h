@@ -297,12 +297,21 @@ void dynobs__conn_unref(struct dynobs_conn *c) DYNOBS_INTERNAL;
  * are ever touched. Large chunks keep the pointers to them few (16, 128
  * bytes among the hot words, util.h) rather than a table of 2 KiB. */
 extern void *dynobs__fd_chunks[DYNOBS_FD_CHUNKS] DYNOBS_INTERNAL;
+/* The entries of the lowest fds, those of most processes' sockets, are
+ * not in a chunk but on the hot words' page (DYNOBS_HOT_FDS, util.h): a
+ * served request looks up its socket's entry, or its file's, in three of
+ * the stretches between its system calls, each a page touch of its own
+ * in a chunk (BENCHMARKS.md, "Nineteenth round"). */
+#define DYNOBS_FD_NEAR 128
+extern struct dynobs_conn *dynobs__fd_near[DYNOBS_FD_NEAR] DYNOBS_INTERNAL;
 
 /* The entry of fd: NULL, a marker or a connection. Inline: every read and
  * write of the process asks this. */
 static inline struct dynobs_conn *dynobs__fd_get(int fd)
 {
     unsigned u = (unsigned)fd;
+    if (DYNOBS_LIKELY(u < DYNOBS_FD_NEAR))
+        return __atomic_load_n(&dynobs__fd_near[u], __ATOMIC_ACQUIRE);
     if (DYNOBS_UNLIKELY(u >= (DYNOBS_FD_CHUNKS << DYNOBS_FD_CHUNK_BITS)))
         return NULL;
     struct dynobs_conn **ch = dynobs__lazymap_peek(&dynobs__fd_chunks[u >> DYNOBS_FD_CHUNK_BITS]);

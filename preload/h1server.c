@@ -443,13 +443,18 @@ DYNOBS_FLATTEN DYNOBS_PATH(11) int dynobs__h1s_in_short(struct dynobs_conn *c, c
         m->after[offsetof(struct dynobs_h1_req, capture)] != h->head.capture ||
         !dynobs__h1_same(p, m->head, len))
         return 0;
-    const struct dynobs_rules_proc *now = dynobs__rules_now();
     struct dynobs_thread *t = dynobs__thread();
-    if (!now || h->memo.p != now || !t)
+    if (!t)
         return 0;
     int saved = DYNOBS_ERRNO;
+    uint64_t start_ns = dynobs__clock_now(&t->clk);
+    const struct dynobs_rules_proc *now = dynobs__rules_now_within(&t->rules_next_ns, start_ns);
+    if (!now || h->memo.p != now) {
+        DYNOBS_ERRNO = saved;
+        return 0;
+    }
     /* What h1s_in does with the memo's head: the reader's state after it. */
-    x->start_ns = dynobs__clock_now(&t->clk);
+    x->start_ns = start_ns;
     memcpy(&h->head, m->after, DYNOBS_H1_REQ_FIXED);
     m->repeated = 1;
     dynobs__h1_req_done(&h->head);

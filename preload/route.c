@@ -16,9 +16,10 @@ static void *nodes;
 static struct dynobs_route_trie trie DYNOBS_HOT_DATA =
     DYNOBS_ROUTE_TRIE_INIT(NULL, DYNOBS_ROUTE_NODES);
 /* Where the pool cannot be mapped: a trie of a root alone, whose pool is
- * spent, so that paths fold and are counted as in a full pool. */
+ * spent, so that paths fold and are counted as in a full pool. (Hot: every
+ * served request reads its count of folds, dynobs__route_pool_full.) */
 static struct dynobs_route_node root_only[1];
-static struct dynobs_route_trie spent = DYNOBS_ROUTE_TRIE_INIT(root_only, 1);
+static struct dynobs_route_trie spent DYNOBS_HOT_DATA = DYNOBS_ROUTE_TRIE_INIT(root_only, 1);
 
 /* The process's trie, its pool mapped. trie.nodes is written once, by a
  * compare-and-swap, and read by the trie's code (atomically: another

@@ -166,6 +166,7 @@ struct dynobs_thread {
     uint32_t ordinal;           /* picks the ring shard: ordinal % shards */
     struct dynobs_rng rng;
     struct dynobs_clock_anchor clk;
+    uint64_t rules_next_ns; /* dynobs__rules_now_within (rulesmap.h) */
     int depth; /* entries in stack[] (context.c) */
     int serving; /* requests read on non-blocking streams in flight; atomic */
     /* Baggage set through the API (context.c): one list per slot, in use

@@ -13,7 +13,8 @@
 # DYNOBS_LD_NOBSS). Fails on a zero-filled object (in .bss or .data.zero)
 # over OBJ_MAX bytes or on more than TOTAL_MAX of them in all; and, with
 # NOBSS=1, on a writable segment whose memory reaches a page past its file
-# bytes (an anonymous mapping at every load).
+# bytes (an anonymous mapping at every load); and on a .data.hot section
+# (preload/path.ld) that does not lie on one page.
 set -euo pipefail
 lib=$1
 nobss=${2:-0}
@@ -51,6 +52,20 @@ if ((end_mem > page_end)); then
     bad=1
   else
     echo "note: built without preload/nobss.ld, the loader maps $((end_mem - page_end)) bytes apart"
+  fi
+fi
+# The hot data (preload/path.ld, common/util.h's DYNOBS_HOT_*): on one
+# page, which a served request touches in each stretch between its system
+# calls anyway; spilled over, it is a page touch more in each.
+read -r hot_addr hot_size < <(readelf -SW "$lib" |
+  sed 's/^ *\[ *[0-9]*\]//' | awk '$1 == ".data.hot" {print $3, $5; exit}') || true
+if [[ -n ${hot_addr:-} ]]; then
+  first=$((16#$hot_addr / 4096))
+  last=$(((16#$hot_addr + 16#$hot_size - 1) / 4096))
+  echo ".data.hot: $((16#$hot_size)) bytes at 0x$hot_addr"
+  if ((first != last)); then
+    echo "FAIL: .data.hot spans $((last - first + 1)) pages: the hot words, the configuration and the low fds' entries belong on one (preload/path.ld)"
+    bad=1
   fi
 fi
 exit $bad
