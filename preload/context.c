@@ -261,7 +261,7 @@ static void count_ambiguous(void);
 const struct dynobs_ctx *dynobs__ctx_outbound(struct dynobs_thread *t)
 {
     const struct dynobs_ctx *c = stack_top(t);
-    if (!c && DYNOBS_TLS_HERE(multiplexing) && __atomic_load_n(&dynobs__mux_inflight, __ATOMIC_RELAXED) > 0)
+    if (!c && DYNOBS_TLS_ON(multiplexing) && __atomic_load_n(&dynobs__mux_inflight, __ATOMIC_RELAXED) > 0)
         count_ambiguous();
     return c;
 }
@@ -408,9 +408,9 @@ DYNOBS_HOT void dynobs__serving_begin(struct dynobs_thread *t, const struct dyno
         /* A second request in flight on the thread that read it: it
          * multiplexes. */
         sv->reader = t;
-        if (__atomic_add_fetch(&t->serving, 1, __ATOMIC_RELAXED) > 1 && !DYNOBS_TLS_HERE(multiplexing))
+        if (__atomic_add_fetch(&t->serving, 1, __ATOMIC_RELAXED) > 1 && !DYNOBS_TLS_ON(multiplexing))
             dynobs__ctx_multiplexing(t);
-        if (DYNOBS_TLS_HERE(multiplexing)) {
+        if (DYNOBS_TLS_ON(multiplexing)) {
             sv->on_mux = 1;
             /* Only what a request carries besides its ids is looked up
              * in the table (dynobs__serving_carry): one that carries

@@ -21,9 +21,9 @@ DYNOBS_API DYNOBS_PATH(33) int close(int fd)
 {
     int (*fn)(int) = DYNOBS_REAL(close);
     if (active() && dynobs__fd_get(fd)) {
-        int saved = DYNOBS_ERRNO;
+        int saved = DYNOBS_ERRNO_ON;
         dynobs__fd_set(fd, NULL);
-        DYNOBS_ERRNO = saved;
+        DYNOBS_ERRNO_ON = saved;
     }
     return fn ? fn(fd) : (int)syscall(SYS_close, fd);
 }

@@ -328,7 +328,7 @@ static DYNOBS_HOT void start(struct dynobs_conn *c)
     struct dynobs_h1s *h = &c->p.h1s;
     struct dynobs_h1s_exchange *x = &h->x;
     struct dynobs_h1s_line *ln = &h->line;
-    struct dynobs_thread *t = dynobs__thread();
+    struct dynobs_thread *t = dynobs__thread_on();
     h->short_ok = 0;
     if (!t)
         return;
@@ -443,14 +443,14 @@ DYNOBS_FLATTEN DYNOBS_PATH(11) int dynobs__h1s_in_short(struct dynobs_conn *c, c
         m->after[offsetof(struct dynobs_h1_req, capture)] != h->head.capture ||
         !dynobs__h1_same(p, m->head, len))
         return 0;
-    struct dynobs_thread *t = dynobs__thread();
+    struct dynobs_thread *t = dynobs__thread_on();
     if (!t)
         return 0;
-    int saved = DYNOBS_ERRNO;
+    int saved = DYNOBS_ERRNO_ON;
     uint64_t start_ns = dynobs__clock_now(&t->clk);
     const struct dynobs_rules_proc *now = dynobs__rules_now_within(&t->rules_next_ns, start_ns);
     if (!now || h->memo.p != now) {
-        DYNOBS_ERRNO = saved;
+        DYNOBS_ERRNO_ON = saved;
         return 0;
     }
     /* What h1s_in does with the memo's head: the reader's state after it. */
@@ -469,7 +469,7 @@ DYNOBS_FLATTEN DYNOBS_PATH(11) int dynobs__h1s_in_short(struct dynobs_conn *c, c
         /* (nothing to carry: no baggage, correlation ids or tracestate) */
         dynobs__serving_begin(t, s, c->blocking, NULL, &x->serving);
     }
-    DYNOBS_ERRNO = saved;
+    DYNOBS_ERRNO_ON = saved;
     return 1;
 }
 
@@ -585,7 +585,7 @@ static DYNOBS_FLATTEN DYNOBS_PATH(40) void finish(struct dynobs_conn *c, int cod
     struct dynobs_h1s *h = &c->p.h1s;
     struct dynobs_h1s_exchange *x = &h->x;
     struct dynobs_span *s = &x->span;
-    struct dynobs_thread *t = dynobs__thread();
+    struct dynobs_thread *t = dynobs__thread_on();
     char codestr[8];
     struct dynobs_h1s_kept *kp = &h->kept;
     /* A span begun with the kept body (start) that ends with the same
@@ -665,7 +665,7 @@ void dynobs__h1s_in(struct dynobs_conn *c, const struct iovec *iov, int iovcnt, 
     struct dynobs_iov_walk w = {iov, iovcnt, n};
     while (h->head.phase < DYNOBS_H1_REQ_BODY && dynobs__iov_next(&w)) {
         if (h->head.phase == DYNOBS_H1_REQ_IDLE && !h->x.start_ns && w.len) {
-            struct dynobs_thread *t = dynobs__thread();
+            struct dynobs_thread *t = dynobs__thread_on();
             h->x.start_ns = t ? dynobs__clock_now(&t->clk) : 0;
         }
         if (dynobs__h1_req_feed_memo(&h->head, &h->req_memo, w.p, w.len) >= 0) {
@@ -712,12 +712,12 @@ DYNOBS_PATH(31) int dynobs__h1s_out_short(struct dynobs_conn *c, const struct io
         (!m->done && m->after.phase != DYNOBS_H1_R_BODY) ||
         !dynobs__h1_same(iov[0].iov_base, m->head, len))
         return 0;
-    int saved = DYNOBS_ERRNO;
+    int saved = DYNOBS_ERRNO_ON;
     *r = m->after;
     /* (no byte after the head: nothing counted, as h1s_out counts none) */
     if (m->done || (n > len && dynobs__h1_resp_body(r, n - len) == 1))
         finish(c, r->code, NULL);
-    DYNOBS_ERRNO = saved;
+    DYNOBS_ERRNO_ON = saved;
     return 1;
 }
 

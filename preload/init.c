@@ -312,6 +312,10 @@ int dynobs__init(void)
             atfork_done = 1;
             register_atfork(after_fork_child);
         }
+#ifdef DYNOBS_TLS_OFFSETS
+        /* (before the state is on: DYNOBS_TLS_ON reads them untested) */
+        dynobs__tls_learn();
+#endif
         next = DYNOBS_ON;
     }
 out:

@@ -63,7 +63,7 @@ static struct dynobs_conn *classify(int fd, const struct iovec *iov, int iovcnt,
         n += iov[i].iov_len;
     if (n == 0)
         return NULL;
-    int saved = DYNOBS_ERRNO;
+    int saved = DYNOBS_ERRNO_ON;
     struct dynobs_conn *c = NULL;
     int type = 0;
     socklen_t tl = sizeof type;
@@ -79,7 +79,7 @@ static struct dynobs_conn *classify(int fd, const struct iovec *iov, int iovcnt,
                     : dynobs__conn_open(DYNOBS_TRANSPORT_SOCKET, p, fd);
     if (c != pending || !c)
         dynobs__fd_set(fd, c ? c : DYNOBS_CONN_IGNORED);
-    DYNOBS_ERRNO = saved;
+    DYNOBS_ERRNO_ON = saved;
     return c;
 }
 
@@ -92,11 +92,11 @@ static DYNOBS_COLD struct dynobs_conn *out_conn_new(int fd, const struct iovec *
     if (c == DYNOBS_CONN_ACCEPTED) {
         /* It speaks first: an HTTP/2 server (its SETTINGS frame), else not
          * a server we trace. */
-        int saved = DYNOBS_ERRNO;
+        int saved = DYNOBS_ERRNO_ON;
         enum dynobs_proto p = dynobs__conn_recognise_first_write(iov, iovcnt, SIZE_MAX);
         c = p ? dynobs__conn_open(DYNOBS_TRANSPORT_SOCKET, p, fd) : NULL;
         dynobs__fd_set(fd, c ? c : DYNOBS_CONN_IGNORED);
-        DYNOBS_ERRNO = saved;
+        DYNOBS_ERRNO_ON = saved;
         if (!c)
             return NULL;
     } else {
@@ -277,9 +277,9 @@ static inline DYNOBS_HOT ssize_t watched(struct dynobs_conn *c, const struct iov
                                          int iovcnt, ssize_t r)
 {
     if (r > 0 && !dynobs__conn_write_short(c, iov, iovcnt, (size_t)r)) {
-        int saved = DYNOBS_ERRNO;
+        int saved = DYNOBS_ERRNO_ON;
         dynobs__conn_data(c, DYNOBS_DIR_OUT, iov, iovcnt, (size_t)r, 0);
-        DYNOBS_ERRNO = saved;
+        DYNOBS_ERRNO_ON = saved;
     }
     return r;
 }
@@ -300,7 +300,7 @@ static DYNOBS_HOT ssize_t out(const struct out_call *o, struct dynobs_conn *c)
         ssize_t r = k >= 0 && ins.len ? spliced(o, (size_t)k, &ins, &fallback) : original(o);
         if (r < 0)
             return r;
-        int saved = DYNOBS_ERRNO;
+        int saved = DYNOBS_ERRNO_ON;
         if (k < 0 || fallback || !ins.len || (size_t)r <= (size_t)k) {
             /* Nothing of ours went out in this call: nothing was planned,
              * the application set its own traceparent, there were too
@@ -309,7 +309,7 @@ static DYNOBS_HOT ssize_t out(const struct out_call *o, struct dynobs_conn *c)
             long ours = k >= 0 && (fallback || !ins.len) ? DYNOBS_INSERT_GIVEN_UP : 0;
             if (r > 0 || ours)
                 dynobs__conn_data(c, DYNOBS_DIR_OUT, o->iov, o->iovcnt, (size_t)r, ours);
-            DYNOBS_ERRNO = saved;
+            DYNOBS_ERRNO_ON = saved;
             return r;
         }
         size_t ours = (size_t)r - (size_t)k < ins.len ? (size_t)r - (size_t)k : ins.len;
@@ -317,7 +317,7 @@ static DYNOBS_HOT ssize_t out(const struct out_call *o, struct dynobs_conn *c)
          * ours went out. */
         size_t consumed = (size_t)r - ours + (ours == ins.len ? ins.skip : 0);
         dynobs__conn_data(c, DYNOBS_DIR_OUT, o->iov, o->iovcnt, consumed, (long)ours);
-        DYNOBS_ERRNO = saved;
+        DYNOBS_ERRNO_ON = saved;
         if (consumed > 0)
             return (ssize_t)consumed;
         /* Only part of our lines went out, none of the application's
@@ -420,10 +420,10 @@ static struct dynobs_conn *server_classify(int fd, const struct iovec *iov, int 
 static DYNOBS_PATH(13) void after_read(struct dynobs_conn *c, int fd, const struct iovec *iov,
                                   int iovcnt, ssize_t r, size_t asked, int flags)
 {
-    int saved = DYNOBS_ERRNO;
+    int saved = DYNOBS_ERRNO_ON;
     if (c == DYNOBS_CONN_ACCEPTED &&
         (r <= 0 || (flags & MSG_PEEK) || !(c = server_classify(fd, iov, iovcnt, (size_t)r)))) {
-        DYNOBS_ERRNO = saved;
+        DYNOBS_ERRNO_ON = saved;
         return;
     }
     if (r > 0 && !(flags & MSG_PEEK))
@@ -432,7 +432,7 @@ static DYNOBS_PATH(13) void after_read(struct dynobs_conn *c, int fd, const stru
         dynobs__conn_end(c, DYNOBS_END_EOF);
     else if (r < 0 && saved != EAGAIN && saved != EWOULDBLOCK && saved != EINTR)
         dynobs__conn_end(c, saved == ECONNRESET ? DYNOBS_END_RESET : DYNOBS_END_ERROR);
-    DYNOBS_ERRNO = saved;
+    DYNOBS_ERRNO_ON = saved;
 }
 
 __attribute__((noinline)) static DYNOBS_HOT ssize_t read_slow(struct dynobs_conn *c, int fd,
@@ -582,9 +582,9 @@ DYNOBS_API int connect(int fd, const struct sockaddr *addr, socklen_t len)
 static void accepted(int fd)
 {
     if (fd >= 0 && active()) {
-        int saved = DYNOBS_ERRNO;
+        int saved = DYNOBS_ERRNO_ON;
         dynobs__fd_set(fd, DYNOBS_CONN_ACCEPTED);
-        DYNOBS_ERRNO = saved;
+        DYNOBS_ERRNO_ON = saved;
     }
 }
 
@@ -611,9 +611,9 @@ static void sent_file(int out_fd, ssize_t r)
         return;
     struct dynobs_conn *c = dynobs__fd_get(out_fd);
     if (c && !DYNOBS_CONN_IS_MARKER(c) && dynobs__conn_wants(c, DYNOBS_DIR_OUT)) {
-        int saved = DYNOBS_ERRNO;
+        int saved = DYNOBS_ERRNO_ON;
         dynobs__conn_unseen_out(c, (size_t)r);
-        DYNOBS_ERRNO = saved;
+        DYNOBS_ERRNO_ON = saved;
     }
 }
 

@@ -100,10 +100,11 @@ static inline uint32_t dynobs__yields_to(enum dynobs_layer l)
  * yields to is running the call. One load per test once inlined. */
 static inline int dynobs__layer_on(enum dynobs_layer l)
 {
-    /* One test of both thread-local words (an OR, not two branches). */
-    return __atomic_load_n(&dynobs__state, __ATOMIC_RELAXED) == DYNOBS_ON &&
-           !((uint32_t)DYNOBS_TLS_HERE(guard) |
-             (DYNOBS_TLS_HERE(inside) & dynobs__yields_to(l)));
+    /* One test of both thread-local words (an OR, not two branches). The
+     * state read with acquire: the offsets of the words (tls.h), stored
+     * before it was turned on, are read after it (a plain load on x86). */
+    return __atomic_load_n(&dynobs__state, __ATOMIC_ACQUIRE) == DYNOBS_ON &&
+           !((uint32_t)DYNOBS_TLS_ON(guard) | (DYNOBS_TLS_ON(inside) & dynobs__yields_to(l)));
 }
 
 /* A library layer runs the application's call: enter before, leave after. */
@@ -195,6 +196,12 @@ struct dynobs_thread *dynobs__thread_new(void) DYNOBS_INTERNAL;
 static inline struct dynobs_thread *dynobs__thread(void)
 {
     struct dynobs_thread *t = DYNOBS_TLS_HERE(self);
+    return DYNOBS_LIKELY(t != NULL) ? t : dynobs__thread_new();
+}
+/* The same where dynobs is known to be on (DYNOBS_TLS_ON, tls.h). */
+static inline struct dynobs_thread *dynobs__thread_on(void)
+{
+    struct dynobs_thread *t = DYNOBS_TLS_ON(self);
     return DYNOBS_LIKELY(t != NULL) ? t : dynobs__thread_new();
 }
 /* The calling thread's block if it has one already (never creates one). */
