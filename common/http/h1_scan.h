@@ -143,7 +143,7 @@ static inline uint32_t dynobs__h1_load4(const void *p)
  * gathered and tested once at the end: the heads compared are mostly
  * equal, so stopping at the first difference would save nothing where it
  * matters and cost a branch per block. */
-static inline int dynobs__h1_same(const uint8_t *a, const uint8_t *b, size_t n)
+static inline int dynobs__h1_same_sse2(const uint8_t *a, const uint8_t *b, size_t n)
 {
 #if defined(__SSE2__)
     if (n >= 16) {
@@ -164,6 +164,28 @@ static inline int dynobs__h1_same(const uint8_t *a, const uint8_t *b, size_t n)
         return dynobs__h1_load8(a) == dynobs__h1_load8(b) &&
                dynobs__h1_load8(a + n - 8) == dynobs__h1_load8(b + n - 8);
     return !memcmp(a, b, n);
+}
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__AVX2__)
+/* Heads of DYNOBS_H1_SAME_WIDE bytes or more (a response's, typically a
+ * few hundred) are compared 32 bytes at a time where the CPU has AVX2,
+ * out of line (h1_same.c: about half the instructions of the loop above
+ * for a 240-byte head, BENCHMARKS.md "Nineteenth round"). The pointer,
+ * among the hot words, is set at its first call: to the AVX2 compare or to
+ * the loop above. */
+#define DYNOBS_H1_SAME_WIDE 64
+extern int (*dynobs__h1_same_wide)(const uint8_t *a, const uint8_t *b, size_t n);
+/* 1 when the AVX2 compare is the one in use (after a first call; tests). */
+int dynobs__h1_same_is_avx2(void);
+#endif
+
+static inline int dynobs__h1_same(const uint8_t *a, const uint8_t *b, size_t n)
+{
+#ifdef DYNOBS_H1_SAME_WIDE
+    if (n >= DYNOBS_H1_SAME_WIDE)
+        return dynobs__h1_same_wide(a, b, n);
+#endif
+    return dynobs__h1_same_sse2(a, b, n);
 }
 
 /* name (len bytes, 4 or more) is the lower-case lc, letters in any case.

@@ -359,24 +359,35 @@ Test(http1, correlation_headers_in_any_split)
     dynobs__h1_watch_correlation(names, lens, 0);
 }
 
-/* The memos' compare (h1_scan.h) against memcmp: every length up to 300,
- * a difference at each byte found, one just past the end ignored. */
+/* The memos' compare (h1_scan.h), both ways (the inline one, and the one
+ * for long heads, AVX2 where the CPU has it): every length up to 300, a
+ * difference at each byte found, one just past the end ignored. */
 Test(http1, memo_compare_is_exact)
 {
     uint8_t a[320], b[320];
     for (size_t i = 0; i < sizeof a; i++)
         a[i] = b[i] = (uint8_t)(i * 7 + 3);
-    for (size_t n = 0; n <= 300; n++) {
-        cr_assert(dynobs__h1_same(a, b, n), "equal, n %zu", n);
-        for (size_t k = 0; k < n; k++) {
-            b[k] ^= 0x40;
-            cr_assert(!dynobs__h1_same(a, b, n), "byte %zu differs, n %zu", k, n);
-            b[k] ^= 0x40;
+    int (*const ways[])(const uint8_t *, const uint8_t *, size_t) = {dynobs__h1_same_sse2,
+                                                                     dynobs__h1_same};
+    for (size_t w = 0; w < sizeof ways / sizeof ways[0]; w++) {
+        int (*same)(const uint8_t *, const uint8_t *, size_t) = ways[w];
+        for (size_t n = 0; n <= 300; n++) {
+            cr_assert(same(a, b, n), "way %zu: equal, n %zu", w, n);
+            for (size_t k = 0; k < n; k++) {
+                b[k] ^= 0x40;
+                cr_assert(!same(a, b, n), "way %zu: byte %zu differs, n %zu", w, k, n);
+                b[k] ^= 0x40;
+            }
+            b[n] ^= 1;
+            cr_assert(same(a, b, n), "way %zu: a byte past n %zu is not compared", w, n);
+            b[n] ^= 1;
         }
-        b[n] ^= 1;
-        cr_assert(dynobs__h1_same(a, b, n), "a byte past n %zu is not compared", n);
-        b[n] ^= 1;
     }
+#ifdef DYNOBS_H1_SAME_WIDE
+    __builtin_cpu_init();
+    cr_assert_eq(dynobs__h1_same_is_avx2(), __builtin_cpu_supports("avx2") != 0,
+                 "the long heads' compare is AVX2 exactly where the CPU has it");
+#endif
 }
 
 /* A traced caller's heads differ in the traceparent value only: the memo
