@@ -12,19 +12,26 @@ enum { HDR_TRACEPARENT = 1, HDR_TRACESTATE = 2, HDR_HOST = 4, HDR_UA = 8, HDR_BA
 #define HDR_CORR 16
 #define CORR_INDEX(bit) (__builtin_ctz((unsigned)(bit)) - 4)
 
-/* The headers watched: four fixed, then the correlation headers
- * configured (set once, before any request is read). */
+/* The headers watched: five fixed, then the correlation headers
+ * configured (set once, before any request is read). The fixed names are
+ * kept apart, as arrays: a pointer to each in the table would be a
+ * relocation, which the loader writes at every process start, on a page
+ * of .data it does not otherwise touch there (name_of). */
+static const char fixed_names[5][12] = {"traceparent", "tracestate", "host", "user-agent",
+                                        "baggage"};
 static struct {
-    const char *name;
+    const char *name; /* a correlation header's (NULL: fixed_names) */
     uint8_t len;
     uint16_t bit;
 } watched[5 + DYNOBS_H1_CORR_MAX] = {
-    {"traceparent", 11, HDR_TRACEPARENT},
-    {"tracestate", 10, HDR_TRACESTATE},
-    {"host", 4, HDR_HOST},
-    {"user-agent", 10, HDR_UA},
-    {"baggage", 7, HDR_BAGGAGE},
+    {NULL, 11, HDR_TRACEPARENT}, {NULL, 10, HDR_TRACESTATE}, {NULL, 4, HDR_HOST},
+    {NULL, 10, HDR_UA},          {NULL, 7, HDR_BAGGAGE},
 };
+
+static inline const char *name_of(unsigned w)
+{
+    return w < 5 ? fixed_names[w] : watched[w].name;
+}
 static unsigned nwatched = 5;
 static uint8_t corr_bits DYNOBS_START_DATA;
 /* fold[w][k] is 0x20 where watched[w]'s name has a letter at k, else 0:
@@ -211,7 +218,7 @@ static int watched_name(const struct dynobs_h1_req *o, const uint8_t *name, size
     for (unsigned m = by_len[len]; m; m &= m - 1) {
         unsigned w = (unsigned)__builtin_ctz(m);
         if ((watched[w].bit == HDR_UA && !o->capture) ||
-            !dynobs__h1_same_name(name, watched[w].name, fold[w], len))
+            !dynobs__h1_same_name(name, name_of(w), fold[w], len))
             continue;
         return watched[w].bit;
     }
@@ -499,7 +506,7 @@ long dynobs__h1_req_feed(struct dynobs_h1_req *o, const uint8_t *p, size_t n)
                     for (size_t w = 0; w < nwatched; w++)
                         if ((o->match & watched[w].bit) &&
                             (o->line_len >= watched[w].len ||
-                             watched[w].name[o->line_len] != lower(c)))
+                             name_of(w)[o->line_len] != lower(c)))
                             o->match &= (uint16_t)~watched[w].bit;
                 }
             }
