@@ -20,6 +20,7 @@ extern char **environ;
 #include "real.h"
 #include "rulesmap.h"
 #include "state.h"
+#include "tls.h" /* (DYNOBS_TLS_OFFSETS: the offsets learnt before the state is on) */
 
 #include "../common/http/h1.h"
 #include "../common/resource.h"
