@@ -147,7 +147,9 @@ static inline unsigned dynobs__bucket_of(const double *b, unsigned n, double v)
     return lo;
 }
 
-static inline DYNOBS_PATH(32) void dynobs__metric_observe(struct dynobs_metric_slot *s, double v)
+/* (one copy per file that uses it, out of line: DYNOBS_PATH) */
+static __attribute__((unused)) DYNOBS_PATH(32) void dynobs__metric_observe(struct dynobs_metric_slot *s,
+                                                                         double v)
 {
     unsigned i = dynobs__bucket_of(s->bounds, s->nbounds, v);
     __atomic_fetch_add(&s->buckets[i], 1, __ATOMIC_RELAXED);

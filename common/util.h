@@ -63,8 +63,11 @@
  * kernel whose system calls empty the TLB, each page of code a request
  * runs between two system calls is a page walk. The price: GCC does not
  * split such a function's unlikely blocks into .text.unlikely; they stay
- * at its end, and its rare ways belong in DYNOBS_COLD functions. */
-#define DYNOBS_PATH(order) __attribute__((hot, section(".text.sorted.dynobs_" #order)))
+ * at its end, and its rare ways belong in DYNOBS_COLD functions. Never
+ * inlined: a copy inlined into a caller elsewhere would run from the
+ * caller's pages, not the path's. */
+#define DYNOBS_PATH(order)                                                                      \
+    __attribute__((hot, noinline, section(".text.sorted.dynobs_" #order)))
 /* A hot function whose calls are all inlined into it (GCC's flatten, across
  * files under LTO): the two ends of a repeated request, which are most of
  * its instructions. What it reaches only in rare cases must be

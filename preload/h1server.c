@@ -431,8 +431,7 @@ static DYNOBS_HOT void start(struct dynobs_conn *c)
  * walking the read's pieces or looking at the decision again: a few lines
  * of code and of the connection, where the way through h1s_in and start
  * takes several times as many (BENCHMARKS.md, "Thirteenth round"). */
-DYNOBS_FLATTEN DYNOBS_PATH(11) __attribute__((noinline)) int
-dynobs__h1s_in_short(struct dynobs_conn *c, const uint8_t *p,
+DYNOBS_FLATTEN DYNOBS_PATH(11) int dynobs__h1s_in_short(struct dynobs_conn *c, const uint8_t *p,
                                                     size_t n)
 {
     struct dynobs_h1s *h = &c->p.h1s;
@@ -701,8 +700,7 @@ void dynobs__h1s_out(struct dynobs_conn *c, const struct iovec *iov, int iovcnt,
  * of a given length. The state is then the one h1s_out reaches through
  * the memo, the rest of the write counted as body as h1s_out counts it
  * piece by piece, without walking the pieces. */
-DYNOBS_PATH(31) __attribute__((noinline)) int
-dynobs__h1s_out_short(struct dynobs_conn *c, const struct iovec *iov, int iovcnt,
+DYNOBS_PATH(31) int dynobs__h1s_out_short(struct dynobs_conn *c, const struct iovec *iov, int iovcnt,
                                      size_t n)
 {
     struct dynobs_h1s *h = &c->p.h1s;

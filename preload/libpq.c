@@ -725,8 +725,7 @@ static __attribute__((noinline)) int send_query_traced(int (*fn)(PGconn *, const
         return fn(c, query);
     char *q2 = commented(s, query);
     int ok = INNER(fn(c, q2 ? q2 : query));
-    if (q2)
-        free(q2);
+    free(q2);
     return async_sent(s, ok);
 }
 
