@@ -396,6 +396,15 @@ int dynobs__serving_carry(struct dynobs_ctx *c)
     return 0;
 }
 
+/* The requests in flight that the calling thread (block t) read, once its
+ * own count reached 2 or more: those that other threads ended since are
+ * taken off it (the two counts, tls.h and state.h). */
+static DYNOBS_COLD uint32_t serving_now(struct dynobs_thread *t)
+{
+    uint32_t gone = __atomic_exchange_n(&t->serving_elsewhere, 0, __ATOMIC_RELAXED);
+    return DYNOBS_TLS_ON(serving) -= gone;
+}
+
 DYNOBS_HOT void dynobs__serving_begin(struct dynobs_thread *t, const struct dynobs_span *s,
                                       int blocking, const struct dynobs_ctx_carry *carry,
                                       struct dynobs_serving *sv)
@@ -408,7 +417,7 @@ DYNOBS_HOT void dynobs__serving_begin(struct dynobs_thread *t, const struct dyno
         /* A second request in flight on the thread that read it: it
          * multiplexes. */
         sv->reader = t;
-        if (__atomic_add_fetch(&t->serving, 1, __ATOMIC_RELAXED) > 1 && !DYNOBS_TLS_ON(multiplexing))
+        if (++DYNOBS_TLS_ON(serving) > 1 && serving_now(t) > 1 && !DYNOBS_TLS_ON(multiplexing))
             dynobs__ctx_multiplexing(t);
         if (DYNOBS_TLS_ON(multiplexing)) {
             sv->on_mux = 1;
@@ -433,7 +442,10 @@ DYNOBS_HOT void dynobs__serving_end(struct dynobs_serving *sv, struct dynobs_thr
      * another thread wrote the response). */
     dynobs__ctx_unbind(&sv->bound, self);
     if (sv->reader) {
-        __atomic_fetch_sub(&sv->reader->serving, 1, __ATOMIC_RELAXED);
+        if (sv->reader == self)
+            DYNOBS_TLS_ON(serving)--;
+        else
+            __atomic_fetch_add(&sv->reader->serving_elsewhere, 1, __ATOMIC_RELAXED);
         sv->reader = NULL;
     }
     if (sv->on_mux) {

@@ -288,7 +288,7 @@ static void begin(CURL *h)
     } else {
         parent = app_tp ? NULL : dynobs__ctx_outbound(t);
     }
-    x->start_ns = dynobs__clock_now(&t->clk);
+    x->start_ns = dynobs__thread_now();
     /* The method is not known before the transfer: rules naming one do
      * not match a libcurl transfer. */
     struct dynobs_rule_facts f = {.kind = DYNOBS_SPAN_KIND_CLIENT,
@@ -582,7 +582,7 @@ static void end(CURL *h, CURLcode rc)
     }
     struct dynobs_thread *t = dynobs__thread();
     if (t && !x->uncounted) {
-        uint64_t now = dynobs__clock_now(&t->clk);
+        uint64_t now = dynobs__thread_now();
         double secs = now > x->start_ns ? (double)(now - x->start_ns) / 1e9 : 0;
         metric(x, method && *method ? method : "_OTHER", host, port, code, rc != 0 ? err : NULL,
                secs);

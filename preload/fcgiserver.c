@@ -142,7 +142,7 @@ static void finish(struct dynobs_conn *c, int code, const char *error_type)
                                   {"error.type", error_type}};
         char labels[DYNOBS_METRIC_KEY_BYTES];
         dynobs__labels_join(labels, sizeof labels, parts, sizeof parts / sizeof parts[0]);
-        uint64_t now = dynobs__clock_now(&t->clk);
+        uint64_t now = dynobs__thread_now();
         dynobs__http_server_metric(seg, labels,
                                    now > f->start_ns ? (double)(now - f->start_ns) / 1e9 : 0);
     }
@@ -176,7 +176,7 @@ void dynobs__fcgis_in(struct dynobs_conn *c, const struct iovec *iov, int iovcnt
     while (f->req.phase < DYNOBS_FCGI_BODY && dynobs__iov_next(&w)) {
         if (f->req.phase == DYNOBS_FCGI_IDLE && !f->start_ns && w.len) {
             struct dynobs_thread *t = dynobs__thread();
-            f->start_ns = t ? dynobs__clock_now(&t->clk) : 0;
+            f->start_ns = t ? dynobs__thread_now() : 0;
         }
         if (dynobs__fcgi_req_feed(&f->req, w.p, w.len) == 1 && !f->open)
             start(c);

@@ -239,7 +239,7 @@ static void start_request(struct dynobs_conn *c, const struct dynobs_h1_req *o, 
     }
     m->from_head = head && m->line_len;
     if (!x->start_ns)
-        x->start_ns = dynobs__clock_now(&t->clk);
+        x->start_ns = dynobs__thread_now();
     if (!same) {
         memcpy(x->method, r.method, ml);
         x->method[ml] = '\0';
@@ -461,7 +461,7 @@ void dynobs__h1c_out(struct dynobs_conn *c, const struct iovec *iov, int iovcnt,
     if (h->head.phase == DYNOBS_H1_REQ_IDLE && n && !h->x.start_ns) {
         struct dynobs_thread *t = dynobs__thread();
         if (t)
-            h->x.start_ns = dynobs__clock_now(&t->clk);
+            h->x.start_ns = dynobs__thread_now();
     }
     if (h->inj_at < 0) {
         if (h->head.phase < DYNOBS_H1_REQ_BODY)
@@ -510,7 +510,7 @@ static void record_metric(struct dynobs_h1c *h, int code, const char *error_type
     struct dynobs_thread *t = dynobs__thread();
     if (!t || !x->start_ns || x->uncounted)
         return;
-    uint64_t now = dynobs__clock_now(&t->clk);
+    uint64_t now = dynobs__thread_now();
     double secs = now > x->start_ns ? (double)(now - x->start_ns) / 1e9 : 0;
     /* The labels are the memo's request's and the status code's: made
      * once per status while the request repeats. */

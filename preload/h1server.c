@@ -447,8 +447,8 @@ DYNOBS_FLATTEN DYNOBS_PATH(11) int dynobs__h1s_in_short(struct dynobs_conn *c, c
     if (!t)
         return 0;
     int saved = DYNOBS_ERRNO_ON;
-    uint64_t start_ns = dynobs__clock_now(&t->clk);
-    const struct dynobs_rules_proc *now = dynobs__rules_now_within(&t->rules_next_ns, start_ns);
+    uint64_t start_ns = dynobs__thread_now();
+    const struct dynobs_rules_proc *now = dynobs__rules_now_within(&dynobs__me()->rules_next_ns, start_ns);
     if (!now || h->memo.p != now) {
         DYNOBS_ERRNO_ON = saved;
         return 0;
@@ -579,6 +579,13 @@ static DYNOBS_COLD const char *end_anew(struct dynobs_conn *c, struct dynobs_spa
  * product with 1e-9 rounds a duration on a bucket's bound into it. */
 static volatile double ns_per_second DYNOBS_HOT_DATA = 1e9;
 
+/* The metric of a request whose labels are not the connection's last
+ * ones (finish): out of finish's lines. */
+static DYNOBS_COLD void metric_anew(struct dynobs_segment *seg, const char *labels, double secs)
+{
+    dynobs__http_server_metric(seg, labels, secs);
+}
+
 static DYNOBS_FLATTEN DYNOBS_PATH(40) void finish(struct dynobs_conn *c, int code,
                                                    const char *error_type)
 {
@@ -601,14 +608,14 @@ static DYNOBS_FLATTEN DYNOBS_PATH(40) void finish(struct dynobs_conn *c, int cod
     struct dynobs_segment *seg = t && !x->uncounted ? dynobs__segment() : NULL;
     uint64_t now = 0;
     if (seg) {
-        now = dynobs__clock_now(&t->clk);
+        now = dynobs__thread_now();
         char failed[DYNOBS_METRIC_KEY_BYTES];
         const char *labels = labels_of(c, code, error_type, failed, sizeof failed);
         double secs = now > x->start_ns ? (double)(now - x->start_ns) / ns_per_second : 0;
         if (labels == h->labels)
             dynobs__http_server_metric_memo(seg, labels, secs, &h->series);
         else
-            dynobs__http_server_metric(seg, labels, secs);
+            metric_anew(seg, labels, secs);
     }
     dynobs__serving_end(&x->serving, t);
     /* Contexts that still point at this request's baggage (API spans that
@@ -666,7 +673,7 @@ void dynobs__h1s_in(struct dynobs_conn *c, const struct iovec *iov, int iovcnt, 
     while (h->head.phase < DYNOBS_H1_REQ_BODY && dynobs__iov_next(&w)) {
         if (h->head.phase == DYNOBS_H1_REQ_IDLE && !h->x.start_ns && w.len) {
             struct dynobs_thread *t = dynobs__thread_on();
-            h->x.start_ns = t ? dynobs__clock_now(&t->clk) : 0;
+            h->x.start_ns = t ? dynobs__thread_now() : 0;
         }
         if (dynobs__h1_req_feed_memo(&h->head, &h->req_memo, w.p, w.len) >= 0) {
             /* Another head than the memo's: its parts are split anew. */
@@ -710,7 +717,7 @@ DYNOBS_PATH(31) int dynobs__h1s_out_short(struct dynobs_conn *c, const struct io
     if (!h->short_on || !h->x.open || iovcnt < 1 || r->phase != DYNOBS_H1_R_STATUS || r->status_len || r->bad ||
         !len || n < len || iov[0].iov_len < len || m->after.head_request != r->head_request ||
         (!m->done && m->after.phase != DYNOBS_H1_R_BODY) ||
-        !dynobs__h1_same(iov[0].iov_base, m->head, len))
+        !dynobs__h1_same_resp(iov[0].iov_base, m->head, len))
         return 0;
     int saved = DYNOBS_ERRNO_ON;
     *r = m->after;

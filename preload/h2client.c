@@ -81,7 +81,7 @@ static void start_stream(struct dynobs_conn *c, struct dynobs_h2_state *st,
     x->grpc = h->grpc;
     x->status = 0;
     x->grpc_status = -1;
-    x->start_ns = dynobs__clock_now(&t->clk);
+    x->start_ns = dynobs__thread_now();
     memcpy(x->method, h->method, h->method_len);
     x->method[h->method_len] = '\0';
     dynobs__conn_facts(c);
@@ -208,7 +208,7 @@ static void finish(struct dynobs_h2_stream *x, const char *error_type)
         dynobs__span_status(s, DYNOBS_STATUS_ERROR, NULL);
     }
     if (t && !x->uncounted) {
-        uint64_t now = dynobs__clock_now(&t->clk);
+        uint64_t now = dynobs__thread_now();
         double secs = now > x->start_ns ? (double)(now - x->start_ns) / 1e9 : 0;
         dynobs__http_client_metric(x->method, x->server_address, x->server_port, x->status,
                                    error_type, secs);

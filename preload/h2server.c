@@ -100,7 +100,7 @@ static void start(struct dynobs_conn *c, struct dynobs_h2_state *st, const struc
     x->grpc = h->grpc;
     x->status = 0;
     x->grpc_status = -1;
-    x->start_ns = dynobs__clock_now(&t->clk);
+    x->start_ns = dynobs__thread_now();
     memcpy(x->method, h->method, h->method_len);
     x->method[h->method_len] = '\0';
 
@@ -252,7 +252,7 @@ static void finish(struct dynobs_conn *c, struct dynobs_h2_stream *x, const char
     error_type = dynobs__http_server_outcome(s, x->status, error_type, http_code);
     struct dynobs_segment *seg = t && !x->uncounted ? dynobs__segment() : NULL;
     if (seg) {
-        uint64_t now = dynobs__clock_now(&t->clk);
+        uint64_t now = dynobs__thread_now();
         double secs = now > x->start_ns ? (double)(now - x->start_ns) / 1e9 : 0;
         server_metric(c, seg, x, error_type, secs);
         if (x->grpc)

@@ -290,7 +290,7 @@ static int begin(PGconn *c, struct pgstate *s, const char *query, const char *op
         ol = nl = strlen(op);
         coll = "";
     }
-    s->start_ns = dynobs__clock_now(&t->clk);
+    s->start_ns = dynobs__thread_now();
     s->id = id;
     struct dynobs_decision d;
     const struct dynobs_span_policy *pol;
@@ -388,7 +388,7 @@ static void finish(struct pgstate *s, const char *error_type)
     }
     struct dynobs_segment *seg = s->uncounted ? NULL : dynobs__segment();
     if (seg && t) {
-        uint64_t now = dynobs__clock_now(&t->clk);
+        uint64_t now = dynobs__thread_now();
         double secs = now > s->start_ns ? (double)(now - s->start_ns) / 1e9 : 0;
         /* A success's labels are the operation's and the connection's:
          * made once while the operation repeats, with their series. */
@@ -485,7 +485,7 @@ static int pipelined(PGconn *c)
 #define CONNECT_CALL(call, done)                                                           \
     __extension__({                                                                        \
         struct dynobs_thread *t_ = active() ? dynobs__thread() : NULL;                     \
-        uint64_t t0_ = t_ ? dynobs__clock_now(&t_->clk) : 0;                               \
+        uint64_t t0_ = t_ ? dynobs__thread_now() : 0;                               \
         PGconn *c_ = INNER(call);                                                          \
         if (t_) {                                                                          \
             int saved_ = errno;                                                            \

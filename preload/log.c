@@ -64,8 +64,8 @@ static int emit(int severity, const char *stext, const char *body, size_t blen,
         memcpy(r.span_id, c->span_id, 8);
         r.trace_flags = c->flags;
     }
-    r.time_ns = dynobs__clock_now(&t->clk);
-    r.tid = t->tid;
+    r.time_ns = dynobs__thread_now();
+    r.tid = dynobs__me()->tid;
     r.severity = (uint8_t)severity;
     if (!stext)
         stext = severity_text(severity);

@@ -21,9 +21,12 @@ __attribute__((noinline)) static void first_wait(void)
     errno = saved;
 }
 
-/* One interposer per libc entry point, each with its own cached pointer. */
-#define WAIT(ret, name, params, args)                                                      \
-    DYNOBS_API DYNOBS_PATH(14) ret name params                                             \
+/* One interposer per libc entry point, each with its own cached pointer;
+ * order: its place among the path sections (common/util.h, DYNOBS_PATH):
+ * epoll_wait and epoll_pwait with the read of a request, epoll_pwait2
+ * (rarer) out of that page. */
+#define WAIT(order, ret, name, params, args)                                               \
+    DYNOBS_API DYNOBS_PATH(order) ret name params                                             \
     {                                                                                      \
         DYNOBS_NEXT_OR_ENOSYS(fn, ret, name, params)                                       \
         if (DYNOBS_UNLIKELY(!DYNOBS_TLS_HERE(multiplexing)) && dynobs__layer_on(DYNOBS_LAYER_PROCESS)) \
@@ -31,12 +34,12 @@ __attribute__((noinline)) static void first_wait(void)
         return fn args;                                                                    \
     }
 
-WAIT(int, epoll_wait, (int epfd, struct epoll_event *ev, int max, int timeout),
+WAIT(14, int, epoll_wait, (int epfd, struct epoll_event *ev, int max, int timeout),
      (epfd, ev, max, timeout))
-WAIT(int, epoll_pwait,
+WAIT(15, int, epoll_pwait,
      (int epfd, struct epoll_event *ev, int max, int timeout, const sigset_t *mask),
      (epfd, ev, max, timeout, mask))
-WAIT(int, epoll_pwait2,
+WAIT(35, int, epoll_pwait2,
      (int epfd, struct epoll_event *ev, int max, const struct timespec *timeout,
       const sigset_t *mask),
      (epfd, ev, max, timeout, mask))

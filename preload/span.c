@@ -215,11 +215,12 @@ static __attribute__((noinline)) void apply_policy(struct dynobs_span *s,
 /* Fills a span's record from its parent (a context, or NULL for a new
  * trace) and decides sampling. Used for API spans and detached ones. */
 static inline __attribute__((always_inline)) void
-span_fill(struct dynobs_span *s, struct dynobs_thread *t, const char *name, int kind,
+span_fill(struct dynobs_span *s, const char *name, int kind,
           const struct dynobs_ctx *parent, const struct dynobs_span_policy *pol,
           const struct dynobs_span_kept *k)
 {
     struct dynobs_span_rec *r = &s->rec;
+    struct dynobs_tls *me = dynobs__me(); /* (the ids' generator, the thread id) */
     uint8_t flags, inherited = 0;
     size_t ts_len = 0;
     r->span_flags = 0;
@@ -233,18 +234,18 @@ span_fill(struct dynobs_span *s, struct dynobs_thread *t, const char *name, int 
     } else {
         /* dynobs__rng_id's words, inline; it is left to make the non-zero
          * id in the one case in 2^128 (2^64 for a span id) it needs to. */
-        uint64_t a = dynobs__rng_next(&t->rng), b = dynobs__rng_next(&t->rng);
+        uint64_t a = dynobs__rng_next(&me->rng), b = dynobs__rng_next(&me->rng);
         memcpy(r->trace_id, &a, 8);
         memcpy(r->trace_id + 8, &b, 8);
         if (DYNOBS_UNLIKELY(!(a | b)))
-            dynobs__rng_id(&t->rng, r->trace_id, 16);
+            dynobs__rng_id(&me->rng, r->trace_id, 16);
         memset(r->parent_span_id, 0, 8);
         flags = DYNOBS_FLAG_RANDOM; /* we made every bit of it random */
     }
-    uint64_t sid = dynobs__rng_next(&t->rng);
+    uint64_t sid = dynobs__rng_next(&me->rng);
     memcpy(r->span_id, &sid, 8);
     if (DYNOBS_UNLIKELY(!sid))
-        dynobs__rng_id(&t->rng, r->span_id, 8);
+        dynobs__rng_id(&me->rng, r->span_id, 8);
     const struct dynobs_sampler *sampler = &dynobs__config.sampler;
     if (__builtin_expect(pol != NULL, 0) && pol->sampler)
         sampler = pol->sampler;
@@ -262,7 +263,7 @@ span_fill(struct dynobs_span *s, struct dynobs_thread *t, const char *name, int 
     __asm__("" : "+r"(kind8));
     r->kind = kind8;
     r->status = DYNOBS_STATUS_UNSET;
-    r->tid = t->tid;
+    r->tid = me->tid;
     r->attr_count = r->event_count = r->dropped_attrs = r->dropped_events = 0;
     r->status_msg_len = 0;
     s->recording = (uint8_t)sampled;
@@ -337,13 +338,13 @@ static DYNOBS_HOT dynobs_span *start_span(const char *name, int kind,
     /* Keeps the default policy that of the rules in force (rulesmap.h):
      * API spans take the first sampling entry that names no span field. */
     (void)dynobs__rules_now();
-    span_fill(s, t, name, kind, parent, policy_or_default(NULL), NULL);
+    span_fill(s, name, kind, parent, policy_or_default(NULL), NULL);
     struct dynobs_span_rec *r = &s->rec;
     s->stack_idx = -1;
     if (!(flags & DYNOBS_SPAN_NO_CONTEXT))
         dynobs__ctx_enter_span(t, s, parent);
     /* An unsampled span is never written: it needs no timestamps. */
-    r->start_ns = s->recording ? dynobs__clock_now(&t->clk) : 0;
+    r->start_ns = s->recording ? dynobs__thread_now() : 0;
     __atomic_store_n(&s->live, SPAN_LIVE, __ATOMIC_RELEASE);
     return s;
 }
@@ -373,7 +374,7 @@ begin_detached(struct dynobs_span *s, const char *name, const struct dynobs_span
     s->owner = NULL;
     s->stack_idx = -1;
     s->gen++;
-    span_fill(s, t, name, kind, parent, policy_or_default(pol), k);
+    span_fill(s, name, kind, parent, policy_or_default(pol), k);
     s->rec.start_ns = start_ns;
     __atomic_store_n(&s->live, SPAN_LIVE, __ATOMIC_RELEASE);
     return 0;
@@ -569,7 +570,7 @@ static int add_event(dynobs_span *s, const char *name, const dynobs_attr *attrs,
     uint32_t ev = s->used;
     struct dynobs_thread *self = dynobs__thread();
     size_t n = dynobs__item_put_event(s->body + s->used, sizeof s->body - s->used, name, nl,
-                                      self ? dynobs__clock_now(&self->clk) : dynobs__now_ns());
+                                      self ? dynobs__thread_now() : dynobs__now_ns());
     if (took(s, n, &s->events, &s->rec.dropped_events) < 0)
         return DYNOBS_ENOSPC;
     s->last_event_off = ev;
@@ -906,7 +907,7 @@ static DYNOBS_HOT int span_end_at(dynobs_span *s, uint64_t end_ns, struct dynobs
     struct dynobs_thread *self = dynobs__thread();
     int rc = 0;
     if (s->recording) {
-        set_end(s, end_ns ? end_ns : self ? dynobs__clock_now(&self->clk) : dynobs__now_ns());
+        set_end(s, end_ns ? end_ns : self ? dynobs__thread_now() : dynobs__now_ns());
         uint16_t rf = 0;
         if (__builtin_expect(s->end_check & ~DYNOBS_SPAN_KEEP_ERR, 0))
             rf = end_flags(s);

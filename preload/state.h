@@ -25,6 +25,7 @@
 #include "../common/util.h"
 #include "context.h"
 #include "span.h"
+#include "tls.h"
 
 /* (DYNOBS_START_DATA, DYNOBS_HOT_DATA: util.h.) */
 
@@ -163,13 +164,11 @@ struct dynobs_metric_cache_entry {
 struct dynobs_thread {
     struct dynobs_thread *next; /* all blocks, push-only list */
     int owned;                  /* a live thread uses this block */
-    uint32_t tid;
-    uint32_t ordinal;           /* picks the ring shard: ordinal % shards */
-    struct dynobs_rng rng;
-    struct dynobs_clock_anchor clk;
-    uint64_t rules_next_ns; /* dynobs__rules_now_within (rulesmap.h) */
+    /* (its owner's hot words are in its dynobs__tls: tls.h) */
     int depth; /* entries in stack[] (context.c) */
-    int serving; /* requests read on non-blocking streams in flight; atomic */
+    /* Requests this block's thread read on non-blocking streams that other
+     * threads ended (atomic): its own count is in dynobs__tls.serving. */
+    uint32_t serving_elsewhere;
     /* Baggage set through the API (context.c): one list per slot, in use
      * while its context entry is; the generation is bumped on release. */
     uint8_t bag_used;
@@ -204,16 +203,23 @@ static inline struct dynobs_thread *dynobs__thread_on(void)
     struct dynobs_thread *t = DYNOBS_TLS_ON(self);
     return DYNOBS_LIKELY(t != NULL) ? t : dynobs__thread_new();
 }
+/* The wall clock in ns through the calling thread's clock anchor (in its
+ * dynobs__tls), for a thread that has a block. */
+static inline uint64_t dynobs__thread_now(void)
+{
+    return dynobs__clock_now(&dynobs__me()->clk);
+}
 /* The calling thread's block if it has one already (never creates one). */
 struct dynobs_thread *dynobs__thread_if_any(void) DYNOBS_INTERNAL;
 /* After fork, in the child: keep the caller's block, free the others. */
 void dynobs__thread_after_fork(void) DYNOBS_INTERNAL;
 
-/* The ring shard of the calling thread's block. */
+/* The ring shard of the calling thread, t its block (or NULL: the first
+ * shard). */
 static inline struct dynobs_ring *dynobs__ring_of(struct dynobs_segment *s,
                                                   const struct dynobs_thread *t)
 {
-    return &s->rings[(t ? t->ordinal : 0) & (s->nshards - 1)];
+    return &s->rings[(t ? dynobs__me()->ordinal : 0) & (s->nshards - 1)];
 }
 
 /* Counts an event in the calling thread's shard counters. */

@@ -49,8 +49,13 @@ static void release(void *p)
     struct dynobs_thread *t = p;
     if (!t)
         return;
-    if (dynobs__tls.self == t)
+    if (dynobs__tls.self == t) {
+        /* Its requests still in flight stay counted on the block, for
+         * the thread that takes it next (context.c). */
+        __atomic_fetch_sub(&t->serving_elsewhere, dynobs__tls.serving, __ATOMIC_RELAXED);
+        dynobs__tls.serving = 0;
         dynobs__tls.self = NULL;
+    }
     t->depth = 0;
     __atomic_store_n(&t->owned, 0, __ATOMIC_RELEASE);
 }
@@ -84,12 +89,15 @@ static int key_ready(void)
 
 static void adopt(struct dynobs_thread *t)
 {
-    t->tid = (uint32_t)syscall(SYS_gettid);
-    t->ordinal = __atomic_fetch_add(&next_ordinal, 1, __ATOMIC_RELAXED);
+    struct dynobs_tls *me = &dynobs__tls;
+    me->tid = (uint32_t)syscall(SYS_gettid);
+    me->ordinal = __atomic_fetch_add(&next_ordinal, 1, __ATOMIC_RELAXED);
+    me->serving = 0;
+    me->rules_next_ns = 0;
+    me->clk.tsc = me->clk.ns = 0;
+    dynobs__rng_seed(&me->rng);
     t->depth = 0;
     t->bag_used = 0; /* a previous thread's API baggage went with its stack */
-    t->clk.tsc = t->clk.ns = 0;
-    dynobs__rng_seed(&t->rng);
     dynobs__tls.self = t; /* (before the key: see key_ready) */
     if (key_ready())
         pthread_setspecific(exit_key, t);
@@ -137,6 +145,7 @@ void dynobs__thread_after_fork(void)
         if (t != dynobs__tls.self) {
             t->owned = 0;
             t->depth = 0;
+            t->serving_elsewhere = 0;
             t->pool_used = 0;
             t->pool_freed = 0;
         }
@@ -146,7 +155,7 @@ void dynobs__thread_after_fork(void)
     __atomic_compare_exchange_n(&key_state, &making, KEY_NONE, 0, __ATOMIC_ACQ_REL,
                                 __ATOMIC_RELAXED);
     if (dynobs__tls.self) {
-        dynobs__tls.self->tid = (uint32_t)syscall(SYS_gettid);
-        dynobs__rng_seed(&dynobs__tls.self->rng);
+        dynobs__tls.tid = (uint32_t)syscall(SYS_gettid);
+        dynobs__rng_seed(&dynobs__tls.rng);
     }
 }

@@ -22,16 +22,36 @@
 #include <errno.h>
 #include <stdint.h>
 
+#include "../common/clock.h"
+#include "../common/ids.h"
 #include "../common/util.h"
 
 struct dynobs_thread;
 
 struct dynobs_tls {
     struct dynobs_thread *self; /* the thread's block (state.h, thread.c) */
-    int guard;                  /* dynobs's own code runs (state.h) */
-    uint32_t inside;            /* layers running the call (state.h) */
-    uint8_t multiplexing;       /* the thread multiplexes (context.h) */
-};
+    /* The words of the thread that its requests read every time (span ids,
+     * timestamps, the rules' clock, its ring shard, what it serves): here
+     * rather than at the start of its block, where they were one more page
+     * in each stretch between system calls that begins or ends a request
+     * (BENCHMARKS.md, "Twentieth round"); this block is on a page the
+     * stretch touches anyway (self). Set when the thread takes its block
+     * (thread.c, adopt), and only ever read by the thread itself. */
+    struct dynobs_rng rng;
+    struct dynobs_clock_anchor clk;
+    uint64_t rules_next_ns; /* dynobs__rules_now_within (rulesmap.h) */
+    uint32_t tid;
+    uint32_t ordinal; /* picks the ring shard: ordinal % shards */
+    /* Requests read on non-blocking streams in flight, as this thread
+     * counts them: begun here, less those it ended and those other
+     * threads did (the block's serving_elsewhere, folded in when this
+     * count reaches 2: context.c). */
+    uint32_t serving;
+    int guard;            /* dynobs's own code runs (state.h) */
+    uint32_t inside;      /* layers running the call (state.h) */
+    uint8_t multiplexing; /* the thread multiplexes (context.h) */
+    /* (one line, so never across two pages) */
+} __attribute__((aligned(64)));
 extern __thread struct dynobs_tls dynobs__tls __attribute__((tls_model("initial-exec")))
 DYNOBS_INTERNAL;
 
@@ -84,11 +104,21 @@ static inline __attribute__((always_inline)) intptr_t dynobs__tls_offset(const i
  * instructions (BENCHMARKS.md, "Nineteenth round"). */
 #define DYNOBS_TLS_ON(field) (((struct dynobs_tls __seg_fs *)dynobs__tls_off)->field)
 #define DYNOBS_ERRNO_ON (*(int __seg_fs *)dynobs__errno_off)
+/* The calling thread's dynobs__tls, as a plain pointer, where dynobs is
+ * known to be on (as DYNOBS_TLS_ON). */
+static inline struct dynobs_tls *dynobs__me(void)
+{
+    return (struct dynobs_tls *)(void *)((char *)__builtin_thread_pointer() + dynobs__tls_off);
+}
 #else
 #define DYNOBS_TLS_HERE(field) (dynobs__tls.field)
 #define DYNOBS_ERRNO errno
 #define DYNOBS_TLS_ON(field) (dynobs__tls.field)
 #define DYNOBS_ERRNO_ON errno
+static inline struct dynobs_tls *dynobs__me(void)
+{
+    return &dynobs__tls;
+}
 #endif
 
 #endif

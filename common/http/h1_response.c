@@ -414,7 +414,7 @@ DYNOBS_HOT int dynobs__h1_resp_feed_memo(struct dynobs_h1_resp *r, struct dynobs
         return dynobs__h1_resp_feed(r, p, n);
     size_t len = m->len;
     if (!len || len > n || m->after.head_request != r->head_request ||
-        !dynobs__h1_same(p, m->head, len))
+        !dynobs__h1_same_resp(p, m->head, len))
         return feed_keep(r, m, p, n);
     *r = m->after;
     /* (the bytes after the head, read from where reading them after it

@@ -166,26 +166,48 @@ static inline int dynobs__h1_same_sse2(const uint8_t *a, const uint8_t *b, size_
     return !memcmp(a, b, n);
 }
 
+/* Which side's memo a compare is for: each side has its own copy of the
+ * wide compare, placed with the code of the stretch it runs in (a
+ * request's read, a response's write), so that neither stretch touches
+ * the other's code page for it (preload/path.ld, BENCHMARKS.md "Twentieth
+ * round"). */
+enum { DYNOBS_H1_SAME_REQ, DYNOBS_H1_SAME_RESP };
+
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__AVX2__)
 /* Heads of DYNOBS_H1_SAME_WIDE bytes or more (a response's, typically a
  * few hundred) are compared 32 bytes at a time where the CPU has AVX2,
  * out of line (h1_same.c: about half the instructions of the loop above
- * for a 240-byte head, BENCHMARKS.md "Nineteenth round"). The pointer,
- * among the hot words, is set at its first call: to the AVX2 compare or to
- * the loop above. */
+ * for a 240-byte head, BENCHMARKS.md "Nineteenth round"). The pointers,
+ * among the hot words, are set at their first call: to the AVX2 compare or
+ * to the loop above. */
 #define DYNOBS_H1_SAME_WIDE 64
-extern int (*dynobs__h1_same_wide)(const uint8_t *a, const uint8_t *b, size_t n);
-/* 1 when the AVX2 compare is the one in use (after a first call; tests). */
+extern int (*dynobs__h1_same_wide[2])(const uint8_t *a, const uint8_t *b, size_t n);
+/* 1 when the AVX2 compare is the one in use on both sides (after a first
+ * call of each; tests). */
 int dynobs__h1_same_is_avx2(void);
 #endif
 
-static inline int dynobs__h1_same(const uint8_t *a, const uint8_t *b, size_t n)
+/* a and b hold the same n bytes; side: DYNOBS_H1_SAME_REQ or _RESP (a
+ * constant). */
+static inline int dynobs__h1_same_on(int side, const uint8_t *a, const uint8_t *b, size_t n)
 {
 #ifdef DYNOBS_H1_SAME_WIDE
     if (n >= DYNOBS_H1_SAME_WIDE)
-        return dynobs__h1_same_wide(a, b, n);
+        return dynobs__h1_same_wide[side](a, b, n);
+#else
+    (void)side;
 #endif
     return dynobs__h1_same_sse2(a, b, n);
+}
+
+static inline int dynobs__h1_same(const uint8_t *a, const uint8_t *b, size_t n)
+{
+    return dynobs__h1_same_on(DYNOBS_H1_SAME_REQ, a, b, n);
+}
+
+static inline int dynobs__h1_same_resp(const uint8_t *a, const uint8_t *b, size_t n)
+{
+    return dynobs__h1_same_on(DYNOBS_H1_SAME_RESP, a, b, n);
 }
 
 /* name (len bytes, 4 or more) is the lower-case lc, letters in any case.

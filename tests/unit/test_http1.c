@@ -359,16 +359,16 @@ Test(http1, correlation_headers_in_any_split)
     dynobs__h1_watch_correlation(names, lens, 0);
 }
 
-/* The memos' compare (h1_scan.h), both ways (the inline one, and the one
- * for long heads, AVX2 where the CPU has it): every length up to 300, a
+/* The memos' compare (h1_scan.h), every way (the inline one, and each
+ * side's for long heads, AVX2 where the CPU has it): every length up to 300, a
  * difference at each byte found, one just past the end ignored. */
 Test(http1, memo_compare_is_exact)
 {
     uint8_t a[320], b[320];
     for (size_t i = 0; i < sizeof a; i++)
         a[i] = b[i] = (uint8_t)(i * 7 + 3);
-    int (*const ways[])(const uint8_t *, const uint8_t *, size_t) = {dynobs__h1_same_sse2,
-                                                                     dynobs__h1_same};
+    int (*const ways[])(const uint8_t *, const uint8_t *, size_t) = {
+        dynobs__h1_same_sse2, dynobs__h1_same, dynobs__h1_same_resp};
     for (size_t w = 0; w < sizeof ways / sizeof ways[0]; w++) {
         int (*same)(const uint8_t *, const uint8_t *, size_t) = ways[w];
         for (size_t n = 0; n <= 300; n++) {
