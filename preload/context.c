@@ -442,7 +442,9 @@ DYNOBS_HOT void dynobs__serving_end(struct dynobs_serving *sv, struct dynobs_thr
      * another thread wrote the response). */
     dynobs__ctx_unbind(&sv->bound, self);
     if (sv->reader) {
-        if (sv->reader == self)
+        /* (one read by the thread that had the block before, which
+         * left it counted there: thread.c, release) */
+        if (sv->reader == self && DYNOBS_TLS_ON(serving))
             DYNOBS_TLS_ON(serving)--;
         else
             __atomic_fetch_add(&sv->reader->serving_elsewhere, 1, __ATOMIC_RELAXED);
