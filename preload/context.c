@@ -417,7 +417,7 @@ DYNOBS_HOT void dynobs__serving_begin(struct dynobs_thread *t, const struct dyno
         /* A second request in flight on the thread that read it: it
          * multiplexes. */
         sv->reader = t;
-        if (++DYNOBS_TLS_ON(serving) > 1 && serving_now(t) > 1 && !DYNOBS_TLS_ON(multiplexing))
+        if (++DYNOBS_TLS_ON(serving) > 1 && !DYNOBS_TLS_ON(multiplexing) && serving_now(t) > 1)
             dynobs__ctx_multiplexing(t);
         if (DYNOBS_TLS_ON(multiplexing)) {
             sv->on_mux = 1;

@@ -579,13 +579,6 @@ static DYNOBS_COLD const char *end_anew(struct dynobs_conn *c, struct dynobs_spa
  * product with 1e-9 rounds a duration on a bucket's bound into it. */
 static volatile double ns_per_second DYNOBS_HOT_DATA = 1e9;
 
-/* The metric of a request whose labels are not the connection's last
- * ones (finish): out of finish's lines. */
-static DYNOBS_COLD void metric_anew(struct dynobs_segment *seg, const char *labels, double secs)
-{
-    dynobs__http_server_metric(seg, labels, secs);
-}
-
 static DYNOBS_FLATTEN DYNOBS_PATH(40) void finish(struct dynobs_conn *c, int code,
                                                    const char *error_type)
 {
@@ -615,7 +608,7 @@ static DYNOBS_FLATTEN DYNOBS_PATH(40) void finish(struct dynobs_conn *c, int cod
         if (labels == h->labels)
             dynobs__http_server_metric_memo(seg, labels, secs, &h->series);
         else
-            metric_anew(seg, labels, secs);
+            dynobs__http_server_metric(seg, labels, secs);
     }
     dynobs__serving_end(&x->serving, t);
     /* Contexts that still point at this request's baggage (API spans that

@@ -49,7 +49,10 @@ static DYNOBS_HOT void server_extras(struct dynobs_segment *seg)
     report_growth(seg, "dynobs.http.route.pool_exhausted", full, &pool_full);
 }
 
-void dynobs__http_server_metric(struct dynobs_segment *seg, const char *labels, double seconds)
+/* (out of line even in a flattened caller: h1server.c's finish calls it only
+ * when the labels are not the connection's last ones) */
+__attribute__((noinline)) void dynobs__http_server_metric(struct dynobs_segment *seg,
+                                                          const char *labels, double seconds)
 {
     dynobs__duration_record(seg, "http.server.request.duration", dynobs__http_duration_bounds,
                             DYNOBS_HTTP_DURATION_NBOUNDS, seconds, labels);

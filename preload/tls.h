@@ -52,6 +52,7 @@ struct dynobs_tls {
     uint8_t multiplexing; /* the thread multiplexes (context.h) */
     /* (one line, so never across two pages) */
 } __attribute__((aligned(64)));
+_Static_assert(sizeof(struct dynobs_tls) == 64, "dynobs__tls is one line: never across two pages");
 extern __thread struct dynobs_tls dynobs__tls __attribute__((tls_model("initial-exec")))
 DYNOBS_INTERNAL;
 
