@@ -15,7 +15,8 @@
 #
 # Environment: REPS (2: plain then shim, that many times), SECONDS_PER_REP
 # (8), FREQ (perf's sampling frequency, 10000), VERSUS (a libdynobs.so the
-# "plain" nginx runs under instead of none).
+# "plain" nginx runs under instead of none), KEEP (a directory the perf
+# files are copied into, NAME.REP.data, for perf report --sort sym).
 set -uo pipefail
 
 REPS=${REPS:-2}
@@ -38,6 +39,7 @@ profile() {
     >"$out.wrk" || { echo "wrk failed" >&2; exit 1; }
   wait "$pp" || { echo "perf record failed: $(cat "$out.perf-err")" >&2; exit 1; }
   n=$(awk '/requests in/ { print $1 }' "$out.wrk")
+  [[ -n ${KEEP:-} ]] && mkdir -p "$KEEP" && cp "$out.data" "$KEEP/"
   # dso -> samples, from perf's own per-dso totals
   perf report -i "$out.data" --no-children --sort dso --stdio -F sample,dso 2>/dev/null |
     awk -v n="$n" -v who="$name" -v rep="$rep" '

@@ -39,16 +39,18 @@ perf_bench_begin() {
   start_pair "$VERSUS" "$LIB"
 }
 
-# site_begin TAG: DIR (a temporary directory), PIDS (stopped, and DIR
-# removed, at exit) and dynobs-exporter ($EXPORTER) draining DIR/shm with
-# nothing exported (EXP_PID): both scripts' nginx report to it.
+# site_begin TAG: DIR (a temporary directory), SHM (the segments' directory,
+# on tmpfs as the default /dev/shm/dynobs is: /tmp may be a disk, whose
+# shared file mappings cost write faults and writeback), PIDS (stopped, and
+# DIR and SHM removed, at exit) and dynobs-exporter ($EXPORTER) draining SHM
+# with nothing exported (EXP_PID): both scripts' nginx report to it.
 site_begin() {
   DIR=$(mktemp -d "/tmp/dynobs-nginx-$1-XXXXXX")
-  chmod 755 "$DIR"
+  SHM=$(mktemp -d "/dev/shm/dynobs-nginx-$1-XXXXXX")
+  chmod 755 "$DIR" "$SHM"
   PIDS=()
   trap site_cleanup EXIT
-  mkdir -p "$DIR/shm"
-  env DYNOBS_SHM_DIR="$DIR/shm" OTEL_TRACES_EXPORTER=none OTEL_METRICS_EXPORTER=none \
+  env DYNOBS_SHM_DIR="$SHM" OTEL_TRACES_EXPORTER=none OTEL_METRICS_EXPORTER=none \
     OTEL_EXPORTER_PROMETHEUS_PORT=0 OTEL_LOG_LEVEL=warn "$EXPORTER" >"$DIR/exporter.log" 2>&1 &
   EXP_PID=$!
   PIDS+=("$EXP_PID")
@@ -58,7 +60,7 @@ site_cleanup() {
   local p
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
   for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
-  rm -rf "$DIR"
+  rm -rf "$DIR" "$SHM"
 }
 
 free_port() {
@@ -125,7 +127,7 @@ start_nginx() {
   PORT=$(free_port)
   nginx_site "$d" "$PORT"
   local envs=()
-  [[ -n $preload ]] && envs=(LD_PRELOAD="$preload" DYNOBS_SHM_DIR="$DIR/shm" OTEL_SERVICE_NAME="$name")
+  [[ -n $preload ]] && envs=(LD_PRELOAD="$preload" DYNOBS_SHM_DIR="$SHM" OTEL_SERVICE_NAME="$name")
   "${pin_srv[@]}" env "${envs[@]}" "$NGINX" -c "$d/nginx.conf" -p "$d" >/dev/null 2>&1 &
   PIDS+=("$!")
   wait_listening "$PORT"

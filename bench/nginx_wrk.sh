@@ -178,4 +178,4 @@ awk -v hz="$(getconf CLK_TCK)" -v np="$NP" -v ns="$NS" -v up=$((UP1 - UP0)) -v s
     upr, spr, usr, ssr, upr ? usr / upr : 0, spr ? ssr / spr : 0, up, sp, us, ss }'
 echo "load average at the start: $LOAD_START, at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "exporter CPU over the run: $(awk -v u="$utime" -v s="$stime" -v hz="$(getconf CLK_TCK)" \
-  'BEGIN { printf "%.1f s", (u + s) / hz }'), segments drained: $(find "$DIR/shm" -type f | wc -l)"
+  'BEGIN { printf "%.1f s", (u + s) / hz }'), segments drained: $(find "$SHM" -type f | wc -l)"
