@@ -7,6 +7,8 @@
 
 #include <stdint.h>
 
+#include "util.h"
+
 enum dynobs_sampler_kind {
     DYNOBS_SAMPLER_ALWAYS_ON = 1,
     DYNOBS_SAMPLER_ALWAYS_OFF,
@@ -46,6 +48,9 @@ static inline int dynobs__sampler_decide(const struct dynobs_sampler *s,
                                          const uint8_t trace_id[16], int has_parent,
                                          int parent_sampled)
 {
+    /* The default first, without the switch's jump table. */
+    if (DYNOBS_LIKELY(s->kind == DYNOBS_SAMPLER_PARENT_ALWAYS_ON))
+        return has_parent ? parent_sampled : 1;
     switch (s->kind) {
     case DYNOBS_SAMPLER_ALWAYS_ON:
         return 1;

@@ -433,7 +433,7 @@ DYNOBS_HOT void dynobs__serving_begin(struct dynobs_thread *t, const struct dyno
         }
     }
     if (dynobs__ctx_bind(t, s, carry, &sv->bound) == 0 && !blocking)
-        t->stack[sv->bound.idx].kind = DYNOBS_CTX_BOUND_NB;
+        sv->bound.entry->kind = DYNOBS_CTX_BOUND_NB;
 }
 
 DYNOBS_HOT void dynobs__serving_end(struct dynobs_serving *sv, struct dynobs_thread *self)
@@ -563,7 +563,7 @@ int dynobs__ctx_bind(struct dynobs_thread *t, const struct dynobs_span *s,
     if (!x)
         return DYNOBS_ENOSPC;
     b->owner = t;
-    b->idx = (int)(x - t->stack);
+    b->entry = x;
     memcpy(b->span_id, s->rec.span_id, 8);
     return 0;
 }
@@ -577,7 +577,7 @@ void dynobs__ctx_unbind(struct dynobs_ctx_binding *b, struct dynobs_thread *self
     /* The entry may have been popped and reused by its thread since (the
      * binding then outlived a stack unwound under it): only an entry that
      * still holds this request is ended. */
-    struct dynobs_ctx *x = &t->stack[b->idx];
+    struct dynobs_ctx *x = b->entry;
     if (!memcmp(x->span_id, b->span_id, 8))
         __atomic_store_n(&x->ended, 1, __ATOMIC_RELEASE);
     if (t == self)

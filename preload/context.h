@@ -107,7 +107,7 @@ void dynobs__ctx_leave_span(const struct dynobs_span *s,
  * happen on another thread (the one that wrote the response). */
 struct dynobs_ctx_binding {
     struct dynobs_thread *owner; /* NULL: not bound */
-    int idx;                     /* its entry in owner's stack */
+    struct dynobs_ctx *entry;    /* its entry in owner's stack */
     uint8_t span_id[8];
 };
 

@@ -264,6 +264,10 @@ struct dynobs_h1s {
     /* The duration metric's labels of the last request that did not fail,
      * kept while method, route and status repeat (keep-alive). */
     int labels_code;
+    /* x's method and route are still those labels_method and labels_route
+     * hold (start clears it: only it writes them), so that a repeat
+     * compares neither. */
+    uint8_t labels_fresh;
     char labels_method[24];
     char labels_route[DYNOBS_ROUTE_MAX];
     struct dynobs_series_memo series; /* the series `labels` went to; emptied with it */

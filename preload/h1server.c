@@ -330,6 +330,7 @@ static DYNOBS_HOT void start(struct dynobs_conn *c)
     struct dynobs_h1s_line *ln = &h->line;
     struct dynobs_thread *t = dynobs__thread_on();
     h->short_ok = 0;
+    h->labels_fresh = 0; /* (x's method and route are written anew below) */
     if (!t)
         return;
     /* The request line and Host split as for the last request when its
@@ -508,6 +509,7 @@ static DYNOBS_COLD const char *labels_anew(struct dynobs_conn *c, int code,
         h->labels_code = code;
         memcpy(h->labels_method, h->x.method, sizeof h->x.method);
         memcpy(h->labels_route, rt->text, rt->len + 1u);
+        h->labels_fresh = 1;
     }
     return out;
 }
@@ -517,12 +519,17 @@ static inline const char *labels_of(struct dynobs_conn *c, int code, const char 
 {
     struct dynobs_h1s *h = &c->p.h1s;
     const struct dynobs_route *rt = &h->x.route;
-    /* (the method's whole array: a difference after its NUL only makes
-     * the labels anew) */
-    if (DYNOBS_LIKELY(!error_type && code == h->labels_code &&
-                      !memcmp(h->x.method, h->labels_method, sizeof h->labels_method) &&
-                      dynobs__same_bytes(h->labels_route, rt->text, rt->len + 1u)))
-        return h->labels;
+    if (DYNOBS_LIKELY(!error_type && code == h->labels_code)) {
+        if (DYNOBS_LIKELY(h->labels_fresh))
+            return h->labels;
+        /* (the method's whole array: a difference after its NUL only
+         * makes the labels anew) */
+        if (!memcmp(h->x.method, h->labels_method, sizeof h->labels_method) &&
+            dynobs__same_bytes(h->labels_route, rt->text, rt->len + 1u)) {
+            h->labels_fresh = 1;
+            return h->labels;
+        }
+    }
     return labels_anew(c, code, error_type, failed, cap);
 }
 
@@ -642,6 +649,7 @@ void dynobs__h1s_init(struct dynobs_conn *c)
     h->kept.ok = 0;
     h->resp_memo.len = 0;
     h->labels_code = 0;
+    h->labels_fresh = 0;
     h->labels_method[0] = '\0';
     h->labels_route[0] = '\0';
     h->series.slot = NULL;

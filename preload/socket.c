@@ -108,16 +108,12 @@ static DYNOBS_COLD struct dynobs_conn *out_conn_new(int fd, const struct iovec *
     return c;
 }
 
-/* The connection to act on for a write, or NULL to pass through. Inlined
- * into each interposer, as in_entry: a traced connection's writes take a
- * few loads and compares, not a call. */
-static inline __attribute__((always_inline)) struct dynobs_conn *out_conn(int fd,
-                                                                          const struct iovec *iov,
-                                                                          int iovcnt)
+/* The connection to act on for a write to fd, whose table entry is c, or
+ * NULL to pass through. Inlined into each interposer, as in_entry: a
+ * traced connection's writes take a few loads and compares, not a call. */
+static inline __attribute__((always_inline)) struct dynobs_conn *
+out_conn_of(int fd, const struct iovec *iov, int iovcnt, struct dynobs_conn *c)
 {
-    if (!active())
-        return NULL;
-    struct dynobs_conn *c = dynobs__fd_get(fd);
     if (DYNOBS_LIKELY(c == DYNOBS_CONN_IGNORED))
         return NULL;
     if (DYNOBS_UNLIKELY(!c || c == DYNOBS_CONN_ACCEPTED || c->proto == DYNOBS_PROTO_PENDING))
@@ -126,6 +122,14 @@ static inline __attribute__((always_inline)) struct dynobs_conn *out_conn(int fd
         return NULL;
     c->fd = fd;
     return c;
+}
+
+/* The same, the entry looked up here. */
+static inline __attribute__((always_inline)) struct dynobs_conn *out_conn(int fd,
+                                                                          const struct iovec *iov,
+                                                                          int iovcnt)
+{
+    return active() ? out_conn_of(fd, iov, iovcnt, dynobs__fd_get(fd)) : NULL;
 }
 
 /* A read's fd entry, taken before the real call (a connection, or
@@ -332,12 +336,16 @@ static DYNOBS_HOT ssize_t out(const struct out_call *o, struct dynobs_conn *c)
 
 /* The interposers test "on, and not inside dynobs" first and go straight
  * to the real function otherwise; the work lives out of line. */
-__attribute__((noinline)) static DYNOBS_HOT ssize_t write_slow(int fd, const void *buf, size_t n)
+__attribute__((noinline)) static DYNOBS_HOT ssize_t write_slow(int fd, const void *buf, size_t n,
+                                                               struct dynobs_conn *c)
 {
     struct iovec v = {(void *)buf, n};
-    struct dynobs_conn *c = out_conn(fd, &v, 1);
+    c = out_conn_of(fd, &v, 1, c);
     if (!c)
         return r_write(fd, buf, n);
+    /* (a server's response: the real call, then its bytes, as writev) */
+    if (!dynobs__conn_adds(c))
+        return watched(c, &v, 1, r_write(fd, buf, n));
     struct out_call o = {.kind = O_WRITE, .fd = fd, .iov = &v, .iovcnt = 1};
     return out(&o, c);
 }
@@ -351,7 +359,7 @@ DYNOBS_API DYNOBS_HOT ssize_t write(int fd, const void *buf, size_t n)
     struct dynobs_conn *c = dynobs__fd_get(fd);
     if (DYNOBS_LIKELY(c == DYNOBS_CONN_IGNORED))
         return r_write(fd, buf, n);
-    return write_slow(fd, buf, n);
+    return write_slow(fd, buf, n, c);
 }
 
 DYNOBS_API DYNOBS_PATH(30) ssize_t writev(int fd, const struct iovec *iov, int iovcnt)
@@ -377,6 +385,8 @@ DYNOBS_API DYNOBS_HOT ssize_t send(int fd, const void *buf, size_t n, int flags)
     struct dynobs_conn *c = out_conn(fd, &v, 1);
     if (DYNOBS_LIKELY(!c))
         return original(&o);
+    if (!dynobs__conn_adds(c))
+        return watched(c, &v, 1, original(&o));
     return out(&o, c);
 }
 
@@ -451,8 +461,6 @@ __attribute__((noinline)) static DYNOBS_HOT ssize_t read_slow(struct dynobs_conn
 
 DYNOBS_API DYNOBS_HOT ssize_t read(int fd, void *buf, size_t n)
 {
-    if (DYNOBS_LIKELY(!active()))
-        return r_read(fd, buf, n);
     struct dynobs_conn *c = in_entry(fd);
     if (DYNOBS_LIKELY(!c))
         return r_read(fd, buf, n);
