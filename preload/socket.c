@@ -31,16 +31,32 @@ static inline int active(void)
 
 /* ---- the real calls, with raw system calls while dlsym runs ---- */
 
-static DYNOBS_HOT ssize_t r_write(int fd, const void *b, size_t n)
+static DYNOBS_COLD ssize_t r_write_unbound(int fd, const void *b, size_t n)
 {
     ssize_t (*fn)(int, const void *, size_t) = DYNOBS_REAL(write);
     return fn ? fn(fd, b, n) : syscall(SYS_write, fd, b, n);
 }
 
-static DYNOBS_HOT ssize_t r_read(int fd, void *b, size_t n)
+static DYNOBS_COLD ssize_t r_read_unbound(int fd, void *b, size_t n)
 {
     ssize_t (*fn)(int, void *, size_t) = DYNOBS_REAL(read);
     return fn ? fn(fd, b, n) : syscall(SYS_read, fd, b, n);
+}
+
+/* The two the served requests of a blocking server take: once bound, a
+ * load, a test and a jump (the binding out of line, where the registers
+ * it needs are saved). */
+static DYNOBS_HOT ssize_t r_write(int fd, const void *b, size_t n)
+{
+    ssize_t (*fn)(int, const void *, size_t) =
+        __atomic_load_n(&dynobs__real.write, __ATOMIC_ACQUIRE);
+    return DYNOBS_LIKELY(fn != NULL) ? fn(fd, b, n) : r_write_unbound(fd, b, n);
+}
+
+static DYNOBS_HOT ssize_t r_read(int fd, void *b, size_t n)
+{
+    ssize_t (*fn)(int, void *, size_t) = __atomic_load_n(&dynobs__real.read, __ATOMIC_ACQUIRE);
+    return DYNOBS_LIKELY(fn != NULL) ? fn(fd, b, n) : r_read_unbound(fd, b, n);
 }
 
 static ssize_t r_sendmsg(int fd, const struct msghdr *m, int flags)
