@@ -21,17 +21,46 @@ __attribute__((noinline)) static void first_wait(void)
     errno = saved;
 }
 
+/* Whether the calling thread multiplexes, known without a call: 0 also
+ * while the thread-local offset is not learnt yet. */
+static inline __attribute__((always_inline)) int multiplexing_known(void)
+{
+#ifdef DYNOBS_TLS_OFFSETS
+    intptr_t off = dynobs__tls_off;
+    return off && ((struct dynobs_tls __seg_fs *)off)->multiplexing;
+#else
+    return dynobs__tls.multiplexing;
+#endif
+}
+
 /* One interposer per libc entry point, each with its own cached pointer;
  * order: its place among the path sections (common/util.h, DYNOBS_PATH):
  * epoll_wait and epoll_pwait with the read of a request, epoll_pwait2
- * (rarer) out of that page. */
+ * (rarer) out of that page. A thread that multiplexes already (or any,
+ * while dynobs is off), once the pointer is cached, goes to the call with
+ * a jump; the rest (the lookup, the first wait) is out of line, where it
+ * saved registers on every call. */
 #define WAIT(order, ret, name, params, args)                                               \
-    DYNOBS_API DYNOBS_PATH(order) ret name params                                             \
+    static void *name##_slot DYNOBS_HOT_DATA;                                              \
+    static DYNOBS_COLD ret name##_first params                                             \
     {                                                                                      \
-        DYNOBS_NEXT_OR_ENOSYS(fn, ret, name, params)                                       \
-        if (DYNOBS_UNLIKELY(!DYNOBS_TLS_HERE(multiplexing)) && dynobs__layer_on(DYNOBS_LAYER_PROCESS)) \
+        ret(*fn) params = (ret(*) params)dynobs__lookup(&name##_slot, #name, NULL);        \
+        if (!fn) {                                                                         \
+            errno = ENOSYS;                                                                \
+            return -1;                                                                     \
+        }                                                                                  \
+        if (!DYNOBS_TLS_HERE(multiplexing) && dynobs__layer_on(DYNOBS_LAYER_PROCESS))         \
             first_wait();                                                                  \
         return fn args;                                                                    \
+    }                                                                                      \
+    DYNOBS_API DYNOBS_PATH(order) ret name params                                            \
+    {                                                                                      \
+        ret(*fn) params = (ret(*) params)__atomic_load_n(&name##_slot, __ATOMIC_ACQUIRE);  \
+        if (DYNOBS_LIKELY(fn != NULL) &&                                                   \
+            (multiplexing_known() ||                                                       \
+             __atomic_load_n(&dynobs__state, __ATOMIC_ACQUIRE) != DYNOBS_ON))               \
+            return fn args;                                                                \
+        return name##_first args;                                                          \
     }
 
 WAIT(14, int, epoll_wait, (int epfd, struct epoll_event *ev, int max, int timeout),

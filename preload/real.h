@@ -68,6 +68,17 @@ void dynobs__real_bind_one(size_t slot) DYNOBS_INTERNAL;
         real_;                                                                             \
     })
 
+/* A call of the real name(...) on a hot path: once bound, a load, a test
+ * and a jump. The binding, and the raw system call while dlsym runs, are
+ * unbound(...)'s, a DYNOBS_COLD function: inline (DYNOBS_REAL), they made
+ * every call save the registers they need. */
+#define DYNOBS_REAL_CALL(name, unbound, ...)                                                \
+    ({                                                                                     \
+        __typeof__(dynobs__real.name) f_ = __atomic_load_n(&dynobs__real.name,             \
+                                                           __ATOMIC_ACQUIRE);              \
+        DYNOBS_LIKELY(f_ != NULL) ? f_(__VA_ARGS__) : unbound(__VA_ARGS__);                \
+    })
+
 /* The start of an interposer of an int-returning function that has no
  * entry in the table: fn becomes the next definition of name (looked up
  * once, cached in its own slot), or the call fails with ENOSYS, as the

@@ -43,20 +43,47 @@ static DYNOBS_COLD ssize_t r_read_unbound(int fd, void *b, size_t n)
     return fn ? fn(fd, b, n) : syscall(SYS_read, fd, b, n);
 }
 
-/* The two the served requests of a blocking server take: once bound, a
- * load, a test and a jump (the binding out of line, where the registers
- * it needs are saved). */
-static DYNOBS_HOT ssize_t r_write(int fd, const void *b, size_t n)
+static DYNOBS_COLD ssize_t r_recv_unbound(int fd, void *b, size_t n, int flags)
 {
-    ssize_t (*fn)(int, const void *, size_t) =
-        __atomic_load_n(&dynobs__real.write, __ATOMIC_ACQUIRE);
-    return DYNOBS_LIKELY(fn != NULL) ? fn(fd, b, n) : r_write_unbound(fd, b, n);
+    ssize_t (*fn)(int, void *, size_t, int) = DYNOBS_REAL(recv);
+    return fn ? fn(fd, b, n, flags) : syscall(SYS_recvfrom, fd, b, n, flags, NULL, NULL);
 }
 
-static DYNOBS_HOT ssize_t r_read(int fd, void *b, size_t n)
+static DYNOBS_COLD ssize_t r_send_unbound(int fd, const void *b, size_t n, int flags)
 {
-    ssize_t (*fn)(int, void *, size_t) = __atomic_load_n(&dynobs__real.read, __ATOMIC_ACQUIRE);
-    return DYNOBS_LIKELY(fn != NULL) ? fn(fd, b, n) : r_read_unbound(fd, b, n);
+    ssize_t (*fn)(int, const void *, size_t, int) = DYNOBS_REAL(send);
+    return fn ? fn(fd, b, n, flags) : syscall(SYS_sendto, fd, b, n, flags, NULL, 0);
+}
+
+static inline ssize_t r_write(int fd, const void *b, size_t n)
+{
+    return DYNOBS_REAL_CALL(write, r_write_unbound, fd, b, n);
+}
+
+static inline ssize_t r_read(int fd, void *b, size_t n)
+{
+    return DYNOBS_REAL_CALL(read, r_read_unbound, fd, b, n);
+}
+
+static inline ssize_t r_recv(int fd, void *b, size_t n, int flags)
+{
+    return DYNOBS_REAL_CALL(recv, r_recv_unbound, fd, b, n, flags);
+}
+
+static inline ssize_t r_send(int fd, const void *b, size_t n, int flags)
+{
+    return DYNOBS_REAL_CALL(send, r_send_unbound, fd, b, n, flags);
+}
+
+static DYNOBS_COLD ssize_t r_writev_unbound(int fd, const struct iovec *iov, int iovcnt)
+{
+    ssize_t (*fn)(int, const struct iovec *, int) = DYNOBS_REAL(writev);
+    return fn ? fn(fd, iov, iovcnt) : syscall(SYS_writev, fd, iov, iovcnt);
+}
+
+static inline ssize_t r_writev(int fd, const struct iovec *iov, int iovcnt)
+{
+    return DYNOBS_REAL_CALL(writev, r_writev_unbound, fd, iov, iovcnt);
 }
 
 static ssize_t r_sendmsg(int fd, const struct msghdr *m, int flags)
@@ -197,16 +224,10 @@ static DYNOBS_HOT ssize_t original(const struct out_call *o)
     switch (o->kind) {
     case O_WRITE:
         return r_write(o->fd, o->iov[0].iov_base, o->iov[0].iov_len);
-    case O_WRITEV: {
-        ssize_t (*fn)(int, const struct iovec *, int) = DYNOBS_REAL(writev);
-        return fn ? fn(o->fd, o->iov, o->iovcnt) : syscall(SYS_writev, o->fd, o->iov, o->iovcnt);
-    }
-    case O_SEND: {
-        ssize_t (*fn)(int, const void *, size_t, int) = DYNOBS_REAL(send);
-        return fn ? fn(o->fd, o->iov[0].iov_base, o->iov[0].iov_len, o->flags)
-                  : syscall(SYS_sendto, o->fd, o->iov[0].iov_base, o->iov[0].iov_len, o->flags,
-                            NULL, 0);
-    }
+    case O_WRITEV:
+        return r_writev(o->fd, o->iov, o->iovcnt);
+    case O_SEND:
+        return r_send(o->fd, o->iov[0].iov_base, o->iov[0].iov_len, o->flags);
     case O_SENDTO: {
         ssize_t (*fn)(int, const void *, size_t, int, const struct sockaddr *, socklen_t) =
             DYNOBS_REAL(sendto);
@@ -378,31 +399,46 @@ DYNOBS_API DYNOBS_HOT ssize_t write(int fd, const void *buf, size_t n)
     return write_slow(fd, buf, n, c);
 }
 
-DYNOBS_API DYNOBS_PATH(30) ssize_t writev(int fd, const struct iovec *iov, int iovcnt)
+/* A writev to stderr, or to an fd we follow or have not looked at yet (e:
+ * its entry); on the path after writev. */
+static DYNOBS_PATH(31) ssize_t writev_slow(struct dynobs_conn *e, int fd, const struct iovec *iov,
+                                           int iovcnt)
 {
     if (DYNOBS_UNLIKELY(fd == 2) && dynobs__config.capture_logs && active())
         return dynobs__stderr_write(iov, iovcnt, 1);
-    struct dynobs_conn *c = iovcnt > 0 && iovcnt <= IOV_MAX ? out_conn(fd, iov, iovcnt) : NULL;
+    struct dynobs_conn *c = iovcnt > 0 && iovcnt <= IOV_MAX ? out_conn_of(fd, iov, iovcnt, e) : NULL;
     /* (untraced, or a server's response, nginx's: the real call, and then
      * the response's bytes, without out's plan and original's switch) */
-    if (DYNOBS_LIKELY(!c) || !dynobs__conn_adds(c)) {
-        ssize_t (*fn)(int, const struct iovec *, int) = DYNOBS_REAL(writev);
-        ssize_t r = fn ? fn(fd, iov, iovcnt) : syscall(SYS_writev, fd, iov, iovcnt);
+    if (!c || !dynobs__conn_adds(c)) {
+        ssize_t r = r_writev(fd, iov, iovcnt);
         return c ? watched(c, iov, iovcnt, r) : r;
     }
     struct out_call o = {.kind = O_WRITEV, .fd = fd, .iov = iov, .iovcnt = iovcnt};
     return out(&o, c);
 }
 
+/* (the first of the response's part of the path, at a page's start: the
+ * read's part fills the page before, and the response's would otherwise
+ * begin on it, one page more where it ends) */
+DYNOBS_API DYNOBS_PATH(30) __attribute__((aligned(4096))) ssize_t writev(int fd,
+                                                                        const struct iovec *iov,
+                                                                        int iovcnt)
+{
+    struct dynobs_conn *e = active() ? dynobs__fd_get(fd) : DYNOBS_CONN_IGNORED;
+    if (DYNOBS_LIKELY(e == DYNOBS_CONN_IGNORED && fd != 2))
+        return r_writev(fd, iov, iovcnt);
+    return writev_slow(e, fd, iov, iovcnt);
+}
+
 DYNOBS_API DYNOBS_HOT ssize_t send(int fd, const void *buf, size_t n, int flags)
 {
     struct iovec v = {(void *)buf, n};
-    struct out_call o = {.kind = O_SEND, .fd = fd, .flags = flags, .iov = &v, .iovcnt = 1};
     struct dynobs_conn *c = out_conn(fd, &v, 1);
     if (DYNOBS_LIKELY(!c))
-        return original(&o);
+        return r_send(fd, buf, n, flags);
     if (!dynobs__conn_adds(c))
-        return watched(c, &v, 1, original(&o));
+        return watched(c, &v, 1, r_send(fd, buf, n, flags));
+    struct out_call o = {.kind = O_SEND, .fd = fd, .flags = flags, .iov = &v, .iovcnt = 1};
     return out(&o, c);
 }
 
@@ -511,14 +547,13 @@ DYNOBS_API DYNOBS_HOT ssize_t readv(int fd, const struct iovec *iov, int iovcnt)
     return r;
 }
 
-/* (the first of the path: at a page's start, so that a read's stretches,
- * recv, in_short and the wait, take one page of code) */
-DYNOBS_API DYNOBS_PATH(10) __attribute__((aligned(4096))) ssize_t recv(int fd, void *buf,
-                                                                      size_t n, int flags)
+/* A recv on a connection we follow (c: its fd entry, in_entry); after
+ * recv on the path, with the short read it calls. Out of recv, so that
+ * recv on a socket we do not follow saves no registers. */
+static DYNOBS_PATH(11) ssize_t recv_slow(struct dynobs_conn *c, int fd, void *buf, size_t n,
+                                          int flags)
 {
-    ssize_t (*fn)(int, void *, size_t, int) = DYNOBS_REAL(recv);
-    struct dynobs_conn *c = in_entry(fd);
-    ssize_t r = fn ? fn(fd, buf, n, flags) : syscall(SYS_recvfrom, fd, buf, n, flags, NULL, NULL);
+    ssize_t r = r_recv(fd, buf, n, flags);
     c = read_conn(c, fd);
     if (DYNOBS_UNLIKELY(c != NULL)) {
         if (r > 0 && !(flags & MSG_PEEK) && c != DYNOBS_CONN_ACCEPTED &&
@@ -528,6 +563,17 @@ DYNOBS_API DYNOBS_PATH(10) __attribute__((aligned(4096))) ssize_t recv(int fd, v
         after_read(c, fd, &v, 1, r, n, flags);
     }
     return r;
+}
+
+/* (the first of the path: at a page's start, so that a read's stretches,
+ * recv, in_short and the wait, take one page of code) */
+DYNOBS_API DYNOBS_PATH(10) __attribute__((aligned(4096))) ssize_t recv(int fd, void *buf,
+                                                                      size_t n, int flags)
+{
+    struct dynobs_conn *c = in_entry(fd);
+    if (DYNOBS_LIKELY(!c))
+        return r_recv(fd, buf, n, flags);
+    return recv_slow(c, fd, buf, n, flags);
 }
 
 DYNOBS_API ssize_t __recv_chk(int fd, void *buf, size_t n, size_t buflen, int flags)
