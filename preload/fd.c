@@ -17,15 +17,33 @@ static inline int active(void)
     return dynobs__layer_on(DYNOBS_LAYER_PROCESS);
 }
 
-DYNOBS_API DYNOBS_PATH(33) int close(int fd)
+static DYNOBS_COLD int r_close_unbound(int fd)
 {
     int (*fn)(int) = DYNOBS_REAL(close);
-    if (active() && dynobs__fd_get(fd)) {
-        int saved = DYNOBS_ERRNO_ON;
-        dynobs__fd_set(fd, NULL);
-        DYNOBS_ERRNO_ON = saved;
-    }
     return fn ? fn(fd) : (int)syscall(SYS_close, fd);
+}
+
+static inline int r_close(int fd)
+{
+    return DYNOBS_REAL_CALL(close, r_close_unbound, fd);
+}
+
+/* The close of an fd the table has an entry for: the entry goes first. */
+static DYNOBS_PATH(33) int close_entry(int fd)
+{
+    int saved = DYNOBS_ERRNO_ON;
+    dynobs__fd_set(fd, NULL);
+    DYNOBS_ERRNO_ON = saved;
+    return r_close(fd);
+}
+
+/* (every other close, a file's most often, goes to the real call with a
+ * jump) */
+DYNOBS_API DYNOBS_PATH(33) int close(int fd)
+{
+    if (active() && dynobs__fd_get(fd))
+        return close_entry(fd);
+    return r_close(fd);
 }
 
 static void carry(int from, int to)
