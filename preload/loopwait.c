@@ -21,18 +21,6 @@ __attribute__((noinline)) static void first_wait(void)
     errno = saved;
 }
 
-/* Whether the calling thread multiplexes, known without a call: 0 also
- * while the thread-local offset is not learnt yet. */
-static inline __attribute__((always_inline)) int multiplexing_known(void)
-{
-#ifdef DYNOBS_TLS_OFFSETS
-    intptr_t off = dynobs__tls_off;
-    return off && ((struct dynobs_tls __seg_fs *)off)->multiplexing;
-#else
-    return dynobs__tls.multiplexing;
-#endif
-}
-
 /* One interposer per libc entry point, each with its own cached pointer;
  * order: its place among the path sections (common/util.h, DYNOBS_PATH):
  * epoll_wait and epoll_pwait with the read of a request, epoll_pwait2
@@ -57,7 +45,7 @@ static inline __attribute__((always_inline)) int multiplexing_known(void)
     {                                                                                      \
         ret(*fn) params = (ret(*) params)__atomic_load_n(&name##_slot, __ATOMIC_ACQUIRE);  \
         if (DYNOBS_LIKELY(fn != NULL) &&                                                   \
-            (multiplexing_known() ||                                                       \
+            (DYNOBS_TLS_KNOWN(multiplexing) ||                                                       \
              __atomic_load_n(&dynobs__state, __ATOMIC_ACQUIRE) != DYNOBS_ON))               \
             return fn args;                                                                \
         return name##_first args;                                                          \

@@ -105,6 +105,13 @@ static inline __attribute__((always_inline)) intptr_t dynobs__tls_offset(const i
  * instructions (BENCHMARKS.md, "Nineteenth round"). */
 #define DYNOBS_TLS_ON(field) (((struct dynobs_tls __seg_fs *)dynobs__tls_off)->field)
 #define DYNOBS_ERRNO_ON (*(int __seg_fs *)dynobs__errno_off)
+/* The same where nothing may be called (a fast path that only jumps): the
+ * field, or 0 while the offset is not learnt yet. */
+#define DYNOBS_TLS_KNOWN(field)                                                                \
+    ({                                                                                         \
+        intptr_t off_ = dynobs__tls_off;                                                       \
+        off_ ? ((struct dynobs_tls __seg_fs *)off_)->field : 0;                                \
+    })
 /* The calling thread's dynobs__tls, as a plain pointer, where dynobs is
  * known to be on (as DYNOBS_TLS_ON). */
 static inline struct dynobs_tls *dynobs__me(void)
@@ -116,6 +123,7 @@ static inline struct dynobs_tls *dynobs__me(void)
 #define DYNOBS_ERRNO errno
 #define DYNOBS_TLS_ON(field) (dynobs__tls.field)
 #define DYNOBS_ERRNO_ON errno
+#define DYNOBS_TLS_KNOWN(field) (dynobs__tls.field)
 static inline struct dynobs_tls *dynobs__me(void)
 {
     return &dynobs__tls;
