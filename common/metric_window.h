@@ -44,14 +44,20 @@ int dynobs__window_stats(const struct dynobs_metric_slot *s, const struct dynobs
                          uint32_t slice_ms, uint32_t slices, uint64_t now_ns, uint64_t window_ms,
                          struct dynobs_window_stats *out);
 
-/* Producer side. The clock read of an update: the coarse monotonic clock
- * (the tick's time, one vDSO read without the TSC arithmetic), which is
- * exact enough for slices of 10 ms and more. */
-static inline uint64_t dynobs__window_clock(void)
+/* Producer side. The epoch of the slice of ms milliseconds an update
+ * goes into: 1 + the slices the coarse monotonic clock has counted (the
+ * tick's time, one vDSO read without the TSC arithmetic: exact enough for
+ * slices of 10 ms and more). Slices of a second, the default, are the
+ * clock's seconds: no division, whose latency comes before the slice's
+ * address is known. */
+static inline uint64_t dynobs__window_slice_of(uint32_t ms)
 {
     struct timespec ts;
     dynobs__vdso_clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+    if (DYNOBS_LIKELY(ms == 1000u))
+        return (uint64_t)ts.tv_sec + 1;
+    return ((uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec) /
+               ((uint64_t)ms * 1000000u) + 1;
 }
 
 /* Makes slice sl carry epoch e (resetting it) when it carries an older
@@ -102,7 +108,7 @@ static inline void dynobs__window_add(struct dynobs_metric_window *w, int gauge,
         dynobs__window_min(&w->min, v);
         dynobs__window_max(&w->max, v);
     }
-    uint64_t e = dynobs__window_clock() / ((uint64_t)ms * 1000000u) + 1;
+    uint64_t e = dynobs__window_slice_of(ms);
     struct dynobs_window_slice *sl = &w->slice[e & (w->slices - 1)]; /* a power of two */
     uint64_t cur = __atomic_load_n(&sl->epoch, __ATOMIC_ACQUIRE);
     if (DYNOBS_UNLIKELY(cur != e) && !dynobs__window_turn(sl, cur, e)) {
