@@ -87,7 +87,9 @@ static const struct dynobs_span_policy *decide(struct dynobs_conn *c,
                                   .server_address = k->host};
     dynobs__decide_routes(d, &f);
     /* The span is named "METHOD ROUTE" (semantic conventions), or the
-     * method alone for a target that is no path. */
+     * method alone for a target that is no path. (x->route is written
+     * here and by the memo's recall below, both under start, which has
+     * cleared labels_fresh: a writer of it elsewhere must clear it too.) */
     dynobs__server_route(d->r, d->routes, r->target, r->target_len, &x->route);
     dynobs__server_span_name(name, x->method, k->method.n, &x->route);
     f.span_name.p = name;

@@ -2,6 +2,7 @@
 #include "real.h"
 
 #include <dlfcn.h>
+#include <errno.h>
 #include <string.h>
 
 #include "state.h"
@@ -35,9 +36,12 @@ void dynobs__real_bind_one(size_t slot)
     if (binding || slot >= sizeof names / sizeof names[0])
         return;
     binding = 1;
+    /* (the application's errno is the call's to set, not dlsym's) */
+    int saved = errno;
     void *p = dlsym(RTLD_NEXT, names[slot]);
     if (p)
         __atomic_store_n(&((void **)&dynobs__real)[slot], p, __ATOMIC_RELEASE);
+    errno = saved;
     binding = 0;
 }
 
@@ -46,6 +50,7 @@ void *dynobs__lookup(void **slot, const char *name, const char *const *sonames)
     void *p = __atomic_load_n(slot, __ATOMIC_ACQUIRE);
     if (p)
         return p;
+    int saved = errno;
     p = dlsym(RTLD_NEXT, name);
     for (size_t i = 0; !p && sonames && sonames[i]; i++) {
         void *h = dlopen(sonames[i], RTLD_LAZY | RTLD_NOLOAD);
@@ -56,6 +61,7 @@ void *dynobs__lookup(void **slot, const char *name, const char *const *sonames)
     }
     if (p)
         __atomic_store_n(slot, p, __ATOMIC_RELEASE);
+    errno = saved;
     return p;
 }
 
