@@ -15,7 +15,9 @@
 # plain: the order alternates, so neither always runs first), so that both
 # members of a pair see nearly the same machine. Printed: per pair req/s,
 # p99 and the nginx worker's CPU time per request of both and their
-# ratios, then the median of the per-pair ratios with their quartiles.
+# ratios, then the median of the per-pair ratios with their quartiles, and
+# the share of the servers' CPU the hypervisor gave to other guests
+# (steal) during each side's rounds.
 # Throughput and p99 move with whatever else runs on the machine; the
 # worker's CPU time per request much less.
 #
@@ -81,13 +83,21 @@ cpu_ns() {
   fi
 }
 
-# run_wrk URL SECONDS WORKER: prints "req/s p99_ms worker_us_per_request",
-# or fails on errors.
+# stolen: the servers' CPU's (all CPUs' without pinning) stolen and total
+# time so far, in ticks (/proc/stat: steal is the time the hypervisor ran
+# something else while this VM wanted the CPU).
+SRV_STAT=cpu${SRV_CPU:-}
+stolen() { awk -v c="$SRV_STAT" '$1 == c { t = 0; for (i = 2; i <= NF; i++) t += $i; print $9, t }' /proc/stat; }
+
+# run_wrk URL SECONDS WORKER: prints "req/s p99_ms worker_us_per_request
+# requests stolen_ticks total_ticks", or fails on errors.
 run_wrk() {
-  local out rps p99 n c0 c1
+  local out rps p99 n c0 c1 s0 t0 s1 t1
+  read -r s0 t0 < <(stolen)
   c0=$(cpu_ns "$3")
   out=$("${pin_wrk[@]}" /usr/bin/wrk -t1 -c"$CONNS" -d"$2"s --latency "$1") || return 1
   c1=$(cpu_ns "$3")
+  read -r s1 t1 < <(stolen)
   if grep -qE 'Non-2xx|Socket errors' <<<"$out"; then
     echo "wrk reported errors: $out" >&2
     return 1
@@ -101,8 +111,8 @@ run_wrk() {
     else if (t ~ /ms$/) v = substr(t, 1, length(t) - 2);
     else if (t ~ /s$/) v = substr(t, 1, length(t) - 1) * 1000;
     printf "%.3f", v }')
-  awk -v r="$rps" -v p="$p99" -v t=$((c1 - c0)) -v n="$n" \
-    'BEGIN { printf "%s %s %.3f %d\n", r, p, n ? t / 1e3 / n : 0, n }'
+  awk -v r="$rps" -v p="$p99" -v t=$((c1 - c0)) -v n="$n" -v st=$((s1 - s0)) -v tt=$((t1 - t0)) \
+    'BEGIN { printf "%s %s %.3f %d %d %d\n", r, p, n ? t / 1e3 / n : 0, n, st, tt }'
 }
 
 # ticks PID: the process's user and system time so far, in clock ticks
@@ -132,6 +142,7 @@ P99R=()
 CPUR=()
 NP=0
 NS=0
+STP=0 TTP=0 STS=0 TTS=0
 read -r UP0 SP0 < <(ticks "$WORKER_PLAIN")
 read -r US0 SS0 < <(ticks "$WORKER_SHIM")
 for r in $(seq "$ROUNDS"); do
@@ -142,10 +153,11 @@ for r in $(seq "$ROUNDS"); do
     b=$(run_wrk "$URL_SHIM" "$DUR" "$WORKER_SHIM") || exit 1
     a=$(run_wrk "$URL_PLAIN" "$DUR" "$WORKER_PLAIN") || exit 1
   fi
-  read -r rp pp cp np <<<"$a"
-  read -r rs ps cs ns <<<"$b"
+  read -r rp pp cp np stp ttp <<<"$a"
+  read -r rs ps cs ns sts tts <<<"$b"
   NP=$((NP + np))
   NS=$((NS + ns))
+  STP=$((STP + stp)) TTP=$((TTP + ttp)) STS=$((STS + sts)) TTS=$((TTS + tts))
   rr=$(awk -v a="$rs" -v b="$rp" 'BEGIN { printf "%.3f", a / b }')
   pr=$(awk -v a="$ps" -v b="$pp" 'BEGIN { printf "%.3f", a / b }')
   cr=$(awk -v a="$cs" -v b="$cp" 'BEGIN { printf "%.3f", b ? a / b : 0 }')
@@ -176,6 +188,10 @@ awk -v hz="$(getconf CLK_TCK)" -v np="$NP" -v ns="$NS" -v up=$((UP1 - UP0)) -v s
   printf "worker CPU per request over all rounds, user / system: plain %.2f / %.2f us, shim %.2f / %.2f us," \
     " ratios %.3f / %.3f (/proc/PID/stat ticks: %d / %d plain, %d / %d shim)\n",
     upr, spr, usr, ssr, upr ? usr / upr : 0, spr ? ssr / spr : 0, up, sp, us, ss }'
+awk -v a="$STP" -v b="$TTP" -v c="$STS" -v d="$TTS" -v cpu="$SRV_STAT" 'BEGIN {
+  printf "time stolen from %s by the hypervisor during the rounds: plain %.1f%%, shim %.1f%%" \
+    " (/proc/stat steal; a round with more of it serves fewer requests)\n",
+    cpu, b ? 100 * a / b : 0, d ? 100 * c / d : 0 }'
 echo "load average at the start: $LOAD_START, at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "exporter CPU over the run: $(awk -v u="$utime" -v s="$stime" -v hz="$(getconf CLK_TCK)" \
   'BEGIN { printf "%.1f s", (u + s) / hz }'), segments drained: $(find "$SHM" -type f | wc -l)"
