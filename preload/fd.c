@@ -17,16 +17,7 @@ static inline int active(void)
     return dynobs__layer_on(DYNOBS_LAYER_PROCESS);
 }
 
-static DYNOBS_COLD int r_close_unbound(int fd)
-{
-    int (*fn)(int) = DYNOBS_REAL(close);
-    return fn ? fn(fd) : (int)syscall(SYS_close, fd);
-}
-
-static inline int r_close(int fd)
-{
-    return DYNOBS_REAL_CALL(close, r_close_unbound, fd);
-}
+DYNOBS_REAL_FN(r_close, close, int, (int fd), (fd), syscall(SYS_close, fd))
 
 /* The close of an fd the table has an entry for: the entry goes first. */
 static DYNOBS_PATH(33) int close_entry(int fd)

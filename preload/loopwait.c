@@ -32,11 +32,7 @@ __attribute__((noinline)) static void first_wait(void)
     static void *name##_slot DYNOBS_HOT_DATA;                                              \
     static DYNOBS_COLD ret name##_first params                                             \
     {                                                                                      \
-        ret(*fn) params = (ret(*) params)dynobs__lookup(&name##_slot, #name, NULL);        \
-        if (!fn) {                                                                         \
-            errno = ENOSYS;                                                                \
-            return -1;                                                                     \
-        }                                                                                  \
+        DYNOBS_NEXT_IN_OR_ENOSYS(fn, name##_slot, ret, name, params)                       \
         if (!DYNOBS_TLS_HERE(multiplexing) && dynobs__layer_on(DYNOBS_LAYER_PROCESS))         \
             first_wait();                                                                  \
         return fn args;                                                                    \

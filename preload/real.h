@@ -68,27 +68,36 @@ void dynobs__real_bind_one(size_t slot) DYNOBS_INTERNAL;
         real_;                                                                             \
     })
 
-/* A call of the real name(...) on a hot path: once bound, a load, a test
- * and a jump. The binding, and the raw system call while dlsym runs, are
- * unbound(...)'s, a DYNOBS_COLD function: inline (DYNOBS_REAL), they made
- * every call save the registers they need. */
-#define DYNOBS_REAL_CALL(name, unbound, ...)                                                \
-    ({                                                                                     \
+/* rname params: the real name args on a hot path. Once bound, a load, a
+ * test and a jump; the binding, and the raw system call raw while dlsym
+ * runs, are rname_unbound's, a DYNOBS_COLD function: inline (DYNOBS_REAL),
+ * they made every call save the registers they need. */
+#define DYNOBS_REAL_FN(rname, name, ret, params, args, raw)                                \
+    static DYNOBS_COLD ret rname##_unbound params                                         \
+    {                                                                                      \
+        __typeof__(dynobs__real.name) fn_ = DYNOBS_REAL(name);                             \
+        return fn_ ? fn_ args : (ret)(raw);                                                \
+    }                                                                                      \
+    static inline ret rname params                                                         \
+    {                                                                                      \
         __typeof__(dynobs__real.name) f_ = __atomic_load_n(&dynobs__real.name,             \
                                                            __ATOMIC_ACQUIRE);              \
-        DYNOBS_LIKELY(f_ != NULL) ? f_(__VA_ARGS__) : unbound(__VA_ARGS__);                \
-    })
+        return DYNOBS_LIKELY(f_ != NULL) ? f_ args : rname##_unbound args;                 \
+    }
 
 /* The start of an interposer of an int-returning function that has no
  * entry in the table: fn becomes the next definition of name (looked up
- * once, cached in its own slot), or the call fails with ENOSYS, as the
- * missing function would. Needs <errno.h> and state.h. */
-#define DYNOBS_NEXT_OR_ENOSYS(fn, ret, name, params)                                       \
-    static void *fn##_slot DYNOBS_HOT_DATA;                                                \
-    ret(*fn) params = (ret(*) params)dynobs__lookup(&fn##_slot, #name, NULL);              \
+ * once, cached in slot), or the call fails with ENOSYS, as the missing
+ * function would. Needs <errno.h> and state.h. */
+#define DYNOBS_NEXT_IN_OR_ENOSYS(fn, slot, ret, name, params)                              \
+    ret(*fn) params = (ret(*) params)dynobs__lookup(&slot, #name, NULL);                   \
     if (!fn) {                                                                             \
         errno = ENOSYS;                                                                    \
         return -1;                                                                         \
     }
+/* The same, with a slot of its own. */
+#define DYNOBS_NEXT_OR_ENOSYS(fn, ret, name, params)                                       \
+    static void *fn##_slot DYNOBS_HOT_DATA;                                                \
+    DYNOBS_NEXT_IN_OR_ENOSYS(fn, fn##_slot, ret, name, params)
 
 #endif

@@ -31,60 +31,16 @@ static inline int active(void)
 
 /* ---- the real calls, with raw system calls while dlsym runs ---- */
 
-static DYNOBS_COLD ssize_t r_write_unbound(int fd, const void *b, size_t n)
-{
-    ssize_t (*fn)(int, const void *, size_t) = DYNOBS_REAL(write);
-    return fn ? fn(fd, b, n) : syscall(SYS_write, fd, b, n);
-}
-
-static DYNOBS_COLD ssize_t r_read_unbound(int fd, void *b, size_t n)
-{
-    ssize_t (*fn)(int, void *, size_t) = DYNOBS_REAL(read);
-    return fn ? fn(fd, b, n) : syscall(SYS_read, fd, b, n);
-}
-
-static DYNOBS_COLD ssize_t r_recv_unbound(int fd, void *b, size_t n, int flags)
-{
-    ssize_t (*fn)(int, void *, size_t, int) = DYNOBS_REAL(recv);
-    return fn ? fn(fd, b, n, flags) : syscall(SYS_recvfrom, fd, b, n, flags, NULL, NULL);
-}
-
-static DYNOBS_COLD ssize_t r_send_unbound(int fd, const void *b, size_t n, int flags)
-{
-    ssize_t (*fn)(int, const void *, size_t, int) = DYNOBS_REAL(send);
-    return fn ? fn(fd, b, n, flags) : syscall(SYS_sendto, fd, b, n, flags, NULL, 0);
-}
-
-static inline ssize_t r_write(int fd, const void *b, size_t n)
-{
-    return DYNOBS_REAL_CALL(write, r_write_unbound, fd, b, n);
-}
-
-static inline ssize_t r_read(int fd, void *b, size_t n)
-{
-    return DYNOBS_REAL_CALL(read, r_read_unbound, fd, b, n);
-}
-
-static inline ssize_t r_recv(int fd, void *b, size_t n, int flags)
-{
-    return DYNOBS_REAL_CALL(recv, r_recv_unbound, fd, b, n, flags);
-}
-
-static inline ssize_t r_send(int fd, const void *b, size_t n, int flags)
-{
-    return DYNOBS_REAL_CALL(send, r_send_unbound, fd, b, n, flags);
-}
-
-static DYNOBS_COLD ssize_t r_writev_unbound(int fd, const struct iovec *iov, int iovcnt)
-{
-    ssize_t (*fn)(int, const struct iovec *, int) = DYNOBS_REAL(writev);
-    return fn ? fn(fd, iov, iovcnt) : syscall(SYS_writev, fd, iov, iovcnt);
-}
-
-static inline ssize_t r_writev(int fd, const struct iovec *iov, int iovcnt)
-{
-    return DYNOBS_REAL_CALL(writev, r_writev_unbound, fd, iov, iovcnt);
-}
+DYNOBS_REAL_FN(r_write, write, ssize_t, (int fd, const void *b, size_t n), (fd, b, n),
+               syscall(SYS_write, fd, b, n))
+DYNOBS_REAL_FN(r_read, read, ssize_t, (int fd, void *b, size_t n), (fd, b, n),
+               syscall(SYS_read, fd, b, n))
+DYNOBS_REAL_FN(r_recv, recv, ssize_t, (int fd, void *b, size_t n, int flags), (fd, b, n, flags),
+               syscall(SYS_recvfrom, fd, b, n, flags, NULL, NULL))
+DYNOBS_REAL_FN(r_send, send, ssize_t, (int fd, const void *b, size_t n, int flags),
+               (fd, b, n, flags), syscall(SYS_sendto, fd, b, n, flags, NULL, 0))
+DYNOBS_REAL_FN(r_writev, writev, ssize_t, (int fd, const struct iovec *iov, int iovcnt),
+               (fd, iov, iovcnt), syscall(SYS_writev, fd, iov, iovcnt))
 
 static ssize_t r_sendmsg(int fd, const struct msghdr *m, int flags)
 {
