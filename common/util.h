@@ -23,11 +23,14 @@
  * spread over the library's 200 KiB of text, the start-up code cost one
  * or two page faults more per process. */
 #define DYNOBS_START_TEXT __attribute__((section(".text.startup.dynobs")))
-/* The few variables every process touches at start (or at exit), whether
- * it records or not: kept with the library's initialised data, whose
- * page the loader writes anyway (relocations), rather than in the
- * zero-filled .bss, where each page touched first is one more page fault
- * of every process start (a few microseconds each on a VM). */
+/* The few variables every process writes at start (or at exit), whether
+ * it records or not: on the page the loader writes anyway (relocations:
+ * preload/start.ld puts them there), rather than in the zero-filled .bss
+ * or elsewhere in .data, where each page written first is one more page
+ * fault of every process start (a few microseconds each on a VM). Only
+ * what every start writes: a larger variable that a start may write (the
+ * environment's list, an application's signal actions) would push
+ * .data.hot off that page. */
 #define DYNOBS_START_DATA __attribute__((section(".data.dynobs_start")))
 /* The few words every traced request reads (the state, the rules'
  * generation, the segment's epoch and pointer, the default policy, the

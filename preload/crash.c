@@ -50,10 +50,12 @@ static const int crash_sigs[] = {SIGSEGV, SIGBUS, SIGABRT, SIGFPE, SIGILL};
 #define NCRASH (sizeof crash_sigs / sizeof crash_sigs[0])
 
 typedef int (*sigaction_fn)(int, const struct sigaction *, struct sigaction *);
-/* (set at every process start: kept off the .bss, see DYNOBS_START_DATA) */
+/* (set at every process start: see DYNOBS_START_DATA) */
 static sigaction_fn real_sigaction DYNOBS_START_DATA;
-static struct sigaction app_act[NCRASH] DYNOBS_START_DATA; /* what the application wants */
 static int installed DYNOBS_START_DATA;
+/* What the application wants: written at start only where an action was
+ * in place before ours (all zeros is SIG_DFL), as it is in most processes. */
+static struct sigaction app_act[NCRASH];
 static int reported;
 
 /* A sanitizer's runtime calls sigaction (ours: it looks for the next
@@ -236,11 +238,21 @@ void dynobs__crash_install(const char *v)
     real_sigaction = (sigaction_fn)dlsym(RTLD_NEXT, "sigaction");
     if (!real_sigaction)
         return;
+    /* (constant, sa_mask empty: on the stack, its initialiser was a call
+     * of libc's memset, the only one at start; its pointer to on_crash is
+     * a relocation on the page of them the loader writes anyway) */
+    static const struct sigaction sa = {.sa_sigaction = on_crash,
+                                        .sa_flags = SA_SIGINFO | SA_ONSTACK | SA_RESTART};
     for (unsigned i = 0; i < NCRASH; i++) {
-        /* (the initialiser empties sa_mask) */
-        struct sigaction sa = {.sa_sigaction = on_crash,
-                               .sa_flags = SA_SIGINFO | SA_ONSTACK | SA_RESTART};
-        real_sigaction(crash_sigs[i], &sa, &app_act[i]);
+        struct sigaction was;
+        real_sigaction(crash_sigs[i], &sa, &was);
+        /* (the kernel's 64 signals: glibc copies more of sa_mask, from
+         * its own stack; and no sigisemptyset: no libc function is bound
+         * at start) */
+        uint64_t mask;
+        memcpy(&mask, &was.sa_mask, sizeof mask);
+        if (was.sa_handler != SIG_DFL || was.sa_flags || mask)
+            app_act[i] = was;
     }
     __atomic_store_n(&installed, 1, __ATOMIC_RELEASE);
 }

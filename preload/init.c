@@ -68,8 +68,10 @@ static int atfork_done DYNOBS_START_DATA;
  * instructions of a process's start with a small environment, more with
  * a large one). More than ENV_MAX of them: getenv after all. */
 #define ENV_MAX 32
-static const char *env_vars[ENV_MAX] DYNOBS_START_DATA;
 static int env_n DYNOBS_START_DATA;
+/* (written only where such variables are set: not DYNOBS_START_DATA,
+ * whose page it would not fit on) */
+static const char *env_vars[ENV_MAX];
 
 /* 1 when s begins with prefix (compared byte by byte: s may be shorter). */
 DYNOBS_START_TEXT

@@ -76,9 +76,10 @@ struct dynobs_h1_req {
 };
 
 /* The correlation headers the request reader also watches (names in lower
- * case, kept by the caller for the life of the process; at most
- * DYNOBS_H1_CORR_MAX). Set once, before any request is read. */
-void dynobs__h1_watch_correlation(const char (*names)[64], const uint8_t *lens, int n);
+ * case, copied; at most DYNOBS_H1_CORR_MAX). Set once, before any request
+ * is read. Returns 1 when the reader's tables changed, 0 when they held
+ * these names already (the default ones: h1_request.c). */
+int dynobs__h1_watch_correlation(const char (*names)[64], const uint8_t *lens, int n);
 
 /* Feeds n bytes of a request stream. Returns the offset (0..n-1)
  * of the end-of-headers point when it lies in these bytes, the state then

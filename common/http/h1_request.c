@@ -13,72 +13,94 @@ enum { HDR_TRACEPARENT = 1, HDR_TRACESTATE = 2, HDR_HOST = 4, HDR_UA = 8, HDR_BA
 #define CORR_INDEX(bit) (__builtin_ctz((unsigned)(bit)) - 4)
 
 /* The headers watched: five fixed, then the correlation headers
- * configured (set once, before any request is read). The fixed names are
- * kept apart, as arrays: a pointer to each in the table would be a
- * relocation, which the loader writes at every process start, on a page
- * of .data it does not otherwise touch there (name_of). */
+ * configured (set once, before any request is read). The names are kept
+ * here, as arrays: a pointer to each in the table would be a relocation,
+ * which the loader writes at every process start, on a page of .data it
+ * does not otherwise touch there (name_of). The tables' initial contents
+ * are those of the default correlation headers (DYNOBS_CORRELATION_DEFAULT,
+ * common/config.h), and dynobs__h1_watch_correlation writes only what
+ * differs: a start with the defaults reads these pages and writes none
+ * (a page written first is a page fault; tests/unit/test_http1.c checks
+ * that the defaults change nothing). */
 static const char fixed_names[5][12] = {"traceparent", "tracestate", "host", "user-agent",
                                         "baggage"};
+#define NAME_MAX_LEN 64u
+static char corr_names[DYNOBS_H1_CORR_MAX][NAME_MAX_LEN] = {"x-correlation-id", "x-request-id"};
 static struct {
-    const char *name; /* a correlation header's (NULL: fixed_names) */
     uint8_t len;
     uint16_t bit;
 } watched[5 + DYNOBS_H1_CORR_MAX] = {
-    {NULL, 11, HDR_TRACEPARENT}, {NULL, 10, HDR_TRACESTATE}, {NULL, 4, HDR_HOST},
-    {NULL, 10, HDR_UA},          {NULL, 7, HDR_BAGGAGE},
+    {11, HDR_TRACEPARENT}, {10, HDR_TRACESTATE}, {4, HDR_HOST}, {10, HDR_UA},
+    {7, HDR_BAGGAGE},      {16, HDR_CORR},       {12, HDR_CORR << 1},
 };
 
 static inline const char *name_of(unsigned w)
 {
     /* (w < nwatched <= the table's size: cppcheck cannot see the bound) */
     // cppcheck-suppress arrayIndexOutOfBoundsCond
-    return w < 5 ? fixed_names[w] : watched[w].name;
+    return w < 5 ? fixed_names[w] : corr_names[w - 5];
 }
-static unsigned nwatched = 5;
-static uint8_t corr_bits DYNOBS_START_DATA;
+static unsigned nwatched = 7;
+static uint8_t corr_bits = HDR_CORR | HDR_CORR << 1;
 /* fold[w][k] is 0x20 where watched[w]'s name has a letter at k, else 0:
  * (byte | fold) == letter is then exactly lower(byte) == letter, and any
  * other byte must be equal, so names compare a word at a time. */
-#define NAME_MAX_LEN 64u
 #define L4 0x20, 0x20, 0x20, 0x20
 static uint8_t fold[5 + DYNOBS_H1_CORR_MAX][NAME_MAX_LEN] = {
-    {L4, L4, 0x20, 0x20, 0x20}, /* traceparent */
-    {L4, L4, 0x20, 0x20},       /* tracestate */
-    {L4},                       /* host */
-    {L4, 0, L4, 0x20},          /* user-agent */
-    {L4, 0x20, 0x20, 0x20},     /* baggage */
+    {L4, L4, 0x20, 0x20, 0x20},                         /* traceparent */
+    {L4, L4, 0x20, 0x20},                               /* tracestate */
+    {L4},                                               /* host */
+    {L4, 0, L4, 0x20},                                  /* user-agent */
+    {L4, 0x20, 0x20, 0x20},                             /* baggage */
+    {0x20, 0, L4, L4, 0x20, 0x20, 0x20, 0, 0x20, 0x20}, /* x-correlation-id */
+    {0x20, 0, L4, 0x20, 0x20, 0x20, 0, 0x20, 0x20},     /* x-request-id */
 };
 /* Bit w is set in by_len[len] when watched[w] is len bytes long: a header
  * line's name is compared only with the watched names of its length. */
-#define NAME_MAX_LEN 64u
 #define FIXED_BY_LEN [4] = 1u << 2, [7] = 1u << 4, [10] = 1u << 1 | 1u << 3, [11] = 1u << 0
-static uint16_t by_len[NAME_MAX_LEN] = {FIXED_BY_LEN};
+static uint16_t by_len[NAME_MAX_LEN] = {FIXED_BY_LEN, [12] = 1u << 6, [16] = 1u << 5};
+
+/* *at = v, unless it holds v already; *changed set when it did not. */
+#define SET_CHANGED(at, v, changed)                                                          \
+    do {                                                                                     \
+        if (*(at) != (v)) {                                                                  \
+            *(at) = (v);                                                                     \
+            *(changed) = 1;                                                                  \
+        }                                                                                    \
+    } while (0)
 
 DYNOBS_START_TEXT
-void dynobs__h1_watch_correlation(const char (*names)[64], const uint8_t *lens, int n)
+int dynobs__h1_watch_correlation(const char (*names)[64], const uint8_t *lens, int n)
 {
     static const uint16_t fixed[NAME_MAX_LEN] = {FIXED_BY_LEN};
-    memcpy(by_len, fixed, sizeof by_len);
-    nwatched = 5;
-    corr_bits = 0;
-    for (int i = 0; i < n && i < (int)DYNOBS_H1_CORR_MAX; i++) {
-        uint8_t bit = (uint8_t)(HDR_CORR << i);
-        /* The fold of the name, and zeroes over what a longer name that
-         * had this entry before left (past that, it is zero already):
-         * not all 64 bytes, at start. */
-        unsigned upto = lens[i] > watched[nwatched].len ? lens[i] : watched[nwatched].len;
+    uint16_t want[NAME_MAX_LEN];
+    int changed = 0;
+    unsigned w = 5;
+    uint8_t bits = 0;
+    for (unsigned k = 0; k < NAME_MAX_LEN; k++)
+        want[k] = fixed[k];
+    for (int i = 0; i < n && i < (int)DYNOBS_H1_CORR_MAX; i++, w++) {
+        uint8_t bit = (uint8_t)(HDR_CORR << i), len = lens[i];
+        /* (past both the name and the one before it, all zeros already) */
+        unsigned upto = len > watched[w].len ? len : watched[w].len;
         if (upto > NAME_MAX_LEN)
             upto = NAME_MAX_LEN;
-        watched[nwatched].name = names[i];
-        watched[nwatched].len = lens[i];
-        watched[nwatched].bit = bit;
-        for (unsigned k = 0; k < upto; k++)
-            fold[nwatched][k] = k < lens[i] && names[i][k] >= 'a' && names[i][k] <= 'z' ? 0x20 : 0;
-        if (lens[i] && lens[i] < NAME_MAX_LEN)
-            by_len[lens[i]] |= (uint16_t)(1u << nwatched);
-        nwatched++;
-        corr_bits |= bit;
+        for (unsigned k = 0; k < upto; k++) {
+            char c = k < len ? names[i][k] : 0;
+            SET_CHANGED(&corr_names[i][k], c, &changed);
+            SET_CHANGED(&fold[w][k], (uint8_t)(c >= 'a' && c <= 'z' ? 0x20 : 0), &changed);
+        }
+        SET_CHANGED(&watched[w].len, len, &changed);
+        SET_CHANGED(&watched[w].bit, bit, &changed);
+        if (len && len < NAME_MAX_LEN)
+            want[len] |= (uint16_t)(1u << w);
+        bits |= bit;
     }
+    for (unsigned k = 0; k < NAME_MAX_LEN; k++)
+        SET_CHANGED(&by_len[k], want[k], &changed);
+    SET_CHANGED(&nwatched, w, &changed);
+    SET_CHANGED(&corr_bits, bits, &changed);
+    return changed;
 }
 
 static const char methods[][5] = {"GET ", "POST", "PUT ", "HEAD", "DELE", "OPTI",

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "config.h"
 #include "http/h1.h"
 #include "http/h1_scan.h"
 
@@ -357,6 +358,47 @@ Test(http1, correlation_headers_in_any_split)
     cr_assert_eq(o.corr_seen, 16 | 32);
     cr_assert_eq(o.corr_len[1], 0, "a client's view keeps no value");
     dynobs__h1_watch_correlation(names, lens, 0);
+}
+
+static const char *no_env(const char *name)
+{
+    (void)name;
+    return NULL;
+}
+
+/* The reader's tables start out holding the default correlation headers,
+ * so that a process started with them writes none of the tables' pages
+ * (h1_request.c); another list replaces them whole, and the defaults
+ * come back. */
+Test(http1, default_correlation_headers_change_nothing)
+{
+    static struct dynobs_config c;
+    dynobs__config_load(&c, no_env);
+    cr_assert_eq(c.ncorr, 2);
+    cr_assert_eq(dynobs__h1_watch_correlation(c.corr_names, c.corr_lens, c.ncorr), 0,
+                 "the tables' initial contents are not those of DYNOBS_CORRELATION_DEFAULT");
+    static const char names[1][64] = {"x-b3-flags"};
+    static const uint8_t lens[1] = {10};
+    cr_assert_eq(dynobs__h1_watch_correlation(names, lens, 1), 1);
+    static const char req[] = "GET / HTTP/1.1\r\nX-Request-ID: a\r\nX-B3-Flags: 1\r\n"
+                              "user-agent: u\r\n\r\n";
+    for (size_t step = 1; step <= sizeof req; step += 3) {
+        struct dynobs_h1_req o;
+        memset(&o, 0, sizeof o);
+        o.capture = 1;
+        cr_assert_geq(feed_steps(&o, req, sizeof req - 1, step), 0);
+        cr_assert_eq(o.corr_seen, 16, "step %zu: %u", step, o.corr_seen);
+        cr_assert_eq(o.corr_len[0], 1);
+        cr_assert_eq(o.corr_val[0][0], '1');
+        cr_assert_eq(o.ua_len, 1, "a fixed name of the same length (10) still matches");
+    }
+    cr_assert_eq(dynobs__h1_watch_correlation(c.corr_names, c.corr_lens, c.ncorr), 1);
+    cr_assert_eq(dynobs__h1_watch_correlation(c.corr_names, c.corr_lens, c.ncorr), 0);
+    struct dynobs_h1_req o;
+    memset(&o, 0, sizeof o);
+    o.capture = 1;
+    cr_assert_geq(feed_steps(&o, req, sizeof req - 1, 4), 0);
+    cr_assert_eq(o.corr_seen, 32, "x-request-id is the second default: %u", o.corr_seen);
 }
 
 /* The memos' compare (h1_scan.h), every way (the inline one, and each
