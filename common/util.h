@@ -36,8 +36,8 @@
  * generation, the segment's epoch and pointer, the default policy, the
  * route trie, the real functions, the clock): together, in a few cache
  * lines and on one page, the one the lazily bound functions' table
- * (.got.plt) ends on (preload/path.ld puts them right after it, before
- * .data). On a kernel whose system calls empty the TLB, each page the
+ * (.got.plt) ends on (preload/path.ld puts them after it and the start's
+ * variables, before .data). On a kernel whose system calls empty the TLB, each page the
  * shim's data adds between two system calls is a page walk (BENCHMARKS.md,
  * "Eighteenth round"). Then the two larger objects as hot, after the
  * others on the same page: the configuration (its scalars first) and the

@@ -245,10 +245,11 @@ void dynobs__crash_install(const char *v)
                                         .sa_flags = SA_SIGINFO | SA_ONSTACK | SA_RESTART};
     for (unsigned i = 0; i < NCRASH; i++) {
         struct sigaction was;
-        real_sigaction(crash_sigs[i], &sa, &was);
+        if (real_sigaction(crash_sigs[i], &sa, &was) != 0)
+            continue; /* (was not filled: nothing of ours is in place either) */
         /* (the kernel's 64 signals: glibc copies more of sa_mask, from
-         * its own stack; and no sigisemptyset: no libc function is bound
-         * at start) */
+         * its own stack; and no sigisemptyset, which would be bound at
+         * start: the copy below is only where an earlier action exists) */
         uint64_t mask;
         memcpy(&mask, &was.sa_mask, sizeof mask);
         if (was.sa_handler != SIG_DFL || was.sa_flags || mask)

@@ -68,4 +68,22 @@ if [[ -n ${hot_addr:-} ]]; then
     bad=1
   fi
 fi
+# The variables every start writes (preload/start.ld's .data.start) on the
+# page the loader writes anyway, the one .got.plt ends on, as .data.hot:
+# written elsewhere, they are a page fault more in every process start.
+sec() { readelf -SW "$lib" | sed 's/^ *\[ *[0-9]*\]//' | awk -v n="$1" '$1 == n {print $3, $5; exit}'; }
+read -r got_addr got_size < <(sec .got.plt) || true
+read -r start_addr start_size < <(sec .data.start) || true
+if [[ -n ${got_addr:-} && -n ${start_addr:-} && -n ${hot_addr:-} ]]; then
+  page=$(((16#$got_addr + 16#$got_size - 1) / 4096))
+  echo ".data.start: $((16#$start_size)) bytes at 0x$start_addr, .got.plt ends on page $page"
+  for a in $((16#$start_addr)) $((16#$start_addr + 16#$start_size - 1)) $((16#$hot_addr)) \
+    $((16#$hot_addr + 16#$hot_size - 1)); do
+    if ((a / 4096 != page)); then
+      echo "FAIL: .data.start and .data.hot are not all on the page .got.plt ends on (preload/start.ld, preload/path.ld)"
+      bad=1
+      break
+    fi
+  done
+fi
 exit $bad

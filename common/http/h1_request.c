@@ -238,7 +238,6 @@ static int watched_name(const struct dynobs_h1_req *o, const uint8_t *name, size
 {
     if (len >= NAME_MAX_LEN)
         return 0;
-    /* (no watched name is shorter than 4 bytes: by_len holds none) */
     for (unsigned m = by_len[len]; m; m &= m - 1) {
         unsigned w = (unsigned)__builtin_ctz(m);
         if ((watched[w].bit == HDR_UA && !o->capture) ||

@@ -210,14 +210,21 @@ static inline int dynobs__h1_same_resp(const uint8_t *a, const uint8_t *b, size_
     return dynobs__h1_same_on(DYNOBS_H1_SAME_RESP, a, b, n);
 }
 
-/* name (len bytes, 4 or more) is the lower-case lc, letters in any case.
- * fold[k] is 0x20 where lc[k] is a letter, else 0: (byte | fold) == lc[k]
- * is then exactly lower(byte) == lc[k] (any other byte must be equal), so
- * the names compare a word at a time, the last word overlapping the one
- * before. */
+/* name (len bytes) is the lower-case lc, letters in any case. fold[k] is
+ * 0x20 where lc[k] is a letter, else 0: (byte | fold) == lc[k] is then
+ * exactly lower(byte) == lc[k] (any other byte must be equal), so the
+ * names compare a word at a time, the last word overlapping the one
+ * before; a name shorter than a word (a correlation header's may be)
+ * byte by byte. */
 static inline int dynobs__h1_same_name(const uint8_t *name, const char *lc, const uint8_t *fold,
                                        size_t len)
 {
+    if (len < 4) {
+        for (size_t k = 0; k < len; k++)
+            if ((name[k] | fold[k]) != (uint8_t)lc[k])
+                return 0;
+        return 1;
+    }
     if (len < 8) {
         size_t last = len - 4;
         return (dynobs__h1_load4(name) | dynobs__h1_load4(fold)) == dynobs__h1_load4(lc) &&

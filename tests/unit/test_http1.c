@@ -401,6 +401,27 @@ Test(http1, default_correlation_headers_change_nothing)
     cr_assert_eq(o.corr_seen, 32, "x-request-id is the second default: %u", o.corr_seen);
 }
 
+/* A correlation header's name may be shorter than the word the names are
+ * compared by: it is found whole in one buffer as in any split. */
+Test(http1, short_correlation_header_names)
+{
+    static const char names[2][64] = {"rid", "x-id"};
+    static const uint8_t lens[2] = {3, 4};
+    cr_assert_eq(dynobs__h1_watch_correlation(names, lens, 2), 1);
+    static const char req[] = "GET / HTTP/1.1\r\nRID: 7\r\nX-Id: 8\r\nRi: 9\r\n\r\n";
+    for (size_t step = 1; step <= sizeof req; step++) {
+        struct dynobs_h1_req o;
+        memset(&o, 0, sizeof o);
+        o.capture = 1;
+        cr_assert_geq(feed_steps(&o, req, sizeof req - 1, step), 0);
+        cr_assert_eq(o.corr_seen, 16 | 32, "step %zu: %u", step, o.corr_seen);
+        cr_assert_eq(o.corr_len[0], 1, "step %zu", step);
+        cr_assert_eq(o.corr_val[0][0], '7');
+        cr_assert_eq(o.corr_len[1], 1, "step %zu", step);
+        cr_assert_eq(o.corr_val[1][0], '8');
+    }
+}
+
 /* The memos' compare (h1_scan.h), every way (the inline one, and each
  * side's for long heads, AVX2 where the CPU has it): every length up to 300, a
  * difference at each byte found, one just past the end ignored. */
