@@ -37,9 +37,9 @@
  * route trie, the real functions, the clock): together, in a few cache
  * lines and on one page, the one the lazily bound functions' table
  * (.got.plt) ends on (preload/path.ld puts them after it and the start's
- * variables, before .data). On a kernel whose system calls empty the TLB, each page the
- * shim's data adds between two system calls is a page walk (BENCHMARKS.md,
- * "Eighteenth round"). Then the two larger objects as hot, after the
+ * variables, before .data). On a kernel whose system calls empty the
+ * TLB, each page the shim's data adds between two system calls is a page
+ * walk (BENCHMARKS.md, "Eighteenth round"). Then the two larger objects as hot, after the
  * others on the same page: the configuration (its scalars first) and the
  * entries of the lowest fds (preload/conn.h); tests/bss_test.sh fails when
  * they no longer fit on that page. */
