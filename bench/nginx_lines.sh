@@ -15,6 +15,9 @@
 # simulated 32 KiB first-level data cache, 8-way (this machine's) and
 # 64-way (as large, without conflicts), warmed by everything before: its
 # misses per request, and which of them the shim's code made.
+# OFFSETS=1: also the offsets of the bytes the shim's code accessed in
+# request 120 within each anonymous mapping it touched over 15 lines of
+# (the connection's state: BENCHMARKS.md, "Twenty-third round").
 set -uo pipefail
 BUILD=$(realpath "${1:-build}") || exit 2
 LIB=$BUILD/libdynobs.so
@@ -99,6 +102,18 @@ for shim, who in ((True, "libdynobs.so's code"), (False, "the rest (nginx, libc,
           % (total, who))
     for r, v in sorted(lines[shim].items(), key=lambda x: -len(x[1]))[:8]:
         print("  %4d %3d  %s" % (len(v), len({ln >> 6 for ln in v}), r))
+import os
+if os.environ.get("OFFSETS") == "1":
+    # the bytes the shim's code read or wrote in its mappings of many lines
+    # (the connection's state), as offsets from the mapping's start
+    acc = collections.defaultdict(set)
+    for n, shim, a in accesses():
+        if n == 120 and shim:
+            acc[where(a)].add(a)
+    for r, v in sorted(acc.items()):
+        if r.startswith("anonymous") and len({x >> 6 for x in v}) > 15:
+            lo = max(m[0] for m in maps if m[0] <= min(v))
+            print("offsets in %s: %s" % (r, " ".join("%x" % (x - lo) for x in sorted(v))))
 for ways in (8, 64):
     sets = 32768 // 64 // ways
     cache = [collections.OrderedDict() for _ in range(sets)]
