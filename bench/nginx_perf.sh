@@ -14,7 +14,7 @@
 # per request moves with the machine as much as the ratio runs do.
 #
 # Environment: REPS (2: plain then shim, that many times), SECONDS_PER_REP
-# (8), FREQ (perf's sampling frequency, 10000), VERSUS (a libdynobs.so the
+# (8), FREQ (perf's sampling frequency, 10000), CONNECTIONS (wrk's, 32), VERSUS (a libdynobs.so the
 # "plain" nginx runs under instead of none), KEEP (a directory the perf
 # files are copied into, NAME.REP.data, for perf report --sort sym).
 set -uo pipefail
@@ -22,6 +22,7 @@ set -uo pipefail
 REPS=${REPS:-2}
 DUR=${SECONDS_PER_REP:-8}
 FREQ=${FREQ:-10000}
+CONNS=${CONNECTIONS:-32}
 
 # shellcheck source=bench/nginx_site.sh
 . "$(dirname "$0")/nginx_site.sh"
@@ -30,12 +31,12 @@ perf_bench_begin "${1:-build}" perf
 # profile NAME PORT WORKER REP: perf of the worker over DUR seconds of wrk.
 profile() {
   local name=$1 port=$2 worker=$3 rep=$4 out=$DIR/$1.$4 pp n
-  "${pin_wrk[@]}" /usr/bin/wrk -t1 -c32 -d2s "http://127.0.0.1:$port/index.html" >/dev/null
+  "${pin_wrk[@]}" /usr/bin/wrk -t1 -c"$CONNS" -d2s "http://127.0.0.1:$port/index.html" >/dev/null
   perf record -q -e cpu-clock -F "$FREQ" -p "$worker" -o "$out.data" -- sleep "$DUR" \
     >/dev/null 2>"$out.perf-err" &
   pp=$!
   sleep 0.3
-  "${pin_wrk[@]}" /usr/bin/wrk -t1 -c32 -d"$((DUR - 1))"s "http://127.0.0.1:$port/index.html" \
+  "${pin_wrk[@]}" /usr/bin/wrk -t1 -c"$CONNS" -d"$((DUR - 1))"s "http://127.0.0.1:$port/index.html" \
     >"$out.wrk" || { echo "wrk failed" >&2; exit 1; }
   wait "$pp" || { echo "perf record failed: $(cat "$out.perf-err")" >&2; exit 1; }
   n=$(awk '/requests in/ { print $1 }' "$out.wrk")
@@ -57,7 +58,7 @@ profile() {
       }'
 }
 
-echo "nginx $($NGINX -v 2>&1 | sed 's/.*\///'), wrk -t1 -c32, perf cpu-clock at $FREQ Hz," \
+echo "nginx $($NGINX -v 2>&1 | sed 's/.*\///'), wrk -t1 -c$CONNS, perf cpu-clock at $FREQ Hz," \
   "$DUR s per profile, $REPS repetitions"
 echo "shim: $LIB${VERSUS:+; \"plain\" runs under $VERSUS}"
 printf '%-5s %3s %9s %9s %17s %17s %17s %17s\n' run rep requests "smp/1000" \

@@ -15,7 +15,8 @@
 # plain: the order alternates, so neither always runs first), so that both
 # members of a pair see nearly the same machine. Printed: per pair req/s,
 # p99 and the nginx worker's CPU time per request of both and their
-# ratios, then the median of the per-pair ratios with their quartiles, and
+# ratios, then the median of the per-pair ratios with their quartiles and
+# the interval the median itself is known to (bootstrap, 95%), and
 # the share of the servers' CPU the hypervisor gave to other guests
 # (steal) during each side's rounds.
 # Throughput and p99 move with whatever else runs on the machine; the
@@ -173,11 +174,32 @@ median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END {
 # quartiles VALUES...: "q1-q3" (nearest rank), the spread of the pairs.
 quartiles() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END {
   a = int((NR + 3) / 4); b = int((3 * NR + 3) / 4); printf "%s-%s\n", v[a], v[b] }'; }
+# median_interval VALUES...: "lo-hi", where the median of pairs like these
+# lies 95 times in 100 (the bootstrap: the median of 2000 draws of as many
+# pairs, with replacement, from these; a fixed seed, so that the same
+# values give the same interval). What one run can resolve: a goal inside
+# the interval is neither met nor missed by the run.
+median_interval() {
+  printf '%s\n' "$@" | awk 'BEGIN { srand(1) } { v[NR] = $1 } END {
+    n = NR
+    for (b = 0; b < 2000; b++) {
+      for (i = 1; i <= n; i++) r[i] = v[int(rand() * n) + 1]
+      for (i = 2; i <= n; i++) {
+        x = r[i]
+        for (j = i - 1; j > 0 && r[j] > x; j--) r[j + 1] = r[j]
+        r[j + 1] = x
+      }
+      print (n % 2) ? r[(n + 1) / 2] : (r[n / 2] + r[n / 2 + 1]) / 2
+    } }' | sort -g | awk '{ m[NR] = $1 } END { printf "%.3f-%.3f\n", m[51], m[1950] }'
+}
 read -r _ _ _ _ _ _ _ _ _ _ _ utime stime _ < <(sed 's/.*) //' "/proc/$EXP_PID/stat")
-echo "median req/s ratio (shim / plain):   $(median "${RATIOS[@]}")   (quartiles $(quartiles "${RATIOS[@]}"); goal >= 0.97)"
-echo "median p99 ratio (shim / plain):     $(median "${P99R[@]}")   (quartiles $(quartiles "${P99R[@]}"); goal <= 1.05)"
-echo "median worker CPU per request ratio: $(median "${CPUR[@]}")   (quartiles $(quartiles "${CPUR[@]}"); cpu: the" \
-  "nginx worker's time on a CPU over the round / requests, from /proc/PID/schedstat)"
+echo "median req/s ratio (shim / plain):   $(median "${RATIOS[@]}")   (quartiles $(quartiles "${RATIOS[@]}");" \
+  "95% interval of the median $(median_interval "${RATIOS[@]}"); goal >= 0.97)"
+echo "median p99 ratio (shim / plain):     $(median "${P99R[@]}")   (quartiles $(quartiles "${P99R[@]}");" \
+  "95% interval of the median $(median_interval "${P99R[@]}"); goal <= 1.05)"
+echo "median worker CPU per request ratio: $(median "${CPUR[@]}")   (quartiles $(quartiles "${CPUR[@]}");" \
+  "95% interval of the median $(median_interval "${CPUR[@]}"); cpu: the nginx worker's time on a CPU" \
+  "over the round / requests, from /proc/PID/schedstat)"
 # Where the worker's time per request goes, user or kernel: the ticks of
 # all rounds together, per request, and their ratios.
 read -r UP1 SP1 < <(ticks "$WORKER_PLAIN")
