@@ -200,8 +200,11 @@ void dynobs__conn_end(struct dynobs_conn *c, enum dynobs_conn_end how)
     case DYNOBS_PROTO_H1_SERVER:
     case DYNOBS_PROTO_FCGI_SERVER:
         /* A failed read does not cut a response short: the server may
-         * still write it, and the stream's close ends it. */
-        if (how != DYNOBS_END_CLOSED && how != DYNOBS_END_EOF && how != DYNOBS_END_TLS_ERROR)
+         * still write it, and the stream's close ends it. Nor does the
+         * end of an HTTP/1 client's bytes: a client that shuts its side
+         * down after its request still reads the response. */
+        if (how != DYNOBS_END_CLOSED && how != DYNOBS_END_TLS_ERROR &&
+            (how != DYNOBS_END_EOF || c->proto == DYNOBS_PROTO_H1_SERVER))
             break;
         if (c->proto == DYNOBS_PROTO_H1_SERVER)
             dynobs__h1s_end(c);

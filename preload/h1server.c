@@ -30,6 +30,7 @@
 
 #include "../common/http/h1_scan.h"
 #include "../common/metrics.h"
+#include "../common/metrics.h"
 
 /* The server sets each attribute of its span once: no replacement scan. */
 #define ADD(s, key, type, v, n) dynobs__span_add(s, key, sizeof key - 1, type, v, n)
@@ -441,7 +442,12 @@ DYNOBS_FLATTEN DYNOBS_PATH(11) int dynobs__h1s_in_short(struct dynobs_conn *c, c
     struct dynobs_h1_req_memo *m = &h->req_memo;
     struct dynobs_h1s_exchange *x = &h->x;
     size_t len = m->len;
-    if (!h->short_ok || !len || n < len || h->head.phase != DYNOBS_H1_REQ_IDLE || x->open ||
+    /* (more bytes than the head and its last line feed, when it declares
+     * no body: pipelined, the long way's to see) */
+    if (!h->short_ok || !len || n < len ||
+        (n > len && !(n == len + 1 && p[len] == '\n') &&
+         !m->after[offsetof(struct dynobs_h1_req, body)]) ||
+        h->head.phase != DYNOBS_H1_REQ_IDLE || x->open ||
         x->start_ns || !h->kept.ok ||
         m->after[offsetof(struct dynobs_h1_req, capture)] != h->head.capture ||
         !dynobs__h1_same(p, m->head, len))
@@ -669,6 +675,45 @@ void dynobs__h1s_init(struct dynobs_conn *c)
     h->x.span.live = 0;
 }
 
+/* A read whose head ended at w->p[at] ends between requests: the bytes
+ * after that head are line ends only (allowed between requests), or end
+ * as a head does, with an empty line (whole pipelined requests: they get
+ * no span, and the next read begins at a request's start). */
+static int ends_between_requests(const struct dynobs_iov_walk *w, size_t at)
+{
+    struct dynobs_iov_walk rest = *w;
+    const uint8_t *p = w->p + at + 1;
+    size_t len = w->len - at - 1;
+    int only_ends = 1;
+    uint8_t last[3] = {0, 0, 0}; /* the read's last three bytes, the last at [2] */
+    for (;;) {
+        for (size_t k = 0; k < len; k++) {
+            only_ends &= p[k] == '\r' || p[k] == '\n';
+            last[0] = last[1];
+            last[1] = last[2];
+            last[2] = p[k];
+        }
+        if (!dynobs__iov_next(&rest))
+            break;
+        p = rest.p;
+        len = rest.len;
+    }
+    return only_ends || (last[2] == '\n' && (last[1] == '\n' || (last[1] == '\r' && last[0] == '\n')));
+}
+
+/* Connections traced no further because a read held more than a request
+ * head without a body (pipelined requests): counted, as a metric. */
+static DYNOBS_COLD void pipelined(void)
+{
+    struct dynobs_segment *seg = dynobs__segment();
+    if (!seg)
+        return;
+    static const struct dynobs_metric_def d = {.name = "dynobs.http.server.pipelined",
+                                               .kind = DYNOBS_METRIC_COUNTER};
+    if (dynobs__metric_update(&seg->metrics, &d, 1, NULL) < 0)
+        dynobs__count(DYNOBS_CTR_METRIC_UPDATES_REFUSED);
+}
+
 void dynobs__h1s_in(struct dynobs_conn *c, const struct iovec *iov, int iovcnt, size_t n)
 {
     struct dynobs_h1s *h = &c->p.h1s;
@@ -678,13 +723,24 @@ void dynobs__h1s_in(struct dynobs_conn *c, const struct iovec *iov, int iovcnt, 
             struct dynobs_thread *t = dynobs__thread_on();
             h->x.start_ns = t ? dynobs__thread_now() : 0;
         }
-        if (dynobs__h1_req_feed_memo(&h->head, &h->req_memo, w.p, w.len) >= 0) {
+        long at = dynobs__h1_req_feed_memo(&h->head, &h->req_memo, w.p, w.len);
+        if (at >= 0) {
             /* Another head than the memo's: its parts are split anew. */
             if (!h->req_memo.repeated)
                 h->line.ok = 0;
             dynobs__h1_req_done(&h->head);
             if (!h->x.open)
                 start(c);
+            /* More bytes than the head, and it declares no body: the next
+             * requests' bytes (pipelined), which this read took from the
+             * stream. When the read ends inside one of them, where the
+             * next read begins is not a request's start: rather than read
+             * one from its middle, the connection is traced no further
+             * (this request's span still ends with its response). */
+            if (!h->head.body && !ends_between_requests(&w, (size_t)at)) {
+                h->head.phase = DYNOBS_H1_REQ_OFF;
+                pipelined();
+            }
         }
     }
 }

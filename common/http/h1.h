@@ -51,6 +51,9 @@ struct dynobs_h1_req {
     uint8_t line_start;  /* the next byte starts a header line */
     uint16_t match;      /* which header names the current line may be */
     uint8_t match_len;   /* bytes of the name matched so far */
+    /* The head declares a body (Transfer-Encoding, or a Content-Length
+     * other than 0): bytes after it are the body's, not a next request's. */
+    uint8_t body;
     uint16_t in_value;   /* inside the value of this watched header (its bit) */
     uint8_t skip_ws;
     uint8_t has_traceparent, has_tracestate;

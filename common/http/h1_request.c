@@ -7,6 +7,12 @@
 #include <string.h>
 
 enum { HDR_TRACEPARENT = 1, HDR_TRACESTATE = 2, HDR_HOST = 4, HDR_UA = 8, HDR_BAGGAGE = 256 };
+/* The headers that say whether a body follows the head: looked at for
+ * that alone (struct dynobs_h1_req.body), not kept. */
+enum { HDR_CLEN = 512, HDR_TE = 1024 };
+static const char body_names[2][18] = {"content-length", "transfer-encoding"};
+static const uint16_t body_bits[2] = {HDR_CLEN, HDR_TE};
+static const uint8_t body_lens[2] = {14, 17};
 
 /* Correlation header i has bit HDR_CORR << i. */
 #define HDR_CORR 16
@@ -121,6 +127,35 @@ static int lower(int c)
     return c >= 'A' && c <= 'Z' ? c + 32 : c;
 }
 
+/* A whole header name that says whether a body follows: its bit, or 0. */
+static int body_name(const uint8_t *name, size_t len)
+{
+    for (int b = 0; b < 2; b++) {
+        if (len != body_lens[b])
+            continue;
+        size_t k = 0;
+        while (k < len && lower(name[k]) == body_names[b][k])
+            k++;
+        if (k == len)
+            return body_bits[b];
+    }
+    return 0;
+}
+
+/* Bytes of a body header's value: a Transfer-Encoding of any value, or a
+ * Content-Length with anything but zeros and white space, declares a
+ * body. */
+static void body_value(struct dynobs_h1_req *o, const uint8_t *p, size_t n)
+{
+    if (o->in_value == HDR_TE) {
+        o->body = 1;
+        return;
+    }
+    for (size_t k = 0; k < n; k++)
+        if (p[k] != '0' && p[k] != ' ' && p[k] != '\t' && p[k] != '\r')
+            o->body = 1;
+}
+
 /* "METHOD SP target SP HTTP/1.x": method of 1-16 upper-case letters. */
 static int reqline_ok(const struct dynobs_h1_req *o, const char *tail9)
 {
@@ -221,6 +256,10 @@ static void begin_value(struct dynobs_h1_req *o, int bit)
         if (o->has_baggage && o->capture)
             BAGGAGE_PUT(o, ',');
         o->has_baggage = 1;
+    } else if (bit == HDR_CLEN || bit == HDR_TE) {
+        /* (a Transfer-Encoding declares a body even when empty) */
+        if (bit == HDR_TE)
+            o->body = 1;
     } else {
         /* A correlation header: one value; a second line makes it
          * ambiguous, and it is then neither recorded nor sent. */
@@ -275,6 +314,10 @@ static void value_copy(struct dynobs_h1_req *o, const uint8_t *p, size_t run)
             return;
         dst = o->baggage, len = &o->bag_len, cap = DYNOBS_H1_BAGGAGE_MAX - 1;
         break;
+    case HDR_CLEN:
+    case HDR_TE:
+        body_value(o, p, run);
+        return;
     default:
         if (!o->capture || (o->corr_dup & o->in_value))
             return;
@@ -350,6 +393,8 @@ static long whole_lines(struct dynobs_h1_req *o, const uint8_t *p, size_t n, siz
             return LINES_PARTIAL;
         }
         int bit = e < nl ? watched_name(o, p + i, e - i) : 0;
+        if (!bit && e < nl && (e - i == 14 || e - i == 17))
+            bit = body_name(p + i, e - i);
         if (bit) {
             o->line_start = 0;
             o->match = 0;
@@ -481,7 +526,7 @@ long dynobs__h1_req_feed(struct dynobs_h1_req *o, const uint8_t *p, size_t n)
                 o->line_start = 0;
                 o->line_len = 0;
                 o->match = HDR_TRACEPARENT | HDR_TRACESTATE | HDR_HOST | HDR_BAGGAGE |
-                           (o->capture ? HDR_UA : 0) | corr_bits;
+                           (o->capture ? HDR_UA : 0) | corr_bits | HDR_CLEN | HDR_TE;
                 o->in_value = 0;
             }
             if (c == '\n') {
@@ -510,6 +555,8 @@ long dynobs__h1_req_feed(struct dynobs_h1_req *o, const uint8_t *p, size_t n)
                 } else if (o->in_value == HDR_BAGGAGE) {
                     if (o->capture)
                         BAGGAGE_PUT(o, c);
+                } else if (o->in_value == HDR_CLEN || o->in_value == HDR_TE) {
+                    body_value(o, &c, 1);
                 } else if (o->in_value >= HDR_CORR && o->capture) {
                     int ci = CORR_INDEX(o->in_value);
                     if (o->corr_len[ci] < DYNOBS_H1_CORR_VAL_MAX - 1)
@@ -524,6 +571,9 @@ long dynobs__h1_req_feed(struct dynobs_h1_req *o, const uint8_t *p, size_t n)
                     for (size_t w = 0; w < nwatched; w++)
                         if ((o->match & watched[w].bit) && o->line_len == watched[w].len)
                             begin_value(o, watched[w].bit);
+                    for (int b = 0; b < 2; b++)
+                        if ((o->match & body_bits[b]) && o->line_len == body_lens[b])
+                            begin_value(o, body_bits[b]);
                     o->match = 0;
                 } else {
                     for (size_t w = 0; w < nwatched; w++)
@@ -531,6 +581,11 @@ long dynobs__h1_req_feed(struct dynobs_h1_req *o, const uint8_t *p, size_t n)
                             (o->line_len >= watched[w].len ||
                              name_of(w)[o->line_len] != lower(c)))
                             o->match &= (uint16_t)~watched[w].bit;
+                    for (int b = 0; b < 2; b++)
+                        if ((o->match & body_bits[b]) &&
+                            (o->line_len >= body_lens[b] ||
+                             body_names[b][o->line_len] != lower(c)))
+                            o->match &= (uint16_t)~body_bits[b];
                 }
             }
             o->line_len++;

@@ -989,6 +989,106 @@ def test_pipelining_split_reads_and_non_http(env):
         rx.stop()
 
 
+# A server that reads as the test tells it to, on two connections in turn:
+# on the first, the first request and one byte of the next (a read
+# boundary inside a pipelined request), then the rest, then a third
+# request; on the second, a request and the end of the client's bytes
+# (it shut its side down) before the response is written.
+CUT_AND_HALF_CLOSE = r'''
+import socket, sys
+port, first = int(sys.argv[1]), int(sys.argv[2])
+ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+no = b"HTTP/1.1 404 Not Found\r\nContent-Length: 2\r\n\r\nno"
+l = socket.socket()
+l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+l.bind(("127.0.0.1", port))
+l.listen(4)
+c, _ = l.accept()
+assert len(c.recv(first + 1, socket.MSG_WAITALL)) == first + 1
+c.sendall(ok)
+c.recv(4096)
+c.sendall(no)
+c.recv(4096)
+c.sendall(ok)
+c.close()
+c, _ = l.accept()
+c.recv(4096)
+assert c.recv(4096) == b""
+c.sendall(ok)
+c.close()
+'''
+
+
+@tx.with_env
+def test_pipelined_request_cut_by_a_read_and_half_close(env):
+    """A read that ends inside a pipelined request (the first request's
+    head and one byte of the next; a read that ends with whole pipelined
+    requests is test_short_path_spans_match_the_long_way's "p", traced on):
+    the first request gets its span and the connection is traced no
+    further, counted
+    (dynobs.http.server.pipelined), rather than a span for a request read
+    from its middle ("ET /b"). A client that shuts its side down after its
+    request: the span ends with the response written after that, status
+    200, not as a connection closed."""
+    rx = Receiver()
+    try:
+        env.start_exporter(rx.url())
+        port = tx.free_port()
+        first = b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n"
+        p = start(env, ["/usr/bin/python3", "-c", CUT_AND_HALF_CLOSE, str(port), str(len(first))],
+                  "cut")
+        # (no probe connection first: the server takes the first one as the
+        # test's)
+        def connected():
+            if p.poll() is not None:
+                raise tx.Failure("the test's server exited: %r" % p.stderr.read()[-300:])
+            try:
+                return socket.create_connection(("127.0.0.1", port), 10)
+            except ConnectionRefusedError:
+                return None
+        c = wait_for(connected, 10, "the test's server listening")
+        c.sendall(first + b"GET /b HTTP/1.1\r\nHost: x\r\n\r\n")
+        f = c.makefile("rb")
+
+        def answer():
+            line = f.readline()
+            while f.readline() not in (b"\r\n", b""):
+                pass
+            f.read(2)
+            return line
+
+        check(answer().startswith(b"HTTP/1.1 200"), "the first answer")
+        check(answer().startswith(b"HTTP/1.1 404"), "the second answer")
+        c.sendall(b"GET /c HTTP/1.1\r\nHost: x\r\n\r\n")
+        check(answer().startswith(b"HTTP/1.1 200"), "the third answer")
+        c.close()
+        c = socket.create_connection(("127.0.0.1", port), 10)
+        c.sendall(b"GET /d HTTP/1.1\r\nHost: x\r\n\r\n")
+        c.shutdown(socket.SHUT_WR)
+        check(c.makefile("rb").read().startswith(b"HTTP/1.1 200"), "the half-closed client's answer")
+        c.close()
+        check(p.wait(10) == 0, "the test's server: %r" % p.stderr.read()[-300:])
+        spans = received(rx, "cut", 2, "server spans")
+        by_path = {attrs(s)["url.path"]: s for s in spans}
+        check(sorted(by_path) == ["/a", "/d"], "spans %r" % sorted(by_path))
+        for path in ("/a", "/d"):
+            a = attrs(by_path[path])
+            check(a["http.request.method"] == "GET" and a["http.response.status_code"] == 200 and
+                  "error.type" not in a and not is_error(by_path[path]), "%s: %r" % (path, a))
+        def pipelined():
+            for line in env.metrics().splitlines():
+                if line.startswith("dynobs_http_server_pipelined_total{") and \
+                        'service_name="cut"' in line:
+                    return float(line.rsplit(" ", 1)[1])
+            return None
+        wait_for(lambda: pipelined() == 1, 10, "the connection traced no further, counted")
+        time.sleep(0.5)
+        late = [s for r, s in spans_of(rx.accepted("/v1/traces")) if r["service.name"] == "cut"]
+        check(len(late) == 2, "spans later: %d" % len(late))
+    finally:
+        rx.stop()
+
+
 @tx.with_env
 def test_end_to_end_one_trace(env):
     """curl -> A (Python http.server, urllib) -> B (C server: libcurl to

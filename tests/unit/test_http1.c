@@ -422,6 +422,46 @@ Test(http1, short_correlation_header_names)
     }
 }
 
+/* Whether a head declares a body (the server tells a pipelined request
+ * from a body by it): Content-Length other than zero, or any
+ * Transfer-Encoding, case-insensitive, the line whole or in pieces of
+ * every size; look-alike names and a zero length declare none. */
+Test(http1, body_declared_in_any_split)
+{
+    static const struct {
+        const char *head;
+        int body;
+    } cases[] = {
+        {"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n", 1},
+        {"POST /a HTTP/1.1\r\ncontent-LENGTH:1\r\nHost: x\r\n\r\n", 1},
+        {"POST /a HTTP/1.1\r\nContent-Length: 0\r\n\r\n", 0},
+        {"POST /a HTTP/1.1\r\nContent-Length:  00 \r\n\r\n", 0},
+        {"POST /a HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", 1},
+        {"POST /a HTTP/1.1\r\nTRANSFER-ENCODING:\r\n\r\n", 1},
+        {"GET /a HTTP/1.1\r\nHost: x\r\n\r\n", 0},
+        {"GET /a HTTP/1.1\r\nContent-Lengthy: 5\r\nX-Content-Length: 5\r\n"
+         "Content-Lengt: 5\r\nTransfer-Encodings: x\r\n\r\n",
+         0},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        size_t n = strlen(cases[c].head);
+        for (size_t step = 1; step <= n; step++) {
+            struct dynobs_h1_req o;
+            memset(&o, 0, sizeof o);
+            o.capture = 1;
+            cr_assert_eq(feed_steps(&o, cases[c].head, n, step), (long)n - 2, "case %zu step %zu",
+                         c, step);
+            cr_assert_eq(o.body, cases[c].body, "case %zu step %zu", c, step);
+        }
+        /* and reset with the rest of the state for the next request */
+        struct dynobs_h1_req o;
+        memset(&o, 0, sizeof o);
+        feed_steps(&o, cases[c].head, n, n);
+        dynobs__h1_req_reset(&o);
+        cr_assert_eq(o.body, 0);
+    }
+}
+
 /* The memos' compare (h1_scan.h), every way (the inline one, and each
  * side's for long heads, AVX2 where the CPU has it): every length up to 300, a
  * difference at each byte found, one just past the end ignored. */
