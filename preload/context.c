@@ -256,13 +256,11 @@ const struct dynobs_ctx *dynobs__ctx_current(struct dynobs_thread *t)
     return stack_top(t);
 }
 
-static void count_ambiguous(void);
-
 const struct dynobs_ctx *dynobs__ctx_outbound(struct dynobs_thread *t)
 {
     const struct dynobs_ctx *c = stack_top(t);
     if (!c && DYNOBS_TLS_ON(multiplexing) && __atomic_load_n(&dynobs__mux_inflight, __ATOMIC_RELAXED) > 0)
-        count_ambiguous();
+        dynobs__event_count("dynobs.context.ambiguous");
     return c;
 }
 
@@ -463,19 +461,6 @@ DYNOBS_HOT void dynobs__serving_end(struct dynobs_serving *sv, struct dynobs_thr
         sv->reg = -1;
         __atomic_fetch_sub(&dynobs__mux_inflight, 1, __ATOMIC_RELAXED);
     }
-}
-
-/* An outbound call that no context could be found for on a thread that
- * multiplexes requests in flight: counted, in the segment's metric table. */
-static void count_ambiguous(void)
-{
-    struct dynobs_segment *seg = dynobs__segment();
-    if (!seg)
-        return;
-    static const struct dynobs_metric_def d = {.name = "dynobs.context.ambiguous",
-                                               .kind = DYNOBS_METRIC_COUNTER};
-    if (dynobs__metric_update(&seg->metrics, &d, 1, NULL) < 0)
-        dynobs__count(DYNOBS_CTR_METRIC_UPDATES_REFUSED);
 }
 
 /* ---- spans as the current context ---- */

@@ -30,7 +30,6 @@
 
 #include "../common/http/h1_scan.h"
 #include "../common/metrics.h"
-#include "../common/metrics.h"
 
 /* The server sets each attribute of its span once: no replacement scan. */
 #define ADD(s, key, type, v, n) dynobs__span_add(s, key, sizeof key - 1, type, v, n)
@@ -701,19 +700,6 @@ static int ends_between_requests(const struct dynobs_iov_walk *w, size_t at)
     return only_ends || (last[2] == '\n' && (last[1] == '\n' || (last[1] == '\r' && last[0] == '\n')));
 }
 
-/* Connections traced no further because a read held more than a request
- * head without a body (pipelined requests): counted, as a metric. */
-static DYNOBS_COLD void pipelined(void)
-{
-    struct dynobs_segment *seg = dynobs__segment();
-    if (!seg)
-        return;
-    static const struct dynobs_metric_def d = {.name = "dynobs.http.server.pipelined",
-                                               .kind = DYNOBS_METRIC_COUNTER};
-    if (dynobs__metric_update(&seg->metrics, &d, 1, NULL) < 0)
-        dynobs__count(DYNOBS_CTR_METRIC_UPDATES_REFUSED);
-}
-
 void dynobs__h1s_in(struct dynobs_conn *c, const struct iovec *iov, int iovcnt, size_t n)
 {
     struct dynobs_h1s *h = &c->p.h1s;
@@ -739,7 +725,7 @@ void dynobs__h1s_in(struct dynobs_conn *c, const struct iovec *iov, int iovcnt, 
              * (this request's span still ends with its response). */
             if (!h->head.body && !ends_between_requests(&w, (size_t)at)) {
                 h->head.phase = DYNOBS_H1_REQ_OFF;
-                pipelined();
+                dynobs__event_count("dynobs.http.server.pipelined");
             }
         }
     }

@@ -181,8 +181,6 @@ struct dynobs_h2_stream *dynobs__h2_claim(struct dynobs_h2_state *st,
 #define DYNOBS_H2_FINISHING 3u
 /* Claims an open stream for its end: 1 for the one caller that may end it. */
 int dynobs__h2_finishing(struct dynobs_h2_stream *x) DYNOBS_INTERNAL;
-/* Counts one event in the segment's metric table. */
-void dynobs__h2_count(const char *name) DYNOBS_INTERNAL;
 /* host[:port] without the port. */
 size_t dynobs__h2_host_len(const char *authority, size_t n) DYNOBS_INTERNAL;
 /* rpc.system, rpc.service and rpc.method of a gRPC path. */

@@ -174,7 +174,7 @@ static void start_stream(struct dynobs_conn *c, struct dynobs_h2_state *st,
         if (h->stream == st->planning)
             fields(st, s, parent);
         else
-            dynobs__h2_count("dynobs.http2.not_injected");
+            dynobs__event_count("dynobs.http2.not_injected");
     }
     __atomic_store_n(&x->state, DYNOBS_H2_OPEN, __ATOMIC_RELEASE);
 }
@@ -403,7 +403,7 @@ static long rewrite(struct dynobs_h2_state *st, const struct iovec *iov, int iov
 
 static void lost(struct dynobs_conn *c)
 {
-    dynobs__h2_count("dynobs.http2.connections_lost");
+    dynobs__event_count("dynobs.http2.connections_lost");
     dynobs__h2c_end(c, "http2_lost");
 }
 
@@ -471,7 +471,7 @@ long dynobs__h2c_plan(struct dynobs_conn *c, const struct iovec *iov, int iovcnt
                      : -E2BIG;
         if (w < 0) {
             /* This block, and whatever follows, go out as written. */
-            dynobs__h2_count("dynobs.http2.not_injected");
+            dynobs__event_count("dynobs.http2.not_injected");
             break;
         }
         if (region < 0)
@@ -502,7 +502,7 @@ void dynobs__h2c_out(struct dynobs_conn *c, const struct iovec *iov, int iovcnt,
     if (st->inj_pos != DYNOBS_H2_NO_PLAN) {
         if (ours == DYNOBS_INSERT_GIVEN_UP) {
             /* The application's frame went out as it was. */
-            dynobs__h2_count("dynobs.http2.not_injected");
+            dynobs__event_count("dynobs.http2.not_injected");
             st->inj_pos = DYNOBS_H2_NO_PLAN;
         } else {
             st->inj_sent += (uint32_t)ours;

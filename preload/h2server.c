@@ -350,7 +350,7 @@ int dynobs__h2s_wants(const struct dynobs_conn *c)
  * followed to their end, and none is guessed. */
 static void lost(struct dynobs_conn *c)
 {
-    dynobs__h2_count("dynobs.http2.connections_lost");
+    dynobs__event_count("dynobs.http2.connections_lost");
     dynobs__h2s_end(c);
 }
 

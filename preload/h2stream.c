@@ -63,7 +63,7 @@ struct dynobs_h2_stream *dynobs__h2_claim(struct dynobs_h2_state *st, uint32_t i
                                         __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
             return x;
     }
-    dynobs__h2_count("dynobs.http2.streams_untraced");
+    dynobs__event_count("dynobs.http2.streams_untraced");
     return NULL;
 }
 
@@ -72,16 +72,6 @@ int dynobs__h2_finishing(struct dynobs_h2_stream *x)
     uint32_t open = DYNOBS_H2_OPEN;
     return __atomic_compare_exchange_n(&x->state, &open, DYNOBS_H2_FINISHING, 0,
                                        __ATOMIC_ACQUIRE, __ATOMIC_RELAXED);
-}
-
-void dynobs__h2_count(const char *name)
-{
-    struct dynobs_segment *seg = dynobs__segment();
-    if (!seg)
-        return;
-    struct dynobs_metric_def d = {.name = name, .kind = DYNOBS_METRIC_COUNTER};
-    if (dynobs__metric_update(&seg->metrics, &d, 1, NULL) < 0)
-        dynobs__count(DYNOBS_CTR_METRIC_UPDATES_REFUSED);
 }
 
 size_t dynobs__h2_host_len(const char *a, size_t n)

@@ -106,6 +106,16 @@ static int record(const struct dynobs_metric_def *d, double value, const char *l
     return rc;
 }
 
+void dynobs__event_count(const char *name)
+{
+    struct dynobs_segment *seg = dynobs__segment();
+    if (!seg)
+        return;
+    struct dynobs_metric_def d = {.name = name, .kind = DYNOBS_METRIC_COUNTER};
+    if (dynobs__metric_update(&seg->metrics, &d, 1, NULL) < 0)
+        dynobs__count(DYNOBS_CTR_METRIC_UPDATES_REFUSED);
+}
+
 void dynobs__duration_record(struct dynobs_segment *seg, const char *name,
                              const double *bounds, size_t nbounds, double seconds,
                              const char *labels)

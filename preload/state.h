@@ -235,6 +235,10 @@ static inline void dynobs__count(unsigned c)
 
 /* ---- what the instrumentations share ---- */
 
+/* One event more in a counter of the instrumentations (no labels), in
+ * the segment's metric table; a refusal is counted. */
+void dynobs__event_count(const char *name) DYNOBS_INTERNAL;
+
 /* One duration (seconds) into a histogram of the instrumentations
  * (unit s); a refusal is counted. */
 void dynobs__duration_record(struct dynobs_segment *seg, const char *name,
